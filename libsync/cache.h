@@ -1,0 +1,31 @@
+/*
+ * cache.h - the sky_cache and sky_reader structures, shared by the modules
+ * that implement the public API (cache.c, record.c, events.c, query.c...).
+ */
+#ifndef SKY_CACHE_H
+#define SKY_CACHE_H
+
+#include <stdatomic.h>
+
+#include "model.h"
+#include "skysync.h"
+#include "store.h"
+#include "util.h"
+
+struct sky_cache {
+	sky_store st;
+	sky_cache_options opts;    /* with defaults filled in */
+	sky_json_limits event_limits;
+	char *dir;
+	atomic_ulong rejected;     /* malformed events seen by this process */
+};
+
+struct sky_reader {
+	sky_cache *cache;
+	MDB_txn *txn;
+};
+
+/* Shorthand for a database handle of the cache. */
+#define SKY_DBI(cache, which) ((cache)->st.dbi[(which)])
+
+#endif

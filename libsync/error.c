@@ -1,0 +1,127 @@
+/*
+ * error.c - the per-thread error slot behind sky_error_last().
+ *
+ * Messages are formatted into a fixed per-thread buffer, so recording an
+ * error never allocates and works when memory is exhausted. The slot keeps
+ * its last value until the next error or sky_error_clear().
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "error.h"
+
+#define SKY_ERROR_MESSAGE_MAX 512
+
+typedef struct {
+	sky_error err;
+	char message[SKY_ERROR_MESSAGE_MAX];
+} error_slot;
+
+static _Thread_local error_slot slot = {{0, SKY_ERRSRC_NONE, 0, ""}, ""};
+
+static int record(int code, sky_error_source source, int native,
+		  const char *fmt, va_list ap)
+{
+	vsnprintf(slot.message, sizeof(slot.message), fmt, ap);
+	slot.err.code = code;
+	slot.err.source = source;
+	slot.err.native = native;
+	slot.err.message = slot.message;
+	return code;
+}
+
+const sky_error *sky_error_last(void)
+{
+	if (slot.err.message == NULL)
+		slot.err.message = "";
+	return &slot.err;
+}
+
+void sky_error_clear(void)
+{
+	slot.err.code = 0;
+	slot.err.source = SKY_ERRSRC_NONE;
+	slot.err.native = 0;
+	slot.message[0] = '\0';
+	slot.err.message = slot.message;
+}
+
+int sky__error_set(int code, sky_error_source source, int native,
+		   const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	record(code, source, native, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int sky__error_input(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	record(SKY_EINVAL, SKY_ERRSRC_INPUT, 0, fmt, ap);
+	va_end(ap);
+	return SKY_EINVAL;
+}
+
+int sky__error_nomem(void)
+{
+	return sky__error_set(SKY_ERROR, SKY_ERRSRC_NOMEM, ENOMEM,
+			      "out of memory");
+}
+
+int sky__error_os(const char *what)
+{
+	int e = errno;
+	return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, e, "%s: %s", what,
+			      strerror(e));
+}
+
+int sky__error_lmdb(int rc, const char *what)
+{
+	int code = SKY_ERROR;
+	if (rc == MDB_MAP_FULL)
+		code = SKY__EMAPFULL;
+	else if (rc == MDB_NOTFOUND)
+		code = SKY_ENOTFOUND;
+	sky__error_set(code, SKY_ERRSRC_LMDB, rc, "%s: %s", what,
+		       mdb_strerror(rc));
+	return code;
+}
+
+void sky__error_prefix(const char *fmt, ...)
+{
+	char prefix[SKY_ERROR_MESSAGE_MAX];
+	char joined[2 * SKY_ERROR_MESSAGE_MAX + 2];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	snprintf(joined, sizeof(joined), "%s: %s", prefix, slot.message);
+	memcpy(slot.message, joined, sizeof(slot.message) - 1);
+	slot.message[sizeof(slot.message) - 1] = '\0';
+	slot.err.message = slot.message;
+}
+
+char *sky__error_dup(void)
+{
+	return strdup(slot.message);
+}
+
+void sky_free(void *ptr)
+{
+	free(ptr);
+}
+
+const char *sky_version(void)
+{
+	return PACKAGE_VERSION;
+}

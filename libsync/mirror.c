@@ -1,0 +1,183 @@
+/*
+ * mirror.c - writing server state read over REST into the cache:
+ * applications, roles, whole sessions with their data, and removals.
+ *
+ * A session read from the server at time T replaces the cached one only
+ * where the cache does not hold anything newer (its watermarks are older
+ * than T), so a slow snapshot never rolls back an event applied meanwhile.
+ * After the write, events that waited for the session are applied.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "doc.h"
+#include "error.h"
+#include "events.h"
+#include "record.h"
+
+typedef struct {
+	sky_cache *cache;
+	json_t *obj;
+	const char *app;
+	json_t *data;
+	int64_t as_of;
+} put_ctx;
+
+/* Store `obj` as the NUL-terminated text value of `key` in `dbi`. */
+static int put_text(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, json_t *obj)
+{
+	size_t len;
+	char *text = sky__json_dump(obj, &len);
+	if (!text)
+		return -1;
+	MDB_val val = {len + 1, text};
+	int rc = mdb_put(txn, dbi, key, &val, 0);
+	free(text);
+	return rc ? sky__error_lmdb(rc, "writing") : 0;
+}
+
+static int app_write(MDB_txn *txn, void *arg)
+{
+	put_ctx *p = arg;
+	const char *id = sky__json_str(p->obj, "applicationId");
+	MDB_val key = {strlen(id), (void *)id};
+	return put_text(txn, SKY_DBI(p->cache, SKY_DB_APPS), &key, p->obj);
+}
+
+int sky_app_put(sky_cache *cache, const char *app_json, size_t len)
+{
+	put_ctx p = {cache, NULL, NULL, NULL, 0};
+	int rc = sky__json_parse(app_json, len, &cache->event_limits,
+				 "application", &p.obj);
+	if (rc < 0)
+		return rc;
+	if ((rc = sky__validate_app(p.obj, "application")) == 0)
+		rc = sky__store_write(&cache->st, app_write, &p);
+	json_decref(p.obj);
+	return rc;
+}
+
+static int role_write(MDB_txn *txn, void *arg)
+{
+	put_ctx *p = arg;
+	unsigned char kbuf[SKY_KEY_MAX];
+	MDB_val key = {sky__key2(kbuf, sizeof(kbuf), p->app,
+				 sky__json_str(p->obj, "name")),
+		       kbuf};
+	return put_text(txn, SKY_DBI(p->cache, SKY_DB_ROLES), &key, p->obj);
+}
+
+int sky_role_put(sky_cache *cache, const char *app_id, const char *role_json,
+		 size_t len)
+{
+	put_ctx p = {cache, NULL, app_id, NULL, 0};
+	int rc = sky__check_id(app_id, "application id");
+	if (rc < 0)
+		return rc;
+	if ((rc = sky__json_parse(role_json, len, &cache->event_limits, "role",
+				  &p.obj)) < 0)
+		return rc;
+	if ((rc = sky__validate_role(p.obj, "role")) == 0)
+		rc = sky__store_write(&cache->st, role_write, &p);
+	json_decref(p.obj);
+	return rc;
+}
+
+static int session_write(MDB_txn *txn, void *arg)
+{
+	put_ctx *p = arg;
+	sky_cache *c = p->cache;
+	const char *app = sky__json_str(p->obj, "applicationId");
+	const char *sid = sky__json_str(p->obj, "sessionId");
+	sky_record rec, hdr;
+	json_t *old = NULL;
+	int rc = sky__record_get(txn, c, app, sid, &rec);
+	if (rc < 0 && rc != SKY_ENOTFOUND)
+		return rc;
+	int known = rc == 0;
+	if (known) {
+		hdr = rec;
+	} else {
+		memset(&hdr, 0, sizeof(hdr));
+		hdr.wm_session = hdr.wm_props = hdr.wm_data = INT64_MIN;
+		if ((rc = sky__record_new_docid(txn, c, &hdr.docid)) < 0)
+			return rc;
+	}
+	/* Only what is not newer in the cache is replaced. */
+	if (!known || (p->as_of >= rec.wm_session && p->as_of >= rec.wm_props)) {
+		if (known && !(old = sky__record_json(&rec)))
+			return -1;
+		hdr.wm_session = hdr.wm_props = p->as_of;
+		hdr.created_us = sky__session_created_us(p->obj);
+		rc = sky__record_put(txn, c, &hdr, p->obj, old,
+				     known ? rec.created_us : 0);
+		json_decref(old);
+		if (rc < 0)
+			return rc;
+	}
+	if (p->data && (!known || p->as_of >= rec.wm_data)) {
+		if ((rc = sky__doc_write(txn, SKY_DBI(c, SKY_DB_DATA), hdr.docid,
+					 p->data)) < 0)
+			return rc;
+		hdr.wm_data = p->as_of;
+		if ((rc = sky__record_put_header(txn, c, &hdr, app, sid)) < 0)
+			return rc;
+	}
+	return sky__pending_replay(txn, c, app, sid);
+}
+
+int sky_session_put(sky_cache *cache, const char *session_json, size_t len,
+		    const char *data_json, size_t data_len, int64_t as_of_us)
+{
+	put_ctx p = {cache, NULL, NULL, NULL, as_of_us};
+	int rc = sky__json_parse(session_json, len, &cache->event_limits,
+				 "session", &p.obj);
+	if (rc < 0)
+		return rc;
+	if ((rc = sky__validate_session(p.obj, "session", 1)) < 0)
+		goto done;
+	if (data_json) {
+		rc = sky__json_parse(data_json, data_len, &cache->event_limits,
+				     "session data", &p.data);
+		if (rc < 0)
+			goto done;
+		if (!json_is_object(p.data)) {
+			rc = sky__error_input("session data: must be a JSON object");
+			goto done;
+		}
+	}
+	rc = sky__store_write(&cache->st, session_write, &p);
+done:
+	json_decref(p.obj);
+	json_decref(p.data);
+	return rc;
+}
+
+typedef struct {
+	sky_cache *cache;
+	const char *app, *sid;
+} remove_ctx;
+
+static int remove_write(MDB_txn *txn, void *arg)
+{
+	remove_ctx *r = arg;
+	return sky__record_delete(txn, r->cache, r->app, r->sid);
+}
+
+int sky_session_remove(sky_cache *cache, const char *app_id,
+		       const char *session_id)
+{
+	remove_ctx r = {cache, app_id, session_id};
+	int rc = sky__check_id(app_id, "application id");
+	if (rc == 0)
+		rc = sky__check_id(session_id, "session id");
+	if (rc == 0)
+		rc = sky__store_write(&cache->st, remove_write, &r);
+	if (rc == SKY_ENOTFOUND)
+		return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
+				      "session %s/%s is not in the cache",
+				      app_id, session_id);
+	return rc;
+}

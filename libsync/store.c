@@ -1,0 +1,425 @@
+/*
+ * store.c - the LMDB environment of a cache directory: opening it safely,
+ * the named databases, write transactions that survive a full map, pooled
+ * read transactions, and small metadata counters.
+ *
+ * Map growth. LMDB fails a write with MDB_MAP_FULL when the memory map is
+ * too small. Every write goes through sky__store_write(), which runs the
+ * caller's function in a fresh transaction; on MAP_FULL it aborts, doubles
+ * the map and runs the function again, so the failure never reaches a user.
+ * mdb_env_set_mapsize() may only run while this process has no transaction
+ * open, so transactions are counted (active_txns) and a resize waits for
+ * the count to drop to zero while new transactions wait for the resize.
+ * A thread that holds a reader while its own write needs a resize would
+ * wait on itself: that case fails with a clear error instead.
+ *
+ * Other processes. When another process grew the map, our next
+ * transaction begin returns MDB_MAP_RESIZED; we adopt the new size the
+ * same way (mdb_env_set_mapsize(env, 0)) and begin again.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "store.h"
+#include "util.h"
+
+#define DEFAULT_MAP_BYTES ((size_t)256 << 20)
+#define MAX_WRITE_RETRIES 40
+
+static const struct {
+	const char *name;
+	unsigned flags;
+} db_specs[SKY_DB_COUNT] = {
+	[SKY_DB_META] = {"meta", 0},
+	[SKY_DB_APPS] = {"apps", 0},
+	[SKY_DB_ROLES] = {"roles", 0},
+	[SKY_DB_SESSIONS] = {"sessions", 0},
+	[SKY_DB_DATA] = {"data", 0},
+	[SKY_DB_EVLOG] = {"evlog", 0},
+	[SKY_DB_EVSEQ] = {"evseq", 0},
+	[SKY_DB_PENDING] = {"pending", 0},
+	[SKY_DB_SEVENTS] = {"sevents", 0},
+	[SKY_DB_INDEX] = {"index", MDB_DUPSORT},
+};
+
+/* Readers this thread holds, so a resize can tell it would wait on itself. */
+static _Thread_local unsigned thread_txns;
+
+static int check_private(const char *path, int must_be_dir)
+{
+	struct stat sb;
+	if (stat(path, &sb) < 0) {
+		if (errno == ENOENT)
+			return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_OS,
+					      ENOENT, "%s: does not exist", path);
+		return sky__error_os(path);
+	}
+	if (must_be_dir && !S_ISDIR(sb.st_mode))
+		return sky__error_set(SKY_EINVAL, SKY_ERRSRC_OS, ENOTDIR,
+				      "%s: not a directory", path);
+	if (sb.st_mode & (S_IWGRP | S_IWOTH))
+		return sky__error_set(
+			SKY_EPERM, SKY_ERRSRC_OS, EPERM,
+			"%s: writable by group or others (mode %03o); refusing "
+			"to use it: run chmod go-w on it",
+			path, (unsigned)(sb.st_mode & 0777));
+	if (sb.st_uid != geteuid())
+		return sky__error_set(SKY_EPERM, SKY_ERRSRC_OS, EPERM,
+				      "%s: owned by another user (uid %u)",
+				      path, (unsigned)sb.st_uid);
+	return 0;
+}
+
+static int prepare_dir(const char *dir, unsigned flags)
+{
+	if (!(flags & SKY_CACHE_READONLY)) {
+		/* mkdir -p with 0700 for the parts we create. */
+		char *path = strdup(dir);
+		if (!path)
+			return sky__error_nomem();
+		for (char *p = path + 1; *p; p++) {
+			if (*p != '/')
+				continue;
+			*p = '\0';
+			if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+				int rc = sky__error_os(path);
+				free(path);
+				return rc;
+			}
+			*p = '/';
+		}
+		free(path);
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return sky__error_os(dir);
+	}
+	int rc = check_private(dir, 1);
+	if (rc < 0)
+		return rc;
+	static const char *files[] = {"data.mdb", "lock.mdb"};
+	for (size_t i = 0; i < 2; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		if (access(path, F_OK) == 0 && (rc = check_private(path, 0)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Wait until no resize is pending, then count one more transaction. */
+static void txn_enter(sky_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	while (st->resizing)
+		pthread_cond_wait(&st->idle, &st->lock);
+	st->active_txns++;
+	pthread_mutex_unlock(&st->lock);
+	thread_txns++;
+}
+
+static void txn_leave(sky_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->active_txns--;
+	if (st->active_txns == 0)
+		pthread_cond_broadcast(&st->idle);
+	pthread_mutex_unlock(&st->lock);
+	thread_txns--;
+}
+
+/*
+ * Set the map size to `bytes` (0: adopt the size another process set),
+ * once no transaction of this process is open. The caller holds none.
+ */
+static int resize_map(sky_store *st, size_t bytes)
+{
+	if (thread_txns > 0)
+		return sky__error_set(
+			SKY_ERROR, SKY_ERRSRC_LMDB, MDB_MAP_FULL,
+			"cache map is full and cannot grow while this thread "
+			"holds a reader: end the reader and retry");
+	pthread_mutex_lock(&st->lock);
+	st->resizing++;
+	while (st->active_txns > 0)
+		pthread_cond_wait(&st->idle, &st->lock);
+	/* Pooled reset readers count as open transactions to LMDB. */
+	for (unsigned i = 0; i < st->n_free_readers; i++)
+		mdb_txn_abort(st->free_readers[i]);
+	st->n_free_readers = 0;
+	int rc = mdb_env_set_mapsize(st->env, bytes);
+	st->resizing--;
+	pthread_cond_broadcast(&st->idle);
+	pthread_mutex_unlock(&st->lock);
+	if (rc)
+		return sky__error_lmdb(rc, "growing the cache map");
+	return 0;
+}
+
+static int grow_map(sky_store *st)
+{
+	MDB_envinfo info;
+	mdb_env_info(st->env, &info);
+	size_t next = info.me_mapsize * 2;
+	if (next < info.me_mapsize)
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_LMDB, MDB_MAP_FULL,
+				      "cache map cannot grow further");
+	return resize_map(st, next);
+}
+
+/* Begin a transaction, adopting a map grown by another process. */
+static int txn_begin(sky_store *st, unsigned flags, MDB_txn **out)
+{
+	for (int tries = 0;; tries++) {
+		txn_enter(st);
+		int rc = mdb_txn_begin(st->env, NULL, flags, out);
+		if (rc == 0)
+			return 0;
+		txn_leave(st);
+		if (rc != MDB_MAP_RESIZED || tries > 3)
+			return sky__error_lmdb(rc, "beginning a transaction");
+		if ((rc = resize_map(st, 0)) < 0)
+			return rc;
+	}
+}
+
+static int open_databases(sky_store *st)
+{
+	MDB_txn *txn;
+	unsigned ro = st->flags & SKY_CACHE_READONLY;
+	int rc = mdb_txn_begin(st->env, NULL, ro ? MDB_RDONLY : 0, &txn);
+	if (rc)
+		return sky__error_lmdb(rc, "opening the cache");
+	for (int i = 0; i < SKY_DB_COUNT; i++) {
+		rc = mdb_dbi_open(txn, db_specs[i].name,
+				  db_specs[i].flags | (ro ? 0 : MDB_CREATE),
+				  &st->dbi[i]);
+		if (rc) {
+			mdb_txn_abort(txn);
+			if (rc == MDB_NOTFOUND)
+				return sky__error_set(
+					SKY_ENOTFOUND, SKY_ERRSRC_LMDB, rc,
+					"no cache here yet (database '%s' is "
+					"missing): run a sync or apply first",
+					db_specs[i].name);
+			return sky__error_lmdb(rc, db_specs[i].name);
+		}
+	}
+	/* The schema version: written once, checked on every open. */
+	MDB_val key = {6, (void *)"schema"}, val;
+	rc = mdb_get(txn, st->dbi[SKY_DB_META], &key, &val);
+	if (rc == MDB_NOTFOUND && !ro) {
+		unsigned char v[4];
+		sky__put_be32(v, SKY_SCHEMA_VERSION);
+		val.mv_size = 4;
+		val.mv_data = v;
+		rc = mdb_put(txn, st->dbi[SKY_DB_META], &key, &val, 0);
+	} else if (rc == 0) {
+		uint32_t version = val.mv_size == 4 ? sky__get_be32(val.mv_data) : 0;
+		if (version != SKY_SCHEMA_VERSION) {
+			mdb_txn_abort(txn);
+			return sky__error_set(
+				SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
+				"cache schema version %u is not the %u this "
+				"library knows: use a matching skysync or a "
+				"new cache directory",
+				version, SKY_SCHEMA_VERSION);
+		}
+	} else if (rc == MDB_NOTFOUND) {
+		rc = 0;
+	}
+	if (rc) {
+		mdb_txn_abort(txn);
+		return sky__error_lmdb(rc, "reading the schema version");
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc)
+		return sky__error_lmdb(rc, "opening the cache");
+	return 0;
+}
+
+int sky__store_open(sky_store *st, const char *dir, unsigned flags,
+		    size_t initial_map_bytes)
+{
+	int rc;
+	memset(st, 0, sizeof(*st));
+	st->flags = flags;
+	if ((rc = prepare_dir(dir, flags)) < 0)
+		return rc;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->idle, NULL);
+	if ((rc = mdb_env_create(&st->env)) != 0) {
+		rc = sky__error_lmdb(rc, "creating the LMDB environment");
+		goto fail_env;
+	}
+	mdb_env_set_maxdbs(st->env, SKY_DB_COUNT + 2);
+	mdb_env_set_maxreaders(st->env, 254);
+	if (!initial_map_bytes)
+		initial_map_bytes = DEFAULT_MAP_BYTES;
+	mdb_env_set_mapsize(st->env, initial_map_bytes);
+	/*
+	 * MDB_NOTLS: readers are pooled and may move between threads.
+	 * MDB_NOSYNC only when the user chose speed over power-loss safety.
+	 */
+	unsigned envflags = MDB_NOTLS;
+	if (flags & SKY_CACHE_READONLY)
+		envflags |= MDB_RDONLY;
+	if (flags & SKY_CACHE_NOSYNC)
+		envflags |= MDB_NOSYNC;
+	rc = mdb_env_open(st->env, dir, envflags, 0600);
+	if (rc) {
+		if (rc == ENOENT && (flags & SKY_CACHE_READONLY))
+			rc = sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_OS, rc,
+					    "%s: no cache here", dir);
+		else
+			rc = sky__error_lmdb(rc, dir);
+		goto fail_open;
+	}
+	/* Files are created 0600 by mdb_env_open; existing ones were checked
+	 * by prepare_dir. Reader slots of dead processes are freed here. */
+	int dead = 0;
+	mdb_reader_check(st->env, &dead);
+	if ((rc = open_databases(st)) < 0)
+		goto fail_open;
+	return 0;
+
+fail_open:
+	mdb_env_close(st->env);
+	st->env = NULL;
+fail_env:
+	pthread_cond_destroy(&st->idle);
+	pthread_mutex_destroy(&st->lock);
+	return rc;
+}
+
+void sky__store_close(sky_store *st)
+{
+	if (!st->env)
+		return;
+	for (unsigned i = 0; i < st->n_free_readers; i++)
+		mdb_txn_abort(st->free_readers[i]);
+	st->n_free_readers = 0;
+	mdb_env_close(st->env);
+	st->env = NULL;
+	pthread_cond_destroy(&st->idle);
+	pthread_mutex_destroy(&st->lock);
+}
+
+int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx)
+{
+	if (st->flags & SKY_CACHE_READONLY)
+		return sky__error_set(SKY_EPERM, SKY_ERRSRC_INPUT, 0,
+				      "the cache was opened read-only");
+	for (int attempt = 0; attempt < MAX_WRITE_RETRIES; attempt++) {
+		MDB_txn *txn;
+		int rc = txn_begin(st, 0, &txn);
+		if (rc < 0)
+			return rc;
+		rc = fn(txn, ctx);
+		if (rc == 0) {
+			int mrc = mdb_txn_commit(txn);
+			txn_leave(st);
+			if (mrc == 0)
+				return 0;
+			rc = sky__error_lmdb(mrc, "committing");
+		} else {
+			mdb_txn_abort(txn);
+			txn_leave(st);
+		}
+		if (rc != SKY__EMAPFULL)
+			return rc;
+		if ((rc = grow_map(st)) < 0)
+			return rc;
+	}
+	return sky__error_set(SKY_ERROR, SKY_ERRSRC_LMDB, MDB_MAP_FULL,
+			      "cache map full after %d growths",
+			      MAX_WRITE_RETRIES);
+}
+
+int sky__store_read_begin(sky_store *st, MDB_txn **out)
+{
+	MDB_txn *txn = NULL;
+	for (int tries = 0;; tries++) {
+		txn_enter(st);
+		pthread_mutex_lock(&st->lock);
+		if (st->n_free_readers)
+			txn = st->free_readers[--st->n_free_readers];
+		pthread_mutex_unlock(&st->lock);
+		int rc = txn ? mdb_txn_renew(txn)
+			     : mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+		if (rc == 0) {
+			*out = txn;
+			return 0;
+		}
+		if (txn)
+			mdb_txn_abort(txn);
+		txn = NULL;
+		txn_leave(st);
+		if (rc != MDB_MAP_RESIZED || tries > 3)
+			return sky__error_lmdb(rc, "beginning a read");
+		if ((rc = resize_map(st, 0)) < 0)
+			return rc;
+	}
+}
+
+void sky__store_read_end(sky_store *st, MDB_txn *txn)
+{
+	if (!txn)
+		return;
+	mdb_txn_reset(txn);
+	pthread_mutex_lock(&st->lock);
+	int pooled = st->n_free_readers < 16 && !st->resizing;
+	if (pooled)
+		st->free_readers[st->n_free_readers++] = txn;
+	pthread_mutex_unlock(&st->lock);
+	if (!pooled)
+		mdb_txn_abort(txn);
+	txn_leave(st);
+}
+
+uint64_t sky__meta_get_u64(MDB_txn *txn, sky_store *st, const char *name)
+{
+	MDB_val key = {strlen(name), (void *)name}, val;
+	if (mdb_get(txn, st->dbi[SKY_DB_META], &key, &val) != 0 ||
+	    val.mv_size != 8)
+		return 0;
+	return sky__get_be64(val.mv_data);
+}
+
+int sky__meta_put_u64(MDB_txn *txn, sky_store *st, const char *name,
+		      uint64_t value)
+{
+	unsigned char v[8];
+	sky__put_be64(v, value);
+	MDB_val key = {strlen(name), (void *)name}, val = {8, v};
+	int rc = mdb_put(txn, st->dbi[SKY_DB_META], &key, &val, 0);
+	return rc ? sky__error_lmdb(rc, "writing cache metadata") : 0;
+}
+
+int sky__meta_next(MDB_txn *txn, sky_store *st, const char *name,
+		   uint64_t *out)
+{
+	uint64_t v = sky__meta_get_u64(txn, st, name);
+	int rc = sky__meta_put_u64(txn, st, name, v + 1);
+	if (rc == 0)
+		*out = v;
+	return rc;
+}
+
+size_t sky__key2(unsigned char *buf, size_t cap, const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = b ? strlen(b) : 0;
+	size_t n = la + 1 + lb;
+	if (n > cap)
+		return 0;
+	memcpy(buf, a, la);
+	buf[la] = '\0';
+	if (lb)
+		memcpy(buf + la + 1, b, lb);
+	return n;
+}

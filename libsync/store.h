@@ -1,0 +1,99 @@
+/*
+ * store.h - the LMDB environment of one cache directory.
+ *
+ * One environment per directory, with these named databases:
+ *
+ *   meta      "schema" -> u32 schema version; counters and stats
+ *   apps      appId -> application JSON text (NUL-terminated)
+ *   roles     appId \0 roleName -> role JSON text
+ *   sessions  appId \0 sessionId -> session record (record.h)
+ *   data      docId(8, big-endian) ... -> session data nodes (doc.h)
+ *   evlog     eventId -> u64 sequence (the bounded idempotency log)
+ *   evseq     u64 sequence -> eventId (oldest first, for trimming)
+ *   pending   appId \0 sessionId \0 seq(8) -> event JSON (session unknown)
+ *   sevents   docId(8) seq(8) -> custom session event JSON
+ *   index     (query indexes, DUPSORT; index.h)
+ *
+ * Invariants kept here:
+ * - No MDB_MAP_FULL reaches a caller: sky__store_write() runs the write in
+ *   a function that may be run again; on MAP_FULL the transaction is
+ *   aborted, the map is grown and the function runs again from scratch.
+ * - The map is only resized when no transaction of this process is open
+ *   (LMDB requires it); readers are counted and resizes wait for them.
+ *   A map grown by another process is adopted (MDB_MAP_RESIZED) the same way.
+ * - Stale reader slots of dead processes are cleared at open.
+ */
+#ifndef SKY_STORE_H
+#define SKY_STORE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "skysync.h"
+
+enum sky_db {
+	SKY_DB_META,
+	SKY_DB_APPS,
+	SKY_DB_ROLES,
+	SKY_DB_SESSIONS,
+	SKY_DB_DATA,
+	SKY_DB_EVLOG,
+	SKY_DB_EVSEQ,
+	SKY_DB_PENDING,
+	SKY_DB_SEVENTS,
+	SKY_DB_INDEX,
+	SKY_DB_COUNT
+};
+
+#define SKY_SCHEMA_VERSION 1u
+
+typedef struct sky_store {
+	MDB_env *env;
+	MDB_dbi dbi[SKY_DB_COUNT];
+	unsigned flags;            /* SKY_CACHE_* */
+	pthread_mutex_t lock;      /* guards the fields below */
+	pthread_cond_t idle;       /* signalled when active_txns drops to 0 */
+	unsigned active_txns;      /* open transactions of this process */
+	int resizing;              /* a resize waits: new txns wait too */
+	MDB_txn *free_readers[16]; /* reset read txns kept for reuse */
+	unsigned n_free_readers;
+} sky_store;
+
+/* Open/close the environment in `dir` (checks and creates permissions). */
+int sky__store_open(sky_store *st, const char *dir, unsigned flags,
+		    size_t initial_map_bytes);
+void sky__store_close(sky_store *st);
+
+/*
+ * Run `fn(txn, ctx)` in a write transaction and commit. fn returns 0 to
+ * commit, a negative code to abort (returned as is), or SKY__EMAPFULL (what
+ * sky__error_lmdb gives for MDB_MAP_FULL) to have the map grown and fn run
+ * again in a new transaction. fn must therefore not change anything outside
+ * the transaction that a second run would see.
+ */
+typedef int (*sky_write_fn)(MDB_txn *txn, void *ctx);
+int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx);
+
+/* Begin/end a read-only transaction (reused from a pool). */
+int sky__store_read_begin(sky_store *st, MDB_txn **out);
+void sky__store_read_end(sky_store *st, MDB_txn *txn);
+
+/* Meta counters: read a u64 (0 when absent), add to one, set one. */
+uint64_t sky__meta_get_u64(MDB_txn *txn, sky_store *st, const char *name);
+int sky__meta_put_u64(MDB_txn *txn, sky_store *st, const char *name,
+		      uint64_t value);
+/* Return the counter's value and store value+1 (for ids and sequences). */
+int sky__meta_next(MDB_txn *txn, sky_store *st, const char *name,
+		   uint64_t *out);
+
+/*
+ * Composite keys: "a \0 b" (b may be NULL for a prefix "a \0"). Returns the
+ * key length, or 0 when it would not fit the buffer.
+ */
+size_t sky__key2(unsigned char *buf, size_t cap, const char *a,
+		 const char *b);
+#define SKY_KEY_MAX 511
+
+#endif

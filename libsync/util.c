@@ -1,0 +1,303 @@
+/*
+ * util.c - growable buffers, time parsing, hashing, id checks.
+ * See util.h for the invariants.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "util.h"
+
+int sky__buf_reserve(sky_buf *buf, size_t extra)
+{
+	size_t need = buf->len + extra + 1;
+	if (need <= buf->cap)
+		return 0;
+	size_t cap = buf->cap ? buf->cap : 64;
+	while (cap < need)
+		cap *= 2;
+	char *p = realloc(buf->data, cap);
+	if (!p)
+		return sky__error_nomem();
+	buf->data = p;
+	buf->cap = cap;
+	return 0;
+}
+
+int sky__buf_append(sky_buf *buf, const void *data, size_t len)
+{
+	if (sky__buf_reserve(buf, len) < 0)
+		return -1;
+	if (len)
+		memcpy(buf->data + buf->len, data, len);
+	buf->len += len;
+	buf->data[buf->len] = '\0';
+	return 0;
+}
+
+int sky__buf_puts(sky_buf *buf, const char *str)
+{
+	return sky__buf_append(buf, str, strlen(str));
+}
+
+int sky__buf_putc(sky_buf *buf, char c)
+{
+	return sky__buf_append(buf, &c, 1);
+}
+
+int sky__buf_printf(sky_buf *buf, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, 0, "bad format");
+	if (sky__buf_reserve(buf, (size_t)n) < 0)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(buf->data + buf->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	buf->len += (size_t)n;
+	return 0;
+}
+
+int sky__buf_json_string(sky_buf *buf, const char *str, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	/* Worst case every byte becomes \u00XX. */
+	if (sky__buf_reserve(buf, len * 6 + 2) < 0)
+		return -1;
+	char *out = buf->data + buf->len;
+	*out++ = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)str[i];
+		switch (c) {
+		case '"': *out++ = '\\'; *out++ = '"'; break;
+		case '\\': *out++ = '\\'; *out++ = '\\'; break;
+		case '\n': *out++ = '\\'; *out++ = 'n'; break;
+		case '\r': *out++ = '\\'; *out++ = 'r'; break;
+		case '\t': *out++ = '\\'; *out++ = 't'; break;
+		case '\b': *out++ = '\\'; *out++ = 'b'; break;
+		case '\f': *out++ = '\\'; *out++ = 'f'; break;
+		default:
+			if (c < 0x20) {
+				*out++ = '\\'; *out++ = 'u'; *out++ = '0';
+				*out++ = '0'; *out++ = hex[c >> 4];
+				*out++ = hex[c & 15];
+			} else {
+				*out++ = (char)c;
+			}
+		}
+	}
+	*out++ = '"';
+	buf->len = (size_t)(out - buf->data);
+	buf->data[buf->len] = '\0';
+	return 0;
+}
+
+void sky__buf_clear(sky_buf *buf)
+{
+	buf->len = 0;
+	if (buf->data)
+		buf->data[0] = '\0';
+}
+
+void sky__buf_free(sky_buf *buf)
+{
+	free(buf->data);
+	buf->data = NULL;
+	buf->len = buf->cap = 0;
+}
+
+char *sky__buf_detach(sky_buf *buf, size_t *len)
+{
+	if (!buf->data && sky__buf_reserve(buf, 0) < 0)
+		return NULL;
+	char *p = buf->data;
+	if (len)
+		*len = buf->len;
+	buf->data = NULL;
+	buf->len = buf->cap = 0;
+	return p;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian), H. Hinnant's algorithm. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	const int64_t era = (y >= 0 ? y : y - 399) / 400;
+	const unsigned yoe = (unsigned)(y - era * 400);
+	const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int digits(const char **p, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		char c = (*p)[i];
+		if (c < '0' || c > '9')
+			return -1;
+		v = v * 10 + (c - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+int sky__parse_time(const char *s, int64_t *out_us)
+{
+	int y, mo, d, h, mi, sec;
+	const char *p = s;
+	if (!s)
+		return -1;
+	if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) ||
+	    *p++ != '-' || digits(&p, 2, &d))
+		return -1;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return -1;
+	p++;
+	if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) ||
+	    *p++ != ':' || digits(&p, 2, &sec))
+		return -1;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+	    sec > 60)
+		return -1;
+	int64_t frac_us = 0;
+	if (*p == '.') {
+		p++;
+		int n = 0;
+		while (*p >= '0' && *p <= '9') {
+			if (n < 6)
+				frac_us = frac_us * 10 + (*p - '0');
+			n++;
+			p++;
+		}
+		if (n == 0)
+			return -1;
+		for (; n < 6; n++)
+			frac_us *= 10;
+	}
+	int64_t offset_s = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p == '-' ? -1 : 1, oh, om;
+		p++;
+		if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om) ||
+		    oh > 23 || om > 59)
+			return -1;
+		offset_s = sign * (oh * 3600 + om * 60);
+	} else {
+		return -1;
+	}
+	if (*p != '\0')
+		return -1;
+	int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+	int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+	*out_us = secs * 1000000 + frac_us;
+	return 0;
+}
+
+void sky__format_time(int64_t us, char buf[32])
+{
+	int64_t secs = us / 1000000, frac = us % 1000000;
+	if (frac < 0) {
+		frac += 1000000;
+		secs--;
+	}
+	time_t t = (time_t)secs;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	/* Formatted into a larger buffer: the compiler cannot prove the
+	 * fields fit, though a valid struct tm always does. */
+	char tmp[96];
+	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec, (int)frac);
+	memcpy(buf, tmp, 31);
+	buf[31] = '\0';
+}
+
+int64_t sky__now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+uint64_t sky__hash64(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+/* Length of the valid UTF-8 sequence at p (max n bytes), or 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	size_t len;
+	uint32_t cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+int sky__check_id(const char *id, const char *field)
+{
+	if (!id)
+		return sky__error_input("%s: missing", field);
+	size_t n = strlen(id);
+	if (n == 0)
+		return sky__error_input("%s: must not be empty", field);
+	if (n > SKY_MAX_ID_BYTES)
+		return sky__error_set(SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+				      "%s: longer than %u bytes", field,
+				      SKY_MAX_ID_BYTES);
+	const unsigned char *p = (const unsigned char *)id;
+	for (size_t i = 0; i < n;) {
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return sky__error_input(
+				"%s: control character at byte %zu", field, i);
+		size_t l = utf8_seq(p + i, n - i);
+		if (!l)
+			return sky__error_input("%s: invalid UTF-8 at byte %zu",
+						field, i);
+		i += l;
+	}
+	return 0;
+}

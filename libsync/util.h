@@ -1,0 +1,102 @@
+/*
+ * util.h - small helpers shared by every module: a growable byte buffer,
+ * big-endian integer codecs for LMDB keys (so that keys sort numerically),
+ * RFC 3339 time parsing, a 64-bit hash, and id validation.
+ *
+ * sky_buf keeps one invariant: when data is not NULL, data[len] == '\0', so
+ * its contents can always be used as a C string.
+ */
+#ifndef SKY_UTIL_H
+#define SKY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+	char *data;
+	size_t len;
+	size_t cap;
+} sky_buf;
+
+#define SKY_BUF_INIT {NULL, 0, 0}
+
+/* Each returns 0, or -1 with an out-of-memory error recorded. */
+int sky__buf_reserve(sky_buf *buf, size_t extra);
+int sky__buf_append(sky_buf *buf, const void *data, size_t len);
+int sky__buf_puts(sky_buf *buf, const char *str);
+int sky__buf_putc(sky_buf *buf, char c);
+int sky__buf_printf(sky_buf *buf, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Append `str` as a JSON string literal (quotes and escapes). */
+int sky__buf_json_string(sky_buf *buf, const char *str, size_t len);
+void sky__buf_clear(sky_buf *buf);
+void sky__buf_free(sky_buf *buf);
+/* Hand the contents over (NUL-terminated, never NULL on success). */
+char *sky__buf_detach(sky_buf *buf, size_t *len);
+
+static inline void sky__put_be64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (unsigned char)(v & 0xff);
+		v >>= 8;
+	}
+}
+
+static inline uint64_t sky__get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void sky__put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static inline uint32_t sky__get_be32(const unsigned char *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	       ((uint32_t)p[2] << 8) | p[3];
+}
+
+/*
+ * Signed microseconds encoded so that byte order equals numeric order
+ * (flip the sign bit).
+ */
+static inline void sky__put_time(unsigned char *p, int64_t us)
+{
+	sky__put_be64(p, (uint64_t)us ^ 0x8000000000000000ull);
+}
+
+static inline int64_t sky__get_time(const unsigned char *p)
+{
+	return (int64_t)(sky__get_be64(p) ^ 0x8000000000000000ull);
+}
+
+/*
+ * Parse an RFC 3339 time ("2024-05-01T12:00:00Z", fractions and offsets
+ * allowed) into microseconds since the epoch, UTC. Returns 0 or -1 (no
+ * error recorded: callers name the field).
+ */
+int sky__parse_time(const char *text, int64_t *out_us);
+/* Format microseconds as "YYYY-MM-DDTHH:MM:SS.ffffffZ" into buf[32]. */
+void sky__format_time(int64_t us, char buf[32]);
+/* Wall clock, microseconds since the epoch. */
+int64_t sky__now_us(void);
+
+/* FNV-1a, 64 bits: for hashing long keys; collisions are checked by callers. */
+uint64_t sky__hash64(const void *data, size_t len);
+
+/*
+ * An id (application, session, event, role name) is 1..SKY_MAX_ID_BYTES
+ * bytes of valid UTF-8 with no control characters. Returns 0 or -1 and
+ * records SKY_EINVAL naming `field`.
+ */
+int sky__check_id(const char *id, const char *field);
+
+#endif

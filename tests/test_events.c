@@ -1,0 +1,588 @@
+/*
+ * test_events.c - applying server events (DESIGN.md §3) through the public
+ * API: every event type, idempotence, no rollback, events waiting for
+ * unknown sessions, rejection of malformed events with nothing changed,
+ * the size and depth limits, batches, and direct puts of server state.
+ */
+#include "config.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "skysync.h"
+#include "testutil.h"
+
+static sky_cache *open_cache(void)
+{
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), NULL) == 0);
+	return c;
+}
+
+/* Build an event; `payload` is JSON text for "session" or "data". */
+static char *ev(const char *type, const char *sid, const char *eid,
+		const char *created, const char *payload_key,
+		const char *payload)
+{
+	char *out;
+	int n = asprintf(&out,
+			 "{\"applicationId\":\"app1\",\"sessionId\":\"%s\","
+			 "\"eventId\":\"%s\",\"source\":\"test\",\"userId\":\"u1\","
+			 "\"createdAt\":\"%s\",\"timestamp\":1,\"version\":1,"
+			 "\"eventType\":\"%s\",\"%s\":%s}",
+			 sid, eid, created, type, payload_key, payload);
+	CU_ASSERT_FATAL(n > 0);
+	return out;
+}
+
+static sky_event_outcome apply(sky_cache *c, char *event)
+{
+	sky_event_outcome o = SKY_EVENT_REJECTED;
+	int rc = sky_event_apply(c, event, strlen(event), &o);
+	if (rc != 0)
+		fprintf(stderr, "\napply failed: %s\n", sky_error_last()->message);
+	CU_ASSERT(rc == 0);
+	free(event);
+	return o;
+}
+
+static int reject(sky_cache *c, const char *event, const char *needle)
+{
+	sky_event_outcome o = SKY_EVENT_APPLIED;
+	int rc = sky_event_apply(c, event, strlen(event), &o);
+	CU_ASSERT(rc == SKY_EINVAL || rc == SKY_ELIMIT);
+	CU_ASSERT(o == SKY_EVENT_REJECTED);
+	const char *msg = sky_error_last()->message;
+	if (needle && !strstr(msg, needle)) {
+		fprintf(stderr, "\nmessage '%s' lacks '%s'\n", msg, needle);
+		CU_FAIL("error message does not name the field");
+	}
+	return rc;
+}
+
+static char *get(sky_cache *c, const char *sid)
+{
+	char *json = NULL;
+	if (sky_session_get(c, "app1", sid, &json, NULL) != 0)
+		return NULL;
+	return json;
+}
+
+static char *data(sky_cache *c, const char *sid)
+{
+	char *json = NULL;
+	if (sky_data_get(c, "app1", sid, &json, NULL) != 0)
+		return NULL;
+	return json;
+}
+
+static const char *SESSION_S1 =
+	"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":\"open\","
+	"\"isDraft\":false,\"version\":3,\"name\":\"Line 1\",\"description\":"
+	"\"first\",\"participants\":[{\"id\":\"u1\",\"type\":\"user\"}],"
+	"\"createdBy\":\"u1\",\"createdAt\":\"2024-05-01T10:00:00Z\","
+	"\"modifiedBy\":\"u1\",\"modifiedAt\":\"2024-05-01T10:00:00Z\","
+	"\"properties\":{\"site\":\"Plant-7\"},\"customField\":{\"x\":[1,2]}}";
+
+static void test_events__all_six_types(void)
+{
+	sky_cache *c = open_cache();
+	CU_ASSERT(apply(c, ev("session_created", "s1", "e1",
+			      "2024-05-01T10:00:00Z", "session", SESSION_S1)) ==
+		  SKY_EVENT_APPLIED);
+	char *s = get(c, "s1");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	SKY_ASSERT_JSON_EQ(s, SESSION_S1); /* unknown fields round-trip */
+	free(s);
+
+	CU_ASSERT(apply(c, ev("session_updated", "s1", "e2",
+			      "2024-05-01T10:01:00Z", "session",
+			      "{\"sessionId\":\"s1\",\"name\":\"Line 2\"}")) ==
+		  SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev("session_properties_updated", "s1", "e3",
+			      "2024-05-01T10:02:00Z", "session",
+			      "{\"properties\":{\"shift\":\"night\"}}")) ==
+		  SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e4",
+			      "2024-05-01T10:03:00Z", "data",
+			      "{\"a\":{\"b\":1,\"c\":[1,2]},\"d\":\"x\"}")) ==
+		  SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e5",
+			      "2024-05-01T10:04:00Z", "data",
+			      "{\"a\":{\"b\":null,\"c\":[3]},\"d\":null}")) ==
+		  SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev("session_event_created", "s1", "e6",
+			      "2024-05-01T10:05:00Z", "data",
+			      "{\"kind\":\"scan\",\"code\":42}")) ==
+		  SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev("session_closed", "s1", "e7",
+			      "2024-05-01T10:06:00Z", "session",
+			      "{\"status\":\"closed\"}")) == SKY_EVENT_APPLIED);
+
+	s = get(c, "s1");
+	json_t *j = json_loads(s, 0, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "name")),
+			       "Line 2");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")),
+			       "closed");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "description")),
+			       "first");
+	json_t *props = json_object_get(j, "properties");
+	CU_ASSERT(json_object_size(props) == 1); /* overwritten wholesale */
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(props, "shift")),
+			       "night");
+	json_decref(j);
+	free(s);
+
+	char *d = data(c, "s1");
+	SKY_ASSERT_JSON_EQ(d, "{\"a\":{\"c\":[3]}}");
+	free(d);
+
+	sky_stats st;
+	CU_ASSERT(sky_cache_stats(c, &st) == 0);
+	CU_ASSERT(st.custom_events == 1);
+	CU_ASSERT(st.sessions == 1);
+	CU_ASSERT(st.open_sessions == 0);
+	CU_ASSERT(st.events_applied == 7);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
+static void test_events__idempotent(void)
+{
+	sky_cache *c = open_cache();
+	CU_ASSERT(apply(c, ev("session_created", "s1", "e1",
+			      "2024-05-01T10:00:00Z", "session", SESSION_S1)) ==
+		  SKY_EVENT_APPLIED);
+	/* The same data patch twice: the second must be skipped by id even
+	 * though applying it again would be harmless here; an array append
+	 * elsewhere would not be. */
+	CU_ASSERT(apply(c, ev("session_event_created", "s1", "e2",
+			      "2024-05-01T10:01:00Z", "data", "{\"n\":1}")) ==
+		  SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev("session_event_created", "s1", "e2",
+			      "2024-05-01T10:01:00Z", "data", "{\"n\":1}")) ==
+		  SKY_EVENT_DUPLICATE);
+	sky_stats st;
+	sky_cache_stats(c, &st);
+	CU_ASSERT(st.custom_events == 1);
+	CU_ASSERT(st.events_skipped == 1);
+	sky_cache_close(c);
+}
+
+static void test_events__event_log_is_bounded(void)
+{
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.event_log_size = 5;
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
+	apply(c, ev("session_created", "s1", "e0", "2024-05-01T10:00:00Z",
+		    "session", SESSION_S1));
+	for (int i = 1; i <= 20; i++) {
+		char eid[16], t[40];
+		snprintf(eid, sizeof(eid), "e%d", i);
+		snprintf(t, sizeof(t), "2024-05-01T10:%02d:00Z", i);
+		CU_ASSERT(apply(c, ev("session_data_updated", "s1", eid, t,
+				      "data", "{\"k\":1}")) == SKY_EVENT_APPLIED);
+	}
+	sky_stats st;
+	sky_cache_stats(c, &st);
+	CU_ASSERT(st.event_log == 5);
+	/* A recent id is still remembered. */
+	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e20",
+			      "2024-05-01T10:20:00Z", "data", "{\"k\":1}")) ==
+		  SKY_EVENT_DUPLICATE);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
+static void test_events__no_rollback(void)
+{
+	sky_cache *c = open_cache();
+	apply(c, ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
+		    "session", SESSION_S1));
+	CU_ASSERT(apply(c, ev("session_updated", "s1", "e3",
+			      "2024-05-01T12:00:00Z", "session",
+			      "{\"name\":\"new\"}")) == SKY_EVENT_APPLIED);
+	/* An older rename arrives late: it must not undo the newer one. */
+	CU_ASSERT(apply(c, ev("session_updated", "s1", "e2",
+			      "2024-05-01T11:00:00Z", "session",
+			      "{\"name\":\"old\"}")) == SKY_EVENT_STALE);
+	/* Properties have their own watermark: an older property update is
+	 * still newer than the last property change. */
+	CU_ASSERT(apply(c, ev("session_properties_updated", "s1", "e4",
+			      "2024-05-01T11:30:00Z", "session",
+			      "{\"properties\":{\"a\":\"1\"}}")) ==
+		  SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e5",
+			      "2024-05-01T11:00:00Z", "data", "{\"v\":2}")) ==
+		  SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e6",
+			      "2024-05-01T10:59:00Z", "data", "{\"v\":1}")) ==
+		  SKY_EVENT_STALE);
+	char *s = get(c, "s1");
+	CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"name\":\"new\""));
+	free(s);
+	char *d = data(c, "s1");
+	SKY_ASSERT_JSON_EQ(d, "{\"v\":2}");
+	free(d);
+
+	/* A snapshot read at 13:00 replaces; an event from 12:30 is stale. */
+	const char *snap =
+		"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":"
+		"\"open\",\"name\":\"snap\",\"createdAt\":\"2024-05-01T10:00:00Z\"}";
+	int64_t t13 = 1714568400LL * 1000000; /* 2024-05-01T13:00:00Z */
+	CU_ASSERT(sky_session_put(c, snap, strlen(snap), "{\"v\":9}", 7, t13) == 0);
+	CU_ASSERT(apply(c, ev("session_updated", "s1", "e7",
+			      "2024-05-01T12:30:00Z", "session",
+			      "{\"name\":\"late\"}")) == SKY_EVENT_STALE);
+	s = get(c, "s1");
+	CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"name\":\"snap\""));
+	free(s);
+	d = data(c, "s1");
+	SKY_ASSERT_JSON_EQ(d, "{\"v\":9}");
+	free(d);
+	/* And an older snapshot does not roll back the newer one. */
+	const char *older =
+		"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"name\":"
+		"\"older\",\"createdAt\":\"2024-05-01T10:00:00Z\"}";
+	CU_ASSERT(sky_session_put(c, older, strlen(older), "{}", 2,
+				  t13 - 1000000) == 0);
+	s = get(c, "s1");
+	CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"name\":\"snap\""));
+	free(s);
+	sky_cache_close(c);
+}
+
+static void test_events__waits_for_unknown_session(void)
+{
+	sky_cache *c = open_cache();
+	CU_ASSERT(apply(c, ev("session_data_updated", "s9", "e2",
+			      "2024-05-01T10:01:00Z", "data", "{\"x\":1}")) ==
+		  SKY_EVENT_DEFERRED);
+	CU_ASSERT(apply(c, ev("session_updated", "s9", "e3",
+			      "2024-05-01T10:02:00Z", "session",
+			      "{\"name\":\"renamed\"}")) == SKY_EVENT_DEFERRED);
+	CU_ASSERT(apply(c, ev("session_event_created", "s9", "e4",
+			      "2024-05-01T10:03:00Z", "data", "[1]")) ==
+		  SKY_EVENT_DEFERRED);
+	/* A duplicate of a waiting event is not kept twice. */
+	CU_ASSERT(apply(c, ev("session_data_updated", "s9", "e2",
+			      "2024-05-01T10:01:00Z", "data", "{\"x\":1}")) ==
+		  SKY_EVENT_DUPLICATE);
+	CU_ASSERT_PTR_NULL(get(c, "s9"));
+	sky_stats st;
+	sky_cache_stats(c, &st);
+	CU_ASSERT(st.pending_events == 3);
+
+	const char *s9 = "{\"applicationId\":\"app1\",\"sessionId\":\"s9\","
+			 "\"status\":\"open\",\"name\":\"orig\",\"createdAt\":"
+			 "\"2024-05-01T10:00:00Z\"}";
+	CU_ASSERT(apply(c, ev("session_created", "s9", "e1",
+			      "2024-05-01T10:00:00Z", "session", s9)) ==
+		  SKY_EVENT_APPLIED);
+	char *s = get(c, "s9");
+	CU_ASSERT_PTR_NOT_NULL(s && strstr(s, "\"name\":\"renamed\""));
+	free(s);
+	char *d = data(c, "s9");
+	SKY_ASSERT_JSON_EQ(d, "{\"x\":1}");
+	free(d);
+	sky_cache_stats(c, &st);
+	CU_ASSERT(st.pending_events == 0);
+	CU_ASSERT(st.custom_events == 1);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+
+	/* Events waiting for a session that arrives by a snapshot put. */
+	CU_ASSERT(apply(c, ev("session_properties_updated", "s10", "e20",
+			      "2024-05-01T11:00:00Z", "session",
+			      "{\"properties\":{\"p\":\"v\"}}")) ==
+		  SKY_EVENT_DEFERRED);
+	const char *s10 = "{\"applicationId\":\"app1\",\"sessionId\":\"s10\","
+			  "\"createdAt\":\"2024-05-01T10:00:00Z\"}";
+	CU_ASSERT(sky_session_put(c, s10, strlen(s10), NULL, 0,
+				  1714557600LL * 1000000) == 0);
+	s = get(c, "s10");
+	CU_ASSERT_PTR_NOT_NULL(s && strstr(s, "\"p\":\"v\""));
+	free(s);
+	sky_cache_close(c);
+}
+
+static void test_events__pending_limit(void)
+{
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.pending_limit = 2;
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
+	apply(c, ev("session_data_updated", "x", "e1", "2024-05-01T10:00:00Z",
+		    "data", "{}"));
+	apply(c, ev("session_data_updated", "x", "e2", "2024-05-01T10:00:00Z",
+		    "data", "{}"));
+	char *e = ev("session_data_updated", "x", "e3", "2024-05-01T10:00:00Z",
+		     "data", "{}");
+	CU_ASSERT(reject(c, e, "limit 2") == SKY_ELIMIT);
+	free(e);
+	sky_stats st;
+	sky_cache_stats(c, &st);
+	CU_ASSERT(st.pending_events == 2);
+	CU_ASSERT(st.event_log == 2);
+	sky_cache_close(c);
+}
+
+/* Each malformed event is rejected naming the field; nothing changes. */
+static void test_events__malformed_rejected(void)
+{
+	sky_cache *c = open_cache();
+	apply(c, ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
+		    "session", SESSION_S1));
+	sky_stats before;
+	sky_cache_stats(c, &before);
+	static const struct {
+		const char *event;
+		const char *needle;
+	} bad[] = {
+		{"not json", "not valid JSON"},
+		{"[1,2]", "must be a JSON object"},
+		{"{\"sessionId\":\"s1\",\"eventId\":\"x\",\"eventType\":"
+		 "\"session_closed\",\"createdAt\":\"2024-05-01T10:00:00Z\","
+		 "\"session\":{}}",
+		 "event.applicationId: missing"},
+		{"{\"applicationId\":7,\"sessionId\":\"s1\",\"eventId\":\"x\"}",
+		 "event.applicationId: must be a string"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"\",\"eventId\":\"x\"}",
+		 "event.sessionId: must not be empty"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_exploded\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\"}",
+		 "event.eventType: unknown type"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_closed\",\"createdAt\":\"yesterday\","
+		 "\"session\":{}}",
+		 "event.createdAt"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_data_updated\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\",\"data\":[1]}",
+		 "event.data: a data patch must be a JSON object"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_data_updated\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\"}",
+		 "event.data: missing"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_properties_updated\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\",\"session\":{\"properties\":{\"a\":1}}}",
+		 "event.session.properties.a: property values must be strings"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\",\"session\":{\"sessionId\":\"s2\"}}",
+		 "event.session.sessionId: does not match"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\",\"session\":{\"status\":\"paused\"}}",
+		 "event.session.status"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\",\"session\":{\"participants\":[{\"id\":"
+		 "\"u\",\"type\":\"robot\"}]}}",
+		 "event.session.participants[0].type"},
+		{"{\"applicationId\":\"app1\",\"applicationId\":\"app2\"}",
+		 "duplicate"},
+		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+		 "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\",\"session\":{\"name\":5}}",
+		 "event.session.name: must be a string"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		reject(c, bad[i].event, bad[i].needle);
+	/* Invalid UTF-8 and an embedded NUL. */
+	reject(c, "{\"applicationId\":\"\xff\"}", "not valid JSON");
+	static const char nul[] = "{\"a\":\"x\0y\"}";
+	sky_event_outcome o;
+	CU_ASSERT(sky_event_apply(c, nul, sizeof(nul) - 1, &o) == SKY_EINVAL);
+
+	sky_stats after;
+	sky_cache_stats(c, &after);
+	CU_ASSERT(after.events_applied == before.events_applied);
+	CU_ASSERT(after.event_log == before.event_log);
+	CU_ASSERT(after.last_apply_us == before.last_apply_us);
+	CU_ASSERT(after.events_rejected == before.events_rejected + 17);
+	char *s = get(c, "s1");
+	SKY_ASSERT_JSON_EQ(s, SESSION_S1);
+	free(s);
+	sky_cache_close(c);
+}
+
+static char *nested(unsigned depth)
+{
+	/* {"applicationId":...,"data":{"a":{"a":...}}} with `depth` levels. */
+	size_t n = 400 + depth * 6;
+	char *buf = malloc(n);
+	CU_ASSERT_FATAL(buf != NULL);
+	int off = sprintf(buf,
+			  "{\"applicationId\":\"app1\",\"sessionId\":\"s1\","
+			  "\"eventId\":\"deep%u\",\"eventType\":"
+			  "\"session_data_updated\",\"createdAt\":"
+			  "\"2024-05-01T10:00:00Z\",\"data\":",
+			  depth);
+	for (unsigned i = 1; i < depth; i++)
+		off += sprintf(buf + off, "{\"a\":");
+	off += sprintf(buf + off, "1");
+	for (unsigned i = 0; i < depth; i++)
+		buf[off++] = '}';
+	buf[off] = '\0';
+	return buf;
+}
+
+static void test_events__limits(void)
+{
+	sky_cache *c = open_cache();
+	apply(c, ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
+		    "session", SESSION_S1));
+	/* 64 levels (the event object counts as one) pass, 65 do not. */
+	char *ok = nested(64), *deep = nested(65);
+	sky_event_outcome o;
+	CU_ASSERT(sky_event_apply(c, ok, strlen(ok), &o) == 0);
+	CU_ASSERT(o == SKY_EVENT_APPLIED);
+	CU_ASSERT(reject(c, deep, "deeper than the limit of 64") == SKY_ELIMIT);
+	free(ok);
+	free(deep);
+
+	/* Just over 1 MiB. */
+	size_t big = 1024 * 1024 + 1;
+	char *huge = malloc(big + 1);
+	CU_ASSERT_FATAL(huge != NULL);
+	int off = sprintf(huge, "{\"applicationId\":\"app1\",\"pad\":\"");
+	memset(huge + off, 'x', big - (size_t)off - 2);
+	strcpy(huge + big - 2, "\"}");
+	CU_ASSERT(strlen(huge) == big);
+	CU_ASSERT(reject(c, huge, "over the limit of 1048576") == SKY_ELIMIT);
+	free(huge);
+	sky_cache_close(c);
+
+	/* Both limits are configurable. */
+	sky_cache_options opt = SKY_CACHE_OPTIONS_INIT;
+	opt.max_depth = 3;
+	opt.max_event_bytes = 4096;
+	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &opt) == 0);
+	char *d4 = nested(4);
+	CU_ASSERT(reject(c, d4, "limit of 3") == SKY_ELIMIT);
+	free(d4);
+	char *e = ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
+		     "session", SESSION_S1);
+	CU_ASSERT(reject(c, e, "deeper") == SKY_ELIMIT); /* participants: 4 */
+	free(e);
+	sky_cache_close(c);
+}
+
+static void test_events__batch_with_rejects(void)
+{
+	sky_cache *c = open_cache();
+	char *e1 = ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
+		      "session", SESSION_S1);
+	char *e2 = ev("session_data_updated", "s1", "e2", "2024-05-01T10:01:00Z",
+		      "data", "{\"a\":1}");
+	char *e3 = ev("session_data_updated", "s1", "e3", "2024-05-01T10:02:00Z",
+		      "data", "\"not an object\"");
+	char *e4 = ev("session_data_updated", "s1", "e2", "2024-05-01T10:01:00Z",
+		      "data", "{\"a\":1}");
+	sky_event_item items[] = {
+		{e1, strlen(e1), 0, NULL}, {e2, strlen(e2), 0, NULL},
+		{e3, strlen(e3), 0, NULL}, {e4, strlen(e4), 0, NULL},
+	};
+	CU_ASSERT(sky_event_apply_batch(c, items, 4) == 0);
+	CU_ASSERT(items[0].outcome == SKY_EVENT_APPLIED);
+	CU_ASSERT(items[1].outcome == SKY_EVENT_APPLIED);
+	CU_ASSERT(items[2].outcome == SKY_EVENT_REJECTED);
+	CU_ASSERT_PTR_NOT_NULL(items[2].error &&
+			       strstr(items[2].error, "event.data"));
+	CU_ASSERT(items[3].outcome == SKY_EVENT_DUPLICATE);
+	for (int i = 0; i < 4; i++)
+		sky_free(items[i].error);
+	free(e1);
+	free(e2);
+	free(e3);
+	free(e4);
+	char *d = data(c, "s1");
+	SKY_ASSERT_JSON_EQ(d, "{\"a\":1}");
+	free(d);
+	sky_cache_close(c);
+}
+
+static void test_events__apps_roles_remove(void)
+{
+	sky_cache *c = open_cache();
+	const char *app = "{\"applicationId\":\"app1\",\"name\":\"Picking\","
+			  "\"publishedVersion\":2,\"extra\":true}";
+	const char *role = "{\"name\":\"operator\",\"permissions\":["
+			   "\"session:read:any\"],\"participants\":[{\"id\":"
+			   "\"g1\",\"type\":\"group\"}]}";
+	CU_ASSERT(sky_app_put(c, app, strlen(app)) == 0);
+	CU_ASSERT(sky_role_put(c, "app1", role, strlen(role)) == 0);
+	const char *bad_app = "{\"name\":\"x\"}";
+	const char *bad_role = "{\"name\":\"r\",\"permissions\":\"x\"}";
+	CU_ASSERT(sky_app_put(c, bad_app, strlen(bad_app)) == SKY_EINVAL);
+	CU_ASSERT(sky_role_put(c, "app1", bad_role, strlen(bad_role)) ==
+		  SKY_EINVAL);
+	char *got;
+	CU_ASSERT(sky_app_get(c, "app1", &got, NULL) == 0);
+	SKY_ASSERT_JSON_EQ(got, app);
+	free(got);
+	CU_ASSERT(sky_app_get(c, "nope", &got, NULL) == SKY_ENOTFOUND);
+
+	apply(c, ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
+		    "session", SESSION_S1));
+	apply(c, ev("session_data_updated", "s1", "e2", "2024-05-01T10:01:00Z",
+		    "data", "{\"a\":{\"b\":1}}"));
+	CU_ASSERT(sky_session_remove(c, "app1", "s1") == 0);
+	CU_ASSERT(sky_session_remove(c, "app1", "s1") == SKY_ENOTFOUND);
+	sky_stats st;
+	sky_cache_stats(c, &st);
+	CU_ASSERT(st.sessions == 0);
+	CU_ASSERT(st.data_entries == 0);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
+static void test_events__reader_snapshot(void)
+{
+	sky_cache *c = open_cache();
+	apply(c, ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
+		    "session", SESSION_S1));
+	sky_reader *r;
+	const char *json;
+	CU_ASSERT_FATAL(sky_reader_begin(c, &r) == 0);
+	apply(c, ev("session_updated", "s1", "e2", "2024-05-01T10:01:00Z",
+		    "session", "{\"name\":\"later\"}"));
+	CU_ASSERT(sky_reader_session(r, "app1", "s1", &json, NULL) == 0);
+	CU_ASSERT_PTR_NULL(strstr(json, "later"));
+	CU_ASSERT(sky_reader_session(r, "app1", "nope", &json, NULL) ==
+		  SKY_ENOTFOUND);
+	sky_reader_end(r);
+	char *s = get(c, "s1");
+	CU_ASSERT_PTR_NOT_NULL(strstr(s, "later"));
+	free(s);
+	sky_cache_close(c);
+}
+
+int main(void)
+{
+	static const sky_test_case cases[] = {
+		{"test_events__all_six_types", test_events__all_six_types},
+		{"test_events__idempotent", test_events__idempotent},
+		{"test_events__event_log_is_bounded",
+		 test_events__event_log_is_bounded},
+		{"test_events__no_rollback", test_events__no_rollback},
+		{"test_events__waits_for_unknown_session",
+		 test_events__waits_for_unknown_session},
+		{"test_events__pending_limit", test_events__pending_limit},
+		{"test_events__malformed_rejected",
+		 test_events__malformed_rejected},
+		{"test_events__limits", test_events__limits},
+		{"test_events__batch_with_rejects",
+		 test_events__batch_with_rejects},
+		{"test_events__apps_roles_remove", test_events__apps_roles_remove},
+		{"test_events__reader_snapshot", test_events__reader_snapshot},
+		{NULL, NULL},
+	};
+	return sky_test_main("events", cases);
+}

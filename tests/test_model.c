@@ -1,0 +1,157 @@
+/*
+ * test_model.c - JSON parsing under limits, RFC 3339 times, ids, and the
+ * validation rules of the Skylight objects (DESIGN.md §2).
+ */
+#include "config.h"
+
+#include <jansson.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+#include "skysync.h"
+#include "testutil.h"
+#include "util.h"
+
+static void test_model__depth_scan(void)
+{
+	CU_ASSERT(sky__json_depth("{}", 2, 100) == 1);
+	CU_ASSERT(sky__json_depth("[[[]]]", 6, 100) == 3);
+	/* Brackets inside strings, with escaped quotes, do not count. */
+	const char *s = "{\"a\":\"[[[\\\"{{{\"}";
+	CU_ASSERT(sky__json_depth(s, strlen(s), 100) == 1);
+	CU_ASSERT(sky__json_depth("[[[[[[", 6, 3) == 4); /* stops early */
+}
+
+static void test_model__parse_limits(void)
+{
+	sky_json_limits lim = {10, 2};
+	json_t *v = NULL;
+	CU_ASSERT(sky__json_parse("{\"a\":[1]}", 9, &lim, "x", &v) == 0);
+	json_decref(v);
+	CU_ASSERT(sky__json_parse("{\"a\":[[1]]}", 11, &lim, "x", &v) == SKY_ELIMIT);
+	CU_ASSERT(sky__json_parse("[[[1]]]", 7, &lim, "x", &v) == SKY_ELIMIT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "deeper"));
+	CU_ASSERT(sky__json_parse("{\"a\":1,\"a\":2}", 13, NULL, "thing", &v) ==
+		  SKY_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "thing"));
+	CU_ASSERT(sky__json_parse("\"\xc3\x28\"", 4, NULL, "x", &v) == SKY_EINVAL);
+	CU_ASSERT(sky__json_parse("", 0, NULL, "x", &v) == SKY_EINVAL);
+}
+
+static void test_model__times(void)
+{
+	int64_t us;
+	CU_ASSERT(sky__parse_time("1970-01-01T00:00:00Z", &us) == 0 && us == 0);
+	CU_ASSERT(sky__parse_time("2024-05-01T13:00:00Z", &us) == 0 &&
+		  us == 1714568400LL * 1000000);
+	CU_ASSERT(sky__parse_time("2024-05-01T15:00:00.5+02:00", &us) == 0 &&
+		  us == 1714568400LL * 1000000 + 500000);
+	CU_ASSERT(sky__parse_time("2024-05-01T13:00:00.1234567Z", &us) == 0 &&
+		  us % 1000000 == 123456);
+	CU_ASSERT(sky__parse_time("1969-12-31T23:59:59Z", &us) == 0 &&
+		  us == -1000000);
+	static const char *bad[] = {"", "2024-05-01", "2024-13-01T00:00:00Z",
+				    "2024-05-01T24:00:00Z", "2024-05-01T00:00:00",
+				    "2024-05-01T00:00:00Zjunk", "2024-05-01T00:00:00.Z",
+				    "24-05-01T00:00:00Z"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CU_ASSERT(sky__parse_time(bad[i], &us) == -1);
+	char buf[32];
+	sky__format_time(1714568400LL * 1000000 + 7, buf);
+	CU_ASSERT_STRING_EQUAL(buf, "2024-05-01T13:00:00.000007Z");
+}
+
+static void test_model__ids(void)
+{
+	char long_id[SKY_MAX_ID_BYTES + 2];
+	memset(long_id, 'a', sizeof(long_id) - 1);
+	long_id[sizeof(long_id) - 1] = '\0';
+	CU_ASSERT(sky__check_id("s-1", "id") == 0);
+	CU_ASSERT(sky__check_id("Zürich", "id") == 0);
+	CU_ASSERT(sky__check_id("", "id") == SKY_EINVAL);
+	CU_ASSERT(sky__check_id(NULL, "id") == SKY_EINVAL);
+	CU_ASSERT(sky__check_id("a\tb", "id") == SKY_EINVAL);
+	CU_ASSERT(sky__check_id("\xc0\xaf", "id") == SKY_EINVAL);
+	CU_ASSERT(sky__check_id(long_id, "id") == SKY_ELIMIT);
+	long_id[SKY_MAX_ID_BYTES] = '\0';
+	CU_ASSERT(sky__check_id(long_id, "id") == 0);
+}
+
+static int valid_session(const char *text)
+{
+	json_t *s = json_loads(text, 0, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	int rc = sky__validate_session(s, "session", 1);
+	json_decref(s);
+	return rc;
+}
+
+static void test_model__sessions(void)
+{
+	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
+				"\"unknown\":{\"deep\":[1]},\"description\":null}") == 0);
+	CU_ASSERT(valid_session("{\"applicationId\":\"a\"}") == SKY_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message,
+				      "session.sessionId: missing"));
+	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
+				"\"properties\":{\"k\":null}}") == SKY_EINVAL);
+	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
+				"\"properties\":[]}") == SKY_EINVAL);
+	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
+				"\"isDraft\":\"no\"}") == SKY_EINVAL);
+	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
+				"\"modifiedAt\":\"soon\"}") == SKY_EINVAL);
+	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
+				"\"participants\":[{\"type\":\"user\"}]}") ==
+		  SKY_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message,
+				      "session.participants[0].id"));
+	/* Over the property count and value size limits. */
+	json_t *s = json_pack("{s:s,s:s,s:{}}", "applicationId", "a",
+			      "sessionId", "s", "properties");
+	json_t *props = json_object_get(s, "properties");
+	for (unsigned i = 0; i <= SKY_MAX_PROPERTIES; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k%u", i);
+		json_object_set_new(props, k, json_string("v"));
+	}
+	CU_ASSERT(sky__validate_session(s, "session", 1) == SKY_ELIMIT);
+	json_object_clear(props);
+	char *big = malloc(SKY_MAX_PROPERTY_VALUE_BYTES + 2);
+	memset(big, 'x', SKY_MAX_PROPERTY_VALUE_BYTES + 1);
+	big[SKY_MAX_PROPERTY_VALUE_BYTES + 1] = '\0';
+	json_object_set_new(props, "k", json_string(big));
+	CU_ASSERT(sky__validate_session(s, "session", 1) == SKY_ELIMIT);
+	free(big);
+	json_decref(s);
+}
+
+static void test_model__errors(void)
+{
+	sky_error_clear();
+	CU_ASSERT(sky_error_last()->code == 0);
+	CU_ASSERT_STRING_EQUAL(sky_error_last()->message, "");
+	sky__error_input("field %s", "x");
+	sky__error_prefix("line %d", 3);
+	CU_ASSERT_STRING_EQUAL(sky_error_last()->message, "line 3: field x");
+	CU_ASSERT(sky_error_last()->source == SKY_ERRSRC_INPUT);
+	CU_ASSERT(sky__error_lmdb(-30792 /* MDB_MAP_FULL */, "w") == SKY__EMAPFULL);
+	CU_ASSERT(sky_error_last()->source == SKY_ERRSRC_LMDB);
+	CU_ASSERT(sky_error_last()->native == -30792);
+	CU_ASSERT_STRING_EQUAL(sky_version(), PACKAGE_VERSION);
+}
+
+int main(void)
+{
+	static const sky_test_case cases[] = {
+		{"test_model__depth_scan", test_model__depth_scan},
+		{"test_model__parse_limits", test_model__parse_limits},
+		{"test_model__times", test_model__times},
+		{"test_model__ids", test_model__ids},
+		{"test_model__sessions", test_model__sessions},
+		{"test_model__errors", test_model__errors},
+		{NULL, NULL},
+	};
+	return sky_test_main("model", cases);
+}

@@ -1,0 +1,326 @@
+/*
+ * test_store.c - the LMDB environment: file modes and the refusal of
+ * unsafe directories, schema version checks, read-only opens, map growth
+ * (no MDB_MAP_FULL reaches a caller), stale reader slots of dead
+ * processes, backup, and a second process reading while one writes.
+ */
+#include "config.h"
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "skysync.h"
+#include "testutil.h"
+
+static void test_store__creates_private_files(void)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/a/b/cache", sky_test_tmpdir());
+	sky_cache *c = NULL;
+	mode_t old = umask(0);
+	int rc = sky_cache_open(&c, dir, NULL);
+	umask(old);
+	CU_ASSERT_FATAL(rc == 0);
+	sky_cache_close(c);
+	struct stat sb;
+	CU_ASSERT(stat(dir, &sb) == 0 && (sb.st_mode & 0777) == 0700);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	CU_ASSERT(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	CU_ASSERT(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+}
+
+static void test_store__refuses_unsafe_directory(void)
+{
+	const char *dir = sky_test_tmpdir();
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(chmod(dir, 0777) == 0);
+	CU_ASSERT(sky_cache_open(&c, dir, NULL) == SKY_EPERM);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "writable"));
+	CU_ASSERT(chmod(dir, 0700) == 0);
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	sky_cache_close(c);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	CU_ASSERT(chmod(path, 0666) == 0);
+	CU_ASSERT(sky_cache_open(&c, dir, NULL) == SKY_EPERM);
+}
+
+static void test_store__readonly_missing(void)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/none", sky_test_tmpdir());
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = SKY_CACHE_READONLY;
+	sky_cache *c = NULL;
+	CU_ASSERT(sky_cache_open(&c, dir, &o) < 0);
+	struct stat sb;
+	CU_ASSERT(stat(dir, &sb) < 0); /* nothing created */
+	sky_cache_options bad = SKY_CACHE_OPTIONS_INIT;
+	bad.version = 99;
+	CU_ASSERT(sky_cache_open(&c, dir, &bad) == SKY_EINVAL);
+}
+
+static void test_store__schema_version_checked(void)
+{
+	const char *dir = sky_test_tmpdir();
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	sky_cache_close(c);
+	/* Pretend a newer release wrote this cache. */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
+	unsigned char v[4] = {0, 0, 0, 99};
+	MDB_val key = {6, "schema"}, val = {4, v};
+	CU_ASSERT(mdb_put(txn, dbi, &key, &val, 0) == 0);
+	CU_ASSERT(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+	CU_ASSERT(sky_cache_open(&c, dir, NULL) == SKY_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "schema"));
+}
+
+static char *session_json(int i)
+{
+	char *s;
+	CU_ASSERT_FATAL(asprintf(&s,
+				 "{\"applicationId\":\"app\",\"sessionId\":\"s%06d\","
+				 "\"status\":\"open\",\"name\":\"n%d\",\"createdAt\":"
+				 "\"2024-05-01T10:00:00Z\",\"properties\":{\"k\":\"v%d\"}}",
+				 i, i, i % 7) > 0);
+	return s;
+}
+
+static void test_store__map_grows(void)
+{
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.initial_map_bytes = 256 * 1024; /* a few dozen pages */
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
+	sky_stats st;
+	sky_cache_stats(c, &st);
+	uint64_t first = st.map_bytes;
+	/* ~8 MB of session data: far past the first map. */
+	char *data = malloc(64 * 1024);
+	for (int i = 0; i < 128; i++) {
+		char *s = session_json(i);
+		int n = sprintf(data, "{\"blob\":\"");
+		memset(data + n, 'a' + i % 26, 60000);
+		strcpy(data + n + 60000, "\"}");
+		int rc = sky_session_put(c, s, strlen(s), data, strlen(data), 1);
+		if (rc)
+			fprintf(stderr, "\nput: %s\n", sky_error_last()->message);
+		CU_ASSERT(rc == 0);
+		free(s);
+	}
+	free(data);
+	sky_cache_stats(c, &st);
+	CU_ASSERT(st.sessions == 128);
+	CU_ASSERT(st.map_bytes > first);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
+static void test_store__clears_stale_readers(void)
+{
+	const char *dir = sky_test_tmpdir();
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	sky_cache_close(c);
+	/* A child takes a reader slot and dies without releasing it. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		sky_cache *cc;
+		sky_reader *r;
+		if (sky_cache_open(&cc, dir, NULL) || sky_reader_begin(cc, &r))
+			_exit(1);
+		kill(getpid(), SIGKILL);
+		_exit(2);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	CU_ASSERT(WIFSIGNALED(status));
+	MDB_env *env;
+	int dead = -1;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	sky_cache_close(c);
+	/* Opening cleared it: nothing is left for a second check to clear. */
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
+	CU_ASSERT(mdb_reader_check(env, &dead) == 0);
+	CU_ASSERT(dead == 0);
+	mdb_env_close(env);
+}
+
+static void test_store__backup(void)
+{
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), NULL) == 0);
+	for (int i = 0; i < 50; i++) {
+		char *s = session_json(i);
+		CU_ASSERT(sky_session_put(c, s, strlen(s), "{\"a\":[1,2]}", 11, 1) == 0);
+		free(s);
+	}
+	char dest[4096];
+	snprintf(dest, sizeof(dest), "%s/copy", sky_test_tmpdir());
+	CU_ASSERT(sky_cache_backup(c, dest) == 0);
+	CU_ASSERT(sky_cache_backup(c, dest) == SKY_EEXISTS);
+	sky_cache_close(c);
+	CU_ASSERT_FATAL(sky_cache_open(&c, dest, NULL) == 0);
+	sky_stats st;
+	sky_cache_stats(c, &st);
+	CU_ASSERT(st.sessions == 50);
+	char *d;
+	CU_ASSERT(sky_data_get(c, "app", "s000007", &d, NULL) == 0);
+	SKY_ASSERT_JSON_EQ(d, "{\"a\":[1,2]}");
+	free(d);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
+/*
+ * A writer process applies a stream of batches, each renaming all K
+ * sessions to the same generation and setting matching name/description
+ * in one event; a reader process checks in every snapshot that all
+ * sessions agree, so it never sees half an event or half a batch.
+ */
+#define K 20
+#define ROUNDS 300
+
+static int reader_loop(const char *dir, const char *stop_file)
+{
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = SKY_CACHE_READONLY;
+	sky_cache *c;
+	if (sky_cache_open(&c, dir, &o))
+		return 10;
+	int snapshots = 0, changes = 0, last = -1;
+	for (;;) {
+		int done = access(stop_file, F_OK) == 0;
+		sky_reader *r;
+		if (sky_reader_begin(c, &r))
+			return 11;
+		int gen = -1;
+		for (int i = 0; i < K; i++) {
+			char sid[16];
+			const char *json;
+			snprintf(sid, sizeof(sid), "s%d", i);
+			if (sky_reader_session(r, "app", sid, &json, NULL))
+				return 12;
+			int n = -1, d = -2;
+			const char *pn = strstr(json, "\"name\":\"g");
+			const char *pd = strstr(json, "\"description\":\"g");
+			if (!pn || !pd)
+				return 13;
+			n = atoi(pn + 9);
+			d = atoi(pd + 16);
+			if (n != d)
+				return 14; /* half an event */
+			if (gen == -1)
+				gen = n;
+			else if (gen != n)
+				return 15; /* half a batch */
+		}
+		sky_reader_end(r);
+		if (gen != last)
+			changes++;
+		last = gen;
+		snapshots++;
+		if (done)
+			break;
+	}
+	sky_cache_close(c);
+	return snapshots > 0 && changes > 1 ? 0 : 16;
+}
+
+/* Fill items[] with one event per session: creation (gen 0) or renaming
+ * to generation `gen`, with a createdAt that grows with gen. */
+static void make_round(sky_event_item *items, char **texts, int gen)
+{
+	for (int i = 0; i < K; i++) {
+		CU_ASSERT_FATAL(asprintf(&texts[i],
+					 "{\"applicationId\":\"app\",\"sessionId\":"
+					 "\"s%d\",\"eventId\":\"g%d-%d\",\"eventType\":"
+					 "\"%s\",\"createdAt\":\"2024-01-01T00:%02d:%02dZ\","
+					 "\"session\":{\"name\":\"g%d\",\"description\":"
+					 "\"g%d\"}}",
+					 i, gen, i,
+					 gen ? "session_updated" : "session_created",
+					 gen / 60, gen % 60, gen, gen) > 0);
+		items[i].json = texts[i];
+		items[i].len = strlen(texts[i]);
+	}
+}
+
+static void test_store__reader_process_sees_whole_events(void)
+{
+	const char *dir = sky_test_tmpdir();
+	char stop[4200];
+	snprintf(stop, sizeof(stop), "%s.stop", dir);
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	sky_event_item items[K];
+	char *texts[K];
+	make_round(items, texts, 0);
+	CU_ASSERT(sky_event_apply_batch(c, items, K) == 0);
+	for (int i = 0; i < K; i++)
+		free(texts[i]);
+
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(reader_loop(dir, stop));
+	/* Keep writing while the reader reads. */
+	for (int gen = 1; gen <= ROUNDS; gen++) {
+		make_round(items, texts, gen);
+		CU_ASSERT(sky_event_apply_batch(c, items, K) == 0);
+		for (int i = 0; i < K; i++) {
+			CU_ASSERT(items[i].outcome == SKY_EVENT_APPLIED);
+			free(texts[i]);
+		}
+	}
+	FILE *f = fopen(stop, "w");
+	if (f)
+		fclose(f);
+	int status;
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fprintf(stderr, "\nreader exit %d\n", WEXITSTATUS(status));
+	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	unlink(stop);
+	sky_cache_close(c);
+}
+
+int main(void)
+{
+	static const sky_test_case cases[] = {
+		{"test_store__creates_private_files",
+		 test_store__creates_private_files},
+		{"test_store__refuses_unsafe_directory",
+		 test_store__refuses_unsafe_directory},
+		{"test_store__readonly_missing", test_store__readonly_missing},
+		{"test_store__schema_version_checked",
+		 test_store__schema_version_checked},
+		{"test_store__map_grows", test_store__map_grows},
+		{"test_store__clears_stale_readers",
+		 test_store__clears_stale_readers},
+		{"test_store__backup", test_store__backup},
+		{"test_store__reader_process_sees_whole_events",
+		 test_store__reader_process_sees_whole_events},
+		{NULL, NULL},
+	};
+	return sky_test_main("store", cases);
+}

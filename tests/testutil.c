@@ -1,0 +1,128 @@
+/*
+ * testutil.c - see testutil.h. Temporary directories are created under
+ * $TMPDIR (or /tmp) and removed recursively at exit unless SKY_KEEP_TMP is set.
+ */
+#include "config.h"
+
+#include <CUnit/Basic.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char *tmpdirs[256];
+static int n_tmpdirs;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void cleanup_tmpdirs(void)
+{
+	if (getenv("SKY_KEEP_TMP"))
+		return;
+	for (int i = 0; i < n_tmpdirs; i++) {
+		nftw(tmpdirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		free(tmpdirs[i]);
+	}
+	n_tmpdirs = 0;
+}
+
+const char *sky_test_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char tmpl[4096];
+	snprintf(tmpl, sizeof(tmpl), "%s/skytest.XXXXXX", base ? base : "/tmp");
+	if (!mkdtemp(tmpl)) {
+		perror("mkdtemp");
+		exit(99);
+	}
+	if (n_tmpdirs == 0)
+		atexit(cleanup_tmpdirs);
+	if (n_tmpdirs < 256)
+		tmpdirs[n_tmpdirs++] = strdup(tmpl);
+	return tmpdirs[n_tmpdirs - 1];
+}
+
+char *sky_test_fixture(const char *rel)
+{
+	const char *base = getenv("SKY_FIXTURES");
+	if (!base) {
+		fprintf(stderr, "SKY_FIXTURES is not set: run through make check\n");
+		exit(99);
+	}
+	char *p = malloc(strlen(base) + strlen(rel) + 2);
+	sprintf(p, "%s/%s", base, rel);
+	return p;
+}
+
+char *sky_test_build_path(const char *rel)
+{
+	const char *base = getenv("SKY_TOP_BUILDDIR");
+	if (!base)
+		base = ".";
+	char *p = malloc(strlen(base) + strlen(rel) + 2);
+	sprintf(p, "%s/%s", base, rel);
+	return p;
+}
+
+char *sky_test_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap + 1);
+	size_t r;
+	while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+		}
+	}
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+int sky_test_json_equal(const char *a, const char *b)
+{
+	json_t *ja = json_loads(a, JSON_DECODE_ANY, NULL);
+	json_t *jb = json_loads(b, JSON_DECODE_ANY, NULL);
+	int eq = ja && jb && json_equal(ja, jb);
+	if (!eq)
+		fprintf(stderr, "\nJSON differs:\n  %s\n  %s\n", a, b);
+	json_decref(ja);
+	json_decref(jb);
+	return eq;
+}
+
+int sky_test_main(const char *suite_name, const sky_test_case *cases)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
+	for (const sky_test_case *c = cases; c->name; c++)
+		CU_add_test(suite, c->name, c->fn);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	unsigned failed = CU_get_number_of_failures() +
+			  CU_get_number_of_tests_failed();
+	unsigned run = CU_get_number_of_tests_run();
+	CU_cleanup_registry();
+	if (run == 0)
+		return 99;
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * testutil.h - shared helpers of the CUnit test programs: a runner that
+ * registers one suite and exits non-zero on any failure, temporary cache
+ * directories removed at exit, and paths to fixtures and built programs.
+ */
+#ifndef SKY_TESTUTIL_H
+#define SKY_TESTUTIL_H
+
+#include <CUnit/CUnit.h>
+#include <stddef.h>
+
+typedef struct {
+	const char *name;
+	void (*fn)(void);
+} sky_test_case;
+
+/* Run `cases` (terminated by {NULL, NULL}) as one suite; returns the exit status. */
+int sky_test_main(const char *suite, const sky_test_case *cases);
+
+/* A fresh empty directory (mode 0700) removed when the program exits. */
+const char *sky_test_tmpdir(void);
+
+/* $SKY_FIXTURES/rel, or aborts the test program if SKY_FIXTURES is unset. */
+char *sky_test_fixture(const char *rel);
+/* $SKY_TOP_BUILDDIR/rel (default "."). */
+char *sky_test_build_path(const char *rel);
+
+/* Read a whole file; NULL on error. *len may be NULL. Free with free(). */
+char *sky_test_read_file(const char *path, size_t *len);
+
+/* Assert two JSON texts are equal as JSON values (order of keys ignored). */
+#define SKY_ASSERT_JSON_EQ(a, b) CU_ASSERT(sky_test_json_equal((a), (b)))
+int sky_test_json_equal(const char *a, const char *b);
+
+#endif

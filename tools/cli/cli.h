@@ -1,0 +1,65 @@
+/*
+ * cli.h - what the skysync subcommands share: global options, the exit
+ * codes of DESIGN.md §7, opening the cache, and printing results and
+ * errors. Commands hold no logic of their own beyond arguments and output:
+ * everything they do is a libsync call.
+ */
+#ifndef SKY_CLI_H
+#define SKY_CLI_H
+
+#include <stdio.h>
+
+#include "skysync.h"
+
+/* Exit codes (DESIGN.md §7). */
+enum {
+	EXIT_OK = 0,
+	EXIT_USAGE = 1,
+	EXIT_NOTFOUND = 2,
+	EXIT_REJECTED = 3,
+	EXIT_NETWORK = 4,
+};
+
+typedef enum { FORMAT_JSON, FORMAT_TABLE, FORMAT_PROMETHEUS } cli_format;
+
+typedef struct {
+	const char *db;    /* --db, else $SKYSYNC_DB, else the XDG default */
+	cli_format format; /* --format */
+	int color;         /* colours allowed: a terminal and no NO_COLOR */
+} cli_globals;
+
+typedef struct {
+	const char *name;
+	const char *summary; /* one line for `skysync --help` */
+	const char *usage;   /* the full `skysync CMD --help` text */
+	int (*run)(int argc, char **argv, const cli_globals *g);
+} cli_command;
+
+/* Open the cache named by the globals; prints the error and returns NULL. */
+sky_cache *cli_open(const cli_globals *g, int readonly);
+
+/* Print "skysync: <message>" for the last library error; return the exit
+ * code that fits its code (2 not found, 3 input, 4 network, 1 else). */
+int cli_fail(const char *context);
+/* Print a usage error for `cmd` and return EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* True if argv has -h/--help; then prints `usage` to stdout. */
+int cli_wants_help(int argc, char **argv, const char *usage);
+
+/* Print one JSON object (text) as a line, or as a table row in table mode. */
+void cli_print_json_line(const cli_globals *g, const char *json);
+
+/* Table output: collect rows of JSON objects, print aligned columns. */
+typedef struct cli_table cli_table;
+cli_table *cli_table_new(const char *const *columns);
+void cli_table_add_json(cli_table *t, const char *json);
+void cli_table_print(cli_table *t, const cli_globals *g, FILE *out);
+void cli_table_free(cli_table *t);
+
+extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data,
+	cli_cmd_apps, cli_cmd_roles, cli_cmd_stats, cli_cmd_check,
+	cli_cmd_backup, cli_cmd_events;
+
+#endif
