@@ -1,0 +1,93 @@
+/*
+ * doc.h - session data documents stored in LMDB so that a merge patch costs
+ * in proportion to the patch, not to the document it lands on.
+ *
+ * A document is any JSON object, identified by a 64-bit docid. It lives in
+ * one plain (not DUPSORT) database given by the caller, where every key of a
+ * document begins with the docid as 8 big-endian bytes: a document is one
+ * contiguous key range, shared with nothing else. doc.c explains the layout.
+ *
+ * Reading gives objects with their keys sorted by name bytes (names longer
+ * than SKY__DOC_NAME_INLINE_MAX bytes come after the others, in no useful
+ * order); JSON objects are unordered, so nothing may depend on the order.
+ *
+ * Every function returns 0 or a negative code with the error recorded
+ * (error.h). An LMDB failure is returned as sky__error_lmdb() gives it, so
+ * MDB_MAP_FULL arrives as SKY__EMAPFULL and sky__store_write() grows the
+ * map and runs the whole write again. A failed write leaves the transaction
+ * half changed: the caller aborts it. Stored data that breaks the layout
+ * gives -1 with SKY_ERRSRC_LMDB and native MDB_CORRUPTED; sky__doc_check()
+ * says what is wrong.
+ */
+#ifndef SKY_DOC_H
+#define SKY_DOC_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+#include <lmdb.h>
+
+#include "util.h"
+
+/* Member names up to this many bytes are stored in the key itself. */
+#define SKY__DOC_NAME_INLINE_MAX 400
+
+/*
+ * Replace the whole document `docid` with the object `obj` (borrowed).
+ * Null members are stored like any value. Returns 0, SKY_EINVAL (not an
+ * object), SKY_ELIMIT (over 2^32 - 1 objects), SKY__EMAPFULL or -1.
+ */
+int sky__doc_write(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *obj);
+
+/*
+ * Apply the RFC 7396 merge patch `patch` (an object, borrowed) to the
+ * document; a missing document is taken as {}. Only the members the patch
+ * names are read or written, plus the subtrees it replaces or deletes. The
+ * result is what sky__merge_patch() gives on the whole document. Returns
+ * 0, SKY_EINVAL (not an object), SKY_ELIMIT, SKY__EMAPFULL or -1.
+ */
+int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch);
+
+/*
+ * Append the whole document as compact JSON text to `out` ("{}" when it
+ * does not exist), straight from the stored bytes. On failure `out` is as
+ * it was. Returns 0 or -1.
+ */
+int sky__doc_read(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *out);
+
+/* The document as a new jansson object (the caller's), {} when missing. */
+int sky__doc_read_json(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t **out);
+
+/* Remove the document (nothing to do when it does not exist). */
+int sky__doc_delete(MDB_txn *txn, MDB_dbi dbi, uint64_t docid);
+
+/*
+ * Replace document `to` with a copy of document `from` (removing `to` when
+ * `from` does not exist). Returns 0, SKY__EMAPFULL or -1.
+ */
+int sky__doc_copy(MDB_txn *txn, MDB_dbi dbi, uint64_t from, uint64_t to);
+
+/*
+ * Whether document `docid` is stored (written, patched or copied, and not
+ * deleted since). Returns 1, 0, or a negative code.
+ */
+int sky__doc_exists(MDB_txn *txn, MDB_dbi dbi, uint64_t docid);
+
+/*
+ * Verify the stored structure of the document: the header, every key and
+ * value, that every object member points to a node the document may hold,
+ * that no node is referenced twice or by nobody, and that every value is
+ * valid JSON. Appends one line ("...\n") per problem to `problems`.
+ * Returns 0 when clean, SKY_EINVAL when problems were found, or a negative
+ * code when the check could not run.
+ */
+int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
+		   sky_buf *problems);
+
+/*
+ * The hash of long member names (sky__hash64 by default). Tests replace it
+ * to force collisions; nothing else may, since stored keys depend on it.
+ */
+extern uint64_t (*sky__doc_name_hash)(const void *name, size_t len);
+
+#endif

@@ -1,0 +1,952 @@
+/*
+ * test_doc.c - session data stored member by member (doc.c), on a raw LMDB
+ * environment of its own (no store.c).
+ *
+ * The reference for every result is sky__merge_patch on jansson values
+ * (itself held to RFC 7396 by test_merge): the RFC's cases and thousands of
+ * random documents and patches must read back the same through
+ * sky__doc_read and sky__doc_read_json, pass sky__doc_check, and hold
+ * exactly one entry per object member plus the header (so nothing a patch
+ * replaced or deleted is left behind). The rest covers the edges of the
+ * layout: neighbouring docids, deletion, copies, deep documents, long names
+ * and hash collisions, running out of node ids, corrupt entries and a full
+ * map.
+ */
+#include "config.h"
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "doc.h"
+#include "error.h"
+#include "merge.h"
+#include "testutil.h"
+
+static MDB_env *env;
+static MDB_dbi dbi;
+
+static MDB_txn *begin(unsigned flags)
+{
+	MDB_txn *txn = NULL;
+	int rc = mdb_txn_begin(env, NULL, flags, &txn);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	return txn;
+}
+
+static void commit(MDB_txn *txn)
+{
+	CU_ASSERT_EQUAL_FATAL(mdb_txn_commit(txn), 0);
+}
+
+static json_t *parse(const char *text)
+{
+	json_error_t jerr;
+	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+	if (!j)
+		fprintf(stderr, "bad JSON %s: %s\n", text, jerr.text);
+	return j;
+}
+
+/* Entries stored under docid (header included). */
+static size_t count_entries(MDB_txn *txn, uint64_t docid)
+{
+	unsigned char prefix[8];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t n = 0;
+
+	sky__put_be64(prefix, docid);
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, dbi, &cur) == 0);
+	k.mv_data = prefix;
+	k.mv_size = 8;
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < 8 || memcmp(k.mv_data, prefix, 8) != 0)
+			break;
+		n++;
+	}
+	mdb_cursor_close(cur);
+	return n;
+}
+
+/* Members of every object in `j` (what the layout stores, one each). */
+static size_t count_members(json_t *j)
+{
+	const char *key;
+	json_t *value;
+	size_t n = 0;
+
+	if (!json_is_object(j))
+		return 0;
+	json_object_foreach(j, key, value)
+	{
+		n += 1 + count_members(value);
+	}
+	return n;
+}
+
+/* Read the document both ways; they must agree. NULL on failure. */
+static json_t *read_doc(MDB_txn *txn, uint64_t docid)
+{
+	sky_buf buf = SKY_BUF_INIT;
+	json_t *via_text = NULL, *via_json = NULL;
+
+	if (sky__doc_read(txn, dbi, docid, &buf) != 0) {
+		fprintf(stderr, "doc_read: %s\n", sky_error_last()->message);
+		goto done;
+	}
+	via_text = json_loadb(buf.data, buf.len,
+			      JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+	if (!via_text) {
+		fprintf(stderr, "doc_read gave bad JSON: %s\n", buf.data);
+		goto done;
+	}
+	if (sky__doc_read_json(txn, dbi, docid, &via_json) != 0) {
+		fprintf(stderr, "doc_read_json: %s\n",
+			sky_error_last()->message);
+		json_decref(via_text);
+		via_text = NULL;
+		goto done;
+	}
+	if (!json_equal(via_text, via_json)) {
+		fprintf(stderr, "doc_read and doc_read_json differ\n");
+		json_decref(via_text);
+		via_text = NULL;
+	}
+done:
+	json_decref(via_json);
+	sky__buf_free(&buf);
+	return via_text;
+}
+
+/* The document is clean by doc_check. */
+static int check_clean(MDB_txn *txn, uint64_t docid)
+{
+	sky_buf problems = SKY_BUF_INIT;
+	int rc = sky__doc_check(txn, dbi, docid, &problems);
+	if (rc != 0 || problems.len)
+		fprintf(stderr, "doc_check %d:\n%s", rc,
+			problems.data ? problems.data : "");
+	sky__buf_free(&problems);
+	return rc == 0;
+}
+
+/* The stored document equals `want`, is clean, and has no extra entry. */
+static int doc_is(MDB_txn *txn, uint64_t docid, json_t *want)
+{
+	json_t *got = read_doc(txn, docid);
+	int ok = got && json_equal(got, want);
+	if (got && !ok) {
+		char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+		char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
+		fprintf(stderr, "\ndocument %s\n    want %s\n", g, w);
+		free(g);
+		free(w);
+	}
+	json_decref(got);
+	if (!check_clean(txn, docid))
+		ok = 0;
+	size_t entries = count_entries(txn, docid);
+	size_t expect = count_members(want) + 1;
+	/* A missing document (no entries at all) is {} too. */
+	if (entries != expect && !(entries == 0 && expect == 1)) {
+		fprintf(stderr, "%zu entries, want %zu\n", entries, expect);
+		ok = 0;
+	}
+	return ok;
+}
+
+static void test_doc__rfc7396_cases(void)
+{
+	char *path = sky_test_fixture("rfc7396.json");
+	json_t *fixture = json_load_file(path, 0, NULL), *c;
+	size_t i, ran = 0;
+
+	free(path);
+	CU_ASSERT_FATAL(fixture != NULL);
+	MDB_txn *txn = begin(0);
+	json_array_foreach(json_object_get(fixture, "cases"), i, c)
+	{
+		json_t *target = json_object_get(c, "target");
+		json_t *patch = json_object_get(c, "patch");
+		json_t *expect = json_object_get(c, "result");
+		uint64_t docid = 1000 + i;
+
+		if (!json_is_object(patch)) {
+			/* Cases 9-12: a data patch must be an object. */
+			CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, docid, patch),
+					SKY_EINVAL);
+			CU_ASSERT_EQUAL(count_entries(txn, docid), 0);
+			continue;
+		}
+		/* A document is always an object; case 14's array target
+		 * is a missing document, which the RFC also takes as {}. */
+		if (json_is_object(target))
+			CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, docid, target),
+					0);
+		CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, docid, patch), 0);
+		if (!doc_is(txn, docid, expect))
+			fprintf(stderr, "RFC 7396 case %d failed\n",
+				(int)json_integer_value(
+				    json_object_get(c, "case")));
+		CU_ASSERT(doc_is(txn, docid, expect));
+		ran++;
+	}
+	CU_ASSERT_EQUAL(ran, 11);
+	commit(txn);
+	json_decref(fixture);
+}
+
+/* ------------------------------------------------------------------ */
+/* Random documents and patches                                        */
+/* ------------------------------------------------------------------ */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+	/* xorshift64*: fixed seed, so a failure reproduces. */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static unsigned rnd_below(unsigned n)
+{
+	return (unsigned)(rnd() % n);
+}
+
+static char long_a[402], long_b[520], long_c[402], edge_400[401];
+
+static void init_names(void)
+{
+	memset(long_a, 'a', 401);
+	memset(long_b, 'b', 519);
+	/* 400 bytes of 2-byte UTF-8, one more ASCII byte: 401, long. */
+	for (int i = 0; i < 400; i += 2) {
+		long_c[i] = (char)0xc3;
+		long_c[i + 1] = (char)0xa9;
+	}
+	long_c[400] = 'z';
+	/* The longest name kept in the key. */
+	memset(edge_400, 'e', 400);
+}
+
+/* A small set of names, so patches often meet the members they change. */
+static const char *rnd_name(void)
+{
+	static const char *names[] = {
+	    "",
+	    "a",
+	    "b",
+	    "c",
+	    "quote\"d",
+	    "back\\slash",
+	    "ctl\x01\x1f\n\t",
+	    "\xc3\xa9t\xc3\xa9",
+	    "\xe6\x97\xa5\xe6\x9c\xac",
+	    "emoji \xf0\x9f\x98\x80",
+	    "a0",
+	    "a\x7f",
+	    NULL,
+	    NULL,
+	    NULL,
+	    NULL,
+	};
+	unsigned i = rnd_below(sizeof(names) / sizeof(names[0]));
+	switch (i) {
+	case 12: return long_a;
+	case 13: return long_b;
+	case 14: return long_c;
+	case 15: return edge_400;
+	default: return names[i];
+	}
+}
+
+static json_t *rnd_scalar(void)
+{
+	static const char *strings[] = {
+	    "",
+	    "x",
+	    "with \"quotes\" and \\",
+	    "line\nbreak\x01",
+	    "\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80",
+	    "{\"not\":\"an object\"}",
+	};
+	switch (rnd_below(6)) {
+	case 0: return json_true();
+	case 1: return json_false();
+	case 2: return json_integer((json_int_t)rnd());
+	case 3: return json_real((double)(int64_t)rnd() / 1024.0);
+	case 4: return json_string(strings[rnd_below(6)]);
+	default: return json_integer(rnd_below(10));
+	}
+}
+
+static json_t *rnd_value(int depth, int in_patch);
+
+static json_t *rnd_object(int depth, int in_patch)
+{
+	json_t *obj = json_object();
+	unsigned n = rnd_below(in_patch ? 4 : 6);
+	for (unsigned i = 0; i < n; i++)
+		json_object_set_new(obj, rnd_name(),
+				    rnd_value(depth + 1, in_patch));
+	return obj;
+}
+
+static json_t *rnd_array(int depth)
+{
+	json_t *arr = json_array();
+	unsigned n = rnd_below(4);
+	for (unsigned i = 0; i < n; i++)
+		json_array_append_new(arr, rnd_value(depth + 1, 0));
+	return arr;
+}
+
+/*
+ * A random value. In a patch, null means delete and objects merge; in a
+ * document, nulls are values and objects are stored as nodes.
+ */
+static json_t *rnd_value(int depth, int in_patch)
+{
+	unsigned r = rnd_below(10);
+	if (depth > 4 && r < 5)
+		r += 5;
+	if (r < 4)
+		return rnd_object(depth, in_patch);
+	if (r < 6)
+		return json_null();
+	if (r < 7)
+		return rnd_array(depth);
+	return rnd_scalar();
+}
+
+static void test_doc__random(void)
+{
+	const uint64_t docs[] = {7, 8, 0x00000000ffffffffull,
+				 0x0000000100000000ull};
+	json_t *model[4] = {NULL, NULL, NULL, NULL};
+	int failures = 0;
+
+	rng_state = 0x9e3779b97f4a7c15ull;
+	init_names();
+	MDB_txn *txn = begin(0);
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, docs[i]), 0);
+		model[i] = json_object();
+	}
+	for (int iter = 0; iter < 4000 && failures < 3; iter++) {
+		unsigned d = rnd_below(4);
+		if (rnd_below(25) == 0) {
+			json_t *obj = rnd_object(0, 0);
+			CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, docs[d], obj),
+					0);
+			json_decref(model[d]);
+			model[d] = obj;
+		} else {
+			json_t *patch = rnd_object(0, 1);
+			int rc = sky__doc_patch(txn, dbi, docs[d], patch);
+			CU_ASSERT_EQUAL(rc, 0);
+			if (rc)
+				fprintf(stderr, "doc_patch: %s\n",
+					sky_error_last()->message);
+			model[d] = sky__merge_patch(model[d], patch);
+			json_decref(patch);
+		}
+		if (!doc_is(txn, docs[d], model[d])) {
+			fprintf(stderr, "iteration %d, document %u\n", iter, d);
+			failures++;
+		}
+		/* Commit now and then: reads must agree across commits. */
+		if (iter % 97 == 96) {
+			commit(txn);
+			txn = begin(MDB_RDONLY);
+			for (int j = 0; j < 4; j++)
+				if (!doc_is(txn, docs[j], model[j]))
+					failures++;
+			mdb_txn_abort(txn);
+			txn = begin(0);
+		}
+	}
+	CU_ASSERT_EQUAL(failures, 0);
+	/* The neighbours never mixed: each document is still its model. */
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT(doc_is(txn, docs[i], model[i]));
+		json_decref(model[i]);
+	}
+	commit(txn);
+}
+
+static void test_doc__adjacent_docids(void)
+{
+	const uint64_t ids[] = {0, 1, 2, 0xfffffffffffffffeull,
+				0xffffffffffffffffull};
+	json_t *docs[5];
+	MDB_txn *txn = begin(0);
+
+	for (int i = 0; i < 5; i++) {
+		docs[i] = json_pack("{s:i,s:{s:[i]},s:{}}", "id", i, "nest",
+				    "v", i, "empty");
+		CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, ids[i], docs[i]), 0);
+	}
+	/* Patch the middle one and delete its neighbours in turn. */
+	json_t *patch = parse("{\"nest\":{\"w\":1},\"empty\":null}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, ids[2], patch), 0);
+	docs[2] = sky__merge_patch(docs[2], patch);
+	json_decref(patch);
+	for (int i = 0; i < 5; i++)
+		CU_ASSERT(doc_is(txn, ids[i], docs[i]));
+	CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, ids[1]), 0);
+	CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, ids[4]), 0);
+	CU_ASSERT(doc_is(txn, ids[0], docs[0]));
+	CU_ASSERT(doc_is(txn, ids[2], docs[2]));
+	CU_ASSERT(doc_is(txn, ids[3], docs[3]));
+	CU_ASSERT_EQUAL(count_entries(txn, ids[1]), 0);
+	CU_ASSERT_EQUAL(count_entries(txn, ids[4]), 0);
+	for (int i = 0; i < 5; i++) {
+		CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, ids[i]), 0);
+		json_decref(docs[i]);
+	}
+	commit(txn);
+}
+
+static void test_doc__delete_and_missing(void)
+{
+	MDB_txn *txn = begin(0);
+	MDB_stat st;
+	sky_buf buf = SKY_BUF_INIT;
+	json_t *doc = json_object();
+
+	CU_ASSERT_EQUAL(mdb_drop(txn, dbi, 0), 0);
+	for (int i = 0; i < 3000; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "k%d", i);
+		json_object_set_new(doc, key,
+				    json_pack("{s:{s:s}}", "x", "y", "zzzz"));
+	}
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 42, doc), 0);
+	CU_ASSERT_EQUAL(sky__doc_exists(txn, dbi, 42), 1);
+	CU_ASSERT_EQUAL(count_entries(txn, 42), 9001);
+	CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, 42), 0);
+	CU_ASSERT_EQUAL(mdb_stat(txn, dbi, &st), 0);
+	CU_ASSERT_EQUAL(st.ms_entries, 0);
+	CU_ASSERT_EQUAL(sky__doc_exists(txn, dbi, 42), 0);
+	/* Deleting a missing document is fine; it reads as {}. */
+	CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, 42), 0);
+	CU_ASSERT_EQUAL(sky__buf_puts(&buf, "prefix:"), 0);
+	CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, 42, &buf), 0);
+	CU_ASSERT_STRING_EQUAL(buf.data, "prefix:{}");
+	CU_ASSERT(check_clean(txn, 42));
+
+	/* A patch to a missing document starts from {}, and the document
+	 * then exists even when the result is {}. */
+	json_t *patch = parse("{\"gone\":null}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 43, patch), 0);
+	CU_ASSERT_EQUAL(sky__doc_exists(txn, dbi, 43), 1);
+	CU_ASSERT_EQUAL(count_entries(txn, 43), 1);
+	json_decref(patch);
+	/* Replacing a big document with a small one leaves nothing behind. */
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 43, doc), 0);
+	json_t *small = parse("{\"only\":{\"one\":1}}");
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 43, small), 0);
+	CU_ASSERT(doc_is(txn, 43, small));
+	CU_ASSERT_EQUAL(count_entries(txn, 43), 3);
+	CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, 43), 0);
+
+	json_decref(small);
+	json_decref(doc);
+	sky__buf_free(&buf);
+	commit(txn);
+}
+
+static void test_doc__invalid_input(void)
+{
+	MDB_txn *txn = begin(0);
+	json_t *arr = parse("[1]"), *str = parse("\"s\"");
+
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 50, arr), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 50, NULL), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 50, str), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky_error_last()->code, SKY_EINVAL);
+	CU_ASSERT(strstr(sky_error_last()->message, "object") != NULL);
+	CU_ASSERT_EQUAL(count_entries(txn, 50), 0);
+	json_decref(arr);
+	json_decref(str);
+	mdb_txn_abort(txn);
+}
+
+static void test_doc__copy(void)
+{
+	MDB_txn *txn = begin(0);
+	json_t *doc = json_object();
+	char value[200];
+
+	/* Over 64 KiB, so the copy takes several chunks. */
+	memset(value, 'v', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	for (int i = 0; i < 1500; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "m%04d", i);
+		json_object_set_new(doc, key,
+				    i % 3
+					? json_string(value)
+					: json_pack("{s:{s:i}}", "o", "i", i));
+	}
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 60, doc), 0);
+	/* 61 is in the way: replaced. 62 sits right after: untouched. */
+	json_t *other = parse("{\"old\":{\"x\":1}}");
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 61, other), 0);
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 62, other), 0);
+	CU_ASSERT_EQUAL(sky__doc_copy(txn, dbi, 60, 61), 0);
+	CU_ASSERT(doc_is(txn, 61, doc));
+	CU_ASSERT(doc_is(txn, 62, other));
+
+	/* The copy is independent of the original. */
+	json_t *patch = parse("{\"m0000\":{\"o\":{\"j\":2}},\"m0001\":null}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 61, patch), 0);
+	CU_ASSERT(doc_is(txn, 60, doc));
+	json_t *patched = sky__merge_patch(json_deep_copy(doc), patch);
+	CU_ASSERT(doc_is(txn, 61, patched));
+
+	/* Copying onto itself changes nothing; a missing source removes. */
+	CU_ASSERT_EQUAL(sky__doc_copy(txn, dbi, 60, 60), 0);
+	CU_ASSERT(doc_is(txn, 60, doc));
+	CU_ASSERT_EQUAL(sky__doc_copy(txn, dbi, 63, 61), 0);
+	CU_ASSERT_EQUAL(count_entries(txn, 61), 0);
+	CU_ASSERT_EQUAL(sky__doc_exists(txn, dbi, 61), 0);
+	/* Copy backwards onto a lower docid too. */
+	CU_ASSERT_EQUAL(sky__doc_copy(txn, dbi, 62, 59), 0);
+	CU_ASSERT(doc_is(txn, 59, other));
+	CU_ASSERT(doc_is(txn, 60, doc));
+
+	json_decref(patch);
+	json_decref(patched);
+	json_decref(other);
+	json_decref(doc);
+	mdb_txn_abort(txn);
+}
+
+static void test_doc__deep(void)
+{
+	MDB_txn *txn = begin(0);
+	json_t *doc = json_object(), *cur = doc;
+	json_t *patch = json_object(), *pcur = patch;
+
+	/* 300 levels: deeper than any event may be, to show the stack. */
+	for (int i = 0; i < 300; i++) {
+		json_t *next = json_object();
+		json_object_set_new(cur, "n", next);
+		json_object_set_new(cur, "level", json_integer(i));
+		cur = next;
+		next = json_object();
+		json_object_set_new(pcur, "n", next);
+		pcur = next;
+	}
+	json_object_set_new(pcur, "bottom", json_true());
+	json_object_set_new(pcur, "level", json_null());
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 70, doc), 0);
+	CU_ASSERT(doc_is(txn, 70, doc));
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 70, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	CU_ASSERT(doc_is(txn, 70, doc));
+	json_decref(patch);
+
+	/* Deleting the top deletes all 300 nodes below it. */
+	patch = parse("{\"n\":null}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 70, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	CU_ASSERT(doc_is(txn, 70, doc));
+	CU_ASSERT_EQUAL(count_entries(txn, 70), 2);
+	json_decref(patch);
+	json_decref(doc);
+	mdb_txn_abort(txn);
+}
+
+/* ------------------------------------------------------------------ */
+/* Long names and hash collisions                                      */
+/* ------------------------------------------------------------------ */
+
+/* Every name hashes alike: every long name collides with every other. */
+static uint64_t constant_hash(const void *name, size_t len)
+{
+	(void)name;
+	(void)len;
+	return 0x0123456789abcdefull;
+}
+
+static char *long_name(int i)
+{
+	char *s = malloc(501);
+	memset(s, 'x', 500);
+	snprintf(s + 490, 11, "%010d", i);
+	return s;
+}
+
+static void test_doc__hash_collisions(void)
+{
+	MDB_txn *txn = begin(0);
+	json_t *doc = json_object(), *patch;
+	char *names[300];
+	sky_buf problems = SKY_BUF_INIT;
+
+	sky__doc_name_hash = constant_hash;
+	for (int i = 0; i < 300; i++)
+		names[i] = long_name(i);
+	/* Five colliding names in the root and in a nested object. */
+	for (int i = 0; i < 5; i++) {
+		json_object_set_new(doc, names[i], json_integer(i));
+	}
+	json_object_set_new(doc, "sub", json_deep_copy(doc));
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 80, doc), 0);
+	CU_ASSERT(doc_is(txn, 80, doc));
+
+	/* Each is found exactly: change one, delete another, add a sixth
+	 * (it takes the counter the deleted one freed), then re-add. */
+	patch = json_pack("{s:s,s:n,s:{s:[i]},s:{s:n}}", names[2], "two",
+			  names[1], names[5], "k", 5, "sub", names[4]);
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 80, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	CU_ASSERT(doc_is(txn, 80, doc));
+	json_decref(patch);
+	unsigned char key[22];
+	MDB_val k = {22, key}, v;
+	sky__put_be64(key, 80);
+	sky__put_be32(key + 8, 0);
+	key[12] = 0xff;
+	sky__put_be64(key + 13, constant_hash(NULL, 0));
+	key[21] = 1;
+	CU_ASSERT_EQUAL_FATAL(mdb_get(txn, dbi, &k, &v), 0);
+	CU_ASSERT(v.mv_size > 504 &&
+		  memcmp((char *)v.mv_data + 4, names[5], 500) == 0);
+	patch = json_pack("{s:{s:b}}", names[1], "back", 1);
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 80, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	CU_ASSERT(doc_is(txn, 80, doc));
+	json_decref(patch);
+	/* Replace the object member with a scalar: its node goes. */
+	patch = json_pack("{s:i}", names[5], 0);
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 80, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	CU_ASSERT(doc_is(txn, 80, doc));
+	json_decref(patch);
+
+	/* 256 names share a hash at most; the 257th is refused. */
+	json_t *many = json_object();
+	for (int i = 0; i < 256; i++)
+		json_object_set_new(many, names[i], json_integer(i));
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 81, many), 0);
+	CU_ASSERT(doc_is(txn, 81, many));
+	patch = json_pack("{s:i}", names[256], 1);
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 81, patch), SKY_ELIMIT);
+	json_decref(patch);
+
+	/* Stored with one hash, checked with another: doc_check sees it. */
+	sky__doc_name_hash = sky__hash64;
+	CU_ASSERT_EQUAL(sky__doc_check(txn, dbi, 80, &problems), SKY_EINVAL);
+	CU_ASSERT(strstr(problems.data, "hash does not match") != NULL);
+
+	sky__buf_free(&problems);
+	json_decref(many);
+	json_decref(doc);
+	for (int i = 0; i < 300; i++)
+		free(names[i]);
+	mdb_txn_abort(txn);
+}
+
+static void test_doc__long_names_real_hash(void)
+{
+	MDB_txn *txn = begin(0);
+	char *a = long_name(1), *b = long_name(2);
+	/* 400 bytes stay in the key; 401 go to the long form; a name that
+	 * starts with 0xFF (not UTF-8, but jansson's API can set one) too. */
+	char edge[402];
+	memset(edge, 'q', 401);
+	edge[401] = '\0';
+	json_t *doc = json_object();
+	json_object_set_new(doc, a, json_pack("{s:{s:i}}", b, a, 1));
+	json_object_set_new(doc, edge, json_integer(401));
+	edge[400] = '\0';
+	json_object_set_new(doc, edge, json_integer(400));
+	json_object_setn_new_nocheck(doc, "\xff\x01", 2, json_integer(255));
+	json_object_setn_new_nocheck(doc, "nul\0in", 6, json_integer(0));
+
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 90, doc), 0);
+	json_t *got = NULL;
+	CU_ASSERT_EQUAL(sky__doc_read_json(txn, dbi, 90, &got), SKY_ERROR);
+	/* The 0xFF name is not UTF-8, so it does not read back through
+	 * jansson; without it, everything does. */
+	json_object_deln(doc, "\xff\x01", 2);
+	json_t *patch = json_pack("{s:n}", "x");
+	json_object_setn_new_nocheck(patch, "\xff\x01", 2, json_null());
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 90, patch), 0);
+	json_decref(patch);
+	CU_ASSERT_EQUAL(sky__doc_read_json(txn, dbi, 90, &got), 0);
+	/* json_equal() and json_deep_copy() handle keys as C strings, so
+	 * compare the name with a NUL apart, then the rest. */
+	CU_ASSERT(json_integer_value(json_object_getn(got, "nul\0in", 6)) ==
+		      0 &&
+		  json_object_getn(got, "nul\0in", 6) != NULL);
+	CU_ASSERT_EQUAL(count_entries(txn, 90), count_members(doc) + 1);
+	json_object_deln(got, "nul\0in", 6);
+	json_object_deln(doc, "nul\0in", 6);
+	CU_ASSERT(got && json_equal(got, doc));
+	CU_ASSERT_EQUAL(json_object_size(got), 3);
+	json_decref(got);
+	CU_ASSERT(check_clean(txn, 90));
+
+	/* The text form escapes the NUL in the name. */
+	sky_buf buf = SKY_BUF_INIT;
+	CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, 90, &buf), 0);
+	CU_ASSERT(strstr(buf.data, "\"nul\\u0000in\":0") != NULL);
+	sky__buf_free(&buf);
+
+	json_decref(doc);
+	free(a);
+	free(b);
+	mdb_txn_abort(txn);
+}
+
+/* ------------------------------------------------------------------ */
+/* Node ids, corruption, full map                                      */
+/* ------------------------------------------------------------------ */
+
+static void put_raw(MDB_txn *txn, const void *key, size_t klen, const void *val,
+		    size_t vlen)
+{
+	MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+	CU_ASSERT_EQUAL(mdb_put(txn, dbi, &k, &v, 0), 0);
+}
+
+static void test_doc__node_ids_run_out(void)
+{
+	MDB_txn *txn = begin(0);
+	json_t *doc = parse("{\"a\":{\"b\":{}},\"c\":{\"d\":1}}");
+	unsigned char key[8], val[4];
+	MDB_val k = {8, key}, v;
+
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 100, doc), 0);
+	/* Pretend four billion objects were created and dropped. */
+	sky__put_be64(key, 100);
+	sky__put_be32(val, UINT32_MAX - 2);
+	put_raw(txn, key, 8, val, 4);
+	json_t *patch = parse("{\"a\":{\"x\":{\"y\":{\"z\":{}}}},"
+			      "\"e\":{\"f\":{}}}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 100, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	CU_ASSERT(doc_is(txn, 100, doc));
+	/* The document was renumbered: ids start again from 1. */
+	CU_ASSERT_EQUAL(mdb_get(txn, dbi, &k, &v), 0);
+	CU_ASSERT(sky__get_be32(v.mv_data) < 20);
+	json_decref(patch);
+	json_decref(doc);
+	mdb_txn_abort(txn);
+}
+
+/* doc_check on a copy of `base` corrupted by `key -> val`. */
+static void expect_problem(MDB_txn *txn, uint64_t docid, const void *key,
+			   size_t klen, const void *val, size_t vlen,
+			   const char *what, int read_fails)
+{
+	sky_buf problems = SKY_BUF_INIT, text = SKY_BUF_INIT;
+
+	CU_ASSERT_EQUAL(sky__doc_copy(txn, dbi, 110, docid), 0);
+	if (val)
+		put_raw(txn, key, klen, val, vlen);
+	else {
+		MDB_val k = {klen, (void *)key};
+		CU_ASSERT_EQUAL(mdb_del(txn, dbi, &k, NULL), 0);
+	}
+	CU_ASSERT_EQUAL(sky__doc_check(txn, dbi, docid, &problems), SKY_EINVAL);
+	if (!problems.data || !strstr(problems.data, what)) {
+		fprintf(stderr, "\nwant problem \"%s\", got:\n%s", what,
+			problems.data ? problems.data : "(none)\n");
+		CU_FAIL("problem not reported");
+	}
+	if (read_fails) {
+		CU_ASSERT_EQUAL(sky__buf_puts(&text, "keep"), 0);
+		CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, docid, &text),
+				SKY_ERROR);
+		CU_ASSERT_EQUAL(sky_error_last()->native, MDB_CORRUPTED);
+		/* A failed read leaves the buffer as it was. */
+		CU_ASSERT_STRING_EQUAL(text.data, "keep");
+	}
+	sky__buf_free(&problems);
+	sky__buf_free(&text);
+}
+
+static void test_doc__check_finds_corruption(void)
+{
+	MDB_txn *txn = begin(0);
+	json_t *doc = parse("{\"a\":{\"b\":{\"c\":1}},\"d\":[1,2],\"e\":{}}");
+	sky_buf problems = SKY_BUF_INIT;
+	unsigned char key[512], val[16];
+	uint64_t id = 111;
+
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 110, doc), 0);
+	CU_ASSERT_EQUAL(sky__doc_check(txn, dbi, 110, &problems), 0);
+	CU_ASSERT_EQUAL(problems.len, 0);
+
+	/* Node ids as doc_write numbers them: a=1, b=2 (in a), e=3. */
+#define MEMBER_KEY(docid, node, name)                                          \
+	(sky__put_be64(key, (docid)), sky__put_be32(key + 8, (node)),          \
+	 memcpy(key + 12, (name), strlen(name)), 12 + strlen(name))
+
+	size_t kl = MEMBER_KEY(id, 0, "d");
+	expect_problem(txn, id, key, kl, "v[1,", 4, "not JSON", 0);
+	/* The text read copies values as stored; the jansson read parses. */
+	json_t *j = NULL;
+	CU_ASSERT_EQUAL(sky__doc_read_json(txn, dbi, id, &j), SKY_ERROR);
+	CU_ASSERT(j == NULL);
+	id++;
+	kl = MEMBER_KEY(id, 0, "d");
+	expect_problem(txn, id, key, kl, "x1", 2, "unknown member type", 1);
+	id++;
+	kl = MEMBER_KEY(id, 0, "d");
+	expect_problem(txn, id, key, kl, "v{\"o\":1}", 8,
+		       "object stored as text", 0);
+	id++;
+	/* A member pointing back up the tree (a loop for a naive reader). */
+	kl = MEMBER_KEY(id, 2, "up");
+	val[0] = 'o';
+	sky__put_be32(val + 1, 1);
+	expect_problem(txn, id, key, kl, val, 5, "not after its own", 1);
+	id++;
+	/* A member pointing to the root: the same, from the bottom. */
+	kl = MEMBER_KEY(id, 3, "root");
+	sky__put_be32(val + 1, 0);
+	expect_problem(txn, id, key, kl, val, 5, "not after its own", 1);
+	id++;
+	/* Two members pointing to one node. */
+	kl = MEMBER_KEY(id, 0, "twin");
+	sky__put_be32(val + 1, 2);
+	expect_problem(txn, id, key, kl, val, 5, "referenced twice", 1);
+	id++;
+	/* A node nobody points to. */
+	kl = MEMBER_KEY(id, 7, "orphan");
+	expect_problem(txn, id, key, kl, "v1", 2, "no member points to it", 0);
+	id++;
+	/* A node id at or past the header's next id. */
+	kl = MEMBER_KEY(id, 0, "far");
+	sky__put_be32(val + 1, 4000);
+	expect_problem(txn, id, key, kl, val, 5, "not below the header", 0);
+	id++;
+	/* The header gone. */
+	sky__put_be64(key, id);
+	expect_problem(txn, id, key, 8, NULL, 0, "without a header", 0);
+	id++;
+	/* A long-form key whose value is too short to hold its name. */
+	kl = MEMBER_KEY(id, 0, "");
+	key[12] = 0xff;
+	memset(key + 13, 0, 9);
+	kl = 22;
+	sky__put_be32(val, 1000);
+	expect_problem(txn, id, key, kl, val, 6, "shorter than its name", 1);
+	id++;
+	/* A truncated object member. */
+	kl = MEMBER_KEY(id, 0, "a");
+	expect_problem(txn, id, key, kl, "o\x00", 2, "wrong size", 1);
+	id++;
+	/* An empty value. */
+	kl = MEMBER_KEY(id, 0, "d");
+	expect_problem(txn, id, key, kl, "", 0, "empty value", 1);
+	id++;
+	/* A name too long for the key, stored in it all the same. */
+	char name[402];
+	memset(name, 'n', 401);
+	name[401] = '\0';
+	kl = MEMBER_KEY(id, 0, name);
+	expect_problem(txn, id, key, kl, "v1", 2, "long name stored in the key",
+		       1);
+	id++;
+	/* A short name stored in the long form. */
+	kl = MEMBER_KEY(id, 0, "");
+	key[12] = 0xff;
+	memset(key + 13, 0, 9);
+	kl = 22;
+	sky__put_be32(val, 1);
+	memcpy(val + 4, "sv1", 3);
+	expect_problem(txn, id, key, kl, val, 7,
+		       "short name stored in the long", 1);
+	id++;
+	/* A header of the wrong size. */
+	sky__put_be64(key, id);
+	expect_problem(txn, id, key, 8, "abc", 3, "bad header", 0);
+#undef MEMBER_KEY
+
+	sky__buf_free(&problems);
+	json_decref(doc);
+	mdb_txn_abort(txn);
+}
+
+static void test_doc__map_full(void)
+{
+	MDB_env *small;
+	MDB_txn *txn;
+	MDB_dbi sdbi;
+	char dir[4096];
+	json_t *doc = json_object();
+
+	snprintf(dir, sizeof(dir), "%s", sky_test_tmpdir());
+	CU_ASSERT_FATAL(mdb_env_create(&small) == 0);
+	CU_ASSERT_FATAL(mdb_env_set_mapsize(small, 64 * 1024) == 0);
+	CU_ASSERT_FATAL(mdb_env_open(small, dir, MDB_NOSYNC, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(small, NULL, 0, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, NULL, 0, &sdbi) == 0);
+	for (int i = 0; i < 5000; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "key%d", i);
+		json_object_set_new(doc, key, json_string("some value"));
+	}
+	/* MDB_MAP_FULL comes back as SKY__EMAPFULL, for the store to grow
+	 * the map and run the write again. */
+	CU_ASSERT_EQUAL(sky__doc_write(txn, sdbi, 1, doc), SKY__EMAPFULL);
+	CU_ASSERT_EQUAL(sky_error_last()->source, SKY_ERRSRC_LMDB);
+	CU_ASSERT_EQUAL(sky_error_last()->native, MDB_MAP_FULL);
+	mdb_txn_abort(txn);
+	CU_ASSERT_FATAL(mdb_txn_begin(small, NULL, 0, &txn) == 0);
+	json_t *patch = json_pack("{s:o}", "big", json_incref(doc));
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, sdbi, 1, patch), SKY__EMAPFULL);
+	mdb_txn_abort(txn);
+	json_decref(patch);
+	json_decref(doc);
+	mdb_env_close(small);
+}
+
+int main(void)
+{
+	static const sky_test_case cases[] = {
+	    {"test_doc__rfc7396_cases", test_doc__rfc7396_cases},
+	    {"test_doc__random", test_doc__random},
+	    {"test_doc__adjacent_docids", test_doc__adjacent_docids},
+	    {"test_doc__delete_and_missing", test_doc__delete_and_missing},
+	    {"test_doc__invalid_input", test_doc__invalid_input},
+	    {"test_doc__copy", test_doc__copy},
+	    {"test_doc__deep", test_doc__deep},
+	    {"test_doc__hash_collisions", test_doc__hash_collisions},
+	    {"test_doc__long_names_real_hash", test_doc__long_names_real_hash},
+	    {"test_doc__node_ids_run_out", test_doc__node_ids_run_out},
+	    {"test_doc__check_finds_corruption",
+	     test_doc__check_finds_corruption},
+	    {"test_doc__map_full", test_doc__map_full},
+	    {NULL, NULL},
+	};
+	MDB_txn *txn;
+	int rc;
+
+	if (mdb_env_create(&env) || mdb_env_set_mapsize(env, 1ull << 30) ||
+	    mdb_env_set_maxdbs(env, 4) ||
+	    mdb_env_open(env, sky_test_tmpdir(), MDB_NOSYNC, 0600) ||
+	    mdb_txn_begin(env, NULL, 0, &txn) ||
+	    mdb_dbi_open(txn, "data", MDB_CREATE, &dbi) ||
+	    mdb_txn_commit(txn)) {
+		fprintf(stderr, "cannot open the test environment\n");
+		return 99;
+	}
+	rc = sky_test_main("doc", cases);
+	mdb_env_close(env);
+	return rc;
+}
