@@ -121,13 +121,14 @@ static int not_found(const char *what, const char *app, const char *sid)
 int sky_reader_session(sky_reader *reader, const char *app_id,
 		       const char *session_id, const char **json, size_t *len)
 {
-	int rc = check_ids(app_id, session_id);
-	if (rc < 0)
-		return rc;
+	if (!app_id || !session_id)
+		return check_ids(app_id, session_id);
+	/* Look up first: only valid ids are ever stored, so a hit needs no
+	 * validation, and this is the hottest read. A miss says why. */
 	sky_record rec;
-	rc = sky__record_get(reader->txn, reader->cache, app_id, session_id,
-			     &rec);
-	if (rc == SKY_ENOTFOUND)
+	int rc = sky__record_get(reader->txn, reader->cache, app_id,
+				 session_id, &rec);
+	if (rc == SKY_ENOTFOUND && (rc = check_ids(app_id, session_id)) == 0)
 		return not_found("session", app_id, session_id);
 	if (rc < 0)
 		return rc;

@@ -1,0 +1,749 @@
+/*
+ * bench_sqlite.c - the SQLite baseline: the cache a competent engineer
+ * would write with SQLite instead of using skysync, doing the same work on
+ * the same data (common.c) as bench_skysync.c. bench/README.md explains
+ * each choice; in short:
+ *
+ *   sessions      (app, sid) PRIMARY KEY, WITHOUT ROWID: a get is one
+ *                 B-tree descent; the row carries createdAt, the data
+ *                 watermark, the document id and the session JSON text.
+ *   props         (app, key, value, created_us, sid) PRIMARY KEY, WITHOUT
+ *                 ROWID: one row per property, a covering index that
+ *                 answers key=value already in result order.
+ *   session_data  docid INTEGER PRIMARY KEY -> data JSON text (rowid
+ *                 table: documents up to megabytes live in overflow pages).
+ *   evlog         eventId PRIMARY KEY (idempotence, as skysync).
+ *   outbox        seq INTEGER PRIMARY KEY, app, sid, body (enqueue_*).
+ *
+ * WAL journal; synchronous=NORMAL for reads and batched work and FULL for
+ * the durable enqueue workloads (a commit is then on disk when it
+ * returns); mmap_size 4 GiB; a 64 MiB page cache; statements prepared once
+ * and reused; an explicit transaction around every batch (reads too, which
+ * keeps one WAL read snapshot for a round, as skysync's reused reader);
+ * json_patch() for merge patches; ANALYZE after the build.
+ */
+#include "config.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define DB_FILE "bench.db"
+#define QUERY_LIMIT 1000
+
+typedef struct {
+	sqlite3 *db;
+	const bench_args *a;
+	bench_rng rng;
+	uint64_t seq;
+	int large;
+	unsigned hits, queries;
+	unsigned sink;
+	sqlite3_stmt *get, *data, *q1, *q2, *ev_log, *ev_session, *ev_patch,
+	    *ev_wm, *begin, *commit, *outbox;
+} sq_ctx;
+
+static void sq_check(sq_ctx *s, int rc, const char *what)
+{
+	if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		bench_die("%s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static void exec(sq_ctx *s, const char *sql)
+{
+	char *err = NULL;
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK)
+		bench_die("%s: %s", sql, err ? err : "failed");
+}
+
+static sqlite3_stmt *prepare(sq_ctx *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	/* SQLITE_PREPARE_PERSISTENT: the statement is reused for the whole
+	 * run, so SQLite may keep it in long-lived memory. */
+	if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+			       NULL) != SQLITE_OK)
+		bench_die("prepare %s: %s", sql, sqlite3_errmsg(s->db));
+	return st;
+}
+
+/* Run a prepared statement that returns no rows, and reset it. */
+static void step_done(sq_ctx *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		sq_check(s, rc == SQLITE_ROW ? SQLITE_ERROR : rc, what);
+	sqlite3_reset(st);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *text)
+{
+	sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC);
+}
+
+/* How a connection commits. */
+enum { SYNC_NORMAL, SYNC_FULL, BUILDING };
+
+static void sq_open(sq_ctx *s, const char *dir, const char *file, int mode)
+{
+	char path[4096], pragmas[256];
+	bench_path(path, sizeof(path), dir, file);
+	if (sqlite3_open_v2(path, &s->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK)
+		bench_die("%s: %s", path, sqlite3_errmsg(s->db));
+	/* The build is not measured: no journal, no flush. The data set is
+	 * switched to WAL when it is complete. */
+	snprintf(pragmas, sizeof(pragmas),
+		 "PRAGMA journal_mode=%s; PRAGMA synchronous=%s;"
+		 "PRAGMA mmap_size=4294967296; PRAGMA cache_size=-65536;"
+		 "PRAGMA temp_store=MEMORY;",
+		 mode == BUILDING ? "OFF" : "WAL",
+		 mode == SYNC_FULL  ? "FULL"
+		 : mode == BUILDING ? "OFF"
+				    : "NORMAL");
+	exec(s, pragmas);
+	s->begin = prepare(s, "BEGIN");
+	s->commit = prepare(s, "COMMIT");
+}
+
+static void sq_close(sq_ctx *s)
+{
+	sqlite3_stmt **all[] = {&s->get,      &s->data,	  &s->q1,
+				&s->q2,	      &s->ev_log, &s->ev_session,
+				&s->ev_patch, &s->ev_wm,  &s->begin,
+				&s->commit,   &s->outbox};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		sqlite3_finalize(*all[i]);
+		*all[i] = NULL;
+	}
+	if (sqlite3_close(s->db) != SQLITE_OK)
+		bench_die("close: %s", sqlite3_errmsg(s->db));
+	s->db = NULL;
+}
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS sessions("
+    " app TEXT NOT NULL, sid TEXT NOT NULL, created_us INTEGER NOT NULL,"
+    " wm_data INTEGER NOT NULL, docid INTEGER NOT NULL, json TEXT NOT NULL,"
+    " PRIMARY KEY(app, sid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS props("
+    " app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+    " created_us INTEGER NOT NULL, sid TEXT NOT NULL,"
+    " PRIMARY KEY(app, key, value, created_us, sid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS session_data("
+    " docid INTEGER PRIMARY KEY, data TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS evlog("
+    " event_id TEXT PRIMARY KEY) WITHOUT ROWID;";
+
+/* ---- building ---- */
+
+static void insert_session(sq_ctx *s, sqlite3_stmt *ins, const char *sid,
+			   unsigned i, unsigned n, int64_t docid,
+			   bench_buf *json)
+{
+	bench_buf_clear(json);
+	bench_session_json(json, i, n, sid);
+	bind_text(ins, 1, BENCH_APP);
+	bind_text(ins, 2, sid);
+	sqlite3_bind_int64(ins, 3, bench_session_created_us(i));
+	sqlite3_bind_int64(ins, 4, BENCH_AS_OF_US);
+	sqlite3_bind_int64(ins, 5, docid);
+	sqlite3_bind_text(ins, 6, json->data, (int)json->len, SQLITE_STATIC);
+	step_done(s, ins, "insert session");
+}
+
+/* One props row while building: sorted before it is inserted. */
+typedef struct {
+	char value[48];
+	unsigned i;
+} prop_row;
+
+static int cmp_prop_row(const void *a, const void *b)
+{
+	const prop_row *x = a, *y = b;
+	int c = strcmp(x->value, y->value);
+	/* createdAt and sid both grow with i. */
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/*
+ * The props rows of a sessions data set, inserted key by key in primary
+ * key order: appending to a B-tree is several times faster than inserting
+ * at random places, and the resulting table is the same.
+ */
+static void build_props(sq_ctx *s, unsigned n)
+{
+	sqlite3_stmt *prop =
+	    prepare(s, "INSERT INTO props(app, key, value, created_us, sid)"
+		       " VALUES(?1, ?2, ?3, ?4, ?5)");
+	prop_row *rows = bench_xmalloc((size_t)n * sizeof(*rows));
+	int order[BENCH_PROPS];
+
+	/* The keys in byte order. */
+	for (int k = 0; k < BENCH_PROPS; k++) {
+		int j = k;
+		while (j > 0 && strcmp(bench_prop_keys[order[j - 1]],
+				       bench_prop_keys[k]) > 0) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = k;
+	}
+	for (int ko = 0; ko < BENCH_PROPS; ko++) {
+		int k = order[ko];
+		const char *key = bench_prop_keys[k];
+		for (unsigned i = 0; i < n; i++) {
+			bench_session_prop(i, n, k, rows[i].value,
+					   sizeof(rows[i].value));
+			rows[i].i = i;
+		}
+		qsort(rows, n, sizeof(*rows), cmp_prop_row);
+		for (unsigned r = 0; r < n; r++) {
+			char sid[32];
+			bench_session_id(sid, sizeof(sid), rows[r].i);
+			bind_text(prop, 1, BENCH_APP);
+			bind_text(prop, 2, key);
+			bind_text(prop, 3, rows[r].value);
+			sqlite3_bind_int64(prop, 4,
+					   bench_session_created_us(rows[r].i));
+			bind_text(prop, 5, sid);
+			step_done(s, prop, "insert property");
+		}
+	}
+	free(rows);
+	sqlite3_finalize(prop);
+}
+
+static void build(sq_ctx *s, const bench_args *a)
+{
+	bench_buf json = BENCH_BUF_INIT, doc = BENCH_BUF_INIT;
+	bench_mkdirs(a->dir);
+	sq_open(s, a->dir, DB_FILE, BUILDING);
+	exec(s, schema);
+	sqlite3_stmt *ins = prepare(
+	    s, "INSERT INTO sessions(app, sid, created_us, wm_data, docid,"
+	       " json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+	sqlite3_stmt *data =
+	    prepare(s, "INSERT INTO session_data(docid, data) VALUES(?1, ?2)");
+	exec(s, "BEGIN");
+	if (!strcmp(a->what, "docs")) {
+		/* Documents belong to sessions like any other, named d-... and
+		 * m-...; they carry no properties (no query runs here). */
+		for (int large = 0; large < 2; large++) {
+			unsigned count =
+			    large ? BENCH_DOCS_LARGE : BENCH_DOCS_SMALL;
+			bench_buf_clear(&doc);
+			bench_doc_json(&doc, large ? BENCH_ITEMS_LARGE
+						   : BENCH_ITEMS_SMALL);
+			for (unsigned i = 0; i < count; i++) {
+				char sid[32];
+				int64_t docid = large ? 1000000 + i : i + 1;
+				bench_doc_sid(sid, sizeof(sid), large, i);
+				insert_session(s, ins, sid, i, count, docid,
+					       &json);
+				sqlite3_bind_int64(data, 1, docid);
+				sqlite3_bind_text(data, 2, doc.data,
+						  (int)doc.len, SQLITE_STATIC);
+				step_done(s, data, "insert data");
+			}
+		}
+	} else {
+		for (unsigned i = 0; i < a->sessions; i++) {
+			char sid[32];
+			bench_session_id(sid, sizeof(sid), i);
+			insert_session(s, ins, sid, i, a->sessions,
+				       (int64_t)i + 1, &json);
+		}
+		build_props(s, a->sessions);
+	}
+	exec(s, "COMMIT");
+	sqlite3_finalize(ins);
+	sqlite3_finalize(data);
+	/* Statistics for the planner, then the WAL mode of every run. */
+	exec(s, "ANALYZE; PRAGMA journal_mode=WAL;");
+	sq_close(s);
+	bench_buf_free(&json);
+	bench_buf_free(&doc);
+}
+
+/* ---- reads ---- */
+
+typedef struct {
+	char sid[16];
+} sid_t;
+
+static double round_get(void *arg, unsigned n)
+{
+	sq_ctx *s = arg;
+	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
+	for (unsigned i = 0; i < n; i++)
+		bench_session_id(ids[i].sid, sizeof(ids[i].sid),
+				 bench_rng_below(&s->rng, s->a->sessions));
+	double t0 = bench_now_us();
+	step_done(s, s->begin, "BEGIN");
+	for (unsigned i = 0; i < n; i++) {
+		bind_text(s->get, 1, BENCH_APP);
+		bind_text(s->get, 2, ids[i].sid);
+		if (sqlite3_step(s->get) != SQLITE_ROW)
+			bench_die("get %s: %s", ids[i].sid,
+				  sqlite3_errmsg(s->db));
+		const unsigned char *text = sqlite3_column_text(s->get, 0);
+		s->sink += text[0] + (unsigned)sqlite3_column_bytes(s->get, 0);
+		sqlite3_reset(s->get);
+	}
+	step_done(s, s->commit, "COMMIT");
+	double t = (bench_now_us() - t0) / n;
+	free(ids);
+	return t;
+}
+
+static double round_data(void *arg, unsigned n)
+{
+	sq_ctx *s = arg;
+	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
+	for (unsigned i = 0; i < n; i++)
+		bench_doc_sid(ids[i].sid, sizeof(ids[i].sid), 0,
+			      bench_rng_below(&s->rng, BENCH_DOCS_SMALL));
+	double t0 = bench_now_us();
+	step_done(s, s->begin, "BEGIN");
+	for (unsigned i = 0; i < n; i++) {
+		bind_text(s->data, 1, BENCH_APP);
+		bind_text(s->data, 2, ids[i].sid);
+		if (sqlite3_step(s->data) != SQLITE_ROW)
+			bench_die("data %s: %s", ids[i].sid,
+				  sqlite3_errmsg(s->db));
+		const unsigned char *text = sqlite3_column_text(s->data, 0);
+		s->sink += text[0] + (unsigned)sqlite3_column_bytes(s->data, 0);
+		sqlite3_reset(s->data);
+	}
+	step_done(s, s->commit, "COMMIT");
+	double t = (bench_now_us() - t0) / n;
+	free(ids);
+	return t;
+}
+
+static void prepare_queries(sq_ctx *s)
+{
+	/* The covering props key gives the rows in (createdAt, sid) order:
+	 * no sort step (EXPLAIN QUERY PLAN shows no temp b-tree). */
+	s->q1 = prepare(s, "SELECT s.json FROM props p"
+			   " JOIN sessions s ON s.app = p.app AND s.sid = p.sid"
+			   " WHERE p.app = ?1 AND p.key = ?2 AND p.value = ?3"
+			   " ORDER BY p.created_us, p.sid LIMIT ?4");
+	/* Two predicates: walk the more selective one (written first, the
+	 * planner cannot know which value is rarer) and probe the other
+	 * by its whole primary key. */
+	s->q2 = prepare(s, "SELECT s.json FROM props a"
+			   " JOIN props b ON b.app = a.app AND b.key = ?4"
+			   "  AND b.value = ?5 AND b.created_us = a.created_us"
+			   "  AND b.sid = a.sid"
+			   " JOIN sessions s ON s.app = a.app AND s.sid = a.sid"
+			   " WHERE a.app = ?1 AND a.key = ?2 AND a.value = ?3"
+			   " ORDER BY a.created_us, a.sid LIMIT ?6");
+}
+
+static void run_query(sq_ctx *s, const bench_pred *p, int two)
+{
+	sqlite3_stmt *st = two ? s->q2 : s->q1;
+	int rc;
+	bind_text(st, 1, BENCH_APP);
+	bind_text(st, 2, p[0].key);
+	bind_text(st, 3, p[0].value);
+	if (two) {
+		bind_text(st, 4, p[1].key);
+		bind_text(st, 5, p[1].value);
+		sqlite3_bind_int(st, 6, QUERY_LIMIT);
+	} else {
+		sqlite3_bind_int(st, 4, QUERY_LIMIT);
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *text = sqlite3_column_text(st, 0);
+		s->sink += text[0] + (unsigned)sqlite3_column_bytes(st, 0);
+		s->hits++;
+	}
+	sq_check(s, rc, "query");
+	sqlite3_reset(st);
+	s->queries++;
+}
+
+static double round_query(sq_ctx *s, unsigned n, int two)
+{
+	bench_pred *preds = bench_xmalloc(n * 2 * sizeof(*preds));
+	for (unsigned i = 0; i < n; i++) {
+		if (two)
+			bench_query_two(&s->rng, s->a->sessions, &preds[2 * i]);
+		else
+			bench_query_one(&s->rng, s->a->sessions, &preds[2 * i]);
+	}
+	double t0 = bench_now_us();
+	step_done(s, s->begin, "BEGIN");
+	for (unsigned i = 0; i < n; i++)
+		run_query(s, &preds[2 * i], two);
+	step_done(s, s->commit, "COMMIT");
+	double t = (bench_now_us() - t0) / n;
+	free(preds);
+	return t;
+}
+
+static double round_query_one(void *arg, unsigned n)
+{
+	return round_query(arg, n, 0);
+}
+
+static double round_query_two(void *arg, unsigned n)
+{
+	return round_query(arg, n, 1);
+}
+
+/* ---- patches ---- */
+
+static void prepare_patch(sq_ctx *s)
+{
+	s->ev_log =
+	    prepare(s, "INSERT OR IGNORE INTO evlog(event_id) VALUES(?1)");
+	s->ev_session = prepare(s, "SELECT docid, wm_data FROM sessions"
+				   " WHERE app = ?1 AND sid = ?2");
+	s->ev_patch = prepare(s, "UPDATE session_data SET data ="
+				 " json_patch(data, ?2) WHERE docid = ?1");
+	s->ev_wm = prepare(s, "UPDATE sessions SET wm_data = ?3"
+			      " WHERE app = ?1 AND sid = ?2");
+}
+
+/*
+ * Apply one session_data_updated event given as JSON text, with the rules
+ * skysync keeps: parse and check it, skip a known eventId, skip an event
+ * older than the data's watermark, merge the patch, move the watermark.
+ * Returns 1 when applied.
+ */
+static int apply_event(sq_ctx *s, const char *text, size_t len)
+{
+	json_error_t jerr;
+	json_t *ev = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	const char *app, *sid, *eid, *type;
+	json_t *data;
+	if (!ev ||
+	    json_unpack(ev, "{s:s,s:s,s:s,s:s,s:o}", "applicationId", &app,
+			"sessionId", &sid, "eventId", &eid, "eventType", &type,
+			"data", &data) != 0 ||
+	    strcmp(type, "session_data_updated") != 0 || !json_is_object(data))
+		bench_die("bad event: %s", ev ? "fields" : jerr.text);
+	/* createdAt was generated by common.c; the watermark compares the
+	 * microseconds, as skysync does. */
+	const char *created =
+	    json_string_value(json_object_get(ev, "createdAt"));
+	if (!created)
+		bench_die("event without createdAt");
+	int64_t t;
+	{
+		int y, mo, d, h, mi, sec, us;
+		if (sscanf(created, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &y, &mo, &d,
+			   &h, &mi, &sec, &us) != 7)
+			bench_die("bad createdAt %s", created);
+		struct tm tm = {.tm_year = y - 1900,
+				.tm_mon = mo - 1,
+				.tm_mday = d,
+				.tm_hour = h,
+				.tm_min = mi,
+				.tm_sec = sec};
+		t = (int64_t)timegm(&tm) * 1000000 + us;
+	}
+	int applied = 0;
+	bind_text(s->ev_log, 1, eid);
+	step_done(s, s->ev_log, "evlog");
+	if (sqlite3_changes(s->db) == 0)
+		goto done; /* duplicate */
+	bind_text(s->ev_session, 1, app);
+	bind_text(s->ev_session, 2, sid);
+	if (sqlite3_step(s->ev_session) != SQLITE_ROW)
+		bench_die("event for unknown session %s", sid);
+	int64_t docid = sqlite3_column_int64(s->ev_session, 0);
+	int64_t wm = sqlite3_column_int64(s->ev_session, 1);
+	sqlite3_reset(s->ev_session);
+	if (t < wm)
+		goto done; /* stale */
+	char *patch = json_dumps(data, JSON_COMPACT);
+	sqlite3_bind_int64(s->ev_patch, 1, docid);
+	sqlite3_bind_text(s->ev_patch, 2, patch, -1, SQLITE_STATIC);
+	step_done(s, s->ev_patch, "json_patch");
+	free(patch);
+	bind_text(s->ev_wm, 1, app);
+	bind_text(s->ev_wm, 2, sid);
+	sqlite3_bind_int64(s->ev_wm, 3, t);
+	step_done(s, s->ev_wm, "watermark");
+	applied = 1;
+done:
+	json_decref(ev);
+	return applied;
+}
+
+static double round_patch(void *arg, unsigned n)
+{
+	sq_ctx *s = arg;
+	bench_buf *events = bench_xmalloc(n * sizeof(*events));
+	unsigned docs = s->large ? BENCH_DOCS_LARGE : BENCH_DOCS_SMALL;
+	unsigned items = s->large ? BENCH_ITEMS_LARGE : BENCH_ITEMS_SMALL;
+	for (unsigned i = 0; i < n; i++) {
+		char sid[32], eid[48];
+		unsigned d = bench_rng_below(&s->rng, docs);
+		unsigned item = bench_rng_below(&s->rng, items);
+		uint64_t q = ++s->seq;
+		bench_doc_sid(sid, sizeof(sid), s->large, d);
+		snprintf(eid, sizeof(eid), "ev-%s-%08llu", s->a->workload,
+			 (unsigned long long)q);
+		events[i] = (bench_buf)BENCH_BUF_INIT;
+		bench_patch_event(&events[i], sid, item, (unsigned)q, eid,
+				  bench_event_created_us(q));
+	}
+	unsigned applied = 0;
+	double t0 = bench_now_us();
+	for (unsigned i = 0; i < n; i += s->a->batch) {
+		unsigned end = i + s->a->batch < n ? i + s->a->batch : n;
+		step_done(s, s->begin, "BEGIN");
+		for (unsigned j = i; j < end; j++)
+			applied += (unsigned)apply_event(s, events[j].data,
+							 events[j].len);
+		step_done(s, s->commit, "COMMIT");
+	}
+	double t = (bench_now_us() - t0) / n;
+	if (applied != n)
+		bench_die("only %u of %u events applied", applied, n);
+	for (unsigned i = 0; i < n; i++)
+		bench_buf_free(&events[i]);
+	free(events);
+	return t;
+}
+
+/* ---- durable writes ---- */
+
+static double round_enqueue(void *arg, unsigned n)
+{
+	sq_ctx *s = arg;
+	int batched = !strcmp(s->a->workload, "enqueue_batch");
+	bench_buf *rec = bench_xmalloc(n * sizeof(*rec));
+	char(*sids)[32] = bench_xmalloc(n * sizeof(*sids));
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t q = ++s->seq;
+		rec[i] = (bench_buf)BENCH_BUF_INIT;
+		bench_outbox_json(&rec[i], q);
+		bench_session_id(sids[i], sizeof(sids[i]),
+				 (unsigned)(bench_mix(q, 10) % 100000));
+	}
+	double t0 = bench_now_us();
+	for (unsigned i = 0; i < n; i++) {
+		/* Durable: every INSERT is its own transaction, so it is
+		 * on disk (synchronous=FULL) when sqlite3_step returns. */
+		if (batched && i % BENCH_ENQUEUE_BATCH == 0)
+			step_done(s, s->begin, "BEGIN");
+		bind_text(s->outbox, 1, BENCH_APP);
+		bind_text(s->outbox, 2, sids[i]);
+		sqlite3_bind_text(s->outbox, 3, rec[i].data, (int)rec[i].len,
+				  SQLITE_STATIC);
+		step_done(s, s->outbox, "enqueue");
+		if (batched &&
+		    (i % BENCH_ENQUEUE_BATCH == BENCH_ENQUEUE_BATCH - 1 ||
+		     i == n - 1))
+			step_done(s, s->commit, "COMMIT");
+	}
+	double t = (bench_now_us() - t0) / n;
+	for (unsigned i = 0; i < n; i++)
+		bench_buf_free(&rec[i]);
+	free(rec);
+	free(sids);
+	return t;
+}
+
+/* ---- cold start ---- */
+
+static double open_and_answer(const bench_args *a, int query_first)
+{
+	sq_ctx c;
+	char sid[32];
+	memset(&c, 0, sizeof(c));
+	c.a = a;
+	bench_rng_init(&c.rng, BENCH_SEED);
+	double t0 = bench_now_us();
+	sq_open(&c, a->dir, DB_FILE, SYNC_NORMAL);
+	if (query_first) {
+		bench_pred p;
+		prepare_queries(&c);
+		bench_query_one(&c.rng, a->sessions, &p);
+		run_query(&c, &p, 0);
+	} else {
+		c.get = prepare(&c, "SELECT json FROM sessions"
+				    " WHERE app = ?1 AND sid = ?2");
+		bench_session_id(sid, sizeof(sid),
+				 bench_rng_below(&c.rng, a->sessions));
+		bind_text(c.get, 1, BENCH_APP);
+		bind_text(c.get, 2, sid);
+		if (sqlite3_step(c.get) != SQLITE_ROW)
+			bench_die("get %s: %s", sid, sqlite3_errmsg(c.db));
+		c.sink += sqlite3_column_text(c.get, 0)[0];
+		sqlite3_reset(c.get);
+	}
+	double t = bench_now_us() - t0;
+	sq_close(&c);
+	return t;
+}
+
+static json_t *run_cold_start(const bench_args *a, int query_first)
+{
+	char path[4096];
+	bench_path(path, sizeof(path), a->dir, DB_FILE);
+	bench_evict(path);
+	double cold = open_and_answer(a, query_first);
+	double warm = open_and_answer(a, query_first);
+	json_t *res =
+	    bench_result("sqlite", "cold_start", "us/op", 1, &cold, 1);
+	json_t *detail = json_object();
+	json_object_set_new(detail, "warm_us", json_real(warm));
+	json_object_set_new(res, "detail", detail);
+	json_object_set_new(res, "first",
+			    json_string(query_first ? "query" : "get"));
+	return res;
+}
+
+/* ---- heap growth over a long apply run ---- */
+
+static json_t *run_heap(sq_ctx *s, const bench_args *a)
+{
+	json_t *heap = json_array(), *rss = json_array();
+	double *runs = bench_xmalloc(a->runs * sizeof(double));
+	size_t first_heap = 0;
+	long first_rss = 0;
+	for (unsigned r = 0; r < a->runs; r++) {
+		runs[r] = round_patch(s, a->n);
+		size_t h = bench_heap_bytes();
+		long kb = bench_rss_kb();
+		if (r == 0) {
+			first_heap = h;
+			first_rss = kb;
+		}
+		json_array_append_new(heap, json_integer((json_int_t)h));
+		json_array_append_new(rss, json_integer(kb));
+	}
+	json_t *res =
+	    bench_result("sqlite", "heap", "us/op", a->n, runs, a->runs);
+	json_object_set_new(res, "heap_bytes", heap);
+	json_object_set_new(res, "rss_kb", rss);
+	json_object_set_new(res, "heap_growth_bytes",
+			    json_integer((json_int_t)bench_heap_bytes() -
+					 (json_int_t)first_heap));
+	json_object_set_new(res, "rss_growth_kb",
+			    json_integer(bench_rss_kb() - first_rss));
+	free(runs);
+	return res;
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv)
+{
+	bench_args a;
+	sq_ctx s;
+	bench_parse_args(argc, argv, &a);
+	memset(&s, 0, sizeof(s));
+	s.a = &a;
+	bench_rng_init(&s.rng, BENCH_SEED);
+
+	if (!strcmp(a.cmd, "build")) {
+		build(&s, &a);
+		return 0;
+	}
+	const char *w = a.workload;
+	json_t *res;
+	if (!strcmp(w, "cold_start") || !strcmp(w, "cold_start_query")) {
+		res = run_cold_start(&a, !strcmp(w, "cold_start_query"));
+		bench_result_emit(res);
+		return 0;
+	}
+	bench_round_fn fn = NULL;
+	int enqueue =
+	    !strcmp(w, "enqueue_durable") || !strcmp(w, "enqueue_batch");
+	if (enqueue) {
+		bench_mkdirs(a.dir);
+		char path[4096];
+		bench_path(path, sizeof(path), a.dir, "outbox.db");
+		unlink(path);
+		sq_open(&s, a.dir, "outbox.db", SYNC_FULL);
+		exec(&s, "CREATE TABLE outbox(seq INTEGER PRIMARY KEY,"
+			 " app TEXT NOT NULL, sid TEXT NOT NULL,"
+			 " body TEXT NOT NULL)");
+		s.outbox = prepare(&s, "INSERT INTO outbox(app, sid, body)"
+				       " VALUES(?1, ?2, ?3)");
+		fn = round_enqueue;
+	} else {
+		sq_open(&s, a.dir, DB_FILE, SYNC_NORMAL);
+		if (!strcmp(w, "get")) {
+			s.get = prepare(&s, "SELECT json FROM sessions"
+					    " WHERE app = ?1 AND sid = ?2");
+			fn = round_get;
+		} else if (!strcmp(w, "data_1kb")) {
+			s.data =
+			    prepare(&s, "SELECT d.data FROM sessions s"
+					" JOIN session_data d"
+					" ON d.docid = s.docid"
+					" WHERE s.app = ?1 AND s.sid = ?2");
+			fn = round_data;
+		} else if (!strcmp(w, "query_100k") || !strcmp(w, "query_1m")) {
+			prepare_queries(&s);
+			fn = round_query_one;
+		} else if (!strcmp(w, "query_two_predicates")) {
+			prepare_queries(&s);
+			fn = round_query_two;
+		} else if (!strcmp(w, "patch_1kb") || !strcmp(w, "patch_1mb") ||
+			   !strcmp(w, "heap")) {
+			prepare_patch(&s);
+			s.large = !strcmp(w, "patch_1mb");
+			fn = round_patch;
+		} else {
+			bench_die("unknown workload '%s'", w);
+		}
+	}
+	if (!strcmp(w, "heap")) {
+		res = run_heap(&s, &a);
+		sq_close(&s);
+	} else {
+		double *runs = bench_xmalloc(a.runs * sizeof(double));
+		bench_time_rounds(fn, &s, a.n, a.runs, runs);
+		res = bench_result("sqlite", w, "us/op", a.n, runs, a.runs);
+		if (s.queries)
+			json_object_set_new(
+			    res, "results_per_query",
+			    json_real((double)s.hits / s.queries));
+		sq_close(&s);
+		if (fn == round_patch) {
+			/* The same with a flush at every commit: the
+			 * durability skysync gives by default. */
+			sq_open(&s, a.dir, DB_FILE, SYNC_FULL);
+			prepare_patch(&s);
+			bench_time_rounds(fn, &s, a.n, a.runs, runs);
+			json_t *detail = json_object();
+			json_object_set_new(
+			    detail, "full_us",
+			    json_real(bench_median(runs, a.runs)));
+			json_object_set_new(res, "detail", detail);
+			sq_close(&s);
+		}
+		free(runs);
+	}
+	json_object_set_new(res, "sqlite_version",
+			    json_string(sqlite3_libversion()));
+	if (enqueue) {
+		char path[4096];
+		static const char *const files[] = {
+		    "outbox.db", "outbox.db-wal", "outbox.db-shm"};
+		for (size_t i = 0; i < 3; i++) {
+			bench_path(path, sizeof(path), a.dir, files[i]);
+			unlink(path);
+		}
+	}
+	bench_result_emit(res);
+	return 0;
+}
