@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "changes.h"
 #include "doc.h"
 #include "error.h"
 #include "events.h"
@@ -66,6 +67,8 @@ static int role_write(MDB_txn *txn, void *arg)
 	MDB_val key = {sky__key2(kbuf, sizeof(kbuf), p->app,
 				 sky__json_str(p->obj, "name")),
 		       kbuf};
+	/* A role change can change what a viewer's live queries see. */
+	sky__changes_note(p->cache, p->app, NULL);
 	return put_text(txn, SKY_DBI(p->cache, SKY_DB_ROLES), &key, p->obj);
 }
 
@@ -179,5 +182,82 @@ int sky_session_remove(sky_cache *cache, const char *app_id,
 		return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
 				      "session %s/%s is not in the cache",
 				      app_id, session_id);
+	return rc;
+}
+
+/*
+ * sky_session_put_batch: many sessions read over REST stored in one write
+ * transaction (one disk flush for the batch instead of one per session),
+ * with the same rules as sky_session_put for each. Added for the sync
+ * engine's snapshot (engine.c).
+ */
+typedef struct {
+	sky_cache *cache;
+	put_ctx *puts;
+	size_t count;
+} put_batch_ctx;
+
+static int session_batch_write(MDB_txn *txn, void *arg)
+{
+	put_batch_ctx *b = arg;
+	for (size_t i = 0; i < b->count; i++) {
+		if (!b->puts[i].obj)
+			continue; /* rejected while parsing */
+		int rc = session_write(txn, &b->puts[i]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int sky_session_put_batch(sky_cache *cache, sky_session_item *items,
+			  size_t count)
+{
+	put_batch_ctx b = {cache, calloc(count ? count : 1, sizeof(put_ctx)),
+			   count};
+	if (!b.puts)
+		return sky__error_nomem();
+	size_t valid = 0;
+	int rc = 0;
+	for (size_t i = 0; i < count; i++) {
+		sky_session_item *it = &items[i];
+		put_ctx *p = &b.puts[i];
+		p->cache = cache;
+		p->as_of = it->as_of_us;
+		it->result = 0;
+		it->error = NULL;
+		int r = sky__json_parse(it->session_json, it->len,
+					&cache->event_limits, "session", &p->obj);
+		if (r == 0 && (r = sky__validate_session(p->obj, "session", 1)) == 0 &&
+		    it->data_json) {
+			r = sky__json_parse(it->data_json, it->data_len,
+					    &cache->event_limits, "session data",
+					    &p->data);
+			if (r == 0 && !json_is_object(p->data))
+				r = sky__error_input("session data: must be a "
+						     "JSON object");
+		}
+		if (r < 0) {
+			if (r != SKY_EINVAL && r != SKY_ELIMIT) {
+				rc = r; /* out of memory: give up */
+				goto done;
+			}
+			it->result = r;
+			it->error = sky__error_dup();
+			json_decref(p->obj);
+			json_decref(p->data);
+			p->obj = p->data = NULL;
+			continue;
+		}
+		valid++;
+	}
+	if (valid)
+		rc = sky__store_write(&cache->st, session_batch_write, &b);
+done:
+	for (size_t i = 0; i < count; i++) {
+		json_decref(b.puts[i].obj);
+		json_decref(b.puts[i].data);
+	}
+	free(b.puts);
 	return rc;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "changes.h"
 #include "doc.h"
 #include "error.h"
 #include "index.h"
@@ -98,6 +99,7 @@ int sky__record_put(MDB_txn *txn, sky_cache *c, const sky_record *hdr,
 	encode_header(val.mv_data, hdr);
 	memcpy((char *)val.mv_data + SKY_RECORD_HEADER, text, jlen + 1);
 	free(text);
+	sky__changes_note(c, app, sid);
 	return sky__index_update(txn, c, old, old_created_us, session,
 				 hdr->created_us);
 }
@@ -168,6 +170,7 @@ int sky__record_delete(MDB_txn *txn, sky_cache *c, const char *app,
 	rc = mdb_del(txn, SKY_DBI(c, SKY_DB_SESSIONS), &key, NULL);
 	if (rc)
 		return sky__error_lmdb(rc, "deleting a session");
+	sky__changes_note(c, app, sid);
 	return 0;
 }
 

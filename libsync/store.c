@@ -20,6 +20,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,9 @@ void sky__store_close(sky_store *st)
 	for (unsigned i = 0; i < st->n_free_readers; i++)
 		mdb_txn_abort(st->free_readers[i]);
 	st->n_free_readers = 0;
+	sky_txn_observer *obs = atomic_exchange(&st->observer, NULL);
+	if (obs)
+		obs->destroy(obs);
 	mdb_env_close(st->env);
 	st->env = NULL;
 	pthread_cond_destroy(&st->idle);
@@ -321,15 +325,22 @@ int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx)
 		if (rc < 0)
 			return rc;
 		rc = fn(txn, ctx);
+		/* Taken while the writer lock is held, delivered after it. */
+		sky_txn_observer *obs = atomic_load(&st->observer);
+		void *noted = obs ? obs->take(obs) : NULL;
 		if (rc == 0) {
 			int mrc = mdb_txn_commit(txn);
 			txn_leave(st);
+			if (obs)
+				obs->done(obs, noted, mrc == 0);
 			if (mrc == 0)
 				return 0;
 			rc = sky__error_lmdb(mrc, "committing");
 		} else {
 			mdb_txn_abort(txn);
 			txn_leave(st);
+			if (obs)
+				obs->done(obs, noted, 0);
 		}
 		if (rc != SKY__EMAPFULL)
 			return rc;

@@ -22,11 +22,14 @@
  *   (LMDB requires it); readers are counted and resizes wait for them.
  *   A map grown by another process is adopted (MDB_MAP_RESIZED) the same way.
  * - Stale reader slots of dead processes are cleared at open.
+ * - A write's observer (changes.c) hears of it only after it committed;
+ *   an aborted or rerun attempt is reported as not committed.
  */
 #ifndef SKY_STORE_H
 #define SKY_STORE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <lmdb.h>
@@ -49,6 +52,19 @@ enum sky_db {
 
 #define SKY_SCHEMA_VERSION 1u
 
+/*
+ * Watches this process's write transactions (changes.c). `take` runs right
+ * after the write function, while the transaction is still open (so under
+ * LMDB's writer lock), and takes what the function noted; `done` runs
+ * after the commit (committed = 1) or the abort (0) with what `take`
+ * returned, outside any transaction; `destroy` runs at close.
+ */
+typedef struct sky_txn_observer {
+	void *(*take)(struct sky_txn_observer *obs);
+	void (*done)(struct sky_txn_observer *obs, void *taken, int committed);
+	void (*destroy)(struct sky_txn_observer *obs);
+} sky_txn_observer;
+
 typedef struct sky_store {
 	MDB_env *env;
 	MDB_dbi dbi[SKY_DB_COUNT];
@@ -59,6 +75,7 @@ typedef struct sky_store {
 	int resizing;              /* a resize waits: new txns wait too */
 	MDB_txn *free_readers[16]; /* reset read txns kept for reuse */
 	unsigned n_free_readers;
+	_Atomic(sky_txn_observer *) observer; /* set once, NULL if none */
 } sky_store;
 
 /* Open/close the environment in `dir` (checks and creates permissions). */

@@ -60,6 +60,6 @@ void cli_table_free(cli_table *t);
 
 extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data,
 	cli_cmd_apps, cli_cmd_roles, cli_cmd_stats, cli_cmd_check,
-	cli_cmd_backup, cli_cmd_events;
+	cli_cmd_backup, cli_cmd_events, cli_cmd_query, cli_cmd_sync;
 
 #endif

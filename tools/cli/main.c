@@ -14,10 +14,7 @@
 static const cli_command *const commands[] = {
 	&cli_cmd_apply, &cli_cmd_get,   &cli_cmd_data,   &cli_cmd_apps,
 	&cli_cmd_roles, &cli_cmd_stats, &cli_cmd_check,  &cli_cmd_backup,
-	&cli_cmd_events,
-#ifdef HAVE_CLI_QUERY
-	&cli_cmd_query,
-#endif
+	&cli_cmd_events, &cli_cmd_query, &cli_cmd_sync,
 	NULL,
 };
 

@@ -1,0 +1,116 @@
+#!/bin/sh
+# test_query_cli.sh - `skysync query` end to end on the example events:
+# rows as `get` prints them, in (createdAt, sessionId) order, predicates
+# and escaping, exit 1 naming a bad predicate, --limit with the next
+# cursor on stderr and --cursor to resume, --explain as JSON and as a
+# table, --as with no roles cached, `--` before predicates, and `check`
+# clean afterwards. Skipped (exit 77) while the command is not built in.
+set -u
+top_src=${SKY_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+top_build=${SKY_TOP_BUILDDIR:-$top_src}
+skysync="$top_build/tools/skysync"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/skyq.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+db="$tmp/db"
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); echo "PASS: $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
+check() { # check NAME CMD...: passes when CMD succeeds
+	name=$1
+	shift
+	if "$@"; then ok "$name"; else fail "$name"; fi
+}
+run() { # run EXPECTED_EXIT CMD...: output to $tmp/out, $tmp/err
+	want=$1
+	shift
+	"$@" >"$tmp/out" 2>"$tmp/err"
+	got=$?
+	if [ "$got" -ne "$want" ]; then
+		echo "  exit $got, wanted $want: $*" >&2
+		sed 's/^/  stderr: /' "$tmp/err" >&2
+		return 1
+	fi
+}
+ids() { # the sessionIds of the JSON lines in $tmp/out, space separated
+	jq -r .sessionId "$tmp/out" | tr '\n' ' ' | sed 's/ $//'
+}
+q() { "$skysync" --db "$db" query "$@"; }
+
+"$skysync" query --help >/dev/null 2>&1 || { echo "SKIP: skysync query is not built in"; exit 77; }
+command -v jq >/dev/null || { echo "FAIL: jq is missing (tools/install-deps)"; exit 1; }
+
+check "apply example events" run 0 "$skysync" --db "$db" apply "$top_src/tools/examples/events.ndjson"
+
+check "no predicate: every session" run 0 q inspections
+check "in createdAt order" [ "$(ids)" = "s-1001 s-1002 s-1003" ]
+run 0 "$skysync" --db "$db" get inspections s-1001 && cp "$tmp/out" "$tmp/get.json"
+run 0 q inspections site=Plant-7 line=3
+check "a row is printed as get prints it" cmp -s "$tmp/out" "$tmp/get.json"
+run 0 q inspections site=Plant-7
+check "equality rows" [ "$(ids)" = "s-1001 s-1002" ]
+run 0 q inspections site=Plant-7 status=open
+check "two predicates" [ "$(ids)" = "s-1001" ]
+run 0 q inspections 'priority=low|high'
+check "any of" [ "$(ids)" = "s-1002 s-1003" ]
+run 0 q inspections 'priority!=low'
+check "not equal" [ "$(ids)" = "s-1001 s-1003" ]
+run 0 q inspections 'site^=Plant'
+check "prefix" [ "$(ids)" = "s-1001 s-1002" ]
+run 0 q inspections 'asset?'
+check "exists" [ "$(ids)" = "s-1002" ]
+run 0 q inspections participant=alice
+check "participant" [ "$(ids)" = "s-1001" ]
+run 0 q inspections participant=shift-a
+check "participant through a group" [ "$(ids)" = "s-1001" ]
+run 0 q inspections 'name^=Line 3'
+check "name prefix" [ "$(ids)" = "s-1001" ]
+run 0 q inspections props.status=open
+check "props.status is a property, not the status" [ -z "$(ids)" ]
+run 0 q inspections -- site=Plant-7
+check "-- before predicates" [ "$(ids)" = "s-1001 s-1002" ]
+check "nothing matches: exit 0, no output" run 0 q inspections site=nowhere
+check "... and empty" [ ! -s "$tmp/out" ]
+check "unknown application: exit 0" run 0 q no-such-app
+
+check "bad predicate exits 1" run 1 q inspections site=Plant-7 'site'
+check "... and names it" grep -q "predicate 'site'" "$tmp/err"
+check "bad status exits 1" run 1 q inspections status=opne
+check "bad cursor exits 1" run 1 q inspections --cursor 'x!'
+check "bad limit exits 1" run 1 q inspections --limit -3
+check "unknown option exits 1" run 1 q inspections --frob
+check "missing APP exits 1" run 1 q
+
+# Pagination: one row per page, the cursor on stderr.
+check "page 1" run 0 q inspections --limit 1
+check "page 1 row" [ "$(ids)" = "s-1001" ]
+cursor=$(sed -n 's/.*--cursor \(.*\)$/\1/p' "$tmp/err")
+check "page 1 cursor" [ -n "$cursor" ]
+check "page 2" run 0 q inspections --limit 1 --cursor "$cursor"
+check "page 2 row" [ "$(ids)" = "s-1002" ]
+cursor=$(sed -n 's/.*--cursor \(.*\)$/\1/p' "$tmp/err")
+check "page 3" run 0 q inspections --limit 1 --cursor "$cursor"
+check "page 3 row" [ "$(ids)" = "s-1003" ]
+check "last page: no cursor" [ ! -s "$tmp/err" ]
+
+# The plan.
+check "explain" run 0 q inspections 'priority?' asset=forklift-12 --explain
+check "explain is one JSON object" [ "$(jq -r '.steps[0].step' "$tmp/out")" = scan ]
+check "explain drives by the smaller set" [ "$(jq -r '.steps[0].what' "$tmp/out")" = asset=forklift-12 ]
+check "explain counts" [ "$(jq -c '[.steps[].estimated, .rows]' "$tmp/out")" = "[1,3,1]" ]
+check "explain as a table" run 0 "$skysync" --db "$db" --format table query inspections site=Plant-7 --explain
+check "table header" grep -q "^step .*estimated .*actual" "$tmp/out"
+
+check "table of sessions" run 0 "$skysync" --db "$db" --format table query inspections site=Plant-7
+check "table rows" [ "$(grep -c '^s-100' "$tmp/out")" = 2 ]
+
+# No roles are cached for the example: a viewer sees nothing.
+check "--as without roles" run 0 q inspections --as alice --groups shift-a
+check "... sees nothing" [ ! -s "$tmp/out" ]
+check "--groups needs --as" run 1 q inspections --groups g1
+
+check "the indexes check clean" run 0 "$skysync" --db "$db" check
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
