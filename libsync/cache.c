@@ -408,6 +408,14 @@ int sky_cache_stats(sky_cache *cache, sky_stats *out)
 	out->map_bytes = info.me_mapsize;
 	out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * est.ms_psize;
 	out->schema_version = SKY_SCHEMA_VERSION;
+	/* Names: SKY_META_SYNC_* in repair.h (the sync engine's). */
+	out->sync_state = (int)sky__meta_get_u64(txn, &cache->st, "sync_state");
+	out->sync_last_at_us =
+		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_last_at");
+	out->sync_event_lag_us =
+		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_event_lag");
+	out->sync_updated_us =
+		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_updated_at");
 	sky__store_read_end(&cache->st, txn);
 	return sky_session_list(cache, NULL, count_open, &out->open_sessions);
 }

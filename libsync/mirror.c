@@ -17,6 +17,7 @@
 #include "error.h"
 #include "events.h"
 #include "record.h"
+#include "repair.h"
 
 typedef struct {
 	sky_cache *cache;
@@ -189,7 +190,9 @@ int sky_session_remove(sky_cache *cache, const char *app_id,
  * sky_session_put_batch: many sessions read over REST stored in one write
  * transaction (one disk flush for the batch instead of one per session),
  * with the same rules as sky_session_put for each. Added for the sync
- * engine's snapshot (engine.c).
+ * engine's snapshot (engine.c), which hands over parsed JSON through
+ * sky__session_put_parsed (repair.h) so nothing is printed and parsed
+ * again on the way.
  */
 typedef struct {
 	sky_cache *cache;
@@ -202,7 +205,7 @@ static int session_batch_write(MDB_txn *txn, void *arg)
 	put_batch_ctx *b = arg;
 	for (size_t i = 0; i < b->count; i++) {
 		if (!b->puts[i].obj)
-			continue; /* rejected while parsing */
+			continue; /* rejected */
 		int rc = session_write(txn, &b->puts[i]);
 		if (rc < 0)
 			return rc;
@@ -210,8 +213,8 @@ static int session_batch_write(MDB_txn *txn, void *arg)
 	return 0;
 }
 
-int sky_session_put_batch(sky_cache *cache, sky_session_item *items,
-			  size_t count)
+int sky__session_put_parsed(sky_cache *cache, sky__parsed_put *items,
+			    size_t count)
 {
 	put_batch_ctx b = {cache, calloc(count ? count : 1, sizeof(put_ctx)),
 			   count};
@@ -220,44 +223,71 @@ int sky_session_put_batch(sky_cache *cache, sky_session_item *items,
 	size_t valid = 0;
 	int rc = 0;
 	for (size_t i = 0; i < count; i++) {
-		sky_session_item *it = &items[i];
+		sky__parsed_put *it = &items[i];
 		put_ctx *p = &b.puts[i];
 		p->cache = cache;
 		p->as_of = it->as_of_us;
+		if (it->result < 0)
+			continue; /* rejected by the caller already */
+		int r = sky__validate_session(it->session, "session", 1);
+		if (r == 0 && it->data && !json_is_object(it->data))
+			r = sky__error_input("session data: must be a JSON object");
+		if (r < 0) {
+			it->result = r;
+			it->error = sky__error_dup();
+			continue;
+		}
+		/* Borrowed: session_write only reads them. */
+		p->obj = it->session;
+		p->data = it->data;
+		valid++;
+	}
+	if (valid)
+		rc = sky__store_write(&cache->st, session_batch_write, &b);
+	free(b.puts);
+	return rc;
+}
+
+int sky_session_put_batch(sky_cache *cache, sky_session_item *items,
+			  size_t count)
+{
+	sky__parsed_put *pp = calloc(count ? count : 1, sizeof(*pp));
+	if (!pp)
+		return sky__error_nomem();
+	int rc = 0;
+	for (size_t i = 0; i < count; i++) {
+		sky_session_item *it = &items[i];
 		it->result = 0;
 		it->error = NULL;
+		pp[i].as_of_us = it->as_of_us;
 		int r = sky__json_parse(it->session_json, it->len,
-					&cache->event_limits, "session", &p->obj);
-		if (r == 0 && (r = sky__validate_session(p->obj, "session", 1)) == 0 &&
-		    it->data_json) {
+					&cache->event_limits, "session",
+					&pp[i].session);
+		if (r == 0 && it->data_json)
 			r = sky__json_parse(it->data_json, it->data_len,
 					    &cache->event_limits, "session data",
-					    &p->data);
-			if (r == 0 && !json_is_object(p->data))
-				r = sky__error_input("session data: must be a "
-						     "JSON object");
-		}
+					    &pp[i].data);
 		if (r < 0) {
 			if (r != SKY_EINVAL && r != SKY_ELIMIT) {
 				rc = r; /* out of memory: give up */
 				goto done;
 			}
-			it->result = r;
-			it->error = sky__error_dup();
-			json_decref(p->obj);
-			json_decref(p->data);
-			p->obj = p->data = NULL;
-			continue;
+			pp[i].result = r;
+			pp[i].error = sky__error_dup();
 		}
-		valid++;
 	}
-	if (valid)
-		rc = sky__store_write(&cache->st, session_batch_write, &b);
+	rc = sky__session_put_parsed(cache, pp, count);
+	for (size_t i = 0; i < count; i++) {
+		items[i].result = pp[i].result;
+		items[i].error = pp[i].error;
+		pp[i].error = NULL;
+	}
 done:
 	for (size_t i = 0; i < count; i++) {
-		json_decref(b.puts[i].obj);
-		json_decref(b.puts[i].data);
+		json_decref(pp[i].session);
+		json_decref(pp[i].data);
+		free(pp[i].error);
 	}
-	free(b.puts);
+	free(pp);
 	return rc;
 }

@@ -76,10 +76,11 @@ SKY_EXTERN const sky_error *sky_error_last(void);
 /** Forget the last error of the calling thread. */
 SKY_EXTERN void sky_error_clear(void);
 
-/** Free memory the library handed out (strings from sky_*_get, ...). */
+/** Free memory the library handed out (strings from sky_*_get, ...).
+ * NULL is allowed. */
 SKY_EXTERN void sky_free(void *ptr);
 
-/** The library version, "MAJOR.MINOR.PATCH". */
+/** The library version, "MAJOR.MINOR.PATCH" (a static string). */
 SKY_EXTERN const char *sky_version(void);
 
 /* ------------------------------------------------------------------ */
@@ -127,23 +128,30 @@ typedef struct {
  * group or others is refused (SKY_EPERM). Stale reader slots left by dead
  * processes are cleared. `opts` may be NULL for the defaults.
  *
- * Returns 0, SKY_EPERM, SKY_EINVAL (bad options, a newer schema) or -1.
+ * Returns 0, SKY_EPERM, SKY_EINVAL (bad options, a newer schema),
+ * SKY_ENOTFOUND (SKY_CACHE_READONLY and no cache there) or -1.
  * On success *out is the caller's, freed with sky_cache_close().
+ * Every write function returns SKY_EPERM on a read-only cache.
  */
 SKY_EXTERN int sky_cache_open(sky_cache **out, const char *dir,
 			      const sky_cache_options *opts);
 
-/** Close the cache. All readers must have ended. NULL is a no-op. */
+/**
+ * Close the cache. No other thread may be using it; readers, queries,
+ * live queries and engines on it must have been ended or freed first.
+ * NULL is a no-op.
+ */
 SKY_EXTERN void sky_cache_close(sky_cache *cache);
 
 /**
  * Write a compacted copy of the cache into directory `dest_dir`, which
  * must not hold a cache already (created 0700 if missing). Consistent
- * even while another thread or process writes.
+ * even while another thread or process writes. Returns 0, SKY_EEXISTS
+ * (DEST holds a cache) or -1.
  */
 SKY_EXTERN int sky_cache_backup(sky_cache *cache, const char *dest_dir);
 
-/** Counts and sizes, for `skysync stats`. */
+/** Counts and sizes, for `skysync stats` (sky_cache_stats: 0 or -1). */
 typedef struct {
 	uint64_t applications;
 	uint64_t roles;
@@ -161,6 +169,12 @@ typedef struct {
 	uint64_t map_bytes;        /**< current LMDB map size */
 	uint64_t used_bytes;       /**< pages in use * page size */
 	unsigned schema_version;
+	/* Recorded by the sync engine (0 when it never ran on this cache). */
+	int sync_state;            /**< sky_engine_state + 1 of the last run */
+	int64_t sync_last_at_us;   /**< wall clock of the last completed snapshot */
+	int64_t sync_event_lag_us; /**< event lag when last recorded */
+	int64_t sync_updated_us;   /**< when sync last recorded these (heartbeat
+				        every 5 s while live) */
 } sky_stats;
 
 SKY_EXTERN int sky_cache_stats(sky_cache *cache, sky_stats *out);
@@ -189,7 +203,7 @@ typedef enum {
 	SKY_EVENT_REJECTED,     /**< malformed or over a limit: see message */
 } sky_event_outcome;
 
-/** Short name of an outcome ("applied", "duplicate", ...). */
+/** Short name of an outcome ("applied", "duplicate", ...; static). */
 SKY_EXTERN const char *sky_event_outcome_name(sky_event_outcome outcome);
 
 /**
@@ -199,7 +213,8 @@ SKY_EXTERN const char *sky_event_outcome_name(sky_event_outcome outcome);
  *
  * Returns 0 (see *outcome), SKY_EINVAL or SKY_ELIMIT for a rejected event
  * (nothing changed; sky_error_last() names the field), -1 on storage
- * failure. `outcome` may be NULL.
+ * failure. `outcome` may be NULL. Live-query callbacks registered on the
+ * cache run inside this call, after the commit, on the calling thread.
  */
 SKY_EXTERN int sky_event_apply(sky_cache *cache, const char *json, size_t len,
 			       sky_event_outcome *outcome);
@@ -216,7 +231,8 @@ typedef struct {
  * Apply `count` events in one write transaction, in order. Rejected events
  * are skipped (each with its error) and change nothing; the others land
  * together, or none of them if storage fails. Returns 0 when the batch was
- * committed (even with rejects), -1 on storage failure.
+ * committed (even with rejects), -1 on storage failure. `error` is NULL
+ * for items that were not rejected.
  */
 SKY_EXTERN int sky_event_apply_batch(sky_cache *cache, sky_event_item *items,
 				     size_t count);
@@ -226,11 +242,15 @@ SKY_EXTERN int sky_event_apply_batch(sky_cache *cache, sky_event_item *items,
 /* ------------------------------------------------------------------ */
 
 /**
- * Store server state read at `as_of_us` (microseconds since the epoch,
- * server clock): events created before that time are stale for these
- * records. sky_session_put replaces the session (JSON object of §2) and, if
- * `data_json` is not NULL, its whole session data. Pending events for the
- * session are applied after it.
+ * Store server state read over REST. sky_app_put and sky_role_put take an
+ * application / role JSON object (DESIGN.md §2) and replace the cached one.
+ * sky_session_put replaces the session (JSON object of §2) and, if
+ * `data_json` is not NULL, its whole session data, as read at `as_of_us`
+ * (microseconds since the epoch, server clock): events created before that
+ * time are stale for it, and parts of the cache newer than that time are
+ * kept. Events waiting for the session are applied after it.
+ * Each returns 0, SKY_EINVAL or SKY_ELIMIT (rejected; nothing changed), or
+ * -1. sky_session_remove returns 0, SKY_ENOTFOUND or -1.
  */
 SKY_EXTERN int sky_app_put(sky_cache *cache, const char *app_json, size_t len);
 SKY_EXTERN int sky_role_put(sky_cache *cache, const char *app_id,
@@ -238,6 +258,25 @@ SKY_EXTERN int sky_role_put(sky_cache *cache, const char *app_id,
 SKY_EXTERN int sky_session_put(sky_cache *cache, const char *session_json,
 			       size_t len, const char *data_json,
 			       size_t data_len, int64_t as_of_us);
+/** One session of sky_session_put_batch and, after it, its result. */
+typedef struct {
+	const char *session_json; /**< in: the session (JSON object of §2) */
+	size_t len;
+	const char *data_json;    /**< in: its whole session data, or NULL */
+	size_t data_len;
+	int64_t as_of_us;         /**< in: server read time, as for sky_session_put */
+	int result;               /**< out: 0, or SKY_EINVAL / SKY_ELIMIT */
+	char *error;              /**< out: why rejected (free with sky_free) */
+} sky_session_item;
+
+/**
+ * sky_session_put for `count` sessions in one write transaction, in
+ * order. Rejected items change nothing (each gets its error); the others
+ * land together, or none if storage fails. Returns 0 when committed (even
+ * with rejects), -1 on storage failure.
+ */
+SKY_EXTERN int sky_session_put_batch(sky_cache *cache, sky_session_item *items,
+				     size_t count);
 /** Remove a session and its data (closed or no longer visible). */
 SKY_EXTERN int sky_session_remove(sky_cache *cache, const char *app_id,
 				  const char *session_id);
@@ -254,22 +293,29 @@ SKY_EXTERN int sky_session_remove(sky_cache *cache, const char *app_id,
  */
 typedef struct sky_reader sky_reader;
 
+/** Begin a snapshot: 0 or -1; *out is ended with sky_reader_end(). */
 SKY_EXTERN int sky_reader_begin(sky_cache *cache, sky_reader **out);
+/** End a snapshot; its borrowed pointers die with it. NULL is a no-op. */
 SKY_EXTERN void sky_reader_end(sky_reader *reader);
 
 /**
  * The session as JSON text (the local view), borrowed from the reader:
- * NUL-terminated, valid until sky_reader_end(). Returns 0, SKY_ENOTFOUND.
+ * NUL-terminated, valid until sky_reader_end(). `len` may be NULL.
+ * Returns 0, SKY_ENOTFOUND, SKY_EINVAL (a malformed id) or -1.
  */
 SKY_EXTERN int sky_reader_session(sky_reader *reader, const char *app_id,
 				  const char *session_id, const char **json,
 				  size_t *len);
 
-/** Convenience forms with their own snapshot; *json is the caller's. */
+/**
+ * Convenience forms with their own snapshot; *json is the caller's (free
+ * with sky_free), `len` may be NULL. sky_data_get / sky_reader_data give the
+ * whole session data object as compact JSON text. sky_app_get gives one
+ * application. Each returns 0, SKY_ENOTFOUND, SKY_EINVAL or -1.
+ */
 SKY_EXTERN int sky_session_get(sky_cache *cache, const char *app_id,
 			       const char *session_id, char **json,
 			       size_t *len);
-/** The whole session data object as JSON text; *json is the caller's. */
 SKY_EXTERN int sky_data_get(sky_cache *cache, const char *app_id,
 			    const char *session_id, char **json, size_t *len);
 SKY_EXTERN int sky_reader_data(sky_reader *reader, const char *app_id,
@@ -280,8 +326,10 @@ SKY_EXTERN int sky_app_get(sky_cache *cache, const char *app_id, char **json,
 
 /**
  * Called once per object, in key order, with borrowed NUL-terminated JSON
- * text valid during the call. Return non-zero to stop early (that value is
- * then returned by the listing function).
+ * text valid during the call, on the calling thread. Return non-zero to
+ * stop early (that value is then returned by the listing function, which
+ * otherwise returns 0, SKY_EINVAL for a malformed id, SKY_ENOTFOUND for
+ * sky_session_events of an unknown session, or -1).
  */
 typedef int (*sky_json_cb)(const char *json, size_t len, void *payload);
 
@@ -295,6 +343,331 @@ SKY_EXTERN int sky_session_list(sky_cache *cache, const char *app_id,
 SKY_EXTERN int sky_session_events(sky_cache *cache, const char *app_id,
 				  const char *session_id, sky_json_cb cb,
 				  void *payload);
+
+/* ------------------------------------------------------------------ */
+/* Sync engine                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The engine keeps a cache current with a Skylight server: it logs in,
+ * subscribes to the realm's events (MQTT, QoS 1, persistent session),
+ * reads applications, roles, open sessions and their data over REST (the
+ * snapshot), then applies events as they arrive; it refreshes its token,
+ * reconnects with backoff, and re-reads the realm (resync) when events may
+ * have been lost. It runs on a libevent loop: its own (sky_engine_run) or
+ * the caller's (sky_engine_attach). All callbacks run on that loop's
+ * thread; engine calls must be made from it too.
+ */
+struct event_base;
+
+typedef struct sky_engine sky_engine;
+
+/** Where the engine is (engine.c has the state diagram). */
+typedef enum {
+	SKY_ENGINE_IDLE = 0,  /**< created, not started */
+	SKY_ENGINE_LOGIN,     /**< logging in */
+	SKY_ENGINE_SUBSCRIBE, /**< connecting to the broker and subscribing */
+	SKY_ENGINE_SNAPSHOT,  /**< reading the realm over REST (or a resync) */
+	SKY_ENGINE_LIVE,      /**< the mirror is current; applying events */
+	SKY_ENGINE_BACKOFF,   /**< waiting to retry after a failed snapshot */
+	SKY_ENGINE_STOPPED,   /**< stopped, or done after a one-shot sync */
+	SKY_ENGINE_FAILED,    /**< gave up: see sky_engine_status().error */
+} sky_engine_state;
+
+/** Short name of a state ("live", "snapshot", ...). */
+SKY_EXTERN const char *sky_engine_state_name(sky_engine_state state);
+
+/** What changed in a session (bits of sky_change.what). */
+#define SKY_CHANGE_ADDED 0x01u      /**< new in the mirror */
+#define SKY_CHANGE_SESSION 0x02u    /**< fields: name, description, participants... */
+#define SKY_CHANGE_PROPERTIES 0x04u /**< its properties */
+#define SKY_CHANGE_DATA 0x08u       /**< its session data */
+#define SKY_CHANGE_CLOSED 0x10u     /**< its status became "closed" */
+#define SKY_CHANGE_REMOVED 0x20u    /**< gone: closed or no longer visible */
+#define SKY_CHANGE_EVENT 0x40u      /**< a custom session event was recorded */
+
+/** One change made to the mirror by sync. Strings live during the call. */
+typedef struct {
+	const char *app_id;
+	const char *session_id;
+	unsigned what;          /**< SKY_CHANGE_* bits */
+	const char *event_type; /**< eventType when an event made it, else NULL */
+	const char *event_id;   /**< its eventId, else NULL */
+} sky_change;
+
+typedef void (*sky_change_cb)(const sky_change *change, void *payload);
+
+/** Progress of a snapshot (first sync or resync). */
+typedef struct {
+	int resync;              /**< 0: the first snapshot of this run */
+	uint64_t applications;   /**< applications listed */
+	uint64_t sessions_total; /**< open sessions listed so far */
+	uint64_t sessions_done;  /**< sessions stored (or found gone) */
+	uint64_t requests;       /**< REST answers received */
+	int64_t started_us;      /**< wall clock when it began */
+	int done;                /**< 1 on the last report of a snapshot */
+} sky_sync_progress;
+
+typedef void (*sky_progress_cb)(const sky_sync_progress *progress,
+				void *payload);
+
+typedef enum {
+	SKY_LOG_DEBUG,
+	SKY_LOG_INFO,
+	SKY_LOG_WARN,
+	SKY_LOG_ERROR
+} sky_log_level;
+
+/** One line (no newline) about what the engine does; never a secret. */
+typedef void (*sky_log_cb)(sky_log_level level, const char *line,
+			   void *payload);
+/** Called on every state change. */
+typedef void (*sky_state_cb)(sky_engine_state state, void *payload);
+
+typedef struct {
+	unsigned version;        /**< SKY_ENGINE_OPTIONS_VERSION */
+	const char *server;      /**< REST base URL, "https://api.HOST" (required) */
+	const char *broker;      /**< "ssl://mqtt.HOST:8883", "mqtt://H:P"; NULL:
+				      derived from server (DESIGN.md §7) */
+	const char *realm;       /**< required */
+	const char *user;        /**< required */
+	const char *password;    /**< required; copied, wiped when freed, never
+				      written anywhere */
+	const char *cafile;      /**< CA bundle for REST and broker TLS (NULL:
+				      the system's) */
+	int insecure;            /**< 1: no TLS verification (explicit only) */
+	int follow;              /**< 1: stay live; 0: sync once, then stop */
+	unsigned max_parallel;   /**< REST requests in flight (0: 16) */
+	unsigned resync_after_offline_s; /**< resync after a broker outage this
+					      long even if the broker kept our
+					      session (0: 300) */
+	unsigned resync_interval_s; /**< also resync every N s (0: never) */
+	unsigned retry_limit;    /**< one-shot sync: tries of a request before
+				      giving up (0: 6); follow retries forever */
+	long backoff_min_ms;     /**< first retry delay (0: 250) */
+	long backoff_max_ms;     /**< longest retry delay (0: 30000) */
+	sky_change_cb on_change; /**< may be NULL */
+	sky_progress_cb on_progress;
+	sky_log_cb on_log;
+	sky_state_cb on_state;
+	void *payload;           /**< given to every callback */
+} sky_engine_options;
+
+#define SKY_ENGINE_OPTIONS_VERSION 1
+#define SKY_ENGINE_OPTIONS_INIT                                              \
+	{SKY_ENGINE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, \
+	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL}
+
+/**
+ * Create an engine for `cache` (which must outlive it). Options are
+ * copied. Returns 0, SKY_EINVAL (a required option is missing or a URL is
+ * malformed; the message names it) or -1. *out is the caller's, freed
+ * with sky_engine_free().
+ */
+SKY_EXTERN int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
+			      sky_engine **out);
+
+/**
+ * Start the engine on the caller's loop and return at once; it works as
+ * the loop runs, until sky_engine_stop() (or, without `follow`, until the
+ * one-shot sync is done: state STOPPED, or FAILED). Returns 0 or -1.
+ */
+SKY_EXTERN int sky_engine_attach(sky_engine *engine, struct event_base *base);
+
+/**
+ * Run the engine on a loop of its own until it stops: with `follow`, until
+ * sky_engine_stop() (from a callback) or a failure; without, until the
+ * one-shot sync is done. Returns 0, or SKY_ENETWORK (server or network
+ * failure, login refused) or -1, with sky_error_last() set.
+ */
+SKY_EXTERN int sky_engine_run(sky_engine *engine);
+
+/**
+ * Blocking one-shot sync, whatever `follow` says: log in, read the realm
+ * into the cache (removing sessions no longer open or visible), and return.
+ * The same engine as sky_engine_run, on a loop of its own. Returns like it.
+ */
+SKY_EXTERN int sky_engine_sync_once(sky_engine *engine);
+
+/**
+ * Stop: cancel requests, disconnect from the broker, apply the events
+ * already received, record the state in the cache; sky_engine_run returns.
+ * Call from the engine's loop (a callback or a signal event). Idempotent.
+ */
+SKY_EXTERN void sky_engine_stop(sky_engine *engine);
+
+/** Stop if needed and free. NULL is a no-op. Not from a callback. */
+SKY_EXTERN void sky_engine_free(sky_engine *engine);
+
+typedef struct {
+	sky_engine_state state;
+	int broker_up;           /**< connected and subscribed */
+	int rest_ok;             /**< the last REST request got an answer */
+	int64_t last_sync_us;    /**< wall clock of the last completed snapshot */
+	int64_t last_event_us;   /**< createdAt of the newest event applied */
+	int64_t event_lag_us;    /**< apply time - createdAt of the last event
+				      applied (includes clock skew) */
+	uint64_t events_received;
+	uint64_t events_applied;
+	uint64_t events_skipped; /**< duplicates and stale */
+	uint64_t events_rejected;
+	uint64_t refetches;      /**< sessions re-read to resolve an event */
+	uint64_t snapshots;      /**< completed, first sync and resyncs */
+	uint64_t broker_connects;
+	unsigned reads_pending;  /**< sessions waiting to be re-read */
+	sky_sync_progress progress; /**< of the current or last snapshot */
+	int error_code;          /**< when FAILED: SKY_ENETWORK (server or
+				      network, login refused) or -1 */
+	char error[256];         /**< why FAILED, or the last retried failure */
+} sky_sync_status;
+
+/** The engine's state and counters. Returns 0. */
+SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
+
+/* ------------------------------------------------------------------ */
+/* Queries (DESIGN.md §6)                                               */
+/* ------------------------------------------------------------------ */
+
+/**
+ * A query: the sessions of one application that satisfy every one of its
+ * predicates, in (createdAt, sessionId) order, answered from the indexes
+ * of the cache (the local view, pending writes included).
+ *
+ * Predicates:
+ *   key=value      the field has this value
+ *   key=a|b|c      the field has one of these values
+ *   key!=value     the field is absent or has another value (also a|b)
+ *   key^=prefix    the field has a value starting with prefix (also a|b)
+ *   key?           the field is present
+ * `status`, `participant` (any participant id, user or group) and `name`
+ * are the session's fields; any other key names a property, and
+ * `props.KEY` always names property KEY (a property called "status" is
+ * `props.status`). A backslash makes the next character literal:
+ * `site=A\|B` is the one value "A|B", `a\=b=1` the property "a=b".
+ *
+ * A sky_query is used by one thread at a time; queries of one cache may
+ * run on any number of threads at once.
+ */
+typedef struct sky_query sky_query;
+
+/**
+ * Parse a query over application `app_id`: `n_preds` predicates (none:
+ * every session). Returns 0 (*out is the caller's, freed with
+ * sky_query_free), SKY_EINVAL naming the bad predicate, or -1. The query
+ * refers to `cache`, which must outlive it.
+ */
+SKY_EXTERN int sky_query_new(sky_query **out, sky_cache *cache,
+			     const char *app_id, const char *const *preds,
+			     size_t n_preds);
+SKY_EXTERN void sky_query_free(sky_query *q);
+
+/** Return at most `limit` rows per run (0, the default: all). */
+SKY_EXTERN void sky_query_set_limit(sky_query *q, size_t limit);
+
+/**
+ * Start after the row a previous page ended with: `cursor` is what
+ * sky_query_next_cursor() gave (NULL: from the start). A cursor is a
+ * position, so pages stay correct when sessions are added or removed in
+ * between: no row is repeated, none that stayed is skipped. Returns 0 or
+ * SKY_EINVAL for text that is not a cursor.
+ */
+SKY_EXTERN int sky_query_set_cursor(sky_query *q, const char *cursor);
+
+/**
+ * Apply the visibility rule of user `user_id`, member of `groups`, with
+ * the cached roles of the application: a role applies when its
+ * participants name the user (type user) or one of the groups (type
+ * group); with `session:read:any` the user sees every session, with
+ * `session:read:participant` those it takes part in, directly or through a
+ * group; else none. NULL user_id: no rule (the default).
+ */
+SKY_EXTERN int sky_query_set_viewer(sky_query *q, const char *user_id,
+				    const char *const *groups,
+				    size_t n_groups);
+
+/** The row has local writes not yet confirmed by the server. */
+#define SKY_RESULT_PENDING 0x1u
+
+/**
+ * Called once per row, in order, with the session as borrowed
+ * NUL-terminated JSON text (the local view) and SKY_RESULT_* flags.
+ * Return non-zero to stop: that value is then returned by the run, and
+ * the next cursor points after this row.
+ */
+typedef int (*sky_result_cb)(const char *json, size_t len, unsigned flags,
+			     void *payload);
+
+/**
+ * Run the query in a snapshot of its own; `json` lives during the
+ * callback. Returns 0, the callback's non-zero value, or a negative code.
+ */
+SKY_EXTERN int sky_query_run(sky_query *q, sky_result_cb cb, void *payload);
+
+/** Run the query in the reader's snapshot; `json` lives until it ends. */
+SKY_EXTERN int sky_reader_query(sky_reader *reader, sky_query *q,
+				sky_result_cb cb, void *payload);
+
+/**
+ * After a run: the cursor of the next page, or NULL when the run reached
+ * the end. Borrowed; valid until the next run or sky_query_free().
+ */
+SKY_EXTERN const char *sky_query_next_cursor(const sky_query *q);
+
+/**
+ * After a run: the plan as one JSON object (NULL before any run or when
+ * out of memory), borrowed like the cursor:
+ * {"application", "predicates", "viewer"?, "steps": [{"step": "scan" |
+ * "intersect" | "exclude" | "filter", "what", "using", "estimated",
+ * "actual"}], "rows", "more", "limit"?}. `estimated` is the number of
+ * sessions under the step's index keys; `actual` the candidates that
+ * passed the step in this run.
+ */
+SKY_EXTERN const char *sky_query_explain(sky_query *q);
+
+/* ------------------------------------------------------------------ */
+/* Live queries                                                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct sky_live_query sky_live_query;
+
+/** How a live query's result set changed. Ids are sorted, borrowed. */
+typedef struct {
+	const char *app_id;
+	const char *const *entered; /**< sessions now in the results */
+	size_t n_entered;
+	const char *const *left;    /**< sessions no longer in them */
+	size_t n_left;
+	const char *const *changed; /**< written, and still in them */
+	size_t n_changed;
+} sky_live_change;
+
+typedef void (*sky_live_cb)(const sky_live_change *change, void *payload);
+
+/**
+ * Watch the result set of `q` (limit and cursor aside): after every write
+ * through this cache handle that commits and changes which sessions match
+ * (or writes one that matches), `cb` is called after the commit, with no
+ * lock of the library held, so it may read, write and remove live
+ * queries. It runs on the writing thread, before the write call returns,
+ * unless another thread is delivering to this live query at that moment:
+ * that thread then delivers this change too, right after its own, since
+ * the calls of one live query never overlap and come in the order the
+ * result set changed. Writes by other processes are not seen. The query
+ * is copied: `q` may be freed at once. *out is the caller's, freed with
+ * sky_live_query_remove(); all must be removed before sky_cache_close().
+ * Returns 0 or -1.
+ */
+SKY_EXTERN int sky_live_query_add(const sky_query *q, sky_live_cb cb,
+				  void *payload, sky_live_query **out);
+
+/**
+ * Stop watching. When it returns, the callback is not running (unless
+ * called from the callback itself) and will not run again. NULL is a no-op.
+ */
+SKY_EXTERN void sky_live_query_remove(sky_live_query *lq);
+
+/** The number of sessions in the live query's result set now. */
+SKY_EXTERN size_t sky_live_query_size(sky_live_query *lq);
 
 /* ------------------------------------------------------------------ */
 /* Merge (RFC 7396), exposed for tools and tests                       */

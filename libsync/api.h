@@ -1,0 +1,135 @@
+/*
+ * api.h - the Skylight REST calls (DESIGN.md §9) in one table, and the
+ * parsing of their answers under limits.
+ *
+ * Every request any module sends to the server is named here by a
+ * sky_api_call; its method and path template live in one table in api.c
+ * so a deployment whose paths differ is corrected in one place. Ids are
+ * percent-encoded into paths (every byte but RFC 3986 unreserved ones), so
+ * an id can never add a path segment or a query.
+ */
+#ifndef SKY_API_H
+#define SKY_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "model.h"
+
+typedef enum {
+	SKY_API_LOGIN,           /* POST  body {username, password, realm} */
+	SKY_API_REFRESH,         /* POST  body {refreshToken} */
+	SKY_API_APPS,            /* GET   -> [application] */
+	SKY_API_APP,             /* GET   -> application */
+	SKY_API_ROLES,           /* GET   -> [role] */
+	SKY_API_SESSIONS,        /* GET   -> [session] (open ones) */
+	SKY_API_SESSION_CREATE,  /* POST  -> session */
+	SKY_API_SESSION,         /* GET   -> session */
+	SKY_API_SESSION_PATCH,   /* PATCH -> session */
+	SKY_API_DATA,            /* GET   -> data object */
+	SKY_API_DATA_PATCH,      /* PATCH -> data object */
+	SKY_API_PARTICIPANT_ADD, /* POST  -> session */
+	SKY_API_EVENT_SEND,      /* POST  custom event data */
+	SKY_API_COUNT
+} sky_api_call;
+
+typedef struct {
+	const char *method;
+	const char *path; /* template: {realm} {app} {sid} */
+	int needs_token;  /* sends Authorization: Bearer */
+	const char *name; /* for messages: "list sessions" */
+} sky_api_route;
+
+/* The route of a call (never NULL for a valid call). */
+const sky_api_route *sky__api_route(sky_api_call call);
+
+/*
+ * base + the call's path with the placeholders percent-encoded, as a new
+ * string in *out. Ids the template needs must not be NULL. 0 or -1.
+ */
+int sky__api_url(const char *base, sky_api_call call, const char *realm,
+		 const char *app, const char *sid, char **out);
+
+/* What to make of an answer. */
+typedef enum {
+	SKY_API_OK,        /* 2xx */
+	SKY_API_RETRY,     /* no answer, 408, 425, 429, 5xx: transient */
+	SKY_API_AUTH,      /* 401: the token expired or is not valid */
+	SKY_API_GONE,      /* 403 or 404: not there, or not visible to us */
+	SKY_API_REJECTED,  /* any other 4xx, or an answer over the limit */
+} sky_api_outcome;
+
+sky_api_outcome sky__api_classify(const sky_http_response *res);
+
+/*
+ * Record a SKY_ENETWORK error describing a failed call: "GET sessions of
+ * app X: HTTP 503: <server message>" or the transfer error. Returns
+ * SKY_ENETWORK.
+ */
+int sky__api_error(sky_api_call call, const char *app,
+		   const sky_http_response *res);
+
+/* The server's message in an error answer {error, message}, into buf. */
+void sky__api_server_message(const char *body, size_t len, char *buf,
+			     size_t cap);
+
+/* Tokens of a login or refresh answer. Strings are the caller's. */
+typedef struct {
+	char *access_token;
+	char *refresh_token;
+	int64_t expires_in_s;
+	int64_t refresh_expires_in_s; /* 0 when the server gave none */
+} sky_api_tokens;
+
+/* Parse a token answer; 0, or SKY_EINVAL naming the field. */
+int sky__api_parse_tokens(const char *body, size_t len, sky_api_tokens *out);
+/* Free the strings, wiping them first. */
+void sky__api_tokens_clear(sky_api_tokens *t);
+
+/* Request bodies (new strings; the login body holds the password, so
+ * callers wipe it with sky__api_wipe_free()). */
+char *sky__api_login_body(const char *user, const char *password,
+			  const char *realm, size_t *len);
+char *sky__api_refresh_body(const char *refresh_token, size_t *len);
+void sky__api_wipe_free(char *secret);
+
+/*
+ * The `sub` claim of a JWT access token (base64url payload), as a new
+ * string, or NULL when the token is not a JWT or has no string `sub`.
+ */
+char *sky__api_jwt_sub(const char *token);
+
+/*
+ * Parse an answer that must be a JSON array of objects (lists), or a
+ * JSON object (single reads), under `limits`. `what` names it in errors.
+ * 0 with *out a new reference, SKY_EINVAL or SKY_ELIMIT.
+ */
+int sky__api_parse_array(const char *body, size_t len,
+			 const sky_json_limits *limits, const char *what,
+			 json_t **out);
+int sky__api_parse_object(const char *body, size_t len,
+			  const sky_json_limits *limits, const char *what,
+			  json_t **out);
+
+/*
+ * The default broker of a server (DESIGN.md §7): "https://api.HOST[...]"
+ * gives "ssl://mqtt.HOST:8883". NULL (and an error) when the server URL
+ * does not have that shape and the broker must be given.
+ */
+char *sky__api_default_broker(const char *server);
+
+/*
+ * The retry policy shared by REST calls and broker reconnects: the delay
+ * before try number `attempt` (0 for the first retry) is min_ms * 2^attempt
+ * capped at max_ms, with "equal jitter" (a uniformly random half of it on
+ * top of the other half), so clients that failed together do not retry
+ * together. A server's Retry-After overrides it where one was given.
+ */
+long sky__backoff_ms(unsigned attempt, long min_ms, long max_ms);
+
+/* A random number (not for secrets: jitter and client id digits). */
+uint64_t sky__random_u64(void);
+
+#endif

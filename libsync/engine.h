@@ -1,0 +1,78 @@
+/*
+ * engine.h - the sync engine's interface for modules that plug into it
+ * (the outbox of DESIGN.md §5): authenticated REST requests that survive
+ * token expiry, notice of when the mirror is current ("online") and when
+ * it is not, session refetches, and the loop the engine runs on.
+ *
+ * Everything here runs on the engine's loop thread.
+ */
+#ifndef SKY_ENGINE_H
+#define SKY_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "http.h"
+#include "skysync.h"
+
+typedef struct sky_engine_req sky_engine_req;
+
+/*
+ * The answer to a request. On a 401 the engine refreshes the token (or
+ * logs in again) and resends before calling back, so callers never see a
+ * 401 unless authentication itself fails.
+ */
+typedef void (*sky_engine_req_fn)(const sky_http_response *res, void *ctx);
+
+/* Retry transient failures (sky__api_classify RETRY) with capped,
+ * jittered backoff, honouring Retry-After; without it the caller decides. */
+#define SKY_ENGINE_REQ_RETRY 0x1u
+
+/*
+ * Send `call` for app/sid (as the template needs) with `body` (copied;
+ * NULL for none). `done` runs once, unless cancelled; `*out` (may be NULL)
+ * is valid until then. Returns 0 or -1 (nothing sent, no callback).
+ */
+int sky__engine_request(sky_engine *e, sky_api_call call, const char *app,
+			const char *sid, const char *body, size_t body_len,
+			unsigned flags, sky_engine_req_fn done, void *ctx,
+			sky_engine_req **out);
+void sky__engine_request_cancel(sky_engine_req *req);
+
+/*
+ * A module that delivers work when the engine is online. `online` runs
+ * when the mirror has become current (after each snapshot) and REST works;
+ * `offline` when a resync starts or the engine stops; `busy` says whether
+ * deliverable work remains (a one-shot sync waits until it returns 0);
+ * `stop` runs when the engine stops and must cancel the module's requests.
+ */
+typedef struct {
+	void (*online)(void *ctx);
+	void (*offline)(void *ctx);
+	int (*busy)(void *ctx);
+	void (*stop)(void *ctx);
+} sky_engine_worker;
+
+int sky__engine_add_worker(sky_engine *e, const sky_engine_worker *w,
+			   void *ctx);
+/* A worker's busy() may have changed: a one-shot sync re-checks. */
+void sky__engine_worker_changed(sky_engine *e);
+
+/* Re-read one session (and its data) soon, e.g. after a write landed. */
+void sky__engine_refetch(sky_engine *e, const char *app, const char *sid);
+
+/*
+ * The server read time a REST answer proves: events created before it are
+ * reflected in the answer. The Date header has 1 s precision, so this is
+ * its second, floored (see engine.c on clocks). 0 when unknown.
+ */
+int64_t sky__engine_read_bound(const sky_http_response *res);
+
+struct event_base *sky__engine_base(sky_engine *e);
+sky_cache *sky__engine_cache(sky_engine *e);
+
+/* For tests: drop the broker connection as a network failure would. */
+void sky__engine_drop_broker(sky_engine *e);
+
+#endif

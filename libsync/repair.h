@@ -1,0 +1,100 @@
+/*
+ * repair.h - the cache-side helpers of sync (engine.c): what the mirror
+ * holds for a session (watermark, pending local writes), what a REST read
+ * would change (for change notifications), and the removals that make the
+ * mirror match the server after a snapshot: sessions no longer open or
+ * visible, roles and applications no longer listed, and events still
+ * waiting for a session that will never come.
+ *
+ * Each function runs its own short transaction; none is held across
+ * network I/O (the engine calls these between requests).
+ */
+#ifndef SKY_REPAIR_H
+#define SKY_REPAIR_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "skysync.h"
+
+/* Keys of the sync bookkeeping in the cache's meta table (u64 values). */
+#define SKY_META_SYNC_STATE "sync_state"         /* sky_engine_state + 1 */
+#define SKY_META_SYNC_LAST_AT "sync_last_at"     /* µs, last snapshot done */
+#define SKY_META_SYNC_EVENT_LAG "sync_event_lag" /* µs */
+#define SKY_META_SYNC_UPDATED "sync_updated_at"  /* µs, heartbeat */
+
+/*
+ * The newest of a session's watermarks (its fields, properties, data) and
+ * its record flags (SKY_REC_*). Returns 0, or SKY_ENOTFOUND (then *wm is
+ * INT64_MIN and *flags 0), or -1.
+ */
+int sky__repair_session_info(sky_cache *c, const char *app, const char *sid,
+			     int64_t *wm, unsigned *flags);
+
+/*
+ * The SKY_CHANGE_* bits that storing `session` (and `data`, when not NULL)
+ * would make against what the mirror holds now: ADDED when it is not
+ * there; else PROPERTIES, CLOSED, SESSION (any other field), DATA.
+ */
+unsigned sky__repair_diff(sky_cache *c, const json_t *session,
+			  const json_t *data);
+
+/* Called for each session a prune removed. */
+typedef void (*sky_repair_removed_fn)(const char *app, const char *sid,
+				      void *ctx);
+/* Whether a listed id is kept (non-zero) or pruned. */
+typedef int (*sky_repair_keep_fn)(const char *app, const char *sid,
+				  void *ctx);
+
+/*
+ * Remove the sessions of `app` that keep() rejects, in one transaction,
+ * except those with local writes pending (the outbox's). removed() is
+ * called after the commit. Returns the number removed, or a negative code.
+ */
+long sky__repair_prune_sessions(sky_cache *c, const char *app,
+				sky_repair_keep_fn keep, void *ctx,
+				sky_repair_removed_fn removed);
+
+/*
+ * Remove applications that keep(app, NULL) rejects, with their roles and
+ * sessions (except sessions with pending local writes, whose application
+ * then stays). Returns the number of applications removed or a code.
+ */
+long sky__repair_prune_apps(sky_cache *c, sky_repair_keep_fn keep, void *ctx,
+			    sky_repair_removed_fn removed);
+
+/* Remove the roles of `app` whose name keep(app, name) rejects. */
+long sky__repair_prune_roles(sky_cache *c, const char *app,
+			     sky_repair_keep_fn keep, void *ctx);
+
+/* Remove one session (no-op when absent) unless it has pending writes.
+ * Returns 1 when removed, 0 when not, or a negative code. */
+int sky__repair_remove_session(sky_cache *c, const char *app, const char *sid);
+
+/* Forget the events waiting for session app/sid (it will not come). */
+int sky__repair_purge_pending(sky_cache *c, const char *app, const char *sid);
+
+/*
+ * sky_session_put_batch on parsed JSON (implemented in mirror.c, beside
+ * the single put): `session` (validated here as a whole session) and
+ * `data` (an object, or NULL to keep the data) are borrowed. An item whose
+ * result is already negative is skipped. Each item gets result 0, or
+ * SKY_EINVAL/SKY_ELIMIT with an error (free with free()); the valid ones
+ * land in one transaction. Returns 0 or the storage failure.
+ */
+typedef struct {
+	json_t *session;
+	json_t *data;
+	int64_t as_of_us;
+	int result;
+	char *error;
+} sky__parsed_put;
+
+int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items,
+			    size_t count);
+
+/* Store the sync bookkeeping (each value a u64 under SKY_META_SYNC_*). */
+int sky__repair_put_meta(sky_cache *c, uint64_t state, uint64_t last_at,
+			 uint64_t lag, uint64_t updated);
+
+#endif

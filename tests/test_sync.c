@@ -1,0 +1,1379 @@
+/*
+ * test_sync.c - the sync engine against a real skylight-emu and mosquitto
+ * (started through tests/harness.c): snapshots, live events, faults,
+ * reconnects, restarts, token expiry, and a randomised soak; plus the
+ * pure parts of api.c and mqtt.c (URLs, tokens, broker URLs, backoff).
+ *
+ * Every scenario ends the same way: wait (polling, generous timeouts, no
+ * timing assertions) until the mirror equals what the server holds, and
+ * fail with the first difference if it never does. "Equal" compares
+ * every application, role, open session (all fields but modifiedAt and
+ * modifiedBy, which session_properties_updated and session_closed events
+ * do not carry, DESIGN.md §3) and its data. The last word is always a
+ * comparison made through the REST API as the synced user sees it.
+ *
+ * Environment: SKY_SOAK_CHANGES=N for a longer soak (default 400);
+ * SKY_TEST_VERBOSE=1 for the engine's and the emulator's logs.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <jansson.h>
+
+#include "api.h"
+#include "engine.h"
+#include "harness.h"
+#include "mqtt.h"
+#include "skysync.h"
+#include "testutil.h"
+
+#define CONVERGE_MS 60000
+
+static sky_broker broker;
+static int broker_started;
+static int verbose;
+
+/* ------------------------------------------------------------------ */
+/* Fixture: one emulator, one cache, one engine (maybe on a thread)    */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+	sky_emu emu;
+	int emu_up;
+	char *token;
+	const char *dir;
+	sky_cache *cache;
+	sky_engine *engine;
+	struct event_base *base;
+	pthread_t thread;
+	int threaded;
+	atomic_int state;
+	atomic_ulong changes;
+	atomic_ulong live_reached;
+	unsigned max_parallel;
+	unsigned resync_interval_s;
+} fixture;
+
+static void ensure_broker(void)
+{
+	if (broker_started)
+		return;
+	memset(&broker, 0, sizeof(broker));
+	if (sky_broker_start(&broker) < 0) {
+		fprintf(stderr, "test_sync: cannot start mosquitto\n");
+		exit(99);
+	}
+	broker_started = 1;
+}
+
+static char *realm_seed(void)
+{
+	return sky_harness_src_path("tools/examples/realm.json");
+}
+
+/* Start the emulator on `seed` with extra arguments (NULL-terminated). */
+static int fx_start(fixture *fx, const char *seed, const char *const *extra)
+{
+	memset(fx, 0, sizeof(*fx));
+	ensure_broker();
+	char bro[64];
+	snprintf(bro, sizeof(bro), "127.0.0.1:%d", broker.port);
+	const char *args[SKY_EMU_MAX_ARGS];
+	int n = 0;
+	args[n++] = "--seed";
+	args[n++] = seed;
+	args[n++] = "--broker";
+	args[n++] = bro;
+	for (int i = 0; extra && extra[i] && n < SKY_EMU_MAX_ARGS - 1; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	if (sky_emu_start(&fx->emu, args) < 0)
+		return -1;
+	fx->emu_up = 1;
+	fx->token = sky_emu_login(&fx->emu, "integration", "integration-pass",
+				  NULL);
+	fx->dir = sky_test_tmpdir();
+	if (!fx->token || sky_cache_open(&fx->cache, fx->dir, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- REST as another client ---- */
+
+/* A REST call with the fixture's token, logging in again after a 401. */
+static long rest(fixture *fx, const char *method, const char *path,
+		 const char *body, sky_http_res *res)
+{
+	for (int tries = 0; tries < 20; tries++) {
+		long st = sky_http(fx->emu.url, method, path, body, fx->token, res);
+		if (st == 401) {
+			sky_http_res_free(res);
+			free(fx->token);
+			fx->token = sky_emu_login(&fx->emu, "integration",
+						  "integration-pass", NULL);
+			continue;
+		}
+		if (st == 0) { /* e.g. while the emulator restarts */
+			sky_http_res_free(res);
+			sky_sleep_ms(100);
+			continue;
+		}
+		return st;
+	}
+	return res->status;
+}
+
+static long admin(fixture *fx, const char *method, const char *path,
+		  const char *body)
+{
+	sky_http_res res;
+	long st = sky_http(fx->emu.url, method, path, body, NULL, &res);
+	sky_http_res_free(&res);
+	return st;
+}
+
+/* ---- the engine ---- */
+
+static void on_state(sky_engine_state s, void *payload)
+{
+	fixture *fx = payload;
+	atomic_store(&fx->state, (int)s);
+	if (s == SKY_ENGINE_LIVE)
+		atomic_fetch_add(&fx->live_reached, 1);
+	if ((s == SKY_ENGINE_STOPPED || s == SKY_ENGINE_FAILED) && fx->base)
+		event_base_loopbreak(fx->base);
+}
+
+static void on_change(const sky_change *c, void *payload)
+{
+	fixture *fx = payload;
+	(void)c;
+	atomic_fetch_add(&fx->changes, 1);
+}
+
+static void on_log(sky_log_level level, const char *line, void *payload)
+{
+	(void)payload;
+	if (verbose || level == SKY_LOG_ERROR)
+		fprintf(stderr, "  engine %s: %s\n",
+			level == SKY_LOG_ERROR	 ? "error"
+			: level == SKY_LOG_WARN ? "warn"
+						 : "info",
+			line);
+}
+
+static int fx_engine(fixture *fx, int follow)
+{
+	char bro[64];
+	snprintf(bro, sizeof(bro), "mqtt://127.0.0.1:%d", broker.port);
+	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
+	o.server = fx->emu.url;
+	o.broker = bro;
+	o.realm = "demo";
+	o.user = "integration";
+	o.password = "integration-pass";
+	o.follow = follow;
+	o.max_parallel = fx->max_parallel;
+	o.resync_interval_s = fx->resync_interval_s;
+	o.backoff_min_ms = 50;
+	o.backoff_max_ms = 1000;
+	o.retry_limit = 12;
+	o.on_state = on_state;
+	o.on_change = on_change;
+	o.on_log = on_log;
+	o.payload = fx;
+	return sky_engine_new(fx->cache, &o, &fx->engine);
+}
+
+static void *loop_thread(void *arg)
+{
+	fixture *fx = arg;
+	event_base_dispatch(fx->base);
+	return NULL;
+}
+
+/* Run the engine (follow) on a thread of its own. */
+static int fx_follow(fixture *fx)
+{
+	if (fx_engine(fx, 1) < 0)
+		return -1;
+	if (!(fx->base = event_base_new()) ||
+	    sky_engine_attach(fx->engine, fx->base) < 0)
+		return -1;
+	fx->threaded = 1;
+	return pthread_create(&fx->thread, NULL, loop_thread, fx) == 0 ? 0 : -1;
+}
+
+typedef struct {
+	void (*fn)(fixture *fx);
+	fixture *fx;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int done;
+} in_loop_call;
+
+static void in_loop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	in_loop_call *c = arg;
+	(void)fd;
+	(void)what;
+	c->fn(c->fx);
+	pthread_mutex_lock(&c->lock);
+	c->done = 1;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Run fn on the engine's loop thread and wait for it. */
+static void in_loop(fixture *fx, void (*fn)(fixture *))
+{
+	in_loop_call c = {fn, fx, PTHREAD_MUTEX_INITIALIZER,
+			  PTHREAD_COND_INITIALIZER, 0};
+	struct timeval zero = {0, 0};
+	event_base_once(fx->base, -1, EV_TIMEOUT, in_loop_cb, &c, &zero);
+	pthread_mutex_lock(&c.lock);
+	while (!c.done)
+		pthread_cond_wait(&c.cond, &c.lock);
+	pthread_mutex_unlock(&c.lock);
+}
+
+static void do_stop(fixture *fx)
+{
+	sky_engine_stop(fx->engine);
+}
+
+static void do_drop_broker(fixture *fx)
+{
+	sky__engine_drop_broker(fx->engine);
+}
+
+static sky_sync_status status_copy;
+
+static void do_status(fixture *fx)
+{
+	sky_engine_status(fx->engine, &status_copy);
+}
+
+static sky_sync_status fx_status(fixture *fx)
+{
+	if (fx->threaded)
+		in_loop(fx, do_status);
+	else
+		sky_engine_status(fx->engine, &status_copy);
+	return status_copy;
+}
+
+static int wait_state(fixture *fx, sky_engine_state s, long ms)
+{
+	for (long waited = 0; waited < ms; waited += 20) {
+		if (atomic_load(&fx->state) == (int)s)
+			return 0;
+		sky_sleep_ms(20);
+	}
+	fprintf(stderr, "  timed out waiting for state %s (now %s)\n",
+		sky_engine_state_name(s),
+		sky_engine_state_name(atomic_load(&fx->state)));
+	return -1;
+}
+
+static void fx_stop_engine(fixture *fx)
+{
+	if (fx->threaded) {
+		in_loop(fx, do_stop);
+		pthread_join(fx->thread, NULL);
+		fx->threaded = 0;
+	}
+	sky_engine_free(fx->engine);
+	fx->engine = NULL;
+	if (fx->base)
+		event_base_free(fx->base);
+	fx->base = NULL;
+}
+
+static void fx_end(fixture *fx)
+{
+	fx_stop_engine(fx);
+	sky_cache_close(fx->cache);
+	if (fx->emu_up)
+		sky_emu_stop(&fx->emu);
+	sky_emu_free(&fx->emu);
+	free(fx->token);
+	memset(fx, 0, sizeof(*fx));
+}
+
+/* ------------------------------------------------------------------ */
+/* Comparing the mirror with the server                                */
+/* ------------------------------------------------------------------ */
+
+static json_t *without_modified(const json_t *s)
+{
+	json_t *c = json_deep_copy(s);
+	json_object_del(c, "modifiedAt");
+	json_object_del(c, "modifiedBy");
+	return c;
+}
+
+static int collect_json(const char *json, size_t len, void *payload)
+{
+	json_array_append_new(payload, json_loadb(json, len, 0, NULL));
+	return 0;
+}
+
+static json_t *mirror_sessions(fixture *fx, const char *app)
+{
+	json_t *arr = json_array();
+	sky_session_list(fx->cache, app, collect_json, arr);
+	json_t *by_id = json_object();
+	size_t i;
+	json_t *s;
+	json_array_foreach(arr, i, s)
+		json_object_set(by_id, json_string_value(json_object_get(
+					       s, "sessionId")),
+				s);
+	json_decref(arr);
+	return by_id;
+}
+
+static json_t *mirror_data(fixture *fx, const char *app, const char *sid)
+{
+	char *text = NULL;
+	size_t len;
+	if (sky_data_get(fx->cache, app, sid, &text, &len) < 0)
+		return NULL;
+	json_t *d = json_loadb(text, len, 0, NULL);
+	sky_free(text);
+	return d;
+}
+
+/*
+ * The server's realm as the synced user sees it: {app: {application,
+ * roles: {name: role}, sessions: {sid: session}, data: {sid: data}}},
+ * open sessions only. `full` reads every session and its data one by one
+ * through the REST API; otherwise the admin export is used (fast, same
+ * content for a user who may read everything).
+ */
+static json_t *server_view(fixture *fx, int full)
+{
+	json_t *view = json_object();
+	sky_http_res res;
+	if (!full) {
+		if (sky_http(fx->emu.url, "GET", "/_admin/realm", NULL, NULL,
+			     &res) != 200) {
+			sky_http_res_free(&res);
+			json_decref(view);
+			return NULL;
+		}
+		size_t i;
+		json_t *a;
+		json_array_foreach(json_object_get(res.json, "applications"), i, a) {
+			json_t *app = json_object_get(a, "application");
+			json_t *roles = json_object();
+			size_t k;
+			json_t *r;
+			json_array_foreach(json_object_get(a, "roles"), k, r)
+				json_object_set(roles,
+						json_string_value(
+							json_object_get(r, "name")),
+						r);
+			json_object_set_new(
+				view,
+				json_string_value(
+					json_object_get(app, "applicationId")),
+				json_pack("{s:O,s:o,s:{},s:{}}", "application", app,
+					  "roles", roles, "sessions", "data"));
+		}
+		json_t *s;
+		json_array_foreach(json_object_get(res.json, "sessions"), i, s) {
+			json_t *session = json_object_get(s, "session");
+			const char *st = json_string_value(
+				json_object_get(session, "status"));
+			const char *app = json_string_value(
+				json_object_get(session, "applicationId"));
+			const char *sid = json_string_value(
+				json_object_get(session, "sessionId"));
+			json_t *va = json_object_get(view, app);
+			if (!va || !st || strcmp(st, "open"))
+				continue;
+			json_object_set(json_object_get(va, "sessions"), sid,
+					session);
+			json_object_set(json_object_get(va, "data"), sid,
+					json_object_get(s, "data"));
+		}
+		sky_http_res_free(&res);
+		return view;
+	}
+	if (rest(fx, "GET", "/v1/applications", NULL, &res) != 200) {
+		sky_http_res_free(&res);
+		json_decref(view);
+		return NULL;
+	}
+	json_t *apps = json_incref(res.json);
+	sky_http_res_free(&res);
+	size_t i;
+	json_t *app;
+	json_array_foreach(apps, i, app) {
+		const char *id =
+			json_string_value(json_object_get(app, "applicationId"));
+		char path[1024];
+		json_t *va = json_pack("{s:O,s:{},s:{},s:{}}", "application", app,
+				       "roles", "sessions", "data");
+		json_object_set_new(view, id, va);
+		snprintf(path, sizeof(path), "/v1/applications/%s/roles", id);
+		if (rest(fx, "GET", path, NULL, &res) == 200) {
+			size_t k;
+			json_t *r;
+			json_array_foreach(res.json, k, r)
+				json_object_set(json_object_get(va, "roles"),
+						json_string_value(
+							json_object_get(r, "name")),
+						r);
+		}
+		sky_http_res_free(&res);
+		snprintf(path, sizeof(path), "/v1/applications/%s/sessions", id);
+		if (rest(fx, "GET", path, NULL, &res) != 200) {
+			sky_http_res_free(&res);
+			continue;
+		}
+		json_t *list = json_incref(res.json);
+		sky_http_res_free(&res);
+		size_t k;
+		json_t *s;
+		json_array_foreach(list, k, s) {
+			const char *sid =
+				json_string_value(json_object_get(s, "sessionId"));
+			/* Each session read again on its own, then its data. */
+			snprintf(path, sizeof(path),
+				 "/v1/applications/%s/sessions/%s", id, sid);
+			if (rest(fx, "GET", path, NULL, &res) == 200)
+				json_object_set(json_object_get(va, "sessions"),
+						sid, res.json);
+			sky_http_res_free(&res);
+			snprintf(path, sizeof(path),
+				 "/v1/applications/%s/sessions/%s/data", id, sid);
+			if (rest(fx, "GET", path, NULL, &res) == 200)
+				json_object_set(json_object_get(va, "data"), sid,
+						res.json);
+			sky_http_res_free(&res);
+		}
+		json_decref(list);
+	}
+	json_decref(apps);
+	return view;
+}
+
+/* 1 when the mirror equals `view`; else 0 with the first difference. */
+static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
+{
+	json_t *apps = json_array();
+	sky_app_list(fx->cache, collect_json, apps);
+	if (json_array_size(apps) != json_object_size(view)) {
+		snprintf(why, cap, "%zu applications in the mirror, %zu on the "
+				   "server",
+			 json_array_size(apps), json_object_size(view));
+		json_decref(apps);
+		return 0;
+	}
+	json_decref(apps);
+	const char *app;
+	json_t *va;
+	json_object_foreach(view, app, va) {
+		char *text = NULL;
+		size_t len;
+		if (sky_app_get(fx->cache, app, &text, &len) < 0) {
+			snprintf(why, cap, "application %s missing", app);
+			return 0;
+		}
+		json_t *mine = json_loadb(text, len, 0, NULL);
+		sky_free(text);
+		int eq = json_equal(mine, json_object_get(va, "application"));
+		json_decref(mine);
+		if (!eq) {
+			snprintf(why, cap, "application %s differs", app);
+			return 0;
+		}
+		json_t *roles = json_array();
+		sky_role_list(fx->cache, app, collect_json, roles);
+		json_t *sroles = json_object_get(va, "roles");
+		size_t i;
+		json_t *r;
+		int ok = json_array_size(roles) == json_object_size(sroles);
+		json_array_foreach(roles, i, r)
+			ok = ok && json_equal(r, json_object_get(
+							 sroles,
+							 json_string_value(json_object_get(
+								 r, "name"))));
+		json_decref(roles);
+		if (!ok) {
+			snprintf(why, cap, "roles of %s differ", app);
+			return 0;
+		}
+		json_t *mine_s = mirror_sessions(fx, app);
+		json_t *theirs = json_object_get(va, "sessions");
+		const char *sid;
+		json_t *s;
+		/* Every open server session is in the mirror, equal. */
+		json_object_foreach(theirs, sid, s) {
+			json_t *m = json_object_get(mine_s, sid);
+			json_t *a = m ? without_modified(m) : NULL;
+			json_t *b = without_modified(s);
+			int same = a && json_equal(a, b);
+			json_decref(a);
+			json_decref(b);
+			if (!same) {
+				char *x = m ? json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS)
+					    : strdup("(missing)");
+				char *y = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
+				snprintf(why, cap, "session %s/%s: mirror %.400s, server "
+						   "%.400s",
+					 app, sid, x, y);
+				free(x);
+				free(y);
+				json_decref(mine_s);
+				return 0;
+			}
+			json_t *d = mirror_data(fx, app, sid);
+			json_t *sd = json_object_get(json_object_get(va, "data"), sid);
+			same = d && json_equal(d, sd);
+			if (!same) {
+				char *x = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS)
+					    : strdup("(missing)");
+				char *y = json_dumps(sd, JSON_COMPACT | JSON_SORT_KEYS);
+				snprintf(why, cap, "data of %s/%s: mirror %.400s, server "
+						   "%.400s",
+					 app, sid, x, y);
+				free(x);
+				free(y);
+			}
+			json_decref(d);
+			if (!same) {
+				json_decref(mine_s);
+				return 0;
+			}
+		}
+		/* The mirror holds nothing open that the server does not. */
+		json_object_foreach(mine_s, sid, s) {
+			const char *st = json_string_value(json_object_get(s, "status"));
+			if (!json_object_get(theirs, sid) && st && !strcmp(st, "open")) {
+				snprintf(why, cap, "session %s/%s is open in the mirror "
+						   "only",
+					 app, sid);
+				json_decref(mine_s);
+				return 0;
+			}
+		}
+		json_decref(mine_s);
+	}
+	return 1;
+}
+
+/* Every event published, when a test records them (for diagnosis). */
+static sky_sub *recorder;
+
+static void dump_events_of(const char *why)
+{
+	/* "session APP/SID..." or "data of APP/SID: ..." */
+	const char *p = strchr(why, '/');
+	if (!recorder || !p)
+		return;
+	char sid[128];
+	size_t n = strcspn(p + 1, ": ");
+	snprintf(sid, sizeof(sid), "%.*s", (int)n, p + 1);
+	size_t count = sky_sub_count(recorder);
+	fprintf(stderr, "  events for %s:\n", sid);
+	for (size_t i = 0; i < count; i++) {
+		char *topic, *payload;
+		if (sky_sub_get(recorder, i, &topic, &payload) < 0)
+			continue;
+		if (strstr(topic, sid))
+			fprintf(stderr, "    %.600s\n", payload);
+		free(topic);
+		free(payload);
+	}
+}
+
+/* The engine has nothing left to do: no snapshot, no re-read waiting. */
+static int engine_idle(fixture *fx)
+{
+	if (!fx->engine)
+		return 1;
+	sky_sync_status st = fx_status(fx);
+	return st.reads_pending == 0 && st.state != SKY_ENGINE_SNAPSHOT &&
+	       st.state != SKY_ENGINE_BACKOFF;
+}
+
+/*
+ * Poll until the engine is idle and the mirror equals the server (admin
+ * view), then confirm through the REST API. The mirror may be briefly
+ * behind (events in flight, re-reads waiting): only a mirror that never
+ * catches up fails.
+ */
+static int converge(fixture *fx, int full_rest)
+{
+	char why[1200] = "";
+	int eq = 0;
+	for (long waited = 0; waited < CONVERGE_MS && !eq; waited += 250) {
+		if (engine_idle(fx)) {
+			json_t *view = server_view(fx, 0);
+			eq = view && mirror_equals(fx, view, why, sizeof(why));
+			json_decref(view);
+			if (eq) {
+				/* Stays equal: nothing in flight undoes it. */
+				sky_sleep_ms(600);
+				view = server_view(fx, 0);
+				eq = engine_idle(fx) && view &&
+				     mirror_equals(fx, view, why, sizeof(why));
+				json_decref(view);
+			}
+			if (eq && full_rest) {
+				view = server_view(fx, 1);
+				eq = view && mirror_equals(fx, view, why, sizeof(why));
+				json_decref(view);
+			}
+		}
+		if (!eq)
+			sky_sleep_ms(250);
+	}
+	if (!eq) {
+		fprintf(stderr, "  mirror != server: %s\n", why);
+		dump_events_of(why);
+	}
+	return eq;
+}
+
+/* ------------------------------------------------------------------ */
+/* Server-side changes                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+	char app[128];
+	char sid[128];
+} sref;
+
+typedef struct {
+	sref *v;
+	size_t n, cap;
+	unsigned long long rng;
+} slist;
+
+static unsigned rnd(slist *l, unsigned n)
+{
+	l->rng = l->rng * 6364136223846793005ull + 1442695040888963407ull;
+	return (unsigned)((l->rng >> 33) % n);
+}
+
+static void slist_add(slist *l, const char *app, const char *sid)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->v = realloc(l->v, l->cap * sizeof(*l->v));
+	}
+	snprintf(l->v[l->n].app, sizeof(l->v[l->n].app), "%s", app);
+	snprintf(l->v[l->n].sid, sizeof(l->v[l->n].sid), "%s", sid);
+	l->n++;
+}
+
+/* The open sessions on the server now. */
+static void slist_load(fixture *fx, slist *l, unsigned long long seed)
+{
+	memset(l, 0, sizeof(*l));
+	l->rng = seed;
+	json_t *view = server_view(fx, 0);
+	const char *app;
+	json_t *va;
+	json_object_foreach(view, app, va) {
+		const char *sid;
+		json_t *s;
+		json_object_foreach(json_object_get(va, "sessions"), sid, s)
+			slist_add(l, app, sid);
+	}
+	json_decref(view);
+}
+
+/* One random change through REST; returns the HTTP status. */
+static long random_change(fixture *fx, slist *l)
+{
+	if (!l->n)
+		return 0;
+	unsigned i = rnd(l, (unsigned)l->n);
+	sref *s = &l->v[i];
+	char path[512], body[512];
+	sky_http_res res;
+	long st;
+	unsigned op = rnd(l, 100);
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s", s->app,
+		 s->sid);
+	if (op < 40) {
+		static const char *keys[] = {"a", "b", "c", "readings", "notes"};
+		const char *k = keys[rnd(l, 5)];
+		unsigned v = rnd(l, 1000);
+		switch (rnd(l, 4)) {
+		case 0: snprintf(body, sizeof(body), "{\"%s\":%u}", k, v); break;
+		case 1:
+			snprintf(body, sizeof(body), "{\"%s\":{\"x\":%u,\"y\":[%u]}}",
+				 k, v, v + 1);
+			break;
+		case 2: snprintf(body, sizeof(body), "{\"%s\":null}", k); break;
+		default:
+			snprintf(body, sizeof(body), "{\"%s\":{\"x\":null,\"z\":\"s%u\"}}",
+				 k, v);
+			break;
+		}
+		strcat(path, "/data");
+		st = rest(fx, "PATCH", path, body, &res);
+	} else if (op < 55) {
+		snprintf(body, sizeof(body), "{\"name\":\"renamed %u\"}", rnd(l, 100000));
+		st = rest(fx, "PATCH", path, body, &res);
+	} else if (op < 65) {
+		snprintf(body, sizeof(body), "{\"description\":\"d%u\"}", rnd(l, 100));
+		st = rest(fx, "PATCH", path, body, &res);
+	} else if (op < 80) {
+		snprintf(body, sizeof(body),
+			 "{\"properties\":{\"site\":\"Plant-%u\",\"k%u\":\"v\"}}",
+			 rnd(l, 9), rnd(l, 5));
+		st = rest(fx, "PATCH", path, body, &res);
+	} else if (op < 85) {
+		snprintf(body, sizeof(body), "{\"id\":\"%s\",\"type\":\"user\"}",
+			 rnd(l, 2) ? "u-alice" : "u-bob");
+		strcat(path, "/participants");
+		st = rest(fx, "POST", path, body, &res);
+	} else if (op < 90) {
+		snprintf(body, sizeof(body), "{\"note\":\"custom %u\"}", rnd(l, 100));
+		strcat(path, "/events");
+		st = rest(fx, "POST", path, body, &res);
+	} else if (op < 95) {
+		snprintf(path, sizeof(path), "/v1/applications/%s/sessions", s->app);
+		snprintf(body, sizeof(body),
+			 "{\"name\":\"soak %u\",\"properties\":{\"site\":\"S\"}}",
+			 rnd(l, 100000));
+		st = rest(fx, "POST", path, body, &res);
+		const char *sid =
+			json_string_value(json_object_get(res.json, "sessionId"));
+		char app[128]; /* s moves if the list grows */
+		snprintf(app, sizeof(app), "%s", s->app);
+		if (st == 201 && sid)
+			slist_add(l, app, sid);
+	} else {
+		st = rest(fx, "PATCH", path, "{\"status\":\"closed\"}", &res);
+		if (st == 200) {
+			l->v[i] = l->v[l->n - 1];
+			l->n--;
+		}
+	}
+	sky_http_res_free(&res);
+	return st;
+}
+
+/* ---- seeds with many sessions ---- */
+
+/* A realm like the example's, with `n` sessions; returns its path. */
+static char *big_seed(unsigned n)
+{
+	const char *dir = sky_test_tmpdir();
+	char *path = malloc(strlen(dir) + 16);
+	sprintf(path, "%s/seed.json", dir);
+	json_t *all = json_pack(
+		"[s,s,s,s,s,s]", "application:read", "session:read:participant",
+		"session:read:any", "session:create", "session:update",
+		"session:close");
+	json_t *apps = json_array();
+	const char *app_ids[2] = {"app-a", "app-b"};
+	for (int a = 0; a < 2; a++)
+		json_array_append_new(
+			apps,
+			json_pack("{s:{s:s,s:s,s:i,s:s,s:s},s:[{s:s,s:O,s:[{s:s,s:s}],"
+				  "s:s,s:s}]}",
+				  "application", "applicationId", app_ids[a], "name",
+				  app_ids[a], "publishedVersion", 1, "createdBy",
+				  "u-integration", "createdAt",
+				  "2024-03-01T06:00:00.000000Z", "roles", "name",
+				  "integration", "permissions", all, "participants",
+				  "id", "u-integration", "type", "user", "createdBy",
+				  "u-integration", "createdAt",
+				  "2024-03-01T06:00:00.000000Z"));
+	json_t *sessions = json_array();
+	for (unsigned i = 0; i < n; i++) {
+		char sid[64], name[64];
+		snprintf(sid, sizeof(sid), "s-%06u", i);
+		snprintf(name, sizeof(name), "Session %u", i);
+		json_array_append_new(
+			sessions,
+			json_pack("{s:{s:s,s:s,s:s,s:{s:s,s:s},s:s,s:s},s:{s:{s:i,s:i},"
+				  "s:[i,i,i],s:s}}",
+				  "session", "applicationId", app_ids[i % 2],
+				  "sessionId", sid, "name", name, "properties", "site",
+				  i % 3 ? "Plant-1" : "Plant-2", "line", "A",
+				  "createdBy", "u-integration", "createdAt",
+				  "2024-03-01T07:00:00.000000Z", "data", "checklist",
+				  "steps", 8, "done", (int)(i % 8), "readings", 1, 2, 3,
+				  "note", "seeded"));
+	}
+	json_t *seed = json_pack(
+		"{s:s,s:s,s:[],s:[{s:s,s:s,s:s,s:[]},{s:s,s:s,s:s,s:[]},"
+		"{s:s,s:s,s:s,s:[]}],s:o,s:o}",
+		"format", "skylight-emu-seed/1", "realm", "demo", "groups", "users",
+		"id", "u-integration", "username", "integration", "password",
+		"integration-pass", "groups", "id", "u-alice", "username", "alice",
+		"password", "alice-pass", "groups", "id", "u-bob", "username", "bob",
+		"password", "bob-pass", "groups", "applications", apps, "sessions",
+		sessions);
+	json_dump_file(seed, path, JSON_COMPACT);
+	json_decref(seed);
+	json_decref(all);
+	return path;
+}
+
+/* ------------------------------------------------------------------ */
+/* Pure parts: api.c and mqtt.c                                        */
+/* ------------------------------------------------------------------ */
+
+static void test_sync__api_urls_and_tokens(void)
+{
+	char *url = NULL;
+	CU_ASSERT_EQUAL(sky__api_url("https://api.x.io/", SKY_API_DATA, "demo",
+				     "a/b", "s 1?x#..", &url),
+			0);
+	CU_ASSERT_STRING_EQUAL(url, "https://api.x.io/v1/applications/a%2Fb/"
+				    "sessions/s%201%3Fx%23../data");
+	free(url);
+	CU_ASSERT_EQUAL(sky__api_url("http://h", SKY_API_SESSION, "demo", "..",
+				     "\xc3\xa9", &url),
+			0);
+	CU_ASSERT_STRING_EQUAL(url, "http://h/v1/applications/%2E%2E/sessions/"
+				    "%C3%A9");
+	free(url);
+	CU_ASSERT_EQUAL(sky__api_url("http://h", SKY_API_LOGIN, "my realm", NULL,
+				     NULL, &url),
+			0);
+	CU_ASSERT_STRING_EQUAL(url, "http://h/v1/authentication/login/realms/"
+				    "my%20realm");
+	free(url);
+	CU_ASSERT(sky__api_url("http://h", SKY_API_DATA, "r", "a", NULL, &url) < 0);
+
+	/* JWT sub, base64url without padding: {"sub":"u-1"} */
+	char *sub = sky__api_jwt_sub("x.eyJzdWIiOiJ1LTEifQ.sig");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(sub);
+	CU_ASSERT_STRING_EQUAL(sub, "u-1");
+	free(sub);
+	CU_ASSERT_PTR_NULL(sky__api_jwt_sub("not-a-jwt"));
+	CU_ASSERT_PTR_NULL(sky__api_jwt_sub("a.!!!.c"));
+
+	sky_api_tokens t;
+	const char *good = "{\"access_token\":\"A\",\"expires_in\":60,"
+			   "\"refresh_token\":\"R\",\"refresh_expires_in\":600}";
+	CU_ASSERT_EQUAL(sky__api_parse_tokens(good, strlen(good), &t), 0);
+	CU_ASSERT_STRING_EQUAL(t.access_token, "A");
+	CU_ASSERT_EQUAL(t.expires_in_s, 60);
+	CU_ASSERT_EQUAL(t.refresh_expires_in_s, 600);
+	sky__api_tokens_clear(&t);
+	const char *bad = "{\"access_token\":\"A\",\"expires_in\":\"60\","
+			  "\"refresh_token\":\"R\"}";
+	CU_ASSERT_EQUAL(sky__api_parse_tokens(bad, strlen(bad), &t), SKY_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "expires_in"));
+
+	/* Login bodies escape what they carry. */
+	size_t len;
+	char *body = sky__api_login_body("u\"x", "p\\w", "r", &len);
+	json_t *o = json_loadb(body, len, 0, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "password")),
+			       "p\\w");
+	json_decref(o);
+	sky__api_wipe_free(body);
+
+	char *b = sky__api_default_broker("https://api.example.com/base");
+	CU_ASSERT_STRING_EQUAL(b, "ssl://mqtt.example.com:8883");
+	free(b);
+	CU_ASSERT_PTR_NULL(sky__api_default_broker("http://127.0.0.1:80"));
+
+	/* Answers must have the right shape. */
+	json_t *v = NULL;
+	sky_json_limits lim = {0, 64};
+	CU_ASSERT_EQUAL(sky__api_parse_array("[{}]", 4, &lim, "x", &v), 0);
+	json_decref(v);
+	CU_ASSERT_EQUAL(sky__api_parse_array("[1]", 3, &lim, "x", &v), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__api_parse_array("{}", 2, &lim, "x", &v), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__api_parse_object("[]", 2, &lim, "x", &v), SKY_EINVAL);
+}
+
+static void test_sync__classify_and_backoff(void)
+{
+	sky_http_response r;
+	memset(&r, 0, sizeof(r));
+	CU_ASSERT_EQUAL(sky__api_classify(&r), SKY_API_RETRY);
+	r.transport_ok = 1;
+	long codes[] = {200, 201, 401, 403, 404, 400, 409, 429, 408, 500, 503};
+	sky_api_outcome want[] = {SKY_API_OK,	 SKY_API_OK,	   SKY_API_AUTH,
+				  SKY_API_GONE,	 SKY_API_GONE,	   SKY_API_REJECTED,
+				  SKY_API_REJECTED, SKY_API_RETRY, SKY_API_RETRY,
+				  SKY_API_RETRY, SKY_API_RETRY};
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		r.status = codes[i];
+		CU_ASSERT_EQUAL(sky__api_classify(&r), want[i]);
+	}
+	r.too_large = 1;
+	CU_ASSERT_EQUAL(sky__api_classify(&r), SKY_API_REJECTED);
+	/* Delays grow, stay within [half, full] of the capped step. */
+	for (unsigned a = 0; a < 20; a++) {
+		long full = 100L << (a < 10 ? a : 10);
+		if (full > 5000)
+			full = 5000;
+		for (int k = 0; k < 50; k++) {
+			long d = sky__backoff_ms(a, 100, 5000);
+			CU_ASSERT(d >= full - full / 2 && d <= full);
+		}
+	}
+	char *host = NULL;
+	int port, tls;
+	CU_ASSERT_EQUAL(sky__mqtt_parse_url("ssl://mqtt.x.io:8883", &host, &port,
+					    &tls),
+			0);
+	CU_ASSERT_STRING_EQUAL(host, "mqtt.x.io");
+	CU_ASSERT(port == 8883 && tls == 1);
+	free(host);
+	CU_ASSERT_EQUAL(sky__mqtt_parse_url("mqtt://127.0.0.1", &host, &port, &tls),
+			0);
+	CU_ASSERT(port == 1883 && tls == 0);
+	free(host);
+	CU_ASSERT_EQUAL(sky__mqtt_parse_url("mqtts://[::1]:9", &host, &port, &tls),
+			0);
+	CU_ASSERT_STRING_EQUAL(host, "::1");
+	CU_ASSERT(port == 9 && tls == 1);
+	free(host);
+	CU_ASSERT_EQUAL(sky__mqtt_parse_url("http://x", &host, &port, &tls),
+			SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__mqtt_parse_url("mqtt://x:99999", &host, &port, &tls),
+			SKY_EINVAL);
+}
+
+static void test_sync__options_checked(void)
+{
+	sky_cache *c;
+	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&c, sky_test_tmpdir(), NULL), 0);
+	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
+	sky_engine *e = NULL;
+	o.server = "https://api.example.com";
+	o.realm = "demo";
+	o.user = "u";
+	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL); /* no password */
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "password"));
+	o.password = "p";
+	o.server = "ftp://x";
+	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL);
+	o.server = "http://127.0.0.1:1"; /* no default broker for it */
+	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL);
+	o.server = "https://api.example.com";
+	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), 0); /* broker derived */
+	sky_engine_free(e);
+	sky_cache_close(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Against the emulator                                                */
+/* ------------------------------------------------------------------ */
+
+static void test_sync__snapshot_equals_server(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_engine(&fx, 0), 0);
+	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
+	sky_sync_status st;
+	sky_engine_status(fx.engine, &st);
+	CU_ASSERT_EQUAL(st.state, SKY_ENGINE_STOPPED);
+	CU_ASSERT_EQUAL(st.snapshots, 1);
+	CU_ASSERT(st.last_sync_us > 0);
+	CU_ASSERT_EQUAL(st.progress.sessions_done, st.progress.sessions_total);
+	/* Every session and its data, read one by one through REST. */
+	CU_ASSERT(converge(&fx, 1));
+
+	/* Change the server while offline; the next sync repairs it: the
+	 * closed session leaves the mirror, the rest is updated. */
+	slist l;
+	slist_load(&fx, &l, 7);
+	CU_ASSERT_FATAL(l.n > 10);
+	sky_http_res res;
+	char path[512];
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s",
+		 l.v[0].app, l.v[0].sid);
+	CU_ASSERT_EQUAL(rest(&fx, "PATCH", path, "{\"status\":\"closed\"}", &res),
+			200);
+	sky_http_res_free(&res);
+	for (int i = 0; i < 30; i++)
+		random_change(&fx, &l);
+	atomic_store(&fx.changes, 0);
+	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
+	CU_ASSERT(converge(&fx, 1));
+	char *json = NULL;
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, l.v[0].app, l.v[0].sid, &json,
+					NULL),
+			SKY_ENOTFOUND);
+	CU_ASSERT(atomic_load(&fx.changes) > 0); /* changes were reported */
+	/* A sync with nothing new reports nothing. */
+	atomic_store(&fx.changes, 0);
+	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
+	CU_ASSERT_EQUAL(atomic_load(&fx.changes), 0);
+	/* The state is recorded in the cache for `skysync stats`. */
+	sky_stats stats;
+	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &stats), 0);
+	free(l.v);
+	fx_end(&fx);
+	free(seed);
+}
+
+static void test_sync__live_changes(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	slist l;
+	slist_load(&fx, &l, 11);
+	atomic_store(&fx.changes, 0);
+	for (int i = 0; i < 150; i++)
+		random_change(&fx, &l);
+	CU_ASSERT(converge(&fx, 1));
+	CU_ASSERT(atomic_load(&fx.changes) > 0);
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT(st.events_applied > 0);
+	CU_ASSERT(st.broker_up);
+	CU_ASSERT_EQUAL(st.snapshots, 1); /* no resync was needed */
+	free(l.v);
+	fx_end(&fx);
+	free(seed);
+}
+
+typedef struct {
+	fixture *fx;
+	slist *l;
+	int n;
+	atomic_int done;
+} writer_arg;
+
+static void *writer(void *arg)
+{
+	writer_arg *w = arg;
+	for (int i = 0; i < w->n; i++)
+		random_change(w->fx, w->l);
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+static void test_sync__events_during_snapshot(void)
+{
+	fixture fx;
+	char *seed = big_seed(1200);
+	/* Slow data reads so the snapshot lasts while changes happen. */
+	const char *extra[] = {"--fault", "delay:ms=15,path=*/data", NULL};
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, extra), 0);
+	slist l;
+	slist_load(&fx, &l, 13);
+	fx.max_parallel = 4;
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_SNAPSHOT, 30000), 0);
+	writer_arg w = {&fx, &l, 250, 0};
+	pthread_t t;
+	pthread_create(&t, NULL, writer, &w);
+	pthread_join(t, NULL);
+	sky_sync_status st = fx_status(&fx);
+	/* The point of the test: the changes raced the snapshot. */
+	if (atomic_load(&fx.live_reached))
+		fprintf(stderr, "  note: the snapshot ended before the writer\n");
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000), 0);
+	admin(&fx, "DELETE", "/_admin/faults", NULL);
+	CU_ASSERT(converge(&fx, 0));
+	(void)st;
+	free(l.v);
+	fx_end(&fx);
+	free(seed);
+}
+
+static void test_sync__event_faults(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	const char *extra[] = {"--fault", "event-dup:p=0.2",
+			       "--fault", "event-reorder:p=0.2,ms=200",
+			       "--fault", "event-delay:p=0.15,ms=400",
+			       "--seed-random", "5", NULL};
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, extra), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	slist l;
+	slist_load(&fx, &l, 17);
+	/* Few sessions, many changes each: reordering matters. */
+	l.n = 12;
+	for (int i = 0; i < 250; i++)
+		random_change(&fx, &l);
+	CU_ASSERT(converge(&fx, 0));
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT(st.events_skipped > 0); /* duplicates were seen */
+	free(l.v);
+	fx_end(&fx);
+	free(seed);
+}
+
+static void test_sync__broker_drop_and_reconnect(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	slist l;
+	slist_load(&fx, &l, 19);
+
+	/* A network failure: the broker keeps our session and queues for us,
+	 * so we catch up without a resync. */
+	in_loop(&fx, do_drop_broker);
+	for (int i = 0; i < 60; i++)
+		random_change(&fx, &l);
+	CU_ASSERT(converge(&fx, 0));
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT(st.broker_connects >= 2);
+	CU_ASSERT_EQUAL(st.snapshots, 1);
+
+	/* The emulator's mqtt-drop takes our client id over with a clean
+	 * session: the broker forgets us, events are lost, we must resync. */
+	CU_ASSERT_EQUAL(admin(&fx, "POST", "/_admin/mqtt-drop", "{\"ms\":300}"),
+			200);
+	for (int i = 0; i < 60; i++)
+		random_change(&fx, &l);
+	for (int i = 0; i < 300 && fx_status(&fx).snapshots < 2; i++)
+		sky_sleep_ms(100);
+	st = fx_status(&fx);
+	CU_ASSERT(st.snapshots >= 2);
+	CU_ASSERT(converge(&fx, 0));
+	free(l.v);
+	fx_end(&fx);
+	free(seed);
+}
+
+static void test_sync__emulator_restart(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	char *state = strdup(sky_test_tmpdir());
+	const char *extra[] = {"--state", state, NULL};
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, extra), 0);
+	slist l;
+	slist_load(&fx, &l, 23);
+
+	/* An engine that starts while the server is down retries (login,
+	 * then the snapshot) and gets there once it is back. */
+	CU_ASSERT_EQUAL_FATAL(sky_emu_stop(&fx.emu), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	sky_sleep_ms(500);
+	CU_ASSERT_EQUAL_FATAL(sky_emu_restart(&fx.emu), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	for (int i = 0; i < 40; i++)
+		random_change(&fx, &l);
+	CU_ASSERT(converge(&fx, 0));
+
+	/* Restart while live: the realm and tokens survive (--state). */
+	CU_ASSERT_EQUAL(sky_emu_stop(&fx.emu), 0);
+	CU_ASSERT_EQUAL_FATAL(sky_emu_restart(&fx.emu), 0);
+	for (int i = 0; i < 40; i++)
+		random_change(&fx, &l);
+	CU_ASSERT(converge(&fx, 1));
+	free(l.v);
+	fx_end(&fx);
+	free(state);
+	free(seed);
+}
+
+static void test_sync__token_expiry_mid_snapshot(void)
+{
+	fixture fx;
+	char *seed = big_seed(800);
+	const char *extra[] = {"--token-ttl", "1", "--refresh-ttl", "3",
+			       "--fault", "delay:ms=10,path=*/data",
+			       "--fault", "expire:p=0.03,method=read",
+			       "--seed-random", "3", NULL};
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, extra), 0);
+	fx.max_parallel = 4;
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_SNAPSHOT, 30000), 0);
+	sky_sleep_ms(700);
+	/* Refresh tokens too: the engine must log in again. */
+	CU_ASSERT_EQUAL(admin(&fx, "POST", "/_admin/expire-tokens",
+			      "{\"refresh\":true}"),
+			200);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000), 0);
+	sky_http_res res;
+	sky_http(fx.emu.url, "GET", "/_admin/stats", NULL, NULL, &res);
+	json_int_t logins = json_integer_value(json_object_get(res.json, "logins"));
+	json_int_t refreshes =
+		json_integer_value(json_object_get(res.json, "refreshes"));
+	sky_http_res_free(&res);
+	CU_ASSERT(refreshes >= 1);
+	CU_ASSERT(logins >= 3); /* ours twice, the test's at least once */
+	admin(&fx, "DELETE", "/_admin/faults", NULL);
+	CU_ASSERT(converge(&fx, 0));
+	fx_end(&fx);
+	free(seed);
+}
+
+static void test_sync__soak(void)
+{
+	const char *env = getenv("SKY_SOAK_CHANGES");
+	int n = env ? atoi(env) : getenv("SKY_UNDER_VALGRIND") ? 100 : 400;
+	fixture fx;
+	char *seed = realm_seed();
+	const char *extra[] = {"--seed-random", "42", NULL};
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, extra), 0);
+	recorder = sky_sub_start(broker.port, NULL,
+				 "realms/demo/applications/+/sessions/#");
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	/* Faults on our reads only (the writer here is not under test). */
+	const char *faults =
+		"[{\"kind\":\"error\",\"code\":503,\"p\":0.03,\"method\":\"read\"},"
+		"{\"kind\":\"reset\",\"p\":0.03,\"method\":\"read\"},"
+		"{\"kind\":\"throttle\",\"retry\":1,\"p\":0.01,\"method\":\"read\"},"
+		"{\"kind\":\"delay\",\"ms\":200,\"p\":0.03,\"method\":\"read\"},"
+		"{\"kind\":\"expire\",\"p\":0.01,\"method\":\"read\"},"
+		"{\"kind\":\"event-dup\",\"p\":0.1},"
+		"{\"kind\":\"event-reorder\",\"p\":0.1,\"ms\":200},"
+		"{\"kind\":\"event-delay\",\"p\":0.05,\"ms\":500}]";
+	CU_ASSERT_EQUAL(admin(&fx, "POST", "/_admin/faults", faults), 201);
+	slist l;
+	slist_load(&fx, &l, 29);
+	l.n = l.n > 40 ? 40 : l.n; /* concentrate: more collisions */
+	for (int i = 0; i < n; i++) {
+		random_change(&fx, &l);
+		if (i == n / 3)
+			in_loop(&fx, do_drop_broker);
+		if (i == 2 * n / 3)
+			admin(&fx, "POST", "/_admin/mqtt-drop", "{\"ms\":200}");
+	}
+	admin(&fx, "DELETE", "/_admin/faults", NULL);
+	CU_ASSERT(converge(&fx, 1));
+	sky_sync_status st = fx_status(&fx);
+	if (verbose)
+		fprintf(stderr, "  soak: %d changes, %llu events applied, %llu "
+				"skipped, %llu refetches, %llu snapshots\n",
+			n, (unsigned long long)st.events_applied,
+			(unsigned long long)st.events_skipped,
+			(unsigned long long)st.refetches,
+			(unsigned long long)st.snapshots);
+	free(l.v);
+	fx_end(&fx);
+	sky_sub_stop(recorder);
+	recorder = NULL;
+	free(seed);
+}
+
+/* `skysync sync` exit codes and the password rules. */
+static int run_cli(const char *const *argv)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		if (!verbose)
+			dup2(null, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_sync__cli(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	char *cli = sky_test_build_path("tools/skysync");
+	const char *dir = sky_test_tmpdir();
+	char db[1024], pw[1024], bad[1024], bro[64];
+	snprintf(db, sizeof(db), "%s/db", dir);
+	snprintf(pw, sizeof(pw), "%s/pw", dir);
+	snprintf(bad, sizeof(bad), "%s/bad", dir);
+	snprintf(bro, sizeof(bro), "mqtt://127.0.0.1:%d", broker.port);
+	FILE *f = fopen(pw, "w");
+	fputs("integration-pass\n", f);
+	fclose(f);
+	f = fopen(bad, "w");
+	fputs("wrong\n", f);
+	fclose(f);
+	chmod(pw, 0600);
+	chmod(bad, 0600);
+	const char *ok[] = {cli,     "--db",   db,	   "sync",    "--server",
+			    fx.emu.url, "--broker", bro,	   "--realm", "demo",
+			    "--user",   "integration", "--password-file", pw,
+			    "--quiet",  NULL};
+	CU_ASSERT_EQUAL(run_cli(ok), 0);
+	const char *refused[] = {cli,	  "--db",	 db,	     "sync",
+				 "--server", fx.emu.url, "--broker", bro,
+				 "--realm",  "demo",	 "--user",   "integration",
+				 "--password-file", bad, "--quiet", NULL};
+	CU_ASSERT_EQUAL(run_cli(refused), 4);
+	const char *argv_pw[] = {cli,	     "--db",	 db,	     "sync",
+				 "--server", fx.emu.url, "--realm", "demo",
+				 "--user",   "integration", "--password", "x",
+				 NULL};
+	CU_ASSERT_EQUAL(run_cli(argv_pw), 1);
+	/* Nothing listens there: retries, then 4. */
+	char dead[64];
+	snprintf(dead, sizeof(dead), "http://127.0.0.1:%d",
+		 sky_harness_free_port());
+	const char *down[] = {cli,	"--db",	  db,	      "sync",
+			      "--server", dead,	  "--broker", bro,
+			      "--realm",  "demo",	  "--user",   "integration",
+			      "--password-file", pw, "--quiet", NULL};
+	CU_ASSERT_EQUAL(run_cli(down), 4);
+	free(cli);
+	fx_end(&fx);
+	free(seed);
+}
+
+int main(void)
+{
+	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
+	evthread_use_pthreads();
+	static const sky_test_case cases[] = {
+		{"test_sync__api_urls_and_tokens", test_sync__api_urls_and_tokens},
+		{"test_sync__classify_and_backoff", test_sync__classify_and_backoff},
+		{"test_sync__options_checked", test_sync__options_checked},
+		{"test_sync__snapshot_equals_server",
+		 test_sync__snapshot_equals_server},
+		{"test_sync__live_changes", test_sync__live_changes},
+		{"test_sync__events_during_snapshot",
+		 test_sync__events_during_snapshot},
+		{"test_sync__event_faults", test_sync__event_faults},
+		{"test_sync__broker_drop_and_reconnect",
+		 test_sync__broker_drop_and_reconnect},
+		{"test_sync__emulator_restart", test_sync__emulator_restart},
+		{"test_sync__token_expiry_mid_snapshot",
+		 test_sync__token_expiry_mid_snapshot},
+		{"test_sync__soak", test_sync__soak},
+		{"test_sync__cli", test_sync__cli},
+		{NULL, NULL},
+	};
+	/* SKY_SYNC_ONLY=word runs the cases whose name contains it. */
+	const char *only = getenv("SKY_SYNC_ONLY");
+	sky_test_case chosen[sizeof(cases) / sizeof(cases[0])];
+	size_t n = 0;
+	for (const sky_test_case *c = cases; c->name; c++)
+		if (!only || strstr(c->name, only))
+			chosen[n++] = *c;
+	chosen[n] = (sky_test_case){NULL, NULL};
+	int rc = sky_test_main("sync", chosen);
+	if (broker_started)
+		sky_broker_stop(&broker);
+	return rc;
+}

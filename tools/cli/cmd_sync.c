@@ -1,0 +1,394 @@
+/*
+ * cmd_sync.c - `skysync sync`: bring the cache up to date with a Skylight
+ * server (one-shot), or keep it current (--follow) until SIGINT/SIGTERM.
+ *
+ * All the work is libsync's sync engine, attached to a libevent loop of
+ * this command so that signals can stop it cleanly. This file only reads
+ * arguments and the password, draws progress, prints change lines
+ * (--print-changes) and maps the outcome to an exit code (DESIGN.md §7:
+ * 0 done, 1 usage, 4 network or server failure).
+ *
+ * The password never comes from the command line (argv is visible to
+ * every user of the machine): it is read from --password-file or from
+ * $SKYSYNC_PASSWORD, held in memory only, and wiped after use.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cli.h"
+
+typedef struct {
+	struct event_base *base;
+	sky_engine *engine;
+	int quiet, verbose, print_changes;
+	int tty;                /* progress bar on a terminal */
+	int bar_shown;          /* a bar line is on screen */
+	int64_t last_line_us;   /* plain progress lines: last one */
+	int output_failed;
+} sync_ui;
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void clear_bar(sync_ui *ui)
+{
+	if (ui->bar_shown) {
+		fputs("\r\033[K", stderr);
+		ui->bar_shown = 0;
+	}
+}
+
+static void on_log(sky_log_level level, const char *line, void *payload)
+{
+	sync_ui *ui = payload;
+	if (level == SKY_LOG_DEBUG && !ui->verbose)
+		return;
+	if (level == SKY_LOG_INFO && ui->quiet)
+		return;
+	clear_bar(ui);
+	fprintf(stderr, "skysync: %s%s\n",
+		level == SKY_LOG_ERROR  ? "error: "
+		: level == SKY_LOG_WARN ? "warning: "
+					: "",
+		line);
+}
+
+static void on_progress(const sky_sync_progress *p, void *payload)
+{
+	sync_ui *ui = payload;
+	if (ui->quiet)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	double secs = ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
+		       p->started_us) /
+		      1e6;
+	double rate = secs > 0.05 ? p->sessions_done / secs : 0;
+	const char *what = p->resync ? "resync" : "snapshot";
+	if (ui->tty) {
+		char bar[31];
+		unsigned fill = p->sessions_total
+					? (unsigned)(30 * p->sessions_done /
+						     p->sessions_total)
+					: 0;
+		if (fill > 30)
+			fill = 30;
+		memset(bar, '#', fill);
+		memset(bar + fill, '.', 30 - fill);
+		bar[30] = '\0';
+		fprintf(stderr, "\r\033[K%s [%s] %llu/%llu sessions, %llu apps, "
+				"%.0f/s",
+			what, bar, (unsigned long long)p->sessions_done,
+			(unsigned long long)p->sessions_total,
+			(unsigned long long)p->applications, rate);
+		ui->bar_shown = 1;
+		if (p->done)
+			clear_bar(ui);
+		return;
+	}
+	/* Not a terminal: a plain line every 2 s, and at the end. */
+	int64_t now = now_us();
+	if (!p->done && (now - ui->last_line_us < 2000000 || !p->sessions_total))
+		return;
+	ui->last_line_us = now;
+	fprintf(stderr, "skysync: %s: %llu/%llu sessions in %llu applications, "
+			"%.0f sessions/s%s\n",
+		what, (unsigned long long)p->sessions_done,
+		(unsigned long long)p->sessions_total,
+		(unsigned long long)p->applications, rate,
+		p->done ? ", done" : "");
+}
+
+static void on_change(const sky_change *c, void *payload)
+{
+	sync_ui *ui = payload;
+	if (!ui->print_changes)
+		return;
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} names[] = {{SKY_CHANGE_ADDED, "added"},
+		     {SKY_CHANGE_SESSION, "session"},
+		     {SKY_CHANGE_PROPERTIES, "properties"},
+		     {SKY_CHANGE_DATA, "data"},
+		     {SKY_CHANGE_CLOSED, "closed"},
+		     {SKY_CHANGE_REMOVED, "removed"},
+		     {SKY_CHANGE_EVENT, "event"}};
+	json_t *what = json_array();
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (c->what & names[i].bit)
+			json_array_append_new(what, json_string(names[i].name));
+	json_t *o = json_pack("{s:s, s:s, s:o}", "applicationId", c->app_id,
+			      "sessionId", c->session_id, "changes", what);
+	if (o && c->event_type)
+		json_object_set_new(o, "eventType", json_string(c->event_type));
+	if (o && c->event_id)
+		json_object_set_new(o, "eventId", json_string(c->event_id));
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (!text)
+		return;
+	clear_bar(ui);
+	/* One line each, flushed: a reader downstream sees it at once. */
+	if (puts(text) < 0 || fflush(stdout) != 0) {
+		if (!ui->output_failed) {
+			ui->output_failed = 1;
+			fprintf(stderr, "skysync: cannot write changes: %s\n",
+				strerror(errno));
+			sky_engine_stop(ui->engine);
+		}
+	}
+	free(text);
+}
+
+static void on_state(sky_engine_state state, void *payload)
+{
+	sync_ui *ui = payload;
+	if (state == SKY_ENGINE_STOPPED || state == SKY_ENGINE_FAILED)
+		event_base_loopbreak(ui->base);
+	else if (state == SKY_ENGINE_LIVE && !ui->quiet)
+		on_log(SKY_LOG_INFO, "live: applying events as they arrive", ui);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	sync_ui *ui = arg;
+	(void)what;
+	clear_bar(ui);
+	if (!ui->quiet)
+		fprintf(stderr, "skysync: %s: stopping\n",
+			sig == SIGINT ? "interrupted" : "terminated");
+	sky_engine_stop(ui->engine);
+}
+
+/*
+ * The password: the first line of `path`, or $SKYSYNC_PASSWORD. A file
+ * that others may read is used, with a warning (it is the user's secret
+ * to protect, but they should know).
+ */
+static char *read_password(const char *path)
+{
+	if (!path) {
+		const char *env = getenv("SKYSYNC_PASSWORD");
+		if (!env || !*env) {
+			fprintf(stderr, "skysync sync: no password: give "
+					"--password-file FILE or set "
+					"SKYSYNC_PASSWORD\n");
+			return NULL;
+		}
+		return strdup(env);
+	}
+	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+	if (!f) {
+		fprintf(stderr, "skysync sync: cannot read the password file %s: "
+				"%s\n",
+			path, strerror(errno));
+		return NULL;
+	}
+	struct stat st;
+	if (f != stdin && fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
+		fprintf(stderr, "skysync: warning: the password file %s can be "
+				"read by other users (chmod 600 it)\n",
+			path);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+	if (f != stdin)
+		fclose(f);
+	if (n <= 0) {
+		fprintf(stderr, "skysync sync: the password file %s is empty\n",
+			path);
+		free(line);
+		return NULL;
+	}
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	if (n == 0) {
+		fprintf(stderr, "skysync sync: the password file %s is empty\n",
+			path);
+		free(line);
+		return NULL;
+	}
+	return line;
+}
+
+static void wipe_free(char *s)
+{
+	if (s) {
+		volatile char *p = s;
+		while (*p)
+			*p++ = 0;
+		free(s);
+	}
+}
+
+static const char sync_usage[] =
+	"usage: skysync sync --server URL [--broker URL] --realm R --user U\n"
+	"                    [--password-file F] [--follow] [--print-changes]\n"
+	"                    [--cafile F] [--insecure] [--quiet] [--verbose]\n"
+	"\n"
+	"Read the realm's applications, roles, open sessions and their data\n"
+	"into the cache (removing sessions that closed or are no longer\n"
+	"visible), then exit; with --follow, subscribe to the realm's events\n"
+	"first and keep the cache current until interrupted.\n"
+	"\n"
+	"  --server URL         REST base URL, e.g. https://api.example.com\n"
+	"  --broker URL         MQTT broker (default ssl://mqtt.HOST:8883 for a\n"
+	"                       server https://api.HOST; mqtt://H:P for plain)\n"
+	"  --realm R --user U   the account to sync as\n"
+	"  --password-file F    read the password from the first line of F\n"
+	"                       (- for stdin); else $SKYSYNC_PASSWORD. Never on\n"
+	"                       the command line.\n"
+	"  --follow             stay live: apply events until SIGINT/SIGTERM\n"
+	"  --print-changes      print one JSON line per change made by sync:\n"
+	"                       {applicationId, sessionId, changes[], eventType?}\n"
+	"  --cafile F           CA bundle for TLS (default: the system's)\n"
+	"  --insecure           do not verify TLS certificates (testing only)\n"
+	"  --quiet              no progress, only warnings and errors\n"
+	"  --verbose            also debug lines\n"
+	"\n"
+	"A progress bar is drawn on a terminal; otherwise plain progress lines.\n"
+	"Exit 0 when done (or stopped by a signal), 1 on usage errors, 4 on a\n"
+	"network or server failure (including a refused login).\n";
+
+static int run_sync(int argc, char **argv, const cli_globals *g)
+{
+	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
+	const char *password_file = NULL;
+	sync_ui ui;
+	memset(&ui, 0, sizeof(ui));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char **slot = NULL;
+		if (!strcmp(a, "--server"))
+			slot = &o.server;
+		else if (!strcmp(a, "--broker"))
+			slot = &o.broker;
+		else if (!strcmp(a, "--realm"))
+			slot = &o.realm;
+		else if (!strcmp(a, "--user"))
+			slot = &o.user;
+		else if (!strcmp(a, "--password-file"))
+			slot = &password_file;
+		else if (!strcmp(a, "--cafile"))
+			slot = &o.cafile;
+		else if (!strcmp(a, "--follow"))
+			o.follow = 1;
+		else if (!strcmp(a, "--print-changes"))
+			ui.print_changes = 1;
+		else if (!strcmp(a, "--insecure"))
+			o.insecure = 1;
+		else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
+			ui.quiet = 1;
+		else if (!strcmp(a, "--verbose") || !strcmp(a, "-v"))
+			ui.verbose = 1;
+		else if (!strcmp(a, "--password") || !strncmp(a, "--password=", 11))
+			return cli_usage_error("sync", "--password is not accepted: "
+						       "the command line is visible "
+						       "to other users; use "
+						       "--password-file or "
+						       "SKYSYNC_PASSWORD");
+		else
+			return cli_usage_error("sync", "unknown argument '%s'", a);
+		if (slot) {
+			if (i + 1 >= argc || !*argv[i + 1])
+				return cli_usage_error("sync", "%s needs a value", a);
+			*slot = argv[++i];
+		}
+	}
+	if (!o.server || !o.realm || !o.user)
+		return cli_usage_error("sync", "--server, --realm and --user are "
+					       "required");
+	char *password = read_password(password_file);
+	if (!password)
+		return EXIT_USAGE;
+	o.password = password;
+	o.on_log = on_log;
+	o.on_progress = on_progress;
+	o.on_change = on_change;
+	o.on_state = on_state;
+	o.payload = &ui;
+	ui.tty = isatty(STDERR_FILENO);
+	if (o.insecure && !ui.quiet)
+		fprintf(stderr, "skysync: warning: --insecure: TLS certificates "
+				"are not verified\n");
+
+	int rc = EXIT_USAGE;
+	sky_cache *c = cli_open(g, 0);
+	struct event *sigint = NULL, *sigterm = NULL;
+	if (!c)
+		goto done;
+	if (sky_engine_new(c, &o, &ui.engine) < 0) {
+		wipe_free(password);
+		password = NULL;
+		rc = cli_fail("sync");
+		goto done;
+	}
+	/* The engine has its own copy now. */
+	wipe_free(password);
+	password = NULL;
+	signal(SIGPIPE, SIG_IGN);
+	if (!(ui.base = event_base_new())) {
+		fprintf(stderr, "skysync: cannot create an event loop\n");
+		goto done;
+	}
+	sigint = evsignal_new(ui.base, SIGINT, on_signal, &ui);
+	sigterm = evsignal_new(ui.base, SIGTERM, on_signal, &ui);
+	if (!sigint || !sigterm || evsignal_add(sigint, NULL) < 0 ||
+	    evsignal_add(sigterm, NULL) < 0 ||
+	    sky_engine_attach(ui.engine, ui.base) < 0) {
+		rc = cli_fail("sync");
+		goto done;
+	}
+	event_base_dispatch(ui.base);
+	sky_engine_stop(ui.engine);
+
+	sky_sync_status st;
+	sky_engine_status(ui.engine, &st);
+	clear_bar(&ui);
+	if (st.state == SKY_ENGINE_FAILED) {
+		fprintf(stderr, "skysync: sync failed: %s\n", st.error);
+		rc = st.error_code == SKY_ENETWORK ? EXIT_NETWORK : EXIT_USAGE;
+	} else {
+		rc = ui.output_failed ? EXIT_USAGE : EXIT_OK;
+		if (!ui.quiet && !o.follow)
+			fprintf(stderr, "skysync: synced %llu sessions in %llu "
+					"applications into %s\n",
+				(unsigned long long)st.progress.sessions_done,
+				(unsigned long long)st.progress.applications,
+				g->db);
+	}
+done:
+	wipe_free(password);
+	sky_engine_free(ui.engine);
+	if (sigint)
+		event_free(sigint);
+	if (sigterm)
+		event_free(sigterm);
+	if (ui.base)
+		event_base_free(ui.base);
+	sky_cache_close(c);
+	return rc;
+}
+
+const cli_command cli_cmd_sync = {
+	"sync", "bring the cache up to date with a server (or --follow it)",
+	sync_usage,
+	run_sync,
+};
