@@ -138,9 +138,10 @@ static int start_broker(const char *path)
 	if (!f)
 		die("%s: %s", conf, strerror(errno));
 	/* No queue limit: a burst must not be dropped for a busy client. */
-	fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\n"
-		   "persistence false\nmax_queued_messages 0\n"
-		   "max_inflight_messages 0\nlog_dest stderr\n",
+	fprintf(f,
+		"listener %d 127.0.0.1\nallow_anonymous true\n"
+		"persistence false\nmax_queued_messages 0\n"
+		"max_inflight_messages 0\nlog_dest stderr\n",
 		port);
 	fclose(f);
 	chmod(tmpdir, 0755);
@@ -202,25 +203,26 @@ static void write_seed(const char *path, unsigned n)
 	FILE *f = fopen(path, "w");
 	if (!f)
 		die("%s: %s", path, strerror(errno));
-	fprintf(f,
-		"{\"format\":\"skylight-emu-seed/1\",\"realm\":\"demo\","
-		"\"groups\":[],\"users\":[{\"id\":\"u-integration\","
-		"\"username\":\"integration\",\"password\":\"integration-pass\","
-		"\"groups\":[]}],\"applications\":[{\"application\":"
-		"{\"applicationId\":\"" APP "\",\"name\":\"Bench\","
-		"\"publishedVersion\":1,\"createdBy\":\"u-integration\","
-		"\"createdAt\":\"2024-01-01T00:00:00.000000Z\"},\"roles\":[{"
-		"\"name\":\"all\",\"permissions\":[\"application:read\","
-		"\"session:read:any\",\"session:update\"],\"participants\":"
-		"[{\"id\":\"u-integration\",\"type\":\"user\"}]}]}],"
-		"\"sessions\":[");
+	fprintf(
+	    f, "{\"format\":\"skylight-emu-seed/1\",\"realm\":\"demo\","
+	       "\"groups\":[],\"users\":[{\"id\":\"u-integration\","
+	       "\"username\":\"integration\",\"password\":\"integration-pass\","
+	       "\"groups\":[]}],\"applications\":[{\"application\":"
+	       "{\"applicationId\":\"" APP "\",\"name\":\"Bench\","
+	       "\"publishedVersion\":1,\"createdBy\":\"u-integration\","
+	       "\"createdAt\":\"2024-01-01T00:00:00.000000Z\"},\"roles\":[{"
+	       "\"name\":\"all\",\"permissions\":[\"application:read\","
+	       "\"session:read:any\",\"session:update\"],\"participants\":"
+	       "[{\"id\":\"u-integration\",\"type\":\"user\"}]}]}],"
+	       "\"sessions\":[");
 	for (unsigned i = 0; i < n; i++)
 		fprintf(f,
 			"%s{\"session\":{\"applicationId\":\"" APP "\","
 			"\"sessionId\":\"s-%07u\",\"name\":\"Session %u\","
 			"\"createdBy\":\"u-integration\",\"createdAt\":"
 			"\"2024-01-01T00:00:00.000000Z\",\"properties\":{"
-			"\"site\":\"Plant-%u\",\"line\":\"L%u\",\"shift\":\"day\"}},"
+			"\"site\":\"Plant-%u\",\"line\":\"L%u\",\"shift\":"
+			"\"day\"}},"
 			"\"data\":{\"checklist\":{\"steps\":8,\"done\":%u},"
 			"\"readings\":{\"temperature\":21.5,\"pressure\":0.98},"
 			"\"notes\":\"seeded for the benchmark\"}}",
@@ -259,7 +261,7 @@ static void serve_pump(serve_ctx *s)
 {
 	while (s->inflight < s->parallel && s->next < s->total) {
 		const char *sid =
-			json_string_value(json_array_get(s->sids, s->next++));
+		    json_string_value(json_array_get(s->sids, s->next++));
 		char *url;
 		sky__api_url(s->url, SKY_API_DATA, "demo", APP, sid, &url);
 		sky_http_spec spec = {"GET", url, s->token, NULL, 0, 0};
@@ -281,7 +283,7 @@ static void list_done(const sky_http_response *res, void *arg)
 	size_t i;
 	json_t *o;
 	json_array_foreach(list, i, o)
-		json_array_append(s->sids, json_object_get(o, "sessionId"));
+	    json_array_append(s->sids, json_object_get(o, "sessionId"));
 	json_decref(list);
 	s->total = json_array_size(s->sids);
 	serve_pump(s);
@@ -416,8 +418,9 @@ int main(int argc, char **argv)
 		events = events == 50000 ? 10000 : events;
 	}
 	if (!mosq || !*mosq)
-		mosq = access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto"
-							    : "mosquitto";
+		mosq = access("/usr/sbin/mosquitto", X_OK) == 0
+			   ? "/usr/sbin/mosquitto"
+			   : "mosquitto";
 	char emu_default[4200];
 	if (!emu) {
 		/* Beside this program: bench/../tools/skylight-emu. */
@@ -501,7 +504,8 @@ int main(int argc, char **argv)
 	if (sky_engine_attach(e, ec.base) < 0 ||
 	    pthread_create(&thread, NULL, loop_thread, ec.base) != 0)
 		die("cannot start the engine");
-	for (int i = 0; i < 6000 && atomic_load(&ec.state) != SKY_ENGINE_LIVE; i++)
+	for (int i = 0; i < 6000 && atomic_load(&ec.state) != SKY_ENGINE_LIVE;
+	     i++)
 		usleep(10000);
 	if (atomic_load(&ec.state) != SKY_ENGINE_LIVE)
 		die("the engine did not get live");
@@ -523,17 +527,17 @@ int main(int argc, char **argv)
 			 "/sessions/s-%07u/session_data_updated",
 			 s);
 		int len = snprintf(
-			payload, sizeof(payload),
-			"{\"applicationId\":\"" APP "\",\"sessionId\":\"s-%07u\","
-			"\"eventId\":\"bench-%u-%u\",\"source\":\"bench\","
-			"\"userId\":\"u-integration\",\"createdAt\":\"%s\","
-			"\"timestamp\":\"%s\",\"version\":1,\"eventType\":"
-			"\"session_data_updated\",\"data\":{\"checklist\":"
-			"{\"done\":%u},\"last\":%u}}",
-			s, (unsigned)getpid(), i, at, at, i % 9, i);
+		    payload, sizeof(payload),
+		    "{\"applicationId\":\"" APP "\",\"sessionId\":\"s-%07u\","
+		    "\"eventId\":\"bench-%u-%u\",\"source\":\"bench\","
+		    "\"userId\":\"u-integration\",\"createdAt\":\"%s\","
+		    "\"timestamp\":\"%s\",\"version\":1,\"eventType\":"
+		    "\"session_data_updated\",\"data\":{\"checklist\":"
+		    "{\"done\":%u},\"last\":%u}}",
+		    s, (unsigned)getpid(), i, at, at, i % 9, i);
 		int rc;
-		while ((rc = mosquitto_publish(pub, NULL, topic, len, payload, 1,
-					       false)) == MOSQ_ERR_NOMEM)
+		while ((rc = mosquitto_publish(pub, NULL, topic, len, payload,
+					       1, false)) == MOSQ_ERR_NOMEM)
 			usleep(1000);
 		if (rc != MOSQ_ERR_SUCCESS)
 			die("publish: %s", mosquitto_strerror(rc));

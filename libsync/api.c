@@ -31,38 +31,35 @@
 #include "util.h"
 
 static const sky_api_route routes[SKY_API_COUNT] = {
-	/* published */
-	[SKY_API_LOGIN] = {"POST", "/v1/authentication/login/realms/{realm}", 0,
-			   "log in"},
-	[SKY_API_REFRESH] = {"POST", "/v1/authentication/token/refresh", 0,
-			     "refresh the token"},
-	/* reconstructed (DESIGN.md §9) */
-	[SKY_API_APPS] = {"GET", "/v1/applications", 1, "list applications"},
-	[SKY_API_APP] = {"GET", "/v1/applications/{app}", 1,
-			 "get application"},
-	[SKY_API_ROLES] = {"GET", "/v1/applications/{app}/roles", 1,
-			   "list roles"},
-	[SKY_API_SESSIONS] = {"GET", "/v1/applications/{app}/sessions", 1,
-			      "list sessions"},
-	[SKY_API_SESSION_CREATE] = {"POST", "/v1/applications/{app}/sessions", 1,
-				    "create session"},
-	[SKY_API_SESSION] = {"GET", "/v1/applications/{app}/sessions/{sid}", 1,
-			     "get session"},
-	[SKY_API_SESSION_PATCH] = {"PATCH",
-				   "/v1/applications/{app}/sessions/{sid}", 1,
-				   "patch session"},
-	[SKY_API_DATA] = {"GET", "/v1/applications/{app}/sessions/{sid}/data", 1,
-			  "get session data"},
-	[SKY_API_DATA_PATCH] = {"PATCH",
-				"/v1/applications/{app}/sessions/{sid}/data", 1,
-				"patch session data"},
-	[SKY_API_PARTICIPANT_ADD] = {"POST",
-				     "/v1/applications/{app}/sessions/{sid}/"
-				     "participants",
-				     1, "add participant"},
-	[SKY_API_EVENT_SEND] = {"POST",
-				"/v1/applications/{app}/sessions/{sid}/events",
-				1, "send session event"},
+    /* published */
+    [SKY_API_LOGIN] = {"POST", "/v1/authentication/login/realms/{realm}", 0,
+		       "log in"},
+    [SKY_API_REFRESH] = {"POST", "/v1/authentication/token/refresh", 0,
+			 "refresh the token"},
+    /* reconstructed (DESIGN.md §9) */
+    [SKY_API_APPS] = {"GET", "/v1/applications", 1, "list applications"},
+    [SKY_API_APP] = {"GET", "/v1/applications/{app}", 1, "get application"},
+    [SKY_API_ROLES] = {"GET", "/v1/applications/{app}/roles", 1, "list roles"},
+    [SKY_API_SESSIONS] = {"GET", "/v1/applications/{app}/sessions", 1,
+			  "list sessions"},
+    [SKY_API_SESSION_CREATE] = {"POST", "/v1/applications/{app}/sessions", 1,
+				"create session"},
+    [SKY_API_SESSION] = {"GET", "/v1/applications/{app}/sessions/{sid}", 1,
+			 "get session"},
+    [SKY_API_SESSION_PATCH] = {"PATCH", "/v1/applications/{app}/sessions/{sid}",
+			       1, "patch session"},
+    [SKY_API_DATA] = {"GET", "/v1/applications/{app}/sessions/{sid}/data", 1,
+		      "get session data"},
+    [SKY_API_DATA_PATCH] = {"PATCH",
+			    "/v1/applications/{app}/sessions/{sid}/data", 1,
+			    "patch session data"},
+    [SKY_API_PARTICIPANT_ADD] = {"POST",
+				 "/v1/applications/{app}/sessions/{sid}/"
+				 "participants",
+				 1, "add participant"},
+    [SKY_API_EVENT_SEND] = {"POST",
+			    "/v1/applications/{app}/sessions/{sid}/events", 1,
+			    "send session event"},
 };
 
 const sky_api_route *sky__api_route(sky_api_call call)
@@ -78,7 +75,8 @@ static int encode_id(sky_buf *b, const char *id)
 	 * squash: encode their dots too. */
 	int dot_segment = !strcmp(id, ".") || !strcmp(id, "..");
 	for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
-		int keep = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		int keep = (*p >= 'A' && *p <= 'Z') ||
+			   (*p >= 'a' && *p <= 'z') ||
 			   (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' ||
 			   *p == '~' || (*p == '.' && !dot_segment);
 		if (keep) {
@@ -185,10 +183,9 @@ int sky__api_error(sky_api_call call, const char *app,
 	else
 		snprintf(what, sizeof(what), "%s", r->name);
 	if (res->too_large)
-		return sky__error_set(SKY_ENETWORK, SKY_ERRSRC_SERVER,
-				      (int)res->status,
-				      "%s: the answer is over the size limit",
-				      what);
+		return sky__error_set(
+		    SKY_ENETWORK, SKY_ERRSRC_SERVER, (int)res->status,
+		    "%s: the answer is over the size limit", what);
 	if (!res->transport_ok)
 		return sky__error_set(SKY_ENETWORK, SKY_ERRSRC_NET,
 				      res->curl_code, "%s: %s", what,
@@ -248,8 +245,9 @@ int sky__api_parse_tokens(const char *body, size_t len, sky_api_tokens *out)
 		rc = sky__error_input("token answer.expires_in: must be a "
 				      "positive integer");
 	else if (rex && !json_is_integer(rex))
-		rc = sky__error_input("token answer.refresh_expires_in: must be "
-				      "an integer");
+		rc =
+		    sky__error_input("token answer.refresh_expires_in: must be "
+				     "an integer");
 	if (rc == 0) {
 		out->access_token = strdup(json_string_value(at));
 		out->refresh_token = strdup(json_string_value(rt));
@@ -292,7 +290,8 @@ char *sky__api_refresh_body(const char *refresh_token, size_t *len)
 {
 	sky_buf b = SKY_BUF_INIT;
 	if (sky__buf_puts(&b, "{\"refreshToken\":") < 0 ||
-	    sky__buf_json_string(&b, refresh_token, strlen(refresh_token)) < 0 ||
+	    sky__buf_json_string(&b, refresh_token, strlen(refresh_token)) <
+		0 ||
 	    sky__buf_putc(&b, '}') < 0) {
 		if (b.data)
 			memset(b.data, 0, b.cap);
@@ -374,11 +373,12 @@ int sky__api_parse_array(const char *body, size_t len,
 	}
 	size_t i;
 	json_t *item;
-	json_array_foreach(v, i, item) {
+	json_array_foreach(v, i, item)
+	{
 		if (!json_is_object(item)) {
 			json_decref(v);
-			return sky__error_input("%s[%zu]: must be a JSON object",
-						what, i);
+			return sky__error_input(
+			    "%s[%zu]: must be a JSON object", what, i);
 		}
 	}
 	*out = v;
@@ -436,7 +436,8 @@ uint64_t sky__random_u64(void)
 	if (!state) {
 		if (getrandom(&state, sizeof(state), GRND_NONBLOCK) !=
 		    (ssize_t)sizeof(state))
-			state = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&state;
+			state =
+			    (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&state;
 		state |= 1;
 	}
 	state ^= state >> 12;
@@ -453,5 +454,7 @@ long sky__backoff_ms(unsigned attempt, long min_ms, long max_ms)
 	if (d > max_ms)
 		d = max_ms;
 	long half = d / 2;
-	return d - half + (half > 0 ? (long)(sky__random_u64() % (uint64_t)(half + 1)) : 0);
+	return d - half +
+	       (half > 0 ? (long)(sky__random_u64() % (uint64_t)(half + 1))
+			 : 0);
 }

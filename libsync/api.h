@@ -19,19 +19,19 @@
 #include "model.h"
 
 typedef enum {
-	SKY_API_LOGIN,           /* POST  body {username, password, realm} */
-	SKY_API_REFRESH,         /* POST  body {refreshToken} */
-	SKY_API_APPS,            /* GET   -> [application] */
-	SKY_API_APP,             /* GET   -> application */
-	SKY_API_ROLES,           /* GET   -> [role] */
-	SKY_API_SESSIONS,        /* GET   -> [session] (open ones) */
-	SKY_API_SESSION_CREATE,  /* POST  -> session */
-	SKY_API_SESSION,         /* GET   -> session */
-	SKY_API_SESSION_PATCH,   /* PATCH -> session */
-	SKY_API_DATA,            /* GET   -> data object */
-	SKY_API_DATA_PATCH,      /* PATCH -> data object */
+	SKY_API_LOGIN,		 /* POST  body {username, password, realm} */
+	SKY_API_REFRESH,	 /* POST  body {refreshToken} */
+	SKY_API_APPS,		 /* GET   -> [application] */
+	SKY_API_APP,		 /* GET   -> application */
+	SKY_API_ROLES,		 /* GET   -> [role] */
+	SKY_API_SESSIONS,	 /* GET   -> [session] (open ones) */
+	SKY_API_SESSION_CREATE,	 /* POST  -> session */
+	SKY_API_SESSION,	 /* GET   -> session */
+	SKY_API_SESSION_PATCH,	 /* PATCH -> session */
+	SKY_API_DATA,		 /* GET   -> data object */
+	SKY_API_DATA_PATCH,	 /* PATCH -> data object */
 	SKY_API_PARTICIPANT_ADD, /* POST  -> session */
-	SKY_API_EVENT_SEND,      /* POST  custom event data */
+	SKY_API_EVENT_SEND,	 /* POST  custom event data */
 	SKY_API_COUNT
 } sky_api_call;
 
@@ -54,11 +54,11 @@ int sky__api_url(const char *base, sky_api_call call, const char *realm,
 
 /* What to make of an answer. */
 typedef enum {
-	SKY_API_OK,        /* 2xx */
-	SKY_API_RETRY,     /* no answer, 408, 425, 429, 5xx: transient */
-	SKY_API_AUTH,      /* 401: the token expired or is not valid */
-	SKY_API_GONE,      /* 403 or 404: not there, or not visible to us */
-	SKY_API_REJECTED,  /* any other 4xx, or an answer over the limit */
+	SKY_API_OK,	  /* 2xx */
+	SKY_API_RETRY,	  /* no answer, 408, 425, 429, 5xx: transient */
+	SKY_API_AUTH,	  /* 401: the token expired or is not valid */
+	SKY_API_GONE,	  /* 403 or 404: not there, or not visible to us */
+	SKY_API_REJECTED, /* any other 4xx, or an answer over the limit */
 } sky_api_outcome;
 
 sky_api_outcome sky__api_classify(const sky_http_response *res);

@@ -17,7 +17,7 @@
  *                          |     one-shot: workers idle --> STOPPED      |
  *                          |     follow:   LIVE ------------------------+
  *                          |               resync: CONNACK without our session,
- *                          |               broker away > resync_after_offline_s,
+ *                          |               broker away too long,
  *                          |               resync_interval_s, store failure
  *   any --sky_engine_stop--> STOPPED
  *
@@ -111,19 +111,19 @@
 #include "repair.h"
 #include "util.h"
 
-#define APPLY_BATCH 2000         /* events per write transaction, at most */
-#define PUT_BATCH 256            /* sessions per write transaction */
-#define FLUSH_DELAY_MS 20        /* wait this long to fill a put batch */
-#define FETCH_DELAY_MS 200       /* coalesce refetch triggers */
-#define BROKER_WAIT_MS 10000     /* snapshot without the broker after this */
-#define AFTER_SUBACK_US 1100000  /* snapshot reads wait this long after SUBACK */
-#define SETTLE_US 1100000        /* re-read this long after an unclear read */
-#define SETTLE_ROUNDS 2          /* unclear reads before re-applying instead */
-#define HEARTBEAT_MS 5000        /* sync state into the cache while live */
+#define APPLY_BATCH 2000	 /* events per write transaction, at most */
+#define PUT_BATCH 256		 /* sessions per write transaction */
+#define FLUSH_DELAY_MS 20	 /* wait this long to fill a put batch */
+#define FETCH_DELAY_MS 200	 /* coalesce refetch triggers */
+#define BROKER_WAIT_MS 10000	 /* snapshot without the broker after this */
+#define AFTER_SUBACK_US 1100000	 /* snapshot reads wait this after SUBACK */
+#define SETTLE_US 1100000	 /* re-read this long after an unclear read */
+#define SETTLE_ROUNDS 2		 /* unclear reads before re-applying instead */
+#define HEARTBEAT_MS 5000	 /* sync state into the cache while live */
 #define PROGRESS_EVERY_US 200000 /* progress reports, at most this often */
-#define HELD_LIMIT 500000u       /* held events beyond this: resync instead */
+#define HELD_LIMIT 500000u	 /* held events beyond this: resync instead */
 #define FETCH_BUCKETS 1024
-#define GONE_LIMIT 100000        /* sessions remembered as gone */
+#define GONE_LIMIT 100000 /* sessions remembered as gone */
 
 /* ------------------------------------------------------------------ */
 /* Structures                                                          */
@@ -134,9 +134,9 @@ typedef struct {
 	char *text; /* the JSON text, NUL-terminated */
 	size_t len;
 	const char *app, *sid, *eid, *type; /* from the payload, or "" */
-	int64_t created_us;                 /* 0 when not readable */
-	uint64_t seq;                       /* arrival order */
-	int after_read;                     /* released after a read */
+	int64_t created_us;		    /* 0 when not readable */
+	uint64_t seq;			    /* arrival order */
+	int after_read;			    /* released after a read */
 } evitem;
 
 typedef struct {
@@ -151,15 +151,15 @@ typedef struct fetch {
 	struct fetch *hnext; /* hash chain */
 	struct fetch *qnext; /* the scheduled queue */
 	int inflight;
-	int stale;           /* triggered by a stale event (else: deferred) */
-	unsigned rounds;     /* re-reads in a row because of unclear reads */
-	int64_t not_before;  /* monotonic µs: do not send before */
-	int again;           /* triggered again while in flight */
+	int stale;	    /* triggered by a stale event (else: deferred) */
+	unsigned rounds;    /* re-reads in a row because of unclear reads */
+	int64_t not_before; /* monotonic µs: do not send before */
+	int again;	    /* triggered again while in flight */
 	evq held;
 	sky_engine_req *req_s, *req_d;
 	int parts_left;
-	json_t *session;     /* answer of the session read, or NULL */
-	char *data;          /* answer of the data read */
+	json_t *session; /* answer of the session read, or NULL */
+	char *data;	 /* answer of the data read */
 	size_t data_len;
 	int64_t bound_s, bound_d;
 	int gone, failed;
@@ -172,9 +172,9 @@ typedef struct sjob {
 	struct snap *snap;
 	char *app;
 	json_t *session; /* J_DATA: the listed session */
-	int64_t bound;   /* J_DATA: read bound of the listed session */
+	int64_t bound;	 /* J_DATA: read bound of the listed session */
 	sky_engine_req *req;
-	size_t index;    /* its slot in snap->jobs */
+	size_t index; /* its slot in snap->jobs */
 } sjob;
 
 /* A set of "a \0 b" keys, each with two optional values (open
@@ -188,16 +188,16 @@ typedef struct {
 typedef struct snap {
 	sky_engine *e;
 	int resync;
-	int started;        /* the application list was asked for */
-	int again;          /* events may have been lost meanwhile: redo */
+	int started; /* the application list was asked for */
+	int again;   /* events may have been lost meanwhile: redo */
 	sky_engine_req *apps_req;
 	sjob **jobs;
 	size_t njobs, cap, next;
 	unsigned inflight;
-	keyset visible;     /* app \0 sid of every listed session, with the
-			       as_of and the read's upper bound it was
-			       stored with (0 until stored) */
-	keyset apps;        /* listed application ids */
+	keyset visible;		/* app \0 sid of every listed session, with the
+				   as_of and the read's upper bound it was
+				   stored with (0 until stored) */
+	keyset apps;		/* listed application ids */
 	sky__parsed_put *batch; /* sessions (refs) and data (owned) to store */
 	unsigned *batch_what;
 	size_t nbatch;
@@ -235,13 +235,13 @@ struct sky_engine {
 	sky_cache *cache;
 	sky_engine_options o; /* strings point at the copies below */
 	char *server, *broker, *realm, *user, *password, *cafile;
-	char digits[9];       /* of the MQTT client id */
+	char digits[9]; /* of the MQTT client id */
 
 	struct event_base *base;
 	int own_base;
-	int running;          /* started and not yet shut down */
-	int follow_run;       /* this run stays live */
-	int stopping;         /* a stop or failure is on its way */
+	int running;	/* started and not yet shut down */
+	int follow_run; /* this run stays live */
+	int stopping;	/* a stop or failure is on its way */
 	sky_engine_state state;
 	int fail_code;
 	char fail_msg[256];
@@ -249,8 +249,8 @@ struct sky_engine {
 	sky_http_client *http;
 	sky_mqtt *mqtt;
 	struct event *ev_stop, *ev_apply, *ev_fetch, *ev_flush, *ev_snap_retry,
-		*ev_snap_go,
-		*ev_broker_wait, *ev_refresh, *ev_heartbeat, *ev_resync;
+	    *ev_snap_go, *ev_broker_wait, *ev_refresh, *ev_heartbeat,
+	    *ev_resync;
 	sky_engine_req *reqs;
 
 	/* authentication */
@@ -261,7 +261,7 @@ struct sky_engine {
 
 	/* broker */
 	int broker_up;
-	int broker_seen;      /* a CONNACK was accepted before */
+	int broker_seen; /* a CONNACK was accepted before */
 	int64_t broker_lost_us;
 	int64_t suback_mono_us; /* local monotonic time of the last SUBACK */
 	int need_resync;
@@ -273,17 +273,17 @@ struct sky_engine {
 	uint64_t seq;
 
 	/* re-reads */
-	keyset gone;          /* sessions found gone: events need a read */
+	keyset gone; /* sessions found gone: events need a read */
 	fetch *ftab[FETCH_BUCKETS];
 	fetch *fq_head, *fq_tail;
 	unsigned fetch_inflight;
-	unsigned fetch_count;   /* scheduled or in flight */
+	unsigned fetch_count; /* scheduled or in flight */
 
 	snap *snap;
 	unsigned snap_failures;
-	int first_done;       /* a snapshot completed in this run */
-	int online;           /* workers were told online */
-	int once_waiting;     /* one-shot: snapshot done, waiting for workers */
+	int first_done;	  /* a snapshot completed in this run */
+	int online;	  /* workers were told online */
+	int once_waiting; /* one-shot: snapshot done, waiting for workers */
 
 	worker *workers;
 	sky_sync_status st;
@@ -300,7 +300,7 @@ static void note_gone(sky_engine *e, const char *app, const char *sid);
 static void schedule_apply(sky_engine *e);
 static void route(sky_engine *e, evitem *it);
 static void engine_fail(sky_engine *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void check_once_done(sky_engine *e);
 static void fetch_schedule(sky_engine *e, const char *app, const char *sid,
 			   int stale);
@@ -310,7 +310,7 @@ static void fetch_schedule(sky_engine *e, const char *app, const char *sid,
 /* ------------------------------------------------------------------ */
 
 static void elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
 {
@@ -335,8 +335,9 @@ static void warn_retry(sky_engine *e, const char *msg, long delay_ms)
 	}
 	e->last_warn_us = now;
 	if (e->warns_suppressed)
-		elog(e, SKY_LOG_WARN, "%s; retrying in %.1f s (%u similar "
-				      "messages suppressed)",
+		elog(e, SKY_LOG_WARN,
+		     "%s; retrying in %.1f s (%u similar "
+		     "messages suppressed)",
 		     msg, delay_ms / 1000.0, e->warns_suppressed);
 	else
 		elog(e, SKY_LOG_WARN, "%s; retrying in %.1f s", msg,
@@ -359,8 +360,9 @@ static void arm_ms(struct event *ev, long ms)
 
 const char *sky_engine_state_name(sky_engine_state s)
 {
-	static const char *names[] = {"idle", "login", "subscribe", "snapshot",
-				      "live", "backoff", "stopped", "failed"};
+	static const char *names[] = {"idle",	  "login", "subscribe",
+				      "snapshot", "live",  "backoff",
+				      "stopped",  "failed"};
 	if ((unsigned)s < sizeof(names) / sizeof(names[0]))
 		return names[s];
 	return "unknown";
@@ -369,12 +371,10 @@ const char *sky_engine_state_name(sky_engine_state s)
 static void write_meta(sky_engine *e)
 {
 	/* Bookkeeping only: a failure here must not stop the sync. */
-	if (sky__repair_put_meta(e->cache, (uint64_t)e->state + 1,
-				 (uint64_t)e->st.last_sync_us,
-				 (uint64_t)(e->st.event_lag_us > 0
-						    ? e->st.event_lag_us
-						    : 0),
-				 (uint64_t)sky__now_us()) < 0)
+	if (sky__repair_put_meta(
+		e->cache, (uint64_t)e->state + 1, (uint64_t)e->st.last_sync_us,
+		(uint64_t)(e->st.event_lag_us > 0 ? e->st.event_lag_us : 0),
+		(uint64_t)sky__now_us()) < 0)
 		elog(e, SKY_LOG_WARN, "cannot record the sync state: %s",
 		     sky_error_last()->message);
 }
@@ -479,9 +479,9 @@ static int evitem_make(const char *payload, size_t len, size_t max_bytes,
 	const char *app = "", *sid = "", *eid = "", *type = "";
 	int64_t created = 0;
 	/* An event over the limit is rejected by the apply: do not parse it. */
-	json_t *ev = len <= max_bytes ? json_loadb(payload, len, JSON_ALLOW_NUL,
-						   NULL)
-				      : NULL;
+	json_t *ev = len <= max_bytes
+			 ? json_loadb(payload, len, JSON_ALLOW_NUL, NULL)
+			 : NULL;
 	if (json_is_object(ev)) {
 		const char *s;
 		if ((s = sky__json_str(ev, "applicationId")))
@@ -603,8 +603,9 @@ static void req_retry(sky_engine_req *r, const sky_http_response *res,
 	long ms = sky__backoff_ms(r->attempts++, e->o.backoff_min_ms,
 				  e->o.backoff_max_ms);
 	if (res->retry_after_s >= 0 && res->retry_after_s * 1000 > ms)
-		ms = res->retry_after_s * 1000 > 3600000 ? 3600000
-							 : res->retry_after_s * 1000;
+		ms = res->retry_after_s * 1000 > 3600000
+			 ? 3600000
+			 : res->retry_after_s * 1000;
 	sky__api_error(r->call, r->app, res);
 	warn_retry(e, sky_error_last()->message, ms);
 	if (!r->timer && !(r->timer = evtimer_new(e->base, req_on_timer, r)))
@@ -654,13 +655,14 @@ static void req_send(sky_engine_req *r)
 	}
 	r->waiting_auth = 0;
 	char *url = NULL;
-	if (sky__api_url(e->server, r->call, e->realm, r->app, r->sid, &url) < 0) {
+	if (sky__api_url(e->server, r->call, e->realm, r->app, r->sid, &url) <
+	    0) {
 		req_fail_later(r, sky_error_last()->message);
 		return;
 	}
-	sky_http_spec spec = {route_->method, url,
-			      route_->needs_token ? e->access : NULL, r->body,
-			      r->body_len, 0};
+	sky_http_spec spec = {
+	    route_->method, url,	 route_->needs_token ? e->access : NULL,
+	    r->body,	    r->body_len, 0};
 	/* Lists may be long (100k sessions); single objects are bounded. */
 	if (r->call == SKY_API_SESSIONS || r->call == SKY_API_APPS ||
 	    r->call == SKY_API_ROLES)
@@ -704,7 +706,8 @@ int sky__engine_request(sky_engine *e, sky_api_call call, const char *app,
 	r->flags = flags;
 	r->done = done;
 	r->ctx = ctx;
-	if ((app && !(r->app = strdup(app))) || (sid && !(r->sid = strdup(sid))) ||
+	if ((app && !(r->app = strdup(app))) ||
+	    (sid && !(r->sid = strdup(sid))) ||
 	    (body && !(r->body = malloc(body_len + 1)))) {
 		free(r->app);
 		free(r->sid);
@@ -767,17 +770,18 @@ static void auth_got_tokens(sky_engine *e, const sky_http_response *res)
 	e->access_got_us = now;
 	e->access_ttl_us = t.expires_in_s * 1000000;
 	e->refresh_exp_us = t.refresh_expires_in_s > 0
-				    ? now + t.refresh_expires_in_s * 1000000
-				    : 0;
+				? now + t.refresh_expires_in_s * 1000000
+				: 0;
 	e->auth_gen++;
 	e->auth_busy = 0;
 	if (!e->sub) {
 		e->sub = sky__api_jwt_sub(e->access);
 		if (!e->sub) {
-			/* Not a JWT with a sub: the user name is the next best id. */
-			elog(e, SKY_LOG_WARN, "the access token has no readable "
-					      "'sub' claim; using the user name "
-					      "in the broker client id");
+			/* No JWT sub: the user name is the next best id. */
+			elog(e, SKY_LOG_WARN,
+			     "the access token has no readable "
+			     "'sub' claim; using the user name "
+			     "in the broker client id");
 			e->sub = strdup(e->user);
 		}
 	}
@@ -834,8 +838,9 @@ static void auth_refresh_done(const sky_http_response *res, void *arg)
 		break;
 	default:
 		/* The refresh token expired or is unknown: log in again. */
-		elog(e, SKY_LOG_INFO, "token refresh refused (HTTP %ld): "
-				      "logging in again",
+		elog(e, SKY_LOG_INFO,
+		     "token refresh refused (HTTP %ld): "
+		     "logging in again",
 		     res->status);
 		sky__api_wipe_free(e->refresh);
 		e->refresh = NULL;
@@ -849,9 +854,9 @@ static void auth_send_login(sky_engine *e)
 	size_t len;
 	char *body = sky__api_login_body(e->user, e->password, e->realm, &len);
 	e->auth_busy = 1;
-	if (!body || sky__engine_request(e, SKY_API_LOGIN, NULL, NULL, body, len,
-					 SKY_ENGINE_REQ_RETRY, auth_login_done,
-					 e, NULL) < 0) {
+	if (!body || sky__engine_request(e, SKY_API_LOGIN, NULL, NULL, body,
+					 len, SKY_ENGINE_REQ_RETRY,
+					 auth_login_done, e, NULL) < 0) {
 		e->auth_busy = 0;
 		engine_fail(e, SKY_ERROR, "cannot log in: %s",
 			    sky_error_last()->message);
@@ -883,7 +888,8 @@ static void ensure_auth(sky_engine *e)
 		return;
 	int64_t now = sky__now_us();
 	/* A refresh token about to expire would only earn a 401 first. */
-	if (e->refresh && (!e->refresh_exp_us || now + 1000000 < e->refresh_exp_us))
+	if (e->refresh &&
+	    (!e->refresh_exp_us || now + 1000000 < e->refresh_exp_us))
 		auth_send_refresh(e);
 	else
 		auth_send_login(e);
@@ -911,12 +917,15 @@ static void on_mqtt_connected(int session_present, void *ctx)
 	if (e->broker_seen) {
 		int64_t away = e->broker_lost_us ? now - e->broker_lost_us : 0;
 		if (!session_present) {
-			elog(e, SKY_LOG_INFO, "the broker lost our session: "
-					      "events may be missing, resync");
+			elog(e, SKY_LOG_INFO,
+			     "the broker lost our session: "
+			     "events may be missing, resync");
 			e->need_resync = 1;
-		} else if (away > (int64_t)e->o.resync_after_offline_s * 1000000) {
-			elog(e, SKY_LOG_INFO, "away from the broker for %.0f s: "
-					      "resync",
+		} else if (away >
+			   (int64_t)e->o.resync_after_offline_s * 1000000) {
+			elog(e, SKY_LOG_INFO,
+			     "away from the broker for %.0f s: "
+			     "resync",
 			     away / 1e6);
 			e->need_resync = 1;
 		}
@@ -988,8 +997,8 @@ static void on_mqtt_refused(int rc, const char *why, void *ctx)
 	}
 }
 
-static void on_mqtt_message(const char *topic, const char *payload,
-			    size_t len, void *ctx)
+static void on_mqtt_message(const char *topic, const char *payload, size_t len,
+			    void *ctx)
 {
 	sky_engine *e = ctx;
 	/* Only our realm's topics: realms/{realm}/applications/... */
@@ -1015,8 +1024,9 @@ static void on_broker_wait(evutil_socket_t fd, short what, void *arg)
 	if (e->state != SKY_ENGINE_SUBSCRIBE)
 		return;
 	/* Fresh data beats waiting: read now, resync once subscribed. */
-	elog(e, SKY_LOG_WARN, "the broker is not reachable yet: reading the "
-			      "realm now, again once subscribed");
+	elog(e, SKY_LOG_WARN,
+	     "the broker is not reachable yet: reading the "
+	     "realm now, again once subscribed");
 	e->need_resync = 1;
 	start_snapshot(e, 0);
 }
@@ -1025,7 +1035,8 @@ static int start_broker(sky_engine *e)
 {
 	char *topic = NULL, *user = NULL, *client = NULL;
 	int rc = -1;
-	if (asprintf(&topic, "realms/%s/applications/+/sessions/#", e->realm) < 0)
+	if (asprintf(&topic, "realms/%s/applications/+/sessions/#", e->realm) <
+	    0)
 		topic = NULL;
 	if (asprintf(&user, "%s/%s", e->realm, e->sub) < 0)
 		user = NULL;
@@ -1035,11 +1046,14 @@ static int start_broker(sky_engine *e)
 		sky__error_nomem();
 		goto done;
 	}
-	sky_mqtt_options mo = {e->broker, client, user, e->access, topic,
-			       e->cafile, e->o.insecure, 30,
-			       e->o.backoff_min_ms * 2, e->o.backoff_max_ms};
+	sky_mqtt_options mo = {
+	    e->broker,		client, user,
+	    e->access,		topic,	e->cafile,
+	    e->o.insecure,	30,	e->o.backoff_min_ms * 2,
+	    e->o.backoff_max_ms};
 	sky_mqtt_callbacks cb = {on_mqtt_connected, on_mqtt_subscribed,
-				 on_mqtt_message, on_mqtt_lost, on_mqtt_refused};
+				 on_mqtt_message, on_mqtt_lost,
+				 on_mqtt_refused};
 	if ((rc = sky__mqtt_new(e->base, &mo, &cb, e, &e->mqtt)) == 0)
 		rc = sky__mqtt_start(e->mqtt);
 done:
@@ -1057,8 +1071,9 @@ static void after_login(sky_engine *e)
 	}
 	set_state(e, SKY_ENGINE_SUBSCRIBE);
 	if (!e->mqtt && start_broker(e) < 0) {
-		engine_fail(e, sky_error_last()->code ? sky_error_last()->code : -1,
-			    "broker: %s", sky_error_last()->message);
+		engine_fail(
+		    e, sky_error_last()->code ? sky_error_last()->code : -1,
+		    "broker: %s", sky_error_last()->message);
 		return;
 	}
 	arm_ms(e->ev_broker_wait, BROKER_WAIT_MS);
@@ -1135,17 +1150,17 @@ static void apply_some(sky_engine *e, size_t limit)
 					e->st.last_event_us = it->created_us;
 				e->st.event_lag_us = now - it->created_us;
 			}
-			notify(e, it->app, it->sid, change_of(it->type), it->type,
-			       it->eid);
+			notify(e, it->app, it->sid, change_of(it->type),
+			       it->type, it->eid);
 			break;
-		case SKY_EVENT_DUPLICATE:
-			e->st.events_skipped++;
-			break;
+		case SKY_EVENT_DUPLICATE: e->st.events_skipped++; break;
 		case SKY_EVENT_STALE:
 			e->st.events_skipped++;
-			elog(e, SKY_LOG_DEBUG, "event %s (%s) for %s/%s is stale%s",
-			     it->eid, it->type, it->app, it->sid,
-			     it->after_read ? " (in the read)" : ": re-reading");
+			elog(e, SKY_LOG_DEBUG,
+			     "event %s (%s) for %s/%s is stale%s", it->eid,
+			     it->type, it->app, it->sid,
+			     it->after_read ? " (in the read)"
+					    : ": re-reading");
 			/* A live event older than what we hold arrived late: a
 			 * change may have been skipped with it. Re-read. */
 			if (!it->after_read)
@@ -1346,8 +1361,7 @@ static void fetch_end(sky_engine *e, fetch *f, int after_read, int settle)
 
 /* Session data as the server sent it: an object, under the depth limit
  * (its size is bounded by the answer limit already). */
-static int parse_data(sky_engine *e, const char *text, size_t len,
-		      json_t **out)
+static int parse_data(sky_engine *e, const char *text, size_t len, json_t **out)
 {
 	sky_json_limits lim = {0, e->cache->opts.max_depth};
 	return sky__api_parse_object(text, len, &lim, "session data", out);
@@ -1366,8 +1380,8 @@ static int64_t modified_us(const json_t *session)
  * as_of for storing a session read at bound_s (session) and bound_d
  * (data), per "Clocks" at the top.
  */
-static int64_t read_as_of(sky_engine *e, const json_t *session,
-			  int64_t bound_s, int64_t bound_d, int *known)
+static int64_t read_as_of(sky_engine *e, const json_t *session, int64_t bound_s,
+			  int64_t bound_d, int *known)
 {
 	int64_t s = bound_s, m = modified_us(session);
 	if (m > s)
@@ -1376,10 +1390,9 @@ static int64_t read_as_of(sky_engine *e, const json_t *session,
 	int64_t as_of = bound_d < s ? bound_d : s;
 	int64_t wm;
 	unsigned flags;
-	*known = sky__repair_session_info(e->cache,
-					  sky__json_str(session, "applicationId"),
-					  sky__json_str(session, "sessionId"),
-					  &wm, &flags) == 0;
+	*known = sky__repair_session_info(
+		     e->cache, sky__json_str(session, "applicationId"),
+		     sky__json_str(session, "sessionId"), &wm, &flags) == 0;
 	if (*known && wm > as_of)
 		as_of = wm;
 	return as_of;
@@ -1436,7 +1449,8 @@ static void fetch_complete(sky_engine *e, fetch *f)
 		 */
 		int rc = sky__repair_remove_session(e->cache, f->app, f->sid);
 		if (rc > 0)
-			notify(e, f->app, f->sid, SKY_CHANGE_REMOVED, NULL, NULL);
+			notify(e, f->app, f->sid, SKY_CHANGE_REMOVED, NULL,
+			       NULL);
 		sky__repair_purge_pending(e->cache, f->app, f->sid);
 		note_gone(e, f->app, f->sid);
 		evq_clear(&f->held);
@@ -1449,13 +1463,15 @@ static void fetch_complete(sky_engine *e, fetch *f)
 	 * The next snapshot prunes closed sessions.
 	 */
 	int known;
-	int64_t as_of = read_as_of(e, f->session, f->bound_s, f->bound_d, &known);
+	int64_t as_of =
+	    read_as_of(e, f->session, f->bound_s, f->bound_d, &known);
 	keyset_del(&e->gone, f->app, f->sid);
 	if (e->o.on_log) {
 		char t[32];
 		sky__format_time(as_of, t);
-		elog(e, SKY_LOG_DEBUG, "re-read %s/%s: stored as of %s, %zu "
-				       "events held",
+		elog(e, SKY_LOG_DEBUG,
+		     "re-read %s/%s: stored as of %s, %zu "
+		     "events held",
 		     f->app, f->sid, t, f->held.n);
 	}
 	json_t *data = NULL;
@@ -1466,14 +1482,15 @@ static void fetch_complete(sky_engine *e, fetch *f)
 	}
 	item.data = data;
 	unsigned what = e->o.on_change && data
-				? sky__repair_diff(e->cache, f->session, data)
-				: 0;
+			    ? sky__repair_diff(e->cache, f->session, data)
+			    : 0;
 	if (sky__session_put_parsed(e->cache, &item, 1) < 0) {
 		elog(e, SKY_LOG_ERROR, "cannot store session %s/%s: %s", f->app,
 		     f->sid, sky_error_last()->message);
 	} else if (item.result) {
-		elog(e, SKY_LOG_WARN, "the server's session %s/%s is not valid: "
-				      "%s",
+		elog(e, SKY_LOG_WARN,
+		     "the server's session %s/%s is not valid: "
+		     "%s",
 		     f->app, f->sid, item.error ? item.error : "");
 	} else {
 		notify(e, f->app, f->sid, what, NULL, NULL);
@@ -1507,21 +1524,23 @@ static void fetch_part_done(sky_engine *e, fetch *f, int is_data,
 			if (sky__api_parse_object(res->body, res->len,
 						  &e->cache->event_limits,
 						  "session", &f->session) < 0 ||
-			    sky__validate_session(f->session, "session", 1) < 0 ||
+			    sky__validate_session(f->session, "session", 1) <
+				0 ||
 			    strcmp(sky__json_str(f->session, "applicationId"),
 				   f->app) ||
-			    strcmp(sky__json_str(f->session, "sessionId"), f->sid)) {
-				elog(e, SKY_LOG_WARN, "session %s/%s: bad answer: %s",
-				     f->app, f->sid, sky_error_last()->message);
+			    strcmp(sky__json_str(f->session, "sessionId"),
+				   f->sid)) {
+				elog(e, SKY_LOG_WARN,
+				     "session %s/%s: bad answer: %s", f->app,
+				     f->sid, sky_error_last()->message);
 				f->failed = 1;
 			}
 		}
 		break;
-	case SKY_API_GONE:
-		f->gone = 1;
-		break;
+	case SKY_API_GONE: f->gone = 1; break;
 	default:
-		sky__api_error(is_data ? SKY_API_DATA : SKY_API_SESSION, f->app, res);
+		sky__api_error(is_data ? SKY_API_DATA : SKY_API_SESSION, f->app,
+			       res);
 		elog(e, SKY_LOG_WARN, "re-reading session %s/%s: %s", f->app,
 		     f->sid, sky_error_last()->message);
 		f->failed = 1;
@@ -1545,11 +1564,11 @@ static void fetch_data_http_done(const sky_http_response *res, void *ctx)
 
 static int fetch_send_part(sky_engine *e, fetch *f, int is_data)
 {
-	return sky__engine_request(e, is_data ? SKY_API_DATA : SKY_API_SESSION,
-				   f->app, f->sid, NULL, 0, SKY_ENGINE_REQ_RETRY,
-				   is_data ? fetch_data_http_done
-					   : fetch_session_http_done,
-				   f, is_data ? &f->req_d : &f->req_s);
+	return sky__engine_request(
+	    e, is_data ? SKY_API_DATA : SKY_API_SESSION, f->app, f->sid, NULL,
+	    0, SKY_ENGINE_REQ_RETRY,
+	    is_data ? fetch_data_http_done : fetch_session_http_done, f,
+	    is_data ? &f->req_d : &f->req_s);
 }
 
 static void on_fetch_timer(evutil_socket_t fd, short what, void *arg)
@@ -1589,8 +1608,8 @@ static void on_fetch_timer(evutil_socket_t fd, short what, void *arg)
 			/* Deferred events: the session may have come since. */
 			int64_t wm;
 			unsigned flags;
-			if (sky__repair_session_info(e->cache, f->app, f->sid, &wm,
-						     &flags) == 0) {
+			if (sky__repair_session_info(e->cache, f->app, f->sid,
+						     &wm, &flags) == 0) {
 				fetch_end(e, f, 0, 0);
 				f = following;
 				continue;
@@ -1691,7 +1710,8 @@ static long keyset_find(const keyset *s, const char *a, const char *b)
 {
 	if (!s->cap)
 		return -1;
-	for (size_t i = key_hash(a, b) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+	for (size_t i = key_hash(a, b) & (s->cap - 1);;
+	     i = (i + 1) & (s->cap - 1)) {
 		if (!s->slot[i])
 			return -1;
 		if (key_eq(s->slot[i], a, b))
@@ -1802,8 +1822,8 @@ static void keyset_del(keyset *s, const char *a, const char *b)
 		size_t home = key_home(s, s->slot[j]);
 		/* Move the entry back to the hole unless its home lies in
 		 * (i, j], where the hole does not break its probe run. */
-		int between = i <= j ? (home > i && home <= j)
-				     : (home > i || home <= j);
+		int between =
+		    i <= j ? (home > i && home <= j) : (home > i || home <= j);
 		if (!between) {
 			s->slot[i] = s->slot[j];
 			s->val[i][0] = s->val[j][0];
@@ -1965,14 +1985,16 @@ static void on_apps(const sky_http_response *res, void *ctx)
 	}
 	size_t i;
 	json_t *app;
-	json_array_foreach(list, i, app) {
+	json_array_foreach(list, i, app)
+	{
 		const char *id = sky__json_str(app, "applicationId");
 		char *text = sky__json_dump(app, NULL);
 		int rc = text ? sky_app_put(e->cache, text, strlen(text)) : -1;
 		free(text);
 		if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {
-			elog(e, SKY_LOG_WARN, "skipping an application the server "
-					      "listed: %s",
+			elog(e, SKY_LOG_WARN,
+			     "skipping an application the server "
+			     "listed: %s",
 			     sky_error_last()->message);
 			continue;
 		}
@@ -1986,9 +2008,9 @@ static void on_apps(const sky_http_response *res, void *ctx)
 		s->progress.applications++;
 	}
 	json_decref(list);
-	/* Applications no longer listed leave the mirror with their sessions. */
-	long dropped = sky__repair_prune_apps(e->cache, keep_listed_app, e,
-					      removed_cb);
+	/* Applications no longer listed leave, with their sessions. */
+	long dropped =
+	    sky__repair_prune_apps(e->cache, keep_listed_app, e, removed_cb);
 	if (dropped < 0) {
 		snap_failed(e, sky_error_last()->message);
 		return;
@@ -2024,24 +2046,26 @@ static void on_roles(sky_engine *e, sjob *j, const sky_http_response *res)
 	size_t i;
 	json_t *role;
 	int failed = 0;
-	json_array_foreach(list, i, role) {
+	json_array_foreach(list, i, role)
+	{
 		char *text = sky__json_dump(role, NULL);
-		int rc = text ? sky_role_put(e->cache, j->app, text, strlen(text))
-			      : -1;
+		int rc =
+		    text ? sky_role_put(e->cache, j->app, text, strlen(text))
+			 : -1;
 		free(text);
 		if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {
-			elog(e, SKY_LOG_WARN, "skipping a role of %s: %s", j->app,
-			     sky_error_last()->message);
+			elog(e, SKY_LOG_WARN, "skipping a role of %s: %s",
+			     j->app, sky_error_last()->message);
 			continue;
 		}
-		if (rc < 0 || keyset_add(&names, sky__json_str(role, "name"),
-					 NULL) < 0) {
+		if (rc < 0 ||
+		    keyset_add(&names, sky__json_str(role, "name"), NULL) < 0) {
 			failed = 1;
 			break;
 		}
 	}
-	if (!failed &&
-	    sky__repair_prune_roles(e->cache, j->app, keep_listed_role, &names) < 0)
+	if (!failed && sky__repair_prune_roles(e->cache, j->app,
+					       keep_listed_role, &names) < 0)
 		failed = 1;
 	json_decref(list);
 	keyset_free(&names);
@@ -2069,17 +2093,19 @@ static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 	int64_t bound = sky__engine_read_bound(res);
 	size_t i;
 	json_t *session;
-	json_array_foreach(list, i, session) {
+	json_array_foreach(list, i, session)
+	{
 		const char *app = sky__json_str(session, "applicationId");
 		const char *sid = sky__json_str(session, "sessionId");
 		if (sky__validate_session(session, "session", 1) < 0 ||
 		    strcmp(app, j->app) != 0) {
-			elog(e, SKY_LOG_WARN, "skipping a session the server "
-					      "listed in %s: %s",
+			elog(e, SKY_LOG_WARN,
+			     "skipping a session the server "
+			     "listed in %s: %s",
 			     j->app,
 			     app && strcmp(app, j->app)
-				     ? "it belongs to another application"
-				     : sky_error_last()->message);
+				 ? "it belongs to another application"
+				 : sky_error_last()->message);
 			continue;
 		}
 		if (keyset_add(&s->visible, app, sid) < 0 ||
@@ -2144,9 +2170,8 @@ static void on_data(sky_engine *e, sjob *j, const sky_http_response *res)
 		s->progress.sessions_done++;
 		return;
 	}
-	unsigned what = e->o.on_change
-				? sky__repair_diff(e->cache, j->session, data)
-				: 0;
+	unsigned what =
+	    e->o.on_change ? sky__repair_diff(e->cache, j->session, data) : 0;
 	int known;
 	int64_t data_date = sky__engine_read_bound(res);
 	int64_t as_of = read_as_of(e, j->session, j->bound, data_date, &known);
@@ -2177,7 +2202,8 @@ static void snap_flush(sky_engine *e)
 	for (size_t i = 0; i < n; i++) {
 		sky__parsed_put *it = &s->batch[i];
 		if (rc == 0 && it->result) {
-			elog(e, SKY_LOG_WARN, "the server's session is not valid: %s",
+			elog(e, SKY_LOG_WARN,
+			     "the server's session is not valid: %s",
 			     it->error ? it->error : "");
 		} else if (rc == 0 && s->batch_what[i]) {
 			notify(e, sky__json_str(it->session, "applicationId"),
@@ -2239,8 +2265,9 @@ static void snap_finish(sky_engine *e)
 	e->st.last_sync_us = sky__now_us();
 	e->snap_failures = 0;
 	e->first_done = 1;
-	elog(e, SKY_LOG_INFO, "%s done: %" PRIu64 " sessions in %" PRIu64
-			      " applications (%.1f s)",
+	elog(e, SKY_LOG_INFO,
+	     "%s done: %" PRIu64 " sessions in %" PRIu64
+	     " applications (%.1f s)",
 	     s->resync ? "resync" : "snapshot", s->progress.sessions_done,
 	     s->progress.applications,
 	     (sky__now_us() - s->progress.started_us) / 1e6);
@@ -2271,7 +2298,8 @@ static void snap_finish(sky_engine *e)
 						  SETTLE_US, 1);
 		} else if (!keyset_has(&e->gone, it->app, it->sid) &&
 			   sky__repair_session_info(e->cache, it->app, it->sid,
-						    &wm, &flags) == SKY_ENOTFOUND) {
+						    &wm,
+						    &flags) == SKY_ENOTFOUND) {
 			note_gone(e, it->app, it->sid);
 		}
 	}
@@ -2322,12 +2350,11 @@ static void snap_pump(sky_engine *e)
 	while (s && e->snap == s && s->next < s->njobs &&
 	       s->inflight < e->o.max_parallel) {
 		sjob *j = s->jobs[s->next++];
-		sky_api_call call = j->kind == J_ROLES	      ? SKY_API_ROLES
+		sky_api_call call = j->kind == J_ROLES	    ? SKY_API_ROLES
 				    : j->kind == J_SESSIONS ? SKY_API_SESSIONS
 							    : SKY_API_DATA;
-		const char *sid = j->session ? sky__json_str(j->session,
-							     "sessionId")
-					     : NULL;
+		const char *sid =
+		    j->session ? sky__json_str(j->session, "sessionId") : NULL;
 		s->inflight++;
 		if (sky__engine_request(e, call, j->app, sid, NULL, 0,
 					SKY_ENGINE_REQ_RETRY, on_snap_job, j,
@@ -2397,8 +2424,9 @@ static void start_snapshot(sky_engine *e, int resync)
 	s->progress.started_us = sky__now_us();
 	e->snap = s;
 	set_state(e, SKY_ENGINE_SNAPSHOT);
-	elog(e, SKY_LOG_INFO, "%s", resync ? "resync: reading the realm again"
-					   : "snapshot: reading the realm");
+	elog(e, SKY_LOG_INFO, "%s",
+	     resync ? "resync: reading the realm again"
+		    : "snapshot: reading the realm");
 	report_progress(e, 1);
 	/*
 	 * Events published before our SUBACK never reach us: that is fine
@@ -2409,8 +2437,8 @@ static void start_snapshot(sky_engine *e, int resync)
 	 * the reads are a complete, ordered suffix (see "Clocks" above).
 	 */
 	int64_t wait_us = e->follow_run && e->suback_mono_us
-				  ? e->suback_mono_us + AFTER_SUBACK_US - mono_us()
-				  : 0;
+			      ? e->suback_mono_us + AFTER_SUBACK_US - mono_us()
+			      : 0;
 	if (wait_us > 0)
 		arm_ms(e->ev_snap_go, (long)(wait_us / 1000) + 1);
 	else
@@ -2452,8 +2480,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 /* Workers (the outbox)                                                */
 /* ------------------------------------------------------------------ */
 
-int sky__engine_add_worker(sky_engine *e, const sky_engine_worker *w,
-			   void *ctx)
+int sky__engine_add_worker(sky_engine *e, const sky_engine_worker *w, void *ctx)
 {
 	worker *k = calloc(1, sizeof(*k));
 	if (!k)
@@ -2534,11 +2561,10 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 	evq_clear(&e->held_all);
 	keyset_free(&e->gone);
 	e->holding_all = 0;
-	struct event **evs[] = {&e->ev_apply,	  &e->ev_fetch,
-				&e->ev_flush,	  &e->ev_snap_retry,
-				&e->ev_snap_go,
-				&e->ev_broker_wait, &e->ev_refresh,
-				&e->ev_heartbeat, &e->ev_resync};
+	struct event **evs[] = {
+	    &e->ev_apply,      &e->ev_fetch,	 &e->ev_flush,
+	    &e->ev_snap_retry, &e->ev_snap_go,	 &e->ev_broker_wait,
+	    &e->ev_refresh,    &e->ev_heartbeat, &e->ev_resync};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i]) {
 			event_free(*evs[i]);
@@ -2560,7 +2586,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 	sky_engine *e = arg;
 	(void)fd;
 	(void)what;
-	shutdown_engine(e, e->fail_code ? SKY_ENGINE_FAILED : SKY_ENGINE_STOPPED);
+	shutdown_engine(e,
+			e->fail_code ? SKY_ENGINE_FAILED : SKY_ENGINE_STOPPED);
 }
 
 static void engine_fail(sky_engine *e, int code, const char *fmt, ...)
@@ -2613,12 +2640,11 @@ static int start_engine(sky_engine *e, struct event_base *base, int follow)
 	e->ev_refresh = evtimer_new(base, on_refresh_timer, e);
 	e->ev_heartbeat = evtimer_new(base, on_heartbeat, e);
 	e->ev_resync = evtimer_new(base, on_resync_timer, e);
-	sky_http_options ho = {e->cafile, e->o.insecure, e->o.max_parallel,
-			       0, 0, 0, NULL};
+	sky_http_options ho = {
+	    e->cafile, e->o.insecure, e->o.max_parallel, 0, 0, 0, NULL};
 	if (!e->ev_stop || !e->ev_apply || !e->ev_fetch || !e->ev_flush ||
 	    !e->ev_snap_retry || !e->ev_snap_go || !e->ev_broker_wait ||
-	    !e->ev_refresh ||
-	    !e->ev_heartbeat || !e->ev_resync ||
+	    !e->ev_refresh || !e->ev_heartbeat || !e->ev_resync ||
 	    sky__http_new(base, &ho, &e->http) < 0) {
 		e->running = 1;
 		shutdown_engine(e, SKY_ENGINE_FAILED);
@@ -2628,11 +2654,13 @@ static int start_engine(sky_engine *e, struct event_base *base, int follow)
 	memset(&e->st, 0, sizeof(e->st));
 	e->state = SKY_ENGINE_IDLE;
 	set_state(e, SKY_ENGINE_LOGIN);
-	elog(e, SKY_LOG_INFO, "connecting to %s (realm %s)", e->server, e->realm);
+	elog(e, SKY_LOG_INFO, "connecting to %s (realm %s)", e->server,
+	     e->realm);
 	int64_t refresh_at = e->access_got_us + e->access_ttl_us / 10 * 8;
 	if (e->access && sky__now_us() + 1000000 < refresh_at) {
 		/* The token of an earlier run is still good for a while. */
-		arm_ms(e->ev_refresh, (long)((refresh_at - sky__now_us()) / 1000));
+		arm_ms(e->ev_refresh,
+		       (long)((refresh_at - sky__now_us()) / 1000));
 		after_login(e);
 	} else {
 		ensure_auth(e);
@@ -2671,9 +2699,11 @@ static int run_own(sky_engine *e, int follow)
 	e->base = NULL;
 	e->own_base = 0;
 	if (rc < 0) {
-		int code = rc == SKY_ERROR || rc == SKY_ENETWORK ? rc : SKY_ERROR;
-		sky__error_set(code, code == SKY_ENETWORK ? SKY_ERRSRC_NET
-							  : SKY_ERRSRC_NONE,
+		int code =
+		    rc == SKY_ERROR || rc == SKY_ENETWORK ? rc : SKY_ERROR;
+		sky__error_set(code,
+			       code == SKY_ENETWORK ? SKY_ERRSRC_NET
+						    : SKY_ERRSRC_NONE,
 			       0, "%s", e->fail_msg);
 		return code;
 	}
@@ -2730,7 +2760,8 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 	    (rc = dup_opt(&e->cafile, opts->cafile, "cafile", 0)) < 0 ||
 	    (rc = dup_opt(&e->broker, opts->broker, "broker", 0)) < 0)
 		goto fail;
-	if (strncmp(e->server, "https://", 8) && strncmp(e->server, "http://", 7)) {
+	if (strncmp(e->server, "https://", 8) &&
+	    strncmp(e->server, "http://", 7)) {
 		rc = sky__error_input("server URL %s: must start with https:// "
 				      "(or http:// for a local server)",
 				      e->server);
@@ -2740,11 +2771,13 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 	    (rc = sky__check_id(e->user, "user")) < 0)
 		goto fail;
 	if (strpbrk(e->realm, "/+#")) {
-		rc = sky__error_input("realm: must not contain '/', '+' or '#'");
+		rc =
+		    sky__error_input("realm: must not contain '/', '+' or '#'");
 		goto fail;
 	}
 	if (!e->broker && !(e->broker = sky__api_default_broker(e->server))) {
-		rc = sky_error_last()->code ? sky_error_last()->code : SKY_EINVAL;
+		rc = sky_error_last()->code ? sky_error_last()->code
+					    : SKY_EINVAL;
 		goto fail;
 	}
 	char *host = NULL;

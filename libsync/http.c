@@ -70,7 +70,7 @@ struct sky_http_client {
 	char *user_agent;
 	unsigned inflight;
 	sky_http_req *active;
-	CURL **spare;         /* reset easy handles, ready for reuse */
+	CURL **spare; /* reset easy handles, ready for reuse */
 	unsigned nspare, spare_cap;
 };
 
@@ -134,7 +134,8 @@ static void collect_finished(sky_http_client *h)
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		sky_http_req *r = NULL;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+				  (char **)&r);
 		CURLcode result = msg->data.result;
 		curl_multi_remove_handle(h->multi, msg->easy_handle);
 		if (!r)
@@ -167,14 +168,15 @@ static void collect_finished(sky_http_client *h)
 			res.error = "";
 			if (r->result == CURLE_OK) {
 				res.transport_ok = 1;
-				curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE,
+				curl_easy_getinfo(r->easy,
+						  CURLINFO_RESPONSE_CODE,
 						  &res.status);
 			} else if (r->too_large) {
 				res.error = "answer over the size limit";
 			} else {
 				res.error = r->errbuf[0]
-						    ? r->errbuf
-						    : curl_easy_strerror(r->result);
+						? r->errbuf
+						: curl_easy_strerror(r->result);
 			}
 			r->done(&res, r->ctx);
 		}
@@ -261,8 +263,8 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 }
 
 /* The value of header `name` in `line` (NUL-terminated copy) or 0. */
-static int header_value(const char *line, size_t n, const char *name,
-			char *out, size_t cap)
+static int header_value(const char *line, size_t n, const char *name, char *out,
+			size_t cap)
 {
 	size_t nl = strlen(name);
 	if (n <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
@@ -271,8 +273,8 @@ static int header_value(const char *line, size_t n, const char *name,
 	const char *end = line + n;
 	while (v < end && (*v == ' ' || *v == '\t'))
 		v++;
-	while (end > v && (end[-1] == '\r' || end[-1] == '\n' ||
-			   end[-1] == ' '))
+	while (end > v &&
+	       (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
 		end--;
 	size_t vl = (size_t)(end - v);
 	if (vl >= cap)
@@ -305,7 +307,8 @@ static size_t on_header(char *ptr, size_t size, size_t n, void *arg)
 			time_t t = curl_getdate(value, NULL);
 			time_t now = time(NULL);
 			if (t > 0)
-				r->retry_after_s = t > now ? (long)(t - now) : 0;
+				r->retry_after_s =
+				    t > now ? (long)(t - now) : 0;
 		}
 	}
 	return len;
@@ -331,7 +334,8 @@ int sky__http_send(sky_http_client *h, const sky_http_spec *spec,
 	r->done = done;
 	r->ctx = ctx;
 	r->retry_after_s = -1;
-	r->max_answer = spec->max_answer ? spec->max_answer : h->opts.max_answer;
+	r->max_answer =
+	    spec->max_answer ? spec->max_answer : h->opts.max_answer;
 	if (h->nspare)
 		r->easy = h->spare[--h->nspare];
 	else if (!(r->easy = curl_easy_init()))
@@ -351,7 +355,8 @@ int sky__http_send(sky_http_client *h, const sky_http_spec *spec,
 	/* Never follow redirects: the bearer token must not travel on. */
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 h->opts.connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, h->opts.stall_timeout_s);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -391,7 +396,8 @@ int sky__http_send(sky_http_client *h, const sky_http_spec *spec,
 				 (curl_off_t)blen);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->req_body);
 		if (strcmp(spec->method, "POST") != 0)
-			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, spec->method);
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+					 spec->method);
 	}
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 
@@ -441,8 +447,8 @@ int sky__http_new(struct event_base *base, const sky_http_options *opts,
 	assert(base && out);
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK)
-		return sky__error_set(SKY_ERROR, SKY_ERRSRC_NET, (int)curl_init_rc,
-				      "curl_global_init: %s",
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_NET,
+				      (int)curl_init_rc, "curl_global_init: %s",
 				      curl_easy_strerror(curl_init_rc));
 	sky_http_client *h = calloc(1, sizeof(*h));
 	if (!h)

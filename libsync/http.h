@@ -25,34 +25,34 @@ typedef struct sky_http_client sky_http_client;
 typedef struct sky_http_req sky_http_req;
 
 typedef struct {
-	const char *cafile;       /* CA bundle (NULL: the system's) */
-	int insecure;             /* skip TLS peer and host verification */
+	const char *cafile;	  /* CA bundle (NULL: the system's) */
+	int insecure;		  /* skip TLS peer and host verification */
 	unsigned max_connections; /* per host and in total (0: 16) */
 	long connect_timeout_ms;  /* 0: 10 s */
-	long stall_timeout_s;     /* abort below 1 byte/s for this long (0: 60) */
-	size_t max_answer;        /* default answer limit (0: 16 MiB) */
-	const char *user_agent;   /* NULL: "skysync/VERSION" */
+	long stall_timeout_s;	  /* abort under 1 byte/s this long (0: 60) */
+	size_t max_answer;	  /* default answer limit (0: 16 MiB) */
+	const char *user_agent;	  /* NULL: "skysync/VERSION" */
 } sky_http_options;
 
 typedef struct {
-	const char *method;  /* "GET", "POST", "PATCH" */
+	const char *method; /* "GET", "POST", "PATCH" */
 	const char *url;
-	const char *bearer;  /* access token for Authorization (NULL: none) */
-	const char *body;    /* JSON request body (copied), or NULL */
+	const char *bearer; /* access token for Authorization (NULL: none) */
+	const char *body;   /* JSON request body (copied), or NULL */
 	size_t body_len;
-	size_t max_answer;   /* 0: the handle's default */
+	size_t max_answer; /* 0: the handle's default */
 } sky_http_spec;
 
 typedef struct {
-	int transport_ok;    /* an HTTP answer arrived (status is valid) */
-	int curl_code;       /* CURLcode of the transfer */
-	long status;         /* HTTP status, 0 without an answer */
-	const char *body;    /* NUL-terminated answer, valid during the callback */
+	int transport_ok; /* an HTTP answer arrived (status is valid) */
+	int curl_code;	  /* CURLcode of the transfer */
+	long status;	  /* HTTP status, 0 without an answer */
+	const char *body; /* NUL-terminated, valid during the callback */
 	size_t len;
-	int64_t date_us;     /* the answer's Date header (µs), 0 when absent */
-	long retry_after_s;  /* Retry-After in seconds, -1 when absent */
-	int too_large;       /* the answer was over the limit */
-	const char *error;   /* why the transfer failed ("" when it did not) */
+	int64_t date_us;    /* the answer's Date header (µs), 0 when absent */
+	long retry_after_s; /* Retry-After in seconds, -1 when absent */
+	int too_large;	    /* the answer was over the limit */
+	const char *error;  /* why the transfer failed ("" when it did not) */
 } sky_http_response;
 
 typedef void (*sky_http_done_fn)(const sky_http_response *res, void *ctx);

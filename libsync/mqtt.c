@@ -64,12 +64,12 @@ struct sky_mqtt {
 	int keepalive_s;
 	long backoff_min_ms, backoff_max_ms;
 	enum mq_state state;
-	int fd;                 /* the socket we watch, -1 when none */
+	int fd; /* the socket we watch, -1 when none */
 	struct event *ev_read, *ev_write, *ev_misc, *ev_retry;
 	int write_armed;
-	unsigned attempt;       /* consecutive failed connects */
+	unsigned attempt; /* consecutive failed connects */
 	int64_t connect_started_us;
-	char why[160];          /* why the last connection ended */
+	char why[160]; /* why the last connection ended */
 };
 
 static pthread_once_t mosq_once = PTHREAD_ONCE_INIT;
@@ -84,8 +84,10 @@ int sky__mqtt_parse_url(const char *url, char **host, int *port, int *tls)
 	static const struct {
 		const char *scheme;
 		int tls, port;
-	} schemes[] = {{"mqtt://", 0, 1883}, {"tcp://", 0, 1883},
-		       {"mqtts://", 1, 8883}, {"ssl://", 1, 8883}};
+	} schemes[] = {{"mqtt://", 0, 1883},
+		       {"tcp://", 0, 1883},
+		       {"mqtts://", 1, 8883},
+		       {"ssl://", 1, 8883}};
 	const char *rest = NULL;
 	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
 		size_t n = strlen(schemes[i].scheme);
@@ -97,15 +99,17 @@ int sky__mqtt_parse_url(const char *url, char **host, int *port, int *tls)
 		}
 	}
 	if (!rest)
-		return sky__error_input("broker URL %s: must start with mqtt://, "
-					"mqtts://, ssl:// or tcp://",
-					url);
+		return sky__error_input(
+		    "broker URL %s: must start with mqtt://, "
+		    "mqtts://, ssl:// or tcp://",
+		    url);
 	size_t hl;
 	const char *after;
 	if (*rest == '[') { /* [v6 address] */
 		const char *close = strchr(rest, ']');
 		if (!close)
-			return sky__error_input("broker URL %s: unclosed '['", url);
+			return sky__error_input("broker URL %s: unclosed '['",
+						url);
 		rest++;
 		hl = (size_t)(close - rest);
 		after = close + 1;
@@ -157,7 +161,8 @@ static int attach(sky_mqtt *m, int fd)
 {
 	m->fd = fd;
 	m->ev_read = event_new(m->base, fd, EV_READ | EV_PERSIST, on_read, m);
-	m->ev_write = event_new(m->base, fd, EV_WRITE | EV_PERSIST, on_write, m);
+	m->ev_write =
+	    event_new(m->base, fd, EV_WRITE | EV_PERSIST, on_write, m);
 	struct timeval sec = {1, 0};
 	if (!m->ev_read || !m->ev_write || event_add(m->ev_read, NULL) < 0 ||
 	    evtimer_add(m->ev_misc, &sec) < 0) {
@@ -220,7 +225,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		errno = 0;
 		rc = mosquitto_loop_read(m->mosq, 1);
 		int e = errno;
-		if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) != m->fd)
+		if (rc != MOSQ_ERR_SUCCESS ||
+		    mosquitto_socket(m->mosq) != m->fd)
 			break;
 		if (e == EAGAIN || e == EWOULDBLOCK)
 			break;
@@ -248,7 +254,7 @@ static void on_misc(evutil_socket_t fd, short what, void *arg)
 	int rc = mosquitto_loop_misc(m->mosq);
 	if (m->state == MQ_CONNECTING &&
 	    sky__now_us() - m->connect_started_us > CONNECT_DEADLINE_US) {
-		/* No CONNACK in time: fail the socket, the read path tears down. */
+		/* No CONNACK in time: fail the socket; reading tears down. */
 		snprintf(m->why, sizeof(m->why), "no CONNACK within %lld s",
 			 CONNECT_DEADLINE_US / 1000000);
 		shutdown(m->fd, SHUT_RDWR);
@@ -287,15 +293,15 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc, int flags)
 		m->cb.subscribed(0, m->ctx);
 }
 
-static void on_suback(struct mosquitto *mosq, void *obj, int mid,
-		      int qos_count, const int *granted)
+static void on_suback(struct mosquitto *mosq, void *obj, int mid, int qos_count,
+		      const int *granted)
 {
 	sky_mqtt *m = obj;
 	(void)mosq;
 	(void)mid;
 	if (m->state == MQ_UP && m->cb.subscribed)
 		m->cb.subscribed(qos_count > 0 && granted[0] >= 0 &&
-					 granted[0] <= 2,
+				     granted[0] <= 2,
 				 m->ctx);
 }
 
@@ -355,8 +361,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 static void schedule_retry(sky_mqtt *m)
 {
-	long ms = sky__backoff_ms(m->attempt++, m->backoff_min_ms,
-				  m->backoff_max_ms);
+	long ms =
+	    sky__backoff_ms(m->attempt++, m->backoff_min_ms, m->backoff_max_ms);
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(m->ev_retry, &tv);
 }
@@ -410,7 +416,8 @@ int sky__mqtt_new(struct event_base *base, const sky_mqtt_options *o,
 		if (rc == MOSQ_ERR_SUCCESS && o->insecure) {
 			rc = mosquitto_tls_insecure_set(m->mosq, true);
 			if (rc == MOSQ_ERR_SUCCESS) /* 0 = SSL_VERIFY_NONE */
-				rc = mosquitto_tls_opts_set(m->mosq, 0, NULL, NULL);
+				rc = mosquitto_tls_opts_set(m->mosq, 0, NULL,
+							    NULL);
 		}
 		if (rc != MOSQ_ERR_SUCCESS) {
 			sky__error_set(SKY_EINVAL, SKY_ERRSRC_NET, rc,

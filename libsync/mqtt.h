@@ -37,16 +37,16 @@ typedef struct {
 } sky_mqtt_callbacks;
 
 typedef struct {
-	const char *url;        /* mqtt://H:P, tcp://H:P, mqtts://H:P, ssl://H:P */
+	const char *url; /* mqtt:// or tcp://H:P; mqtts:// or ssl:// */
 	const char *client_id;
 	const char *username;
-	const char *password;   /* the access token; may change: set_password */
-	const char *topic;      /* subscribed at QoS 1 on every CONNACK */
-	const char *cafile;     /* TLS: CA bundle; NULL: the system CA path */
-	int insecure;           /* TLS without verification (explicit choice) */
-	int keepalive_s;        /* 0: 30 */
-	long backoff_min_ms;    /* 0: 500 */
-	long backoff_max_ms;    /* 0: 30000 */
+	const char *password; /* the access token; may change: set_password */
+	const char *topic;    /* subscribed at QoS 1 on every CONNACK */
+	const char *cafile;   /* TLS: CA bundle; NULL: the system CA path */
+	int insecure;	      /* TLS without verification (explicit choice) */
+	int keepalive_s;      /* 0: 30 */
+	long backoff_min_ms;  /* 0: 500 */
+	long backoff_max_ms;  /* 0: 30000 */
 } sky_mqtt_options;
 
 /*

@@ -99,16 +99,19 @@ unsigned sky__repair_diff(sky_cache *c, const json_t *session,
 			what |= SKY_CHANGE_PROPERTIES;
 		const char *was = sky__json_str(old, "status");
 		const char *now = sky__json_str(session, "status");
-		if (now && !strcmp(now, "closed") && (!was || strcmp(was, "closed")))
+		if (now && !strcmp(now, "closed") &&
+		    (!was || strcmp(was, "closed")))
 			what |= SKY_CHANGE_CLOSED;
 		/* Any other field added, changed or gone. */
-		json_object_foreach((json_t *)session, k, v) {
+		json_object_foreach((json_t *)session, k, v)
+		{
 			if (!strcmp(k, "properties") || !strcmp(k, "status"))
 				continue;
 			if (!json_equal(v, json_object_get(old, k)))
 				what |= SKY_CHANGE_SESSION;
 		}
-		json_object_foreach(old, k, v) {
+		json_object_foreach(old, k, v)
+		{
 			if (strcmp(k, "properties") && strcmp(k, "status") &&
 			    !json_object_get(session, k))
 				what |= SKY_CHANGE_SESSION;
@@ -155,7 +158,8 @@ static int collect_under(sky_cache *c, enum sky_db db, const char *a,
 		memcpy(name, (char *)key.mv_data + plen, nl);
 		name[nl] = '\0';
 		sky_record rec;
-		int pending = skip_pending && sky__record_decode(&val, &rec) == 0 &&
+		int pending = skip_pending &&
+			      sky__record_decode(&val, &rec) == 0 &&
 			      (rec.flags & SKY_REC_PENDING);
 		if (!pending && !keep(a, name, ctx) &&
 		    (err = strlist_add(out, name, nl)) < 0)
@@ -195,15 +199,16 @@ static int prune_write(MDB_txn *txn, void *arg)
 			return rc;
 		if (rec.flags & SKY_REC_PENDING)
 			continue;
-		if ((rc = sky__record_delete(txn, c, p->app, p->sids->v[i])) < 0)
+		if ((rc = sky__record_delete(txn, c, p->app, p->sids->v[i])) <
+		    0)
 			return rc;
 		p->removed++;
 	}
 	for (size_t i = 0; p->roles && i < p->roles->n; i++) {
 		unsigned char kbuf[SKY_KEY_MAX];
-		MDB_val key = {sky__key2(kbuf, sizeof(kbuf), p->app,
-					 p->roles->v[i]),
-			       kbuf};
+		MDB_val key = {
+		    sky__key2(kbuf, sizeof(kbuf), p->app, p->roles->v[i]),
+		    kbuf};
 		rc = mdb_del(txn, SKY_DBI(c, SKY_DB_ROLES), &key, NULL);
 		if (rc && rc != MDB_NOTFOUND)
 			return sky__error_lmdb(rc, "removing a role");
@@ -271,30 +276,33 @@ long sky__repair_prune_apps(sky_cache *c, sky_repair_keep_fn keep, void *ctx,
 	int err = 0;
 	while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
 		char id[SKY_KEY_MAX + 1];
-		size_t n = key.mv_size < SKY_KEY_MAX ? key.mv_size : SKY_KEY_MAX;
+		size_t n =
+		    key.mv_size < SKY_KEY_MAX ? key.mv_size : SKY_KEY_MAX;
 		memcpy(id, key.mv_data, n);
 		id[n] = '\0';
-		if (!keep(id, NULL, ctx) && (err = strlist_add(&apps, id, n)) < 0)
+		if (!keep(id, NULL, ctx) &&
+		    (err = strlist_add(&apps, id, n)) < 0)
 			break;
 	}
 	mdb_cursor_close(cur);
 	sky__store_read_end(&c->st, txn);
 	if (err < 0 || (rc && rc != MDB_NOTFOUND)) {
-		rc = err < 0 ? err : sky__error_lmdb(rc, "listing applications");
+		rc =
+		    err < 0 ? err : sky__error_lmdb(rc, "listing applications");
 		goto done;
 	}
 	rc = 0;
 	long dropped = 0;
 	for (size_t i = 0; i < apps.n && rc == 0; i++) {
 		strlist sids = {0}, all = {0}, roles = {0};
-		rc = collect_under(c, SKY_DB_SESSIONS, apps.v[i], keep_none, NULL,
-				   1, &sids);
+		rc = collect_under(c, SKY_DB_SESSIONS, apps.v[i], keep_none,
+				   NULL, 1, &sids);
 		if (rc == 0)
-			rc = collect_under(c, SKY_DB_SESSIONS, apps.v[i], keep_none,
-					   NULL, 0, &all);
+			rc = collect_under(c, SKY_DB_SESSIONS, apps.v[i],
+					   keep_none, NULL, 0, &all);
 		if (rc == 0)
-			rc = collect_under(c, SKY_DB_ROLES, apps.v[i], keep_none,
-					   NULL, 0, &roles);
+			rc = collect_under(c, SKY_DB_ROLES, apps.v[i],
+					   keep_none, NULL, 0, &roles);
 		/* Sessions with pending local writes keep their application. */
 		prune_ctx p = {c, apps.v[i], &sids, &roles, all.n == sids.n, 0};
 		if (rc == 0)
@@ -389,11 +397,12 @@ typedef struct {
 static int meta_write(MDB_txn *txn, void *arg)
 {
 	meta_ctx *m = arg;
-	static const char *names[4] = {SKY_META_SYNC_STATE, SKY_META_SYNC_LAST_AT,
-				       SKY_META_SYNC_EVENT_LAG,
-				       SKY_META_SYNC_UPDATED};
+	static const char *names[4] = {
+	    SKY_META_SYNC_STATE, SKY_META_SYNC_LAST_AT, SKY_META_SYNC_EVENT_LAG,
+	    SKY_META_SYNC_UPDATED};
 	for (int i = 0; i < 4; i++) {
-		int rc = sky__meta_put_u64(txn, &m->cache->st, names[i], m->v[i]);
+		int rc =
+		    sky__meta_put_u64(txn, &m->cache->st, names[i], m->v[i]);
 		if (rc < 0)
 			return rc;
 	}

@@ -18,10 +18,10 @@
 #include "skysync.h"
 
 /* Keys of the sync bookkeeping in the cache's meta table (u64 values). */
-#define SKY_META_SYNC_STATE "sync_state"         /* sky_engine_state + 1 */
-#define SKY_META_SYNC_LAST_AT "sync_last_at"     /* µs, last snapshot done */
+#define SKY_META_SYNC_STATE "sync_state"	 /* sky_engine_state + 1 */
+#define SKY_META_SYNC_LAST_AT "sync_last_at"	 /* µs, last snapshot done */
 #define SKY_META_SYNC_EVENT_LAG "sync_event_lag" /* µs */
-#define SKY_META_SYNC_UPDATED "sync_updated_at"  /* µs, heartbeat */
+#define SKY_META_SYNC_UPDATED "sync_updated_at"	 /* µs, heartbeat */
 
 /*
  * The newest of a session's watermarks (its fields, properties, data) and
@@ -43,8 +43,7 @@ unsigned sky__repair_diff(sky_cache *c, const json_t *session,
 typedef void (*sky_repair_removed_fn)(const char *app, const char *sid,
 				      void *ctx);
 /* Whether a listed id is kept (non-zero) or pruned. */
-typedef int (*sky_repair_keep_fn)(const char *app, const char *sid,
-				  void *ctx);
+typedef int (*sky_repair_keep_fn)(const char *app, const char *sid, void *ctx);
 
 /*
  * Remove the sessions of `app` that keep() rejects, in one transaction,
@@ -90,8 +89,7 @@ typedef struct {
 	char *error;
 } sky__parsed_put;
 
-int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items,
-			    size_t count);
+int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items, size_t count);
 
 /* Store the sync bookkeeping (each value a u64 under SKY_META_SYNC_*). */
 int sky__repair_put_meta(sky_cache *c, uint64_t state, uint64_t last_at,

@@ -101,8 +101,8 @@ static int fx_start(fixture *fx, const char *seed, const char *const *extra)
 	if (sky_emu_start(&fx->emu, args) < 0)
 		return -1;
 	fx->emu_up = 1;
-	fx->token = sky_emu_login(&fx->emu, "integration", "integration-pass",
-				  NULL);
+	fx->token =
+	    sky_emu_login(&fx->emu, "integration", "integration-pass", NULL);
 	fx->dir = sky_test_tmpdir();
 	if (!fx->token || sky_cache_open(&fx->cache, fx->dir, NULL) < 0)
 		return -1;
@@ -116,7 +116,8 @@ static long rest(fixture *fx, const char *method, const char *path,
 		 const char *body, sky_http_res *res)
 {
 	for (int tries = 0; tries < 20; tries++) {
-		long st = sky_http(fx->emu.url, method, path, body, fx->token, res);
+		long st =
+		    sky_http(fx->emu.url, method, path, body, fx->token, res);
 		if (st == 401) {
 			sky_http_res_free(res);
 			free(fx->token);
@@ -167,9 +168,9 @@ static void on_log(sky_log_level level, const char *line, void *payload)
 	(void)payload;
 	if (verbose || level == SKY_LOG_ERROR)
 		fprintf(stderr, "  engine %s: %s\n",
-			level == SKY_LOG_ERROR	 ? "error"
+			level == SKY_LOG_ERROR	? "error"
 			: level == SKY_LOG_WARN ? "warn"
-						 : "info",
+						: "info",
 			line);
 }
 
@@ -337,10 +338,8 @@ static json_t *mirror_sessions(fixture *fx, const char *app)
 	json_t *by_id = json_object();
 	size_t i;
 	json_t *s;
-	json_array_foreach(arr, i, s)
-		json_object_set(by_id, json_string_value(json_object_get(
-					       s, "sessionId")),
-				s);
+	json_array_foreach(arr, i, s) json_object_set(
+	    by_id, json_string_value(json_object_get(s, "sessionId")), s);
 	json_decref(arr);
 	return by_id;
 }
@@ -376,32 +375,35 @@ static json_t *server_view(fixture *fx, int full)
 		}
 		size_t i;
 		json_t *a;
-		json_array_foreach(json_object_get(res.json, "applications"), i, a) {
+		json_array_foreach(json_object_get(res.json, "applications"), i,
+				   a)
+		{
 			json_t *app = json_object_get(a, "application");
 			json_t *roles = json_object();
 			size_t k;
 			json_t *r;
 			json_array_foreach(json_object_get(a, "roles"), k, r)
-				json_object_set(roles,
-						json_string_value(
-							json_object_get(r, "name")),
-						r);
+			    json_object_set(
+				roles,
+				json_string_value(json_object_get(r, "name")),
+				r);
 			json_object_set_new(
-				view,
-				json_string_value(
-					json_object_get(app, "applicationId")),
-				json_pack("{s:O,s:o,s:{},s:{}}", "application", app,
-					  "roles", roles, "sessions", "data"));
+			    view,
+			    json_string_value(
+				json_object_get(app, "applicationId")),
+			    json_pack("{s:O,s:o,s:{},s:{}}", "application", app,
+				      "roles", roles, "sessions", "data"));
 		}
 		json_t *s;
-		json_array_foreach(json_object_get(res.json, "sessions"), i, s) {
+		json_array_foreach(json_object_get(res.json, "sessions"), i, s)
+		{
 			json_t *session = json_object_get(s, "session");
 			const char *st = json_string_value(
-				json_object_get(session, "status"));
+			    json_object_get(session, "status"));
 			const char *app = json_string_value(
-				json_object_get(session, "applicationId"));
+			    json_object_get(session, "applicationId"));
 			const char *sid = json_string_value(
-				json_object_get(session, "sessionId"));
+			    json_object_get(session, "sessionId"));
 			json_t *va = json_object_get(view, app);
 			if (!va || !st || strcmp(st, "open"))
 				continue;
@@ -422,25 +424,25 @@ static json_t *server_view(fixture *fx, int full)
 	sky_http_res_free(&res);
 	size_t i;
 	json_t *app;
-	json_array_foreach(apps, i, app) {
+	json_array_foreach(apps, i, app)
+	{
 		const char *id =
-			json_string_value(json_object_get(app, "applicationId"));
+		    json_string_value(json_object_get(app, "applicationId"));
 		char path[1024];
-		json_t *va = json_pack("{s:O,s:{},s:{},s:{}}", "application", app,
-				       "roles", "sessions", "data");
+		json_t *va = json_pack("{s:O,s:{},s:{},s:{}}", "application",
+				       app, "roles", "sessions", "data");
 		json_object_set_new(view, id, va);
 		snprintf(path, sizeof(path), "/v1/applications/%s/roles", id);
 		if (rest(fx, "GET", path, NULL, &res) == 200) {
 			size_t k;
 			json_t *r;
-			json_array_foreach(res.json, k, r)
-				json_object_set(json_object_get(va, "roles"),
-						json_string_value(
-							json_object_get(r, "name")),
-						r);
+			json_array_foreach(res.json, k, r) json_object_set(
+			    json_object_get(va, "roles"),
+			    json_string_value(json_object_get(r, "name")), r);
 		}
 		sky_http_res_free(&res);
-		snprintf(path, sizeof(path), "/v1/applications/%s/sessions", id);
+		snprintf(path, sizeof(path), "/v1/applications/%s/sessions",
+			 id);
 		if (rest(fx, "GET", path, NULL, &res) != 200) {
 			sky_http_res_free(&res);
 			continue;
@@ -449,9 +451,10 @@ static json_t *server_view(fixture *fx, int full)
 		sky_http_res_free(&res);
 		size_t k;
 		json_t *s;
-		json_array_foreach(list, k, s) {
+		json_array_foreach(list, k, s)
+		{
 			const char *sid =
-				json_string_value(json_object_get(s, "sessionId"));
+			    json_string_value(json_object_get(s, "sessionId"));
 			/* Each session read again on its own, then its data. */
 			snprintf(path, sizeof(path),
 				 "/v1/applications/%s/sessions/%s", id, sid);
@@ -460,10 +463,11 @@ static json_t *server_view(fixture *fx, int full)
 						sid, res.json);
 			sky_http_res_free(&res);
 			snprintf(path, sizeof(path),
-				 "/v1/applications/%s/sessions/%s/data", id, sid);
+				 "/v1/applications/%s/sessions/%s/data", id,
+				 sid);
 			if (rest(fx, "GET", path, NULL, &res) == 200)
-				json_object_set(json_object_get(va, "data"), sid,
-						res.json);
+				json_object_set(json_object_get(va, "data"),
+						sid, res.json);
 			sky_http_res_free(&res);
 		}
 		json_decref(list);
@@ -478,8 +482,9 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 	json_t *apps = json_array();
 	sky_app_list(fx->cache, collect_json, apps);
 	if (json_array_size(apps) != json_object_size(view)) {
-		snprintf(why, cap, "%zu applications in the mirror, %zu on the "
-				   "server",
+		snprintf(why, cap,
+			 "%zu applications in the mirror, %zu on the "
+			 "server",
 			 json_array_size(apps), json_object_size(view));
 		json_decref(apps);
 		return 0;
@@ -487,7 +492,8 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 	json_decref(apps);
 	const char *app;
 	json_t *va;
-	json_object_foreach(view, app, va) {
+	json_object_foreach(view, app, va)
+	{
 		char *text = NULL;
 		size_t len;
 		if (sky_app_get(fx->cache, app, &text, &len) < 0) {
@@ -508,11 +514,11 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 		size_t i;
 		json_t *r;
 		int ok = json_array_size(roles) == json_object_size(sroles);
-		json_array_foreach(roles, i, r)
-			ok = ok && json_equal(r, json_object_get(
-							 sroles,
-							 json_string_value(json_object_get(
-								 r, "name"))));
+		json_array_foreach(roles, i, r) ok =
+		    ok &&
+		    json_equal(r, json_object_get(
+				      sroles, json_string_value(
+						  json_object_get(r, "name"))));
 		json_decref(roles);
 		if (!ok) {
 			snprintf(why, cap, "roles of %s differ", app);
@@ -523,7 +529,8 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 		const char *sid;
 		json_t *s;
 		/* Every open server session is in the mirror, equal. */
-		json_object_foreach(theirs, sid, s) {
+		json_object_foreach(theirs, sid, s)
+		{
 			json_t *m = json_object_get(mine_s, sid);
 			json_t *a = m ? without_modified(m) : NULL;
 			json_t *b = without_modified(s);
@@ -531,11 +538,14 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 			json_decref(a);
 			json_decref(b);
 			if (!same) {
-				char *x = m ? json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS)
+				char *x = m ? json_dumps(m, JSON_COMPACT |
+								JSON_SORT_KEYS)
 					    : strdup("(missing)");
-				char *y = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
-				snprintf(why, cap, "session %s/%s: mirror %.400s, server "
-						   "%.400s",
+				char *y = json_dumps(s, JSON_COMPACT |
+							    JSON_SORT_KEYS);
+				snprintf(why, cap,
+					 "session %s/%s: mirror %.400s, server "
+					 "%.400s",
 					 app, sid, x, y);
 				free(x);
 				free(y);
@@ -543,14 +553,18 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 				return 0;
 			}
 			json_t *d = mirror_data(fx, app, sid);
-			json_t *sd = json_object_get(json_object_get(va, "data"), sid);
+			json_t *sd =
+			    json_object_get(json_object_get(va, "data"), sid);
 			same = d && json_equal(d, sd);
 			if (!same) {
-				char *x = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS)
+				char *x = d ? json_dumps(d, JSON_COMPACT |
+								JSON_SORT_KEYS)
 					    : strdup("(missing)");
-				char *y = json_dumps(sd, JSON_COMPACT | JSON_SORT_KEYS);
-				snprintf(why, cap, "data of %s/%s: mirror %.400s, server "
-						   "%.400s",
+				char *y = json_dumps(sd, JSON_COMPACT |
+							     JSON_SORT_KEYS);
+				snprintf(why, cap,
+					 "data of %s/%s: mirror %.400s, server "
+					 "%.400s",
 					 app, sid, x, y);
 				free(x);
 				free(y);
@@ -562,11 +576,15 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 			}
 		}
 		/* The mirror holds nothing open that the server does not. */
-		json_object_foreach(mine_s, sid, s) {
-			const char *st = json_string_value(json_object_get(s, "status"));
-			if (!json_object_get(theirs, sid) && st && !strcmp(st, "open")) {
-				snprintf(why, cap, "session %s/%s is open in the mirror "
-						   "only",
+		json_object_foreach(mine_s, sid, s)
+		{
+			const char *st =
+			    json_string_value(json_object_get(s, "status"));
+			if (!json_object_get(theirs, sid) && st &&
+			    !strcmp(st, "open")) {
+				snprintf(why, cap,
+					 "session %s/%s is open in the mirror "
+					 "only",
 					 app, sid);
 				json_decref(mine_s);
 				return 0;
@@ -637,7 +655,8 @@ static int converge(fixture *fx, int full_rest)
 			}
 			if (eq && full_rest) {
 				view = server_view(fx, 1);
-				eq = view && mirror_equals(fx, view, why, sizeof(why));
+				eq = view &&
+				     mirror_equals(fx, view, why, sizeof(why));
 				json_decref(view);
 			}
 		}
@@ -691,11 +710,12 @@ static void slist_load(fixture *fx, slist *l, unsigned long long seed)
 	json_t *view = server_view(fx, 0);
 	const char *app;
 	json_t *va;
-	json_object_foreach(view, app, va) {
+	json_object_foreach(view, app, va)
+	{
 		const char *sid;
 		json_t *s;
 		json_object_foreach(json_object_get(va, "sessions"), sid, s)
-			slist_add(l, app, sid);
+		    slist_add(l, app, sid);
 	}
 	json_decref(view);
 }
@@ -714,51 +734,61 @@ static long random_change(fixture *fx, slist *l)
 	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s", s->app,
 		 s->sid);
 	if (op < 40) {
-		static const char *keys[] = {"a", "b", "c", "readings", "notes"};
+		static const char *keys[] = {"a", "b", "c", "readings",
+					     "notes"};
 		const char *k = keys[rnd(l, 5)];
 		unsigned v = rnd(l, 1000);
 		switch (rnd(l, 4)) {
-		case 0: snprintf(body, sizeof(body), "{\"%s\":%u}", k, v); break;
+		case 0:
+			snprintf(body, sizeof(body), "{\"%s\":%u}", k, v);
+			break;
 		case 1:
-			snprintf(body, sizeof(body), "{\"%s\":{\"x\":%u,\"y\":[%u]}}",
-				 k, v, v + 1);
+			snprintf(body, sizeof(body),
+				 "{\"%s\":{\"x\":%u,\"y\":[%u]}}", k, v, v + 1);
 			break;
 		case 2: snprintf(body, sizeof(body), "{\"%s\":null}", k); break;
 		default:
-			snprintf(body, sizeof(body), "{\"%s\":{\"x\":null,\"z\":\"s%u\"}}",
-				 k, v);
+			snprintf(body, sizeof(body),
+				 "{\"%s\":{\"x\":null,\"z\":\"s%u\"}}", k, v);
 			break;
 		}
 		strcat(path, "/data");
 		st = rest(fx, "PATCH", path, body, &res);
 	} else if (op < 55) {
-		snprintf(body, sizeof(body), "{\"name\":\"renamed %u\"}", rnd(l, 100000));
+		snprintf(body, sizeof(body), "{\"name\":\"renamed %u\"}",
+			 rnd(l, 100000));
 		st = rest(fx, "PATCH", path, body, &res);
 	} else if (op < 65) {
-		snprintf(body, sizeof(body), "{\"description\":\"d%u\"}", rnd(l, 100));
+		snprintf(body, sizeof(body), "{\"description\":\"d%u\"}",
+			 rnd(l, 100));
 		st = rest(fx, "PATCH", path, body, &res);
 	} else if (op < 80) {
-		snprintf(body, sizeof(body),
-			 "{\"properties\":{\"site\":\"Plant-%u\",\"k%u\":\"v\"}}",
-			 rnd(l, 9), rnd(l, 5));
+		snprintf(
+		    body, sizeof(body),
+		    "{\"properties\":{\"site\":\"Plant-%u\",\"k%u\":\"v\"}}",
+		    rnd(l, 9), rnd(l, 5));
 		st = rest(fx, "PATCH", path, body, &res);
 	} else if (op < 85) {
-		snprintf(body, sizeof(body), "{\"id\":\"%s\",\"type\":\"user\"}",
+		snprintf(body, sizeof(body),
+			 "{\"id\":\"%s\",\"type\":\"user\"}",
 			 rnd(l, 2) ? "u-alice" : "u-bob");
 		strcat(path, "/participants");
 		st = rest(fx, "POST", path, body, &res);
 	} else if (op < 90) {
-		snprintf(body, sizeof(body), "{\"note\":\"custom %u\"}", rnd(l, 100));
+		snprintf(body, sizeof(body), "{\"note\":\"custom %u\"}",
+			 rnd(l, 100));
 		strcat(path, "/events");
 		st = rest(fx, "POST", path, body, &res);
 	} else if (op < 95) {
-		snprintf(path, sizeof(path), "/v1/applications/%s/sessions", s->app);
-		snprintf(body, sizeof(body),
-			 "{\"name\":\"soak %u\",\"properties\":{\"site\":\"S\"}}",
-			 rnd(l, 100000));
+		snprintf(path, sizeof(path), "/v1/applications/%s/sessions",
+			 s->app);
+		snprintf(
+		    body, sizeof(body),
+		    "{\"name\":\"soak %u\",\"properties\":{\"site\":\"S\"}}",
+		    rnd(l, 100000));
 		st = rest(fx, "POST", path, body, &res);
 		const char *sid =
-			json_string_value(json_object_get(res.json, "sessionId"));
+		    json_string_value(json_object_get(res.json, "sessionId"));
 		char app[128]; /* s moves if the list grows */
 		snprintf(app, sizeof(app), "%s", s->app);
 		if (st == 201 && sid)
@@ -782,51 +812,53 @@ static char *big_seed(unsigned n)
 	const char *dir = sky_test_tmpdir();
 	char *path = malloc(strlen(dir) + 16);
 	sprintf(path, "%s/seed.json", dir);
-	json_t *all = json_pack(
-		"[s,s,s,s,s,s]", "application:read", "session:read:participant",
-		"session:read:any", "session:create", "session:update",
-		"session:close");
+	json_t *all =
+	    json_pack("[s,s,s,s,s,s]", "application:read",
+		      "session:read:participant", "session:read:any",
+		      "session:create", "session:update", "session:close");
 	json_t *apps = json_array();
 	const char *app_ids[2] = {"app-a", "app-b"};
 	for (int a = 0; a < 2; a++)
 		json_array_append_new(
-			apps,
-			json_pack("{s:{s:s,s:s,s:i,s:s,s:s},s:[{s:s,s:O,s:[{s:s,s:s}],"
-				  "s:s,s:s}]}",
-				  "application", "applicationId", app_ids[a], "name",
-				  app_ids[a], "publishedVersion", 1, "createdBy",
-				  "u-integration", "createdAt",
-				  "2024-03-01T06:00:00.000000Z", "roles", "name",
-				  "integration", "permissions", all, "participants",
-				  "id", "u-integration", "type", "user", "createdBy",
-				  "u-integration", "createdAt",
-				  "2024-03-01T06:00:00.000000Z"));
+		    apps,
+		    json_pack(
+			"{s:{s:s,s:s,s:i,s:s,s:s},s:[{s:s,s:O,s:[{s:s,s:s}],"
+			"s:s,s:s}]}",
+			"application", "applicationId", app_ids[a], "name",
+			app_ids[a], "publishedVersion", 1, "createdBy",
+			"u-integration", "createdAt",
+			"2024-03-01T06:00:00.000000Z", "roles", "name",
+			"integration", "permissions", all, "participants", "id",
+			"u-integration", "type", "user", "createdBy",
+			"u-integration", "createdAt",
+			"2024-03-01T06:00:00.000000Z"));
 	json_t *sessions = json_array();
 	for (unsigned i = 0; i < n; i++) {
 		char sid[64], name[64];
 		snprintf(sid, sizeof(sid), "s-%06u", i);
 		snprintf(name, sizeof(name), "Session %u", i);
 		json_array_append_new(
-			sessions,
-			json_pack("{s:{s:s,s:s,s:s,s:{s:s,s:s},s:s,s:s},s:{s:{s:i,s:i},"
-				  "s:[i,i,i],s:s}}",
-				  "session", "applicationId", app_ids[i % 2],
-				  "sessionId", sid, "name", name, "properties", "site",
-				  i % 3 ? "Plant-1" : "Plant-2", "line", "A",
-				  "createdBy", "u-integration", "createdAt",
-				  "2024-03-01T07:00:00.000000Z", "data", "checklist",
-				  "steps", 8, "done", (int)(i % 8), "readings", 1, 2, 3,
-				  "note", "seeded"));
+		    sessions,
+		    json_pack(
+			"{s:{s:s,s:s,s:s,s:{s:s,s:s},s:s,s:s},s:{s:{s:i,s:i},"
+			"s:[i,i,i],s:s}}",
+			"session", "applicationId", app_ids[i % 2], "sessionId",
+			sid, "name", name, "properties", "site",
+			i % 3 ? "Plant-1" : "Plant-2", "line", "A", "createdBy",
+			"u-integration", "createdAt",
+			"2024-03-01T07:00:00.000000Z", "data", "checklist",
+			"steps", 8, "done", (int)(i % 8), "readings", 1, 2, 3,
+			"note", "seeded"));
 	}
 	json_t *seed = json_pack(
-		"{s:s,s:s,s:[],s:[{s:s,s:s,s:s,s:[]},{s:s,s:s,s:s,s:[]},"
-		"{s:s,s:s,s:s,s:[]}],s:o,s:o}",
-		"format", "skylight-emu-seed/1", "realm", "demo", "groups", "users",
-		"id", "u-integration", "username", "integration", "password",
-		"integration-pass", "groups", "id", "u-alice", "username", "alice",
-		"password", "alice-pass", "groups", "id", "u-bob", "username", "bob",
-		"password", "bob-pass", "groups", "applications", apps, "sessions",
-		sessions);
+	    "{s:s,s:s,s:[],s:[{s:s,s:s,s:s,s:[]},{s:s,s:s,s:s,s:[]},"
+	    "{s:s,s:s,s:s,s:[]}],s:o,s:o}",
+	    "format", "skylight-emu-seed/1", "realm", "demo", "groups", "users",
+	    "id", "u-integration", "username", "integration", "password",
+	    "integration-pass", "groups", "id", "u-alice", "username", "alice",
+	    "password", "alice-pass", "groups", "id", "u-bob", "username",
+	    "bob", "password", "bob-pass", "groups", "applications", apps,
+	    "sessions", sessions);
 	json_dump_file(seed, path, JSON_COMPACT);
 	json_decref(seed);
 	json_decref(all);
@@ -852,13 +884,14 @@ static void test_sync__api_urls_and_tokens(void)
 	CU_ASSERT_STRING_EQUAL(url, "http://h/v1/applications/%2E%2E/sessions/"
 				    "%C3%A9");
 	free(url);
-	CU_ASSERT_EQUAL(sky__api_url("http://h", SKY_API_LOGIN, "my realm", NULL,
-				     NULL, &url),
+	CU_ASSERT_EQUAL(sky__api_url("http://h", SKY_API_LOGIN, "my realm",
+				     NULL, NULL, &url),
 			0);
 	CU_ASSERT_STRING_EQUAL(url, "http://h/v1/authentication/login/realms/"
 				    "my%20realm");
 	free(url);
-	CU_ASSERT(sky__api_url("http://h", SKY_API_DATA, "r", "a", NULL, &url) < 0);
+	CU_ASSERT(sky__api_url("http://h", SKY_API_DATA, "r", "a", NULL, &url) <
+		  0);
 
 	/* JWT sub, base64url without padding: {"sub":"u-1"} */
 	char *sub = sky__api_jwt_sub("x.eyJzdWIiOiJ1LTEifQ.sig");
@@ -869,8 +902,9 @@ static void test_sync__api_urls_and_tokens(void)
 	CU_ASSERT_PTR_NULL(sky__api_jwt_sub("a.!!!.c"));
 
 	sky_api_tokens t;
-	const char *good = "{\"access_token\":\"A\",\"expires_in\":60,"
-			   "\"refresh_token\":\"R\",\"refresh_expires_in\":600}";
+	const char *good =
+	    "{\"access_token\":\"A\",\"expires_in\":60,"
+	    "\"refresh_token\":\"R\",\"refresh_expires_in\":600}";
 	CU_ASSERT_EQUAL(sky__api_parse_tokens(good, strlen(good), &t), 0);
 	CU_ASSERT_STRING_EQUAL(t.access_token, "A");
 	CU_ASSERT_EQUAL(t.expires_in_s, 60);
@@ -878,15 +912,16 @@ static void test_sync__api_urls_and_tokens(void)
 	sky__api_tokens_clear(&t);
 	const char *bad = "{\"access_token\":\"A\",\"expires_in\":\"60\","
 			  "\"refresh_token\":\"R\"}";
-	CU_ASSERT_EQUAL(sky__api_parse_tokens(bad, strlen(bad), &t), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__api_parse_tokens(bad, strlen(bad), &t),
+			SKY_EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "expires_in"));
 
 	/* Login bodies escape what they carry. */
 	size_t len;
 	char *body = sky__api_login_body("u\"x", "p\\w", "r", &len);
 	json_t *o = json_loadb(body, len, 0, NULL);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "password")),
-			       "p\\w");
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(o, "password")), "p\\w");
 	json_decref(o);
 	sky__api_wipe_free(body);
 
@@ -900,9 +935,12 @@ static void test_sync__api_urls_and_tokens(void)
 	sky_json_limits lim = {0, 64};
 	CU_ASSERT_EQUAL(sky__api_parse_array("[{}]", 4, &lim, "x", &v), 0);
 	json_decref(v);
-	CU_ASSERT_EQUAL(sky__api_parse_array("[1]", 3, &lim, "x", &v), SKY_EINVAL);
-	CU_ASSERT_EQUAL(sky__api_parse_array("{}", 2, &lim, "x", &v), SKY_EINVAL);
-	CU_ASSERT_EQUAL(sky__api_parse_object("[]", 2, &lim, "x", &v), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__api_parse_array("[1]", 3, &lim, "x", &v),
+			SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__api_parse_array("{}", 2, &lim, "x", &v),
+			SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky__api_parse_object("[]", 2, &lim, "x", &v),
+			SKY_EINVAL);
 }
 
 static void test_sync__classify_and_backoff(void)
@@ -912,10 +950,10 @@ static void test_sync__classify_and_backoff(void)
 	CU_ASSERT_EQUAL(sky__api_classify(&r), SKY_API_RETRY);
 	r.transport_ok = 1;
 	long codes[] = {200, 201, 401, 403, 404, 400, 409, 429, 408, 500, 503};
-	sky_api_outcome want[] = {SKY_API_OK,	 SKY_API_OK,	   SKY_API_AUTH,
-				  SKY_API_GONE,	 SKY_API_GONE,	   SKY_API_REJECTED,
-				  SKY_API_REJECTED, SKY_API_RETRY, SKY_API_RETRY,
-				  SKY_API_RETRY, SKY_API_RETRY};
+	sky_api_outcome want[] = {
+	    SKY_API_OK,	   SKY_API_OK,	     SKY_API_AUTH,     SKY_API_GONE,
+	    SKY_API_GONE,  SKY_API_REJECTED, SKY_API_REJECTED, SKY_API_RETRY,
+	    SKY_API_RETRY, SKY_API_RETRY,    SKY_API_RETRY};
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		r.status = codes[i];
 		CU_ASSERT_EQUAL(sky__api_classify(&r), want[i]);
@@ -934,25 +972,25 @@ static void test_sync__classify_and_backoff(void)
 	}
 	char *host = NULL;
 	int port, tls;
-	CU_ASSERT_EQUAL(sky__mqtt_parse_url("ssl://mqtt.x.io:8883", &host, &port,
-					    &tls),
-			0);
+	CU_ASSERT_EQUAL(
+	    sky__mqtt_parse_url("ssl://mqtt.x.io:8883", &host, &port, &tls), 0);
 	CU_ASSERT_STRING_EQUAL(host, "mqtt.x.io");
 	CU_ASSERT(port == 8883 && tls == 1);
 	free(host);
-	CU_ASSERT_EQUAL(sky__mqtt_parse_url("mqtt://127.0.0.1", &host, &port, &tls),
-			0);
+	CU_ASSERT_EQUAL(
+	    sky__mqtt_parse_url("mqtt://127.0.0.1", &host, &port, &tls), 0);
 	CU_ASSERT(port == 1883 && tls == 0);
 	free(host);
-	CU_ASSERT_EQUAL(sky__mqtt_parse_url("mqtts://[::1]:9", &host, &port, &tls),
-			0);
+	CU_ASSERT_EQUAL(
+	    sky__mqtt_parse_url("mqtts://[::1]:9", &host, &port, &tls), 0);
 	CU_ASSERT_STRING_EQUAL(host, "::1");
 	CU_ASSERT(port == 9 && tls == 1);
 	free(host);
 	CU_ASSERT_EQUAL(sky__mqtt_parse_url("http://x", &host, &port, &tls),
 			SKY_EINVAL);
-	CU_ASSERT_EQUAL(sky__mqtt_parse_url("mqtt://x:99999", &host, &port, &tls),
-			SKY_EINVAL);
+	CU_ASSERT_EQUAL(
+	    sky__mqtt_parse_url("mqtt://x:99999", &host, &port, &tls),
+	    SKY_EINVAL);
 }
 
 static void test_sync__options_checked(void)
@@ -964,7 +1002,8 @@ static void test_sync__options_checked(void)
 	o.server = "https://api.example.com";
 	o.realm = "demo";
 	o.user = "u";
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL); /* no password */
+	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e),
+			SKY_EINVAL); /* no password */
 	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "password"));
 	o.password = "p";
 	o.server = "ftp://x";
@@ -1006,8 +1045,8 @@ static void test_sync__snapshot_equals_server(void)
 	char path[512];
 	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s",
 		 l.v[0].app, l.v[0].sid);
-	CU_ASSERT_EQUAL(rest(&fx, "PATCH", path, "{\"status\":\"closed\"}", &res),
-			200);
+	CU_ASSERT_EQUAL(
+	    rest(&fx, "PATCH", path, "{\"status\":\"closed\"}", &res), 200);
 	sky_http_res_free(&res);
 	for (int i = 0; i < 30; i++)
 		random_change(&fx, &l);
@@ -1015,9 +1054,9 @@ static void test_sync__snapshot_equals_server(void)
 	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
 	CU_ASSERT(converge(&fx, 1));
 	char *json = NULL;
-	CU_ASSERT_EQUAL(sky_session_get(fx.cache, l.v[0].app, l.v[0].sid, &json,
-					NULL),
-			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(
+	    sky_session_get(fx.cache, l.v[0].app, l.v[0].sid, &json, NULL),
+	    SKY_ENOTFOUND);
 	CU_ASSERT(atomic_load(&fx.changes) > 0); /* changes were reported */
 	/* A sync with nothing new reports nothing. */
 	atomic_store(&fx.changes, 0);
@@ -1089,7 +1128,8 @@ static void test_sync__events_during_snapshot(void)
 	sky_sync_status st = fx_status(&fx);
 	/* The point of the test: the changes raced the snapshot. */
 	if (atomic_load(&fx.live_reached))
-		fprintf(stderr, "  note: the snapshot ended before the writer\n");
+		fprintf(stderr,
+			"  note: the snapshot ended before the writer\n");
 	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000), 0);
 	admin(&fx, "DELETE", "/_admin/faults", NULL);
 	CU_ASSERT(converge(&fx, 0));
@@ -1103,10 +1143,15 @@ static void test_sync__event_faults(void)
 {
 	fixture fx;
 	char *seed = realm_seed();
-	const char *extra[] = {"--fault", "event-dup:p=0.2",
-			       "--fault", "event-reorder:p=0.2,ms=200",
-			       "--fault", "event-delay:p=0.15,ms=400",
-			       "--seed-random", "5", NULL};
+	const char *extra[] = {"--fault",
+			       "event-dup:p=0.2",
+			       "--fault",
+			       "event-reorder:p=0.2,ms=200",
+			       "--fault",
+			       "event-delay:p=0.15,ms=400",
+			       "--seed-random",
+			       "5",
+			       NULL};
 	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, extra), 0);
 	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
 	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
@@ -1197,25 +1242,33 @@ static void test_sync__token_expiry_mid_snapshot(void)
 {
 	fixture fx;
 	char *seed = big_seed(800);
-	const char *extra[] = {"--token-ttl", "1", "--refresh-ttl", "3",
-			       "--fault", "delay:ms=10,path=*/data",
-			       "--fault", "expire:p=0.03,method=read",
-			       "--seed-random", "3", NULL};
+	const char *extra[] = {"--token-ttl",
+			       "1",
+			       "--refresh-ttl",
+			       "3",
+			       "--fault",
+			       "delay:ms=10,path=*/data",
+			       "--fault",
+			       "expire:p=0.03,method=read",
+			       "--seed-random",
+			       "3",
+			       NULL};
 	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, extra), 0);
 	fx.max_parallel = 4;
 	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
 	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_SNAPSHOT, 30000), 0);
 	sky_sleep_ms(700);
 	/* Refresh tokens too: the engine must log in again. */
-	CU_ASSERT_EQUAL(admin(&fx, "POST", "/_admin/expire-tokens",
-			      "{\"refresh\":true}"),
-			200);
+	CU_ASSERT_EQUAL(
+	    admin(&fx, "POST", "/_admin/expire-tokens", "{\"refresh\":true}"),
+	    200);
 	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000), 0);
 	sky_http_res res;
 	sky_http(fx.emu.url, "GET", "/_admin/stats", NULL, NULL, &res);
-	json_int_t logins = json_integer_value(json_object_get(res.json, "logins"));
+	json_int_t logins =
+	    json_integer_value(json_object_get(res.json, "logins"));
 	json_int_t refreshes =
-		json_integer_value(json_object_get(res.json, "refreshes"));
+	    json_integer_value(json_object_get(res.json, "refreshes"));
 	sky_http_res_free(&res);
 	CU_ASSERT(refreshes >= 1);
 	CU_ASSERT(logins >= 3); /* ours twice, the test's at least once */
@@ -1239,14 +1292,15 @@ static void test_sync__soak(void)
 	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
 	/* Faults on our reads only (the writer here is not under test). */
 	const char *faults =
-		"[{\"kind\":\"error\",\"code\":503,\"p\":0.03,\"method\":\"read\"},"
-		"{\"kind\":\"reset\",\"p\":0.03,\"method\":\"read\"},"
-		"{\"kind\":\"throttle\",\"retry\":1,\"p\":0.01,\"method\":\"read\"},"
-		"{\"kind\":\"delay\",\"ms\":200,\"p\":0.03,\"method\":\"read\"},"
-		"{\"kind\":\"expire\",\"p\":0.01,\"method\":\"read\"},"
-		"{\"kind\":\"event-dup\",\"p\":0.1},"
-		"{\"kind\":\"event-reorder\",\"p\":0.1,\"ms\":200},"
-		"{\"kind\":\"event-delay\",\"p\":0.05,\"ms\":500}]";
+	    "[{\"kind\":\"error\",\"code\":503,\"p\":0.03,\"method\":\"read\"},"
+	    "{\"kind\":\"reset\",\"p\":0.03,\"method\":\"read\"},"
+	    "{\"kind\":\"throttle\",\"retry\":1,\"p\":0.01,\"method\":\"read\"}"
+	    ","
+	    "{\"kind\":\"delay\",\"ms\":200,\"p\":0.03,\"method\":\"read\"},"
+	    "{\"kind\":\"expire\",\"p\":0.01,\"method\":\"read\"},"
+	    "{\"kind\":\"event-dup\",\"p\":0.1},"
+	    "{\"kind\":\"event-reorder\",\"p\":0.1,\"ms\":200},"
+	    "{\"kind\":\"event-delay\",\"p\":0.05,\"ms\":500}]";
 	CU_ASSERT_EQUAL(admin(&fx, "POST", "/_admin/faults", faults), 201);
 	slist l;
 	slist_load(&fx, &l, 29);
@@ -1262,8 +1316,9 @@ static void test_sync__soak(void)
 	CU_ASSERT(converge(&fx, 1));
 	sky_sync_status st = fx_status(&fx);
 	if (verbose)
-		fprintf(stderr, "  soak: %d changes, %llu events applied, %llu "
-				"skipped, %llu refetches, %llu snapshots\n",
+		fprintf(stderr,
+			"  soak: %d changes, %llu events applied, %llu "
+			"skipped, %llu refetches, %llu snapshots\n",
 			n, (unsigned long long)st.events_applied,
 			(unsigned long long)st.events_skipped,
 			(unsigned long long)st.refetches,
@@ -1312,29 +1367,65 @@ static void test_sync__cli(void)
 	fclose(f);
 	chmod(pw, 0600);
 	chmod(bad, 0600);
-	const char *ok[] = {cli,     "--db",   db,	   "sync",    "--server",
-			    fx.emu.url, "--broker", bro,	   "--realm", "demo",
-			    "--user",   "integration", "--password-file", pw,
-			    "--quiet",  NULL};
+	const char *ok[] = {cli,
+			    "--db",
+			    db,
+			    "sync",
+			    "--server",
+			    fx.emu.url,
+			    "--broker",
+			    bro,
+			    "--realm",
+			    "demo",
+			    "--user",
+			    "integration",
+			    "--password-file",
+			    pw,
+			    "--quiet",
+			    NULL};
 	CU_ASSERT_EQUAL(run_cli(ok), 0);
-	const char *refused[] = {cli,	  "--db",	 db,	     "sync",
-				 "--server", fx.emu.url, "--broker", bro,
-				 "--realm",  "demo",	 "--user",   "integration",
-				 "--password-file", bad, "--quiet", NULL};
-	CU_ASSERT_EQUAL(run_cli(refused), 4);
-	const char *argv_pw[] = {cli,	     "--db",	 db,	     "sync",
-				 "--server", fx.emu.url, "--realm", "demo",
-				 "--user",   "integration", "--password", "x",
+	const char *refused[] = {cli,
+				 "--db",
+				 db,
+				 "sync",
+				 "--server",
+				 fx.emu.url,
+				 "--broker",
+				 bro,
+				 "--realm",
+				 "demo",
+				 "--user",
+				 "integration",
+				 "--password-file",
+				 bad,
+				 "--quiet",
 				 NULL};
+	CU_ASSERT_EQUAL(run_cli(refused), 4);
+	const char *argv_pw[] = {
+	    cli,	  "--db",    db,     "sync",   "--server",
+	    fx.emu.url,	  "--realm", "demo", "--user", "integration",
+	    "--password", "x",	     NULL};
 	CU_ASSERT_EQUAL(run_cli(argv_pw), 1);
 	/* Nothing listens there: retries, then 4. */
 	char dead[64];
 	snprintf(dead, sizeof(dead), "http://127.0.0.1:%d",
 		 sky_harness_free_port());
-	const char *down[] = {cli,	"--db",	  db,	      "sync",
-			      "--server", dead,	  "--broker", bro,
-			      "--realm",  "demo",	  "--user",   "integration",
-			      "--password-file", pw, "--quiet", NULL};
+	const char *down[] = {cli,
+			      "--db",
+			      db,
+			      "sync",
+			      "--server",
+			      dead,
+			      "--broker",
+			      bro,
+			      "--realm",
+			      "demo",
+			      "--user",
+			      "integration",
+			      "--password-file",
+			      pw,
+			      "--quiet",
+			      NULL};
 	CU_ASSERT_EQUAL(run_cli(down), 4);
 	free(cli);
 	fx_end(&fx);
@@ -1346,23 +1437,24 @@ int main(void)
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
 	evthread_use_pthreads();
 	static const sky_test_case cases[] = {
-		{"test_sync__api_urls_and_tokens", test_sync__api_urls_and_tokens},
-		{"test_sync__classify_and_backoff", test_sync__classify_and_backoff},
-		{"test_sync__options_checked", test_sync__options_checked},
-		{"test_sync__snapshot_equals_server",
-		 test_sync__snapshot_equals_server},
-		{"test_sync__live_changes", test_sync__live_changes},
-		{"test_sync__events_during_snapshot",
-		 test_sync__events_during_snapshot},
-		{"test_sync__event_faults", test_sync__event_faults},
-		{"test_sync__broker_drop_and_reconnect",
-		 test_sync__broker_drop_and_reconnect},
-		{"test_sync__emulator_restart", test_sync__emulator_restart},
-		{"test_sync__token_expiry_mid_snapshot",
-		 test_sync__token_expiry_mid_snapshot},
-		{"test_sync__soak", test_sync__soak},
-		{"test_sync__cli", test_sync__cli},
-		{NULL, NULL},
+	    {"test_sync__api_urls_and_tokens", test_sync__api_urls_and_tokens},
+	    {"test_sync__classify_and_backoff",
+	     test_sync__classify_and_backoff},
+	    {"test_sync__options_checked", test_sync__options_checked},
+	    {"test_sync__snapshot_equals_server",
+	     test_sync__snapshot_equals_server},
+	    {"test_sync__live_changes", test_sync__live_changes},
+	    {"test_sync__events_during_snapshot",
+	     test_sync__events_during_snapshot},
+	    {"test_sync__event_faults", test_sync__event_faults},
+	    {"test_sync__broker_drop_and_reconnect",
+	     test_sync__broker_drop_and_reconnect},
+	    {"test_sync__emulator_restart", test_sync__emulator_restart},
+	    {"test_sync__token_expiry_mid_snapshot",
+	     test_sync__token_expiry_mid_snapshot},
+	    {"test_sync__soak", test_sync__soak},
+	    {"test_sync__cli", test_sync__cli},
+	    {NULL, NULL},
 	};
 	/* SKY_SYNC_ONLY=word runs the cases whose name contains it. */
 	const char *only = getenv("SKY_SYNC_ONLY");

@@ -230,6 +230,21 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		*last_apply ? last_apply : NULL, "mapBytes",
 		(json_int_t)s.map_bytes, "usedBytes", (json_int_t)s.used_bytes,
 		"schemaVersion", (int)s.schema_version);
+	/* What the last sync run recorded (nothing if sync never ran). */
+	if (s.sync_state > 0) {
+		char last_sync[32], updated[32];
+		time_text(s.sync_last_at_us, last_sync);
+		time_text(s.sync_updated_us, updated);
+		json_object_set_new(o, "syncState",
+				    json_string(sky_engine_state_name(
+					    (sky_engine_state)(s.sync_state - 1))));
+		json_object_set_new(o, "lastSyncAt", *last_sync ? json_string(last_sync)
+							   : json_null());
+		json_object_set_new(o, "syncUpdatedAt", *updated ? json_string(updated)
+							     : json_null());
+		json_object_set_new(o, "eventLagMs",
+				    json_integer(s.sync_event_lag_us / 1000));
+	}
 	if (g->format == FORMAT_PROMETHEUS) {
 		const char *k;
 		json_t *v;
@@ -256,7 +271,8 @@ const cli_command cli_cmd_stats = {
 	"Print the cache's counts (applications, sessions, open sessions, data\n"
 	"entries, remembered event ids, events waiting for their session),\n"
 	"lifetime applied/skipped events, the time of the newest event and of\n"
-	"the last apply, and the map size.\n",
+	"the last apply, the map size, and what the last sync recorded: its\n"
+	"connection state, the time of the last snapshot and the event lag.\n",
 	run_stats,
 };
 

@@ -33,9 +33,9 @@ typedef struct {
 	struct event_base *base;
 	sky_engine *engine;
 	int quiet, verbose, print_changes;
-	int tty;                /* progress bar on a terminal */
-	int bar_shown;          /* a bar line is on screen */
-	int64_t last_line_us;   /* plain progress lines: last one */
+	int tty;	      /* progress bar on a terminal */
+	int bar_shown;	      /* a bar line is on screen */
+	int64_t last_line_us; /* plain progress lines: last one */
 	int output_failed;
 } sync_ui;
 
@@ -63,7 +63,7 @@ static void on_log(sky_log_level level, const char *line, void *payload)
 		return;
 	clear_bar(ui);
 	fprintf(stderr, "skysync: %s%s\n",
-		level == SKY_LOG_ERROR  ? "error: "
+		level == SKY_LOG_ERROR	? "error: "
 		: level == SKY_LOG_WARN ? "warning: "
 					: "",
 		line);
@@ -76,24 +76,25 @@ static void on_progress(const sky_sync_progress *p, void *payload)
 		return;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	double secs = ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
-		       p->started_us) /
-		      1e6;
+	double secs =
+	    ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - p->started_us) /
+	    1e6;
 	double rate = secs > 0.05 ? p->sessions_done / secs : 0;
 	const char *what = p->resync ? "resync" : "snapshot";
 	if (ui->tty) {
 		char bar[31];
-		unsigned fill = p->sessions_total
-					? (unsigned)(30 * p->sessions_done /
-						     p->sessions_total)
-					: 0;
+		unsigned fill =
+		    p->sessions_total
+			? (unsigned)(30 * p->sessions_done / p->sessions_total)
+			: 0;
 		if (fill > 30)
 			fill = 30;
 		memset(bar, '#', fill);
 		memset(bar + fill, '.', 30 - fill);
 		bar[30] = '\0';
-		fprintf(stderr, "\r\033[K%s [%s] %llu/%llu sessions, %llu apps, "
-				"%.0f/s",
+		fprintf(stderr,
+			"\r\033[K%s [%s] %llu/%llu sessions, %llu apps, "
+			"%.0f/s",
 			what, bar, (unsigned long long)p->sessions_done,
 			(unsigned long long)p->sessions_total,
 			(unsigned long long)p->applications, rate);
@@ -104,11 +105,13 @@ static void on_progress(const sky_sync_progress *p, void *payload)
 	}
 	/* Not a terminal: a plain line every 2 s, and at the end. */
 	int64_t now = now_us();
-	if (!p->done && (now - ui->last_line_us < 2000000 || !p->sessions_total))
+	if (!p->done &&
+	    (now - ui->last_line_us < 2000000 || !p->sessions_total))
 		return;
 	ui->last_line_us = now;
-	fprintf(stderr, "skysync: %s: %llu/%llu sessions in %llu applications, "
-			"%.0f sessions/s%s\n",
+	fprintf(stderr,
+		"skysync: %s: %llu/%llu sessions in %llu applications, "
+		"%.0f sessions/s%s\n",
 		what, (unsigned long long)p->sessions_done,
 		(unsigned long long)p->sessions_total,
 		(unsigned long long)p->applications, rate,
@@ -163,7 +166,8 @@ static void on_state(sky_engine_state state, void *payload)
 	if (state == SKY_ENGINE_STOPPED || state == SKY_ENGINE_FAILED)
 		event_base_loopbreak(ui->base);
 	else if (state == SKY_ENGINE_LIVE && !ui->quiet)
-		on_log(SKY_LOG_INFO, "live: applying events as they arrive", ui);
+		on_log(SKY_LOG_INFO, "live: applying events as they arrive",
+		       ui);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -196,15 +200,17 @@ static char *read_password(const char *path)
 	}
 	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	if (!f) {
-		fprintf(stderr, "skysync sync: cannot read the password file %s: "
-				"%s\n",
+		fprintf(stderr,
+			"skysync sync: cannot read the password file %s: "
+			"%s\n",
 			path, strerror(errno));
 		return NULL;
 	}
 	struct stat st;
 	if (f != stdin && fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
-		fprintf(stderr, "skysync: warning: the password file %s can be "
-				"read by other users (chmod 600 it)\n",
+		fprintf(stderr,
+			"skysync: warning: the password file %s can be "
+			"read by other users (chmod 600 it)\n",
 			path);
 	char *line = NULL;
 	size_t cap = 0;
@@ -239,33 +245,33 @@ static void wipe_free(char *s)
 }
 
 static const char sync_usage[] =
-	"usage: skysync sync --server URL [--broker URL] --realm R --user U\n"
-	"                    [--password-file F] [--follow] [--print-changes]\n"
-	"                    [--cafile F] [--insecure] [--quiet] [--verbose]\n"
-	"\n"
-	"Read the realm's applications, roles, open sessions and their data\n"
-	"into the cache (removing sessions that closed or are no longer\n"
-	"visible), then exit; with --follow, subscribe to the realm's events\n"
-	"first and keep the cache current until interrupted.\n"
-	"\n"
-	"  --server URL         REST base URL, e.g. https://api.example.com\n"
-	"  --broker URL         MQTT broker (default ssl://mqtt.HOST:8883 for a\n"
-	"                       server https://api.HOST; mqtt://H:P for plain)\n"
-	"  --realm R --user U   the account to sync as\n"
-	"  --password-file F    read the password from the first line of F\n"
-	"                       (- for stdin); else $SKYSYNC_PASSWORD. Never on\n"
-	"                       the command line.\n"
-	"  --follow             stay live: apply events until SIGINT/SIGTERM\n"
-	"  --print-changes      print one JSON line per change made by sync:\n"
-	"                       {applicationId, sessionId, changes[], eventType?}\n"
-	"  --cafile F           CA bundle for TLS (default: the system's)\n"
-	"  --insecure           do not verify TLS certificates (testing only)\n"
-	"  --quiet              no progress, only warnings and errors\n"
-	"  --verbose            also debug lines\n"
-	"\n"
-	"A progress bar is drawn on a terminal; otherwise plain progress lines.\n"
-	"Exit 0 when done (or stopped by a signal), 1 on usage errors, 4 on a\n"
-	"network or server failure (including a refused login).\n";
+    "usage: skysync sync --server URL [--broker URL] --realm R --user U\n"
+    "                    [--password-file F] [--follow] [--print-changes]\n"
+    "                    [--cafile F] [--insecure] [--quiet] [--verbose]\n"
+    "\n"
+    "Read the realm's applications, roles, open sessions and their data\n"
+    "into the cache (removing sessions that closed or are no longer\n"
+    "visible), then exit; with --follow, subscribe to the realm's events\n"
+    "first and keep the cache current until interrupted.\n"
+    "\n"
+    "  --server URL         REST base URL, e.g. https://api.example.com\n"
+    "  --broker URL         MQTT broker (default ssl://mqtt.HOST:8883 for a\n"
+    "                       server https://api.HOST; mqtt://H:P for plain)\n"
+    "  --realm R --user U   the account to sync as\n"
+    "  --password-file F    read the password from the first line of F\n"
+    "                       (- for stdin); else $SKYSYNC_PASSWORD. Never on\n"
+    "                       the command line.\n"
+    "  --follow             stay live: apply events until SIGINT/SIGTERM\n"
+    "  --print-changes      print one JSON line per change made by sync:\n"
+    "                       {applicationId, sessionId, changes[], eventType?}\n"
+    "  --cafile F           CA bundle for TLS (default: the system's)\n"
+    "  --insecure           do not verify TLS certificates (testing only)\n"
+    "  --quiet              no progress, only warnings and errors\n"
+    "  --verbose            also debug lines\n"
+    "\n"
+    "A progress bar is drawn on a terminal; otherwise plain progress lines.\n"
+    "Exit 0 when done (or stopped by a signal), 1 on usage errors, 4 on a\n"
+    "network or server failure (including a refused login).\n";
 
 static int run_sync(int argc, char **argv, const cli_globals *g)
 {
@@ -298,23 +304,28 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			ui.quiet = 1;
 		else if (!strcmp(a, "--verbose") || !strcmp(a, "-v"))
 			ui.verbose = 1;
-		else if (!strcmp(a, "--password") || !strncmp(a, "--password=", 11))
-			return cli_usage_error("sync", "--password is not accepted: "
-						       "the command line is visible "
-						       "to other users; use "
-						       "--password-file or "
-						       "SKYSYNC_PASSWORD");
+		else if (!strcmp(a, "--password") ||
+			 !strncmp(a, "--password=", 11))
+			return cli_usage_error("sync",
+					       "--password is not accepted: "
+					       "the command line is visible "
+					       "to other users; use "
+					       "--password-file or "
+					       "SKYSYNC_PASSWORD");
 		else
-			return cli_usage_error("sync", "unknown argument '%s'", a);
+			return cli_usage_error("sync", "unknown argument '%s'",
+					       a);
 		if (slot) {
 			if (i + 1 >= argc || !*argv[i + 1])
-				return cli_usage_error("sync", "%s needs a value", a);
+				return cli_usage_error("sync",
+						       "%s needs a value", a);
 			*slot = argv[++i];
 		}
 	}
 	if (!o.server || !o.realm || !o.user)
-		return cli_usage_error("sync", "--server, --realm and --user are "
-					       "required");
+		return cli_usage_error("sync",
+				       "--server, --realm and --user are "
+				       "required");
 	char *password = read_password(password_file);
 	if (!password)
 		return EXIT_USAGE;
@@ -326,8 +337,9 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	o.payload = &ui;
 	ui.tty = isatty(STDERR_FILENO);
 	if (o.insecure && !ui.quiet)
-		fprintf(stderr, "skysync: warning: --insecure: TLS certificates "
-				"are not verified\n");
+		fprintf(stderr,
+			"skysync: warning: --insecure: TLS certificates "
+			"are not verified\n");
 
 	int rc = EXIT_USAGE;
 	sky_cache *c = cli_open(g, 0);
@@ -368,8 +380,9 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	} else {
 		rc = ui.output_failed ? EXIT_USAGE : EXIT_OK;
 		if (!ui.quiet && !o.follow)
-			fprintf(stderr, "skysync: synced %llu sessions in %llu "
-					"applications into %s\n",
+			fprintf(stderr,
+				"skysync: synced %llu sessions in %llu "
+				"applications into %s\n",
 				(unsigned long long)st.progress.sessions_done,
 				(unsigned long long)st.progress.applications,
 				g->db);
@@ -388,7 +401,8 @@ done:
 }
 
 const cli_command cli_cmd_sync = {
-	"sync", "bring the cache up to date with a server (or --follow it)",
-	sync_usage,
-	run_sync,
+    "sync",
+    "bring the cache up to date with a server (or --follow it)",
+    sync_usage,
+    run_sync,
 };
