@@ -80,8 +80,12 @@ check "version matches" [ "$(pkg-config --modversion libsync)" = \
 # Compile the example with the installed header and library only.
 cp "$top_src/examples/lookup_query.c" "$tmp/"
 # shellcheck disable=SC2086 # $flags is a list of options
+# A library built with --enable-sanitizers needs its programs built so too.
+san_flags=
+ldd "$libdir/libsync.so" 2>/dev/null | grep -q libasan &&
+	san_flags="-fsanitize=address,undefined"
 check "example compiles against the install" logged "$tmp/cc.log" \
-	${CC:-cc} -Wall -Wextra -Werror -o "$tmp/lookup_query" "$tmp/lookup_query.c" \
+	${CC:-cc} $san_flags -Wall -Wextra -Werror -o "$tmp/lookup_query" "$tmp/lookup_query.c" \
 	$flags -Wl,-rpath,"$libdir"
 check "example loads the installed libsync" sh -c \
 	"ldd '$tmp/lookup_query' | grep 'libsync.so' | grep -q '$libdir/'"
