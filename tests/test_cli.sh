@@ -12,30 +12,7 @@ skysync="$top_build/tools/skysync"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/skycli.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 db="$tmp/db"
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "PASS: $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
-check() { # check NAME CMD...: passes when CMD succeeds
-	name=$1
-	shift
-	if "$@"; then ok "$name"; else fail "$name"; fi
-}
-same_json() { # same_json FILE_A FILE_B: equal as JSON (keys sorted)
-	[ "$(jq -S . "$1")" = "$(jq -S . "$2")" ]
-}
-run() { # run EXPECTED_EXIT CMD...: output to $tmp/out, $tmp/err
-	want=$1
-	shift
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	got=$?
-	if [ "$got" -ne "$want" ]; then
-		echo "  exit $got, wanted $want: $*" >&2
-		sed 's/^/  stderr: /' "$tmp/err" >&2
-		return 1
-	fi
-}
+. "$top_src/tests/lib.sh"
 
 command -v jq >/dev/null || { echo "FAIL: jq is missing (tools/install-deps)"; exit 1; }
 command -v mdb_dump >/dev/null || { echo "FAIL: mdb_dump is missing (lmdb-utils)"; exit 1; }

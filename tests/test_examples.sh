@@ -14,27 +14,7 @@ live="$top_build/examples/live_query"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/skyex.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 db="$tmp/db"
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "PASS: $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
-check() { # check NAME CMD...: passes when CMD succeeds
-	name=$1
-	shift
-	if "$@"; then ok "$name"; else fail "$name"; fi
-}
-run() { # run EXPECTED_EXIT CMD...: output to $tmp/out, $tmp/err
-	want=$1
-	shift
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	got=$?
-	if [ "$got" -ne "$want" ]; then
-		echo "  exit $got, wanted $want: $*" >&2
-		sed 's/^/  stderr: /' "$tmp/err" >&2
-		return 1
-	fi
-}
+. "$top_src/tests/lib.sh"
 field() { # field PREFIX: the text after "PREFIX: " on lines of $tmp/out
 	sed -n "s/^$1: //p" "$tmp/out"
 }
