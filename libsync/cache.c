@@ -20,6 +20,7 @@
 #include "error.h"
 #include "events.h"
 #include "index.h"
+#include "outbox.h"
 #include "record.h"
 
 int sky_cache_open(sky_cache **out, const char *dir,
@@ -118,6 +119,19 @@ static int not_found(const char *what, const char *app, const char *sid)
 			      "%s %s is not in the cache", what, app);
 }
 
+/* A session created offline keeps answering to its local id once the
+ * server made it (outbox.c keeps the alias). */
+static int get_aliased(sky_reader *reader, const char *app, const char *sid,
+		       sky_record *rec)
+{
+	if (!app || !sid)
+		return SKY_ENOTFOUND;
+	const char *to = sky__outbox_alias(reader->txn, reader->cache, app, sid);
+	if (!to)
+		return SKY_ENOTFOUND;
+	return sky__record_get(reader->txn, reader->cache, app, to, rec);
+}
+
 int sky_reader_session(sky_reader *reader, const char *app_id,
 		       const char *session_id, const char **json, size_t *len)
 {
@@ -128,6 +142,8 @@ int sky_reader_session(sky_reader *reader, const char *app_id,
 	sky_record rec;
 	int rc = sky__record_get(reader->txn, reader->cache, app_id,
 				 session_id, &rec);
+	if (rc == SKY_ENOTFOUND)
+		rc = get_aliased(reader, app_id, session_id, &rec);
 	if (rc == SKY_ENOTFOUND && (rc = check_ids(app_id, session_id)) == 0)
 		return not_found("session", app_id, session_id);
 	if (rc < 0)
@@ -183,6 +199,8 @@ int sky_reader_data(sky_reader *reader, const char *app_id,
 	sky_record rec;
 	rc = sky__record_get(reader->txn, reader->cache, app_id, session_id,
 			     &rec);
+	if (rc == SKY_ENOTFOUND)
+		rc = get_aliased(reader, app_id, session_id, &rec);
 	if (rc == SKY_ENOTFOUND)
 		return not_found("session", app_id, session_id);
 	if (rc < 0)

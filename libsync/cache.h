@@ -18,6 +18,8 @@ struct sky_cache {
 	sky_json_limits event_limits;
 	char *dir;
 	atomic_ulong rejected;     /* malformed events seen by this process */
+	sky_outbox_cb on_rejected; /* sky_outbox_on_rejected */
+	void *on_rejected_payload;
 };
 
 struct sky_reader {

@@ -104,6 +104,7 @@
 #include "api.h"
 #include "cache.h"
 #include "engine.h"
+#include "outbox.h"
 #include "error.h"
 #include "http.h"
 #include "model.h"
@@ -2516,6 +2517,28 @@ void sky__engine_worker_changed(sky_engine *e)
 	check_once_done(e);
 }
 
+const sky_engine_options *sky__engine_options(sky_engine *e)
+{
+	return &e->o;
+}
+
+int sky__engine_follows(sky_engine *e)
+{
+	return e->follow_run;
+}
+
+void sky__engine_log(sky_engine *e, sky_log_level level, const char *fmt, ...)
+{
+	if (!e->o.on_log)
+		return;
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	e->o.on_log(level, line, e->o.payload);
+}
+
 struct event_base *sky__engine_base(sky_engine *e)
 {
 	return e->base;
@@ -2808,6 +2831,9 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 	snprintf(e->digits, sizeof(e->digits), "%08u",
 		 (unsigned)(sky__random_u64() % 100000000u));
 	e->state = SKY_ENGINE_IDLE;
+	/* The outbox is delivered whenever the engine is online. */
+	if ((rc = sky__deliver_attach(e)) < 0)
+		goto fail;
 	*out = e;
 	return 0;
 fail:
@@ -2827,6 +2853,8 @@ void sky_engine_free(sky_engine *e)
 	while (e->workers) {
 		worker *w = e->workers;
 		e->workers = w->next;
+		if (w->w.destroy)
+			w->w.destroy(w->ctx);
 		free(w);
 	}
 	free(e->server);

@@ -52,6 +52,7 @@ typedef struct {
 	void (*offline)(void *ctx);
 	int (*busy)(void *ctx);
 	void (*stop)(void *ctx);
+	void (*destroy)(void *ctx); /* when the engine is freed (may be NULL) */
 } sky_engine_worker;
 
 int sky__engine_add_worker(sky_engine *e, const sky_engine_worker *w,
@@ -70,6 +71,13 @@ void sky__engine_refetch(sky_engine *e, const char *app, const char *sid);
 int64_t sky__engine_read_bound(const sky_http_response *res);
 
 struct event_base *sky__engine_base(sky_engine *e);
+/* The engine's options, with defaults filled in. */
+const sky_engine_options *sky__engine_options(sky_engine *e);
+/* 1 when this run stays live (follow), 0 for a one-shot sync. */
+int sky__engine_follows(sky_engine *e);
+/* A line for the application's log callback. */
+void sky__engine_log(sky_engine *e, sky_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 sky_cache *sky__engine_cache(sky_engine *e);
 
 /* For tests: drop the broker connection as a network failure would. */

@@ -27,6 +27,7 @@
 #include "doc.h"
 #include "error.h"
 #include "events.h"
+#include "outbox.h"
 #include "record.h"
 
 /*
@@ -382,8 +383,36 @@ static int record_custom_event(MDB_txn *txn, sky_cache *c, uint64_t docid,
 	return 0;
 }
 
+static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
+				 sky_parsed_event *pe, int from_pending,
+				 sky_event_outcome *outcome);
+
+/*
+ * An event changes the server's state: for a session with queued local
+ * writes it lands on the server copy, and the local view is laid over it
+ * again (outbox.h) -- also when the event was refused, since the unveil
+ * changed the record.
+ */
 int sky__event_apply_txn(MDB_txn *txn, sky_cache *c, sky_parsed_event *pe,
 			 int from_pending, sky_event_outcome *outcome)
+{
+	int veiled = sky__outbox_unveil(
+	    txn, c, pe->app, pe->sid,
+	    pe->type == SKY_EV_SESSION_CREATED ? pe->payload : NULL);
+	if (veiled < 0)
+		return veiled;
+	int rc = apply_to_server_state(txn, c, pe, from_pending, outcome);
+	if (veiled && (rc == 0 || rc == SKY_EINVAL || rc == SKY_ELIMIT)) {
+		int r = sky__outbox_reveil(txn, c, pe->app, pe->sid);
+		if (r < 0)
+			rc = r;
+	}
+	return rc;
+}
+
+static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
+				 sky_parsed_event *pe, int from_pending,
+				 sky_event_outcome *outcome)
 {
 	int rc, seen = 0;
 	if (!from_pending) {

@@ -16,6 +16,7 @@
 #include "doc.h"
 #include "error.h"
 #include "events.h"
+#include "outbox.h"
 #include "record.h"
 #include "repair.h"
 
@@ -89,9 +90,38 @@ int sky_role_put(sky_cache *cache, const char *app_id, const char *role_json,
 	return rc;
 }
 
+static int session_write_server(MDB_txn *txn, put_ctx *p);
+
+/*
+ * Server state for a session with queued local writes lands on its server
+ * copy, and the local view is laid over it again (outbox.h).
+ */
 static int session_write(MDB_txn *txn, void *arg)
 {
 	put_ctx *p = arg;
+	const char *app = sky__json_str(p->obj, "applicationId");
+	const char *sid = sky__json_str(p->obj, "sessionId");
+	int veiled = sky__outbox_unveil(txn, p->cache, app, sid, p->obj);
+	if (veiled < 0)
+		return veiled;
+	int rc = session_write_server(txn, p);
+	if (rc == 0 && veiled)
+		rc = sky__outbox_reveil(txn, p->cache, app, sid);
+	return rc;
+}
+
+int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
+			      json_t *data, int64_t as_of_us)
+{
+	int rc = sky__validate_session(session, "session", 1);
+	if (rc < 0)
+		return rc;
+	put_ctx p = {c, session, NULL, data, as_of_us};
+	return session_write(txn, &p);
+}
+
+static int session_write_server(MDB_txn *txn, put_ctx *p)
+{
 	sky_cache *c = p->cache;
 	const char *app = sky__json_str(p->obj, "applicationId");
 	const char *sid = sky__json_str(p->obj, "sessionId");

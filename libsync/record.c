@@ -35,7 +35,7 @@ int sky__record_decode(const MDB_val *val, sky_record *out)
 	return 0;
 }
 
-static void encode_header(unsigned char *p, const sky_record *hdr)
+void sky__record_encode_header(unsigned char *p, const sky_record *hdr)
 {
 	memset(p, 0, SKY_RECORD_HEADER);
 	p[0] = SKY_RECORD_FORMAT;
@@ -96,7 +96,7 @@ int sky__record_put(MDB_txn *txn, sky_cache *c, const sky_record *hdr,
 		free(text);
 		return sky__error_lmdb(rc, "writing a session");
 	}
-	encode_header(val.mv_data, hdr);
+	sky__record_encode_header(val.mv_data, hdr);
 	memcpy((char *)val.mv_data + SKY_RECORD_HEADER, text, jlen + 1);
 	free(text);
 	sky__changes_note(c, app, sid);
@@ -117,7 +117,7 @@ int sky__record_put_header(MDB_txn *txn, sky_cache *c, const sky_record *hdr,
 	if (!copy)
 		return sky__error_nomem();
 	memcpy(copy, val.mv_data, val.mv_size);
-	encode_header(copy, hdr);
+	sky__record_encode_header(copy, hdr);
 	val.mv_data = copy;
 	rc = mdb_put(txn, SKY_DBI(c, SKY_DB_SESSIONS), &key, &val, 0);
 	free(copy);

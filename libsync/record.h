@@ -45,6 +45,9 @@ typedef struct {
 /* Decode a stored value. Returns 0 or SKY_EINVAL (corrupt record). */
 int sky__record_decode(const MDB_val *val, sky_record *out);
 
+/* Write the 48-byte header of `hdr` at p (for copies kept elsewhere). */
+void sky__record_encode_header(unsigned char *p, const sky_record *hdr);
+
 /* Look a session up. Returns 0, SKY_ENOTFOUND, or an LMDB error. */
 int sky__record_get(MDB_txn *txn, sky_cache *c, const char *app,
 		    const char *sid, sky_record *out);

@@ -91,6 +91,11 @@ typedef struct {
 
 int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items, size_t count);
 
+/* Store one server session (and data, or NULL) read at as_of_us in the
+ * caller's write transaction, as sky_session_put does. */
+int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
+			      json_t *data, int64_t as_of_us);
+
 /* Store the sync bookkeeping (each value a u64 under SKY_META_SYNC_*). */
 int sky__repair_put_meta(sky_cache *c, uint64_t state, uint64_t last_at,
 			 uint64_t lag, uint64_t updated);

@@ -97,6 +97,15 @@ typedef struct sky_cache sky_cache;
  */
 #define SKY_CACHE_NOSYNC 0x2u
 
+/**
+ * Commit with one disk flush instead of two (LMDB's MDB_NOMETASYNC): an
+ * acknowledged write survives a process crash at once, and a power cut
+ * never corrupts the cache but may undo the writes of its last instants.
+ * The lighter durability mode for users who prefer write speed to
+ * power-loss safety; the default stays power-loss safe.
+ */
+#define SKY_CACHE_FAST_WRITES 0x4u
+
 typedef struct {
 	unsigned version;          /**< SKY_CACHE_OPTIONS_VERSION */
 	unsigned flags;            /**< SKY_CACHE_* */
@@ -523,6 +532,191 @@ typedef struct {
 
 /** The engine's state and counters. Returns 0. */
 SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
+
+/* ------------------------------------------------------------------ */
+/* Offline writes: the outbox (DESIGN.md §5)                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every write goes through the outbox. A write call checks its input,
+ * then in one transaction queues the write and applies it to the local
+ * view (optimistic): when the call returns the write is on disk (by
+ * default safe against a power cut; see SKY_CACHE_FAST_WRITES) and every
+ * read shows it. A sync engine (sky_engine_*, `skysync sync`) delivers
+ * queued writes whenever it is online: in order within a session,
+ * sessions in parallel, retrying transient failures. A session created
+ * offline gets a local id ("local-" + 32 hex digits) that keeps working
+ * after the server gave the session its own id (reads and writes follow
+ * the alias).
+ *
+ * A permanent rejection by the server (a 4xx other than 401, 408, 429)
+ * moves the write to the dead-letter list with the server's answer,
+ * undoes its optimistic effect (the local view is rebuilt from the server
+ * state and the writes still pending) and calls the callback set with
+ * sky_outbox_on_rejected(). Writes to other sessions go on; later writes
+ * to the same session are still sent (the server judges them).
+ *
+ * Every function here returns 0, SKY_EINVAL (bad input: the message
+ * names the field; nothing changed), SKY_ENOTFOUND (the application or
+ * session is not in the cache), SKY_ELIMIT, or -1.
+ */
+
+/** What a queued write does. */
+typedef enum {
+	SKY_WRITE_CREATE = 1,  /**< create a session: json {name, description?,
+				    properties?, version?} */
+	SKY_WRITE_PATCH,       /**< patch a session: json with any of name,
+				    description (null removes it), properties
+				    (the whole dictionary), status ("closed") */
+	SKY_WRITE_DATA,        /**< merge-patch session data: json an object */
+	SKY_WRITE_PARTICIPANT, /**< add a participant: json {id, type?} */
+	SKY_WRITE_EVENT,       /**< a custom session event: json its data */
+} sky_write_op;
+
+/** One write of a batch (sky_write_batch). */
+typedef struct {
+	sky_write_op op;        /**< in */
+	const char *app_id;     /**< in */
+	const char *session_id; /**< in (ignored for SKY_WRITE_CREATE) */
+	const char *json;       /**< in: the body, as for the op */
+	size_t len;             /**< in */
+	uint64_t id;            /**< out: the outbox entry's id */
+	char *new_session_id;   /**< out, CREATE only: the local id (free
+				     with sky_free) */
+	int result;             /**< out: 0 or the SKY_E* code */
+	char *error;            /**< out: why rejected (free with sky_free) */
+} sky_write;
+
+/**
+ * Queue several writes in one transaction and one disk flush: all are
+ * checked first; any rejected one leaves result/error set and the call
+ * returns that item's code with nothing queued. Writes apply in array
+ * order. An item cannot address a session created in the same batch (its
+ * local id is made by the call).
+ */
+SKY_EXTERN int sky_write_batch(sky_cache *cache, sky_write *writes,
+			       size_t count);
+
+/** Create a session (json as SKY_WRITE_CREATE); *session_id receives its
+ * local id (free with sky_free). */
+SKY_EXTERN int sky_session_create(sky_cache *cache, const char *app_id,
+				  const char *json, size_t len,
+				  char **session_id);
+/** Patch a session (json as SKY_WRITE_PATCH). */
+SKY_EXTERN int sky_session_patch(sky_cache *cache, const char *app_id,
+				 const char *session_id, const char *json,
+				 size_t len);
+/** Replace a session's properties (json an object of string values). */
+SKY_EXTERN int sky_session_set_properties(sky_cache *cache,
+					  const char *app_id,
+					  const char *session_id,
+					  const char *json, size_t len);
+/** Rename a session. */
+SKY_EXTERN int sky_session_set_name(sky_cache *cache, const char *app_id,
+				    const char *session_id, const char *name);
+/** Set a session's description (NULL removes it). */
+SKY_EXTERN int sky_session_set_description(sky_cache *cache,
+					   const char *app_id,
+					   const char *session_id,
+					   const char *description);
+/** Close a session. */
+SKY_EXTERN int sky_session_close(sky_cache *cache, const char *app_id,
+				 const char *session_id);
+/** Merge-patch a session's data (RFC 7396; json must be an object). */
+SKY_EXTERN int sky_data_patch(sky_cache *cache, const char *app_id,
+			      const char *session_id, const char *json,
+			      size_t len);
+/** Add a participant: a user, or a group when is_group is 1. */
+SKY_EXTERN int sky_participant_add(sky_cache *cache, const char *app_id,
+				   const char *session_id,
+				   const char *participant_id, int is_group);
+/** Send a custom session event (json: its data, any JSON value). It has
+ * no effect on the local view; the server's session_event_created
+ * records it once delivered. */
+SKY_EXTERN int sky_event_send(sky_cache *cache, const char *app_id,
+			      const char *session_id, const char *json,
+			      size_t len);
+
+/**
+ * The confirmed server state of a session alone (without pending writes),
+ * and its data. SKY_ENOTFOUND when the server does not have it (yet).
+ * *json is the caller's (sky_free).
+ */
+SKY_EXTERN int sky_session_get_confirmed(sky_cache *cache, const char *app_id,
+					 const char *session_id, char **json,
+					 size_t *len);
+SKY_EXTERN int sky_data_get_confirmed(sky_cache *cache, const char *app_id,
+				      const char *session_id, char **json,
+				      size_t *len);
+
+/**
+ * How many writes of the session are queued and not yet delivered
+ * (0: the local view is the server's). SKY_ENOTFOUND for an unknown
+ * session. The session id may be a local id.
+ */
+SKY_EXTERN int sky_session_pending(sky_cache *cache, const char *app_id,
+				   const char *session_id, unsigned *count);
+
+/** The state of an outbox entry. */
+typedef enum {
+	SKY_OUTBOX_PENDING = 0, /**< waiting to be sent (or to retry) */
+	SKY_OUTBOX_IN_FLIGHT,   /**< sent, no answer yet */
+	SKY_OUTBOX_IN_DOUBT,    /**< sent, the answer was lost; being resolved
+				     (a create is looked for on the server; a
+				     custom event waits for sky_outbox_retry) */
+	SKY_OUTBOX_REJECTED,    /**< dead letter: refused by the server */
+} sky_outbox_state;
+
+SKY_EXTERN const char *sky_outbox_state_name(sky_outbox_state state);
+SKY_EXTERN const char *sky_write_op_name(sky_write_op op);
+
+/** An outbox entry, borrowed for the duration of a callback. */
+typedef struct {
+	uint64_t id;             /**< increasing in queue order */
+	sky_write_op op;
+	sky_outbox_state state;
+	const char *app_id;
+	const char *session_id;  /**< the server id once known, else local */
+	const char *local_id;    /**< the local id of a session created
+				      offline, else NULL */
+	const char *body;        /**< the write's JSON */
+	int64_t queued_us;       /**< wall clock when queued */
+	unsigned attempts;       /**< sends so far */
+	int64_t next_try_us;     /**< not before (wall clock), 0: now */
+	int http_status;         /**< last answer's status (0: none) */
+	const char *answer;      /**< rejected: the server's body; else the
+				      last failure, or "" */
+} sky_outbox_entry;
+
+typedef int (*sky_outbox_cb)(const sky_outbox_entry *entry, void *payload);
+
+/** Call cb for each entry in queue order, dead letters included; a
+ * non-zero return stops the walk (and is returned). */
+SKY_EXTERN int sky_outbox_list(sky_cache *cache, sky_outbox_cb cb,
+			       void *payload);
+
+/** Send a dead letter (or an in-doubt entry) again: it becomes pending
+ * and its optimistic effect is applied again. SKY_ENOTFOUND: no entry
+ * with that id; SKY_EINVAL: the entry is pending or in flight. */
+SKY_EXTERN int sky_outbox_retry(sky_cache *cache, uint64_t id);
+
+/** Remove an entry that is not in flight; a pending one's optimistic
+ * effect is undone. SKY_ENOTFOUND: no such entry; SKY_EINVAL: in flight. */
+SKY_EXTERN int sky_outbox_drop(sky_cache *cache, uint64_t id);
+
+/** Counts by state. */
+typedef struct {
+	uint64_t pending, in_flight, in_doubt, rejected;
+} sky_outbox_counts;
+SKY_EXTERN int sky_outbox_counts_get(sky_cache *cache, sky_outbox_counts *out);
+
+/**
+ * Called (on the engine's loop thread) when the server rejected a write
+ * for good, after it moved to the dead-letter list. The entry is
+ * borrowed. Set before starting an engine; NULL unsets.
+ */
+SKY_EXTERN void sky_outbox_on_rejected(sky_cache *cache, sky_outbox_cb cb,
+				       void *payload);
 
 /* ------------------------------------------------------------------ */
 /* Queries (DESIGN.md §6)                                               */

@@ -48,6 +48,10 @@ static const struct {
 	[SKY_DB_PENDING] = {"pending", 0},
 	[SKY_DB_SEVENTS] = {"sevents", 0},
 	[SKY_DB_INDEX] = {"index", MDB_DUPSORT},
+	[SKY_DB_OUTBOX] = {"outbox", 0},
+	[SKY_DB_OBSESS] = {"outbox_by_session", 0},
+	[SKY_DB_SERVER] = {"server", 0},
+	[SKY_DB_ALIAS] = {"alias", 0},
 };
 
 /* Readers this thread holds, so a resize can tell it would wait on itself. */
@@ -265,13 +269,17 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	mdb_env_set_mapsize(st->env, initial_map_bytes);
 	/*
 	 * MDB_NOTLS: readers are pooled and may move between threads.
-	 * MDB_NOSYNC only when the user chose speed over power-loss safety.
+	 * MDB_NOSYNC only when the user chose speed over power-loss safety;
+	 * MDB_NOMETASYNC (one flush per commit; a power cut may undo the
+	 * last commits but never corrupts) for SKY_CACHE_FAST_WRITES.
 	 */
 	unsigned envflags = MDB_NOTLS;
 	if (flags & SKY_CACHE_READONLY)
 		envflags |= MDB_RDONLY;
 	if (flags & SKY_CACHE_NOSYNC)
 		envflags |= MDB_NOSYNC;
+	if (flags & SKY_CACHE_FAST_WRITES)
+		envflags |= MDB_NOMETASYNC;
 	rc = mdb_env_open(st->env, dir, envflags, 0600);
 	if (rc) {
 		if (rc == ENOENT && (flags & SKY_CACHE_READONLY))

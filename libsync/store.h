@@ -13,6 +13,14 @@
  *   pending   appId \0 sessionId \0 seq(8) -> event JSON (session unknown)
  *   sevents   docId(8) seq(8) -> custom session event JSON
  *   index     (query indexes, DUPSORT; index.h)
+ *   outbox    u64 id -> queued write (outbox.c)
+ *   outbox_by_session  appId \0 sessionId \0 id(8) -> "" (a session's
+ *             queued writes in order)
+ *   server    appId \0 sessionId -> the confirmed server copy of a session
+ *             with pending writes (record format; its data under its own
+ *             docId)
+ *   alias     appId \0 localId -> server sessionId (sessions created
+ *             offline, once the server made them)
  *
  * Invariants kept here:
  * - No MDB_MAP_FULL reaches a caller: sky__store_write() runs the write in
@@ -47,6 +55,10 @@ enum sky_db {
 	SKY_DB_PENDING,
 	SKY_DB_SEVENTS,
 	SKY_DB_INDEX,
+	SKY_DB_OUTBOX,
+	SKY_DB_OBSESS,
+	SKY_DB_SERVER,
+	SKY_DB_ALIAS,
 	SKY_DB_COUNT
 };
 

@@ -1432,6 +1432,215 @@ static void test_sync__cli(void)
 	free(seed);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Offline writes (the outbox, DESIGN.md §5)                           */
+/* ------------------------------------------------------------------ */
+
+#define APP "app-inspections"
+
+/* A one-shot sync (snapshot, then the outbox delivered). */
+static int fx_sync_once(fixture *fx)
+{
+	if (fx_engine(fx, 0) < 0)
+		return -1;
+	int rc = sky_engine_sync_once(fx->engine);
+	sky_engine_free(fx->engine);
+	fx->engine = NULL;
+	return rc;
+}
+
+static int collect_sid(const char *json, size_t len, void *payload)
+{
+	json_t *s = json_loadb(json, len, 0, NULL);
+	const char *st = json_string_value(json_object_get(s, "status"));
+	if (st && !strcmp(st, "open"))
+		json_array_append(payload, json_object_get(s, "sessionId"));
+	json_decref(s);
+	return 0;
+}
+
+/* Up to n open session ids of APP in the mirror (a new array). */
+static json_t *open_sessions(fixture *fx, size_t n)
+{
+	json_t *all = json_array();
+	sky_session_list(fx->cache, APP, collect_sid, all);
+	while (json_array_size(all) > n)
+		json_array_remove(all, json_array_size(all) - 1);
+	return all;
+}
+
+static uint64_t outbox_left(fixture *fx, uint64_t *rejected)
+{
+	sky_outbox_counts n;
+	if (sky_outbox_counts_get(fx->cache, &n) < 0)
+		return UINT64_MAX;
+	if (rejected)
+		*rejected = n.rejected;
+	return n.pending + n.in_flight + n.in_doubt;
+}
+
+/* The server's copy of a session and its data, through REST. */
+static json_t *server_session(fixture *fx, const char *sid, int data)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s%s", APP,
+		 sid, data ? "/data" : "");
+	sky_http_res res;
+	json_t *out = NULL;
+	if (rest(fx, "GET", path, NULL, &res) == 200)
+		out = json_loads(res.body, 0, NULL);
+	sky_http_res_free(&res);
+	return out;
+}
+
+/* How many server sessions of APP carry clientRef `ref`. */
+static int server_count_ref(fixture *fx, const char *ref)
+{
+	sky_http_res res;
+	int n = 0;
+	if (rest(fx, "GET", "/v1/applications/" APP "/sessions", NULL, &res) ==
+	    200) {
+		json_t *list = json_loads(res.body, 0, NULL);
+		size_t i;
+		json_t *s;
+		json_array_foreach(list, i, s) {
+			const char *r =
+			    json_string_value(json_object_get(s, "clientRef"));
+			n += r && !strcmp(r, ref);
+		}
+		json_decref(list);
+	}
+	sky_http_res_free(&res);
+	return n;
+}
+
+static int count_hit(const char *json, size_t len, unsigned flags,
+		     void *payload)
+{
+	(void)json;
+	(void)len;
+	/* Every hit here has writes pending, and the result says so. */
+	CU_ASSERT(flags & SKY_RESULT_PENDING);
+	(*(size_t *)payload)++;
+	return 0;
+}
+
+static void test_sync__outbox_offline_then_online(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
+	json_t *ids = open_sessions(&fx, 2);
+	CU_ASSERT_FATAL(json_array_size(ids) == 2);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	const char *s2 = json_string_value(json_array_get(ids, 1));
+
+	/* The server goes away; writes are queued and shown at once. */
+	CU_ASSERT_FATAL(sky_emu_stop(&fx.emu) == 0);
+	fx.emu_up = 0;
+	const char *p1 = "{\"k\":1,\"keep\":{\"a\":1}}";
+	const char *p2 = "{\"k\":null}";
+	const char *p3 = "{\"k\":{\"x\":[1,2]},\"keep\":{\"b\":2}}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, s1, p1, strlen(p1)) == 0);
+	CU_ASSERT(sky_data_patch(fx.cache, APP, s1, p2, strlen(p2)) == 0);
+	CU_ASSERT(sky_data_patch(fx.cache, APP, s1, p3, strlen(p3)) == 0);
+	CU_ASSERT(sky_session_set_name(fx.cache, APP, s1, "Renamed offline") ==
+		  0);
+	const char *props = "{\"site\":\"Plant-9\",\"line\":\"Z\"}";
+	CU_ASSERT(sky_session_set_properties(fx.cache, APP, s2, props,
+					     strlen(props)) == 0);
+	CU_ASSERT(sky_participant_add(fx.cache, APP, s2, "u-alice", 0) == 0);
+	char *local = NULL;
+	const char *cr = "{\"name\":\"Made offline\",\"properties\":"
+			 "{\"site\":\"Plant-9\"}}";
+	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, cr, strlen(cr),
+					   &local) == 0);
+	CU_ASSERT(strncmp(local, "local-", 6) == 0);
+	const char *p4 = "{\"made\":\"offline\"}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, local, p4, strlen(p4)) == 0);
+	CU_ASSERT(sky_session_set_description(fx.cache, APP, local, "later") ==
+		  0);
+
+	/* The local view shows the writes; the confirmed state does not. */
+	unsigned pending = 0;
+	CU_ASSERT(sky_session_pending(fx.cache, APP, s1, &pending) == 0);
+	CU_ASSERT_EQUAL(pending, 4);
+	char *text = NULL;
+	CU_ASSERT(sky_data_get(fx.cache, APP, s1, &text, NULL) == 0);
+	json_t *d = json_loads(text, 0, NULL);
+	sky_free(text);
+	CU_ASSERT(json_is_array(
+	    json_object_get(json_object_get(d, "k"), "x")));
+	json_decref(d);
+	CU_ASSERT(sky_session_get_confirmed(fx.cache, APP, s1, &text, NULL) ==
+		  0);
+	CU_ASSERT(text && !strstr(text, "Renamed offline"));
+	sky_free(text);
+	CU_ASSERT(sky_session_get_confirmed(fx.cache, APP, local, &text,
+					    NULL) == SKY_ENOTFOUND);
+	const char *preds[] = {"site=Plant-9"};
+	sky_query *q;
+	CU_ASSERT_FATAL(sky_query_new(&q, fx.cache, APP, preds, 1) == 0);
+	size_t hits = 0;
+	CU_ASSERT(sky_query_run(q, count_hit, &hits) == 0);
+	sky_query_free(q);
+	CU_ASSERT_EQUAL(hits, 2);
+
+	/* A sync while the server is down delivers nothing and says so. */
+	uint64_t rejected = 0;
+	CU_ASSERT(outbox_left(&fx, &rejected) == 9);
+
+	/* Back online: everything is delivered, in order. */
+	CU_ASSERT_FATAL(sky_emu_restart(&fx.emu) == 0);
+	fx.emu_up = 1;
+	CU_ASSERT(fx_sync_once(&fx) == 0);
+	CU_ASSERT_EQUAL(outbox_left(&fx, &rejected), 0);
+	CU_ASSERT_EQUAL(rejected, 0);
+	json_t *srv = server_session(&fx, s1, 1);
+	json_t *want = json_loads("{\"k\":{\"x\":[1,2]},\"keep\":{\"a\":1,"
+				  "\"b\":2}}",
+				  0, NULL);
+	/* The seed's data stays beside the keys written here. */
+	CU_ASSERT(srv && json_equal(json_object_get(srv, "k"),
+				    json_object_get(want, "k")));
+	CU_ASSERT(srv && json_equal(json_object_get(srv, "keep"),
+				    json_object_get(want, "keep")));
+	json_decref(srv);
+	json_decref(want);
+	srv = server_session(&fx, s1, 0);
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(srv, "name")), "Renamed offline");
+	json_decref(srv);
+	/* The created session exists once, under its server id, and the
+	 * local id still finds it. */
+	CU_ASSERT_EQUAL(server_count_ref(&fx, local), 1);
+	CU_ASSERT(sky_session_get(fx.cache, APP, local, &text, NULL) == 0);
+	json_t *made = json_loads(text, 0, NULL);
+	sky_free(text);
+	const char *server_id =
+	    json_string_value(json_object_get(made, "sessionId"));
+	CU_ASSERT(server_id && strncmp(server_id, "local-", 6) != 0);
+	srv = server_id ? server_session(&fx, server_id, 1) : NULL;
+	CU_ASSERT(srv && json_is_string(json_object_get(srv, "made")));
+	json_decref(srv);
+	srv = server_id ? server_session(&fx, server_id, 0) : NULL;
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(srv, "description")), "later");
+	json_decref(srv);
+	json_decref(made);
+	pending = 9;
+	CU_ASSERT(sky_session_pending(fx.cache, APP, s1, &pending) == 0);
+	CU_ASSERT_EQUAL(pending, 0);
+	/* And the mirror equals the server. */
+	CU_ASSERT(converge(&fx, 1));
+	sky_free(local);
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
 int main(void)
 {
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
@@ -1454,6 +1663,8 @@ int main(void)
 	     test_sync__token_expiry_mid_snapshot},
 	    {"test_sync__soak", test_sync__soak},
 	    {"test_sync__cli", test_sync__cli},
+	    {"test_sync__outbox_offline_then_online",
+	     test_sync__outbox_offline_then_online},
 	    {NULL, NULL},
 	};
 	/* SKY_SYNC_ONLY=word runs the cases whose name contains it. */

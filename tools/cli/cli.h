@@ -22,6 +22,11 @@ enum {
 
 typedef enum { FORMAT_JSON, FORMAT_TABLE, FORMAT_PROMETHEUS } cli_format;
 
+/* Sets of formats a command can print, for cli_open_formats(). */
+#define CLI_FORMAT_BIT(f) (1u << (f))
+#define CLI_FORMATS_DEFAULT \
+	(CLI_FORMAT_BIT(FORMAT_JSON) | CLI_FORMAT_BIT(FORMAT_TABLE))
+
 typedef struct {
 	const char *db;    /* --db, else $SKYSYNC_DB, else the XDG default */
 	cli_format format; /* --format */
@@ -35,8 +40,15 @@ typedef struct {
 	int (*run)(int argc, char **argv, const cli_globals *g);
 } cli_command;
 
-/* Open the cache named by the globals; prints the error and returns NULL. */
+/* Open the cache named by the globals; prints the error and returns NULL.
+ * It also refuses a --format the command cannot print (with exit code
+ * EXIT_USAGE, as every caller returns on NULL): every command opens the
+ * cache before it reads or changes anything, so this one check covers
+ * them all, those written later included. cli_open allows json and table;
+ * a command that prints more (stats: prometheus) names its formats. */
 sky_cache *cli_open(const cli_globals *g, int readonly);
+sky_cache *cli_open_formats(const cli_globals *g, int readonly,
+			    unsigned formats);
 
 /* Print "skysync: <message>" for the last library error; return the exit
  * code that fits its code (2 not found, 3 input, 4 network, 1 else). */
@@ -48,8 +60,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 /* True if argv has -h/--help; then prints `usage` to stdout. */
 int cli_wants_help(int argc, char **argv, const char *usage);
 
-/* Print one JSON object (text) as a line, or as a table row in table mode. */
+/* Print one JSON object (text) as a line, whatever the format: lists
+ * collect their rows with cli_table_* in table mode instead. */
 void cli_print_json_line(const cli_globals *g, const char *json);
+/* Print one JSON object (text): a line, or in table mode a two-column
+ * field/value table. */
+void cli_print_object(const cli_globals *g, const char *json);
 
 /* Table output: collect rows of JSON objects, print aligned columns. */
 typedef struct cli_table cli_table;
@@ -60,6 +76,8 @@ void cli_table_free(cli_table *t);
 
 extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data,
 	cli_cmd_apps, cli_cmd_roles, cli_cmd_stats, cli_cmd_check,
-	cli_cmd_backup, cli_cmd_events, cli_cmd_query, cli_cmd_sync;
+	cli_cmd_backup, cli_cmd_events, cli_cmd_query, cli_cmd_sync,
+	cli_cmd_session, cli_cmd_props, cli_cmd_data_patch, cli_cmd_participant,
+	cli_cmd_event, cli_cmd_outbox;
 
 #endif

@@ -386,6 +386,25 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 				(unsigned long long)st.progress.sessions_done,
 				(unsigned long long)st.progress.applications,
 				g->db);
+		/* DESIGN.md §7: 0 only when no deliverable write is left. */
+		sky_outbox_counts n;
+		if (rc == EXIT_OK && sky_outbox_counts_get(c, &n) == 0) {
+			uint64_t left = n.pending + n.in_flight + n.in_doubt;
+			if (!ui.quiet && (left || n.rejected))
+				fprintf(stderr,
+					"skysync: outbox: %llu not delivered "
+					"(%llu pending, %llu in doubt), %llu "
+					"rejected (see `skysync outbox list`)\n",
+					(unsigned long long)left,
+					(unsigned long long)(n.pending +
+							     n.in_flight),
+					(unsigned long long)n.in_doubt,
+					(unsigned long long)n.rejected);
+			if (left)
+				rc = EXIT_NETWORK;
+			else if (n.rejected)
+				rc = EXIT_REJECTED;
+		}
 	}
 done:
 	wipe_free(password);

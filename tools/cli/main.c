@@ -15,6 +15,8 @@ static const cli_command *const commands[] = {
 	&cli_cmd_apply, &cli_cmd_get,   &cli_cmd_data,   &cli_cmd_apps,
 	&cli_cmd_roles, &cli_cmd_stats, &cli_cmd_check,  &cli_cmd_backup,
 	&cli_cmd_events, &cli_cmd_query, &cli_cmd_sync,
+	&cli_cmd_session, &cli_cmd_props, &cli_cmd_data_patch,
+	&cli_cmd_participant, &cli_cmd_event, &cli_cmd_outbox,
 	NULL,
 };
 
@@ -24,11 +26,11 @@ static void usage(FILE *out)
 		"usage: skysync [--db DIR] [--format json|table] COMMAND [ARGS]\n"
 		"\n"
 		"A local mirror of a Skylight realm: apply events, read sessions\n"
-		"and their data offline.\n"
+		"and their data offline, queue writes offline and deliver them.\n"
 		"\n"
 		"Commands:\n");
 	for (const cli_command *const *c = commands; *c; c++)
-		fprintf(out, "  %-10s %s\n", (*c)->name, (*c)->summary);
+		fprintf(out, "  %-12s %s\n", (*c)->name, (*c)->summary);
 	fprintf(out,
 		"\n"
 		"Global options:\n"
@@ -129,8 +131,14 @@ int main(int argc, char **argv)
 	}
 	g.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
 
+	/* `data patch APP SID JSON` writes; `data APP SID` reads (an
+	 * application may be called "patch": that read has two arguments). */
+	const char *name = rest[0];
+	if (!strcmp(name, "data") && nrest >= 2 && !strcmp(rest[1], "patch") &&
+	    nrest != 3)
+		name = "data patch";
 	for (const cli_command *const *c = commands; *c; c++) {
-		if (strcmp((*c)->name, rest[0]) == 0) {
+		if (strcmp((*c)->name, name) == 0) {
 			if (cli_wants_help(nrest, rest, (*c)->usage)) {
 				rc = EXIT_OK;
 				goto done;
