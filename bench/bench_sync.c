@@ -264,7 +264,7 @@ static void serve_pump(serve_ctx *s)
 		    json_string_value(json_array_get(s->sids, s->next++));
 		char *url;
 		sky__api_url(s->url, SKY_API_DATA, "demo", APP, sid, &url);
-		sky_http_spec spec = {"GET", url, s->token, NULL, 0, 0};
+		sky_http_spec spec = {"GET", url, s->token, NULL, 0, 0, 0};
 		if (sky__http_send(s->http, &spec, serve_done, s, NULL) == 0)
 			s->inflight++;
 		else
@@ -300,7 +300,7 @@ static void token_done(const sky_http_response *res, void *arg)
 	sky__api_tokens_clear(&t);
 	char *url;
 	sky__api_url(s->url, SKY_API_SESSIONS, "demo", APP, NULL, &url);
-	sky_http_spec spec = {"GET", url, s->token, NULL, 0, (size_t)1 << 30};
+	sky_http_spec spec = {"GET", url, s->token, NULL, 0, (size_t)1 << 30, 0};
 	sky__http_send(s->http, &spec, list_done, s, NULL);
 	free(url);
 }
@@ -321,7 +321,7 @@ static double serve_rate(const char *url, unsigned parallel, size_t *count)
 	char *login;
 	sky__api_url(url, SKY_API_LOGIN, "demo", NULL, NULL, &login);
 	double t0 = now_s();
-	sky_http_spec spec = {"POST", login, NULL, body, len, 0};
+	sky_http_spec spec = {"POST", login, NULL, body, len, 0, 0};
 	sky__http_send(s.http, &spec, token_done, &s, NULL);
 	event_base_dispatch(s.base);
 	double secs = now_s() - t0;

@@ -663,7 +663,9 @@ static void req_send(sky_engine_req *r)
 	}
 	sky_http_spec spec = {
 	    route_->method, url,	 route_->needs_token ? e->access : NULL,
-	    r->body,	    r->body_len, 0};
+	    r->body,	    r->body_len, 0, 0};
+	spec.not_idempotent = r->call == SKY_API_SESSION_CREATE ||
+			      r->call == SKY_API_EVENT_SEND;
 	/* Lists may be long (100k sessions); single objects are bounded. */
 	if (r->call == SKY_API_SESSIONS || r->call == SKY_API_APPS ||
 	    r->call == SKY_API_ROLES)

@@ -400,6 +400,16 @@ int sky__http_send(sky_http_client *h, const sky_http_spec *spec,
 					 spec->method);
 	}
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	/*
+	 * libcurl sends a request again by itself when a reused connection
+	 * dies before any answer -- which is also what a server that did the
+	 * work and then lost the connection looks like. A request that must
+	 * not run twice goes on a connection of its own, so it never does.
+	 */
+	if (spec->not_idempotent) {
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	}
 
 	CURLMcode mc = curl_multi_add_handle(h->multi, e);
 	if (mc != CURLM_OK) {

@@ -34,6 +34,7 @@
 #include "api.h"
 #include "engine.h"
 #include "harness.h"
+#include "merge.h"
 #include "mqtt.h"
 #include "skysync.h"
 #include "testutil.h"
@@ -1641,6 +1642,392 @@ static void test_sync__outbox_offline_then_online(void)
 	free(seed);
 }
 
+
+static int admin_fault(fixture *fx, const char *spec)
+{
+	json_t *j = json_string(spec);
+	char *body = json_dumps(j, JSON_ENCODE_ANY);
+	json_decref(j);
+	long st = admin(fx, "POST", "/_admin/faults", body);
+	free(body);
+	return st == 201 ? 0 : -1;
+}
+
+typedef struct {
+	int count;
+	int statuses[8];
+} rejections;
+
+static int on_rejected(const sky_outbox_entry *e, void *payload)
+{
+	rejections *r = payload;
+	if (r->count < 8)
+		r->statuses[r->count] = e->http_status;
+	r->count++;
+	return 0;
+}
+
+static int has_status(const rejections *r, int status)
+{
+	for (int i = 0; i < r->count && i < 8; i++)
+		if (r->statuses[i] == status)
+			return 1;
+	return 0;
+}
+
+typedef struct {
+	uint64_t ids[16];
+	int states[16];
+	int n;
+} entry_states;
+
+static int note_entry(const sky_outbox_entry *e, void *payload)
+{
+	entry_states *s = payload;
+	if (s->n < 16) {
+		s->ids[s->n] = e->id;
+		s->states[s->n++] = e->state;
+	}
+	return 0;
+}
+
+static void test_sync__outbox_rejections(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
+	json_t *ids = open_sessions(&fx, 4);
+	CU_ASSERT_FATAL(json_array_size(ids) == 4);
+	const char *a = json_string_value(json_array_get(ids, 0));
+	const char *b = json_string_value(json_array_get(ids, 1));
+	const char *c = json_string_value(json_array_get(ids, 2));
+	const char *d = json_string_value(json_array_get(ids, 3));
+	char spec[512];
+	/* A's data is forbidden (403), C is gone (404); B gets a participant
+	 * the realm does not have (the emulator answers 400). */
+	snprintf(spec, sizeof(spec), "error:code=403,path=*/sessions/%s/data",
+		 a);
+	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
+	snprintf(spec, sizeof(spec), "error:code=404,next=1,path=*/%s", c);
+	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
+	char *before = NULL;
+	CU_ASSERT_FATAL(sky_data_get(fx.cache, APP, a, &before, NULL) == 0);
+	const char *px = "{\"rejected\":true}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, a, px, strlen(px)) == 0);
+	CU_ASSERT(sky_participant_add(fx.cache, APP, b, "u-nobody", 0) == 0);
+	CU_ASSERT(sky_session_set_name(fx.cache, APP, b, "after the bad one") ==
+		  0);
+	CU_ASSERT(sky_session_set_name(fx.cache, APP, c, "gone") == 0);
+	const char *pd = "{\"delivered\":true}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, d, pd, strlen(pd)) == 0);
+	rejections r = {0, {0}};
+	sky_outbox_on_rejected(fx.cache, on_rejected, &r);
+
+	CU_ASSERT(fx_sync_once(&fx) == 0);
+	uint64_t rejected = 0;
+	CU_ASSERT_EQUAL(outbox_left(&fx, &rejected), 0);
+	CU_ASSERT_EQUAL(rejected, 3);
+	CU_ASSERT_EQUAL(r.count, 3);
+	CU_ASSERT(has_status(&r, 403) && has_status(&r, 404) &&
+		  has_status(&r, 400));
+	/* The rejected writes' effects are undone; the others landed. */
+	char *after = NULL;
+	CU_ASSERT(sky_data_get(fx.cache, APP, a, &after, NULL) == 0);
+	CU_ASSERT(after && before && strcmp(after, before) == 0);
+	sky_free(after);
+	json_t *srv = server_session(&fx, b, 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(srv, "name")),
+			       "after the bad one");
+	json_decref(srv);
+	srv = server_session(&fx, d, 1);
+	CU_ASSERT(json_is_true(json_object_get(srv, "delivered")));
+	json_decref(srv);
+	char *text = NULL;
+	CU_ASSERT(sky_session_get(fx.cache, APP, c, &text, NULL) == 0);
+	CU_ASSERT(text && !strstr(text, "\"gone\""));
+	sky_free(text);
+
+	/* A dead letter sent again once the server accepts it. */
+	CU_ASSERT(admin(&fx, "DELETE", "/_admin/faults", NULL) == 200 ||
+		  admin(&fx, "DELETE", "/_admin/faults", NULL) == 204);
+	entry_states es = {{0}, {0}, 0};
+	sky_outbox_list(fx.cache, note_entry, &es);
+	CU_ASSERT_EQUAL(es.n, 3);
+	uint64_t a_id = es.ids[0];
+	CU_ASSERT_EQUAL(es.states[0], SKY_OUTBOX_REJECTED);
+	CU_ASSERT_EQUAL(sky_outbox_retry(fx.cache, a_id), 0);
+	CU_ASSERT_EQUAL(sky_outbox_retry(fx.cache, a_id), SKY_EINVAL);
+	CU_ASSERT(sky_data_get(fx.cache, APP, a, &after, NULL) == 0);
+	CU_ASSERT(after && strstr(after, "\"rejected\":true"));
+	sky_free(after);
+	CU_ASSERT(fx_sync_once(&fx) == 0);
+	srv = server_session(&fx, a, 1);
+	CU_ASSERT(json_is_true(json_object_get(srv, "rejected")));
+	json_decref(srv);
+	/* The other two are dropped by hand: the outbox is empty. */
+	CU_ASSERT_EQUAL(sky_outbox_drop(fx.cache, es.ids[1]), 0);
+	CU_ASSERT_EQUAL(sky_outbox_drop(fx.cache, es.ids[2]), 0);
+	CU_ASSERT_EQUAL(sky_outbox_drop(fx.cache, es.ids[2]), SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(outbox_left(&fx, &rejected), 0);
+	CU_ASSERT_EQUAL(rejected, 0);
+	CU_ASSERT(converge(&fx, 1));
+	sky_free(before);
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+static void test_sync__outbox_lost_create_answer(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
+	/* The first create lands and its answer is lost; the second create
+	 * fails before it lands (503) and must still be made once. */
+	CU_ASSERT_FATAL(admin_fault(&fx, "drop:next=1,method=POST,"
+					 "path=*/sessions") == 0);
+	char *l1 = NULL, *l2 = NULL;
+	const char *c1 = "{\"name\":\"lost answer\"}";
+	const char *c2 = "{\"name\":\"failed first\"}";
+	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, c1, strlen(c1), &l1) ==
+			0);
+	CU_ASSERT(fx_sync_once(&fx) == 0);
+	CU_ASSERT_FATAL(admin_fault(&fx, "error:code=503,next=1,method=POST,"
+					 "path=*/sessions") == 0);
+	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, c2, strlen(c2), &l2) ==
+			0);
+	const char *p = "{\"after\":\"create\"}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, l2, p, strlen(p)) == 0);
+	CU_ASSERT(fx_sync_once(&fx) == 0);
+	CU_ASSERT_EQUAL(outbox_left(&fx, NULL), 0);
+	CU_ASSERT_EQUAL(server_count_ref(&fx, l1), 1);
+	CU_ASSERT_EQUAL(server_count_ref(&fx, l2), 1);
+	char *text = NULL;
+	CU_ASSERT(sky_data_get(fx.cache, APP, l2, &text, NULL) == 0);
+	CU_ASSERT(text && strstr(text, "\"after\""));
+	sky_free(text);
+	CU_ASSERT(converge(&fx, 1));
+	sky_free(l1);
+	sky_free(l2);
+	fx_end(&fx);
+	free(seed);
+}
+
+/* One random write of the flaky test, applied to the model too. */
+typedef struct {
+	char sid[128]; /* server id, or the local id of a created one */
+	json_t *name;  /* string */
+	json_t *props; /* object */
+	json_t *data;  /* object */
+	json_t *added; /* participant ids added */
+	int created;
+} model_session;
+
+static json_t *random_value(slist *rng, int depth)
+{
+	switch (rnd(rng, depth > 1 ? 4 : 6)) {
+	case 0:
+		return json_integer(rnd(rng, 100));
+	case 1:
+		return json_null();
+	case 2:
+		return json_string(rnd(rng, 2) ? "x" : "yy");
+	case 3:
+		return json_pack("[ii]", rnd(rng, 9), rnd(rng, 9));
+	default: {
+		json_t *o = json_object();
+		unsigned n = 1 + rnd(rng, 3);
+		for (unsigned i = 0; i < n; i++) {
+			char k[2] = {(char)('a' + rnd(rng, 4)), 0};
+			json_object_set_new(o, k, random_value(rng, depth + 1));
+		}
+		return o;
+	}
+	}
+}
+
+static void test_sync__outbox_flaky_network(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	const size_t n_writes = getenv("SKY_UNDER_VALGRIND") ? 200 : 2000;
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	fx.max_parallel = 8;
+	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
+	CU_ASSERT_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000) == 0);
+	const char *faults[] = {
+	    "error:code=503,p=0.08,method=write",
+	    "throttle:retry=1,p=0.02,method=write",
+	    "drop:p=0.05,method=write",
+	    "reset:p=0.03",
+	    "expire:p=0.01",
+	    "delay:ms=200,p=0.02",
+	};
+	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+		CU_ASSERT_FATAL(admin_fault(&fx, faults[i]) == 0);
+	admin(&fx, "POST", "/_admin/random-seed", "{\"seed\": 12345}");
+
+	/* The model starts from the mirror, equal to the server now. */
+	json_t *ids = open_sessions(&fx, 24);
+	size_t n = json_array_size(ids);
+	model_session m[40];
+	memset(m, 0, sizeof(m));
+	for (size_t i = 0; i < n; i++) {
+		const char *sid = json_string_value(json_array_get(ids, i));
+		snprintf(m[i].sid, sizeof(m[i].sid), "%s", sid);
+		char *text = NULL;
+		sky_session_get(fx.cache, APP, sid, &text, NULL);
+		json_t *s = json_loads(text, 0, NULL);
+		sky_free(text);
+		m[i].name = json_incref(json_object_get(s, "name"));
+		m[i].props = json_incref(json_object_get(s, "properties"));
+		json_decref(s);
+		sky_data_get(fx.cache, APP, sid, &text, NULL);
+		m[i].data = json_loads(text, 0, NULL);
+		sky_free(text);
+		m[i].added = json_array();
+	}
+	slist rng = {NULL, 0, 0, 42};
+	static const char *users[] = {"u-alice", "u-bob", "u-carol", "u-dave"};
+	for (size_t w = 0; w < n_writes; w++) {
+		unsigned pick = rnd(&rng, 100);
+		if (pick < 1 && n < 40) {
+			char name[64];
+			snprintf(name, sizeof(name), "flaky %zu", w);
+			json_t *b = json_pack("{s:s, s:{s:s}}", "name", name,
+					      "properties", "site", "flaky");
+			char *t = json_dumps(b, JSON_COMPACT);
+			char *local = NULL;
+			CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, t,
+							   strlen(t), &local) == 0);
+			model_session *x = &m[n++];
+			snprintf(x->sid, sizeof(x->sid), "%s", local);
+			x->name = json_incref(json_object_get(b, "name"));
+			x->props = json_incref(json_object_get(b, "properties"));
+			x->data = json_object();
+			x->added = json_array();
+			x->created = 1;
+			sky_free(local);
+			free(t);
+			json_decref(b);
+			continue;
+		}
+		model_session *x = &m[rnd(&rng, (unsigned)n)];
+		int rc;
+		if (pick < 70) {
+			json_t *patch = json_object();
+			char k[2] = {(char)('a' + rnd(&rng, 4)), 0};
+			json_object_set_new(patch, k, random_value(&rng, 1));
+			char *t = json_dumps(patch, JSON_COMPACT);
+			rc = sky_data_patch(fx.cache, APP, x->sid, t, strlen(t));
+			x->data = sky__merge_patch(x->data, patch);
+			free(t);
+			json_decref(patch);
+		} else if (pick < 82) {
+			char name[64];
+			snprintf(name, sizeof(name), "name %zu", w);
+			rc = sky_session_set_name(fx.cache, APP, x->sid, name);
+			json_decref(x->name);
+			x->name = json_string(name);
+		} else if (pick < 94) {
+			char v[32];
+			snprintf(v, sizeof(v), "v%zu", w);
+			json_t *p = json_pack("{s:s, s:s}", "site", "flaky",
+					      "step", v);
+			char *t = json_dumps(p, JSON_COMPACT);
+			rc = sky_session_set_properties(fx.cache, APP, x->sid, t,
+							strlen(t));
+			free(t);
+			json_decref(x->props);
+			x->props = p;
+		} else {
+			const char *u = users[rnd(&rng, 4)];
+			rc = sky_participant_add(fx.cache, APP, x->sid, u, 0);
+			json_array_append_new(x->added, json_string(u));
+		}
+		CU_ASSERT_EQUAL(rc, 0);
+		if ((w & 63) == 0)
+			sky_sleep_ms(5); /* let delivery interleave */
+	}
+	/* Everything is delivered, whatever the faults did. */
+	long waited = 0;
+	while (outbox_left(&fx, NULL) > 0 && waited < 180000) {
+		sky_sleep_ms(200);
+		waited += 200;
+	}
+	uint64_t rejected = 0;
+	CU_ASSERT_EQUAL(outbox_left(&fx, &rejected), 0);
+	CU_ASSERT_EQUAL(rejected, 0);
+	/* The faults did fire: lost answers, errors, throttling, expiry. */
+	sky_http_res fres;
+	sky_http(fx.emu.url, "GET", "/_admin/faults", NULL, NULL, &fres);
+	json_t *fdoc = json_loads(fres.body, 0, NULL);
+	json_t *fired = json_object_get(fdoc, "fired");
+	const char *kinds[] = {"drop", "error", "throttle", "reset", "expire"};
+	for (size_t i = 0; i < 5; i++) {
+		json_int_t k = json_integer_value(json_object_get(fired, kinds[i]));
+		if (verbose)
+			fprintf(stderr, "  fault %s fired %lld times\n", kinds[i],
+				(long long)k);
+		CU_ASSERT(k > 0);
+	}
+	json_decref(fdoc);
+	sky_http_res_free(&fres);
+	admin(&fx, "DELETE", "/_admin/faults", NULL);
+	/* The server holds what the writes say, no create twice. */
+	for (size_t i = 0; i < n; i++) {
+		model_session *x = &m[i];
+		const char *sid = x->sid;
+		char *text = NULL;
+		json_t *mine = NULL;
+		if (x->created) {
+			CU_ASSERT_EQUAL(server_count_ref(&fx, x->sid), 1);
+			CU_ASSERT(sky_session_get(fx.cache, APP, x->sid, &text,
+						  NULL) == 0);
+			mine = json_loads(text, 0, NULL);
+			sky_free(text);
+			sid = json_string_value(json_object_get(mine, "sessionId"));
+		}
+		json_t *s = server_session(&fx, sid, 0);
+		json_t *d = server_session(&fx, sid, 1);
+		CU_ASSERT(json_equal(json_object_get(s, "name"), x->name));
+		CU_ASSERT(json_equal(json_object_get(s, "properties"), x->props));
+		int data_ok = json_equal(d, x->data);
+		CU_ASSERT(data_ok);
+		if (!data_ok) {
+			char *a = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+			char *b = json_dumps(x->data, JSON_COMPACT | JSON_SORT_KEYS);
+			fprintf(stderr, "  %s: server %s, expected %s\n", sid, a, b);
+			free(a);
+			free(b);
+		}
+		size_t j;
+		json_t *u;
+		json_array_foreach(x->added, j, u) {
+			int found = 0;
+			size_t k;
+			json_t *p;
+			json_array_foreach(json_object_get(s, "participants"), k, p)
+				found |= json_equal(json_object_get(p, "id"), u);
+			CU_ASSERT(found);
+		}
+		json_decref(s);
+		json_decref(d);
+		json_decref(mine);
+		json_decref(x->name);
+		json_decref(x->props);
+		json_decref(x->data);
+		json_decref(x->added);
+	}
+	/* And the mirror equals the server. */
+	CU_ASSERT(converge(&fx, 1));
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
 int main(void)
 {
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
@@ -1665,6 +2052,11 @@ int main(void)
 	    {"test_sync__cli", test_sync__cli},
 	    {"test_sync__outbox_offline_then_online",
 	     test_sync__outbox_offline_then_online},
+	    {"test_sync__outbox_rejections", test_sync__outbox_rejections},
+	    {"test_sync__outbox_lost_create_answer",
+	     test_sync__outbox_lost_create_answer},
+	    {"test_sync__outbox_flaky_network",
+	     test_sync__outbox_flaky_network},
 	    {NULL, NULL},
 	};
 	/* SKY_SYNC_ONLY=word runs the cases whose name contains it. */
