@@ -827,6 +827,27 @@ static char *new_local_id(void)
 	return id;
 }
 
+/* Apply one write to the local view `rec` of a session with writes
+ * queued already. */
+static int lay_on(MDB_txn *txn, sky_cache *c, sky_record *rec,
+		  const sky_ob_entry *e, json_t *body)
+{
+	if (e->op == SKY_WRITE_EVENT)
+		return 0;
+	if (e->op == SKY_WRITE_DATA) {
+		sky__changes_note(c, e->app, e->sid);
+		return sky__doc_patch(txn, data_dbi(c), rec->docid, body);
+	}
+	json_t *old = sky__record_json(rec);
+	json_t *now = old ? json_deep_copy(old) : NULL;
+	int rc = now ? apply_fields(now, e, body) : -1;
+	if (rc == 0)
+		rc = sky__record_put(txn, c, rec, now, old, rec->created_us);
+	json_decref(old);
+	json_decref(now);
+	return rc;
+}
+
 static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 {
 	sky_cache *c = q->cache;
@@ -894,7 +915,13 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 		return rc;
 	w->id = e.id;
 	/* The local view: rebuilt when it is the session's first queued
-	 * write (to keep the server copy aside), else the write laid on. */
+	 * write (to keep the server copy aside), else the write laid on top
+	 * -- the same result, at the cost of this write alone. */
+	sky_record rec;
+	if (e.op != SKY_WRITE_CREATE &&
+	    sky__record_get(txn, c, e.app, e.sid, &rec) == 0 &&
+	    (rec.flags & SKY_REC_PENDING))
+		return lay_on(txn, c, &rec, &e, q->bodies[i]);
 	return sky__outbox_rebuild(txn, c, e.app, e.sid);
 }
 

@@ -14,6 +14,14 @@
  *   crash_writer events PREFIX N [SEED]
  *       Print the first N events the writer would generate, as NDJSON
  *       (the same stream: the soak re-applies the acknowledged ones).
+ *   crash_writer queue DIR PREFIX [SEED]
+ *       Queue offline writes forever through the outbox: sessions created
+ *       with sky_session_create and data patches to them (alone or in a
+ *       sky_write_batch), printing "ack create LOCALID" and
+ *       "ack qN LOCALID" once the call returned (the write is durable).
+ *   crash_writer verifyq DIR ACKFILE
+ *       Check that every write acknowledged by `queue` is in the local
+ *       view and still queued in the outbox; exit 1 if one is missing.
  *   crash_writer verify DIR PREFIX ACKFILE
  *       Check that every event acknowledged in ACKFILE is in the cache:
  *       its session exists and, for a data event, the data key it set is
@@ -274,6 +282,130 @@ static int do_verify(const char *dir, const char *prefix, const char *ackfile)
 	return missing ? 1 : 0;
 }
 
+/* ---- the outbox writer ---- */
+
+static int do_queue(const char *dir, const char *prefix, unsigned seed)
+{
+	sky_cache *c = open_cache(dir);
+	if (!c)
+		return 2;
+	srand(seed);
+	const char *app = "{\"applicationId\":\"" APP "\",\"name\":\"crash\"}";
+	if (sky_app_put(c, app, strlen(app)) != 0) {
+		fprintf(stderr, "crash_writer: app_put: %s\n",
+			sky_error_last()->message);
+		return 1;
+	}
+	char *locals[32] = {NULL};
+	size_t nlocal = 0;
+	char body[256];
+	for (unsigned long n = 0;; n++) {
+		if (nlocal == 0 || (nlocal < 32 && rand() % 16 == 0)) {
+			snprintf(body, sizeof(body),
+				 "{\"name\":\"queued %s %lu\",\"properties\":"
+				 "{\"round\":\"%s\"}}",
+				 prefix, n, prefix);
+			char *sid = NULL;
+			if (sky_session_create(c, APP, body, strlen(body), &sid)) {
+				fprintf(stderr, "crash_writer: create: %s\n",
+					sky_error_last()->message);
+				return 1;
+			}
+			locals[nlocal++] = sid;
+			printf("ack create %s\n", sid);
+			fflush(stdout);
+			continue;
+		}
+		/* One write, or a batch of a few, to random local sessions. */
+		size_t k = rand() % 4 == 0 ? 1 + (size_t)rand() % 8 : 1;
+		sky_write w[8];
+		char bodies[8][64];
+		for (size_t i = 0; i < k; i++) {
+			snprintf(bodies[i], sizeof(bodies[i]),
+				 "{\"q%lu\":%lu}", n + i, n + i);
+			w[i] = (sky_write){SKY_WRITE_DATA, APP,
+					   locals[(size_t)rand() % nlocal],
+					   bodies[i], strlen(bodies[i]), 0,
+					   NULL, 0, NULL};
+		}
+		if (sky_write_batch(c, w, k) != 0) {
+			fprintf(stderr, "crash_writer: write: %s\n",
+				sky_error_last()->message);
+			return 1;
+		}
+		for (size_t i = 0; i < k; i++)
+			printf("ack q%lu %s\n", n + i, w[i].session_id);
+		fflush(stdout);
+		n += k - 1;
+	}
+}
+
+static int count_entry(const sky_outbox_entry *e, void *payload)
+{
+	(void)e;
+	(*(unsigned long *)payload)++;
+	return 0;
+}
+
+static int do_verifyq(const char *dir, const char *ackfile)
+{
+	FILE *f = fopen(ackfile, "r");
+	if (!f) {
+		perror(ackfile);
+		return 2;
+	}
+	sky_cache *c = open_cache(dir);
+	if (!c) {
+		fclose(f);
+		return 2;
+	}
+	char line[512], sid[256], key[64];
+	unsigned long checked = 0, missing = 0, entries = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long n;
+		if (!strchr(line, '\n'))
+			break; /* cut by the kill: never acknowledged */
+		char *json = NULL;
+		size_t len;
+		checked++;
+		if (sscanf(line, "ack create %255s", sid) == 1) {
+			if (sky_session_get(c, APP, sid, &json, &len) != 0) {
+				printf("missing: created session %s\n", sid);
+				missing++;
+			}
+			sky_free(json);
+			continue;
+		}
+		if (sscanf(line, "ack q%lu %255s", &n, sid) != 2) {
+			printf("verifyq: bad line: %s", line);
+			missing++;
+			continue;
+		}
+		json_t *doc = NULL;
+		if (sky_data_get(c, APP, sid, &json, &len) == 0)
+			doc = json_loadb(json, len, 0, NULL);
+		sky_free(json);
+		snprintf(key, sizeof(key), "q%lu", n);
+		json_t *v = doc ? json_object_get(doc, key) : NULL;
+		if (!json_is_integer(v) || json_integer_value(v) != (json_int_t)n) {
+			printf("missing: write q%lu to %s\n", n, sid);
+			missing++;
+		}
+		json_decref(doc);
+	}
+	fclose(f);
+	/* Nothing was delivered (no server): every write is still queued. */
+	if (sky_outbox_list(c, count_entry, &entries) != 0 || entries < checked) {
+		printf("missing: %lu acknowledged writes, %lu outbox entries\n",
+		       checked, entries);
+		missing++;
+	}
+	sky_cache_close(c);
+	printf("verified %lu acknowledged writes, %lu missing\n", checked,
+	       missing);
+	return missing ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && !strcmp(argv[1], "write"))
@@ -284,10 +416,17 @@ int main(int argc, char **argv)
 		return do_read(argv[2], argv[3]);
 	if (argc >= 4 && !strcmp(argv[1], "events"))
 		return do_events(argv[2], strtoul(argv[3], NULL, 10));
+	if (argc >= 4 && !strcmp(argv[1], "queue"))
+		return do_queue(argv[2], argv[3],
+				argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10)
+					 : (unsigned)getpid());
+	if (argc == 4 && !strcmp(argv[1], "verifyq"))
+		return do_verifyq(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "verify"))
 		return do_verify(argv[2], argv[3], argv[4]);
 	fprintf(stderr,
 		"usage: crash_writer write DIR PREFIX [SEED] | read DIR PREFIX |"
-		" events PREFIX N | verify DIR PREFIX ACKFILE\n");
+		" events PREFIX N | verify DIR PREFIX ACKFILE | queue DIR PREFIX\n"
+		"       [SEED] | verifyq DIR ACKFILE\n");
 	return 1;
 }
