@@ -11,6 +11,7 @@ top_build=${SKY_TOP_BUILDDIR:-$top_src}
 skysync="$top_build/tools/skysync"
 lookup="$top_build/examples/lookup_query"
 live="$top_build/examples/live_query"
+offline="$top_build/examples/offline_writes"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/skyex.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 db="$tmp/db"
@@ -27,7 +28,7 @@ same() { # same GOT WANT: passes when equal, else shows both
 	return 1
 }
 
-for p in "$lookup" "$live"; do
+for p in "$lookup" "$live" "$offline"; do
 	[ -x "$p" ] || { echo "SKIP: $p is not built (make check builds it)"; exit 77; }
 done
 command -v jq >/dev/null || { echo "FAIL: jq is missing (tools/install-deps)"; exit 1; }
@@ -82,6 +83,17 @@ check "live_query again" run 0 "$live" "$db"
 check "second run: all duplicates, nothing moves" same \
 	"$(grep -c 'outcome: duplicate' "$tmp/out") $(grep -c 'entered\|left' "$tmp/out")" "4 0"
 check "check clean" run 0 "$skysync" --db "$db" check
+
+# offline_writes: two writes queued, shown at once, listed, confirmed apart.
+check "offline_writes runs" run 0 "$offline" "$db" inspections s-1003
+check "local view renamed, data merged" same "$(field local | cut -d' ' -f1) $(field local | cut -d' ' -f2- | jq -c '[.checklist.floor, .note]')" 'renamed ["dry","ok"]'
+check "two writes pending" same "$(field pending)" "2"
+check "confirmed state has neither" same "$(field confirmed)" "not yet"
+check "both queued" same "$(field queued | cut -d' ' -f2- | tr '\n' ',')" "data pending,patch pending,"
+check "outbox list agrees" same "$("$skysync" --db "$db" outbox list | jq -r .op | tr '\n' ',')" "data,patch,"
+check "unknown session exits 2" run 2 "$offline" "$db" inspections s-9999
+check "nothing queued for it" same "$("$skysync" --db "$db" outbox list | wc -l)" "2"
+check "check clean with writes queued" run 0 "$skysync" --db "$db" check
 
 echo "test_examples: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -325,9 +325,15 @@ const cli_command cli_cmd_event = {
 
 /* ---- outbox ---- */
 
+typedef struct {
+	const cli_globals *g;
+	cli_table *table; /* --format table: rows collected here */
+} list_out;
+
 static int print_entry(const sky_outbox_entry *e, void *payload)
 {
-	const cli_globals *g = payload;
+	list_out *out = payload;
+	const cli_globals *g = out->g;
 	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i}", "id",
 			      (json_int_t)e->id, "op", sky_write_op_name(e->op),
 			      "state", sky_outbox_state_name(e->state),
@@ -352,7 +358,10 @@ static int print_entry(const sky_outbox_entry *e, void *payload)
 	json_decref(o);
 	if (!text)
 		return -1;
-	cli_print_json_line(g, text);
+	if (out->table)
+		cli_table_add_json(out->table, text);
+	else
+		cli_print_json_line(g, text);
 	free(text);
 	return 0;
 }
@@ -380,12 +389,26 @@ static int run_outbox(int argc, char **argv, const cli_globals *g)
 	if (!c)
 		return EXIT_USAGE;
 	int rc;
+	static const char *const columns[] = {
+	    "id",	"op",	  "state",  "sessionId", "attempts",
+	    "status", "queuedAt", "answer", NULL};
+	list_out out = {g, NULL};
+	if (list && g->format == FORMAT_TABLE && !(out.table = cli_table_new(columns))) {
+		sky_cache_close(c);
+		fprintf(stderr, "skysync: out of memory\n");
+		return EXIT_USAGE;
+	}
 	if (list)
-		rc = sky_outbox_list(c, print_entry, (void *)g);
+		rc = sky_outbox_list(c, print_entry, &out);
 	else if (!strcmp(sub, "retry"))
 		rc = sky_outbox_retry(c, id);
 	else
 		rc = sky_outbox_drop(c, id);
+	if (out.table) {
+		if (rc == 0)
+			cli_table_print(out.table, g, stdout);
+		cli_table_free(out.table);
+	}
 	rc = rc < 0 ? cli_fail(NULL) : EXIT_OK;
 	sky_cache_close(c);
 	return rc;
