@@ -11,11 +11,16 @@
  *   live      N events published straight to the broker (QoS 1), applied
  *             by a following engine: events/s from the first publish to
  *             the last apply, and the event lag the engine reports.
+ *   drain     W data patches queued in the outbox (100 sessions), then
+ *             delivered by the following engine: writes/s from the first
+ *             enqueue until the outbox is empty. Against `one at a time`:
+ *             the same W patches sent by one client that waits for each
+ *             answer before the next (same HTTP layer, kept-alive).
  *
  * The emulator's seed (N sessions with small data, one application) is
  * generated in a temporary directory, removed at exit.
  *
- *   bench/bench_sync [--quick] [--sessions N] [--events N] [--parallel P]
+ *   bench/bench_sync [--quick] [--sessions N] [--events N] [--writes W] [--parallel P]
  *                    [--emu PATH] [--mosquitto PATH]
  *
  * Full mode: 100k sessions, 50k events; --quick: 10k and 10k. One line per
@@ -384,17 +389,99 @@ static void stop_engine(evutil_socket_t fd, short what, void *arg)
 	sky_engine_stop(arg);
 }
 
+/* ---- one write at a time ---- */
+
+typedef struct {
+	struct event_base *base;
+	int done;
+	long status;
+} one_ctx;
+
+static void one_done(const sky_http_response *res, void *arg)
+{
+	one_ctx *o = arg;
+	o->done = 1;
+	o->status = res->status;
+	if (res->status == 200 && o->base)
+		event_base_loopbreak(o->base);
+}
+
+static int tokens_into(const sky_http_response *res, char **token)
+{
+	sky_api_tokens t;
+	if (res->status != 200 ||
+	    sky__api_parse_tokens(res->body, res->len, &t) < 0)
+		return -1;
+	*token = strdup(t.access_token);
+	sky__api_tokens_clear(&t);
+	return 0;
+}
+
+static char *login_token;
+
+static void login_done(const sky_http_response *res, void *arg)
+{
+	one_ctx *o = arg;
+	o->done = 1;
+	if (tokens_into(res, &login_token) < 0)
+		die("cannot log in to the emulator");
+	event_base_loopbreak(o->base);
+}
+
+/* W data patches, each sent after the answer to the one before. */
+static double one_at_a_time(const char *url, unsigned writes)
+{
+	one_ctx o = {event_base_new(), 0, 0};
+	sky_http_client *http;
+	sky_http_options ho = {NULL, 0, 1, 0, 0, 0, NULL};
+	if (sky__http_new(o.base, &ho, &http) < 0)
+		die("http: %s", sky_error_last()->message);
+	size_t len;
+	char *body = sky__api_login_body("integration", "integration-pass",
+					 "demo", &len);
+	char *login;
+	sky__api_url(url, SKY_API_LOGIN, "demo", NULL, NULL, &login);
+	sky_http_spec ls = {"POST", login, NULL, body, len, 0, 0};
+	sky__http_send(http, &ls, login_done, &o, NULL);
+	event_base_dispatch(o.base);
+	double t0 = now_s();
+	for (unsigned i = 0; i < writes; i++) {
+		char sid[32], patch[64], *purl;
+		snprintf(sid, sizeof(sid), "s-%07u", i % 100);
+		int plen = snprintf(patch, sizeof(patch),
+				    "{\"one\":{\"k%u\":%u}}", i % 50, i);
+		sky__api_url(url, SKY_API_DATA_PATCH, "demo", APP, sid, &purl);
+		sky_http_spec spec = {"PATCH", purl, login_token, patch,
+				      (size_t)plen, 0, 0};
+		o.done = 0;
+		sky__http_send(http, &spec, one_done, &o, NULL);
+		while (!o.done)
+			event_base_loop(o.base, EVLOOP_ONCE);
+		free(purl);
+		if (o.status != 200)
+			die("one at a time: HTTP %ld", o.status);
+	}
+	double secs = now_s() - t0;
+	free(login);
+	sky__api_wipe_free(body);
+	sky__http_free(http);
+	event_base_free(o.base);
+	free(login_token);
+	return writes / secs;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench/bench_sync [--quick] [--sessions N] "
-			"[--events N] [--parallel P] [--emu PATH] "
+			"[--events N] [--writes W] [--parallel P] [--emu PATH] "
 			"[--mosquitto PATH]\n");
 	exit(1);
 }
 
 int main(int argc, char **argv)
 {
-	unsigned sessions = 100000, events = 50000, parallel = 16;
+	unsigned sessions = 100000, events = 50000, parallel = 16,
+		 writes = 10000;
 	int quick = 0;
 	const char *emu = NULL, *mosq = getenv("MOSQUITTO_BIN");
 	for (int i = 1; i < argc; i++) {
@@ -404,6 +491,8 @@ int main(int argc, char **argv)
 			sessions = (unsigned)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--events") && i + 1 < argc)
 			events = (unsigned)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--writes") && i + 1 < argc)
+			writes = (unsigned)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--parallel") && i + 1 < argc)
 			parallel = (unsigned)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--emu") && i + 1 < argc)
@@ -558,13 +647,60 @@ int main(int argc, char **argv)
 	if (applied < events)
 		fprintf(stderr, "bench_sync: only %lu of %u events applied\n",
 			applied, events);
+
+	/* 4. Drain: W queued data patches over 100 sessions, delivered by
+	 * the live engine (it looks at the outbox every 100 ms). */
+	unsigned nsess = sessions < 100 ? sessions : 100;
+	sky_write *ws = calloc(1000, sizeof(*ws));
+	char (*bodies)[64] = calloc(1000, 64);
+	char (*sids)[32] = calloc(1000, 32);
+	double t2 = now_s();
+	for (unsigned done = 0; done < writes;) {
+		unsigned k = writes - done < 1000 ? writes - done : 1000;
+		for (unsigned i = 0; i < k; i++) {
+			unsigned n = done + i;
+			snprintf(sids[i], 32, "s-%07u", n % nsess);
+			int bl = snprintf(bodies[i], 64, "{\"q\":{\"k%u\":%u}}",
+					  n % 50, n);
+			ws[i] = (sky_write){SKY_WRITE_DATA, APP, sids[i],
+					    bodies[i], (size_t)bl, 0, NULL, 0,
+					    NULL};
+		}
+		if (sky_write_batch(cache, ws, k) < 0)
+			die("queue: %s", sky_error_last()->message);
+		done += k;
+	}
+	double queued_s = now_s() - t2;
+	sky_outbox_counts oc;
+	for (int i = 0; i < 60000; i++) {
+		if (sky_outbox_counts_get(cache, &oc) == 0 &&
+		    oc.pending + oc.in_flight + oc.in_doubt + oc.rejected == 0)
+			break;
+		usleep(1000);
+	}
+	double drain_s = now_s() - t2;
+	if (oc.pending + oc.in_flight + oc.in_doubt + oc.rejected)
+		die("the outbox did not drain");
+	free(ws);
+	free(bodies);
+	free(sids);
+	printf("drain     %8u writes    %9.0f writes/s    %5.2f s  (queued in "
+	       "%.2f s)\n",
+	       writes, writes / drain_s, drain_s, queued_s);
+	double one = one_at_a_time(url, writes);
+	printf("one-by-one%8u writes    %9.0f writes/s    (each waits for its "
+	       "answer)\n",
+	       writes, one);
+
 	printf("{\"bench\":\"sync\",\"sessions\":%u,\"parallel\":%u,"
 	       "\"serve_sessions_per_s\":%.0f,\"snapshot_sessions_per_s\":%.0f,"
 	       "\"snapshot_s\":%.2f,\"snapshot_share_of_serve\":%.3f,"
 	       "\"events\":%lu,\"live_events_per_s\":%.0f,"
-	       "\"last_event_lag_ms\":%.1f}\n",
+	       "\"last_event_lag_ms\":%.1f,\"drain_writes\":%u,"
+	       "\"drain_writes_per_s\":%.0f,\"one_at_a_time_writes_per_s\":%.0f}\n",
 	       sessions, parallel, serve, snap, snap_s, snap / serve, applied,
-	       applied / live_s, status.event_lag_us / 1000.0);
+	       applied / live_s, status.event_lag_us / 1000.0, writes,
+	       writes / drain_s, one);
 
 	mosquitto_disconnect(pub);
 	mosquitto_loop_stop(pub, false);

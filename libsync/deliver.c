@@ -37,7 +37,7 @@
 
 #define MAX_GROUP 64
 #define MAX_GROUP_BYTES (256 * 1024)
-#define POLL_MS 500 /* other processes may queue writes meanwhile */
+#define POLL_MS 100 /* other processes may queue writes meanwhile */
 
 typedef enum {
 	ANSWER_OK,
