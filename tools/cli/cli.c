@@ -1,22 +1,47 @@
 /*
- * cli.c - shared plumbing of the skysync commands: opening the cache,
- * mapping library errors to exit codes and one-line messages, and printing
- * JSON lines or aligned tables. Colours are used only on a terminal and
- * never when NO_COLOR is set.
+ * cli.c - shared plumbing of the skysync commands: opening the cache
+ * (and refusing a --format the command cannot print), mapping library
+ * errors to exit codes and one-line messages, and printing JSON lines or
+ * aligned tables. Colours are used only on a terminal and never when
+ * NO_COLOR is set (main.c decides, in cli_globals.color).
+ *
+ * Table cells hold text from the cache, which came from a server: they are
+ * printed without control characters (a value must not be able to move
+ * the cursor or recolour the terminal), at most MAX_CELL columns wide, and
+ * padded by display width so that wide (CJK) and combining characters do
+ * not break the alignment.
  */
 #include "config.h"
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
-sky_cache *cli_open(const cli_globals *g, int readonly)
+static const char *const format_names[] = {
+	[FORMAT_JSON] = "json",
+	[FORMAT_TABLE] = "table",
+	[FORMAT_PROMETHEUS] = "prometheus",
+};
+
+sky_cache *cli_open_formats(const cli_globals *g, int readonly,
+			    unsigned formats)
 {
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
 	sky_cache *c = NULL;
+	if (!(formats & CLI_FORMAT_BIT(g->format))) {
+		fprintf(stderr,
+			"skysync: --format %s is not available for this "
+			"command%s (see `skysync --help`)\n",
+			format_names[g->format],
+			g->format == FORMAT_PROMETHEUS
+				? ": only `skysync stats` prints it"
+				: "");
+		return NULL;
+	}
 	if (readonly)
 		o.flags |= SKY_CACHE_READONLY;
 	if (sky_cache_open(&c, g->db, &o) < 0) {
@@ -32,6 +57,11 @@ sky_cache *cli_open(const cli_globals *g, int readonly)
 		return NULL;
 	}
 	return c;
+}
+
+sky_cache *cli_open(const cli_globals *g, int readonly)
+{
+	return cli_open_formats(g, readonly, CLI_FORMATS_DEFAULT);
 }
 
 int cli_fail(const char *context)
@@ -81,14 +111,51 @@ void cli_print_json_line(const cli_globals *g, const char *json)
 	fputc('\n', stdout);
 }
 
+void cli_print_object(const cli_globals *g, const char *json)
+{
+	if (g->format != FORMAT_TABLE) {
+		cli_print_json_line(g, json);
+		return;
+	}
+	static const char *const cols[] = {"field", "value", NULL};
+	cli_table *t = cli_table_new(cols);
+	json_t *obj = json_loads(json, 0, NULL);
+	const char *k;
+	json_t *v;
+	if (!t || !obj) {
+		/* Out of memory: the JSON line still says everything. */
+		cli_table_free(t);
+		json_decref(obj);
+		cli_print_json_line(g, json);
+		return;
+	}
+	json_object_foreach(obj, k, v) {
+		json_t *row = json_pack("{s:s,s:O}", "field", k, "value", v);
+		char *text = row ? json_dumps(row, JSON_COMPACT) : NULL;
+		if (text)
+			cli_table_add_json(t, text);
+		free(text);
+		json_decref(row);
+	}
+	json_decref(obj);
+	cli_table_print(t, g, stdout);
+	cli_table_free(t);
+}
+
 /* ---- tables ---- */
 
+/* Widest cell, in terminal columns, ellipsis included. */
 #define MAX_CELL 48
+
+typedef struct {
+	char *text;   /* as printed: cleaned and cut (display_cell) */
+	size_t width; /* its display width */
+} cell;
 
 struct cli_table {
 	const char *const *columns;
 	size_t ncols;
-	char **cells; /* rows * ncols */
+	cell *cells; /* rows * ncols */
 	size_t rows, cap;
 };
 
@@ -103,7 +170,38 @@ cli_table *cli_table_new(const char *const *columns)
 	return t;
 }
 
-/* A cell's text: strings bare, objects as k=v pairs, others as JSON. */
+/* Growable text for cell_text; on allocation failure it stays NULL. */
+typedef struct {
+	char *s;
+	size_t len, cap;
+} buf;
+
+static void buf_add(buf *b, const char *text)
+{
+	size_t n = strlen(text);
+	if (!b->s && b->cap)
+		return; /* an earlier allocation failed */
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = (b->len + n + 1) * 2;
+		char *s = realloc(b->s, cap);
+		if (!s) {
+			free(b->s);
+			b->s = NULL;
+			b->cap = 1;
+			return;
+		}
+		b->s = s;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, text, n + 1);
+	b->len += n;
+}
+
+/*
+ * A cell's text (NULL: out of memory): strings bare; an object of string
+ * values, such as the properties of a session, as "k=v k=v"; anything else
+ * as compact JSON, so that nested data is shown as it is rather than lost.
+ */
 static char *cell_text(json_t *v)
 {
 	if (!v || json_is_null(v))
@@ -111,89 +209,209 @@ static char *cell_text(json_t *v)
 	if (json_is_string(v))
 		return strdup(json_string_value(v));
 	if (json_is_object(v)) {
-		size_t cap = 256, len = 0;
-		char *out = malloc(cap);
 		const char *k;
 		json_t *x;
-		out[0] = '\0';
+		int flat = 1;
 		json_object_foreach(v, k, x) {
-			const char *s = json_is_string(x) ? json_string_value(x) : "?";
-			size_t need = len + strlen(k) + strlen(s) + 3;
-			if (need >= cap) {
-				cap = need * 2;
-				out = realloc(out, cap);
-			}
-			len += (size_t)sprintf(out + len, "%s%s=%s", len ? " " : "",
-					       k, s);
+			if (!json_is_string(x))
+				flat = 0;
 		}
-		return out;
+		if (flat) {
+			buf b = {NULL, 0, 0};
+			buf_add(&b, "");
+			json_object_foreach(v, k, x) {
+				if (b.len)
+					buf_add(&b, " ");
+				buf_add(&b, k);
+				buf_add(&b, "=");
+				buf_add(&b, json_string_value(x));
+			}
+			return b.s;
+		}
 	}
 	return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
+/* Decode one UTF-8 sequence; returns its length in bytes (at least 1, so a
+ * malformed byte, which libsync never stores, still advances). */
+static size_t utf8_next(const unsigned char *s, uint32_t *cp)
+{
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+	if (n == 0) {
+		*cp = 0xfffd;
+		return 1;
+	}
+	uint32_t c = s[0] & (0x7f >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80) {
+			*cp = 0xfffd;
+			return i;
+		}
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	*cp = c;
+	return n;
+}
+
+/* Characters a cell must not send to a terminal: C0 and C1 controls, DEL
+ * (escape sequences start with them) and the bidirectional overrides and
+ * isolates, which reorder the rest of the line. */
+static int is_control(uint32_t c)
+{
+	return c < 0x20 || (c >= 0x7f && c <= 0x9f) ||
+	       (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+}
+
+typedef struct {
+	uint32_t lo, hi;
+} range;
+
+static int in_ranges(uint32_t c, const range *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (c >= r[i].lo && c <= r[i].hi)
+			return 1;
+	return 0;
+}
+
+/*
+ * Terminal columns of a printable character: 0 for combining marks and
+ * zero-width characters, 2 for East Asian wide and fullwidth characters and
+ * emoji, 1 otherwise. The main blocks of Unicode's EastAsianWidth and of
+ * Markus Kuhn's wcwidth, not the whole tables: wcwidth(3) itself would need
+ * a UTF-8 locale, which the output must not depend on.
+ */
+static size_t char_width(uint32_t c)
+{
+	static const range zero[] = {
+		{0x0300, 0x036f}, {0x0483, 0x0489}, {0x0591, 0x05bd},
+		{0x0610, 0x061a}, {0x064b, 0x065f}, {0x1ab0, 0x1aff},
+		{0x1dc0, 0x1dff}, {0x200b, 0x200f}, {0x20d0, 0x20ff},
+		{0xfe00, 0xfe0f}, {0xfe20, 0xfe2f}, {0xfeff, 0xfeff},
+		{0xe0100, 0xe01ef},
+	};
+	static const range wide[] = {
+		{0x1100, 0x115f},   {0x231a, 0x231b},   {0x2329, 0x232a},
+		{0x23e9, 0x23ec},   {0x25fd, 0x25fe},   {0x2614, 0x2615},
+		{0x2e80, 0x303e},   {0x3041, 0x33ff},   {0x3400, 0x4dbf},
+		{0x4e00, 0x9fff},   {0xa000, 0xa4cf},   {0xa960, 0xa97f},
+		{0xac00, 0xd7a3},   {0xf900, 0xfaff},   {0xfe10, 0xfe19},
+		{0xfe30, 0xfe6f},   {0xff00, 0xff60},   {0xffe0, 0xffe6},
+		{0x1f300, 0x1f64f}, {0x1f680, 0x1f6ff}, {0x1f900, 0x1f9ff},
+		{0x20000, 0x2fffd}, {0x30000, 0x3fffd},
+	};
+	if (c < 0x300)
+		return 1;
+	if (in_ranges(c, zero, sizeof(zero) / sizeof(zero[0])))
+		return 0;
+	if (in_ranges(c, wide, sizeof(wide) / sizeof(wide[0])))
+		return 2;
+	return 1;
+}
+
+/*
+ * The cell as printed, a new string (NULL: out of memory): each control
+ * character becomes a space, and text wider than MAX_CELL columns is cut
+ * to MAX_CELL - 1 columns plus an ellipsis. *width receives its width.
+ */
+static char *display_cell(const char *text, size_t *width)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t total = 0, len = strlen(text);
+	uint32_t c;
+	for (size_t i = 0; i < len;) {
+		i += utf8_next(s + i, &c);
+		total += is_control(c) ? 1 : char_width(c);
+	}
+	size_t limit = total > MAX_CELL ? MAX_CELL - 1 : total;
+	/* A control character never grows (it becomes one byte), so the
+	 * copy fits in len bytes, plus the ellipsis and the NUL. */
+	char *out = malloc(len + 4), *o = out;
+	size_t w = 0;
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_next(s + i, &c);
+		size_t cw = is_control(c) ? 1 : char_width(c);
+		if (w + cw > limit)
+			break;
+		if (is_control(c)) {
+			*o++ = ' ';
+		} else {
+			memcpy(o, s + i, n);
+			o += n;
+		}
+		w += cw;
+		i += n;
+	}
+	if (total > MAX_CELL) {
+		memcpy(o, "\xe2\x80\xa6", 3); /* U+2026 */
+		o += 3;
+		w++;
+	}
+	*o = '\0';
+	*width = w;
+	return out;
+}
+
 void cli_table_add_json(cli_table *t, const char *json)
 {
-	json_t *obj = json_loads(json, 0, NULL);
+	if (!t)
+		return;
 	if (t->rows == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 16;
-		t->cells = realloc(t->cells, t->cap * t->ncols * sizeof(char *));
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		cell *cells = realloc(t->cells, cap * t->ncols * sizeof(cell));
+		if (!cells)
+			return; /* the row is lost, the table stays whole */
+		t->cells = cells;
+		t->cap = cap;
 	}
-	for (size_t i = 0; i < t->ncols; i++)
-		t->cells[t->rows * t->ncols + i] =
-			cell_text(json_object_get(obj, t->columns[i]));
+	json_t *obj = json_loads(json, 0, NULL);
+	cell *row = t->cells + t->rows * t->ncols;
+	for (size_t i = 0; i < t->ncols; i++) {
+		char *text = cell_text(json_object_get(obj, t->columns[i]));
+		row[i].width = 0;
+		row[i].text = text ? display_cell(text, &row[i].width) : NULL;
+		free(text);
+	}
 	t->rows++;
 	json_decref(obj);
 }
 
-/* Display width of UTF-8 text (code points; good enough for tables). */
-static size_t width(const char *s)
-{
-	size_t w = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			w++;
-	return w;
-}
-
-/* Truncate to MAX_CELL code points with an ellipsis, in place. */
-static void truncate_cell(char *s)
-{
-	size_t w = 0;
-	for (char *p = s; *p; p++) {
-		if (((unsigned char)*p & 0xc0) != 0x80 && ++w == MAX_CELL) {
-			strcpy(p, "\xe2\x80\xa6"); /* U+2026 */
-			return;
-		}
-	}
-}
-
 void cli_table_print(cli_table *t, const cli_globals *g, FILE *out)
 {
+	if (!t)
+		return;
 	size_t *w = calloc(t->ncols, sizeof(size_t));
+	if (!w)
+		return;
 	for (size_t i = 0; i < t->ncols; i++)
-		w[i] = width(t->columns[i]);
+		w[i] = strlen(t->columns[i]); /* column names are ASCII */
 	for (size_t r = 0; r < t->rows; r++)
-		for (size_t i = 0; i < t->ncols; i++) {
-			char *cell = t->cells[r * t->ncols + i];
-			for (char *p = cell; *p; p++)
-				if (*p == '\n' || *p == '\t')
-					*p = ' ';
-			truncate_cell(cell);
-			size_t cw = width(cell);
-			if (cw > w[i])
-				w[i] = cw;
-		}
-	const char *bold = g->color ? "\033[1m" : "", *reset = g->color ? "\033[0m" : "";
+		for (size_t i = 0; i < t->ncols; i++)
+			if (t->cells[r * t->ncols + i].width > w[i])
+				w[i] = t->cells[r * t->ncols + i].width;
+	/* Padding goes outside the colour codes, which take no columns; the
+	 * last column is not padded, so lines carry no trailing blanks. */
+	const char *bold = g->color ? "\033[1m" : "";
+	const char *reset = g->color ? "\033[0m" : "";
 	for (size_t i = 0; i < t->ncols; i++)
 		fprintf(out, "%s%s%s%*s", bold, t->columns[i], reset,
-			i + 1 < t->ncols ? (int)(w[i] - width(t->columns[i]) + 2) : 0,
+			i + 1 < t->ncols
+				? (int)(w[i] - strlen(t->columns[i]) + 2)
+				: 0,
 			"");
 	fputc('\n', out);
 	for (size_t r = 0; r < t->rows; r++) {
 		for (size_t i = 0; i < t->ncols; i++) {
-			const char *cell = t->cells[r * t->ncols + i];
-			fprintf(out, "%s%*s", cell,
-				i + 1 < t->ncols ? (int)(w[i] - width(cell) + 2) : 0,
+			const cell *c = &t->cells[r * t->ncols + i];
+			fprintf(out, "%s%*s", c->text ? c->text : "",
+				i + 1 < t->ncols ? (int)(w[i] - c->width + 2)
+						 : 0,
 				"");
 		}
 		fputc('\n', out);
@@ -206,7 +424,7 @@ void cli_table_free(cli_table *t)
 	if (!t)
 		return;
 	for (size_t i = 0; i < t->rows * t->ncols; i++)
-		free(t->cells[i]);
+		free(t->cells[i].text);
 	free(t->cells);
 	free(t);
 }

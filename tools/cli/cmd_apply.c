@@ -131,12 +131,16 @@ static int run_apply(int argc, char **argv, const cli_globals *g)
 				strcmp(path, "-") ? path : "the input");
 			b->counts[SKY_EVENT_REJECTED]++;
 		}
-		printf("{\"applied\":%lu,\"duplicate\":%lu,\"stale\":%lu,"
-		       "\"deferred\":%lu,\"rejected\":%lu}\n",
-		       b->counts[SKY_EVENT_APPLIED],
-		       b->counts[SKY_EVENT_DUPLICATE], b->counts[SKY_EVENT_STALE],
-		       b->counts[SKY_EVENT_DEFERRED],
-		       b->counts[SKY_EVENT_REJECTED]);
+		char summary[160];
+		snprintf(summary, sizeof(summary),
+			 "{\"applied\":%lu,\"duplicate\":%lu,\"stale\":%lu,"
+			 "\"deferred\":%lu,\"rejected\":%lu}",
+			 b->counts[SKY_EVENT_APPLIED],
+			 b->counts[SKY_EVENT_DUPLICATE],
+			 b->counts[SKY_EVENT_STALE],
+			 b->counts[SKY_EVENT_DEFERRED],
+			 b->counts[SKY_EVENT_REJECTED]);
+		cli_print_object(g, summary);
 		if (b->counts[SKY_EVENT_REJECTED])
 			exit_code = EXIT_REJECTED;
 	}
@@ -153,7 +157,10 @@ const cli_command cli_cmd_apply = {
 	"or standard input. Each rejected line is reported as `line N: reason`\n"
 	"on stderr and changes nothing; the others are applied. Duplicates (an\n"
 	"eventId seen before) and stale events (older than the cached state)\n"
-	"are skipped; events for sessions not cached yet wait for them.\n"
-	"Prints a summary object; exit 3 if any line was rejected.\n",
+	"are skipped; events for sessions not cached yet wait for them. A blank\n"
+	"line is rejected, and so is input with no events at all.\n"
+	"Prints a summary object (counts of applied, duplicate, stale, deferred\n"
+	"and rejected events); exit 3 if any line was rejected, 2 if FILE\n"
+	"cannot be read.\n",
 	run_apply,
 };

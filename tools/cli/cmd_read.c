@@ -2,41 +2,18 @@
  * cmd_read.c - the read-only commands: get, data, apps, roles, events,
  * stats, check, backup. Each opens the cache read-only (so it never
  * creates one by accident and can run beside a writer) and prints JSON
- * lines, or a table with --format table.
+ * lines, or a table with --format table; stats also prints Prometheus
+ * metrics (--format prometheus), which the others refuse in cli_open.
  */
 #include "config.h"
 
 #include <inttypes.h>
 #include <jansson.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
-
-/* Print a borrowed JSON object: one line, or a two-column table. */
-static void print_object(const cli_globals *g, const char *json)
-{
-	if (g->format != FORMAT_TABLE) {
-		cli_print_json_line(g, json);
-		return;
-	}
-	static const char *const cols[] = {"field", "value", NULL};
-	cli_table *t = cli_table_new(cols);
-	json_t *obj = json_loads(json, 0, NULL);
-	const char *k;
-	json_t *v;
-	json_object_foreach(obj, k, v) {
-		json_t *row = json_pack("{s:s,s:O}", "field", k, "value", v);
-		char *text = json_dumps(row, JSON_COMPACT);
-		cli_table_add_json(t, text);
-		free(text);
-		json_decref(row);
-	}
-	json_decref(obj);
-	cli_table_print(t, g, stdout);
-	cli_table_free(t);
-}
 
 static int run_get(int argc, char **argv, const cli_globals *g)
 {
@@ -51,7 +28,7 @@ static int run_get(int argc, char **argv, const cli_globals *g)
 	if (rc == 0) {
 		rc = sky_reader_session(r, argv[1], argv[2], &json, NULL);
 		if (rc == 0)
-			print_object(g, json);
+			cli_print_object(g, json);
 		sky_reader_end(r);
 	}
 	rc = rc < 0 ? cli_fail(NULL) : EXIT_OK;
@@ -64,8 +41,8 @@ const cli_command cli_cmd_get = {
 	"usage: skysync get APP SID\n"
 	"\n"
 	"Print session SID of application APP from the cache as one JSON object\n"
-	"(the local view, including writes not yet delivered). Exit 2 when the\n"
-	"session is not in the cache.\n",
+	"(the local view, including writes not yet delivered); with --format\n"
+	"table, one field per row. Exit 2 when the session is not in the cache.\n",
 	run_get,
 };
 
@@ -79,7 +56,7 @@ static int run_data(int argc, char **argv, const cli_globals *g)
 	char *json;
 	int rc = sky_data_get(c, argv[1], argv[2], &json, NULL);
 	if (rc == 0) {
-		print_object(g, json);
+		cli_print_object(g, json);
 		sky_free(json);
 	}
 	rc = rc < 0 ? cli_fail(NULL) : EXIT_OK;
@@ -92,7 +69,8 @@ const cli_command cli_cmd_data = {
 	"usage: skysync data APP SID\n"
 	"\n"
 	"Print the session data of session SID as one JSON object (keys in\n"
-	"byte order). Exit 2 when the session is not in the cache.\n",
+	"byte order; {} when it has none); with --format table, one member per\n"
+	"row. Exit 2 when the session is not in the cache.\n",
 	run_data,
 };
 
@@ -144,7 +122,8 @@ const cli_command cli_cmd_apps = {
 	"apps", "list cached applications",
 	"usage: skysync apps\n"
 	"\n"
-	"Print every cached application, one JSON object per line.\n",
+	"Print every cached application, one JSON object per line; with\n"
+	"--format table, one per row (id, name, published version, description).\n",
 	run_apps,
 };
 
@@ -161,19 +140,25 @@ const cli_command cli_cmd_roles = {
 	"roles", "list cached roles of an application",
 	"usage: skysync roles APP\n"
 	"\n"
-	"Print the cached roles of application APP, one JSON object per line.\n",
+	"Print the cached roles of application APP, one JSON object per line\n"
+	"(nothing when none are cached); with --format table, one per row.\n",
 	run_roles,
 };
 
 static int run_events(int argc, char **argv, const cli_globals *g)
 {
+	static const char *const cols[] = {"createdAt", "eventId", "userId",
+					   "source", "data", NULL};
 	if (argc != 3)
 		return cli_usage_error("events", "expected APP SID");
 	sky_cache *c = cli_open(g, 1);
 	if (!c)
 		return EXIT_USAGE;
-	list_ctx l = {g, NULL};
+	list_ctx l = {g, g->format == FORMAT_TABLE ? cli_table_new(cols) : NULL};
 	int rc = sky_session_events(c, argv[1], argv[2], list_one, &l);
+	if (rc == 0 && l.table)
+		cli_table_print(l.table, g, stdout);
+	cli_table_free(l.table);
 	rc = rc < 0 ? cli_fail(NULL) : EXIT_OK;
 	sky_cache_close(c);
 	return rc;
@@ -184,7 +169,8 @@ const cli_command cli_cmd_events = {
 	"usage: skysync events APP SID\n"
 	"\n"
 	"Print the custom session events (session_event_created) recorded for\n"
-	"session SID, oldest first, one JSON event per line.\n",
+	"session SID, oldest first, one JSON event per line; with --format\n"
+	"table, one per row. Exit 2 when the session is not in the cache.\n",
 	run_events,
 };
 
@@ -200,12 +186,138 @@ static void time_text(int64_t us, char *buf)
 	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/*
+ * Prometheus text exposition format 0.0.4, for the node exporter's textfile
+ * collector or any scraper: each metric family is a "# HELP" and a
+ * "# TYPE" line, then its samples, one "name value" line each. Names
+ * follow the Prometheus conventions rather than the JSON keys: snake case,
+ * counters end in _total, times are seconds (Unix times
+ * _timestamp_seconds), sizes _bytes. A time that was never recorded is 0,
+ * as with other exporters; the JSON says null.
+ *
+ * events_rejected is left out: libsync counts it per process and does not
+ * store it, so the CLI, a process of its own, would always report 0.
+ */
+static void prom_family(const char *name, const char *type, const char *help)
+{
+	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void prom_count(const char *name, const char *type, const char *help,
+		       uint64_t value)
+{
+	prom_family(name, type, help);
+	printf("%s %" PRIu64 "\n", name, value);
+}
+
+/* Microseconds as seconds, digit for digit: a double would round a Unix
+ * time in microseconds in its last place. */
+static void prom_seconds(const char *name, const char *help, int64_t us)
+{
+	uint64_t a = us < 0 ? -(uint64_t)us : (uint64_t)us;
+	char frac[8] = "";
+	if (a % 1000000) {
+		snprintf(frac, sizeof(frac), ".%06u", (unsigned)(a % 1000000));
+		for (char *p = frac + strlen(frac) - 1; *p == '0'; p--)
+			*p = '\0';
+	}
+	prom_family(name, "gauge", help);
+	printf("%s %s%" PRIu64 "%s\n", name, us < 0 ? "-" : "", a / 1000000,
+	       frac);
+}
+
+static void print_prometheus(const sky_stats *s)
+{
+	prom_count("skysync_applications", "gauge",
+		   "Applications in the cache.", s->applications);
+	prom_count("skysync_roles", "gauge", "Roles in the cache.", s->roles);
+	prom_count("skysync_sessions", "gauge", "Sessions in the cache.",
+		   s->sessions);
+	prom_count("skysync_open_sessions", "gauge",
+		   "Sessions in the cache that are not closed.",
+		   s->open_sessions);
+	prom_count("skysync_data_entries", "gauge",
+		   "Stored nodes of session data.", s->data_entries);
+	prom_count("skysync_event_log", "gauge",
+		   "Event ids remembered to recognise duplicates.",
+		   s->event_log);
+	prom_count("skysync_pending_events", "gauge",
+		   "Events waiting for their session to arrive.",
+		   s->pending_events);
+	prom_count("skysync_custom_events", "gauge",
+		   "Custom session events (session_event_created) recorded.",
+		   s->custom_events);
+	prom_count("skysync_events_applied_total", "counter",
+		   "Events applied since the cache was created.",
+		   s->events_applied);
+	prom_count("skysync_events_skipped_total", "counter",
+		   "Events skipped as duplicate or stale since the cache was "
+		   "created.",
+		   s->events_skipped);
+	prom_seconds("skysync_last_event_timestamp_seconds",
+		     "createdAt of the newest applied event, as a Unix time "
+		     "(0: none yet).",
+		     s->last_event_at_us);
+	prom_seconds("skysync_last_apply_timestamp_seconds",
+		     "When events were last applied, as a Unix time (0: never).",
+		     s->last_apply_us);
+	prom_count("skysync_map_bytes", "gauge",
+		   "Size of the LMDB memory map.", s->map_bytes);
+	prom_count("skysync_used_bytes", "gauge",
+		   "Bytes of the LMDB memory map in use.", s->used_bytes);
+	prom_count("skysync_schema_version", "gauge",
+		   "Version of the cache's storage format.", s->schema_version);
+
+	/* The state both as a number, for graphs, and as one 0/1 series per
+	 * state, for alerts such as skysync_sync_in_state{state="failed"} ==
+	 * 1. The help text lists the numbers from the library's own names so
+	 * that it cannot drift from the enum. */
+	char help[256];
+	size_t n = (size_t)snprintf(help, sizeof(help),
+				    "State recorded by the last sync run: 0 "
+				    "never ran");
+	for (int st = SKY_ENGINE_IDLE; st <= SKY_ENGINE_FAILED; st++)
+		if (n < sizeof(help))
+			n += (size_t)snprintf(
+				help + n, sizeof(help) - n, ", %d %s", st + 1,
+				sky_engine_state_name((sky_engine_state)st));
+	if (n < sizeof(help))
+		snprintf(help + n, sizeof(help) - n, ".");
+	prom_count("skysync_sync_state", "gauge", help,
+		   (uint64_t)(s->sync_state > 0 ? s->sync_state : 0));
+	prom_family("skysync_sync_in_state", "gauge",
+		    "1 for the state recorded by the last sync run, 0 for the "
+		    "others (all 0 when sync never ran).");
+	for (int st = SKY_ENGINE_IDLE; st <= SKY_ENGINE_FAILED; st++)
+		printf("skysync_sync_in_state{state=\"%s\"} %d\n",
+		       sky_engine_state_name((sky_engine_state)st),
+		       s->sync_state == st + 1);
+	/* As in the JSON, the rest exists only once sync has run: a lag of 0
+	 * would read as "current" for a cache that was never synced. */
+	if (s->sync_state > 0) {
+		prom_seconds("skysync_last_sync_timestamp_seconds",
+			     "When the last sync completed a snapshot of the "
+			     "realm, as a Unix time (0: none yet).",
+			     s->sync_last_at_us);
+		prom_seconds("skysync_sync_updated_timestamp_seconds",
+			     "When sync last recorded its state, as a Unix "
+			     "time (every 5 s while live).",
+			     s->sync_updated_us);
+		prom_seconds("skysync_sync_event_lag_seconds",
+			     "Apply time minus createdAt of the last event, "
+			     "when sync last recorded it.",
+			     s->sync_event_lag_us);
+	}
+}
+
 static int run_stats(int argc, char **argv, const cli_globals *g)
 {
 	(void)argv;
 	if (argc != 1)
 		return cli_usage_error("stats", "takes no arguments");
-	sky_cache *c = cli_open(g, 1);
+	sky_cache *c = cli_open_formats(g, 1,
+					CLI_FORMATS_DEFAULT |
+						CLI_FORMAT_BIT(FORMAT_PROMETHEUS));
 	if (!c)
 		return EXIT_USAGE;
 	sky_stats s;
@@ -213,6 +325,10 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 	sky_cache_close(c);
 	if (rc < 0)
 		return cli_fail(NULL);
+	if (g->format == FORMAT_PROMETHEUS) {
+		print_prometheus(&s);
+		return EXIT_OK;
+	}
 	char last_event[32], last_apply[32];
 	time_text(s.last_event_at_us, last_event);
 	time_text(s.last_apply_us, last_apply);
@@ -230,6 +346,10 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		*last_apply ? last_apply : NULL, "mapBytes",
 		(json_int_t)s.map_bytes, "usedBytes", (json_int_t)s.used_bytes,
 		"schemaVersion", (int)s.schema_version);
+	if (!o) {
+		fprintf(stderr, "skysync: out of memory\n");
+		return EXIT_USAGE;
+	}
 	/* What the last sync run recorded (nothing if sync never ran). */
 	if (s.sync_state > 0) {
 		char last_sync[32], updated[32];
@@ -245,34 +365,33 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		json_object_set_new(o, "eventLagMs",
 				    json_integer(s.sync_event_lag_us / 1000));
 	}
-	if (g->format == FORMAT_PROMETHEUS) {
-		const char *k;
-		json_t *v;
-		json_object_foreach(o, k, v) {
-			if (!json_is_integer(v))
-				continue;
-			printf("# TYPE skysync_%s gauge\nskysync_%s %" JSON_INTEGER_FORMAT
-			       "\n",
-			       k, k, json_integer_value(v));
-		}
-	} else {
-		char *text = json_dumps(o, JSON_COMPACT);
-		print_object(g, text);
-		free(text);
-	}
+	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
+	if (!text) {
+		fprintf(stderr, "skysync: out of memory\n");
+		return EXIT_USAGE;
+	}
+	cli_print_object(g, text);
+	free(text);
 	return EXIT_OK;
 }
 
 const cli_command cli_cmd_stats = {
-	"stats", "counts, sizes and the last apply time",
+	"stats", "counts, sizes, the last apply and the sync state",
 	"usage: skysync stats [--format json|table|prometheus]\n"
 	"\n"
-	"Print the cache's counts (applications, sessions, open sessions, data\n"
-	"entries, remembered event ids, events waiting for their session),\n"
-	"lifetime applied/skipped events, the time of the newest event and of\n"
-	"the last apply, the map size, and what the last sync recorded: its\n"
-	"connection state, the time of the last snapshot and the event lag.\n",
+	"Print the cache's counts (applications, roles, sessions, open sessions,\n"
+	"data entries, remembered event ids, events waiting for their session,\n"
+	"custom events), lifetime applied/skipped events, the time of the\n"
+	"newest event and of the last apply, the map size and the bytes in use,\n"
+	"and what the last sync recorded: its connection state, the time of the\n"
+	"last snapshot and the event lag.\n"
+	"\n"
+	"--format prometheus prints the same as Prometheus metrics (text format\n"
+	"0.0.4, e.g. for node_exporter's textfile collector): skysync_sessions,\n"
+	"skysync_events_applied_total, skysync_last_apply_timestamp_seconds,\n"
+	"skysync_sync_state and skysync_sync_in_state{state=...}, ...; times in\n"
+	"seconds, 0 when never recorded. Only stats takes this format.\n",
 	run_stats,
 };
 

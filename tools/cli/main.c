@@ -23,7 +23,7 @@ static const cli_command *const commands[] = {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: skysync [--db DIR] [--format json|table] COMMAND [ARGS]\n"
+		"usage: skysync [--db DIR] [--format json|table|prometheus] COMMAND [ARGS]\n"
 		"\n"
 		"A local mirror of a Skylight realm: apply events, read sessions\n"
 		"and their data offline, queue writes offline and deliver them.\n"
@@ -36,7 +36,8 @@ static void usage(FILE *out)
 		"Global options:\n"
 		"  --db DIR          the cache directory (default $SKYSYNC_DB,\n"
 		"                    else $XDG_CACHE_HOME/skysync, else ~/.cache/skysync)\n"
-		"  --format FORMAT   json (default: one JSON object per line) or table\n"
+		"  --format FORMAT   json (default: one JSON object per line), table,\n"
+		"                    or prometheus (stats only)\n"
 		"  --version         print the version\n"
 		"  -h, --help        this help; `skysync COMMAND --help` for a command\n"
 		"\n"
@@ -97,8 +98,8 @@ int main(int argc, char **argv)
 			else if (v && !strcmp(v, "prometheus"))
 				g.format = FORMAT_PROMETHEUS;
 			else {
-				fprintf(stderr, "skysync: --format must be json or "
-						"table\n");
+				fprintf(stderr, "skysync: --format must be json, table "
+						"or prometheus\n");
 				rc = EXIT_USAGE;
 				goto done;
 			}
@@ -129,7 +130,8 @@ int main(int argc, char **argv)
 		}
 		g.db = db_default;
 	}
-	g.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+	const char *no_color = getenv("NO_COLOR");
+	g.color = isatty(STDOUT_FILENO) && !(no_color && *no_color);
 
 	/* `data patch APP SID JSON` writes; `data APP SID` reads (an
 	 * application may be called "patch": that read has two arguments). */
