@@ -13,7 +13,8 @@
  *                sky_event_apply_batch, --batch events per call, in the
  *                default (durable) mode; as a detail, the same with
  *                SKY_CACHE_NOSYNC (the work without the flushes);
- *   enqueue_*    the outbox of issue 6, once libsync has it;
+ *   enqueue_*    data patches queued in the outbox: sky_data_patch, one
+ *                durable commit each; enqueue_batch via sky_write_batch;
  *   cold_start   sky_cache_open of a cache whose file was dropped from the
  *                page cache, and the first answer;
  *   heap         rounds of patch_1kb apply, sampling heap and RSS after
@@ -39,7 +40,8 @@ typedef struct {
 	const bench_args *a;
 	bench_rng rng;
 	uint64_t seq;
-	int large;
+	int large; /* patch_1mb */
+	int two;   /* query_two_predicates */
 	unsigned hits, queries;
 	unsigned sink;
 } sk_ctx;
@@ -134,30 +136,25 @@ static void build_docs(sk_ctx *s)
 	bench_buf_free(&doc);
 }
 
-static void build(sk_ctx *s, const bench_args *a)
+static void build(const bench_args *a)
 {
-	sk_open(s, a->dir, SKY_CACHE_NOSYNC);
+	sk_ctx s;
+	memset(&s, 0, sizeof(s));
+	sk_open(&s, a->dir, SKY_CACHE_NOSYNC);
 	if (!strcmp(a->what, "docs"))
-		build_docs(s);
+		build_docs(&s);
 	else
-		build_sessions(s, a->sessions);
-	sky_cache_close(s->cache);
+		build_sessions(&s, a->sessions);
+	sky_cache_close(s.cache);
 }
 
 /* ---- reads ---- */
 
-typedef struct {
-	char sid[16];
-} sid_t;
-
 static double round_get(void *arg, unsigned n)
 {
 	sk_ctx *s = arg;
-	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
+	bench_sid *ids = bench_random_sids(&s->rng, n, s->a->sessions);
 	sky_reader *r;
-	for (unsigned i = 0; i < n; i++)
-		bench_session_id(ids[i].sid, sizeof(ids[i].sid),
-				 bench_rng_below(&s->rng, s->a->sessions));
 	double t0 = bench_now_us();
 	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++) {
@@ -178,10 +175,7 @@ static double round_get(void *arg, unsigned n)
 static double round_session_get(void *arg, unsigned n)
 {
 	sk_ctx *s = arg;
-	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
-	for (unsigned i = 0; i < n; i++)
-		bench_session_id(ids[i].sid, sizeof(ids[i].sid),
-				 bench_rng_below(&s->rng, s->a->sessions));
+	bench_sid *ids = bench_random_sids(&s->rng, n, s->a->sessions);
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i++) {
 		char *json;
@@ -200,11 +194,8 @@ static double round_session_get(void *arg, unsigned n)
 static double round_data(void *arg, unsigned n)
 {
 	sk_ctx *s = arg;
-	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
+	bench_sid *ids = bench_random_doc_sids(&s->rng, n);
 	sky_reader *r;
-	for (unsigned i = 0; i < n; i++)
-		bench_doc_sid(ids[i].sid, sizeof(ids[i].sid), 0,
-			      bench_rng_below(&s->rng, BENCH_DOCS_SMALL));
 	double t0 = bench_now_us();
 	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++) {
@@ -258,24 +249,24 @@ static void run_query(sk_ctx *s, sky_reader *r, const query_text *qt, int two)
 	s->queries++;
 }
 
-static void query_texts(sk_ctx *s, unsigned sessions, int two, query_text *qt)
+static void query_texts(const bench_pred *p, int two, query_text *qt)
 {
-	bench_pred p[2];
-	if (two)
-		bench_query_two(&s->rng, sessions, p);
-	else
-		bench_query_one(&s->rng, sessions, p);
 	for (int i = 0; i < (two ? 2 : 1); i++)
 		snprintf(qt->text[i], sizeof(qt->text[i]), "%s=%s", p[i].key,
 			 p[i].value);
 }
 
-static double round_query(sk_ctx *s, unsigned n, int two)
+static double round_query(void *arg, unsigned n)
 {
+	sk_ctx *s = arg;
+	int two = s->two;
 	query_text *qt = bench_xmalloc(n * sizeof(*qt));
+	bench_pred *preds = bench_random_queries(&s->rng, n, s->a->sessions,
+						 two);
 	sky_reader *r;
 	for (unsigned i = 0; i < n; i++)
-		query_texts(s, s->a->sessions, two, &qt[i]);
+		query_texts(&preds[2 * i], two, &qt[i]);
+	free(preds);
 	double t0 = bench_now_us();
 	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++)
@@ -286,36 +277,15 @@ static double round_query(sk_ctx *s, unsigned n, int two)
 	return t;
 }
 
-static double round_query_one(void *arg, unsigned n)
-{
-	return round_query(arg, n, 0);
-}
-
-static double round_query_two(void *arg, unsigned n)
-{
-	return round_query(arg, n, 1);
-}
-
 /* ---- patches ---- */
 
 static double round_patch(void *arg, unsigned n)
 {
 	sk_ctx *s = arg;
-	bench_buf *texts = bench_xmalloc(n * sizeof(*texts));
+	bench_buf *texts = bench_patch_events(&s->rng, &s->seq, s->a->workload,
+					      s->large, n);
 	sky_event_item *items = bench_xmalloc(n * sizeof(*items));
-	unsigned docs = s->large ? BENCH_DOCS_LARGE : BENCH_DOCS_SMALL;
-	unsigned n_items = s->large ? BENCH_ITEMS_LARGE : BENCH_ITEMS_SMALL;
 	for (unsigned i = 0; i < n; i++) {
-		char sid[32], eid[48];
-		unsigned d = bench_rng_below(&s->rng, docs);
-		unsigned item = bench_rng_below(&s->rng, n_items);
-		uint64_t q = ++s->seq;
-		bench_doc_sid(sid, sizeof(sid), s->large, d);
-		snprintf(eid, sizeof(eid), "ev-%s-%08llu", s->a->workload,
-			 (unsigned long long)q);
-		texts[i] = (bench_buf)BENCH_BUF_INIT;
-		bench_patch_event(&texts[i], sid, item, (unsigned)q, eid,
-				  bench_event_created_us(q));
 		items[i].json = texts[i].data;
 		items[i].len = texts[i].len;
 	}
@@ -333,21 +303,10 @@ static double round_patch(void *arg, unsigned n)
 				  sky_event_outcome_name(items[i].outcome),
 				  items[i].error ? items[i].error : "");
 		sky_free(items[i].error);
-		bench_buf_free(&texts[i]);
 	}
-	free(texts);
+	bench_bufs_free(texts, n);
 	free(items);
 	return t;
-}
-
-static double median_rounds(bench_round_fn fn, sk_ctx *s, unsigned n,
-			    unsigned runs)
-{
-	double *v = bench_xmalloc(runs * sizeof(double));
-	bench_time_rounds(fn, s, n, runs, v);
-	double m = bench_median(v, runs);
-	free(v);
-	return m;
 }
 
 /* ---- cold start ---- */
@@ -361,8 +320,10 @@ static double open_and_answer(const bench_args *a, int query_first)
 	double t0 = bench_now_us();
 	sk_open(&c, a->dir, 0);
 	if (query_first) {
+		bench_pred p;
 		query_text qt;
-		query_texts(&c, a->sessions, 0, &qt);
+		bench_query_one(&c.rng, a->sessions, &p);
+		query_texts(&p, 0, &qt);
 		run_query(&c, NULL, &qt, 0);
 	} else {
 		char sid[32], *json;
@@ -378,135 +339,175 @@ static double open_and_answer(const bench_args *a, int query_first)
 	return t;
 }
 
-static json_t *run_cold_start(const bench_args *a, int query_first)
+/*
+ * ---- enqueue_durable, enqueue_batch: the outbox ----
+ *
+ * Each write is a data patch queued with sky_data_patch (durable: on
+ * disk, power-loss safe, when the call returns) or, for enqueue_batch,
+ * BENCH_ENQUEUE_BATCH of them per sky_write_batch call. The outbox checks
+ * that the session exists and applies the patch to the local view in the
+ * same transaction, so the scratch cache holds the application and
+ * ENQUEUE_SESSIONS sessions; the writes address them in the same
+ * pseudo-random order as the baselines (their session ids modulo it).
+ * As details: the same with SKY_CACHE_FAST_WRITES (one flush per commit,
+ * survives a process crash) and with SKY_CACHE_NOSYNC (no flush at all:
+ * the library's own cost).
+ */
+#define ENQUEUE_SESSIONS 1000u
+
+static void enqueue_open(sk_ctx *s, const char *dir, unsigned flags)
 {
 	char path[4096];
-	bench_path(path, sizeof(path), a->dir, "data.mdb");
-	bench_evict(path);
-	double cold = open_and_answer(a, query_first);
-	double warm = open_and_answer(a, query_first);
-	json_t *res =
-	    bench_result("skysync", "cold_start", "us/op", 1, &cold, 1);
-	json_t *detail = json_object();
-	json_object_set_new(detail, "warm_us", json_real(warm));
-	json_object_set_new(res, "detail", detail);
-	json_object_set_new(res, "first",
-			    json_string(query_first ? "query" : "get"));
-	return res;
-}
-
-/* ---- heap growth over a long apply run ---- */
-
-static json_t *run_heap(sk_ctx *s, const bench_args *a)
-{
-	json_t *heap = json_array(), *rss = json_array();
-	double *runs = bench_xmalloc(a->runs * sizeof(double));
-	size_t first_heap = 0;
-	long first_rss = 0;
-	for (unsigned r = 0; r < a->runs; r++) {
-		runs[r] = round_patch(s, a->n);
-		size_t h = bench_heap_bytes();
-		long kb = bench_rss_kb();
-		if (r == 0) {
-			first_heap = h;
-			first_rss = kb;
-		}
-		json_array_append_new(heap, json_integer((json_int_t)h));
-		json_array_append_new(rss, json_integer(kb));
+	bench_path(path, sizeof(path), dir, "skysync-outbox");
+	bench_rmtree(path);
+	bench_mkdirs(path);
+	sk_open(s, path, SKY_CACHE_NOSYNC);
+	const char *app = "{\"applicationId\":\"" BENCH_APP "\"}";
+	sk_check(sky_app_put(s->cache, app, strlen(app)), "sky_app_put");
+	/* Open sessions (the outbox refuses writes to closed ones). */
+	char t[32];
+	bench_format_time(BENCH_AS_OF_US, t);
+	for (unsigned i = 0; i < ENQUEUE_SESSIONS; i++) {
+		char sid[32], json[256];
+		bench_session_id(sid, sizeof(sid), i);
+		int len = snprintf(json, sizeof(json),
+				   "{\"applicationId\":\"" BENCH_APP
+				   "\",\"sessionId\":\"%s\",\"status\":"
+				   "\"open\",\"name\":\"outbox %u\","
+				   "\"createdAt\":\"%s\"}",
+				   sid, i, t);
+		sk_check(sky_session_put(s->cache, json, (size_t)len, "{}", 2,
+					 BENCH_AS_OF_US),
+			 "sky_session_put");
 	}
-	json_t *res =
-	    bench_result("skysync", "heap", "us/op", a->n, runs, a->runs);
-	json_object_set_new(res, "heap_bytes", heap);
-	json_object_set_new(res, "rss_kb", rss);
-	json_object_set_new(res, "heap_growth_bytes",
-			    json_integer((json_int_t)bench_heap_bytes() -
-					 (json_int_t)first_heap));
-	json_object_set_new(res, "rss_growth_kb",
-			    json_integer(bench_rss_kb() - first_rss));
-	free(runs);
-	return res;
+	sky_cache_close(s->cache);
+	sk_open(s, path, flags);
 }
 
-/* A result for a workload libsync cannot run yet. */
-static json_t *not_available(const char *workload, const char *why)
+static double round_enqueue(void *arg, unsigned n)
 {
-	json_t *res = json_object();
-	json_object_set_new(res, "impl", json_string("skysync"));
-	json_object_set_new(res, "workload", json_string(workload));
-	json_object_set_new(res, "available", json_false());
-	json_object_set_new(res, "note", json_string(why));
+	sk_ctx *s = arg;
+	int batched = !strcmp(s->a->workload, "enqueue_batch");
+	bench_buf *rec = bench_xmalloc(n * sizeof(*rec));
+	char(*sids)[32] = bench_xmalloc(n * sizeof(*sids));
+	sky_write *w = bench_xmalloc(BENCH_ENQUEUE_BATCH * sizeof(*w));
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t q = ++s->seq;
+		rec[i] = (bench_buf)BENCH_BUF_INIT;
+		bench_patch_json(&rec[i], (unsigned)(q % BENCH_ITEMS_SMALL),
+				 (unsigned)q);
+		bench_session_id(sids[i], sizeof(sids[i]),
+				 (unsigned)(bench_mix(q, 10) % 100000 %
+					    ENQUEUE_SESSIONS));
+	}
+	double t0 = bench_now_us();
+	for (unsigned i = 0; i < n;) {
+		if (!batched) {
+			sk_check(sky_data_patch(s->cache, BENCH_APP, sids[i],
+						rec[i].data, rec[i].len),
+				 "sky_data_patch");
+			i++;
+			continue;
+		}
+		unsigned k = n - i < BENCH_ENQUEUE_BATCH ? n - i
+							 : BENCH_ENQUEUE_BATCH;
+		for (unsigned j = 0; j < k; j++)
+			w[j] = (sky_write){SKY_WRITE_DATA, BENCH_APP,
+					   sids[i + j],	  rec[i + j].data,
+					   rec[i + j].len, 0,
+					   NULL,	  0,
+					   NULL};
+		sk_check(sky_write_batch(s->cache, w, k), "sky_write_batch");
+		i += k;
+	}
+	double t = (bench_now_us() - t0) / n;
+	for (unsigned i = 0; i < n; i++)
+		bench_buf_free(&rec[i]);
+	free(rec);
+	free(sids);
+	free(w);
+	return t;
+}
+
+static json_t *run_enqueue(sk_ctx *s, const bench_args *a, json_t *detail)
+{
+	enqueue_open(s, a->dir, 0);
+	json_t *res = bench_run_rounds("skysync", a->workload, round_enqueue, s,
+				       a);
+	sky_cache_close(s->cache);
+	enqueue_open(s, a->dir, SKY_CACHE_FAST_WRITES);
+	json_object_set_new(detail, "fast_writes_us",
+			    json_real(bench_median_rounds(round_enqueue, s,
+							  a->n, a->runs)));
+	sky_cache_close(s->cache);
+	enqueue_open(s, a->dir, SKY_CACHE_NOSYNC);
+	json_object_set_new(detail, "nosync_us",
+			    json_real(bench_median_rounds(round_enqueue, s,
+							  a->n, a->runs)));
+	sky_cache_close(s->cache);
+	char path[4096];
+	bench_path(path, sizeof(path), a->dir, "skysync-outbox");
+	bench_rmtree(path);
 	return res;
 }
 
 /* ---- main ---- */
 
-int main(int argc, char **argv)
+static json_t *run(const bench_args *a)
 {
-	bench_args a;
 	sk_ctx s;
-	bench_parse_args(argc, argv, &a);
 	memset(&s, 0, sizeof(s));
-	s.a = &a;
+	s.a = a;
 	bench_rng_init(&s.rng, BENCH_SEED);
-
-	if (!strcmp(a.cmd, "build")) {
-		build(&s, &a);
-		return 0;
-	}
-	const char *w = a.workload;
+	const char *w = a->workload;
 	json_t *res = NULL, *detail = json_object();
-	double *runs = bench_xmalloc(a.runs * sizeof(double));
 	if (!strcmp(w, "capabilities")) {
 		/* What bench/run may ask of this libsync. */
 		res = json_object();
 		json_object_set_new(res, "impl", json_string("skysync"));
 		json_object_set_new(res, "query", json_true());
-		json_object_set_new(res, "outbox", json_false());
+		json_object_set_new(res, "outbox", json_true());
 	} else if (!strcmp(w, "enqueue_durable") ||
 		   !strcmp(w, "enqueue_batch")) {
-		res = not_available(w, "the outbox (issue 6) is not in libsync "
-				       "yet");
+		res = run_enqueue(&s, a, detail);
 	} else if (!strncmp(w, "query_", 6)) {
-		int two = !strcmp(w, "query_two_predicates");
-		sk_open(&s, a.dir, 0);
-		bench_time_rounds(two ? round_query_two : round_query_one, &s,
-				  a.n, a.runs, runs);
-		res = bench_result("skysync", w, "us/op", a.n, runs, a.runs);
-		json_object_set_new(res, "results_per_query",
-				    json_real((double)s.hits / s.queries));
+		s.two = !strcmp(w, "query_two_predicates");
+		sk_open(&s, a->dir, 0);
+		res = bench_run_rounds("skysync", w, round_query, &s, a);
+		bench_result_hits(res, s.hits, s.queries);
 		sky_cache_close(s.cache);
 	} else if (!strcmp(w, "cold_start") || !strcmp(w, "cold_start_query")) {
-		res = run_cold_start(&a, !strcmp(w, "cold_start_query"));
+		res = bench_cold_start("skysync", a, "data.mdb",
+				       open_and_answer,
+				       !strcmp(w, "cold_start_query"));
 	} else if (!strcmp(w, "get")) {
-		sk_open(&s, a.dir, 0);
-		bench_time_rounds(round_get, &s, a.n, a.runs, runs);
-		res = bench_result("skysync", w, "us/op", a.n, runs, a.runs);
-		json_object_set_new(detail, "sky_session_get_us",
-				    json_real(median_rounds(round_session_get,
-							    &s, a.n, a.runs)));
+		sk_open(&s, a->dir, 0);
+		res = bench_run_rounds("skysync", w, round_get, &s, a);
+		json_object_set_new(
+		    detail, "sky_session_get_us",
+		    json_real(bench_median_rounds(round_session_get, &s, a->n,
+						  a->runs)));
 		sky_cache_close(s.cache);
 	} else if (!strcmp(w, "data_1kb")) {
-		sk_open(&s, a.dir, 0);
-		bench_time_rounds(round_data, &s, a.n, a.runs, runs);
-		res = bench_result("skysync", w, "us/op", a.n, runs, a.runs);
+		sk_open(&s, a->dir, 0);
+		res = bench_run_rounds("skysync", w, round_data, &s, a);
 		sky_cache_close(s.cache);
 	} else if (!strcmp(w, "patch_1kb") || !strcmp(w, "patch_1mb")) {
 		s.large = !strcmp(w, "patch_1mb");
-		sk_open(&s, a.dir, 0);
-		bench_time_rounds(round_patch, &s, a.n, a.runs, runs);
-		res = bench_result("skysync", w, "us/op", a.n, runs, a.runs);
+		sk_open(&s, a->dir, 0);
+		res = bench_run_rounds("skysync", w, round_patch, &s, a);
 		sky_cache_close(s.cache);
 		/* The same without waiting for the disk: what the library
 		 * and LMDB cost, apart from the flushes. */
-		sk_open(&s, a.dir, SKY_CACHE_NOSYNC);
-		json_object_set_new(
-		    detail, "nosync_us",
-		    json_real(median_rounds(round_patch, &s, a.n, a.runs)));
+		sk_open(&s, a->dir, SKY_CACHE_NOSYNC);
+		json_object_set_new(detail, "nosync_us",
+				    json_real(bench_median_rounds(
+					round_patch, &s, a->n, a->runs)));
 		sky_cache_close(s.cache);
-		json_object_set_new(detail, "batch", json_integer(a.batch));
+		json_object_set_new(detail, "batch", json_integer(a->batch));
 	} else if (!strcmp(w, "heap")) {
-		sk_open(&s, a.dir, 0);
-		res = run_heap(&s, &a);
+		sk_open(&s, a->dir, 0);
+		res = bench_heap_rounds("skysync", round_patch, &s, a);
 		sky_cache_close(s.cache);
 	} else {
 		bench_die("unknown workload '%s'", w);
@@ -514,7 +515,10 @@ int main(int argc, char **argv)
 	if (json_object_size(detail))
 		json_object_set(res, "detail", detail);
 	json_decref(detail);
-	free(runs);
-	bench_result_emit(res);
-	return 0;
+	return res;
+}
+
+int main(int argc, char **argv)
+{
+	return bench_main(argc, argv, build, run);
 }
