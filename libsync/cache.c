@@ -684,6 +684,14 @@ int sky_cache_check(sky_cache *cache, sky_report_cb report, void *payload)
 		report_lines(&cc, &buf);
 		rc = 0;
 	}
+	if (rc == 0) {
+		sky__buf_clear(&buf);
+		rc = sky__outbox_check(txn, cache, &buf);
+		if (rc == SKY_EINVAL) {
+			report_lines(&cc, &buf);
+			rc = 0;
+		}
+	}
 done:
 	sky__buf_free(&buf);
 	sky__store_read_end(&cache->st, txn);

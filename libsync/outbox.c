@@ -24,6 +24,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1597,3 +1598,120 @@ json_t *sky__patch_compose(const json_t *first, const json_t *second)
 	}
 	return out;
 }
+
+/* ------------------------------------------------------------------ */
+/* Checking (skysync check)                                            */
+/* ------------------------------------------------------------------ */
+
+/* Live entries queued for app/sid, or -1 on a read error. */
+static long live_count(MDB_txn *txn, sky_cache *c, const char *app,
+		       const char *sid)
+{
+	entry_list l;
+	if (session_entries(txn, c, app, sid, 1, &l) < 0)
+		return -1;
+	long n = (long)l.n;
+	free_entries(&l);
+	return n;
+}
+
+int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
+{
+	unsigned found = 0;
+	MDB_cursor *cur;
+	MDB_val key, val;
+	int mrc;
+#define PROBLEM(...)                                                          \
+	do {                                                                  \
+		found++;                                                      \
+		sky__buf_printf(problems, __VA_ARGS__);                       \
+		sky__buf_putc(problems, '\n');                                \
+	} while (0)
+	/* Every entry is readable and filed under its session. */
+	if (mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OUTBOX), &cur))
+		return sky__error_lmdb(EIO, "checking the outbox");
+	for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		sky_ob_entry e;
+		uint64_t id = key.mv_size == 8 ? sky__get_be64(key.mv_data) : 0;
+		if (!id || sky__ob_decode(id, &val, &e) < 0 ||
+		    e.op < SKY_WRITE_CREATE || e.op > SKY_WRITE_EVENT ||
+		    e.state > SKY_OUTBOX_REJECTED) {
+			PROBLEM("outbox entry %llu is corrupt",
+				(unsigned long long)id);
+			continue;
+		}
+		unsigned char sk[SKY_KEY_MAX];
+		MDB_val skey = {by_session_key(sk, e.app, e.sid, id), sk}, sv;
+		if (mdb_get(txn, SKY_DBI(c, SKY_DB_OBSESS), &skey, &sv))
+			PROBLEM("outbox entry %llu (%s/%s) is missing from its "
+				"session's queue",
+				(unsigned long long)id, e.app, e.sid);
+	}
+	mdb_cursor_close(cur);
+	/* Every queue key names an entry of that session. */
+	if (mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OBSESS), &cur))
+		return sky__error_lmdb(EIO, "checking the outbox");
+	for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		const char *app = key.mv_data;
+		size_t alen = strnlen(app, key.mv_size);
+		if (key.mv_size < alen + 11) {
+			PROBLEM("a session queue key of the outbox is corrupt");
+			continue;
+		}
+		const char *sid = app + alen + 1;
+		uint64_t id = sky__get_be64((unsigned char *)key.mv_data +
+					    key.mv_size - 8);
+		sky_ob_entry e;
+		if (sky__ob_get(txn, c, id, &e) < 0 || strcmp(e.app, app) ||
+		    strcmp(e.sid, sid))
+			PROBLEM("the queue of %s/%s names outbox entry %llu, "
+				"which is not one of its writes",
+				app, sid, (unsigned long long)id);
+	}
+	mdb_cursor_close(cur);
+	/* A session's local view is flagged pending exactly when writes are
+	 * queued for it, and keeps its server copy aside. */
+	if (mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_SESSIONS), &cur))
+		return sky__error_lmdb(EIO, "checking the outbox");
+	for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		sky_record rec, srv;
+		const char *app = key.mv_data;
+		size_t alen = strnlen(app, key.mv_size);
+		if (alen + 1 >= key.mv_size || sky__record_decode(&val, &rec) < 0)
+			continue; /* check_sessions reports those */
+		char sid[SKY_KEY_MAX + 1];
+		memcpy(sid, app + alen + 1, key.mv_size - alen - 1);
+		sid[key.mv_size - alen - 1] = '\0';
+		char appc[SKY_KEY_MAX + 1];
+		memcpy(appc, app, alen);
+		appc[alen] = '\0';
+		long live = live_count(txn, c, appc, sid);
+		int pending = (rec.flags & SKY_REC_PENDING) != 0;
+		if (live < 0)
+			return -1;
+		if (pending != (live > 0))
+			PROBLEM("session %s/%s is %sflagged pending but has %ld "
+				"queued write%s",
+				appc, sid, pending ? "" : "not ", live,
+				live == 1 ? "" : "s");
+		int local = !strncmp(sid, LOCAL_PREFIX, strlen(LOCAL_PREFIX));
+		int has_srv = server_get(txn, c, appc, sid, &srv) == 0;
+		if (pending && !local && !has_srv)
+			PROBLEM("session %s/%s has queued writes but no server "
+				"copy", appc, sid);
+		if (has_srv && !pending)
+			PROBLEM("session %s/%s keeps a server copy without "
+				"queued writes", appc, sid);
+		if (has_srv && !sky__doc_exists(txn, data_dbi(c), srv.docid) &&
+		    sky__doc_exists(txn, data_dbi(c), rec.docid))
+			PROBLEM("the server copy of %s/%s has lost its data",
+				appc, sid);
+	}
+	mdb_cursor_close(cur);
+#undef PROBLEM
+	return found ? SKY_EINVAL : 0;
+}
+

@@ -110,6 +110,14 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
  */
 json_t *sky__patch_compose(const json_t *first, const json_t *second);
 
+/*
+ * Check the outbox against the sessions (for sky_cache_check): entries
+ * and their per-session queue agree, SKY_REC_PENDING is set exactly on
+ * sessions with queued writes, and those keep a server copy. Appends one
+ * line per problem; 0, SKY_EINVAL (problems found) or an error.
+ */
+int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems);
+
 /* The callback of sky_outbox_on_rejected. */
 void sky__outbox_notify_rejected(sky_cache *c, uint64_t id);
 
