@@ -106,6 +106,8 @@ int64_t sky__session_created_us(const json_t *session)
 
 static const char *type_name(const json_t *v)
 {
+	if (!v)
+		return "missing"; /* a validator given an absent value */
 	switch (json_typeof(v)) {
 	case JSON_OBJECT: return "an object";
 	case JSON_ARRAY: return "an array";

@@ -480,6 +480,8 @@ static int load_apps(struct emu_realm *r, const json_t *list, char *err,
 		const json_t *app = json_object_get(entry, "application");
 		const json_t *roles = json_object_get(entry, "roles");
 		snprintf(f, sizeof(f), "applications[%zu].application", i);
+		if (!app)
+			return fail(err, errlen, "%s: missing", f);
 		if (sky__validate_app(app, f) < 0)
 			return fail(err, errlen, "%s",
 				    sky_error_last()->message);
@@ -577,6 +579,8 @@ static int load_sessions(struct emu_realm *r, const json_t *list, char *err,
 		const json_t *s = json_object_get(entry, "session");
 		const json_t *d = json_object_get(entry, "data");
 		snprintf(f, sizeof(f), "sessions[%zu].session", i);
+		if (!s)
+			return fail(err, errlen, "%s: missing", f);
 		if (sky__validate_session(s, f, 1) < 0)
 			return fail(err, errlen, "%s",
 				    sky_error_last()->message);
