@@ -34,6 +34,7 @@
 #include "error.h"
 #include "outbox.h"
 #include "record.h"
+#include "util.h"
 
 #define MAX_GROUP 64
 #define MAX_GROUP_BYTES (256 * 1024)
@@ -64,6 +65,7 @@ typedef struct flight {
 	int64_t as_of_us;
 	/* set by the commit */
 	int drained, rejected, resend;
+	sky_buf dead; /* ids (u64) of the dead letters the commit made */
 } flight;
 
 typedef struct {
@@ -97,6 +99,7 @@ static void flight_free(flight *f)
 	free(f->local);
 	free(f->body);
 	free(f->answer);
+	sky__buf_free(&f->dead);
 	free(f);
 }
 
@@ -345,6 +348,9 @@ static int mark_write(MDB_txn *txn, void *arg)
 		 * found in flight with no request of ours is in doubt. */
 		e.state = e.state == SKY_OUTBOX_IN_FLIGHT ? SKY_OUTBOX_IN_DOUBT
 							  : SKY_OUTBOX_IN_FLIGHT;
+		/* Once sent, a create is looked for before it is sent again,
+		 * even after a retry by hand (sky_outbox_retry). */
+		e.flags |= SKY_OB_SENT;
 		/* The strings point into the page being rewritten. */
 		char *app = strdup(e.app), *sid = strdup(e.sid);
 		char *local = e.local ? strdup(e.local) : NULL;
@@ -464,10 +470,13 @@ static void pump(deliver *d)
 		send_flight(d, f);
 	}
 	d->has_work = work || d->n_flying > 0;
-	if (wake != INT64_MAX)
-		schedule_pump(d, (long)((wake - now) / 1000) + 1);
-	else if (sky__engine_follows(d->e))
-		schedule_pump(d, POLL_MS);
+	/* Wake for the next retry due, and (following) no later than the
+	 * next look for writes queued meanwhile, by us or another process. */
+	long ms = wake != INT64_MAX ? (long)((wake - now) / 1000) + 1 : -1;
+	if (sky__engine_follows(d->e) && (ms < 0 || ms > POLL_MS))
+		ms = POLL_MS;
+	if (ms >= 0)
+		schedule_pump(d, ms);
 	if (!d->has_work && !d->answered)
 		sky__engine_worker_changed(d->e);
 }
@@ -632,6 +641,7 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 	sky_cache *c = d->c;
 	int rc = 0;
 	f->drained = f->rejected = f->resend = 0;
+	sky__buf_clear(&f->dead); /* the commit may run again */
 	if (f->kind == ANSWER_OK) {
 		if (f->op == SKY_WRITE_CREATE) {
 			json_t *s = NULL;
@@ -679,7 +689,7 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 		}
 		f->rejected = 1;
 		return sky__outbox_reject(txn, c, f->ids[0], (int)f->status,
-					  f->answer ? f->answer : "");
+					  f->answer ? f->answer : "", &f->dead);
 	}
 	/* Transient. A create (or its lookup) ends in doubt: the next try
 	 * looks for it first. An event without an answer is in doubt for
@@ -738,7 +748,13 @@ static void commit_all(deliver *d)
 						"letter",
 						sky_write_op_name(f->op), f->app,
 						f->sid, f->status);
-				sky__outbox_notify_rejected(d->c, f->ids[0]);
+				/* The write, and those that went with it (the
+				 * writes to a session whose create failed). */
+				for (size_t k = 0; k + 8 <= f->dead.len; k += 8)
+					sky__outbox_notify_rejected(
+					    d->c, sky__get_be64((unsigned char *)
+								   f->dead.data +
+							       k));
 			}
 			if (f->drained) {
 				solo_set(d, f->app, f->sid, 0);

@@ -1244,8 +1244,18 @@ out:
 	return rc;
 }
 
+/* Note a new dead letter for the caller's notifications. */
+static int note_dead(sky_buf *dead, uint64_t id)
+{
+	unsigned char b[8];
+	if (!dead)
+		return 0;
+	sky__put_be64(b, id);
+	return sky__buf_append(dead, b, 8);
+}
+
 int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
-		       const char *answer)
+		       const char *answer, sky_buf *dead)
 {
 	sky_ob_entry e;
 	owned_entry o;
@@ -1259,6 +1269,8 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
 	o.e.answer = answer ? answer : "";
 	o.e.next_try_us = 0;
 	rc = sky__ob_store(txn, c, &o.e);
+	if (rc == 0)
+		rc = note_dead(dead, o.e.id);
 	if (rc == 0 && o.e.op == SKY_WRITE_CREATE) {
 		/* Its session will not exist: its other writes cannot go. */
 		entry_list l;
@@ -1274,6 +1286,8 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
 			x.http_status = 0;
 			x.answer = why;
 			rc = sky__ob_store(txn, c, &x);
+			if (rc == 0)
+				rc = note_dead(dead, x.id);
 		}
 		free_entries(&l);
 	}
@@ -1409,13 +1423,15 @@ static int change_write(MDB_txn *txn, void *arg)
 			free_entries(&l);
 		}
 	} else {
-		o.e.state = SKY_OUTBOX_PENDING;
+		/* A create sent before may have been made: it is looked for
+		 * on the server before it is sent again. */
+		o.e.state = o.e.op == SKY_WRITE_CREATE && (o.e.flags & SKY_OB_SENT)
+				? SKY_OUTBOX_IN_DOUBT
+				: SKY_OUTBOX_PENDING;
 		o.e.attempts = 0;
 		o.e.next_try_us = 0;
 		o.e.http_status = 0;
 		o.e.answer = "";
-		/* Sent again from scratch: a create looks for its session
-		 * first only if it was sent before. */
 		rc = sky__ob_store(txn, c, &o.e);
 	}
 	if (rc == 0)

@@ -97,10 +97,12 @@ int sky__outbox_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 /*
  * A permanent rejection: entry `id` becomes a dead letter with `status`
  * and `answer`; its effect is undone. A rejected create takes the writes
- * queued for its local session with it.
+ * queued for its local session with it. The ids of every entry made a
+ * dead letter are appended to `dead` (8 bytes big-endian each) when it
+ * is not NULL, for the notifications.
  */
 int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
-		       const char *answer);
+		       const char *answer, sky_buf *dead);
 
 /*
  * Compose two RFC 7396 patches into one with the same effect on every

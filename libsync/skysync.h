@@ -452,7 +452,9 @@ typedef struct {
 					      session (0: 300) */
 	unsigned resync_interval_s; /**< also resync every N s (0: never) */
 	unsigned retry_limit;    /**< one-shot sync: tries of a request before
-				      giving up (0: 6); follow retries forever */
+				      giving up (0: 6); an outbox write that
+				      used them stays queued for the next
+				      sync; follow retries forever */
 	long backoff_min_ms;     /**< first retry delay (0: 250) */
 	long backoff_max_ms;     /**< longest retry delay (0: 30000) */
 	sky_change_cb on_change; /**< may be NULL */
@@ -486,14 +488,17 @@ SKY_EXTERN int sky_engine_attach(sky_engine *engine, struct event_base *base);
 /**
  * Run the engine on a loop of its own until it stops: with `follow`, until
  * sky_engine_stop() (from a callback) or a failure; without, until the
- * one-shot sync is done. Returns 0, or SKY_ENETWORK (server or network
- * failure, login refused) or -1, with sky_error_last() set.
+ * one-shot sync is done (the realm read and the outbox delivered as far as
+ * it can be). Returns 0, or SKY_ENETWORK (server or network failure, login
+ * refused) or -1, with sky_error_last() set. Writes left in the outbox or
+ * rejected do not make it fail: see sky_outbox_counts_get().
  */
 SKY_EXTERN int sky_engine_run(sky_engine *engine);
 
 /**
  * Blocking one-shot sync, whatever `follow` says: log in, read the realm
- * into the cache (removing sessions no longer open or visible), and return.
+ * into the cache (removing sessions no longer open or visible), deliver
+ * the outbox (each write gets `retry_limit` tries), and return.
  * The same engine as sky_engine_run, on a loop of its own. Returns like it.
  */
 SKY_EXTERN int sky_engine_sync_once(sky_engine *engine);
@@ -539,26 +544,62 @@ SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
 
 /*
  * Every write goes through the outbox. A write call checks its input,
- * then in one transaction queues the write and applies it to the local
- * view (optimistic): when the call returns the write is on disk (by
- * default safe against a power cut; see SKY_CACHE_FAST_WRITES) and every
- * read shows it. A sync engine (sky_engine_*, `skysync sync`) delivers
- * queued writes whenever it is online: in order within a session,
- * sessions in parallel, retrying transient failures. A session created
- * offline gets a local id ("local-" + 32 hex digits) that keeps working
- * after the server gave the session its own id (reads and writes follow
- * the alias).
+ * then in one LMDB write transaction queues the write and applies it to
+ * the local view (optimistic): when the call returns the write is on
+ * disk (by default safe against a power cut; SKY_CACHE_FAST_WRITES keeps
+ * it across a process crash, a power cut may undo the last writes;
+ * SKY_CACHE_NOSYNC is weaker still) and every read of this cache, from
+ * any thread or process, shows it. Query rows with queued writes carry
+ * SKY_RESULT_PENDING; sky_session_pending() counts them; the
+ * sky_*_get_confirmed() calls read the server's state alone.
  *
- * A permanent rejection by the server (a 4xx other than 401, 408, 429)
- * moves the write to the dead-letter list with the server's answer,
- * undoes its optimistic effect (the local view is rebuilt from the server
- * state and the writes still pending) and calls the callback set with
- * sky_outbox_on_rejected(). Writes to other sessions go on; later writes
- * to the same session are still sent (the server judges them).
+ * A sync engine (sky_engine_*, `skysync sync`) delivers queued writes
+ * whenever it is online: in queue order within a session (one request at
+ * a time per session), sessions in parallel, retrying transient failures
+ * (no answer, 408, 425, 429 -- honouring Retry-After --, 5xx, 401 after
+ * a token refresh) with capped, jittered backoff. Consecutive data patches
+ * of a session may go as one request where the combination provably
+ * equals applying them in turn, consecutive session patches unless one
+ * but the last closes the session; a combined request the server refuses
+ * is sent again one write at a time. A following engine looks at the
+ * outbox every 100 ms, so it also delivers writes queued by other
+ * threads or processes. Run one engine per cache at a time: a second one
+ * would take the first one's creates and events in flight for ones whose
+ * answer was lost.
  *
- * Every function here returns 0, SKY_EINVAL (bad input: the message
- * names the field; nothing changed), SKY_ENOTFOUND (the application or
- * session is not in the cache), SKY_ELIMIT, or -1.
+ * A session created offline gets a local id ("local-" + 32 hex digits),
+ * sent to the server as "clientRef" in the create. Writes to it wait for
+ * the create and are then re-addressed to the server's id; the local id
+ * keeps working for reads and writes after that (an alias). A create is
+ * never sent twice blindly: one whose answer was lost (or that was in
+ * flight at a crash) is looked for in the server's session list, by
+ * clientRef, before it is sent again. A custom event whose answer was lost
+ * (none came, or it was in flight at a crash or a stop) becomes
+ * SKY_OUTBOX_IN_DOUBT and is sent again only by sky_outbox_retry() (which
+ * may deliver it twice); it holds up no other write.
+ *
+ * A permanent rejection by the server (any other 4xx, 403 and 404
+ * included) moves the write to the dead-letter list (SKY_OUTBOX_REJECTED)
+ * with the server's status and answer, undoes its optimistic effect (the
+ * local view is rebuilt from the server state and the writes still
+ * queued) and calls the callback set with sky_outbox_on_rejected().
+ * Writes to other sessions go on; later writes to the same session are
+ * still sent (the server judges them), except that a rejected create
+ * takes the writes queued for its session with it (they become dead
+ * letters too, without a callback of their own). Dead letters stay until
+ * sky_outbox_retry() or sky_outbox_drop(). When server state for a
+ * session arrives, its local view is rebuilt as that state plus the
+ * writes still queued.
+ *
+ * The write calls (sky_write_batch to sky_event_send) return 0, SKY_EINVAL
+ * (bad input -- the message names the field --, or a session the local
+ * view shows closed, whose writes the server would refuse), SKY_ENOTFOUND
+ * (the session, or for a create the application, is not in the cache),
+ * SKY_ELIMIT (an id, the body or a property over its limit), SKY_EPERM (a
+ * read-only cache) or -1; nothing is queued unless they return 0. Session
+ * ids may be local ids. They may be called from any thread, also while an
+ * engine runs on another; live queries of the cache see these writes like
+ * any other.
  */
 
 /** What a queued write does. */
@@ -570,35 +611,44 @@ typedef enum {
 				    (the whole dictionary), status ("closed") */
 	SKY_WRITE_DATA,        /**< merge-patch session data: json an object */
 	SKY_WRITE_PARTICIPANT, /**< add a participant: json {id, type?} */
-	SKY_WRITE_EVENT,       /**< a custom session event: json its data */
+	SKY_WRITE_EVENT,       /**< a custom session event: json its data
+				    (an object) */
 } sky_write_op;
 
-/** One write of a batch (sky_write_batch). */
+/** One write of a batch (sky_write_batch). The out fields are reset by
+ * the call; `id` and `new_session_id` are meaningful only when it
+ * returned 0. */
 typedef struct {
 	sky_write_op op;        /**< in */
 	const char *app_id;     /**< in */
-	const char *session_id; /**< in (ignored for SKY_WRITE_CREATE) */
+	const char *session_id; /**< in (ignored for SKY_WRITE_CREATE); may be
+				     a local id */
 	const char *json;       /**< in: the body, as for the op */
 	size_t len;             /**< in */
 	uint64_t id;            /**< out: the outbox entry's id */
-	char *new_session_id;   /**< out, CREATE only: the local id (free
-				     with sky_free) */
+	char *new_session_id;   /**< out, CREATE only (else NULL): the local
+				     id, the caller's (free with sky_free) */
 	int result;             /**< out: 0 or the SKY_E* code */
-	char *error;            /**< out: why rejected (free with sky_free) */
+	char *error;            /**< out: why rejected, the caller's (free
+				     with sky_free); NULL when not rejected */
 } sky_write;
 
 /**
- * Queue several writes in one transaction and one disk flush: all are
- * checked first; any rejected one leaves result/error set and the call
- * returns that item's code with nothing queued. Writes apply in array
- * order. An item cannot address a session created in the same batch (its
- * local id is made by the call).
+ * Queue several writes in one transaction and one disk flush: all or none.
+ * All are checked first; a rejected one (bad input, unknown or closed
+ * session...) gets result/error and the call returns its code with
+ * nothing queued; the items after it are not looked at. Writes are queued
+ * and applied in array order. An item cannot address a session created in
+ * the same batch (its local id is made by the call). Returns like the
+ * other write calls.
  */
 SKY_EXTERN int sky_write_batch(sky_cache *cache, sky_write *writes,
 			       size_t count);
 
-/** Create a session (json as SKY_WRITE_CREATE); *session_id receives its
- * local id (free with sky_free). */
+/** Create a session (json as SKY_WRITE_CREATE) in application `app_id`,
+ * which must be in the cache (SKY_ENOTFOUND otherwise). On success
+ * *session_id receives its local id, the caller's (free with sky_free);
+ * the local view of the session carries it as "clientRef" too. */
 SKY_EXTERN int sky_session_create(sky_cache *cache, const char *app_id,
 				  const char *json, size_t len,
 				  char **session_id);
@@ -606,12 +656,13 @@ SKY_EXTERN int sky_session_create(sky_cache *cache, const char *app_id,
 SKY_EXTERN int sky_session_patch(sky_cache *cache, const char *app_id,
 				 const char *session_id, const char *json,
 				 size_t len);
-/** Replace a session's properties (json an object of string values). */
+/** Replace a session's properties, the whole dictionary (json an object
+ * of string values; {} removes them all). */
 SKY_EXTERN int sky_session_set_properties(sky_cache *cache,
 					  const char *app_id,
 					  const char *session_id,
 					  const char *json, size_t len);
-/** Rename a session. */
+/** Rename a session (`name` a non-empty UTF-8 string). */
 SKY_EXTERN int sky_session_set_name(sky_cache *cache, const char *app_id,
 				    const char *session_id, const char *name);
 /** Set a session's description (NULL removes it). */
@@ -619,7 +670,7 @@ SKY_EXTERN int sky_session_set_description(sky_cache *cache,
 					   const char *app_id,
 					   const char *session_id,
 					   const char *description);
-/** Close a session. */
+/** Close a session; later writes to it are refused (SKY_EINVAL). */
 SKY_EXTERN int sky_session_close(sky_cache *cache, const char *app_id,
 				 const char *session_id);
 /** Merge-patch a session's data (RFC 7396; json must be an object). */
@@ -630,17 +681,20 @@ SKY_EXTERN int sky_data_patch(sky_cache *cache, const char *app_id,
 SKY_EXTERN int sky_participant_add(sky_cache *cache, const char *app_id,
 				   const char *session_id,
 				   const char *participant_id, int is_group);
-/** Send a custom session event (json: its data, any JSON value). It has
- * no effect on the local view; the server's session_event_created
- * records it once delivered. */
+/** Send a custom session event (json: its data, a JSON object). It has
+ * no effect on the local view: sky_session_events() shows it once a
+ * following engine received the server's session_event_created. Not
+ * idempotent: one whose answer was lost is left SKY_OUTBOX_IN_DOUBT. */
 SKY_EXTERN int sky_event_send(sky_cache *cache, const char *app_id,
 			      const char *session_id, const char *json,
 			      size_t len);
 
 /**
- * The confirmed server state of a session alone (without pending writes),
- * and its data. SKY_ENOTFOUND when the server does not have it (yet).
- * *json is the caller's (sky_free).
+ * The confirmed server state of a session alone (without queued writes),
+ * and its data, as the cache last received them. The id may be a local
+ * id. Returns 0, SKY_ENOTFOUND (not in the cache, or created offline and
+ * not made by the server yet), SKY_EINVAL / SKY_ELIMIT (a malformed id)
+ * or -1. On success *json is the caller's (sky_free); `len` may be NULL.
  */
 SKY_EXTERN int sky_session_get_confirmed(sky_cache *cache, const char *app_id,
 					 const char *session_id, char **json,
@@ -650,38 +704,50 @@ SKY_EXTERN int sky_data_get_confirmed(sky_cache *cache, const char *app_id,
 				      size_t *len);
 
 /**
- * How many writes of the session are queued and not yet delivered
- * (0: the local view is the server's). SKY_ENOTFOUND for an unknown
- * session. The session id may be a local id.
+ * How many writes of the session are queued and not yet delivered, in
+ * doubt included, dead letters not (0: the local view is the server's).
+ * The session id may be a local id. Returns 0 (*count set), SKY_ENOTFOUND
+ * for a session not in the cache, SKY_EINVAL / SKY_ELIMIT for a malformed
+ * id, or -1.
  */
 SKY_EXTERN int sky_session_pending(sky_cache *cache, const char *app_id,
 				   const char *session_id, unsigned *count);
 
 /** The state of an outbox entry. */
 typedef enum {
-	SKY_OUTBOX_PENDING = 0, /**< waiting to be sent (or to retry) */
-	SKY_OUTBOX_IN_FLIGHT,   /**< sent, no answer yet */
+	SKY_OUTBOX_PENDING = 0, /**< waiting to be sent (or to retry); a
+				     patch, data patch or participant stays
+				     pending while its request is out */
+	SKY_OUTBOX_IN_FLIGHT,   /**< a create or custom event sent, no answer
+				     yet (recorded on disk before sending) */
 	SKY_OUTBOX_IN_DOUBT,    /**< sent, the answer was lost; being resolved
 				     (a create is looked for on the server; a
 				     custom event waits for sky_outbox_retry) */
 	SKY_OUTBOX_REJECTED,    /**< dead letter: refused by the server */
 } sky_outbox_state;
 
+/** "pending", "in flight", "in doubt", "rejected" ("unknown" for any
+ * other value); a static string. */
 SKY_EXTERN const char *sky_outbox_state_name(sky_outbox_state state);
+/** "create", "patch", "data", "participant", "event" ("unknown" for any
+ * other value); a static string. */
 SKY_EXTERN const char *sky_write_op_name(sky_write_op op);
 
-/** An outbox entry, borrowed for the duration of a callback. */
+/** An outbox entry; it and its strings are borrowed for the duration of
+ * the callback. */
 typedef struct {
 	uint64_t id;             /**< increasing in queue order */
 	sky_write_op op;
 	sky_outbox_state state;
 	const char *app_id;
-	const char *session_id;  /**< the server id once known, else local */
+	const char *session_id;  /**< where it goes: the server id once known,
+				      else the local id */
 	const char *local_id;    /**< the local id of a session created
 				      offline, else NULL */
 	const char *body;        /**< the write's JSON */
 	int64_t queued_us;       /**< wall clock when queued */
-	unsigned attempts;       /**< sends so far */
+	unsigned attempts;       /**< transient failures so far (reset by
+				      sky_outbox_retry) */
 	int64_t next_try_us;     /**< not before (wall clock), 0: now */
 	int http_status;         /**< last answer's status (0: none) */
 	const char *answer;      /**< rejected: the server's body; else the
@@ -690,30 +756,56 @@ typedef struct {
 
 typedef int (*sky_outbox_cb)(const sky_outbox_entry *entry, void *payload);
 
-/** Call cb for each entry in queue order, dead letters included; a
- * non-zero return stops the walk (and is returned). */
+/** Call cb for each entry in queue order, dead letters included, on the
+ * calling thread, in one read snapshot; a non-zero return stops the walk
+ * and is returned. Otherwise returns 0 or a negative code. The callback
+ * may call the other outbox functions, though a write from it fails (-1)
+ * if the cache map must grow just then: better collect ids and act after
+ * the walk. */
 SKY_EXTERN int sky_outbox_list(sky_cache *cache, sky_outbox_cb cb,
 			       void *payload);
 
-/** Send a dead letter (or an in-doubt entry) again: it becomes pending
- * and its optimistic effect is applied again. SKY_ENOTFOUND: no entry
- * with that id; SKY_EINVAL: the entry is pending or in flight. */
+/**
+ * Send a dead letter (or an in-doubt entry) again: it becomes pending
+ * (attempts and answer cleared), its optimistic effect is applied again,
+ * and the next delivery sends it -- after the writes of its session that
+ * went meanwhile. A retried create is sent as new, without looking for it
+ * on the server first: retry a create only when the server does not have
+ * the session (an in-doubt create needs no retry, the engine resolves it).
+ * Retrying a rejected create does not retry the writes rejected with it.
+ * Returns 0, SKY_ENOTFOUND (no entry with that id), SKY_EINVAL (the entry
+ * is pending or in flight), SKY_EPERM (read-only cache) or -1.
+ */
 SKY_EXTERN int sky_outbox_retry(sky_cache *cache, uint64_t id);
 
-/** Remove an entry that is not in flight; a pending one's optimistic
- * effect is undone. SKY_ENOTFOUND: no such entry; SKY_EINVAL: in flight. */
+/**
+ * Remove an entry that is not in flight, whatever its state; a pending
+ * one's optimistic effect is undone. Dropping a create turns the writes
+ * queued for its session into dead letters. Returns 0, SKY_ENOTFOUND (no
+ * such entry), SKY_EINVAL (in flight), SKY_EPERM (read-only cache) or -1.
+ */
 SKY_EXTERN int sky_outbox_drop(sky_cache *cache, uint64_t id);
 
 /** Counts by state. */
 typedef struct {
 	uint64_t pending, in_flight, in_doubt, rejected;
 } sky_outbox_counts;
+/** Count the entries by state into *out (the caller's storage), in one
+ * snapshot. Nothing left to deliver: pending + in_flight + in_doubt == 0.
+ * Returns 0 or -1. */
 SKY_EXTERN int sky_outbox_counts_get(sky_cache *cache, sky_outbox_counts *out);
 
 /**
- * Called (on the engine's loop thread) when the server rejected a write
- * for good, after it moved to the dead-letter list. The entry is
- * borrowed. Set before starting an engine; NULL unsets.
+ * Set the callback run when the server rejected a write for good:
+ * cb(entry, payload) runs on the loop thread of the engine of this cache
+ * handle that got the answer, after the dead letter and the undone local
+ * view were committed, once per rejected write (not for the writes a
+ * rejected create takes with it; not for rejections seen by engines of
+ * other processes). The entry is borrowed for the call; the return value
+ * is ignored. The callback may call sky_outbox_retry() or
+ * sky_outbox_drop() (see sky_outbox_list() about writing from a
+ * callback). One callback per cache handle: set it before starting an
+ * engine, not while one runs; NULL unsets.
  */
 SKY_EXTERN void sky_outbox_on_rejected(sky_cache *cache, sky_outbox_cb cb,
 				       void *payload);

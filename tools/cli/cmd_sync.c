@@ -269,9 +269,16 @@ static const char sync_usage[] =
     "  --quiet              no progress, only warnings and errors\n"
     "  --verbose            also debug lines\n"
     "\n"
+    "Sync also delivers the outbox (writes queued by `skysync session`,\n"
+    "`data patch`, ...): in order per session, retrying transient failures;\n"
+    "a write the server refuses for good becomes a dead letter (see\n"
+    "`skysync outbox`).\n"
+    "\n"
     "A progress bar is drawn on a terminal; otherwise plain progress lines.\n"
-    "Exit 0 when done (or stopped by a signal), 1 on usage errors, 4 on a\n"
-    "network or server failure (including a refused login).\n";
+    "Exit 0 when done (or stopped by a signal) with no deliverable write\n"
+    "left, 1 on usage errors, 3 when dead letters remain in the outbox, 4 on\n"
+    "a network or server failure (including a refused login) or when writes\n"
+    "are left undelivered.\n";
 
 static int run_sync(int argc, char **argv, const cli_globals *g)
 {

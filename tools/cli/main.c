@@ -137,7 +137,7 @@ int main(int argc, char **argv)
 	 * application may be called "patch": that read has two arguments). */
 	const char *name = rest[0];
 	if (!strcmp(name, "data") && nrest >= 2 && !strcmp(rest[1], "patch") &&
-	    nrest != 3)
+	    (nrest != 3 || !strcmp(rest[2], "--help") || !strcmp(rest[2], "-h")))
 		name = "data patch";
 	for (const cli_command *const *c = commands; *c; c++) {
 		if (strcmp((*c)->name, name) == 0) {
