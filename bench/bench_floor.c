@@ -68,6 +68,7 @@ typedef struct {
 	bench_rng rng;
 	uint64_t seq;  /* event and record numbers, across rounds */
 	int large;     /* patch_1mb */
+	int two;       /* query_two_predicates */
 	unsigned hits; /* results seen, to check the queries match */
 	unsigned queries;
 	unsigned sink; /* read bytes land here so no read is optimised away */
@@ -201,8 +202,10 @@ static void build_doc(floor_ctx *f, int large, unsigned i)
 	bench_buf_free(&doc);
 }
 
-static void build(floor_ctx *f, const bench_args *a)
+static void build(const bench_args *a)
 {
+	floor_ctx ctx, *f = &ctx;
+	memset(f, 0, sizeof(*f));
 	bench_mkdirs(a->dir);
 	/* The build is not what is measured: no flush per commit. */
 	env_open(f, a->dir, MDB_NOSYNC);
@@ -220,23 +223,13 @@ static void build(floor_ctx *f, const bench_args *a)
 
 /* ---- reads ---- */
 
-typedef struct {
-	char sid[16];
-} sid_t;
-
-static sid_t *random_sids(floor_ctx *f, unsigned n, unsigned count)
+/*
+ * mdb_get each of ids[0..n) from database `db` in one read txn, touching
+ * the first byte past `skip` (the JSON text); frees ids.
+ */
+static double timed_gets(floor_ctx *f, bench_sid *ids, unsigned n, int db,
+			 size_t skip)
 {
-	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
-	for (unsigned i = 0; i < n; i++)
-		bench_session_id(ids[i].sid, sizeof(ids[i].sid),
-				 bench_rng_below(&f->rng, count));
-	return ids;
-}
-
-static double round_get(void *arg, unsigned n)
-{
-	floor_ctx *f = arg;
-	sid_t *ids = random_sids(f, n, f->a->sessions);
 	unsigned char key[KEY_MAX];
 	MDB_txn *txn;
 	double t0 = bench_now_us();
@@ -244,8 +237,8 @@ static double round_get(void *arg, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		MDB_val k = {make_key(key, BENCH_APP, ids[i].sid, NULL), key},
 			v;
-		check(mdb_get(txn, f->dbi[DB_SESSIONS], &k, &v), "get");
-		f->sink += ((const unsigned char *)v.mv_data)[RECORD_HEADER] +
+		check(mdb_get(txn, f->dbi[db], &k, &v), "get");
+		f->sink += ((const unsigned char *)v.mv_data)[skip] +
 			   (unsigned)v.mv_size;
 	}
 	mdb_txn_abort(txn);
@@ -254,28 +247,17 @@ static double round_get(void *arg, unsigned n)
 	return t;
 }
 
+static double round_get(void *arg, unsigned n)
+{
+	floor_ctx *f = arg;
+	return timed_gets(f, bench_random_sids(&f->rng, n, f->a->sessions), n,
+			  DB_SESSIONS, RECORD_HEADER);
+}
+
 static double round_data(void *arg, unsigned n)
 {
 	floor_ctx *f = arg;
-	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
-	unsigned char key[KEY_MAX];
-	MDB_txn *txn;
-	for (unsigned i = 0; i < n; i++)
-		bench_doc_sid(ids[i].sid, sizeof(ids[i].sid), 0,
-			      bench_rng_below(&f->rng, BENCH_DOCS_SMALL));
-	double t0 = bench_now_us();
-	check(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), "begin");
-	for (unsigned i = 0; i < n; i++) {
-		MDB_val k = {make_key(key, BENCH_APP, ids[i].sid, NULL), key},
-			v;
-		check(mdb_get(txn, f->dbi[DB_DOCS], &k, &v), "get");
-		f->sink +=
-		    ((const unsigned char *)v.mv_data)[0] + (unsigned)v.mv_size;
-	}
-	mdb_txn_abort(txn);
-	double t = (bench_now_us() - t0) / n;
-	free(ids);
-	return t;
+	return timed_gets(f, bench_random_doc_sids(&f->rng, n), n, DB_DOCS, 0);
 }
 
 /* Fetch the session a matching index entry names. */
@@ -313,17 +295,14 @@ static void query(floor_ctx *f, MDB_txn *txn, MDB_cursor *cur,
 	f->queries++;
 }
 
-static double round_query(floor_ctx *f, unsigned n, int two)
+static double round_query(void *arg, unsigned n)
 {
-	bench_pred *preds = bench_xmalloc(n * 2 * sizeof(*preds));
+	floor_ctx *f = arg;
+	int two = f->two;
+	bench_pred *preds = bench_random_queries(&f->rng, n, f->a->sessions,
+						 two);
 	MDB_txn *txn;
 	MDB_cursor *cur, *probe;
-	for (unsigned i = 0; i < n; i++) {
-		if (two)
-			bench_query_two(&f->rng, f->a->sessions, &preds[2 * i]);
-		else
-			bench_query_one(&f->rng, f->a->sessions, &preds[2 * i]);
-	}
 	double t0 = bench_now_us();
 	check(mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn), "begin");
 	check(mdb_cursor_open(txn, f->dbi[DB_INDEX], &cur), "cursor");
@@ -336,16 +315,6 @@ static double round_query(floor_ctx *f, unsigned n, int two)
 	double t = (bench_now_us() - t0) / n;
 	free(preds);
 	return t;
-}
-
-static double round_query_one(void *arg, unsigned n)
-{
-	return round_query(arg, n, 0);
-}
-
-static double round_query_two(void *arg, unsigned n)
-{
-	return round_query(arg, n, 1);
 }
 
 /* ---- patches ---- */
@@ -483,20 +452,9 @@ static double round_log(void *arg, unsigned n)
 	return t;
 }
 
-static double median_of_rounds(log_ctx *l, const bench_args *a, double *runs)
-{
-	bench_time_rounds(round_log, l, a->n, a->runs, runs);
-	double *copy = bench_xmalloc(a->runs * sizeof(double));
-	memcpy(copy, runs, a->runs * sizeof(double));
-	double m = bench_median(copy, a->runs);
-	free(copy);
-	return m;
-}
-
 static json_t *run_enqueue(floor_ctx *f, const bench_args *a, int batched)
 {
 	char path[4096];
-	double *runs = bench_xmalloc(a->runs * sizeof(double));
 	log_ctx l = {f, -1, batched, 0, 0, NULL, 0};
 
 	bench_mkdirs(a->dir);
@@ -506,9 +464,8 @@ static json_t *run_enqueue(floor_ctx *f, const bench_args *a, int batched)
 	l.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (l.fd < 0)
 		bench_die("%s: %s", path, strerror(errno));
-	double append = median_of_rounds(&l, a, runs);
-	json_t *res =
-	    bench_result("floor", a->workload, "us/op", a->n, runs, a->runs);
+	json_t *res = bench_run_rounds("floor", a->workload, round_log, &l, a);
+	double append = json_real_value(json_object_get(res, "median"));
 	close(l.fd);
 	unlink(path);
 
@@ -531,7 +488,7 @@ static json_t *run_enqueue(floor_ctx *f, const bench_args *a, int batched)
 		l.prealloc = 1;
 		l.offset = 0;
 	}
-	double over = median_of_rounds(&l, a, runs);
+	double over = bench_median_rounds(round_log, &l, a->n, a->runs);
 	close(l.fd);
 	unlink(path);
 
@@ -545,7 +502,7 @@ static json_t *run_enqueue(floor_ctx *f, const bench_args *a, int batched)
 	check(mdb_txn_begin(l.lmdb, NULL, 0, &txn), "begin");
 	check(mdb_dbi_open(txn, NULL, 0, &l.lmdb_dbi), "dbi");
 	check(mdb_txn_commit(txn), "commit");
-	double lmdb = median_of_rounds(&l, a, runs);
+	double lmdb = bench_median_rounds(round_log, &l, a->n, a->runs);
 	mdb_env_close(l.lmdb);
 	bench_rmtree(path);
 
@@ -557,7 +514,6 @@ static json_t *run_enqueue(floor_ctx *f, const bench_args *a, int batched)
 	json_object_set_new(detail, "writes_per_sync",
 			    json_integer(batched ? BENCH_ENQUEUE_BATCH : 1));
 	json_object_set_new(res, "detail", detail);
-	free(runs);
 	return res;
 }
 
@@ -601,71 +557,46 @@ static double open_and_answer(const bench_args *a, int query_first)
 	return t;
 }
 
-static json_t *run_cold_start(const bench_args *a, int query_first)
-{
-	char path[4096];
-	bench_path(path, sizeof(path), a->dir, "data.mdb");
-	bench_evict(path);
-	double cold = open_and_answer(a, query_first);
-	double warm = open_and_answer(a, query_first);
-	json_t *res = bench_result("floor", "cold_start", "us/op", 1, &cold, 1);
-	json_t *detail = json_object();
-	json_object_set_new(detail, "warm_us", json_real(warm));
-	json_object_set_new(res, "detail", detail);
-	json_object_set_new(res, "first",
-			    json_string(query_first ? "query" : "get"));
-	return res;
-}
-
 /* ---- main ---- */
 
-int main(int argc, char **argv)
+static json_t *run(const bench_args *a)
 {
-	bench_args a;
 	floor_ctx f;
-	bench_parse_args(argc, argv, &a);
 	memset(&f, 0, sizeof(f));
-	f.a = &a;
+	f.a = a;
 	bench_rng_init(&f.rng, BENCH_SEED);
-
-	if (!strcmp(a.cmd, "build")) {
-		build(&f, &a);
-		return 0;
-	}
-	const char *w = a.workload;
+	const char *w = a->workload;
 	json_t *res = NULL;
 	if (!strcmp(w, "enqueue_durable") || !strcmp(w, "enqueue_batch")) {
-		res = run_enqueue(&f, &a, !strcmp(w, "enqueue_batch"));
+		res = run_enqueue(&f, a, !strcmp(w, "enqueue_batch"));
 	} else if (!strcmp(w, "cold_start") || !strcmp(w, "cold_start_query")) {
-		res = run_cold_start(&a, !strcmp(w, "cold_start_query"));
+		res = bench_cold_start("floor", a, "data.mdb", open_and_answer,
+				       !strcmp(w, "cold_start_query"));
 	} else {
 		bench_round_fn fn = NULL;
 		if (!strcmp(w, "get"))
 			fn = round_get;
 		else if (!strcmp(w, "data_1kb"))
 			fn = round_data;
-		else if (!strcmp(w, "query_100k") || !strcmp(w, "query_1m"))
-			fn = round_query_one;
-		else if (!strcmp(w, "query_two_predicates"))
-			fn = round_query_two;
+		else if (!strncmp(w, "query_", 6))
+			fn = round_query;
 		else if (!strcmp(w, "patch_1kb") || !strcmp(w, "patch_1mb"))
 			fn = round_patch;
 		else
 			bench_die("unknown workload '%s'", w);
 		f.large = !strcmp(w, "patch_1mb");
-		env_open(&f, a.dir, 0);
-		double *runs = bench_xmalloc(a.runs * sizeof(double));
-		bench_time_rounds(fn, &f, a.n, a.runs, runs);
-		res = bench_result("floor", w, "us/op", a.n, runs, a.runs);
-		if (f.queries)
-			json_object_set_new(
-			    res, "results_per_query",
-			    json_real((double)f.hits / f.queries));
-		free(runs);
+		f.two = !strcmp(w, "query_two_predicates");
+		env_open(&f, a->dir, 0);
+		res = bench_run_rounds("floor", w, fn, &f, a);
+		bench_result_hits(res, f.hits, f.queries);
 		mdb_env_close(f.env);
 	}
 	json_object_set_new(res, "lmdb_version",
 			    json_string(mdb_version(NULL, NULL, NULL)));
-	bench_result_emit(res);
-	return 0;
+	return res;
+}
+
+int main(int argc, char **argv)
+{
+	return bench_main(argc, argv, build, run);
 }

@@ -41,7 +41,8 @@ typedef struct {
 	const bench_args *a;
 	bench_rng rng;
 	uint64_t seq;
-	int large;
+	int large; /* patch_1mb */
+	int two;   /* query_two_predicates */
 	unsigned hits, queries;
 	unsigned sink;
 	sqlite3_stmt *get, *data, *q1, *q2, *ev_log, *ev_session, *ev_patch,
@@ -221,9 +222,11 @@ static void build_props(sq_ctx *s, unsigned n)
 	sqlite3_finalize(prop);
 }
 
-static void build(sq_ctx *s, const bench_args *a)
+static void build(const bench_args *a)
 {
+	sq_ctx ctx, *s = &ctx;
 	bench_buf json = BENCH_BUF_INIT, doc = BENCH_BUF_INIT;
+	memset(s, 0, sizeof(*s));
 	bench_mkdirs(a->dir);
 	sq_open(s, a->dir, DB_FILE, BUILDING);
 	exec(s, schema);
@@ -275,28 +278,24 @@ static void build(sq_ctx *s, const bench_args *a)
 
 /* ---- reads ---- */
 
-typedef struct {
-	char sid[16];
-} sid_t;
-
-static double round_get(void *arg, unsigned n)
+/*
+ * Run the one-row statement `st` (app, sid) for each of ids[0..n) in one
+ * read transaction and read the text it returns; frees ids.
+ */
+static double timed_rows(sq_ctx *s, sqlite3_stmt *st, bench_sid *ids,
+			 unsigned n, const char *what)
 {
-	sq_ctx *s = arg;
-	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
-	for (unsigned i = 0; i < n; i++)
-		bench_session_id(ids[i].sid, sizeof(ids[i].sid),
-				 bench_rng_below(&s->rng, s->a->sessions));
 	double t0 = bench_now_us();
 	step_done(s, s->begin, "BEGIN");
 	for (unsigned i = 0; i < n; i++) {
-		bind_text(s->get, 1, BENCH_APP);
-		bind_text(s->get, 2, ids[i].sid);
-		if (sqlite3_step(s->get) != SQLITE_ROW)
-			bench_die("get %s: %s", ids[i].sid,
+		bind_text(st, 1, BENCH_APP);
+		bind_text(st, 2, ids[i].sid);
+		if (sqlite3_step(st) != SQLITE_ROW)
+			bench_die("%s %s: %s", what, ids[i].sid,
 				  sqlite3_errmsg(s->db));
-		const unsigned char *text = sqlite3_column_text(s->get, 0);
-		s->sink += text[0] + (unsigned)sqlite3_column_bytes(s->get, 0);
-		sqlite3_reset(s->get);
+		const unsigned char *text = sqlite3_column_text(st, 0);
+		s->sink += text[0] + (unsigned)sqlite3_column_bytes(st, 0);
+		sqlite3_reset(st);
 	}
 	step_done(s, s->commit, "COMMIT");
 	double t = (bench_now_us() - t0) / n;
@@ -304,29 +303,19 @@ static double round_get(void *arg, unsigned n)
 	return t;
 }
 
+static double round_get(void *arg, unsigned n)
+{
+	sq_ctx *s = arg;
+	return timed_rows(s, s->get,
+			  bench_random_sids(&s->rng, n, s->a->sessions), n,
+			  "get");
+}
+
 static double round_data(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
-	sid_t *ids = bench_xmalloc(n * sizeof(*ids));
-	for (unsigned i = 0; i < n; i++)
-		bench_doc_sid(ids[i].sid, sizeof(ids[i].sid), 0,
-			      bench_rng_below(&s->rng, BENCH_DOCS_SMALL));
-	double t0 = bench_now_us();
-	step_done(s, s->begin, "BEGIN");
-	for (unsigned i = 0; i < n; i++) {
-		bind_text(s->data, 1, BENCH_APP);
-		bind_text(s->data, 2, ids[i].sid);
-		if (sqlite3_step(s->data) != SQLITE_ROW)
-			bench_die("data %s: %s", ids[i].sid,
-				  sqlite3_errmsg(s->db));
-		const unsigned char *text = sqlite3_column_text(s->data, 0);
-		s->sink += text[0] + (unsigned)sqlite3_column_bytes(s->data, 0);
-		sqlite3_reset(s->data);
-	}
-	step_done(s, s->commit, "COMMIT");
-	double t = (bench_now_us() - t0) / n;
-	free(ids);
-	return t;
+	return timed_rows(s, s->data, bench_random_doc_sids(&s->rng, n), n,
+			  "data");
 }
 
 static void prepare_queries(sq_ctx *s)
@@ -373,15 +362,12 @@ static void run_query(sq_ctx *s, const bench_pred *p, int two)
 	s->queries++;
 }
 
-static double round_query(sq_ctx *s, unsigned n, int two)
+static double round_query(void *arg, unsigned n)
 {
-	bench_pred *preds = bench_xmalloc(n * 2 * sizeof(*preds));
-	for (unsigned i = 0; i < n; i++) {
-		if (two)
-			bench_query_two(&s->rng, s->a->sessions, &preds[2 * i]);
-		else
-			bench_query_one(&s->rng, s->a->sessions, &preds[2 * i]);
-	}
+	sq_ctx *s = arg;
+	int two = s->two;
+	bench_pred *preds = bench_random_queries(&s->rng, n, s->a->sessions,
+						 two);
 	double t0 = bench_now_us();
 	step_done(s, s->begin, "BEGIN");
 	for (unsigned i = 0; i < n; i++)
@@ -390,16 +376,6 @@ static double round_query(sq_ctx *s, unsigned n, int two)
 	double t = (bench_now_us() - t0) / n;
 	free(preds);
 	return t;
-}
-
-static double round_query_one(void *arg, unsigned n)
-{
-	return round_query(arg, n, 0);
-}
-
-static double round_query_two(void *arg, unsigned n)
-{
-	return round_query(arg, n, 1);
 }
 
 /* ---- patches ---- */
@@ -486,21 +462,8 @@ done:
 static double round_patch(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
-	bench_buf *events = bench_xmalloc(n * sizeof(*events));
-	unsigned docs = s->large ? BENCH_DOCS_LARGE : BENCH_DOCS_SMALL;
-	unsigned items = s->large ? BENCH_ITEMS_LARGE : BENCH_ITEMS_SMALL;
-	for (unsigned i = 0; i < n; i++) {
-		char sid[32], eid[48];
-		unsigned d = bench_rng_below(&s->rng, docs);
-		unsigned item = bench_rng_below(&s->rng, items);
-		uint64_t q = ++s->seq;
-		bench_doc_sid(sid, sizeof(sid), s->large, d);
-		snprintf(eid, sizeof(eid), "ev-%s-%08llu", s->a->workload,
-			 (unsigned long long)q);
-		events[i] = (bench_buf)BENCH_BUF_INIT;
-		bench_patch_event(&events[i], sid, item, (unsigned)q, eid,
-				  bench_event_created_us(q));
-	}
+	bench_buf *events = bench_patch_events(&s->rng, &s->seq, s->a->workload,
+					       s->large, n);
 	unsigned applied = 0;
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += s->a->batch) {
@@ -514,9 +477,7 @@ static double round_patch(void *arg, unsigned n)
 	double t = (bench_now_us() - t0) / n;
 	if (applied != n)
 		bench_die("only %u of %u events applied", applied, n);
-	for (unsigned i = 0; i < n; i++)
-		bench_buf_free(&events[i]);
-	free(events);
+	bench_bufs_free(events, n);
 	return t;
 }
 
@@ -592,86 +553,28 @@ static double open_and_answer(const bench_args *a, int query_first)
 	return t;
 }
 
-static json_t *run_cold_start(const bench_args *a, int query_first)
-{
-	char path[4096];
-	bench_path(path, sizeof(path), a->dir, DB_FILE);
-	bench_evict(path);
-	double cold = open_and_answer(a, query_first);
-	double warm = open_and_answer(a, query_first);
-	json_t *res =
-	    bench_result("sqlite", "cold_start", "us/op", 1, &cold, 1);
-	json_t *detail = json_object();
-	json_object_set_new(detail, "warm_us", json_real(warm));
-	json_object_set_new(res, "detail", detail);
-	json_object_set_new(res, "first",
-			    json_string(query_first ? "query" : "get"));
-	return res;
-}
-
-/* ---- heap growth over a long apply run ---- */
-
-static json_t *run_heap(sq_ctx *s, const bench_args *a)
-{
-	json_t *heap = json_array(), *rss = json_array();
-	double *runs = bench_xmalloc(a->runs * sizeof(double));
-	size_t first_heap = 0;
-	long first_rss = 0;
-	for (unsigned r = 0; r < a->runs; r++) {
-		runs[r] = round_patch(s, a->n);
-		size_t h = bench_heap_bytes();
-		long kb = bench_rss_kb();
-		if (r == 0) {
-			first_heap = h;
-			first_rss = kb;
-		}
-		json_array_append_new(heap, json_integer((json_int_t)h));
-		json_array_append_new(rss, json_integer(kb));
-	}
-	json_t *res =
-	    bench_result("sqlite", "heap", "us/op", a->n, runs, a->runs);
-	json_object_set_new(res, "heap_bytes", heap);
-	json_object_set_new(res, "rss_kb", rss);
-	json_object_set_new(res, "heap_growth_bytes",
-			    json_integer((json_int_t)bench_heap_bytes() -
-					 (json_int_t)first_heap));
-	json_object_set_new(res, "rss_growth_kb",
-			    json_integer(bench_rss_kb() - first_rss));
-	free(runs);
-	return res;
-}
-
 /* ---- main ---- */
 
-int main(int argc, char **argv)
+static json_t *run(const bench_args *a)
 {
-	bench_args a;
 	sq_ctx s;
-	bench_parse_args(argc, argv, &a);
 	memset(&s, 0, sizeof(s));
-	s.a = &a;
+	s.a = a;
 	bench_rng_init(&s.rng, BENCH_SEED);
-
-	if (!strcmp(a.cmd, "build")) {
-		build(&s, &a);
-		return 0;
-	}
-	const char *w = a.workload;
+	const char *w = a->workload;
 	json_t *res;
-	if (!strcmp(w, "cold_start") || !strcmp(w, "cold_start_query")) {
-		res = run_cold_start(&a, !strcmp(w, "cold_start_query"));
-		bench_result_emit(res);
-		return 0;
-	}
+	if (!strcmp(w, "cold_start") || !strcmp(w, "cold_start_query"))
+		return bench_cold_start("sqlite", a, DB_FILE, open_and_answer,
+					!strcmp(w, "cold_start_query"));
 	bench_round_fn fn = NULL;
 	int enqueue =
 	    !strcmp(w, "enqueue_durable") || !strcmp(w, "enqueue_batch");
 	if (enqueue) {
-		bench_mkdirs(a.dir);
+		bench_mkdirs(a->dir);
 		char path[4096];
-		bench_path(path, sizeof(path), a.dir, "outbox.db");
+		bench_path(path, sizeof(path), a->dir, "outbox.db");
 		unlink(path);
-		sq_open(&s, a.dir, "outbox.db", SYNC_FULL);
+		sq_open(&s, a->dir, "outbox.db", SYNC_FULL);
 		exec(&s, "CREATE TABLE outbox(seq INTEGER PRIMARY KEY,"
 			 " app TEXT NOT NULL, sid TEXT NOT NULL,"
 			 " body TEXT NOT NULL)");
@@ -679,7 +582,7 @@ int main(int argc, char **argv)
 				       " VALUES(?1, ?2, ?3)");
 		fn = round_enqueue;
 	} else {
-		sq_open(&s, a.dir, DB_FILE, SYNC_NORMAL);
+		sq_open(&s, a->dir, DB_FILE, SYNC_NORMAL);
 		if (!strcmp(w, "get")) {
 			s.get = prepare(&s, "SELECT json FROM sessions"
 					    " WHERE app = ?1 AND sid = ?2");
@@ -693,10 +596,11 @@ int main(int argc, char **argv)
 			fn = round_data;
 		} else if (!strcmp(w, "query_100k") || !strcmp(w, "query_1m")) {
 			prepare_queries(&s);
-			fn = round_query_one;
+			fn = round_query;
 		} else if (!strcmp(w, "query_two_predicates")) {
 			prepare_queries(&s);
-			fn = round_query_two;
+			s.two = 1;
+			fn = round_query;
 		} else if (!strcmp(w, "patch_1kb") || !strcmp(w, "patch_1mb") ||
 			   !strcmp(w, "heap")) {
 			prepare_patch(&s);
@@ -707,31 +611,24 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!strcmp(w, "heap")) {
-		res = run_heap(&s, &a);
+		res = bench_heap_rounds("sqlite", fn, &s, a);
 		sq_close(&s);
 	} else {
-		double *runs = bench_xmalloc(a.runs * sizeof(double));
-		bench_time_rounds(fn, &s, a.n, a.runs, runs);
-		res = bench_result("sqlite", w, "us/op", a.n, runs, a.runs);
-		if (s.queries)
-			json_object_set_new(
-			    res, "results_per_query",
-			    json_real((double)s.hits / s.queries));
+		res = bench_run_rounds("sqlite", w, fn, &s, a);
+		bench_result_hits(res, s.hits, s.queries);
 		sq_close(&s);
 		if (fn == round_patch) {
 			/* The same with a flush at every commit: the
 			 * durability skysync gives by default. */
-			sq_open(&s, a.dir, DB_FILE, SYNC_FULL);
+			sq_open(&s, a->dir, DB_FILE, SYNC_FULL);
 			prepare_patch(&s);
-			bench_time_rounds(fn, &s, a.n, a.runs, runs);
 			json_t *detail = json_object();
-			json_object_set_new(
-			    detail, "full_us",
-			    json_real(bench_median(runs, a.runs)));
+			json_object_set_new(detail, "full_us",
+					    json_real(bench_median_rounds(
+						fn, &s, a->n, a->runs)));
 			json_object_set_new(res, "detail", detail);
 			sq_close(&s);
 		}
-		free(runs);
 	}
 	json_object_set_new(res, "sqlite_version",
 			    json_string(sqlite3_libversion()));
@@ -740,10 +637,14 @@ int main(int argc, char **argv)
 		static const char *const files[] = {
 		    "outbox.db", "outbox.db-wal", "outbox.db-shm"};
 		for (size_t i = 0; i < 3; i++) {
-			bench_path(path, sizeof(path), a.dir, files[i]);
+			bench_path(path, sizeof(path), a->dir, files[i]);
 			unlink(path);
 		}
 	}
-	bench_result_emit(res);
-	return 0;
+	return res;
+}
+
+int main(int argc, char **argv)
+{
+	return bench_main(argc, argv, build, run);
 }

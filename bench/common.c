@@ -313,6 +313,37 @@ void bench_query_two(bench_rng *r, unsigned n, bench_pred p[2])
 		 bench_rng_below(r, 10));
 }
 
+bench_sid *bench_random_sids(bench_rng *r, unsigned n, unsigned count)
+{
+	bench_sid *ids = bench_xmalloc(n * sizeof(*ids));
+	for (unsigned i = 0; i < n; i++)
+		bench_session_id(ids[i].sid, sizeof(ids[i].sid),
+				 bench_rng_below(r, count));
+	return ids;
+}
+
+bench_sid *bench_random_doc_sids(bench_rng *r, unsigned n)
+{
+	bench_sid *ids = bench_xmalloc(n * sizeof(*ids));
+	for (unsigned i = 0; i < n; i++)
+		bench_doc_sid(ids[i].sid, sizeof(ids[i].sid), 0,
+			      bench_rng_below(r, BENCH_DOCS_SMALL));
+	return ids;
+}
+
+bench_pred *bench_random_queries(bench_rng *r, unsigned n, unsigned sessions,
+				 int two)
+{
+	bench_pred *preds = bench_xmalloc(n * 2 * sizeof(*preds));
+	for (unsigned i = 0; i < n; i++) {
+		if (two)
+			bench_query_two(r, sessions, &preds[2 * i]);
+		else
+			bench_query_one(r, sessions, &preds[2 * i]);
+	}
+	return preds;
+}
+
 /* ---- the documents data set ---- */
 
 void bench_doc_sid(char *buf, size_t cap, int large, unsigned i)
@@ -362,6 +393,34 @@ void bench_patch_event(bench_buf *out, const char *sid, unsigned item,
 			 sid, eid, t, t, rev);
 	bench_patch_json(out, item, rev);
 	bench_buf_printf(out, "}");
+}
+
+bench_buf *bench_patch_events(bench_rng *r, uint64_t *seq,
+			      const char *workload, int large, unsigned n)
+{
+	bench_buf *events = bench_xmalloc(n * sizeof(*events));
+	unsigned docs = large ? BENCH_DOCS_LARGE : BENCH_DOCS_SMALL;
+	unsigned items = large ? BENCH_ITEMS_LARGE : BENCH_ITEMS_SMALL;
+	for (unsigned i = 0; i < n; i++) {
+		char sid[32], eid[48];
+		unsigned d = bench_rng_below(r, docs);
+		unsigned item = bench_rng_below(r, items);
+		uint64_t q = ++*seq;
+		bench_doc_sid(sid, sizeof(sid), large, d);
+		snprintf(eid, sizeof(eid), "ev-%s-%08llu", workload,
+			 (unsigned long long)q);
+		events[i] = (bench_buf)BENCH_BUF_INIT;
+		bench_patch_event(&events[i], sid, item, (unsigned)q, eid,
+				  bench_event_created_us(q));
+	}
+	return events;
+}
+
+void bench_bufs_free(bench_buf *bufs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		bench_buf_free(&bufs[i]);
+	free(bufs);
 }
 
 void bench_patch_leaves(unsigned item, unsigned rev,
@@ -561,6 +620,17 @@ usage:
 	exit(2);
 }
 
+int bench_main(int argc, char **argv, bench_build_fn build, bench_run_fn run)
+{
+	bench_args a;
+	bench_parse_args(argc, argv, &a);
+	if (!strcmp(a.cmd, "build"))
+		build(&a);
+	else
+		bench_result_emit(run(&a));
+	return 0;
+}
+
 /* ---- rounds and results ---- */
 
 void bench_time_rounds(bench_round_fn round, void *ctx, unsigned n,
@@ -569,6 +639,16 @@ void bench_time_rounds(bench_round_fn round, void *ctx, unsigned n,
 	round(ctx, n); /* warm-up: page cache, map, allocator */
 	for (unsigned r = 0; r < runs; r++)
 		out[r] = round(ctx, n);
+}
+
+double bench_median_rounds(bench_round_fn round, void *ctx, unsigned n,
+			   unsigned runs)
+{
+	double *v = bench_xmalloc(runs * sizeof(double));
+	bench_time_rounds(round, ctx, n, runs, v);
+	double m = bench_median(v, runs);
+	free(v);
+	return m;
 }
 
 json_t *bench_result(const char *impl, const char *workload, const char *unit,
@@ -602,4 +682,72 @@ void bench_result_emit(json_t *res)
 	fflush(stdout);
 	free(text);
 	json_decref(res);
+}
+
+json_t *bench_run_rounds(const char *impl, const char *workload,
+			 bench_round_fn round, void *ctx, const bench_args *a)
+{
+	double *runs = bench_xmalloc(a->runs * sizeof(double));
+	bench_time_rounds(round, ctx, a->n, a->runs, runs);
+	json_t *res = bench_result(impl, workload, "us/op", a->n, runs, a->runs);
+	free(runs);
+	return res;
+}
+
+void bench_result_hits(json_t *res, unsigned hits, unsigned queries)
+{
+	if (queries)
+		json_object_set_new(res, "results_per_query",
+				    json_real((double)hits / queries));
+}
+
+json_t *bench_cold_start(const char *impl, const bench_args *a,
+			 const char *file, bench_open_fn open_and_answer,
+			 int query_first)
+{
+	char path[4096];
+	bench_path(path, sizeof(path), a->dir, file);
+	bench_evict(path);
+	/* Cold first: the warm open after it finds the pages it read. */
+	double cold = open_and_answer(a, query_first);
+	double warm = open_and_answer(a, query_first);
+	json_t *res = bench_result(impl, "cold_start", "us/op", 1, &cold, 1);
+	json_t *detail = json_object();
+	json_object_set_new(detail, "warm_us", json_real(warm));
+	json_object_set_new(res, "detail", detail);
+	json_object_set_new(res, "first",
+			    json_string(query_first ? "query" : "get"));
+	return res;
+}
+
+json_t *bench_heap_rounds(const char *impl, bench_round_fn round, void *ctx,
+			  const bench_args *a)
+{
+	json_t *heap = json_array(), *rss = json_array();
+	double *runs = bench_xmalloc(a->runs * sizeof(double));
+	size_t first_heap = 0;
+	long first_rss = 0;
+	/* No warm-up round: the first rounds' growth is part of what is
+	 * shown, and the later rounds tell whether it goes on. */
+	for (unsigned r = 0; r < a->runs; r++) {
+		runs[r] = round(ctx, a->n);
+		size_t h = bench_heap_bytes();
+		long kb = bench_rss_kb();
+		if (r == 0) {
+			first_heap = h;
+			first_rss = kb;
+		}
+		json_array_append_new(heap, json_integer((json_int_t)h));
+		json_array_append_new(rss, json_integer(kb));
+	}
+	json_t *res = bench_result(impl, "heap", "us/op", a->n, runs, a->runs);
+	json_object_set_new(res, "heap_bytes", heap);
+	json_object_set_new(res, "rss_kb", rss);
+	json_object_set_new(res, "heap_growth_bytes",
+			    json_integer((json_int_t)bench_heap_bytes() -
+					 (json_int_t)first_heap));
+	json_object_set_new(res, "rss_growth_kb",
+			    json_integer(bench_rss_kb() - first_rss));
+	free(runs);
+	return res;
 }

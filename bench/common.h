@@ -1,9 +1,12 @@
 /*
  * common.h - what the three benchmark programs (bench_skysync.c,
  * bench_sqlite.c, bench_floor.c) share, so that they measure the same work
- * on the same data: the data set generators, the fixed-seed random
- * sequence of ids, timing and medians, memory figures, the command line,
- * and the one-line JSON result that bench/run collects.
+ * on the same data and report it the same way: the data set generators,
+ * the fixed-seed random sequence of ids, queries and patches, the main and
+ * its command line, the timed rounds and their medians, the cold start and
+ * heap runs, memory figures, and the one-line JSON result that bench/run
+ * collects. A program brings its own round functions (one timed round of
+ * a workload) and open-and-answer function; everything around them is here.
  *
  * Every generator is a pure function of its arguments (and of BENCH_SEED),
  * so the three programs, run as separate processes, build byte-identical
@@ -133,6 +136,22 @@ void bench_query_one(bench_rng *r, unsigned n, bench_pred *p);
  */
 void bench_query_two(bench_rng *r, unsigned n, bench_pred p[2]);
 
+/* The id of a session or document, as the rounds prepare them. */
+typedef struct {
+	char sid[16];
+} bench_sid;
+
+/*
+ * The inputs of one round, drawn before its timed part: n ids of random
+ * sessions of a data set of `count` (get), n ids of random ~1 KB documents
+ * (data_1kb), n random queries for a data set of `sessions` (query_*:
+ * query i in p[2i], and p[2i+1] when `two`). Free them with free().
+ */
+bench_sid *bench_random_sids(bench_rng *r, unsigned n, unsigned count);
+bench_sid *bench_random_doc_sids(bench_rng *r, unsigned n);
+bench_pred *bench_random_queries(bench_rng *r, unsigned n, unsigned sessions,
+				 int two);
+
 /* ---- the documents data set ---- */
 
 /* Document session i: "d-00042" (~1 KB) or "m-0" (~1 MB). */
@@ -149,6 +168,17 @@ void bench_doc_json(bench_buf *out, unsigned items);
 void bench_patch_json(bench_buf *out, unsigned item, unsigned rev);
 void bench_patch_event(bench_buf *out, const char *sid, unsigned item,
 		       unsigned rev, const char *eid, int64_t created_us);
+
+/*
+ * The events of one patch_* round, drawn before its timed part: n events,
+ * each on a random document (~1 KB, or ~1 MB when `large`) and item,
+ * numbered on from *seq, with ids "ev-WORKLOAD-NNNNNNNN" (unique across
+ * the rounds of a run, or they would be skipped as duplicates). Free them
+ * with bench_bufs_free.
+ */
+bench_buf *bench_patch_events(bench_rng *r, uint64_t *seq,
+			      const char *workload, int large, unsigned n);
+void bench_bufs_free(bench_buf *bufs, unsigned n);
 
 /*
  * createdAt of event number q of this process: the wall clock when the
@@ -211,6 +241,16 @@ typedef struct {
 void bench_parse_args(int argc, char **argv, bench_args *a);
 
 /*
+ * The main of each of the three programs: parse the command line, then
+ * build the data set, or run the workload and print the result object
+ * `run` returns as the one line bench/run reads (bench_result_emit).
+ * Returns the exit status.
+ */
+typedef void (*bench_build_fn)(const bench_args *a);
+typedef json_t *(*bench_run_fn)(const bench_args *a);
+int bench_main(int argc, char **argv, bench_build_fn build, bench_run_fn run);
+
+/*
  * Run `runs` rounds of `round(ctx, n)` after one warm-up round and store
  * what each returned in out[]. A round does n operations and returns the
  * microseconds per operation it timed itself, so that it can prepare its
@@ -220,6 +260,10 @@ typedef double (*bench_round_fn)(void *ctx, unsigned n);
 void bench_time_rounds(bench_round_fn round, void *ctx, unsigned n,
 		       unsigned runs, double *out);
 
+/* The median of `runs` rounds (after the warm-up): a figure for "detail". */
+double bench_median_rounds(bench_round_fn round, void *ctx, unsigned n,
+			   unsigned runs);
+
 /*
  * A result object for bench/run: impl, workload, unit, n, runs[], median.
  * bench_result_emit adds the peak RSS and prints it as one line on stdout.
@@ -227,6 +271,42 @@ void bench_time_rounds(bench_round_fn round, void *ctx, unsigned n,
 json_t *bench_result(const char *impl, const char *workload, const char *unit,
 		     unsigned n, const double *runs, unsigned n_runs);
 void bench_result_emit(json_t *result);
+
+/*
+ * A whole timed workload: bench_time_rounds with a->n operations and
+ * a->runs rounds, returned as bench_result in us/op. Every workload that
+ * is one round function goes through here, in each of the programs, so
+ * that they time and report it the same way.
+ */
+json_t *bench_run_rounds(const char *impl, const char *workload,
+			 bench_round_fn round, void *ctx, const bench_args *a);
+
+/* Add results_per_query (hits / queries) to a result, when queries ran. */
+void bench_result_hits(json_t *result, unsigned hits, unsigned queries);
+
+/*
+ * Open the data set in a->dir and answer one get (or one query, when
+ * query_first) in a fresh handle; returns the microseconds from before
+ * the open to the answer.
+ */
+typedef double (*bench_open_fn)(const bench_args *a, int query_first);
+
+/*
+ * cold_start: drop a->dir/file from the page cache, then open and answer
+ * once cold and once warm. The result has the cold time as its one run,
+ * the warm one as detail.warm_us, and "first": "query" or "get".
+ */
+json_t *bench_cold_start(const char *impl, const bench_args *a,
+			 const char *file, bench_open_fn open_and_answer,
+			 int query_first);
+
+/*
+ * heap: a->runs rounds of `round` (a patch apply) in this process, with no
+ * warm-up, sampling the heap in use and the RSS after each. The result
+ * carries both series and their growth from the first round to the end.
+ */
+json_t *bench_heap_rounds(const char *impl, bench_round_fn round, void *ctx,
+			  const bench_args *a);
 
 /* Join dir and name into buf (dies when it does not fit). */
 void bench_path(char *buf, size_t cap, const char *dir, const char *name);

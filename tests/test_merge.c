@@ -458,7 +458,7 @@ static json_t *random_object(int depth, int allow_null)
  */
 static void test_merge__compose_equals_sequential(void)
 {
-	const unsigned rounds = getenv("SKY_UNDER_VALGRIND") ? 2000 : 50000;
+	const unsigned rounds = (unsigned)sky_test_workload(50000, 2000);
 	unsigned composed = 0, refused = 0;
 	for (unsigned r = 0; r < rounds; r++) {
 		json_t *doc = random_object(3, 0);

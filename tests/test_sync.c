@@ -35,6 +35,7 @@
 #include "engine.h"
 #include "harness.h"
 #include "merge.h"
+#include "util.h"
 #include "mqtt.h"
 #include "skysync.h"
 #include "testutil.h"
@@ -1282,7 +1283,7 @@ static void test_sync__token_expiry_mid_snapshot(void)
 static void test_sync__soak(void)
 {
 	const char *env = getenv("SKY_SOAK_CHANGES");
-	int n = env ? atoi(env) : getenv("SKY_UNDER_VALGRIND") ? 100 : 400;
+	int n = env ? atoi(env) : sky_test_workload(400, 100);
 	fixture fx;
 	char *seed = realm_seed();
 	const char *extra[] = {"--seed-random", "42", NULL};
@@ -1592,6 +1593,7 @@ static void test_sync__outbox_offline_then_online(void)
 	/* A sync while the server is down delivers nothing and says so. */
 	uint64_t rejected = 0;
 	CU_ASSERT(outbox_left(&fx, &rejected) == 9);
+	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
 
 	/* Back online: everything is delivered, in order. */
 	CU_ASSERT_FATAL(sky_emu_restart(&fx.emu) == 0);
@@ -1809,6 +1811,29 @@ static void test_sync__outbox_lost_create_answer(void)
 	CU_ASSERT(text && strstr(text, "\"after\""));
 	sky_free(text);
 	CU_ASSERT(converge(&fx, 1));
+
+	/* A create refused for good takes the writes to its session along,
+	 * each one notified, and the local session goes away. */
+	CU_ASSERT_FATAL(admin_fault(&fx, "error:code=400,next=1,method=POST,"
+					 "path=*/sessions") == 0);
+	char *l3 = NULL;
+	const char *c3 = "{\"name\":\"refused\"}";
+	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, c3, strlen(c3), &l3) ==
+			0);
+	CU_ASSERT(sky_data_patch(fx.cache, APP, l3, p, strlen(p)) == 0);
+	rejections r = {0, {0}};
+	sky_outbox_on_rejected(fx.cache, on_rejected, &r);
+	CU_ASSERT(fx_sync_once(&fx) == 0);
+	uint64_t rejected = 0;
+	CU_ASSERT_EQUAL(outbox_left(&fx, &rejected), 0);
+	CU_ASSERT_EQUAL(rejected, 2);
+	CU_ASSERT_EQUAL(r.count, 2);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, l3, &text, NULL),
+			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(server_count_ref(&fx, l3), 0);
+	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
+	sky_outbox_on_rejected(fx.cache, NULL, NULL);
+	sky_free(l3);
 	sky_free(l1);
 	sky_free(l2);
 	fx_end(&fx);
@@ -1852,9 +1877,17 @@ static void test_sync__outbox_flaky_network(void)
 {
 	fixture fx;
 	char *seed = realm_seed();
-	const size_t n_writes = getenv("SKY_UNDER_VALGRIND") ? 200 : 2000;
+	/* tests/soak/network sets SKY_SOAK_SECONDS: write for that long,
+	 * with event faults and broker drops too, and a second client
+	 * writing to other sessions meanwhile. */
+	const char *soak_env = getenv("SKY_SOAK_SECONDS");
+	const double soak_s = soak_env ? atof(soak_env) : 0;
+	const size_t n_writes =
+	    soak_s > 0 ? SIZE_MAX : (size_t)sky_test_workload(2000, 200);
 	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
 	fx.max_parallel = 8;
+	if (soak_s > 0)
+		fx.resync_interval_s = 20; /* dropped events are found again */
 	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
 	CU_ASSERT_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000) == 0);
 	const char *faults[] = {
@@ -1867,7 +1900,14 @@ static void test_sync__outbox_flaky_network(void)
 	};
 	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
 		CU_ASSERT_FATAL(admin_fault(&fx, faults[i]) == 0);
+	const char *soak_faults[] = {
+	    "event-dup:p=0.05", "event-delay:ms=300,p=0.05",
+	    "event-reorder:p=0.02", "event-drop:p=0.01", "mqtt-drop:p=0.002",
+	};
+	for (size_t i = 0; soak_s > 0 && i < 5; i++)
+		CU_ASSERT_FATAL(admin_fault(&fx, soak_faults[i]) == 0);
 	admin(&fx, "POST", "/_admin/random-seed", "{\"seed\": 12345}");
+	double soak_t0 = (double)sky__now_us() / 1e6;
 
 	/* The model starts from the mirror, equal to the server now. */
 	json_t *ids = open_sessions(&fx, 24);
@@ -1891,7 +1931,28 @@ static void test_sync__outbox_flaky_network(void)
 	}
 	slist rng = {NULL, 0, 0, 42};
 	static const char *users[] = {"u-alice", "u-bob", "u-carol", "u-dave"};
-	for (size_t w = 0; w < n_writes; w++) {
+	json_t *others = soak_s > 0 ? open_sessions(&fx, 48) : json_array();
+	size_t written = 0;
+	for (size_t w = 0; w < n_writes; w++, written++) {
+		if (soak_s > 0) {
+			if ((double)sky__now_us() / 1e6 - soak_t0 > soak_s)
+				break;
+			sky_sleep_ms(2);
+			/* The other client: sessions the model does not hold. */
+			if (w % 16 == 0 && json_array_size(others) > 24) {
+				const char *o = json_string_value(json_array_get(
+				    others, 24 + rnd(&rng, (unsigned)json_array_size(
+							       others) - 24)));
+				char path[256], body[64];
+				snprintf(path, sizeof(path),
+					 "/v1/applications/" APP "/sessions/%s/data",
+					 o);
+				snprintf(body, sizeof(body), "{\"other\":%zu}", w);
+				sky_http_res res;
+				rest(&fx, "PATCH", path, body, &res);
+				sky_http_res_free(&res);
+			}
+		}
 		unsigned pick = rnd(&rng, 100);
 		if (pick < 1 && n < 40) {
 			char name[64];
@@ -1951,6 +2012,8 @@ static void test_sync__outbox_flaky_network(void)
 		if ((w & 63) == 0)
 			sky_sleep_ms(5); /* let delivery interleave */
 	}
+	if (soak_s > 0 || verbose)
+		fprintf(stderr, "  %zu writes queued\n", written);
 	/* Everything is delivered, whatever the faults did. */
 	long waited = 0;
 	while (outbox_left(&fx, NULL) > 0 && waited < 180000) {
@@ -1968,7 +2031,7 @@ static void test_sync__outbox_flaky_network(void)
 	const char *kinds[] = {"drop", "error", "throttle", "reset", "expire"};
 	for (size_t i = 0; i < 5; i++) {
 		json_int_t k = json_integer_value(json_object_get(fired, kinds[i]));
-		if (verbose)
+		if (verbose || soak_s > 0)
 			fprintf(stderr, "  fault %s fired %lld times\n", kinds[i],
 				(long long)k);
 		CU_ASSERT(k > 0);
@@ -2023,6 +2086,9 @@ static void test_sync__outbox_flaky_network(void)
 	}
 	/* And the mirror equals the server. */
 	CU_ASSERT(converge(&fx, 1));
+	/* The outbox and the local views agree with each other. */
+	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
+	json_decref(others);
 	json_decref(ids);
 	fx_end(&fx);
 	free(seed);

@@ -75,6 +75,21 @@ char *sky_test_build_path(const char *rel)
 	return p;
 }
 
+int sky_test_under_valgrind(void)
+{
+	static int cached = -1;
+	if (cached < 0) {
+		const char *v = getenv("SKY_UNDER_VALGRIND");
+		cached = v && *v && strcmp(v, "0") != 0;
+	}
+	return cached;
+}
+
+int sky_test_workload(int full, int light)
+{
+	return sky_test_under_valgrind() ? light : full;
+}
+
 char *sky_test_read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");

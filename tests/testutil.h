@@ -1,7 +1,8 @@
 /*
  * testutil.h - shared helpers of the CUnit test programs: a runner that
  * registers one suite and exits non-zero on any failure, temporary cache
- * directories removed at exit, and paths to fixtures and built programs.
+ * directories removed at exit, paths to fixtures and built programs, and
+ * the size of the heavy workloads under valgrind.
  */
 #ifndef SKY_TESTUTIL_H
 #define SKY_TESTUTIL_H
@@ -24,6 +25,21 @@ const char *sky_test_tmpdir(void);
 char *sky_test_fixture(const char *rel);
 /* $SKY_TOP_BUILDDIR/rel (default "."). */
 char *sky_test_build_path(const char *rel);
+
+/*
+ * Whether the program runs under valgrind: SKY_UNDER_VALGRIND is set (make
+ * check-valgrind sets it) and not empty or "0".
+ */
+int sky_test_under_valgrind(void);
+
+/*
+ * The size of a randomized or large workload: `full` normally, `light`
+ * under valgrind. Memcheck runs the code some 30 times slower, and finds
+ * a bad access the first time a path runs, not the hundredth: the light
+ * size must still take every path the test is about (and keep every
+ * assertion able to fail), with fewer repetitions of them.
+ */
+int sky_test_workload(int full, int light);
 
 /* Read a whole file; NULL on error. *len may be NULL. Free with free(). */
 char *sky_test_read_file(const char *path, size_t *len);
