@@ -344,32 +344,18 @@ static int mark_write(MDB_txn *txn, void *arg)
 			continue;
 		if (rc < 0)
 			return rc;
+		sky_ob_owned o;
+		if ((rc = sky__ob_own(&e, &o)) < 0)
+			return rc;
 		/* A create or event about to go is "in flight" on disk; one
 		 * found in flight with no request of ours is in doubt. */
-		e.state = e.state == SKY_OUTBOX_IN_FLIGHT ? SKY_OUTBOX_IN_DOUBT
-							  : SKY_OUTBOX_IN_FLIGHT;
+		o.e.state = e.state == SKY_OUTBOX_IN_FLIGHT ? SKY_OUTBOX_IN_DOUBT
+							    : SKY_OUTBOX_IN_FLIGHT;
 		/* Once sent, a create is looked for before it is sent again,
 		 * even after a retry by hand (sky_outbox_retry). */
-		e.flags |= SKY_OB_SENT;
-		/* The strings point into the page being rewritten. */
-		char *app = strdup(e.app), *sid = strdup(e.sid);
-		char *local = e.local ? strdup(e.local) : NULL;
-		char *body = strdup(e.body), *ans = strdup(e.answer);
-		if (app && sid && body && ans && (!e.local || local)) {
-			e.app = app;
-			e.sid = sid;
-			e.local = local;
-			e.body = body;
-			e.answer = ans;
-			rc = sky__ob_store(txn, m->d->c, &e);
-		} else {
-			rc = sky__error_nomem();
-		}
-		free(app);
-		free(sid);
-		free(local);
-		free(body);
-		free(ans);
+		o.e.flags |= SKY_OB_SENT;
+		rc = sky__ob_store(txn, m->d->c, &o.e);
+		free(o.strs);
 		if (rc < 0)
 			return rc;
 	}
@@ -585,31 +571,21 @@ static int set_entry(MDB_txn *txn, deliver *d, flight *f, uint64_t id,
 		return 0;
 	if (rc < 0)
 		return rc;
-	const sky_engine_options *o = sky__engine_options(d->e);
-	long ms = sky__backoff_ms(e.attempts, o->backoff_min_ms,
-				  o->backoff_max_ms);
+	const sky_engine_options *opts = sky__engine_options(d->e);
+	long ms = sky__backoff_ms(e.attempts, opts->backoff_min_ms,
+				  opts->backoff_max_ms);
 	if (f->retry_after_s >= 0 && f->retry_after_s * 1000 > ms)
 		ms = f->retry_after_s > 3600 ? 3600000 : f->retry_after_s * 1000;
-	char *app = strdup(e.app), *sid = strdup(e.sid), *body = strdup(e.body);
-	char *local = e.local ? strdup(e.local) : NULL;
-	if (!app || !sid || !body || (e.local && !local)) {
-		rc = sky__error_nomem();
-	} else {
-		e.app = app;
-		e.sid = sid;
-		e.body = body;
-		e.local = local;
-		e.attempts++;
-		e.state = state;
-		e.next_try_us = now ? 0 : sky__now_us() + (int64_t)ms * 1000;
-		e.http_status = (int)f->status;
-		e.answer = f->answer ? f->answer : "";
-		rc = sky__ob_store(txn, d->c, &e);
-	}
-	free(app);
-	free(sid);
-	free(body);
-	free(local);
+	sky_ob_owned o;
+	if ((rc = sky__ob_own(&e, &o)) < 0)
+		return rc;
+	o.e.attempts++;
+	o.e.state = state;
+	o.e.next_try_us = now ? 0 : sky__now_us() + (int64_t)ms * 1000;
+	o.e.http_status = (int)f->status;
+	o.e.answer = f->answer ? f->answer : "";
+	rc = sky__ob_store(txn, d->c, &o.e);
+	free(o.strs);
 	return rc;
 }
 

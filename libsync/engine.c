@@ -313,16 +313,22 @@ static void fetch_schedule(sky_engine *e, const char *app, const char *sid,
 static void elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
+static void vlog(sky_engine *e, sky_log_level level, const char *fmt,
+		 va_list ap)
 {
 	if (!e->o.on_log)
 		return;
 	char line[512];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	e->o.on_log(level, line, e->o.payload);
+}
+
+static void elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vlog(e, level, fmt, ap);
 	va_end(ap);
-	e->o.on_log(level, line, e->o.payload);
 }
 
 /* A warning about something retried: at most one a second. */
@@ -2531,14 +2537,10 @@ int sky__engine_follows(sky_engine *e)
 
 void sky__engine_log(sky_engine *e, sky_log_level level, const char *fmt, ...)
 {
-	if (!e->o.on_log)
-		return;
-	char line[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vlog(e, level, fmt, ap);
 	va_end(ap);
-	e->o.on_log(level, line, e->o.payload);
 }
 
 struct event_base *sky__engine_base(sky_engine *e)

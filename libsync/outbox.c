@@ -171,16 +171,7 @@ int sky__ob_remove(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e)
 	return 0;
 }
 
-/*
- * An owned copy of an entry, for code that writes while it walks (the
- * strings of a decoded entry live in the page the write may change).
- */
-typedef struct {
-	sky_ob_entry e;
-	char *strs;
-} owned_entry;
-
-static int own_entry(const sky_ob_entry *e, owned_entry *out)
+int sky__ob_own(const sky_ob_entry *e, sky_ob_owned *out)
 {
 	const char *src[5] = {e->app, e->sid, e->local ? e->local : "",
 			      e->body ? e->body : "",
@@ -210,7 +201,7 @@ static int own_entry(const sky_ob_entry *e, owned_entry *out)
  * leaves out dead letters. *out is freed with free_entries.
  */
 typedef struct {
-	owned_entry *v;
+	sky_ob_owned *v;
 	size_t n, cap;
 } entry_list;
 
@@ -245,7 +236,7 @@ static int session_entries(MDB_txn *txn, sky_cache *c, const char *app,
 		if (!live_only || e.state != SKY_OUTBOX_REJECTED) {
 			if (out->n == out->cap) {
 				size_t cap = out->cap ? out->cap * 2 : 8;
-				owned_entry *v =
+				sky_ob_owned *v =
 				    realloc(out->v, cap * sizeof(*v));
 				if (!v) {
 					rc = sky__error_nomem();
@@ -254,7 +245,7 @@ static int session_entries(MDB_txn *txn, sky_cache *c, const char *app,
 				out->v = v;
 				out->cap = cap;
 			}
-			if ((rc = own_entry(&e, &out->v[out->n])) < 0)
+			if ((rc = sky__ob_own(&e, &out->v[out->n])) < 0)
 				break;
 			out->n++;
 		}
@@ -1153,7 +1144,7 @@ int sky__outbox_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 			break;
 		if (done.n == done.cap) {
 			size_t cap = done.cap ? done.cap * 2 : 8;
-			owned_entry *v = realloc(done.v, cap * sizeof(*v));
+			sky_ob_owned *v = realloc(done.v, cap * sizeof(*v));
 			if (!v) {
 				rc = sky__error_nomem();
 				break;
@@ -1161,7 +1152,7 @@ int sky__outbox_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 			done.v = v;
 			done.cap = cap;
 		}
-		if ((rc = own_entry(&e, &done.v[done.n])) < 0)
+		if ((rc = sky__ob_own(&e, &done.v[done.n])) < 0)
 			break;
 		done.n++;
 		if ((rc = sky__ob_remove(txn, c, &e)) < 0)
@@ -1258,11 +1249,11 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
 		       const char *answer, sky_buf *dead)
 {
 	sky_ob_entry e;
-	owned_entry o;
+	sky_ob_owned o;
 	int rc = sky__ob_get(txn, c, id, &e);
 	if (rc < 0)
 		return rc;
-	if ((rc = own_entry(&e, &o)) < 0)
+	if ((rc = sky__ob_own(&e, &o)) < 0)
 		return rc;
 	o.e.state = SKY_OUTBOX_REJECTED;
 	o.e.http_status = status;
@@ -1389,7 +1380,7 @@ static int change_write(MDB_txn *txn, void *arg)
 	change_ctx *x = arg;
 	sky_cache *c = x->cache;
 	sky_ob_entry e;
-	owned_entry o;
+	sky_ob_owned o;
 	int rc = sky__ob_get(txn, c, x->id, &e);
 	if (rc == SKY_ENOTFOUND)
 		return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
@@ -1404,7 +1395,7 @@ static int change_write(MDB_txn *txn, void *arg)
 	if (!x->drop && e.state == SKY_OUTBOX_PENDING)
 		return sky__error_input("outbox entry %llu is pending already",
 					(unsigned long long)x->id);
-	if ((rc = own_entry(&e, &o)) < 0)
+	if ((rc = sky__ob_own(&e, &o)) < 0)
 		return rc;
 	if (x->drop) {
 		rc = sky__ob_remove(txn, c, &o.e);

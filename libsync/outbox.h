@@ -48,6 +48,17 @@ int sky__ob_decode(uint64_t id, const MDB_val *val, sky_ob_entry *out);
 int sky__ob_store(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e);
 /* Read entry `id` (strings borrowed from the transaction). */
 int sky__ob_get(MDB_txn *txn, sky_cache *c, uint64_t id, sky_ob_entry *out);
+/*
+ * An owned copy of an entry, for code that writes while it reads: the
+ * strings of a decoded entry live in the page a write may change. Free
+ * with free(out->strs). 0 or -1 (out of memory).
+ */
+typedef struct {
+	sky_ob_entry e;
+	char *strs;
+} sky_ob_owned;
+int sky__ob_own(const sky_ob_entry *e, sky_ob_owned *out);
+
 /* Remove entry `id` and its by-session key. */
 int sky__ob_remove(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e);
 
