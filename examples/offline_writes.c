@@ -5,14 +5,12 @@
  *
  *   offline_writes CACHE_DIR APP SESSION_ID [SERVER BROKER]
  *
- * Prints the local view ("local: name DATA"), "pending: N", the confirmed
- * server state when there is one, and each queued write ("queued: ID OP
- * STATE"). With a server, it syncs as user "integration" of realm "demo"
- * (password in $SKYSYNC_PASSWORD)
- * and prints "rejected: ID STATUS" for each dead letter, which it drops
- * (a real program might alert someone, or fix and retry it). Exit 0 on
- * success, 2 when the session is not in the cache, 4 when the network
- * failed, 1 otherwise.
+ * Prints "local: name DATA", "pending: N", the confirmed server state if
+ * any, and "queued: ID OP STATE" per queued write. With a server it syncs
+ * as "integration" of realm "demo" (password in $SKYSYNC_PASSWORD) and
+ * prints "rejected: ID STATUS" per dead letter, which it drops (a real
+ * program might alert someone, or fix and retry it). Exit 0 on success,
+ * 2 when the session is not in the cache, 4 on network failure, else 1.
  * Build: cc offline_writes.c $(pkg-config --cflags --libs libsync)
  */
 #include <skysync.h>
@@ -54,23 +52,21 @@ int main(int argc, char **argv)
 	if (sky_cache_open(&cache, argv[1], NULL) < 0)
 		return fail("open");
 	int rc = 0;
+	char *session = NULL, *data = NULL, *server = NULL;
 	/* Each call returns once the write is on disk; no network needed. */
 	const char *patch = "{\"checklist\":{\"floor\":\"dry\"},\"note\":\"ok\"}";
 	if (sky_data_patch(cache, app, sid, patch, strlen(patch)) < 0 ||
 	    sky_session_set_name(cache, app, sid, "Checked offline") < 0)
-		return fail("write"); /* exiting closes nothing we need */
+		goto failed;
 	/* Reads show the local view at once, and can tell it is not sent. */
-	char *session, *data, *server = NULL;
 	unsigned pending;
 	if (sky_session_get(cache, app, sid, &session, NULL) < 0 ||
 	    sky_data_get(cache, app, sid, &data, NULL) < 0 ||
-	    sky_session_pending(cache, app, sid, &pending) < 0)
-		return fail("read");
-	printf("local: %s %s\npending: %u\n",
-	       strstr(session, "Checked offline") ? "renamed" : "?", data,
-	       pending);
-	sky_free(session);
-	sky_free(data);
+	    sky_session_pending(cache, app, sid, &pending) < 0) {
+		rc = fail("read");
+		goto out; /* session and data are freed there */
+	}
+	printf("local: %s %s\npending: %u\n", strstr(session, "Checked offline") ? "renamed" : "?", data, pending);
 	if (sky_session_get_confirmed(cache, app, sid, &server, NULL) == 0)
 		printf("confirmed: %s\n", strstr(server, "Checked offline") ? "renamed" : "not yet");
 	sky_free(server);
@@ -87,13 +83,18 @@ int main(int argc, char **argv)
 		o.password = getenv("SKYSYNC_PASSWORD");
 		sky_engine *engine;
 		if (sky_engine_new(cache, &o, &engine) < 0)
-			return fail("sync options");
+			goto failed;
 		if (sky_engine_sync_once(engine) < 0)
 			rc = fail("sync");
 		sky_engine_free(engine);
 		sky_session_pending(cache, app, sid, &pending);
 		printf("after sync, pending: %u\n", pending);
 	}
-	sky_cache_close(cache);
+out:
+	sky_free(session), sky_free(data);
+	sky_cache_close(cache); /* on every path: it frees what open took */
 	return rc;
+failed:
+	rc = fail(argc == 6 ? "write or sync options" : "write");
+	goto out;
 }
