@@ -78,8 +78,7 @@ int main(int argc, char **argv)
 		sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
 		o.server = argv[4];
 		o.broker = argv[5];
-		o.realm = "demo";
-		o.user = "integration";
+		o.realm = "demo", o.user = "integration";
 		o.password = getenv("SKYSYNC_PASSWORD");
 		sky_engine *engine;
 		if (sky_engine_new(cache, &o, &engine) < 0)
