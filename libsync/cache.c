@@ -37,6 +37,9 @@ int sky_cache_open(sky_cache **out, const char *dir,
 				opts->version, SKY_CACHE_OPTIONS_VERSION);
 		o = *opts;
 	}
+	if ((o.flags & SKY_CACHE_JOURNAL) && (o.flags & SKY_CACHE_NOSYNC))
+		return sky__error_input("SKY_CACHE_JOURNAL and SKY_CACHE_NOSYNC "
+					"exclude each other: choose one");
 	if (!o.max_event_bytes)
 		o.max_event_bytes = SKY_DEFAULT_MAX_EVENT_BYTES;
 	if (!o.max_depth)
@@ -61,6 +64,11 @@ int sky_cache_open(sky_cache **out, const char *dir,
 	if (rc < 0) {
 		free(c->dir);
 		free(c);
+		return rc;
+	}
+	/* Writes acknowledged before a crash, kept in the journal. */
+	if ((rc = sky__outbox_replay_journal(c)) < 0) {
+		sky_cache_close(c);
 		return rc;
 	}
 	*out = c;

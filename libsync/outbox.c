@@ -930,6 +930,161 @@ static int enqueue_write(MDB_txn *txn, void *arg)
 	return 0;
 }
 
+/* ---- the journal record of a batch (SKY_CACHE_JOURNAL) ----
+ *
+ * type u8 (1) | count u32 | per write: op u8 | application | session id
+ * (for a create, the local id it was given) | JSON body; each string as
+ * u32 length + bytes. Replaying it reruns the batch with the same local
+ * ids on the state the journal's checkpoint restored. */
+#define JOURNAL_WRITE_BATCH 1
+
+static unsigned char *put_field(unsigned char *p, const char *s, size_t len)
+{
+	sky__put_be32(p, (uint32_t)len);
+	memcpy(p + 4, s, len);
+	return p + 4 + len;
+}
+
+static unsigned char *batch_record(const enqueue_ctx *q, size_t *len)
+{
+	size_t total = 5;
+	for (size_t i = 0; i < q->n; i++) {
+		const sky_write *w = &q->w[i];
+		const char *sid = q->local_ids[i] ? q->local_ids[i]
+						  : w->session_id;
+		total += 1 + 12 + strlen(w->app_id) + strlen(sid) + w->len;
+	}
+	unsigned char *rec = malloc(total), *p = rec;
+	if (!rec)
+		return NULL;
+	*p++ = JOURNAL_WRITE_BATCH;
+	sky__put_be32(p, (uint32_t)q->n);
+	p += 4;
+	for (size_t i = 0; i < q->n; i++) {
+		const sky_write *w = &q->w[i];
+		const char *sid = q->local_ids[i] ? q->local_ids[i]
+						  : w->session_id;
+		*p++ = (unsigned char)w->op;
+		p = put_field(p, w->app_id, strlen(w->app_id));
+		p = put_field(p, sid, strlen(sid));
+		p = put_field(p, w->json, w->len);
+	}
+	*len = total;
+	return rec;
+}
+
+/* Take one length-prefixed string of a record as a new C string. */
+static char *take_field(const unsigned char **p, const unsigned char *end,
+			size_t *len)
+{
+	if (end - *p < 4)
+		return NULL;
+	size_t n = sky__get_be32(*p);
+	if ((size_t)(end - *p - 4) < n)
+		return NULL;
+	char *s = malloc(n + 1);
+	if (s) {
+		memcpy(s, *p + 4, n);
+		s[n] = '\0';
+		*p += 4 + n;
+		if (len)
+			*len = n;
+	}
+	return s;
+}
+
+typedef struct {
+	MDB_txn *txn;
+	sky_cache *cache;
+} replay_ctx;
+
+static int replay_record(const unsigned char *p, size_t len, void *arg)
+{
+	replay_ctx *r = arg;
+	const unsigned char *end = p + len;
+	if (len < 5 || p[0] != JOURNAL_WRITE_BATCH)
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_INPUT, 0,
+				      "journal record of an unknown kind");
+	size_t n = sky__get_be32(p + 1);
+	p += 5;
+	if (n == 0 || n > len)
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_INPUT, 0,
+				      "journal record with %zu writes", n);
+	enqueue_ctx q = {r->cache, calloc(n, sizeof(sky_write)), n,
+			 calloc(n, sizeof(json_t *)), calloc(n, sizeof(char *))};
+	char **strings = calloc(3 * n, sizeof(char *));
+	int rc = 0;
+	if (!q.w || !q.bodies || !q.local_ids || !strings) {
+		rc = sky__error_nomem();
+		goto done;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		sky_write *w = &q.w[i];
+		if (p >= end) {
+			rc = -1;
+			break;
+		}
+		w->op = (sky_write_op)*p++;
+		char *app = strings[3 * i] = take_field(&p, end, NULL);
+		char *sid = strings[3 * i + 1] = take_field(&p, end, NULL);
+		char *json = strings[3 * i + 2] = take_field(&p, end, &w->len);
+		if (!app || !sid || !json) {
+			rc = sky__error_set(SKY_ERROR, SKY_ERRSRC_INPUT, 0,
+					    "journal record cut short");
+			break;
+		}
+		w->app_id = app;
+		w->json = json;
+		if (w->op == SKY_WRITE_CREATE)
+			q.local_ids[i] = sid; /* freed with strings[] */
+		else
+			w->session_id = sid;
+		rc = check_body(r->cache, w->op, json, w->len, &q.bodies[i]);
+	}
+	if (rc == 0)
+		rc = enqueue_write(r->txn, &q);
+done:
+	for (size_t i = 0; i < n; i++) {
+		if (q.bodies)
+			json_decref(q.bodies[i]);
+		if (strings) {
+			free(strings[3 * i]);
+			free(strings[3 * i + 1]);
+			free(strings[3 * i + 2]);
+		}
+	}
+	free(strings);
+	free(q.w);
+	free(q.bodies);
+	free(q.local_ids);
+	return rc;
+}
+
+static int replay_write(MDB_txn *txn, void *arg)
+{
+	replay_ctx r = {txn, arg};
+	return sky__journal_each_replay(&r.cache->st.journal, replay_record,
+					&r);
+}
+
+int sky__outbox_replay_journal(sky_cache *c)
+{
+	sky_journal *j = &c->st.journal;
+	if (!j->replay_count)
+		return 0;
+	int rc = sky__store_write(&c->st, replay_write, c);
+	if (rc == 0 && !j->active)
+		rc = sky__journal_checkpoint(&c->st);
+	if (rc < 0) {
+		sky__error_prefix("recovering the %u writes kept in %s/journal "
+				  "(they stay there for the next open)",
+				  j->replay_count, c->dir);
+		return rc;
+	}
+	sky__journal_replay_done(j);
+	return 0;
+}
+
 int sky_write_batch(sky_cache *cache, sky_write *writes, size_t count)
 {
 	enqueue_ctx q = {cache, writes, count, calloc(count + 1, sizeof(json_t *)),
@@ -965,7 +1120,16 @@ int sky_write_batch(sky_cache *cache, sky_write *writes, size_t count)
 			goto done;
 		}
 	}
-	rc = sky__store_write(&cache->st, enqueue_write, &q);
+	if (cache->st.journal.active) {
+		size_t reclen = 0;
+		unsigned char *rec = batch_record(&q, &reclen);
+		rc = rec ? sky__store_write_logged(&cache->st, enqueue_write, &q,
+						   rec, reclen)
+			 : sky__error_nomem();
+		free(rec);
+	} else {
+		rc = sky__store_write(&cache->st, enqueue_write, &q);
+	}
 	if (rc < 0) {
 		for (size_t i = 0; i < count; i++)
 			if (writes[i].result < 0)

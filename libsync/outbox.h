@@ -131,6 +131,10 @@ json_t *sky__patch_compose(const json_t *first, const json_t *second);
  */
 int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems);
 
+/* At open: replay the writes the journal kept past its checkpoint
+ * (SKY_CACHE_JOURNAL after a crash), then fold them in. */
+int sky__outbox_replay_journal(sky_cache *c);
+
 /* The callback of sky_outbox_on_rejected. */
 void sky__outbox_notify_rejected(sky_cache *c, uint64_t id);
 

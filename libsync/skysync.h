@@ -45,6 +45,7 @@ enum {
 	SKY_EEXISTS = -5,   /**< already there */
 	SKY_EPERM = -6,     /**< refused: permissions or file safety */
 	SKY_ENETWORK = -7,  /**< network or server failure */
+	SKY_EBUSY = -8,     /**< another process holds the cache (journal) */
 };
 
 /** Where an error came from. */
@@ -106,6 +107,25 @@ typedef struct sky_cache sky_cache;
  */
 #define SKY_CACHE_FAST_WRITES 0x4u
 
+/**
+ * Durable writes with one disk flush (for a gateway process that owns
+ * its cache). Outbox writes (sky_write_batch() and the functions built on
+ * it) are appended to a checksummed journal beside LMDB and flushed once
+ * before the call returns; LMDB itself is flushed at checkpoints (every
+ * 1024 journaled writes, before any other kind of write, and at close).
+ * A crash or power cut loses nothing acknowledged: the next read-write
+ * open rolls LMDB back to the last checkpoint and replays the journal.
+ * Other writes (sync, events, outbox delivery) stay as durable as without
+ * it, at the same cost.
+ *
+ * The process must be the cache's only writer: while it has the cache
+ * open, read-write opens by other processes fail with SKY_EBUSY, and it
+ * cannot open while another process has the cache open read-write.
+ * Read-only opens are always allowed. Overrides SKY_CACHE_FAST_WRITES;
+ * cannot be combined with SKY_CACHE_NOSYNC.
+ */
+#define SKY_CACHE_JOURNAL 0x8u
+
 typedef struct {
 	unsigned version;          /**< SKY_CACHE_OPTIONS_VERSION */
 	unsigned flags;            /**< SKY_CACHE_* */
@@ -138,7 +158,9 @@ typedef struct {
  * processes are cleared. `opts` may be NULL for the defaults.
  *
  * Returns 0, SKY_EPERM, SKY_EINVAL (bad options, a newer schema),
- * SKY_ENOTFOUND (SKY_CACHE_READONLY and no cache there) or -1.
+ * SKY_ENOTFOUND (SKY_CACHE_READONLY and no cache there), SKY_EBUSY (the
+ * journal's single-writer rule, see SKY_CACHE_JOURNAL, or a journal to
+ * recover while another process has the cache open) or -1.
  * On success *out is the caller's, freed with sky_cache_close().
  * Every write function returns SKY_EPERM on a read-only cache.
  */

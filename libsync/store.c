@@ -107,8 +107,8 @@ static int prepare_dir(const char *dir, unsigned flags)
 	int rc = check_private(dir, 1);
 	if (rc < 0)
 		return rc;
-	static const char *files[] = {"data.mdb", "lock.mdb"};
-	for (size_t i = 0; i < 2; i++) {
+	static const char *files[] = {"data.mdb", "lock.mdb", "journal"};
+	for (size_t i = 0; i < 3; i++) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		if (access(path, F_OK) == 0 && (rc = check_private(path, 0)) < 0)
@@ -193,6 +193,17 @@ static int txn_begin(sky_store *st, unsigned flags, MDB_txn **out)
 	}
 }
 
+int sky__store_txn_begin(sky_store *st, unsigned flags, MDB_txn **out)
+{
+	return txn_begin(st, flags, out);
+}
+
+void sky__store_txn_abort(sky_store *st, MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+	txn_leave(st);
+}
+
 static int open_databases(sky_store *st)
 {
 	MDB_txn *txn;
@@ -256,6 +267,11 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	st->flags = flags;
 	if ((rc = prepare_dir(dir, flags)) < 0)
 		return rc;
+	/* Before LMDB opens: the journal may roll it back (journal.h). */
+	int journal_mode = (flags & SKY_CACHE_JOURNAL) != 0;
+	if ((rc = sky__journal_open(&st->journal, dir, journal_mode,
+				    (flags & SKY_CACHE_READONLY) != 0)) < 0)
+		return rc;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->idle, NULL);
 	if ((rc = mdb_env_create(&st->env)) != 0) {
@@ -272,13 +288,15 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	 * MDB_NOSYNC only when the user chose speed over power-loss safety;
 	 * MDB_NOMETASYNC (one flush per commit; a power cut may undo the
 	 * last commits but never corrupts) for SKY_CACHE_FAST_WRITES.
+	 * In journal mode LMDB never flushes on commit: the journal and its
+	 * checkpoints make writes durable.
 	 */
 	unsigned envflags = MDB_NOTLS;
 	if (flags & SKY_CACHE_READONLY)
 		envflags |= MDB_RDONLY;
-	if (flags & SKY_CACHE_NOSYNC)
+	if ((flags & SKY_CACHE_NOSYNC) || journal_mode)
 		envflags |= MDB_NOSYNC;
-	if (flags & SKY_CACHE_FAST_WRITES)
+	else if (flags & SKY_CACHE_FAST_WRITES)
 		envflags |= MDB_NOMETASYNC;
 	rc = mdb_env_open(st->env, dir, envflags, 0600);
 	if (rc) {
@@ -295,12 +313,17 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	mdb_reader_check(st->env, &dead);
 	if ((rc = open_databases(st)) < 0)
 		goto fail_open;
+	if ((rc = sky__journal_start(st)) < 0)
+		goto fail_open;
 	return 0;
 
 fail_open:
+	st->journal.records = 0; /* nothing of this open to fold in */
+	sky__journal_close(st);
 	mdb_env_close(st->env);
 	st->env = NULL;
 fail_env:
+	sky__journal_close(st);
 	pthread_cond_destroy(&st->idle);
 	pthread_mutex_destroy(&st->lock);
 	return rc;
@@ -316,33 +339,63 @@ void sky__store_close(sky_store *st)
 	sky_txn_observer *obs = atomic_exchange(&st->observer, NULL);
 	if (obs)
 		obs->destroy(obs);
+	sky__journal_close(st);
 	mdb_env_close(st->env);
 	st->env = NULL;
 	pthread_cond_destroy(&st->idle);
 	pthread_mutex_destroy(&st->lock);
 }
 
-int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx)
+/*
+ * After a commit in journal mode: flush the journal record (a logged
+ * write) or checkpoint (any other write, which has no record to replay).
+ */
+static int journal_after_commit(sky_store *st, int logged)
+{
+	return logged ? sky__journal_flush(&st->journal)
+		      : sky__journal_checkpoint(st);
+}
+
+int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
+			    const void *record, size_t record_len)
 {
 	if (st->flags & SKY_CACHE_READONLY)
 		return sky__error_set(SKY_EPERM, SKY_ERRSRC_INPUT, 0,
 				      "the cache was opened read-only");
+	sky_journal *j = &st->journal;
+	int journaled = j->active;
+	int logged = journaled && record;
 	for (int attempt = 0; attempt < MAX_WRITE_RETRIES; attempt++) {
+		if (journaled && j->broken)
+			return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
+					      "the journal failed earlier: "
+					      "reopen the cache");
+		int rc;
+		if (logged && sky__journal_full(j, record_len) &&
+		    (rc = sky__journal_checkpoint(st)) < 0)
+			return rc;
 		MDB_txn *txn;
-		int rc = txn_begin(st, 0, &txn);
-		if (rc < 0)
+		if ((rc = txn_begin(st, 0, &txn)) < 0)
 			return rc;
 		rc = fn(txn, ctx);
+		if (rc == 0 && logged)
+			rc = sky__journal_append(j, record, record_len);
 		/* Taken while the writer lock is held, delivered after it. */
 		sky_txn_observer *obs = atomic_load(&st->observer);
 		void *noted = obs ? obs->take(obs) : NULL;
 		if (rc == 0) {
 			int mrc = mdb_txn_commit(txn);
 			txn_leave(st);
+			if (mrc == 0 && journaled)
+				rc = journal_after_commit(st, logged);
+			else if (mrc != 0 && logged)
+				/* The appended record names a write that
+				 * did not happen: a checkpoint voids it. */
+				(void)sky__journal_checkpoint(st);
 			if (obs)
 				obs->done(obs, noted, mrc == 0);
 			if (mrc == 0)
-				return 0;
+				return rc;
 			rc = sky__error_lmdb(mrc, "committing");
 		} else {
 			mdb_txn_abort(txn);
@@ -358,6 +411,11 @@ int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx)
 	return sky__error_set(SKY_ERROR, SKY_ERRSRC_LMDB, MDB_MAP_FULL,
 			      "cache map full after %d growths",
 			      MAX_WRITE_RETRIES);
+}
+
+int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx)
+{
+	return sky__store_write_logged(st, fn, ctx, NULL, 0);
 }
 
 int sky__store_read_begin(sky_store *st, MDB_txn **out)

@@ -42,6 +42,7 @@
 
 #include <lmdb.h>
 
+#include "journal.h"
 #include "skysync.h"
 
 enum sky_db {
@@ -88,6 +89,7 @@ typedef struct sky_store {
 	MDB_txn *free_readers[16]; /* reset read txns kept for reuse */
 	unsigned n_free_readers;
 	_Atomic(sky_txn_observer *) observer; /* set once, NULL if none */
+	sky_journal journal;       /* SKY_CACHE_JOURNAL (journal.h) */
 } sky_store;
 
 /* Open/close the environment in `dir` (checks and creates permissions). */
@@ -104,6 +106,18 @@ void sky__store_close(sky_store *st);
  */
 typedef int (*sky_write_fn)(MDB_txn *txn, void *ctx);
 int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx);
+
+/*
+ * The same for a durable write that can be replayed from `record` (an
+ * outbox batch): in journal mode the record is appended to the journal
+ * and flushed instead of flushing LMDB; otherwise as sky__store_write().
+ */
+int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
+			    const void *record, size_t record_len);
+
+/* A raw write transaction, only to hold the writer lock (journal.c). */
+int sky__store_txn_begin(sky_store *st, unsigned flags, MDB_txn **out);
+void sky__store_txn_abort(sky_store *st, MDB_txn *txn);
 
 /* Begin/end a read-only transaction (reused from a pool). */
 int sky__store_read_begin(sky_store *st, MDB_txn **out);

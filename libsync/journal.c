@@ -1,0 +1,638 @@
+/*
+ * journal.c - the journal of SKY_CACHE_JOURNAL mode: its file format,
+ * locking, checkpoints and recovery (see journal.h for why it is safe).
+ *
+ * The file `journal` in the cache directory:
+ *
+ *   offset 0 and 512   two header slots, written in turn; the valid one
+ *                      (magic, version, CRC) with the higher generation
+ *                      is current
+ *   offset 4096...     records of the current generation, back to back
+ *
+ *   header  "SKYJRNL\0" | version u32 | page size u32 | generation u64 |
+ *           checkpoint txnid u64 | boot id (40 bytes) |
+ *           LMDB meta page 0 (192 bytes) | meta page 1 (192 bytes) | CRC
+ *   record  magic u32 | length u32 | generation u64 | sequence u64 |
+ *           CRC u32 | 0 u32 | payload, padded to 8 bytes
+ *
+ * Numbers are big-endian; CRCs are CRC-32C over everything before them
+ * (and, for a record, its payload). Records are numbered from 1 after
+ * each checkpoint; the log ends at the first slot that does not hold the
+ * next number of the current generation with a good CRC. The region up to
+ * JOURNAL_BYTES is written with zeros once, so appending a record changes
+ * neither the file's size nor its block map and fdatasync() flushes the
+ * record alone.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "journal.h"
+#include "store.h"
+#include "util.h"
+
+#define HEADER_SLOT 512u
+#define HEADER_BYTES 460u
+#define RECORDS_START 4096u
+#define RECORD_HEAD 32u
+#define RECORD_MAGIC 0x534b5952u /* "SKYR" */
+#define JOURNAL_VERSION 1u
+/* Preallocated size, and the records folded in per checkpoint: a bound on
+ * both the replay work after a crash and on the pages LMDB cannot reuse
+ * while the checkpoint's snapshot is pinned. */
+#define JOURNAL_BYTES ((uint64_t)4 << 20)
+#define RECORDS_PER_CHECKPOINT 1024u
+#define MAX_RECORD_BYTES ((uint64_t)256 << 20)
+
+/* LMDB 0.9 meta page: page header (16 bytes), then mm_magic, mm_version,
+ * ..., mm_txnid at byte 144 on 64-bit builds. Checked at run time. */
+#define LMDB_META_MAGIC_AT 16u
+#define LMDB_META_TXNID_AT 144u
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define LMDB_DATA_VERSION 1u
+
+static const char header_magic[8] = "SKYJRNL";
+
+uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len)
+{
+	static uint32_t table[256];
+	static int ready;
+	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
+		for (uint32_t i = 0; i < 256; i++) {
+			uint32_t c = i;
+			for (int k = 0; k < 8; k++)
+				c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+			table[i] = c; /* same values from any racing thread */
+		}
+		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
+	}
+	const unsigned char *p = data;
+	crc = ~crc;
+	while (len--)
+		crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* This boot's id: a crash report for a cache names the boot it was
+ * written in, so a reader can tell a process crash (page cache intact)
+ * from a restart (LMDB may be torn until recovered). */
+static void boot_id(char out[40])
+{
+	memset(out, 0, 40);
+	const char *path = getenv("SKY_TEST_BOOT_ID_FILE");
+	FILE *f = fopen(path ? path : "/proc/sys/kernel/random/boot_id", "re");
+	if (!f)
+		return;
+	if (fgets(out, 40, f))
+		out[strcspn(out, "\n")] = '\0';
+	fclose(f);
+}
+
+static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const unsigned char *p = buf;
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int full_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	unsigned char *p = buf;
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* ---- header ---- */
+
+typedef struct {
+	uint32_t psize;
+	uint64_t gen;
+	uint64_t txnid;
+	char boot[40];
+	unsigned char meta[2][SKY_JOURNAL_META_BYTES];
+} header;
+
+static void header_encode(const header *h, unsigned char out[HEADER_SLOT])
+{
+	memset(out, 0, HEADER_SLOT);
+	memcpy(out, header_magic, 8);
+	sky__put_be32(out + 8, JOURNAL_VERSION);
+	sky__put_be32(out + 12, h->psize);
+	sky__put_be64(out + 16, h->gen);
+	sky__put_be64(out + 24, h->txnid);
+	memcpy(out + 32, h->boot, 40);
+	memcpy(out + 72, h->meta[0], SKY_JOURNAL_META_BYTES);
+	memcpy(out + 72 + SKY_JOURNAL_META_BYTES, h->meta[1],
+	       SKY_JOURNAL_META_BYTES);
+	sky__put_be32(out + 456, sky__crc32c(0, out, 456));
+}
+
+static int header_decode(const unsigned char in[HEADER_SLOT], header *h)
+{
+	if (memcmp(in, header_magic, 8) ||
+	    sky__get_be32(in + 8) != JOURNAL_VERSION ||
+	    sky__get_be32(in + 456) != sky__crc32c(0, in, 456))
+		return -1;
+	h->psize = sky__get_be32(in + 12);
+	h->gen = sky__get_be64(in + 16);
+	h->txnid = sky__get_be64(in + 24);
+	memcpy(h->boot, in + 32, 40);
+	h->boot[39] = '\0';
+	memcpy(h->meta[0], in + 72, SKY_JOURNAL_META_BYTES);
+	memcpy(h->meta[1], in + 72 + SKY_JOURNAL_META_BYTES,
+	       SKY_JOURNAL_META_BYTES);
+	return 0;
+}
+
+/* The current header: 0 found, 1 none (new or emptied journal). */
+static int header_read(int fd, header *out)
+{
+	unsigned char slot[2][HEADER_SLOT];
+	header h[2];
+	int ok[2];
+	for (int i = 0; i < 2; i++)
+		ok[i] = full_pread(fd, slot[i], HEADER_SLOT,
+				   (uint64_t)i * HEADER_SLOT) == 0 &&
+			header_decode(slot[i], &h[i]) == 0;
+	if (!ok[0] && !ok[1])
+		return 1;
+	int best = ok[0] && ok[1] ? h[1].gen > h[0].gen : ok[1];
+	*out = h[best];
+	return 0;
+}
+
+/* ---- records ---- */
+
+static size_t padded(size_t len)
+{
+	return (len + 7) & ~(size_t)7;
+}
+
+/*
+ * Walk the records of generation `gen` from RECORDS_START; keep their
+ * payloads (as u32 length + bytes) when `keep` is given. Sets the count
+ * and the offset after the last good record.
+ */
+static int records_scan(int fd, uint64_t gen, unsigned char **keep,
+			size_t *keep_len, unsigned *count, uint64_t *end)
+{
+	uint64_t off = RECORDS_START, seq = 1;
+	unsigned n = 0;
+	size_t klen = 0, kcap = 0;
+	unsigned char *kbuf = NULL, *payload = NULL;
+	for (;;) {
+		unsigned char head[RECORD_HEAD];
+		if (full_pread(fd, head, RECORD_HEAD, off) < 0 ||
+		    sky__get_be32(head) != RECORD_MAGIC ||
+		    sky__get_be64(head + 8) != gen ||
+		    sky__get_be64(head + 16) != seq)
+			break;
+		uint32_t len = sky__get_be32(head + 4);
+		if (len > MAX_RECORD_BYTES)
+			break;
+		unsigned char *p = realloc(payload, len ? len : 1);
+		if (!p)
+			goto nomem;
+		payload = p;
+		if (full_pread(fd, payload, len, off + RECORD_HEAD) < 0)
+			break;
+		uint32_t crc = sky__crc32c(0, head, 24);
+		crc = sky__crc32c(crc, payload, len);
+		if (crc != sky__get_be32(head + 24))
+			break;
+		if (keep) {
+			if (klen + 4 + len > kcap) {
+				size_t cap = (kcap + 4 + len) * 2;
+				unsigned char *k = realloc(kbuf, cap);
+				if (!k)
+					goto nomem;
+				kbuf = k;
+				kcap = cap;
+			}
+			sky__put_be32(kbuf + klen, len);
+			memcpy(kbuf + klen + 4, payload, len);
+			klen += 4 + (size_t)len;
+		}
+		n++;
+		seq++;
+		off += RECORD_HEAD + padded(len);
+	}
+	free(payload);
+	*count = n;
+	*end = off;
+	if (keep) {
+		*keep = kbuf;
+		*keep_len = klen;
+	}
+	return 0;
+nomem:
+	free(payload);
+	free(kbuf);
+	return sky__error_nomem();
+}
+
+int sky__journal_full(const sky_journal *j, size_t len)
+{
+	return j->records >= RECORDS_PER_CHECKPOINT ||
+	       (j->tail > RECORDS_START &&
+		j->tail + RECORD_HEAD + padded(len) > JOURNAL_BYTES);
+}
+
+int sky__journal_append(sky_journal *j, const void *payload, size_t len)
+{
+	if (len > MAX_RECORD_BYTES)
+		return sky__error_set(SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+				      "write of %zu bytes is too large for "
+				      "the journal",
+				      len);
+	unsigned char head[RECORD_HEAD] = {0}, pad[8] = {0};
+	sky__put_be32(head, RECORD_MAGIC);
+	sky__put_be32(head + 4, (uint32_t)len);
+	sky__put_be64(head + 8, j->gen);
+	sky__put_be64(head + 16, j->seq);
+	uint32_t crc = sky__crc32c(0, head, 24);
+	sky__put_be32(head + 24, sky__crc32c(crc, payload, len));
+	struct iovec iov[3] = {{head, RECORD_HEAD},
+			       {(void *)payload, len},
+			       {pad, padded(len) - len}};
+	size_t total = RECORD_HEAD + padded(len);
+	ssize_t n;
+	do
+		n = pwritev(j->fd, iov, 3, (off_t)j->tail);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)total) {
+		/* A short write is an error like any other: the caller aborts
+		 * the transaction and the next checkpoint voids the slot. */
+		if (n >= 0)
+			errno = EIO;
+		return sky__error_os("writing the journal");
+	}
+	j->tail += total;
+	j->seq++;
+	j->records++;
+	return 0;
+}
+
+int sky__journal_flush(sky_journal *j)
+{
+	if (fdatasync(j->fd) == 0)
+		return 0;
+	/* After a failed flush the kernel may have dropped the dirty pages:
+	 * retrying would report success for data that is gone. */
+	j->broken = 1;
+	return sky__error_os("flushing the journal (the last write is in "
+			     "the cache but may not survive a power cut; "
+			     "reopen the cache)");
+}
+
+/* ---- LMDB's meta pages ---- */
+
+/* Read both meta pages of the environment and check their layout; the
+ * newer must be `expect_txnid`. */
+static int metas_read(sky_store *st, uint32_t psize,
+		      unsigned char out[2][SKY_JOURNAL_META_BYTES],
+		      uint64_t expect_txnid)
+{
+	int fd;
+	if (mdb_env_get_fd(st->env, &fd) != 0)
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_LMDB, 0,
+				      "no file descriptor for the cache");
+	uint64_t newest = 0;
+	for (int i = 0; i < 2; i++) {
+		if (full_pread(fd, out[i], SKY_JOURNAL_META_BYTES,
+			       (uint64_t)i * psize) < 0)
+			return sky__error_os("reading the cache's meta pages");
+		uint32_t magic, version;
+		uint64_t txnid;
+		memcpy(&magic, out[i] + LMDB_META_MAGIC_AT, 4);
+		memcpy(&version, out[i] + LMDB_META_MAGIC_AT + 4, 4);
+		memcpy(&txnid, out[i] + LMDB_META_TXNID_AT, 8);
+		if (magic != LMDB_MAGIC || version != LMDB_DATA_VERSION)
+			goto layout;
+		if (txnid > newest)
+			newest = txnid;
+	}
+	if (newest == expect_txnid)
+		return 0;
+layout:
+	return sky__error_set(SKY_ERROR, SKY_ERRSRC_LMDB, 0,
+			      "SKY_CACHE_JOURNAL does not know this LMDB "
+			      "build's file layout: open the cache without it");
+}
+
+/* Write the checkpoint's meta pages back: LMDB opens at the checkpoint. */
+static int metas_restore(const char *dir, const header *h)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return sky__error_os(path);
+	int rc = 0;
+	for (int i = 0; i < 2 && rc == 0; i++)
+		rc = full_pwrite(fd, h->meta[i], SKY_JOURNAL_META_BYTES,
+				 (uint64_t)i * h->psize);
+	if (rc == 0)
+		rc = fdatasync(fd);
+	if (rc < 0)
+		rc = sky__error_os("rolling the cache back to its checkpoint");
+	close(fd);
+	return rc;
+}
+
+/* Does another process have the LMDB environment open? (LMDB holds a
+ * read lock on the first byte of lock.mdb in every process using it.) */
+static int env_in_use(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0;
+	struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+			   .l_start = 0, .l_len = 1};
+	int busy = fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type != F_UNLCK;
+	close(fd);
+	return busy;
+}
+
+/* ---- open, checkpoint, close ---- */
+
+static int busy(const char *why)
+{
+	return sky__error_set(SKY_EBUSY, SKY_ERRSRC_OS, EWOULDBLOCK, "%s",
+			      why);
+}
+
+static int open_readonly(sky_journal *j, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return 0; /* no journal: never written in journal mode */
+	header h;
+	unsigned count = 0;
+	uint64_t end;
+	int rc = 0;
+	if (header_read(fd, &h) == 0 &&
+	    (rc = records_scan(fd, h.gen, NULL, NULL, &count, &end)) == 0 &&
+	    count > 0) {
+		char now[40];
+		boot_id(now);
+		if (strcmp(now, h.boot) != 0)
+			rc = busy("the cache was being written when the "
+				  "machine stopped: open it read-write once "
+				  "(for example with `skysync check`) to "
+				  "recover it");
+	}
+	close(fd);
+	(void)j;
+	return rc;
+}
+
+int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
+		      int readonly)
+{
+	memset(j, 0, sizeof(*j));
+	j->fd = -1;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	if (readonly)
+		return open_readonly(j, path);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return sky__error_os(path);
+	int rc = 0;
+	if (flock(fd, (journal_mode ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
+		rc = journal_mode
+			     ? busy("another process has the cache open for "
+				    "writing: SKY_CACHE_JOURNAL needs to be "
+				    "its only writer")
+			     : busy("another process has the cache open with "
+				    "SKY_CACHE_JOURNAL: it must be the only "
+				    "writer while it runs");
+		goto fail;
+	}
+	j->fd = fd;
+	j->active = journal_mode;
+	header h;
+	if (header_read(fd, &h) != 0)
+		return 0;
+	j->gen = h.gen;
+	j->psize = h.psize;
+	uint64_t end;
+	if ((rc = records_scan(fd, h.gen, &j->replay, &j->replay_len,
+			       &j->replay_count, &end)) < 0)
+		goto fail;
+	if (j->replay_count == 0)
+		return 0;
+	/* Records after the checkpoint: roll back and replay them. */
+	if (!journal_mode && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = busy("another process has the cache open: recovering "
+			  "its journal needs the cache alone");
+		goto fail;
+	}
+	if (env_in_use(dir)) {
+		rc = busy("another process has the cache open: recovering "
+			  "its journal needs the cache alone; close it and "
+			  "open again");
+		goto fail;
+	}
+	if ((rc = metas_restore(dir, &h)) < 0)
+		goto fail;
+	return 0;
+fail:
+	free(j->replay);
+	j->replay = NULL;
+	j->replay_count = 0;
+	close(fd);
+	j->fd = -1;
+	return rc;
+}
+
+/* Write zeros up to JOURNAL_BYTES once, so appends never allocate. */
+static int preallocate(sky_journal *j)
+{
+	struct stat sb;
+	if (fstat(j->fd, &sb) < 0)
+		return sky__error_os("journal");
+	if ((uint64_t)sb.st_size >= JOURNAL_BYTES)
+		return 0;
+	static const unsigned char zeros[65536];
+	for (uint64_t off = (uint64_t)sb.st_size; off < JOURNAL_BYTES;) {
+		size_t n = sizeof(zeros);
+		if (JOURNAL_BYTES - off < n)
+			n = (size_t)(JOURNAL_BYTES - off);
+		if (full_pwrite(j->fd, zeros, n, off) < 0)
+			return sky__error_os("preparing the journal");
+		off += n;
+	}
+	if (fsync(j->fd) < 0)
+		return sky__error_os("preparing the journal");
+	return 0;
+}
+
+int sky__journal_start(sky_store *st)
+{
+	sky_journal *j = &st->journal;
+	if (j->fd < 0)
+		return 0;
+	MDB_stat ms;
+	int rc = mdb_env_stat(st->env, &ms);
+	if (rc)
+		return sky__error_lmdb(rc, "reading the page size");
+	j->psize = ms.ms_psize;
+	if (j->active && (rc = preallocate(j)) < 0)
+		return rc;
+	if (j->replay_count > 0 || j->active) {
+		rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &j->pin);
+		if (rc)
+			return sky__error_lmdb(rc, "pinning the checkpoint");
+	}
+	/* With records to replay, the replay's commit checkpoints. */
+	if (j->active && j->replay_count == 0)
+		return sky__journal_checkpoint(st);
+	return 0;
+}
+
+int sky__journal_checkpoint(sky_store *st)
+{
+	sky_journal *j = &st->journal;
+	if (j->fd < 0)
+		return 0;
+	if (!j->active) {
+		/* A replay outside journal mode committed durably: empty the
+		 * journal and let other writers in again. */
+		if (ftruncate(j->fd, 0) < 0 || fdatasync(j->fd) < 0)
+			return sky__error_os("emptying the journal");
+		if (j->pin)
+			mdb_txn_abort(j->pin);
+		j->pin = NULL;
+		j->records = 0;
+		flock(j->fd, LOCK_SH);
+		return 0;
+	}
+	if (j->broken)
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
+				      "the journal failed earlier: reopen "
+				      "the cache");
+	MDB_txn *w;
+	int rc = sky__store_txn_begin(st, 0, &w);
+	if (rc < 0)
+		return rc;
+	header h;
+	memset(&h, 0, sizeof(h));
+	h.psize = j->psize;
+	h.gen = j->gen + 1;
+	h.txnid = mdb_txn_id(w) - 1;
+	boot_id(h.boot);
+	unsigned char slot[HEADER_SLOT];
+	if ((rc = mdb_env_sync(st->env, 1)) != 0) {
+		rc = sky__error_lmdb(rc, "flushing the cache");
+		goto broken;
+	}
+	if ((rc = metas_read(st, j->psize, h.meta, h.txnid)) < 0)
+		goto broken;
+	header_encode(&h, slot);
+	if (full_pwrite(j->fd, slot, HEADER_SLOT,
+			(h.gen & 1) * (uint64_t)HEADER_SLOT) < 0 ||
+	    fdatasync(j->fd) < 0) {
+		rc = sky__error_os("writing the journal header");
+		goto broken;
+	}
+	/* Holding the writer lock, the renewed reader sees exactly the
+	 * snapshot just written down. */
+	if (j->pin) {
+		mdb_txn_reset(j->pin);
+		rc = mdb_txn_renew(j->pin);
+	} else {
+		rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &j->pin);
+	}
+	if (rc) {
+		j->pin = NULL;
+		rc = sky__error_lmdb(rc, "pinning the checkpoint");
+		goto broken;
+	}
+	j->gen = h.gen;
+	j->tail = RECORDS_START;
+	j->seq = 1;
+	j->records = 0;
+	sky__store_txn_abort(st, w);
+	return 0;
+broken:
+	/* The previous header and its pinned snapshot still recover
+	 * everything acknowledged; new writes must not pile on. */
+	j->broken = 1;
+	sky__store_txn_abort(st, w);
+	return rc;
+}
+
+int sky__journal_each_replay(sky_journal *j,
+			     int (*fn)(const unsigned char *p, size_t len,
+				       void *ctx),
+			     void *ctx)
+{
+	size_t off = 0;
+	for (unsigned i = 0; i < j->replay_count; i++) {
+		uint32_t len = sky__get_be32(j->replay + off);
+		int rc = fn(j->replay + off + 4, len, ctx);
+		if (rc < 0) {
+			sky__error_prefix("replaying journal record %u of %u",
+					  i + 1, j->replay_count);
+			return rc;
+		}
+		off += 4 + (size_t)len;
+	}
+	return 0;
+}
+
+void sky__journal_replay_done(sky_journal *j)
+{
+	free(j->replay);
+	j->replay = NULL;
+	j->replay_len = 0;
+	j->replay_count = 0;
+}
+
+void sky__journal_close(sky_store *st)
+{
+	sky_journal *j = &st->journal;
+	if (j->fd < 0)
+		return;
+	/* Fold the records in so the next open has nothing to replay; if
+	 * that fails they stay and the next open replays them. */
+	if (j->active && !j->broken && j->records > 0)
+		(void)sky__journal_checkpoint(st);
+	if (j->pin)
+		mdb_txn_abort(j->pin);
+	j->pin = NULL;
+	sky__journal_replay_done(j);
+	close(j->fd);
+	j->fd = -1;
+}

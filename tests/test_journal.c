@@ -1,0 +1,488 @@
+/*
+ * test_journal.c - SKY_CACHE_JOURNAL: durable writes with one flush.
+ *
+ * The crash tests run a writer in a child process that queues outbox
+ * writes in journal mode and reports each one on a pipe once the call has
+ * returned (acknowledged). The parent SIGKILLs it at a random moment and
+ * then makes things worse than a power cut could: it zeroes both of
+ * LMDB's meta pages, so the cache can only open if recovery rolls LMDB
+ * back to the journal's checkpoint. Every acknowledged write must then be
+ * in the local view and in the outbox, and the cache must pass its full
+ * check.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CUnit/CUnit.h>
+#include <jansson.h>
+
+#include "skysync.h"
+#include "testutil.h"
+
+#define APP "jrnl-app"
+
+static sky_cache *open_mode(const char *dir, unsigned flags, int *rc_out)
+{
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = flags;
+	sky_cache *c = NULL;
+	int rc = sky_cache_open(&c, dir, &o);
+	if (rc_out)
+		*rc_out = rc;
+	return rc == 0 ? c : NULL;
+}
+
+static void put_app(sky_cache *c)
+{
+	const char *app = "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
+	CU_ASSERT_FATAL(sky_app_put(c, app, strlen(app)) == 0);
+}
+
+/* The value of `key` in the session's data, or -1. */
+static long data_value(sky_cache *c, const char *sid, const char *key)
+{
+	char *json = NULL;
+	size_t len = 0;
+	long v = -1;
+	if (sky_data_get(c, APP, sid, &json, &len) == 0) {
+		json_t *doc = json_loadb(json, len, 0, NULL);
+		json_t *x = doc ? json_object_get(doc, key) : NULL;
+		if (json_is_integer(x))
+			v = (long)json_integer_value(x);
+		json_decref(doc);
+	}
+	sky_free(json);
+	return v;
+}
+
+static uint64_t queued(sky_cache *c)
+{
+	sky_outbox_counts n;
+	if (sky_outbox_counts_get(c, &n) != 0)
+		return 0;
+	return n.pending + n.in_flight + n.in_doubt + n.rejected;
+}
+
+static void test_journal__writes_survive_reopen(void)
+{
+	const char *dir = sky_test_tmpdir();
+	int rc;
+	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	CU_ASSERT_FATAL(c != NULL);
+	put_app(c);
+	char *sid = NULL;
+	const char *body = "{\"name\":\"one\"}";
+	CU_ASSERT_FATAL(sky_session_create(c, APP, body, strlen(body), &sid) ==
+			0);
+	for (int i = 0; i < 20; i++) {
+		char patch[64];
+		snprintf(patch, sizeof(patch), "{\"k%d\":%d}", i, i);
+		CU_ASSERT_FATAL(sky_data_patch(c, APP, sid, patch,
+					       strlen(patch)) == 0);
+	}
+	CU_ASSERT(data_value(c, sid, "k19") == 19);
+	sky_cache_close(c);
+
+	char path[4200];
+	struct stat sb;
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	CU_ASSERT(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+	CU_ASSERT(sb.st_size >= 4096);
+
+	c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(data_value(c, sid, "k0") == 0);
+	CU_ASSERT(data_value(c, sid, "k19") == 19);
+	CU_ASSERT(queued(c) == 21);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+	sky_free(sid);
+}
+
+static void test_journal__one_writer_process(void)
+{
+	const char *dir = sky_test_tmpdir();
+	int rc;
+	sky_cache *j = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	CU_ASSERT_FATAL(j != NULL);
+	put_app(j);
+	/* A second writer is refused while the journal's owner runs... */
+	CU_ASSERT(open_mode(dir, 0, &rc) == NULL);
+	CU_ASSERT(rc == SKY_EBUSY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message,
+				      "SKY_CACHE_JOURNAL"));
+	/* ...readers are not. */
+	sky_cache *r = open_mode(dir, SKY_CACHE_READONLY, &rc);
+	CU_ASSERT_FATAL(r != NULL);
+	char *json = NULL;
+	size_t len;
+	CU_ASSERT(sky_app_get(r, APP, &json, &len) == 0);
+	sky_free(json);
+	sky_cache_close(r);
+	sky_cache_close(j);
+
+	/* And the other way round. */
+	sky_cache *w = open_mode(dir, 0, &rc);
+	CU_ASSERT_FATAL(w != NULL);
+	CU_ASSERT(open_mode(dir, SKY_CACHE_JOURNAL, &rc) == NULL);
+	CU_ASSERT(rc == SKY_EBUSY);
+	sky_cache_close(w);
+
+	CU_ASSERT(open_mode(dir, SKY_CACHE_JOURNAL | SKY_CACHE_NOSYNC, &rc) ==
+		  NULL);
+	CU_ASSERT(rc == SKY_EINVAL);
+}
+
+/* ---- the crash writer ---- */
+
+/* Queue writes, one line on `out` per acknowledged write: "c SID" for a
+ * create, "d SID KEY VALUE" for a data patch ("D ..." for the writes of a
+ * batch but its last). Every so often a write that is not journaled (an
+ * application put) forces a checkpoint. With `stop_after` the writer
+ * stops dead (no close, as in a crash) after that many calls. */
+static void crash_writer(const char *dir, int out, unsigned seed,
+			 unsigned long stop_after)
+{
+	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
+	const char *first = "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
+	if (!c || sky_app_put(c, first, strlen(first)) != 0)
+		_exit(3);
+	srand(seed);
+	char *sids[16];
+	size_t n_sids = 0;
+	char line[512];
+	unsigned long calls = 0;
+	for (unsigned long n = 0;; n++) {
+		if (stop_after && calls++ == stop_after)
+			_exit(0);
+		if (n % 700 == 699) {
+			const char *app = "{\"applicationId\":\"" APP
+					  "\",\"name\":\"again\"}";
+			if (sky_app_put(c, app, strlen(app)) != 0)
+				_exit(4);
+			continue;
+		}
+		if (n_sids == 0 || (n_sids < 16 && rand() % 20 == 0)) {
+			char body[128], *sid = NULL;
+			snprintf(body, sizeof(body), "{\"name\":\"s%lu\"}", n);
+			if (sky_session_create(c, APP, body, strlen(body),
+					       &sid) != 0)
+				_exit(5);
+			sids[n_sids++] = sid;
+			int k = snprintf(line, sizeof(line), "c %s\n", sid);
+			if (write(out, line, (size_t)k) != k)
+				_exit(6);
+			continue;
+		}
+		/* One write alone, or a batch of up to four. */
+		size_t k = rand() % 5 == 0 ? 2 + (size_t)rand() % 3 : 1;
+		sky_write w[4];
+		char bodies[4][64];
+		for (size_t i = 0; i < k; i++) {
+			snprintf(bodies[i], sizeof(bodies[i]),
+				 "{\"w%lu\":%lu}", n + i, n + i);
+			w[i] = (sky_write){SKY_WRITE_DATA, APP,
+					   sids[(size_t)rand() % n_sids],
+					   bodies[i], strlen(bodies[i]), 0,
+					   NULL, 0, NULL};
+		}
+		if (sky_write_batch(c, w, k) != 0)
+			_exit(7);
+		size_t used = 0;
+		for (size_t i = 0; i < k; i++)
+			used += (size_t)snprintf(line + used,
+						 sizeof(line) - used,
+						 "%c %s w%lu %lu\n",
+						 i + 1 < k ? 'D' : 'd',
+						 w[i].session_id, n + i, n + i);
+		/* One write(2) per batch: the parent reads whole batches. */
+		if (write(out, line, used) != (ssize_t)used)
+			_exit(6);
+		n += k - 1;
+	}
+}
+
+/* Run the writer until it acknowledged about `target` writes, SIGKILL it,
+ * and return every acknowledged line (the caller frees). With `crash`
+ * the writer instead stops dead by itself after `target` calls. */
+static char *run_and_kill(const char *dir, unsigned long target, int crash)
+{
+	int fds[2];
+	CU_ASSERT_FATAL(pipe(fds) == 0);
+	pid_t pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		crash_writer(dir, fds[1], (unsigned)getpid(),
+			     crash ? target : 0);
+		_exit(0);
+	}
+	close(fds[1]);
+	size_t cap = 1 << 16, len = 0;
+	char *acks = malloc(cap);
+	unsigned long lines = 0;
+	int killed = 0;
+	for (;;) {
+		if (len + 4096 > cap)
+			acks = realloc(acks, cap *= 2);
+		ssize_t n = read(fds[0], acks + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			lines += acks[len + (size_t)i] == '\n';
+		len += (size_t)n;
+		if (!crash && !killed && lines >= target) {
+			kill(pid, SIGKILL);
+			killed = 1;
+		}
+	}
+	close(fds[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	int ended_as_planned =
+		crash ? WIFEXITED(status) && WEXITSTATUS(status) == 0
+		      : WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+	CU_ASSERT(ended_as_planned);
+	acks[len] = '\0';
+	return acks;
+}
+
+/* Worse than a power cut: neither meta page survives. */
+static void zero_meta_pages(const char *dir)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	int fd = open(path, O_RDWR);
+	CU_ASSERT_FATAL(fd >= 0);
+	long psize = sysconf(_SC_PAGESIZE);
+	char zeros[256] = {0};
+	CU_ASSERT(pwrite(fd, zeros, sizeof(zeros), 0) == (ssize_t)sizeof(zeros));
+	CU_ASSERT(pwrite(fd, zeros, sizeof(zeros), psize) ==
+		  (ssize_t)sizeof(zeros));
+	close(fd);
+}
+
+/* Every acknowledged write is in the local view; returns how many. */
+static unsigned long verify_acks(sky_cache *c, char *acks)
+{
+	unsigned long checked = 0, missing = 0;
+	for (char *line = strtok(acks, "\n"); line; line = strtok(NULL, "\n")) {
+		char sid[256], key[64];
+		unsigned long v;
+		checked++;
+		if (sscanf(line, "c %255s", sid) == 1) {
+			char *json = NULL;
+			size_t len;
+			if (sky_session_get(c, APP, sid, &json, &len) != 0) {
+				fprintf(stderr, "missing create %s\n", sid);
+				missing++;
+			}
+			sky_free(json);
+		} else if (sscanf(line + 1, " %255s %63s %lu", sid, key, &v) ==
+				   3 &&
+			   (line[0] == 'd' || line[0] == 'D')) {
+			if (data_value(c, sid, key) != (long)v) {
+				fprintf(stderr, "missing %s on %s\n", key, sid);
+				missing++;
+			}
+		} else {
+			fprintf(stderr, "bad ack line: %s\n", line);
+			missing++;
+		}
+	}
+	CU_ASSERT(missing == 0);
+	return checked;
+}
+
+static void crash_round(unsigned reopen_flags)
+{
+	const char *dir = sky_test_tmpdir();
+	unsigned long target = (unsigned long)sky_test_workload(2500, 150);
+	target += (unsigned long)(getpid() % 500);
+	char *acks = run_and_kill(dir, target, 0);
+	zero_meta_pages(dir);
+	int rc;
+	sky_cache *c = open_mode(dir, reopen_flags, &rc);
+	if (!c)
+		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
+	CU_ASSERT_FATAL(c != NULL);
+	unsigned long acked = verify_acks(c, acks);
+	CU_ASSERT(acked >= target);
+	/* Queued writes: at least those acknowledged (the last one may have
+	 * been written but not yet acknowledged when the kill came). */
+	CU_ASSERT(queued(c) >= acked);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+	free(acks);
+
+	/* Recovered once: a second open has nothing to replay. */
+	c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(queued(c) >= acked);
+	sky_cache_close(c);
+}
+
+static void test_journal__crash_recovered_in_journal_mode(void)
+{
+	crash_round(SKY_CACHE_JOURNAL);
+}
+
+static void test_journal__crash_recovered_by_plain_open(void)
+{
+	crash_round(0);
+}
+
+/* Offset of the last record in the journal file, or 0. */
+static off_t last_record(const char *path, uint32_t *len_out)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	off_t off = 4096, last = 0;
+	unsigned char head[32];
+	uint64_t gen = 0;
+	for (;;) {
+		if (pread(fd, head, 32, off) != 32 || memcmp(head, "SKYR", 4))
+			break;
+		uint64_t g = 0;
+		for (int i = 0; i < 8; i++)
+			g = g << 8 | head[8 + i];
+		if (gen && g != gen)
+			break;
+		gen = g;
+		uint32_t len = (uint32_t)head[4] << 24 | head[5] << 16 |
+			       head[6] << 8 | head[7];
+		last = off;
+		*len_out = len;
+		off += 32 + ((len + 7) & ~7u);
+	}
+	close(fd);
+	return last;
+}
+
+static void test_journal__torn_record_is_not_replayed(void)
+{
+	const char *dir = sky_test_tmpdir();
+	/* Few enough writes that no checkpoint came between; the writer
+	 * stops by itself, so its last record is its last acknowledged
+	 * call. */
+	char *acks = run_and_kill(dir, 60, 1);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	uint32_t len = 0;
+	off_t at = last_record(path, &len);
+	CU_ASSERT_FATAL(at > 0 && len > 8);
+	/* Flip a byte in the last record's payload: its CRC fails. */
+	int fd = open(path, O_RDWR);
+	unsigned char b;
+	CU_ASSERT(pread(fd, &b, 1, at + 32 + len - 2) == 1);
+	b ^= 0xff;
+	CU_ASSERT(pwrite(fd, &b, 1, at + 32 + len - 2) == 1);
+	close(fd);
+	zero_meta_pages(dir);
+
+	/* Split off the last call's lines: the last line and the 'D' lines
+	 * of its batch before it. */
+	size_t n = strlen(acks);
+	while (n && acks[n - 1] == '\n')
+		acks[--n] = '\0';
+	char *cut = strrchr(acks, '\n');
+	while (cut && cut > acks) {
+		char *prev = cut - 1;
+		while (prev > acks && *prev != '\n')
+			prev--;
+		char *start = *prev == '\n' ? prev + 1 : prev;
+		if (*start != 'D')
+			break;
+		cut = prev > acks ? prev : NULL;
+	}
+	CU_ASSERT_FATAL(cut != NULL);
+	char *lost = strdup(cut + 1);
+	*cut = '\0';
+
+	int rc;
+	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	CU_ASSERT_FATAL(c != NULL);
+	unsigned long kept = verify_acks(c, acks);
+	/* The torn call's writes are gone, and only they. */
+	unsigned long gone = 0;
+	for (char *line = strtok(lost, "\n"); line;
+	     line = strtok(NULL, "\n")) {
+		char sid[256], key[64];
+		unsigned long v;
+		gone++;
+		if (sscanf(line + 1, " %255s %63s %lu", sid, key, &v) == 3) {
+			CU_ASSERT(data_value(c, sid, key) == -1);
+		} else if (sscanf(line, "c %255s", sid) == 1) {
+			char *json = NULL;
+			size_t jl;
+			CU_ASSERT(sky_session_get(c, APP, sid, &json, &jl) ==
+				  SKY_ENOTFOUND);
+			sky_free(json);
+		}
+	}
+	CU_ASSERT(gone >= 1);
+	CU_ASSERT(queued(c) == kept);
+	sky_cache_close(c);
+	free(lost);
+	free(acks);
+}
+
+static void test_journal__reader_refuses_before_recovery(void)
+{
+	const char *dir = sky_test_tmpdir();
+	char *acks = run_and_kill(dir, 30, 1);
+	free(acks);
+	/* Same boot: the page cache still holds every write. */
+	int rc;
+	sky_cache *r = open_mode(dir, SKY_CACHE_READONLY, &rc);
+	CU_ASSERT(r != NULL);
+	sky_cache_close(r);
+	/* After a restart LMDB may be torn until a writer recovers it. */
+	char boot[4200];
+	snprintf(boot, sizeof(boot), "%s/boot_id", dir);
+	FILE *f = fopen(boot, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fputs("00000000-1111-2222-3333-444444444444\n", f);
+	fclose(f);
+	setenv("SKY_TEST_BOOT_ID_FILE", boot, 1);
+	CU_ASSERT(open_mode(dir, SKY_CACHE_READONLY, &rc) == NULL);
+	CU_ASSERT(rc == SKY_EBUSY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "recover"));
+	sky_cache *w = open_mode(dir, 0, &rc);
+	CU_ASSERT_FATAL(w != NULL);
+	sky_cache_close(w);
+	r = open_mode(dir, SKY_CACHE_READONLY, &rc);
+	CU_ASSERT(r != NULL);
+	sky_cache_close(r);
+	unsetenv("SKY_TEST_BOOT_ID_FILE");
+}
+
+int main(void)
+{
+	static const sky_test_case cases[] = {
+		{"test_journal__writes_survive_reopen",
+		 test_journal__writes_survive_reopen},
+		{"test_journal__one_writer_process",
+		 test_journal__one_writer_process},
+		{"test_journal__crash_recovered_in_journal_mode",
+		 test_journal__crash_recovered_in_journal_mode},
+		{"test_journal__crash_recovered_by_plain_open",
+		 test_journal__crash_recovered_by_plain_open},
+		{"test_journal__torn_record_is_not_replayed",
+		 test_journal__torn_record_is_not_replayed},
+		{"test_journal__reader_refuses_before_recovery",
+		 test_journal__reader_refuses_before_recovery},
+		{NULL, NULL},
+	};
+	return sky_test_main("journal", cases);
+}
