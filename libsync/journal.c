@@ -11,14 +11,16 @@
  *
  *   header  "SKYJRNL\0" | version u32 | page size u32 | generation u64 |
  *           checkpoint txnid u64 | boot id (40 bytes) |
- *           LMDB meta page 0 (192 bytes) | meta page 1 (192 bytes) | CRC
- *   record  magic u32 | length u32 | generation u64 | sequence u64 |
+ *           LMDB meta page 0 (192 bytes) | meta page 1 (192 bytes) |
+ *           epoch u64 | first record's offset u64 and sequence u64 | CRC
+ *   record  magic u32 | length u32 | epoch u64 | sequence u64 |
  *           CRC u32 | 0 u32 | payload, padded to 8 bytes
  *
  * Numbers are big-endian; CRCs are CRC-32C over everything before them
- * (and, for a record, its payload). Records are numbered from 1 after
- * each checkpoint; the log ends at the first slot that does not hold the
- * next number of the current generation with a good CRC. The region up to
+ * (and, for a record, its payload). Records are numbered from 1 in each
+ * epoch; those to replay start at the header's offset and sequence, and
+ * the log ends at the first slot that does not hold the next number of
+ * the header's epoch with a good CRC. The region up to
  * JOURNAL_BYTES is written with zeros once, so appending a record changes
  * neither the file's size nor its block map and fdatasync() flushes the
  * record alone.
@@ -41,7 +43,7 @@
 #include "util.h"
 
 #define HEADER_SLOT 512u
-#define HEADER_BYTES 460u
+#define HEADER_BYTES 484u
 #define RECORDS_START 4096u
 #define RECORD_HEAD 32u
 #define RECORD_MAGIC 0x534b5952u /* "SKYR" */
@@ -50,7 +52,7 @@
  * both the replay work after a crash and on the pages LMDB cannot reuse
  * while the checkpoint's snapshot is pinned. */
 #define JOURNAL_BYTES ((uint64_t)4 << 20)
-#define RECORDS_PER_CHECKPOINT 1024u
+#define RECORDS_PER_CHECKPOINT 512u
 #define MAX_RECORD_BYTES ((uint64_t)256 << 20)
 
 /* LMDB 0.9 meta page: page header (16 bytes), then mm_magic, mm_version,
@@ -137,6 +139,7 @@ typedef struct {
 	uint64_t txnid;
 	char boot[40];
 	unsigned char meta[2][SKY_JOURNAL_META_BYTES];
+	uint64_t epoch, first_off, first_seq;
 } header;
 
 static void header_encode(const header *h, unsigned char out[HEADER_SLOT])
@@ -151,14 +154,17 @@ static void header_encode(const header *h, unsigned char out[HEADER_SLOT])
 	memcpy(out + 72, h->meta[0], SKY_JOURNAL_META_BYTES);
 	memcpy(out + 72 + SKY_JOURNAL_META_BYTES, h->meta[1],
 	       SKY_JOURNAL_META_BYTES);
-	sky__put_be32(out + 456, sky__crc32c(0, out, 456));
+	sky__put_be64(out + 456, h->epoch);
+	sky__put_be64(out + 464, h->first_off);
+	sky__put_be64(out + 472, h->first_seq);
+	sky__put_be32(out + 480, sky__crc32c(0, out, 480));
 }
 
 static int header_decode(const unsigned char in[HEADER_SLOT], header *h)
 {
 	if (memcmp(in, header_magic, 8) ||
 	    sky__get_be32(in + 8) != JOURNAL_VERSION ||
-	    sky__get_be32(in + 456) != sky__crc32c(0, in, 456))
+	    sky__get_be32(in + 480) != sky__crc32c(0, in, 480))
 		return -1;
 	h->psize = sky__get_be32(in + 12);
 	h->gen = sky__get_be64(in + 16);
@@ -168,6 +174,11 @@ static int header_decode(const unsigned char in[HEADER_SLOT], header *h)
 	memcpy(h->meta[0], in + 72, SKY_JOURNAL_META_BYTES);
 	memcpy(h->meta[1], in + 72 + SKY_JOURNAL_META_BYTES,
 	       SKY_JOURNAL_META_BYTES);
+	h->epoch = sky__get_be64(in + 456);
+	h->first_off = sky__get_be64(in + 464);
+	h->first_seq = sky__get_be64(in + 472);
+	if (h->first_off < RECORDS_START)
+		return -1;
 	return 0;
 }
 
@@ -196,14 +207,14 @@ static size_t padded(size_t len)
 }
 
 /*
- * Walk the records of generation `gen` from RECORDS_START; keep their
- * payloads (as u32 length + bytes) when `keep` is given. Sets the count
- * and the offset after the last good record.
+ * Walk the records to replay after header `h`; keep their payloads (as
+ * u32 length + bytes) when `keep` is given. Sets the count and the
+ * offset after the last good record.
  */
-static int records_scan(int fd, uint64_t gen, unsigned char **keep,
+static int records_scan(int fd, const header *h, unsigned char **keep,
 			size_t *keep_len, unsigned *count, uint64_t *end)
 {
-	uint64_t off = RECORDS_START, seq = 1;
+	uint64_t off = h->first_off, seq = h->first_seq, gen = h->epoch;
 	unsigned n = 0;
 	size_t klen = 0, kcap = 0;
 	unsigned char *kbuf = NULL, *payload = NULL;
@@ -260,9 +271,9 @@ nomem:
 
 int sky__journal_full(const sky_journal *j, size_t len)
 {
-	return j->records >= RECORDS_PER_CHECKPOINT ||
-	       (j->tail > RECORDS_START &&
-		j->tail + RECORD_HEAD + padded(len) > JOURNAL_BYTES);
+	uint64_t tail = __atomic_load_n(&j->tail, __ATOMIC_RELAXED);
+	return tail > RECORDS_START &&
+	       tail + RECORD_HEAD + padded(len) > JOURNAL_BYTES;
 }
 
 int sky__journal_append(sky_journal *j, const void *payload, size_t len)
@@ -275,7 +286,7 @@ int sky__journal_append(sky_journal *j, const void *payload, size_t len)
 	unsigned char head[RECORD_HEAD] = {0}, pad[8] = {0};
 	sky__put_be32(head, RECORD_MAGIC);
 	sky__put_be32(head + 4, (uint32_t)len);
-	sky__put_be64(head + 8, j->gen);
+	sky__put_be64(head + 8, j->epoch);
 	sky__put_be64(head + 16, j->seq);
 	uint32_t crc = sky__crc32c(0, head, 24);
 	sky__put_be32(head + 24, sky__crc32c(crc, payload, len));
@@ -294,16 +305,28 @@ int sky__journal_append(sky_journal *j, const void *payload, size_t len)
 			errno = EIO;
 		return sky__error_os("writing the journal");
 	}
-	j->tail += total;
-	j->seq++;
-	j->records++;
+	__atomic_store_n(&j->tail, j->tail + total, __ATOMIC_RELAXED);
+	__atomic_store_n(&j->seq, j->seq + 1, __ATOMIC_RELEASE);
 	return 0;
+}
+
+static uint64_t records_behind(sky_journal *j)
+{
+	return __atomic_load_n(&j->seq, __ATOMIC_ACQUIRE) -
+	       __atomic_load_n(&j->ck_seq, __ATOMIC_ACQUIRE);
 }
 
 int sky__journal_flush(sky_journal *j)
 {
-	if (fdatasync(j->fd) == 0)
+	if (fdatasync(j->fd) == 0) {
+		if (j->bg_running && records_behind(j) >= RECORDS_PER_CHECKPOINT) {
+			pthread_mutex_lock(&j->bg_lock);
+			j->bg_due = 1;
+			pthread_cond_signal(&j->bg_wake);
+			pthread_mutex_unlock(&j->bg_lock);
+		}
 		return 0;
+	}
 	/* After a failed flush the kernel may have dropped the dirty pages:
 	 * retrying would report success for data that is gone. */
 	j->broken = 1;
@@ -401,7 +424,7 @@ static int open_readonly(sky_journal *j, const char *path)
 	uint64_t end;
 	int rc = 0;
 	if (header_read(fd, &h) == 0 &&
-	    (rc = records_scan(fd, h.gen, NULL, NULL, &count, &end)) == 0 &&
+	    (rc = records_scan(fd, &h, NULL, NULL, &count, &end)) == 0 &&
 	    count > 0) {
 		char now[40];
 		boot_id(now);
@@ -421,6 +444,9 @@ int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 {
 	memset(j, 0, sizeof(*j));
 	j->fd = -1;
+	pthread_mutex_init(&j->ck_lock, NULL);
+	pthread_mutex_init(&j->bg_lock, NULL);
+	pthread_cond_init(&j->bg_wake, NULL);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/journal", dir);
 	if (readonly)
@@ -445,9 +471,10 @@ int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 	if (header_read(fd, &h) != 0)
 		return 0;
 	j->gen = h.gen;
+	j->epoch = h.epoch;
 	j->psize = h.psize;
 	uint64_t end;
-	if ((rc = records_scan(fd, h.gen, &j->replay, &j->replay_len,
+	if ((rc = records_scan(fd, &h, &j->replay, &j->replay_len,
 			       &j->replay_count, &end)) < 0)
 		goto fail;
 	if (j->replay_count == 0)
@@ -498,6 +525,8 @@ static int preallocate(sky_journal *j)
 	return 0;
 }
 
+static void *checkpointer_main(void *arg);
+
 int sky__journal_start(sky_store *st)
 {
 	sky_journal *j = &st->journal;
@@ -515,10 +544,42 @@ int sky__journal_start(sky_store *st)
 		if (rc)
 			return sky__error_lmdb(rc, "pinning the checkpoint");
 	}
+	if (!j->active)
+		return 0;
 	/* With records to replay, the replay's commit checkpoints. */
-	if (j->active && j->replay_count == 0)
-		return sky__journal_checkpoint(st);
+	if (j->replay_count == 0 && (rc = sky__journal_checkpoint(st)) < 0)
+		return rc;
+	if ((rc = pthread_create(&j->bg, NULL, checkpointer_main, st)) != 0) {
+		errno = rc;
+		return sky__error_os("starting the journal's checkpointer");
+	}
+	j->bg_running = 1;
 	return 0;
+}
+
+/* Write header `h` (the next generation) and make it durable. */
+static int header_write(sky_journal *j, const header *h)
+{
+	unsigned char slot[HEADER_SLOT];
+	header_encode(h, slot);
+	if (full_pwrite(j->fd, slot, HEADER_SLOT,
+			(h->gen & 1) * (uint64_t)HEADER_SLOT) < 0 ||
+	    fdatasync(j->fd) < 0)
+		return sky__error_os("writing the journal header");
+	return 0;
+}
+
+/* Fill the parts of the next header that describe the newest snapshot
+ * (the caller holds the writer lock in `w`). */
+static int header_next(sky_store *st, MDB_txn *w, header *h)
+{
+	sky_journal *j = &st->journal;
+	memset(h, 0, sizeof(*h));
+	h->psize = j->psize;
+	h->gen = j->gen + 1;
+	h->txnid = mdb_txn_id(w) - 1;
+	boot_id(h->boot);
+	return metas_read(st, j->psize, h->meta, h->txnid);
 }
 
 int sky__journal_checkpoint(sky_store *st)
@@ -534,38 +595,34 @@ int sky__journal_checkpoint(sky_store *st)
 		if (j->pin)
 			mdb_txn_abort(j->pin);
 		j->pin = NULL;
-		j->records = 0;
 		flock(j->fd, LOCK_SH);
 		return 0;
 	}
-	if (j->broken)
-		return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
-				      "the journal failed earlier: reopen "
-				      "the cache");
-	MDB_txn *w;
-	int rc = sky__store_txn_begin(st, 0, &w);
-	if (rc < 0)
-		return rc;
+	pthread_mutex_lock(&j->ck_lock);
+	MDB_txn *w = NULL;
+	int rc = 0;
+	if (j->broken) {
+		rc = sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
+				    "the journal failed earlier: reopen the "
+				    "cache");
+		goto out;
+	}
+	if ((rc = sky__store_txn_begin(st, 0, &w)) < 0) {
+		w = NULL;
+		goto out;
+	}
 	header h;
-	memset(&h, 0, sizeof(h));
-	h.psize = j->psize;
-	h.gen = j->gen + 1;
-	h.txnid = mdb_txn_id(w) - 1;
-	boot_id(h.boot);
-	unsigned char slot[HEADER_SLOT];
 	if ((rc = mdb_env_sync(st->env, 1)) != 0) {
 		rc = sky__error_lmdb(rc, "flushing the cache");
 		goto broken;
 	}
-	if ((rc = metas_read(st, j->psize, h.meta, h.txnid)) < 0)
+	if ((rc = header_next(st, w, &h)) < 0)
 		goto broken;
-	header_encode(&h, slot);
-	if (full_pwrite(j->fd, slot, HEADER_SLOT,
-			(h.gen & 1) * (uint64_t)HEADER_SLOT) < 0 ||
-	    fdatasync(j->fd) < 0) {
-		rc = sky__error_os("writing the journal header");
+	h.epoch = j->epoch + 1;
+	h.first_off = RECORDS_START;
+	h.first_seq = 1;
+	if ((rc = header_write(j, &h)) < 0)
 		goto broken;
-	}
 	/* Holding the writer lock, the renewed reader sees exactly the
 	 * snapshot just written down. */
 	if (j->pin) {
@@ -580,17 +637,94 @@ int sky__journal_checkpoint(sky_store *st)
 		goto broken;
 	}
 	j->gen = h.gen;
+	j->epoch = h.epoch;
 	j->tail = RECORDS_START;
-	j->seq = 1;
-	j->records = 0;
-	sky__store_txn_abort(st, w);
-	return 0;
+	__atomic_store_n(&j->seq, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&j->ck_seq, 1, __ATOMIC_RELEASE);
+	goto out;
 broken:
 	/* The previous header and its pinned snapshot still recover
 	 * everything acknowledged; new writes must not pile on. */
 	j->broken = 1;
-	sky__store_txn_abort(st, w);
+out:
+	if (w)
+		sky__store_txn_abort(st, w);
+	pthread_mutex_unlock(&j->ck_lock);
 	return rc;
+}
+
+/*
+ * A checkpoint that lets writers go on: the snapshot and the first record
+ * after it are noted under the writer lock; the slow flushes run without
+ * it, while the old pin still guards the old checkpoint and a new reader
+ * guards the new one.
+ */
+static int checkpoint_behind(sky_store *st)
+{
+	sky_journal *j = &st->journal;
+	pthread_mutex_lock(&j->ck_lock);
+	MDB_txn *w = NULL, *pin = NULL;
+	header h;
+	int rc = 0;
+	if (j->broken || (rc = sky__store_txn_begin(st, 0, &w)) < 0)
+		goto out;
+	h.first_seq = j->seq;
+	if (h.first_seq == j->ck_seq) {
+		sky__store_txn_abort(st, w);
+		goto out; /* a synchronous checkpoint came first */
+	}
+	if ((rc = header_next(st, w, &h)) < 0 ||
+	    (rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &pin)) != 0) {
+		if (rc > 0)
+			rc = sky__error_lmdb(rc, "pinning the checkpoint");
+		sky__store_txn_abort(st, w);
+		goto broken;
+	}
+	h.epoch = j->epoch;
+	h.first_off = j->tail;
+	h.first_seq = j->seq;
+	sky__store_txn_abort(st, w);
+	if ((rc = mdb_env_sync(st->env, 1)) != 0) {
+		rc = sky__error_lmdb(rc, "flushing the cache");
+		goto broken;
+	}
+	if ((rc = header_write(j, &h)) < 0)
+		goto broken;
+	mdb_txn_abort(j->pin);
+	j->pin = pin;
+	j->gen = h.gen;
+	__atomic_store_n(&j->ck_seq, h.first_seq, __ATOMIC_RELEASE);
+	goto out;
+broken:
+	if (pin)
+		mdb_txn_abort(pin);
+	j->broken = 1;
+	sky__error_prefix("journal checkpoint");
+	fprintf(stderr, "skysync: %s\n", sky_error_last()->message);
+out:
+	pthread_mutex_unlock(&j->ck_lock);
+	return rc;
+}
+
+static void *checkpointer_main(void *arg)
+{
+	sky_store *st = arg;
+	sky_journal *j = &st->journal;
+	pthread_mutex_lock(&j->bg_lock);
+	while (!j->bg_stop) {
+		if (!j->bg_due) {
+			pthread_cond_wait(&j->bg_wake, &j->bg_lock);
+			continue;
+		}
+		j->bg_due = 0;
+		pthread_mutex_unlock(&j->bg_lock);
+		/* Writers that flushed while the last one ran asked again. */
+		if (records_behind(j) >= RECORDS_PER_CHECKPOINT)
+			(void)checkpoint_behind(st);
+		pthread_mutex_lock(&j->bg_lock);
+	}
+	pthread_mutex_unlock(&j->bg_lock);
+	return NULL;
 }
 
 int sky__journal_each_replay(sky_journal *j,
@@ -625,9 +759,17 @@ void sky__journal_close(sky_store *st)
 	sky_journal *j = &st->journal;
 	if (j->fd < 0)
 		return;
+	if (j->bg_running) {
+		pthread_mutex_lock(&j->bg_lock);
+		j->bg_stop = 1;
+		pthread_cond_signal(&j->bg_wake);
+		pthread_mutex_unlock(&j->bg_lock);
+		pthread_join(j->bg, NULL);
+		j->bg_running = 0;
+	}
 	/* Fold the records in so the next open has nothing to replay; if
 	 * that fails they stay and the next open replays them. */
-	if (j->active && !j->broken && j->records > 0)
+	if (j->active && !j->broken && j->seq != j->ck_seq)
 		(void)sky__journal_checkpoint(st);
 	if (j->pin)
 		mdb_txn_abort(j->pin);
@@ -635,4 +777,11 @@ void sky__journal_close(sky_store *st)
 	sky__journal_replay_done(j);
 	close(j->fd);
 	j->fd = -1;
+}
+
+void sky__journal_destroy(sky_journal *j)
+{
+	pthread_mutex_destroy(&j->ck_lock);
+	pthread_mutex_destroy(&j->bg_lock);
+	pthread_cond_destroy(&j->bg_wake);
 }

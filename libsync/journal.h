@@ -9,6 +9,14 @@
  * before any write that is not journaled) a checkpoint flushes LMDB and
  * writes a new journal header holding a copy of LMDB's two meta pages.
  *
+ * Checkpoints come in two kinds. A background thread folds the records
+ * in every RECORDS_PER_CHECKPOINT writes without stopping writers: it
+ * notes the newest snapshot and the first record after it under the
+ * writer lock, then flushes LMDB and writes the header while writers go
+ * on appending. A synchronous checkpoint (before any write that is not
+ * journaled, when the file is full, at close) holds the writer lock
+ * throughout and starts the log again at its beginning in a new epoch.
+ *
  * What keeps it crash safe:
  * - A reader transaction of this process stays on the checkpoint's
  *   snapshot until the next checkpoint, so LMDB never reuses a page that
@@ -36,6 +44,7 @@
 #ifndef SKY_JOURNAL_H
 #define SKY_JOURNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,10 +58,19 @@ typedef struct sky_journal {
 	int broken;            /* a flush failed: journaled writes refused */
 	uint32_t psize;        /* LMDB page size */
 	uint64_t gen;          /* generation of the current header */
+	uint64_t epoch;        /* records' epoch: new each time the log
+				  starts again at its beginning */
+	/* Written under LMDB's writer lock; read by the checkpointer. */
 	uint64_t tail;         /* where the next record goes */
 	uint64_t seq;          /* sequence number of the next record */
-	unsigned records;      /* records since the checkpoint */
+	uint64_t ck_seq;       /* first sequence number not yet folded in */
 	MDB_txn *pin;          /* reader on the checkpoint's snapshot */
+	pthread_mutex_t ck_lock; /* one checkpoint at a time; guards pin */
+	/* The background checkpointer (journal mode). */
+	pthread_t bg;
+	int bg_running, bg_due, bg_stop;
+	pthread_mutex_t bg_lock;
+	pthread_cond_t bg_wake;
 	unsigned char *replay; /* records found at open, to replay */
 	size_t replay_len;
 	unsigned replay_count;
@@ -80,13 +98,14 @@ int sky__journal_start(struct sky_store *st);
 int sky__journal_append(sky_journal *j, const void *payload, size_t len);
 int sky__journal_flush(sky_journal *j);
 
-/* Records this write would push over the limits: checkpoint first. */
+/* Would this record run past the file? Then checkpoint first. */
 int sky__journal_full(const sky_journal *j, size_t len);
 
 /*
- * Flush LMDB and write a new header: every record so far is folded in.
- * Takes the writer lock itself; the caller must hold no transaction.
- * Outside journal mode (after a replay) it empties the journal.
+ * Flush LMDB and write a new header: every record so far is folded in and
+ * the log starts again. Takes the writer lock itself; the caller must
+ * hold no transaction. Outside journal mode (after a replay) it empties
+ * the journal.
  */
 int sky__journal_checkpoint(struct sky_store *st);
 
@@ -99,6 +118,8 @@ void sky__journal_replay_done(sky_journal *j);
 
 /* Checkpoint (journal mode), drop the pin, release the lock. */
 void sky__journal_close(struct sky_store *st);
+/* Free the locks sky__journal_open() made (after close). */
+void sky__journal_destroy(sky_journal *j);
 
 /* CRC-32C of `len` bytes, continuing from `crc` (0 to start). */
 uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len);

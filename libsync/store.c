@@ -270,8 +270,10 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	/* Before LMDB opens: the journal may roll it back (journal.h). */
 	int journal_mode = (flags & SKY_CACHE_JOURNAL) != 0;
 	if ((rc = sky__journal_open(&st->journal, dir, journal_mode,
-				    (flags & SKY_CACHE_READONLY) != 0)) < 0)
+				    (flags & SKY_CACHE_READONLY) != 0)) < 0) {
+		sky__journal_destroy(&st->journal);
 		return rc;
+	}
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->idle, NULL);
 	if ((rc = mdb_env_create(&st->env)) != 0) {
@@ -318,12 +320,12 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	return 0;
 
 fail_open:
-	st->journal.records = 0; /* nothing of this open to fold in */
 	sky__journal_close(st);
 	mdb_env_close(st->env);
 	st->env = NULL;
 fail_env:
 	sky__journal_close(st);
+	sky__journal_destroy(&st->journal);
 	pthread_cond_destroy(&st->idle);
 	pthread_mutex_destroy(&st->lock);
 	return rc;
@@ -342,6 +344,7 @@ void sky__store_close(sky_store *st)
 	sky__journal_close(st);
 	mdb_env_close(st->env);
 	st->env = NULL;
+	sky__journal_destroy(&st->journal);
 	pthread_cond_destroy(&st->idle);
 	pthread_mutex_destroy(&st->lock);
 }
