@@ -623,7 +623,7 @@ static int apply_items(sky_cache *c, sky_event_item *items, size_t count,
 			valid++;
 		}
 	}
-	rc = valid ? sky__store_write(&c->st, batch_write, &b) : 0;
+	rc = valid ? sky__store_write_mirror(&c->st, batch_write, &b) : 0;
 	if (rc < 0)
 		goto cleanup;
 	for (size_t i = 0; i < count; i++) {

@@ -12,7 +12,8 @@
  *   header  "SKYJRNL\0" | version u32 | page size u32 | generation u64 |
  *           checkpoint txnid u64 | boot id (40 bytes) |
  *           LMDB meta page 0 (192 bytes) | meta page 1 (192 bytes) |
- *           epoch u64 | first record's offset u64 and sequence u64 | CRC
+ *           epoch u64 | first record's offset u64 and sequence u64 |
+ *           clean u32 (1: written by a close, nothing after it) | CRC
  *   record  magic u32 | length u32 | epoch u64 | sequence u64 |
  *           CRC u32 | 0 u32 | payload, padded to 8 bytes
  *
@@ -35,6 +36,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -43,7 +45,7 @@
 #include "util.h"
 
 #define HEADER_SLOT 512u
-#define HEADER_BYTES 484u
+#define HEADER_BYTES 488u
 #define RECORDS_START 4096u
 #define RECORD_HEAD 32u
 #define RECORD_MAGIC 0x534b5952u /* "SKYR" */
@@ -54,6 +56,10 @@
 #define JOURNAL_BYTES ((uint64_t)4 << 20)
 #define RECORDS_PER_CHECKPOINT 512u
 #define MAX_RECORD_BYTES ((uint64_t)256 << 20)
+/* Mirror writes wait at most this long, or this many commits, for a
+ * checkpoint to make them durable. */
+#define MIRROR_FOLD_US 1000000
+#define MIRROR_COMMITS_PER_CHECKPOINT 64u
 
 /* LMDB 0.9 meta page: page header (16 bytes), then mm_magic, mm_version,
  * ..., mm_txnid at byte 144 on 64-bit builds. Checked at run time. */
@@ -140,6 +146,7 @@ typedef struct {
 	char boot[40];
 	unsigned char meta[2][SKY_JOURNAL_META_BYTES];
 	uint64_t epoch, first_off, first_seq;
+	uint32_t clean;
 } header;
 
 static void header_encode(const header *h, unsigned char out[HEADER_SLOT])
@@ -157,14 +164,15 @@ static void header_encode(const header *h, unsigned char out[HEADER_SLOT])
 	sky__put_be64(out + 456, h->epoch);
 	sky__put_be64(out + 464, h->first_off);
 	sky__put_be64(out + 472, h->first_seq);
-	sky__put_be32(out + 480, sky__crc32c(0, out, 480));
+	sky__put_be32(out + 480, h->clean);
+	sky__put_be32(out + 484, sky__crc32c(0, out, 484));
 }
 
 static int header_decode(const unsigned char in[HEADER_SLOT], header *h)
 {
 	if (memcmp(in, header_magic, 8) ||
 	    sky__get_be32(in + 8) != JOURNAL_VERSION ||
-	    sky__get_be32(in + 480) != sky__crc32c(0, in, 480))
+	    sky__get_be32(in + 484) != sky__crc32c(0, in, 484))
 		return -1;
 	h->psize = sky__get_be32(in + 12);
 	h->gen = sky__get_be64(in + 16);
@@ -177,6 +185,7 @@ static int header_decode(const unsigned char in[HEADER_SLOT], header *h)
 	h->epoch = sky__get_be64(in + 456);
 	h->first_off = sky__get_be64(in + 464);
 	h->first_seq = sky__get_be64(in + 472);
+	h->clean = sky__get_be32(in + 480);
 	if (h->first_off < RECORDS_START)
 		return -1;
 	return 0;
@@ -310,6 +319,37 @@ int sky__journal_append(sky_journal *j, const void *payload, size_t len)
 	return 0;
 }
 
+static void wake_checkpointer(sky_journal *j)
+{
+	pthread_mutex_lock(&j->bg_lock);
+	j->bg_due = 1;
+	pthread_cond_signal(&j->bg_wake);
+	pthread_mutex_unlock(&j->bg_lock);
+}
+
+void sky__journal_mirror_note(sky_journal *j)
+{
+	__atomic_store_n(&j->mirror_commits, j->mirror_commits + 1,
+			 __ATOMIC_RELEASE);
+}
+
+int sky__journal_mirror_unfolded(sky_journal *j)
+{
+	return __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) !=
+	       __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
+}
+
+void sky__journal_mirror_committed(sky_store *st)
+{
+	sky_journal *j = &st->journal;
+	uint64_t unfolded = __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) -
+			    __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
+	/* The checkpointer also wakes by itself within MIRROR_FOLD_US. */
+	if (j->bg_running && (unfolded >= MIRROR_COMMITS_PER_CHECKPOINT ||
+			      unfolded == 1))
+		wake_checkpointer(j);
+}
+
 static uint64_t records_behind(sky_journal *j)
 {
 	return __atomic_load_n(&j->seq, __ATOMIC_ACQUIRE) -
@@ -319,12 +359,8 @@ static uint64_t records_behind(sky_journal *j)
 int sky__journal_flush(sky_journal *j)
 {
 	if (fdatasync(j->fd) == 0) {
-		if (j->bg_running && records_behind(j) >= RECORDS_PER_CHECKPOINT) {
-			pthread_mutex_lock(&j->bg_lock);
-			j->bg_due = 1;
-			pthread_cond_signal(&j->bg_wake);
-			pthread_mutex_unlock(&j->bg_lock);
-		}
+		if (j->bg_running && records_behind(j) >= RECORDS_PER_CHECKPOINT)
+			wake_checkpointer(j);
 		return 0;
 	}
 	/* After a failed flush the kernel may have dropped the dirty pages:
@@ -414,18 +450,16 @@ static int busy(const char *why)
 			      why);
 }
 
-static int open_readonly(sky_journal *j, const char *path)
+static int open_readonly(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return 0; /* no journal: never written in journal mode */
 	header h;
-	unsigned count = 0;
-	uint64_t end;
 	int rc = 0;
-	if (header_read(fd, &h) == 0 &&
-	    (rc = records_scan(fd, &h, NULL, NULL, &count, &end)) == 0 &&
-	    count > 0) {
+	if (header_read(fd, &h) == 0 && !h.clean) {
+		/* Commits after the checkpoint were never flushed: after a
+		 * restart LMDB may be torn until recovery rolls it back. */
 		char now[40];
 		boot_id(now);
 		if (strcmp(now, h.boot) != 0)
@@ -435,7 +469,6 @@ static int open_readonly(sky_journal *j, const char *path)
 				  "recover it");
 	}
 	close(fd);
-	(void)j;
 	return rc;
 }
 
@@ -450,7 +483,7 @@ int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/journal", dir);
 	if (readonly)
-		return open_readonly(j, path);
+		return open_readonly(path);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return sky__error_os(path);
@@ -473,13 +506,15 @@ int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 	j->gen = h.gen;
 	j->epoch = h.epoch;
 	j->psize = h.psize;
+	if (h.clean)
+		return 0; /* closed cleanly: LMDB is the checkpoint */
+	/* Commits after the checkpoint may be torn by a power cut: roll
+	 * back to it and replay the records (there may be none). */
+	j->recovering = 1;
 	uint64_t end;
 	if ((rc = records_scan(fd, &h, &j->replay, &j->replay_len,
 			       &j->replay_count, &end)) < 0)
 		goto fail;
-	if (j->replay_count == 0)
-		return 0;
-	/* Records after the checkpoint: roll back and replay them. */
 	if (!journal_mode && flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		rc = busy("another process has the cache open: recovering "
 			  "its journal needs the cache alone");
@@ -498,6 +533,7 @@ fail:
 	free(j->replay);
 	j->replay = NULL;
 	j->replay_count = 0;
+	j->recovering = 0;
 	close(fd);
 	j->fd = -1;
 	return rc;
@@ -539,15 +575,15 @@ int sky__journal_start(sky_store *st)
 	j->psize = ms.ms_psize;
 	if (j->active && (rc = preallocate(j)) < 0)
 		return rc;
-	if (j->replay_count > 0 || j->active) {
+	if (j->recovering || j->active) {
 		rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &j->pin);
 		if (rc)
 			return sky__error_lmdb(rc, "pinning the checkpoint");
 	}
 	if (!j->active)
 		return 0;
-	/* With records to replay, the replay's commit checkpoints. */
-	if (j->replay_count == 0 && (rc = sky__journal_checkpoint(st)) < 0)
+	/* When recovering, the checkpoint follows the replay. */
+	if (!j->recovering && (rc = sky__journal_checkpoint(st)) < 0)
 		return rc;
 	if ((rc = pthread_create(&j->bg, NULL, checkpointer_main, st)) != 0) {
 		errno = rc;
@@ -582,7 +618,15 @@ static int header_next(sky_store *st, MDB_txn *w, header *h)
 	return metas_read(st, j->psize, h->meta, h->txnid);
 }
 
+static int checkpoint_sync(sky_store *st, uint32_t clean);
+
 int sky__journal_checkpoint(sky_store *st)
+{
+	return checkpoint_sync(st, 0);
+}
+
+/* The synchronous checkpoint; `clean` marks the last one, at close. */
+static int checkpoint_sync(sky_store *st, uint32_t clean)
 {
 	sky_journal *j = &st->journal;
 	if (j->fd < 0)
@@ -621,6 +665,7 @@ int sky__journal_checkpoint(sky_store *st)
 	h.epoch = j->epoch + 1;
 	h.first_off = RECORDS_START;
 	h.first_seq = 1;
+	h.clean = clean;
 	if ((rc = header_write(j, &h)) < 0)
 		goto broken;
 	/* Holding the writer lock, the renewed reader sees exactly the
@@ -641,6 +686,9 @@ int sky__journal_checkpoint(sky_store *st)
 	j->tail = RECORDS_START;
 	__atomic_store_n(&j->seq, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&j->ck_seq, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&j->mirror_folded, j->mirror_commits,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&j->ck_at_us, sky__now_us(), __ATOMIC_RELAXED);
 	goto out;
 broken:
 	/* The previous header and its pinned snapshot still recover
@@ -669,7 +717,8 @@ static int checkpoint_behind(sky_store *st)
 	if (j->broken || (rc = sky__store_txn_begin(st, 0, &w)) < 0)
 		goto out;
 	h.first_seq = j->seq;
-	if (h.first_seq == j->ck_seq) {
+	uint64_t mirror = j->mirror_commits;
+	if (h.first_seq == j->ck_seq && mirror == j->mirror_folded) {
 		sky__store_txn_abort(st, w);
 		goto out; /* a synchronous checkpoint came first */
 	}
@@ -694,6 +743,8 @@ static int checkpoint_behind(sky_store *st)
 	j->pin = pin;
 	j->gen = h.gen;
 	__atomic_store_n(&j->ck_seq, h.first_seq, __ATOMIC_RELEASE);
+	__atomic_store_n(&j->mirror_folded, mirror, __ATOMIC_RELEASE);
+	__atomic_store_n(&j->ck_at_us, sky__now_us(), __ATOMIC_RELAXED);
 	goto out;
 broken:
 	if (pin)
@@ -706,22 +757,50 @@ out:
 	return rc;
 }
 
+/* Is a background checkpoint due? Records piling up, or mirror writes
+ * waiting for long enough or in numbers. */
+static int checkpoint_due(sky_journal *j, int asked)
+{
+	if (records_behind(j) >= RECORDS_PER_CHECKPOINT)
+		return 1;
+	if (!sky__journal_mirror_unfolded(j))
+		return 0;
+	uint64_t unfolded = __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) -
+			    __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
+	int64_t since = sky__now_us() -
+			__atomic_load_n(&j->ck_at_us, __ATOMIC_RELAXED);
+	return since >= MIRROR_FOLD_US ||
+	       (asked && unfolded >= MIRROR_COMMITS_PER_CHECKPOINT);
+}
+
 static void *checkpointer_main(void *arg)
 {
 	sky_store *st = arg;
 	sky_journal *j = &st->journal;
 	pthread_mutex_lock(&j->bg_lock);
 	while (!j->bg_stop) {
-		if (!j->bg_due) {
-			pthread_cond_wait(&j->bg_wake, &j->bg_lock);
-			continue;
-		}
+		int asked = j->bg_due;
 		j->bg_due = 0;
 		pthread_mutex_unlock(&j->bg_lock);
-		/* Writers that flushed while the last one ran asked again. */
-		if (records_behind(j) >= RECORDS_PER_CHECKPOINT)
+		if (checkpoint_due(j, asked))
 			(void)checkpoint_behind(st);
 		pthread_mutex_lock(&j->bg_lock);
+		if (j->bg_stop || j->bg_due)
+			continue;
+		if (sky__journal_mirror_unfolded(j)) {
+			/* Mirror writes wait at most MIRROR_FOLD_US. */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 100 * 1000 * 1000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&j->bg_wake, &j->bg_lock,
+					       &until);
+		} else {
+			pthread_cond_wait(&j->bg_wake, &j->bg_lock);
+		}
 	}
 	pthread_mutex_unlock(&j->bg_lock);
 	return NULL;
@@ -767,10 +846,10 @@ void sky__journal_close(sky_store *st)
 		pthread_join(j->bg, NULL);
 		j->bg_running = 0;
 	}
-	/* Fold the records in so the next open has nothing to replay; if
-	 * that fails they stay and the next open replays them. */
-	if (j->active && !j->broken && j->seq != j->ck_seq)
-		(void)sky__journal_checkpoint(st);
+	/* Fold everything in and mark the journal clean, so the next open
+	 * has nothing to recover; if that fails the next open recovers. */
+	if (j->active && !j->broken && !j->recovering)
+		(void)checkpoint_sync(st, 1);
 	if (j->pin)
 		mdb_txn_abort(j->pin);
 	j->pin = NULL;

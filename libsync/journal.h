@@ -33,9 +33,13 @@
  *   the journal file, and other read-write opens take a shared one, so
  *   they exclude each other (SKY_EBUSY). Recovery also requires that no
  *   other process has the environment open, since it rewrites meta pages.
- * - Read-only opens take no lock; they refuse a cache whose journal holds
- *   records written before the machine restarted (LMDB may be torn until
- *   a read-write open recovers it).
+ * - A close ends with a checkpoint marked clean; any other header means
+ *   commits may follow the checkpoint unflushed (records, or mirror
+ *   writes that have none), so the next read-write open rolls back and
+ *   replays even when there is no record.
+ * - Read-only opens take no lock; they refuse a cache whose journal is
+ *   not clean and was written before the machine restarted (LMDB may be
+ *   torn until a read-write open recovers it).
  *
  * The meta pages are copied as bytes; the layout (LMDB 0.9 on-disk
  * format 1) is checked against the running library at every checkpoint,
@@ -56,6 +60,7 @@ typedef struct sky_journal {
 	int fd;                /* the journal file; -1 when absent */
 	int active;            /* journal mode: writes go through it */
 	int broken;            /* a flush failed: journaled writes refused */
+	int recovering;        /* rolled back at open: replay, then fold */
 	uint32_t psize;        /* LMDB page size */
 	uint64_t gen;          /* generation of the current header */
 	uint64_t epoch;        /* records' epoch: new each time the log
@@ -64,6 +69,9 @@ typedef struct sky_journal {
 	uint64_t tail;         /* where the next record goes */
 	uint64_t seq;          /* sequence number of the next record */
 	uint64_t ck_seq;       /* first sequence number not yet folded in */
+	uint64_t mirror_commits; /* mirror writes committed (writer lock) */
+	uint64_t mirror_folded;  /* ...of which a durable checkpoint holds */
+	int64_t ck_at_us;        /* when the last checkpoint was durable */
 	MDB_txn *pin;          /* reader on the checkpoint's snapshot */
 	pthread_mutex_t ck_lock; /* one checkpoint at a time; guards pin */
 	/* The background checkpointer (journal mode). */
@@ -97,6 +105,16 @@ int sky__journal_start(struct sky_store *st);
  */
 int sky__journal_append(sky_journal *j, const void *payload, size_t len);
 int sky__journal_flush(sky_journal *j);
+
+/*
+ * Mirror writes (server state) in journal mode: noted in their
+ * transaction, folded in by the next checkpoint (within a second).
+ * A logged write must not follow one that is not folded in yet (its
+ * record would be replayed without it): it checkpoints first.
+ */
+void sky__journal_mirror_note(sky_journal *j);
+void sky__journal_mirror_committed(struct sky_store *st);
+int sky__journal_mirror_unfolded(sky_journal *j);
 
 /* Would this record run past the file? Then checkpoint first. */
 int sky__journal_full(const sky_journal *j, size_t len);

@@ -57,7 +57,7 @@ int sky_app_put(sky_cache *cache, const char *app_json, size_t len)
 	if (rc < 0)
 		return rc;
 	if ((rc = sky__validate_app(p.obj, "application")) == 0)
-		rc = sky__store_write(&cache->st, app_write, &p);
+		rc = sky__store_write_mirror(&cache->st, app_write, &p);
 	json_decref(p.obj);
 	return rc;
 }
@@ -85,7 +85,7 @@ int sky_role_put(sky_cache *cache, const char *app_id, const char *role_json,
 				  &p.obj)) < 0)
 		return rc;
 	if ((rc = sky__validate_role(p.obj, "role")) == 0)
-		rc = sky__store_write(&cache->st, role_write, &p);
+		rc = sky__store_write_mirror(&cache->st, role_write, &p);
 	json_decref(p.obj);
 	return rc;
 }
@@ -182,7 +182,7 @@ int sky_session_put(sky_cache *cache, const char *session_json, size_t len,
 			goto done;
 		}
 	}
-	rc = sky__store_write(&cache->st, session_write, &p);
+	rc = sky__store_write_mirror(&cache->st, session_write, &p);
 done:
 	json_decref(p.obj);
 	json_decref(p.data);
@@ -208,7 +208,7 @@ int sky_session_remove(sky_cache *cache, const char *app_id,
 	if (rc == 0)
 		rc = sky__check_id(session_id, "session id");
 	if (rc == 0)
-		rc = sky__store_write(&cache->st, remove_write, &r);
+		rc = sky__store_write_mirror(&cache->st, remove_write, &r);
 	if (rc == SKY_ENOTFOUND)
 		return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
 				      "session %s/%s is not in the cache",
@@ -273,7 +273,7 @@ int sky__session_put_parsed(sky_cache *cache, sky__parsed_put *items,
 		valid++;
 	}
 	if (valid)
-		rc = sky__store_write(&cache->st, session_batch_write, &b);
+		rc = sky__store_write_mirror(&cache->st, session_batch_write, &b);
 	free(b.puts);
 	return rc;
 }

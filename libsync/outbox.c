@@ -1070,12 +1070,18 @@ static int replay_write(MDB_txn *txn, void *arg)
 int sky__outbox_replay_journal(sky_cache *c)
 {
 	sky_journal *j = &c->st.journal;
-	if (!j->replay_count)
+	if (!j->recovering)
 		return 0;
-	int rc = sky__store_write(&c->st, replay_write, c);
-	if (rc == 0 && !j->active)
+	int rc = 0;
+	if (j->replay_count)
+		rc = sky__store_write(&c->st, replay_write, c);
+	j->recovering = 0;
+	/* Fold the replayed state in (journal mode) or empty the journal
+	 * for writers that do not use it. */
+	if (rc == 0)
 		rc = sky__journal_checkpoint(&c->st);
 	if (rc < 0) {
+		j->recovering = 1; /* nothing folded: close must not either */
 		sky__error_prefix("recovering the %u writes kept in %s/journal "
 				  "(they stay there for the next open)",
 				  j->replay_count, c->dir);

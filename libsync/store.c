@@ -349,25 +349,43 @@ void sky__store_close(sky_store *st)
 	pthread_mutex_destroy(&st->lock);
 }
 
+enum write_kind { WRITE_DURABLE, WRITE_LOGGED, WRITE_MIRROR };
+
 /*
  * After a commit in journal mode: flush the journal record (a logged
- * write) or checkpoint (any other write, which has no record to replay).
+ * write), let the next checkpoint make it durable (a mirror write), or
+ * checkpoint now (any other write, which has no record to replay).
  */
-static int journal_after_commit(sky_store *st, int logged)
+static int journal_after_commit(sky_store *st, enum write_kind kind)
 {
-	return logged ? sky__journal_flush(&st->journal)
-		      : sky__journal_checkpoint(st);
+	switch (kind) {
+	case WRITE_LOGGED:
+		return sky__journal_flush(&st->journal);
+	case WRITE_MIRROR:
+		sky__journal_mirror_committed(st);
+		return 0;
+	default:
+		return sky__journal_checkpoint(st);
+	}
 }
 
-int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
-			    const void *record, size_t record_len)
+/* Bound on checkpoints a logged write runs before its own transaction
+ * because mirror writes kept slipping in between. */
+#define MAX_CHECKPOINT_RETRIES 1000
+
+static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
+		       enum write_kind kind, const void *record,
+		       size_t record_len)
 {
 	if (st->flags & SKY_CACHE_READONLY)
 		return sky__error_set(SKY_EPERM, SKY_ERRSRC_INPUT, 0,
 				      "the cache was opened read-only");
 	sky_journal *j = &st->journal;
 	int journaled = j->active;
-	int logged = journaled && record;
+	if (!journaled)
+		kind = WRITE_DURABLE;
+	int logged = kind == WRITE_LOGGED;
+	int checkpoints = 0;
 	for (int attempt = 0; attempt < MAX_WRITE_RETRIES; attempt++) {
 		if (journaled && j->broken)
 			return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
@@ -380,9 +398,23 @@ int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
 		MDB_txn *txn;
 		if ((rc = txn_begin(st, 0, &txn)) < 0)
 			return rc;
+		/* A record is replayed on its checkpoint's state: mirror
+		 * writes it may depend on must be in that state. */
+		if (logged && sky__journal_mirror_unfolded(j) &&
+		    checkpoints < MAX_CHECKPOINT_RETRIES) {
+			mdb_txn_abort(txn);
+			txn_leave(st);
+			if ((rc = sky__journal_checkpoint(st)) < 0)
+				return rc;
+			checkpoints++;
+			attempt--;
+			continue;
+		}
 		rc = fn(txn, ctx);
 		if (rc == 0 && logged)
 			rc = sky__journal_append(j, record, record_len);
+		if (rc == 0 && kind == WRITE_MIRROR)
+			sky__journal_mirror_note(j);
 		/* Taken while the writer lock is held, delivered after it. */
 		sky_txn_observer *obs = atomic_load(&st->observer);
 		void *noted = obs ? obs->take(obs) : NULL;
@@ -390,7 +422,7 @@ int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
 			int mrc = mdb_txn_commit(txn);
 			txn_leave(st);
 			if (mrc == 0 && journaled)
-				rc = journal_after_commit(st, logged);
+				rc = journal_after_commit(st, kind);
 			else if (mrc != 0 && logged)
 				/* The appended record names a write that
 				 * did not happen: a checkpoint voids it. */
@@ -418,7 +450,18 @@ int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
 
 int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx)
 {
-	return sky__store_write_logged(st, fn, ctx, NULL, 0);
+	return store_write(st, fn, ctx, WRITE_DURABLE, NULL, 0);
+}
+
+int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
+			    const void *record, size_t record_len)
+{
+	return store_write(st, fn, ctx, WRITE_LOGGED, record, record_len);
+}
+
+int sky__store_write_mirror(sky_store *st, sky_write_fn fn, void *ctx)
+{
+	return store_write(st, fn, ctx, WRITE_MIRROR, NULL, 0);
 }
 
 int sky__store_read_begin(sky_store *st, MDB_txn **out)

@@ -115,6 +115,15 @@ int sky__store_write(sky_store *st, sky_write_fn fn, void *ctx);
 int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
 			    const void *record, size_t record_len);
 
+/*
+ * The same for a write of server state (events, snapshots): in journal
+ * mode it becomes durable at the next checkpoint (within a second),
+ * like SQLite's synchronous=NORMAL; a power cut may take the mirror back
+ * to that checkpoint, never further, and the next sync brings it up to
+ * date. Otherwise as sky__store_write().
+ */
+int sky__store_write_mirror(sky_store *st, sky_write_fn fn, void *ctx);
+
 /* A raw write transaction, only to hold the writer lock (journal.c). */
 int sky__store_txn_begin(sky_store *st, unsigned flags, MDB_txn **out);
 void sky__store_txn_abort(sky_store *st, MDB_txn *txn);

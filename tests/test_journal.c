@@ -171,6 +171,31 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 				_exit(4);
 			continue;
 		}
+		if (n % 10 == 5) {
+			/* A session from the server (a mirror write, folded in
+			 * later) and at once a queued write to it: the
+			 * record must not be replayed without the session. */
+			char json[256], sid[64], patch[64], acked[256];
+			snprintf(sid, sizeof(sid), "srv-%lu", n);
+			int len = snprintf(json, sizeof(json),
+					   "{\"applicationId\":\"" APP
+					   "\",\"sessionId\":\"%s\",\"status\":"
+					   "\"open\",\"name\":\"s\",\"createdAt\":"
+					   "\"2026-01-01T00:00:00Z\"}",
+					   sid);
+			if (sky_session_put(c, json, (size_t)len, "{}", 2,
+					    (int64_t)n + 1) != 0)
+				_exit(8);
+			int plen = snprintf(patch, sizeof(patch),
+					    "{\"w%lu\":%lu}", n, n);
+			if (sky_data_patch(c, APP, sid, patch, (size_t)plen) != 0)
+				_exit(9);
+			int k = snprintf(acked, sizeof(acked), "d %s w%lu %lu\n",
+					 sid, n, n);
+			if (write(out, acked, (size_t)k) != k)
+				_exit(6);
+			continue;
+		}
 		if (n_sids == 0 || (n_sids < 16 && rand() % 20 == 0)) {
 			char body[128], *sid = NULL;
 			snprintf(body, sizeof(body), "{\"name\":\"s%lu\"}", n);
@@ -416,6 +441,8 @@ static void test_journal__torn_record_is_not_replayed(void)
 
 	int rc;
 	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	if (!c)
+		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
 	CU_ASSERT_FATAL(c != NULL);
 	unsigned long kept = verify_acks(c, acks);
 	/* The torn call's writes are gone, and only they. */
@@ -472,6 +499,66 @@ static void test_journal__reader_refuses_before_recovery(void)
 	unsetenv("SKY_TEST_BOOT_ID_FILE");
 }
 
+/* A clean close leaves nothing to roll back: writes made afterwards by a
+ * process without the journal stay when journal mode opens again. */
+static void test_journal__clean_close_then_plain_writer(void)
+{
+	const char *dir = sky_test_tmpdir();
+	int rc;
+	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	CU_ASSERT_FATAL(c != NULL);
+	put_app(c);
+	char *sid = NULL;
+	const char *body = "{\"name\":\"a\"}";
+	CU_ASSERT_FATAL(sky_session_create(c, APP, body, strlen(body), &sid) ==
+			0);
+	sky_cache_close(c);
+
+	c = open_mode(dir, 0, &rc);
+	CU_ASSERT_FATAL(c != NULL);
+	const char *patch = "{\"later\":7}";
+	CU_ASSERT(sky_data_patch(c, APP, sid, patch, strlen(patch)) == 0);
+	sky_cache_close(c);
+
+	c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(data_value(c, sid, "later") == 7);
+	CU_ASSERT(queued(c) == 2);
+	sky_cache_close(c);
+	sky_free(sid);
+}
+
+/* Mirror writes alone leave no record, yet they too commit unflushed:
+ * after a crash the cache must still roll back to its checkpoint. */
+static void test_journal__mirror_writes_alone_recover(void)
+{
+	const char *dir = sky_test_tmpdir();
+	pid_t pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
+		if (!c)
+			_exit(3);
+		const char *app = "{\"applicationId\":\"" APP
+				  "\",\"name\":\"j\"}";
+		for (int i = 0; i < 200; i++)
+			if (sky_app_put(c, app, strlen(app)) != 0)
+				_exit(4);
+		_exit(0); /* no close: as in a crash */
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	zero_meta_pages(dir);
+	int rc;
+	sky_cache *c = open_mode(dir, 0, &rc);
+	if (!c)
+		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -487,6 +574,10 @@ int main(void)
 		 test_journal__torn_record_is_not_replayed},
 		{"test_journal__reader_refuses_before_recovery",
 		 test_journal__reader_refuses_before_recovery},
+		{"test_journal__clean_close_then_plain_writer",
+		 test_journal__clean_close_then_plain_writer},
+		{"test_journal__mirror_writes_alone_recover",
+		 test_journal__mirror_writes_alone_recover},
 		{NULL, NULL},
 	};
 	return sky_test_main("journal", cases);
