@@ -463,10 +463,11 @@ static int open_readonly(const char *path)
 		char now[40];
 		boot_id(now);
 		if (strcmp(now, h.boot) != 0)
-			rc = busy("the cache was being written when the "
-				  "machine stopped: open it read-write once "
-				  "(for example with `skysync check`) to "
-				  "recover it");
+			rc = busy("the cache was being written in journal "
+				  "mode when the machine stopped: open it "
+				  "read-write once to recover it (start the "
+				  "program that owns it, or run `skysync "
+				  "sync`)");
 	}
 	close(fd);
 	return rc;
