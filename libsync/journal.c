@@ -60,6 +60,9 @@
  * checkpoint to make them durable. */
 #define MIRROR_FOLD_US 1000000
 #define MIRROR_COMMITS_PER_CHECKPOINT 64u
+/* ...or before the file grows by this many pages: while the checkpoint is
+ * pinned LMDB cannot reuse pages, so every commit takes new ones. */
+#define PAGES_PER_CHECKPOINT 4096u
 
 /* LMDB 0.9 meta page: page header (16 bytes), then mm_magic, mm_version,
  * ..., mm_txnid at byte 144 on 64-bit builds. Checked at run time. */
@@ -319,10 +322,13 @@ int sky__journal_append(sky_journal *j, const void *payload, size_t len)
 	return 0;
 }
 
-static void wake_checkpointer(sky_journal *j)
+/* Wake the checkpointer: `due` asks for a checkpoint now; otherwise it
+ * only starts its clock for the mirror writes waiting. */
+static void wake_checkpointer(sky_journal *j, int due)
 {
 	pthread_mutex_lock(&j->bg_lock);
-	j->bg_due = 1;
+	if (due)
+		j->bg_due = 1;
 	pthread_cond_signal(&j->bg_wake);
 	pthread_mutex_unlock(&j->bg_lock);
 }
@@ -342,12 +348,19 @@ int sky__journal_mirror_unfolded(sky_journal *j)
 void sky__journal_mirror_committed(sky_store *st)
 {
 	sky_journal *j = &st->journal;
+	if (!j->bg_running)
+		return;
 	uint64_t unfolded = __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) -
 			    __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
-	/* The checkpointer also wakes by itself within MIRROR_FOLD_US. */
-	if (j->bg_running && (unfolded >= MIRROR_COMMITS_PER_CHECKPOINT ||
-			      unfolded == 1))
-		wake_checkpointer(j);
+	MDB_envinfo info;
+	mdb_env_info(st->env, &info);
+	uint64_t grown = info.me_last_pgno -
+			 __atomic_load_n(&j->ck_pgno, __ATOMIC_RELAXED);
+	if (unfolded >= MIRROR_COMMITS_PER_CHECKPOINT ||
+	    grown >= PAGES_PER_CHECKPOINT)
+		wake_checkpointer(j, 1);
+	else if (unfolded == 1)
+		wake_checkpointer(j, 0);
 }
 
 static uint64_t records_behind(sky_journal *j)
@@ -360,7 +373,7 @@ int sky__journal_flush(sky_journal *j)
 {
 	if (fdatasync(j->fd) == 0) {
 		if (j->bg_running && records_behind(j) >= RECORDS_PER_CHECKPOINT)
-			wake_checkpointer(j);
+			wake_checkpointer(j, 1);
 		return 0;
 	}
 	/* After a failed flush the kernel may have dropped the dirty pages:
@@ -606,6 +619,15 @@ static int header_write(sky_journal *j, const header *h)
 	return 0;
 }
 
+/* Where LMDB's file ends at a checkpoint (the writer lock held). */
+static void note_pgno(sky_store *st)
+{
+	MDB_envinfo info;
+	mdb_env_info(st->env, &info);
+	__atomic_store_n(&st->journal.ck_pgno, (uint64_t)info.me_last_pgno,
+			 __ATOMIC_RELAXED);
+}
+
 /* Fill the parts of the next header that describe the newest snapshot
  * (the caller holds the writer lock in `w`). */
 static int header_next(sky_store *st, MDB_txn *w, header *h)
@@ -663,6 +685,7 @@ static int checkpoint_sync(sky_store *st, uint32_t clean)
 	}
 	if ((rc = header_next(st, w, &h)) < 0)
 		goto broken;
+	note_pgno(st);
 	h.epoch = j->epoch + 1;
 	h.first_off = RECORDS_START;
 	h.first_seq = 1;
@@ -733,6 +756,7 @@ static int checkpoint_behind(sky_store *st)
 	h.epoch = j->epoch;
 	h.first_off = j->tail;
 	h.first_seq = j->seq;
+	note_pgno(st);
 	sky__store_txn_abort(st, w);
 	if ((rc = mdb_env_sync(st->env, 1)) != 0) {
 		rc = sky__error_lmdb(rc, "flushing the cache");
@@ -766,12 +790,9 @@ static int checkpoint_due(sky_journal *j, int asked)
 		return 1;
 	if (!sky__journal_mirror_unfolded(j))
 		return 0;
-	uint64_t unfolded = __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) -
-			    __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
 	int64_t since = sky__now_us() -
 			__atomic_load_n(&j->ck_at_us, __ATOMIC_RELAXED);
-	return since >= MIRROR_FOLD_US ||
-	       (asked && unfolded >= MIRROR_COMMITS_PER_CHECKPOINT);
+	return asked || since >= MIRROR_FOLD_US;
 }
 
 static void *checkpointer_main(void *arg)

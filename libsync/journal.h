@@ -72,6 +72,7 @@ typedef struct sky_journal {
 	uint64_t mirror_commits; /* mirror writes committed (writer lock) */
 	uint64_t mirror_folded;  /* ...of which a durable checkpoint holds */
 	int64_t ck_at_us;        /* when the last checkpoint was durable */
+	uint64_t ck_pgno;        /* LMDB's last page at that checkpoint */
 	MDB_txn *pin;          /* reader on the checkpoint's snapshot */
 	pthread_mutex_t ck_lock; /* one checkpoint at a time; guards pin */
 	/* The background checkpointer (journal mode). */
