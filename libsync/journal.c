@@ -345,7 +345,11 @@ int sky__journal_mirror_unfolded(sky_journal *j)
 	       __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
 }
 
-void sky__journal_mirror_committed(sky_store *st)
+static uint64_t records_behind(sky_journal *j);
+
+/* After a commit in journal mode: wake the checkpointer when records or
+ * mirror writes pile up, or when LMDB's file has grown too much. */
+static void after_commit(sky_store *st)
 {
 	sky_journal *j = &st->journal;
 	if (!j->bg_running)
@@ -356,11 +360,17 @@ void sky__journal_mirror_committed(sky_store *st)
 	mdb_env_info(st->env, &info);
 	uint64_t grown = info.me_last_pgno -
 			 __atomic_load_n(&j->ck_pgno, __ATOMIC_RELAXED);
-	if (unfolded >= MIRROR_COMMITS_PER_CHECKPOINT ||
+	if (records_behind(j) >= RECORDS_PER_CHECKPOINT ||
+	    unfolded >= MIRROR_COMMITS_PER_CHECKPOINT ||
 	    grown >= PAGES_PER_CHECKPOINT)
 		wake_checkpointer(j, 1);
 	else if (unfolded == 1)
 		wake_checkpointer(j, 0);
+}
+
+void sky__journal_mirror_committed(sky_store *st)
+{
+	after_commit(st);
 }
 
 static uint64_t records_behind(sky_journal *j)
@@ -369,11 +379,11 @@ static uint64_t records_behind(sky_journal *j)
 	       __atomic_load_n(&j->ck_seq, __ATOMIC_ACQUIRE);
 }
 
-int sky__journal_flush(sky_journal *j)
+int sky__journal_flush(sky_store *st)
 {
+	sky_journal *j = &st->journal;
 	if (fdatasync(j->fd) == 0) {
-		if (j->bg_running && records_behind(j) >= RECORDS_PER_CHECKPOINT)
-			wake_checkpointer(j, 1);
+		after_commit(st);
 		return 0;
 	}
 	/* After a failed flush the kernel may have dropped the dirty pages:

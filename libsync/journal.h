@@ -105,7 +105,7 @@ int sky__journal_start(struct sky_store *st);
  * writer lock). sky__journal_flush() makes it durable after the commit.
  */
 int sky__journal_append(sky_journal *j, const void *payload, size_t len);
-int sky__journal_flush(sky_journal *j);
+int sky__journal_flush(struct sky_store *st);
 
 /*
  * Mirror writes (server state) in journal mode: noted in their

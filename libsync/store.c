@@ -360,7 +360,7 @@ static int journal_after_commit(sky_store *st, enum write_kind kind)
 {
 	switch (kind) {
 	case WRITE_LOGGED:
-		return sky__journal_flush(&st->journal);
+		return sky__journal_flush(st);
 	case WRITE_MIRROR:
 		sky__journal_mirror_committed(st);
 		return 0;
