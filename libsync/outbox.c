@@ -33,6 +33,7 @@
 #include "doc.h"
 #include "error.h"
 #include "merge.h"
+#include "index.h"
 #include "outbox.h"
 #include "record.h"
 #include "repair.h"
@@ -840,6 +841,35 @@ static int lay_on(MDB_txn *txn, sky_cache *c, sky_record *rec,
 	return rc;
 }
 
+/*
+ * Is the session's local view closed? Its status index entry tells,
+ * without parsing the record (the index always matches the record). 1, 0
+ * or an error.
+ */
+static int session_closed(MDB_txn *txn, sky_cache *c, const char *app,
+			  const char *sid, const sky_record *rec)
+{
+	unsigned char pos[8 + SKY_MAX_ID_BYTES];
+	size_t sid_len = strlen(sid);
+	if (sid_len > SKY_MAX_ID_BYTES)
+		return sky__error_input("session id longer than %u bytes",
+					SKY_MAX_ID_BYTES);
+	sky_ixkey k;
+	sky__ixkey_value(&k, app, SKY_IXF_STATUS, NULL, "closed", 6);
+	sky__put_time(pos, rec->created_us);
+	memcpy(pos + 8, sid, sid_len);
+	MDB_val key = {k.len, k.data}, val = {8 + sid_len, pos};
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX), &cur);
+	if (rc == 0) {
+		rc = mdb_cursor_get(cur, &key, &val, MDB_GET_BOTH);
+		mdb_cursor_close(cur);
+	}
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc ? sky__error_lmdb(rc, "reading the status index") : 1;
+}
+
 static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 {
 	sky_cache *c = q->cache;
@@ -882,12 +912,9 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 			return rc;
 		if (!strncmp(e.sid, LOCAL_PREFIX, strlen(LOCAL_PREFIX)))
 			e.local = e.sid;
-		json_t *s = sky__record_json(&rec);
-		if (!s)
-			return -1;
-		const char *st = sky__json_str(s, "status");
-		int closed = st && !strcmp(st, "closed");
-		json_decref(s);
+		int closed = session_closed(txn, c, e.app, e.sid, &rec);
+		if (closed < 0)
+			return closed;
 		if (closed)
 			return sky__error_set(SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
 					      "session %s/%s is closed: the server "

@@ -142,6 +142,46 @@ static void test_journal__one_writer_process(void)
 	CU_ASSERT(rc == SKY_EINVAL);
 }
 
+/* A write to a session the cache shows closed is refused at once, in
+ * either mode, and leaves nothing queued. */
+static void test_journal__closed_session_refused(void)
+{
+	for (int mode = 0; mode < 2; mode++) {
+		char dir[4200];
+		snprintf(dir, sizeof(dir), "%s/m%d", sky_test_tmpdir(), mode);
+		int rc;
+		sky_cache *c = open_mode(dir, mode ? SKY_CACHE_JOURNAL : 0, &rc);
+		CU_ASSERT_FATAL(c != NULL);
+		put_app(c);
+		const char *open_s = "{\"applicationId\":\"" APP
+				     "\",\"sessionId\":\"s-open\",\"status\":"
+				     "\"open\",\"name\":\"o\",\"createdAt\":"
+				     "\"2026-01-01T00:00:00Z\"}";
+		const char *closed_s = "{\"applicationId\":\"" APP
+				       "\",\"sessionId\":\"s-done\",\"status\":"
+				       "\"closed\",\"name\":\"c\",\"createdAt\":"
+				       "\"2026-01-01T00:00:00Z\",\"properties\":"
+				       "{\"status\":\"closed\"}}";
+		CU_ASSERT_FATAL(sky_session_put(c, open_s, strlen(open_s), "{}",
+						2, 1) == 0);
+		CU_ASSERT_FATAL(sky_session_put(c, closed_s, strlen(closed_s),
+						"{}", 2, 1) == 0);
+		const char *patch = "{\"k\":1}";
+		CU_ASSERT(sky_data_patch(c, APP, "s-done", patch,
+					 strlen(patch)) == SKY_EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(
+			strstr(sky_error_last()->message, "closed"));
+		/* A property named status does not make a session closed. */
+		const char *props = "{\"status\":\"closed\"}";
+		CU_ASSERT(sky_session_set_properties(c, APP, "s-open", props,
+						     strlen(props)) == 0);
+		CU_ASSERT(sky_data_patch(c, APP, "s-open", patch,
+					 strlen(patch)) == 0);
+		CU_ASSERT(queued(c) == 2);
+		sky_cache_close(c);
+	}
+}
+
 /* ---- the crash writer ---- */
 
 /* Queue writes, one line on `out` per acknowledged write: "c SID" for a
@@ -566,6 +606,8 @@ int main(void)
 		 test_journal__writes_survive_reopen},
 		{"test_journal__one_writer_process",
 		 test_journal__one_writer_process},
+		{"test_journal__closed_session_refused",
+		 test_journal__closed_session_refused},
 		{"test_journal__crash_recovered_in_journal_mode",
 		 test_journal__crash_recovered_in_journal_mode},
 		{"test_journal__crash_recovered_by_plain_open",
