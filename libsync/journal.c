@@ -711,6 +711,8 @@ static int checkpoint_sync(sky_store *st, uint32_t clean)
 		rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &j->pin);
 	}
 	if (rc) {
+		if (j->pin)
+			mdb_txn_abort(j->pin);
 		j->pin = NULL;
 		rc = sky__error_lmdb(rc, "pinning the checkpoint");
 		goto broken;

@@ -259,6 +259,71 @@ static int open_databases(sky_store *st)
 	return 0;
 }
 
+/*
+ * The caches this process has open, by directory. LMDB wants one handle
+ * per environment and process: closing a second handle clears every
+ * reader slot of the process, the journal's pinned reader included. So a
+ * journal-mode handle is the only one of its directory in this process.
+ */
+typedef struct open_dir {
+	dev_t dev;
+	ino_t ino;
+	pid_t pid; /* a forked child does not own its parent's handles */
+	int journal;
+	struct open_dir *next;
+} open_dir;
+
+static pthread_mutex_t open_dirs_lock = PTHREAD_MUTEX_INITIALIZER;
+static open_dir *open_dirs;
+
+static int open_dirs_add(sky_store *st, const char *dir, int journal)
+{
+	struct stat sb;
+	if (stat(dir, &sb) < 0)
+		return sky__error_os(dir);
+	int rc = 0;
+	pthread_mutex_lock(&open_dirs_lock);
+	for (open_dir *d = open_dirs; d; d = d->next) {
+		if (d->dev != sb.st_dev || d->ino != sb.st_ino ||
+		    d->pid != getpid() || !(d->journal || journal))
+			continue;
+		rc = sky__error_set(SKY_EBUSY, SKY_ERRSRC_NONE, 0,
+				    "%s is already open in this process%s: "
+				    "use that handle (SKY_CACHE_JOURNAL wants "
+				    "one per process)",
+				    dir, d->journal ? " in journal mode" : "");
+		break;
+	}
+	open_dir *d = rc == 0 ? calloc(1, sizeof(*d)) : NULL;
+	if (rc == 0 && !d)
+		rc = sky__error_nomem();
+	if (d) {
+		d->dev = sb.st_dev;
+		d->ino = sb.st_ino;
+		d->pid = getpid();
+		d->journal = journal;
+		d->next = open_dirs;
+		open_dirs = d;
+		st->open_dir = d;
+	}
+	pthread_mutex_unlock(&open_dirs_lock);
+	return rc;
+}
+
+static void open_dirs_remove(sky_store *st)
+{
+	pthread_mutex_lock(&open_dirs_lock);
+	for (open_dir **p = &open_dirs; *p; p = &(*p)->next) {
+		if (*p == st->open_dir) {
+			*p = st->open_dir->next;
+			free(st->open_dir);
+			break;
+		}
+	}
+	st->open_dir = NULL;
+	pthread_mutex_unlock(&open_dirs_lock);
+}
+
 int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 		    size_t initial_map_bytes)
 {
@@ -268,10 +333,14 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	if ((rc = prepare_dir(dir, flags)) < 0)
 		return rc;
 	/* Before LMDB opens: the journal may roll it back (journal.h). */
-	int journal_mode = (flags & SKY_CACHE_JOURNAL) != 0;
+	int journal_mode = (flags & SKY_CACHE_JOURNAL) != 0 &&
+			   !(flags & SKY_CACHE_READONLY);
+	if ((rc = open_dirs_add(st, dir, journal_mode)) < 0)
+		return rc;
 	if ((rc = sky__journal_open(&st->journal, dir, journal_mode,
 				    (flags & SKY_CACHE_READONLY) != 0)) < 0) {
 		sky__journal_destroy(&st->journal);
+		open_dirs_remove(st);
 		return rc;
 	}
 	pthread_mutex_init(&st->lock, NULL);
@@ -326,6 +395,7 @@ fail_open:
 fail_env:
 	sky__journal_close(st);
 	sky__journal_destroy(&st->journal);
+	open_dirs_remove(st);
 	pthread_cond_destroy(&st->idle);
 	pthread_mutex_destroy(&st->lock);
 	return rc;
@@ -345,6 +415,7 @@ void sky__store_close(sky_store *st)
 	mdb_env_close(st->env);
 	st->env = NULL;
 	sky__journal_destroy(&st->journal);
+	open_dirs_remove(st);
 	pthread_cond_destroy(&st->idle);
 	pthread_mutex_destroy(&st->lock);
 }

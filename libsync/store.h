@@ -90,6 +90,7 @@ typedef struct sky_store {
 	unsigned n_free_readers;
 	_Atomic(sky_txn_observer *) observer; /* set once, NULL if none */
 	sky_journal journal;       /* SKY_CACHE_JOURNAL (journal.h) */
+	struct open_dir *open_dir; /* this handle in the process's list */
 } sky_store;
 
 /* Open/close the environment in `dir` (checks and creates permissions). */
