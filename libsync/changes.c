@@ -234,17 +234,10 @@ void *sky__changes_listener(sky_cache *c, sky_changes_fn fn,
 	return arg;
 }
 
-static int noop_write(MDB_txn *txn, void *ctx)
-{
-	(void)txn;
-	(void)ctx;
-	return 0;
-}
-
 int sky__changes_barrier(sky_cache *c)
 {
 	/* A read-only handle has no writes of its own to wait for. */
 	if (c->st.flags & SKY_CACHE_READONLY)
 		return 0;
-	return sky__store_write(&c->st, noop_write, NULL);
+	return sky__store_barrier(&c->st);
 }

@@ -110,19 +110,29 @@ typedef struct sky_cache sky_cache;
 /**
  * Durable writes with one disk flush (for a gateway process that owns
  * its cache). Outbox writes (sky_write_batch() and the functions built on
- * it) are appended to a checksummed journal beside LMDB and flushed once
- * before the call returns; LMDB itself is flushed at checkpoints (every
- * 1024 journaled writes, before any other kind of write, and at close).
- * A crash or power cut loses nothing acknowledged: the next read-write
- * open rolls LMDB back to the last checkpoint and replays the journal.
- * Other writes (sync, events, outbox delivery) stay as durable as without
- * it, at the same cost.
+ * it) are appended to a checksummed journal beside LMDB (the file
+ * `journal` in the cache directory) and flushed once before the call
+ * returns; LMDB commits without flushing and a background thread folds
+ * the journal into it at checkpoints (every 512 writes, and when LMDB's
+ * file has grown by 4096 pages). A crash or power cut loses nothing
+ * acknowledged: the next read-write open rolls LMDB back to the last
+ * checkpoint, whose pages a pinned reader kept intact, and replays the
+ * journal.
+ *
+ * Server state (events, snapshots, sky_app_put(), sky_session_put(), the
+ * sync engine's mirror) becomes durable at the next checkpoint, within a
+ * second, like SQLite's synchronous=NORMAL: a power cut may take the
+ * mirror back to that checkpoint, never further and never torn, and the
+ * next sync brings it up to date. Other writes (outbox delivery, retry,
+ * drop, housekeeping) are as durable as without the flag.
  *
  * The process must be the cache's only writer: while it has the cache
  * open, read-write opens by other processes fail with SKY_EBUSY, and it
- * cannot open while another process has the cache open read-write.
- * Read-only opens are always allowed. Overrides SKY_CACHE_FAST_WRITES;
- * cannot be combined with SKY_CACHE_NOSYNC.
+ * cannot open while another process has the cache open read-write. Other
+ * processes may always open it read-only. In this process it must be the
+ * cache's only handle (a second one, even read-only, is refused with
+ * SKY_EBUSY: share the handle between threads). Overrides
+ * SKY_CACHE_FAST_WRITES; cannot be combined with SKY_CACHE_NOSYNC.
  */
 #define SKY_CACHE_JOURNAL 0x8u
 

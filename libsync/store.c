@@ -420,7 +420,9 @@ void sky__store_close(sky_store *st)
 	pthread_mutex_destroy(&st->lock);
 }
 
-enum write_kind { WRITE_DURABLE, WRITE_LOGGED, WRITE_MIRROR };
+/* What a write needs to become durable in journal mode (none for a
+ * barrier, which writes nothing). */
+enum write_kind { WRITE_DURABLE, WRITE_LOGGED, WRITE_MIRROR, WRITE_BARRIER };
 
 /*
  * After a commit in journal mode: flush the journal record (a logged
@@ -434,6 +436,8 @@ static int journal_after_commit(sky_store *st, enum write_kind kind)
 		return sky__journal_flush(st);
 	case WRITE_MIRROR:
 		sky__journal_mirror_committed(st);
+		return 0;
+	case WRITE_BARRIER:
 		return 0;
 	default:
 		return sky__journal_checkpoint(st);
@@ -533,6 +537,18 @@ int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
 int sky__store_write_mirror(sky_store *st, sky_write_fn fn, void *ctx)
 {
 	return store_write(st, fn, ctx, WRITE_MIRROR, NULL, 0);
+}
+
+static int write_nothing(MDB_txn *txn, void *ctx)
+{
+	(void)txn;
+	(void)ctx;
+	return 0;
+}
+
+int sky__store_barrier(sky_store *st)
+{
+	return store_write(st, write_nothing, NULL, WRITE_BARRIER, NULL, 0);
 }
 
 int sky__store_read_begin(sky_store *st, MDB_txn **out)

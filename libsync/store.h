@@ -125,6 +125,10 @@ int sky__store_write_logged(sky_store *st, sky_write_fn fn, void *ctx,
  */
 int sky__store_write_mirror(sky_store *st, sky_write_fn fn, void *ctx);
 
+/* An empty write transaction: returns once the writes in flight have
+ * committed and their observers heard of them. Nothing to make durable. */
+int sky__store_barrier(sky_store *st);
+
 /* A raw write transaction, only to hold the writer lock (journal.c). */
 int sky__store_txn_begin(sky_store *st, unsigned flags, MDB_txn **out);
 void sky__store_txn_abort(sky_store *st, MDB_txn *txn);

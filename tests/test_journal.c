@@ -634,6 +634,74 @@ static void test_journal__mirror_writes_alone_recover(void)
 	sky_cache_close(c);
 }
 
+/* The map grows (LMDB's map resized under the pinned reader) while the
+ * journal has records; then a crash: all acknowledged writes come back. */
+static void test_journal__map_grows_then_crash(void)
+{
+	const char *dir = sky_test_tmpdir();
+	int n = sky_test_workload(1500, 150);
+	int fds[2];
+	CU_ASSERT_FATAL(pipe(fds) == 0);
+	pid_t pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+		o.flags = SKY_CACHE_JOURNAL;
+		o.initial_map_bytes = (size_t)1 << 20;
+		sky_cache *c = NULL;
+		if (sky_cache_open(&c, dir, &o) != 0)
+			_exit(3);
+		const char *app = "{\"applicationId\":\"" APP
+				  "\",\"name\":\"j\"}";
+		char *sid = NULL, body[1200];
+		const char *big = "{\"name\":\"big\"}";
+		if (sky_app_put(c, app, strlen(app)) != 0 ||
+		    sky_session_create(c, APP, big, strlen(big), &sid))
+			_exit(4);
+		if (write(fds[1], sid, strlen(sid)) < 0 || write(fds[1], "\n", 1) < 0)
+			_exit(6);
+		for (int i = 0; i < n; i++) {
+			/* ~1 KB of new data per write: the map must grow. */
+			int len = snprintf(body, sizeof(body), "{\"k%d\":\"%0*d\"}",
+					   i, 1000, i);
+			if (sky_data_patch(c, APP, sid, body, (size_t)len) != 0)
+				_exit(5);
+		}
+		_exit(0); /* no close: as in a crash */
+	}
+	close(fds[1]);
+	char sid[128] = {0};
+	ssize_t got = read(fds[0], sid, sizeof(sid) - 1);
+	close(fds[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CU_ASSERT_FATAL(got > 1);
+	sid[strcspn(sid, "\n")] = '\0';
+	zero_meta_pages(dir);
+	int rc;
+	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	if (!c)
+		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
+	CU_ASSERT_FATAL(c != NULL);
+	char key[32], *json = NULL;
+	size_t len = 0;
+	CU_ASSERT_FATAL(sky_data_get(c, APP, sid, &json, &len) == 0);
+	json_t *doc = json_loadb(json, len, 0, NULL);
+	sky_free(json);
+	int missing = 0;
+	for (int i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		missing += json_object_get(doc, key) == NULL;
+	}
+	json_decref(doc);
+	CU_ASSERT(missing == 0);
+	CU_ASSERT(queued(c) == (uint64_t)n + 1);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -655,6 +723,8 @@ int main(void)
 		 test_journal__clean_close_then_plain_writer},
 		{"test_journal__mirror_writes_alone_recover",
 		 test_journal__mirror_writes_alone_recover},
+		{"test_journal__map_grows_then_crash",
+		 test_journal__map_grows_then_crash},
 		{NULL, NULL},
 	};
 	return sky_test_main("journal", cases);

@@ -129,8 +129,11 @@ int sky_test_main(const char *suite_name, const sky_test_case *cases)
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 99;
 	CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
+	/* SKY_TEST_ONLY=WORD runs only the tests whose name contains WORD. */
+	const char *only = getenv("SKY_TEST_ONLY");
 	for (const sky_test_case *c = cases; c->name; c++)
-		CU_add_test(suite, c->name, c->fn);
+		if (!only || strstr(c->name, only))
+			CU_add_test(suite, c->name, c->fn);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	unsigned failed = CU_get_number_of_failures() +
