@@ -659,23 +659,32 @@ static void test_journal__map_grows_then_crash(void)
 		if (sky_app_put(c, app, strlen(app)) != 0 ||
 		    sky_session_create(c, APP, big, strlen(big), &sid))
 			_exit(4);
-		if (write(fds[1], sid, strlen(sid)) < 0 || write(fds[1], "\n", 1) < 0)
+		char line[160];
+		int k = snprintf(line, sizeof(line), "%s\n", sid);
+		if (write(fds[1], line, (size_t)k) != k)
 			_exit(6);
 		for (int i = 0; i < n; i++) {
 			/* ~1 KB of new data per write: the map must grow. */
 			int len = snprintf(body, sizeof(body), "{\"k%d\":\"%0*d\"}",
 					   i, 1000, i);
-			if (sky_data_patch(c, APP, sid, body, (size_t)len) != 0)
+			if (sky_data_patch(c, APP, sid, body, (size_t)len) != 0) {
+				fprintf(stderr, "patch %d: %s\n", i,
+					sky_error_last()->message);
 				_exit(5);
+			}
 		}
 		_exit(0); /* no close: as in a crash */
 	}
 	close(fds[1]);
 	char sid[128] = {0};
 	ssize_t got = read(fds[0], sid, sizeof(sid) - 1);
-	close(fds[0]);
 	int status;
 	waitpid(pid, &status, 0);
+	close(fds[0]); /* after the writer is done with the pipe */
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fprintf(stderr, "writer: exit %d, signal %d\n",
+			WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+			WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CU_ASSERT_FATAL(got > 1);
 	sid[strcspn(sid, "\n")] = '\0';

@@ -2144,15 +2144,7 @@ int main(void)
 	     test_sync__outbox_flaky_network_journal},
 	    {NULL, NULL},
 	};
-	/* SKY_SYNC_ONLY=word runs the cases whose name contains it. */
-	const char *only = getenv("SKY_SYNC_ONLY");
-	sky_test_case chosen[sizeof(cases) / sizeof(cases[0])];
-	size_t n = 0;
-	for (const sky_test_case *c = cases; c->name; c++)
-		if (!only || strstr(c->name, only))
-			chosen[n++] = *c;
-	chosen[n] = (sky_test_case){NULL, NULL};
-	int rc = sky_test_main("sync", chosen);
+	int rc = sky_test_main("sync", cases);
 	if (broker_started)
 		sky_broker_stop(&broker);
 	return rc;

@@ -124,15 +124,25 @@ int sky_test_json_equal(const char *a, const char *b)
 	return eq;
 }
 
+static int test_chosen(const char *name, const char *only)
+{
+	size_t n = strlen(only);
+	if (n == 0 || only[n - 1] != '$')
+		return strstr(name, only) != NULL;
+	size_t len = strlen(name);
+	return len >= n - 1 && !memcmp(name + len - (n - 1), only, n - 1);
+}
+
 int sky_test_main(const char *suite_name, const sky_test_case *cases)
 {
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 99;
 	CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
-	/* SKY_TEST_ONLY=WORD runs only the tests whose name contains WORD. */
+	/* SKY_TEST_ONLY=WORD runs only the tests whose name contains WORD;
+	 * WORD$ only those whose name ends with it. */
 	const char *only = getenv("SKY_TEST_ONLY");
 	for (const sky_test_case *c = cases; c->name; c++)
-		if (!only || strstr(c->name, only))
+		if (!only || test_chosen(c->name, only))
 			CU_add_test(suite, c->name, c->fn);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
