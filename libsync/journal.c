@@ -108,11 +108,14 @@ static void boot_id(char out[40])
 	fclose(f);
 }
 
-static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+/* All `len` bytes at `off`, or -1: pwrite() when writing, else pread()
+ * (which also fails at the end of the file). */
+static int full_io(int fd, void *buf, size_t len, uint64_t off, int writing)
 {
-	const unsigned char *p = buf;
+	unsigned char *p = buf;
 	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		ssize_t n = writing ? pwrite(fd, p, len, (off_t)off)
+				    : pread(fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -124,20 +127,14 @@ static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	return full_io(fd, (void *)buf, len, off, 1);
+}
+
 static int full_pread(int fd, void *buf, size_t len, uint64_t off)
 {
-	unsigned char *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	return full_io(fd, buf, len, off, 0);
 }
 
 /* ---- header ---- */

@@ -72,17 +72,26 @@ static uint64_t queued(sky_cache *c)
 	return n.pending + n.in_flight + n.in_doubt + n.rejected;
 }
 
+/* A journal-mode cache in `dir` with the application and one session
+ * created offline (its local id in *sid, the caller's). */
+static sky_cache *journal_with_session(const char *dir, char **sid)
+{
+	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
+	CU_ASSERT_FATAL(c != NULL);
+	put_app(c);
+	const char *body = "{\"name\":\"one\"}";
+	*sid = NULL;
+	CU_ASSERT_FATAL(sky_session_create(c, APP, body, strlen(body), sid) ==
+			0);
+	return c;
+}
+
 static void test_journal__writes_survive_reopen(void)
 {
 	const char *dir = sky_test_tmpdir();
 	int rc;
-	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
-	CU_ASSERT_FATAL(c != NULL);
-	put_app(c);
-	char *sid = NULL;
-	const char *body = "{\"name\":\"one\"}";
-	CU_ASSERT_FATAL(sky_session_create(c, APP, body, strlen(body), &sid) ==
-			0);
+	char *sid;
+	sky_cache *c = journal_with_session(dir, &sid);
 	for (int i = 0; i < 20; i++) {
 		char patch[64];
 		snprintf(patch, sizeof(patch), "{\"k%d\":%d}", i, i);
@@ -580,13 +589,8 @@ static void test_journal__clean_close_then_plain_writer(void)
 {
 	const char *dir = sky_test_tmpdir();
 	int rc;
-	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
-	CU_ASSERT_FATAL(c != NULL);
-	put_app(c);
-	char *sid = NULL;
-	const char *body = "{\"name\":\"a\"}";
-	CU_ASSERT_FATAL(sky_session_create(c, APP, body, strlen(body), &sid) ==
-			0);
+	char *sid;
+	sky_cache *c = journal_with_session(dir, &sid);
 	sky_cache_close(c);
 
 	c = open_mode(dir, 0, &rc);
