@@ -7,7 +7,7 @@
  *   offset 0 and 512   two header slots, written in turn; the valid one
  *                      (magic, version, CRC) with the higher generation
  *                      is current
- *   offset 4096...     records of the current generation, back to back
+ *   offset 4096...     records, back to back
  *
  *   header  "SKYJRNL\0" | version u32 | page size u32 | generation u64 |
  *           checkpoint txnid u64 | boot id (40 bytes) |
@@ -45,7 +45,7 @@
 #include "util.h"
 
 #define HEADER_SLOT 512u
-#define HEADER_BYTES 488u
+#define HEADER_CRC_AT 484u /* the header's CRC covers bytes before it */
 #define RECORDS_START 4096u
 #define RECORD_HEAD 32u
 #define RECORD_MAGIC 0x534b5952u /* "SKYR" */
@@ -73,23 +73,26 @@
 
 static const char header_magic[8] = "SKYJRNL";
 
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_table_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
 uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len)
 {
-	static uint32_t table[256];
-	static int ready;
-	if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
-		for (uint32_t i = 0; i < 256; i++) {
-			uint32_t c = i;
-			for (int k = 0; k < 8; k++)
-				c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-			table[i] = c; /* same values from any racing thread */
-		}
-		__atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
-	}
+	pthread_once(&crc_once, crc_table_init);
 	const unsigned char *p = data;
 	crc = ~crc;
 	while (len--)
-		crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
 }
 
@@ -165,14 +168,15 @@ static void header_encode(const header *h, unsigned char out[HEADER_SLOT])
 	sky__put_be64(out + 464, h->first_off);
 	sky__put_be64(out + 472, h->first_seq);
 	sky__put_be32(out + 480, h->clean);
-	sky__put_be32(out + 484, sky__crc32c(0, out, 484));
+	sky__put_be32(out + HEADER_CRC_AT, sky__crc32c(0, out, HEADER_CRC_AT));
 }
 
 static int header_decode(const unsigned char in[HEADER_SLOT], header *h)
 {
 	if (memcmp(in, header_magic, 8) ||
 	    sky__get_be32(in + 8) != JOURNAL_VERSION ||
-	    sky__get_be32(in + 484) != sky__crc32c(0, in, 484))
+	    sky__get_be32(in + HEADER_CRC_AT) !=
+		    sky__crc32c(0, in, HEADER_CRC_AT))
 		return -1;
 	h->psize = sky__get_be32(in + 12);
 	h->gen = sky__get_be64(in + 16);
