@@ -110,8 +110,9 @@ int sky__journal_flush(struct sky_store *st);
 /*
  * Mirror writes (server state) in journal mode: noted in their
  * transaction, folded in by the next checkpoint (within a second).
- * A logged write must not follow one that is not folded in yet (its
- * record would be replayed without it): it checkpoints first.
+ * A logged write must not leave a record after one that is not folded in
+ * yet (the record would be replayed without it): it goes without a
+ * record and checkpoints after its commit instead.
  */
 void sky__journal_mirror_note(sky_journal *j);
 void sky__journal_mirror_committed(struct sky_store *st);

@@ -444,10 +444,6 @@ static int journal_after_commit(sky_store *st, enum write_kind kind)
 	}
 }
 
-/* Bound on checkpoints a logged write runs before its own transaction
- * because mirror writes kept slipping in between. */
-#define MAX_CHECKPOINT_RETRIES 1000
-
 static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		       enum write_kind kind, const void *record,
 		       size_t record_len)
@@ -460,7 +456,6 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 	if (!journaled)
 		kind = WRITE_DURABLE;
 	int logged = kind == WRITE_LOGGED;
-	int checkpoints = 0;
 	for (int attempt = 0; attempt < MAX_WRITE_RETRIES; attempt++) {
 		if (journaled && j->broken)
 			return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
@@ -473,20 +468,18 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		MDB_txn *txn;
 		if ((rc = txn_begin(st, 0, &txn)) < 0)
 			return rc;
-		/* A record is replayed on its checkpoint's state: mirror
-		 * writes it may depend on must be in that state. */
-		if (logged && sky__journal_mirror_unfolded(j) &&
-		    checkpoints < MAX_CHECKPOINT_RETRIES) {
-			mdb_txn_abort(txn);
-			txn_leave(st);
-			if ((rc = sky__journal_checkpoint(st)) < 0)
-				return rc;
-			checkpoints++;
-			attempt--;
-			continue;
-		}
+		/*
+		 * A record is replayed on its checkpoint's state, so it must
+		 * not depend on mirror writes not folded in yet. After such
+		 * writes (decided here, under the writer lock) the write goes
+		 * without a record and a checkpoint after its commit makes it
+		 * durable: two flushes, as in the default mode.
+		 */
+		enum write_kind as = kind;
+		if (logged && sky__journal_mirror_unfolded(j))
+			as = WRITE_DURABLE;
 		rc = fn(txn, ctx);
-		if (rc == 0 && logged)
+		if (rc == 0 && as == WRITE_LOGGED)
 			rc = sky__journal_append(j, record, record_len);
 		if (rc == 0 && kind == WRITE_MIRROR)
 			sky__journal_mirror_note(j);
@@ -497,8 +490,8 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 			int mrc = mdb_txn_commit(txn);
 			txn_leave(st);
 			if (mrc == 0 && journaled)
-				rc = journal_after_commit(st, kind);
-			else if (mrc != 0 && logged)
+				rc = journal_after_commit(st, as);
+			else if (mrc != 0 && as == WRITE_LOGGED)
 				/* The appended record names a write that
 				 * did not happen: a checkpoint voids it. */
 				(void)sky__journal_checkpoint(st);
