@@ -220,12 +220,11 @@ static size_t padded(size_t len)
 }
 
 /*
- * Walk the records to replay after header `h`; keep their payloads (as
- * u32 length + bytes) when `keep` is given. Sets the count and the
- * offset after the last good record.
+ * Walk the records to replay after header `h` and keep their payloads, as
+ * u32 length + bytes, in *keep (the caller's); *count of them.
  */
 static int records_scan(int fd, const header *h, unsigned char **keep,
-			size_t *keep_len, unsigned *count, uint64_t *end)
+			unsigned *count)
 {
 	uint64_t off = h->first_off, seq = h->first_seq, gen = h->epoch;
 	unsigned n = 0;
@@ -251,30 +250,24 @@ static int records_scan(int fd, const header *h, unsigned char **keep,
 		crc = sky__crc32c(crc, payload, len);
 		if (crc != sky__get_be32(head + 24))
 			break;
-		if (keep) {
-			if (klen + 4 + len > kcap) {
-				size_t cap = (kcap + 4 + len) * 2;
-				unsigned char *k = realloc(kbuf, cap);
-				if (!k)
-					goto nomem;
-				kbuf = k;
-				kcap = cap;
-			}
-			sky__put_be32(kbuf + klen, len);
-			memcpy(kbuf + klen + 4, payload, len);
-			klen += 4 + (size_t)len;
+		if (klen + 4 + len > kcap) {
+			size_t cap = (kcap + 4 + len) * 2;
+			unsigned char *k = realloc(kbuf, cap);
+			if (!k)
+				goto nomem;
+			kbuf = k;
+			kcap = cap;
 		}
+		sky__put_be32(kbuf + klen, len);
+		memcpy(kbuf + klen + 4, payload, len);
+		klen += 4 + (size_t)len;
 		n++;
 		seq++;
 		off += RECORD_HEAD + padded(len);
 	}
 	free(payload);
 	*count = n;
-	*end = off;
-	if (keep) {
-		*keep = kbuf;
-		*keep_len = klen;
-	}
+	*keep = kbuf;
 	return 0;
 nomem:
 	free(payload);
@@ -536,9 +529,7 @@ int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 	/* Commits after the checkpoint may be torn by a power cut: roll
 	 * back to it and replay the records (there may be none). */
 	j->recovering = 1;
-	uint64_t end;
-	if ((rc = records_scan(fd, &h, &j->replay, &j->replay_len,
-			       &j->replay_count, &end)) < 0)
+	if ((rc = records_scan(fd, &h, &j->replay, &j->replay_count)) < 0)
 		goto fail;
 	if (!journal_mode && flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		rc = busy("another process has the cache open: recovering "
@@ -864,7 +855,6 @@ void sky__journal_replay_done(sky_journal *j)
 {
 	free(j->replay);
 	j->replay = NULL;
-	j->replay_len = 0;
 	j->replay_count = 0;
 }
 

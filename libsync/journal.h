@@ -81,7 +81,6 @@ typedef struct sky_journal {
 	pthread_mutex_t bg_lock;
 	pthread_cond_t bg_wake;
 	unsigned char *replay; /* records found at open, to replay */
-	size_t replay_len;
 	unsigned replay_count;
 } sky_journal;
 

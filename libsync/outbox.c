@@ -1047,14 +1047,13 @@ static int replay_record(const unsigned char *p, size_t len, void *arg)
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		sky_write *w = &q.w[i];
-		if (p >= end) {
-			rc = -1;
-			break;
+		char *app = NULL, *sid = NULL, *json = NULL;
+		if (p < end) {
+			w->op = (sky_write_op)*p++;
+			app = strings[3 * i] = take_field(&p, end, NULL);
+			sid = strings[3 * i + 1] = take_field(&p, end, NULL);
+			json = strings[3 * i + 2] = take_field(&p, end, &w->len);
 		}
-		w->op = (sky_write_op)*p++;
-		char *app = strings[3 * i] = take_field(&p, end, NULL);
-		char *sid = strings[3 * i + 1] = take_field(&p, end, NULL);
-		char *json = strings[3 * i + 2] = take_field(&p, end, &w->len);
 		if (!app || !sid || !json) {
 			rc = sky__error_set(SKY_ERROR, SKY_ERRSRC_INPUT, 0,
 					    "journal record cut short");
@@ -1102,18 +1101,18 @@ int sky__outbox_replay_journal(sky_cache *c)
 	int rc = 0;
 	if (j->replay_count)
 		rc = sky__store_write(&c->st, replay_write, c);
-	j->recovering = 0;
 	/* Fold the replayed state in (journal mode) or empty the journal
-	 * for writers that do not use it. */
+	 * for writers that do not use it. Until then close must not fold
+	 * anything in: the next open recovers again. */
 	if (rc == 0)
 		rc = sky__journal_checkpoint(&c->st);
 	if (rc < 0) {
-		j->recovering = 1; /* nothing folded: close must not either */
 		sky__error_prefix("recovering the %u writes kept in %s/journal "
 				  "(they stay there for the next open)",
 				  j->replay_count, c->dir);
 		return rc;
 	}
+	j->recovering = 0;
 	sky__journal_replay_done(j);
 	return 0;
 }
