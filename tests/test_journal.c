@@ -231,10 +231,12 @@ static void test_journal__closed_session_refused(void)
 /* Queue writes, one line on `out` per acknowledged write: "c SID" for a
  * create, "d SID KEY VALUE" for a data patch ("D ..." for the writes of a
  * batch but its last). Every so often a write that is not journaled (an
- * application put) forces a checkpoint. With `stop_after` the writer
- * stops dead (no close, as in a crash) after that many calls. */
+ * application put) forces a checkpoint, and with `server` every tenth
+ * call puts a session from the server and queues a write to it at once.
+ * With `stop_after` the writer stops dead (no close, as in a crash) after
+ * that many calls. */
 static void crash_writer(const char *dir, int out, unsigned seed,
-			 unsigned long stop_after)
+			 unsigned long stop_after, int server)
 {
 	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
 	const char *first = "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
@@ -255,7 +257,7 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 				_exit(4);
 			continue;
 		}
-		if (n % 10 == 5) {
+		if (server && n % 10 == 5) {
 			/* A session from the server (a mirror write, folded in
 			 * later) and at once a queued write to it: the
 			 * record must not be replayed without the session. */
@@ -320,22 +322,40 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 	}
 }
 
-/* Run the writer until it acknowledged about `target` writes, SIGKILL it,
- * and return every acknowledged line (the caller frees). With `crash`
- * the writer instead stops dead by itself after `target` calls. */
-static char *run_and_kill(const char *dir, unsigned long target, int crash)
+/*
+ * Fork a writer process with a pipe back to this one: returns 0 in the
+ * child, where *fd is the pipe's write end, and the child's pid here,
+ * where *fd is its read end.
+ */
+static pid_t start_writer(int *fd)
 {
 	int fds[2];
 	CU_ASSERT_FATAL(pipe(fds) == 0);
+	fflush(NULL);
 	pid_t pid = fork();
 	CU_ASSERT_FATAL(pid >= 0);
+	close(fds[pid == 0 ? 0 : 1]);
+	*fd = fds[pid == 0 ? 1 : 0];
+	return pid;
+}
+
+/* How run_and_kill's writer runs. */
+#define WRITER_STOPS 1     /* stops dead by itself after `target` calls */
+#define WRITER_NO_SERVER 2 /* only queued writes, no server sessions */
+
+/* Run the writer until it acknowledged about `target` writes, SIGKILL it,
+ * and return every acknowledged line (the caller frees); `how` is
+ * WRITER_* flags. */
+static char *run_and_kill(const char *dir, unsigned long target, int how)
+{
+	int crash = how & WRITER_STOPS;
+	int fd;
+	pid_t pid = start_writer(&fd);
 	if (pid == 0) {
-		close(fds[0]);
-		crash_writer(dir, fds[1], (unsigned)getpid(),
-			     crash ? target : 0);
+		crash_writer(dir, fd, (unsigned)getpid(), crash ? target : 0,
+			     !(how & WRITER_NO_SERVER));
 		_exit(0);
 	}
-	close(fds[1]);
 	size_t cap = 1 << 16, len = 0;
 	char *acks = malloc(cap);
 	unsigned long lines = 0;
@@ -343,7 +363,7 @@ static char *run_and_kill(const char *dir, unsigned long target, int crash)
 	for (;;) {
 		if (len + 4096 > cap)
 			acks = realloc(acks, cap *= 2);
-		ssize_t n = read(fds[0], acks + len, cap - len - 1);
+		ssize_t n = read(fd, acks + len, cap - len - 1);
 		if (n <= 0)
 			break;
 		for (ssize_t i = 0; i < n; i++)
@@ -354,7 +374,7 @@ static char *run_and_kill(const char *dir, unsigned long target, int crash)
 			killed = 1;
 		}
 	}
-	close(fds[0]);
+	close(fd);
 	int status;
 	waitpid(pid, &status, 0);
 	int ended_as_planned =
@@ -378,6 +398,16 @@ static void zero_meta_pages(const char *dir)
 	CU_ASSERT(pwrite(fd, zeros, sizeof(zeros), psize) ==
 		  (ssize_t)sizeof(zeros));
 	close(fd);
+}
+
+/* Open the cache after a crash, with `flags`: it must recover. */
+static sky_cache *reopen_recovered(const char *dir, unsigned flags)
+{
+	sky_cache *c = open_mode(dir, flags, NULL);
+	if (!c)
+		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
+	CU_ASSERT_FATAL(c != NULL);
+	return c;
 }
 
 /* Every acknowledged write is in the local view; returns how many. */
@@ -419,11 +449,7 @@ static void crash_round(unsigned reopen_flags)
 	target += (unsigned long)(getpid() % 500);
 	char *acks = run_and_kill(dir, target, 0);
 	zero_meta_pages(dir);
-	int rc;
-	sky_cache *c = open_mode(dir, reopen_flags, &rc);
-	if (!c)
-		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
-	CU_ASSERT_FATAL(c != NULL);
+	sky_cache *c = reopen_recovered(dir, reopen_flags);
 	unsigned long acked = verify_acks(c, acks);
 	CU_ASSERT(acked >= target);
 	/* Queued writes: those acknowledged, and at most one more call (a
@@ -439,8 +465,7 @@ static void crash_round(unsigned reopen_flags)
 	free(acks);
 
 	/* Recovered once: a second open has nothing to replay. */
-	c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
-	CU_ASSERT_FATAL(c != NULL);
+	c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
 	CU_ASSERT(queued(c) >= acked);
 	sky_cache_close(c);
 }
@@ -487,9 +512,10 @@ static void test_journal__torn_record_is_not_replayed(void)
 {
 	const char *dir = sky_test_tmpdir();
 	/* Few enough writes that no checkpoint came between; the writer
-	 * stops by itself, so its last record is its last acknowledged
-	 * call. */
-	char *acks = run_and_kill(dir, 60, 1);
+	 * stops by itself and puts no server sessions (a queued write right
+	 * after one goes without a record), so its last record is its last
+	 * acknowledged call. */
+	char *acks = run_and_kill(dir, 60, WRITER_STOPS | WRITER_NO_SERVER);
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/journal", dir);
 	uint32_t len = 0;
@@ -523,11 +549,7 @@ static void test_journal__torn_record_is_not_replayed(void)
 	char *lost = strdup(cut + 1);
 	*cut = '\0';
 
-	int rc;
-	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
-	if (!c)
-		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
-	CU_ASSERT_FATAL(c != NULL);
+	sky_cache *c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
 	unsigned long kept = verify_acks(c, acks);
 	/* The torn call's writes are gone, and only they. */
 	unsigned long gone = 0;
@@ -556,7 +578,7 @@ static void test_journal__torn_record_is_not_replayed(void)
 static void test_journal__reader_refuses_before_recovery(void)
 {
 	const char *dir = sky_test_tmpdir();
-	char *acks = run_and_kill(dir, 30, 1);
+	char *acks = run_and_kill(dir, 30, WRITER_STOPS);
 	free(acks);
 	/* Same boot: the page cache still holds every write. */
 	int rc;
@@ -612,8 +634,8 @@ static void test_journal__clean_close_then_plain_writer(void)
 static void test_journal__mirror_writes_alone_recover(void)
 {
 	const char *dir = sky_test_tmpdir();
-	pid_t pid = fork();
-	CU_ASSERT_FATAL(pid >= 0);
+	int fd;
+	pid_t pid = start_writer(&fd);
 	if (pid == 0) {
 		sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
 		if (!c)
@@ -627,13 +649,10 @@ static void test_journal__mirror_writes_alone_recover(void)
 	}
 	int status;
 	waitpid(pid, &status, 0);
+	close(fd);
 	CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	zero_meta_pages(dir);
-	int rc;
-	sky_cache *c = open_mode(dir, 0, &rc);
-	if (!c)
-		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
-	CU_ASSERT_FATAL(c != NULL);
+	sky_cache *c = reopen_recovered(dir, 0);
 	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
 	sky_cache_close(c);
 }
@@ -644,12 +663,9 @@ static void test_journal__map_grows_then_crash(void)
 {
 	const char *dir = sky_test_tmpdir();
 	int n = sky_test_workload(1500, 150);
-	int fds[2];
-	CU_ASSERT_FATAL(pipe(fds) == 0);
-	pid_t pid = fork();
-	CU_ASSERT_FATAL(pid >= 0);
+	int fd;
+	pid_t pid = start_writer(&fd);
 	if (pid == 0) {
-		close(fds[0]);
 		sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
 		o.flags = SKY_CACHE_JOURNAL;
 		o.initial_map_bytes = (size_t)1 << 20;
@@ -665,7 +681,7 @@ static void test_journal__map_grows_then_crash(void)
 			_exit(4);
 		char line[160];
 		int k = snprintf(line, sizeof(line), "%s\n", sid);
-		if (write(fds[1], line, (size_t)k) != k)
+		if (write(fd, line, (size_t)k) != k)
 			_exit(6);
 		for (int i = 0; i < n; i++) {
 			/* ~1 KB of new data per write: the map must grow. */
@@ -679,12 +695,11 @@ static void test_journal__map_grows_then_crash(void)
 		}
 		_exit(0); /* no close: as in a crash */
 	}
-	close(fds[1]);
 	char sid[128] = {0};
-	ssize_t got = read(fds[0], sid, sizeof(sid) - 1);
+	ssize_t got = read(fd, sid, sizeof(sid) - 1);
 	int status;
 	waitpid(pid, &status, 0);
-	close(fds[0]); /* after the writer is done with the pipe */
+	close(fd); /* after the writer is done with the pipe */
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fprintf(stderr, "writer: exit %d, signal %d\n",
 			WIFEXITED(status) ? WEXITSTATUS(status) : -1,
@@ -693,11 +708,7 @@ static void test_journal__map_grows_then_crash(void)
 	CU_ASSERT_FATAL(got > 1);
 	sid[strcspn(sid, "\n")] = '\0';
 	zero_meta_pages(dir);
-	int rc;
-	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
-	if (!c)
-		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
-	CU_ASSERT_FATAL(c != NULL);
+	sky_cache *c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
 	char key[32], *json = NULL;
 	size_t len = 0;
 	CU_ASSERT_FATAL(sky_data_get(c, APP, sid, &json, &len) == 0);
