@@ -1806,14 +1806,19 @@ json_t *sky__patch_compose(const json_t *first, const json_t *second)
 /* Checking (skysync check)                                            */
 /* ------------------------------------------------------------------ */
 
-/* Live entries queued for app/sid, or -1 on a read error. */
+/* Live entries queued for app/sid, or -1 on a read error; *data_patches
+ * gets how many of them are data patches. */
 static long live_count(MDB_txn *txn, sky_cache *c, const char *app,
-		       const char *sid)
+		       const char *sid, long *data_patches)
 {
 	entry_list l;
+	*data_patches = 0;
 	if (session_entries(txn, c, app, sid, 1, &l) < 0)
 		return -1;
 	long n = (long)l.n;
+	for (size_t i = 0; i < l.n; i++)
+		if (l.v[i].e.op == SKY_WRITE_DATA)
+			(*data_patches)++;
 	free_entries(&l);
 	return n;
 }
@@ -1891,7 +1896,8 @@ int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 		char appc[SKY_KEY_MAX + 1];
 		memcpy(appc, app, alen);
 		appc[alen] = '\0';
-		long live = live_count(txn, c, appc, sid);
+		long data_patches;
+		long live = live_count(txn, c, appc, sid, &data_patches);
 		int pending = (rec.flags & SKY_REC_PENDING) != 0;
 		if (live < 0)
 			return -1;
@@ -1908,7 +1914,12 @@ int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 		if (has_srv && !pending)
 			PROBLEM("session %s/%s keeps a server copy without "
 				"queued writes", appc, sid);
-		if (has_srv && !sky__doc_exists(txn, data_dbi(c), srv.docid) &&
+		/* Without a data patch queued, the local view's data is the
+		 * server copy's. With one, the local view may have data the
+		 * server copy has not (a first patch of a session without
+		 * data, or of a session just created offline). */
+		if (has_srv && data_patches == 0 &&
+		    !sky__doc_exists(txn, data_dbi(c), srv.docid) &&
 		    sky__doc_exists(txn, data_dbi(c), rec.docid))
 			PROBLEM("the server copy of %s/%s has lost its data",
 				appc, sid);
