@@ -6,8 +6,10 @@
  * A write goes to the cache's outbox (libsync's sky_session_create and
  * friends): it is on disk when the command returns, shows in every read
  * at once, and a `skysync sync` delivers it. Each write command prints
- * the affected session (the local view) as one JSON object; `session
- * create` prints the new session with its local sessionId.
+ * the affected session (the local view) as one JSON object, except `data
+ * patch`, which prints the session's data after the merge (the local
+ * view's data: what the user just changed); `session create` prints the
+ * new session with its local sessionId.
  */
 #include "config.h"
 
