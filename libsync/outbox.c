@@ -1806,15 +1806,17 @@ json_t *sky__patch_compose(const json_t *first, const json_t *second)
 /* Checking (skysync check)                                            */
 /* ------------------------------------------------------------------ */
 
-/* Live entries queued for app/sid, or -1 on a read error; *data_patches
- * gets how many of them are data patches. */
+/* Live entries queued for app/sid, or the negative code of the read
+ * (SKY_ENOTFOUND or SKY_EINVAL when the queue names a missing or corrupt
+ * entry); *data_patches gets how many of them are data patches. */
 static long live_count(MDB_txn *txn, sky_cache *c, const char *app,
 		       const char *sid, long *data_patches)
 {
 	entry_list l;
 	*data_patches = 0;
-	if (session_entries(txn, c, app, sid, 1, &l) < 0)
-		return -1;
+	int rc = session_entries(txn, c, app, sid, 1, &l);
+	if (rc < 0)
+		return rc;
 	long n = (long)l.n;
 	for (size_t i = 0; i < l.n; i++)
 		if (l.v[i].e.op == SKY_WRITE_DATA)
@@ -1899,8 +1901,12 @@ int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 		long data_patches;
 		long live = live_count(txn, c, appc, sid, &data_patches);
 		int pending = (rec.flags & SKY_REC_PENDING) != 0;
-		if (live < 0)
+		if (live == SKY_ENOTFOUND || live == SKY_EINVAL)
+			continue; /* a damaged queue, reported above */
+		if (live < 0) {
+			mdb_cursor_close(cur);
 			return -1;
+		}
 		if (pending != (live > 0))
 			PROBLEM("session %s/%s is %sflagged pending but has %ld "
 				"queued write%s",
