@@ -7,9 +7,10 @@
  * (through raw LMDB writes or the internal sky__ calls) into an otherwise
  * healthy cache.
  *
- * Findings checked elsewhere: the index entries (test_index.c) and the
- * layout of a data document, member by member (test_doc.c); here one case
- * shows a damaged document reaches the cache's check.
+ * Findings checked elsewhere as well: the index entries (test_index.c:
+ * a missing entry, one naming no session, one with another value or
+ * another createdAt) and the layout of a data document, member by member
+ * (test_doc.c); here one case of each shows it reaches the cache's check.
  */
 #include "config.h"
 
@@ -586,6 +587,16 @@ static void test_check__session_json_corrupt(void)
 	sky_cache *c = two_sessions();
 	put_record(c, "s-bare", "{\"applicationId\":");
 	expect_problem(c, "session app1/s-bare: corrupt session JSON");
+	/* Its index entries no longer have a record that expects them. */
+	expect_problem(c, "index: 14 entries but only 7 expected");
+	sky_cache_close(c);
+}
+
+static void test_check__index_entry_malformed(void)
+{
+	sky_cache *c = two_sessions();
+	raw_put(c, SKY_DB_INDEX, JS("x"), JS("abc"));
+	expect_problem(c, "index: malformed entry under");
 	sky_cache_close(c);
 }
 
@@ -744,6 +755,8 @@ int main(void)
 	    {"test_check__session_json_corrupt",
 	     test_check__session_json_corrupt},
 	    {"test_check__session_invalid", test_check__session_invalid},
+	    {"test_check__index_entry_malformed",
+	     test_check__index_entry_malformed},
 	    {"test_check__session_ids_differ_from_key",
 	     test_check__session_ids_differ_from_key},
 	    {"test_check__session_created_at_differs",
