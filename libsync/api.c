@@ -1,5 +1,5 @@
 /*
- * api.c - the one table of Skylight REST calls (DESIGN.md §9) and the
+ * api.c - the one table of Skylight REST calls (docs/PROTOCOL.md) and the
  * parsing of their answers.
  *
  * The paths marked "published" are verbatim from the Skylight Integration
@@ -36,7 +36,7 @@ static const sky_api_route routes[SKY_API_COUNT] = {
 		       "log in"},
     [SKY_API_REFRESH] = {"POST", "/v1/authentication/token/refresh", 0,
 			 "refresh the token"},
-    /* reconstructed (DESIGN.md §9) */
+    /* reconstructed (docs/PROTOCOL.md) */
     [SKY_API_APPS] = {"GET", "/v1/applications", 1, "list applications"},
     [SKY_API_APP] = {"GET", "/v1/applications/{app}", 1, "get application"},
     [SKY_API_ROLES] = {"GET", "/v1/applications/{app}/roles", 1, "list roles"},

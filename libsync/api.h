@@ -1,5 +1,5 @@
 /*
- * api.h - the Skylight REST calls (DESIGN.md §9) in one table, and the
+ * api.h - the Skylight REST calls (docs/PROTOCOL.md) in one table, and the
  * parsing of their answers under limits.
  *
  * Every request any module sends to the server is named here by a
@@ -114,7 +114,7 @@ int sky__api_parse_object(const char *body, size_t len,
 			  json_t **out);
 
 /*
- * The default broker of a server (DESIGN.md §7): "https://api.HOST[...]"
+ * The default broker of a server (docs/PROTOCOL.md): "https://api.HOST[...]"
  * gives "ssl://mqtt.HOST:8883". NULL (and an error) when the server URL
  * does not have that shape and the broker must be given.
  */

@@ -1,6 +1,6 @@
 /*
  * engine.c - the sync engine: keeps a cache equal to what a Skylight
- * server shows one user (DESIGN.md §3, §9), on one libevent loop, with
+ * server shows one user (DESIGN.md §10), on one libevent loop, with
  * REST through http.c/api.c and events through mqtt.c.
  *
  * States (sky_engine_state), and what moves them:

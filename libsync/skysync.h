@@ -285,7 +285,7 @@ SKY_EXTERN int sky_event_apply_batch(sky_cache *cache, sky_event_item *items,
 /**
  * Store server state read over REST. sky_app_put and sky_role_put take an
  * application / role JSON object (DESIGN.md §2) and replace the cached one.
- * sky_session_put replaces the session (JSON object of §2) and, if
+ * sky_session_put replaces the session (DESIGN.md §2) and, if
  * `data_json` is not NULL, its whole session data, as read at `as_of_us`
  * (microseconds since the epoch, server clock): events created before that
  * time are stale for it, and parts of the cache newer than that time are
@@ -301,7 +301,7 @@ SKY_EXTERN int sky_session_put(sky_cache *cache, const char *session_json,
 			       size_t data_len, int64_t as_of_us);
 /** One session of sky_session_put_batch and, after it, its result. */
 typedef struct {
-	const char *session_json; /**< in: the session (JSON object of §2) */
+	const char *session_json; /**< in: the session (DESIGN.md §2) */
 	size_t len;
 	const char *data_json;    /**< in: its whole session data, or NULL */
 	size_t data_len;
@@ -469,7 +469,7 @@ typedef struct {
 	unsigned version;        /**< SKY_ENGINE_OPTIONS_VERSION */
 	const char *server;      /**< REST base URL, "https://api.HOST" (required) */
 	const char *broker;      /**< "ssl://mqtt.HOST:8883", "mqtt://H:P"; NULL:
-				      derived from server (DESIGN.md §7) */
+				      derived from server (docs/PROTOCOL.md) */
 	const char *realm;       /**< required */
 	const char *user;        /**< required */
 	const char *password;    /**< required; copied, wiped when freed, never

@@ -3,11 +3,11 @@
  * emulator (tests/harness.c), driven over HTTP with libcurl and watched
  * over MQTT.
  *
- * Covered: every call of DESIGN.md §9 with its status codes; the
+ * Covered: every call of docs/PROTOCOL.md with its status codes; the
  * permission rules (403 on writes, filtered lists, invisible sessions as
  * 404); token expiry, refresh and re-login; every fault kind with exact
- * "next N" counts and repeatable random draws; the events of §3 with
- * their topics and payloads, each readable over REST by the time it
+ * "next N" counts and repeatable random draws; the events (DESIGN.md §3)
+ * with their topics and payloads, each readable over REST by the time it
  * arrives; hostile percent-encoded ids; --state across restarts and a
  * kill -9; a clean (leak-free under ASan) shutdown.
  *
@@ -1807,8 +1807,8 @@ static long mqtt_stat(const char *key)
 static void test_emu__mqtt_drop(void)
 {
 	ENV();
-	/* A client id the way DESIGN.md §9 builds it: {realm}-{sub}-{8 digits}
-	 */
+	/* A client id the way docs/PROTOCOL.md builds it:
+	 * {realm}-{sub}-{8 digits} */
 	sky_sub *sub =
 	    sky_sub_start(broker.port, "demo-u-integration-12345678", TOPIC);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(sub);

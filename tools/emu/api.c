@@ -1,5 +1,5 @@
 /*
- * api.c - the /v1 calls of DESIGN.md §9: routing on decoded path segments,
+ * api.c - the /v1 calls of docs/PROTOCOL.md: routing on decoded path segments,
  * the Bearer check, request bodies, and the hand-off to realm.c and
  * auth.c. Changes are persisted (with --state) before the answer leaves.
  *

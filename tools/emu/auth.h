@@ -2,7 +2,7 @@
  * auth.h - access and refresh tokens of skylight-emu.
  *
  * Tokens are JWT-shaped (base64url header.payload.signature) so that a
- * client can read the `sub` claim for its MQTT client id (DESIGN.md §9);
+ * client can read the `sub` claim for its MQTT client id (PROTOCOL.md);
  * the signature is random, and a token is valid only while it is in the
  * server's table and not past its expiry. The table is the truth: early
  * expiry, refresh and restarts (with --state) all act on it.

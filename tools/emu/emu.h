@@ -1,6 +1,6 @@
 /*
  * emu.h - the shared context of skylight-emu, a local Skylight server for
- * tests and demos (DESIGN.md §8, §9).
+ * tests and demos (tools/emu/README.md, docs/PROTOCOL.md).
  *
  * One process, one thread, one libevent loop: the HTTP server (http.c), the
  * MQTT publisher (publish.c) and every timer of the fault injector run on
@@ -8,10 +8,10 @@
  *
  *   main.c     arguments, logging, signals, start and orderly shutdown
  *   http.c     evhttp server, listener, request plumbing, HTTP faults
- *   api.c      the /v1 calls of §9 on top of realm.c and auth.c
+ *   api.c      the /v1 calls of docs/PROTOCOL.md over realm.c and auth.c
  *   admin.c    the /_admin/ endpoints (faults, stats, token expiry, drops)
  *   realm.c    users, groups, roles, sessions, data; permission rules;
- *              seed loading; every change builds its §3 events
+ *              seed loading; every change builds its events (DESIGN.md §3)
  *   auth.c     access and refresh tokens
  *   state.c    optional LMDB persistence (--state DIR)
  *   publish.c  libmosquitto publisher on the same loop, event faults

@@ -1,5 +1,6 @@
 /*
- * publish.h - the MQTT side of skylight-emu: publishes each event of §3 on
+ * publish.h - the MQTT side of skylight-emu: publishes each event of
+ * DESIGN.md §3 on
  * realms/{realm}/applications/{app}/sessions/{sid}/{eventType} at QoS 1,
  * applies the event faults, and can drop MQTT connections on demand.
  */

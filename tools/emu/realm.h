@@ -1,7 +1,7 @@
 /*
  * realm.h - the model of skylight-emu: one realm with its users, groups,
  * applications, roles, sessions and session data, the permission rules of
- * DESIGN.md §9, and the events of §3 that every change produces.
+ * docs/PROTOCOL.md, and the events (DESIGN.md §3) that every change makes.
  *
  * The realm knows nothing of HTTP, tokens or storage: each operation gets
  * the id of an authenticated caller and fills an emu_result with the HTTP
@@ -33,7 +33,7 @@
 
 struct emu_realm;
 
-/* The eventType strings of §3, in one table (realm.c). */
+/* The eventType strings of DESIGN.md §3, in one table (realm.c). */
 enum emu_event_type {
 	EMU_EV_SESSION_CREATED,
 	EMU_EV_SESSION_UPDATED,
@@ -89,7 +89,7 @@ const json_t *emu_realm_session(const struct emu_realm *r, const char *app,
 const json_t *emu_realm_data(const struct emu_realm *r, const char *app,
 			     const char *sid);
 
-/* The calls of §9. `uid` is the authenticated caller; bodies borrowed. */
+/* The calls of docs/PROTOCOL.md. `uid` is the caller; bodies borrowed. */
 void emu_realm_list_apps(struct emu_realm *r, const char *uid, emu_result *res);
 void emu_realm_get_app(struct emu_realm *r, const char *uid, const char *app,
 		       emu_result *res);
