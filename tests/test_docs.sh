@@ -171,7 +171,7 @@ printf 'x\n' >"$fx/docs/tool.1"
 cat >"$fx/src/a.c" <<'EOF'
 /* DESIGN.md §1, §2 and §1.2 exist; DESIGN.md §3 does not. */
 /* See DESIGN.md section 2 and docs/DESIGN.md §9. */
-/* The wire protocol: docs/PROTOCOL.md; the brief ../shared/DESIGN.md. */
+/* The wire protocol: docs/PROTOCOL.md; one outside ../outside/DESIGN.md. */
 /* Bare §4 here. Also tool(1) is no page of ours; skysync(1) is missing. */
 /* ../docs/DESIGN.md and src/a.c and a.c resolve; src/gone.h does not. */
 EOF
@@ -179,7 +179,7 @@ scan "$fx" >"$tmp/found"
 for want in "src/a.c:1: DESIGN.md has no section 3" \
 	"src/a.c:2: DESIGN.md has no section 9" \
 	"src/a.c:3: no file docs/PROTOCOL.md" \
-	"src/a.c:3: no file ../shared/DESIGN.md" \
+	"src/a.c:3: no file ../outside/DESIGN.md" \
 	"src/a.c:4: a section sign without a document" \
 	"src/a.c:4: no man page skysync(1)" \
 	"src/a.c:5: no file src/gone.h" \
