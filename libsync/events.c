@@ -79,7 +79,7 @@ static int check_optional_string(const json_t *ev, const char *key)
 static int check_envelope(const json_t *ev)
 {
 	const json_t *v = json_object_get(ev, "version");
-	if (v && !json_is_integer(v))
+	if (v && !json_is_integer(v) && !json_is_null(v))
 		return sky__error_input("event.version: must be an integer");
 	v = json_object_get(ev, "timestamp");
 	if (v && json_is_integer(v)) {
@@ -514,7 +514,8 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 		if ((rc = set_fields(now, pe->payload)) < 0)
 			goto done;
 		if (pe->type == SKY_EV_SESSION_CLOSED &&
-		    json_object_set_new(now, "status", json_string("closed")) < 0) {
+		    json_object_set_new(now, "status", json_string("closed")) <
+			0) {
 			rc = sky__error_nomem();
 			goto done;
 		}

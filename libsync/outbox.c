@@ -326,8 +326,9 @@ static int check_create(const json_t *b)
 				return rc;
 		} else if (!strcmp(k, "version")) {
 			if (!json_is_integer(v) || json_integer_value(v) < 0)
-				return sky__error_input("session create: version "
-							"must be a non-negative integer");
+				return sky__error_input(
+				    "session create: version "
+				    "must be a non-negative integer");
 		} else {
 			return sky__error_input(
 			    "session create: unknown field \"%s\" (allowed: "
@@ -1266,9 +1267,9 @@ int sky_session_set_name(sky_cache *cache, const char *app_id,
 int sky_session_set_description(sky_cache *cache, const char *app_id,
 				const char *session_id, const char *description)
 {
-	int rc = description ? sky__check_text(description, 0,
-					       "session description")
-			     : 0;
+	int rc = description
+		     ? sky__check_text(description, 0, "session description")
+		     : 0;
 	if (rc < 0)
 		return rc;
 	return patch_field(cache, app_id, session_id, "description",

@@ -174,7 +174,8 @@ int sky__parse_time(const char *s, int64_t *out_us)
 	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 ||
 	    mi > 59 || sec > 60)
 		return -1;
-	if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+	if (mo == 2 && d == 29 &&
+	    !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
 		return -1;
 	int64_t frac_us = 0;
 	if (*p == '.') {
@@ -310,12 +311,12 @@ int sky__check_id(const char *id, const char *field)
 		    (l == 3 && p[i] == 0xe2 && p[i + 1] == 0x80 &&
 		     (p[i + 2] == 0xa8 || p[i + 2] == 0xa9)))
 			return sky__error_input(
-				"%s: control or line-break character U+%04X "
-				"at byte %zu",
-				field,
-				l == 2 ? (unsigned)p[i + 1]
-				       : 0x2000u + (p[i + 2] - 0x80u),
-				i);
+			    "%s: control or line-break character U+%04X "
+			    "at byte %zu",
+			    field,
+			    l == 2 ? (unsigned)p[i + 1]
+				   : 0x2000u + (p[i + 2] - 0x80u),
+			    i);
 		i += l;
 	}
 	return 0;

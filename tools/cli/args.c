@@ -110,10 +110,11 @@ int cli_check_utf8_args(const char *cmd, int argc, char **argv, int first)
 	for (int i = first; i < argc; i++) {
 		if (!cli_utf8_valid(argv[i])) {
 			char shown[160];
-			return cli_input_error(cmd, "argument '%s' is not valid "
-						    "UTF-8",
-					       cli_quote(argv[i], shown,
-							 sizeof(shown)));
+			return cli_input_error(
+			    cmd,
+			    "argument '%s' is not valid "
+			    "UTF-8",
+			    cli_quote(argv[i], shown, sizeof(shown)));
 		}
 	}
 	return EXIT_OK;
@@ -127,9 +128,11 @@ int cli_parse_u64(const char *cmd, const char *what, const char *arg,
 	 * and "0x7"; an id or a version is plain decimal digits. */
 	size_t n = strspn(arg, "0123456789");
 	if (n == 0 || arg[n] != '\0')
-		return cli_input_error(cmd, "%s '%s' is not a whole decimal "
-					    "number",
-				       what, cli_quote(arg, shown, sizeof(shown)));
+		return cli_input_error(cmd,
+				       "%s '%s' is not a whole decimal "
+				       "number",
+				       what,
+				       cli_quote(arg, shown, sizeof(shown)));
 	errno = 0;
 	unsigned long long v = strtoull(arg, NULL, 10);
 	if (errno == ERANGE)

@@ -78,7 +78,7 @@ void cli_table_free(cli_table *t);
 /* Argument checks (args.c). Each refusal prints one line naming the
  * argument (escaped by cli_quote) and returns EXIT_REJECTED. */
 int cli_input_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* 1 when `s` is valid UTF-8 (no overlong forms or surrogates). */
 int cli_utf8_valid(const char *s);
 /* `arg` for a message: printable characters as they are, other bytes

@@ -75,12 +75,12 @@ static int print_row(const char *json, size_t len, unsigned flags,
 	json_t *s = json_loadb(json, len, 0, NULL);
 	if (!s)
 		return 0;
-	char *text = json_object_set_new(s, "pending",
-					 json_string(flags & SKY_RESULT_PENDING
-							     ? "yes"
-							     : "")) < 0
-			     ? NULL
-			     : json_dumps(s, JSON_COMPACT);
+	char *text =
+	    json_object_set_new(
+		s, "pending",
+		json_string(flags & SKY_RESULT_PENDING ? "yes" : "")) < 0
+		? NULL
+		: json_dumps(s, JSON_COMPACT);
 	json_decref(s);
 	if (!text)
 		return -1; /* out of memory: stop rather than drop the row */

@@ -139,10 +139,10 @@ static void on_change(const sky_change *c, void *payload)
 		if ((c->what & names[i].bit) &&
 		    json_array_append_new(what, json_string(names[i].name)) < 0)
 			bad = 1;
-	json_t *o = bad ? NULL
-			: json_pack("{s:s, s:s, s:o}", "applicationId",
-				    c->app_id, "sessionId", c->session_id,
-				    "changes", what);
+	json_t *o =
+	    bad ? NULL
+		: json_pack("{s:s, s:s, s:o}", "applicationId", c->app_id,
+			    "sessionId", c->session_id, "changes", what);
 	if (bad)
 		json_decref(what);
 	if (o && c->event_type &&

@@ -53,30 +53,42 @@ static int parse_props(const char *cmd, char **args, int n, json_t *props)
 		const char *eq = strchr(args[i], '=');
 		cli_quote(args[i], shown, sizeof(shown));
 		if (!cli_utf8_valid(args[i]))
-			return cli_input_error(cmd, "property '%s' is not valid "
-						    "UTF-8", shown);
+			return cli_input_error(cmd,
+					       "property '%s' is not valid "
+					       "UTF-8",
+					       shown);
 		if (!eq)
-			return cli_input_error(cmd, "property '%s' is not "
-						    "KEY=VALUE", shown);
+			return cli_input_error(cmd,
+					       "property '%s' is not "
+					       "KEY=VALUE",
+					       shown);
 		size_t klen = (size_t)(eq - args[i]);
 		if (klen == 0)
-			return cli_input_error(cmd, "property '%s' has an empty "
-						    "name", shown);
+			return cli_input_error(cmd,
+					       "property '%s' has an empty "
+					       "name",
+					       shown);
 		if (klen > SKY_MAX_PROPERTY_KEY_BYTES)
-			return cli_input_error(cmd, "property '%s': name longer "
-						    "than %u bytes",
-					       shown, SKY_MAX_PROPERTY_KEY_BYTES);
+			return cli_input_error(cmd,
+					       "property '%s': name longer "
+					       "than %u bytes",
+					       shown,
+					       SKY_MAX_PROPERTY_KEY_BYTES);
 		if (strlen(eq + 1) > SKY_MAX_PROPERTY_VALUE_BYTES)
-			return cli_input_error(cmd, "property '%s': value longer "
-						    "than %u bytes",
-					       shown, SKY_MAX_PROPERTY_VALUE_BYTES);
+			return cli_input_error(cmd,
+					       "property '%s': value longer "
+					       "than %u bytes",
+					       shown,
+					       SKY_MAX_PROPERTY_VALUE_BYTES);
 		char *key = strndup(args[i], klen);
 		if (!key)
 			return out_of_memory();
 		if (json_object_get(props, key)) {
 			free(key);
-			return cli_input_error(cmd, "property '%s': the name is "
-						    "given twice", shown);
+			return cli_input_error(cmd,
+					       "property '%s': the name is "
+					       "given twice",
+					       shown);
 		}
 		/* The text was checked above: a failure here is memory. */
 		int rc = json_object_set_new(props, key, json_string(eq + 1));
@@ -144,20 +156,21 @@ static int session_create(int argc, char **argv, const cli_globals *g)
 		} else {
 			uint64_t version;
 			char shown[160];
-			if ((rc = cli_parse_u64("session create", "--app-version",
-						v, &version)) != EXIT_OK)
+			if ((rc = cli_parse_u64("session create",
+						"--app-version", v,
+						&version)) != EXIT_OK)
 				goto done;
 			if (version > INT64_MAX) {
-				rc = cli_input_error("session create",
-						     "--app-version '%s' is too "
-						     "large",
-						     cli_quote(v, shown,
-							       sizeof(shown)));
+				rc = cli_input_error(
+				    "session create",
+				    "--app-version '%s' is too "
+				    "large",
+				    cli_quote(v, shown, sizeof(shown)));
 				goto done;
 			}
-			if (json_object_set_new(body, "version",
-						json_integer((json_int_t)version)) <
-			    0) {
+			if (json_object_set_new(
+				body, "version",
+				json_integer((json_int_t)version)) < 0) {
 				rc = out_of_memory();
 				goto done;
 			}
@@ -336,7 +349,8 @@ static int run_participant(int argc, char **argv, const cli_globals *g)
 	int group = argc == 6 && !strcmp(argv[5], "--group");
 	int typed = argc == 7 && !strcmp(argv[5], "--type");
 	if ((argc != 5 && !group && !typed) || strcmp(argv[1], "add"))
-		return cli_usage_error("participant", "expected add APP SID ID "
+		return cli_usage_error("participant",
+				       "expected add APP SID ID "
 				       "[--group | --type user|group]");
 	int rc = cli_check_utf8_args("participant", argc, argv, 2);
 	if (rc != EXIT_OK)
@@ -344,10 +358,11 @@ static int run_participant(int argc, char **argv, const cli_globals *g)
 	if (typed) {
 		char shown[160];
 		if (strcmp(argv[6], "user") && strcmp(argv[6], "group"))
-			return cli_input_error("participant", "--type '%s': "
-					       "must be user or group",
-					       cli_quote(argv[6], shown,
-							 sizeof(shown)));
+			return cli_input_error(
+			    "participant",
+			    "--type '%s': "
+			    "must be user or group",
+			    cli_quote(argv[6], shown, sizeof(shown)));
 		group = !strcmp(argv[6], "group");
 	}
 	sky_cache *c = cli_open(g, 0);
@@ -360,13 +375,14 @@ static int run_participant(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_participant = {
-	"participant", "add a participant to a session",
-	"usage: skysync participant add APP SID ID [--group | --type user|group]\n"
-	"\n"
-	"Queue adding user ID (or group ID with --group or --type group) to\n"
-	"the session's participants. Prints the session as the cache now\n"
-	"shows it.\n",
-	run_participant,
+    "participant",
+    "add a participant to a session",
+    "usage: skysync participant add APP SID ID [--group | --type user|group]\n"
+    "\n"
+    "Queue adding user ID (or group ID with --group or --type group) to\n"
+    "the session's participants. Prints the session as the cache now\n"
+    "shows it.\n",
+    run_participant,
 };
 
 static int run_event(int argc, char **argv, const cli_globals *g)
@@ -425,7 +441,7 @@ static int print_entry(const sky_outbox_entry *e, void *payload)
 	    (e->local_id &&
 	     json_object_set_new(o, "localId", json_string(e->local_id)) < 0) ||
 	    json_object_set_new(o, "body", body ? body : json_string(e->body)) <
-		    0 ||
+		0 ||
 	    (e->answer && *e->answer &&
 	     json_object_set_new(o, "answer", json_string(e->answer)) < 0)) {
 		json_decref(o);
