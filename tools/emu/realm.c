@@ -695,8 +695,10 @@ json_t *emu_realm_export(const struct emu_realm *r)
 	json_t *apps = json_array(), *sessions = json_array();
 	const char *key, *sid;
 	json_t *v, *s;
-	json_object_foreach(r->users, key, v) json_array_append(users, v);
-	json_object_foreach(r->groups, key, v) json_array_append(groups, v);
+	json_object_foreach(r->users, key, v)
+	    EMU_JSON(json_array_append(users, v));
+	json_object_foreach(r->groups, key, v)
+	    EMU_JSON(json_array_append(groups, v));
 	json_object_foreach(r->apps, key, v)
 	{
 		EMU_JSON(json_array_append(apps, v));
