@@ -164,6 +164,13 @@ for verb in retry drop; do
 	bad 2 "" outbox $verb 999999
 done
 
+# --- other commands: text that is not UTF-8 is rejected input too ---
+bad 3 "argument 'site=\\xff' is not valid UTF-8" query inspections "site=$FF"
+bad 3 "argument '\\xff' is not valid UTF-8" query inspections --as "$FF"
+bad 3 "session id: invalid UTF-8 at byte 0" get inspections "$FF"
+bad 3 "application id: invalid UTF-8 at byte 0" roles "$FF"
+bad 3 "argument 'r\\xff' is not valid UTF-8" sync --server http://127.0.0.1:9 --realm "r$FF" --user u --password-file /dev/null
+
 check "at least 100 cases ran" [ "$ncase" -ge 100 ]
 check "cache still consistent" run 0 sky check
 echo "$passed passed, $failed failed"

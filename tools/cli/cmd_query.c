@@ -171,6 +171,12 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 	sky_cache *c = NULL;
 	sky_query *q = NULL;
 	out_ctx out = {g, NULL};
+	/* Text that is not UTF-8 is rejected input (exit 3), not a usage
+	 * error like a predicate of the wrong form: no argument of query
+	 * is a file name, which could be any bytes. */
+	if ((rc = cli_check_utf8_args("query", argc, argv, 1)) != EXIT_OK)
+		return rc;
+	rc = EXIT_USAGE;
 	if (!preds)
 		return EXIT_USAGE;
 

@@ -334,6 +334,12 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			if (i + 1 >= argc || !*argv[i + 1])
 				return cli_usage_error("sync",
 						       "%s needs a value", a);
+			/* Names and URLs must be UTF-8 (exit 3 otherwise);
+			 * file names may be any bytes. */
+			if (slot != &password_file && slot != &o.cafile &&
+			    !cli_utf8_valid(argv[i + 1]))
+				return cli_check_utf8_args("sync", i + 2, argv,
+							   i + 1);
 			*slot = argv[++i];
 		}
 	}
