@@ -89,6 +89,7 @@ bad() {
 bad 3 "'bad\\xff=x' is not valid UTF-8" props set inspections s-1001 "bad${FF}=x"
 bad 3 "'k=\\xff' is not valid UTF-8" props set inspections s-1001 ok=1 "k=${FF}"
 bad 3 "'\\xc0\\xaf=x' is not valid UTF-8" props set inspections s-1001 "${OVERLONG}=x"
+bad 3 "'k\\xe2\\x80\\xa8=\\xff' is not valid UTF-8" props set inspections s-1001 "k${LSEP}=${FF}"
 bad 3 "value longer than 65536 bytes" props set inspections s-1001 "k=$long_value"
 bad 3 "name longer than 1024 bytes" props set inspections s-1001 "$long_key=v"
 bad 3 "'=x' has an empty name" props set inspections s-1001 "=x"

@@ -78,11 +78,18 @@ const char *cli_quote(const char *arg, char *buf, size_t size)
 	}
 	while (*p) {
 		size_t n = utf8_valid_seq(p);
-		/* Printable ASCII and valid multi-byte characters other than
-		 * the C1 controls go as they are; the rest as \xHH. */
-		int plain = n > 1 ? !(n == 2 && p[0] == 0xc2 && p[1] <= 0x9f)
-				  : (n == 1 && p[0] >= 0x20 && p[0] != 0x7f &&
-				     p[0] != '\\');
+		/* Printable ASCII and valid multi-byte characters go as they
+		 * are, except the C1 controls, the line and paragraph
+		 * separators and the bidirectional controls (U+2028..U+202E,
+		 * U+2066..U+2069), which would break or reorder the line; the
+		 * rest as \xHH. */
+		int plain =
+		    n > 1 ? !((n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) ||
+			      (n == 3 && p[0] == 0xe2 &&
+			       ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
+				(p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))))
+			  : (n == 1 && p[0] >= 0x20 && p[0] != 0x7f &&
+			     p[0] != '\\');
 		size_t need = plain ? n : 4;
 		if (o + need + 4 >= size) {
 			memcpy(buf + o, "...", 3);
