@@ -201,7 +201,10 @@ static char *create_body(const char *body, const char *local, size_t *len)
 	json_t *b = json_loads(body, 0, NULL);
 	if (!b)
 		return NULL;
-	json_object_set_new(b, "clientRef", json_string(local));
+	if (json_object_set_new(b, "clientRef", json_string(local)) < 0) {
+		json_decref(b);
+		return NULL;
+	}
 	char *text = sky__json_dump(b, len);
 	json_decref(b);
 	return text;

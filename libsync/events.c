@@ -70,6 +70,33 @@ static int check_optional_string(const json_t *ev, const char *key)
 	return 0;
 }
 
+/*
+ * The envelope's optional scalars, typed when present: `version` an
+ * integer (the event format's version, not the session's), `timestamp`
+ * an RFC 3339 string or, as the reference's examples send it, a
+ * non-negative integer of milliseconds since the epoch.
+ */
+static int check_envelope(const json_t *ev)
+{
+	const json_t *v = json_object_get(ev, "version");
+	if (v && !json_is_integer(v) && !json_is_null(v))
+		return sky__error_input("event.version: must be an integer");
+	v = json_object_get(ev, "timestamp");
+	if (v && json_is_integer(v)) {
+		if (json_integer_value(v) < 0)
+			return sky__error_input("event.timestamp: must not be "
+						"negative");
+	} else if (v) {
+		int64_t us;
+		if (!json_is_string(v) ||
+		    sky__parse_time(json_string_value(v), &us) < 0)
+			return sky__error_input("event.timestamp: must be an "
+						"RFC 3339 time string or "
+						"milliseconds since 1970");
+	}
+	return 0;
+}
+
 int sky__event_parse(sky_cache *c, const char *text, size_t len,
 		     sky_parsed_event *out)
 {
@@ -137,7 +164,8 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 		goto fail;
 	}
 	if ((rc = check_optional_string(ev, "source")) < 0 ||
-	    (rc = check_optional_string(ev, "userId")) < 0)
+	    (rc = check_optional_string(ev, "userId")) < 0 ||
+	    (rc = check_envelope(ev)) < 0)
 		goto fail;
 
 	const char *pname = event_types[t].payload;
@@ -178,12 +206,15 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 			}
 		}
 		/* Partial payloads get the ids so they validate as sessions. */
-		if (!json_object_get(out->payload, "applicationId"))
-			json_object_set_new(out->payload, "applicationId",
-					    json_string(out->app));
-		if (!json_object_get(out->payload, "sessionId"))
-			json_object_set_new(out->payload, "sessionId",
-					    json_string(out->sid));
+		if ((!json_object_get(out->payload, "applicationId") &&
+		     json_object_set_new(out->payload, "applicationId",
+					 json_string(out->app)) < 0) ||
+		    (!json_object_get(out->payload, "sessionId") &&
+		     json_object_set_new(out->payload, "sessionId",
+					 json_string(out->sid)) < 0)) {
+			rc = sky__error_nomem();
+			goto fail;
+		}
 		if ((rc = sky__validate_session(out->payload, "event.session",
 						out->type ==
 							SKY_EV_SESSION_CREATED)) < 0)
@@ -482,8 +513,12 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 		}
 		if ((rc = set_fields(now, pe->payload)) < 0)
 			goto done;
-		if (pe->type == SKY_EV_SESSION_CLOSED)
-			json_object_set_new(now, "status", json_string("closed"));
+		if (pe->type == SKY_EV_SESSION_CLOSED &&
+		    json_object_set_new(now, "status", json_string("closed")) <
+			0) {
+			rc = sky__error_nomem();
+			goto done;
+		}
 		if (props)
 			hdr.wm_props = t;
 		if (fields)

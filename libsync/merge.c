@@ -85,7 +85,7 @@ static int merge_into(json_t *target, json_t *patch)
 		if (json_is_null(value)) {
 			/* Deleting a missing key is not an error for the RFC.
 			 */
-			json_object_deln(target, key, key_len);
+			(void)json_object_deln(target, key, key_len);
 			continue;
 		}
 		if (json_is_object(value)) {

@@ -35,8 +35,10 @@
 #include "merge.h"
 #include "index.h"
 #include "outbox.h"
+#include "random.h"
 #include "record.h"
 #include "repair.h"
+#include "validate.h"
 
 #define ENTRY_HEADER 32
 #define ENTRY_FORMAT 1
@@ -323,9 +325,10 @@ static int check_create(const json_t *b)
 			if ((rc = sky__validate_properties(v, "session create: properties")) < 0)
 				return rc;
 		} else if (!strcmp(k, "version")) {
-			if (!json_is_integer(v) && !json_is_string(v))
-				return sky__error_input("session create: version "
-							"must be an integer or a string");
+			if (!json_is_integer(v) || json_integer_value(v) < 0)
+				return sky__error_input(
+				    "session create: version "
+				    "must be a non-negative integer");
 		} else {
 			return sky__error_input(
 			    "session create: unknown field \"%s\" (allowed: "
@@ -566,7 +569,7 @@ static int apply_fields(json_t *s, const sky_ob_entry *e, json_t *body)
 	case SKY_WRITE_PATCH:
 		json_object_foreach(body, k, v) {
 			if (json_is_null(v))
-				json_object_del(s, k);
+				(void)json_object_del(s, k); /* absent: fine */
 			else if (json_object_set(s, k, v) < 0)
 				return sky__error_nomem();
 		}
@@ -807,16 +810,19 @@ typedef struct {
 	char **local_ids;
 } enqueue_ctx;
 
+/* 128 bits from getrandom(): the id is also the create's clientRef,
+ * which must not match another client's session on the server. */
 static char *new_local_id(void)
 {
-	char *id = malloc(strlen(LOCAL_PREFIX) + 33);
+	char *id = malloc(SKY_LOCAL_ID_SIZE);
 	if (!id) {
 		sky__error_nomem();
 		return NULL;
 	}
-	snprintf(id, strlen(LOCAL_PREFIX) + 33, LOCAL_PREFIX "%016llx%016llx",
-		 (unsigned long long)sky__random_u64(),
-		 (unsigned long long)sky__random_u64());
+	if (sky__local_id(id) < 0) {
+		free(id);
+		return NULL;
+	}
 	return id;
 }
 
@@ -1137,9 +1143,9 @@ int sky_write_batch(sky_cache *cache, sky_write *writes, size_t count)
 		w->error = NULL;
 		w->id = 0;
 		w->new_session_id = NULL;
-		rc = sky__check_id(w->app_id, "application id");
+		rc = sky__check_write_id(w->app_id, "application id");
 		if (rc == 0 && w->op != SKY_WRITE_CREATE)
-			rc = sky__check_id(w->session_id, "session id");
+			rc = sky__check_write_id(w->session_id, "session id");
 		if (rc == 0)
 			rc = check_body(cache, w->op, w->json, w->len,
 					&q.bodies[i]);
@@ -1249,8 +1255,11 @@ int sky_session_set_properties(sky_cache *cache, const char *app_id,
 int sky_session_set_name(sky_cache *cache, const char *app_id,
 			 const char *session_id, const char *name)
 {
-	if (!name)
-		return sky__error_input("session name: must not be NULL");
+	/* Checked here, not left to json_string(): its NULL for bad UTF-8
+	 * would read as out of memory. */
+	int rc = sky__check_text(name, 0, "session name");
+	if (rc < 0)
+		return rc;
 	return patch_field(cache, app_id, session_id, "name",
 			   json_string(name));
 }
@@ -1258,6 +1267,11 @@ int sky_session_set_name(sky_cache *cache, const char *app_id,
 int sky_session_set_description(sky_cache *cache, const char *app_id,
 				const char *session_id, const char *description)
 {
+	int rc = description
+		     ? sky__check_text(description, 0, "session description")
+		     : 0;
+	if (rc < 0)
+		return rc;
 	return patch_field(cache, app_id, session_id, "description",
 			   description ? json_string(description)
 				       : json_null());
@@ -1281,19 +1295,24 @@ int sky_participant_add(sky_cache *cache, const char *app_id,
 			const char *session_id, const char *participant_id,
 			int is_group)
 {
-	if (!participant_id)
-		return sky__error_input("participant id: must not be NULL");
+	int rc = sky__check_id(participant_id, "participant id");
+	if (rc < 0)
+		return rc;
+	if (is_group != 0 && is_group != 1)
+		return sky__error_input("participant type: is_group must be 0 "
+					"(a user) or 1 (a group), not %d",
+					is_group);
 	json_t *p = json_pack("{s:s, s:s}", "id", participant_id, "type",
 			      is_group ? "group" : "user");
 	if (!p)
-		return sky__error_input("participant id: not valid UTF-8");
+		return sky__error_nomem();
 	size_t len;
 	char *text = sky__json_dump(p, &len);
 	json_decref(p);
 	if (!text)
 		return -1;
-	int rc = write_one(cache, SKY_WRITE_PARTICIPANT, app_id, session_id,
-			   text, len, NULL);
+	rc = write_one(cache, SKY_WRITE_PARTICIPANT, app_id, session_id, text,
+		       len, NULL);
 	free(text);
 	return rc;
 }

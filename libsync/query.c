@@ -1231,18 +1231,21 @@ static char *explain_json(const sky_query *q)
 		sky__error_nomem();
 		return NULL;
 	}
-	json_object_set_new(root, "application", json_string(q->app));
+	int bad = 0; /* any setter failed: out of memory */
+	bad |= json_object_set_new(root, "application", json_string(q->app));
 	for (size_t i = 0; i < q->n_preds; i++)
-		json_array_append_new(preds, json_string(q->preds[i].text));
-	json_object_set_new(root, "predicates", preds);
+		bad |=
+		    json_array_append_new(preds, json_string(q->preds[i].text));
+	bad |= json_object_set_new(root, "predicates", preds);
 	if (q->viewer) {
 		json_t *g = json_array();
 		for (size_t i = 0; i < q->n_groups; i++)
-			json_array_append_new(g, json_string(q->groups[i]));
-		json_object_set_new(root, "viewer",
-				    json_pack("{s:s,s:o,s:s}", "user",
-					      q->viewer, "groups", g, "access",
-					      access_name(q->access)));
+			bad |=
+			    json_array_append_new(g, json_string(q->groups[i]));
+		bad |= json_object_set_new(
+		    root, "viewer",
+		    json_pack("{s:s,s:o,s:s}", "user", q->viewer, "groups", g,
+			      "access", access_name(q->access)));
 	}
 	for (size_t i = 0; i < q->n_plan; i++) {
 		const sky_plan_step *s = &q->plan[i];
@@ -1271,34 +1274,41 @@ static char *explain_json(const sky_query *q)
 		json_t *o = json_pack("{s:s,s:s,s:s}", "step",
 				      step_name((step_kind)s->kind), "what",
 				      what, "using", how);
-		if (!o)
+		if (!o) {
+			bad = -1;
 			continue;
+		}
 		if (s->kind != STEP_FILTER) {
-			json_object_set_new(
+			bad |= json_object_set_new(
 			    o, "estimated",
 			    json_integer((json_int_t)s->estimate));
 			if (!s->estimate_exact)
-				json_object_set_new(o, "estimate",
-						    json_string("approximate"));
+				bad |= json_object_set_new(
+				    o, "estimate", json_string("approximate"));
 		}
-		json_object_set_new(o, "actual",
-				    json_integer((json_int_t)s->actual));
-		json_array_append_new(steps, o);
+		bad |= json_object_set_new(o, "actual",
+					   json_integer((json_int_t)s->actual));
+		bad |= json_array_append_new(steps, o);
 	}
 	if (q->nothing)
-		json_array_append_new(
-			steps,
-			json_pack("{s:s,s:s,s:s,s:I,s:I}", "step", "nothing",
-				  "what", "visible sessions", "using",
-				  "roles: no session:read permission",
-				  "estimated", (json_int_t)0, "actual",
-				  (json_int_t)0));
-	json_object_set_new(root, "steps", steps);
-	json_object_set_new(root, "rows", json_integer((json_int_t)q->rows));
-	json_object_set_new(root, "more", json_boolean(q->more));
+		bad |= json_array_append_new(
+		    steps,
+		    json_pack("{s:s,s:s,s:s,s:I,s:I}", "step", "nothing",
+			      "what", "visible sessions", "using",
+			      "roles: no session:read permission", "estimated",
+			      (json_int_t)0, "actual", (json_int_t)0));
+	bad |= json_object_set_new(root, "steps", steps);
+	bad |= json_object_set_new(root, "rows",
+				   json_integer((json_int_t)q->rows));
+	bad |= json_object_set_new(root, "more", json_boolean(q->more));
 	if (q->limit)
-		json_object_set_new(root, "limit",
-				    json_integer((json_int_t)q->limit));
+		bad |= json_object_set_new(root, "limit",
+					   json_integer((json_int_t)q->limit));
+	if (bad) {
+		json_decref(root);
+		sky__error_nomem();
+		return NULL;
+	}
 	char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	if (!text)

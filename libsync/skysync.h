@@ -628,8 +628,10 @@ SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
  * view shows closed, whose writes the server would refuse), SKY_ENOTFOUND
  * (the session, or for a create the application, is not in the cache),
  * SKY_ELIMIT (an id, the body or a property over its limit), SKY_EPERM (a
- * read-only cache) or -1; nothing is queued unless they return 0. Session
- * ids may be local ids. They may be called from any thread, also while an
+ * read-only cache) or -1; nothing is queued unless they return 0. Every
+ * argument is checked before anything changes: application and session
+ * ids of writes may not hold '/', '+' or '#' either (they are REST path
+ * segments and MQTT topic levels). Session ids may be local ids. They may be called from any thread, also while an
  * engine runs on another; live queries of the cache see these writes like
  * any other.
  */
@@ -637,7 +639,7 @@ SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
 /** What a queued write does. */
 typedef enum {
 	SKY_WRITE_CREATE = 1,  /**< create a session: json {name, description?,
-				    properties?, version?} */
+				    properties?, version? (an integer >= 0)} */
 	SKY_WRITE_PATCH,       /**< patch a session: json with any of name,
 				    description (null removes it), properties
 				    (the whole dictionary), status ("closed") */
@@ -694,7 +696,8 @@ SKY_EXTERN int sky_session_set_properties(sky_cache *cache,
 					  const char *app_id,
 					  const char *session_id,
 					  const char *json, size_t len);
-/** Rename a session (`name` a non-empty UTF-8 string). */
+/** Rename a session (`name` a non-empty UTF-8 string: SKY_EINVAL
+ * otherwise, as for a description that is not UTF-8). */
 SKY_EXTERN int sky_session_set_name(sky_cache *cache, const char *app_id,
 				    const char *session_id, const char *name);
 /** Set a session's description (NULL removes it). */
@@ -709,7 +712,8 @@ SKY_EXTERN int sky_session_close(sky_cache *cache, const char *app_id,
 SKY_EXTERN int sky_data_patch(sky_cache *cache, const char *app_id,
 			      const char *session_id, const char *json,
 			      size_t len);
-/** Add a participant: a user, or a group when is_group is 1. */
+/** Add a participant: a user, or a group when is_group is 1 (any other
+ * value is SKY_EINVAL). */
 SKY_EXTERN int sky_participant_add(sky_cache *cache, const char *app_id,
 				   const char *session_id,
 				   const char *participant_id, int is_group);

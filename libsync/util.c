@@ -167,8 +167,15 @@ int sky__parse_time(const char *s, int64_t *out_us)
 	if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) ||
 	    *p++ != ':' || digits(&p, 2, &sec))
 		return -1;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    sec > 60)
+	/* Seconds may be 60 (a leap second, RFC 3339 5.7); the day must
+	 * exist in its month (February 29 only in leap years). */
+	static const int mdays[12] = {31, 29, 31, 30, 31, 30,
+				      31, 31, 30, 31, 30, 31};
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 ||
+	    mi > 59 || sec > 60)
+		return -1;
+	if (mo == 2 && d == 29 &&
+	    !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
 		return -1;
 	int64_t frac_us = 0;
 	if (*p == '.') {
@@ -297,6 +304,19 @@ int sky__check_id(const char *id, const char *field)
 		if (!l)
 			return sky__error_input("%s: invalid UTF-8 at byte %zu",
 						field, i);
+		/* C1 controls (U+0080..U+009F, NEL among them) and the line
+		 * and paragraph separators U+2028/U+2029 break lines in some
+		 * readers of logs and NDJSON, as the ASCII controls do. */
+		if ((l == 2 && p[i] == 0xc2 && p[i + 1] <= 0x9f) ||
+		    (l == 3 && p[i] == 0xe2 && p[i + 1] == 0x80 &&
+		     (p[i + 2] == 0xa8 || p[i + 2] == 0xa9)))
+			return sky__error_input(
+			    "%s: control or line-break character U+%04X "
+			    "at byte %zu",
+			    field,
+			    l == 2 ? (unsigned)p[i + 1]
+				   : 0x2000u + (p[i + 2] - 0x80u),
+			    i);
 		i += l;
 	}
 	return 0;

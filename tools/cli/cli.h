@@ -7,6 +7,7 @@
 #ifndef SKY_CLI_H
 #define SKY_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "skysync.h"
@@ -73,6 +74,22 @@ cli_table *cli_table_new(const char *const *columns);
 void cli_table_add_json(cli_table *t, const char *json);
 void cli_table_print(cli_table *t, const cli_globals *g, FILE *out);
 void cli_table_free(cli_table *t);
+
+/* Argument checks (args.c). Each refusal prints one line naming the
+ * argument (escaped by cli_quote) and returns EXIT_REJECTED. */
+int cli_input_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* 1 when `s` is valid UTF-8 (no overlong forms or surrogates). */
+int cli_utf8_valid(const char *s);
+/* `arg` for a message: printable characters as they are, other bytes
+ * (malformed UTF-8, controls, backslash) as \xHH, cut with "..." to fit
+ * `size`. Returns buf. */
+const char *cli_quote(const char *arg, char *buf, size_t size);
+/* EXIT_OK when argv[first..argc) are all valid UTF-8. */
+int cli_check_utf8_args(const char *cmd, int argc, char **argv, int first);
+/* A whole decimal number (digits only) into *out; EXIT_OK or refused. */
+int cli_parse_u64(const char *cmd, const char *what, const char *arg,
+		  uint64_t *out);
 
 extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data,
 	cli_cmd_apps, cli_cmd_roles, cli_cmd_stats, cli_cmd_check,

@@ -75,14 +75,17 @@ static int print_row(const char *json, size_t len, unsigned flags,
 	json_t *s = json_loadb(json, len, 0, NULL);
 	if (!s)
 		return 0;
-	json_object_set_new(s, "pending", json_string(flags & SKY_RESULT_PENDING
-							      ? "yes"
-							      : ""));
-	char *text = json_dumps(s, JSON_COMPACT);
-	if (text)
-		cli_table_add_json(o->table, text);
-	free(text);
+	char *text =
+	    json_object_set_new(
+		s, "pending",
+		json_string(flags & SKY_RESULT_PENDING ? "yes" : "")) < 0
+		? NULL
+		: json_dumps(s, JSON_COMPACT);
 	json_decref(s);
+	if (!text)
+		return -1; /* out of memory: stop rather than drop the row */
+	cli_table_add_json(o->table, text);
+	free(text);
 	return 0;
 }
 
@@ -168,6 +171,12 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 	sky_cache *c = NULL;
 	sky_query *q = NULL;
 	out_ctx out = {g, NULL};
+	/* Text that is not UTF-8 is rejected input (exit 3), not a usage
+	 * error like a predicate of the wrong form: no argument of query
+	 * is a file name, which could be any bytes. */
+	if ((rc = cli_check_utf8_args("query", argc, argv, 1)) != EXIT_OK)
+		return rc;
+	rc = EXIT_USAGE;
 	if (!preds)
 		return EXIT_USAGE;
 

@@ -355,15 +355,23 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		char last_sync[32], updated[32];
 		time_text(s.sync_last_at_us, last_sync);
 		time_text(s.sync_updated_us, updated);
-		json_object_set_new(o, "syncState",
-				    json_string(sky_engine_state_name(
-					    (sky_engine_state)(s.sync_state - 1))));
-		json_object_set_new(o, "lastSyncAt", *last_sync ? json_string(last_sync)
-							   : json_null());
-		json_object_set_new(o, "syncUpdatedAt", *updated ? json_string(updated)
-							     : json_null());
-		json_object_set_new(o, "eventLagMs",
-				    json_integer(s.sync_event_lag_us / 1000));
+		if (json_object_set_new(
+			o, "syncState",
+			json_string(sky_engine_state_name(
+			    (sky_engine_state)(s.sync_state - 1)))) < 0 ||
+		    json_object_set_new(o, "lastSyncAt",
+					*last_sync ? json_string(last_sync)
+						   : json_null()) < 0 ||
+		    json_object_set_new(o, "syncUpdatedAt",
+					*updated ? json_string(updated)
+						 : json_null()) < 0 ||
+		    json_object_set_new(
+			o, "eventLagMs",
+			json_integer(s.sync_event_lag_us / 1000)) < 0) {
+			json_decref(o);
+			fprintf(stderr, "skysync: out of memory\n");
+			return EXIT_USAGE;
+		}
 	}
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);

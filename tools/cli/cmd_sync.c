@@ -134,16 +134,24 @@ static void on_change(const sky_change *c, void *payload)
 		     {SKY_CHANGE_REMOVED, "removed"},
 		     {SKY_CHANGE_EVENT, "event"}};
 	json_t *what = json_array();
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (c->what & names[i].bit)
-			json_array_append_new(what, json_string(names[i].name));
-	json_t *o = json_pack("{s:s, s:s, s:o}", "applicationId", c->app_id,
-			      "sessionId", c->session_id, "changes", what);
-	if (o && c->event_type)
-		json_object_set_new(o, "eventType", json_string(c->event_type));
-	if (o && c->event_id)
-		json_object_set_new(o, "eventId", json_string(c->event_id));
-	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	int bad = !what; /* a setter failed: print nothing rather than less */
+	for (size_t i = 0; !bad && i < sizeof(names) / sizeof(names[0]); i++)
+		if ((c->what & names[i].bit) &&
+		    json_array_append_new(what, json_string(names[i].name)) < 0)
+			bad = 1;
+	json_t *o =
+	    bad ? NULL
+		: json_pack("{s:s, s:s, s:o}", "applicationId", c->app_id,
+			    "sessionId", c->session_id, "changes", what);
+	if (bad)
+		json_decref(what);
+	if (o && c->event_type &&
+	    json_object_set_new(o, "eventType", json_string(c->event_type)) < 0)
+		bad = 1;
+	if (o && c->event_id &&
+	    json_object_set_new(o, "eventId", json_string(c->event_id)) < 0)
+		bad = 1;
+	char *text = o && !bad ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!text)
 		return;
@@ -326,6 +334,12 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			if (i + 1 >= argc || !*argv[i + 1])
 				return cli_usage_error("sync",
 						       "%s needs a value", a);
+			/* Names and URLs must be UTF-8 (exit 3 otherwise);
+			 * file names may be any bytes. */
+			if (slot != &password_file && slot != &o.cafile &&
+			    !cli_utf8_valid(argv[i + 1]))
+				return cli_check_utf8_args("sync", i + 2, argv,
+							   i + 1);
 			*slot = argv[++i];
 		}
 	}

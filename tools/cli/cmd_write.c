@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,30 +34,71 @@ static int print_session(sky_cache *c, const cli_globals *g, const char *app,
 	return EXIT_OK;
 }
 
-/* Parse k=v arguments into a JSON object of strings; NULL on a bad one. */
-static json_t *parse_props(const char *cmd, char **args, int n)
+static int out_of_memory(void)
 {
-	json_t *props = json_object();
-	for (int i = 0; props && i < n; i++) {
+	fprintf(stderr, "skysync: out of memory\n");
+	return EXIT_USAGE;
+}
+
+/*
+ * Add KEY=VALUE arguments (split at the first '=', so a value may hold
+ * '=') to `props` as strings. Every argument is checked before the
+ * command goes on: valid UTF-8, a non-empty key, lengths within the
+ * library's limits, no key twice (the dictionary is replaced whole, so a
+ * repeated key would silently lose a value). Returns EXIT_OK or the exit
+ * code of the refusal, printed naming the argument.
+ */
+static int parse_props(const char *cmd, char **args, int n, json_t *props)
+{
+	for (int i = 0; i < n; i++) {
+		char shown[160];
 		const char *eq = strchr(args[i], '=');
-		if (!eq || eq == args[i]) {
-			cli_usage_error(cmd, "'%s' is not KEY=VALUE", args[i]);
-			json_decref(props);
-			return NULL;
-		}
-		char *key = strndup(args[i], (size_t)(eq - args[i]));
-		json_t *v = json_string(eq + 1);
-		if (!key || !v) {
-			cli_usage_error(cmd, "'%s' is not valid UTF-8", args[i]);
+		cli_quote(args[i], shown, sizeof(shown));
+		if (!cli_utf8_valid(args[i]))
+			return cli_input_error(cmd,
+					       "property '%s' is not valid "
+					       "UTF-8",
+					       shown);
+		if (!eq)
+			return cli_input_error(cmd,
+					       "property '%s' is not "
+					       "KEY=VALUE",
+					       shown);
+		size_t klen = (size_t)(eq - args[i]);
+		if (klen == 0)
+			return cli_input_error(cmd,
+					       "property '%s' has an empty "
+					       "name",
+					       shown);
+		if (klen > SKY_MAX_PROPERTY_KEY_BYTES)
+			return cli_input_error(cmd,
+					       "property '%s': name longer "
+					       "than %u bytes",
+					       shown,
+					       SKY_MAX_PROPERTY_KEY_BYTES);
+		if (strlen(eq + 1) > SKY_MAX_PROPERTY_VALUE_BYTES)
+			return cli_input_error(cmd,
+					       "property '%s': value longer "
+					       "than %u bytes",
+					       shown,
+					       SKY_MAX_PROPERTY_VALUE_BYTES);
+		char *key = strndup(args[i], klen);
+		if (!key)
+			return out_of_memory();
+		if (json_object_get(props, key)) {
 			free(key);
-			json_decref(v);
-			json_decref(props);
-			return NULL;
+			return cli_input_error(cmd,
+					       "property '%s': the name is "
+					       "given twice",
+					       shown);
 		}
-		json_object_set_new(props, key, v);
+		/* The text was checked above: a failure here is memory. */
+		int rc = json_object_set_new(props, key, json_string(eq + 1));
 		free(key);
+		if (rc < 0)
+			return out_of_memory();
 	}
-	return props;
+	return EXIT_OK;
 }
 
 /* Dump `obj` (stolen) and run a patch of app/sid with it. */
@@ -66,10 +108,8 @@ static int patch_with(sky_cache *c, const cli_globals *g, const char *app,
 	size_t len;
 	char *text = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
-	if (!text) {
-		fprintf(stderr, "skysync: out of memory\n");
-		return EXIT_USAGE;
-	}
+	if (!text)
+		return out_of_memory();
 	len = strlen(text);
 	int rc = sky_session_patch(c, app, sid, text, len);
 	free(text);
@@ -83,67 +123,88 @@ static int session_create(int argc, char **argv, const cli_globals *g)
 	if (argc < 4)
 		return cli_usage_error("session", "create needs APP NAME");
 	const char *app = argv[2];
-	json_t *body = json_object();
-	json_t *name = json_string(argv[3]);
-	if (!body || !name) {
-		json_decref(body);
-		json_decref(name);
-		return cli_usage_error("session", "NAME is not valid UTF-8");
+	int rc = cli_check_utf8_args("session create", argc, argv, 2);
+	if (rc != EXIT_OK)
+		return rc;
+	json_t *body = json_object(), *props = json_object();
+	if (!body || !props ||
+	    json_object_set_new(body, "name", json_string(argv[3])) < 0) {
+		rc = out_of_memory();
+		goto done;
 	}
-	json_object_set_new(body, "name", name);
-	json_t *props = NULL;
 	for (int i = 4; i < argc; i++) {
 		const char *a = argv[i];
-		if (i + 1 >= argc) {
-			json_decref(body);
-			json_decref(props);
-			return cli_usage_error("session", "%s needs a value", a);
+		if (strcmp(a, "--description") && strcmp(a, "--prop") &&
+		    strcmp(a, "--app-version")) {
+			rc = cli_usage_error("session", "unknown argument '%s'",
+					     a);
+			goto done;
 		}
+		if (i + 1 >= argc) {
+			rc = cli_usage_error("session", "%s needs a value", a);
+			goto done;
+		}
+		const char *v = argv[++i];
 		if (!strcmp(a, "--description")) {
-			json_t *d = json_string(argv[++i]);
-			if (!d) {
-				json_decref(body);
-				json_decref(props);
-				return cli_usage_error("session", "the description "
-						       "is not valid UTF-8");
+			if (json_object_set_new(body, "description",
+						json_string(v)) < 0) {
+				rc = out_of_memory();
+				goto done;
 			}
-			json_object_set_new(body, "description", d);
 		} else if (!strcmp(a, "--prop")) {
-			json_t *p = parse_props("session", &argv[++i], 1);
-			if (!p) {
-				json_decref(body);
-				json_decref(props);
-				return EXIT_USAGE;
-			}
-			if (!props)
-				props = json_object();
-			json_object_update(props, p);
-			json_decref(p);
-		} else if (!strcmp(a, "--app-version")) {
-			json_object_set_new(body, "version",
-					    json_string(argv[++i]));
+			if ((rc = parse_props("session create", &argv[i], 1,
+					      props)) != EXIT_OK)
+				goto done;
 		} else {
-			json_decref(body);
-			json_decref(props);
-			return cli_usage_error("session", "unknown argument '%s'",
-					       a);
+			uint64_t version;
+			char shown[160];
+			if ((rc = cli_parse_u64("session create",
+						"--app-version", v,
+						&version)) != EXIT_OK)
+				goto done;
+			if (version > INT64_MAX) {
+				rc = cli_input_error(
+				    "session create",
+				    "--app-version '%s' is too "
+				    "large",
+				    cli_quote(v, shown, sizeof(shown)));
+				goto done;
+			}
+			if (json_object_set_new(
+				body, "version",
+				json_integer((json_int_t)version)) < 0) {
+				rc = out_of_memory();
+				goto done;
+			}
 		}
 	}
-	if (props)
-		json_object_set_new(body, "properties", props);
+	if (json_object_size(props) > 0) {
+		rc = json_object_set(body, "properties", props);
+		if (rc < 0) {
+			rc = out_of_memory();
+			goto done;
+		}
+	}
 	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	sky_cache *c = text ? cli_open(g, 0) : NULL;
+	if (!text) {
+		rc = out_of_memory();
+		goto done;
+	}
+	sky_cache *c = cli_open(g, 0);
 	if (!c) {
 		free(text);
-		return EXIT_USAGE;
+		rc = EXIT_USAGE;
+		goto done;
 	}
 	char *sid = NULL;
-	int rc = sky_session_create(c, app, text, strlen(text), &sid);
+	rc = sky_session_create(c, app, text, strlen(text), &sid);
 	free(text);
 	rc = rc < 0 ? cli_fail(NULL) : print_session(c, g, app, sid);
 	sky_free(sid);
 	sky_cache_close(c);
+done:
+	json_decref(props);
+	json_decref(body);
 	return rc;
 }
 
@@ -167,10 +228,12 @@ static int run_session(int argc, char **argv, const cli_globals *g)
 				       : !strcmp(sub, "rename") ? " NAME"
 								: " TEXT");
 	const char *app = argv[2], *sid = argv[3];
+	int rc = cli_check_utf8_args("session", argc, argv, 2);
+	if (rc != EXIT_OK)
+		return rc;
 	sky_cache *c = cli_open(g, 0);
 	if (!c)
 		return EXIT_USAGE;
-	int rc;
 	if (!strcmp(sub, "patch")) {
 		rc = sky_session_patch(c, app, sid, argv[4], strlen(argv[4]));
 		rc = rc < 0 ? cli_fail(NULL) : print_session(c, g, app, sid);
@@ -178,12 +241,7 @@ static int run_session(int argc, char **argv, const cli_globals *g)
 		rc = sky_session_close(c, app, sid);
 		rc = rc < 0 ? cli_fail(NULL) : print_session(c, g, app, sid);
 	} else {
-		json_t *v = json_string(argv[4]);
-		if (!v) {
-			sky_cache_close(c);
-			return cli_usage_error("session", "the text is not "
-					       "valid UTF-8");
-		}
+		json_t *v = json_string(argv[4]); /* UTF-8 checked above */
 		rc = patch_with(c, g, app, sid,
 				json_pack("{s:o}",
 					  !strcmp(sub, "rename") ? "name"
@@ -222,16 +280,23 @@ static int run_props(int argc, char **argv, const cli_globals *g)
 {
 	if (argc < 4 || strcmp(argv[1], "set"))
 		return cli_usage_error("props", "expected set APP SID K=V...");
-	json_t *props = parse_props("props", &argv[4], argc - 4);
+	int rc = cli_check_utf8_args("props", argc, argv, 2);
+	if (rc != EXIT_OK)
+		return rc;
+	json_t *props = json_object();
 	if (!props)
-		return EXIT_USAGE;
+		return out_of_memory();
+	if ((rc = parse_props("props", &argv[4], argc - 4, props)) != EXIT_OK) {
+		json_decref(props);
+		return rc;
+	}
 	sky_cache *c = cli_open(g, 0);
 	if (!c) {
 		json_decref(props);
 		return EXIT_USAGE;
 	}
-	int rc = patch_with(c, g, argv[2], argv[3],
-			    json_pack("{s:o}", "properties", props));
+	rc = patch_with(c, g, argv[2], argv[3],
+			json_pack("{s:o}", "properties", props));
 	sky_cache_close(c);
 	return rc;
 }
@@ -252,10 +317,13 @@ static int run_data_patch(int argc, char **argv, const cli_globals *g)
 {
 	if (argc != 5 || strcmp(argv[1], "patch"))
 		return cli_usage_error("data", "expected patch APP SID JSON");
+	int rc = cli_check_utf8_args("data patch", argc, argv, 2);
+	if (rc != EXIT_OK)
+		return rc;
 	sky_cache *c = cli_open(g, 0);
 	if (!c)
 		return EXIT_USAGE;
-	int rc = sky_data_patch(c, argv[2], argv[3], argv[4], strlen(argv[4]));
+	rc = sky_data_patch(c, argv[2], argv[3], argv[4], strlen(argv[4]));
 	char *json;
 	if (rc == 0 && (rc = sky_data_get(c, argv[2], argv[3], &json, NULL)) == 0) {
 		cli_print_object(g, json);
@@ -281,35 +349,55 @@ const cli_command cli_cmd_data_patch = {
 static int run_participant(int argc, char **argv, const cli_globals *g)
 {
 	int group = argc == 6 && !strcmp(argv[5], "--group");
-	if ((argc != 5 && !group) || strcmp(argv[1], "add"))
+	int typed = argc == 7 && !strcmp(argv[5], "--type");
+	if ((argc != 5 && !group && !typed) || strcmp(argv[1], "add"))
 		return cli_usage_error("participant",
-				       "expected add APP SID ID [--group]");
+				       "expected add APP SID ID "
+				       "[--group | --type user|group]");
+	int rc = cli_check_utf8_args("participant", argc, argv, 2);
+	if (rc != EXIT_OK)
+		return rc;
+	if (typed) {
+		char shown[160];
+		if (strcmp(argv[6], "user") && strcmp(argv[6], "group"))
+			return cli_input_error(
+			    "participant",
+			    "--type '%s': "
+			    "must be user or group",
+			    cli_quote(argv[6], shown, sizeof(shown)));
+		group = !strcmp(argv[6], "group");
+	}
 	sky_cache *c = cli_open(g, 0);
 	if (!c)
 		return EXIT_USAGE;
-	int rc = sky_participant_add(c, argv[2], argv[3], argv[4], group);
+	rc = sky_participant_add(c, argv[2], argv[3], argv[4], group);
 	rc = rc < 0 ? cli_fail(NULL) : print_session(c, g, argv[2], argv[3]);
 	sky_cache_close(c);
 	return rc;
 }
 
 const cli_command cli_cmd_participant = {
-	"participant", "add a participant to a session",
-	"usage: skysync participant add APP SID ID [--group]\n"
-	"\n"
-	"Queue adding user ID (or group ID with --group) to the session's\n"
-	"participants. Prints the session as the cache now shows it.\n",
-	run_participant,
+    "participant",
+    "add a participant to a session",
+    "usage: skysync participant add APP SID ID [--group | --type user|group]\n"
+    "\n"
+    "Queue adding user ID (or group ID with --group or --type group) to\n"
+    "the session's participants. Prints the session as the cache now\n"
+    "shows it.\n",
+    run_participant,
 };
 
 static int run_event(int argc, char **argv, const cli_globals *g)
 {
 	if (argc != 5 || strcmp(argv[1], "send"))
 		return cli_usage_error("event", "expected send APP SID JSON");
+	int rc = cli_check_utf8_args("event", argc, argv, 2);
+	if (rc != EXIT_OK)
+		return rc;
 	sky_cache *c = cli_open(g, 0);
 	if (!c)
 		return EXIT_USAGE;
-	int rc = sky_event_send(c, argv[2], argv[3], argv[4], strlen(argv[4]));
+	rc = sky_event_send(c, argv[2], argv[3], argv[4], strlen(argv[4]));
 	rc = rc < 0 ? cli_fail(NULL) : print_session(c, g, argv[2], argv[3]);
 	sky_cache_close(c);
 	return rc;
@@ -349,13 +437,18 @@ static int print_entry(const sky_outbox_entry *e, void *payload)
 	struct tm tm;
 	gmtime_r(&secs, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	json_object_set_new(o, "queuedAt", json_string(when));
-	if (e->local_id)
-		json_object_set_new(o, "localId", json_string(e->local_id));
 	json_t *body = json_loads(e->body, 0, NULL);
-	json_object_set_new(o, "body", body ? body : json_string(e->body));
-	if (e->answer && *e->answer)
-		json_object_set_new(o, "answer", json_string(e->answer));
+	/* A line with a field missing would misreport the entry: none. */
+	if (json_object_set_new(o, "queuedAt", json_string(when)) < 0 ||
+	    (e->local_id &&
+	     json_object_set_new(o, "localId", json_string(e->local_id)) < 0) ||
+	    json_object_set_new(o, "body", body ? body : json_string(e->body)) <
+		0 ||
+	    (e->answer && *e->answer &&
+	     json_object_set_new(o, "answer", json_string(e->answer)) < 0)) {
+		json_decref(o);
+		return -1;
+	}
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!text)
@@ -377,15 +470,12 @@ static int run_outbox(int argc, char **argv, const cli_globals *g)
 				       "drop ID");
 	uint64_t id = 0;
 	if (!list) {
-		char *end;
-		unsigned long long v = strtoull(argv[2], &end, 10);
-		if (*end || !*argv[2] || argv[2][0] == '-')
-			return cli_usage_error("outbox", "'%s' is not an entry id",
-					       argv[2]);
-		id = v;
 		if (strcmp(sub, "retry") && strcmp(sub, "drop"))
 			return cli_usage_error("outbox", "unknown subcommand "
 					       "'%s'", sub);
+		int rc = cli_parse_u64("outbox", "entry id", argv[2], &id);
+		if (rc != EXIT_OK)
+			return rc;
 	}
 	sky_cache *c = cli_open(g, list);
 	if (!c)

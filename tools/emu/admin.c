@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "emu.h"
+#include "jcheck.h"
 #include "faults.h"
 #include "http.h"
 #include "publish.h"
@@ -66,57 +67,61 @@ static json_t *stats_json(struct emu *emu)
 	json_t *by_class = json_object();
 	for (int i = 1; i <= 5; i++) {
 		char k[4] = {(char)('0' + i), 'x', 'x', 0};
-		json_object_set_new(by_class, k,
-				    json_integer((json_int_t)s->status[i]));
+		EMU_JSON(json_object_set_new(
+		    by_class, k, json_integer((json_int_t)s->status[i])));
 	}
-	json_object_set_new(o, "requests",
-			    json_integer((json_int_t)s->requests));
-	json_object_set_new(o, "api_requests",
-			    json_integer((json_int_t)s->api_requests));
-	json_object_set_new(o, "admin_requests",
-			    json_integer((json_int_t)s->admin_requests));
-	json_object_set_new(o, "status", by_class);
-	json_object_set_new(o, "logins", json_integer((json_int_t)s->logins));
-	json_object_set_new(o, "refreshes",
-			    json_integer((json_int_t)s->refreshes));
-	json_object_set_new(o, "changes", json_integer((json_int_t)s->changes));
-	json_object_set_new(o, "refused_in_window",
-			    json_integer((json_int_t)s->refused_in_window));
-	json_object_set_new(o, "pending_requests",
-			    json_integer(emu_http_pending(emu->http)));
-	json_object_set_new(
+	EMU_JSON(json_object_set_new(o, "requests",
+				     json_integer((json_int_t)s->requests)));
+	EMU_JSON(json_object_set_new(
+	    o, "api_requests", json_integer((json_int_t)s->api_requests)));
+	EMU_JSON(json_object_set_new(
+	    o, "admin_requests", json_integer((json_int_t)s->admin_requests)));
+	EMU_JSON(json_object_set_new(o, "status", by_class));
+	EMU_JSON(json_object_set_new(o, "logins",
+				     json_integer((json_int_t)s->logins)));
+	EMU_JSON(json_object_set_new(o, "refreshes",
+				     json_integer((json_int_t)s->refreshes)));
+	EMU_JSON(json_object_set_new(o, "changes",
+				     json_integer((json_int_t)s->changes)));
+	EMU_JSON(json_object_set_new(
+	    o, "refused_in_window",
+	    json_integer((json_int_t)s->refused_in_window)));
+	EMU_JSON(json_object_set_new(
+	    o, "pending_requests", json_integer(emu_http_pending(emu->http))));
+	EMU_JSON(json_object_set_new(
 	    o, "sessions",
-	    json_integer((json_int_t)emu_realm_session_count(emu->realm)));
-	json_object_set_new(o, "live_tokens",
-			    json_integer(emu_auth_live(emu->auth)));
+	    json_integer((json_int_t)emu_realm_session_count(emu->realm))));
+	EMU_JSON(json_object_set_new(o, "live_tokens",
+				     json_integer(emu_auth_live(emu->auth))));
 	json_t *ev = json_object();
-	json_object_set_new(ev, "built",
-			    json_integer((json_int_t)s->events_built));
-	json_object_set_new(ev, "published",
-			    json_integer((json_int_t)s->events_published));
-	json_object_set_new(ev, "dropped",
-			    json_integer((json_int_t)s->events_dropped));
-	json_object_set_new(o, "events", ev);
+	EMU_JSON(json_object_set_new(
+	    ev, "built", json_integer((json_int_t)s->events_built)));
+	EMU_JSON(json_object_set_new(
+	    ev, "published", json_integer((json_int_t)s->events_published)));
+	EMU_JSON(json_object_set_new(
+	    ev, "dropped", json_integer((json_int_t)s->events_dropped)));
+	EMU_JSON(json_object_set_new(o, "events", ev));
 	json_t *mq = json_object();
-	json_object_set_new(mq, "configured", json_boolean(emu->pub != NULL));
-	json_object_set_new(
+	EMU_JSON(json_object_set_new(mq, "configured",
+				     json_boolean(emu->pub != NULL)));
+	EMU_JSON(json_object_set_new(
 	    mq, "connected",
-	    json_boolean(emu->pub && emu_pub_connected(emu->pub)));
-	json_object_set_new(
+	    json_boolean(emu->pub && emu_pub_connected(emu->pub))));
+	EMU_JSON(json_object_set_new(
 	    mq, "queued",
-	    json_integer(emu->pub ? emu_pub_queued(emu->pub) : 0));
-	json_object_set_new(
+	    json_integer(emu->pub ? emu_pub_queued(emu->pub) : 0)));
+	EMU_JSON(json_object_set_new(
 	    mq, "known_clients",
-	    json_integer(emu->pub ? emu_pub_known_clients(emu->pub) : 0));
-	json_object_set_new(mq, "connects",
-			    json_integer((json_int_t)s->mqtt_connects));
-	json_object_set_new(mq, "drops",
-			    json_integer((json_int_t)s->mqtt_drops));
-	json_object_set_new(mq, "clients_kicked",
-			    json_integer((json_int_t)s->clients_kicked));
-	json_object_set_new(o, "mqtt", mq);
+	    json_integer(emu->pub ? emu_pub_known_clients(emu->pub) : 0)));
+	EMU_JSON(json_object_set_new(
+	    mq, "connects", json_integer((json_int_t)s->mqtt_connects)));
+	EMU_JSON(json_object_set_new(mq, "drops",
+				     json_integer((json_int_t)s->mqtt_drops)));
+	EMU_JSON(json_object_set_new(
+	    mq, "clients_kicked", json_integer((json_int_t)s->clients_kicked)));
+	EMU_JSON(json_object_set_new(o, "mqtt", mq));
 	json_t *faults = emu_faults_to_json(emu->faults);
-	json_object_update(o, faults);
+	EMU_JSON(json_object_update(o, faults));
 	json_decref(faults);
 	return o;
 }
@@ -152,7 +157,7 @@ static void add_faults(struct emu *emu, const json_t *body, emu_answer *ans)
 				emu_result_error(&ans->r, 400, "%s", err);
 			return;
 		}
-		json_array_append_new(ids, json_integer(id));
+		EMU_JSON(json_array_append_new(ids, json_integer(id)));
 	}
 	emu_log(emu, "admin: %zu fault(s) added", n);
 	reply(ans, 201, json_pack("{s:o}", "ids", ids));

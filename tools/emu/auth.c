@@ -17,6 +17,7 @@
 
 #include "auth.h"
 #include "emu.h"
+#include "jcheck.h"
 #include "realm.h"
 #include "state.h"
 #include "util.h"
@@ -130,7 +131,7 @@ static void prune(struct emu_auth *a, int64_t now_us)
 		if (exp + 3600 * (int64_t)1000000 < now_us) {
 			if (a->emu->state)
 				emu_state_put_token(a->emu->state, key, NULL);
-			json_object_del(a->tokens, key);
+			(void)json_object_del(a->tokens, key); /* present */
 		}
 	}
 }
@@ -220,7 +221,7 @@ const char *emu_auth_check(struct emu_auth *a, const char *token,
 static void expire_entry(struct emu_auth *a, const char *token, json_t *e,
 			 int64_t now)
 {
-	json_object_set_new(e, "exp", json_integer(now));
+	EMU_JSON(json_object_set_new(e, "exp", json_integer(now)));
 	persist(a, token, e);
 }
 

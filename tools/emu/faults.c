@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "faults.h"
+#include "jcheck.h"
 
 struct emu_faults {
 	struct emu_fault *head;
@@ -450,14 +451,15 @@ const struct emu_fault *emu_faults_draw(struct emu_faults *f,
 static json_t *fault_json(const struct emu_fault *x)
 {
 	json_t *o = json_object();
-	json_object_set_new(o, "id", json_integer(x->id));
-	json_object_set_new(o, "kind", json_string(kinds[x->kind].name));
-	json_object_set_new(o, "p", json_real(x->p));
-	json_object_set_new(o, "remaining",
-			    x->next < 0 ? json_null() : json_integer(x->next));
-	json_object_set_new(o, "skip", json_integer(x->skip));
+	EMU_JSON(json_object_set_new(o, "id", json_integer(x->id)));
+	EMU_JSON(
+	    json_object_set_new(o, "kind", json_string(kinds[x->kind].name)));
+	EMU_JSON(json_object_set_new(o, "p", json_real(x->p)));
+	EMU_JSON(json_object_set_new(
+	    o, "remaining", x->next < 0 ? json_null() : json_integer(x->next)));
+	EMU_JSON(json_object_set_new(o, "skip", json_integer(x->skip)));
 	if (x->path)
-		json_object_set_new(o, "path", json_string(x->path));
+		EMU_JSON(json_object_set_new(o, "path", json_string(x->path)));
 	if (x->methods) {
 		char m[64] = "";
 		static const char *names[] = {"GET", "POST",   "PATCH",
@@ -469,30 +471,34 @@ static json_t *fault_json(const struct emu_fault *x)
 				strcat(m, "|");
 			strcat(m, names[i]);
 		}
-		json_object_set_new(o, "method", json_string(m));
+		EMU_JSON(json_object_set_new(o, "method", json_string(m)));
 	}
 	switch (x->kind) {
 	case EMU_F_ERROR:
-		json_object_set_new(o, "code", json_integer(x->code));
+		EMU_JSON(json_object_set_new(o, "code", json_integer(x->code)));
 		/* fall through */
 	case EMU_F_THROTTLE:
-		json_object_set_new(o, "retry", json_integer(x->retry_after));
+		EMU_JSON(json_object_set_new(o, "retry",
+					     json_integer(x->retry_after)));
 		break;
 	case EMU_F_RESET:
 	case EMU_F_DROP:
-		json_object_set_new(o, "bytes", json_integer(x->bytes));
+		EMU_JSON(
+		    json_object_set_new(o, "bytes", json_integer(x->bytes)));
 		break;
 	case EMU_F_REFUSE:
 	case EMU_F_DELAY:
 	case EMU_F_EVENT_DELAY:
 	case EMU_F_EVENT_REORDER:
 	case EMU_F_MQTT_DROP:
-		json_object_set_new(o, "ms", json_integer(x->ms));
+		EMU_JSON(json_object_set_new(o, "ms", json_integer(x->ms)));
 		break;
 	default: break;
 	}
-	json_object_set_new(o, "matched", json_integer((json_int_t)x->matched));
-	json_object_set_new(o, "fired", json_integer((json_int_t)x->fired));
+	EMU_JSON(json_object_set_new(o, "matched",
+				     json_integer((json_int_t)x->matched)));
+	EMU_JSON(json_object_set_new(o, "fired",
+				     json_integer((json_int_t)x->fired)));
 	return o;
 }
 
@@ -502,16 +508,16 @@ json_t *emu_faults_to_json(const struct emu_faults *f)
 	json_t *list = json_array();
 	json_t *fired = json_object();
 	for (const struct emu_fault *x = f->head; x; x = x->link)
-		json_array_append_new(list, fault_json(x));
+		EMU_JSON(json_array_append_new(list, fault_json(x)));
 	for (int k = 0; k < EMU_F_COUNT; k++)
-		json_object_set_new(
+		EMU_JSON(json_object_set_new(
 		    fired, kinds[k].name,
-		    json_integer((json_int_t)f->fired_by_kind[k]));
+		    json_integer((json_int_t)f->fired_by_kind[k])));
 	/* Seeds are shown as text: JSON numbers lose precision past 2^53. */
 	char seed[24];
 	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)f->seed);
-	json_object_set_new(o, "seed", json_string(seed));
-	json_object_set_new(o, "faults", list);
-	json_object_set_new(o, "fired", fired);
+	EMU_JSON(json_object_set_new(o, "seed", json_string(seed)));
+	EMU_JSON(json_object_set_new(o, "faults", list));
+	EMU_JSON(json_object_set_new(o, "fired", fired));
 	return o;
 }

@@ -128,7 +128,7 @@ static void teardown(struct emu_pub *p)
 	if (p->conn != PUB_DOWN)
 		emu_log(p->emu, "mqtt: disconnected from the broker");
 	p->conn = PUB_DOWN;
-	json_object_clear(p->clients);
+	(void)json_object_clear(p->clients); /* fails only on a non-object */
 }
 
 /* After any libmosquitto call: did it close the socket? */
@@ -328,10 +328,15 @@ static void on_message(struct mosquitto *m, void *arg,
 	if (strncmp(id, realm, rlen) != 0 || id[rlen] != '-' ||
 	    strcmp(id, p->client_id) == 0)
 		return;
-	if (connected)
-		json_object_set_new(p->clients, id, json_true());
-	else if (!strstr(s, "already connected"))
-		json_object_del(p->clients, id);
+	/* An id that is not UTF-8 cannot be a key: that client is not
+	 * tracked (so not kicked), which is said once here. */
+	if (connected) {
+		if (json_object_set_new(p->clients, id, json_true()) < 0)
+			emu_log(p->emu, "mqtt: cannot track client '%.60s'",
+				id);
+	} else if (!strstr(s, "already connected")) {
+		(void)json_object_del(p->clients, id); /* may be untracked */
+	}
 }
 
 int emu_pub_open(struct emu_pub **out, struct emu *emu)

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "emu.h"
+#include "jcheck.h"
 #include "merge.h"
 #include "model.h"
 #include "realm.h"
@@ -312,24 +313,25 @@ static json_t *make_event(const json_t *s, const char *uid,
 	emu_uuid4(eid);
 	json_t *ev = json_object();
 	json_t *version = json_object_get(s, "version");
-	json_object_set(ev, "applicationId",
-			json_object_get(s, "applicationId"));
-	json_object_set(ev, "sessionId", json_object_get(s, "sessionId"));
-	json_object_set_new(ev, "eventId", json_string(eid));
-	json_object_set_new(ev, "source", json_string("api"));
-	json_object_set_new(ev, "userId", json_string(uid));
-	json_object_set_new(ev, "createdAt", time_string(at_us));
-	json_object_set_new(ev, "timestamp", time_string(at_us));
-	json_object_set_new(ev, "version",
-			    version ? json_deep_copy(version) : json_null());
-	json_object_set_new(ev, "eventType",
-			    json_string(event_type_names[type]));
-	json_object_set_new(ev,
-			    type == EMU_EV_DATA_UPDATED ||
-				    type == EMU_EV_EVENT_CREATED
-				? "data"
-				: "session",
-			    payload);
+	EMU_JSON(json_object_set(ev, "applicationId",
+				 json_object_get(s, "applicationId")));
+	EMU_JSON(
+	    json_object_set(ev, "sessionId", json_object_get(s, "sessionId")));
+	EMU_JSON(json_object_set_new(ev, "eventId", json_string(eid)));
+	EMU_JSON(json_object_set_new(ev, "source", json_string("api")));
+	EMU_JSON(json_object_set_new(ev, "userId", json_string(uid)));
+	EMU_JSON(json_object_set_new(ev, "createdAt", time_string(at_us)));
+	EMU_JSON(json_object_set_new(ev, "timestamp", time_string(at_us)));
+	EMU_JSON(json_object_set_new(
+	    ev, "version", version ? json_deep_copy(version) : json_null()));
+	EMU_JSON(json_object_set_new(ev, "eventType",
+				     json_string(event_type_names[type])));
+	EMU_JSON(json_object_set_new(ev,
+				     type == EMU_EV_DATA_UPDATED ||
+					     type == EMU_EV_EVENT_CREATED
+					 ? "data"
+					 : "session",
+				     payload));
 	return ev;
 }
 
@@ -337,16 +339,17 @@ static void add_event(emu_result *res, json_t *ev)
 {
 	if (!res->events)
 		res->events = json_array();
-	json_array_append_new(res->events, ev);
+	EMU_JSON(json_array_append_new(res->events, ev));
 }
 
 /* The ids of a session as the start of a partial event payload. */
 static json_t *ids_of(const json_t *s)
 {
 	json_t *o = json_object();
-	json_object_set(o, "applicationId",
-			json_object_get(s, "applicationId"));
-	json_object_set(o, "sessionId", json_object_get(s, "sessionId"));
+	EMU_JSON(json_object_set(o, "applicationId",
+				 json_object_get(s, "applicationId")));
+	EMU_JSON(
+	    json_object_set(o, "sessionId", json_object_get(s, "sessionId")));
 	return o;
 }
 
@@ -392,7 +395,7 @@ static int load_groups(struct emu_realm *r, const json_t *list, char *err,
 		if (json_object_get(r->groups, id))
 			return fail(err, errlen, "%s: duplicate id '%s'", f,
 				    id);
-		json_object_set_new(r->groups, id, json_deep_copy(g));
+		EMU_JSON(json_object_set_new(r->groups, id, json_deep_copy(g)));
 	}
 	return 0;
 }
@@ -441,8 +444,9 @@ static int load_users(struct emu_realm *r, const json_t *list, char *err,
 		}
 		json_t *copy = json_deep_copy(u);
 		if (!groups)
-			json_object_set_new(copy, "groups", json_array());
-		json_object_set_new(r->users, id, copy);
+			EMU_JSON(
+			    json_object_set_new(copy, "groups", json_array()));
+		EMU_JSON(json_object_set_new(r->users, id, copy));
 	}
 	return 0;
 }
@@ -528,9 +532,9 @@ static int load_apps(struct emu_realm *r, const json_t *list, char *err,
 		json_t *copy = json_pack(
 		    "{s:o, s:o}", "application", json_deep_copy(app), "roles",
 		    roles ? json_deep_copy(roles) : json_array());
-		json_object_set_new(r->apps, id, copy);
-		json_object_set_new(r->sessions, id, json_object());
-		json_object_set_new(r->data, id, json_object());
+		EMU_JSON(json_object_set_new(r->apps, id, copy));
+		EMU_JSON(json_object_set_new(r->sessions, id, json_object()));
+		EMU_JSON(json_object_set_new(r->data, id, json_object()));
 	}
 	return 0;
 }
@@ -539,30 +543,31 @@ static int load_apps(struct emu_realm *r, const json_t *list, char *err,
 static void session_defaults(json_t *s, const json_t *app, int64_t now)
 {
 	if (!json_object_get(s, "status"))
-		json_object_set_new(s, "status", json_string("open"));
+		EMU_JSON(json_object_set_new(s, "status", json_string("open")));
 	if (!json_object_get(s, "isDraft"))
-		json_object_set_new(s, "isDraft", json_false());
+		EMU_JSON(json_object_set_new(s, "isDraft", json_false()));
 	if (!json_object_get(s, "version")) {
 		json_t *v = json_object_get(app, "publishedVersion");
-		json_object_set_new(s, "version",
-				    v ? json_deep_copy(v) : json_integer(1));
+		EMU_JSON(json_object_set_new(
+		    s, "version", v ? json_deep_copy(v) : json_integer(1)));
 	}
 	if (!json_object_get(s, "name"))
-		json_object_set_new(s, "name", json_string(""));
+		EMU_JSON(json_object_set_new(s, "name", json_string("")));
 	if (!json_object_get(s, "participants"))
-		json_object_set_new(s, "participants", json_array());
+		EMU_JSON(json_object_set_new(s, "participants", json_array()));
 	if (!json_object_get(s, "properties"))
-		json_object_set_new(s, "properties", json_object());
+		EMU_JSON(json_object_set_new(s, "properties", json_object()));
 	if (!json_object_get(s, "createdAt"))
-		json_object_set_new(s, "createdAt", time_string(now));
+		EMU_JSON(json_object_set_new(s, "createdAt", time_string(now)));
 	if (!json_object_get(s, "modifiedAt"))
-		json_object_set(s, "modifiedAt",
-				json_object_get(s, "createdAt"));
+		EMU_JSON(json_object_set(s, "modifiedAt",
+					 json_object_get(s, "createdAt")));
 	if (!json_object_get(s, "createdBy"))
-		json_object_set_new(s, "createdBy", json_string("system"));
+		EMU_JSON(
+		    json_object_set_new(s, "createdBy", json_string("system")));
 	if (!json_object_get(s, "modifiedBy"))
-		json_object_set(s, "modifiedBy",
-				json_object_get(s, "createdBy"));
+		EMU_JSON(json_object_set(s, "modifiedBy",
+					 json_object_get(s, "createdBy")));
 }
 
 static int load_sessions(struct emu_realm *r, const json_t *list, char *err,
@@ -613,9 +618,10 @@ static int load_sessions(struct emu_realm *r, const json_t *list, char *err,
 				    "sessions[%zu].data: must be an object", i);
 		json_t *copy = json_deep_copy(s);
 		session_defaults(copy, json_object_get(a, "application"), now);
-		json_object_set_new(bucket, sid, copy);
-		json_object_set_new(json_object_get(r->data, app), sid,
-				    d ? json_deep_copy(d) : json_object());
+		EMU_JSON(json_object_set_new(bucket, sid, copy));
+		EMU_JSON(
+		    json_object_set_new(json_object_get(r->data, app), sid,
+					d ? json_deep_copy(d) : json_object()));
 		r->n_sessions++;
 		int64_t t;
 		const char *m =
@@ -689,16 +695,18 @@ json_t *emu_realm_export(const struct emu_realm *r)
 	json_t *apps = json_array(), *sessions = json_array();
 	const char *key, *sid;
 	json_t *v, *s;
-	json_object_foreach(r->users, key, v) json_array_append(users, v);
-	json_object_foreach(r->groups, key, v) json_array_append(groups, v);
+	json_object_foreach(r->users, key, v)
+	    EMU_JSON(json_array_append(users, v));
+	json_object_foreach(r->groups, key, v)
+	    EMU_JSON(json_array_append(groups, v));
 	json_object_foreach(r->apps, key, v)
 	{
-		json_array_append(apps, v);
+		EMU_JSON(json_array_append(apps, v));
 		json_t *data = json_object_get(r->data, key);
 		json_object_foreach(json_object_get(r->sessions, key), sid, s)
-		    json_array_append_new(
+		    EMU_JSON(json_array_append_new(
 			sessions, json_pack("{s:O, s:O}", "session", s, "data",
-					    json_object_get(data, sid)));
+					    json_object_get(data, sid))));
 	}
 	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "format",
 			 "skylight-emu-seed/1", "realm", r->name, "groups",
@@ -762,8 +770,8 @@ void emu_realm_list_apps(struct emu_realm *r, const char *uid, emu_result *res)
 	const char *id;
 	json_t *a;
 	json_object_foreach(r->apps, id, a) if (perms(r, uid, id) & P_APP_READ)
-	    json_array_append_new(
-		list, json_deep_copy(json_object_get(a, "application")));
+	    EMU_JSON(json_array_append_new(
+		list, json_deep_copy(json_object_get(a, "application"))));
 	ok(res, 200, list);
 }
 
@@ -822,7 +830,8 @@ void emu_realm_list_sessions(struct emu_realm *r, const char *uid,
 		const char *st =
 		    json_string_value(json_object_get(s, "status"));
 		if (st && strcmp(st, "open") == 0 && can_see(r, uid, bits, s))
-			json_array_append_new(list, json_deep_copy(s));
+			EMU_JSON(
+			    json_array_append_new(list, json_deep_copy(s)));
 	}
 	ok(res, 200, list);
 }
@@ -930,36 +939,39 @@ void emu_realm_create_session(struct emu_realm *r, const char *uid,
 	if (!version)
 		version = json_object_get(json_object_get(a, "application"),
 					  "publishedVersion");
-	json_object_set_new(s, "applicationId", json_string(app));
-	json_object_set_new(s, "sessionId", json_string(sid));
-	json_object_set_new(s, "status", json_string("open"));
-	json_object_set_new(s, "isDraft", json_false());
-	json_object_set_new(
-	    s, "version", version ? json_deep_copy(version) : json_integer(1));
-	json_object_set(s, "name", json_object_get(body, "name"));
+	EMU_JSON(json_object_set_new(s, "applicationId", json_string(app)));
+	EMU_JSON(json_object_set_new(s, "sessionId", json_string(sid)));
+	EMU_JSON(json_object_set_new(s, "status", json_string("open")));
+	EMU_JSON(json_object_set_new(s, "isDraft", json_false()));
+	EMU_JSON(json_object_set_new(
+	    s, "version", version ? json_deep_copy(version) : json_integer(1)));
+	EMU_JSON(json_object_set(s, "name", json_object_get(body, "name")));
 	const json_t *desc = json_object_get(body, "description");
 	if (json_is_string(desc))
-		json_object_set_new(s, "description", json_deep_copy(desc));
-	json_object_set_new(
+		EMU_JSON(json_object_set_new(s, "description",
+					     json_deep_copy(desc)));
+	EMU_JSON(json_object_set_new(
 	    s, "participants",
-	    json_pack("[{s:s, s:s}]", "id", uid, "type", "user"));
-	json_object_set_new(s, "createdBy", json_string(uid));
-	json_object_set_new(s, "createdAt", time_string(now));
-	json_object_set_new(s, "modifiedBy", json_string(uid));
-	json_object_set_new(s, "modifiedAt", time_string(now));
+	    json_pack("[{s:s, s:s}]", "id", uid, "type", "user")));
+	EMU_JSON(json_object_set_new(s, "createdBy", json_string(uid)));
+	EMU_JSON(json_object_set_new(s, "createdAt", time_string(now)));
+	EMU_JSON(json_object_set_new(s, "modifiedBy", json_string(uid)));
+	EMU_JSON(json_object_set_new(s, "modifiedAt", time_string(now)));
 	const json_t *props = json_object_get(body, "properties");
-	json_object_set_new(s, "properties",
-			    props ? json_deep_copy(props) : json_object());
+	EMU_JSON(json_object_set_new(
+	    s, "properties", props ? json_deep_copy(props) : json_object()));
 	/* Unknown fields round-trip; server fields in the body are ignored. */
 	json_object_foreach((json_t *)body, key, v)
 	{
 		if (json_object_get(s, key) || is_read_only(key) ||
 		    strcmp(key, "description") == 0 || json_is_null(v))
 			continue;
-		json_object_set_new(s, key, json_deep_copy(v));
+		EMU_JSON(json_object_set_new(s, key, json_deep_copy(v)));
 	}
-	json_object_set_new(json_object_get(r->sessions, app), sid, s);
-	json_object_set_new(json_object_get(r->data, app), sid, json_object());
+	EMU_JSON(
+	    json_object_set_new(json_object_get(r->sessions, app), sid, s));
+	EMU_JSON(json_object_set_new(json_object_get(r->data, app), sid,
+				     json_object()));
 	r->n_sessions++;
 
 	add_event(res, make_event(s, uid, EMU_EV_SESSION_CREATED,
@@ -1009,23 +1021,29 @@ void emu_realm_patch_session(struct emu_realm *r, const char *uid,
 			continue;
 		if (strcmp(key, "properties") == 0) {
 			if (!json_equal(cur, v)) {
-				json_object_set_new(s, key, json_deep_copy(v));
+				EMU_JSON(json_object_set_new(
+				    s, key, json_deep_copy(v)));
 				props_changed = 1;
 			}
 		} else if (json_is_null(v)) {
 			/* null removes an optional field, as a merge would */
 			if (cur) {
-				json_object_del(s, key);
-				json_object_set_new(changed, key, json_null());
+				(void)json_object_del(s,
+						      key); /* present: cur */
+				EMU_JSON(json_object_set_new(changed, key,
+							     json_null()));
 			}
 		} else if (!cur || !json_equal(cur, v)) {
-			json_object_set_new(s, key, json_deep_copy(v));
-			json_object_set_new(changed, key, json_deep_copy(v));
+			EMU_JSON(
+			    json_object_set_new(s, key, json_deep_copy(v)));
+			EMU_JSON(json_object_set_new(changed, key,
+						     json_deep_copy(v)));
 		}
 	}
 	int closed = 0;
 	if (closing) {
-		json_object_set_new(s, "status", json_string("closed"));
+		EMU_JSON(
+		    json_object_set_new(s, "status", json_string("closed")));
 		closed = 1;
 	}
 	if (!props_changed && !json_object_size(changed) && !closed) {
@@ -1034,28 +1052,31 @@ void emu_realm_patch_session(struct emu_realm *r, const char *uid,
 		return;
 	}
 	int64_t now = change_time(r);
-	json_object_set_new(s, "modifiedBy", json_string(uid));
-	json_object_set_new(s, "modifiedAt", time_string(now));
+	EMU_JSON(json_object_set_new(s, "modifiedBy", json_string(uid)));
+	EMU_JSON(json_object_set_new(s, "modifiedAt", time_string(now)));
 
 	if (props_changed) {
 		json_t *p = ids_of(s);
-		json_object_set_new(
+		EMU_JSON(json_object_set_new(
 		    p, "properties",
-		    json_deep_copy(json_object_get(s, "properties")));
+		    json_deep_copy(json_object_get(s, "properties"))));
 		add_event(
 		    res, make_event(s, uid, EMU_EV_PROPERTIES_UPDATED, p, now));
 	}
 	if (json_object_size(changed)) {
 		json_t *p = ids_of(s);
-		json_object_update(p, changed);
-		json_object_set_new(p, "modifiedBy", json_string(uid));
-		json_object_set_new(p, "modifiedAt", time_string(now));
+		EMU_JSON(json_object_update(p, changed));
+		EMU_JSON(
+		    json_object_set_new(p, "modifiedBy", json_string(uid)));
+		EMU_JSON(
+		    json_object_set_new(p, "modifiedAt", time_string(now)));
 		add_event(res,
 			  make_event(s, uid, EMU_EV_SESSION_UPDATED, p, now));
 	}
 	if (closed) {
 		json_t *p = ids_of(s);
-		json_object_set_new(p, "status", json_string("closed"));
+		EMU_JSON(
+		    json_object_set_new(p, "status", json_string("closed")));
 		add_event(res,
 			  make_event(s, uid, EMU_EV_SESSION_CLOSED, p, now));
 	}
@@ -1083,7 +1104,7 @@ void emu_realm_patch_data(struct emu_realm *r, const char *uid, const char *app,
 		emu_result_error(res, 500, "out of memory");
 		return;
 	}
-	json_object_set_new(bucket, sid, merged);
+	EMU_JSON(json_object_set_new(bucket, sid, merged));
 	int64_t now = change_time(r);
 	add_event(res, make_event(s, uid, EMU_EV_DATA_UPDATED,
 				  json_deep_copy(patch), now));
@@ -1141,15 +1162,16 @@ void emu_realm_add_participant(struct emu_realm *r, const char *uid,
 			return;
 		}
 	}
-	json_array_append_new(parts,
-			      json_pack("{s:s, s:s}", "id", id, "type", type));
+	EMU_JSON(json_array_append_new(
+	    parts, json_pack("{s:s, s:s}", "id", id, "type", type)));
 	int64_t now = change_time(r);
-	json_object_set_new(s, "modifiedBy", json_string(uid));
-	json_object_set_new(s, "modifiedAt", time_string(now));
+	EMU_JSON(json_object_set_new(s, "modifiedBy", json_string(uid)));
+	EMU_JSON(json_object_set_new(s, "modifiedAt", time_string(now)));
 	json_t *payload = ids_of(s);
-	json_object_set_new(payload, "participants", json_deep_copy(parts));
-	json_object_set_new(payload, "modifiedBy", json_string(uid));
-	json_object_set_new(payload, "modifiedAt", time_string(now));
+	EMU_JSON(json_object_set_new(payload, "participants",
+				     json_deep_copy(parts)));
+	EMU_JSON(json_object_set_new(payload, "modifiedBy", json_string(uid)));
+	EMU_JSON(json_object_set_new(payload, "modifiedAt", time_string(now)));
 	add_event(res,
 		  make_event(s, uid, EMU_EV_SESSION_UPDATED, payload, now));
 	mark_changed(res, app, sid, 1, 0);

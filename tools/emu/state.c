@@ -276,7 +276,10 @@ int emu_state_load(struct emu_state *st, json_t **seed_out, json_t **tokens_out,
 			 "damaged");
 		goto fail;
 	}
-	json_object_set(seed, "applications", apps);
+	if (json_object_set(seed, "applications", apps) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 
 	mdb_cursor_open(txn, st->dbi[DB_APPS], &cur);
 	while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
@@ -285,7 +288,10 @@ int emu_state_load(struct emu_state *st, json_t **seed_out, json_t **tokens_out,
 			snprintf(err, errlen, "state: a damaged application");
 			goto fail;
 		}
-		json_array_append_new(apps, a);
+		if (json_array_append_new(apps, a) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 	}
 	mdb_cursor_close(cur);
 	cur = NULL;
@@ -324,21 +330,38 @@ int emu_state_load(struct emu_state *st, json_t **seed_out, json_t **tokens_out,
 	if (n)
 		qsort(sessions, n, sizeof(*sessions), by_created);
 	json_t *list = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(list, sessions[i]);
+	int bad = !list;
+	/* Each append takes its session, also when it fails. */
+	for (size_t i = 0; i < n; i++) {
+		if (bad)
+			json_decref(sessions[i]);
+		else if (json_array_append_new(list, sessions[i]) < 0)
+			bad = 1;
+	}
 	free(sessions);
 	sessions = NULL;
 	n = 0;
-	json_object_set_new(seed, "sessions", list);
+	if (bad)
+		json_decref(list);
+	if (bad || json_object_set_new(seed, "sessions", list) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 
 	mdb_cursor_open(txn, st->dbi[DB_TOKENS], &cur);
 	while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
 		char *tok = strndup(key.mv_data, key.mv_size);
 		json_t *e = get_json(&val);
-		if (tok && e)
-			json_object_set(tokens, tok, e);
+		/* A token key that is not UTF-8 cannot have been stored by
+		 * us: the state is damaged, like a record that does not parse.
+		 */
+		int damaged = !tok || !e || json_object_set(tokens, tok, e) < 0;
 		json_decref(e);
 		free(tok);
+		if (damaged) {
+			snprintf(err, errlen, "state: a damaged token");
+			goto fail;
+		}
 	}
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
