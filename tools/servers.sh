@@ -1,10 +1,13 @@
 # tools/servers.sh - starting skylight-emu and a mosquitto broker from shell
 # scripts (tools/demo, the shell tests), sourced. What it keeps true:
 #
-#  - a server counts as started only once it printed its readiness line
-#    (skylight-emu: "listening on HOST:PORT", printed once it serves;
-#    mosquitto: "mosquitto version X running", logged once its listener is
-#    open), never after a fixed sleep;
+#  - a server counts as started only once this run of it printed its
+#    whole readiness line (skylight-emu: "listening on HOST:PORT", printed
+#    once it serves; mosquitto: "mosquitto version X running", logged once
+#    its listener is open), never after a fixed sleep; its output file is
+#    emptied by this shell before the start, since the child's own
+#    redirection may come after the first look and the previous run's
+#    line would count;
 #  - the wait ends as soon as the server exits, and otherwise after a
 #    generous bound ($SKY_SERVER_WAIT seconds, default 30), so a busy
 #    machine slows a start down without failing it;
@@ -97,10 +100,14 @@ sky_emu_start() {
 	# them makes the retries last about the bound.
 	_sky_try=$((SKY_SERVER_WAIT * 2))
 	while :; do
+		# Emptied here, not by the child's redirection, which may come
+		# after the first look: the last run's line would count.
+		: >"$_sky_out" && : >"$_sky_log" || return 1
 		"$_sky_bin" --listen "127.0.0.1:$_sky_port" "$@" \
-			>"$_sky_out" 2>"$_sky_log" &
+			>>"$_sky_out" 2>>"$_sky_log" &
 		_sky_pid=$!
-		if sky_wait_line "$_sky_pid" "$_sky_out" '^listening on '; then
+		# The whole line, port included, not the start of a write.
+		if sky_wait_line "$_sky_pid" "$_sky_out" '^listening on .*:[0-9][0-9]*$'; then
 			sky_emu_pid=$_sky_pid
 			sky_emu_port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$_sky_out")
 			return 0
@@ -131,7 +138,8 @@ allow_anonymous true
 persistence false
 log_dest stderr
 EOF
-		"$_sky_bin" -c "$_sky_dir/mosquitto.conf" >"$_sky_dir/mosquitto.log" 2>&1 &
+		: >"$_sky_dir/mosquitto.log" || return 1
+		"$_sky_bin" -c "$_sky_dir/mosquitto.conf" >>"$_sky_dir/mosquitto.log" 2>&1 &
 		_sky_pid=$!
 		if sky_wait_line "$_sky_pid" "$_sky_dir/mosquitto.log" 'mosquitto version .* running'; then
 			sky_broker_pid=$_sky_pid
