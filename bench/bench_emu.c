@@ -53,7 +53,9 @@ static void stop_emu(void)
 	}
 }
 
-/* Start the emulator; its port, or -1. */
+/* Start the emulator and wait for its "listening on" line, its exit, or
+ * 30 s (generous: a busy machine is slow to start a process, and its
+ * stderr, this program's, says why it failed); its port, or -1. */
 static int start_emu(const char *path, const char *seed, const char *broker)
 {
 	int fds[2];
@@ -78,9 +80,14 @@ static int start_emu(const char *path, const char *seed, const char *broker)
 	char buf[256];
 	size_t len = 0;
 	int port = -1;
+	double deadline = now_s() + 30;
 	while (port < 0 && len < sizeof(buf) - 1) {
 		struct pollfd p = {fds[0], POLLIN, 0};
-		if (poll(&p, 1, 20000) <= 0)
+		int left_ms = (int)((deadline - now_s()) * 1000);
+		int pr = left_ms > 0 ? poll(&p, 1, left_ms) : 0;
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
 			break;
 		ssize_t r = read(fds[0], buf + len, sizeof(buf) - 1 - len);
 		if (r <= 0)

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -133,7 +134,21 @@ static int port_open(int port)
 
 /* ---- the servers ---- */
 
-static int start_broker(const char *path)
+/* The mosquitto log on stderr (the temporary directory goes at exit). */
+static void print_log(const char *log)
+{
+	char buf[2048];
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	fprintf(stderr, "bench_sync: mosquitto's log:\n%s", buf);
+}
+
+/* One try of start_broker: the port, or -1 when mosquitto exited. */
+static int try_broker(const char *path)
 {
 	int port = free_port();
 	char conf[512], log[512];
@@ -157,11 +172,36 @@ static int start_broker(const char *path)
 		execl(path, path, "-c", conf, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 500 && !port_open(port); i++)
+	if (children[0] < 0)
+		die("fork: %s", strerror(errno));
+	double deadline = now_s() + 30;
+	while (!port_open(port)) {
+		if (waitpid(children[0], NULL, WNOHANG) == children[0]) {
+			children[0] = 0;
+			print_log(log);
+			return -1;
+		}
+		if (now_s() > deadline) {
+			print_log(log);
+			die("mosquitto (%s) did not serve in 30 s", path);
+		}
 		usleep(10000);
-	if (!port_open(port))
-		die("mosquitto (%s) did not start; see %s", path, log);
+	}
 	return port;
+}
+
+/* Start mosquitto on a free port and wait until it serves, or exits (the
+ * port was taken meanwhile: another one is tried), or 30 s passed
+ * (generous: a busy machine is slow to start a process). */
+static int start_broker(const char *path)
+{
+	for (int attempt = 0; attempt < 5; attempt++) {
+		int port = try_broker(path);
+		if (port > 0)
+			return port;
+	}
+	die("mosquitto (%s) did not start", path);
+	return -1;
 }
 
 static int start_emu(const char *path, const char *seed, int broker_port)
@@ -184,7 +224,16 @@ static int start_emu(const char *path, const char *seed, int broker_port)
 	char buf[256];
 	size_t len = 0;
 	int port = -1;
+	/* Its "listening on" line, its exit or 30 s (its stderr is ours). */
+	double deadline = now_s() + 30;
 	while (len < sizeof(buf) - 1) {
+		struct pollfd pf = {fds[0], POLLIN, 0};
+		int left_ms = (int)((deadline - now_s()) * 1000);
+		int pr = left_ms > 0 ? poll(&pf, 1, left_ms) : 0;
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			break;
 		ssize_t r = read(fds[0], buf + len, sizeof(buf) - 1 - len);
 		if (r <= 0)
 			break;

@@ -30,6 +30,12 @@
 
 #define MAX_CHILDREN 64
 
+/* How long a server may take to start (its readiness line, or its port
+ * open) and how long a restart keeps retrying a port another process
+ * holds: generous, since a machine busy with other builds can take
+ * seconds to start a process, and a slow start is not a failure. */
+#define START_WAIT_MS 30000
+
 static pid_t children[MAX_CHILDREN];
 static int harness_ready;
 
@@ -224,6 +230,40 @@ static const char *mosquitto_path(void)
 	return "/usr/bin/mosquitto";
 }
 
+/* The end of a server's log on stderr, when a start failed. */
+static void print_log_tail(const char *what, const char *path)
+{
+	char buf[2048];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	/* A log shorter than buf cannot seek back that far: read it all. */
+	if (fseek(f, -(long)(sizeof(buf) - 1), SEEK_END) != 0)
+		rewind(f);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	fprintf(stderr, "harness: the end of %s's log (%s):\n%s%s", what, path,
+		buf, n && buf[n - 1] != '\n' ? "\n" : "");
+}
+
+/* Whether the file holds `needle` after its first `from` bytes. */
+static int file_has_since(const char *path, long from, const char *needle)
+{
+	char buf[4096];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	int found = 0;
+	if (fseek(f, from, SEEK_SET) == 0) {
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		found = strstr(buf, needle) != NULL;
+	}
+	fclose(f);
+	return found;
+}
+
 static int broker_try(sky_broker *b, int port)
 {
 	const char *dir = sky_test_tmpdir();
@@ -248,37 +288,54 @@ static int broker_try(sky_broker *b, int port)
 	chmod(b->conf, 0644);
 	int logfd =
 	    open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	/* The log keeps earlier runs: only what this one writes counts. */
+	struct stat lst;
+	long from = logfd >= 0 && fstat(logfd, &lst) == 0 ? (long)lst.st_size : 0;
 	char *argv[] = {(char *)mosquitto_path(), "-c", b->conf, NULL};
 	pid_t pid = spawn(argv, logfd, logfd);
 	if (logfd >= 0)
 		close(logfd);
 	if (pid < 0)
 		return -1;
-	long deadline = now_ms() + 10000;
+	long deadline = now_ms() + START_WAIT_MS;
+	int st = -1;
 	while (now_ms() < deadline) {
-		if (port_open(port)) {
+		/* Its "running" line, logged once its listener is open, and
+		 * not just an open port, which another process may hold. */
+		if (file_has_since(b->log, from, " running") &&
+		    port_open(port)) {
 			b->pid = pid;
 			b->port = port;
 			return 0;
 		}
-		if (wait_for(pid, 0) >= 0)
+		if ((st = wait_for(pid, 0)) >= 0)
 			break; /* it exited: the port was taken? */
 		sky_sleep_ms(10);
 	}
-	terminate(pid, 2000);
+	if (st < 0) {
+		fprintf(stderr,
+			"harness: mosquitto did not open port %d in %d s\n",
+			port, START_WAIT_MS / 1000);
+		terminate(pid, 2000);
+	}
 	return -1;
 }
 
 int sky_broker_start(sky_broker *b)
 {
-	if (b->port)
-		return broker_try(b, b->port);
+	if (b->port) {
+		if (broker_try(b, b->port) == 0)
+			return 0;
+		print_log_tail("mosquitto", b->log);
+		return -1;
+	}
 	for (int attempt = 0; attempt < 5; attempt++) {
 		int port = sky_harness_free_port();
 		if (port > 0 && broker_try(b, port) == 0)
 			return 0;
 	}
 	fprintf(stderr, "harness: could not start %s\n", mosquitto_path());
+	print_log_tail("mosquitto", b->log);
 	return -1;
 }
 
@@ -292,12 +349,17 @@ void sky_broker_stop(sky_broker *b)
 int sky_broker_restart(sky_broker *b)
 {
 	sky_broker_stop(b);
-	/* The old socket may linger briefly; retry the same port a while. */
-	for (int i = 0; i < 50; i++) {
+	/* The old socket may linger briefly, or another process may hold
+	 * the port a moment: retry the same port for the start bound. */
+	long deadline = now_ms() + START_WAIT_MS;
+	do {
 		if (broker_try(b, b->port) == 0)
 			return 0;
 		sky_sleep_ms(100);
-	}
+	} while (now_ms() < deadline);
+	fprintf(stderr, "harness: mosquitto did not restart on port %d\n",
+		b->port);
+	print_log_tail("mosquitto", b->log);
 	return -1;
 }
 
@@ -344,7 +406,7 @@ static int emu_launch(sky_emu *e, int port)
 	}
 	char buf[512];
 	size_t len = 0;
-	long deadline = now_ms() + 20000;
+	long deadline = now_ms() + START_WAIT_MS;
 	int got = -1;
 	while (now_ms() < deadline && got < 0) {
 		struct pollfd p = {fds[0], POLLIN, 0};
@@ -389,7 +451,7 @@ int sky_emu_start(sky_emu *e, const char *const *args)
 
 int sky_emu_stop(sky_emu *e)
 {
-	int st = terminate(e->pid, 20000);
+	int st = terminate(e->pid, START_WAIT_MS);
 	e->pid = 0;
 	return st;
 }
@@ -407,13 +469,17 @@ int sky_emu_restart(sky_emu *e)
 {
 	if (e->pid > 0)
 		sky_emu_stop(e);
-	/* The port is free again at once (SO_REUSEADDR); retry briefly in
-	 * case another process raced for it. */
-	for (int i = 0; i < 20; i++) {
+	/* The port is free again at once (SO_REUSEADDR); retry for the
+	 * start bound in case another process raced for it (a launch that
+	 * finds the port taken fails at once, the emulator exiting). */
+	long deadline = now_ms() + START_WAIT_MS;
+	do {
 		if (emu_launch(e, e->port) == 0)
 			return 0;
 		sky_sleep_ms(100);
-	}
+	} while (now_ms() < deadline);
+	fprintf(stderr, "harness: skylight-emu did not restart on port %d\n",
+		e->port);
 	return -1;
 }
 
@@ -710,7 +776,7 @@ sky_sub *sky_sub_start(int port, const char *client_id, const char *topic)
 		MOSQ_ERR_SUCCESS ||
 	    mosquitto_loop_start(s->m) != MOSQ_ERR_SUCCESS)
 		goto fail;
-	if (wait_cond(s, is_subscribed, 0, 10000) < 0) {
+	if (wait_cond(s, is_subscribed, 0, START_WAIT_MS) < 0) {
 		fprintf(stderr, "harness: no SUBACK for %s\n", topic);
 		sky_sub_stop(s);
 		return NULL;

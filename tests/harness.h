@@ -40,8 +40,10 @@ typedef struct {
  * Start mosquitto on a free port (or b->port when it is not 0, e.g. for
  * a restart) with a generated config: listener on 127.0.0.1, anonymous
  * clients, no persistence, connection notices on $SYS/broker/log/N (which
- * the emulator's mqtt-drop uses). Waits until it accepts connections.
- * Returns 0 or -1.
+ * the emulator's mqtt-drop uses). Waits until it accepts connections
+ * or exits (30 s at most); on a failure its log goes to stderr. A port
+ * another process holds is retried: a new free port (5 tries) when
+ * b->port is 0, the same port for 30 s on a restart. Returns 0 or -1.
  */
 int sky_broker_start(sky_broker *b);
 /* SIGTERM and wait (SIGKILL after 10 s). */
@@ -64,15 +66,17 @@ typedef struct {
 /*
  * Start tools/skylight-emu with `args` (NULL-terminated; e.g. "--seed",
  * path, "--broker", "127.0.0.1:1883") plus --listen 127.0.0.1:0 unless
- * args has --listen, and wait for its "listening on" line (20 s).
- * Returns 0 or -1.
+ * args has --listen, and wait for its "listening on" line or its exit
+ * (30 s at most; its stderr is the test's). Returns 0 or -1.
  */
 int sky_emu_start(sky_emu *e, const char *const *args);
-/* SIGTERM and wait; returns the exit status (or -1; 128+N for signal N). */
+/* SIGTERM and wait (SIGKILL after 30 s); returns the exit status (or -1;
+ * 128+N for signal N). */
 int sky_emu_stop(sky_emu *e);
 /* SIGKILL and wait (a crash). */
 void sky_emu_kill(sky_emu *e);
-/* Start again with the same arguments on the same port. */
+/* Start again with the same arguments on the same port (retried for 30 s
+ * while another process holds it). */
 int sky_emu_restart(sky_emu *e);
 /* Forget the arguments (after the emulator is stopped). */
 void sky_emu_free(sky_emu *e);
@@ -119,7 +123,7 @@ typedef struct sky_sub sky_sub;
 
 /*
  * Connect with `client_id` (NULL: a random one) to the broker and
- * subscribe to `topic` at QoS 1; waits for the SUBACK (10 s). The client
+ * subscribe to `topic` at QoS 1; waits for the SUBACK (30 s). The client
  * reconnects and resubscribes by itself when its connection drops.
  */
 sky_sub *sky_sub_start(int port, const char *client_id, const char *topic);

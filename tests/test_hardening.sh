@@ -16,6 +16,7 @@ top_src=${SKY_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 top_build=${SKY_TOP_BUILDDIR:-$top_src}
 skysync="$top_build/tools/skysync"
 emu="$top_build/tools/skylight-emu"
+. "$top_src/tools/servers.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/skyhard.XXXXXX")
 emu_pid=
 cleanup() {
@@ -79,33 +80,31 @@ check "  with one clear line" one_line "$tmp/err" 'writable by group or others'
 check "apply into a refused cache exits 1" run 1 "$skysync" --db "$tmp/gw" apply "$top_src/tools/examples/events.ndjson"
 
 # --- the emulator binds loopback only unless told ---
+# It must exit by itself; one that listens or still runs after the shared
+# bound (generous: a busy machine may take seconds to start it) is stopped
+# and counts as a failure.
+: >"$tmp/out"
 "$emu" --listen 0.0.0.0:0 --seed "$top_src/tools/examples/realm.json" >"$tmp/out" 2>"$tmp/err" &
 p=$!
-( sleep 5; kill "$p" 2>/dev/null ) >/dev/null 2>&1 &
-watchdog=$!
-wait "$p"
-st=$?
-kill "$watchdog" 2>/dev/null
+if sky_wait_line "$p" "$tmp/out" '^listening on .*:[0-9][0-9]*$' || kill -0 "$p" 2>/dev/null; then
+	sky_stop "$p"
+	st=128
+else
+	wait "$p"
+	st=$?
+fi
 check "skylight-emu --listen 0.0.0.0:0 refused (exit non-zero)" [ "$st" -ne 0 ] && [ "$st" -lt 128 ]
 check "  with one clear line naming --allow-remote" one_line "$tmp/err" 'not a loopback address.*--allow-remote'
 check "  and it never listened" [ ! -s "$tmp/out" ]
 
 # --- passwords: never on the command line, in output or in the cache ---
-"$emu" --listen 127.0.0.1:0 --seed "$top_src/tools/examples/realm.json" -v \
-	>"$tmp/emu.out" 2>"$tmp/emu.log" &
-emu_pid=$!
-port=
-i=0
-while [ $i -lt 50 ] && [ -z "$port" ]; do
-	port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/emu.out")
-	[ -n "$port" ] || sleep 0.1
-	i=$((i + 1))
-done
-if [ -z "$port" ]; then
+if ! sky_emu_start "$emu" "$tmp/emu.out" "$tmp/emu.log" 0 \
+	--seed "$top_src/tools/examples/realm.json" -v; then
 	fail "skylight-emu did not start: $(head -1 "$tmp/emu.log")"
 else
+	emu_pid=$sky_emu_pid
 	sdb="$tmp/sdb"
-	url="http://127.0.0.1:$port"
+	url="http://127.0.0.1:$sky_emu_port"
 	# No broker is needed for a one-shot sync; port 1 is never a broker.
 	sync_args="--server $url --broker mqtt://127.0.0.1:1 --realm demo --user integration"
 	wrong='Wr0ng-Pa55-5e1f7a'
