@@ -2,8 +2,10 @@
 # test_cli.sh - the skysync command line end to end: apply the example
 # events and compare get/data output with the expected files, exit codes,
 # --help for every command, rejected lines reported by number, backup and
-# check, and every JSONTestSuite n_*.json input rejected (exit 3) with the
-# cache content byte-for-byte unchanged (mdb_dump before and after).
+# check, and the JSON corpus of tests/data/json: every invalid/ input
+# refused as JSON (exit 3) with the cache content byte-for-byte unchanged
+# (mdb_dump before and after), every valid/ one parsed and applied as
+# session data (an extra JSONTestSuite pass runs when a copy is there).
 # Also: stats --format prometheus (exposition format, values equal to the
 # JSON, sync state) and its refusal by every other command; --format table
 # (alignment by display width, cut values, control characters, colours on
@@ -254,10 +256,103 @@ check "backup is a cache" run 0 "$skysync" --db "$tmp/copy" check
 check "backup has the sessions" sh -c "'$skysync' --db '$tmp/copy' get inspections s-1001 | grep -q Plant-7"
 check "backup refuses a used destination" run 1 "$skysync" --db "$db" backup "$tmp/copy"
 
-# --- JSONTestSuite: every n_ file is rejected and changes nothing ---
+# --- the JSON corpus of tests/data/json ---
+# Every invalid input is refused as JSON (exit 3, each reported line a parse
+# or nesting error, not some later complaint) and changes nothing; every
+# valid one gets past the parser (it is not an event, so it is refused for
+# that), and applies as a session's data. make-corpus.py says what the
+# corpus keeps true.
+corpus="$top_src/tests/data/json"
+json_refused() { # FILE: applying it fails, and only as JSON
+	"$skysync" --db "$db" apply "$1" >"$tmp/out" 2>"$tmp/err"
+	[ $? -eq 3 ] && [ -s "$tmp/err" ] &&
+		! grep -qv '^line [0-9]*: event is \(not valid JSON (line [0-9]*, column [0-9]*): .\|nested deeper than the limit\)' "$tmp/err"
+}
+json_parsed() { # FILE: no line of it is refused as JSON
+	"$skysync" --db "$db" apply "$1" >/dev/null 2>"$tmp/err"
+	! grep -q 'event is not valid JSON\|event is nested deeper' "$tmp/err"
+}
+# One line: a session_data_updated event of s-1001 whose data is
+# {"KEY":OPEN TEXT CLOSE}, TEXT the bytes of FILE as they are. A valid
+# input goes in an array (so that null stays a value); an invalid one is
+# the member's value itself (in an array, "[1],[2]" would become valid).
+data_event() { # data_event ID KEY FILE OPEN CLOSE
+	printf '{"applicationId":"inspections","sessionId":"s-1001","eventId":"%s","source":"device","userId":"alice","createdAt":"2026-11-03T08:00:00Z","timestamp":1793700000000,"version":1,"eventType":"session_data_updated","data":{"%s":%s' "$1" "$2" "$4"
+	cat "$3"
+	printf '%s}}\n' "$5"
+}
+mdb_dump -a "$db" >"$tmp/before.dump"
+n=0
+bad=0
+for f in "$corpus"/invalid/*.json; do
+	n=$((n + 1))
+	if ! json_refused "$f"; then
+		bad=$((bad + 1))
+		echo "  invalid/$(basename "$f") not refused as JSON:" >&2
+		sed 's/^/    /' "$tmp/err" >&2
+	fi
+done
+check "all $n invalid/ inputs refused as JSON" [ "$bad" -eq 0 ]
+check "at least 150 invalid/ inputs tried" [ "$n" -ge 150 ]
+# The same inputs as the data of an otherwise good event: still refused.
+: >"$tmp/wrapped.ndjson"
+for f in "$corpus"/invalid/*.json; do
+	data_event ev-invalid v "$f" "" "" >>"$tmp/wrapped.ndjson"
+done
+lines=$(wc -l <"$tmp/wrapped.ndjson")
+check "invalid/ inputs inside an event refused as JSON" json_refused "$tmp/wrapped.ndjson"
+check "none of them applied" grep -q '"applied":0,' "$tmp/out"
+check "one refusal per line" [ "$(grep -c '^line ' "$tmp/err")" -eq "$lines" ]
+n=0
+bad=0
+for f in "$corpus"/valid/*.json; do
+	n=$((n + 1))
+	if ! json_parsed "$f"; then
+		bad=$((bad + 1))
+		echo "  valid/$(basename "$f") refused as JSON:" >&2
+		sed 's/^/    /' "$tmp/err" >&2
+	fi
+done
+check "all $n valid/ inputs parsed" [ "$bad" -eq 0 ]
+check "at least 30 valid/ inputs tried" [ "$n" -ge 30 ]
+mdb_dump -a "$db" >"$tmp/after.dump"
+check "cache content unchanged by the corpus" cmp -s "$tmp/before.dump" "$tmp/after.dump"
+check "cache still consistent" run 0 "$skysync" --db "$db" check
+check "empty input rejected" sh -c "printf '' | '$skysync' --db '$db' apply - >/dev/null 2>&1; [ \$? -eq 3 ]"
+# Each valid input as the data of a session, in a cache of its own: all
+# apply, and read back equal. The depth_ inputs sit at the nesting limit of
+# a whole event and would go over it inside one: they are left out here.
+vdb="$tmp/vdb"
+run 0 "$skysync" --db "$vdb" apply "$top_src/tools/examples/events.ndjson"
+: >"$tmp/valid.ndjson"
+n=0
+for f in "$corpus"/valid/*.json; do
+	name=$(basename "$f" .json)
+	case $name in depth_*) continue ;; esac
+	n=$((n + 1))
+	data_event "ev-valid-$n" "$name" "$f" "[" "]" >>"$tmp/valid.ndjson"
+done
+check "valid/ inputs as session data apply" run 0 "$skysync" --db "$vdb" apply "$tmp/valid.ndjson"
+check "all $n applied" grep -q "\"applied\":$n," "$tmp/out"
+run 0 "$skysync" --db "$vdb" data inspections s-1001 && cp "$tmp/out" "$tmp/vdata.json"
+bad=0
+for f in "$corpus"/valid/*.json; do
+	name=$(basename "$f" .json)
+	case $name in depth_*) continue ;; esac
+	if ! jq -e --arg k "$name" --slurpfile w "$f" '.[$k] == $w' "$tmp/vdata.json" >/dev/null; then
+		bad=$((bad + 1))
+		echo "  valid/$name reads back as $(jq -c --arg k "$name" '.[$k]' "$tmp/vdata.json")" >&2
+	fi
+done
+check "valid/ inputs read back equal" [ "$bad" -eq 0 ]
+
+# --- extra pass: JSONTestSuite, when a copy sits beside the source tree ---
+# n_ inputs are refused and change nothing; y_ inputs get past the parser,
+# except the two with duplicate keys, refused on purpose (README), and the
+# two with \u0000, left out (their verdict is not settled here).
 suite="$fixtures/JSONTestSuite/test_parsing"
 if [ ! -d "$suite" ]; then
-	fail "JSONTestSuite not found at $suite"
+	echo "skipped: $suite not found (extra pass over the external JSONTestSuite)"
 else
 	mdb_dump -a "$db" >"$tmp/before.dump"
 	n=0
@@ -271,12 +366,29 @@ else
 			echo "  $(basename "$f"): exit $rc, wanted 3" >&2
 		fi
 	done
-	mdb_dump -a "$db" >"$tmp/after.dump"
 	check "all $n n_*.json inputs rejected with exit 3" [ "$bad" -eq 0 ]
 	check "at least 180 n_ inputs tried" [ "$n" -ge 180 ]
-	check "cache content unchanged by rejected inputs" cmp -s "$tmp/before.dump" "$tmp/after.dump"
-	check "cache still consistent" run 0 "$skysync" --db "$db" check
-	check "empty input rejected" sh -c "printf '' | '$skysync' --db '$db' apply - >/dev/null 2>&1; [ \$? -eq 3 ]"
+	n=0
+	bad=0
+	for f in "$suite"/y_*.json; do
+		name=$(basename "$f")
+		case $name in *null_escape* | *escaped_null*) continue ;; esac
+		n=$((n + 1))
+		# NDJSON has one text per line: the newlines of the few
+		# multi-line y_ inputs (all between tokens) become spaces.
+		tr '\n' ' ' <"$f" >"$tmp/y.json"
+		case $name in
+		y_object_duplicated_key*) json_refused "$tmp/y.json" ;;
+		*) json_parsed "$tmp/y.json" ;;
+		esac || {
+			bad=$((bad + 1))
+			echo "  $name: $(cat "$tmp/err")" >&2
+		}
+	done
+	check "all $n y_*.json inputs parsed (duplicate keys refused)" [ "$bad" -eq 0 ]
+	check "at least 90 y_ inputs tried" [ "$n" -ge 90 ]
+	mdb_dump -a "$db" >"$tmp/after.dump"
+	check "cache content unchanged by JSONTestSuite" cmp -s "$tmp/before.dump" "$tmp/after.dump"
 fi
 
 echo "$passed passed, $failed failed"

@@ -3,7 +3,9 @@
  * environment of its own (no store.c).
  *
  * The reference for every result is sky__merge_patch on jansson values
- * (itself held to RFC 7396 by test_merge): the RFC's cases and thousands of
+ * (itself held to RFC 7396 by test_merge): the RFC's cases and our edge
+ * cases (tests/data/merge/, and an external copy of the RFC cases when
+ * there is one), thousands of
  * random documents and patches must read back the same through
  * sky__doc_read and sky__doc_read_json, pass sky__doc_check, and hold
  * exactly one entry per object member plus the header (so nothing a patch
@@ -158,45 +160,90 @@ static int doc_is(MDB_txn *txn, uint64_t docid, json_t *want)
 	return ok;
 }
 
-static void test_doc__rfc7396_cases(void)
+/*
+ * Every case of the file at `path` (see test_merge.c) through the document
+ * store, from docid `first` on; returns the number run. A data patch must
+ * be an object: a case whose patch is not one must be refused and leave no
+ * entry (*refused counts them). A document is always an object: a target
+ * that is not one is a missing document, which RFC 7396 also takes as {}.
+ */
+static size_t run_doc_cases(const char *path, uint64_t first, size_t *refused)
 {
-	char *path = sky_test_fixture("rfc7396.json");
-	json_t *fixture = json_load_file(path, 0, NULL), *c;
+	json_t *cases = json_load_file(path, 0, NULL), *c;
 	size_t i, ran = 0;
 
-	free(path);
-	CU_ASSERT_FATAL(fixture != NULL);
+	*refused = 0;
+	if (!cases)
+		fprintf(stderr, "%s: cannot load\n", path);
+	CU_ASSERT_FATAL(cases != NULL);
 	MDB_txn *txn = begin(0);
-	json_array_foreach(json_object_get(fixture, "cases"), i, c)
+	json_array_foreach(json_object_get(cases, "cases"), i, c)
 	{
-		json_t *target = json_object_get(c, "target");
+		json_t *target = json_object_get(c, "original");
+		if (!target)
+			target = json_object_get(c, "target");
 		json_t *patch = json_object_get(c, "patch");
 		json_t *expect = json_object_get(c, "result");
-		uint64_t docid = 1000 + i;
+		const char *name = json_string_value(json_object_get(c, "name"));
+		uint64_t docid = first + i;
 
+		CU_ASSERT_FATAL(target && patch && expect);
 		if (!json_is_object(patch)) {
-			/* Cases 9-12: a data patch must be an object. */
 			CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, docid, patch),
 					SKY_EINVAL);
 			CU_ASSERT_EQUAL(count_entries(txn, docid), 0);
+			(*refused)++;
 			continue;
 		}
-		/* A document is always an object; case 14's array target
-		 * is a missing document, which the RFC also takes as {}. */
 		if (json_is_object(target))
 			CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, docid, target),
 					0);
 		CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, docid, patch), 0);
-		if (!doc_is(txn, docid, expect))
-			fprintf(stderr, "RFC 7396 case %d failed\n",
-				(int)json_integer_value(
-				    json_object_get(c, "case")));
-		CU_ASSERT(doc_is(txn, docid, expect));
+		if (!doc_is(txn, docid, expect)) {
+			CU_FAIL("document differs");
+			if (name)
+				fprintf(stderr, "%s: case %s failed\n", path,
+					name);
+			else
+				fprintf(stderr, "%s: case %d failed\n", path,
+					(int)json_integer_value(
+					    json_object_get(c, "case")));
+		}
 		ran++;
 	}
-	CU_ASSERT_EQUAL(ran, 11);
 	commit(txn);
-	json_decref(fixture);
+	json_decref(cases);
+	return ran;
+}
+
+static void test_doc__rfc7396_cases(void)
+{
+	char *path = sky_test_data("merge/rfc7396.json");
+	size_t refused;
+	/* Cases 9-12 have a patch that is not an object. */
+	CU_ASSERT_EQUAL(run_doc_cases(path, 1000, &refused), 11);
+	CU_ASSERT_EQUAL(refused, 4);
+	free(path);
+}
+
+static void test_doc__edge_cases(void)
+{
+	char *path = sky_test_data("merge/edge.json");
+	size_t refused;
+	CU_ASSERT(run_doc_cases(path, 2000, &refused) >= 40);
+	CU_ASSERT_EQUAL(refused, 1);
+	free(path);
+}
+
+static void test_doc__rfc7396_external(void)
+{
+	char *path = sky_test_fixture("rfc7396.json");
+	size_t refused;
+	if (!path)
+		return;
+	CU_ASSERT_EQUAL(run_doc_cases(path, 3000, &refused), 11);
+	CU_ASSERT_EQUAL(refused, 4);
+	free(path);
 }
 
 /* ------------------------------------------------------------------ */
@@ -923,6 +970,8 @@ int main(void)
 {
 	static const sky_test_case cases[] = {
 	    {"test_doc__rfc7396_cases", test_doc__rfc7396_cases},
+	    {"test_doc__edge_cases", test_doc__edge_cases},
+	    {"test_doc__rfc7396_external", test_doc__rfc7396_external},
 	    {"test_doc__random", test_doc__random},
 	    {"test_doc__adjacent_docids", test_doc__adjacent_docids},
 	    {"test_doc__delete_and_missing", test_doc__delete_and_missing},

@@ -2,8 +2,11 @@
  * test_merge.c - RFC 7396 merge on jansson values (sky__merge_patch) and as
  * text (sky_merge_patch_text).
  *
- * The 15 cases of RFC 7396 Appendix A come from the shared fixture
- * rfc7396.json. Beyond them: the result never shares a value with the
+ * The 15 cases of RFC 7396 Appendix A (tests/data/merge/rfc7396.json) and
+ * our own edge cases (tests/data/merge/edge.json: odd keys, escapes,
+ * unicode, 64-bit integers, floats, non-object targets) run through both;
+ * a copy of the RFC cases kept outside the project gets the same pass
+ * when it is there. Beyond them: the result never shares a value with the
  * patch, the patch is never modified, the target is patched in place,
  * nulls delete at any depth, arrays replace whole at any depth, a merge
  * allocates in proportion to the patch, and every allocation failure is
@@ -48,36 +51,57 @@ static int merge_equals(const char *target, const char *patch,
 	return ok;
 }
 
-static json_t *load_cases(void)
+/* A case file: {"cases": [{"name", "original", "patch", "result"}]}. */
+static json_t *load_cases(const char *path)
 {
-	char *path = sky_test_fixture("rfc7396.json");
 	json_error_t jerr;
 	json_t *doc = json_load_file(path, 0, &jerr);
 	if (!doc)
 		fprintf(stderr, "%s: %s\n", path, jerr.text);
-	free(path);
-	return json_object_get(doc, "cases") ? doc : NULL;
+	else if (!json_is_array(json_object_get(doc, "cases"))) {
+		fprintf(stderr, "%s: no cases array\n", path);
+		json_decref(doc);
+		doc = NULL;
+	}
+	return doc;
 }
 
-static void test_merge__rfc7396_cases(void)
+/*
+ * Every case of the file at `path` through sky__merge_patch and
+ * sky_merge_patch_text; returns the number of cases run. The external copy
+ * of the RFC cases names its fields "case" and "target": both spellings
+ * are read.
+ */
+static size_t run_cases(const char *path)
 {
-	json_t *doc = load_cases(), *c;
+	json_t *doc = load_cases(path), *c;
 	size_t i, n = 0;
 
 	CU_ASSERT_FATAL(doc != NULL);
 	json_array_foreach(json_object_get(doc, "cases"), i, c)
 	{
-		json_t *target = json_object_get(c, "target");
+		json_t *target = json_object_get(c, "original");
+		if (!target)
+			target = json_object_get(c, "target");
 		json_t *patch = json_object_get(c, "patch");
 		json_t *expect = json_object_get(c, "result");
+		const char *name = json_string_value(json_object_get(c, "name"));
+		char label[32];
+		if (!name) {
+			snprintf(label, sizeof(label), "%d",
+				 (int)json_integer_value(
+				     json_object_get(c, "case")));
+			name = label;
+		}
+		CU_ASSERT_FATAL(target && patch && expect);
 		json_t *patch_before = json_deep_copy(patch);
-		int id = (int)json_integer_value(json_object_get(c, "case"));
+		CU_ASSERT_FATAL(patch_before != NULL);
 
 		json_t *r = sky__merge_patch(json_deep_copy(target), patch);
 		CU_ASSERT(r != NULL && json_equal(r, expect));
 		CU_ASSERT(json_equal(patch, patch_before));
 		if (!r || !json_equal(r, expect))
-			fprintf(stderr, "\nRFC 7396 case %d failed\n", id);
+			fprintf(stderr, "\n%s: case %s failed\n", path, name);
 		json_decref(r);
 
 		char *tt = json_dumps(target, JSON_ENCODE_ANY);
@@ -85,13 +109,18 @@ static void test_merge__rfc7396_cases(void)
 		char *et = json_dumps(expect, JSON_ENCODE_ANY);
 		char *out = NULL;
 		size_t out_len = 0;
+		CU_ASSERT_FATAL(tt && pt && et);
 		CU_ASSERT_EQUAL(sky_merge_patch_text(tt, strlen(tt), pt,
 						     strlen(pt), &out,
 						     &out_len),
 				0);
 		if (out) {
 			CU_ASSERT_EQUAL(out_len, strlen(out));
-			SKY_ASSERT_JSON_EQ(out, et);
+			if (!sky_test_json_equal(out, et)) {
+				CU_FAIL("text merge differs");
+				fprintf(stderr, "%s: case %s (text)\n", path,
+					name);
+			}
 		}
 		sky_free(out);
 		free(tt);
@@ -100,8 +129,33 @@ static void test_merge__rfc7396_cases(void)
 		json_decref(patch_before);
 		n++;
 	}
-	CU_ASSERT_EQUAL(n, 15);
 	json_decref(doc);
+	return n;
+}
+
+static void test_merge__rfc7396_cases(void)
+{
+	char *path = sky_test_data("merge/rfc7396.json");
+	CU_ASSERT_EQUAL(run_cases(path), 15);
+	free(path);
+}
+
+static void test_merge__edge_cases(void)
+{
+	char *path = sky_test_data("merge/edge.json");
+	CU_ASSERT(run_cases(path) >= 41);
+	free(path);
+}
+
+/* The same pass over a copy of the RFC cases kept outside the project,
+ * when there is one: two transcriptions that must agree. */
+static void test_merge__rfc7396_external(void)
+{
+	char *path = sky_test_fixture("rfc7396.json");
+	if (!path)
+		return;
+	CU_ASSERT_EQUAL(run_cases(path), 15);
+	free(path);
 }
 
 static void test_merge__target_patched_in_place(void)
@@ -512,6 +566,8 @@ int main(void)
 {
 	static const sky_test_case cases[] = {
 	    {"test_merge__rfc7396_cases", test_merge__rfc7396_cases},
+	    {"test_merge__edge_cases", test_merge__edge_cases},
+	    {"test_merge__rfc7396_external", test_merge__rfc7396_external},
 	    {"test_merge__target_patched_in_place",
 	     test_merge__target_patched_in_place},
 	    {"test_merge__patch_not_aliased", test_merge__patch_not_aliased},

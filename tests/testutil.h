@@ -23,7 +23,15 @@ int sky_test_main(const char *suite, const sky_test_case *cases);
 /* A fresh empty directory (mode 0700) removed when the program exits. */
 const char *sky_test_tmpdir(void);
 
-/* $SKY_FIXTURES/rel, or aborts the test program if SKY_FIXTURES is unset. */
+/* $SKY_TOP_SRCDIR/tests/data/rel: the project's own test data (the
+ * source directory defaults to "." when run by hand from the top). */
+char *sky_test_data(const char *rel);
+/*
+ * rel under the optional fixtures kept outside the project ($SKY_FIXTURES,
+ * default ../shared/fixtures beside the source tree), or NULL when that file
+ * is not there: then one line saying the extra pass is skipped is printed,
+ * and the caller skips it (the suite never needs these fixtures).
+ */
 char *sky_test_fixture(const char *rel);
 /* $SKY_TOP_BUILDDIR/rel (default "."). */
 char *sky_test_build_path(const char *rel);
