@@ -1714,7 +1714,8 @@ static void test_sync__outbox_rejections(void)
 	char spec[512];
 	/* A's data is forbidden (403), C is gone (404); B gets a participant
 	 * the realm does not have (the emulator answers 400). */
-	snprintf(spec, sizeof(spec), "error:code=403,path=*/sessions/%s/data",
+	snprintf(spec, sizeof(spec), "error:code=403,method=PATCH,"
+		 "path=*/sessions/%s/data",
 		 a);
 	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
 	snprintf(spec, sizeof(spec), "error:code=404,next=1,path=*/%s", c);
