@@ -23,8 +23,23 @@
  *
  * Token refresh (timer at 80 % of the access token's life, or a 401) runs
  * beside the states: requests that met a 401 wait for the new token and
- * are sent again; a refused refresh falls back to a new login; a refused
- * login is FAILED (retrying a wrong password helps nobody).
+ * are sent again; a refused refresh falls back to a new login, and so does
+ * a 401 right after a refresh (once: a third 401 ends that request); a
+ * refused login is FAILED (retrying a wrong password helps nobody).
+ *
+ * Reads and writes fail apart. A failed read never moves the engine to
+ * FAILED: one session's read (retries spent, refused, or its answer
+ * refused by the cache) marks that session stale (stale.c, persisted) and
+ * the snapshot goes on; an application's lists likewise. A snapshot that
+ * fails as a whole (the application list) goes to BACKOFF while
+ * following, with the outbox workers online, and in a one-shot sync
+ * straight to the delivery (SNAPSHOT with workers online, then STOPPED);
+ * the one-shot result then names the failed read. A stale session is
+ * read again (a fetch) after a capped, jittered backoff while following,
+ * else by the next sync; a stored read clears the mark. A server event the
+ * cache refuses is counted and its session read again. While LIVE, a
+ * periodic reconcile (see "Reconcile") re-lists the realm and re-reads
+ * what differs, without leaving LIVE.
  *
  * Events and REST reads are reconciled by holding events:
  * - The subscription is made before the snapshot's first request, so no
@@ -503,12 +518,12 @@ static void evq_release(sky_engine *e, evq *q)
 }
 
 /*
- * The application and session a topic names
+ * The application, session and event type a topic names
  * (realms/R/applications/APP/sessions/SID/TYPE), copied into buf; "" when
  * it names none. For events whose payload cannot be read.
  */
 static void topic_ids(const char *topic, char *buf, size_t cap,
-		      const char **app, const char **sid)
+		      const char **app, const char **sid, const char **type)
 {
 	*app = *sid = "";
 	const char *a = topic ? strstr(topic, "/applications/") : NULL;
@@ -528,6 +543,11 @@ static void topic_ids(const char *topic, char *buf, size_t cap,
 	buf[la + 1 + ls] = '\0';
 	*app = buf;
 	*sid = buf + la + 1;
+	if (!**type && se && se[1] && !strchr(se + 1, '/') &&
+	    la + ls + 3 + strlen(se + 1) <= cap) {
+		strcpy(buf + la + ls + 2, se + 1);
+		*type = buf + la + ls + 2;
+	}
 }
 
 /* Read the ids, type and time of an event; unreadable ones get "" (or,
@@ -536,7 +556,7 @@ static int evitem_make(const char *payload, size_t len, size_t max_bytes,
 		       uint64_t seq, const char *topic, evitem *out)
 {
 	const char *app = "", *sid = "", *eid = "", *type = "";
-	char ids[2 * SKY_MAX_ID_BYTES + 4];
+	char ids[3 * SKY_MAX_ID_BYTES + 8];
 	int64_t created = 0;
 	/* An event over the limit is rejected by the apply: do not parse it. */
 	json_t *ev = len <= max_bytes
@@ -556,7 +576,7 @@ static int evitem_make(const char *payload, size_t len, size_t max_bytes,
 			sky__parse_time(s, &created);
 	}
 	if (!*app || !*sid)
-		topic_ids(topic, ids, sizeof(ids), &app, &sid);
+		topic_ids(topic, ids, sizeof(ids), &app, &sid, &type);
 	size_t la = strlen(app), ls = strlen(sid), le = strlen(eid),
 	       lt = strlen(type);
 	char *block = malloc(len + la + ls + le + lt + 5);
@@ -1261,7 +1281,7 @@ static void apply_some(sky_engine *e, size_t limit)
 			e->st.events_rejected++;
 			char what[SKY_MAX_ID_BYTES + 80];
 			snprintf(what, sizeof(what), "event %s (%s)",
-				 *it->eid ? it->eid : "without an id",
+				 *it->eid ? it->eid : "without a readable id",
 				 *it->type ? it->type : "unknown type");
 			count_refused(e, what, it->app, it->sid,
 				      items[i].error);
@@ -1467,6 +1487,18 @@ static void stale_mark(sky_engine *e, const char *app, const char *sid,
 	fetch_schedule_at(e, app, sid, 1, (int64_t)ms * 1000, 0);
 }
 
+/* A read of app/sid failed (or its answer was refused): counted for the
+ * run's result, naming the session, and the session is stale. */
+static void session_failed(sky_engine *e, const char *app, const char *sid,
+			   const char *why)
+{
+	char what[SKY_MAX_ID_BYTES * 2 + 220];
+	snprintf(what, sizeof(what), "session %s/%s: %.200s", app ? app : "?",
+		 sid ? sid : "?", why);
+	read_failed(e, what);
+	stale_mark(e, app, sid, why);
+}
+
 /* A read of app/sid was stored, or the session left the mirror. */
 static void stale_clear(sky_engine *e, const char *app, const char *sid)
 {
@@ -1665,8 +1697,7 @@ static void fetch_complete(sky_engine *e, fetch *f)
 			 f->why[0] ? f->why : "the re-read failed");
 		fetch_end(e, f, 0, 0);
 		if (app && sid) {
-			read_failed(e, why);
-			stale_mark(e, app, sid, why);
+			session_failed(e, app, sid, why);
 		}
 		free(app);
 		free(sid);
@@ -1744,8 +1775,7 @@ static void fetch_complete(sky_engine *e, fetch *f)
 	if (app && sid && ok) {
 		stale_clear(e, app, sid);
 	} else if (app && sid) {
-		read_failed(e, why);
-		stale_mark(e, app, sid, why);
+		session_failed(e, app, sid, why);
 	}
 	free(app);
 	free(sid);
@@ -2404,8 +2434,7 @@ static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 						       "sessions");
 					return;
 				}
-				read_failed(e, why);
-				stale_mark(e, app, sid, why);
+				session_failed(e, app, sid, why);
 			}
 			continue;
 		}
@@ -2444,8 +2473,7 @@ static void on_data(sky_engine *e, sjob *j, const sky_http_response *res)
 		char why[300];
 		snprintf(why, sizeof(why), "reading it: %s",
 			 sky_error_last()->message);
-		read_failed(e, why);
-		stale_mark(e, j->app, sid, why);
+		session_failed(e, j->app, sid, why);
 		s->progress.sessions_done++;
 		return;
 	}
@@ -2470,8 +2498,7 @@ static void on_data(sky_engine *e, sjob *j, const sky_http_response *res)
 			 sky_error_last()->message);
 		count_refused(e, "the server's data", j->app, sid,
 			      sky_error_last()->message);
-		read_failed(e, why);
-		stale_mark(e, j->app, sid, why);
+		session_failed(e, j->app, sid, why);
 		s->progress.sessions_done++;
 		return;
 	}
@@ -2515,8 +2542,7 @@ static void snap_flush(sky_engine *e)
 				 it->error ? it->error : "not valid");
 			count_refused(e, "the server's answer", app, sid,
 				      it->error);
-			read_failed(e, why);
-			stale_mark(e, app, sid, why);
+			session_failed(e, app, sid, why);
 		} else if (rc == 0) {
 			stale_clear(e, app, sid);
 			if (s->batch_what[i])

@@ -226,6 +226,9 @@ static void describe_failure(sky_mqtt *m, int rc, int err, char *buf,
 		    : strstr(t, "hostname") || strstr(t, "Hostname") ||
 			    strstr(t, "host name")
 			? "host name does not match the certificate"
+		    : strstr(t, "eof") || strstr(t, "EOF")
+			? "the broker closed the connection during the "
+			  "handshake (is this a TLS port?)"
 		    : strstr(t, "version") || strstr(t, "protocol") ||
 			    strstr(t, "packet length") ||
 			    strstr(t, "record")

@@ -565,6 +565,15 @@ SKY_EXTERN int sky_engine_attach(sky_engine *engine, struct event_base *base);
  * it can be). Returns 0, or SKY_ENETWORK (server or network failure, login
  * refused) or -1, with sky_error_last() set. Writes left in the outbox or
  * rejected do not make it fail: see sky_outbox_counts_get().
+ *
+ * Reads and writes fail apart. A read that fails (retries spent, a
+ * refusal, a 401 after a refresh and one new login) or whose answer the
+ * cache refuses marks its session stale in the cache (sky_stale_list())
+ * and does not stop the run: the outbox is delivered all the same. A
+ * following engine reads a stale session again after a capped, jittered
+ * backoff; a one-shot run then returns SKY_ENETWORK with a message that
+ * starts "reads failed:" (sky_engine_status(): reads_failed, read_error),
+ * and the next run reads it again.
  */
 SKY_EXTERN int sky_engine_run(sky_engine *engine);
 
