@@ -2190,6 +2190,19 @@ static void test_sync__read_failure_still_delivers(void)
 	CU_ASSERT(!is_stale(&fx, s1, NULL));
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
 	CU_ASSERT_EQUAL(st.stale_sessions, 0);
+
+	/* The realm cannot be listed at all: the outbox still goes. */
+	CU_ASSERT_FATAL(admin_fault(&fx, "error:code=503,method=GET,"
+					 "path=/v1/applications") == 0);
+	const char *p3 = "{\"unlisted\":true}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, s2, p3, strlen(p3)) == 0);
+	CU_ASSERT_EQUAL(fx_sync_once(&fx), SKY_ENETWORK);
+	CU_ASSERT(strstr(sky_error_last()->message, "reads failed") != NULL);
+	CU_ASSERT_EQUAL(outbox_left(&fx, NULL), 0);
+	srv = server_session(&fx, s2, 1);
+	CU_ASSERT(json_is_true(json_object_get(srv, "unlisted")));
+	json_decref(srv);
+	CU_ASSERT(admin(&fx, "DELETE", "/_admin/faults", NULL) / 100 == 2);
 	CU_ASSERT(converge(&fx, 1));
 	json_decref(ids);
 	fx_end(&fx);
@@ -2315,6 +2328,54 @@ static void test_sync__refused_event_reread(void)
 	free(body);
 	json_decref(patch);
 	free(big);
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+static int is_stale_watched(fixture *fx)
+{
+	return is_stale(fx, watched_sid, NULL);
+}
+
+static void test_sync__refused_event_reread_refused(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	/* Nesting deeper than the cache's limit: the event is refused, and
+	 * so is the data the re-read brings: the session ends up stale. */
+	sky_cache_close(fx.cache);
+	sky_cache_options co = SKY_CACHE_OPTIONS_INIT;
+	co.flags = fx_cache_flags;
+	co.max_depth = 8;
+	CU_ASSERT_FATAL(sky_cache_open(&fx.cache, fx.dir, &co) == 0);
+	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
+	CU_ASSERT_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000) == 0);
+	json_t *ids = open_sessions(&fx, 1);
+	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	char body[256] = "";
+	for (int i = 0; i < 12; i++)
+		strcat(body, "{\"d\":");
+	strcat(body, "1");
+	for (int i = 0; i < 12; i++)
+		strcat(body, "}");
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s/data",
+		 APP, s1);
+	sky_http_res res;
+	CU_ASSERT_EQUAL(rest(&fx, "PATCH", path, body, &res), 200);
+	sky_http_res_free(&res);
+	watched_sid = s1;
+	CU_ASSERT_EQUAL(wait_for(&fx, is_stale_watched, CONVERGE_MS), 0);
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT(st.server_events_refused >= 2); /* the event, the read */
+	CU_ASSERT(st.stale_sessions == 1);
+	char *why = NULL;
+	CU_ASSERT(sky_session_stale(fx.cache, APP, s1, &why, NULL) == 0);
+	CU_ASSERT(why && strstr(why, "refused"));
+	sky_free(why);
 	json_decref(ids);
 	fx_end(&fx);
 	free(seed);
@@ -2555,6 +2616,8 @@ int main(void)
 	     test_sync__relogin_after_refresh},
 	    {"test_sync__refused_event_reread",
 	     test_sync__refused_event_reread},
+	    {"test_sync__refused_event_reread_refused",
+	     test_sync__refused_event_reread_refused},
 	    {"test_sync__reconcile_repairs_dropped_event",
 	     test_sync__reconcile_repairs_dropped_event},
 	    {"test_sync__broker_tls_error", test_sync__broker_tls_error},
