@@ -183,7 +183,6 @@ typedef struct fetch {
 	size_t data_len;
 	int64_t bound_s, bound_d;
 	int gone, failed;
-	int refused;   /* the answer was refused by the cache (a limit...) */
 	char why[200]; /* why it failed, for the stale mark */
 } fetch;
 
