@@ -22,6 +22,7 @@
 #include "index.h"
 #include "outbox.h"
 #include "record.h"
+#include "stale.h"
 
 int sky_cache_open(sky_cache **out, const char *dir,
 		   const sky_cache_options *opts)
@@ -442,7 +443,10 @@ int sky_cache_stats(sky_cache *cache, sky_stats *out)
 		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_event_lag");
 	out->sync_updated_us =
 		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_updated_at");
+	out->server_events_refused =
+		sky__meta_get_u64(txn, &cache->st, SKY_META_SERVER_REFUSED);
 	sky__store_read_end(&cache->st, txn);
+	out->stale_sessions = sky__stale_count(cache);
 	return sky_session_list(cache, NULL, count_open, &out->open_sessions);
 }
 

@@ -23,8 +23,23 @@
  *
  * Token refresh (timer at 80 % of the access token's life, or a 401) runs
  * beside the states: requests that met a 401 wait for the new token and
- * are sent again; a refused refresh falls back to a new login; a refused
- * login is FAILED (retrying a wrong password helps nobody).
+ * are sent again; a refused refresh falls back to a new login, and so does
+ * a 401 right after a refresh (once: a third 401 ends that request); a
+ * refused login is FAILED (retrying a wrong password helps nobody).
+ *
+ * Reads and writes fail apart. A failed read never moves the engine to
+ * FAILED: one session's read (retries spent, refused, or its answer
+ * refused by the cache) marks that session stale (stale.c, persisted) and
+ * the snapshot goes on; an application's lists likewise. A snapshot that
+ * fails as a whole (the application list) goes to BACKOFF while
+ * following, with the outbox workers online, and in a one-shot sync
+ * straight to the delivery (SNAPSHOT with workers online, then STOPPED);
+ * the one-shot result then names the failed read. A stale session is
+ * read again (a fetch) after a capped, jittered backoff while following,
+ * else by the next sync; a stored read clears the mark. A server event the
+ * cache refuses is counted and its session read again. While LIVE, a
+ * periodic reconcile (see "Reconcile") re-lists the realm and re-reads
+ * what differs, without leaving LIVE.
  *
  * Events and REST reads are reconciled by holding events:
  * - The subscription is made before the snapshot's first request, so no
@@ -92,6 +107,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +125,9 @@
 #include "http.h"
 #include "model.h"
 #include "mqtt.h"
+#include "record.h"
 #include "repair.h"
+#include "stale.h"
 #include "util.h"
 
 #define APPLY_BATCH 2000	 /* events per write transaction, at most */
@@ -125,6 +143,7 @@
 #define HELD_LIMIT 500000u	 /* held events beyond this: resync instead */
 #define FETCH_BUCKETS 1024
 #define GONE_LIMIT 100000 /* sessions remembered as gone */
+#define RECONCILE_DEFAULT_S 600 /* periodic reconcile while following */
 
 /* ------------------------------------------------------------------ */
 /* Structures                                                          */
@@ -164,6 +183,7 @@ typedef struct fetch {
 	size_t data_len;
 	int64_t bound_s, bound_d;
 	int gone, failed;
+	char why[200]; /* why it failed, for the stale mark */
 } fetch;
 
 enum job_kind { J_ROLES, J_SESSIONS, J_DATA };
@@ -218,6 +238,7 @@ struct sky_engine_req {
 	unsigned attempts;   /* transient failures so far */
 	unsigned auth_tries; /* 401s so far */
 	unsigned auth_gen;   /* token generation it was sent with */
+	unsigned auth_resends; /* resent because a newer token had come */
 	int waiting_auth;
 	sky_http_req *http;
 	struct event *timer;
@@ -259,6 +280,7 @@ struct sky_engine {
 	int64_t access_got_us, access_ttl_us, refresh_exp_us;
 	unsigned auth_gen;
 	int auth_busy;
+	int token_from_refresh; /* the access token came from a refresh */
 
 	/* broker */
 	int broker_up;
@@ -287,6 +309,15 @@ struct sky_engine {
 	int once_waiting; /* one-shot: snapshot done, waiting for workers */
 
 	worker *workers;
+	/* Sessions marked stale (their last read failed), loaded from the
+	 * cache at start; val[0] counts failures, for the backoff. */
+	keyset stale;
+	/* The periodic reconcile (see "Reconcile" below). */
+	struct event *ev_reconcile;
+	struct rjob *rjobs;
+	sky_engine_req *rec_apps_req;
+	int rec_running;
+	unsigned rec_refetches;
 	sky_sync_status st;
 	int64_t last_warn_us;
 	unsigned warns_suppressed;
@@ -296,6 +327,10 @@ static void start_snapshot(sky_engine *e, int resync);
 static int keyset_has(const keyset *s, const char *a, const char *b);
 static int keyset_add(keyset *s, const char *a, const char *b);
 static void keyset_del(keyset *s, const char *a, const char *b);
+static int keyset_get(const keyset *s, const char *a, const char *b,
+		      int64_t val[2]);
+static int keyset_set(keyset *s, const char *a, const char *b, int64_t v0,
+		      int64_t v1);
 static void keyset_free(keyset *s);
 static void note_gone(sky_engine *e, const char *app, const char *sid);
 static void schedule_apply(sky_engine *e);
@@ -305,6 +340,8 @@ static void engine_fail(sky_engine *e, int code, const char *fmt, ...)
 static void check_once_done(sky_engine *e);
 static void fetch_schedule(sky_engine *e, const char *app, const char *sid,
 			   int stale);
+static void count_refused(sky_engine *e, const char *what, const char *app,
+			  const char *sid, const char *why);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -479,11 +516,46 @@ static void evq_release(sky_engine *e, evq *q)
 	free(take.v);
 }
 
-/* Read the ids, type and time of an event; unreadable ones get "". */
+/*
+ * The application, session and event type a topic names
+ * (realms/R/applications/APP/sessions/SID/TYPE), copied into buf; "" when
+ * it names none. For events whose payload cannot be read.
+ */
+static void topic_ids(const char *topic, char *buf, size_t cap,
+		      const char **app, const char **sid, const char **type)
+{
+	*app = *sid = "";
+	const char *a = topic ? strstr(topic, "/applications/") : NULL;
+	if (!a)
+		return;
+	a += strlen("/applications/");
+	const char *as = strchr(a, '/');
+	if (!as || strncmp(as, "/sessions/", 10) != 0)
+		return;
+	const char *sd = as + 10, *se = strchr(sd, '/');
+	size_t la = (size_t)(as - a), ls = se ? (size_t)(se - sd) : strlen(sd);
+	if (!la || !ls || la + ls + 2 > cap)
+		return;
+	memcpy(buf, a, la);
+	buf[la] = '\0';
+	memcpy(buf + la + 1, sd, ls);
+	buf[la + 1 + ls] = '\0';
+	*app = buf;
+	*sid = buf + la + 1;
+	if (!**type && se && se[1] && !strchr(se + 1, '/') &&
+	    la + ls + 3 + strlen(se + 1) <= cap) {
+		strcpy(buf + la + ls + 2, se + 1);
+		*type = buf + la + ls + 2;
+	}
+}
+
+/* Read the ids, type and time of an event; unreadable ones get "" (or,
+ * for the ids, what the topic names). */
 static int evitem_make(const char *payload, size_t len, size_t max_bytes,
-		       uint64_t seq, evitem *out)
+		       uint64_t seq, const char *topic, evitem *out)
 {
 	const char *app = "", *sid = "", *eid = "", *type = "";
+	char ids[3 * SKY_MAX_ID_BYTES + 8];
 	int64_t created = 0;
 	/* An event over the limit is rejected by the apply: do not parse it. */
 	json_t *ev = len <= max_bytes
@@ -502,6 +574,8 @@ static int evitem_make(const char *payload, size_t len, size_t max_bytes,
 		if ((s = sky__json_str(ev, "createdAt")))
 			sky__parse_time(s, &created);
 	}
+	if (!*app || !*sid)
+		topic_ids(topic, ids, sizeof(ids), &app, &sid, &type);
 	size_t la = strlen(app), ls = strlen(sid), le = strlen(eid),
 	       lt = strlen(type);
 	char *block = malloc(len + la + ls + le + lt + 5);
@@ -630,12 +704,31 @@ static void req_http_done(const sky_http_response *res, void *arg)
 		e->snap->progress.requests++;
 	sky_api_outcome out = sky__api_classify(res);
 	if (out == SKY_API_AUTH && sky__api_route(r->call)->needs_token &&
-	    r->auth_tries < 3) {
+	    r->auth_gen != e->auth_gen && e->access && r->auth_resends < 8) {
+		/* Sent with an older token: a newer one came meanwhile. */
+		r->auth_resends++;
+		req_send(r);
+		return;
+	}
+	if (out == SKY_API_AUTH && sky__api_route(r->call)->needs_token &&
+	    r->auth_tries < 2) {
+		/*
+		 * Our token is refused: drop it and get another -- a refresh
+		 * first; a token refused right after a refresh means the
+		 * refresh token is no better, so one new login with the
+		 * stored credentials; a 401 after that ends the request.
+		 */
 		r->auth_tries++;
 		if (r->auth_gen == e->auth_gen && e->access) {
-			/* Our token is refused: drop it and get another. */
 			sky__api_wipe_free(e->access);
 			e->access = NULL;
+			if (e->token_from_refresh && e->refresh) {
+				elog(e, SKY_LOG_INFO,
+				     "token refused after a refresh: "
+				     "logging in again");
+				sky__api_wipe_free(e->refresh);
+				e->refresh = NULL;
+			}
 		}
 		r->waiting_auth = 1;
 		if (e->access)
@@ -816,6 +909,7 @@ static void auth_login_done(const sky_http_response *res, void *arg)
 	case SKY_API_OK:
 		elog(e, SKY_LOG_INFO, "logged in to realm %s as %s", e->realm,
 		     e->user);
+		e->token_from_refresh = 0;
 		auth_got_tokens(e, res);
 		break;
 	case SKY_API_RETRY: /* retries spent (one-shot sync) */
@@ -838,6 +932,7 @@ static void auth_refresh_done(const sky_http_response *res, void *arg)
 	switch (sky__api_classify(res)) {
 	case SKY_API_OK:
 		elog(e, SKY_LOG_DEBUG, "access token refreshed");
+		e->token_from_refresh = 1;
 		auth_got_tokens(e, res);
 		break;
 	case SKY_API_RETRY:
@@ -1018,7 +1113,7 @@ static void on_mqtt_message(const char *topic, const char *payload, size_t len,
 	e->st.events_received++;
 	evitem it;
 	if (evitem_make(payload, len, e->cache->opts.max_event_bytes, ++e->seq,
-			&it) < 0) {
+			topic, &it) < 0) {
 		engine_fail(e, SKY_ERROR, "out of memory keeping an event");
 		return;
 	}
@@ -1179,9 +1274,17 @@ static void apply_some(sky_engine *e, size_t limit)
 			fetch_schedule(e, it->app, it->sid, 0);
 			break;
 		case SKY_EVENT_REJECTED:
+			/* Refused by the cache (malformed, over a limit): the
+			 * server changed the session all the same, so it is
+			 * read again rather than left to diverge. */
 			e->st.events_rejected++;
-			elog(e, SKY_LOG_WARN, "event rejected: %s",
-			     items[i].error ? items[i].error : "malformed");
+			char what[SKY_MAX_ID_BYTES + 80];
+			snprintf(what, sizeof(what), "event %s (%s)",
+				 *it->eid ? it->eid : "without a readable id",
+				 *it->type ? it->type : "unknown type");
+			count_refused(e, what, it->app, it->sid,
+				      items[i].error);
+			fetch_schedule(e, it->app, it->sid, 1);
 			break;
 		}
 		sky_free(items[i].error);
@@ -1333,6 +1436,147 @@ void sky__engine_refetch(sky_engine *e, const char *app, const char *sid)
 	fetch_schedule(e, app, sid, 1);
 }
 
+/* ---- stale sessions and refused answers ---- */
+
+/* A read failed: counted, and the first one kept for the run's result. */
+static void read_failed(sky_engine *e, const char *what)
+{
+	e->st.reads_failed++;
+	if (!e->st.read_error[0]) {
+		/* Cut to fit (a message may be longer than the field). */
+		size_t n = strlen(what);
+		if (n >= sizeof(e->st.read_error))
+			n = sizeof(e->st.read_error) - 1;
+		memcpy(e->st.read_error, what, n);
+		e->st.read_error[n] = '\0';
+	}
+}
+
+/*
+ * The mirror may be behind the server for app/sid: the mark goes into
+ * the cache (readers see it), and a following engine reads the session
+ * again after a capped, jittered backoff that grows with each failure
+ * in a row; a one-shot sync leaves it to the next sync.
+ */
+static void stale_mark(sky_engine *e, const char *app, const char *sid,
+		       const char *why)
+{
+	if (!app || !sid || !*app || !*sid)
+		return;
+	int64_t v[2] = {0, 0};
+	keyset_get(&e->stale, app, sid, v);
+	unsigned fails = (unsigned)v[0];
+	if (keyset_set(&e->stale, app, sid, (int64_t)fails + 1, 0) < 0)
+		elog(e, SKY_LOG_ERROR, "out of memory noting a stale session");
+	e->st.stale_sessions = e->stale.n;
+	if (sky__stale_mark(e->cache, app, sid, why) < 0)
+		elog(e, SKY_LOG_ERROR, "cannot mark session %s/%s stale: %s",
+		     app, sid, sky_error_last()->message);
+	if (!e->follow_run || e->stopping) {
+		elog(e, SKY_LOG_WARN,
+		     "session %s/%s is stale (%s): the next sync reads it "
+		     "again",
+		     app, sid, why);
+		return;
+	}
+	long ms = sky__backoff_ms(fails, e->o.backoff_min_ms * 4,
+				  e->o.backoff_max_ms);
+	elog(e, SKY_LOG_WARN, "session %s/%s is stale (%s): reading it again "
+	     "in %.1f s", app, sid, why, ms / 1000.0);
+	fetch_schedule_at(e, app, sid, 1, (int64_t)ms * 1000, 0);
+}
+
+/* A read of app/sid failed (or its answer was refused): counted for the
+ * run's result, naming the session, and the session is stale. */
+static void session_failed(sky_engine *e, const char *app, const char *sid,
+			   const char *why)
+{
+	char what[SKY_MAX_ID_BYTES * 2 + 220];
+	snprintf(what, sizeof(what), "session %s/%s: %.200s", app ? app : "?",
+		 sid ? sid : "?", why);
+	read_failed(e, what);
+	stale_mark(e, app, sid, why);
+}
+
+/* A read of app/sid was stored, or the session left the mirror. */
+static void stale_clear(sky_engine *e, const char *app, const char *sid)
+{
+	if (!e->stale.n || !app || !sid || !keyset_has(&e->stale, app, sid))
+		return;
+	keyset_del(&e->stale, app, sid);
+	e->st.stale_sessions = e->stale.n;
+	if (sky__stale_clear(e->cache, app, sid) < 0)
+		elog(e, SKY_LOG_ERROR, "cannot clear the stale mark of %s/%s: %s",
+		     app, sid, sky_error_last()->message);
+	else
+		elog(e, SKY_LOG_INFO, "session %s/%s is current again", app,
+		     sid);
+}
+
+/* The cache refused a server event or answer (`what`) for app/sid. */
+static void count_refused(sky_engine *e, const char *what, const char *app,
+			  const char *sid, const char *why)
+{
+	e->st.server_events_refused++;
+	if (sky__stale_count_refused(e->cache, 1) < 0)
+		elog(e, SKY_LOG_ERROR, "cannot count a refused %s: %s", what,
+		     sky_error_last()->message);
+	elog(e, SKY_LOG_WARN, "%s for session %s/%s refused by the cache: %s",
+	     what, app && *app ? app : "?", sid && *sid ? sid : "?",
+	     why ? why : "malformed");
+}
+
+typedef struct {
+	sky_engine *e;
+	json_t *sids;
+} app_sessions;
+
+static int collect_sid(const char *json, size_t len, void *payload)
+{
+	app_sessions *a = payload;
+	json_t *s = json_loadb(json, len, 0, NULL);
+	const char *sid = sky__json_str(s, "sessionId");
+	int rc = sid && json_array_append_new(a->sids, json_string(sid)) < 0
+		     ? sky__error_nomem()
+		     : 0;
+	json_decref(s);
+	return rc;
+}
+
+/* Every session the mirror holds of `app` is stale (its list failed). */
+static void stale_app(sky_engine *e, const char *app, const char *why)
+{
+	app_sessions a = {e, json_array()};
+	if (!a.sids || sky_session_list(e->cache, app, collect_sid, &a) < 0) {
+		elog(e, SKY_LOG_ERROR, "cannot mark the sessions of %s stale",
+		     app);
+	} else {
+		size_t i;
+		json_t *v;
+		json_array_foreach(a.sids, i, v)
+			stale_mark(e, app, json_string_value(v), why);
+	}
+	json_decref(a.sids);
+}
+
+static int load_stale_one(const sky_stale_session *s, void *payload)
+{
+	sky_engine *e = payload;
+	return keyset_set(&e->stale, s->app_id, s->session_id, 0, 0) < 0
+		   ? sky__error_nomem()
+		   : 0;
+}
+
+/* The marks the cache holds (from earlier runs) become ours. */
+static void load_stale(sky_engine *e)
+{
+	keyset_free(&e->stale);
+	if (sky_stale_list(e->cache, load_stale_one, e) < 0)
+		elog(e, SKY_LOG_WARN, "cannot read the stale sessions: %s",
+		     sky_error_last()->message);
+	e->st.stale_sessions = e->stale.n;
+}
+
 /*
  * Release a finished fetch: its held events go on, after a read or not.
  * `settle` (after an unclear read) first schedules the next read of the
@@ -1444,8 +1688,18 @@ static int unclear(unsigned rounds, const evq *held, int64_t as_of,
 static void fetch_complete(sky_engine *e, fetch *f)
 {
 	if (f->failed) {
-		/* Retries spent or a permanent error: apply what waited. */
+		/* Retries spent or a permanent error: apply what waited, and
+		 * the session is stale until a read of it is stored. */
+		char *app = strdup(f->app), *sid = strdup(f->sid);
+		char why[sizeof(f->why)];
+		snprintf(why, sizeof(why), "%s",
+			 f->why[0] ? f->why : "the re-read failed");
 		fetch_end(e, f, 0, 0);
+		if (app && sid) {
+			session_failed(e, app, sid, why);
+		}
+		free(app);
+		free(sid);
 		return;
 	}
 	e->st.refetches++;
@@ -1462,6 +1716,7 @@ static void fetch_complete(sky_engine *e, fetch *f)
 			       NULL);
 		sky__repair_purge_pending(e->cache, f->app, f->sid);
 		note_gone(e, f->app, f->sid);
+		stale_clear(e, f->app, f->sid);
 		evq_clear(&f->held);
 		fetch_end(e, f, 1, 0);
 		return;
@@ -1493,21 +1748,36 @@ static void fetch_complete(sky_engine *e, fetch *f)
 	unsigned what = e->o.on_change && data
 			    ? sky__repair_diff(e->cache, f->session, data)
 			    : 0;
+	/* The outcome for the stale mark, acted on once the fetch ended
+	 * (a mark schedules the next read of this same session). */
+	char why[200] = "";
+	int ok = 0;
 	if (sky__session_put_parsed(e->cache, &item, 1) < 0) {
 		elog(e, SKY_LOG_ERROR, "cannot store session %s/%s: %s", f->app,
 		     f->sid, sky_error_last()->message);
+		snprintf(why, sizeof(why), "storing its read: %s",
+			 sky_error_last()->message);
 	} else if (item.result) {
-		elog(e, SKY_LOG_WARN,
-		     "the server's session %s/%s is not valid: "
-		     "%s",
-		     f->app, f->sid, item.error ? item.error : "");
+		snprintf(why, sizeof(why), "the server's answer was refused: %s",
+			 item.error ? item.error : "not valid");
+		count_refused(e, "the server's answer", f->app, f->sid,
+			      item.error);
 	} else {
+		ok = 1;
 		notify(e, f->app, f->sid, what, NULL, NULL);
 	}
 	free(item.error);
 	json_decref(data);
+	char *app = strdup(f->app), *sid = strdup(f->sid);
 	int64_t upper = read_upper(f->bound_s, f->bound_d);
 	fetch_end(e, f, 1, unclear(f->rounds, &f->held, as_of, upper));
+	if (app && sid && ok) {
+		stale_clear(e, app, sid);
+	} else if (app && sid) {
+		session_failed(e, app, sid, why);
+	}
+	free(app);
+	free(sid);
 }
 
 static void fetch_part_done(sky_engine *e, fetch *f, int is_data,
@@ -1539,9 +1809,11 @@ static void fetch_part_done(sky_engine *e, fetch *f, int is_data,
 				   f->app) ||
 			    strcmp(sky__json_str(f->session, "sessionId"),
 				   f->sid)) {
-				elog(e, SKY_LOG_WARN,
-				     "session %s/%s: bad answer: %s", f->app,
-				     f->sid, sky_error_last()->message);
+				snprintf(f->why, sizeof(f->why),
+					 "the server's answer was refused: %s",
+					 sky_error_last()->message);
+				count_refused(e, "the server's answer", f->app,
+					      f->sid, sky_error_last()->message);
 				f->failed = 1;
 			}
 		}
@@ -1552,6 +1824,8 @@ static void fetch_part_done(sky_engine *e, fetch *f, int is_data,
 			       res);
 		elog(e, SKY_LOG_WARN, "re-reading session %s/%s: %s", f->app,
 		     f->sid, sky_error_last()->message);
+		snprintf(f->why, sizeof(f->why), "reading it: %s",
+			 sky_error_last()->message);
 		f->failed = 1;
 		break;
 	}
@@ -1859,6 +2133,11 @@ static void keyset_free(keyset *s)
 static void snap_pump(sky_engine *e);
 static void snap_check_done(sky_engine *e);
 static void snap_flush(sky_engine *e);
+static void once_deliver(sky_engine *e);
+static void reconcile_arm(sky_engine *e);
+static void reconcile_cancel(sky_engine *e);
+static void on_reconcile_timer(evutil_socket_t fd, short what, void *arg);
+static void workers_online(sky_engine *e);
 
 static void snap_job_free(sjob *j)
 {
@@ -1923,17 +2202,36 @@ static void snap_failed(sky_engine *e, const char *what)
 	snap_free(s);
 	evtimer_del(e->ev_flush);
 	evtimer_del(e->ev_snap_go);
+	read_failed(e, what);
 	if (!e->follow_run) {
-		engine_fail(e, SKY_ENETWORK, "%s", what);
+		/* Reads and writes fail separately: the outbox is delivered
+		 * all the same, and the run's result names the failed read. */
+		elog(e, SKY_LOG_WARN,
+		     "cannot read the realm: %s; delivering the outbox anyway",
+		     what);
+		once_deliver(e);
 		return;
 	}
 	long ms = sky__backoff_ms(e->snap_failures++, e->o.backoff_min_ms * 4,
 				  e->o.backoff_max_ms);
 	warn_retry(e, what, ms);
 	set_state(e, SKY_ENGINE_BACKOFF);
+	/* The outbox goes on while the reads wait. */
+	workers_online(e);
 	/* Events stay held: the next snapshot reads over them. */
 	e->need_resync = resync;
 	arm_ms(e->ev_snap_retry, ms);
+}
+
+/* One-shot: the reads are over (done or not); the outbox goes now, and
+ * the run ends when the workers are idle. */
+static void once_deliver(sky_engine *e)
+{
+	apply_all(e);
+	set_state(e, SKY_ENGINE_SNAPSHOT);
+	e->once_waiting = 1;
+	workers_online(e);
+	check_once_done(e);
 }
 
 static void on_snap_retry(evutil_socket_t fd, short what, void *arg)
@@ -1957,6 +2255,7 @@ static void removed_cb(const char *app, const char *sid, void *ctx)
 {
 	sky_engine *e = ctx;
 	note_gone(e, app, sid);
+	stale_clear(e, app, sid);
 	notify(e, app, sid, SKY_CHANGE_REMOVED, NULL, NULL);
 }
 
@@ -2043,8 +2342,13 @@ static void on_roles(sky_engine *e, sjob *j, const sky_http_response *res)
 	if (out == SKY_API_GONE) {
 		list = json_array();
 	} else if (out != SKY_API_OK) {
+		/* The roles stay as they were; the sessions go on. */
 		sky__api_error(SKY_API_ROLES, j->app, res);
-		snap_failed(e, sky_error_last()->message);
+		char msg[300];
+		snprintf(msg, sizeof(msg), "roles of %s: %s", j->app,
+			 sky_error_last()->message);
+		elog(e, SKY_LOG_WARN, "cannot read the %s", msg);
+		read_failed(e, msg);
 		return;
 	} else if (sky__api_parse_array(res->body, res->len,
 					&(sky_json_limits){0, 64}, "roles",
@@ -2090,8 +2394,15 @@ static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 	if (out == SKY_API_GONE) {
 		list = json_array(); /* none visible */
 	} else if (out != SKY_API_OK) {
+		/* This application's sessions stay as they were, stale; the
+		 * other applications go on. */
 		sky__api_error(SKY_API_SESSIONS, j->app, res);
-		snap_failed(e, sky_error_last()->message);
+		char msg[300];
+		snprintf(msg, sizeof(msg), "sessions of %s: %s", j->app,
+			 sky_error_last()->message);
+		elog(e, SKY_LOG_WARN, "cannot list the %s", msg);
+		read_failed(e, msg);
+		stale_app(e, j->app, msg);
 		return;
 	} else if (sky__api_parse_array(res->body, res->len,
 					&(sky_json_limits){0, 64}, "sessions",
@@ -2108,13 +2419,22 @@ static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 		const char *sid = sky__json_str(session, "sessionId");
 		if (sky__validate_session(session, "session", 1) < 0 ||
 		    strcmp(app, j->app) != 0) {
-			elog(e, SKY_LOG_WARN,
-			     "skipping a session the server "
-			     "listed in %s: %s",
-			     j->app,
-			     app && strcmp(app, j->app)
-				 ? "it belongs to another application"
-				 : sky_error_last()->message);
+			char why[300];
+			snprintf(why, sizeof(why), "listed in %s: %s", j->app,
+				 app && strcmp(app, j->app)
+				     ? "it belongs to another application"
+				     : sky_error_last()->message);
+			count_refused(e, "a listed session", app, sid, why);
+			/* Kept out of the prune: its copy stays, stale. */
+			if (app && sid && !strcmp(app, j->app)) {
+				if (keyset_add(&s->visible, app, sid) < 0) {
+					json_decref(list);
+					snap_failed(e, "out of memory listing "
+						       "sessions");
+					return;
+				}
+				session_failed(e, app, sid, why);
+			}
 			continue;
 		}
 		if (keyset_add(&s->visible, app, sid) < 0 ||
@@ -2147,15 +2467,13 @@ static void on_data(sky_engine *e, sjob *j, const sky_http_response *res)
 		return;
 	}
 	if (out != SKY_API_OK) {
+		/* This session only, stale until read: the others go on. */
 		sky__api_error(SKY_API_DATA, j->app, res);
-		if (out == SKY_API_REJECTED) {
-			/* This session only: the others go on. */
-			elog(e, SKY_LOG_WARN, "session %s/%s: %s", j->app, sid,
-			     sky_error_last()->message);
-			s->progress.sessions_done++;
-			return;
-		}
-		snap_failed(e, sky_error_last()->message);
+		char why[300];
+		snprintf(why, sizeof(why), "reading it: %s",
+			 sky_error_last()->message);
+		session_failed(e, j->app, sid, why);
+		s->progress.sessions_done++;
 		return;
 	}
 	if (s->nbatch % PUT_BATCH == 0) {
@@ -2174,8 +2492,12 @@ static void on_data(sky_engine *e, sjob *j, const sky_http_response *res)
 	json_t *data = NULL;
 	if (parse_data(e, res->body, res->len, &data) < 0) {
 		/* This session only: the others go on. */
-		elog(e, SKY_LOG_WARN, "session %s/%s: %s", j->app, sid,
-		     sky_error_last()->message);
+		char why[300];
+		snprintf(why, sizeof(why), "the server's data was refused: %s",
+			 sky_error_last()->message);
+		count_refused(e, "the server's data", j->app, sid,
+			      sky_error_last()->message);
+		session_failed(e, j->app, sid, why);
 		s->progress.sessions_done++;
 		return;
 	}
@@ -2210,14 +2532,21 @@ static void snap_flush(sky_engine *e)
 	int rc = sky__session_put_parsed(e->cache, s->batch, n);
 	for (size_t i = 0; i < n; i++) {
 		sky__parsed_put *it = &s->batch[i];
+		const char *app = sky__json_str(it->session, "applicationId");
+		const char *sid = sky__json_str(it->session, "sessionId");
 		if (rc == 0 && it->result) {
-			elog(e, SKY_LOG_WARN,
-			     "the server's session is not valid: %s",
-			     it->error ? it->error : "");
-		} else if (rc == 0 && s->batch_what[i]) {
-			notify(e, sky__json_str(it->session, "applicationId"),
-			       sky__json_str(it->session, "sessionId"),
-			       s->batch_what[i], NULL, NULL);
+			char why[300];
+			snprintf(why, sizeof(why),
+				 "the server's answer was refused: %s",
+				 it->error ? it->error : "not valid");
+			count_refused(e, "the server's answer", app, sid,
+				      it->error);
+			session_failed(e, app, sid, why);
+		} else if (rc == 0) {
+			stale_clear(e, app, sid);
+			if (s->batch_what[i])
+				notify(e, app, sid, s->batch_what[i], NULL,
+				       NULL);
 		}
 		free(it->error);
 		json_decref(it->session);
@@ -2318,11 +2647,7 @@ static void snap_finish(sky_engine *e)
 	e->holding_all = 0;
 	evq_release(e, &e->held_all);
 	if (!e->follow_run) {
-		apply_all(e);
-		set_state(e, SKY_ENGINE_SNAPSHOT);
-		e->once_waiting = 1;
-		workers_online(e);
-		check_once_done(e);
+		once_deliver(e);
 		return;
 	}
 	set_state(e, SKY_ENGINE_LIVE);
@@ -2331,6 +2656,7 @@ static void snap_finish(sky_engine *e)
 		arm_ms(e->ev_fetch, FETCH_DELAY_MS);
 	if (e->o.resync_interval_s)
 		arm_ms(e->ev_resync, (long)e->o.resync_interval_s * 1000);
+	reconcile_arm(e);
 	if ((again || e->need_resync) && e->broker_up) {
 		e->need_resync = 0;
 		start_snapshot(e, 1);
@@ -2414,6 +2740,8 @@ static void start_snapshot(sky_engine *e, int resync)
 	workers_offline(e);
 	evtimer_del(e->ev_resync);
 	evtimer_del(e->ev_snap_retry);
+	/* The snapshot reads everything a reconcile would. */
+	reconcile_cancel(e);
 	/*
 	 * Events received so far are applied; from now on all are held until
 	 * the snapshot is stored. Re-reads of single sessions give way to it.
@@ -2483,6 +2811,263 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 		return;
 	write_meta(e);
 	arm_ms(e->ev_heartbeat, HEARTBEAT_MS);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reconcile                                                           */
+/* ------------------------------------------------------------------ */
+
+/*
+ * While following, every reconcile_interval_s: list the applications and
+ * each one's open sessions (the lists of a snapshot, without its data
+ * reads), and re-read (fetch) each session whose listed state differs
+ * from the mirror's (version, modifiedAt or any other field), each one
+ * the mirror holds open that is not listed, and each stale one. This
+ * repairs what an event the broker lost left behind (a QoS 1 message does
+ * not survive every broker restart) long before the next full resync. A
+ * change in the set of applications starts a resync instead. Events keep
+ * flowing meanwhile: each fetch reconciles its read with them as always.
+ * The listing shows session fields only: a lost data event is found once
+ * the session's fields changed since, or by the next resync.
+ */
+typedef struct rjob {
+	sky_engine *e;
+	char *app;
+	sky_engine_req *req;
+	struct rjob *next;
+} rjob;
+
+static void reconcile_arm(sky_engine *e)
+{
+	if (!e->ev_reconcile ||
+	    e->o.reconcile_interval_s == SKY_RECONCILE_NEVER)
+		return;
+	evtimer_del(e->ev_reconcile);
+	arm_ms(e->ev_reconcile, (long)e->o.reconcile_interval_s * 1000);
+}
+
+static void reconcile_cancel(sky_engine *e)
+{
+	sky__engine_request_cancel(e->rec_apps_req);
+	e->rec_apps_req = NULL;
+	while (e->rjobs) {
+		rjob *j = e->rjobs;
+		e->rjobs = j->next;
+		sky__engine_request_cancel(j->req);
+		free(j->app);
+		free(j);
+	}
+	e->rec_running = 0;
+	if (e->ev_reconcile)
+		evtimer_del(e->ev_reconcile);
+}
+
+static void reconcile_end(sky_engine *e, const char *failed)
+{
+	e->rec_running = 0;
+	if (failed) {
+		elog(e, SKY_LOG_WARN, "reconcile: %s; trying again later",
+		     failed);
+	} else {
+		e->st.reconciles++;
+		elog(e, SKY_LOG_INFO,
+		     "reconcile: %u session%s to read again", e->rec_refetches,
+		     e->rec_refetches == 1 ? "" : "s");
+	}
+	reconcile_arm(e);
+}
+
+static void rec_refetch(sky_engine *e, const char *app, const char *sid)
+{
+	e->rec_refetches++;
+	fetch_schedule(e, app, sid, 1);
+}
+
+typedef struct {
+	sky_engine *e;
+	const char *app;
+	keyset *listed;
+} rec_mirror;
+
+/* A session of the mirror: open there but not listed means a read. */
+static int rec_mirror_one(const char *json, size_t len, void *payload)
+{
+	rec_mirror *m = payload;
+	json_t *s = json_loadb(json, len, 0, NULL);
+	const char *sid = sky__json_str(s, "sessionId");
+	const char *st = sky__json_str(s, "status");
+	int64_t wm;
+	unsigned flags = 0;
+	if (sid && (!st || strcmp(st, "closed")) &&
+	    !keyset_has(m->listed, m->app, sid) &&
+	    sky__repair_session_info(m->e->cache, m->app, sid, &wm, &flags) ==
+		0 &&
+	    !(flags & SKY_REC_PENDING))
+		rec_refetch(m->e, m->app, sid);
+	json_decref(s);
+	return 0;
+}
+
+static void on_rec_sessions(const sky_http_response *res, void *ctx)
+{
+	rjob *j = ctx;
+	sky_engine *e = j->e;
+	j->req = NULL;
+	json_t *list = NULL;
+	keyset listed = {0};
+	const char *failed = NULL;
+	sky_api_outcome out = sky__api_classify(res);
+	if (out == SKY_API_GONE) {
+		list = json_array();
+	} else if (out != SKY_API_OK) {
+		sky__api_error(SKY_API_SESSIONS, j->app, res);
+		failed = sky_error_last()->message;
+	} else if (sky__api_parse_array(res->body, res->len,
+					&(sky_json_limits){0, 64}, "sessions",
+					&list) < 0) {
+		failed = sky_error_last()->message;
+	}
+	size_t i;
+	json_t *session;
+	json_array_foreach(list, i, session)
+	{
+		const char *app = sky__json_str(session, "applicationId");
+		const char *sid = sky__json_str(session, "sessionId");
+		if (!app || !sid || strcmp(app, j->app) ||
+		    keyset_add(&listed, app, sid) < 0)
+			continue;
+		/* Any difference, the version and modifiedAt included. */
+		if (sky__repair_diff(e->cache, session, NULL))
+			rec_refetch(e, app, sid);
+	}
+	if (!failed) {
+		rec_mirror m = {e, j->app, &listed};
+		if (sky_session_list(e->cache, j->app, rec_mirror_one, &m) < 0)
+			failed = sky_error_last()->message;
+	}
+	char why[300] = "";
+	if (failed)
+		snprintf(why, sizeof(why), "sessions of %s: %s", j->app,
+			 failed);
+	json_decref(list);
+	keyset_free(&listed);
+	for (rjob **pp = &e->rjobs; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	free(j->app);
+	free(j);
+	if (!e->rjobs)
+		reconcile_end(e, why[0] ? why : NULL);
+	else if (why[0])
+		elog(e, SKY_LOG_WARN, "reconcile: %s", why);
+}
+
+static int rec_cached_app(const char *json, size_t len, void *payload)
+{
+	keyset *apps = payload;
+	json_t *a = json_loadb(json, len, 0, NULL);
+	const char *id = sky__json_str(a, "applicationId");
+	int rc = id && keyset_add(apps, id, NULL) < 0 ? sky__error_nomem() : 0;
+	json_decref(a);
+	return rc;
+}
+
+static void on_rec_apps(const sky_http_response *res, void *ctx)
+{
+	sky_engine *e = ctx;
+	e->rec_apps_req = NULL;
+	json_t *list = NULL;
+	keyset cached = {0};
+	sky_api_outcome out = sky__api_classify(res);
+	if (out == SKY_API_GONE) {
+		list = json_array();
+	} else if (out != SKY_API_OK) {
+		sky__api_error(SKY_API_APPS, NULL, res);
+		reconcile_end(e, sky_error_last()->message);
+		return;
+	} else if (sky__api_parse_array(res->body, res->len,
+					&(sky_json_limits){0, 64},
+					"applications", &list) < 0) {
+		reconcile_end(e, sky_error_last()->message);
+		return;
+	}
+	if (sky_app_list(e->cache, rec_cached_app, &cached) < 0) {
+		json_decref(list);
+		keyset_free(&cached);
+		reconcile_end(e, sky_error_last()->message);
+		return;
+	}
+	/* The same applications, or a resync reads the new set. */
+	int same = json_array_size(list) == cached.n;
+	size_t i;
+	json_t *app;
+	json_array_foreach(list, i, app)
+	{
+		const char *id = sky__json_str(app, "applicationId");
+		if (!id || !keyset_has(&cached, id, NULL))
+			same = 0;
+	}
+	keyset_free(&cached);
+	if (!same) {
+		json_decref(list);
+		e->rec_running = 0;
+		elog(e, SKY_LOG_INFO,
+		     "reconcile: the applications changed: resync");
+		start_snapshot(e, 1);
+		return;
+	}
+	json_array_foreach(list, i, app)
+	{
+		const char *id = sky__json_str(app, "applicationId");
+		rjob *j = calloc(1, sizeof(*j));
+		if (!j || !(j->app = strdup(id))) {
+			free(j);
+			break;
+		}
+		j->e = e;
+		j->next = e->rjobs;
+		e->rjobs = j;
+		if (sky__engine_request(e, SKY_API_SESSIONS, id, NULL, NULL, 0,
+					SKY_ENGINE_REQ_RETRY, on_rec_sessions,
+					j, &j->req) < 0) {
+			e->rjobs = j->next;
+			free(j->app);
+			free(j);
+			elog(e, SKY_LOG_WARN, "reconcile: %s",
+			     sky_error_last()->message);
+		}
+	}
+	json_decref(list);
+	if (!e->rjobs)
+		reconcile_end(e, NULL);
+}
+
+static void on_reconcile_timer(evutil_socket_t fd, short what, void *arg)
+{
+	sky_engine *e = arg;
+	(void)fd;
+	(void)what;
+	if (e->stopping || e->rec_running)
+		return;
+	if (e->state != SKY_ENGINE_LIVE || e->snap) {
+		reconcile_arm(e); /* a snapshot re-arms it too */
+		return;
+	}
+	e->rec_running = 1;
+	e->rec_refetches = 0;
+	elog(e, SKY_LOG_DEBUG, "reconcile: listing the realm");
+	/* Stale sessions are read again whatever the lists say. */
+	for (size_t i = 0; i < e->stale.cap; i++) {
+		const char *k = e->stale.slot[i];
+		if (k)
+			rec_refetch(e, k, k + strlen(k) + 1);
+	}
+	if (sky__engine_request(e, SKY_API_APPS, NULL, NULL, NULL, 0,
+				SKY_ENGINE_REQ_RETRY, on_rec_apps, e,
+				&e->rec_apps_req) < 0)
+		reconcile_end(e, sky_error_last()->message);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2573,6 +3158,7 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 			w->w.stop(w->ctx);
 	snap_free(e->snap);
 	e->snap = NULL;
+	reconcile_cancel(e);
 	fetch_cancel_all(e);
 	cancel_all_requests(e);
 	if (e->mqtt) {
@@ -2591,7 +3177,8 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 	struct event **evs[] = {
 	    &e->ev_apply,      &e->ev_fetch,	 &e->ev_flush,
 	    &e->ev_snap_retry, &e->ev_snap_go,	 &e->ev_broker_wait,
-	    &e->ev_refresh,    &e->ev_heartbeat, &e->ev_resync};
+	    &e->ev_refresh,    &e->ev_heartbeat, &e->ev_resync,
+	    &e->ev_reconcile};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i]) {
 			event_free(*evs[i]);
@@ -2667,18 +3254,20 @@ static int start_engine(sky_engine *e, struct event_base *base, int follow)
 	e->ev_refresh = evtimer_new(base, on_refresh_timer, e);
 	e->ev_heartbeat = evtimer_new(base, on_heartbeat, e);
 	e->ev_resync = evtimer_new(base, on_resync_timer, e);
+	e->ev_reconcile = evtimer_new(base, on_reconcile_timer, e);
 	sky_http_options ho = {
 	    e->cafile, e->o.insecure, e->o.max_parallel, 0, 0, 0, NULL};
 	if (!e->ev_stop || !e->ev_apply || !e->ev_fetch || !e->ev_flush ||
 	    !e->ev_snap_retry || !e->ev_snap_go || !e->ev_broker_wait ||
 	    !e->ev_refresh || !e->ev_heartbeat || !e->ev_resync ||
-	    sky__http_new(base, &ho, &e->http) < 0) {
+	    !e->ev_reconcile || sky__http_new(base, &ho, &e->http) < 0) {
 		e->running = 1;
 		shutdown_engine(e, SKY_ENGINE_FAILED);
 		return sky_error_last()->code ? -1 : sky__error_nomem();
 	}
 	e->running = 1;
 	memset(&e->st, 0, sizeof(e->st));
+	load_stale(e);
 	e->state = SKY_ENGINE_IDLE;
 	set_state(e, SKY_ENGINE_LOGIN);
 	elog(e, SKY_LOG_INFO, "connecting to %s (realm %s)", e->server,
@@ -2717,6 +3306,20 @@ static int run_own(sky_engine *e, int follow)
 			shutdown_engine(e, e->fail_code ? SKY_ENGINE_FAILED
 							: SKY_ENGINE_STOPPED);
 		rc = e->fail_code;
+		if (rc == 0 && !follow && e->st.reads_failed) {
+			/* The outbox was delivered; the reads were not all
+			 * done: say which. */
+			snprintf(e->fail_msg, sizeof(e->fail_msg),
+				 "reads failed: %.160s (%" PRIu64
+				 " failed read%s, "
+				 "%" PRIu64 " session%s stale); the outbox "
+				 "was delivered",
+				 e->st.read_error, e->st.reads_failed,
+				 e->st.reads_failed == 1 ? "" : "s",
+				 e->st.stale_sessions,
+				 e->st.stale_sessions == 1 ? "" : "s");
+			rc = SKY_ENETWORK;
+		}
 	}
 	if (e->ev_stop) {
 		event_free(e->ev_stop);
@@ -2771,14 +3374,19 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 		   sky_engine **out)
 {
 	assert(cache && out);
-	if (!opts || opts->version != SKY_ENGINE_OPTIONS_VERSION)
+	if (!opts || opts->version < 1 ||
+	    opts->version > SKY_ENGINE_OPTIONS_VERSION)
 		return sky__error_input("sync options: unknown version (use "
 					"SKY_ENGINE_OPTIONS_INIT)");
 	sky_engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return sky__error_nomem();
 	e->cache = cache;
-	e->o = *opts;
+	/* A version 1 caller's struct ends before reconcile_interval_s. */
+	memcpy(&e->o, opts,
+	       opts->version == 1
+		   ? offsetof(sky_engine_options, reconcile_interval_s)
+		   : sizeof(*opts));
 	int rc;
 	if ((rc = dup_opt(&e->server, opts->server, "server", 1)) < 0 ||
 	    (rc = dup_opt(&e->realm, opts->realm, "realm", 1)) < 0 ||
@@ -2824,6 +3432,8 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 		e->o.resync_after_offline_s = 300;
 	if (!e->o.retry_limit)
 		e->o.retry_limit = 6;
+	if (!e->o.reconcile_interval_s)
+		e->o.reconcile_interval_s = RECONCILE_DEFAULT_S;
 	if (e->o.backoff_min_ms <= 0)
 		e->o.backoff_min_ms = 250;
 	if (e->o.backoff_max_ms <= 0)
@@ -2870,6 +3480,7 @@ void sky_engine_free(sky_engine *e)
 	sky__api_wipe_free(e->access);
 	sky__api_wipe_free(e->refresh);
 	free(e->sub);
+	keyset_free(&e->stale);
 	free(e);
 }
 

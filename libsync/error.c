@@ -78,9 +78,28 @@ int sky__error_nomem(void)
 			      "out of memory");
 }
 
+/* What a full disk means for the caller, in words: an LMDB write that
+ * fails is aborted whole, so nothing of it was kept. */
+#define DISK_FULL_NOTE                                                        \
+	"the write was not committed; the cache, its outbox included, is as " \
+	"it was before it (free some space and try again)"
+
+static int disk_full(int e)
+{
+	return e == ENOSPC
+#ifdef EDQUOT
+	       || e == EDQUOT
+#endif
+	    ;
+}
+
 int sky__error_os(const char *what)
 {
 	int e = errno;
+	/* What was kept depends on the caller (`what` says it). */
+	if (disk_full(e))
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, e,
+				      "%s: disk full (%s)", what, strerror(e));
 	return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, e, "%s: %s", what,
 			      strerror(e));
 }
@@ -92,6 +111,10 @@ int sky__error_lmdb(int rc, const char *what)
 		code = SKY__EMAPFULL;
 	else if (rc == MDB_NOTFOUND)
 		code = SKY_ENOTFOUND;
+	if (disk_full(rc))
+		return sky__error_set(code, SKY_ERRSRC_LMDB, rc,
+				      "%s: disk full (%s): " DISK_FULL_NOTE,
+				      what, mdb_strerror(rc));
 	sky__error_set(code, SKY_ERRSRC_LMDB, rc, "%s: %s", what,
 		       mdb_strerror(rc));
 	return code;

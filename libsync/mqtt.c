@@ -70,6 +70,7 @@ struct sky_mqtt {
 	unsigned attempt; /* consecutive failed connects */
 	int64_t connect_started_us;
 	char why[160]; /* why the last connection ended */
+	char tls_err[160]; /* the last TLS error libmosquitto logged */
 };
 
 static pthread_once_t mosq_once = PTHREAD_ONCE_INIT;
@@ -187,16 +188,76 @@ static void connection_over(sky_mqtt *m)
 		m->cb.lost(m->why, m->ctx);
 }
 
+/*
+ * libmosquitto's log: it drains OpenSSL's error queue into MOSQ_LOG_ERR
+ * lines ("OpenSSL Error[0]: error:...:certificate verify failed") before
+ * it returns MOSQ_ERR_TLS, so ERR_get_error() finds nothing afterwards:
+ * the line is the only place the cause survives. Only the first such
+ * line of an attempt is kept (the root cause comes first).
+ */
+static void on_mosq_log(struct mosquitto *mosq, void *obj, int level,
+			const char *line)
+{
+	sky_mqtt *m = obj;
+	(void)mosq;
+	if (!m || !(level & MOSQ_LOG_ERR) || !line || m->tls_err[0])
+		return;
+	const char *p = strstr(line, "OpenSSL Error");
+	if (!p)
+		return;
+	/* "OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify
+	 * failed": keep what follows the last "::" or ":" code groups. */
+	const char *reason = strrchr(p, ':');
+	snprintf(m->tls_err, sizeof(m->tls_err), "%s",
+		 reason && reason[1] ? reason + 1 : p);
+}
+
+/* Words for why a connection attempt or connection failed (rc from
+ * libmosquitto): TLS failures name their cause. */
+static void describe_failure(sky_mqtt *m, int rc, int err, char *buf,
+			     size_t cap)
+{
+	const char *t = m->tls_err;
+	if (m->tls && (rc == MOSQ_ERR_TLS || t[0])) {
+		const char *kind =
+		    !t[0] ? "handshake failed"
+		    : strstr(t, "certificate") || strstr(t, "verify")
+			? "certificate not accepted"
+		    : strstr(t, "hostname") || strstr(t, "Hostname") ||
+			    strstr(t, "host name")
+			? "host name does not match the certificate"
+		    : strstr(t, "eof") || strstr(t, "EOF")
+			? "the broker closed the connection during the "
+			  "handshake (is this a TLS port?)"
+		    : strstr(t, "version") || strstr(t, "protocol") ||
+			    strstr(t, "packet length") ||
+			    strstr(t, "record")
+			? "protocol mismatch (is this a TLS port?)"
+			: "TLS error";
+		snprintf(buf, cap, "TLS: %s%s%.100s", kind, t[0] ? ": " : "",
+			 t[0] ? t
+			 : rc == MOSQ_ERR_ERRNO && err
+			     ? strerror(err)
+			     : " (the broker closed the connection: is this a "
+			       "TLS port?)");
+		return;
+	}
+	if (rc == MOSQ_ERR_ERRNO && err)
+		snprintf(buf, cap, "%s", strerror(err));
+	else
+		snprintf(buf, cap, "%s", mosquitto_strerror(rc));
+}
+
 /* After any libmosquitto call: follow its socket and its write needs. */
 static void after_lib_call(sky_mqtt *m, int rc)
 {
+	int err = errno;
 	if (m->fd < 0)
 		return;
 	int now_fd = mosquitto_socket(m->mosq);
 	if (now_fd != m->fd) {
 		if (!m->why[0] && rc != MOSQ_ERR_SUCCESS)
-			snprintf(m->why, sizeof(m->why), "%s",
-				 mosquitto_strerror(rc));
+			describe_failure(m, rc, err, m->why, sizeof(m->why));
 		connection_over(m);
 		return;
 	}
@@ -319,9 +380,11 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 {
 	sky_mqtt *m = obj;
 	(void)mosq;
-	if (!m->why[0])
-		snprintf(m->why, sizeof(m->why), "%s",
-			 rc ? mosquitto_strerror(rc) : "disconnected");
+	int err = errno;
+	if (!m->why[0] && rc)
+		describe_failure(m, rc, err, m->why, sizeof(m->why));
+	else if (!m->why[0])
+		snprintf(m->why, sizeof(m->why), "disconnected");
 }
 
 /* ---- connecting ---- */
@@ -329,6 +392,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 static void try_connect(sky_mqtt *m)
 {
 	m->why[0] = '\0';
+	m->tls_err[0] = '\0';
 	int rc = mosquitto_username_pw_set(m->mosq, m->username, m->password);
 	if (rc == MOSQ_ERR_SUCCESS)
 		rc = mosquitto_connect_async(m->mosq, m->host, m->port,
@@ -408,6 +472,7 @@ int sky__mqtt_new(struct event_base *base, const sky_mqtt_options *o,
 	mosquitto_subscribe_callback_set(m->mosq, on_suback);
 	mosquitto_message_callback_set(m->mosq, on_message);
 	mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
+	mosquitto_log_callback_set(m->mosq, on_mosq_log);
 	if (m->tls) {
 		/* With no CA file, the system's CA directory. */
 		rc = mosquitto_tls_set(m->mosq, o->cafile,

@@ -216,6 +216,10 @@ typedef struct {
 	int64_t sync_event_lag_us; /**< event lag when last recorded */
 	int64_t sync_updated_us;   /**< when sync last recorded these (heartbeat
 				        every 5 s while live) */
+	uint64_t server_events_refused; /**< server events and answers the
+					     cache refused (over a limit,
+					     malformed), lifetime */
+	uint64_t stale_sessions;   /**< sessions marked stale (sky_stale_list) */
 } sky_stats;
 
 SKY_EXTERN int sky_cache_stats(sky_cache *cache, sky_stats *out);
@@ -230,6 +234,35 @@ SKY_EXTERN int sky_cache_stats(sky_cache *cache, sky_stats *out);
 typedef void (*sky_report_cb)(const char *line, void *payload);
 SKY_EXTERN int sky_cache_check(sky_cache *cache, sky_report_cb report,
 			       void *payload);
+
+/**
+ * A session whose last read from the server failed, or whose server
+ * answer or event the cache refused: the mirror may be behind the server
+ * for it until a sync reads it again (which clears the mark). Strings live
+ * during the callback.
+ */
+typedef struct {
+	const char *app_id;
+	const char *session_id;
+	const char *reason;  /**< one line: what failed */
+	int64_t since_us;    /**< wall clock when it was marked */
+} sky_stale_session;
+
+typedef int (*sky_stale_cb)(const sky_stale_session *s, void *payload);
+
+/** Call cb for each stale session (in key order; a non-zero return
+ * stops and is returned). Returns 0 or -1. */
+SKY_EXTERN int sky_stale_list(sky_cache *cache, sky_stale_cb cb,
+			      void *payload);
+
+/**
+ * Whether a session is marked stale: 0 when it is (*reason, when not
+ * NULL, is the caller's to sky_free; *since_us when not NULL), else
+ * SKY_ENOTFOUND, or -1.
+ */
+SKY_EXTERN int sky_session_stale(sky_cache *cache, const char *app_id,
+				 const char *session_id, char **reason,
+				 int64_t *since_us);
 
 /* ------------------------------------------------------------------ */
 /* Events                                                              */
@@ -494,12 +527,20 @@ typedef struct {
 	sky_log_cb on_log;
 	sky_state_cb on_state;
 	void *payload;           /**< given to every callback */
+	/* Version 2: */
+	unsigned reconcile_interval_s; /**< while following, re-list every
+					    application this often and re-read
+					    the sessions whose listed state
+					    differs from the mirror, and the
+					    stale ones (0: 600;
+					    SKY_RECONCILE_NEVER: never) */
 } sky_engine_options;
 
-#define SKY_ENGINE_OPTIONS_VERSION 1
+#define SKY_RECONCILE_NEVER 0xffffffffu
+#define SKY_ENGINE_OPTIONS_VERSION 2
 #define SKY_ENGINE_OPTIONS_INIT                                              \
 	{SKY_ENGINE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, \
-	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL}
+	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0}
 
 /**
  * Create an engine for `cache` (which must outlive it). Options are
@@ -524,6 +565,15 @@ SKY_EXTERN int sky_engine_attach(sky_engine *engine, struct event_base *base);
  * it can be). Returns 0, or SKY_ENETWORK (server or network failure, login
  * refused) or -1, with sky_error_last() set. Writes left in the outbox or
  * rejected do not make it fail: see sky_outbox_counts_get().
+ *
+ * Reads and writes fail apart. A read that fails (retries spent, a
+ * refusal, a 401 after a refresh and one new login) or whose answer the
+ * cache refuses marks its session stale in the cache (sky_stale_list())
+ * and does not stop the run: the outbox is delivered all the same. A
+ * following engine reads a stale session again after a capped, jittered
+ * backoff; a one-shot run then returns SKY_ENETWORK with a message that
+ * starts "reads failed:" (sky_engine_status(): reads_failed, read_error),
+ * and the next run reads it again.
  */
 SKY_EXTERN int sky_engine_run(sky_engine *engine);
 
@@ -565,6 +615,14 @@ typedef struct {
 	int error_code;          /**< when FAILED: SKY_ENETWORK (server or
 				      network, login refused) or -1 */
 	char error[256];         /**< why FAILED, or the last retried failure */
+	uint64_t reads_failed;   /**< reads that failed in this run (the
+				      realm's lists, or a session: then marked
+				      stale); the outbox is delivered anyway */
+	uint64_t server_events_refused; /**< events and answers refused by
+					     the cache in this run */
+	uint64_t reconciles;     /**< periodic reconciles completed */
+	uint64_t stale_sessions; /**< sessions marked stale now */
+	char read_error[256];    /**< the first failed read of this run */
 } sky_sync_status;
 
 /** The engine's state and counters. Returns 0. */

@@ -98,12 +98,14 @@ check "stats as prometheus" run 0 "$skysync" --db "$db" --format prometheus stat
 cp "$tmp/out" "$tmp/stats.prom"
 check "prometheus: exposition format" prom_shape "$tmp/stats.prom"
 check "prometheus: one family per sky_stats field" [ "$(grep '^# TYPE' "$tmp/stats.prom" | cut -d' ' -f3,4 | tr '\n' ' ')" = \
-	"skysync_applications gauge skysync_roles gauge skysync_sessions gauge skysync_open_sessions gauge skysync_data_entries gauge skysync_event_log gauge skysync_pending_events gauge skysync_custom_events gauge skysync_events_applied_total counter skysync_events_skipped_total counter skysync_last_event_timestamp_seconds gauge skysync_last_apply_timestamp_seconds gauge skysync_map_bytes gauge skysync_used_bytes gauge skysync_schema_version gauge skysync_sync_state gauge skysync_sync_in_state gauge " ]
+	"skysync_applications gauge skysync_roles gauge skysync_sessions gauge skysync_open_sessions gauge skysync_data_entries gauge skysync_event_log gauge skysync_pending_events gauge skysync_custom_events gauge skysync_events_applied_total counter skysync_events_skipped_total counter skysync_last_event_timestamp_seconds gauge skysync_last_apply_timestamp_seconds gauge skysync_map_bytes gauge skysync_used_bytes gauge skysync_schema_version gauge skysync_server_events_refused_total counter skysync_stale_sessions gauge skysync_sync_state gauge skysync_sync_in_state gauge " ]
 for pair in applications:applications roles:roles sessions:sessions \
 	openSessions:open_sessions dataEntries:data_entries eventLog:event_log \
 	pendingEvents:pending_events customEvents:custom_events \
 	eventsApplied:events_applied_total eventsSkipped:events_skipped_total \
-	mapBytes:map_bytes usedBytes:used_bytes schemaVersion:schema_version; do
+	mapBytes:map_bytes usedBytes:used_bytes schemaVersion:schema_version \
+	serverEventsRefused:server_events_refused_total \
+	staleSessions:stale_sessions; do
 	key=${pair%%:*}
 	metric=skysync_${pair#*:}
 	check "prometheus: $metric = JSON $key" [ "$(prom "$metric")" = "$(jq -r ".$key" "$tmp/stats.json")" ]

@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,6 +34,7 @@
 
 #include "api.h"
 #include "engine.h"
+#include "error.h"
 #include "harness.h"
 #include "merge.h"
 #include "util.h"
@@ -65,6 +67,8 @@ typedef struct {
 	atomic_ulong live_reached;
 	unsigned max_parallel;
 	unsigned resync_interval_s;
+	unsigned reconcile_s;	/* 0: the engine's default */
+	const char *broker_url; /* NULL: the test broker, plain MQTT */
 } fixture;
 
 static void ensure_broker(void)
@@ -188,7 +192,8 @@ static int fx_engine(fixture *fx, int follow)
 	snprintf(bro, sizeof(bro), "mqtt://127.0.0.1:%d", broker.port);
 	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
 	o.server = fx->emu.url;
-	o.broker = bro;
+	o.broker = fx->broker_url ? fx->broker_url : bro;
+	o.reconcile_interval_s = fx->reconcile_s;
 	o.realm = "demo";
 	o.user = "integration";
 	o.password = "integration-pass";
@@ -1714,7 +1719,8 @@ static void test_sync__outbox_rejections(void)
 	char spec[512];
 	/* A's data is forbidden (403), C is gone (404); B gets a participant
 	 * the realm does not have (the emulator answers 400). */
-	snprintf(spec, sizeof(spec), "error:code=403,path=*/sessions/%s/data",
+	snprintf(spec, sizeof(spec), "error:code=403,method=PATCH,"
+		 "path=*/sessions/%s/data",
 		 a);
 	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
 	snprintf(spec, sizeof(spec), "error:code=404,next=1,path=*/%s", c);
@@ -2111,6 +2117,470 @@ static void test_sync__outbox_flaky_network(void)
 	free(seed);
 }
 
+
+/* ---- reads and writes fail apart; stale sessions; reconcile ---- */
+
+static json_int_t emu_stat(fixture *fx, const char *name)
+{
+	sky_http_res res;
+	json_int_t v = -1;
+	if (sky_http(fx->emu.url, "GET", "/_admin/stats", NULL, NULL, &res) ==
+	    200)
+		v = json_integer_value(json_object_get(res.json, name));
+	sky_http_res_free(&res);
+	return v;
+}
+
+static int is_stale(fixture *fx, const char *sid, char **why)
+{
+	return sky_session_stale(fx->cache, APP, sid, why, NULL) == 0;
+}
+
+static void test_sync__read_failure_still_delivers(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
+	json_t *ids = open_sessions(&fx, 2);
+	CU_ASSERT_FATAL(json_array_size(ids) == 2);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	const char *s2 = json_string_value(json_array_get(ids, 1));
+	/* Every read of s1's data fails (500); writes are not touched. */
+	char spec[256];
+	snprintf(spec, sizeof(spec),
+		 "error:code=500,method=GET,path=*/sessions/%s/data", s1);
+	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
+	const char *p1 = "{\"during\":\"failed read\"}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, s1, p1, strlen(p1)) == 0);
+	CU_ASSERT(sky_session_set_name(fx.cache, APP, s1, "written anyway") ==
+		  0);
+	const char *p2 = "{\"other\":true}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, s2, p2, strlen(p2)) == 0);
+
+	/* The sync reports the failed read, and delivered every write. */
+	CU_ASSERT_EQUAL(fx_sync_once(&fx), SKY_ENETWORK);
+	CU_ASSERT(strstr(sky_error_last()->message, "reads failed") != NULL);
+	CU_ASSERT(strstr(sky_error_last()->message, s1) != NULL);
+	uint64_t rejected = 9;
+	CU_ASSERT_EQUAL(outbox_left(&fx, &rejected), 0);
+	CU_ASSERT_EQUAL(rejected, 0);
+	json_t *srv = server_session(&fx, s1, 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(srv, "name")),
+			       "written anyway");
+	json_decref(srv);
+	srv = server_session(&fx, s2, 1);
+	CU_ASSERT(json_is_true(json_object_get(srv, "other")));
+	json_decref(srv);
+	/* s1 is stale, in the cache, with the reason; s2 is not. */
+	char *why = NULL;
+	CU_ASSERT(is_stale(&fx, s1, &why));
+	CU_ASSERT(why && strstr(why, "500"));
+	sky_free(why);
+	CU_ASSERT(!is_stale(&fx, s2, NULL));
+	sky_stats st;
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
+	CU_ASSERT_EQUAL(st.stale_sessions, 1);
+	/* Stale is not damage. */
+	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
+
+	/* The server reads again: the next sync clears the mark. */
+	CU_ASSERT(admin(&fx, "DELETE", "/_admin/faults", NULL) / 100 == 2);
+	CU_ASSERT_EQUAL(fx_sync_once(&fx), 0);
+	CU_ASSERT(!is_stale(&fx, s1, NULL));
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
+	CU_ASSERT_EQUAL(st.stale_sessions, 0);
+
+	/* The realm cannot be listed at all: the outbox still goes. */
+	CU_ASSERT_FATAL(admin_fault(&fx, "error:code=503,method=GET,"
+					 "path=/v1/applications") == 0);
+	const char *p3 = "{\"unlisted\":true}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, s2, p3, strlen(p3)) == 0);
+	CU_ASSERT_EQUAL(fx_sync_once(&fx), SKY_ENETWORK);
+	CU_ASSERT(strstr(sky_error_last()->message, "reads failed") != NULL);
+	CU_ASSERT_EQUAL(outbox_left(&fx, NULL), 0);
+	srv = server_session(&fx, s2, 1);
+	CU_ASSERT(json_is_true(json_object_get(srv, "unlisted")));
+	json_decref(srv);
+	CU_ASSERT(admin(&fx, "DELETE", "/_admin/faults", NULL) / 100 == 2);
+	CU_ASSERT(converge(&fx, 1));
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+static void test_sync__relogin_after_refresh(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
+	json_t *ids = open_sessions(&fx, 1);
+	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	char spec[256];
+	/* Two 401s: the first is answered by a refresh, the second (right
+	 * after the refresh) by one new login; then the read succeeds. */
+	snprintf(spec, sizeof(spec),
+		 "error:code=401,next=2,method=GET,path=*/sessions/%s/data",
+		 s1);
+	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
+	json_int_t logins = emu_stat(&fx, "logins");
+	json_int_t refreshes = emu_stat(&fx, "refreshes");
+	CU_ASSERT_EQUAL(fx_sync_once(&fx), 0);
+	/* The run's own login, and exactly one more. */
+	CU_ASSERT_EQUAL(emu_stat(&fx, "logins") - logins, 2);
+	CU_ASSERT_EQUAL(emu_stat(&fx, "refreshes") - refreshes, 1);
+	CU_ASSERT(!is_stale(&fx, s1, NULL));
+
+	/* Three: after the login the engine gives up that read alone. */
+	snprintf(spec, sizeof(spec),
+		 "error:code=401,next=3,method=GET,path=*/sessions/%s/data",
+		 s1);
+	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
+	const char *p = "{\"after\":\"401s\"}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, s1, p, strlen(p)) == 0);
+	logins = emu_stat(&fx, "logins");
+	CU_ASSERT_EQUAL(fx_sync_once(&fx), SKY_ENETWORK);
+	CU_ASSERT_EQUAL(emu_stat(&fx, "logins") - logins, 2);
+	CU_ASSERT(is_stale(&fx, s1, NULL));
+	CU_ASSERT_EQUAL(outbox_left(&fx, NULL), 0);
+	json_t *srv = server_session(&fx, s1, 1);
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(srv, "after")), "401s");
+	json_decref(srv);
+	CU_ASSERT_EQUAL(fx_sync_once(&fx), 0);
+	CU_ASSERT(!is_stale(&fx, s1, NULL));
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+/* Wait (polling) until cond(fx) holds; 0 on time. */
+static int wait_for(fixture *fx, int (*cond)(fixture *), long ms)
+{
+	for (long waited = 0; waited < ms; waited += 50) {
+		if (cond(fx))
+			return 0;
+		sky_sleep_ms(50);
+	}
+	return -1;
+}
+
+static const char *watched_sid;
+static const char *watched_key;
+
+static int data_has_key(fixture *fx)
+{
+	char *text = NULL;
+	int has = 0;
+	if (sky_data_get(fx->cache, APP, watched_sid, &text, NULL) == 0) {
+		json_t *d = json_loads(text, 0, NULL);
+		has = json_object_get(d, watched_key) != NULL;
+		json_decref(d);
+	}
+	sky_free(text);
+	return has;
+}
+
+static void test_sync__refused_event_reread(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	/* A cache that accepts events up to 4 KiB: a data patch of 8 KiB
+	 * is over the limit as an event, not as the data read after it. */
+	sky_cache_close(fx.cache);
+	sky_cache_options co = SKY_CACHE_OPTIONS_INIT;
+	co.flags = fx_cache_flags;
+	co.max_event_bytes = 4096;
+	CU_ASSERT_FATAL(sky_cache_open(&fx.cache, fx.dir, &co) == 0);
+	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
+	CU_ASSERT_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000) == 0);
+	json_t *ids = open_sessions(&fx, 1);
+	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	char *big = malloc(8200);
+	CU_ASSERT_FATAL(big != NULL);
+	memset(big, 'x', 8192);
+	big[8192] = '\0';
+	json_t *patch = json_pack("{s:s}", "big", big);
+	char *body = json_dumps(patch, JSON_COMPACT);
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s/data",
+		 APP, s1);
+	sky_http_res res;
+	CU_ASSERT_EQUAL(rest(&fx, "PATCH", path, body, &res), 200);
+	sky_http_res_free(&res);
+	/* The event is refused, counted, and the session read again. */
+	watched_sid = s1;
+	watched_key = "big";
+	CU_ASSERT_EQUAL(wait_for(&fx, data_has_key, CONVERGE_MS), 0);
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT(st.server_events_refused >= 1);
+	CU_ASSERT(st.events_rejected >= 1);
+	CU_ASSERT(st.refetches >= 1);
+	sky_stats cs;
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &cs) == 0);
+	CU_ASSERT(cs.server_events_refused >= 1);
+	CU_ASSERT(!is_stale(&fx, s1, NULL));
+	CU_ASSERT(converge(&fx, 0));
+	free(body);
+	json_decref(patch);
+	free(big);
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+static int is_stale_watched(fixture *fx)
+{
+	return is_stale(fx, watched_sid, NULL);
+}
+
+static void test_sync__refused_event_reread_refused(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	/* Nesting deeper than the cache's limit: the event is refused, and
+	 * so is the data the re-read brings: the session ends up stale. */
+	sky_cache_close(fx.cache);
+	sky_cache_options co = SKY_CACHE_OPTIONS_INIT;
+	co.flags = fx_cache_flags;
+	co.max_depth = 8;
+	CU_ASSERT_FATAL(sky_cache_open(&fx.cache, fx.dir, &co) == 0);
+	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
+	CU_ASSERT_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000) == 0);
+	json_t *ids = open_sessions(&fx, 1);
+	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	char body[256] = "";
+	for (int i = 0; i < 12; i++)
+		strcat(body, "{\"d\":");
+	strcat(body, "1");
+	for (int i = 0; i < 12; i++)
+		strcat(body, "}");
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s/data",
+		 APP, s1);
+	sky_http_res res;
+	CU_ASSERT_EQUAL(rest(&fx, "PATCH", path, body, &res), 200);
+	sky_http_res_free(&res);
+	watched_sid = s1;
+	CU_ASSERT_EQUAL(wait_for(&fx, is_stale_watched, CONVERGE_MS), 0);
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT(st.server_events_refused >= 2); /* the event, the read */
+	CU_ASSERT(st.stale_sessions == 1);
+	char *why = NULL;
+	CU_ASSERT(sky_session_stale(fx.cache, APP, s1, &why, NULL) == 0);
+	CU_ASSERT(why && strstr(why, "refused"));
+	sky_free(why);
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+static const char *watched_name;
+
+static int name_is(fixture *fx)
+{
+	char *text = NULL;
+	int is = 0;
+	if (sky_session_get(fx->cache, APP, watched_sid, &text, NULL) == 0) {
+		json_t *s = json_loads(text, 0, NULL);
+		const char *n = json_string_value(json_object_get(s, "name"));
+		is = n && !strcmp(n, watched_name);
+		json_decref(s);
+	}
+	sky_free(text);
+	return is;
+}
+
+static int reconciled(fixture *fx)
+{
+	return fx_status(fx).reconciles >= 1;
+}
+
+static void test_sync__reconcile_repairs_dropped_event(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	fx.reconcile_s = 1;
+	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
+	CU_ASSERT_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000) == 0);
+	json_t *ids = open_sessions(&fx, 1);
+	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	/* The broker never delivers the rename's event; no resync runs. */
+	CU_ASSERT_FATAL(admin_fault(&fx, "event-drop:next=1") == 0);
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s", APP,
+		 s1);
+	sky_http_res res;
+	CU_ASSERT_EQUAL(rest(&fx, "PATCH", path,
+			     "{\"name\":\"renamed, event lost\"}", &res),
+			200);
+	sky_http_res_free(&res);
+	watched_sid = s1;
+	watched_name = "renamed, event lost";
+	CU_ASSERT_EQUAL(wait_for(&fx, name_is, CONVERGE_MS), 0);
+	CU_ASSERT_EQUAL(wait_for(&fx, reconciled, CONVERGE_MS), 0);
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT_EQUAL(st.snapshots, 1); /* repaired without a resync */
+	CU_ASSERT(st.refetches >= 1);
+	CU_ASSERT(converge(&fx, 0));
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+static int broker_error_named(fixture *fx)
+{
+	return strstr(fx_status(fx).error, "TLS") != NULL;
+}
+
+static void test_sync__broker_tls_error(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	/* TLS to a plain MQTT port: the error says it is about TLS. */
+	char url[64];
+	snprintf(url, sizeof(url), "ssl://127.0.0.1:%d", broker.port);
+	fx.broker_url = url;
+	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
+	CU_ASSERT_EQUAL(wait_for(&fx, broker_error_named, CONVERGE_MS), 0);
+	if (verbose)
+		fprintf(stderr, "  broker error: %s\n", fx_status(&fx).error);
+	fx_end(&fx);
+	free(seed);
+}
+
+/* Run a CLI command with stdout and stderr into files; its exit status. */
+static int run_cli_to(const char *const *argv, const char *out,
+		      const char *err)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (o < 0 || e < 0)
+			_exit(126);
+		dup2(o, 1);
+		dup2(e, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int file_has(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	char buf[65536];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, text) != NULL;
+}
+
+static void test_sync__cli_stale(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
+	json_t *ids = open_sessions(&fx, 1);
+	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	char *cli = sky_test_build_path("tools/skysync");
+	const char *dir = sky_test_tmpdir();
+	char db[1024], pw[1024], out[1024], err[1024], bro[64];
+	snprintf(db, sizeof(db), "%s/db", dir);
+	snprintf(pw, sizeof(pw), "%s/pw", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(err, sizeof(err), "%s/err", dir);
+	snprintf(bro, sizeof(bro), "mqtt://127.0.0.1:%d", broker.port);
+	FILE *f = fopen(pw, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fputs("integration-pass\n", f);
+	fclose(f);
+	chmod(pw, 0600);
+	const char *sync[] = {cli,	   "--db",	      db,
+			      "sync",	   "--server",	      fx.emu.url,
+			      "--broker",  bro,		      "--realm",
+			      "demo",	   "--user",	      "integration",
+			      "--password-file", pw,	      NULL};
+	CU_ASSERT_EQUAL(run_cli_to(sync, out, err), 0);
+	char spec[256];
+	snprintf(spec, sizeof(spec),
+		 "error:code=500,method=GET,path=*/sessions/%s/data", s1);
+	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
+	const char *patch[] = {cli,	 "--db", db, "data", "patch", APP, s1,
+			       "{\"cli\":\"delivered\"}", NULL};
+	CU_ASSERT_EQUAL(run_cli_to(patch, out, err), 0);
+
+	/* 4, naming the failed read; the write went all the same. */
+	CU_ASSERT_EQUAL(run_cli_to(sync, out, err), 4);
+	CU_ASSERT(file_has(err, "sync incomplete: reads failed"));
+	CU_ASSERT(file_has(err, s1));
+	CU_ASSERT(!file_has(err, "not delivered"));
+	const char *outbox[] = {cli, "--db", db, "outbox", "list", NULL};
+	CU_ASSERT_EQUAL(run_cli_to(outbox, out, err), 0);
+	CU_ASSERT(!file_has(out, "{")); /* empty: the write went */
+	const char *get[] = {cli, "--db", db, "get", APP, s1, NULL};
+	CU_ASSERT_EQUAL(run_cli_to(get, out, err), 0);
+	CU_ASSERT(file_has(err, "is stale since"));
+	CU_ASSERT(file_has(out, s1));
+	const char *check[] = {cli, "--db", db, "check", NULL};
+	CU_ASSERT_EQUAL(run_cli_to(check, out, err), 0);
+	CU_ASSERT(file_has(err, "skysync: stale: "));
+	const char *prom[] = {cli,     "--db",	 db, "--format",
+			      "prometheus", "stats", NULL};
+	CU_ASSERT_EQUAL(run_cli_to(prom, out, err), 0);
+	CU_ASSERT(file_has(out, "\nskysync_stale_sessions 1\n"));
+	CU_ASSERT(file_has(out, "\nskysync_server_events_refused_total 0\n"));
+
+	/* The next sync reads it: no more note. (The server's data is read
+	 * only now: the fault answers this test's reads too.) */
+	CU_ASSERT(admin(&fx, "DELETE", "/_admin/faults", NULL) / 100 == 2);
+	json_t *srv = server_session(&fx, s1, 1);
+	const char *v = json_string_value(json_object_get(srv, "cli"));
+	CU_ASSERT(v && !strcmp(v, "delivered"));
+	json_decref(srv);
+	CU_ASSERT_EQUAL(run_cli_to(sync, out, err), 0);
+	CU_ASSERT_EQUAL(run_cli_to(get, out, err), 0);
+	CU_ASSERT(!file_has(err, "stale"));
+	CU_ASSERT_EQUAL(run_cli_to(prom, out, err), 0);
+	CU_ASSERT(file_has(out, "\nskysync_stale_sessions 0\n"));
+	free(cli);
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+static void test_sync__disk_full_message(void)
+{
+	/* A full disk at commit names itself and what was kept. */
+	sky__error_lmdb(ENOSPC, "committing");
+	const sky_error *err = sky_error_last();
+	CU_ASSERT(strstr(err->message, "disk full") != NULL);
+	CU_ASSERT(strstr(err->message, "not committed") != NULL);
+	CU_ASSERT(strstr(err->message, "outbox") != NULL);
+	CU_ASSERT_EQUAL(err->native, ENOSPC);
+	errno = ENOSPC;
+	sky__error_os("writing the journal");
+	CU_ASSERT(strstr(sky_error_last()->message, "disk full") != NULL);
+	sky__error_lmdb(EIO, "committing");
+	CU_ASSERT(strstr(sky_error_last()->message, "disk full") == NULL);
+}
+
 int main(void)
 {
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
@@ -2140,6 +2610,19 @@ int main(void)
 	     test_sync__outbox_lost_create_answer},
 	    {"test_sync__outbox_flaky_network",
 	     test_sync__outbox_flaky_network},
+	    {"test_sync__read_failure_still_delivers",
+	     test_sync__read_failure_still_delivers},
+	    {"test_sync__relogin_after_refresh",
+	     test_sync__relogin_after_refresh},
+	    {"test_sync__refused_event_reread",
+	     test_sync__refused_event_reread},
+	    {"test_sync__refused_event_reread_refused",
+	     test_sync__refused_event_reread_refused},
+	    {"test_sync__reconcile_repairs_dropped_event",
+	     test_sync__reconcile_repairs_dropped_event},
+	    {"test_sync__broker_tls_error", test_sync__broker_tls_error},
+	    {"test_sync__disk_full_message", test_sync__disk_full_message},
+	    {"test_sync__cli_stale", test_sync__cli_stale},
 	    {"test_sync__outbox_flaky_network_journal",
 	     test_sync__outbox_flaky_network_journal},
 	    {NULL, NULL},

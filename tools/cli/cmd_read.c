@@ -15,6 +15,25 @@
 
 #include "cli.h"
 
+static void time_text(int64_t us, char *buf);
+
+/* A stale session (its last read failed) gets a note on stderr; the
+ * output on stdout stays the session itself. */
+static void note_stale(sky_cache *c, const char *app, const char *sid)
+{
+	char *why = NULL;
+	int64_t since = 0;
+	if (sky_session_stale(c, app, sid, &why, &since) != 0)
+		return;
+	char at[32];
+	time_text(since, at);
+	fprintf(stderr,
+		"skysync: note: session %s/%s is stale since %s: %s; the "
+		"cache may be behind the server until a sync reads it again\n",
+		app, sid, *at ? at : "?", why && *why ? why : "a read failed");
+	sky_free(why);
+}
+
 static int run_get(int argc, char **argv, const cli_globals *g)
 {
 	if (argc != 3)
@@ -31,6 +50,8 @@ static int run_get(int argc, char **argv, const cli_globals *g)
 			cli_print_object(g, json);
 		sky_reader_end(r);
 	}
+	if (rc == 0)
+		note_stale(c, argv[1], argv[2]);
 	rc = rc < 0 ? cli_fail(NULL) : EXIT_OK;
 	sky_cache_close(c);
 	return rc;
@@ -42,7 +63,11 @@ const cli_command cli_cmd_get = {
 	"\n"
 	"Print session SID of application APP from the cache as one JSON object\n"
 	"(the local view, including writes not yet delivered); with --format\n"
-	"table, one field per row. Exit 2 when the session is not in the cache.\n",
+	"table, one field per row. Exit 2 when the session is not in the cache.\n"
+	"A stale session (its last read from the server failed, or the cache\n"
+	"refused the server's answer or event) is printed all the same, with a\n"
+	"note on stderr: \"skysync: note: session APP/SID is stale since T:\n"
+	"REASON ...\"; the next sync reads it again.\n",
 	run_get,
 };
 
@@ -267,6 +292,14 @@ static void print_prometheus(const sky_stats *s)
 		   "Bytes of the LMDB memory map in use.", s->used_bytes);
 	prom_count("skysync_schema_version", "gauge",
 		   "Version of the cache's storage format.", s->schema_version);
+	prom_count("skysync_server_events_refused_total", "counter",
+		   "Server events and answers the cache refused (over a limit, "
+		   "malformed); each made sync read the session again.",
+		   s->server_events_refused);
+	prom_count("skysync_stale_sessions", "gauge",
+		   "Sessions whose last read from the server failed (see "
+		   "`skysync check`).",
+		   s->stale_sessions);
 
 	/* The state both as a number, for graphs, and as one 0/1 series per
 	 * state, for alerts such as skysync_sync_in_state{state="failed"} ==
@@ -346,6 +379,15 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		*last_apply ? last_apply : NULL, "mapBytes",
 		(json_int_t)s.map_bytes, "usedBytes", (json_int_t)s.used_bytes,
 		"schemaVersion", (int)s.schema_version);
+	if (o && (json_object_set_new(o, "serverEventsRefused",
+				      json_integer((json_int_t)
+							   s.server_events_refused)) < 0 ||
+		  json_object_set_new(o, "staleSessions",
+				      json_integer((json_int_t)s.stale_sessions)) <
+			  0)) {
+		json_decref(o);
+		o = NULL;
+	}
 	if (!o) {
 		fprintf(stderr, "skysync: out of memory\n");
 		return EXIT_USAGE;
@@ -393,12 +435,15 @@ const cli_command cli_cmd_stats = {
 	"custom events), lifetime applied/skipped events, the time of the\n"
 	"newest event and of the last apply, the map size and the bytes in use,\n"
 	"and what the last sync recorded: its connection state, the time of the\n"
-	"last snapshot and the event lag.\n"
+	"last snapshot and the event lag; serverEventsRefused counts the server\n"
+	"events and answers the cache refused (each made sync read the session\n"
+	"again), staleSessions the sessions whose last read failed.\n"
 	"\n"
 	"--format prometheus prints the same as Prometheus metrics (text format\n"
 	"0.0.4, e.g. for node_exporter's textfile collector): skysync_sessions,\n"
 	"skysync_events_applied_total, skysync_last_apply_timestamp_seconds,\n"
-	"skysync_sync_state and skysync_sync_in_state{state=...}, ...; times in\n"
+	"skysync_sync_state and skysync_sync_in_state{state=...},\n"
+	"skysync_server_events_refused_total, skysync_stale_sessions, ...; times in\n"
 	"seconds, 0 when never recorded. Only stats takes this format.\n",
 	run_stats,
 };
@@ -407,6 +452,17 @@ static void print_problem(const char *line, void *payload)
 {
 	++*(unsigned *)payload;
 	printf("%s\n", line);
+}
+
+/* A stale session is not damage: a note on stderr, not a problem. */
+static int print_stale(const sky_stale_session *s, void *payload)
+{
+	char at[32];
+	time_text(s->since_us, at);
+	fprintf(stderr, "skysync: stale: %s/%s since %s: %s\n", s->app_id,
+		s->session_id, *at ? at : "?", s->reason);
+	++*(uint64_t *)payload;
+	return 0;
 }
 
 static int run_check(int argc, char **argv, const cli_globals *g)
@@ -419,6 +475,9 @@ static int run_check(int argc, char **argv, const cli_globals *g)
 		return EXIT_USAGE;
 	unsigned problems = 0;
 	int rc = sky_cache_check(c, print_problem, &problems);
+	uint64_t stale = 0;
+	if (rc == 0 || rc == SKY_EINVAL)
+		(void)sky_stale_list(c, print_stale, &stale);
 	sky_cache_close(c);
 	if (rc == SKY_EINVAL) {
 		fprintf(stderr, "skysync: check found %u problem%s in %s\n",
@@ -427,7 +486,15 @@ static int run_check(int argc, char **argv, const cli_globals *g)
 	}
 	if (rc < 0)
 		return cli_fail("check");
-	fprintf(stderr, "skysync: check passed: %s is consistent\n", g->db);
+	if (stale)
+		fprintf(stderr,
+			"skysync: check passed: %s is consistent; %llu "
+			"session%s stale (the next sync reads %s again)\n",
+			g->db, (unsigned long long)stale,
+			stale == 1 ? " is" : "s are", stale == 1 ? "it" : "them");
+	else
+		fprintf(stderr, "skysync: check passed: %s is consistent\n",
+			g->db);
 	return EXIT_OK;
 }
 
@@ -438,7 +505,10 @@ const cli_command cli_cmd_check = {
 	"Verify the whole cache: every record parses and validates, every data\n"
 	"document is well formed, every index entry matches its record and\n"
 	"back, the event log is consistent. Prints one line per problem; exit 0\n"
-	"when consistent, 3 when problems were found.\n",
+	"when consistent, 3 when problems were found. Stale sessions (their last\n"
+	"read from the server failed; the next sync reads them again) are listed\n"
+	"on stderr, \"skysync: stale: APP/SID since T: REASON\", and do not\n"
+	"change the exit status.\n",
 	run_check,
 };
 

@@ -5,8 +5,9 @@
  * All the work is libsync's sync engine, attached to a libevent loop of
  * this command so that signals can stop it cleanly. This file only reads
  * arguments and the password, draws progress, prints change lines
- * (--print-changes) and maps the outcome to an exit code (DESIGN.md §7:
- * 0 done, 1 usage, 4 network or server failure).
+ * (--print-changes) and maps the outcome to an exit code (0 done, 1
+ * usage, 3 dead letters, 4 network or server failure: reads failed or
+ * writes left undelivered; the message names the part that failed).
  *
  * The password never comes from the command line (argv is visible to
  * every user of the machine): it is read from --password-file or from
@@ -255,7 +256,8 @@ static void wipe_free(char *s)
 static const char sync_usage[] =
     "usage: skysync sync --server URL [--broker URL] --realm R --user U\n"
     "                    [--password-file F] [--follow] [--print-changes]\n"
-    "                    [--cafile F] [--insecure] [--quiet] [--verbose]\n"
+    "                    [--reconcile SECONDS] [--cafile F] [--insecure]\n"
+    "                    [--quiet] [--verbose]\n"
     "\n"
     "Read the realm's applications, roles, open sessions and their data\n"
     "into the cache (removing sessions that closed or are no longer\n"
@@ -272,6 +274,9 @@ static const char sync_usage[] =
     "  --follow             stay live: apply events until SIGINT/SIGTERM\n"
     "  --print-changes      print one JSON line per change made by sync:\n"
     "                       {applicationId, sessionId, changes[], eventType?}\n"
+    "  --reconcile SECONDS  with --follow, re-list the realm this often and\n"
+    "                       re-read sessions that differ from the cache and\n"
+    "                       stale ones (default 600; 0: never)\n"
     "  --cafile F           CA bundle for TLS (default: the system's)\n"
     "  --insecure           do not verify TLS certificates (testing only)\n"
     "  --quiet              no progress, only warnings and errors\n"
@@ -280,13 +285,19 @@ static const char sync_usage[] =
     "Sync also delivers the outbox (writes queued by `skysync session`,\n"
     "`data patch`, ...): in order per session, retrying transient failures;\n"
     "a write the server refuses for good becomes a dead letter (see\n"
-    "`skysync outbox`).\n"
+    "`skysync outbox`). Reads and writes fail apart: the outbox is\n"
+    "delivered even when reading the realm or a session failed. A session\n"
+    "whose read failed (or whose server answer or event the cache refused)\n"
+    "is marked stale in the cache (`skysync get` and `check` say so) and\n"
+    "read again: with --follow after a backoff, else by the next sync.\n"
     "\n"
     "A progress bar is drawn on a terminal; otherwise plain progress lines.\n"
     "Exit 0 when done (or stopped by a signal) with no deliverable write\n"
-    "left, 1 on usage errors, 3 when dead letters remain in the outbox, 4 on\n"
-    "a network or server failure (including a refused login) or when writes\n"
-    "are left undelivered.\n";
+    "left, 1 on usage errors, 3 when dead letters remain in the outbox (and\n"
+    "nothing else failed), 4 on a network or server failure: a refused\n"
+    "login, a read that failed (\"sync incomplete: reads failed: ...\";\n"
+    "the outbox was still delivered), or writes left undelivered (\"outbox:\n"
+    "N not delivered\"). Every failed part gets its own line on stderr.\n";
 
 static int run_sync(int argc, char **argv, const cli_globals *g)
 {
@@ -313,6 +324,20 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			o.follow = 1;
 		else if (!strcmp(a, "--print-changes"))
 			ui.print_changes = 1;
+		else if (!strcmp(a, "--reconcile")) {
+			char *end = NULL;
+			errno = 0;
+			unsigned long v =
+			    i + 1 < argc ? strtoul(argv[i + 1], &end, 10) : 0;
+			if (i + 1 >= argc || !*argv[i + 1] || *end ||
+			    argv[i + 1][0] == '-' || errno || v >= 0xffffffffUL)
+				return cli_usage_error(
+				    "sync", "--reconcile needs a number of "
+					    "seconds (0: never)");
+			o.reconcile_interval_s =
+			    v ? (unsigned)v : SKY_RECONCILE_NEVER;
+			i++;
+		}
 		else if (!strcmp(a, "--insecure"))
 			o.insecure = 1;
 		else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
@@ -407,11 +432,31 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 				(unsigned long long)st.progress.sessions_done,
 				(unsigned long long)st.progress.applications,
 				g->db);
-		/* DESIGN.md §7: 0 only when no deliverable write is left. */
+		/* Reads that failed: a one-shot sync is incomplete (4); a
+		 * follow stopped by a signal only says what is stale. */
+		int reads_failed = !o.follow && st.reads_failed;
+		if (reads_failed)
+			fprintf(stderr,
+				"skysync: sync incomplete: reads failed: %s "
+				"(%llu failed read%s, %llu session%s stale, "
+				"see `skysync check`); the outbox was "
+				"delivered\n",
+				st.read_error,
+				(unsigned long long)st.reads_failed,
+				st.reads_failed == 1 ? "" : "s",
+				(unsigned long long)st.stale_sessions,
+				st.stale_sessions == 1 ? "" : "s");
+		else if (st.stale_sessions && !ui.quiet)
+			fprintf(stderr,
+				"skysync: %llu session%s stale (see `skysync "
+				"check`)\n",
+				(unsigned long long)st.stale_sessions,
+				st.stale_sessions == 1 ? " is" : "s are");
+		/* 0 only when no deliverable write is left. */
 		sky_outbox_counts n;
 		if (rc == EXIT_OK && sky_outbox_counts_get(c, &n) == 0) {
 			uint64_t left = n.pending + n.in_flight + n.in_doubt;
-			if (!ui.quiet && (left || n.rejected))
+			if (left || n.rejected)
 				fprintf(stderr,
 					"skysync: outbox: %llu not delivered "
 					"(%llu pending, %llu in doubt), %llu "
@@ -421,7 +466,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 							     n.in_flight),
 					(unsigned long long)n.in_doubt,
 					(unsigned long long)n.rejected);
-			if (left)
+			if (left || reads_failed)
 				rc = EXIT_NETWORK;
 			else if (n.rejected)
 				rc = EXIT_REJECTED;
