@@ -16,8 +16,12 @@
  *   flight on disk before it is sent, carries the local id as
  *   "clientRef", and one whose answer was lost (or that was in flight
  *   at a crash) is looked for in the server's session list before it is
- *   ever sent again. A custom event whose answer was lost becomes "in
- *   doubt" and is not sent again unless the user says so.
+ *   ever sent again. A custom event whose answer was lost, or answered
+ *   5xx, becomes "in doubt" and is not sent again unless the user says so.
+ * - What is on the wire is marked on disk before it is sent (creates and
+ *   events in flight, other writes SKY_OB_ON_WIRE), so sky_outbox_drop
+ *   refuses to drop a write that may still land; a write dropped between
+ *   the plan and that mark is not sent.
  * - Transient failures retry with the engine's capped, jittered backoff
  *   (Retry-After wins); a one-shot sync gives an entry retry_limit tries.
  * - The answers of one turn of the loop are committed in one write
