@@ -273,6 +273,11 @@ static void test_enginelock__second_engine_busy(void)
 	CU_ASSERT(strstr(err, pid) != NULL);
 	CU_ASSERT(strstr(err, "--wait") != NULL);
 	free(err);
+	/* --timeout goes with --wait, and takes seconds. */
+	CU_ASSERT(sync_run(&fx, "usage", (const char *[]){"--timeout", "1",
+							 NULL}) == 1);
+	CU_ASSERT(sync_run(&fx, "usage", (const char *[]){"--wait", "--timeout",
+							 "soon", NULL}) == 1);
 	/* Freed, the lock is free. */
 	sky_engine_free(a);
 	CU_ASSERT(sky_engine_new(fx.cache, &o, &b) == 0);
