@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -78,6 +79,7 @@ static void read_holder(int fd, pid_t *pid, char *cmd, size_t cap)
 
 int sky__engine_lock_take(const char *dir, int *fd_out)
 {
+	assert(dir && fd_out);
 	char *path = lock_path(dir);
 	if (!path)
 		return sky__error_nomem();
@@ -151,6 +153,7 @@ void sky__engine_lock_release(int fd)
 
 int sky__engine_lock_held(const char *dir, pid_t *pid, char *cmd, size_t cap)
 {
+	assert(dir && (!pid || !cap || cmd));
 	char *path = lock_path(dir);
 	if (!path)
 		return sky__error_nomem();
