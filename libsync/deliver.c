@@ -16,8 +16,12 @@
  *   flight on disk before it is sent, carries the local id as
  *   "clientRef", and one whose answer was lost (or that was in flight
  *   at a crash) is looked for in the server's session list before it is
- *   ever sent again. A custom event whose answer was lost becomes "in
- *   doubt" and is not sent again unless the user says so.
+ *   ever sent again. A custom event whose answer was lost, or answered
+ *   5xx, becomes "in doubt" and is not sent again unless the user says so.
+ * - What is on the wire is marked on disk before it is sent (creates and
+ *   events in flight, other writes SKY_OB_ON_WIRE), so sky_outbox_drop
+ *   refuses to drop a write that may still land; a write dropped between
+ *   the plan and that mark is not sent.
  * - Transient failures retry with the engine's capped, jittered backoff
  *   (Retry-After wins); a one-shot sync gives an entry retry_limit tries.
  * - The answers of one turn of the loop are committed in one write
@@ -335,16 +339,63 @@ typedef struct {
 	deliver *d;
 	sky_ob_entry *marks;
 	int n;
+	const uint64_t *wire; /* idempotent writes about to go: SKY_OB_ON_WIRE */
+	size_t n_wire;
+	sky_buf missing; /* ids (u64) gone since the plan: their flights stay */
 } mark_ctx;
+
+static int note_missing(mark_ctx *m, uint64_t id)
+{
+	unsigned char b[8];
+	sky__put_be64(b, id);
+	return sky__buf_append(&m->missing, b, 8);
+}
+
+static int is_missing(const mark_ctx *m, const flight *f)
+{
+	for (size_t k = 0; k + 8 <= m->missing.len; k += 8) {
+		uint64_t id =
+		    sky__get_be64((const unsigned char *)m->missing.data + k);
+		for (size_t i = 0; i < f->n; i++)
+			if (f->ids[i] == id)
+				return 1;
+	}
+	return 0;
+}
 
 static int mark_write(MDB_txn *txn, void *arg)
 {
 	mark_ctx *m = arg;
+	sky__buf_clear(&m->missing); /* the transaction may run again */
+	for (size_t i = 0; i < m->n_wire; i++) {
+		/* Dropped since the plan (sky_outbox_drop): not sent. Still
+		 * there: marked, so that a drop now is refused. */
+		sky_ob_entry e;
+		int rc = sky__ob_get(txn, m->d->c, m->wire[i], &e);
+		if (rc == SKY_ENOTFOUND) {
+			if (note_missing(m, m->wire[i]) < 0)
+				return -1;
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+		sky_ob_owned o;
+		if ((rc = sky__ob_own(&e, &o)) < 0)
+			return rc;
+		o.e.flags |= SKY_OB_ON_WIRE;
+		rc = sky__ob_store(txn, m->d->c, &o.e);
+		free(o.strs);
+		if (rc < 0)
+			return rc;
+	}
 	for (int i = 0; i < m->n; i++) {
 		sky_ob_entry e;
 		int rc = sky__ob_get(txn, m->d->c, m->marks[i].id, &e);
-		if (rc == SKY_ENOTFOUND)
+		if (rc == SKY_ENOTFOUND) {
+			if (note_missing(m, m->marks[i].id) < 0)
+				return -1;
 			continue;
+		}
 		if (rc < 0)
 			return rc;
 		sky_ob_owned o;
@@ -392,6 +443,9 @@ static void pump(deliver *d)
 	unsigned planned = 0;
 	sky_ob_entry *marks = NULL;
 	int n_marks = 0;
+	uint64_t *wire = NULL;
+	size_t n_wire = 0;
+	int wire_failed = 0;
 	MDB_val key, val;
 	int mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
 	while (mrc == 0 && d->n_flying + planned < max) {
@@ -420,6 +474,19 @@ static void pump(deliver *d)
 					n_marks += n_need;
 				}
 			}
+			if (f && !f->looking && f->op != SKY_WRITE_CREATE &&
+			    f->op != SKY_WRITE_EVENT) {
+				uint64_t *w = realloc(
+				    wire, (n_wire + f->n) * sizeof(*w));
+				if (w) {
+					wire = w;
+					memcpy(wire + n_wire, f->ids,
+					       f->n * sizeof(*w));
+					n_wire += f->n;
+				} else {
+					wire_failed = 1;
+				}
+			}
 			if (f) {
 				f->next = plans;
 				plans = f;
@@ -437,27 +504,39 @@ static void pump(deliver *d)
 	mdb_cursor_close(cur);
 	/* The marks' ids are all the write needs; the strings die here. */
 	sky__store_read_end(&d->c->st, txn);
-	if (n_marks) {
-		mark_ctx m = {d, marks, n_marks};
-		if (sky__store_write(&d->c->st, mark_write, &m) < 0) {
-			sky__engine_log(d->e, SKY_LOG_ERROR, "outbox: %s",
-					sky_error_last()->message);
-			while (plans) {
-				flight *f = plans;
-				plans = f->next;
-				flight_free(f);
-			}
-			free(marks);
-			schedule_pump(d, 1000);
-			return;
+	mark_ctx m = {d, marks, n_marks, wire, n_wire, {0}};
+	if (wire_failed ||
+	    ((n_marks || n_wire) &&
+	     sky__store_write(&d->c->st, mark_write, &m) < 0)) {
+		sky__engine_log(d->e, SKY_LOG_ERROR, "outbox: %s",
+				wire_failed ? "out of memory"
+					    : sky_error_last()->message);
+		while (plans) {
+			flight *f = plans;
+			plans = f->next;
+			flight_free(f);
 		}
+		free(marks);
+		free(wire);
+		sky__buf_free(&m.missing);
+		schedule_pump(d, 1000);
+		return;
 	}
 	free(marks);
+	free(wire);
 	while (plans) {
 		flight *f = plans;
 		plans = f->next;
+		if (is_missing(&m, f)) {
+			/* Dropped between the plan and the mark. */
+			flight_free(f);
+			work = 1;
+			schedule_pump(d, 0);
+			continue;
+		}
 		send_flight(d, f);
 	}
+	sky__buf_free(&m.missing);
 	d->has_work = work || d->n_flying > 0;
 	/* Wake for the next retry due, and (following) no later than the
 	 * next look for writes queued meanwhile, by us or another process. */
@@ -584,6 +663,7 @@ static int set_entry(MDB_txn *txn, deliver *d, flight *f, uint64_t id,
 		return rc;
 	o.e.attempts++;
 	o.e.state = state;
+	o.e.flags &= ~SKY_OB_ON_WIRE; /* answered */
 	o.e.next_try_us = now ? 0 : sky__now_us() + (int64_t)ms * 1000;
 	o.e.http_status = (int)f->status;
 	o.e.answer = f->answer ? f->answer : "";
@@ -613,6 +693,28 @@ static json_t *find_created(deliver *d, flight *f)
 	}
 	json_decref(list);
 	return found;
+}
+
+/* The flight's writes are no longer on the wire (a refused group). */
+static int clear_wire(MDB_txn *txn, deliver *d, flight *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		sky_ob_entry e;
+		int rc = sky__ob_get(txn, d->c, f->ids[i], &e);
+		if (rc == SKY_ENOTFOUND || (rc == 0 && !(e.flags & SKY_OB_ON_WIRE)))
+			continue;
+		if (rc < 0)
+			return rc;
+		sky_ob_owned o;
+		if ((rc = sky__ob_own(&e, &o)) < 0)
+			return rc;
+		o.e.flags &= ~SKY_OB_ON_WIRE;
+		rc = sky__ob_store(txn, d->c, &o.e);
+		free(o.strs);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
 static int commit_one(MDB_txn *txn, deliver *d, flight *f)
@@ -652,7 +754,8 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 	}
 	if (f->kind == ANSWER_REJECT) {
 		if (f->n > 1)
-			return 0; /* sent again one by one (commit_all) */
+			return clear_wire(txn, d, f); /* sent again one by one
+							 (commit_all) */
 		if (f->looking) {
 			/* The list that would tell is refused: the create
 			 * cannot be checked, so it is not sent blindly. */
@@ -671,14 +774,18 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 					  f->answer ? f->answer : "", &f->dead);
 	}
 	/* Transient. A create (or its lookup) ends in doubt: the next try
-	 * looks for it first. An event without an answer is in doubt for
-	 * good; one the server refused for now is sent again. */
+	 * looks for it first. An event without an answer, or answered 5xx
+	 * (which may follow the server's commit), is in doubt for good: the
+	 * API has no read of a session's events that could tell, so only
+	 * sky_outbox_retry sends it again. One refused before it was done
+	 * (429, 408, 425, a 401 after a refresh) is sent again. */
 	if (f->op == SKY_WRITE_CREATE)
 		return backoff(txn, d, f, f->ids[0], SKY_OUTBOX_IN_DOUBT);
 	if (f->op == SKY_WRITE_EVENT)
 		return backoff(txn, d, f, f->ids[0],
-			       f->status == 0 ? SKY_OUTBOX_IN_DOUBT
-					      : SKY_OUTBOX_PENDING);
+			       f->status == 0 || f->status >= 500
+				   ? SKY_OUTBOX_IN_DOUBT
+				   : SKY_OUTBOX_PENDING);
 	return backoff(txn, d, f, f->ids[0], SKY_OUTBOX_PENDING);
 }
 

@@ -120,6 +120,7 @@
 #include "api.h"
 #include "cache.h"
 #include "engine.h"
+#include "enginelock.h"
 #include "outbox.h"
 #include "error.h"
 #include "http.h"
@@ -255,6 +256,7 @@ typedef struct worker {
 
 struct sky_engine {
 	sky_cache *cache;
+	int lock_fd; /* engine.lock, held for the engine's life (enginelock.c) */
 	sky_engine_options o; /* strings point at the copies below */
 	char *server, *broker, *realm, *user, *password, *cafile;
 	char digits[9]; /* of the MQTT client id */
@@ -3382,6 +3384,7 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 	if (!e)
 		return sky__error_nomem();
 	e->cache = cache;
+	e->lock_fd = -1;
 	/* A version 1 caller's struct ends before reconcile_interval_s. */
 	memcpy(&e->o, opts,
 	       opts->version == 1
@@ -3445,6 +3448,9 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 	snprintf(e->digits, sizeof(e->digits), "%08u",
 		 (unsigned)(sky__random_u64() % 100000000u));
 	e->state = SKY_ENGINE_IDLE;
+	/* One engine per cache, for as long as this one lives. */
+	if ((rc = sky__engine_lock_take(cache->dir, &e->lock_fd)) < 0)
+		goto fail;
 	/* The outbox is delivered whenever the engine is online. */
 	if ((rc = sky__deliver_attach(e)) < 0)
 		goto fail;
@@ -3481,6 +3487,8 @@ void sky_engine_free(sky_engine *e)
 	sky__api_wipe_free(e->refresh);
 	free(e->sub);
 	keyset_free(&e->stale);
+	/* Last: until here this engine may still write to the cache. */
+	sky__engine_lock_release(e->lock_fd);
 	free(e);
 }
 

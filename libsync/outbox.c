@@ -31,6 +31,7 @@
 #include "api.h"
 #include "changes.h"
 #include "doc.h"
+#include "enginelock.h"
 #include "error.h"
 #include "merge.h"
 #include "index.h"
@@ -1471,6 +1472,7 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
 	if ((rc = sky__ob_own(&e, &o)) < 0)
 		return rc;
 	o.e.state = SKY_OUTBOX_REJECTED;
+	o.e.flags &= ~SKY_OB_ON_WIRE;
 	o.e.http_status = status;
 	o.e.answer = answer ? answer : "";
 	o.e.next_try_us = 0;
@@ -1588,6 +1590,9 @@ typedef struct {
 	sky_cache *cache;
 	uint64_t id;
 	int drop;
+	sky_buf dead;	    /* ids (u64) of the dead letters the drop made */
+	sky_ob_owned gone;  /* the dropped entry, for its notification */
+	int notify_gone;    /* it left the queue unapplied: notify */
 } change_ctx;
 
 static int change_write(MDB_txn *txn, void *arg)
@@ -1596,6 +1601,9 @@ static int change_write(MDB_txn *txn, void *arg)
 	sky_cache *c = x->cache;
 	sky_ob_entry e;
 	sky_ob_owned o;
+	/* The transaction may run again: nothing kept from a former run. */
+	sky__buf_clear(&x->dead);
+	x->notify_gone = 0;
 	int rc = sky__ob_get(txn, c, x->id, &e);
 	if (rc == SKY_ENOTFOUND)
 		return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
@@ -1607,6 +1615,14 @@ static int change_write(MDB_txn *txn, void *arg)
 		return sky__error_input("outbox entry %llu is in flight: wait "
 					"for its answer",
 					(unsigned long long)x->id);
+	/* A write on the wire may still land: dropping it would be a lie.
+	 * The flag is stale when no engine holds the cache (it crashed). */
+	if (x->drop && (e.flags & SKY_OB_ON_WIRE) &&
+	    sky__engine_lock_held(c->dir, NULL, NULL, 0) != 0)
+		return sky__error_input("outbox entry %llu is being sent: its "
+					"request is on the wire; wait for its "
+					"answer",
+					(unsigned long long)x->id);
 	if (!x->drop && e.state == SKY_OUTBOX_PENDING)
 		return sky__error_input("outbox entry %llu is pending already",
 					(unsigned long long)x->id);
@@ -1614,6 +1630,8 @@ static int change_write(MDB_txn *txn, void *arg)
 		return rc;
 	if (x->drop) {
 		rc = sky__ob_remove(txn, c, &o.e);
+		/* A dead letter was notified when it became one. */
+		x->notify_gone = o.e.state != SKY_OUTBOX_REJECTED;
 		/* A dropped create's session will not be made: the writes
 		 * queued for it become dead letters rather than vanish. */
 		if (rc == 0 && o.e.op == SKY_WRITE_CREATE) {
@@ -1624,7 +1642,10 @@ static int change_write(MDB_txn *txn, void *arg)
 				y.state = SKY_OUTBOX_REJECTED;
 				y.answer = "the create of its session was "
 					   "dropped";
+				y.flags &= ~SKY_OB_ON_WIRE;
 				rc = sky__ob_store(txn, c, &y);
+				if (rc == 0)
+					rc = note_dead(&x->dead, y.id);
 			}
 			free_entries(&l);
 		}
@@ -1642,20 +1663,42 @@ static int change_write(MDB_txn *txn, void *arg)
 	}
 	if (rc == 0)
 		rc = sky__outbox_rebuild(txn, c, o.e.app, o.e.sid);
+	if (rc == 0 && x->notify_gone) {
+		/* Kept past the commit for the notification. */
+		free(x->gone.strs);
+		x->gone = o;
+		return 0;
+	}
 	free(o.strs);
 	return rc;
 }
 
 int sky_outbox_retry(sky_cache *cache, uint64_t id)
 {
-	change_ctx x = {cache, id, 0};
+	change_ctx x = {cache, id, 0, {0}, {{0}, NULL}, 0};
 	return sky__store_write(&cache->st, change_write, &x);
 }
 
 int sky_outbox_drop(sky_cache *cache, uint64_t id)
 {
-	change_ctx x = {cache, id, 1};
-	return sky__store_write(&cache->st, change_write, &x);
+	change_ctx x = {cache, id, 1, {0}, {{0}, NULL}, 0};
+	int rc = sky__store_write(&cache->st, change_write, &x);
+	if (rc == 0) {
+		/* Every write that leaves the queue without being applied is
+		 * notified: the dropped one, then those its create took. */
+		if (x.notify_gone && cache->on_rejected) {
+			sky_outbox_entry p;
+			to_public(&x.gone.e, &p);
+			p.answer = "dropped";
+			cache->on_rejected(&p, cache->on_rejected_payload);
+		}
+		for (size_t k = 0; k + 8 <= x.dead.len; k += 8)
+			sky__outbox_notify_rejected(
+			    cache, sky__get_be64((unsigned char *)x.dead.data + k));
+	}
+	free(x.gone.strs);
+	sky__buf_free(&x.dead);
+	return rc;
 }
 
 void sky_outbox_on_rejected(sky_cache *cache, sky_outbox_cb cb, void *payload)

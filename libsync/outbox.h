@@ -23,6 +23,11 @@
 
 /* Entry flags. */
 #define SKY_OB_SENT 0x1u /* a non-idempotent write went out at least once */
+/* A patch, data patch or participant whose request is out (deliver.c sets
+ * it before sending, every answer's commit clears it): sky_outbox_drop
+ * refuses it while an engine holds the cache. After a crash it is stale,
+ * and harmless: no engine holds the lock, or the new one sends it again. */
+#define SKY_OB_ON_WIRE 0x2u
 
 /* One queued write, decoded (strings borrowed from the value or owned by
  * the caller, as the function that fills it says). */

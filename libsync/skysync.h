@@ -544,9 +544,13 @@ typedef struct {
 
 /**
  * Create an engine for `cache` (which must outlive it). Options are
- * copied. Returns 0, SKY_EINVAL (a required option is missing or a URL is
- * malformed; the message names it) or -1. *out is the caller's, freed
- * with sky_engine_free().
+ * copied. One engine runs per cache directory at a time: the engine holds
+ * a lock on the file engine.lock in it (with its pid and command line)
+ * from here to sky_engine_free(), released by the kernel if the process
+ * dies. Returns 0, SKY_EINVAL (a required option is missing or a URL is
+ * malformed; the message names it), SKY_EBUSY (another engine, in this
+ * process or another, holds the cache; the message names its pid and
+ * command) or -1. *out is the caller's, freed with sky_engine_free().
  */
 SKY_EXTERN int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 			      sky_engine **out);
@@ -653,9 +657,10 @@ SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
  * but the last closes the session; a combined request the server refuses
  * is sent again one write at a time. A following engine looks at the
  * outbox every 100 ms, so it also delivers writes queued by other
- * threads or processes. Run one engine per cache at a time: a second one
- * would take the first one's creates and events in flight for ones whose
- * answer was lost.
+ * threads or processes. One engine runs per cache at a time
+ * (sky_engine_new refuses a second with SKY_EBUSY): a second one would
+ * take the first one's creates and events in flight for ones whose answer
+ * was lost, and send them again.
  *
  * A session created offline gets a local id ("local-" + 32 hex digits),
  * sent to the server as "clientRef" in the create. Writes to it wait for
@@ -664,7 +669,8 @@ SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
  * never sent twice blindly: one whose answer was lost (or that was in
  * flight at a crash) is looked for in the server's session list, by
  * clientRef, before it is sent again. A custom event whose answer was lost
- * (none came, or it was in flight at a crash or a stop) becomes
+ * (none came, a 5xx came -- the server may have committed it before
+ * failing --, or it was in flight at a crash or a stop) becomes
  * SKY_OUTBOX_IN_DOUBT and is sent again only by sky_outbox_retry() (which
  * may deliver it twice); it holds up no other write.
  *
@@ -676,7 +682,7 @@ SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
  * Writes to other sessions go on; later writes to the same session are
  * still sent (the server judges them), except that a rejected create
  * takes the writes queued for its session with it (they become dead
- * letters too, without a callback of their own). Dead letters stay until
+ * letters too, each with its callback). Dead letters stay until
  * sky_outbox_retry() or sky_outbox_drop(). When server state for a
  * session arrives, its local view is rebuilt as that state plus the
  * writes still queued.
@@ -875,8 +881,14 @@ SKY_EXTERN int sky_outbox_retry(sky_cache *cache, uint64_t id);
 /**
  * Remove an entry that is not in flight, whatever its state; a pending
  * one's optimistic effect is undone. Dropping a create turns the writes
- * queued for its session into dead letters. Returns 0, SKY_ENOTFOUND (no
- * such entry), SKY_EINVAL (in flight), SKY_EPERM (read-only cache) or -1.
+ * queued for its session into dead letters. A write whose request is on
+ * the wire (in flight, or a patch being sent by an engine running on the
+ * cache) may still land, so it is refused until its answer came. The
+ * sky_outbox_on_rejected callback runs after the commit, on the calling
+ * thread, for the dropped write (unless it was a dead letter already; its
+ * answer is "dropped") and for each write its create took. Returns 0,
+ * SKY_ENOTFOUND (no such entry), SKY_EINVAL (in flight, or on the wire),
+ * SKY_EPERM (read-only cache) or -1.
  */
 SKY_EXTERN int sky_outbox_drop(sky_cache *cache, uint64_t id);
 
@@ -893,9 +905,11 @@ SKY_EXTERN int sky_outbox_counts_get(sky_cache *cache, sky_outbox_counts *out);
  * Set the callback run when the server rejected a write for good:
  * cb(entry, payload) runs on the loop thread of the engine of this cache
  * handle that got the answer, after the dead letter and the undone local
- * view were committed, once per rejected write (not for the writes a
- * rejected create takes with it; not for rejections seen by engines of
- * other processes). The entry is borrowed for the call; the return value
+ * view were committed, once per write that left the queue without being
+ * applied: each rejected write, each write a rejected or dropped create
+ * takes with it, and a write dropped by sky_outbox_drop() (on its
+ * caller's thread); not for what engines of other processes see. The
+ * entry is borrowed for the call; the return value
  * is ignored. The callback may call sky_outbox_retry() or
  * sky_outbox_drop() (see sky_outbox_list() about writing from a
  * callback). One callback per cache handle: set it before starting an

@@ -29,6 +29,7 @@
 #include <event2/event.h>
 
 #include "cli.h"
+#include "sync_wait.h"
 
 typedef struct {
 	struct event_base *base;
@@ -38,6 +39,7 @@ typedef struct {
 	int bar_shown;	      /* a bar line is on screen */
 	int64_t last_line_us; /* plain progress lines: last one */
 	int output_failed;
+	int signalled; /* stopped by SIGINT/SIGTERM */
 } sync_ui;
 
 static int64_t now_us(void)
@@ -183,6 +185,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	sync_ui *ui = arg;
 	(void)what;
+	ui->signalled = 1;
 	clear_bar(ui);
 	if (!ui->quiet)
 		fprintf(stderr, "skysync: %s: stopping\n",
@@ -257,7 +260,7 @@ static const char sync_usage[] =
     "usage: skysync sync --server URL [--broker URL] --realm R --user U\n"
     "                    [--password-file F] [--follow] [--print-changes]\n"
     "                    [--reconcile SECONDS] [--cafile F] [--insecure]\n"
-    "                    [--quiet] [--verbose]\n"
+    "                    [--quiet] [--verbose] [--wait [--timeout S]]\n"
     "\n"
     "Read the realm's applications, roles, open sessions and their data\n"
     "into the cache (removing sessions that closed or are no longer\n"
@@ -281,6 +284,11 @@ static const char sync_usage[] =
     "  --insecure           do not verify TLS certificates (testing only)\n"
     "  --quiet              no progress, only warnings and errors\n"
     "  --verbose            also debug lines\n"
+    "  --wait               if another sync engine holds the cache (a\n"
+    "                       `sync --follow` service), wait until it has\n"
+    "                       delivered the writes queued before this\n"
+    "                       command started, or take over if it exits\n"
+    "  --timeout S          give up waiting after S seconds (exit 4)\n"
     "\n"
     "Sync also delivers the outbox (writes queued by `skysync session`,\n"
     "`data patch`, ...): in order per session, retrying transient failures;\n"
@@ -292,17 +300,22 @@ static const char sync_usage[] =
     "read again: with --follow after a backoff, else by the next sync.\n"
     "\n"
     "A progress bar is drawn on a terminal; otherwise plain progress lines.\n"
-    "Exit 0 when done (or stopped by a signal) with no deliverable write\n"
-    "left, 1 on usage errors, 3 when dead letters remain in the outbox (and\n"
-    "nothing else failed), 4 on a network or server failure: a refused\n"
-    "login, a read that failed (\"sync incomplete: reads failed: ...\";\n"
-    "the outbox was still delivered), or writes left undelivered (\"outbox:\n"
-    "N not delivered\"). Every failed part gets its own line on stderr.\n";
+    "Exit 0 when done with no deliverable write left, and when --follow is\n"
+    "stopped by a signal whatever is still queued (the outbox is durable:\n"
+    "`skysync outbox` shows it); 1 on usage errors or when another sync\n"
+    "engine holds the cache (one engine per cache; see --wait); 3 when dead\n"
+    "letters remain in the outbox (and nothing else failed); 4 on a network\n"
+    "or server failure: a refused login, a read that failed (\"sync\n"
+    "incomplete: reads failed: ...\"; the outbox was still delivered),\n"
+    "writes left undelivered (\"outbox: N not delivered\"), or --timeout\n"
+    "ran out. Every failed part gets its own line on stderr.\n";
 
 static int run_sync(int argc, char **argv, const cli_globals *g)
 {
 	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
 	const char *password_file = NULL;
+	int wait = 0;
+	double timeout_s = 0;
 	sync_ui ui;
 	memset(&ui, 0, sizeof(ui));
 	for (int i = 1; i < argc; i++) {
@@ -338,7 +351,19 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			    v ? (unsigned)v : SKY_RECONCILE_NEVER;
 			i++;
 		}
-		else if (!strcmp(a, "--insecure"))
+		else if (!strcmp(a, "--wait"))
+			wait = 1;
+		else if (!strcmp(a, "--timeout")) {
+			char *end = NULL;
+			if (i + 1 < argc)
+				timeout_s = strtod(argv[i + 1], &end);
+			if (i + 1 >= argc || end == argv[i + 1] || *end ||
+			    !(timeout_s > 0))
+				return cli_usage_error("sync",
+						       "--timeout needs a "
+						       "number of seconds > 0");
+			i++;
+		} else if (!strcmp(a, "--insecure"))
 			o.insecure = 1;
 		else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
 			ui.quiet = 1;
@@ -368,6 +393,8 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			*slot = argv[++i];
 		}
 	}
+	if (timeout_s > 0 && !wait)
+		return cli_usage_error("sync", "--timeout goes with --wait");
 	if (!o.server || !o.realm || !o.user)
 		return cli_usage_error("sync",
 				       "--server, --realm and --user are "
@@ -392,10 +419,9 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	struct event *sigint = NULL, *sigterm = NULL;
 	if (!c)
 		goto done;
-	if (sky_engine_new(c, &o, &ui.engine) < 0) {
-		wipe_free(password);
-		password = NULL;
-		rc = cli_fail("sync");
+	if (cli_sync_engine_or_wait(c, &o, wait, timeout_s, ui.quiet,
+				    &ui.engine, &rc) != 0) {
+		ui.engine = NULL;
 		goto done;
 	}
 	/* The engine has its own copy now. */
@@ -466,7 +492,11 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 							     n.in_flight),
 					(unsigned long long)n.in_doubt,
 					(unsigned long long)n.rejected);
-			if (left || reads_failed)
+			/* A service stopped cleanly: the queue is durable
+			 * and the next run delivers it. */
+			if (o.follow && ui.signalled)
+				;
+			else if (left || reads_failed)
 				rc = EXIT_NETWORK;
 			else if (n.rejected)
 				rc = EXIT_REJECTED;

@@ -518,6 +518,7 @@ const cli_command cli_cmd_outbox = {
 	"created offline), attempts, status and answer (the server's, for a\n"
 	"rejected write), queuedAt and body. `retry` sends a rejected or\n"
 	"in-doubt write again; `drop` removes a write that is not in flight\n"
-	"and undoes its effect on the cache.\n",
+	"and undoes its effect on the cache (a write whose request is on the\n"
+	"wire is refused, exit 3: it could still land).\n",
 	run_outbox,
 };
