@@ -104,6 +104,7 @@
 #include "api.h"
 #include "cache.h"
 #include "engine.h"
+#include "json.h"
 #include "outbox.h"
 #include "error.h"
 #include "http.h"
@@ -487,7 +488,7 @@ static int evitem_make(const char *payload, size_t len, size_t max_bytes,
 	int64_t created = 0;
 	/* An event over the limit is rejected by the apply: do not parse it. */
 	json_t *ev = len <= max_bytes
-			 ? json_loadb(payload, len, JSON_ALLOW_NUL, NULL)
+			 ? sky__json_loadb(payload, len, JSON_ALLOW_NUL, NULL)
 			 : NULL;
 	if (json_is_object(ev)) {
 		const char *s;

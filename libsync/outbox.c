@@ -32,6 +32,7 @@
 #include "changes.h"
 #include "doc.h"
 #include "error.h"
+#include "json.h"
 #include "merge.h"
 #include "index.h"
 #include "outbox.h"
@@ -356,8 +357,7 @@ static int check_patch(const json_t *b)
 			if ((rc = sky__validate_properties(v, "session patch: properties")) < 0)
 				return rc;
 		} else if (!strcmp(k, "status")) {
-			if (!json_is_string(v) ||
-			    strcmp(json_string_value(v), "closed"))
+			if (!sky__json_streq(v, "closed"))
 				return sky__error_input("session patch: status can "
 							"only be set to \"closed\"");
 		} else {
@@ -374,17 +374,17 @@ static int check_participant(const json_t *b)
 	const char *k;
 	json_t *v;
 	json_t *id = json_object_get(b, "id");
-	if (!json_is_string(id))
+	if (!sky__json_is_text(id))
 		return sky__error_input("participant: id is required (a string)");
-	int rc = sky__check_id(json_string_value(id), "participant id");
+	int rc = sky__json_check_id(id, "participant id");
 	if (rc < 0)
 		return rc;
 	json_object_foreach((json_t *)b, k, v) {
 		if (!strcmp(k, "id"))
 			continue;
 		if (!strcmp(k, "type")) {
-			const char *t = json_string_value(v);
-			if (!t || (strcmp(t, "user") && strcmp(t, "group")))
+			if (!sky__json_streq(v, "user") &&
+			    !sky__json_streq(v, "group"))
 				return sky__error_input("participant: type must be "
 							"\"user\" or \"group\"");
 			continue;
@@ -637,7 +637,7 @@ static int overlay(MDB_txn *txn, sky_cache *c, const char *app,
 		const sky_ob_entry *e0 = &l->v[0].e;
 		if (e0->op != SKY_WRITE_CREATE)
 			return 0; /* its create was rejected or dropped */
-		json_t *body = json_loads(e0->body, 0, NULL);
+		json_t *body = sky__json_loads(e0->body, 0, NULL);
 		if (!body)
 			return sky__error_input("outbox entry %llu: corrupt body",
 						(unsigned long long)e0->id);
@@ -670,7 +670,7 @@ static int overlay(MDB_txn *txn, sky_cache *c, const char *app,
 		const sky_ob_entry *e = &l->v[i].e;
 		if (e->op == SKY_WRITE_EVENT || e->op == SKY_WRITE_CREATE)
 			continue;
-		json_t *body = json_loads(e->body, 0, NULL);
+		json_t *body = sky__json_loads(e->body, 0, NULL);
 		if (!body) {
 			rc = sky__error_input("outbox entry %llu: corrupt body",
 					      (unsigned long long)e->id);
@@ -1402,7 +1402,7 @@ int sky__outbox_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 		}
 		for (size_t i = 0; i < done.n && rc == 0; i++) {
 			const sky_ob_entry *e = &done.v[i].e;
-			json_t *body = json_loads(e->body, 0, NULL);
+			json_t *body = sky__json_loads(e->body, 0, NULL);
 			if (!body) {
 				rc = sky__error_input("outbox entry %llu: "
 						      "corrupt body",

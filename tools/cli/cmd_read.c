@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "json.h"
 
 static int run_get(int argc, char **argv, const cli_globals *g)
 {
@@ -365,7 +366,7 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		json_object_set_new(o, "eventLagMs",
 				    json_integer(s.sync_event_lag_us / 1000));
 	}
-	char *text = json_dumps(o, JSON_COMPACT);
+	char *text = sky__json_dumps(o, NULL);
 	json_decref(o);
 	if (!text) {
 		fprintf(stderr, "skysync: out of memory\n");

@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "cli.h"
+#include "json.h"
 
 typedef struct {
 	struct event_base *base;
@@ -143,7 +144,7 @@ static void on_change(const sky_change *c, void *payload)
 		json_object_set_new(o, "eventType", json_string(c->event_type));
 	if (o && c->event_id)
 		json_object_set_new(o, "eventId", json_string(c->event_id));
-	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	char *text = o ? sky__json_dumps(o, NULL) : NULL;
 	json_decref(o);
 	if (!text)
 		return;

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "json.h"
 
 /* Print the local view of app/sid after a write; the exit code. */
 static int print_session(sky_cache *c, const cli_globals *g, const char *app,
@@ -62,7 +63,7 @@ static int patch_with(sky_cache *c, const cli_globals *g, const char *app,
 		      const char *sid, json_t *obj)
 {
 	size_t len;
-	char *text = json_dumps(obj, JSON_COMPACT);
+	char *text = sky__json_dumps(obj, NULL);
 	json_decref(obj);
 	if (!text) {
 		fprintf(stderr, "skysync: out of memory\n");
@@ -129,7 +130,7 @@ static int session_create(int argc, char **argv, const cli_globals *g)
 	}
 	if (props)
 		json_object_set_new(body, "properties", props);
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = sky__json_dumps(body, NULL);
 	json_decref(body);
 	sky_cache *c = text ? cli_open(g, 0) : NULL;
 	if (!c) {
@@ -354,7 +355,7 @@ static int print_entry(const sky_outbox_entry *e, void *payload)
 	json_object_set_new(o, "body", body ? body : json_string(e->body));
 	if (e->answer && *e->answer)
 		json_object_set_new(o, "answer", json_string(e->answer));
-	char *text = json_dumps(o, JSON_COMPACT);
+	char *text = sky__json_dumps(o, NULL);
 	json_decref(o);
 	if (!text)
 		return -1;
