@@ -343,6 +343,22 @@ size_t sky__json_real_text(double d, char *buf, size_t size)
 		buf[0] = '\0'; /* cannot happen with 32 bytes */
 		return 0;
 	}
+	/*
+	 * Keep jansson's choice between fixed and exponent notation (that of
+	 * %.17g): 100 is "100.0", not "1e2". With as many digits as the
+	 * integer part has, the text is d's own integer part (below 1e17),
+	 * so it still reads back as d; checked anyway.
+	 */
+	const char *e = strchr(buf, 'e');
+	int x = e ? atoi(e + 1) : -1;
+	if (x >= 0 && x < 17) {
+		char alt[40];
+		int m = snprintf(alt, sizeof(alt), "%.*g", x + 1, d);
+		if (m > 0 && (size_t)m < size - 3 && strtod(alt, NULL) == d) {
+			memcpy(buf, alt, (size_t)m + 1);
+			n = m;
+		}
+	}
 	size_t len = (size_t)n;
 	/* The locale's decimal point, if it is not '.', becomes '.'. */
 	const char *point = localeconv()->decimal_point;
@@ -357,9 +373,9 @@ size_t sky__json_real_text(double d, char *buf, size_t size)
 		memcpy(buf + len, ".0", 3);
 		len += 2;
 	}
-	char *e = strchr(buf, 'e');
-	if (e) {
-		char *start = e + 1, *end = e + 2;
+	char *exp = strchr(buf, 'e');
+	if (exp) {
+		char *start = exp + 1, *end = exp + 2;
 		if (*start == '-')
 			start++;
 		while (*end == '0' && end[1])
