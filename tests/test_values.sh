@@ -102,7 +102,7 @@ else
 	printf '%s\n' integration-pass >"$tmp/pw"
 	chmod 600 "$tmp/pw"
 	# No broker is needed for a one-shot sync; port 1 is never a broker.
-	sync_args="--server http://127.0.0.1:$port --broker mqtt://127.0.0.1:1 --realm values --user integration --password-file $tmp/pw"
+	sync_args="--server http://127.0.0.1:$port --broker mqtt://127.0.0.1:1 --realm demo --user integration --password-file $tmp/pw"
 	sdb="$tmp/sdb"
 	check "sync from the emulator" run 0 "$skysync" --db "$sdb" sync $sync_args
 	run 0 "$skysync" --db "$sdb" get app-values s-nul
