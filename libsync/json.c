@@ -118,13 +118,48 @@ typedef struct {
 	int big;
 } numtok;
 
+/* Is tok a number by RFC 8259: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int valid_number(const char *tok, size_t len)
+{
+	size_t i = 0, d;
+	if (i < len && tok[i] == '-')
+		i++;
+	if (i < len && tok[i] == '0')
+		i++;
+	else if (i < len && tok[i] >= '1' && tok[i] <= '9')
+		while (i < len && tok[i] >= '0' && tok[i] <= '9')
+			i++;
+	else
+		return 0;
+	if (i < len && tok[i] == '.') {
+		for (d = ++i; i < len && tok[i] >= '0' && tok[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	if (i < len && (tok[i] == 'e' || tok[i] == 'E')) {
+		i++;
+		if (i < len && (tok[i] == '+' || tok[i] == '-'))
+			i++;
+		for (d = i; i < len && tok[i] >= '0' && tok[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	return i == len;
+}
+
 /*
  * Would jansson refuse this number token as out of range? The same calls
  * it makes (strtoll for an integer, strtod for a real, both in the current
- * locale), so the two cannot disagree.
+ * locale), so the two cannot disagree. A token that is not a JSON number
+ * is never "big": it stays in the text for the parser to refuse, so that
+ * no malformed number is kept as text.
  */
 static int token_is_big(const char *tok, size_t len)
 {
+	if (!valid_number(tok, len))
+		return 0;
 	char small[64], *copy = len < sizeof(small) ? small : malloc(len + 1);
 	int is_real = 0, big;
 	if (!copy)

@@ -135,9 +135,22 @@ static void test_json__big_numbers(void)
 	v = sky__json_loads("\"\\u00ff123\"", JSON_DECODE_ANY, NULL);
 	CU_ASSERT(v && !sky__json_bignum(v, NULL) && sky__json_is_text(v));
 	json_decref(v);
-	/* A syntax error next to a big number is still reported. */
-	CU_ASSERT(sky__json_loads("[100000000000000000000,]", 0, NULL) == NULL);
-	CU_ASSERT(sky__json_loads("[100000000000000000000", 0, NULL) == NULL);
+	/* A syntax error next to a big number is still reported, and a
+	 * malformed number is never kept as text. */
+	static const char *const bad[] = {
+	    "[100000000000000000000,]", "[100000000000000000000",
+	    "[1e400,01e400]", "[1e400,-01]", "[1e400,1.e5]", "[1e400,1e]",
+	    "[1e400,+1]", "[1e400,1e+]", "[1e400,.5]", "[1e400,1-2]",
+	    "[1e400,-]", "[1e400,100000000000000000000.]",
+	    "[1e400,0100000000000000000000]", "[1e400,1E400e1]",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = sky__json_loads(bad[i], 0, NULL);
+		CU_ASSERT(v == NULL);
+		if (v)
+			fprintf(stderr, "\naccepted %s\n", bad[i]);
+		json_decref(v);
+	}
 }
 
 static void test_json__shortest_reals(void)
