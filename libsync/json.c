@@ -368,12 +368,21 @@ size_t sky__json_real_text(double d, char *buf, size_t size)
 {
 	assert(size >= 32);
 	int n = 0;
-	/* The shortest precision that reads back exactly; 17 always does. */
-	for (int prec = 1; prec <= 17; prec++) {
-		n = snprintf(buf, size, "%.*g", prec, d);
+	/*
+	 * The shortest precision that reads back exactly; 17 always does. If
+	 * p digits read back, so do more (the text only gets closer to d), so
+	 * a binary search finds it in at most five tries.
+	 */
+	int lo = 1, hi = 17;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		n = snprintf(buf, size, "%.*g", mid, d);
 		if (n > 0 && (size_t)n < size && strtod(buf, NULL) == d)
-			break;
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
+	n = snprintf(buf, size, "%.*g", lo, d);
 	if (n < 0 || (size_t)n >= size - 3) {
 		buf[0] = '\0'; /* cannot happen with 32 bytes */
 		return 0;
