@@ -369,9 +369,13 @@ size_t sky__json_real_text(double d, char *buf, size_t size)
 	assert(size >= 32);
 	int n = 0;
 	/*
-	 * The shortest precision that reads back exactly; 17 always does. If
-	 * p digits read back, so do more (the text only gets closer to d), so
-	 * a binary search finds it in at most five tries.
+	 * The shortest precision that reads back exactly; 17 always does.
+	 * When p digits read back, more digits almost always do too (the text
+	 * gets closer to d), so a binary search finds it in at most five
+	 * tries. Where that fails (next to a power of two, whose interval is
+	 * narrower below) the search may settle on more digits than needed,
+	 * never on a text that does not read back: it stops only on a
+	 * precision it checked, or 17.
 	 */
 	int lo = 1, hi = 17;
 	while (lo < hi) {
