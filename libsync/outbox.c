@@ -297,7 +297,7 @@ const char *sky_outbox_state_name(sky_outbox_state s)
 
 static int check_string_field(const json_t *v, const char *what)
 {
-	if (!json_is_string(v))
+	if (!sky__json_is_text(v)) /* a big number is not a name */
 		return sky__error_input("%s: must be a string", what);
 	if (json_string_length(v) == 0)
 		return sky__error_input("%s: must not be empty", what);
@@ -317,7 +317,7 @@ static int check_create(const json_t *b)
 			if ((rc = check_string_field(v, "session create: name")) < 0)
 				return rc;
 		} else if (!strcmp(k, "description")) {
-			if (!json_is_string(v))
+			if (!sky__json_is_text(v))
 				return sky__error_input(
 				    "session create: description must be a string");
 		} else if (!strcmp(k, "properties")) {
@@ -350,7 +350,7 @@ static int check_patch(const json_t *b)
 			if ((rc = check_string_field(v, "session patch: name")) < 0)
 				return rc;
 		} else if (!strcmp(k, "description")) {
-			if (!json_is_string(v) && !json_is_null(v))
+			if (!sky__json_is_text(v) && !json_is_null(v))
 				return sky__error_input("session patch: description "
 							"must be a string or null");
 		} else if (!strcmp(k, "properties")) {
