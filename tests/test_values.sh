@@ -113,6 +113,8 @@ else
 	# A patch queued offline, delivered, then read back from the server.
 	patch='{"w":"p\u0000q","n":123456789012345678901234,"r":0.1,"i":-9223372036854775809}'
 	check "data patch with such values (queued)" run 0 "$skysync" --db "$sdb" data patch app-values s-nul "$patch"
+	check "outbox list" run 0 "$skysync" --db "$sdb" outbox list
+	check "  shows the queued body as written" grep -qF "\"body\":$patch}" "$tmp/out"
 	check "sync delivers it" run 0 "$skysync" --db "$sdb" sync $sync_args
 	check "the outbox is empty" run 0 "$skysync" --db "$sdb" outbox list
 	check "  nothing listed" count_lines 0

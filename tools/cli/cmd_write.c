@@ -351,7 +351,7 @@ static int print_entry(const sky_outbox_entry *e, void *payload)
 	json_object_set_new(o, "queuedAt", json_string(when));
 	if (e->local_id)
 		json_object_set_new(o, "localId", json_string(e->local_id));
-	json_t *body = json_loads(e->body, 0, NULL);
+	json_t *body = sky__json_loads(e->body, 0, NULL);
 	json_object_set_new(o, "body", body ? body : json_string(e->body));
 	if (e->answer && *e->answer)
 		json_object_set_new(o, "answer", json_string(e->answer));
