@@ -108,7 +108,7 @@ int sky__json_check_id(const json_t *v, const char *field)
 		return sky__error_input("%s: must be a string", field);
 	if (sky__json_has_nul(v))
 		return sky__error_input(
-			"%s: holds U+0000 (\\u0000), which an id cannot", field);
+		    "%s: holds U+0000 (\\u0000), which an id cannot", field);
 	return sky__check_id(json_string_value(v), field);
 }
 
@@ -260,8 +260,8 @@ static int restore(restorer *r, json_t *v)
 			json_t *m = json_object_iter_value(it);
 			if (json_is_number(m)) {
 				if (next_number(r, &repl) < 0 ||
-				    (repl && json_object_iter_set_new(v, it,
-								      repl) < 0))
+				    (repl &&
+				     json_object_iter_set_new(v, it, repl) < 0))
 					return -1;
 			} else if (restore(r, m) < 0) {
 				return -1;
@@ -272,7 +272,8 @@ static int restore(restorer *r, json_t *v)
 			json_t *m = json_array_get(v, i);
 			if (json_is_number(m)) {
 				if (next_number(r, &repl) < 0 ||
-				    (repl && json_array_set_new(v, i, repl) < 0))
+				    (repl &&
+				     json_array_set_new(v, i, repl) < 0))
 					return -1;
 			} else if (restore(r, m) < 0) {
 				return -1;
@@ -516,7 +517,8 @@ int sky__json_dump_buf(sky_buf *b, const json_t *v)
 			    dump_string(b, json_object_iter_key(it),
 					json_object_iter_key_len(it)) < 0 ||
 			    sky__buf_putc(b, ':') < 0 ||
-			    sky__json_dump_buf(b, json_object_iter_value(it)) < 0)
+			    sky__json_dump_buf(b, json_object_iter_value(it)) <
+				0)
 				return -1;
 			first = 0;
 		}

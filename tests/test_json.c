@@ -63,7 +63,8 @@ static void test_json__nul_in_strings(void)
 	CU_ASSERT(sky__json_has_nul(v));
 	CU_ASSERT(!sky__json_streq(v, "a"));
 	json_decref(v);
-	CU_ASSERT(roundtrip("{\"name\":\"Line\\u00003\",\"e\":\"\\u0000\"}", NULL));
+	CU_ASSERT(
+	    roundtrip("{\"name\":\"Line\\u00003\",\"e\":\"\\u0000\"}", NULL));
 	CU_ASSERT(roundtrip("[\"\\u0000\\u0000\",\"x\\u0000\"]", NULL));
 	/* The other escapes as jansson writes them. */
 	CU_ASSERT(roundtrip("\"\\u0001\\u001f\\b\\f\\n\\r\\t\\\"\\\\/\x7f\"",
@@ -80,12 +81,14 @@ static void test_json__raw_nul_refused(void)
 {
 	/* Wherever it is: after the value, inside it, inside a string. */
 	static const char *const texts[] = {
-	    "{\"v\":1}\0", "{\"v\":1\0}", "{\"v\":\"a\0b\"}", "\0{}", "[1,\0 2]",
+	    "{\"v\":1}\0", "{\"v\":1\0}", "{\"v\":\"a\0b\"}",
+	    "\0{}",	   "[1,\0 2]",
 	};
 	static const size_t lens[] = {8, 8, 11, 3, 7};
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		json_error_t err;
-		json_t *v = sky__json_loadb(texts[i], lens[i], JSON_DECODE_ANY, &err);
+		json_t *v =
+		    sky__json_loadb(texts[i], lens[i], JSON_DECODE_ANY, &err);
 		CU_ASSERT(v == NULL);
 		CU_ASSERT(json_error_code(&err) == json_error_null_character);
 		CU_ASSERT(strstr(err.text, "NUL byte") != NULL);
@@ -108,7 +111,8 @@ static void test_json__big_numbers(void)
 	/* Beyond int64 or beyond double: the text as it came, everywhere. */
 	CU_ASSERT(roundtrip("100000000000000000000", NULL));
 	CU_ASSERT(roundtrip("-9223372036854775809", NULL));
-	CU_ASSERT(roundtrip("[9223372036854775807,-9223372036854775808]", NULL));
+	CU_ASSERT(
+	    roundtrip("[9223372036854775807,-9223372036854775808]", NULL));
 	CU_ASSERT(roundtrip("[1,184467440737095516160,{\"a\":[2,"
 			    "-99999999999999999999999,{\"b\":3}],\"c\":1e400},"
 			    "3.5,\"1\",-1.5E+99999,null,true]",
@@ -119,7 +123,8 @@ static void test_json__big_numbers(void)
 	CU_ASSERT_FATAL(v != NULL);
 	size_t n = 0;
 	const char *text = sky__json_bignum(json_array_get(v, 1), &n);
-	CU_ASSERT(text && n == 21 && !memcmp(text, "123456789012345678901", 21));
+	CU_ASSERT(text && n == 21 &&
+		  !memcmp(text, "123456789012345678901", 21));
 	CU_ASSERT(json_is_integer(json_array_get(v, 0)));
 	CU_ASSERT(!sky__json_bignum(json_array_get(v, 0), NULL));
 	CU_ASSERT(!sky__json_bignum(json_array_get(v, 2), NULL));
@@ -138,11 +143,20 @@ static void test_json__big_numbers(void)
 	/* A syntax error next to a big number is still reported, and a
 	 * malformed number is never kept as text. */
 	static const char *const bad[] = {
-	    "[100000000000000000000,]", "[100000000000000000000",
-	    "[1e400,01e400]", "[1e400,-01]", "[1e400,1.e5]", "[1e400,1e]",
-	    "[1e400,+1]", "[1e400,1e+]", "[1e400,.5]", "[1e400,1-2]",
-	    "[1e400,-]", "[1e400,100000000000000000000.]",
-	    "[1e400,0100000000000000000000]", "[1e400,1E400e1]",
+	    "[100000000000000000000,]",
+	    "[100000000000000000000",
+	    "[1e400,01e400]",
+	    "[1e400,-01]",
+	    "[1e400,1.e5]",
+	    "[1e400,1e]",
+	    "[1e400,+1]",
+	    "[1e400,1e+]",
+	    "[1e400,.5]",
+	    "[1e400,1-2]",
+	    "[1e400,-]",
+	    "[1e400,100000000000000000000.]",
+	    "[1e400,0100000000000000000000]",
+	    "[1e400,1E400e1]",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = sky__json_loads(bad[i], 0, NULL);
@@ -158,16 +172,22 @@ static void test_json__shortest_reals(void)
 	static const struct {
 		const char *in, *out;
 	} cases[] = {
-	    {"0.94", "0.94"},       {"0.1", "0.1"},
+	    {"0.94", "0.94"},
+	    {"0.1", "0.1"},
 	    {"[1.0,-0.0]", "[1.0,-0.0]"},
-	    {"1e300", "1e300"},     {"1e+300", "1e300"},
-	    {"5e-324", "5e-324"},   {"1E2", "100.0"},
+	    {"1e300", "1e300"},
+	    {"1e+300", "1e300"},
+	    {"5e-324", "5e-324"},
+	    {"1E2", "100.0"},
 	    {"0.30000000000000004", "0.30000000000000004"},
 	    {"123456789.125", "123456789.125"},
 	    {"1.7976931348623157e308", "1.7976931348623157e308"},
-	    {"0.000001", "1e-6"},   {"1e21", "1e21"},
-	    {"1e16", "10000000000000000.0"}, {"1e17", "1e17"},
-	    {"0.001", "0.001"},     {"123e-2", "1.23"},
+	    {"0.000001", "1e-6"},
+	    {"1e21", "1e21"},
+	    {"1e16", "10000000000000000.0"},
+	    {"1e17", "1e17"},
+	    {"0.001", "0.001"},
+	    {"123e-2", "1.23"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		CU_ASSERT(roundtrip(cases[i].in, cases[i].out));
@@ -209,28 +229,33 @@ static void test_json__shortest_reals(void)
 static json_t *random_value(uint64_t *s, int depth)
 {
 	static const char *const pieces[] = {
-	    "a", "\"", "\\", "/", "\n", "\t", "\x01", "\x1f", "\x7f",
-	    "\xc3\xa9", "\xe2\x80\xae", "\xf0\x9f\x98\x80", " ", "z",
+	    "a",    "\"",	"\\",		"/",
+	    "\n",   "\t",	"\x01",		"\x1f",
+	    "\x7f", "\xc3\xa9", "\xe2\x80\xae", "\xf0\x9f\x98\x80",
+	    " ",    "z",
 	};
 	unsigned kind = (unsigned)(next_rand(s) % (depth > 4 ? 5 : 7));
 	switch (kind) {
 	case 0: return json_null();
 	case 1: return json_boolean(next_rand(s) & 1);
-	case 2: return json_integer((json_int_t)next_rand(s) >> (next_rand(s) % 64));
+	case 2:
+		return json_integer((json_int_t)next_rand(s) >>
+				    (next_rand(s) % 64));
 	case 3:
 	case 4: {
 		char buf[64] = "";
 		size_t n = next_rand(s) % 8;
 		for (size_t i = 0; i < n; i++)
 			strcat(buf, pieces[next_rand(s) % (sizeof(pieces) /
-							  sizeof(pieces[0]))]);
+							   sizeof(pieces[0]))]);
 		return json_string(buf);
 	}
 	case 5: {
 		json_t *a = json_array();
 		size_t n = next_rand(s) % 4;
 		for (size_t i = 0; a && i < n; i++)
-			if (json_array_append_new(a, random_value(s, depth + 1)) < 0)
+			if (json_array_append_new(
+				a, random_value(s, depth + 1)) < 0)
 				CU_FAIL("json_array_append_new");
 		return a;
 	}
@@ -262,11 +287,12 @@ static void test_json__same_as_jansson(void)
 		int same = ours && theirs && !strcmp(ours, theirs);
 		if (!same) {
 			CU_FAIL("dump differs from jansson's");
-			fprintf(stderr, "\nours:   %s\njansson: %s\n", ours, theirs);
+			fprintf(stderr, "\nours:   %s\njansson: %s\n", ours,
+				theirs);
 		}
 		/* And it parses back to an equal value. */
-		json_t *back = ours ? sky__json_loads(ours, JSON_DECODE_ANY, NULL)
-				    : NULL;
+		json_t *back =
+		    ours ? sky__json_loads(ours, JSON_DECODE_ANY, NULL) : NULL;
 		CU_ASSERT(back && json_equal(back, v));
 		json_decref(back);
 		free(ours);
@@ -280,14 +306,14 @@ static void test_json__same_as_jansson(void)
 int main(void)
 {
 	static const sky_test_case cases[] = {
-		{"test_json__nul_in_strings", test_json__nul_in_strings},
-		{"test_json__raw_nul_refused", test_json__raw_nul_refused},
-		{"test_json__nul_in_names_refused",
-		 test_json__nul_in_names_refused},
-		{"test_json__big_numbers", test_json__big_numbers},
-		{"test_json__shortest_reals", test_json__shortest_reals},
-		{"test_json__same_as_jansson", test_json__same_as_jansson},
-		{NULL, NULL},
+	    {"test_json__nul_in_strings", test_json__nul_in_strings},
+	    {"test_json__raw_nul_refused", test_json__raw_nul_refused},
+	    {"test_json__nul_in_names_refused",
+	     test_json__nul_in_names_refused},
+	    {"test_json__big_numbers", test_json__big_numbers},
+	    {"test_json__shortest_reals", test_json__shortest_reals},
+	    {"test_json__same_as_jansson", test_json__same_as_jansson},
+	    {NULL, NULL},
 	};
 	return sky_test_main("json", cases);
 }
