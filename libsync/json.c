@@ -9,8 +9,8 @@
  * ordinary input costs one jansson parse, the text is scanned for number
  * tokens, the ones jansson would refuse are replaced by 0, and the result
  * is parsed again. A walk of the tree in document order (arrays by index,
- * objects in insertion order, which is text order since duplicate members
- * are refused or overwritten in place) then meets the number values in the
+ * objects in insertion order, which is text order since this second parse
+ * refuses duplicate members) then meets the number values in the
  * order the scan met the number tokens, and puts each kept text back where
  * its 0 landed. The walk checks that it met as many numbers as the scan.
  *
@@ -306,7 +306,10 @@ static json_t *load_big(const char *text, size_t len, size_t flags,
 	}
 	memcpy(copy + at, text + from, len - from);
 	at += len - from;
-	v = json_loadb(copy, at, flags, err);
+	/* Duplicate members always refused here: a later one replaces the
+	 * value in place, out of text order, and the walk would put a kept
+	 * text in the wrong place. */
+	v = json_loadb(copy, at, flags | JSON_REJECT_DUPLICATES, err);
 	free(copy);
 	if (!v)
 		goto done;
@@ -343,6 +346,10 @@ json_t *sky__json_loadb(const char *text, size_t len, size_t flags,
 	json_error_t local;
 	if (!err)
 		err = &local;
+	if (!text) {
+		set_error(err, "", 0, json_error_invalid_argument, "no text");
+		return NULL;
+	}
 	const char *nul = memchr(text, '\0', len);
 	if (nul) {
 		set_error(err, text, (size_t)(nul - text),

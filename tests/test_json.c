@@ -158,6 +158,15 @@ static void test_json__big_numbers(void)
 	    "[1e400,0100000000000000000000]",
 	    "[1e400,1E400e1]",
 	};
+	/* Without JSON_REJECT_DUPLICATES a later member would replace an
+	 * earlier one out of text order: refused when big numbers are kept. */
+	v = sky__json_loads("{\"a\":\"x\",\"b\":1e400,\"a\":7}", 0, NULL);
+	CU_ASSERT(v == NULL);
+	json_decref(v);
+	v = sky__json_loads("{\"a\":\"x\",\"b\":1,\"a\":7}", 0, NULL);
+	CU_ASSERT(v && json_integer_value(json_object_get(v, "a")) == 7);
+	json_decref(v);
+	CU_ASSERT(sky__json_loadb(NULL, 0, 0, NULL) == NULL);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = sky__json_loads(bad[i], 0, NULL);
 		CU_ASSERT(v == NULL);
