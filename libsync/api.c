@@ -28,6 +28,7 @@
 
 #include "api.h"
 #include "error.h"
+#include "json.h"
 #include "util.h"
 
 static const sky_api_route routes[SKY_API_COUNT] = {
@@ -155,7 +156,7 @@ void sky__api_server_message(const char *body, size_t len, char *buf,
 	buf[0] = '\0';
 	if (!body || !len || cap < 2)
 		return;
-	json_t *o = json_loadb(body, len < 65536 ? len : 65536, 0, NULL);
+	json_t *o = sky__json_loadb(body, len < 65536 ? len : 65536, 0, NULL);
 	const char *m = o ? sky__json_str(o, "message") : NULL;
 	if (!m && o)
 		m = sky__json_str(o, "error");
@@ -235,12 +236,14 @@ int sky__api_parse_tokens(const char *body, size_t len, sky_api_tokens *out)
 	const json_t *rex = json_object_get(o, "refresh_expires_in");
 	if (!json_is_object(o))
 		rc = sky__error_input("token answer: must be a JSON object");
-	else if (!json_is_string(at) || !json_string_length(at))
+	else if (!sky__json_is_text(at) || !json_string_length(at) ||
+		 sky__json_has_nul(at))
 		rc = sky__error_input("token answer.access_token: must be a "
-				      "non-empty string");
-	else if (!json_is_string(rt) || !json_string_length(rt))
+				      "non-empty string without U+0000");
+	else if (!sky__json_is_text(rt) || !json_string_length(rt) ||
+		 sky__json_has_nul(rt))
 		rc = sky__error_input("token answer.refresh_token: must be a "
-				      "non-empty string");
+				      "non-empty string without U+0000");
 	else if (!json_is_integer(ex) || json_integer_value(ex) <= 0)
 		rc = sky__error_input("token answer.expires_in: must be a "
 				      "positive integer");
@@ -347,7 +350,7 @@ char *sky__api_jwt_sub(const char *token)
 		}
 	}
 	char *sub = NULL;
-	json_t *claims = json_loadb((const char *)dec, o, 0, NULL);
+	json_t *claims = sky__json_loadb((const char *)dec, o, 0, NULL);
 	const char *s = sky__json_str(claims, "sub");
 	if (s && *s && sky__check_id(s, "token sub") == 0)
 		sub = strdup(s);

@@ -20,6 +20,7 @@
 #include "error.h"
 #include "events.h"
 #include "index.h"
+#include "json.h"
 #include "outbox.h"
 #include "record.h"
 #include "stale.h"
@@ -604,7 +605,7 @@ static int check_json_values(MDB_txn *txn, MDB_dbi dbi, const char *what,
 			len--;
 		}
 		json_error_t jerr;
-		json_t *v = json_loadb(val.mv_data, len, 0, &jerr);
+		json_t *v = sky__json_loadb(val.mv_data, len, 0, &jerr);
 		if (!v) {
 			problem(cc, "%s #%lu: bad JSON: %s", what, n, jerr.text);
 			continue;

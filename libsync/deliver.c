@@ -36,6 +36,7 @@
 #include "api.h"
 #include "engine.h"
 #include "error.h"
+#include "json.h"
 #include "outbox.h"
 #include "record.h"
 #include "util.h"
@@ -202,7 +203,7 @@ static json_t *join(sky_write_op op, json_t *acc, json_t *next)
 /* The body a create is sent with: the user's, tagged with the local id. */
 static char *create_body(const char *body, const char *local, size_t *len)
 {
-	json_t *b = json_loads(body, 0, NULL);
+	json_t *b = sky__json_loads(body, 0, NULL);
 	if (!b)
 		return NULL;
 	if (json_object_set_new(b, "clientRef", json_string(local)) < 0) {
@@ -302,7 +303,7 @@ static flight *plan_session(deliver *d, MDB_txn *txn, MDB_cursor *cur,
 				f->body_len = strlen(e.body);
 				break;
 			}
-			acc = json_loads(e.body, 0, NULL);
+			acc = sky__json_loads(e.body, 0, NULL);
 			if (!acc)
 				break;
 		} else {
@@ -310,7 +311,7 @@ static flight *plan_session(deliver *d, MDB_txn *txn, MDB_cursor *cur,
 			if (e.state == SKY_OUTBOX_REJECTED || e.op != f->op ||
 			    f->n == MAX_GROUP)
 				break;
-			json_t *next = json_loads(e.body, 0, NULL);
+			json_t *next = sky__json_loads(e.body, 0, NULL);
 			json_t *joined = next ? join(f->op, acc, next) : NULL;
 			json_decref(next);
 			if (!joined)

@@ -14,7 +14,8 @@
  *   type 'o', payload child(4): the value is the object held by node child
  *             (an empty object is a node without entries);
  *   type 'v', payload text:     the value is a scalar or an array, as compact
- *             JSON text (json_dumps with JSON_COMPACT | JSON_ENCODE_ANY).
+ *             JSON text (sky__json_dump_buf: compact, reals in their
+ *             shortest form, big numbers as the text they came as).
  *
  * Names of more than SKY__DOC_NAME_INLINE_MAX bytes would not fit LMDB's
  * 511-byte keys, so they are stored in the "long" form: the key holds a
@@ -68,6 +69,7 @@
 
 #include "doc.h"
 #include "error.h"
+#include "json.h"
 
 #define ROOT_NODE 0u
 #define HEADER_LEN 8	   /* docid */
@@ -517,11 +519,11 @@ static int build_json(scan *s, uint64_t docid, json_t **out)
 		node_span *child = NULL;
 		if (e->type == TYPE_VALUE) {
 			json_error_t jerr;
-			/* JSON_ALLOW_NUL: a value set through the jansson
-			 * API may hold NUL bytes, and it was stored whole. */
-			value =
-			    json_loadb((const char *)e->payload, e->payload_len,
-				       JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+			/* sky__json_loadb: a value may hold U+0000 or a big
+			 * number, and it was stored whole. */
+			value = sky__json_loadb((const char *)e->payload,
+						e->payload_len,
+						JSON_DECODE_ANY, &jerr);
 			if (!value) {
 				corrupt(docid, "stored value is not JSON");
 				goto done;
@@ -866,11 +868,6 @@ static int new_member(writer *w, uint32_t node, const char *name, size_t len)
 	return 0;
 }
 
-static int dump_to_buf(const char *data, size_t size, void *payload)
-{
-	return sky__buf_append(payload, data, size);
-}
-
 /*
  * Store member `name` at w->sl as either an object member pointing to
  * `child` (value NULL) or the scalar or array `value`. With `at_cursor`,
@@ -897,9 +894,8 @@ static int put_member(writer *w, const char *name, size_t len, json_t *value,
 		if (sky__buf_append(&w->val, c, 5) < 0)
 			return -1;
 	} else if (sky__buf_putc(&w->val, TYPE_VALUE) < 0 ||
-		   json_dump_callback(value, dump_to_buf, &w->val,
-				      JSON_COMPACT | JSON_ENCODE_ANY) < 0) {
-		return sky__error_nomem();
+		   sky__json_dump_buf(&w->val, value) < 0) {
+		return -1;
 	}
 	v.mv_data = w->val.data;
 	v.mv_size = w->val.len;
@@ -1360,9 +1356,9 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 			refs[n_refs++].from = e;
 		} else {
 			json_error_t jerr;
-			json_t *j =
-			    json_loadb((const char *)e.payload, e.payload_len,
-				       JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+			json_t *j = sky__json_loadb((const char *)e.payload,
+						    e.payload_len,
+						    JSON_DECODE_ANY, &jerr);
 			if (!j)
 				problem(&r, &e, "value is not JSON: %s",
 					jerr.text);

@@ -121,6 +121,7 @@
 #include "cache.h"
 #include "engine.h"
 #include "enginelock.h"
+#include "json.h"
 #include "outbox.h"
 #include "error.h"
 #include "http.h"
@@ -561,7 +562,7 @@ static int evitem_make(const char *payload, size_t len, size_t max_bytes,
 	int64_t created = 0;
 	/* An event over the limit is rejected by the apply: do not parse it. */
 	json_t *ev = len <= max_bytes
-			 ? json_loadb(payload, len, JSON_ALLOW_NUL, NULL)
+			 ? sky__json_loadb(payload, len, JSON_ALLOW_NUL, NULL)
 			 : NULL;
 	if (json_is_object(ev)) {
 		const char *s;
@@ -1536,7 +1537,7 @@ typedef struct {
 static int collect_sid(const char *json, size_t len, void *payload)
 {
 	app_sessions *a = payload;
-	json_t *s = json_loadb(json, len, 0, NULL);
+	json_t *s = sky__json_loadb(json, len, 0, NULL);
 	const char *sid = sky__json_str(s, "sessionId");
 	int rc = sid && json_array_append_new(a->sids, json_string(sid)) < 0
 		     ? sky__error_nomem()
@@ -2895,7 +2896,7 @@ typedef struct {
 static int rec_mirror_one(const char *json, size_t len, void *payload)
 {
 	rec_mirror *m = payload;
-	json_t *s = json_loadb(json, len, 0, NULL);
+	json_t *s = sky__json_loadb(json, len, 0, NULL);
 	const char *sid = sky__json_str(s, "sessionId");
 	const char *st = sky__json_str(s, "status");
 	int64_t wm;
@@ -2969,7 +2970,7 @@ static void on_rec_sessions(const sky_http_response *res, void *ctx)
 static int rec_cached_app(const char *json, size_t len, void *payload)
 {
 	keyset *apps = payload;
-	json_t *a = json_loadb(json, len, 0, NULL);
+	json_t *a = sky__json_loadb(json, len, 0, NULL);
 	const char *id = sky__json_str(a, "applicationId");
 	int rc = id && keyset_add(apps, id, NULL) < 0 ? sky__error_nomem() : 0;
 	json_decref(a);

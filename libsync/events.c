@@ -27,6 +27,7 @@
 #include "doc.h"
 #include "error.h"
 #include "events.h"
+#include "json.h"
 #include "outbox.h"
 #include "record.h"
 
@@ -65,7 +66,7 @@ void sky__event_clear(sky_parsed_event *pe)
 static int check_optional_string(const json_t *ev, const char *key)
 {
 	const json_t *v = json_object_get(ev, key);
-	if (v && !json_is_string(v) && !json_is_null(v))
+	if (v && !sky__json_is_text(v) && !json_is_null(v))
 		return sky__error_input("event.%s: must be a string", key);
 	return 0;
 }
@@ -122,11 +123,7 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 			rc = sky__error_input("%s: missing", field);
 			goto fail;
 		}
-		if (!json_is_string(v)) {
-			rc = sky__error_input("%s: must be a string", field);
-			goto fail;
-		}
-		if ((rc = sky__check_id(json_string_value(v), field)) < 0)
+		if ((rc = sky__json_check_id(v, field)) < 0)
 			goto fail;
 	}
 	out->app = sky__json_str(ev, "applicationId");
@@ -144,7 +141,7 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 	}
 	size_t t;
 	for (t = 0; t < sizeof(event_types) / sizeof(event_types[0]); t++)
-		if (strcmp(event_types[t].name, json_string_value(type)) == 0)
+		if (sky__json_streq(type, event_types[t].name))
 			break;
 	if (t == sizeof(event_types) / sizeof(event_types[0])) {
 		rc = sky__error_input("event.eventType: unknown type '%.60s'",
@@ -158,7 +155,8 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 		rc = sky__error_input("event.createdAt: missing");
 		goto fail;
 	}
-	if (!created || sky__parse_time(created, &out->created_us) < 0) {
+	if (!created || sky__json_has_nul(json_object_get(ev, "createdAt")) ||
+	    sky__parse_time(created, &out->created_us) < 0) {
 		rc = sky__error_input("event.createdAt: must be an RFC 3339 "
 				      "time string");
 		goto fail;
@@ -195,9 +193,7 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 			const json_t *v = json_object_get(out->payload, ids[i]);
 			if (!v)
 				continue;
-			if (!json_is_string(v) ||
-			    strcmp(json_string_value(v),
-				   i == 0 ? out->app : out->sid) != 0) {
+			if (!sky__json_streq(v, i == 0 ? out->app : out->sid)) {
 				rc = sky__error_input(
 					"event.session.%s: does not match "
 					"event.%s",

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 
 #include "error.h"
+#include "json.h"
 #include "merge.h"
 #include "util.h"
 
@@ -130,16 +131,10 @@ json_t *sky__merge_patch(json_t *target, json_t *patch)
 	return result;
 }
 
-/* json_dump_callback sink appending to a sky_buf. */
-static int dump_to_buf(const char *data, size_t size, void *payload)
-{
-	return sky__buf_append(payload, data, size);
-}
-
 static json_t *parse_input(const char *what, const char *text, size_t len)
 {
 	json_error_t jerr;
-	json_t *json = json_loadb(
+	json_t *json = sky__json_loadb(
 	    text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 	if (!json)
 		sky__error_set(SKY_EINVAL, SKY_ERRSRC_JSON, 0,
@@ -174,11 +169,8 @@ int sky_merge_patch_text(const char *target, size_t target_len,
 	result = sky__merge_patch(jtarget, jpatch);
 	if (!result)
 		goto fail_merge;
-	if (json_dump_callback(result, dump_to_buf, &buf,
-			       JSON_COMPACT | JSON_ENCODE_ANY) < 0) {
-		sky__error_nomem();
+	if (sky__json_dump_buf(&buf, result) < 0)
 		goto fail_dump;
-	}
 	char *text = sky__buf_detach(&buf, out_len);
 	if (!text)
 		goto fail_dump;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "json.h"
 #include "model.h"
 #include "skysync.h"
 #include "util.h"
@@ -67,8 +68,14 @@ int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
 				what, limits->max_depth);
 	}
 	json_error_t jerr;
-	json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-			       &jerr);
+	json_t *v = sky__json_loadb(text, len,
+				    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	if (!v && json_error_code(&jerr) == json_error_null_byte_in_key)
+		return sky__error_set(SKY_EINVAL, SKY_ERRSRC_JSON, 0,
+				      "%s: the member name at line %d, column "
+				      "%d holds U+0000 (\\u0000), which the "
+				      "cache cannot store in a name",
+				      what, jerr.line, jerr.column);
 	if (!v)
 		return sky__error_set(SKY_EINVAL, SKY_ERRSRC_JSON, 0,
 				      "%s is not valid JSON (line %d, column "
@@ -80,13 +87,9 @@ int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
 
 char *sky__json_dump(const json_t *value, size_t *len)
 {
-	char *s = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (!s) {
+	char *s = sky__json_dumps(value, len);
+	if (!s)
 		sky__error_nomem();
-		return NULL;
-	}
-	if (len)
-		*len = strlen(s);
 	return s;
 }
 
@@ -111,7 +114,8 @@ static const char *type_name(const json_t *v)
 	switch (json_typeof(v)) {
 	case JSON_OBJECT: return "an object";
 	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
+	case JSON_STRING:
+		return sky__json_bignum(v, NULL) ? "a number" : "a string";
 	case JSON_INTEGER: return "an integer";
 	case JSON_REAL: return "a number";
 	case JSON_TRUE:
@@ -136,25 +140,26 @@ static int check_field(const json_t *obj, const char *path, const char *key,
 		return 0;
 	switch (kind) {
 	case K_ID: {
-		if (!json_is_string(v))
+		if (!sky__json_is_text(v))
 			return sky__error_input("%s.%s: must be a string, not %s",
 						path, key, type_name(v));
 		char field[256];
 		snprintf(field, sizeof(field), "%s.%s", path, key);
-		return sky__check_id(json_string_value(v), field);
+		return sky__json_check_id(v, field);
 	}
 	case K_STRING:
-		if (!json_is_string(v))
+		if (!sky__json_is_text(v))
 			return sky__error_input("%s.%s: must be a string, not %s",
 						path, key, type_name(v));
 		return 0;
 	case K_TIME: {
 		int64_t us;
-		if (!json_is_string(v))
+		if (!sky__json_is_text(v))
 			return sky__error_input(
 				"%s.%s: must be an RFC 3339 time string, not %s",
 				path, key, type_name(v));
-		if (sky__parse_time(json_string_value(v), &us) < 0)
+		if (sky__json_has_nul(v) ||
+		    sky__parse_time(json_string_value(v), &us) < 0)
 			return sky__error_input(
 				"%s.%s: '%.40s' is not an RFC 3339 time", path,
 				key, json_string_value(v));
@@ -196,7 +201,7 @@ int sky__validate_properties(const json_t *props, const char *path)
 				SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
 				"%s: property name '%.40s...' is longer than %u bytes",
 				path, key, SKY_MAX_PROPERTY_KEY_BYTES);
-		if (!json_is_string(v))
+		if (!sky__json_is_text(v))
 			return sky__error_input(
 				"%s.%s: property values must be strings, not %s",
 				path, key, type_name(v));
@@ -205,9 +210,6 @@ int sky__validate_properties(const json_t *props, const char *path)
 				SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
 				"%s.%s: value is longer than %u bytes", path,
 				key, SKY_MAX_PROPERTY_VALUE_BYTES);
-		if (memchr(json_string_value(v), '\0', json_string_length(v)))
-			return sky__error_input("%s.%s: value contains NUL",
-						path, key);
 	}
 	return 0;
 }
@@ -230,8 +232,8 @@ int sky__validate_participants(const json_t *parts, const char *path)
 			return rc;
 		const json_t *type = json_object_get(p, "type");
 		if (type && !json_is_null(type)) {
-			const char *t = json_string_value(type);
-			if (!t || (strcmp(t, "user") && strcmp(t, "group")))
+			if (!sky__json_streq(type, "user") &&
+			    !sky__json_streq(type, "group"))
 				return sky__error_input(
 					"%s.type: must be \"user\" or \"group\"",
 					item);
@@ -261,8 +263,8 @@ int sky__validate_session(const json_t *s, const char *path, int full)
 		return rc;
 	const json_t *status = json_object_get(s, "status");
 	if (status) {
-		const char *st = json_string_value(status);
-		if (!st || (strcmp(st, "open") && strcmp(st, "closed")))
+		if (!sky__json_streq(status, "open") &&
+		    !sky__json_streq(status, "closed"))
 			return sky__error_input(
 				"%s.status: must be \"open\" or \"closed\"", path);
 	}
@@ -319,7 +321,7 @@ int sky__validate_role(const json_t *r, const char *path)
 		if (!json_is_array(perms))
 			return sky__error_input("%s.permissions: must be an array",
 						path);
-		json_array_foreach((json_t *)perms, i, p) if (!json_is_string(p))
+		json_array_foreach((json_t *)perms, i, p) if (!sky__json_is_text(p))
 			return sky__error_input(
 				"%s.permissions[%zu]: must be a string", path, i);
 	}

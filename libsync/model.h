@@ -23,8 +23,9 @@ typedef struct {
  * Parse `len` bytes of JSON text under `limits`. `what` names the input in
  * errors ("event", "patch"). Duplicate object keys are rejected (a client
  * and a server could otherwise disagree on which value counts), as are
- * invalid UTF-8 and NUL characters. Any JSON value is accepted; callers
- * check the type. Returns 0 with *out a new reference, SKY_EINVAL or
+ * invalid UTF-8, raw NUL bytes and member names holding U+0000; strings
+ * holding U+0000 and numbers beyond 64 bits are kept (json.h). Any JSON
+ * value is accepted; callers check the type. Returns 0 with *out a new reference, SKY_EINVAL or
  * SKY_ELIMIT.
  */
 int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
@@ -36,7 +37,8 @@ int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
  */
 unsigned sky__json_depth(const char *text, size_t len, unsigned stop_at);
 
-/* Compact JSON text of `value` into a fresh buffer (NULL on out of memory). */
+/* Compact JSON text of `value` into a fresh buffer (NULL on out of memory),
+ * by sky__json_dumps (json.h): shortest reals, big numbers verbatim. */
 char *sky__json_dump(const json_t *value, size_t *len);
 
 /* Validators: 0, or SKY_EINVAL / SKY_ELIMIT with the field named. `path`

@@ -33,6 +33,7 @@
 #include "doc.h"
 #include "enginelock.h"
 #include "error.h"
+#include "json.h"
 #include "merge.h"
 #include "index.h"
 #include "outbox.h"
@@ -299,7 +300,7 @@ const char *sky_outbox_state_name(sky_outbox_state s)
 
 static int check_string_field(const json_t *v, const char *what)
 {
-	if (!json_is_string(v))
+	if (!sky__json_is_text(v)) /* a big number is not a name */
 		return sky__error_input("%s: must be a string", what);
 	if (json_string_length(v) == 0)
 		return sky__error_input("%s: must not be empty", what);
@@ -319,7 +320,7 @@ static int check_create(const json_t *b)
 			if ((rc = check_string_field(v, "session create: name")) < 0)
 				return rc;
 		} else if (!strcmp(k, "description")) {
-			if (!json_is_string(v))
+			if (!sky__json_is_text(v))
 				return sky__error_input(
 				    "session create: description must be a string");
 		} else if (!strcmp(k, "properties")) {
@@ -353,15 +354,14 @@ static int check_patch(const json_t *b)
 			if ((rc = check_string_field(v, "session patch: name")) < 0)
 				return rc;
 		} else if (!strcmp(k, "description")) {
-			if (!json_is_string(v) && !json_is_null(v))
+			if (!sky__json_is_text(v) && !json_is_null(v))
 				return sky__error_input("session patch: description "
 							"must be a string or null");
 		} else if (!strcmp(k, "properties")) {
 			if ((rc = sky__validate_properties(v, "session patch: properties")) < 0)
 				return rc;
 		} else if (!strcmp(k, "status")) {
-			if (!json_is_string(v) ||
-			    strcmp(json_string_value(v), "closed"))
+			if (!sky__json_streq(v, "closed"))
 				return sky__error_input("session patch: status can "
 							"only be set to \"closed\"");
 		} else {
@@ -378,17 +378,17 @@ static int check_participant(const json_t *b)
 	const char *k;
 	json_t *v;
 	json_t *id = json_object_get(b, "id");
-	if (!json_is_string(id))
+	if (!sky__json_is_text(id))
 		return sky__error_input("participant: id is required (a string)");
-	int rc = sky__check_id(json_string_value(id), "participant id");
+	int rc = sky__json_check_id(id, "participant id");
 	if (rc < 0)
 		return rc;
 	json_object_foreach((json_t *)b, k, v) {
 		if (!strcmp(k, "id"))
 			continue;
 		if (!strcmp(k, "type")) {
-			const char *t = json_string_value(v);
-			if (!t || (strcmp(t, "user") && strcmp(t, "group")))
+			if (!sky__json_streq(v, "user") &&
+			    !sky__json_streq(v, "group"))
 				return sky__error_input("participant: type must be "
 							"\"user\" or \"group\"");
 			continue;
@@ -641,7 +641,7 @@ static int overlay(MDB_txn *txn, sky_cache *c, const char *app,
 		const sky_ob_entry *e0 = &l->v[0].e;
 		if (e0->op != SKY_WRITE_CREATE)
 			return 0; /* its create was rejected or dropped */
-		json_t *body = json_loads(e0->body, 0, NULL);
+		json_t *body = sky__json_loads(e0->body, 0, NULL);
 		if (!body)
 			return sky__error_input("outbox entry %llu: corrupt body",
 						(unsigned long long)e0->id);
@@ -674,7 +674,7 @@ static int overlay(MDB_txn *txn, sky_cache *c, const char *app,
 		const sky_ob_entry *e = &l->v[i].e;
 		if (e->op == SKY_WRITE_EVENT || e->op == SKY_WRITE_CREATE)
 			continue;
-		json_t *body = json_loads(e->body, 0, NULL);
+		json_t *body = sky__json_loads(e->body, 0, NULL);
 		if (!body) {
 			rc = sky__error_input("outbox entry %llu: corrupt body",
 					      (unsigned long long)e->id);
@@ -1422,7 +1422,7 @@ int sky__outbox_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 		}
 		for (size_t i = 0; i < done.n && rc == 0; i++) {
 			const sky_ob_entry *e = &done.v[i].e;
-			json_t *body = json_loads(e->body, 0, NULL);
+			json_t *body = sky__json_loads(e->body, 0, NULL);
 			if (!body) {
 				rc = sky__error_input("outbox entry %llu: "
 						      "corrupt body",

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "json.h"
 #include "query.h"
 
 /* A prefix with more keys than this is merged by collecting its sessions. */
@@ -338,7 +339,7 @@ int sky__query_access(MDB_txn *txn, const sky_query *q, sky_access *out)
 	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
 		/* Role values are JSON text with a trailing NUL. */
 		size_t len = val.mv_size ? val.mv_size - 1 : 0;
-		json_t *role = json_loadb(val.mv_data, len, 0, NULL);
+		json_t *role = sky__json_loadb(val.mv_data, len, 0, NULL);
 		if (!role)
 			continue; /* `check` reports it; it grants nothing */
 		if (viewer_in(q, json_object_get(role, "participants"))) {
@@ -346,12 +347,11 @@ int sky__query_access(MDB_txn *txn, const sky_query *q, sky_access *out)
 			const json_t *perm;
 			json_array_foreach(json_object_get(role, "permissions"),
 					   i, perm) {
-				const char *s = json_string_value(perm);
-				if (!s)
-					continue;
-				if (!strcmp(s, "session:read:any"))
+				/* Whole strings: "x\u0000y" is not "x". */
+				if (sky__json_streq(perm, "session:read:any"))
 					any = 1;
-				else if (!strcmp(s, "session:read:participant"))
+				else if (sky__json_streq(perm,
+							 "session:read:participant"))
 					part = 1;
 			}
 		}
@@ -1309,7 +1309,7 @@ static char *explain_json(const sky_query *q)
 		sky__error_nomem();
 		return NULL;
 	}
-	char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *text = sky__json_dumps(root, NULL);
 	json_decref(root);
 	if (!text)
 		sky__error_nomem();

@@ -14,6 +14,7 @@
 #include "doc.h"
 #include "error.h"
 #include "index.h"
+#include "json.h"
 #include "record.h"
 
 int sky__record_decode(const MDB_val *val, sky_record *out)
@@ -70,7 +71,7 @@ int sky__record_get(MDB_txn *txn, sky_cache *c, const char *app,
 json_t *sky__record_json(const sky_record *rec)
 {
 	json_error_t jerr;
-	json_t *s = json_loadb(rec->json, rec->json_len, 0, &jerr);
+	json_t *s = sky__json_loadb(rec->json, rec->json_len, 0, &jerr);
 	if (!s)
 		sky__error_set(SKY_EINVAL, SKY_ERRSRC_JSON, 0,
 			       "corrupt session JSON in the cache: %s", jerr.text);

@@ -23,6 +23,7 @@
 
 #include "doc.h"
 #include "error.h"
+#include "json.h"
 #include "merge.h"
 #include "testutil.h"
 
@@ -966,6 +967,54 @@ static void test_doc__map_full(void)
 	mdb_env_close(small);
 }
 
+/*
+ * Values kept exactly, member by member: U+0000 in strings, numbers beyond
+ * 64 bits or beyond double as their text, reals in their shortest form;
+ * sky__doc_read writes them back byte for byte, sky__doc_read_json gives
+ * the same values, and patches replace and add such members in place.
+ */
+static void test_doc__exact_values(void)
+{
+	static const char *const steps[][2] = {
+	    /* patch, then the whole document as sky__doc_read writes it */
+	    {"{\"n\":\"x\\u0000y\",\"big\":100000000000000000000,\"r\":0.94,"
+	     "\"o\":{\"a\":[0.1,-123456789012345678901,\"\\u0000\"]}}",
+	     "{\"big\":100000000000000000000,\"n\":\"x\\u0000y\",\"o\":{\"a\":"
+	     "[0.1,-123456789012345678901,\"\\u0000\"]},\"r\":0.94}"},
+	    {"{\"big\":-1e99999,\"o\":{\"b\":18446744073709551616},\"r\":null}",
+	     "{\"big\":-1e99999,\"n\":\"x\\u0000y\",\"o\":{\"a\":"
+	     "[0.1,-123456789012345678901,\"\\u0000\"],\"b\":"
+	     "18446744073709551616}}"},
+	};
+	MDB_txn *txn = begin(0);
+	json_t *empty = json_object();
+	CU_ASSERT_FATAL(empty != NULL);
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 90, empty), 0);
+	json_decref(empty);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		json_t *patch = sky__json_loads(steps[i][0], 0, NULL);
+		CU_ASSERT_FATAL(patch != NULL);
+		CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 90, patch), 0);
+		json_decref(patch);
+		sky_buf buf = SKY_BUF_INIT;
+		CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, 90, &buf), 0);
+		int same = buf.data && !strcmp(buf.data, steps[i][1]);
+		CU_ASSERT(same);
+		if (!same)
+			fprintf(stderr, "\ngot  %s\nwant %s\n",
+				buf.data ? buf.data : "", steps[i][1]);
+		json_t *j = NULL;
+		CU_ASSERT_EQUAL(sky__doc_read_json(txn, dbi, 90, &j), 0);
+		json_t *want = sky__json_loads(steps[i][1], 0, NULL);
+		CU_ASSERT(j && want && json_equal(j, want));
+		json_decref(want);
+		json_decref(j);
+		sky__buf_free(&buf);
+		CU_ASSERT(check_clean(txn, 90));
+	}
+	mdb_txn_abort(txn);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -984,6 +1033,7 @@ int main(void)
 	    {"test_doc__check_finds_corruption",
 	     test_doc__check_finds_corruption},
 	    {"test_doc__map_full", test_doc__map_full},
+	    {"test_doc__exact_values", test_doc__exact_values},
 	    {NULL, NULL},
 	};
 	MDB_txn *txn;

@@ -564,6 +564,121 @@ static void test_events__reader_snapshot(void)
 	sky_cache_close(c);
 }
 
+/*
+ * Values a server may send come back exactly: U+0000 inside strings (name,
+ * description, a property value, data), integers beyond 64 bits as their
+ * text, reals in their shortest form. What cannot be stored (U+0000 in a
+ * member name or an id) and what is not JSON (a raw NUL byte, wherever it
+ * is in the buffer given) is rejected with nothing changed.
+ */
+static const char *SESSION_VALUES =
+	"{\"applicationId\":\"app1\",\"sessionId\":\"sv\",\"status\":\"open\","
+	"\"isDraft\":false,\"version\":100000000000000000000,\"name\":"
+	"\"Line\\u00003\",\"description\":\"a\\u0000\",\"createdAt\":"
+	"\"2024-05-01T10:00:00Z\",\"properties\":{\"site\":\"Plant\\u00007\"},"
+	"\"extra\":[0.94,-123456789012345678901]}";
+
+static void test_events__values_kept_exactly(void)
+{
+	sky_cache *c = open_cache();
+	CU_ASSERT(apply(c, ev("session_created", "sv", "v1",
+			      "2024-05-01T10:00:00Z", "session",
+			      SESSION_VALUES)) == SKY_EVENT_APPLIED);
+	char *s = get(c, "sv");
+	CU_ASSERT(s && strcmp(s, SESSION_VALUES) == 0);
+	free(s);
+	CU_ASSERT(apply(c, ev("session_data_updated", "sv", "v2",
+			      "2024-05-01T10:01:00Z", "data",
+			      "{\"n\":\"x\\u0000y\",\"big\":100000000000000000000,"
+			      "\"r\":0.94,\"o\":{\"neg\":-123456789012345678901}}")) ==
+		  SKY_EVENT_APPLIED);
+	/* A second patch merges into the stored members: they read back. */
+	CU_ASSERT(apply(c, ev("session_data_updated", "sv", "v3",
+			      "2024-05-01T10:02:00Z", "data",
+			      "{\"o\":{\"p\":1.5e+999}}")) == SKY_EVENT_APPLIED);
+	char *d = data(c, "sv");
+	CU_ASSERT(d && strcmp(d, "{\"big\":100000000000000000000,\"n\":"
+				 "\"x\\u0000y\",\"o\":{\"neg\":"
+				 "-123456789012345678901,\"p\":1.5e+999},"
+				 "\"r\":0.94}") == 0);
+	if (d && !strstr(d, "0.94}"))
+		fprintf(stderr, "\ndata: %s\n", d);
+	free(d);
+	/* Server state put directly keeps them too. */
+	const char *sj = "{\"applicationId\":\"app1\",\"sessionId\":\"sp\","
+			 "\"name\":\"p\\u0000q\",\"createdAt\":"
+			 "\"2024-05-01T10:00:00Z\"}";
+	const char *dj = "{\"k\":18446744073709551616,\"z\":[0.1,\"\\u0000\"]}";
+	CU_ASSERT(sky_session_put(c, sj, strlen(sj), dj, strlen(dj), 0) == 0);
+	s = get(c, "sp");
+	CU_ASSERT(s && strcmp(s, sj) == 0);
+	free(s);
+	d = data(c, "sp");
+	CU_ASSERT(d && strcmp(d, dj) == 0);
+	free(d);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
+static void test_events__values_refused(void)
+{
+	sky_cache *c = open_cache();
+	apply(c, ev("session_created", "sv", "v1", "2024-05-01T10:00:00Z",
+		    "session", SESSION_VALUES));
+	sky_stats before, after;
+	CU_ASSERT(sky_cache_stats(c, &before) == 0);
+	char *e;
+	e = ev("session_data_updated", "sv", "r1", "2024-05-01T10:01:00Z",
+	       "data", "{\"a\\u0000b\":1}");
+	reject(c, e, "member name");
+	free(e);
+	e = ev("session_properties_updated", "sv", "r2",
+	       "2024-05-01T10:01:00Z", "session",
+	       "{\"properties\":{\"k\\u0000\":\"v\"}}");
+	reject(c, e, "U+0000");
+	free(e);
+	e = ev("session_properties_updated", "sv", "r3",
+	       "2024-05-01T10:01:00Z", "session",
+	       "{\"properties\":{\"k\":100000000000000000000}}");
+	reject(c, e, "strings, not a number");
+	free(e);
+	e = ev("session_data_updated", "s\\u0000v", "r4",
+	       "2024-05-01T10:01:00Z", "data", "{}");
+	reject(c, e, "event.sessionId: holds U+0000");
+	free(e);
+	e = ev("session_data_updated", "sv", "r5",
+	       "2024-05-01T10:01:00Z\\u0000", "data", "{}");
+	reject(c, e, "event.createdAt");
+	free(e);
+	e = ev("session_updated", "sv", "r6", "2024-05-01T10:01:00Z",
+	       "session", "{\"status\":\"open\\u0000\"}");
+	reject(c, e, "status");
+	free(e);
+	/* A raw NUL byte: inside the object, or after it within `len`. */
+	e = ev("session_data_updated", "sv", "r7", "2024-05-01T10:01:00Z",
+	       "data", "{\"v\":1}");
+	size_t n = strlen(e);
+	sky_event_outcome o = SKY_EVENT_APPLIED;
+	CU_ASSERT(sky_event_apply(c, e, n + 1, &o) == SKY_EINVAL);
+	CU_ASSERT(o == SKY_EVENT_REJECTED);
+	CU_ASSERT(strstr(sky_error_last()->message, "raw NUL byte") != NULL);
+	char buf[512];
+	CU_ASSERT_FATAL(n < sizeof(buf) && strstr(e, "\"v\":1}") != NULL);
+	memcpy(buf, e, n + 1);
+	*strstr(buf, "\"v\":1}") = '\0'; /* {<NUL>v":1}} */
+	o = SKY_EVENT_APPLIED;
+	CU_ASSERT(sky_event_apply(c, buf, n, &o) == SKY_EINVAL);
+	CU_ASSERT(o == SKY_EVENT_REJECTED);
+	CU_ASSERT(strstr(sky_error_last()->message, "raw NUL byte") != NULL);
+	free(e);
+	CU_ASSERT(sky_cache_stats(c, &after) == 0);
+	CU_ASSERT(after.events_applied == before.events_applied);
+	char *d = data(c, "sv");
+	CU_ASSERT(d && strcmp(d, "{}") == 0);
+	free(d);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -582,6 +697,9 @@ int main(void)
 		 test_events__batch_with_rejects},
 		{"test_events__apps_roles_remove", test_events__apps_roles_remove},
 		{"test_events__reader_snapshot", test_events__reader_snapshot},
+		{"test_events__values_kept_exactly",
+		 test_events__values_kept_exactly},
+		{"test_events__values_refused", test_events__values_refused},
 		{NULL, NULL},
 	};
 	return sky_test_main("events", cases);

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "error.h"
@@ -142,6 +143,70 @@ static void test_model__errors(void)
 	CU_ASSERT_STRING_EQUAL(sky_version(), PACKAGE_VERSION);
 }
 
+/* Parse `text` (must succeed) and validate it as a session. */
+static int session_rc(const char *text)
+{
+	json_t *v = NULL;
+	int rc = sky__json_parse(text, strlen(text), NULL, "session", &v);
+	CU_ASSERT_FATAL(rc == 0);
+	rc = sky__validate_session(v, "session", 1);
+	json_decref(v);
+	return rc;
+}
+
+static void test_model__nul_and_big_values(void)
+{
+	/* U+0000 is fine in the strings the model keeps as text. */
+	CU_ASSERT(session_rc("{\"applicationId\":\"a\",\"sessionId\":\"s\","
+			     "\"name\":\"x\\u0000\",\"description\":\"\\u0000\","
+			     "\"properties\":{\"k\":\"v\\u0000w\"},"
+			     "\"version\":100000000000000000000}") == 0);
+	/* Not where a C string would be cut short or a word compared. */
+	static const struct {
+		const char *text, *needle;
+	} bad[] = {
+		{"{\"applicationId\":\"a\\u0000\",\"sessionId\":\"s\"}",
+		 "session.applicationId: holds U+0000"},
+		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"participants\":"
+		 "[{\"id\":\"u\\u0000x\"}]}",
+		 "participants[0].id: holds U+0000"},
+		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"status\":"
+		 "\"open\\u0000\"}",
+		 "session.status"},
+		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"participants\":"
+		 "[{\"id\":\"u\",\"type\":\"user\\u0000\"}]}",
+		 "type"},
+		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"createdAt\":"
+		 "\"2024-05-01T10:00:00Z\\u0000\"}",
+		 "session.createdAt"},
+		/* A big number is a number: not a string, not a property. */
+		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"name\":"
+		 "100000000000000000000}",
+		 "session.name: must be a string, not a number"},
+		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"properties\":"
+		 "{\"k\":-100000000000000000000}}",
+		 "strings, not a number"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CU_ASSERT(session_rc(bad[i].text) == SKY_EINVAL);
+		if (!strstr(sky_error_last()->message, bad[i].needle)) {
+			fprintf(stderr, "\n'%s' lacks '%s'\n",
+				sky_error_last()->message, bad[i].needle);
+			CU_FAIL("message does not name the field");
+		}
+	}
+	/* A member name with U+0000: refused by the parser, said clearly. */
+	json_t *v = NULL;
+	const char *t = "{\"p\":{\"a\\u0000\":1}}";
+	CU_ASSERT(sky__json_parse(t, strlen(t), NULL, "patch", &v) == SKY_EINVAL);
+	CU_ASSERT(strstr(sky_error_last()->message,
+			 "patch: the member name at line 1, column") != NULL);
+	CU_ASSERT(strstr(sky_error_last()->message, "U+0000") != NULL);
+	/* A raw NUL byte. */
+	CU_ASSERT(sky__json_parse("{}\0", 3, NULL, "event", &v) == SKY_EINVAL);
+	CU_ASSERT(strstr(sky_error_last()->message, "raw NUL byte") != NULL);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -151,6 +216,8 @@ int main(void)
 		{"test_model__ids", test_model__ids},
 		{"test_model__sessions", test_model__sessions},
 		{"test_model__errors", test_model__errors},
+		{"test_model__nul_and_big_values",
+		 test_model__nul_and_big_values},
 		{NULL, NULL},
 	};
 	return sky_test_main("model", cases);

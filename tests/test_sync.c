@@ -36,6 +36,7 @@
 #include "engine.h"
 #include "error.h"
 #include "harness.h"
+#include "json.h"
 #include "merge.h"
 #include "util.h"
 #include "mqtt.h"
@@ -2565,6 +2566,106 @@ static void test_sync__cli_stale(void)
 	free(seed);
 }
 
+/* The mirror's text of a session (data: its data), or NULL. */
+static char *mirror_text(fixture *fx, const char *app, const char *sid,
+			 int data)
+{
+	char *json = NULL;
+	int rc = data ? sky_data_get(fx->cache, app, sid, &json, NULL)
+		      : sky_session_get(fx->cache, app, sid, &json, NULL);
+	return rc == 0 ? json : NULL;
+}
+
+/* A file of tests/data/values/ without its final newline. */
+static char *values_file(const char *name)
+{
+	char rel[128];
+	snprintf(rel, sizeof(rel), "tests/data/values/%s", name);
+	char *path = sky_harness_src_path(rel);
+	size_t len = 0;
+	char *text = path ? sky_test_read_file(path, &len) : NULL;
+	free(path);
+	if (text && len && text[len - 1] == '\n')
+		text[len - 1] = '\0';
+	return text;
+}
+
+/*
+ * Values the server keeps exactly reach the mirror exactly, by snapshot
+ * and by live events over MQTT: U+0000 in a name, a description, a
+ * property value and data, integers beyond 64 bits, the real 0.94.
+ */
+static void test_sync__exact_values(void)
+{
+	fixture fx;
+	char *seed = sky_harness_src_path("tests/data/values/realm.json");
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+
+	/* The snapshot: the seeded session, byte for byte. */
+	char *want = values_file("s-nul.json");
+	char *got = mirror_text(&fx, "app-values", "s-nul", 0);
+	CU_ASSERT(want && got && strcmp(got, want) == 0);
+	free(want);
+	free(got);
+	want = values_file("s-nul.data.json");
+	got = mirror_text(&fx, "app-values", "s-nul", 1);
+	CU_ASSERT(want && got && strcmp(got, want) == 0);
+	free(want);
+	free(got);
+
+	/* Live: a session created and its data patched by another client. */
+	sky_http_res res;
+	long st = rest(&fx, "POST", "/v1/applications/app-values/sessions",
+		       "{\"name\":\"N\\u00001\",\"description\":\"\\u0000\","
+		       "\"properties\":{\"site\":\"P\\u00002\"}}",
+		       &res);
+	CU_ASSERT_EQUAL_FATAL(st, 201);
+	json_t *created = sky__json_loadb(res.body, res.len, 0, NULL);
+	sky_http_res_free(&res);
+	CU_ASSERT_FATAL(created != NULL);
+	const char *sid = json_string_value(json_object_get(created, "sessionId"));
+	CU_ASSERT_FATAL(sid != NULL);
+	CU_ASSERT(json_string_length(json_object_get(created, "name")) == 3);
+	char path[256];
+	snprintf(path, sizeof(path),
+		 "/v1/applications/app-values/sessions/%s/data", sid);
+	st = rest(&fx, "PATCH", path,
+		  "{\"big\":123456789012345678901,\"r\":0.94,\"s\":"
+		  "\"a\\u0000\",\"o\":{\"n\":-100000000000000000000}}",
+		  &res);
+	CU_ASSERT_EQUAL(st, 200);
+	sky_http_res_free(&res);
+	const char *want_data = "{\"big\":123456789012345678901,\"o\":{\"n\":"
+				"-100000000000000000000},\"r\":0.94,\"s\":"
+				"\"a\\u0000\"}";
+	int same = 0;
+	for (long waited = 0; waited < CONVERGE_MS && !same; waited += 100) {
+		got = mirror_text(&fx, "app-values", sid, 1);
+		same = got && strcmp(got, want_data) == 0;
+		free(got);
+		if (!same)
+			sky_sleep_ms(100);
+	}
+	CU_ASSERT(same);
+	got = mirror_text(&fx, "app-values", sid, 0);
+	json_t *mirrored = got ? sky__json_loads(got, 0, NULL) : NULL;
+	CU_ASSERT_FATAL(mirrored != NULL);
+	static const char *const fields[] = {"name", "description",
+					     "properties"};
+	for (size_t i = 0; i < 3; i++)
+		CU_ASSERT(json_equal(json_object_get(mirrored, fields[i]),
+				     json_object_get(created, fields[i])));
+	CU_ASSERT(json_string_length(json_object_get(
+		      json_object_get(mirrored, "properties"), "site")) == 3);
+	json_decref(mirrored);
+	free(got);
+	json_decref(created);
+	fx_end(&fx);
+	free(seed);
+}
+
 static void test_sync__disk_full_message(void)
 {
 	/* A full disk at commit names itself and what was kept. */
@@ -2625,6 +2726,7 @@ int main(void)
 	    {"test_sync__cli_stale", test_sync__cli_stale},
 	    {"test_sync__outbox_flaky_network_journal",
 	     test_sync__outbox_flaky_network_journal},
+	    {"test_sync__exact_values", test_sync__exact_values},
 	    {NULL, NULL},
 	};
 	int rc = sky_test_main("sync", cases);

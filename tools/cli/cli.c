@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json.h"
 
 static const char *const format_names[] = {
 	[FORMAT_JSON] = "json",
@@ -119,7 +120,7 @@ void cli_print_object(const cli_globals *g, const char *json)
 	}
 	static const char *const cols[] = {"field", "value", NULL};
 	cli_table *t = cli_table_new(cols);
-	json_t *obj = json_loads(json, 0, NULL);
+	json_t *obj = sky__json_loads(json, 0, NULL);
 	const char *k;
 	json_t *v;
 	if (!t || !obj) {
@@ -131,7 +132,7 @@ void cli_print_object(const cli_globals *g, const char *json)
 	}
 	json_object_foreach(obj, k, v) {
 		json_t *row = json_pack("{s:s,s:O}", "field", k, "value", v);
-		char *text = row ? json_dumps(row, JSON_COMPACT) : NULL;
+		char *text = row ? sky__json_dumps(row, NULL) : NULL;
 		if (text)
 			cli_table_add_json(t, text);
 		free(text);
@@ -198,6 +199,33 @@ static void buf_add(buf *b, const char *text)
 }
 
 /*
+ * The value of JSON string `v` as cell text: a U+0000 inside it becomes a
+ * space, as every control character does in a cell, rather than ending the
+ * text there.
+ */
+static void buf_add_string(buf *b, const json_t *v)
+{
+	const char *s = json_string_value(v);
+	size_t n = json_string_length(v);
+	for (size_t i = 0; i < n;) {
+		const char *nul = memchr(s + i, '\0', n - i);
+		size_t end = nul ? (size_t)(nul - s) : n;
+		char *part = strndup(s + i, end - i);
+		if (!part) {
+			free(b->s);
+			b->s = NULL;
+			b->cap = 1;
+			return;
+		}
+		buf_add(b, part);
+		free(part);
+		if (nul)
+			buf_add(b, " ");
+		i = end + 1;
+	}
+}
+
+/*
  * A cell's text (NULL: out of memory): strings bare; an object of string
  * values, such as the properties of a session, as "k=v k=v"; anything else
  * as compact JSON, so that nested data is shown as it is rather than lost.
@@ -206,14 +234,18 @@ static char *cell_text(json_t *v)
 {
 	if (!v || json_is_null(v))
 		return strdup("");
-	if (json_is_string(v))
-		return strdup(json_string_value(v));
+	if (sky__json_is_text(v)) {
+		buf b = {NULL, 0, 0};
+		buf_add(&b, "");
+		buf_add_string(&b, v);
+		return b.s;
+	}
 	if (json_is_object(v)) {
 		const char *k;
 		json_t *x;
 		int flat = 1;
 		json_object_foreach(v, k, x) {
-			if (!json_is_string(x))
+			if (!sky__json_is_text(x))
 				flat = 0;
 		}
 		if (flat) {
@@ -224,12 +256,12 @@ static char *cell_text(json_t *v)
 					buf_add(&b, " ");
 				buf_add(&b, k);
 				buf_add(&b, "=");
-				buf_add(&b, json_string_value(x));
+				buf_add_string(&b, x);
 			}
 			return b.s;
 		}
 	}
-	return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	return sky__json_dumps(v, NULL);
 }
 
 /* Decode one UTF-8 sequence; returns its length in bytes (at least 1, so a
@@ -370,7 +402,7 @@ void cli_table_add_json(cli_table *t, const char *json)
 		t->cells = cells;
 		t->cap = cap;
 	}
-	json_t *obj = json_loads(json, 0, NULL);
+	json_t *obj = sky__json_loads(json, 0, NULL);
 	cell *row = t->cells + t->rows * t->ncols;
 	for (size_t i = 0; i < t->ncols; i++) {
 		char *text = cell_text(json_object_get(obj, t->columns[i]));

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json.h"
 
 static const char usage[] =
 	"usage: skysync query APP [PRED...] [--limit N] [--cursor C] "
@@ -72,7 +73,7 @@ static int print_row(const char *json, size_t len, unsigned flags,
 		cli_print_json_line(o->g, json);
 		return 0;
 	}
-	json_t *s = json_loadb(json, len, 0, NULL);
+	json_t *s = sky__json_loadb(json, len, 0, NULL);
 	if (!s)
 		return 0;
 	char *text =
@@ -80,7 +81,7 @@ static int print_row(const char *json, size_t len, unsigned flags,
 		s, "pending",
 		json_string(flags & SKY_RESULT_PENDING ? "yes" : "")) < 0
 		? NULL
-		: json_dumps(s, JSON_COMPACT);
+		: sky__json_dumps(s, NULL);
 	json_decref(s);
 	if (!text)
 		return -1; /* out of memory: stop rather than drop the row */
@@ -107,12 +108,12 @@ static void print_plan(const cli_globals *g, const char *plan)
 	}
 	static const char *const cols[] = {"step", "what", "using",
 					   "estimated", "actual", NULL};
-	json_t *p = json_loads(plan, 0, NULL);
+	json_t *p = sky__json_loads(plan, 0, NULL);
 	cli_table *t = cli_table_new(cols);
 	size_t i;
 	json_t *step;
 	json_array_foreach(json_object_get(p, "steps"), i, step) {
-		char *text = json_dumps(step, JSON_COMPACT);
+		char *text = sky__json_dumps(step, NULL);
 		cli_table_add_json(t, text);
 		free(text);
 	}

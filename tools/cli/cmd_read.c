@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "json.h"
 
 static void time_text(int64_t us, char *buf);
 
@@ -415,7 +416,7 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 			return EXIT_USAGE;
 		}
 	}
-	char *text = json_dumps(o, JSON_COMPACT);
+	char *text = sky__json_dumps(o, NULL);
 	json_decref(o);
 	if (!text) {
 		fprintf(stderr, "skysync: out of memory\n");

@@ -30,6 +30,7 @@
 
 #include "cli.h"
 #include "sync_wait.h"
+#include "json.h"
 
 typedef struct {
 	struct event_base *base;
@@ -154,7 +155,7 @@ static void on_change(const sky_change *c, void *payload)
 	if (o && c->event_id &&
 	    json_object_set_new(o, "eventId", json_string(c->event_id)) < 0)
 		bad = 1;
-	char *text = o && !bad ? json_dumps(o, JSON_COMPACT) : NULL;
+	char *text = o && !bad ? sky__json_dumps(o, NULL) : NULL;
 	json_decref(o);
 	if (!text)
 		return;

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "json.h"
 
 /* Print the local view of app/sid after a write; the exit code. */
 static int print_session(sky_cache *c, const cli_globals *g, const char *app,
@@ -106,7 +107,7 @@ static int patch_with(sky_cache *c, const cli_globals *g, const char *app,
 		      const char *sid, json_t *obj)
 {
 	size_t len;
-	char *text = json_dumps(obj, JSON_COMPACT);
+	char *text = sky__json_dumps(obj, NULL);
 	json_decref(obj);
 	if (!text)
 		return out_of_memory();
@@ -185,7 +186,7 @@ static int session_create(int argc, char **argv, const cli_globals *g)
 			goto done;
 		}
 	}
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = sky__json_dumps(body, NULL);
 	if (!text) {
 		rc = out_of_memory();
 		goto done;
@@ -437,7 +438,7 @@ static int print_entry(const sky_outbox_entry *e, void *payload)
 	struct tm tm;
 	gmtime_r(&secs, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	json_t *body = json_loads(e->body, 0, NULL);
+	json_t *body = sky__json_loads(e->body, 0, NULL);
 	/* A line with a field missing would misreport the entry: none. */
 	if (json_object_set_new(o, "queuedAt", json_string(when)) < 0 ||
 	    (e->local_id &&
@@ -449,7 +450,7 @@ static int print_entry(const sky_outbox_entry *e, void *payload)
 		json_decref(o);
 		return -1;
 	}
-	char *text = json_dumps(o, JSON_COMPACT);
+	char *text = sky__json_dumps(o, NULL);
 	json_decref(o);
 	if (!text)
 		return -1;

@@ -25,6 +25,7 @@
 #include "jcheck.h"
 #include "faults.h"
 #include "http.h"
+#include "json.h"
 #include "publish.h"
 #include "realm.h"
 
@@ -40,7 +41,7 @@ static int body_of(const emu_request *rq, json_t **out, emu_answer *ans)
 	*out = NULL;
 	if (!rq->body || !rq->body_len)
 		return 0;
-	*out = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &e);
+	*out = sky__json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &e);
 	if (!*out) {
 		emu_result_error(&ans->r, 400, "body: %s", e.text);
 		return -1;

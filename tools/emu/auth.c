@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "emu.h"
 #include "jcheck.h"
+#include "json.h"
 #include "realm.h"
 #include "state.h"
 #include "util.h"
@@ -96,7 +97,7 @@ static char *make_token(struct emu_auth *a, const char *sub, const char *kind,
 		      "skylight-emu");
 	if (!claims)
 		return NULL;
-	char *payload = json_dumps(claims, JSON_COMPACT);
+	char *payload = sky__json_dumps(claims, NULL);
 	json_decref(claims);
 	if (!payload)
 		return NULL;

@@ -51,6 +51,7 @@
 #include "emu.h"
 #include "faults.h"
 #include "http.h"
+#include "json.h"
 #include "publish.h"
 #include "util.h"
 
@@ -397,8 +398,7 @@ static int split_path(const char *path, char **seg, size_t *nseg,
 
 static char *answer_text(const emu_answer *ans, size_t *len)
 {
-	char *text = ans->r.body ? json_dumps(ans->r.body,
-					      JSON_COMPACT | JSON_ENCODE_ANY)
+	char *text = ans->r.body ? sky__json_dumps(ans->r.body, NULL)
 				 : NULL;
 	if (!text)
 		text = strdup("{\"error\":\"internal_error\",\"message\":"

@@ -34,6 +34,7 @@
 #include "emu.h"
 #include "faults.h"
 #include "http.h"
+#include "json.h"
 #include "publish.h"
 #include "realm.h"
 #include "state.h"
@@ -203,8 +204,30 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static json_t *read_seed(const char *path, char *err, size_t errlen)
 {
+	/* Read whole, then the core's parser: a seed holds what a server
+	 * holds, \u0000 in strings and numbers beyond 64 bits included. */
 	json_error_t e;
-	json_t *seed = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
+	sky_buf text = SKY_BUF_INIT;
+	char chunk[65536];
+	size_t n;
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (sky__buf_append(&text, chunk, n) < 0)
+			break;
+	if (ferror(f) || n > 0) {
+		snprintf(err, errlen, "%s: cannot read it", path);
+		fclose(f);
+		sky__buf_free(&text);
+		return NULL;
+	}
+	fclose(f);
+	json_t *seed = sky__json_loadb(text.data ? text.data : "", text.len,
+				       JSON_REJECT_DUPLICATES, &e);
+	sky__buf_free(&text);
 	if (!seed)
 		snprintf(err, errlen, "%s:%d: %s", path, e.line, e.text);
 	return seed;

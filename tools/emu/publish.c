@@ -39,6 +39,7 @@
 
 #include "emu.h"
 #include "faults.h"
+#include "json.h"
 #include "publish.h"
 #include "realm.h"
 #include "util.h"
@@ -496,7 +497,7 @@ void emu_pub_event(struct emu_pub *p, const json_t *event)
 	    sky__buf_printf(&topic, "realms/%s/applications/%s/sessions/%s/%s",
 			    emu_realm_name(p->emu->realm), app, sid,
 			    type) < 0 ||
-	    !(it->payload = json_dumps(event, JSON_COMPACT))) {
+	    !(it->payload = sky__json_dumps(event, NULL))) {
 		emu_warn("mqtt: could not build an event");
 		sky__buf_free(&topic);
 		item_free(it);

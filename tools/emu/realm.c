@@ -27,6 +27,7 @@
 
 #include "emu.h"
 #include "jcheck.h"
+#include "json.h"
 #include "merge.h"
 #include "model.h"
 #include "realm.h"
@@ -389,7 +390,7 @@ static int load_groups(struct emu_realm *r, const json_t *list, char *err,
 		const char *id = json_string_value(json_object_get(g, "id"));
 		if (!json_is_object(g) || !id)
 			return fail(err, errlen, "%s: missing", f);
-		if (sky__check_id(id, f) < 0)
+		if (sky__json_check_id(json_object_get(g, "id"), f) < 0)
 			return fail(err, errlen, "%s",
 				    sky_error_last()->message);
 		if (json_object_get(r->groups, id))
@@ -416,7 +417,7 @@ static int load_users(struct emu_realm *r, const json_t *list, char *err,
 		snprintf(f, sizeof(f), "users[%zu]", i);
 		if (!json_is_object(u))
 			return fail(err, errlen, "%s: must be an object", f);
-		if (!id || sky__check_id(id, "id") < 0)
+		if (!id || sky__json_check_id(json_object_get(u, "id"), "id") < 0)
 			return fail(err, errlen,
 				    "%s.id: missing or not a valid id", f);
 		if (!name || !*name)
@@ -862,12 +863,12 @@ static int check_field(const char *key, const json_t *v, int creating,
 		       emu_result *res)
 {
 	if (strcmp(key, "name") == 0) {
-		if (!json_is_string(v)) {
+		if (!sky__json_is_text(v)) {
 			emu_result_error(res, 400, "name: must be a string");
 			return -1;
 		}
 	} else if (strcmp(key, "description") == 0) {
-		if (!json_is_string(v) && !json_is_null(v)) {
+		if (!sky__json_is_text(v) && !json_is_null(v)) {
 			emu_result_error(res, 400,
 					 "description: must be a string");
 			return -1;
@@ -881,9 +882,8 @@ static int check_field(const char *key, const json_t *v, int creating,
 	} else if (strcmp(key, "status") == 0) {
 		/* A new session is open (saying so is harmless); a patch
 		 * may only close one. */
-		const char *st = json_string_value(v);
 		const char *want = creating ? "open" : "closed";
-		if (!st || strcmp(st, want) != 0) {
+		if (!sky__json_streq(v, want)) {
 			emu_result_error(res, 400,
 					 creating
 					     ? "status: a new session is "
@@ -894,6 +894,7 @@ static int check_field(const char *key, const json_t *v, int creating,
 			return -1;
 		}
 	} else if (strcmp(key, "version") == 0 && creating) {
+		/* A big number (beyond 64 bits) is an integer too. */
 		if (!json_is_integer(v) && !json_is_string(v)) {
 			emu_result_error(res, 400,
 					 "version: must be an integer or a "
@@ -1132,11 +1133,12 @@ void emu_realm_add_participant(struct emu_realm *r, const char *uid,
 		emu_result_error(res, 400, "id: missing");
 		return;
 	}
-	if (!id || sky__check_id(id, "id") < 0) {
+	if (!id || sky__json_check_id(json_object_get(body, "id"), "id") < 0) {
 		emu_result_error(res, 400, "id: must be a valid id string");
 		return;
 	}
-	if (!type || (strcmp(type, "user") && strcmp(type, "group"))) {
+	if (!type || (strcmp(type, "user") && strcmp(type, "group")) ||
+	    sky__json_has_nul(tv)) {
 		emu_result_error(res, 400,
 				 "type: must be \"user\" or \"group\"");
 		return;

@@ -19,6 +19,7 @@
 #include <lmdb.h>
 
 #include "emu.h"
+#include "json.h"
 #include "state.h"
 
 #define STATE_FORMAT "skylight-emu-state/1"
@@ -100,7 +101,7 @@ static int put_json(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen,
 		int rc = mdb_del(txn, dbi, &key, NULL);
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	}
-	char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *text = sky__json_dumps(v, NULL);
 	if (!text)
 		return ENOMEM;
 	MDB_val val = {strlen(text), text};
@@ -111,7 +112,7 @@ static int put_json(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen,
 
 static json_t *get_json(const MDB_val *val)
 {
-	return json_loadb(val->mv_data, val->mv_size, JSON_DECODE_ANY, NULL);
+	return sky__json_loadb(val->mv_data, val->mv_size, JSON_DECODE_ANY, NULL);
 }
 
 /* "app \0 sid" into buf; 0 when it does not fit. */

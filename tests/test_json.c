@@ -1,0 +1,328 @@
+/*
+ * test_json.c - the JSON codec (libsync/json.c): U+0000 in strings kept,
+ * raw NUL bytes and member names with U+0000 refused, numbers beyond 64
+ * bits or beyond double kept as their text, reals written in the shortest
+ * text that reads back exactly, and everything else written byte for byte
+ * as jansson's compact dump writes it. The randomised cases take a fixed
+ * seed (printed; SEED=N replays one) and a fixed count.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "testutil.h"
+
+/* Parse `in`, dump it, and expect `out` (NULL: `in` itself). */
+static int roundtrip(const char *in, const char *out)
+{
+	json_error_t err;
+	json_t *v = sky__json_loadb(in, strlen(in), JSON_DECODE_ANY, &err);
+	if (!v) {
+		fprintf(stderr, "\n%s: %s\n", in, err.text);
+		return 0;
+	}
+	size_t len;
+	char *text = sky__json_dumps(v, &len);
+	json_decref(v);
+	int ok = text && strlen(text) == len && !strcmp(text, out ? out : in);
+	if (!ok)
+		fprintf(stderr, "\n%s -> %s\n", in, text ? text : "(null)");
+	free(text);
+	return ok;
+}
+
+static uint64_t seed_from_env(uint64_t dflt)
+{
+	const char *s = getenv("SEED");
+	uint64_t seed = s && *s ? strtoull(s, NULL, 0) : dflt;
+	printf("\n  SEED=%" PRIu64 " ", seed);
+	return seed ? seed : 1;
+}
+
+/* xorshift64*: fixed seed, so a failure reproduces. */
+static uint64_t next_rand(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545F4914F6CDD1DULL;
+}
+
+static void test_json__nul_in_strings(void)
+{
+	/* Kept whole, with their length, and written back as \u0000. */
+	json_t *v = sky__json_loadb("\"a\\u0000b\"", 10, JSON_DECODE_ANY, NULL);
+	CU_ASSERT_FATAL(v != NULL);
+	CU_ASSERT(json_string_length(v) == 3);
+	CU_ASSERT(memcmp(json_string_value(v), "a\0b", 3) == 0);
+	CU_ASSERT(sky__json_has_nul(v));
+	CU_ASSERT(!sky__json_streq(v, "a"));
+	json_decref(v);
+	CU_ASSERT(
+	    roundtrip("{\"name\":\"Line\\u00003\",\"e\":\"\\u0000\"}", NULL));
+	CU_ASSERT(roundtrip("[\"\\u0000\\u0000\",\"x\\u0000\"]", NULL));
+	/* The other escapes as jansson writes them. */
+	CU_ASSERT(roundtrip("\"\\u0001\\u001f\\b\\f\\n\\r\\t\\\"\\\\/\x7f\"",
+			    "\"\\u0001\\u001F\\b\\f\\n\\r\\t\\\"\\\\/\x7f\""));
+	/* A string the dumper built from a C string with a NUL inside. */
+	v = json_stringn("p\0q", 3);
+	char *t = sky__json_dumps(v, NULL);
+	CU_ASSERT(t && !strcmp(t, "\"p\\u0000q\""));
+	free(t);
+	json_decref(v);
+}
+
+static void test_json__raw_nul_refused(void)
+{
+	/* Wherever it is: after the value, inside it, inside a string. */
+	static const char *const texts[] = {
+	    "{\"v\":1}\0", "{\"v\":1\0}", "{\"v\":\"a\0b\"}",
+	    "\0{}",	   "[1,\0 2]",
+	};
+	static const size_t lens[] = {8, 8, 11, 3, 7};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		json_error_t err;
+		json_t *v =
+		    sky__json_loadb(texts[i], lens[i], JSON_DECODE_ANY, &err);
+		CU_ASSERT(v == NULL);
+		CU_ASSERT(json_error_code(&err) == json_error_null_character);
+		CU_ASSERT(strstr(err.text, "NUL byte") != NULL);
+		json_decref(v);
+	}
+}
+
+static void test_json__nul_in_names_refused(void)
+{
+	json_error_t err;
+	const char *t = "{\"a\\u0000b\":1}";
+	json_t *v = sky__json_loadb(t, strlen(t), 0, &err);
+	CU_ASSERT(v == NULL);
+	CU_ASSERT(json_error_code(&err) == json_error_null_byte_in_key);
+	json_decref(v);
+}
+
+static void test_json__big_numbers(void)
+{
+	/* Beyond int64 or beyond double: the text as it came, everywhere. */
+	CU_ASSERT(roundtrip("100000000000000000000", NULL));
+	CU_ASSERT(roundtrip("-9223372036854775809", NULL));
+	CU_ASSERT(
+	    roundtrip("[9223372036854775807,-9223372036854775808]", NULL));
+	CU_ASSERT(roundtrip("[1,184467440737095516160,{\"a\":[2,"
+			    "-99999999999999999999999,{\"b\":3}],\"c\":1e400},"
+			    "3.5,\"1\",-1.5E+99999,null,true]",
+			    NULL));
+	CU_ASSERT(roundtrip("{\"x\":123456789012345678901,\"y\":0.94}", NULL));
+	json_t *v = sky__json_loads("[12,123456789012345678901,\"t\"]",
+				    JSON_DECODE_ANY, NULL);
+	CU_ASSERT_FATAL(v != NULL);
+	size_t n = 0;
+	const char *text = sky__json_bignum(json_array_get(v, 1), &n);
+	CU_ASSERT(text && n == 21 &&
+		  !memcmp(text, "123456789012345678901", 21));
+	CU_ASSERT(json_is_integer(json_array_get(v, 0)));
+	CU_ASSERT(!sky__json_bignum(json_array_get(v, 0), NULL));
+	CU_ASSERT(!sky__json_bignum(json_array_get(v, 2), NULL));
+	CU_ASSERT(!sky__json_is_text(json_array_get(v, 1)));
+	CU_ASSERT(sky__json_is_text(json_array_get(v, 2)));
+	/* A copy is still one, and equal to its original. */
+	json_t *copy = json_deep_copy(v);
+	CU_ASSERT(copy && json_equal(copy, v));
+	CU_ASSERT(sky__json_bignum(json_array_get(copy, 1), NULL) != NULL);
+	json_decref(copy);
+	json_decref(v);
+	/* No parsed string is ever taken for one: U+00FF is C3 BF. */
+	v = sky__json_loads("\"\\u00ff123\"", JSON_DECODE_ANY, NULL);
+	CU_ASSERT(v && !sky__json_bignum(v, NULL) && sky__json_is_text(v));
+	json_decref(v);
+	/* A syntax error next to a big number is still reported, and a
+	 * malformed number is never kept as text. */
+	static const char *const bad[] = {
+	    "[100000000000000000000,]",
+	    "[100000000000000000000",
+	    "[1e400,01e400]",
+	    "[1e400,-01]",
+	    "[1e400,1.e5]",
+	    "[1e400,1e]",
+	    "[1e400,+1]",
+	    "[1e400,1e+]",
+	    "[1e400,.5]",
+	    "[1e400,1-2]",
+	    "[1e400,-]",
+	    "[1e400,100000000000000000000.]",
+	    "[1e400,0100000000000000000000]",
+	    "[1e400,1E400e1]",
+	};
+	/* Without JSON_REJECT_DUPLICATES a later member would replace an
+	 * earlier one out of text order: refused when big numbers are kept. */
+	v = sky__json_loads("{\"a\":\"x\",\"b\":1e400,\"a\":7}", 0, NULL);
+	CU_ASSERT(v == NULL);
+	json_decref(v);
+	v = sky__json_loads("{\"a\":\"x\",\"b\":1,\"a\":7}", 0, NULL);
+	CU_ASSERT(v && json_integer_value(json_object_get(v, "a")) == 7);
+	json_decref(v);
+	CU_ASSERT(sky__json_loadb(NULL, 0, 0, NULL) == NULL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = sky__json_loads(bad[i], 0, NULL);
+		CU_ASSERT(v == NULL);
+		if (v)
+			fprintf(stderr, "\naccepted %s\n", bad[i]);
+		json_decref(v);
+	}
+}
+
+static void test_json__shortest_reals(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"0.94", "0.94"},
+	    {"0.1", "0.1"},
+	    {"[1.0,-0.0]", "[1.0,-0.0]"},
+	    {"1e300", "1e300"},
+	    {"1e+300", "1e300"},
+	    {"5e-324", "5e-324"},
+	    {"1E2", "100.0"},
+	    {"0.30000000000000004", "0.30000000000000004"},
+	    {"123456789.125", "123456789.125"},
+	    {"1.7976931348623157e308", "1.7976931348623157e308"},
+	    {"0.000001", "1e-6"},
+	    {"1e21", "1e21"},
+	    {"1e16", "10000000000000000.0"},
+	    {"1e17", "1e17"},
+	    {"0.001", "0.001"},
+	    {"123e-2", "1.23"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CU_ASSERT(roundtrip(cases[i].in, cases[i].out));
+
+	/* Random doubles: the text reads back to the same bits, is never
+	 * longer than jansson's 17 digits (plus its ".0"), has a '.' or an
+	 * exponent, and uses an exponent exactly when jansson's would. */
+	uint64_t s = seed_from_env(20261203);
+	int count = sky_test_workload(200000, 20000);
+	for (int i = 0; i < count; i++) {
+		uint64_t bits = next_rand(&s);
+		double d;
+		memcpy(&d, &bits, sizeof(d));
+		/* Every other one a decimal as people write them, 0.94 or
+		 * 31.5 or 123456789012345678, where the notation is chosen. */
+		if (i & 1)
+			d = (double)(bits % 1000000000000000000ULL) /
+			    pow(10, (double)(next_rand(&s) % 24));
+		if (!isfinite(d))
+			continue;
+		char buf[40];
+		size_t n = sky__json_real_text(d, buf, sizeof(buf));
+		double back = strtod(buf, NULL);
+		char j17[40];
+		snprintf(j17, sizeof(j17), "%.17g", d);
+		if (memcmp(&back, &d, sizeof(d)) != 0 || n != strlen(buf) ||
+		    n > strlen(j17) + 2 ||
+		    (!strchr(buf, '.') && !strchr(buf, 'e')) ||
+		    !strchr(buf, 'e') != !strchr(j17, 'e')) {
+			CU_FAIL("real text does not read back");
+			fprintf(stderr, "\n%.17g -> %s\n", d, buf);
+			break;
+		}
+	}
+}
+
+/* A random JSON value without reals (those differ from jansson's on
+ * purpose), strings with every kind of byte that needs escaping. */
+static json_t *random_value(uint64_t *s, int depth)
+{
+	static const char *const pieces[] = {
+	    "a",    "\"",	"\\",		"/",
+	    "\n",   "\t",	"\x01",		"\x1f",
+	    "\x7f", "\xc3\xa9", "\xe2\x80\xae", "\xf0\x9f\x98\x80",
+	    " ",    "z",
+	};
+	unsigned kind = (unsigned)(next_rand(s) % (depth > 4 ? 5 : 7));
+	switch (kind) {
+	case 0: return json_null();
+	case 1: return json_boolean(next_rand(s) & 1);
+	case 2:
+		return json_integer((json_int_t)next_rand(s) >>
+				    (next_rand(s) % 64));
+	case 3:
+	case 4: {
+		char buf[64] = "";
+		size_t n = next_rand(s) % 8;
+		for (size_t i = 0; i < n; i++)
+			strcat(buf, pieces[next_rand(s) % (sizeof(pieces) /
+							   sizeof(pieces[0]))]);
+		return json_string(buf);
+	}
+	case 5: {
+		json_t *a = json_array();
+		size_t n = next_rand(s) % 4;
+		for (size_t i = 0; a && i < n; i++)
+			if (json_array_append_new(
+				a, random_value(s, depth + 1)) < 0)
+				CU_FAIL("json_array_append_new");
+		return a;
+	}
+	default: {
+		json_t *o = json_object();
+		size_t n = next_rand(s) % 4;
+		for (size_t i = 0; o && i < n; i++) {
+			char key[16];
+			snprintf(key, sizeof(key), "%c\x7f%u", (int)('a' + i),
+				 (unsigned)(next_rand(s) % 100));
+			if (json_object_set_new(o, key,
+						random_value(s, depth + 1)) < 0)
+				CU_FAIL("json_object_set_new");
+		}
+		return o;
+	}
+	}
+}
+
+static void test_json__same_as_jansson(void)
+{
+	uint64_t s = seed_from_env(7);
+	int count = sky_test_workload(5000, 500);
+	for (int i = 0; i < count; i++) {
+		json_t *v = random_value(&s, 0);
+		CU_ASSERT_FATAL(v != NULL);
+		char *ours = sky__json_dumps(v, NULL);
+		char *theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		int same = ours && theirs && !strcmp(ours, theirs);
+		if (!same) {
+			CU_FAIL("dump differs from jansson's");
+			fprintf(stderr, "\nours:   %s\njansson: %s\n", ours,
+				theirs);
+		}
+		/* And it parses back to an equal value. */
+		json_t *back =
+		    ours ? sky__json_loads(ours, JSON_DECODE_ANY, NULL) : NULL;
+		CU_ASSERT(back && json_equal(back, v));
+		json_decref(back);
+		free(ours);
+		free(theirs);
+		json_decref(v);
+		if (!same)
+			break;
+	}
+}
+
+int main(void)
+{
+	static const sky_test_case cases[] = {
+	    {"test_json__nul_in_strings", test_json__nul_in_strings},
+	    {"test_json__raw_nul_refused", test_json__raw_nul_refused},
+	    {"test_json__nul_in_names_refused",
+	     test_json__nul_in_names_refused},
+	    {"test_json__big_numbers", test_json__big_numbers},
+	    {"test_json__shortest_reals", test_json__shortest_reals},
+	    {"test_json__same_as_jansson", test_json__same_as_jansson},
+	    {NULL, NULL},
+	};
+	return sky_test_main("json", cases);
+}
