@@ -12,8 +12,8 @@ can be reviewed as it is; run it again after changing it
 What the corpus keeps true:
 - each input is one line with no trailing newline (NDJSON carries one JSON
   text per line), except control_0a, whose raw newline is the point;
-- no raw NUL byte and no \\u0000 (their handling is being changed), no
-  integer beyond 64 bits, no byte order mark (all implementation-defined);
+- no raw NUL byte, no \\u0000, no integer beyond 64 bits and no byte order
+  mark: tests/data/values/ and tests/test_json.c test those on their own;
 - invalid inputs stay invalid when embedded as a value in a larger text
   (the test also applies each one inside a data event), so no empty or
   whitespace-only input;
