@@ -107,6 +107,7 @@
 #include "outbox.h"
 #include "error.h"
 #include "http.h"
+#include "identity.h"
 #include "model.h"
 #include "mqtt.h"
 #include "repair.h"
@@ -236,7 +237,6 @@ struct sky_engine {
 	sky_cache *cache;
 	sky_engine_options o; /* strings point at the copies below */
 	char *server, *broker, *realm, *user, *password, *cafile;
-	char digits[9]; /* of the MQTT client id */
 
 	struct event_base *base;
 	int own_base;
@@ -249,6 +249,8 @@ struct sky_engine {
 
 	sky_http_client *http;
 	sky_mqtt *mqtt;
+	sky_mqtt *mqtt_retire; /* ending the broker session of an old identity */
+	struct event *ev_retire; /* stops it, outside its callbacks */
 	struct event *ev_stop, *ev_apply, *ev_fetch, *ev_flush, *ev_snap_retry,
 	    *ev_snap_go, *ev_broker_wait, *ev_refresh, *ev_heartbeat,
 	    *ev_resync;
@@ -1040,35 +1042,112 @@ static void on_broker_wait(evutil_socket_t fd, short what, void *arg)
 	start_snapshot(e, 0);
 }
 
+/*
+ * Ending the broker session of the cache's previous identity (another
+ * realm or user): one connection with that client id and a clean session
+ * makes the broker drop what it kept, then we disconnect. Best effort, one
+ * attempt: whatever happens is logged and the retiring connection stops
+ * (from a timer: stopping inside libmosquitto's callbacks would close the
+ * socket under the loop's feet).
+ */
+static void on_retire_stop(evutil_socket_t fd, short what, void *arg)
+{
+	sky_engine *e = arg;
+	(void)fd;
+	(void)what;
+	sky__mqtt_stop(e->mqtt_retire);
+}
+
+static void on_retire_connected(int session_present, void *ctx)
+{
+	sky_engine *e = ctx;
+	(void)session_present;
+	elog(e, SKY_LOG_INFO,
+	     "ended the broker session of the cache's previous identity");
+	arm_ms(e->ev_retire, 0);
+}
+
+static void on_retire_lost(const char *why, void *ctx)
+{
+	sky_engine *e = ctx;
+	elog(e, SKY_LOG_WARN,
+	     "could not end the broker session of the cache's previous "
+	     "identity: %s",
+	     why);
+	arm_ms(e->ev_retire, 0);
+}
+
+static void on_retire_refused(int rc, const char *why, void *ctx)
+{
+	(void)rc;
+	on_retire_lost(why, ctx);
+}
+
+static void retire_identity(sky_engine *e, const char *old_id,
+			    const char *user)
+{
+	elog(e, SKY_LOG_INFO,
+	     "the cache changes realm or user: a new broker identity; "
+	     "ending the broker session of %s",
+	     old_id);
+	sky_mqtt_options mo = {0};
+	mo.url = e->broker;
+	mo.client_id = old_id;
+	mo.username = user;
+	mo.password = e->access;
+	mo.cafile = e->cafile;
+	mo.insecure = e->o.insecure;
+	mo.clean_session = 1;
+	sky_mqtt_callbacks cb = {on_retire_connected, NULL, NULL,
+				 on_retire_lost, on_retire_refused};
+	if (!(e->ev_retire = evtimer_new(e->base, on_retire_stop, e)))
+		sky__error_nomem();
+	if (!e->ev_retire ||
+	    sky__mqtt_new(e->base, &mo, &cb, e, &e->mqtt_retire) < 0 ||
+	    sky__mqtt_start(e->mqtt_retire) < 0)
+		elog(e, SKY_LOG_WARN,
+		     "could not end the broker session of %s: %s", old_id,
+		     sky_error_last()->message);
+}
+
 static int start_broker(sky_engine *e)
 {
-	char *topic = NULL, *user = NULL, *client = NULL;
+	char *topic = NULL, *user = NULL, *client = NULL, *retired = NULL;
 	int rc = -1;
 	if (asprintf(&topic, "realms/%s/applications/+/sessions/#", e->realm) <
 	    0)
 		topic = NULL;
 	if (asprintf(&user, "%s/%s", e->realm, e->sub) < 0)
 		user = NULL;
-	if (asprintf(&client, "%s-%s-%s", e->realm, e->sub, e->digits) < 0)
-		client = NULL;
-	if (!topic || !user || !client) {
+	if (!topic || !user) {
 		sky__error_nomem();
 		goto done;
 	}
+	/* One client id per cache, realm and user (identity.c): every run
+	 * resumes the broker session, with what it queued meanwhile. */
+	if ((rc = sky__identity_client_id(e->cache, e->realm, e->sub, &client,
+					  &retired)) < 0) {
+		sky__error_prefix("choosing the broker client id");
+		goto done;
+	}
+	elog(e, SKY_LOG_DEBUG, "broker client id %s", client);
 	sky_mqtt_options mo = {
-	    e->broker,		client, user,
-	    e->access,		topic,	e->cafile,
-	    e->o.insecure,	30,	e->o.backoff_min_ms * 2,
-	    e->o.backoff_max_ms};
+	    e->broker,		 client, user,
+	    e->access,		 topic,	 e->cafile,
+	    e->o.insecure,	 30,	 e->o.backoff_min_ms * 2,
+	    e->o.backoff_max_ms, 0};
 	sky_mqtt_callbacks cb = {on_mqtt_connected, on_mqtt_subscribed,
 				 on_mqtt_message, on_mqtt_lost,
 				 on_mqtt_refused};
 	if ((rc = sky__mqtt_new(e->base, &mo, &cb, e, &e->mqtt)) == 0)
 		rc = sky__mqtt_start(e->mqtt);
+	if (rc == 0 && retired && !e->mqtt_retire)
+		retire_identity(e, retired, user);
 done:
 	free(topic);
 	free(user);
 	free(client);
+	free(retired);
 	return rc;
 }
 
@@ -2580,6 +2659,15 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 		sky__mqtt_free(e->mqtt);
 		e->mqtt = NULL;
 	}
+	if (e->mqtt_retire) {
+		sky__mqtt_stop(e->mqtt_retire);
+		sky__mqtt_free(e->mqtt_retire);
+		e->mqtt_retire = NULL;
+	}
+	if (e->ev_retire) {
+		event_free(e->ev_retire);
+		e->ev_retire = NULL;
+	}
 	/* Live events already received are safe to apply alone; held ones
 	 * need the reads that did not finish, and the next run redoes those. */
 	if (final != SKY_ENGINE_FAILED || e->fail_code != SKY_ERROR)
@@ -2830,10 +2918,6 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 		e->o.backoff_max_ms = 30000;
 	if (e->o.backoff_max_ms < e->o.backoff_min_ms)
 		e->o.backoff_max_ms = e->o.backoff_min_ms;
-	/* The client id's digits: fixed for this engine, so reconnects find
-	 * the broker session again. */
-	snprintf(e->digits, sizeof(e->digits), "%08u",
-		 (unsigned)(sky__random_u64() % 100000000u));
 	e->state = SKY_ENGINE_IDLE;
 	/* The outbox is delivered whenever the engine is online. */
 	if ((rc = sky__deliver_attach(e)) < 0)

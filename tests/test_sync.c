@@ -34,6 +34,7 @@
 #include "api.h"
 #include "engine.h"
 #include "harness.h"
+#include "identity.h"
 #include "merge.h"
 #include "util.h"
 #include "mqtt.h"
@@ -2111,6 +2112,186 @@ static void test_sync__outbox_flaky_network(void)
 	free(seed);
 }
 
+/* ------------------------------------------------------------------ */
+/* One broker identity per cache                                       */
+/* ------------------------------------------------------------------ */
+
+/* The size of the broker's log now (later connections are read after it). */
+static long broker_log_size(void)
+{
+	struct stat sb;
+	return stat(broker.log, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
+/*
+ * The distinct client ids starting with `prefix` that connected to the
+ * broker after log offset `from`, with clean session `clean` (mosquitto
+ * logs "New client connected from H:P as ID (p2, c0, k30, ...)"), as a
+ * JSON object of id -> true. NULL when the log cannot be read.
+ */
+static json_t *broker_clients(long from, const char *prefix, int clean)
+{
+	FILE *f = fopen(broker.log, "r");
+	if (!f)
+		return NULL;
+	fseek(f, from, SEEK_SET);
+	json_t *ids = json_object();
+	char line[1024], flag[8];
+	snprintf(flag, sizeof(flag), "c%d,", clean);
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "New client connected from ");
+		char *as = p ? strstr(p, " as ") : NULL;
+		if (!as || strncmp(as + 4, prefix, strlen(prefix)))
+			continue;
+		char *id = as + 4, *end = strchr(id, ' ');
+		if (!end || !strstr(end, flag))
+			continue;
+		*end = '\0';
+		json_object_set_new(ids, id, json_true());
+	}
+	fclose(f);
+	return ids;
+}
+
+static int count_json(const char *json, size_t len, void *payload)
+{
+	(void)json;
+	(void)len;
+	(*(size_t *)payload)++;
+	return 0;
+}
+
+/* An engine on the fixture's cache as another user of the realm. */
+static int fx_engine_as(fixture *fx, const char *user, const char *password)
+{
+	char bro[64];
+	snprintf(bro, sizeof(bro), "mqtt://127.0.0.1:%d", broker.port);
+	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
+	o.server = fx->emu.url;
+	o.broker = bro;
+	o.realm = "demo";
+	o.user = user;
+	o.password = password;
+	o.follow = 1;
+	o.backoff_min_ms = 50;
+	o.backoff_max_ms = 1000;
+	o.on_state = on_state;
+	o.on_log = on_log;
+	o.payload = fx;
+	if (sky_engine_new(fx->cache, &o, &fx->engine) < 0 ||
+	    !(fx->base = event_base_new()) ||
+	    sky_engine_attach(fx->engine, fx->base) < 0)
+		return -1;
+	fx->threaded = 1;
+	return pthread_create(&fx->thread, NULL, loop_thread, fx) == 0 ? 0 : -1;
+}
+
+/*
+ * Three restarts of a following engine use one client id, so the broker
+ * holds one persistent session for the cache, not one per run; what was
+ * published while the engine was down arrives through that session when it
+ * comes back -- custom events too, which no snapshot reads, so they prove
+ * the backlog was delivered and applied. Another user on the same cache
+ * gets a new id and ends the old session (a clean-session connect with it).
+ */
+static void test_sync__one_identity_per_cache(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	long from = broker_log_size();
+	slist l;
+	slist_load(&fx, &l, 23);
+	CU_ASSERT_FATAL(l.n > 0);
+	char *first_id = NULL;
+	for (int run = 0; run < 4; run++) {
+		CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+		CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000),
+				      0);
+		char *id = sky__identity_stored(fx.cache);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+		CU_ASSERT(strncmp(id, "demo-u-integration-", 19) == 0 &&
+			  strlen(id) == 19 + 8);
+		if (!first_id)
+			first_id = strdup(id);
+		CU_ASSERT_STRING_EQUAL(id, first_id);
+		free(id);
+		if (run > 0) {
+			/* The custom event sent while we were down. */
+			const sref *s = &l.v[run];
+			size_t n = 0;
+			for (int i = 0; i < 200 && n < 1; i++) {
+				n = 0;
+				sky_session_events(fx.cache, s->app, s->sid,
+						   count_json, &n);
+				if (!n)
+					sky_sleep_ms(50);
+			}
+			CU_ASSERT_EQUAL(n, 1);
+			CU_ASSERT(fx_status(&fx).events_received > 0);
+		}
+		CU_ASSERT(converge(&fx, 0));
+		fx_stop_engine(&fx);
+		if (run < 3) {
+			/* Published while no engine runs. */
+			const sref *s = &l.v[run + 1];
+			char path[512];
+			sky_http_res res;
+			snprintf(path, sizeof(path),
+				 "/v1/applications/%s/sessions/%s/events",
+				 s->app, s->sid);
+			CU_ASSERT_EQUAL(rest(&fx, "POST", path,
+					     "{\"note\":\"while away\"}", &res),
+					201);
+			sky_http_res_free(&res);
+			snprintf(path, sizeof(path),
+				 "/v1/applications/%s/sessions/%s", s->app,
+				 s->sid);
+			CU_ASSERT_EQUAL(
+			    rest(&fx, "PATCH", path,
+				 "{\"properties\":{\"away\":\"yes\"}}", &res),
+			    200);
+			sky_http_res_free(&res);
+		}
+	}
+	/* Four runs, one persistent session at the broker. */
+	json_t *ids = broker_clients(from, "demo-u-integration-", 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ids);
+	if (json_object_size(ids) != 1) {
+		char *t = json_dumps(ids, JSON_COMPACT);
+		fprintf(stderr, "  persistent client ids: %s\n", t);
+		free(t);
+	}
+	CU_ASSERT_EQUAL(json_object_size(ids), 1);
+	CU_ASSERT_PTR_NOT_NULL(json_object_get(ids, first_id));
+	json_decref(ids);
+
+	/* Another user on this cache: a new identity; the old session is
+	 * ended with a clean-session connect under the old id. */
+	long from2 = broker_log_size();
+	CU_ASSERT_EQUAL_FATAL(fx_engine_as(&fx, "alice", "alice-pass"), 0);
+	CU_ASSERT_EQUAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	char *id = sky__identity_stored(fx.cache);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+	CU_ASSERT(strncmp(id, "demo-u-alice-", 13) == 0);
+	free(id);
+	json_t *retired = NULL;
+	for (int i = 0; i < 100; i++) {
+		json_decref(retired);
+		retired = broker_clients(from2, first_id, 1);
+		if (retired && json_object_size(retired))
+			break;
+		sky_sleep_ms(100);
+	}
+	CU_ASSERT(retired && json_object_size(retired) == 1);
+	json_decref(retired);
+	fx_stop_engine(&fx);
+	free(first_id);
+	free(l.v);
+	fx_end(&fx);
+	free(seed);
+}
+
 int main(void)
 {
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
@@ -2142,6 +2323,8 @@ int main(void)
 	     test_sync__outbox_flaky_network},
 	    {"test_sync__outbox_flaky_network_journal",
 	     test_sync__outbox_flaky_network_journal},
+	    {"test_sync__one_identity_per_cache",
+	     test_sync__one_identity_per_cache},
 	    {NULL, NULL},
 	};
 	int rc = sky_test_main("sync", cases);
