@@ -167,7 +167,9 @@ typedef struct fetch {
 	int gone, failed;
 } fetch;
 
-enum job_kind { J_ROLES, J_SESSIONS, J_DATA };
+/* J_UNLISTED: one session the mirror holds open but the list did not
+ * show (closed, or hidden from us since); its session is a stub. */
+enum job_kind { J_ROLES, J_SESSIONS, J_DATA, J_UNLISTED };
 
 typedef struct sjob {
 	enum job_kind kind;
@@ -1548,7 +1550,7 @@ static void fetch_complete(sky_engine *e, fetch *f)
 	/*
 	 * Stored even when closed and new to us: a late session_created
 	 * could otherwise bring it back as open; stored, that event is stale.
-	 * The next snapshot prunes closed sessions.
+	 * Closed sessions stay until their retention ends (retain.c).
 	 */
 	int known;
 	int64_t as_of =
@@ -2161,6 +2163,64 @@ static void on_roles(sky_engine *e, sjob *j, const sky_http_response *res)
 		snap_failed(e, sky_error_last()->message);
 }
 
+static int add_unlisted_job(const char *app, const char *sid, void *ctx)
+{
+	sky_engine *e = ctx;
+	json_t *stub = json_pack("{s:s}", "sessionId", sid);
+	int rc = stub ? snap_add_job(e->snap, J_UNLISTED, app, stub, 0)
+		      : sky__error_nomem();
+	json_decref(stub);
+	return rc;
+}
+
+/*
+ * The answer to the read of an unlisted session: 403 or 404, it is not
+ * visible to us any more and leaves the mirror; else it is stored as the
+ * server shows it (closed, usually) through the data read of a J_DATA
+ * job, like a listed one.
+ */
+static void on_unlisted(sky_engine *e, sjob *j, const sky_http_response *res)
+{
+	snap *s = e->snap;
+	const char *sid = sky__json_str(j->session, "sessionId");
+	json_t *session = NULL;
+	sky_api_outcome out = sky__api_classify(res);
+	if (out == SKY_API_GONE) {
+		if (sky__repair_remove_session(e->cache, j->app, sid) > 0)
+			notify(e, j->app, sid, SKY_CHANGE_REMOVED, NULL, NULL);
+		sky__repair_purge_pending(e->cache, j->app, sid);
+		note_gone(e, j->app, sid);
+		return;
+	}
+	if (out != SKY_API_OK) {
+		sky__api_error(SKY_API_SESSION, j->app, res);
+		if (out == SKY_API_REJECTED) {
+			elog(e, SKY_LOG_WARN, "session %s/%s: %s", j->app, sid,
+			     sky_error_last()->message);
+			return;
+		}
+		snap_failed(e, sky_error_last()->message);
+		return;
+	}
+	if (sky__api_parse_object(res->body, res->len, &e->cache->event_limits,
+				  "session", &session) < 0 ||
+	    sky__validate_session(session, "session", 1) < 0 ||
+	    strcmp(sky__json_str(session, "applicationId"), j->app) ||
+	    strcmp(sky__json_str(session, "sessionId"), sid)) {
+		elog(e, SKY_LOG_WARN, "session %s/%s: bad answer: %s", j->app,
+		     sid, sky_error_last()->message);
+		json_decref(session);
+		return;
+	}
+	if (keyset_add(&s->visible, j->app, sid) < 0 ||
+	    snap_add_job(s, J_DATA, j->app, session,
+			 sky__engine_read_bound(res)) < 0)
+		snap_failed(e, "out of memory reading an unlisted session");
+	else
+		s->progress.sessions_total++;
+	json_decref(session);
+}
+
 static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 {
 	snap *s = e->snap;
@@ -2205,10 +2265,11 @@ static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 		s->progress.sessions_total++;
 	}
 	json_decref(list);
-	/* Sessions of this application no longer listed (closed, or not
-	 * visible to us any more) leave the mirror. */
-	if (sky__repair_prune_sessions(e->cache, j->app, keep_listed_session, e,
-				       removed_cb) < 0)
+	/* Sessions of this application no longer listed: closed ones stay
+	 * (retain.c decides how long); open ones may have closed or been
+	 * hidden from us, which only a read of each can tell. */
+	if (sky__repair_unlisted_open(e->cache, j->app, keep_listed_session, e,
+				      add_unlisted_job) < 0)
 		snap_failed(e, sky_error_last()->message);
 }
 
@@ -2343,6 +2404,19 @@ static void workers_offline(sky_engine *e)
 			w->w.offline(w->ctx);
 }
 
+/* Closed sessions past the cache's retention leave (retain.c). */
+static void apply_retention(sky_engine *e)
+{
+	long n = sky__retain_closed(e->cache, removed_cb, e);
+	if (n < 0)
+		elog(e, SKY_LOG_WARN, "cannot apply the closed sessions' "
+				      "retention: %s",
+		     sky_error_last()->message);
+	else if (n > 0)
+		elog(e, SKY_LOG_INFO,
+		     "%ld closed sessions past their retention removed", n);
+}
+
 static void snap_finish(sky_engine *e)
 {
 	snap *s = e->snap;
@@ -2393,6 +2467,7 @@ static void snap_finish(sky_engine *e)
 	}
 	e->snap = NULL;
 	snap_free(s);
+	apply_retention(e);
 	/* The events held meanwhile, in server order, over the reads. */
 	e->holding_all = 0;
 	evq_release(e, &e->held_all);
@@ -2440,6 +2515,7 @@ static void snap_pump(sky_engine *e)
 		sjob *j = s->jobs[s->next++];
 		sky_api_call call = j->kind == J_ROLES	    ? SKY_API_ROLES
 				    : j->kind == J_SESSIONS ? SKY_API_SESSIONS
+				    : j->kind == J_UNLISTED ? SKY_API_SESSION
 							    : SKY_API_DATA;
 		const char *sid =
 		    j->session ? sky__json_str(j->session, "sessionId") : NULL;
@@ -2466,6 +2542,7 @@ static void on_snap_job(const sky_http_response *res, void *ctx)
 	case J_ROLES: on_roles(e, j, res); break;
 	case J_SESSIONS: on_sessions(e, j, res); break;
 	case J_DATA: on_data(e, j, res); break;
+	case J_UNLISTED: on_unlisted(e, j, res); break;
 	}
 	snap_job_free(j);
 	if (e->snap != s)

@@ -2292,6 +2292,256 @@ static void test_sync__one_identity_per_cache(void)
 	free(seed);
 }
 
+/* ------------------------------------------------------------------ */
+/* Closed sessions stay in the mirror                                  */
+/* ------------------------------------------------------------------ */
+
+/* Restart the emulator on the seed at `path` (a new port, same broker). */
+static int fx_reseed(fixture *fx, const char *path)
+{
+	if (fx->emu_up)
+		sky_emu_stop(&fx->emu);
+	sky_emu_free(&fx->emu);
+	fx->emu_up = 0;
+	char bro[64];
+	snprintf(bro, sizeof(bro), "127.0.0.1:%d", broker.port);
+	const char *args[] = {"--seed", path, "--broker", bro, NULL};
+	if (sky_emu_start(&fx->emu, args) < 0)
+		return -1;
+	fx->emu_up = 1;
+	free(fx->token);
+	fx->token =
+	    sky_emu_login(&fx->emu, "integration", "integration-pass", NULL);
+	return fx->token ? 0 : -1;
+}
+
+/* The emulator's realm (seed format), edited by `edit`, as a new seed. */
+static char *export_seed(fixture *fx, const char *name,
+			 void (*edit)(json_t *realm, void *arg), void *arg)
+{
+	sky_http_res res;
+	if (sky_http(fx->emu.url, "GET", "/_admin/realm", NULL, NULL, &res) !=
+		200 ||
+	    !res.json) {
+		sky_http_res_free(&res);
+		return NULL;
+	}
+	json_t *realm = json_incref(res.json);
+	sky_http_res_free(&res);
+	edit(realm, arg);
+	char *path = NULL;
+	if (asprintf(&path, "%s/%s", sky_test_tmpdir(), name) < 0 ||
+	    json_dump_file(realm, path, JSON_COMPACT) < 0) {
+		free(path);
+		path = NULL;
+	}
+	json_decref(realm);
+	return path;
+}
+
+/* The integration user sees sessions it takes part in only. */
+static void participant_only(json_t *realm, void *arg)
+{
+	(void)arg;
+	size_t i, k;
+	json_t *a, *r;
+	json_array_foreach(json_object_get(realm, "applications"), i, a)
+	    json_array_foreach(json_object_get(a, "roles"), k, r)
+	{
+		if (strcmp(json_string_value(json_object_get(r, "name")),
+			   "integration"))
+			continue;
+		json_t *perms = json_object_get(r, "permissions");
+		for (size_t p = json_array_size(perms); p-- > 0;)
+			if (!strcmp(json_string_value(json_array_get(perms, p)),
+				    "session:read:any"))
+				json_array_remove(perms, p);
+	}
+}
+
+/* Session `arg` loses its participants (the integration user among them). */
+static void drop_participants(json_t *realm, void *arg)
+{
+	size_t i;
+	json_t *s;
+	json_array_foreach(json_object_get(realm, "sessions"), i, s)
+	{
+		json_t *session = json_object_get(s, "session");
+		if (!strcmp(json_string_value(
+				json_object_get(session, "sessionId")),
+			    arg))
+			json_object_set_new(session, "participants",
+					    json_array());
+	}
+}
+
+static char *mirror_status(fixture *fx, const char *sid)
+{
+	char *text = NULL;
+	if (sky_session_get(fx->cache, APP, sid, &text, NULL) < 0)
+		return NULL;
+	json_t *j = json_loads(text, 0, NULL);
+	sky_free(text);
+	const char *st = json_string_value(json_object_get(j, "status"));
+	char *out = st ? strdup(st) : NULL;
+	json_decref(j);
+	return out;
+}
+
+static int count_row(const char *json, size_t len, unsigned flags,
+		     void *payload)
+{
+	(void)json;
+	(void)len;
+	(void)flags;
+	(*(size_t *)payload)++;
+	return 0;
+}
+
+static size_t closed_in_query(fixture *fx)
+{
+	const char *pred[] = {"status=closed"};
+	sky_query *q = NULL;
+	size_t n = 0;
+	if (sky_query_new(&q, fx->cache, APP, pred, 1) == 0)
+		sky_query_run(q, count_row, &n);
+	sky_query_free(q);
+	return n;
+}
+
+static long close_on_server(fixture *fx, const char *sid)
+{
+	char path[512];
+	sky_http_res res;
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s", APP,
+		 sid);
+	long st = rest(fx, "PATCH", path, "{\"status\":\"closed\"}", &res);
+	sky_http_res_free(&res);
+	return st;
+}
+
+/*
+ * A session closed on the server while no engine runs stays in the mirror
+ * after the next one-shot sync, closed and equal to the server's copy
+ * (get, data and queries answer it); a session the user can no longer see
+ * leaves; retention by count removes the earliest closed first.
+ */
+static void test_sync__closed_sessions_stay(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	char *seed2 = export_seed(&fx, "participant-only.json",
+				  participant_only, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(seed2);
+	CU_ASSERT_EQUAL_FATAL(fx_reseed(&fx, seed2), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	json_t *sids = open_sessions(&fx, 6);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(sids), 6);
+	const char *closed = json_string_value(json_array_get(sids, 0));
+	const char *hidden = json_string_value(json_array_get(sids, 1));
+	sky_stats st0;
+	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &st0), 0);
+
+	/* Closed while no engine runs; the other one hidden from us. */
+	CU_ASSERT_EQUAL(close_on_server(&fx, closed), 200);
+	char *seed3 = export_seed(&fx, "hidden.json", drop_participants,
+				  (void *)hidden);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(seed3);
+	CU_ASSERT_EQUAL_FATAL(fx_reseed(&fx, seed3), 0);
+	json_t *theirs = server_session(&fx, closed, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(theirs);
+	json_t *theirs_d = server_session(&fx, closed, 1);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+
+	char *status = mirror_status(&fx, closed);
+	CU_ASSERT_PTR_NOT_NULL(status);
+	if (status)
+		CU_ASSERT_STRING_EQUAL(status, "closed");
+	free(status);
+	char *text = NULL;
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, closed, &text, NULL),
+			0);
+	json_t *mine = text ? json_loads(text, 0, NULL) : NULL;
+	CU_ASSERT(json_equal(mine, theirs)); /* every field, modifiedAt too */
+	json_decref(mine);
+	sky_free(text);
+	json_t *d = mirror_data(&fx, APP, closed);
+	CU_ASSERT(d && json_equal(d, theirs_d));
+	json_decref(d);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, hidden, &text, NULL),
+			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 1);
+	sky_stats st1;
+	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &st1), 0);
+	CU_ASSERT_EQUAL(st1.sessions, st0.sessions - 1);
+	CU_ASSERT_EQUAL(st1.sessions - st1.open_sessions,
+			st0.sessions - st0.open_sessions + 1);
+
+	/* The CLI answers the closed session too. */
+	char *cli = sky_test_build_path("tools/skysync");
+	const char *get_argv[] = {cli, "--db", fx.dir, "get", APP, closed,
+				  NULL};
+	CU_ASSERT_EQUAL(run_cli(get_argv), 0);
+	const char *q_argv[] = {cli,	  "--db", fx.dir, "query", APP,
+				"status=closed", NULL};
+	CU_ASSERT_EQUAL(run_cli(q_argv), 0);
+	free(cli);
+
+	/* Three more closed, one at a time; then at most 2 closed kept:
+	 * the first two closed leave, on open and at the next snapshot. */
+	for (int i = 2; i < 5; i++)
+		CU_ASSERT_EQUAL(
+		    close_on_server(
+			&fx, json_string_value(json_array_get(sids, i))),
+		    200);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 4);
+	sky_cache_close(fx.cache);
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = fx_cache_flags;
+	o.closed_keep_max = 2;
+	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &o), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, closed, &text, NULL),
+			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP,
+					json_string_value(
+					    json_array_get(sids, 2)),
+					&text, NULL),
+			SKY_ENOTFOUND);
+	status = mirror_status(&fx, json_string_value(json_array_get(sids, 4)));
+	CU_ASSERT(status && !strcmp(status, "closed"));
+	free(status);
+	/* A fifth closed: the snapshot applies the retention too. */
+	CU_ASSERT_EQUAL(
+	    close_on_server(&fx, json_string_value(json_array_get(sids, 5))),
+	    200);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP,
+					json_string_value(
+					    json_array_get(sids, 3)),
+					&text, NULL),
+			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
+
+	/* A version 1 options struct still opens (defaults for the rest). */
+	sky_cache_close(fx.cache);
+	sky_cache_options v1 = SKY_CACHE_OPTIONS_INIT;
+	v1.version = 1;
+	v1.flags = fx_cache_flags;
+	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &v1), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+	json_decref(theirs);
+	json_decref(theirs_d);
+	json_decref(sids);
+	free(seed2);
+	free(seed3);
+	fx_end(&fx);
+	free(seed);
+}
+
 int main(void)
 {
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
@@ -2325,6 +2575,8 @@ int main(void)
 	     test_sync__outbox_flaky_network_journal},
 	    {"test_sync__one_identity_per_cache",
 	     test_sync__one_identity_per_cache},
+	    {"test_sync__closed_sessions_stay",
+	     test_sync__closed_sessions_stay},
 	    {NULL, NULL},
 	};
 	int rc = sky_test_main("sync", cases);
