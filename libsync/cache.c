@@ -23,7 +23,6 @@
 #include "index.h"
 #include "outbox.h"
 #include "record.h"
-#include "repair.h"
 
 int sky_cache_open(sky_cache **out, const char *dir,
 		   const sky_cache_options *opts)
@@ -82,12 +81,6 @@ int sky_cache_open(sky_cache **out, const char *dir,
 	}
 	/* Writes acknowledged before a crash, kept in the journal. */
 	if ((rc = sky__outbox_replay_journal(c)) < 0) {
-		sky_cache_close(c);
-		return rc;
-	}
-	/* Closed sessions past their retention leave (retain.c). */
-	if (!(o.flags & SKY_CACHE_READONLY) &&
-	    (rc = (int)sky__retain_closed(c, NULL, NULL)) < 0) {
 		sky_cache_close(c);
 		return rc;
 	}

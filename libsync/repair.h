@@ -73,7 +73,8 @@ long sky__repair_unlisted_open(sky_cache *c, const char *app,
  * closed_keep_s, closed_keep_max) no longer keeps, except those with
  * local writes pending; removed() is called for each. A closed session's
  * age counts from its modifiedAt (the close moves it). Returns the number
- * removed or a negative code. Implemented in retain.c.
+ * removed or a negative code. The engine calls it after each snapshot.
+ * Implemented in retain.c.
  */
 long sky__retain_closed(sky_cache *c, sky_repair_removed_fn removed,
 			void *ctx);

@@ -7,8 +7,8 @@
  * in sky_cache_options removes it: by age (closed_keep_s, default 30 days,
  * counted from the session's modifiedAt, which the close moved) and by
  * count (closed_keep_max: the most recently closed are kept). The sync
- * engine applies it after each snapshot, sky_cache_open() when it opens
- * the cache read-write.
+ * engine applies it after each snapshot; opening a cache removes nothing
+ * (a cache read or fed by hand keeps what it was given).
  *
  * Rules kept here:
  * - A session with local writes pending is never removed (the outbox

@@ -145,10 +145,10 @@ typedef struct {
 	unsigned pending_limit;    /**< events kept for unknown sessions (default 100000) */
 	size_t initial_map_bytes;  /**< first LMDB map size (default 64 MiB) */
 	/* Since version 2. A session closed on the server stays in the
-	 * mirror with status "closed" until one of these removes it (at
-	 * each snapshot of the sync engine and when the cache is opened
-	 * read-write); its age counts from its modifiedAt, which the close
-	 * moved. */
+	 * mirror with status "closed" until one of these removes it, at the
+	 * end of each snapshot of the sync engine (opening the cache never
+	 * removes anything); its age counts from its modifiedAt, which the
+	 * close moved. */
 	int64_t closed_keep_s;     /**< keep closed sessions this long (0: the
 				        default, 30 days; SKY_KEEP_FOREVER:
 				        no age limit) */
