@@ -50,9 +50,14 @@
  * - A live event that is stale (it arrived after a newer one: reordering)
  *   may carry a change the cache skipped, and an event for a session we do
  *   not know waits (deferred): both make us re-read that session.
- * - A session that left the mirror (closed, not visible, not listed) is
- *   remembered as gone: its late events (a delayed session_created whose
- *   session_closed went missing...) wait for a read instead of reviving it.
+ * - A session that left the mirror (not visible any more, or past the
+ *   retention of closed sessions) is remembered as gone: its late events
+ *   (a delayed session_created whose session_closed went missing...) wait
+ *   for a read instead of reviving it. A closed session stays in the
+ *   mirror until its retention ends; a snapshot reads each session it
+ *   holds open but the list no longer shows (J_UNLISTED).
+ * - The MQTT client id is the cache's (identity.c), the same for every run
+ *   on it, so a restart resumes the broker session and its backlog.
  *
  * Clocks. as_of must not be later than the server's time of either read
  * (session and data), or an event created between the read and as_of
