@@ -2645,6 +2645,20 @@ static void test_sync__closed_sessions_stay(void)
 	v1.flags = fx_cache_flags;
 	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &v1), 0);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0); /* 30 days: both stay */
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+
+	/* By age: kept for 1 s, and every close is older than that now. */
+	sky_cache_close(fx.cache);
+	sky_cache_options aged = SKY_CACHE_OPTIONS_INIT;
+	aged.flags = fx_cache_flags;
+	aged.closed_keep_s = 1;
+	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &aged), 0);
+	sky_sleep_ms(1100);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 0);
+	CU_ASSERT(sky_cache_stats(fx.cache, &st1) == 0 &&
+		  st1.sessions == st1.open_sessions);
 	json_decref(theirs);
 	json_decref(theirs_d);
 	json_decref(sids);
