@@ -2,9 +2,9 @@
  * repair.h - the cache-side helpers of sync (engine.c): what the mirror
  * holds for a session (watermark, pending local writes), what a REST read
  * would change (for change notifications), and the removals that make the
- * mirror match the server after a snapshot: sessions no longer open or
- * visible, roles and applications no longer listed, and events still
- * waiting for a session that will never come.
+ * mirror match the server after a snapshot: sessions no longer visible,
+ * closed sessions past their retention, roles and applications no longer
+ * listed, and events still waiting for a session that will never come.
  *
  * Each function runs its own short transaction; none is held across
  * network I/O (the engine calls these between requests).
