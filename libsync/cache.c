@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +33,25 @@ int sky_cache_open(sky_cache **out, const char *dir,
 	if (!dir || !*dir)
 		return sky__error_input("no cache directory given");
 	if (opts) {
-		if (opts->version != SKY_CACHE_OPTIONS_VERSION)
+		if (opts->version < 1 ||
+		    opts->version > SKY_CACHE_OPTIONS_VERSION)
 			return sky__error_input(
-				"sky_cache_options version %u is not %u: use "
-				"SKY_CACHE_OPTIONS_INIT",
+				"sky_cache_options version %u is not 1 to %u: "
+				"use SKY_CACHE_OPTIONS_INIT",
 				opts->version, SKY_CACHE_OPTIONS_VERSION);
-		o = *opts;
+		/* A version 1 caller's struct ends before closed_keep_s. */
+		if (opts->version == 1)
+			memcpy(&o, opts,
+			       offsetof(sky_cache_options, closed_keep_s));
+		else
+			o = *opts;
+		o.version = SKY_CACHE_OPTIONS_VERSION;
 	}
+	if (o.closed_keep_s < 0 && o.closed_keep_s != SKY_KEEP_FOREVER)
+		return sky__error_input("closed_keep_s: must be 0, positive or "
+					"SKY_KEEP_FOREVER");
+	if (!o.closed_keep_s)
+		o.closed_keep_s = SKY_DEFAULT_CLOSED_KEEP_S;
 	if ((o.flags & SKY_CACHE_JOURNAL) && (o.flags & SKY_CACHE_NOSYNC))
 		return sky__error_input("SKY_CACHE_JOURNAL and SKY_CACHE_NOSYNC "
 					"exclude each other: choose one");

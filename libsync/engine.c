@@ -65,9 +65,14 @@
  * - A live event that is stale (it arrived after a newer one: reordering)
  *   may carry a change the cache skipped, and an event for a session we do
  *   not know waits (deferred): both make us re-read that session.
- * - A session that left the mirror (closed, not visible, not listed) is
- *   remembered as gone: its late events (a delayed session_created whose
- *   session_closed went missing...) wait for a read instead of reviving it.
+ * - A session that left the mirror (not visible any more, or past the
+ *   retention of closed sessions) is remembered as gone: its late events
+ *   (a delayed session_created whose session_closed went missing...) wait
+ *   for a read instead of reviving it. A closed session stays in the
+ *   mirror until its retention ends; a snapshot reads each session it
+ *   holds open but the list no longer shows (J_UNLISTED).
+ * - The MQTT client id is the cache's (identity.c), the same for every run
+ *   on it, so a restart resumes the broker session and its backlog.
  *
  * Clocks. as_of must not be later than the server's time of either read
  * (session and data), or an event created between the read and as_of
@@ -125,6 +130,7 @@
 #include "outbox.h"
 #include "error.h"
 #include "http.h"
+#include "identity.h"
 #include "model.h"
 #include "mqtt.h"
 #include "record.h"
@@ -188,7 +194,9 @@ typedef struct fetch {
 	char why[200]; /* why it failed, for the stale mark */
 } fetch;
 
-enum job_kind { J_ROLES, J_SESSIONS, J_DATA };
+/* J_UNLISTED: one session the mirror holds open but the list did not
+ * show (closed, or hidden from us since); its session is a stub. */
+enum job_kind { J_ROLES, J_SESSIONS, J_DATA, J_UNLISTED };
 
 typedef struct sjob {
 	enum job_kind kind;
@@ -260,7 +268,6 @@ struct sky_engine {
 	int lock_fd; /* engine.lock, held for the engine's life (enginelock.c) */
 	sky_engine_options o; /* strings point at the copies below */
 	char *server, *broker, *realm, *user, *password, *cafile;
-	char digits[9]; /* of the MQTT client id */
 
 	struct event_base *base;
 	int own_base;
@@ -273,6 +280,8 @@ struct sky_engine {
 
 	sky_http_client *http;
 	sky_mqtt *mqtt;
+	sky_mqtt *mqtt_retire; /* ending the broker session of an old identity */
+	struct event *ev_retire; /* stops it, outside its callbacks */
 	struct event *ev_stop, *ev_apply, *ev_fetch, *ev_flush, *ev_snap_retry,
 	    *ev_snap_go, *ev_broker_wait, *ev_refresh, *ev_heartbeat,
 	    *ev_resync;
@@ -1138,35 +1147,112 @@ static void on_broker_wait(evutil_socket_t fd, short what, void *arg)
 	start_snapshot(e, 0);
 }
 
+/*
+ * Ending the broker session of the cache's previous identity (another
+ * realm or user): one connection with that client id and a clean session
+ * makes the broker drop what it kept, then we disconnect. Best effort, one
+ * attempt: whatever happens is logged and the retiring connection stops
+ * (from a timer: stopping inside libmosquitto's callbacks would close the
+ * socket under the loop's feet).
+ */
+static void on_retire_stop(evutil_socket_t fd, short what, void *arg)
+{
+	sky_engine *e = arg;
+	(void)fd;
+	(void)what;
+	sky__mqtt_stop(e->mqtt_retire);
+}
+
+static void on_retire_connected(int session_present, void *ctx)
+{
+	sky_engine *e = ctx;
+	(void)session_present;
+	elog(e, SKY_LOG_INFO,
+	     "ended the broker session of the cache's previous identity");
+	arm_ms(e->ev_retire, 0);
+}
+
+static void on_retire_lost(const char *why, void *ctx)
+{
+	sky_engine *e = ctx;
+	elog(e, SKY_LOG_WARN,
+	     "could not end the broker session of the cache's previous "
+	     "identity: %s",
+	     why);
+	arm_ms(e->ev_retire, 0);
+}
+
+static void on_retire_refused(int rc, const char *why, void *ctx)
+{
+	(void)rc;
+	on_retire_lost(why, ctx);
+}
+
+static void retire_identity(sky_engine *e, const char *old_id,
+			    const char *user)
+{
+	elog(e, SKY_LOG_INFO,
+	     "the cache changes realm or user: a new broker identity; "
+	     "ending the broker session of %s",
+	     old_id);
+	sky_mqtt_options mo = {0};
+	mo.url = e->broker;
+	mo.client_id = old_id;
+	mo.username = user;
+	mo.password = e->access;
+	mo.cafile = e->cafile;
+	mo.insecure = e->o.insecure;
+	mo.clean_session = 1;
+	sky_mqtt_callbacks cb = {on_retire_connected, NULL, NULL,
+				 on_retire_lost, on_retire_refused};
+	if (!(e->ev_retire = evtimer_new(e->base, on_retire_stop, e)))
+		sky__error_nomem();
+	if (!e->ev_retire ||
+	    sky__mqtt_new(e->base, &mo, &cb, e, &e->mqtt_retire) < 0 ||
+	    sky__mqtt_start(e->mqtt_retire) < 0)
+		elog(e, SKY_LOG_WARN,
+		     "could not end the broker session of %s: %s", old_id,
+		     sky_error_last()->message);
+}
+
 static int start_broker(sky_engine *e)
 {
-	char *topic = NULL, *user = NULL, *client = NULL;
+	char *topic = NULL, *user = NULL, *client = NULL, *retired = NULL;
 	int rc = -1;
 	if (asprintf(&topic, "realms/%s/applications/+/sessions/#", e->realm) <
 	    0)
 		topic = NULL;
 	if (asprintf(&user, "%s/%s", e->realm, e->sub) < 0)
 		user = NULL;
-	if (asprintf(&client, "%s-%s-%s", e->realm, e->sub, e->digits) < 0)
-		client = NULL;
-	if (!topic || !user || !client) {
+	if (!topic || !user) {
 		sky__error_nomem();
 		goto done;
 	}
+	/* One client id per cache, realm and user (identity.c): every run
+	 * resumes the broker session, with what it queued meanwhile. */
+	if ((rc = sky__identity_client_id(e->cache, e->realm, e->sub, &client,
+					  &retired)) < 0) {
+		sky__error_prefix("choosing the broker client id");
+		goto done;
+	}
+	elog(e, SKY_LOG_DEBUG, "broker client id %s", client);
 	sky_mqtt_options mo = {
-	    e->broker,		client, user,
-	    e->access,		topic,	e->cafile,
-	    e->o.insecure,	30,	e->o.backoff_min_ms * 2,
-	    e->o.backoff_max_ms};
+	    e->broker,		 client, user,
+	    e->access,		 topic,	 e->cafile,
+	    e->o.insecure,	 30,	 e->o.backoff_min_ms * 2,
+	    e->o.backoff_max_ms, 0};
 	sky_mqtt_callbacks cb = {on_mqtt_connected, on_mqtt_subscribed,
 				 on_mqtt_message, on_mqtt_lost,
 				 on_mqtt_refused};
 	if ((rc = sky__mqtt_new(e->base, &mo, &cb, e, &e->mqtt)) == 0)
 		rc = sky__mqtt_start(e->mqtt);
+	if (rc == 0 && retired && !e->mqtt_retire)
+		retire_identity(e, retired, user);
 done:
 	free(topic);
 	free(user);
 	free(client);
+	free(retired);
 	return rc;
 }
 
@@ -1727,7 +1813,7 @@ static void fetch_complete(sky_engine *e, fetch *f)
 	/*
 	 * Stored even when closed and new to us: a late session_created
 	 * could otherwise bring it back as open; stored, that event is stale.
-	 * The next snapshot prunes closed sessions.
+	 * Closed sessions stay until their retention ends (retain.c).
 	 */
 	int known;
 	int64_t as_of =
@@ -2389,6 +2475,64 @@ static void on_roles(sky_engine *e, sjob *j, const sky_http_response *res)
 		snap_failed(e, sky_error_last()->message);
 }
 
+static int add_unlisted_job(const char *app, const char *sid, void *ctx)
+{
+	sky_engine *e = ctx;
+	json_t *stub = json_pack("{s:s}", "sessionId", sid);
+	int rc = stub ? snap_add_job(e->snap, J_UNLISTED, app, stub, 0)
+		      : sky__error_nomem();
+	json_decref(stub);
+	return rc;
+}
+
+/*
+ * The answer to the read of an unlisted session: 403 or 404, it is not
+ * visible to us any more and leaves the mirror; else it is stored as the
+ * server shows it (closed, usually) through the data read of a J_DATA
+ * job, like a listed one.
+ */
+static void on_unlisted(sky_engine *e, sjob *j, const sky_http_response *res)
+{
+	snap *s = e->snap;
+	const char *sid = sky__json_str(j->session, "sessionId");
+	json_t *session = NULL;
+	sky_api_outcome out = sky__api_classify(res);
+	if (out == SKY_API_GONE) {
+		if (sky__repair_remove_session(e->cache, j->app, sid) > 0)
+			notify(e, j->app, sid, SKY_CHANGE_REMOVED, NULL, NULL);
+		sky__repair_purge_pending(e->cache, j->app, sid);
+		note_gone(e, j->app, sid);
+		return;
+	}
+	if (out != SKY_API_OK) {
+		sky__api_error(SKY_API_SESSION, j->app, res);
+		if (out == SKY_API_REJECTED) {
+			elog(e, SKY_LOG_WARN, "session %s/%s: %s", j->app, sid,
+			     sky_error_last()->message);
+			return;
+		}
+		snap_failed(e, sky_error_last()->message);
+		return;
+	}
+	if (sky__api_parse_object(res->body, res->len, &e->cache->event_limits,
+				  "session", &session) < 0 ||
+	    sky__validate_session(session, "session", 1) < 0 ||
+	    strcmp(sky__json_str(session, "applicationId"), j->app) ||
+	    strcmp(sky__json_str(session, "sessionId"), sid)) {
+		elog(e, SKY_LOG_WARN, "session %s/%s: bad answer: %s", j->app,
+		     sid, sky_error_last()->message);
+		json_decref(session);
+		return;
+	}
+	if (keyset_add(&s->visible, j->app, sid) < 0 ||
+	    snap_add_job(s, J_DATA, j->app, session,
+			 sky__engine_read_bound(res)) < 0)
+		snap_failed(e, "out of memory reading an unlisted session");
+	else
+		s->progress.sessions_total++;
+	json_decref(session);
+}
+
 static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 {
 	snap *s = e->snap;
@@ -2449,10 +2593,11 @@ static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 		s->progress.sessions_total++;
 	}
 	json_decref(list);
-	/* Sessions of this application no longer listed (closed, or not
-	 * visible to us any more) leave the mirror. */
-	if (sky__repair_prune_sessions(e->cache, j->app, keep_listed_session, e,
-				       removed_cb) < 0)
+	/* Sessions of this application no longer listed: closed ones stay
+	 * (retain.c decides how long); open ones may have closed or been
+	 * hidden from us, which only a read of each can tell. */
+	if (sky__repair_unlisted_open(e->cache, j->app, keep_listed_session, e,
+				      add_unlisted_job) < 0)
 		snap_failed(e, sky_error_last()->message);
 }
 
@@ -2596,6 +2741,19 @@ static void workers_offline(sky_engine *e)
 			w->w.offline(w->ctx);
 }
 
+/* Closed sessions past the cache's retention leave (retain.c). */
+static void apply_retention(sky_engine *e)
+{
+	long n = sky__retain_closed(e->cache, removed_cb, e);
+	if (n < 0)
+		elog(e, SKY_LOG_WARN, "cannot apply the closed sessions' "
+				      "retention: %s",
+		     sky_error_last()->message);
+	else if (n > 0)
+		elog(e, SKY_LOG_INFO,
+		     "%ld closed sessions past their retention removed", n);
+}
+
 static void snap_finish(sky_engine *e)
 {
 	snap *s = e->snap;
@@ -2646,6 +2804,7 @@ static void snap_finish(sky_engine *e)
 	}
 	e->snap = NULL;
 	snap_free(s);
+	apply_retention(e);
 	/* The events held meanwhile, in server order, over the reads. */
 	e->holding_all = 0;
 	evq_release(e, &e->held_all);
@@ -2690,6 +2849,7 @@ static void snap_pump(sky_engine *e)
 		sjob *j = s->jobs[s->next++];
 		sky_api_call call = j->kind == J_ROLES	    ? SKY_API_ROLES
 				    : j->kind == J_SESSIONS ? SKY_API_SESSIONS
+				    : j->kind == J_UNLISTED ? SKY_API_SESSION
 							    : SKY_API_DATA;
 		const char *sid =
 		    j->session ? sky__json_str(j->session, "sessionId") : NULL;
@@ -2716,6 +2876,7 @@ static void on_snap_job(const sky_http_response *res, void *ctx)
 	case J_ROLES: on_roles(e, j, res); break;
 	case J_SESSIONS: on_sessions(e, j, res); break;
 	case J_DATA: on_data(e, j, res); break;
+	case J_UNLISTED: on_unlisted(e, j, res); break;
 	}
 	snap_job_free(j);
 	if (e->snap != s)
@@ -3169,6 +3330,15 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 		sky__mqtt_free(e->mqtt);
 		e->mqtt = NULL;
 	}
+	if (e->mqtt_retire) {
+		sky__mqtt_stop(e->mqtt_retire);
+		sky__mqtt_free(e->mqtt_retire);
+		e->mqtt_retire = NULL;
+	}
+	if (e->ev_retire) {
+		event_free(e->ev_retire);
+		e->ev_retire = NULL;
+	}
 	/* Live events already received are safe to apply alone; held ones
 	 * need the reads that did not finish, and the next run redoes those. */
 	if (final != SKY_ENGINE_FAILED || e->fail_code != SKY_ERROR)
@@ -3444,10 +3614,6 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 		e->o.backoff_max_ms = 30000;
 	if (e->o.backoff_max_ms < e->o.backoff_min_ms)
 		e->o.backoff_max_ms = e->o.backoff_min_ms;
-	/* The client id's digits: fixed for this engine, so reconnects find
-	 * the broker session again. */
-	snprintf(e->digits, sizeof(e->digits), "%08u",
-		 (unsigned)(sky__random_u64() % 100000000u));
 	e->state = SKY_ENGINE_IDLE;
 	/* One engine per cache, for as long as this one lives. */
 	if ((rc = sky__engine_lock_take(cache->dir, &e->lock_fd)) < 0)

@@ -394,6 +394,38 @@ static int set_fields(json_t *session, const json_t *patch)
 	return 0;
 }
 
+/*
+ * The server moves a session's modifiedAt/modifiedBy with every change to
+ * its fields or properties, but an event that does not carry them in its
+ * payload (session_properties_updated, session_closed, a session_updated
+ * without them) would leave the mirror's at their old values. The change
+ * happened at the event's createdAt by its userId, so those are taken,
+ * verbatim (the server's own text), and never move modifiedAt backwards:
+ * an event that arrives after a newer change leaves the newer stamp.
+ */
+static int stamp_modified(json_t *session, const sky_parsed_event *pe)
+{
+	if (json_object_get(pe->payload, "modifiedAt") ||
+	    json_object_get(pe->payload, "modifiedBy"))
+		return 0;
+	json_t *at = json_object_get(pe->event, "createdAt");
+	json_t *by = json_object_get(pe->event, "userId");
+	int64_t t, cur;
+	if (!json_is_string(at) ||
+	    sky__parse_time(json_string_value(at), &t) < 0)
+		return 0;
+	const char *was =
+	    json_string_value(json_object_get(session, "modifiedAt"));
+	if (was && sky__parse_time(was, &cur) == 0 && cur >= t)
+		return 0;
+	if (json_object_set_new(session, "modifiedAt", json_deep_copy(at)) < 0)
+		return sky__error_nomem();
+	if (json_is_string(by) &&
+	    json_object_set_new(session, "modifiedBy", json_deep_copy(by)) < 0)
+		return sky__error_nomem();
+	return 0;
+}
+
 static int record_custom_event(MDB_txn *txn, sky_cache *c, uint64_t docid,
 			       const sky_parsed_event *pe)
 {
@@ -515,6 +547,8 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 			rc = sky__error_nomem();
 			goto done;
 		}
+		if ((rc = stamp_modified(now, pe)) < 0)
+			goto done;
 		if (props)
 			hdr.wm_props = t;
 		if (fields)

@@ -22,10 +22,12 @@
  *   tears the events down before the fd number can be reused.
  * - One retry timer at most; its delay grows with consecutive failures
  *   (capped, jittered) and resets on an accepted CONNACK.
- * - The session is persistent (clean_session = false) and the client id
- *   never changes, so a reconnect within the broker's session lifetime
- *   receives the QoS 1 messages published meanwhile; the owner learns from
- *   session_present whether that was the case.
+ * - The session is persistent (clean_session = false, unless the owner
+ *   asks for a clean one to end an old session) and the client id never
+ *   changes (the owner keeps it across runs, identity.c), so a reconnect
+ *   within the broker's session lifetime receives the QoS 1 messages
+ *   published meanwhile; the owner learns from session_present whether
+ *   that was the case.
  * - The password (an access token) is never logged.
  */
 #include "config.h"
@@ -62,6 +64,7 @@ struct sky_mqtt {
 	int tls;
 	char *client_id, *username, *password, *topic;
 	int keepalive_s;
+	int clean;
 	long backoff_min_ms, backoff_max_ms;
 	enum mq_state state;
 	int fd; /* the socket we watch, -1 when none */
@@ -347,7 +350,8 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc, int flags)
 	m->attempt = 0;
 	m->why[0] = '\0';
 	int mid;
-	int src = mosquitto_subscribe(m->mosq, &mid, m->topic, 1);
+	int src = m->topic ? mosquitto_subscribe(m->mosq, &mid, m->topic, 1)
+			   : MOSQ_ERR_SUCCESS;
 	if (m->cb.connected)
 		m->cb.connected(flags & 1, m->ctx);
 	if (src != MOSQ_ERR_SUCCESS && m->cb.subscribed && m->state == MQ_UP)
@@ -436,7 +440,8 @@ static void schedule_retry(sky_mqtt *m)
 int sky__mqtt_new(struct event_base *base, const sky_mqtt_options *o,
 		  const sky_mqtt_callbacks *cb, void *ctx, sky_mqtt **out)
 {
-	assert(base && o && o->url && o->client_id && o->topic && cb && out);
+	assert(base && o && o->url && o->client_id &&
+	       (o->topic || o->clean_session) && cb && out);
 	pthread_once(&mosq_once, mosq_init);
 	sky_mqtt *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -446,6 +451,7 @@ int sky__mqtt_new(struct event_base *base, const sky_mqtt_options *o,
 	m->ctx = ctx;
 	m->fd = -1;
 	m->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : 30;
+	m->clean = o->clean_session != 0;
 	m->backoff_min_ms = o->backoff_min_ms > 0 ? o->backoff_min_ms : 500;
 	m->backoff_max_ms = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;
 	int rc = sky__mqtt_parse_url(o->url, &m->host, &m->port, &m->tls);
@@ -454,7 +460,7 @@ int sky__mqtt_new(struct event_base *base, const sky_mqtt_options *o,
 		return rc;
 	}
 	if (!(m->client_id = strdup(o->client_id)) ||
-	    !(m->topic = strdup(o->topic)) ||
+	    (o->topic && !(m->topic = strdup(o->topic))) ||
 	    (o->username && !(m->username = strdup(o->username))) ||
 	    (o->password && !(m->password = strdup(o->password))))
 		goto nomem;
@@ -462,7 +468,7 @@ int sky__mqtt_new(struct event_base *base, const sky_mqtt_options *o,
 	m->ev_retry = evtimer_new(base, on_retry, m);
 	/* clean_session = false: the broker keeps our subscription and
 	 * queues QoS 1 messages while we are away. */
-	m->mosq = mosquitto_new(m->client_id, false, m);
+	m->mosq = mosquitto_new(m->client_id, m->clean ? true : false, m);
 	if (!m->ev_misc || !m->ev_retry || !m->mosq)
 		goto nomem;
 	mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION,

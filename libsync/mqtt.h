@@ -41,12 +41,16 @@ typedef struct {
 	const char *client_id;
 	const char *username;
 	const char *password; /* the access token; may change: set_password */
-	const char *topic;    /* subscribed at QoS 1 on every CONNACK */
+	const char *topic;    /* subscribed at QoS 1 on every CONNACK;
+				 NULL (only with clean_session): none */
 	const char *cafile;   /* TLS: CA bundle; NULL: the system CA path */
 	int insecure;	      /* TLS without verification (explicit choice) */
 	int keepalive_s;      /* 0: 30 */
 	long backoff_min_ms;  /* 0: 500 */
 	long backoff_max_ms;  /* 0: 30000 */
+	int clean_session;    /* 1: a session that ends with the connection
+				 (to end an old persistent one: connect
+				 with its id, then stop); 0: persistent */
 } sky_mqtt_options;
 
 /*

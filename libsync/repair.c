@@ -246,6 +246,38 @@ long sky__repair_prune_sessions(sky_cache *c, const char *app,
 	return rc < 0 ? rc : (long)p.removed;
 }
 
+long sky__repair_unlisted_open(sky_cache *c, const char *app,
+			       sky_repair_keep_fn keep, void *ctx,
+			       sky_repair_each_fn each)
+{
+	strlist sids = {0}, open = {0};
+	int rc = collect_under(c, SKY_DB_SESSIONS, app, keep, ctx, 1, &sids);
+	if (rc == 0 && sids.n) {
+		MDB_txn *txn;
+		if ((rc = sky__store_read_begin(&c->st, &txn)) == 0) {
+			for (size_t i = 0; i < sids.n && rc == 0; i++) {
+				sky_record rec;
+				int r = sky__record_get(txn, c, app,
+							sids.v[i], &rec);
+				/* Records are compact JSON written by us. */
+				if (r == 0 && !strstr(rec.json,
+						      "\"status\":\"closed\""))
+					rc = strlist_add(&open, sids.v[i],
+							 strlen(sids.v[i]));
+				else if (r < 0 && r != SKY_ENOTFOUND)
+					rc = r;
+			}
+			sky__store_read_end(&c->st, txn);
+		}
+	}
+	for (size_t i = 0; i < open.n && rc == 0; i++)
+		rc = each(app, open.v[i], ctx);
+	long n = (long)open.n;
+	strlist_free(&sids);
+	strlist_free(&open);
+	return rc < 0 ? rc : n;
+}
+
 long sky__repair_prune_roles(sky_cache *c, const char *app,
 			     sky_repair_keep_fn keep, void *ctx)
 {

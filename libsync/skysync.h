@@ -144,10 +144,26 @@ typedef struct {
 	unsigned event_log_size;   /**< event ids remembered (default 100000) */
 	unsigned pending_limit;    /**< events kept for unknown sessions (default 100000) */
 	size_t initial_map_bytes;  /**< first LMDB map size (default 64 MiB) */
+	/* Since version 2. A session closed on the server stays in the
+	 * mirror with status "closed" until one of these removes it, at the
+	 * end of each snapshot of the sync engine (opening the cache never
+	 * removes anything); its age counts from its modifiedAt, which the
+	 * close moved. */
+	int64_t closed_keep_s;     /**< keep closed sessions this long (0: the
+				        default, 30 days; SKY_KEEP_FOREVER:
+				        no age limit) */
+	uint64_t closed_keep_max;  /**< keep at most this many closed
+				        sessions, the most recently closed
+				        (0: no limit) */
 } sky_cache_options;
 
-#define SKY_CACHE_OPTIONS_VERSION 1
-#define SKY_CACHE_OPTIONS_INIT {SKY_CACHE_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0}
+/* Versions 1 and 2 are accepted; version 1 has no closed_keep_* (defaults). */
+#define SKY_CACHE_OPTIONS_VERSION 2
+#define SKY_CACHE_OPTIONS_INIT {SKY_CACHE_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0}
+/** closed_keep_s: closed sessions are never removed for their age. */
+#define SKY_KEEP_FOREVER (-1)
+/** Default closed_keep_s: 30 days. */
+#define SKY_DEFAULT_CLOSED_KEEP_S (30 * 86400)
 
 /** Default limits (also used when an option is 0). */
 #define SKY_DEFAULT_MAX_EVENT_BYTES (1024u * 1024u)

@@ -47,7 +47,7 @@ check "missing cache advice" grep -q "no cache at" "$tmp/err"
 check "table format" run 0 "$skysync" --db "$db" --format table get inspections s-1001
 check "table has fields" grep -q "^name " "$tmp/out"
 check "stats" run 0 "$skysync" --db "$db" stats
-check "stats counts" sh -c "jq -e '.sessions == 3 and .openSessions == 2 and .customEvents == 1' '$tmp/out' >/dev/null"
+check "stats counts" sh -c "jq -e '.sessions == 3 and .openSessions == 2 and .closedSessions == 1 and .customEvents == 1' '$tmp/out' >/dev/null"
 check "stats prometheus" run 0 "$skysync" --db "$db" stats --format prometheus
 check "prometheus lines" grep -q '^skysync_sessions 3$' "$tmp/out"
 for cmd in apply get data apps roles events stats check backup; do
@@ -98,9 +98,10 @@ check "stats as prometheus" run 0 "$skysync" --db "$db" --format prometheus stat
 cp "$tmp/out" "$tmp/stats.prom"
 check "prometheus: exposition format" prom_shape "$tmp/stats.prom"
 check "prometheus: one family per sky_stats field" [ "$(grep '^# TYPE' "$tmp/stats.prom" | cut -d' ' -f3,4 | tr '\n' ' ')" = \
-	"skysync_applications gauge skysync_roles gauge skysync_sessions gauge skysync_open_sessions gauge skysync_data_entries gauge skysync_event_log gauge skysync_pending_events gauge skysync_custom_events gauge skysync_events_applied_total counter skysync_events_skipped_total counter skysync_last_event_timestamp_seconds gauge skysync_last_apply_timestamp_seconds gauge skysync_map_bytes gauge skysync_used_bytes gauge skysync_schema_version gauge skysync_server_events_refused_total counter skysync_stale_sessions gauge skysync_sync_state gauge skysync_sync_in_state gauge " ]
+	"skysync_applications gauge skysync_roles gauge skysync_sessions gauge skysync_open_sessions gauge skysync_closed_sessions gauge skysync_data_entries gauge skysync_event_log gauge skysync_pending_events gauge skysync_custom_events gauge skysync_events_applied_total counter skysync_events_skipped_total counter skysync_last_event_timestamp_seconds gauge skysync_last_apply_timestamp_seconds gauge skysync_map_bytes gauge skysync_used_bytes gauge skysync_schema_version gauge skysync_server_events_refused_total counter skysync_stale_sessions gauge skysync_sync_state gauge skysync_sync_in_state gauge " ]
 for pair in applications:applications roles:roles sessions:sessions \
-	openSessions:open_sessions dataEntries:data_entries eventLog:event_log \
+	openSessions:open_sessions closedSessions:closed_sessions \
+	dataEntries:data_entries eventLog:event_log \
 	pendingEvents:pending_events customEvents:custom_events \
 	eventsApplied:events_applied_total eventsSkipped:events_skipped_total \
 	mapBytes:map_bytes usedBytes:used_bytes schemaVersion:schema_version \

@@ -679,6 +679,113 @@ static void test_events__values_refused(void)
 	sky_cache_close(c);
 }
 
+/* The value of a string field of session s1, copied (NULL when absent). */
+static char *field(sky_cache *c, const char *name)
+{
+	char *s = get(c, "s1");
+	json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+	const char *v = json_string_value(json_object_get(j, name));
+	char *out = v ? strdup(v) : NULL;
+	json_decref(j);
+	free(s);
+	return out;
+}
+
+static void expect_modified(sky_cache *c, const char *at, const char *by)
+{
+	char *a = field(c, "modifiedAt"), *b = field(c, "modifiedBy");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	if (strcmp(a, at) || strcmp(b, by))
+		fprintf(stderr, "\nmodified %s by %s, expected %s by %s\n", a,
+			b, at, by);
+	CU_ASSERT_STRING_EQUAL(a, at);
+	CU_ASSERT_STRING_EQUAL(b, by);
+	free(a);
+	free(b);
+}
+
+/* An event by user `uid`, otherwise as ev() makes it. */
+static char *ev_by(const char *uid, const char *type, const char *eid,
+		   const char *created, const char *payload_key,
+		   const char *payload)
+{
+	char *out;
+	int n = asprintf(&out,
+			 "{\"applicationId\":\"app1\",\"sessionId\":\"s1\","
+			 "\"eventId\":\"%s\",\"source\":\"test\",\"userId\":\"%s\","
+			 "\"createdAt\":\"%s\",\"timestamp\":1,\"version\":1,"
+			 "\"eventType\":\"%s\",\"%s\":%s}",
+			 eid, uid, created, type, payload_key, payload);
+	CU_ASSERT_FATAL(n > 0);
+	return out;
+}
+
+/*
+ * An event that changes a session's fields or properties without carrying
+ * modifiedAt/modifiedBy moves them to its createdAt (verbatim) and userId,
+ * as the server does; one that carries them sets them as sent; data
+ * patches and custom events leave them; an older event never moves
+ * modifiedAt back.
+ */
+static void test_events__modified_follows_changes(void)
+{
+	sky_cache *c = open_cache();
+	CU_ASSERT(apply(c, ev("session_created", "s1", "e1",
+			      "2024-05-01T10:00:00Z", "session", SESSION_S1)) ==
+		  SKY_EVENT_APPLIED);
+	expect_modified(c, "2024-05-01T10:00:00Z", "u1");
+
+	CU_ASSERT(apply(c, ev_by("u2", "session_properties_updated", "e2",
+				 "2024-05-01T10:01:00.250000Z", "session",
+				 "{\"sessionId\":\"s1\",\"properties\":"
+				 "{\"a\":\"1\"}}")) == SKY_EVENT_APPLIED);
+	expect_modified(c, "2024-05-01T10:01:00.250000Z", "u2");
+
+	/* Data and custom events do not touch the session's fields. */
+	CU_ASSERT(apply(c, ev_by("u3", "session_data_updated", "e3",
+				 "2024-05-01T10:02:00Z", "data",
+				 "{\"x\":1}")) == SKY_EVENT_APPLIED);
+	CU_ASSERT(apply(c, ev_by("u3", "session_event_created", "e4",
+				 "2024-05-01T10:02:30Z", "data",
+				 "{\"k\":1}")) == SKY_EVENT_APPLIED);
+	expect_modified(c, "2024-05-01T10:01:00.250000Z", "u2");
+
+	/* A session_updated that names them: taken as sent. */
+	CU_ASSERT(apply(c, ev_by("u3", "session_updated", "e5",
+				 "2024-05-01T10:03:00Z", "session",
+				 "{\"name\":\"N\",\"modifiedBy\":\"u4\","
+				 "\"modifiedAt\":\"2024-05-01T10:03:00.5Z\"}")) ==
+		  SKY_EVENT_APPLIED);
+	expect_modified(c, "2024-05-01T10:03:00.5Z", "u4");
+
+	/* A session_updated without them: from the envelope. */
+	CU_ASSERT(apply(c, ev_by("u5", "session_updated", "e6",
+				 "2024-05-01T10:04:00Z", "session",
+				 "{\"description\":\"d\"}")) ==
+		  SKY_EVENT_APPLIED);
+	expect_modified(c, "2024-05-01T10:04:00Z", "u5");
+
+	/* A properties event older than the last change (it arrived late,
+	 * its own watermark is older): properties apply, the stamp stays. */
+	CU_ASSERT(apply(c, ev_by("u6", "session_properties_updated", "e7",
+				 "2024-05-01T10:03:30Z", "session",
+				 "{\"properties\":{\"b\":\"2\"}}")) ==
+		  SKY_EVENT_APPLIED);
+	expect_modified(c, "2024-05-01T10:04:00Z", "u5");
+
+	CU_ASSERT(apply(c, ev_by("u7", "session_closed", "e8",
+				 "2024-05-01T10:05:00Z", "session",
+				 "{\"status\":\"closed\"}")) ==
+		  SKY_EVENT_APPLIED);
+	expect_modified(c, "2024-05-01T10:05:00Z", "u7");
+	char *st = field(c, "status");
+	CU_ASSERT_STRING_EQUAL(st, "closed");
+	free(st);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -700,6 +807,8 @@ int main(void)
 		{"test_events__values_kept_exactly",
 		 test_events__values_kept_exactly},
 		{"test_events__values_refused", test_events__values_refused},
+		{"test_events__modified_follows_changes",
+		 test_events__modified_follows_changes},
 		{NULL, NULL},
 	};
 	return sky_test_main("events", cases);

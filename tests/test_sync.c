@@ -36,6 +36,7 @@
 #include "engine.h"
 #include "error.h"
 #include "harness.h"
+#include "identity.h"
 #include "json.h"
 #include "merge.h"
 #include "util.h"
@@ -331,9 +332,14 @@ static void fx_end(fixture *fx)
 /* Comparing the mirror with the server                                */
 /* ------------------------------------------------------------------ */
 
+/* Set while a test compares every field, modifiedAt/modifiedBy too. */
+static int exact_fields;
+
 static json_t *without_modified(const json_t *s)
 {
 	json_t *c = json_deep_copy(s);
+	if (exact_fields)
+		return c;
 	json_object_del(c, "modifiedAt");
 	json_object_del(c, "modifiedBy");
 	return c;
@@ -1051,7 +1057,7 @@ static void test_sync__snapshot_equals_server(void)
 	CU_ASSERT(converge(&fx, 1));
 
 	/* Change the server while offline; the next sync repairs it: the
-	 * closed session leaves the mirror, the rest is updated. */
+	 * closed session stays in the mirror, closed, the rest is updated. */
 	slist l;
 	slist_load(&fx, &l, 7);
 	CU_ASSERT_FATAL(l.n > 10);
@@ -1069,8 +1075,9 @@ static void test_sync__snapshot_equals_server(void)
 	CU_ASSERT(converge(&fx, 1));
 	char *json = NULL;
 	CU_ASSERT_EQUAL(
-	    sky_session_get(fx.cache, l.v[0].app, l.v[0].sid, &json, NULL),
-	    SKY_ENOTFOUND);
+	    sky_session_get(fx.cache, l.v[0].app, l.v[0].sid, &json, NULL), 0);
+	CU_ASSERT(json && strstr(json, "\"status\":\"closed\""));
+	sky_free(json);
 	CU_ASSERT(atomic_load(&fx.changes) > 0); /* changes were reported */
 	/* A sync with nothing new reports nothing. */
 	atomic_store(&fx.changes, 0);
@@ -2682,6 +2689,557 @@ static void test_sync__disk_full_message(void)
 	CU_ASSERT(strstr(sky_error_last()->message, "disk full") == NULL);
 }
 
+/* ------------------------------------------------------------------ */
+/* A field-exact mirror                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every session the mirror holds (open and closed) equals, field for
+ * field, what the emulator answers to its GET, and its data too. Returns
+ * the number of sessions that differ (printing the first few); *closed
+ * counts the closed ones among them.
+ */
+static int mirror_vs_server_gets(fixture *fx, size_t *checked,
+				 size_t *closed)
+{
+	int differ = 0;
+	*checked = *closed = 0;
+	const char *apps[] = {"app-inspections", "app-maintenance"};
+	for (int a = 0; a < 2; a++) {
+		json_t *mine = mirror_sessions(fx, apps[a]);
+		const char *sid;
+		json_t *m;
+		json_object_foreach(mine, sid, m)
+		{
+			char path[512];
+			sky_http_res res;
+			snprintf(path, sizeof(path),
+				 "/v1/applications/%s/sessions/%s", apps[a],
+				 sid);
+			long st = rest(fx, "GET", path, NULL, &res);
+			int same = st == 200 && json_equal(m, res.json);
+			if (!same && differ < 5) {
+				char *x = json_dumps(m, JSON_COMPACT |
+							    JSON_SORT_KEYS);
+				char *y = res.json ? json_dumps(res.json,
+								JSON_COMPACT |
+								    JSON_SORT_KEYS)
+						   : strdup("(none)");
+				fprintf(stderr,
+					"  %s/%s (HTTP %ld):\n    mirror %.500s\n"
+					"    server %.500s\n",
+					apps[a], sid, st, x, y);
+				free(x);
+				free(y);
+			}
+			sky_http_res_free(&res);
+			strcat(path, "/data");
+			json_t *d = mirror_data(fx, apps[a], sid);
+			if (same) {
+				same = rest(fx, "GET", path, NULL, &res) ==
+					   200 &&
+				       d && json_equal(d, res.json);
+				sky_http_res_free(&res);
+				if (!same && differ < 5)
+					fprintf(stderr,
+						"  data of %s/%s differs\n",
+						apps[a], sid);
+			}
+			json_decref(d);
+			differ += !same;
+			(*checked)++;
+			const char *status =
+			    json_string_value(json_object_get(m, "status"));
+			*closed += status && !strcmp(status, "closed");
+		}
+		json_decref(mine);
+	}
+	return differ;
+}
+
+/*
+ * A few hundred mixed live changes (property updates, renames,
+ * description edits, closes, data patches, participant adds, custom
+ * events, creates) made through the emulator's API while the engine
+ * follows: every field of every session of the mirror then equals the
+ * emulator's GET, modifiedAt and modifiedBy included.
+ */
+static void test_sync__mirror_field_exact(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	unsigned long long seed_n = 31;
+	const char *env = getenv("SEED");
+	if (env)
+		seed_n = strtoull(env, NULL, 10);
+	fprintf(stderr, "  SEED=%llu\n", seed_n);
+	slist l;
+	slist_load(&fx, &l, seed_n);
+	for (int i = 0; i < 400; i++)
+		random_change(&fx, &l);
+	exact_fields = 1;
+	CU_ASSERT(converge(&fx, 0));
+	size_t checked = 0, closed = 0;
+	CU_ASSERT_EQUAL(mirror_vs_server_gets(&fx, &checked, &closed), 0);
+	exact_fields = 0;
+	CU_ASSERT(checked > 200);
+	CU_ASSERT(closed > 0); /* closes were among the changes, and stay */
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT_EQUAL(st.snapshots, 1); /* all of it through events */
+	free(l.v);
+	fx_end(&fx);
+	free(seed);
+}
+
+/* ------------------------------------------------------------------ */
+/* One broker identity per cache                                       */
+/* ------------------------------------------------------------------ */
+
+/* The size of the broker's log now (later connections are read after it). */
+static long broker_log_size(void)
+{
+	struct stat sb;
+	return stat(broker.log, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
+/*
+ * The distinct client ids starting with `prefix` that connected to the
+ * broker after log offset `from`, with clean session `clean` (mosquitto
+ * logs "New client connected from H:P as ID (p2, c0, k30, ...)"), as a
+ * JSON object of id -> true. NULL when the log cannot be read.
+ */
+static json_t *broker_clients(long from, const char *prefix, int clean)
+{
+	FILE *f = fopen(broker.log, "r");
+	if (!f)
+		return NULL;
+	fseek(f, from, SEEK_SET);
+	json_t *ids = json_object();
+	char line[1024], flag[8];
+	snprintf(flag, sizeof(flag), "c%d,", clean);
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "New client connected from ");
+		char *as = p ? strstr(p, " as ") : NULL;
+		if (!as || strncmp(as + 4, prefix, strlen(prefix)))
+			continue;
+		char *id = as + 4, *end = strchr(id, ' ');
+		if (!end || !strstr(end, flag))
+			continue;
+		*end = '\0';
+		json_object_set_new(ids, id, json_true());
+	}
+	fclose(f);
+	return ids;
+}
+
+static int count_json(const char *json, size_t len, void *payload)
+{
+	(void)json;
+	(void)len;
+	(*(size_t *)payload)++;
+	return 0;
+}
+
+/* An engine on the fixture's cache as another user of the realm. */
+static int fx_engine_as(fixture *fx, const char *user, const char *password)
+{
+	char bro[64];
+	snprintf(bro, sizeof(bro), "mqtt://127.0.0.1:%d", broker.port);
+	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
+	o.server = fx->emu.url;
+	o.broker = bro;
+	o.realm = "demo";
+	o.user = user;
+	o.password = password;
+	o.follow = 1;
+	o.backoff_min_ms = 50;
+	o.backoff_max_ms = 1000;
+	o.on_state = on_state;
+	o.on_log = on_log;
+	o.payload = fx;
+	if (sky_engine_new(fx->cache, &o, &fx->engine) < 0 ||
+	    !(fx->base = event_base_new()) ||
+	    sky_engine_attach(fx->engine, fx->base) < 0)
+		return -1;
+	fx->threaded = 1;
+	return pthread_create(&fx->thread, NULL, loop_thread, fx) == 0 ? 0 : -1;
+}
+
+/*
+ * Three restarts of a following engine use one client id, so the broker
+ * holds one persistent session for the cache, not one per run; what was
+ * published while the engine was down arrives through that session when it
+ * comes back -- custom events too, which no snapshot reads, so they prove
+ * the backlog was delivered and applied. Another user on the same cache
+ * gets a new id and ends the old session (a clean-session connect with it).
+ */
+static void test_sync__one_identity_per_cache(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	long from = broker_log_size();
+	slist l;
+	slist_load(&fx, &l, 23);
+	CU_ASSERT_FATAL(l.n > 0);
+	char *first_id = NULL;
+	for (int run = 0; run < 4; run++) {
+		CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+		CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000),
+				      0);
+		char *id = sky__identity_stored(fx.cache);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+		CU_ASSERT(strncmp(id, "demo-u-integration-", 19) == 0 &&
+			  strlen(id) == 19 + 8);
+		if (!first_id)
+			first_id = strdup(id);
+		CU_ASSERT_STRING_EQUAL(id, first_id);
+		free(id);
+		if (run > 0) {
+			/* The custom event sent while we were down. */
+			const sref *s = &l.v[run];
+			size_t n = 0;
+			for (int i = 0; i < 200 && n < 1; i++) {
+				n = 0;
+				sky_session_events(fx.cache, s->app, s->sid,
+						   count_json, &n);
+				if (!n)
+					sky_sleep_ms(50);
+			}
+			CU_ASSERT_EQUAL(n, 1);
+			CU_ASSERT(fx_status(&fx).events_received > 0);
+		}
+		CU_ASSERT(converge(&fx, 0));
+		fx_stop_engine(&fx);
+		if (run < 3) {
+			/* Published while no engine runs. */
+			const sref *s = &l.v[run + 1];
+			char path[512];
+			sky_http_res res;
+			snprintf(path, sizeof(path),
+				 "/v1/applications/%s/sessions/%s/events",
+				 s->app, s->sid);
+			CU_ASSERT_EQUAL(rest(&fx, "POST", path,
+					     "{\"note\":\"while away\"}", &res),
+					201);
+			sky_http_res_free(&res);
+			snprintf(path, sizeof(path),
+				 "/v1/applications/%s/sessions/%s", s->app,
+				 s->sid);
+			CU_ASSERT_EQUAL(
+			    rest(&fx, "PATCH", path,
+				 "{\"properties\":{\"away\":\"yes\"}}", &res),
+			    200);
+			sky_http_res_free(&res);
+		}
+	}
+	/* Four runs, one persistent session at the broker. */
+	json_t *ids = broker_clients(from, "demo-u-integration-", 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ids);
+	if (json_object_size(ids) != 1) {
+		char *t = json_dumps(ids, JSON_COMPACT);
+		fprintf(stderr, "  persistent client ids: %s\n", t);
+		free(t);
+	}
+	CU_ASSERT_EQUAL(json_object_size(ids), 1);
+	CU_ASSERT_PTR_NOT_NULL(json_object_get(ids, first_id));
+	json_decref(ids);
+
+	/* Another user on this cache: a new identity; the old session is
+	 * ended with a clean-session connect under the old id. */
+	long from2 = broker_log_size();
+	CU_ASSERT_EQUAL_FATAL(fx_engine_as(&fx, "alice", "alice-pass"), 0);
+	CU_ASSERT_EQUAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	char *id = sky__identity_stored(fx.cache);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+	CU_ASSERT(strncmp(id, "demo-u-alice-", 13) == 0);
+	free(id);
+	json_t *retired = NULL;
+	for (int i = 0; i < 100; i++) {
+		json_decref(retired);
+		retired = broker_clients(from2, first_id, 1);
+		if (retired && json_object_size(retired))
+			break;
+		sky_sleep_ms(100);
+	}
+	CU_ASSERT(retired && json_object_size(retired) == 1);
+	json_decref(retired);
+	fx_stop_engine(&fx);
+	free(first_id);
+	free(l.v);
+	fx_end(&fx);
+	free(seed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Closed sessions stay in the mirror                                  */
+/* ------------------------------------------------------------------ */
+
+/* Restart the emulator on the seed at `path` (a new port, same broker). */
+static int fx_reseed(fixture *fx, const char *path)
+{
+	if (fx->emu_up)
+		sky_emu_stop(&fx->emu);
+	sky_emu_free(&fx->emu);
+	fx->emu_up = 0;
+	char bro[64];
+	snprintf(bro, sizeof(bro), "127.0.0.1:%d", broker.port);
+	const char *args[] = {"--seed", path, "--broker", bro, NULL};
+	if (sky_emu_start(&fx->emu, args) < 0)
+		return -1;
+	fx->emu_up = 1;
+	free(fx->token);
+	fx->token =
+	    sky_emu_login(&fx->emu, "integration", "integration-pass", NULL);
+	return fx->token ? 0 : -1;
+}
+
+/* The emulator's realm (seed format), edited by `edit`, as a new seed. */
+static char *export_seed(fixture *fx, const char *name,
+			 void (*edit)(json_t *realm, void *arg), void *arg)
+{
+	sky_http_res res;
+	if (sky_http(fx->emu.url, "GET", "/_admin/realm", NULL, NULL, &res) !=
+		200 ||
+	    !res.json) {
+		sky_http_res_free(&res);
+		return NULL;
+	}
+	json_t *realm = json_incref(res.json);
+	sky_http_res_free(&res);
+	edit(realm, arg);
+	char *path = NULL;
+	if (asprintf(&path, "%s/%s", sky_test_tmpdir(), name) < 0 ||
+	    json_dump_file(realm, path, JSON_COMPACT) < 0) {
+		free(path);
+		path = NULL;
+	}
+	json_decref(realm);
+	return path;
+}
+
+/* The integration user sees sessions it takes part in only. */
+static void participant_only(json_t *realm, void *arg)
+{
+	(void)arg;
+	size_t i, k;
+	json_t *a, *r;
+	json_array_foreach(json_object_get(realm, "applications"), i, a)
+	    json_array_foreach(json_object_get(a, "roles"), k, r)
+	{
+		if (strcmp(json_string_value(json_object_get(r, "name")),
+			   "integration"))
+			continue;
+		json_t *perms = json_object_get(r, "permissions");
+		for (size_t p = json_array_size(perms); p-- > 0;)
+			if (!strcmp(json_string_value(json_array_get(perms, p)),
+				    "session:read:any"))
+				json_array_remove(perms, p);
+	}
+}
+
+/* Session `arg` loses its participants (the integration user among them). */
+static void drop_participants(json_t *realm, void *arg)
+{
+	size_t i;
+	json_t *s;
+	json_array_foreach(json_object_get(realm, "sessions"), i, s)
+	{
+		json_t *session = json_object_get(s, "session");
+		if (!strcmp(json_string_value(
+				json_object_get(session, "sessionId")),
+			    arg))
+			json_object_set_new(session, "participants",
+					    json_array());
+	}
+}
+
+static char *mirror_status(fixture *fx, const char *sid)
+{
+	char *text = NULL;
+	if (sky_session_get(fx->cache, APP, sid, &text, NULL) < 0)
+		return NULL;
+	json_t *j = json_loads(text, 0, NULL);
+	sky_free(text);
+	const char *st = json_string_value(json_object_get(j, "status"));
+	char *out = st ? strdup(st) : NULL;
+	json_decref(j);
+	return out;
+}
+
+static int count_row(const char *json, size_t len, unsigned flags,
+		     void *payload)
+{
+	(void)json;
+	(void)len;
+	(void)flags;
+	(*(size_t *)payload)++;
+	return 0;
+}
+
+static size_t closed_in_query(fixture *fx)
+{
+	const char *pred[] = {"status=closed"};
+	sky_query *q = NULL;
+	size_t n = 0;
+	if (sky_query_new(&q, fx->cache, APP, pred, 1) == 0)
+		sky_query_run(q, count_row, &n);
+	sky_query_free(q);
+	return n;
+}
+
+static long close_on_server(fixture *fx, const char *sid)
+{
+	char path[512];
+	sky_http_res res;
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s", APP,
+		 sid);
+	long st = rest(fx, "PATCH", path, "{\"status\":\"closed\"}", &res);
+	sky_http_res_free(&res);
+	return st;
+}
+
+/*
+ * A session closed on the server while no engine runs stays in the mirror
+ * after the next one-shot sync, closed and equal to the server's copy
+ * (get, data and queries answer it); a session the user can no longer see
+ * leaves; retention by count removes the earliest closed first.
+ */
+static void test_sync__closed_sessions_stay(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	char *seed2 = export_seed(&fx, "participant-only.json",
+				  participant_only, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(seed2);
+	CU_ASSERT_EQUAL_FATAL(fx_reseed(&fx, seed2), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	json_t *sids = open_sessions(&fx, 6);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(sids), 6);
+	const char *closed = json_string_value(json_array_get(sids, 0));
+	const char *hidden = json_string_value(json_array_get(sids, 1));
+	sky_stats st0;
+	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &st0), 0);
+
+	/* Closed while no engine runs; the other one hidden from us. */
+	CU_ASSERT_EQUAL(close_on_server(&fx, closed), 200);
+	char *seed3 = export_seed(&fx, "hidden.json", drop_participants,
+				  (void *)hidden);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(seed3);
+	CU_ASSERT_EQUAL_FATAL(fx_reseed(&fx, seed3), 0);
+	json_t *theirs = server_session(&fx, closed, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(theirs);
+	json_t *theirs_d = server_session(&fx, closed, 1);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+
+	char *status = mirror_status(&fx, closed);
+	CU_ASSERT_PTR_NOT_NULL(status);
+	if (status)
+		CU_ASSERT_STRING_EQUAL(status, "closed");
+	free(status);
+	char *text = NULL;
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, closed, &text, NULL),
+			0);
+	json_t *mine = text ? json_loads(text, 0, NULL) : NULL;
+	CU_ASSERT(json_equal(mine, theirs)); /* every field, modifiedAt too */
+	json_decref(mine);
+	sky_free(text);
+	json_t *d = mirror_data(&fx, APP, closed);
+	CU_ASSERT(d && json_equal(d, theirs_d));
+	json_decref(d);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, hidden, &text, NULL),
+			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 1);
+	sky_stats st1;
+	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &st1), 0);
+	CU_ASSERT_EQUAL(st1.sessions, st0.sessions - 1);
+	CU_ASSERT_EQUAL(st1.sessions - st1.open_sessions,
+			st0.sessions - st0.open_sessions + 1);
+
+	/* The CLI answers the closed session too. */
+	char *cli = sky_test_build_path("tools/skysync");
+	const char *get_argv[] = {cli, "--db", fx.dir, "get", APP, closed,
+				  NULL};
+	CU_ASSERT_EQUAL(run_cli(get_argv), 0);
+	const char *q_argv[] = {cli,	  "--db", fx.dir, "query", APP,
+				"status=closed", NULL};
+	CU_ASSERT_EQUAL(run_cli(q_argv), 0);
+	free(cli);
+
+	/* Three more closed, one at a time; then at most 2 closed kept:
+	 * the first two closed leave at the next snapshot (not on open). */
+	for (int i = 2; i < 5; i++)
+		CU_ASSERT_EQUAL(
+		    close_on_server(
+			&fx, json_string_value(json_array_get(sids, i))),
+		    200);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 4);
+	sky_cache_close(fx.cache);
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = fx_cache_flags;
+	o.closed_keep_max = 2;
+	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &o), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 4);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, closed, &text, NULL),
+			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP,
+					json_string_value(
+					    json_array_get(sids, 2)),
+					&text, NULL),
+			SKY_ENOTFOUND);
+	status = mirror_status(&fx, json_string_value(json_array_get(sids, 4)));
+	CU_ASSERT(status && !strcmp(status, "closed"));
+	free(status);
+	/* A fifth closed: the next snapshot again keeps the newest two. */
+	CU_ASSERT_EQUAL(
+	    close_on_server(&fx, json_string_value(json_array_get(sids, 5))),
+	    200);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP,
+					json_string_value(
+					    json_array_get(sids, 3)),
+					&text, NULL),
+			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
+
+	/* A version 1 options struct still opens (defaults for the rest). */
+	sky_cache_close(fx.cache);
+	sky_cache_options v1 = SKY_CACHE_OPTIONS_INIT;
+	v1.version = 1;
+	v1.flags = fx_cache_flags;
+	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &v1), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0); /* 30 days: both stay */
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
+
+	/* By age: kept for 1 s, and every close is older than that now. */
+	sky_cache_close(fx.cache);
+	sky_cache_options aged = SKY_CACHE_OPTIONS_INIT;
+	aged.flags = fx_cache_flags;
+	aged.closed_keep_s = 1;
+	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &aged), 0);
+	sky_sleep_ms(1100);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	CU_ASSERT_EQUAL(closed_in_query(&fx), 0);
+	CU_ASSERT(sky_cache_stats(fx.cache, &st1) == 0 &&
+		  st1.sessions == st1.open_sessions);
+	json_decref(theirs);
+	json_decref(theirs_d);
+	json_decref(sids);
+	free(seed2);
+	free(seed3);
+	fx_end(&fx);
+	free(seed);
+}
+
 int main(void)
 {
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
@@ -2727,6 +3285,11 @@ int main(void)
 	    {"test_sync__outbox_flaky_network_journal",
 	     test_sync__outbox_flaky_network_journal},
 	    {"test_sync__exact_values", test_sync__exact_values},
+	    {"test_sync__mirror_field_exact", test_sync__mirror_field_exact},
+	    {"test_sync__one_identity_per_cache",
+	     test_sync__one_identity_per_cache},
+	    {"test_sync__closed_sessions_stay",
+	     test_sync__closed_sessions_stay},
 	    {NULL, NULL},
 	};
 	int rc = sky_test_main("sync", cases);

@@ -262,6 +262,10 @@ static void print_prometheus(const sky_stats *s)
 	prom_count("skysync_open_sessions", "gauge",
 		   "Sessions in the cache that are not closed.",
 		   s->open_sessions);
+	prom_count("skysync_closed_sessions", "gauge",
+		   "Closed sessions kept in the cache (until their retention "
+		   "ends).",
+		   s->sessions - s->open_sessions);
 	prom_count("skysync_data_entries", "gauge",
 		   "Stored nodes of session data.", s->data_entries);
 	prom_count("skysync_event_log", "gauge",
@@ -367,10 +371,11 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 	time_text(s.last_event_at_us, last_event);
 	time_text(s.last_apply_us, last_apply);
 	json_t *o = json_pack(
-		"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?,s:s?,s:I,s:I,s:i}",
+		"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?,s:s?,s:I,s:I,s:i}",
 		"db", g->db, "applications", (json_int_t)s.applications, "roles",
 		(json_int_t)s.roles, "sessions", (json_int_t)s.sessions,
-		"openSessions", (json_int_t)s.open_sessions, "dataEntries",
+		"openSessions", (json_int_t)s.open_sessions, "closedSessions",
+		(json_int_t)(s.sessions - s.open_sessions), "dataEntries",
 		(json_int_t)s.data_entries, "eventLog", (json_int_t)s.event_log,
 		"pendingEvents", (json_int_t)s.pending_events, "customEvents",
 		(json_int_t)s.custom_events, "eventsApplied",
@@ -431,9 +436,9 @@ const cli_command cli_cmd_stats = {
 	"stats", "counts, sizes, the last apply and the sync state",
 	"usage: skysync stats [--format json|table|prometheus]\n"
 	"\n"
-	"Print the cache's counts (applications, roles, sessions, open sessions,\n"
-	"data entries, remembered event ids, events waiting for their session,\n"
-	"custom events), lifetime applied/skipped events, the time of the\n"
+	"Print the cache's counts (applications, roles, sessions, open and\n"
+	"closed sessions, data entries, remembered event ids, events waiting\n"
+	"for their session, custom events), lifetime applied/skipped events, the time of the\n"
 	"newest event and of the last apply, the map size and the bytes in use,\n"
 	"and what the last sync recorded: its connection state, the time of the\n"
 	"last snapshot and the event lag; serverEventsRefused counts the server\n"
