@@ -30,6 +30,13 @@ int sky__error_os(const char *what);
  * for MDB_NOTFOUND, -1 otherwise.
  */
 int sky__error_lmdb(int rc, const char *what);
+/*
+ * Record damage found in the cache file (SKY_EDAMAGED with `message`);
+ * the sky__error_lmdb() for the MDB_CORRUPTED that follows keeps the
+ * message. MDB_CORRUPTED, MDB_PAGE_NOTFOUND and MDB_BAD_TXN always give
+ * SKY_EDAMAGED there.
+ */
+void sky__error_damage_note(const char *message);
 /* Put "prefix: " in front of the current message. */
 void sky__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Copy of the current message, for keeping past the next call (or NULL). */

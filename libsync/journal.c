@@ -73,29 +73,6 @@
 
 static const char header_magic[8] = "SKYJRNL";
 
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_table_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len)
-{
-	pthread_once(&crc_once, crc_table_init);
-	const unsigned char *p = data;
-	crc = ~crc;
-	while (len--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
-
 /* This boot's id: a crash report for a cache names the boot it was
  * written in, so a reader can tell a process crash (page cache intact)
  * from a restart (LMDB may be torn until recovered). */

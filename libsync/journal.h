@@ -140,7 +140,6 @@ void sky__journal_close(struct sky_store *st);
 /* Free the locks sky__journal_open() made (after close). */
 void sky__journal_destroy(sky_journal *j);
 
-/* CRC-32C of `len` bytes, continuing from `crc` (0 to start). */
-uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len);
+/* sky__crc32c() lives in util.h (the store's sealed values use it too). */
 
 #endif

@@ -46,6 +46,10 @@ enum {
 	SKY_EPERM = -6,     /**< refused: permissions or file safety */
 	SKY_ENETWORK = -7,  /**< network or server failure */
 	SKY_EBUSY = -8,     /**< another process holds the cache (journal) */
+	SKY_EDAMAGED = -9,  /**< the cache file or its journal is damaged:
+				 the message names where; nothing was
+				 changed; `skysync salvage` saves what can
+				 be read */
 };
 
 /** Where an error came from. */
@@ -216,6 +220,8 @@ typedef struct {
 	int64_t sync_event_lag_us; /**< event lag when last recorded */
 	int64_t sync_updated_us;   /**< when sync last recorded these (heartbeat
 				        every 5 s while live) */
+	uint64_t journal_damaged;  /**< journal records found damaged and
+				        skipped at a replay, lifetime */
 } sky_stats;
 
 SKY_EXTERN int sky_cache_stats(sky_cache *cache, sky_stats *out);

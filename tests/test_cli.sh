@@ -96,7 +96,7 @@ check "stats as prometheus" run 0 "$skysync" --db "$db" --format prometheus stat
 cp "$tmp/out" "$tmp/stats.prom"
 check "prometheus: exposition format" prom_shape "$tmp/stats.prom"
 check "prometheus: one family per sky_stats field" [ "$(grep '^# TYPE' "$tmp/stats.prom" | cut -d' ' -f3,4 | tr '\n' ' ')" = \
-	"skysync_applications gauge skysync_roles gauge skysync_sessions gauge skysync_open_sessions gauge skysync_data_entries gauge skysync_event_log gauge skysync_pending_events gauge skysync_custom_events gauge skysync_events_applied_total counter skysync_events_skipped_total counter skysync_last_event_timestamp_seconds gauge skysync_last_apply_timestamp_seconds gauge skysync_map_bytes gauge skysync_used_bytes gauge skysync_schema_version gauge skysync_sync_state gauge skysync_sync_in_state gauge " ]
+	"skysync_applications gauge skysync_roles gauge skysync_sessions gauge skysync_open_sessions gauge skysync_data_entries gauge skysync_event_log gauge skysync_pending_events gauge skysync_custom_events gauge skysync_events_applied_total counter skysync_events_skipped_total counter skysync_last_event_timestamp_seconds gauge skysync_last_apply_timestamp_seconds gauge skysync_map_bytes gauge skysync_used_bytes gauge skysync_schema_version gauge skysync_journal_damaged_records_total counter skysync_sync_state gauge skysync_sync_in_state gauge " ]
 for pair in applications:applications roles:roles sessions:sessions \
 	openSessions:open_sessions dataEntries:data_entries eventLog:event_log \
 	pendingEvents:pending_events customEvents:custom_events \
@@ -122,10 +122,12 @@ hex() { printf %s "$1" | od -An -tx1 | tr -d ' \n'; }
 "$skysync" --db "$db" backup "$tmp/synced" 2>/dev/null
 {
 	printf 'VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n'
-	printf ' %s\n %016x\n' "$(hex sync_state)" 5 \
-		"$(hex sync_last_at)" 1793610000123456 \
-		"$(hex sync_event_lag)" 1500000 \
-		"$(hex sync_updated_at)" 1793610005000000
+	# Values carry their seal (libsync/sealed.h).
+	for kv in sync_state:5 sync_last_at:1793610000123456 \
+		sync_event_lag:1500000 sync_updated_at:1793610005000000; do
+		printf ' %s\n %s\n' "$(hex "${kv%%:*}")" \
+			"$("$top_build/tests/sealtool" "$(printf %016x "${kv#*:}")")"
+	done
 	printf 'DATA=END\n'
 } >"$tmp/meta.dump"
 check "sync state recorded (mdb_load)" sh -c "umask 077 && mdb_load -s meta '$tmp/synced' <'$tmp/meta.dump'"

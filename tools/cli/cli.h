@@ -18,6 +18,7 @@ enum {
 	EXIT_NOTFOUND = 2,
 	EXIT_REJECTED = 3,
 	EXIT_NETWORK = 4,
+	EXIT_DAMAGED = 5, /* the cache file or its journal is damaged */
 };
 
 typedef enum { FORMAT_JSON, FORMAT_TABLE, FORMAT_PROMETHEUS } cli_format;
@@ -40,7 +41,9 @@ typedef struct {
 	int (*run)(int argc, char **argv, const cli_globals *g);
 } cli_command;
 
-/* Open the cache named by the globals; prints the error and returns NULL.
+/* Open the cache named by the globals; prints the error and returns NULL
+ * (a damaged cache: prints the error and exits with EXIT_DAMAGED, which
+ * every command would return for it).
  * It also refuses a --format the command cannot print (with exit code
  * EXIT_USAGE, as every caller returns on NULL): every command opens the
  * cache before it reads or changes anything, so this one check covers
@@ -51,7 +54,8 @@ sky_cache *cli_open_formats(const cli_globals *g, int readonly,
 			    unsigned formats);
 
 /* Print "skysync: <message>" for the last library error; return the exit
- * code that fits its code (2 not found, 3 input, 4 network, 1 else). */
+ * code that fits its code (2 not found, 3 input, 4 network, 5 damaged,
+ * 1 else). */
 int cli_fail(const char *context);
 /* Print a usage error for `cmd` and return EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)

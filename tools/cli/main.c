@@ -42,7 +42,9 @@ static void usage(FILE *out)
 		"  -h, --help        this help; `skysync COMMAND --help` for a command\n"
 		"\n"
 		"Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 input\n"
-		"rejected, 4 network or server failure.\n");
+		"rejected, 4 network or server failure, 5 the cache file is damaged\n"
+		"(every command then refuses; `skysync salvage DEST` saves its queued\n"
+		"writes).\n");
 }
 
 static char *default_db(void)
