@@ -67,7 +67,8 @@ int sky_cache_open(sky_cache **out, const char *dir,
 		return rc;
 	}
 	/* Writes acknowledged before a crash, kept in the journal. */
-	if ((rc = sky__outbox_replay_journal(c)) < 0) {
+	if ((rc = sky__outbox_replay_journal(c)) < 0 ||
+	    (rc = sky__store_count_journal_damage(&c->st)) < 0) {
 		sky_cache_close(c);
 		return rc;
 	}

@@ -82,6 +82,7 @@ typedef struct sky_journal {
 	pthread_cond_t bg_wake;
 	unsigned char *replay; /* records found at open, to replay */
 	unsigned replay_count;
+	uint64_t damaged;      /* records the replay skips as damaged */
 } sky_journal;
 
 struct sky_store;

@@ -700,3 +700,21 @@ size_t sky__key2(unsigned char *buf, size_t cap, const char *a, const char *b)
 		memcpy(buf + la + 1, b, lb);
 	return n;
 }
+
+static int add_journal_damage(MDB_txn *txn, void *ctx)
+{
+	sky_store *st = ctx;
+	uint64_t v = sky__meta_get_u64(txn, st, SKY_META_JOURNAL_DAMAGED);
+	return sky__meta_put_u64(txn, st, SKY_META_JOURNAL_DAMAGED,
+				 v + st->journal.damaged);
+}
+
+int sky__store_count_journal_damage(sky_store *st)
+{
+	if (!st->journal.damaged)
+		return 0;
+	int rc = sky__store_write(st, add_journal_damage, st);
+	if (rc == 0)
+		st->journal.damaged = 0;
+	return rc;
+}

@@ -155,6 +155,10 @@ void sky__store_read_end(sky_store *st, MDB_txn *txn);
 /* Meta counter: journal records a replay found damaged and skipped. */
 #define SKY_META_JOURNAL_DAMAGED "journal_damaged"
 
+/* After a replay that skipped damaged journal records: add them to
+ * SKY_META_JOURNAL_DAMAGED (shown by stats). 0 when there were none. */
+int sky__store_count_journal_damage(sky_store *st);
+
 /* Meta counters: read a u64 (0 when absent), add to one, set one. */
 uint64_t sky__meta_get_u64(MDB_txn *txn, sky_store *st, const char *name);
 int sky__meta_put_u64(MDB_txn *txn, sky_store *st, const char *name,
