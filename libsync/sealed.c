@@ -75,8 +75,13 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 {
 	guard_state *g = &guard;
 	uintptr_t a = (uintptr_t)si->si_addr, b = (uintptr_t)g->base;
-	if (g->active && si->si_code > 0 && a >= b && a - b < g->size) {
-		g->page = (size_t)(a - b) / (g->psize ? g->psize : 4096);
+	/* In the map; or in the first 64 KiB, where no mapping can be: LMDB
+	 * following a damaged node's flags to a cursor it does not have
+	 * (a NULL pointer) while the thread is inside a wrapped call. */
+	int in_map = a >= b && a - b < g->size;
+	if (g->active && si->si_code > 0 && (in_map || a < 65536)) {
+		g->page = in_map ? (size_t)(a - b) / (g->psize ? g->psize : 4096)
+				 : (size_t)-1;
 		g->active = 0;
 		siglongjmp(g->jb, 1);
 	}
@@ -152,6 +157,9 @@ static size_t page_of(const sky_seal_env *se, const void *p)
 static int from_fault(sky_seal_env *se)
 {
 	se->faulted = 1;
+	if (guard.page == (size_t)-1)
+		return damaged(se, "(a damaged page made LMDB follow a null "
+				   "pointer)");
 	return damaged(se, "at page %zu", guard.page);
 }
 
@@ -189,9 +197,13 @@ static int lmdb_rc(sky_seal_env *se, int rc)
 
 /* ---- seals ---- */
 
+/* The CRC starts from this value, not 0: a page of zeros would
+ * otherwise pass as a run of empty values with good seals. */
+#define SEAL_SEED 0x534b5953u /* "SKYS" */
+
 void sky__seal_write(unsigned char *p, size_t len)
 {
-	sky__put_be32(p + len, sky__crc32c(0, p, len));
+	sky__put_be32(p + len, sky__crc32c(SEAL_SEED, p, len));
 }
 
 int sky__seal_check(const unsigned char *p, size_t len)
@@ -199,7 +211,8 @@ int sky__seal_check(const unsigned char *p, size_t len)
 	if (len < SKY_SEAL_BYTES)
 		return -1;
 	len -= SKY_SEAL_BYTES;
-	return sky__get_be32(p + len) == sky__crc32c(0, p, len) ? 0 : -1;
+	return sky__get_be32(p + len) == sky__crc32c(SEAL_SEED, p, len) ? 0
+									: -1;
 }
 
 static int is_sealed(const sky_seal_env *se, MDB_dbi dbi)

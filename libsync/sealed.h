@@ -18,8 +18,9 @@
  * file) passes through unchecked, only guarded when it has one.
  *
  * Invariants:
- * - A value of a sealed database is the caller's bytes + CRC-32C of them
- *   (4 bytes, big-endian); callers never see the trailer. A value that
+ * - A value of a sealed database is the caller's bytes + their CRC-32C
+ *   (4 bytes, big-endian, from a fixed non-zero seed so that zeros are no
+ *   valid empty value); callers never see the trailer. A value that
  *   fails its CRC is reported as damage (MDB_CORRUPTED) and never
  *   returned.
  * - The index database (DUPSORT, values are keys of a sorted set) is not
@@ -29,8 +30,10 @@
  *   LMDB call (the caller fills it before that: LMDB wants it filled
  *   before the next update, and nothing here reads it back unfilled), at
  *   the latest at its commit.
- * - Only a fault whose address lies inside the environment's map, during
- *   a wrapped call of the thread, is taken as damage; any other SIGBUS or
+ * - Only a fault whose address lies inside the environment's map (or in
+ *   the first 64 KiB, where nothing is mapped: LMDB following a damaged
+ *   node's flags to a NULL cursor), during a wrapped call of the thread,
+ *   is taken as damage; any other SIGBUS or
  *   SIGSEGV goes to the handler that was there before, or kills the
  *   process as it would have without us.
  * - After damage was seen, the environment is marked damaged for good:

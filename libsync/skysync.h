@@ -237,6 +237,31 @@ typedef void (*sky_report_cb)(const char *line, void *payload);
 SKY_EXTERN int sky_cache_check(sky_cache *cache, sky_report_cb report,
 			       void *payload);
 
+/** What sky_cache_salvage() saved. */
+typedef struct {
+	uint64_t entries;        /**< entries copied, all databases */
+	uint64_t outbox;         /**< queued writes among them */
+	uint64_t sessions;       /**< session records among them */
+	uint64_t damaged_ranges; /**< places that could not be read (each
+				      reported as a line) */
+} sky_salvage_report;
+
+/**
+ * Copy what can still be read out of the (damaged) cache in `damaged_dir`
+ * into a new cache in `dest_dir` (which must not hold one): every entry
+ * whose pages read and whose checksum holds, the queued writes and what
+ * delivering them needs included; the indexes are rebuilt from the
+ * session records saved. The damaged files are opened read-only, without
+ * their lock file, and never changed. Each place that could not be read
+ * is reported as one line to `report` (may be NULL). The next sync brings
+ * the mirror up to date. Returns 0 (see *out for what was saved),
+ * SKY_EEXISTS, SKY_ENOTFOUND or -1.
+ */
+SKY_EXTERN int sky_cache_salvage(const char *damaged_dir,
+				 const char *dest_dir,
+				 sky_salvage_report *out,
+				 sky_report_cb report, void *payload);
+
 /* ------------------------------------------------------------------ */
 /* Events                                                              */
 /* ------------------------------------------------------------------ */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "sealed.h"
 
 int main(int argc, char **argv)
 {
@@ -29,7 +29,7 @@ int main(int argc, char **argv)
 		}
 		b[i] = (unsigned char)v;
 	}
-	sky__put_be32(b + n, sky__crc32c(0, b, n));
+	sky__seal_write(b, n);
 	for (size_t i = 0; i < n + 4; i++)
 		printf("%02x", b[i]);
 	printf("\n");

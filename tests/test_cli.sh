@@ -229,7 +229,7 @@ emu="$top_build/tools/skylight-emu"
 check "skylight-emu --help" run 0 "$emu" --help
 check "skylight-emu --help and skylight-emu.1 name the same options" \
 	[ "$(opts <"$tmp/out")" = "$(opts <"$top_src/tools/emu/skylight-emu.1")" ]
-for cmd in apply get data events query sync apps roles stats check backup; do
+for cmd in apply get data events query sync apps roles stats check backup salvage; do
 	run 0 "$skysync" "$cmd" --help
 	missing=$(opts <"$tmp/out" | while read -r o; do
 		sed 's/\\-/-/g' "$top_src/docs/skysync.1" | grep -q -e "$o" || echo "$o"
