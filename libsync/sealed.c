@@ -154,9 +154,27 @@ static size_t page_of(const sky_seal_env *se, const void *p)
 	return a >= b && a - b < se->map_size ? (size_t)(a - b) / se->psize : 0;
 }
 
+static _Thread_local char assert_msg[160];
+
+/* LMDB's own assertions fail on some damaged pages (a page whose number
+ * is not the one asked for...); LMDB would abort() after this callback.
+ * Inside a wrapped call it is damage like a fault. */
+static void on_assert(MDB_env *env, const char *msg)
+{
+	(void)env;
+	if (!guard.active)
+		return; /* LMDB aborts, as it would without us */
+	snprintf(assert_msg, sizeof(assert_msg), "%s", msg);
+	guard.page = (size_t)-2;
+	guard.active = 0;
+	siglongjmp(guard.jb, 1);
+}
+
 static int from_fault(sky_seal_env *se)
 {
 	se->faulted = 1;
+	if (guard.page == (size_t)-2)
+		return damaged(se, "(LMDB: %s)", assert_msg);
 	if (guard.page == (size_t)-1)
 		return damaged(se, "(a damaged page made LMDB follow a null "
 				   "pointer)");
@@ -331,8 +349,9 @@ void sky__seal_refresh(sky_seal_env *se, MDB_env *env)
 void sky__seal_attach(sky_seal_env *se, MDB_env *env)
 {
 	sky__seal_refresh(se, env);
-	/* Only fails for an env that is NULL. */
+	/* Only fail for an env that is NULL. */
 	(void)mdb_env_set_userctx(env, se);
+	(void)mdb_env_set_assert(env, on_assert);
 }
 
 void sky__seal_db(sky_seal_env *se, MDB_dbi dbi)
