@@ -362,7 +362,11 @@ done:
 	/* A fault inside LMDB may leave its reader unsafe to end. */
 	if (src && !se.faulted)
 		mdb_txn_abort(src);
-	if (!se.faulted)
+	if (!se.faulted) {
 		mdb_env_close(env);
+	} else {
+		sky__seal_abandon(src);
+		sky__seal_abandon(env);
+	}
 	return rc;
 }

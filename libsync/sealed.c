@@ -17,7 +17,9 @@
  * What a fault leaves behind: LMDB may hold its writer mutex or be in the
  * middle of a page split, so the environment is marked damaged and every
  * later transaction of the store is refused with the same message; the
- * files are never written because of a fault.
+ * files are never written because of a fault. A write transaction that
+ * faulted is not aborted (its dirty pages may be garbled) but abandoned;
+ * readers are ended as usual.
  *
  * Values the caller reads stay valid after the call returns: a sealed
  * value's bytes were all read (to check its CRC) inside the guard, and
@@ -27,6 +29,7 @@
 #include "config.h"
 
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -295,6 +298,9 @@ typedef struct {
 
 static _Thread_local pending_seal pending;
 
+/* This thread's write transaction (one at a time, as LMDB has it). */
+static _Thread_local MDB_txn *write_txn;
+
 static void seal_pending(MDB_txn *txn)
 {
 	if (pending.txn && (!txn || pending.txn == txn))
@@ -552,6 +558,8 @@ int sky__sealed_txn_begin(MDB_env *env, MDB_txn *parent, unsigned flags,
 	sky_seal_env *se = env_of(env);
 	int rc = 0;
 	GUARDED(se, { rc = lmdb_rc(se, mdb_txn_begin(env, parent, flags, txn)); });
+	if (rc == 0 && !(flags & MDB_RDONLY))
+		write_txn = *txn;
 	return rc;
 }
 
@@ -568,8 +576,20 @@ int sky__sealed_txn_commit(MDB_txn *txn)
 	sky_seal_env *se = txn_seal(txn);
 	int rc = 0;
 	seal_pending(txn);
+	if (txn == write_txn)
+		write_txn = NULL;
 	GUARDED(se, { rc = lmdb_rc(se, mdb_txn_commit(txn)); });
 	return rc;
+}
+
+/* What a fault leaves unfreed stays reachable from here, so a leak
+ * checker tells it from a leak (it is left on purpose). */
+static void *abandoned[16];
+static atomic_uint n_abandoned;
+
+void sky__seal_abandon(void *p)
+{
+	abandoned[atomic_fetch_add(&n_abandoned, 1) % 16] = p;
 }
 
 void sky__sealed_txn_abort(MDB_txn *txn)
@@ -582,8 +602,13 @@ void sky__sealed_txn_abort(MDB_txn *txn)
 	 * one, and the writer lock, a robust mutex, is freed when the
 	 * process ends. */
 	sky_seal_env *se = txn_seal(txn);
-	if (se && se->faulted)
+	int writer = txn == write_txn;
+	if (writer)
+		write_txn = NULL;
+	if (se && se->faulted && writer) {
+		sky__seal_abandon(txn);
 		return;
+	}
 	mdb_txn_abort(txn);
 }
 

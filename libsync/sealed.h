@@ -85,6 +85,9 @@ int sky__seal_upgrade(MDB_txn *txn, MDB_dbi dbi, const char *name);
  * seal: 0, or SKY_EDAMAGED naming the first damage (`check`'s walk). */
 int sky__seal_walk(MDB_txn *txn, const MDB_dbi *dbis, int n);
 
+/* Keep `p`, left unfreed after a fault on purpose, reachable. */
+void sky__seal_abandon(void *p);
+
 /* Seal `len` bytes at `p` into `p + len` (SKY_SEAL_BYTES more). */
 void sky__seal_write(unsigned char *p, size_t len);
 /* 0 if the value (seal included) is whole, -1 if not. */
