@@ -82,7 +82,8 @@ int sky_cache_open(sky_cache **out, const char *dir,
 		return rc;
 	}
 	/* Writes acknowledged before a crash, kept in the journal. */
-	if ((rc = sky__outbox_replay_journal(c)) < 0) {
+	if ((rc = sky__outbox_replay_journal(c)) < 0 ||
+	    (rc = sky__store_count_journal_damage(&c->st)) < 0) {
 		sky_cache_close(c);
 		return rc;
 	}
@@ -448,7 +449,9 @@ int sky_cache_stats(sky_cache *cache, sky_stats *out)
 	mdb_env_stat(cache->st.env, &est);
 	out->map_bytes = info.me_mapsize;
 	out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * est.ms_psize;
-	out->schema_version = SKY_SCHEMA_VERSION;
+	out->schema_version = cache->st.schema;
+	out->journal_damaged =
+		sky__meta_get_u64(txn, &cache->st, SKY_META_JOURNAL_DAMAGED);
 	/* Names: SKY_META_SYNC_* in repair.h (the sync engine's). */
 	out->sync_state = (int)sky__meta_get_u64(txn, &cache->st, "sync_state");
 	out->sync_last_at_us =
@@ -694,6 +697,10 @@ int sky_cache_check(sky_cache *cache, sky_report_cb report, void *payload)
 	if (rc < 0)
 		return rc;
 	sky_buf buf = SKY_BUF_INIT;
+	/* First every page and every seal (sealed.h): damage is reported as
+	 * SKY_EDAMAGED before any finding could be a consequence of it. */
+	if ((rc = sky__seal_walk(txn, cache->st.dbi, SKY_DB_COUNT)) < 0)
+		goto done;
 	if ((rc = check_json_values(txn, SKY_DBI(cache, SKY_DB_APPS),
 				    "application", 1, sky__validate_app,
 				    &cc)) < 0 ||

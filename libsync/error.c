@@ -25,6 +25,9 @@ typedef struct {
 } error_slot;
 
 static _Thread_local error_slot slot = {{0, SKY_ERRSRC_NONE, 0, ""}, ""};
+/* The damage sealed.c found in this thread's last LMDB call, for the
+ * sky__error_lmdb() that reports the call's MDB_CORRUPTED. */
+static _Thread_local char damage_note[320];
 
 static int record(int code, sky_error_source source, int native,
 		  const char *fmt, va_list ap)
@@ -104,6 +107,13 @@ int sky__error_os(const char *what)
 			      strerror(e));
 }
 
+void sky__error_damage_note(const char *message)
+{
+	snprintf(damage_note, sizeof(damage_note), "%s", message);
+	sky__error_set(SKY_EDAMAGED, SKY_ERRSRC_LMDB, MDB_CORRUPTED, "%s",
+		       message);
+}
+
 int sky__error_lmdb(int rc, const char *what)
 {
 	int code = SKY_ERROR;
@@ -111,6 +121,21 @@ int sky__error_lmdb(int rc, const char *what)
 		code = SKY__EMAPFULL;
 	else if (rc == MDB_NOTFOUND)
 		code = SKY_ENOTFOUND;
+	if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+	    rc == MDB_BAD_TXN) {
+		/* Damage: the message names the page when sealed.c saw it. */
+		if (damage_note[0])
+			sky__error_set(SKY_EDAMAGED, SKY_ERRSRC_LMDB, rc,
+				       "%s (%s)", damage_note, what);
+		else
+			sky__error_set(SKY_EDAMAGED, SKY_ERRSRC_LMDB, rc,
+				       "the cache file is damaged (%s: %s): run "
+				       "`skysync salvage DEST` to copy its "
+				       "queued writes into a new cache",
+				       what, mdb_strerror(rc));
+		damage_note[0] = '\0';
+		return SKY_EDAMAGED;
+	}
 	if (disk_full(rc))
 		return sky__error_set(code, SKY_ERRSRC_LMDB, rc,
 				      "%s: disk full (%s): " DISK_FULL_NOTE,

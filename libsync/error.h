@@ -11,6 +11,14 @@
 
 #include "skysync.h"
 
+/* Every file of the library includes this header: so every LMDB call
+ * of the library goes through sealed.h, even in a build that compiles
+ * the sources without the -include of libsync/Makefile.inc (the fuzz
+ * targets do). */
+#ifdef SKY_BUILDING_LIBRARY
+#include "sealed.h"
+#endif
+
 /* Internal code: an LMDB write failed with MDB_MAP_FULL; the store layer
  * grows the map and runs the write again. Never returned to users. */
 #define SKY__EMAPFULL (-100)
@@ -30,6 +38,13 @@ int sky__error_os(const char *what);
  * for MDB_NOTFOUND, -1 otherwise.
  */
 int sky__error_lmdb(int rc, const char *what);
+/*
+ * Record damage found in the cache file (SKY_EDAMAGED with `message`);
+ * the sky__error_lmdb() for the MDB_CORRUPTED that follows keeps the
+ * message. MDB_CORRUPTED, MDB_PAGE_NOTFOUND and MDB_BAD_TXN always give
+ * SKY_EDAMAGED there.
+ */
+void sky__error_damage_note(const char *message);
 /* Put "prefix: " in front of the current message. */
 void sky__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Copy of the current message, for keeping past the next call (or NULL). */

@@ -73,29 +73,6 @@
 
 static const char header_magic[8] = "SKYJRNL";
 
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_table_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len)
-{
-	pthread_once(&crc_once, crc_table_init);
-	const unsigned char *p = data;
-	crc = ~crc;
-	while (len--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
-
 /* This boot's id: a crash report for a cache names the boot it was
  * written in, so a reader can tell a process crash (page cache intact)
  * from a restart (LMDB may be torn until recovered). */
@@ -219,37 +196,147 @@ static size_t padded(size_t len)
 	return (len + 7) & ~(size_t)7;
 }
 
+/* Is there a whole record of epoch `gen` at `off`? 1 yes (its sequence
+ * in *seq), 0 no, -1 a record head of that epoch whose payload fails
+ * its CRC (a record was there). */
+static int record_at(int fd, uint64_t off, uint64_t gen, uint64_t *seq,
+		     uint32_t *len_out, unsigned char **payload)
+{
+	unsigned char head[RECORD_HEAD];
+	if (full_pread(fd, head, RECORD_HEAD, off) < 0 ||
+	    sky__get_be32(head) != RECORD_MAGIC ||
+	    sky__get_be64(head + 8) != gen || sky__get_be32(head + 28) != 0)
+		return 0;
+	uint32_t len = sky__get_be32(head + 4);
+	*seq = sky__get_be64(head + 16);
+	if (len > MAX_RECORD_BYTES)
+		return -1;
+	unsigned char *p = realloc(*payload, len ? len : 1);
+	if (!p)
+		return -2;
+	*payload = p;
+	if (full_pread(fd, p, len, off + RECORD_HEAD) < 0)
+		return -1;
+	uint32_t crc = sky__crc32c(0, head, 24);
+	crc = sky__crc32c(crc, p, len);
+	if (crc != sky__get_be32(head + 24))
+		return -1;
+	*len_out = len;
+	return 1;
+}
+
+/*
+ * After a damaged slot at `off` (expecting sequence `seq`): the next whole
+ * record of the epoch with a higher sequence, at an 8-byte boundary
+ * (records are padded to 8). 1 found (*next_off, *next_seq), 0 none, -1
+ * none but heads of later records were seen (their payloads damaged too:
+ * the log cannot be resynchronised), -2 out of memory.
+ */
+static int resync(int fd, uint64_t off, uint64_t gen, uint64_t seq,
+		  uint64_t *next_off, uint64_t *next_seq,
+		  unsigned char **payload)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size <= off + RECORD_HEAD)
+		return 0;
+	/* One read of the rest of the file (the journal is a few MiB): the
+	 * end of every log after a crash comes this way. */
+	size_t n = (size_t)((uint64_t)sb.st_size - off);
+	unsigned char *buf = malloc(n);
+	if (!buf)
+		return -2;
+	if (full_pread(fd, buf, n, off) < 0) {
+		free(buf);
+		return 0;
+	}
+	int later = 0, found = 0;
+	for (size_t o = 8; o + RECORD_HEAD <= n; o += 8) {
+		const unsigned char *hd = buf + o;
+		if (sky__get_be32(hd) != RECORD_MAGIC ||
+		    sky__get_be64(hd + 8) != gen ||
+		    sky__get_be64(hd + 16) <= seq)
+			continue;
+		uint64_t s = 0;
+		uint32_t len;
+		int r = record_at(fd, off + o, gen, &s, &len, payload);
+		if (r == -2) {
+			free(buf);
+			return -2;
+		}
+		if (r == 1) {
+			*next_off = off + o;
+			*next_seq = s;
+			found = 1;
+			break;
+		}
+		later = 1;
+	}
+	free(buf);
+	return found ? 1 : later ? -1 : 0;
+}
+
 /*
  * Walk the records to replay after header `h` and keep their payloads, as
  * u32 length + bytes, in *keep (the caller's); *count of them.
+ *
+ * The log ends at the first slot that holds no record of the epoch and
+ * after which no later record of the epoch follows (a record torn by a
+ * crash was never acknowledged). A damaged record with whole records
+ * after it is skipped: those after it are kept, and *damaged counts the
+ * sequence numbers skipped (the first range's bytes in *bad_from,
+ * *bad_to). If later records are there but none is whole, the log cannot
+ * be resynchronised: SKY_EDAMAGED, unless `lenient` (salvage), which
+ * keeps what it read.
  */
-static int records_scan(int fd, const header *h, unsigned char **keep,
-			unsigned *count)
+static int records_scan(int fd, const header *h, int lenient,
+			unsigned char **keep, unsigned *count,
+			uint64_t *damaged, uint64_t *bad_from,
+			uint64_t *bad_to)
 {
 	uint64_t off = h->first_off, seq = h->first_seq, gen = h->epoch;
 	unsigned n = 0;
 	size_t klen = 0, kcap = 0;
 	unsigned char *kbuf = NULL, *payload = NULL;
+	*damaged = 0;
 	for (;;) {
-		unsigned char head[RECORD_HEAD];
-		if (full_pread(fd, head, RECORD_HEAD, off) < 0 ||
-		    sky__get_be32(head) != RECORD_MAGIC ||
-		    sky__get_be64(head + 8) != gen ||
-		    sky__get_be64(head + 16) != seq)
-			break;
-		uint32_t len = sky__get_be32(head + 4);
-		if (len > MAX_RECORD_BYTES)
-			break;
-		unsigned char *p = realloc(payload, len ? len : 1);
-		if (!p)
+		uint64_t s = 0;
+		uint32_t len = 0;
+		int r = record_at(fd, off, gen, &s, &len, &payload);
+		if (r == -2)
 			goto nomem;
-		payload = p;
-		if (full_pread(fd, payload, len, off + RECORD_HEAD) < 0)
-			break;
-		uint32_t crc = sky__crc32c(0, head, 24);
-		crc = sky__crc32c(crc, payload, len);
-		if (crc != sky__get_be32(head + 24))
-			break;
+		if (r != 1 || s != seq) {
+			uint64_t noff, nseq;
+			int f = resync(fd, off, gen, seq, &noff, &nseq,
+				       &payload);
+			if (f == -2)
+				goto nomem;
+			if (f == -1 && !lenient) {
+				free(payload);
+				free(kbuf);
+				return sky__error_set(
+					SKY_EDAMAGED, SKY_ERRSRC_OS, EIO,
+					"the journal is damaged from byte %llu "
+					"(record %llu of its log) on, and no "
+					"whole record follows although later "
+					"ones were written: their writes "
+					"cannot be replayed, so the cache is "
+					"not opened for writing; the journal "
+					"file is kept as it is: run `skysync "
+					"salvage DEST` to copy what can be read",
+					(unsigned long long)off,
+					(unsigned long long)seq);
+			}
+			if (f != 1)
+				break;
+			if (*damaged == 0) {
+				*bad_from = off;
+				*bad_to = noff;
+			}
+			*damaged += nseq - seq;
+			off = noff;
+			seq = nseq;
+			continue;
+		}
 		if (klen + 4 + len > kcap) {
 			size_t cap = (kcap + 4 + len) * 2;
 			unsigned char *k = realloc(kbuf, cap);
@@ -529,8 +616,19 @@ int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 	/* Commits after the checkpoint may be torn by a power cut: roll
 	 * back to it and replay the records (there may be none). */
 	j->recovering = 1;
-	if ((rc = records_scan(fd, &h, &j->replay, &j->replay_count)) < 0)
+	uint64_t bad_from = 0, bad_to = 0;
+	if ((rc = records_scan(fd, &h, 0, &j->replay, &j->replay_count,
+			       &j->damaged, &bad_from, &bad_to)) < 0)
 		goto fail;
+	if (j->damaged)
+		fprintf(stderr,
+			"skysync: %s: %llu damaged record%s skipped (bytes "
+			"%llu-%llu and any later range); the %u whole records "
+			"are replayed\n",
+			path, (unsigned long long)j->damaged,
+			j->damaged == 1 ? "" : "s",
+			(unsigned long long)bad_from,
+			(unsigned long long)bad_to, j->replay_count);
 	if (!journal_mode && flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		rc = busy("another process has the cache open: recovering "
 			  "its journal needs the cache alone");
@@ -550,6 +648,7 @@ fail:
 	j->replay = NULL;
 	j->replay_count = 0;
 	j->recovering = 0;
+	j->damaged = 0;
 	close(fd);
 	j->fd = -1;
 	return rc;

@@ -82,6 +82,7 @@ typedef struct sky_journal {
 	pthread_cond_t bg_wake;
 	unsigned char *replay; /* records found at open, to replay */
 	unsigned replay_count;
+	uint64_t damaged;      /* records the replay skips as damaged */
 } sky_journal;
 
 struct sky_store;
@@ -140,7 +141,6 @@ void sky__journal_close(struct sky_store *st);
 /* Free the locks sky__journal_open() made (after close). */
 void sky__journal_destroy(sky_journal *j);
 
-/* CRC-32C of `len` bytes, continuing from `crc` (0 to start). */
-uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len);
+/* sky__crc32c() lives in util.h (the store's sealed values use it too). */
 
 #endif

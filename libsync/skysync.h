@@ -46,6 +46,10 @@ enum {
 	SKY_EPERM = -6,     /**< refused: permissions or file safety */
 	SKY_ENETWORK = -7,  /**< network or server failure */
 	SKY_EBUSY = -8,     /**< another process holds the cache (journal) */
+	SKY_EDAMAGED = -9,  /**< the cache file or its journal is damaged:
+				 the message names where; nothing was
+				 changed; `skysync salvage` saves what can
+				 be read */
 };
 
 /** Where an error came from. */
@@ -236,6 +240,8 @@ typedef struct {
 					     cache refused (over a limit,
 					     malformed), lifetime */
 	uint64_t stale_sessions;   /**< sessions marked stale (sky_stale_list) */
+	uint64_t journal_damaged;  /**< journal records found damaged and
+				        skipped at a replay, lifetime */
 } sky_stats;
 
 SKY_EXTERN int sky_cache_stats(sky_cache *cache, sky_stats *out);
@@ -279,6 +285,30 @@ SKY_EXTERN int sky_stale_list(sky_cache *cache, sky_stale_cb cb,
 SKY_EXTERN int sky_session_stale(sky_cache *cache, const char *app_id,
 				 const char *session_id, char **reason,
 				 int64_t *since_us);
+/** What sky_cache_salvage() saved. */
+typedef struct {
+	uint64_t entries;        /**< entries copied, all databases */
+	uint64_t outbox;         /**< queued writes among them */
+	uint64_t sessions;       /**< session records among them */
+	uint64_t damaged_ranges; /**< places that could not be read (each
+				      reported as a line) */
+} sky_salvage_report;
+
+/**
+ * Copy what can still be read out of the (damaged) cache in `damaged_dir`
+ * into a new cache in `dest_dir` (which must not hold one): every entry
+ * whose pages read and whose checksum holds, the queued writes and what
+ * delivering them needs included; the indexes are rebuilt from the
+ * session records saved. The damaged files are opened read-only, without
+ * their lock file, and never changed. Each place that could not be read
+ * is reported as one line to `report` (may be NULL). The next sync brings
+ * the mirror up to date. Returns 0 (see *out for what was saved),
+ * SKY_EEXISTS, SKY_ENOTFOUND or -1.
+ */
+SKY_EXTERN int sky_cache_salvage(const char *damaged_dir,
+				 const char *dest_dir,
+				 sky_salvage_report *out,
+				 sky_report_cb report, void *payload);
 
 /* ------------------------------------------------------------------ */
 /* Events                                                              */

@@ -158,6 +158,8 @@ static int resize_map(sky_store *st, size_t bytes)
 		mdb_txn_abort(st->free_readers[i]);
 	st->n_free_readers = 0;
 	int rc = mdb_env_set_mapsize(st->env, bytes);
+	if (rc == 0)
+		sky__seal_refresh(&st->seal, st->env);
 	st->resizing--;
 	pthread_cond_broadcast(&st->idle);
 	pthread_mutex_unlock(&st->lock);
@@ -204,6 +206,14 @@ void sky__store_txn_abort(sky_store *st, MDB_txn *txn)
 	txn_leave(st);
 }
 
+static int meta_damaged(void)
+{
+	return sky__error_set(SKY_EDAMAGED, SKY_ERRSRC_LMDB, MDB_CORRUPTED,
+			      "the cache's meta record is damaged: run "
+			      "`skysync salvage DEST` to copy its queued "
+			      "writes into a new cache");
+}
+
 static int open_databases(sky_store *st)
 {
 	MDB_txn *txn;
@@ -211,12 +221,25 @@ static int open_databases(sky_store *st)
 	int rc = mdb_txn_begin(st->env, NULL, ro ? MDB_RDONLY : 0, &txn);
 	if (rc)
 		return sky__error_lmdb(rc, "opening the cache");
+	/* A new environment has no named database yet. One that has some
+	 * but lacks its schema record is damaged, not new: starting afresh
+	 * over it would lose its queued writes. */
+	MDB_dbi main_dbi;
+	MDB_stat ms;
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) != 0 ||
+	    (rc = mdb_stat(txn, main_dbi, &ms)) != 0) {
+		mdb_txn_abort(txn);
+		return sky__error_lmdb(rc, "opening the cache");
+	}
+	int fresh = ms.ms_entries == 0;
 	for (int i = 0; i < SKY_DB_COUNT; i++) {
 		rc = mdb_dbi_open(txn, db_specs[i].name,
 				  db_specs[i].flags | (ro ? 0 : MDB_CREATE),
 				  &st->dbi[i]);
 		if (rc) {
 			mdb_txn_abort(txn);
+			if (rc == MDB_NOTFOUND && i == SKY_DB_META && !fresh)
+				return meta_damaged();
 			if (rc == MDB_NOTFOUND)
 				return sky__error_set(
 					SKY_ENOTFOUND, SKY_ERRSRC_LMDB, rc,
@@ -226,18 +249,30 @@ static int open_databases(sky_store *st)
 			return sky__error_lmdb(rc, db_specs[i].name);
 		}
 	}
-	/* The schema version: written once, checked on every open. */
+	/* The schema version: written once, checked on every open; read
+	 * before the seals are known (sealed.h), so as raw bytes. */
 	MDB_val key = {6, (void *)"schema"}, val;
 	rc = mdb_get(txn, st->dbi[SKY_DB_META], &key, &val);
-	if (rc == MDB_NOTFOUND && !ro) {
-		unsigned char v[4];
-		sky__put_be32(v, SKY_SCHEMA_VERSION);
-		val.mv_size = 4;
-		val.mv_data = v;
-		rc = mdb_put(txn, st->dbi[SKY_DB_META], &key, &val, 0);
+	uint32_t version = 0;
+	int write_version = 0;
+	if (rc == MDB_NOTFOUND && !fresh) {
+		mdb_txn_abort(txn);
+		return meta_damaged();
+	} else if (rc == MDB_NOTFOUND) {
+		version = SKY_SCHEMA_VERSION; /* written below */
+		write_version = !ro;
+		rc = 0;
 	} else if (rc == 0) {
-		uint32_t version = val.mv_size == 4 ? sky__get_be32(val.mv_data) : 0;
-		if (version != SKY_SCHEMA_VERSION) {
+		/* 4 bytes: schema 1 (or a version that wrote no seal). */
+		if (val.mv_size != 4 &&
+		    (val.mv_size != 4 + SKY_SEAL_BYTES ||
+		     sky__seal_check(val.mv_data, val.mv_size) < 0)) {
+			mdb_txn_abort(txn);
+			return meta_damaged();
+		}
+		version = sky__get_be32(val.mv_data);
+		if (version != SKY_SCHEMA_VERSION &&
+		    !(version == 1 && val.mv_size == 4)) {
 			mdb_txn_abort(txn);
 			return sky__error_set(
 				SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
@@ -246,12 +281,38 @@ static int open_databases(sky_store *st)
 				"new cache directory",
 				version, SKY_SCHEMA_VERSION);
 		}
-	} else if (rc == MDB_NOTFOUND) {
-		rc = 0;
 	}
 	if (rc) {
 		mdb_txn_abort(txn);
 		return sky__error_lmdb(rc, "reading the schema version");
+	}
+	for (int i = 0; i < SKY_DB_COUNT; i++)
+		if (i != SKY_DB_INDEX)
+			sky__seal_db(&st->seal, st->dbi[i]);
+	if (version == 1 && !ro) {
+		/* The one-time upgrade: seal every value, in this txn. */
+		for (int i = 0; i < SKY_DB_COUNT && rc == 0; i++)
+			if (i != SKY_DB_INDEX)
+				rc = sky__seal_upgrade(txn, st->dbi[i],
+						       db_specs[i].name);
+		if (rc < 0) {
+			mdb_txn_abort(txn);
+			return rc;
+		}
+		version = SKY_SCHEMA_VERSION;
+		write_version = 1;
+	}
+	st->schema = version;
+	st->seal.sealed = version >= 2;
+	if (write_version) {
+		unsigned char v[4];
+		sky__put_be32(v, version);
+		MDB_val nv = {4, v};
+		if ((rc = mdb_put(txn, st->dbi[SKY_DB_META], &key, &nv, 0)) !=
+		    0) {
+			mdb_txn_abort(txn);
+			return sky__error_lmdb(rc, "writing the schema version");
+		}
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc)
@@ -382,7 +443,12 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	 * by prepare_dir. Reader slots of dead processes are freed here. */
 	int dead = 0;
 	mdb_reader_check(st->env, &dead);
-	if ((rc = open_databases(st)) < 0)
+	sky__seal_attach(&st->seal, st->env);
+	/* Only the schema upgrade can fill the map here. */
+	while ((rc = open_databases(st)) == SKY__EMAPFULL)
+		if ((rc = grow_map(st)) < 0)
+			break;
+	if (rc < 0)
 		goto fail_open;
 	if ((rc = sky__journal_start(st)) < 0)
 		goto fail_open;
@@ -457,6 +523,8 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		kind = WRITE_DURABLE;
 	int logged = kind == WRITE_LOGGED;
 	for (int attempt = 0; attempt < MAX_WRITE_RETRIES; attempt++) {
+		if (st->seal.damaged)
+			return sky__seal_refuse(&st->seal);
 		if (journaled && j->broken)
 			return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
 					      "the journal failed earlier: "
@@ -479,6 +547,10 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		if (logged && sky__journal_mirror_unfolded(j))
 			as = WRITE_DURABLE;
 		rc = fn(txn, ctx);
+		/* Damage the function did not report (a counter read as 0)
+		 * must not be written back. */
+		if (st->seal.damaged)
+			rc = sky__seal_refuse(&st->seal);
 		if (rc == 0 && as == WRITE_LOGGED)
 			rc = sky__journal_append(j, record, record_len);
 		if (rc == 0 && kind == WRITE_MIRROR)
@@ -547,6 +619,8 @@ int sky__store_barrier(sky_store *st)
 int sky__store_read_begin(sky_store *st, MDB_txn **out)
 {
 	MDB_txn *txn = NULL;
+	if (st->seal.damaged)
+		return sky__seal_refuse(&st->seal);
 	for (int tries = 0;; tries++) {
 		txn_enter(st);
 		pthread_mutex_lock(&st->lock);
@@ -625,4 +699,22 @@ size_t sky__key2(unsigned char *buf, size_t cap, const char *a, const char *b)
 	if (lb)
 		memcpy(buf + la + 1, b, lb);
 	return n;
+}
+
+static int add_journal_damage(MDB_txn *txn, void *ctx)
+{
+	sky_store *st = ctx;
+	uint64_t v = sky__meta_get_u64(txn, st, SKY_META_JOURNAL_DAMAGED);
+	return sky__meta_put_u64(txn, st, SKY_META_JOURNAL_DAMAGED,
+				 v + st->journal.damaged);
+}
+
+int sky__store_count_journal_damage(sky_store *st)
+{
+	if (!st->journal.damaged)
+		return 0;
+	int rc = sky__store_write(st, add_journal_damage, st);
+	if (rc == 0)
+		st->journal.damaged = 0;
+	return rc;
 }

@@ -32,6 +32,11 @@
  * - Stale reader slots of dead processes are cleared at open.
  * - A write's observer (changes.c) hears of it only after it committed;
  *   an aborted or rerun attempt is reported as not committed.
+ * - A cache with damage (sealed.h) is refused: once a call saw damage no
+ *   transaction begins and a write that saw it is aborted, all with
+ *   SKY_EDAMAGED and the same message. A cache whose databases exist but
+ *   whose "schema" record is missing or damaged is refused at open the
+ *   same way, never taken for a new cache.
  */
 #ifndef SKY_STORE_H
 #define SKY_STORE_H
@@ -43,6 +48,7 @@
 #include <lmdb.h>
 
 #include "journal.h"
+#include "sealed.h"
 #include "skysync.h"
 
 enum sky_db {
@@ -63,7 +69,14 @@ enum sky_db {
 	SKY_DB_COUNT
 };
 
-#define SKY_SCHEMA_VERSION 1u
+/*
+ * 2: every value but the index's carries a CRC-32C seal (sealed.h). A
+ * cache of schema 1 (the same layout without seals) is read as it is and
+ * upgraded at its first read-write open: every value sealed in one
+ * transaction. The "schema" record itself is sealed from 2 on, so its
+ * size tells the two apart (4 bytes, or 4 + seal).
+ */
+#define SKY_SCHEMA_VERSION 2u
 
 /*
  * Watches this process's write transactions (changes.c). `take` runs right
@@ -91,6 +104,8 @@ typedef struct sky_store {
 	_Atomic(sky_txn_observer *) observer; /* set once, NULL if none */
 	sky_journal journal;       /* SKY_CACHE_JOURNAL (journal.h) */
 	struct open_dir *open_dir; /* this handle in the process's list */
+	sky_seal_env seal;         /* seals and the fault guard (sealed.h) */
+	unsigned schema;           /* the cache's schema version */
 } sky_store;
 
 /* Open/close the environment in `dir` (checks and creates permissions). */
@@ -136,6 +151,13 @@ void sky__store_txn_abort(sky_store *st, MDB_txn *txn);
 /* Begin/end a read-only transaction (reused from a pool). */
 int sky__store_read_begin(sky_store *st, MDB_txn **out);
 void sky__store_read_end(sky_store *st, MDB_txn *txn);
+
+/* Meta counter: journal records a replay found damaged and skipped. */
+#define SKY_META_JOURNAL_DAMAGED "journal_damaged"
+
+/* After a replay that skipped damaged journal records: add them to
+ * SKY_META_JOURNAL_DAMAGED (shown by stats). 0 when there were none. */
+int sky__store_count_journal_damage(sky_store *st);
 
 /* Meta counters: read a u64 (0 when absent), add to one, set one. */
 uint64_t sky__meta_get_u64(MDB_txn *txn, sky_store *st, const char *name);

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,4 +321,60 @@ int sky__check_id(const char *id, const char *field)
 		i += l;
 	}
 	return 0;
+}
+
+/* ---- CRC-32C ---- */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static int crc_hw;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[i] = c;
+	}
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Eight bytes per instruction: a sealed value costs a few nanoseconds
+ * per hundred bytes instead of about one per byte. */
+__attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t crc,
+							     const unsigned char *p,
+							     size_t len)
+{
+	uint64_t c = crc;
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		c = __builtin_ia32_crc32di(c, w);
+		p += 8;
+		len -= 8;
+	}
+	uint32_t c32 = (uint32_t)c;
+	while (len--)
+		c32 = __builtin_ia32_crc32qi(c32, *p++);
+	return c32;
+}
+#endif
+
+uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len)
+{
+	pthread_once(&crc_once, crc_init);
+	const unsigned char *p = data;
+	crc = ~crc;
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (crc_hw)
+		return ~crc_sse42(crc, p, len);
+#endif
+	while (len--)
+		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return ~crc;
 }

@@ -99,4 +99,12 @@ uint64_t sky__hash64(const void *data, size_t len);
  */
 int sky__check_id(const char *id, const char *field);
 
+/*
+ * CRC-32C (Castagnoli) of `len` bytes, continuing from `crc` (0 to
+ * start): the journal's records and the store's sealed values. Uses the
+ * SSE 4.2 instruction where the CPU has it, a table otherwise; both give
+ * the same value.
+ */
+uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len);
+
 #endif

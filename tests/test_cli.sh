@@ -98,7 +98,7 @@ check "stats as prometheus" run 0 "$skysync" --db "$db" --format prometheus stat
 cp "$tmp/out" "$tmp/stats.prom"
 check "prometheus: exposition format" prom_shape "$tmp/stats.prom"
 check "prometheus: one family per sky_stats field" [ "$(grep '^# TYPE' "$tmp/stats.prom" | cut -d' ' -f3,4 | tr '\n' ' ')" = \
-	"skysync_applications gauge skysync_roles gauge skysync_sessions gauge skysync_open_sessions gauge skysync_closed_sessions gauge skysync_data_entries gauge skysync_event_log gauge skysync_pending_events gauge skysync_custom_events gauge skysync_events_applied_total counter skysync_events_skipped_total counter skysync_last_event_timestamp_seconds gauge skysync_last_apply_timestamp_seconds gauge skysync_map_bytes gauge skysync_used_bytes gauge skysync_schema_version gauge skysync_server_events_refused_total counter skysync_stale_sessions gauge skysync_sync_state gauge skysync_sync_in_state gauge " ]
+	"skysync_applications gauge skysync_roles gauge skysync_sessions gauge skysync_open_sessions gauge skysync_closed_sessions gauge skysync_data_entries gauge skysync_event_log gauge skysync_pending_events gauge skysync_custom_events gauge skysync_events_applied_total counter skysync_events_skipped_total counter skysync_last_event_timestamp_seconds gauge skysync_last_apply_timestamp_seconds gauge skysync_map_bytes gauge skysync_used_bytes gauge skysync_schema_version gauge skysync_server_events_refused_total counter skysync_stale_sessions gauge skysync_journal_damaged_records_total counter skysync_sync_state gauge skysync_sync_in_state gauge " ]
 for pair in applications:applications roles:roles sessions:sessions \
 	openSessions:open_sessions closedSessions:closed_sessions \
 	dataEntries:data_entries eventLog:event_log \
@@ -127,10 +127,12 @@ hex() { printf %s "$1" | od -An -tx1 | tr -d ' \n'; }
 "$skysync" --db "$db" backup "$tmp/synced" 2>/dev/null
 {
 	printf 'VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n'
-	printf ' %s\n %016x\n' "$(hex sync_state)" 5 \
-		"$(hex sync_last_at)" 1793610000123456 \
-		"$(hex sync_event_lag)" 1500000 \
-		"$(hex sync_updated_at)" 1793610005000000
+	# Values carry their seal (libsync/sealed.h).
+	for kv in sync_state:5 sync_last_at:1793610000123456 \
+		sync_event_lag:1500000 sync_updated_at:1793610005000000; do
+		printf ' %s\n %s\n' "$(hex "${kv%%:*}")" \
+			"$("$top_build/tests/sealtool" "$(printf %016x "${kv#*:}")")"
+	done
 	printf 'DATA=END\n'
 } >"$tmp/meta.dump"
 check "sync state recorded (mdb_load)" sh -c "umask 077 && mdb_load -s meta '$tmp/synced' <'$tmp/meta.dump'"
@@ -232,7 +234,7 @@ emu="$top_build/tools/skylight-emu"
 check "skylight-emu --help" run 0 "$emu" --help
 check "skylight-emu --help and skylight-emu.1 name the same options" \
 	[ "$(opts <"$tmp/out")" = "$(opts <"$top_src/tools/emu/skylight-emu.1")" ]
-for cmd in apply get data events query sync apps roles stats check backup; do
+for cmd in apply get data events query sync apps roles stats check backup salvage; do
 	run 0 "$skysync" "$cmd" --help
 	missing=$(opts <"$tmp/out" | while read -r o; do
 		sed 's/\\-/-/g' "$top_src/docs/skysync.1" | grep -q -e "$o" || echo "$o"

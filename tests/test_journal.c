@@ -9,6 +9,11 @@
  * back to the journal's checkpoint. Every acknowledged write must then be
  * in the local view and in the outbox, and the cache must pass its full
  * check.
+ *
+ * Damage: a record damaged in the middle of the log is skipped and every
+ * whole record after it replayed (and counted in stats); damage past
+ * which no whole record can be found refuses the cache, keeping the
+ * journal file as it was.
  */
 #include "config.h"
 
@@ -726,6 +731,178 @@ static void test_journal__map_grows_then_crash(void)
 	sky_cache_close(c);
 }
 
+
+/* Offsets and lengths of the records of the journal's current log, in
+ * order (at most `max`); returns how many. */
+static int all_records(const char *path, off_t *offs, uint32_t *lens, int max)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	off_t off = 4096;
+	unsigned char head[32];
+	uint64_t gen = 0;
+	int n = 0;
+	while (n < max) {
+		if (pread(fd, head, 32, off) != 32 || memcmp(head, "SKYR", 4))
+			break;
+		uint64_t g = 0;
+		for (int i = 0; i < 8; i++)
+			g = g << 8 | head[8 + i];
+		if (gen && g != gen)
+			break;
+		gen = g;
+		uint32_t len = (uint32_t)head[4] << 24 | head[5] << 16 |
+			       head[6] << 8 | head[7];
+		offs[n] = off;
+		lens[n++] = len;
+		off += 32 + ((len + 7) & ~7u);
+	}
+	close(fd);
+	return n;
+}
+
+static void flip_payload_byte(const char *path, off_t at, uint32_t len)
+{
+	int fd = open(path, O_RDWR);
+	CU_ASSERT_FATAL(fd >= 0);
+	unsigned char b;
+	CU_ASSERT(pread(fd, &b, 1, at + 32 + len / 2) == 1);
+	b ^= 0xff;
+	CU_ASSERT(pwrite(fd, &b, 1, at + 32 + len / 2) == 1);
+	close(fd);
+}
+
+/* The writer's calls, one string each (its ack lines), in order. */
+static int split_calls(char *acks, char **calls, int max)
+{
+	int n = 0;
+	char *start = acks, *line = acks;
+	for (char *p = acks; *p && n < max; p++) {
+		if (*p != '\n')
+			continue;
+		/* A 'D' line belongs with the lines after it. */
+		int more = *line == 'D' && p[1];
+		line = p + 1;
+		if (more)
+			continue;
+		*p = '\0';
+		calls[n++] = start;
+		start = p + 1;
+	}
+	return n;
+}
+
+static int call_present(sky_cache *c, char *call)
+{
+	int present = 0, lines = 0;
+	char *save = NULL;
+	for (char *line = strtok_r(call, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char sid[256], key[64];
+		unsigned long v;
+		lines++;
+		if (sscanf(line + 1, " %255s %63s %lu", sid, key, &v) == 3)
+			present += data_value(c, sid, key) == (long)v;
+	}
+	return lines && present == lines ? 1 : present == 0 ? 0 : -1;
+}
+
+static void test_journal__damaged_record_skipped(void)
+{
+	const char *dir = sky_test_tmpdir();
+	char *acks = run_and_kill(dir, 60, WRITER_STOPS | WRITER_NO_SERVER);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	off_t offs[128];
+	uint32_t lens[128];
+	int nrec = all_records(path, offs, lens, 128);
+	char *calls[128] = {NULL};
+	int ncalls = split_calls(acks, calls, 128);
+	/* One record per call: the writer stops before any checkpoint. */
+	/* One record per call but perhaps the first (a write right after
+	 * the application's put may go without one): align from the end. */
+	CU_ASSERT_FATAL(nrec > 20 && (nrec == ncalls || nrec == ncalls - 1));
+	int skew = ncalls - nrec;
+	/* A data patch in the middle (a create's loss would leave later
+	 * writes to its session without it). */
+	int victim = ncalls / 2;
+	while (victim < ncalls - 2 && calls[victim][0] == 'c')
+		victim++;
+	CU_ASSERT_FATAL(calls[victim][0] != 'c');
+	flip_payload_byte(path, offs[victim - skew], lens[victim - skew]);
+	zero_meta_pages(dir);
+
+	sky_cache *c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
+	int bad = 0;
+	for (int i = 0; i < ncalls; i++) {
+		if (calls[i][0] == 'c')
+			continue;
+		int p = call_present(c, calls[i]);
+		if (p != (i == victim ? 0 : 1)) {
+			fprintf(stderr, "call %d of %d: %d\n", i, ncalls, p);
+			bad++;
+		}
+	}
+	/* Every intact record after the damaged one was applied, and the
+	 * damage is counted. */
+	CU_ASSERT(bad == 0);
+	sky_stats st;
+	CU_ASSERT(sky_cache_stats(c, &st) == 0);
+	CU_ASSERT(st.journal_damaged == 1);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+	free(acks);
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = malloc(8 << 20);
+	*len = buf ? fread(buf, 1, 8 << 20, f) : 0;
+	fclose(f);
+	return buf;
+}
+
+static void test_journal__damage_beyond_resync_refused(void)
+{
+	const char *dir = sky_test_tmpdir();
+	char *acks = run_and_kill(dir, 40, WRITER_STOPS | WRITER_NO_SERVER);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	off_t offs[128];
+	uint32_t lens[128];
+	int nrec = all_records(path, offs, lens, 128);
+	CU_ASSERT_FATAL(nrec > 10);
+	/* Every record from the middle on fails its CRC: their heads say
+	 * they were written, none can be read back. */
+	for (int i = nrec / 2; i < nrec; i++)
+		flip_payload_byte(path, offs[i], lens[i]);
+	size_t before_len = 0, after_len = 0;
+	char *before = read_all(path, &before_len);
+	CU_ASSERT_FATAL(before != NULL);
+
+	int rc = 0;
+	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	CU_ASSERT(c == NULL && rc == SKY_EDAMAGED);
+	CU_ASSERT(strstr(sky_error_last()->message, "journal is damaged") !=
+		  NULL);
+	CU_ASSERT(strstr(sky_error_last()->message, "salvage") != NULL);
+	c = open_mode(dir, 0, &rc);
+	CU_ASSERT(c == NULL && rc == SKY_EDAMAGED);
+	sky_cache_close(c);
+	/* The journal is kept byte for byte. */
+	char *after = read_all(path, &after_len);
+	CU_ASSERT_FATAL(after != NULL);
+	CU_ASSERT(before_len == after_len &&
+		  memcmp(before, after, before_len) == 0);
+	free(before);
+	free(after);
+	free(acks);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -749,6 +926,10 @@ int main(void)
 		 test_journal__mirror_writes_alone_recover},
 		{"test_journal__map_grows_then_crash",
 		 test_journal__map_grows_then_crash},
+		{"test_journal__damaged_record_skipped",
+		 test_journal__damaged_record_skipped},
+		{"test_journal__damage_beyond_resync_refused",
+		 test_journal__damage_beyond_resync_refused},
 		{NULL, NULL},
 	};
 	return sky_test_main("journal", cases);

@@ -308,6 +308,132 @@ static void test_store__reader_process_sees_whole_events(void)
 	sky_cache_close(c);
 }
 
+/* The whole of `path`, for comparing a file before and after. */
+static char *file_bytes(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *buf = malloc(4 << 20);
+	*len = buf ? fread(buf, 1, 4 << 20, f) : 0;
+	fclose(f);
+	return buf;
+}
+
+/* Change the meta database of the cache in `dir` raw: delete the schema
+ * record (how 1), give it a bad seal (2), or drop the database (3). */
+static void hurt_meta(const char *dir, int how)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
+	MDB_val key = {6, "schema"};
+	if (how == 1) {
+		CU_ASSERT(mdb_del(txn, dbi, &key, NULL) == 0);
+	} else if (how == 2) {
+		unsigned char v[8] = {0, 0, 0, 2, 0xde, 0xad, 0xbe, 0xef};
+		MDB_val val = {8, v};
+		CU_ASSERT(mdb_put(txn, dbi, &key, &val, 0) == 0);
+	} else {
+		CU_ASSERT(mdb_drop(txn, dbi, 1) == 0);
+	}
+	CU_ASSERT(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+}
+
+/* A cache whose meta record is missing or damaged is refused, for
+ * writing and reading, and left as it is: never started afresh. */
+static void test_store__damaged_meta_refused(void)
+{
+	for (int how = 1; how <= 3; how++) {
+		const char *dir = sky_test_tmpdir();
+		sky_cache *c = NULL;
+		CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+		const char *app = "{\"applicationId\":\"a\",\"name\":\"n\"}";
+		CU_ASSERT(sky_app_put(c, app, strlen(app)) == 0);
+		sky_cache_close(c);
+		hurt_meta(dir, how);
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/data.mdb", dir);
+		size_t blen = 0, alen = 0;
+		char *before = file_bytes(path, &blen);
+		CU_ASSERT_FATAL(before != NULL);
+		c = NULL;
+		CU_ASSERT(sky_cache_open(&c, dir, NULL) == SKY_EDAMAGED);
+		CU_ASSERT(strstr(sky_error_last()->message,
+				 "meta record is damaged") != NULL);
+		sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+		o.flags = SKY_CACHE_READONLY;
+		CU_ASSERT(sky_cache_open(&c, dir, &o) == SKY_EDAMAGED);
+		char *after = file_bytes(path, &alen);
+		CU_ASSERT_FATAL(after != NULL);
+		CU_ASSERT(alen == blen && memcmp(before, after, blen) == 0);
+		free(before);
+		free(after);
+	}
+}
+
+/* A cache of schema 1 (no seals) is read as it is, and sealed by its
+ * first read-write open. */
+static void test_store__schema1_upgraded(void)
+{
+	const char *dir = sky_test_tmpdir();
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta, apps;
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "apps", MDB_CREATE, &apps) == 0);
+	/* The databases every cache of schema 1 has. */
+	static const char *const others[] = {
+		"roles",  "sessions", "data",   "evlog",  "evseq",
+		"pending", "sevents", "outbox", "outbox_by_session",
+		"server", "alias"};
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		MDB_dbi d;
+		CU_ASSERT(mdb_dbi_open(txn, others[i], MDB_CREATE, &d) == 0);
+	}
+	MDB_dbi idx;
+	CU_ASSERT(mdb_dbi_open(txn, "index", MDB_CREATE | MDB_DUPSORT, &idx) ==
+		  0);
+	unsigned char v[4] = {0, 0, 0, 1};
+	MDB_val key = {6, "schema"}, val = {4, v};
+	CU_ASSERT(mdb_put(txn, meta, &key, &val, 0) == 0);
+	const char *app = "{\"applicationId\":\"old\",\"name\":\"o\"}";
+	MDB_val ak = {3, "old"}, av = {strlen(app) + 1, (void *)app};
+	CU_ASSERT(mdb_put(txn, apps, &ak, &av, 0) == 0);
+	CU_ASSERT(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = SKY_CACHE_READONLY;
+	sky_cache *c = NULL;
+	sky_stats st;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 1);
+	char *json = NULL;
+	size_t len = 0;
+	CU_ASSERT(sky_app_get(c, "old", &json, &len) == 0);
+	sky_free(json);
+	sky_cache_close(c);
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 2);
+	json = NULL;
+	CU_ASSERT(sky_app_get(c, "old", &json, &len) == 0);
+	CU_ASSERT(json && strstr(json, "\"o\"") != NULL);
+	sky_free(json);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -318,6 +444,9 @@ int main(void)
 		{"test_store__readonly_missing", test_store__readonly_missing},
 		{"test_store__schema_version_checked",
 		 test_store__schema_version_checked},
+		{"test_store__damaged_meta_refused",
+		 test_store__damaged_meta_refused},
+		{"test_store__schema1_upgraded", test_store__schema1_upgraded},
 		{"test_store__map_grows", test_store__map_grows},
 		{"test_store__clears_stale_readers",
 		 test_store__clears_stale_readers},

@@ -55,6 +55,8 @@ sky_cache *cli_open_formats(const cli_globals *g, int readonly,
 		else
 			fprintf(stderr, "skysync: cannot open the cache at %s: %s\n",
 				g->db, e->message);
+		if (e->code == SKY_EDAMAGED)
+			exit(EXIT_DAMAGED);
 		return NULL;
 	}
 	return c;
@@ -77,6 +79,7 @@ int cli_fail(const char *context)
 	case SKY_EINVAL:
 	case SKY_ELIMIT: return EXIT_REJECTED;
 	case SKY_ENETWORK: return EXIT_NETWORK;
+	case SKY_EDAMAGED: return EXIT_DAMAGED;
 	default: return EXIT_USAGE;
 	}
 }

@@ -19,6 +19,7 @@ enum {
 	EXIT_NOTFOUND = 2,
 	EXIT_REJECTED = 3,
 	EXIT_NETWORK = 4,
+	EXIT_DAMAGED = 5, /* the cache file or its journal is damaged */
 };
 
 typedef enum { FORMAT_JSON, FORMAT_TABLE, FORMAT_PROMETHEUS } cli_format;
@@ -41,7 +42,9 @@ typedef struct {
 	int (*run)(int argc, char **argv, const cli_globals *g);
 } cli_command;
 
-/* Open the cache named by the globals; prints the error and returns NULL.
+/* Open the cache named by the globals; prints the error and returns NULL
+ * (a damaged cache: prints the error and exits with EXIT_DAMAGED, which
+ * every command would return for it).
  * It also refuses a --format the command cannot print (with exit code
  * EXIT_USAGE, as every caller returns on NULL): every command opens the
  * cache before it reads or changes anything, so this one check covers
@@ -52,7 +55,8 @@ sky_cache *cli_open_formats(const cli_globals *g, int readonly,
 			    unsigned formats);
 
 /* Print "skysync: <message>" for the last library error; return the exit
- * code that fits its code (2 not found, 3 input, 4 network, 1 else). */
+ * code that fits its code (2 not found, 3 input, 4 network, 5 damaged,
+ * 1 else). */
 int cli_fail(const char *context);
 /* Print a usage error for `cmd` and return EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -95,6 +99,6 @@ extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data,
 	cli_cmd_apps, cli_cmd_roles, cli_cmd_stats, cli_cmd_check,
 	cli_cmd_backup, cli_cmd_events, cli_cmd_query, cli_cmd_sync,
 	cli_cmd_session, cli_cmd_props, cli_cmd_data_patch, cli_cmd_participant,
-	cli_cmd_event, cli_cmd_outbox;
+	cli_cmd_event, cli_cmd_outbox, cli_cmd_salvage;
 
 #endif

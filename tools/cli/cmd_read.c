@@ -305,6 +305,9 @@ static void print_prometheus(const sky_stats *s)
 		   "Sessions whose last read from the server failed (see "
 		   "`skysync check`).",
 		   s->stale_sessions);
+	prom_count("skysync_journal_damaged_records_total", "counter",
+		   "Journal records found damaged and skipped by a replay.",
+		   s->journal_damaged);
 
 	/* The state both as a number, for graphs, and as one 0/1 series per
 	 * state, for alerts such as skysync_sync_in_state{state="failed"} ==
@@ -398,6 +401,12 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		fprintf(stderr, "skysync: out of memory\n");
 		return EXIT_USAGE;
 	}
+	if (json_object_set_new(o, "journalDamaged",
+				json_integer((json_int_t)s.journal_damaged)) < 0) {
+		json_decref(o);
+		fprintf(stderr, "skysync: out of memory\n");
+		return EXIT_USAGE;
+	}
 	/* What the last sync run recorded (nothing if sync never ran). */
 	if (s.sync_state > 0) {
 		char last_sync[32], updated[32];
@@ -443,7 +452,8 @@ const cli_command cli_cmd_stats = {
 	"and what the last sync recorded: its connection state, the time of the\n"
 	"last snapshot and the event lag; serverEventsRefused counts the server\n"
 	"events and answers the cache refused (each made sync read the session\n"
-	"again), staleSessions the sessions whose last read failed.\n"
+	"again), staleSessions the sessions whose last read failed,\n"
+	"journalDamaged the journal records a replay found damaged and skipped.\n"
 	"\n"
 	"--format prometheus prints the same as Prometheus metrics (text format\n"
 	"0.0.4, e.g. for node_exporter's textfile collector): skysync_sessions,\n"
@@ -480,6 +490,13 @@ static int run_check(int argc, char **argv, const cli_globals *g)
 	if (!c)
 		return EXIT_USAGE;
 	unsigned problems = 0;
+	sky_stats st;
+	if (sky_cache_stats(c, &st) == 0 && st.schema_version < 2)
+		fprintf(stderr,
+			"skysync: note: %s was written by an earlier skysync "
+			"(schema %u: stored values without checksums); the "
+			"next write or sync upgrades it once\n",
+			g->db, st.schema_version);
 	int rc = sky_cache_check(c, print_problem, &problems);
 	uint64_t stale = 0;
 	if (rc == 0 || rc == SKY_EINVAL)
@@ -511,10 +528,13 @@ const cli_command cli_cmd_check = {
 	"Verify the whole cache: every record parses and validates, every data\n"
 	"document is well formed, every index entry matches its record and\n"
 	"back, the event log is consistent. Prints one line per problem; exit 0\n"
-	"when consistent, 3 when problems were found. Stale sessions (their last\n"
-	"read from the server failed; the next sync reads them again) are listed\n"
-	"on stderr, \"skysync: stale: APP/SID since T: REASON\", and do not\n"
-	"change the exit status.\n",
+	"when consistent, 3 when problems were found, 5 when the cache file is\n"
+	"damaged (a page that cannot be read or a stored value that fails its\n"
+	"checksum: every page is read first; see `skysync salvage`). A cache\n"
+	"written by an earlier skysync is named as such; the next write\n"
+	"upgrades it. Stale sessions (their last read from the server failed;\n"
+	"the next sync reads them again) are listed on stderr, \"skysync:\n"
+	"stale: APP/SID since T: REASON\", and do not change the exit status.\n",
 	run_check,
 };
 

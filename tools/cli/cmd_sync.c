@@ -449,7 +449,9 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	clear_bar(&ui);
 	if (st.state == SKY_ENGINE_FAILED) {
 		fprintf(stderr, "skysync: sync failed: %s\n", st.error);
-		rc = st.error_code == SKY_ENETWORK ? EXIT_NETWORK : EXIT_USAGE;
+		rc = st.error_code == SKY_ENETWORK   ? EXIT_NETWORK
+		     : st.error_code == SKY_EDAMAGED ? EXIT_DAMAGED
+						     : EXIT_USAGE;
 	} else {
 		rc = ui.output_failed ? EXIT_USAGE : EXIT_OK;
 		if (!ui.quiet && !o.follow)

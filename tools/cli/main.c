@@ -17,6 +17,7 @@ static const cli_command *const commands[] = {
 	&cli_cmd_events, &cli_cmd_query, &cli_cmd_sync,
 	&cli_cmd_session, &cli_cmd_props, &cli_cmd_data_patch,
 	&cli_cmd_participant, &cli_cmd_event, &cli_cmd_outbox,
+	&cli_cmd_salvage,
 	NULL,
 };
 
@@ -42,7 +43,9 @@ static void usage(FILE *out)
 		"  -h, --help        this help; `skysync COMMAND --help` for a command\n"
 		"\n"
 		"Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 input\n"
-		"rejected, 4 network or server failure.\n");
+		"rejected, 4 network or server failure, 5 the cache file is damaged\n"
+		"(every command then refuses; `skysync salvage DEST` saves its queued\n"
+		"writes).\n");
 }
 
 static char *default_db(void)
