@@ -166,18 +166,19 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 	const char *app = NULL, *cursor = NULL, *as = NULL, *groups = NULL;
 	const char *limit_text = NULL;
 	int explain = 0, only_preds = 0, rc = EXIT_USAGE;
+	/* Text that is not UTF-8 is rejected input (exit 3), not a usage
+	 * error like a predicate of the wrong form: no argument of query
+	 * is a file name, which could be any bytes. Checked before anything
+	 * is allocated. */
+	if ((rc = cli_check_utf8_args("query", argc, argv, 1)) != EXIT_OK)
+		return rc;
+	rc = EXIT_USAGE;
 	const char **preds = calloc((size_t)argc + 1, sizeof(char *));
 	size_t n_preds = 0, n_groups = 0, limit = 0;
 	char **group_v = NULL, *group_copy = NULL;
 	sky_cache *c = NULL;
 	sky_query *q = NULL;
 	out_ctx out = {g, NULL};
-	/* Text that is not UTF-8 is rejected input (exit 3), not a usage
-	 * error like a predicate of the wrong form: no argument of query
-	 * is a file name, which could be any bytes. */
-	if ((rc = cli_check_utf8_args("query", argc, argv, 1)) != EXIT_OK)
-		return rc;
-	rc = EXIT_USAGE;
 	if (!preds)
 		return EXIT_USAGE;
 
