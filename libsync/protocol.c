@@ -19,7 +19,6 @@
 #include "config.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -548,7 +547,7 @@ int sky__protocol_load(const char *file, sky_protocol **out)
 	snprintf(what, sizeof(what), "protocol file %s", file);
 	FILE *f = fopen(file, "rb");
 	if (!f)
-		return sky__error_input("%s: %s", what, strerror(errno));
+		return sky__error_os(what);
 	sky_buf b = SKY_BUF_INIT;
 	char chunk[4096];
 	size_t n;
@@ -563,7 +562,7 @@ int sky__protocol_load(const char *file, sky_protocol **out)
 			goto done;
 	}
 	if (ferror(f)) {
-		rc = sky__error_input("%s: %s", what, strerror(errno));
+		rc = sky__error_os(what);
 		goto done;
 	}
 	rc = sky__protocol_parse(b.len ? b.data : "", b.len, what, out);

@@ -17,6 +17,7 @@ static const cli_command *const commands[] = {
 	&cli_cmd_events, &cli_cmd_query, &cli_cmd_sync,
 	&cli_cmd_session, &cli_cmd_props, &cli_cmd_data_patch,
 	&cli_cmd_participant, &cli_cmd_event, &cli_cmd_outbox,
+	&cli_cmd_protocol,
 	NULL,
 };
 
