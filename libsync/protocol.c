@@ -233,7 +233,7 @@ static int check_template(const char *what, const char *entry,
 				return sky__error_input(
 				    "%s: %s: '%s': '#' must be the last level",
 				    what, entry, t);
-		} else if (!literal_ok(p, len, lead ? ":@" : ":@")) {
+		} else if (!literal_ok(p, len, ":@")) {
 			return sky__error_input(
 			    "%s: %s: '%s': level '%.*s' may hold only "
 			    "letters, digits, \"-._~:@\" or a whole "
