@@ -656,7 +656,10 @@ int sky__protocol_topic_read(const sky_protocol *p, const char *topic,
 		size_t vl = ve ? (size_t)(ve - v) : strlen(v);
 		const char *ph = placeholder(t, tl);
 		if (!ph) {
+			/* Before {realm} the levels say whose topic it is. */
 			if (tl != vl || strncmp(t, v, tl)) {
+				if (!realm_ok)
+					return 0;
 				whole = 0;
 				break;
 			}
@@ -664,12 +667,10 @@ int sky__protocol_topic_read(const sky_protocol *p, const char *topic,
 			if (vl != strlen(realm) || strncmp(v, realm, vl))
 				return 0;
 			realm_ok = 1;
+		} else if (!vl || used + vl + 1 > cap) {
+			whole = 0; /* no ids from it; keep looking for {realm} */
 		} else {
 			int i = ph[1] == 'a' ? 0 : ph[1] == 's' ? 1 : 2;
-			if (!vl || used + vl + 1 > cap) {
-				whole = 0;
-				break;
-			}
 			memcpy(buf + used, v, vl);
 			buf[used + vl] = '\0';
 			got[i] = buf + used;

@@ -2700,6 +2700,25 @@ static void test_sync__protocol_files_checked(void)
 						 &type),
 			1);
 	CU_ASSERT_STRING_EQUAL(app, "");
+	/* Ids may stand before {realm}; the levels before it still say
+	 * whose topic it is. */
+	const char *mid = "{\"topics\":{\"subscribe\":\"x/+/{realm}/#\","
+			  "\"publish\":\"x/{app}/{realm}/{sid}\"}}";
+	CU_ASSERT_EQUAL_FATAL(sky__protocol_parse(mid, strlen(mid), "t", &p), 0);
+	CU_ASSERT_EQUAL(sky__protocol_topic_read(p, "x/A/demo/S", "demo", buf,
+						 sizeof(buf), &app, &sid,
+						 &type),
+			1);
+	CU_ASSERT(!strcmp(app, "A") && !strcmp(sid, "S") && !*type);
+	CU_ASSERT_EQUAL(sky__protocol_topic_read(p, "y/A/demo/S", "demo", buf,
+						 sizeof(buf), &app, &sid,
+						 &type),
+			0);
+	CU_ASSERT_EQUAL(sky__protocol_topic_read(p, "x/A/other/S", "demo", buf,
+						 sizeof(buf), &app, &sid,
+						 &type),
+			0);
+	sky__protocol_free(p);
 	/* An engine is refused a bad file, naming the file and the entry. */
 	const char *dir = sky_test_tmpdir();
 	char file[512];
