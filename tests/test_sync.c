@@ -2916,8 +2916,12 @@ static void test_sync__protocol_file_layout(void)
 	    "SessionEventCreated");
 	json_decref(event_types_seen);
 	sky_sync_status st = fx_status(&fx);
+	/* None refused: every eventType was read with the file's names (how
+	 * many were applied rather than skipped as already known depends on
+	 * when the write answers came back). */
 	CU_ASSERT_EQUAL(st.events_rejected, 0);
-	CU_ASSERT(st.events_applied >= 8);
+	CU_ASSERT_EQUAL(st.server_events_refused, 0);
+	CU_ASSERT(st.events_received >= 2);
 	sky_sub_stop(rec);
 	sky_free(local);
 	json_decref(ids);
