@@ -2,10 +2,8 @@
  * api.c - the one table of Skylight REST calls (docs/PROTOCOL.md) and the
  * parsing of their answers.
  *
- * The paths marked "published" are verbatim from the Skylight Integration
- * API reference; the others are not published and were reconstructed
- * (skylight-emu implements the same): a deployment that differs is
- * corrected in `routes` below and nowhere else.
+ * The paths themselves are in the protocol table (protocol.c): the
+ * built-in one, or a protocol file for a deployment whose paths differ.
  *
  * Rules kept here:
  * - Ids go into paths percent-encoded byte by byte (only RFC 3986
@@ -29,38 +27,25 @@
 #include "api.h"
 #include "error.h"
 #include "json.h"
+#include "protocol.h"
 #include "util.h"
 
+/* Each call's method and path template are in the protocol table
+ * (protocol.c, or a protocol file); what the code needs of a call is here. */
 static const sky_api_route routes[SKY_API_COUNT] = {
-    /* published */
-    [SKY_API_LOGIN] = {"POST", "/v1/authentication/login/realms/{realm}", 0,
-		       "log in"},
-    [SKY_API_REFRESH] = {"POST", "/v1/authentication/token/refresh", 0,
-			 "refresh the token"},
-    /* reconstructed (docs/PROTOCOL.md) */
-    [SKY_API_APPS] = {"GET", "/v1/applications", 1, "list applications"},
-    [SKY_API_APP] = {"GET", "/v1/applications/{app}", 1, "get application"},
-    [SKY_API_ROLES] = {"GET", "/v1/applications/{app}/roles", 1, "list roles"},
-    [SKY_API_SESSIONS] = {"GET", "/v1/applications/{app}/sessions", 1,
-			  "list sessions"},
-    [SKY_API_SESSION_CREATE] = {"POST", "/v1/applications/{app}/sessions", 1,
-				"create session"},
-    [SKY_API_SESSION] = {"GET", "/v1/applications/{app}/sessions/{sid}", 1,
-			 "get session"},
-    [SKY_API_SESSION_PATCH] = {"PATCH", "/v1/applications/{app}/sessions/{sid}",
-			       1, "patch session"},
-    [SKY_API_DATA] = {"GET", "/v1/applications/{app}/sessions/{sid}/data", 1,
-		      "get session data"},
-    [SKY_API_DATA_PATCH] = {"PATCH",
-			    "/v1/applications/{app}/sessions/{sid}/data", 1,
-			    "patch session data"},
-    [SKY_API_PARTICIPANT_ADD] = {"POST",
-				 "/v1/applications/{app}/sessions/{sid}/"
-				 "participants",
-				 1, "add participant"},
-    [SKY_API_EVENT_SEND] = {"POST",
-			    "/v1/applications/{app}/sessions/{sid}/events", 1,
-			    "send session event"},
+    [SKY_API_LOGIN] = {0, "log in"},
+    [SKY_API_REFRESH] = {0, "refresh the token"},
+    [SKY_API_APPS] = {1, "list applications"},
+    [SKY_API_APP] = {1, "get application"},
+    [SKY_API_ROLES] = {1, "list roles"},
+    [SKY_API_SESSIONS] = {1, "list sessions"},
+    [SKY_API_SESSION_CREATE] = {1, "create session"},
+    [SKY_API_SESSION] = {1, "get session"},
+    [SKY_API_SESSION_PATCH] = {1, "patch session"},
+    [SKY_API_DATA] = {1, "get session data"},
+    [SKY_API_DATA_PATCH] = {1, "patch session data"},
+    [SKY_API_PARTICIPANT_ADD] = {1, "add participant"},
+    [SKY_API_EVENT_SEND] = {1, "send session event"},
 };
 
 const sky_api_route *sky__api_route(sky_api_call call)
@@ -95,6 +80,14 @@ static int encode_id(sky_buf *b, const char *id)
 int sky__api_url(const char *base, sky_api_call call, const char *realm,
 		 const char *app, const char *sid, char **out)
 {
+	return sky__api_url_p(sky__protocol_builtin(), base, call, realm, app,
+			      sid, out);
+}
+
+int sky__api_url_p(const sky_protocol *proto, const char *base,
+		   sky_api_call call, const char *realm, const char *app,
+		   const char *sid, char **out)
+{
 	const sky_api_route *r = sky__api_route(call);
 	sky_buf b = SKY_BUF_INIT;
 	size_t blen = strlen(base);
@@ -102,7 +95,7 @@ int sky__api_url(const char *base, sky_api_call call, const char *realm,
 		blen--;
 	if (sky__buf_append(&b, base, blen) < 0)
 		goto fail;
-	for (const char *p = r->path; *p;) {
+	for (const char *p = proto->path[call]; *p;) {
 		const char *id = NULL;
 		size_t skip = 0;
 		if (!strncmp(p, "{realm}", 7))

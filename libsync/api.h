@@ -3,8 +3,8 @@
  * parsing of their answers under limits.
  *
  * Every request any module sends to the server is named here by a
- * sky_api_call; its method and path template live in one table in api.c
- * so a deployment whose paths differ is corrected in one place. Ids are
+ * sky_api_call; its method and path template live in the protocol table
+ * (protocol.h), built in or read from a protocol file. Ids are
  * percent-encoded into paths (every byte but RFC 3986 unreserved ones), so
  * an id can never add a path segment or a query.
  */
@@ -36,8 +36,6 @@ typedef enum {
 } sky_api_call;
 
 typedef struct {
-	const char *method;
-	const char *path; /* template: {realm} {app} {sid} */
 	int needs_token;  /* sends Authorization: Bearer */
 	const char *name; /* for messages: "list sessions" */
 } sky_api_route;
@@ -51,6 +49,11 @@ const sky_api_route *sky__api_route(sky_api_call call);
  */
 int sky__api_url(const char *base, sky_api_call call, const char *realm,
 		 const char *app, const char *sid, char **out);
+/* The same with the paths of `proto` (sky__api_url: the built-in ones). */
+struct sky_protocol;
+int sky__api_url_p(const struct sky_protocol *proto, const char *base,
+		   sky_api_call call, const char *realm, const char *app,
+		   const char *sid, char **out);
 
 /* What to make of an answer. */
 typedef enum {

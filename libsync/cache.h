@@ -20,6 +20,9 @@ struct sky_cache {
 	atomic_ulong rejected;     /* malformed events seen by this process */
 	sky_outbox_cb on_rejected; /* sky_outbox_on_rejected */
 	void *on_rejected_payload;
+	/* The eventType strings events are read with (NULL: built-in); set
+	 * by the sync engine that uses this cache, for its lifetime. */
+	const struct sky_protocol *proto;
 };
 
 struct sky_reader {

@@ -129,6 +129,7 @@
 #include "json.h"
 #include "outbox.h"
 #include "error.h"
+#include "protocol.h"
 #include "http.h"
 #include "identity.h"
 #include "model.h"
@@ -268,6 +269,8 @@ struct sky_engine {
 	int lock_fd; /* engine.lock, held for the engine's life (enginelock.c) */
 	sky_engine_options o; /* strings point at the copies below */
 	char *server, *broker, *realm, *user, *password, *cafile;
+	const sky_protocol *proto; /* the built-in table or proto_file's */
+	sky_protocol *proto_file;
 
 	struct event_base *base;
 	int own_base;
@@ -529,41 +532,30 @@ static void evq_release(sky_engine *e, evq *q)
 }
 
 /*
- * The application, session and event type a topic names
- * (realms/R/applications/APP/sessions/SID/TYPE), copied into buf; "" when
- * it names none. For events whose payload cannot be read.
+ * The application, session and event type a topic names (the publish
+ * template of the protocol), copied into buf; "" when it names none. For
+ * events whose payload cannot be read.
  */
-static void topic_ids(const char *topic, char *buf, size_t cap,
-		      const char **app, const char **sid, const char **type)
+static void topic_ids(const sky_engine *e, const char *topic, char *buf,
+		      size_t cap, const char **app, const char **sid,
+		      const char **type)
 {
+	const char *ta, *ts, *tt;
 	*app = *sid = "";
-	const char *a = topic ? strstr(topic, "/applications/") : NULL;
-	if (!a)
+	sky__protocol_topic_read(e->proto, topic ? topic : "", e->realm, buf,
+				 cap, &ta, &ts, &tt);
+	if (!*ta || !*ts)
 		return;
-	a += strlen("/applications/");
-	const char *as = strchr(a, '/');
-	if (!as || strncmp(as, "/sessions/", 10) != 0)
-		return;
-	const char *sd = as + 10, *se = strchr(sd, '/');
-	size_t la = (size_t)(as - a), ls = se ? (size_t)(se - sd) : strlen(sd);
-	if (!la || !ls || la + ls + 2 > cap)
-		return;
-	memcpy(buf, a, la);
-	buf[la] = '\0';
-	memcpy(buf + la + 1, sd, ls);
-	buf[la + 1 + ls] = '\0';
-	*app = buf;
-	*sid = buf + la + 1;
-	if (!**type && se && se[1] && !strchr(se + 1, '/') &&
-	    la + ls + 3 + strlen(se + 1) <= cap) {
-		strcpy(buf + la + ls + 2, se + 1);
-		*type = buf + la + ls + 2;
-	}
+	*app = ta;
+	*sid = ts;
+	if (!**type && *tt)
+		*type = tt;
 }
 
 /* Read the ids, type and time of an event; unreadable ones get "" (or,
  * for the ids, what the topic names). */
-static int evitem_make(const char *payload, size_t len, size_t max_bytes,
+static int evitem_make(const sky_engine *e, const char *payload, size_t len,
+		       size_t max_bytes,
 		       uint64_t seq, const char *topic, evitem *out)
 {
 	const char *app = "", *sid = "", *eid = "", *type = "";
@@ -587,7 +579,7 @@ static int evitem_make(const char *payload, size_t len, size_t max_bytes,
 			sky__parse_time(s, &created);
 	}
 	if (!*app || !*sid)
-		topic_ids(topic, ids, sizeof(ids), &app, &sid, &type);
+		topic_ids(e, topic, ids, sizeof(ids), &app, &sid, &type);
 	size_t la = strlen(app), ls = strlen(sid), le = strlen(eid),
 	       lt = strlen(type);
 	char *block = malloc(len + la + ls + le + lt + 5);
@@ -767,13 +759,13 @@ static void req_send(sky_engine_req *r)
 	}
 	r->waiting_auth = 0;
 	char *url = NULL;
-	if (sky__api_url(e->server, r->call, e->realm, r->app, r->sid, &url) <
-	    0) {
+	if (sky__api_url_p(e->proto, e->server, r->call, e->realm, r->app,
+			   r->sid, &url) < 0) {
 		req_fail_later(r, sky_error_last()->message);
 		return;
 	}
 	sky_http_spec spec = {
-	    route_->method, url,	 route_->needs_token ? e->access : NULL,
+	    e->proto->method[r->call], url, route_->needs_token ? e->access : NULL,
 	    r->body,	    r->body_len, 0, 0};
 	spec.not_idempotent = r->call == SKY_API_SESSION_CREATE ||
 			      r->call == SKY_API_EVENT_SEND;
@@ -809,7 +801,8 @@ int sky__engine_request(sky_engine *e, sky_api_call call, const char *app,
 		return sky__error_set(SKY_ERROR, SKY_ERRSRC_NONE, 0,
 				      "the sync engine is not running");
 	char *url = NULL;
-	if (sky__api_url(e->server, call, e->realm, app, sid, &url) < 0)
+	if (sky__api_url_p(e->proto, e->server, call, e->realm, app, sid, &url) <
+	    0)
 		return -1;
 	free(url);
 	sky_engine_req *r = calloc(1, sizeof(*r));
@@ -1117,14 +1110,15 @@ static void on_mqtt_message(const char *topic, const char *payload, size_t len,
 			    void *ctx)
 {
 	sky_engine *e = ctx;
-	/* Only our realm's topics: realms/{realm}/applications/... */
-	size_t rl = strlen(e->realm);
-	if (strncmp(topic, "realms/", 7) != 0 ||
-	    strncmp(topic + 7, e->realm, rl) != 0 || topic[7 + rl] != '/')
+	/* Only our realm's topics (the {realm} level of the publish topic). */
+	char tbuf[3 * SKY_MAX_ID_BYTES + 8];
+	const char *ta, *ts, *tt;
+	if (!sky__protocol_topic_read(e->proto, topic, e->realm, tbuf,
+				      sizeof(tbuf), &ta, &ts, &tt))
 		return;
 	e->st.events_received++;
 	evitem it;
-	if (evitem_make(payload, len, e->cache->opts.max_event_bytes, ++e->seq,
+	if (evitem_make(e, payload, len, e->cache->opts.max_event_bytes, ++e->seq,
 			topic, &it) < 0) {
 		engine_fail(e, SKY_ERROR, "out of memory keeping an event");
 		return;
@@ -1219,9 +1213,8 @@ static int start_broker(sky_engine *e)
 {
 	char *topic = NULL, *user = NULL, *client = NULL, *retired = NULL;
 	int rc = -1;
-	if (asprintf(&topic, "realms/%s/applications/+/sessions/#", e->realm) <
-	    0)
-		topic = NULL;
+	topic = sky__protocol_topic(e->proto->subscribe, e->realm, NULL, NULL,
+				    NULL);
 	if (asprintf(&user, "%s/%s", e->realm, e->sub) < 0)
 		user = NULL;
 	if (!topic || !user) {
@@ -1282,8 +1275,10 @@ void sky__engine_drop_broker(sky_engine *e)
 /* Applying events                                                     */
 /* ------------------------------------------------------------------ */
 
-static unsigned change_of(const char *type)
+static unsigned change_of(const sky_engine *e, const char *wire)
 {
+	int t = sky__protocol_event_type(e->proto, wire);
+	const char *type = t < 0 ? wire : sky__protocol_event_key(t);
 	static const struct {
 		const char *type;
 		unsigned what;
@@ -1343,7 +1338,7 @@ static void apply_some(sky_engine *e, size_t limit)
 					e->st.last_event_us = it->created_us;
 				e->st.event_lag_us = now - it->created_us;
 			}
-			notify(e, it->app, it->sid, change_of(it->type),
+			notify(e, it->app, it->sid, change_of(e, it->type),
 			       it->type, it->eid);
 			break;
 		case SKY_EVENT_DUPLICATE: e->st.events_skipped++; break;
@@ -3556,11 +3551,14 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 		return sky__error_nomem();
 	e->cache = cache;
 	e->lock_fd = -1;
-	/* A version 1 caller's struct ends before reconcile_interval_s. */
+	e->proto = sky__protocol_builtin();
+	/* A version 1 caller's struct ends before reconcile_interval_s, a
+	 * version 2 one before protocol_file. */
 	memcpy(&e->o, opts,
 	       opts->version == 1
 		   ? offsetof(sky_engine_options, reconcile_interval_s)
-		   : sizeof(*opts));
+	       : opts->version == 2 ? offsetof(sky_engine_options, protocol_file)
+				    : sizeof(*opts));
 	int rc;
 	if ((rc = dup_opt(&e->server, opts->server, "server", 1)) < 0 ||
 	    (rc = dup_opt(&e->realm, opts->realm, "realm", 1)) < 0 ||
@@ -3614,6 +3612,13 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 		e->o.backoff_max_ms = 30000;
 	if (e->o.backoff_max_ms < e->o.backoff_min_ms)
 		e->o.backoff_max_ms = e->o.backoff_min_ms;
+	if (e->o.protocol_file) {
+		if ((rc = sky__protocol_load(e->o.protocol_file,
+					     &e->proto_file)) < 0)
+			goto fail;
+		e->proto = e->proto_file;
+	}
+	e->o.protocol_file = NULL; /* read now, not kept */
 	e->state = SKY_ENGINE_IDLE;
 	/* One engine per cache, for as long as this one lives. */
 	if ((rc = sky__engine_lock_take(cache->dir, &e->lock_fd)) < 0)
@@ -3621,6 +3626,8 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 	/* The outbox is delivered whenever the engine is online. */
 	if ((rc = sky__deliver_attach(e)) < 0)
 		goto fail;
+	/* Events are read with the same eventType strings. */
+	cache->proto = e->proto_file;
 	*out = e;
 	return 0;
 fail:
@@ -3654,6 +3661,9 @@ void sky_engine_free(sky_engine *e)
 	sky__api_wipe_free(e->refresh);
 	free(e->sub);
 	keyset_free(&e->stale);
+	if (e->proto_file && e->cache->proto == e->proto_file)
+		e->cache->proto = NULL;
+	sky__protocol_free(e->proto_file);
 	/* Last: until here this engine may still write to the cache. */
 	sky__engine_lock_release(e->lock_fd);
 	free(e);

@@ -580,13 +580,19 @@ typedef struct {
 					    differs from the mirror, and the
 					    stale ones (0: 600;
 					    SKY_RECONCILE_NEVER: never) */
+	/* Version 3: */
+	const char *protocol_file; /**< a protocol file (docs/PROTOCOL.md)
+					giving the REST paths, topics and
+					eventType strings; read and checked
+					by sky_engine_new (SKY_EINVAL names
+					the bad entry); NULL: built in */
 } sky_engine_options;
 
 #define SKY_RECONCILE_NEVER 0xffffffffu
-#define SKY_ENGINE_OPTIONS_VERSION 2
+#define SKY_ENGINE_OPTIONS_VERSION 3
 #define SKY_ENGINE_OPTIONS_INIT                                              \
 	{SKY_ENGINE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, \
-	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0}
+	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL}
 
 /**
  * Create an engine for `cache` (which must outlive it). Options are
@@ -1108,6 +1114,19 @@ SKY_EXTERN void sky_live_query_remove(sky_live_query *lq);
 
 /** The number of sessions in the live query's result set now. */
 SKY_EXTERN size_t sky_live_query_size(sky_live_query *lq);
+
+/* ------------------------------------------------------------------ */
+/* Protocol files                                                      */
+/* ------------------------------------------------------------------ */
+
+/**
+ * The wire layout (REST methods and paths, MQTT topics, eventType
+ * strings) as a protocol file (docs/PROTOCOL.md), new JSON text in *out
+ * (the caller's, sky_free()): the built-in table when `file` is NULL,
+ * else `file` read and checked, with the entries it leaves out filled in.
+ * Returns 0, SKY_EINVAL (the message names the bad entry) or -1.
+ */
+SKY_EXTERN int sky_protocol_dump(const char *file, char **out);
 
 /* ------------------------------------------------------------------ */
 /* Merge (RFC 7396), exposed for tools and tests                       */

@@ -234,7 +234,7 @@ emu="$top_build/tools/skylight-emu"
 check "skylight-emu --help" run 0 "$emu" --help
 check "skylight-emu --help and skylight-emu.1 name the same options" \
 	[ "$(opts <"$tmp/out")" = "$(opts <"$top_src/tools/emu/skylight-emu.1")" ]
-for cmd in apply get data events query sync apps roles stats check backup salvage; do
+for cmd in apply get data events query sync apps roles stats check backup salvage protocol; do
 	run 0 "$skysync" "$cmd" --help
 	missing=$(opts <"$tmp/out" | while read -r o; do
 		sed 's/\\-/-/g' "$top_src/docs/skysync.1" | grep -q -e "$o" || echo "$o"
@@ -242,6 +242,23 @@ for cmd in apply get data events query sync apps roles stats check backup salvag
 	check "skysync.1 documents $cmd and its options${missing:+ (missing: $missing)}" \
 		sh -c "[ -z '$missing' ] && grep -q '^\\.B[IR]* $cmd\\b' '$top_src/docs/skysync.1'"
 done
+
+# --- protocol files: the built-in table printed, files checked ---
+check "protocol prints the built-in table" run 0 "$skysync" protocol
+check "protocol: the built-in paths and eventTypes" sh -c "jq -e '.calls.session.path == \"/v1/applications/{app}/sessions/{sid}\" and .topics.subscribe == \"realms/{realm}/applications/+/sessions/#\" and (.eventTypes | length) == 6' '$tmp/out' >/dev/null"
+cp "$tmp/out" "$tmp/builtin.json"
+check "protocol --protocol of its own output" run 0 "$skysync" protocol --protocol "$tmp/builtin.json"
+check "protocol: the same table back" cmp -s "$tmp/out" "$tmp/builtin.json"
+check "protocol --protocol: a partial file is completed" run 0 "$skysync" protocol --protocol "$top_src/tests/data/protocol-alt.json"
+check "protocol: the file's entries" sh -c "jq -e '.calls.session_patch.method == \"PUT\" and .eventTypes.session_closed == \"SessionClosed\"' '$tmp/out' >/dev/null"
+printf '{"calls":{"session":{"path":"/x/{sid}"}}}' >"$tmp/badproto.json"
+check "protocol: a bad file exits 3" run 3 "$skysync" protocol --protocol "$tmp/badproto.json"
+check "protocol: the message names the entry" grep -q "calls.session.path: '/x/{sid}' must name {app}" "$tmp/err"
+check "sync --protocol: a bad file exits 3" run 3 env SKYSYNC_PASSWORD=x "$skysync" --db "$db" sync --server http://127.0.0.1:9 --broker mqtt://127.0.0.1:9 --realm r --user u --protocol "$tmp/badproto.json"
+check "sync --protocol: the message names the file and entry" grep -q "protocol file $tmp/badproto.json: calls.session.path" "$tmp/err"
+check "protocol: an unreadable file exits 1" run 1 "$skysync" protocol --protocol "$tmp/none.json"
+check "skylight-emu --protocol: a bad file exits 1" run 1 "$emu" --protocol "$tmp/badproto.json"
+check "skylight-emu --protocol: the message names the entry" grep -q "calls.session.path" "$tmp/err"
 
 # --- rejected lines are reported by number, good lines still apply ---
 printf '%s\n' \

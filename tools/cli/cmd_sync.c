@@ -282,6 +282,9 @@ static const char sync_usage[] =
     "                       re-read sessions that differ from the cache and\n"
     "                       stale ones (default 600; 0: never)\n"
     "  --cafile F           CA bundle for TLS (default: the system's)\n"
+    "  --protocol FILE      the server's REST paths, topics and eventType\n"
+    "                       strings (see `skysync protocol`; default: built\n"
+    "                       in); a bad file is refused with exit 3\n"
     "  --insecure           do not verify TLS certificates (testing only)\n"
     "  --quiet              no progress, only warnings and errors\n"
     "  --verbose            also debug lines\n"
@@ -334,6 +337,8 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			slot = &password_file;
 		else if (!strcmp(a, "--cafile"))
 			slot = &o.cafile;
+		else if (!strcmp(a, "--protocol"))
+			slot = &o.protocol_file;
 		else if (!strcmp(a, "--follow"))
 			o.follow = 1;
 		else if (!strcmp(a, "--print-changes"))
@@ -388,6 +393,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			/* Names and URLs must be UTF-8 (exit 3 otherwise);
 			 * file names may be any bytes. */
 			if (slot != &password_file && slot != &o.cafile &&
+			    slot != &o.protocol_file &&
 			    !cli_utf8_valid(argv[i + 1]))
 				return cli_check_utf8_args("sync", i + 2, argv,
 							   i + 1);

@@ -18,6 +18,7 @@ static const cli_command *const commands[] = {
 	&cli_cmd_session, &cli_cmd_props, &cli_cmd_data_patch,
 	&cli_cmd_participant, &cli_cmd_event, &cli_cmd_outbox,
 	&cli_cmd_salvage,
+	&cli_cmd_protocol,
 	NULL,
 };
 

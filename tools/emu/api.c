@@ -18,6 +18,7 @@
 #include "emu.h"
 #include "http.h"
 #include "model.h"
+#include "protocol.h"
 #include "realm.h"
 #include "skysync.h"
 #include "state.h"
@@ -256,8 +257,108 @@ static void persist(struct emu *emu, const emu_result *res)
 			      res->changed_data ? d : NULL);
 }
 
+/* Built-in paths have at most 6 segments. */
+#define CANON_SEGMENTS 8
+
+/* Does `tmpl` (a protocol path) name the segments seg[0..n)? Its
+ * placeholders' values go to ids[realm, app, sid]. */
+static int tmpl_match(const char *tmpl, char **seg, size_t n,
+		      const char *ids[3])
+{
+	size_t i = 0;
+	ids[0] = ids[1] = ids[2] = NULL;
+	for (const char *p = tmpl + 1;; i++) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (i == n || !*seg[i])
+			return 0;
+		if (*p == '{')
+			ids[p[1] == 'r' ? 0 : p[1] == 'a' ? 1 : 2] = seg[i];
+		else if (strlen(seg[i]) != len || strncmp(seg[i], p, len))
+			return 0;
+		if (!end)
+			return i + 1 == n;
+		p = end + 1;
+	}
+}
+
+/*
+ * With --protocol, the request as the built-in layout names it: the call
+ * whose method and path match, its built-in path filled with the ids
+ * (segments into canon[], strings in store) and its built-in method.
+ * 0, or -1 with ans set: 404 for no such path, 405 for a path whose calls
+ * take other methods.
+ */
+static int to_builtin(struct emu *emu, const emu_request *rq,
+		      emu_request *out, char **canon, char *store,
+		      size_t cap, emu_answer *ans)
+{
+	static char allow[64]; /* ans->allow must outlive the call */
+	const sky_protocol *pr = emu->proto, *bi = sky__protocol_builtin();
+	const char *ids[3];
+	int call = -1;
+	allow[0] = '\0';
+	for (int c = 0; c < SKY_API_COUNT && call < 0; c++) {
+		if (!tmpl_match(pr->path[c], rq->seg, rq->nseg, ids))
+			continue;
+		if (is(pr->method[c], rq->method))
+			call = c;
+		else if (strlen(allow) + strlen(pr->method[c]) + 3 <
+			 sizeof(allow))
+			snprintf(allow + strlen(allow),
+				 sizeof(allow) - strlen(allow), "%s%s",
+				 *allow ? ", " : "", pr->method[c]);
+	}
+	if (call < 0 && !*allow) {
+		emu_result_error(&ans->r, 404, "no such endpoint: %s",
+				 rq->path);
+		return -1;
+	}
+	if (call < 0) {
+		emu_result_error(&ans->r, 405, "method %s not allowed",
+				 rq->method);
+		ans->allow = allow;
+		return -1;
+	}
+	if (!ids[0])
+		ids[0] = emu_realm_name(emu->realm);
+	*out = *rq;
+	out->method = bi->method[call];
+	out->seg = canon;
+	out->nseg = 0;
+	size_t used = 0;
+	for (const char *p = bi->path[call] + 1;;) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *v = p;
+		if (*p == '{') {
+			v = ids[p[1] == 'r' ? 0 : p[1] == 'a' ? 1 : 2];
+			len = strlen(v);
+		}
+		if (used + len + 1 > cap || out->nseg == CANON_SEGMENTS) {
+			emu_result_error(&ans->r, 414, "path: too long");
+			return -1;
+		}
+		memcpy(store + used, v, len);
+		store[used + len] = '\0';
+		canon[out->nseg++] = store + used;
+		used += len + 1;
+		if (!end)
+			return 0;
+		p = end + 1;
+	}
+}
+
 void emu_api_handle(struct emu *emu, const emu_request *rq, emu_answer *ans)
 {
+	emu_request built;
+	char *canon[CANON_SEGMENTS], store[4096];
+	if (emu->proto) {
+		if (to_builtin(emu, rq, &built, canon, store, sizeof(store),
+			       ans) < 0)
+			return;
+		rq = &built;
+	}
 	char **s = rq->seg;
 	enum route r = match(s, rq->nseg);
 	if (r == R_NONE) {

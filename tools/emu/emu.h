@@ -49,6 +49,7 @@ struct emu_config {
 	int have_random_seed;
 	int verbose;
 	int allow_remote;
+	const char *protocol_path; /* --protocol; NULL: the built-in table */
 };
 
 /* Counters served by GET /_admin/stats. */
@@ -79,6 +80,7 @@ struct emu {
 	struct emu_pub *pub;	 /* NULL: no broker */
 	struct emu_faults *faults;
 	struct emu_stats stats;
+	struct sky_protocol *proto; /* --protocol's table; NULL: built in */
 };
 
 /* One line on stderr when -v was given (never passwords or tokens). */

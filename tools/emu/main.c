@@ -35,8 +35,10 @@
 #include "faults.h"
 #include "http.h"
 #include "json.h"
+#include "protocol.h"
 #include "publish.h"
 #include "realm.h"
+#include "skysync.h"
 #include "state.h"
 #include "util.h"
 
@@ -47,7 +49,7 @@ static const char usage_text[] =
     "                    [--seed FILE] [--state DIR] [--token-ttl S]\n"
     "                    [--refresh-ttl S] [--fault SPEC]... [--seed-random "
     "N]\n"
-    "                    [--allow-remote] [-v] [--help]\n"
+    "                    [--protocol FILE] [--allow-remote] [-v] [--help]\n"
     "\n"
     "A local Skylight server (REST API + MQTT events) for tests and demos.\n"
     "\n"
@@ -71,6 +73,9 @@ static const char usage_text[] =
     "                       keys: p next skip path method code ms bytes retry\n"
     "  --seed-random N      seed of the random draws of faults with p < 1,\n"
     "                       for repeatable runs (default: random, shown by -v)\n"
+    "  --protocol FILE      serve the REST paths, topics and eventType\n"
+    "                       strings of this protocol file (docs/PROTOCOL.md,\n"
+    "                       `skysync protocol`) instead of the built-in ones\n"
     "  --allow-remote       accept a --listen address that is not loopback\n"
     "                       (the emulator has no real security)\n"
     "  -v, --verbose        log one line per request (method, path, status,\n"
@@ -288,6 +293,7 @@ static void shutdown_all(struct emu *emu)
 	emu_realm_free(emu->realm);
 	emu_state_close(emu->state);
 	emu_faults_free(emu->faults);
+	sky__protocol_free(emu->proto);
 	if (emu->base)
 		event_base_free(emu->base);
 }
@@ -303,6 +309,7 @@ int main(int argc, char **argv)
 	    {"refresh-ttl", required_argument, NULL, 'r'},
 	    {"fault", required_argument, NULL, 'f'},
 	    {"seed-random", required_argument, NULL, 'R'},
+	    {"protocol", required_argument, NULL, 'P'},
 	    {"allow-remote", no_argument, NULL, 'A'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -372,6 +379,7 @@ int main(int argc, char **argv)
 			emu.cfg.have_random_seed = 1;
 			break;
 		}
+		case 'P': emu.cfg.protocol_path = optarg; break;
 		case 'A': emu.cfg.allow_remote = 1; break;
 		case 'v': emu.cfg.verbose = 1; break;
 		case 'h':
@@ -384,6 +392,11 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		free(fault_specs);
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	}
+	if (emu.cfg.protocol_path &&
+	    sky__protocol_load(emu.cfg.protocol_path, &emu.proto) < 0) {
+		free(fault_specs);
+		return usage_error("--protocol: %s", sky_error_last()->message);
 	}
 	if (!emu.cfg.have_random_seed)
 		emu_random_bytes(&emu.cfg.random_seed,

@@ -40,6 +40,7 @@
 #include "emu.h"
 #include "faults.h"
 #include "json.h"
+#include "protocol.h"
 #include "publish.h"
 #include "realm.h"
 #include "util.h"
@@ -491,19 +492,30 @@ void emu_pub_event(struct emu_pub *p, const json_t *event)
 	    json_string_value(json_object_get(event, "sessionId"));
 	const char *type =
 	    json_string_value(json_object_get(event, "eventType"));
+	/* The realm names types as the built-in table does; the wire
+	 * strings and the topic are those of the protocol (--protocol). */
+	const sky_protocol *proto =
+	    p->emu->proto ? p->emu->proto : sky__protocol_builtin();
+	int t = type ? sky__protocol_event_type(sky__protocol_builtin(), type)
+		     : -1;
+	json_t *wire = t >= 0 ? json_copy((json_t *)event) : NULL;
+	if (wire && json_object_set_new(wire, "eventType",
+					json_string(proto->event[t])) < 0) {
+		json_decref(wire);
+		wire = NULL;
+	}
 	struct pub_item *it = calloc(1, sizeof(*it));
-	sky_buf topic = SKY_BUF_INIT;
-	if (!it || !app || !sid || !type ||
-	    sky__buf_printf(&topic, "realms/%s/applications/%s/sessions/%s/%s",
-			    emu_realm_name(p->emu->realm), app, sid,
-			    type) < 0 ||
-	    !(it->payload = sky__json_dumps(event, NULL))) {
+	if (!it || !app || !sid || !wire ||
+	    !(it->topic = sky__protocol_topic(
+		  proto->publish, emu_realm_name(p->emu->realm), app, sid,
+		  proto->event[t])) ||
+	    !(it->payload = sky__json_dumps(wire, NULL))) {
 		emu_warn("mqtt: could not build an event");
-		sky__buf_free(&topic);
+		json_decref(wire);
 		item_free(it);
 		return;
 	}
-	it->topic = sky__buf_detach(&topic, NULL);
+	json_decref(wire);
 	it->len = strlen(it->payload);
 
 	const struct emu_fault *f =
