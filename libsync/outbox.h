@@ -24,6 +24,12 @@
 /* Entry flags. */
 #define SKY_OB_SENT 0x1u /* a non-idempotent write went out at least once */
 
+/* Delivery bookkeeping in the meta table (u64 values), kept by
+ * sky__outbox_delivered: writes confirmed delivered, lifetime, and the wall
+ * clock (µs) of the last confirmation. Read by sky_cache_stats. */
+#define SKY_META_OB_DELIVERED "outbox_delivered"
+#define SKY_META_OB_LAST_DELIVERY "outbox_last_delivery"
+
 /* One queued write, decoded (strings borrowed from the value or owned by
  * the caller, as the function that fills it says). */
 typedef struct {
