@@ -38,8 +38,10 @@ static void usage(FILE *out)
 		"                    else $XDG_CACHE_HOME/skysync, else ~/.cache/skysync)\n"
 		"  --format FORMAT   json (default: one JSON object per line), table,\n"
 		"                    or prometheus (stats only)\n"
-		"  --version         print the version\n"
-		"  -h, --help        this help; `skysync COMMAND --help` for a command\n"
+		"  -V, --version     print the version\n"
+		"  -h, --help        this help; `skysync help COMMAND` (or\n"
+		"                    `skysync COMMAND --help`) for a command\n"
+		"  --                ends the options: what follows is arguments\n"
 		"\n"
 		"Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 input\n"
 		"rejected, 4 network or server failure.\n");
@@ -61,6 +63,36 @@ static char *default_db(void)
 	if (asprintf(&path, "%s/.cache/skysync", home ? home : ".") < 0)
 		return NULL;
 	return path;
+}
+
+/* `skysync help CMD` prints what `skysync CMD --help` prints. */
+static int help_command(int n, char **rest)
+{
+	const char *name = rest[1];
+	if (!strcmp(name, "data") && n > 2 && !strcmp(rest[2], "patch"))
+		name = "data patch";
+	for (const cli_command *const *c = commands; *c; c++) {
+		if (!strcmp((*c)->name, name)) {
+			fputs((*c)->usage, stdout);
+			return EXIT_OK;
+		}
+	}
+	fprintf(stderr, "skysync: unknown command '%s' (see `skysync --help`)\n",
+		name);
+	return EXIT_USAGE;
+}
+
+/* Remove the first "--" from rest[0..*n). */
+static void drop_dashdash(int *n, char **rest)
+{
+	for (int i = 1; i < *n; i++) {
+		if (!strcmp(rest[i], "--")) {
+			memmove(rest + i, rest + i + 1,
+				(size_t)(*n - i) * sizeof(*rest));
+			(*n)--;
+			return;
+		}
+	}
 }
 
 int main(int argc, char **argv)
@@ -103,7 +135,8 @@ int main(int argc, char **argv)
 				rc = EXIT_USAGE;
 				goto done;
 			}
-		} else if (!strcmp(a, "--version") && nrest == 0) {
+		} else if ((!strcmp(a, "--version") || !strcmp(a, "-V")) &&
+			   nrest == 0) {
 			printf("skysync %s\n", sky_version());
 			rc = EXIT_OK;
 			goto done;
@@ -114,6 +147,10 @@ int main(int argc, char **argv)
 	if (nrest == 0) {
 		usage(stderr);
 		rc = EXIT_USAGE;
+		goto done;
+	}
+	if (!strcmp(rest[0], "help") && nrest > 1) {
+		rc = help_command(nrest, rest);
 		goto done;
 	}
 	if (!strcmp(rest[0], "--help") || !strcmp(rest[0], "-h") ||
@@ -145,6 +182,14 @@ int main(int argc, char **argv)
 				rc = EXIT_OK;
 				goto done;
 			}
+			/* "--" ends the options: the command gets the rest as
+			 * it is (so `get -- APP -sid` reads session "-sid").
+			 * Commands take their arguments by position, so
+			 * dropping the marker is all it takes; query alone
+			 * gives it a meaning of its own (predicates follow)
+			 * and keeps it. */
+			if (strcmp((*c)->name, "query"))
+				drop_dashdash(&nrest, rest);
 			rc = (*c)->run(nrest, rest, &g);
 			goto done;
 		}
