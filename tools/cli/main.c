@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -34,8 +35,8 @@ static void usage(FILE *out)
 	fprintf(out,
 		"\n"
 		"Global options:\n"
-		"  --db DIR          the cache directory (default $SKYSYNC_DB,\n"
-		"                    else $XDG_CACHE_HOME/skysync, else ~/.cache/skysync)\n"
+		"  --db DIR          the cache directory (default $SKYSYNC_DB, else\n"
+		"                    $XDG_STATE_HOME/skysync, else ~/.local/state/skysync)\n"
 		"  --format FORMAT   json (default: one JSON object per line), table,\n"
 		"                    or prometheus (stats only)\n"
 		"  -V, --version     print the version\n"
@@ -47,22 +48,54 @@ static void usage(FILE *out)
 		"rejected, 4 network or server failure.\n");
 }
 
+/* $XDG_<NAME>_HOME/skysync, else ~/<fallback>/skysync (NULL: no memory). */
+static char *xdg_dir(const char *env, const char *fallback)
+{
+	const char *xdg = getenv(env), *home = getenv("HOME");
+	char *path;
+	int n = xdg && *xdg ? asprintf(&path, "%s/skysync", xdg)
+			    : asprintf(&path, "%s/%s/skysync",
+				       home && *home ? home : ".", fallback);
+	return n < 0 ? NULL : path;
+}
+
+/*
+ * The cache directory when --db is not given: $SKYSYNC_DB, else the XDG
+ * state directory ($XDG_STATE_HOME/skysync, else ~/.local/state/skysync):
+ * the outbox holds writes not yet delivered, which is state to keep, not a
+ * cache to throw away. Earlier versions used $XDG_CACHE_HOME/skysync (else
+ * ~/.cache/skysync); a cache found only there is used where it is, with a
+ * note saying how to move it, rather than silently ignored (which would
+ * hide queued writes behind a new, empty cache).
+ */
 static char *default_db(void)
 {
 	const char *env = getenv("SKYSYNC_DB");
-	char *path;
+	struct stat sb;
 	if (env && *env)
 		return strdup(env);
-	const char *xdg = getenv("XDG_CACHE_HOME");
-	if (xdg && *xdg) {
-		if (asprintf(&path, "%s/skysync", xdg) < 0)
-			return NULL;
-		return path;
+	char *state = xdg_dir("XDG_STATE_HOME", ".local/state");
+	if (!state || stat(state, &sb) == 0)
+		return state;
+	char *old = xdg_dir("XDG_CACHE_HOME", ".cache");
+	if (!old)
+		goto fail;
+	if (stat(old, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		/* The new place's parent may not exist yet: say to make it. */
+		int parent = (int)(strrchr(state, '/') - state);
+		fprintf(stderr,
+			"skysync: note: using the cache at its old place %s; "
+			"the default is now %s (move it: mkdir -p '%.*s' && "
+			"mv '%s' '%s')\n",
+			old, state, parent, state, old, state);
+		free(state);
+		return old;
 	}
-	const char *home = getenv("HOME");
-	if (asprintf(&path, "%s/.cache/skysync", home ? home : ".") < 0)
-		return NULL;
-	return path;
+	free(old);
+	return state;
+fail:
+	free(state);
+	return NULL;
 }
 
 /* `skysync help CMD` prints what `skysync CMD --help` prints. */
