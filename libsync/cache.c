@@ -462,6 +462,10 @@ int sky_cache_stats(sky_cache *cache, sky_stats *out)
 		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_updated_at");
 	out->server_events_refused =
 		sky__meta_get_u64(txn, &cache->st, SKY_META_SERVER_REFUSED);
+	out->outbox_delivered =
+		sky__meta_get_u64(txn, &cache->st, SKY_META_OB_DELIVERED);
+	out->outbox_last_delivery_us = (int64_t)sky__meta_get_u64(
+		txn, &cache->st, SKY_META_OB_LAST_DELIVERY);
 	sky__store_read_end(&cache->st, txn);
 	out->stale_sessions = sky__stale_count(cache);
 	return sky_session_list(cache, NULL, count_open, &out->open_sessions);

@@ -719,6 +719,25 @@ int sky__outbox_reveil(MDB_txn *txn, sky_cache *c, const char *app,
 	return sky__outbox_rebuild(txn, c, app, sid);
 }
 
+/*
+ * Count `n` writes confirmed delivered (SKY_META_OB_DELIVERED, and the time
+ * in SKY_META_OB_LAST_DELIVERY), in the transaction that removes them, so
+ * the count never disagrees with the queue. The two places that know a
+ * write arrived call it: sky__outbox_delivered (a write's answer) and
+ * readdress (a create, whether its answer or the server's copy came
+ * first).
+ */
+static int count_delivered(MDB_txn *txn, sky_cache *c, size_t n)
+{
+	uint64_t total = sky__meta_get_u64(txn, &c->st, SKY_META_OB_DELIVERED);
+	int rc = sky__meta_put_u64(txn, &c->st, SKY_META_OB_DELIVERED,
+				   total + n);
+	if (rc == 0)
+		rc = sky__meta_put_u64(txn, &c->st, SKY_META_OB_LAST_DELIVERY,
+				       (uint64_t)sky__now_us());
+	return rc;
+}
+
 /* Move the entries of local session `local` to `server_sid`; the create
  * itself is done and goes. */
 static int readdress(MDB_txn *txn, sky_cache *c, const char *app,
@@ -730,8 +749,10 @@ static int readdress(MDB_txn *txn, sky_cache *c, const char *app,
 		sky_ob_entry e = l.v[i].e;
 		if ((rc = sky__ob_remove(txn, c, &e)) < 0)
 			break;
-		if (e.op == SKY_WRITE_CREATE)
+		if (e.op == SKY_WRITE_CREATE) {
+			rc = count_delivered(txn, c, 1);
 			continue;
+		}
 		e.sid = server_sid;
 		rc = sky__ob_store(txn, c, &e);
 	}
@@ -1378,6 +1399,8 @@ int sky__outbox_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 		free_entries(&done);
 		return rc;
 	}
+	if ((rc = count_delivered(txn, c, done.n)) < 0)
+		goto out;
 	const char *app = done.v[0].e.app, *sid = done.v[0].e.sid;
 	entry_list l;
 	if ((rc = session_entries(txn, c, app, sid, 1, &l)) < 0)

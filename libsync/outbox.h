@@ -29,6 +29,12 @@
  * and harmless: no engine holds the lock, or the new one sends it again. */
 #define SKY_OB_ON_WIRE 0x2u
 
+/* Delivery bookkeeping in the meta table (u64 values), kept by
+ * sky__outbox_delivered: writes confirmed delivered, lifetime, and the wall
+ * clock (µs) of the last confirmation. Read by sky_cache_stats. */
+#define SKY_META_OB_DELIVERED "outbox_delivered"
+#define SKY_META_OB_LAST_DELIVERY "outbox_last_delivery"
+
 /* One queued write, decoded (strings borrowed from the value or owned by
  * the caller, as the function that fills it says). */
 typedef struct {

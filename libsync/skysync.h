@@ -242,6 +242,9 @@ typedef struct {
 	uint64_t stale_sessions;   /**< sessions marked stale (sky_stale_list) */
 	uint64_t journal_damaged;  /**< journal records found damaged and
 				        skipped at a replay, lifetime */
+	uint64_t outbox_delivered; /**< writes confirmed delivered, lifetime */
+	int64_t outbox_last_delivery_us; /**< wall clock of the last one, 0
+					      never */
 } sky_stats;
 
 SKY_EXTERN int sky_cache_stats(sky_cache *cache, sky_stats *out);

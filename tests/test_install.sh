@@ -4,7 +4,9 @@
 # pages; then examples/lookup_query.c is compiled against that installed
 # tree with `pkg-config --cflags --libs libsync` alone (no build-tree paths),
 # linked with an rpath to the installed lib directory, checked to load the
-# installed libsync.so, and run on a cache filled by the installed skysync.
+# installed libsync.so, and run on a cache filled by the installed skysync;
+# and a small program calling sky_engine_attach on its own libevent loop
+# links with those flags alone too. The bash completion is installed.
 #
 # Skipped (exit 77) only when the build tree is unknown (run outside make
 # check, without SKY_TOP_BUILDDIR). Under `make distcheck` it runs as well:
@@ -58,6 +60,7 @@ check "only sky_ symbols exported" sh -c \
 	"nm -D --defined-only '$libdir/libsync.so' | awk '\$2 ~ /^[TDBR]\$/ {print \$3}' | grep -v '^sky_' | grep -q . && exit 1 || exit 0"
 check "skysync installed" [ -x "$prefix/bin/skysync" ]
 check "skylight-emu installed" [ -x "$prefix/bin/skylight-emu" ]
+check "bash completion installed" sh -c "find '$dest' -path '*/bash-completion/completions/skysync' -type f | grep -q ."
 for m in man1/skysync.1 man1/skylight-emu.1 man3/libsync.3; do
 	check "man page $m installed" [ -s "$prefix/share/man/$m" ]
 done
@@ -89,6 +92,50 @@ check "example compiles against the install" logged "$tmp/cc.log" \
 	$flags -Wl,-rpath,"$libdir"
 check "example loads the installed libsync" sh -c \
 	"ldd '$tmp/lookup_query' | grep 'libsync.so' | grep -q '$libdir/'"
+
+# Every public call links with the same flags alone: the header takes a
+# struct event_base *, so libevent comes with libsync (Requires in
+# libsync.pc). The program drives an engine on its own libevent loop.
+cat >"$tmp/attach.c" <<'EOF_C'
+#include <event2/event.h>
+#include <stdio.h>
+#include <skysync.h>
+
+int main(int argc, char **argv)
+{
+	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
+	sky_cache *c = NULL;
+	sky_engine *e = NULL;
+	struct event_base *base = event_base_new();
+	int rc = 1;
+	if (argc != 2 || !base)
+		return 1;
+	o.server = "http://127.0.0.1:9";
+	o.broker = "mqtt://127.0.0.1:9";
+	o.realm = "r";
+	o.user = "u";
+	o.password = "p";
+	if (sky_cache_open(&c, argv[1], NULL) < 0 ||
+	    sky_engine_new(c, &o, &e) < 0 || sky_engine_attach(e, base) < 0) {
+		fprintf(stderr, "attach: %s\n", sky_error_last()->message);
+		goto done;
+	}
+	printf("attached\n");
+	rc = 0;
+done:
+	sky_engine_free(e);
+	sky_cache_close(c);
+	event_base_free(base);
+	return rc;
+}
+EOF_C
+# shellcheck disable=SC2086 # $flags is a list of options
+check "sky_engine_attach links with pkg-config libsync alone" logged "$tmp/cc2.log" \
+	${CC:-cc} $san_flags -Wall -Wextra -Werror -o "$tmp/attach" "$tmp/attach.c" \
+	$flags -Wl,-rpath,"$libdir"
+check "pkg-config --libs libsync names libevent" sh -c "echo '$flags' | grep -q -- '-levent'"
+check "the attach program runs" logged "$tmp/attach.out" "$tmp/attach" "$tmp/attachdb"
+check "it attached" grep -qx attached "$tmp/attach.out"
 
 # Run it on a cache written by the installed skysync.
 check "installed skysync applies the events" logged "$tmp/apply.log" \

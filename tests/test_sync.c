@@ -1616,6 +1616,10 @@ static void test_sync__outbox_offline_then_online(void)
 	uint64_t rejected = 0;
 	CU_ASSERT(outbox_left(&fx, &rejected) == 9);
 	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
+	sky_stats st;
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
+	CU_ASSERT_EQUAL(st.outbox_delivered, 0);
+	CU_ASSERT_EQUAL(st.outbox_last_delivery_us, 0);
 
 	/* Back online: everything is delivered, in order. */
 	CU_ASSERT_FATAL(sky_emu_restart(&fx.emu) == 0);
@@ -1623,6 +1627,10 @@ static void test_sync__outbox_offline_then_online(void)
 	CU_ASSERT(fx_sync_once(&fx) == 0);
 	CU_ASSERT_EQUAL(outbox_left(&fx, &rejected), 0);
 	CU_ASSERT_EQUAL(rejected, 0);
+	/* Each of the nine writes counted once, the create included. */
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
+	CU_ASSERT_EQUAL(st.outbox_delivered, 9);
+	CU_ASSERT(st.outbox_last_delivery_us > 0);
 	json_t *srv = server_session(&fx, s1, 1);
 	json_t *want = json_loads("{\"k\":{\"x\":[1,2]},\"keep\":{\"a\":1,"
 				  "\"b\":2}}",

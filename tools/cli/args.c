@@ -148,3 +148,84 @@ int cli_parse_u64(const char *cmd, const char *what, const char *arg,
 	*out = (uint64_t)v;
 	return EXIT_OK;
 }
+
+/*
+ * A URL the command will connect to: one of `schemes` ("https://", ...,
+ * NULL-terminated), then a host (a name, an address or a bracketed IPv6
+ * address) that is not empty, an optional port of 1 to 65535 and an
+ * optional path. Checked before anything is read or connected, so that a
+ * typo is refused at once (exit 3) rather than retried as a network
+ * failure.
+ */
+int cli_check_url(const char *cmd, const char *what, const char *url,
+		  const char *const *schemes)
+{
+	char shown[160];
+	const char *p = NULL;
+	for (const char *const *s = schemes; *s; s++)
+		if (!strncmp(url, *s, strlen(*s)))
+			p = url + strlen(*s);
+	if (!p) {
+		char list[128] = "";
+		size_t n = 0;
+		for (const char *const *s = schemes; *s && n < sizeof(list); s++)
+			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s",
+					      s == schemes ? "" : ", ", *s);
+		return cli_input_error(cmd, "%s '%s' is not a URL: it must start "
+				       "with one of %s",
+				       what, cli_quote(url, shown, sizeof(shown)),
+				       list);
+	}
+	size_t alen = strcspn(p, "/?#");
+	const char *at = memchr(p, '@', alen);
+	const char *host = at ? at + 1 : p, *end = p + alen, *port = NULL;
+	const char *host_end;
+	if (*host == '[') {
+		host_end = memchr(host, ']', (size_t)(end - host));
+		if (!host_end)
+			goto bad_host;
+		if (host_end + 1 < end) {
+			if (host_end[1] != ':')
+				goto bad_host;
+			port = host_end + 2;
+		}
+		host++;
+	} else {
+		host_end = memchr(host, ':', (size_t)(end - host));
+		if (host_end)
+			port = host_end + 1;
+		else
+			host_end = end;
+	}
+	if (host_end == host)
+		goto bad_host;
+	for (const char *h = host; h < host_end; h++)
+		if ((unsigned char)*h <= ' ' || *h == 0x7f)
+			goto bad_host;
+	if (port) {
+		unsigned long v = 0;
+		if (port == end || (size_t)(end - port) > 5)
+			goto bad_port;
+		for (const char *d = port; d < end; d++) {
+			if (*d < '0' || *d > '9')
+				goto bad_port;
+			v = v * 10 + (unsigned long)(*d - '0');
+		}
+		if (v == 0 || v > 65535)
+			goto bad_port;
+	}
+	for (const char *r = end; *r; r++)
+		if ((unsigned char)*r <= ' ' || *r == 0x7f)
+			return cli_input_error(cmd, "%s '%s': spaces and control "
+					       "characters are not allowed",
+					       what,
+					       cli_quote(url, shown, sizeof(shown)));
+	return EXIT_OK;
+bad_host:
+	return cli_input_error(cmd, "%s '%s' has no host name", what,
+			       cli_quote(url, shown, sizeof(shown)));
+bad_port:
+	return cli_input_error(cmd, "%s '%s': the port must be a number from "
+			       "1 to 65535",
+			       what, cli_quote(url, shown, sizeof(shown)));
+}

@@ -442,12 +442,17 @@ void cli_table_print(cli_table *t, const cli_globals *g, FILE *out)
 			"");
 	fputc('\n', out);
 	for (size_t r = 0; r < t->rows; r++) {
-		for (size_t i = 0; i < t->ncols; i++) {
+		/* Nothing is padded after the last non-empty cell: empty
+		 * trailing cells would only leave blanks at the end. */
+		size_t last = 0;
+		for (size_t i = 0; i < t->ncols; i++)
+			if (t->cells[r * t->ncols + i].text &&
+			    *t->cells[r * t->ncols + i].text)
+				last = i;
+		for (size_t i = 0; i <= last; i++) {
 			const cell *c = &t->cells[r * t->ncols + i];
 			fprintf(out, "%s%*s", c->text ? c->text : "",
-				i + 1 < t->ncols ? (int)(w[i] - c->width + 2)
-						 : 0,
-				"");
+				i < last ? (int)(w[i] - c->width + 2) : 0, "");
 		}
 		fputc('\n', out);
 	}

@@ -95,6 +95,11 @@ int cli_check_utf8_args(const char *cmd, int argc, char **argv, int first);
 int cli_parse_u64(const char *cmd, const char *what, const char *arg,
 		  uint64_t *out);
 
+/* A server or broker URL: one of `schemes` (NULL-terminated, such as
+ * "https://"), a host, an optional port 1-65535; EXIT_OK or refused. */
+int cli_check_url(const char *cmd, const char *what, const char *url,
+		  const char *const *schemes);
+
 extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data,
 	cli_cmd_apps, cli_cmd_roles, cli_cmd_stats, cli_cmd_check,
 	cli_cmd_backup, cli_cmd_events, cli_cmd_query, cli_cmd_sync,

@@ -252,6 +252,70 @@ static void prom_seconds(const char *name, const char *help, int64_t us)
 	       frac);
 }
 
+/* The outbox as stats reports it: counts by state, and when the oldest
+ * write not yet delivered (pending, in flight or in doubt) was queued. */
+typedef struct {
+	sky_outbox_counts n;
+	int64_t oldest_us; /* 0: nothing waiting */
+} outbox_stats;
+
+static int oldest_cb(const sky_outbox_entry *e, void *payload)
+{
+	outbox_stats *o = payload;
+	if (e->state != SKY_OUTBOX_REJECTED &&
+	    (o->oldest_us == 0 || e->queued_us < o->oldest_us))
+		o->oldest_us = e->queued_us;
+	return 0;
+}
+
+static int outbox_stats_get(sky_cache *c, outbox_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (sky_outbox_counts_get(c, &out->n) < 0)
+		return -1;
+	/* Entries are in queue order, but a retried one keeps its queue
+	 * time: look at them all rather than only the first. */
+	return sky_outbox_list(c, oldest_cb, out);
+}
+
+/* Age of the oldest waiting write in µs at `now_us` (0: none). */
+static int64_t oldest_age_us(const outbox_stats *o, int64_t now_us)
+{
+	if (o->oldest_us == 0 || now_us < o->oldest_us)
+		return 0;
+	return now_us - o->oldest_us;
+}
+
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void print_prometheus_outbox(const sky_stats *s, const outbox_stats *o)
+{
+	prom_count("skysync_outbox_pending", "gauge",
+		   "Writes queued and not yet sent, or being sent.",
+		   o->n.pending + o->n.in_flight);
+	prom_count("skysync_outbox_in_doubt", "gauge",
+		   "Writes sent whose answer was lost, being resolved.",
+		   o->n.in_doubt);
+	prom_count("skysync_outbox_dead_letters", "gauge",
+		   "Writes the server refused, kept until retried or dropped.",
+		   o->n.rejected);
+	prom_count("skysync_outbox_delivered_total", "counter",
+		   "Writes confirmed delivered since the cache was created.",
+		   s->outbox_delivered);
+	prom_seconds("skysync_outbox_oldest_pending_age_seconds",
+		     "Age of the oldest write not yet delivered (0: none).",
+		     oldest_age_us(o, wall_us()));
+	prom_seconds("skysync_outbox_last_delivery_timestamp_seconds",
+		     "When a write was last confirmed delivered, as a Unix "
+		     "time (0: never).",
+		     s->outbox_last_delivery_us);
+}
+
 static void print_prometheus(const sky_stats *s)
 {
 	prom_count("skysync_applications", "gauge",
@@ -362,12 +426,16 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 	if (!c)
 		return EXIT_USAGE;
 	sky_stats s;
+	outbox_stats ob;
 	int rc = sky_cache_stats(c, &s);
+	if (rc == 0)
+		rc = outbox_stats_get(c, &ob);
 	sky_cache_close(c);
 	if (rc < 0)
 		return cli_fail(NULL);
 	if (g->format == FORMAT_PROMETHEUS) {
 		print_prometheus(&s);
+		print_prometheus_outbox(&s, &ob);
 		return EXIT_OK;
 	}
 	char last_event[32], last_apply[32];
@@ -394,6 +462,28 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		  json_object_set_new(o, "staleSessions",
 				      json_integer((json_int_t)s.stale_sessions)) <
 			  0)) {
+		json_decref(o);
+		o = NULL;
+	}
+	char last_delivery[32];
+	time_text(s.outbox_last_delivery_us, last_delivery);
+	if (o && (json_object_set_new(o, "outboxPending",
+				      json_integer((json_int_t)(ob.n.pending +
+								ob.n.in_flight))) < 0 ||
+		  json_object_set_new(o, "outboxInDoubt",
+				      json_integer((json_int_t)ob.n.in_doubt)) < 0 ||
+		  json_object_set_new(o, "outboxDeadLetters",
+				      json_integer((json_int_t)ob.n.rejected)) < 0 ||
+		  json_object_set_new(o, "outboxDelivered",
+				      json_integer((json_int_t)
+							   s.outbox_delivered)) < 0 ||
+		  json_object_set_new(
+			  o, "outboxOldestPendingAgeS",
+			  json_integer((json_int_t)(oldest_age_us(&ob, wall_us()) /
+						    1000000))) < 0 ||
+		  json_object_set_new(o, "lastDeliveryAt",
+				      *last_delivery ? json_string(last_delivery)
+						     : json_null()) < 0)) {
 		json_decref(o);
 		o = NULL;
 	}
@@ -454,12 +544,20 @@ const cli_command cli_cmd_stats = {
 	"events and answers the cache refused (each made sync read the session\n"
 	"again), staleSessions the sessions whose last read failed,\n"
 	"journalDamaged the journal records a replay found damaged and skipped.\n"
+	"The outbox: outboxPending (queued or being sent), outboxInDoubt,\n"
+	"outboxDeadLetters, outboxDelivered (lifetime), outboxOldestPendingAgeS\n"
+	"(age in seconds of the oldest write not yet delivered, 0 none) and\n"
+	"lastDeliveryAt.\n"
 	"\n"
 	"--format prometheus prints the same as Prometheus metrics (text format\n"
 	"0.0.4, e.g. for node_exporter's textfile collector): skysync_sessions,\n"
 	"skysync_events_applied_total, skysync_last_apply_timestamp_seconds,\n"
 	"skysync_sync_state and skysync_sync_in_state{state=...},\n"
-	"skysync_server_events_refused_total, skysync_stale_sessions, ...; times in\n"
+	"skysync_server_events_refused_total, skysync_stale_sessions,\n"
+	"skysync_outbox_pending, skysync_outbox_in_doubt,\n"
+	"skysync_outbox_dead_letters, skysync_outbox_delivered_total,\n"
+	"skysync_outbox_oldest_pending_age_seconds,\n"
+	"skysync_outbox_last_delivery_timestamp_seconds, ...; times in\n"
 	"seconds, 0 when never recorded. Only stats takes this format.\n",
 	run_stats,
 };

@@ -406,6 +406,14 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 		return cli_usage_error("sync",
 				       "--server, --realm and --user are "
 				       "required");
+	static const char *const web[] = {"https://", "http://", NULL};
+	static const char *const mqtt[] = {"mqtt://", "mqtts://", "ssl://",
+					   "tcp://", NULL};
+	int bad = cli_check_url("sync", "--server", o.server, web);
+	if (bad == EXIT_OK && o.broker)
+		bad = cli_check_url("sync", "--broker", o.broker, mqtt);
+	if (bad != EXIT_OK)
+		return bad;
 	char *password = read_password(password_file);
 	if (!password)
 		return EXIT_USAGE;

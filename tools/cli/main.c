@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -36,12 +37,14 @@ static void usage(FILE *out)
 	fprintf(out,
 		"\n"
 		"Global options:\n"
-		"  --db DIR          the cache directory (default $SKYSYNC_DB,\n"
-		"                    else $XDG_CACHE_HOME/skysync, else ~/.cache/skysync)\n"
+		"  --db DIR          the cache directory (default $SKYSYNC_DB, else\n"
+		"                    $XDG_STATE_HOME/skysync, else ~/.local/state/skysync)\n"
 		"  --format FORMAT   json (default: one JSON object per line), table,\n"
 		"                    or prometheus (stats only)\n"
-		"  --version         print the version\n"
-		"  -h, --help        this help; `skysync COMMAND --help` for a command\n"
+		"  -V, --version     print the version\n"
+		"  -h, --help        this help; `skysync help COMMAND` (or\n"
+		"                    `skysync COMMAND --help`) for a command\n"
+		"  --                ends the options: what follows is arguments\n"
 		"\n"
 		"Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 input\n"
 		"rejected, 4 network or server failure, 5 the cache file is damaged\n"
@@ -49,22 +52,84 @@ static void usage(FILE *out)
 		"writes).\n");
 }
 
+/* $XDG_<NAME>_HOME/skysync, else ~/<fallback>/skysync (NULL: no memory). */
+static char *xdg_dir(const char *env, const char *fallback)
+{
+	const char *xdg = getenv(env), *home = getenv("HOME");
+	char *path;
+	int n = xdg && *xdg ? asprintf(&path, "%s/skysync", xdg)
+			    : asprintf(&path, "%s/%s/skysync",
+				       home && *home ? home : ".", fallback);
+	return n < 0 ? NULL : path;
+}
+
+/*
+ * The cache directory when --db is not given: $SKYSYNC_DB, else the XDG
+ * state directory ($XDG_STATE_HOME/skysync, else ~/.local/state/skysync):
+ * the outbox holds writes not yet delivered, which is state to keep, not a
+ * cache to throw away. Earlier versions used $XDG_CACHE_HOME/skysync (else
+ * ~/.cache/skysync); a cache found only there is used where it is, with a
+ * note saying how to move it, rather than silently ignored (which would
+ * hide queued writes behind a new, empty cache).
+ */
 static char *default_db(void)
 {
 	const char *env = getenv("SKYSYNC_DB");
-	char *path;
+	struct stat sb;
 	if (env && *env)
 		return strdup(env);
-	const char *xdg = getenv("XDG_CACHE_HOME");
-	if (xdg && *xdg) {
-		if (asprintf(&path, "%s/skysync", xdg) < 0)
-			return NULL;
-		return path;
+	char *state = xdg_dir("XDG_STATE_HOME", ".local/state");
+	if (!state || stat(state, &sb) == 0)
+		return state;
+	char *old = xdg_dir("XDG_CACHE_HOME", ".cache");
+	if (!old)
+		goto fail;
+	if (stat(old, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		/* The new place's parent may not exist yet: say to make it. */
+		int parent = (int)(strrchr(state, '/') - state);
+		fprintf(stderr,
+			"skysync: note: using the cache at its old place %s; "
+			"the default is now %s (move it: mkdir -p '%.*s' && "
+			"mv '%s' '%s')\n",
+			old, state, parent, state, old, state);
+		free(state);
+		return old;
 	}
-	const char *home = getenv("HOME");
-	if (asprintf(&path, "%s/.cache/skysync", home ? home : ".") < 0)
-		return NULL;
-	return path;
+	free(old);
+	return state;
+fail:
+	free(state);
+	return NULL;
+}
+
+/* `skysync help CMD` prints what `skysync CMD --help` prints. */
+static int help_command(int n, char **rest)
+{
+	const char *name = rest[1];
+	if (!strcmp(name, "data") && n > 2 && !strcmp(rest[2], "patch"))
+		name = "data patch";
+	for (const cli_command *const *c = commands; *c; c++) {
+		if (!strcmp((*c)->name, name)) {
+			fputs((*c)->usage, stdout);
+			return EXIT_OK;
+		}
+	}
+	fprintf(stderr, "skysync: unknown command '%s' (see `skysync --help`)\n",
+		name);
+	return EXIT_USAGE;
+}
+
+/* Remove the first "--" from rest[0..*n). */
+static void drop_dashdash(int *n, char **rest)
+{
+	for (int i = 1; i < *n; i++) {
+		if (!strcmp(rest[i], "--")) {
+			memmove(rest + i, rest + i + 1,
+				(size_t)(*n - i) * sizeof(*rest));
+			(*n)--;
+			return;
+		}
+	}
 }
 
 int main(int argc, char **argv)
@@ -107,7 +172,8 @@ int main(int argc, char **argv)
 				rc = EXIT_USAGE;
 				goto done;
 			}
-		} else if (!strcmp(a, "--version") && nrest == 0) {
+		} else if ((!strcmp(a, "--version") || !strcmp(a, "-V")) &&
+			   nrest == 0) {
 			printf("skysync %s\n", sky_version());
 			rc = EXIT_OK;
 			goto done;
@@ -118,6 +184,10 @@ int main(int argc, char **argv)
 	if (nrest == 0) {
 		usage(stderr);
 		rc = EXIT_USAGE;
+		goto done;
+	}
+	if (!strcmp(rest[0], "help") && nrest > 1) {
+		rc = help_command(nrest, rest);
 		goto done;
 	}
 	if (!strcmp(rest[0], "--help") || !strcmp(rest[0], "-h") ||
@@ -149,6 +219,14 @@ int main(int argc, char **argv)
 				rc = EXIT_OK;
 				goto done;
 			}
+			/* "--" ends the options: the command gets the rest as
+			 * it is (so `get -- APP -sid` reads session "-sid").
+			 * Commands take their arguments by position, so
+			 * dropping the marker is all it takes; query alone
+			 * gives it a meaning of its own (predicates follow)
+			 * and keeps it. */
+			if (strcmp((*c)->name, "query"))
+				drop_dashdash(&nrest, rest);
 			rc = (*c)->run(nrest, rest, &g);
 			goto done;
 		}
