@@ -21,6 +21,11 @@
  *                          |               resync_interval_s, store failure
  *   any --sky_engine_stop--> STOPPED
  *
+ * A one-shot sync of a cache synced before goes through SUBSCRIBE too (at
+ * most BROKER_WAIT_ONCE_MS); on the SUBACK of a kept broker session the
+ * engine drains the backlog in SUBSCRIBE, then its SNAPSHOT is a resumed
+ * one that reads only what differs (see "Resuming").
+ *
  * Token refresh (timer at 80 % of the access token's life, or a 401) runs
  * beside the states: requests that met a 401 wait for the new token and
  * are sent again; a refused refresh falls back to a new login, and so does
