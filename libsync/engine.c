@@ -3031,6 +3031,8 @@ static void start_snapshot(sky_engine *e, int resync)
 	 * have missed is newer than as_of, and the events we re-apply over
 	 * the reads are a complete, ordered suffix (see "Clocks" above).
 	 */
+	/* A resumed snapshot needs no wait: with the session kept, no event
+	 * went missing before the SUBACK. */
 	int64_t wait_us = (e->follow_run || e->mqtt) && e->suback_mono_us &&
 				  !s->resume
 			      ? e->suback_mono_us + AFTER_SUBACK_US - mono_us()
