@@ -2831,10 +2831,9 @@ static void record_path(sky_engine *e, const snap *s)
 	e->full_why = 0;
 	e->resume_next = 0;
 	keyset_free(&e->named);
-	elog(e, SKY_LOG_INFO, "sync path %s%s%s: %" PRIu64 " requests",
-	     s->resume ? "resumed" : "full", s->resume ? "" : " ",
-	     s->resume ? "" : sky_sync_why_name(e->st.last_sync_why),
-	     e->st.last_sync_requests);
+	elog(e, SKY_LOG_INFO, "sync path %s (%s): %" PRIu64 " requests",
+	     s->resume ? "resumed" : "full",
+	     sky_sync_why_name(e->st.last_sync_why), e->st.last_sync_requests);
 	if (sky__repair_put_sync_path(e->cache, (uint64_t)e->st.last_sync_path,
 				      (uint64_t)e->st.last_sync_why,
 				      e->st.last_sync_requests) < 0)
