@@ -11,6 +11,14 @@
  *   live      N events published straight to the broker (QoS 1), applied
  *             by a following engine: events/s from the first publish to
  *             the last apply, and the event lag the engine reports.
+ *   resync    (--resync, instead of the above) catching up after C
+ *             changes made while no engine ran (C = 20, 200, 2000; a mix
+ *             of renames, property updates and data patches over the
+ *             realm): the requests and seconds of a one-shot sync of the
+ *             synced cache (resumed: the broker kept our session) against
+ *             a full snapshot (a fresh cache). The broker keeps every
+ *             message here (no queue limit), and backlog_limit is raised
+ *             so that 2000 changes resume too.
  *   drain     W data patches queued in the outbox (100 sessions), then
  *             delivered by the following engine: writes/s from the first
  *             enqueue until the outbox is empty. Against `one at a time`:
@@ -21,7 +29,7 @@
  * generated in a temporary directory, removed at exit.
  *
  *   bench/bench_sync [--quick] [--sessions N] [--events N] [--writes W] [--parallel P]
- *                    [--emu PATH] [--mosquitto PATH]
+ *                    [--resync] [--emu PATH] [--mosquitto PATH]
  *
  * Full mode: 100k sessions, 50k events; --quick: 10k and 10k. One line per
  * phase, then one JSON object with every figure (for scripts).
@@ -519,10 +527,181 @@ static double one_at_a_time(const char *url, unsigned writes)
 	return writes / secs;
 }
 
+/*
+ * n changes on the server, one after the other: of every four, a rename,
+ * a property update and two data patches, spread over the realm.
+ */
+static void server_changes(const char *url, unsigned n, unsigned sessions)
+{
+	one_ctx o = {event_base_new(), 0, 0};
+	sky_http_client *http;
+	sky_http_options ho = {NULL, 0, 1, 0, 0, 0, NULL};
+	if (sky__http_new(o.base, &ho, &http) < 0)
+		die("http: %s", sky_error_last()->message);
+	size_t len;
+	char *body = sky__api_login_body("integration", "integration-pass",
+					 "demo", &len);
+	char *login;
+	if (!body ||
+	    sky__api_url(url, SKY_API_LOGIN, "demo", NULL, NULL, &login) < 0)
+		die("out of memory");
+	sky_http_spec ls = {"POST", login, NULL, body, len, 0, 0};
+	if (sky__http_send(http, &ls, login_done, &o, NULL) < 0)
+		die("http: %s", sky_error_last()->message);
+	event_base_dispatch(o.base);
+	for (unsigned i = 0; i < n; i++) {
+		char sid[32], patch[128], *purl;
+		unsigned k = (unsigned)(((unsigned long long)i * 7919u +
+					 (unsigned)time(NULL)) %
+					sessions);
+		snprintf(sid, sizeof(sid), "s-%07u", k);
+		int plen;
+		sky_api_call call = SKY_API_DATA_PATCH;
+		if (i % 4 == 0) {
+			call = SKY_API_SESSION_PATCH;
+			plen = snprintf(patch, sizeof(patch),
+					"{\"name\":\"renamed %u\"}", i);
+		} else if (i % 4 == 1) {
+			call = SKY_API_SESSION_PATCH;
+			plen = snprintf(patch, sizeof(patch),
+					"{\"properties\":{\"shift\":\"n%u\"}}",
+					i);
+		} else {
+			plen = snprintf(patch, sizeof(patch),
+					"{\"offline\":{\"k%u\":%u}}", i % 50, i);
+		}
+		if (sky__api_url(url, call, "demo", APP, sid, &purl) < 0)
+			die("out of memory");
+		sky_http_spec spec = {"PATCH", purl, login_token, patch,
+				      (size_t)plen, 0, 0};
+		o.done = 0;
+		if (sky__http_send(http, &spec, one_done, &o, NULL) < 0)
+			die("http: %s", sky_error_last()->message);
+		while (!o.done)
+			event_base_loop(o.base, EVLOOP_ONCE);
+		free(purl);
+		if (o.status != 200)
+			die("change: HTTP %ld", o.status);
+	}
+	free(login);
+	sky__api_wipe_free(body);
+	sky__http_free(http);
+	event_base_free(o.base);
+	free(login_token);
+	login_token = NULL;
+}
+
+/* One one-shot sync of `db`: seconds, and its status in *st. */
+static double timed_sync(const char *db, const sky_engine_options *o,
+			 sky_sync_status *st)
+{
+	sky_cache *cache;
+	sky_engine *e;
+	if (sky_cache_open(&cache, db, NULL) < 0)
+		die("cache: %s", sky_error_last()->message);
+	if (sky_engine_new(cache, o, &e) < 0)
+		die("engine: %s", sky_error_last()->message);
+	double t0 = now_s();
+	if (sky_engine_sync_once(e) < 0)
+		die("sync: %s", sky_error_last()->message);
+	double secs = now_s() - t0;
+	sky_engine_status(e, st);
+	sky_engine_free(e);
+	sky_cache_close(cache);
+	return secs;
+}
+
+/* The resync workload (see the top of the file). */
+static int resync_bench(const char *url, const char *broker, unsigned sessions,
+			unsigned parallel)
+{
+	char db[512], fresh[600];
+	snprintf(db, sizeof(db), "%s/resync-cache", tmpdir);
+	engine_ctx ec;
+	memset(&ec, 0, sizeof(ec));
+	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
+	o.server = url;
+	o.broker = broker;
+	o.realm = "demo";
+	o.user = "integration";
+	o.password = "integration-pass";
+	o.max_parallel = parallel;
+	o.backlog_limit = 1000000;
+	o.on_state = on_state;
+	o.payload = &ec;
+	/* A first sync that follows, so that the broker keeps our session. */
+	sky_cache *cache;
+	sky_engine *e;
+	if (sky_cache_open(&cache, db, NULL) < 0)
+		die("cache: %s", sky_error_last()->message);
+	o.follow = 1;
+	if (sky_engine_new(cache, &o, &e) < 0)
+		die("engine: %s", sky_error_last()->message);
+	ec.base = event_base_new();
+	pthread_t thread;
+	if (!ec.base || sky_engine_attach(e, ec.base) < 0 ||
+	    pthread_create(&thread, NULL, loop_thread, ec.base) != 0)
+		die("cannot start the engine");
+	for (int i = 0; i < 12000 && atomic_load(&ec.state) != SKY_ENGINE_LIVE;
+	     i++)
+		usleep(10000);
+	if (atomic_load(&ec.state) != SKY_ENGINE_LIVE)
+		die("the engine did not get live");
+	struct timeval zero = {0, 0};
+	event_base_once(ec.base, -1, EV_TIMEOUT, stop_engine, e, &zero);
+	pthread_join(thread, NULL);
+	sky_engine_free(e);
+	event_base_free(ec.base);
+	ec.base = NULL;
+	sky_cache_close(cache);
+	o.follow = 0;
+
+	static const unsigned counts[] = {20, 200, 2000};
+	printf("resync    %u sessions: changes while offline, then one sync\n",
+	       sessions);
+	json_t *rows = json_array();
+	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		server_changes(url, counts[c], sessions);
+		sky_sync_status rs, fs;
+		double r_s = timed_sync(db, &o, &rs);
+		snprintf(fresh, sizeof(fresh), "%s/fresh-%zu", tmpdir, c);
+		double f_s = timed_sync(fresh, &o, &fs);
+		printf("  %5u changes  resumed%s %6llu requests %6.2f s   "
+		       "full %6llu requests %6.2f s\n",
+		       counts[c],
+		       rs.last_sync_path == SKY_SYNC_PATH_RESUMED ? ""
+								  : "(NOT)",
+		       (unsigned long long)rs.last_sync_requests, r_s,
+		       (unsigned long long)fs.last_sync_requests, f_s);
+		json_t *row = json_pack(
+		    "{s:I,s:s,s:I,s:f,s:I,s:f,s:I,s:I}", "changes",
+		    (json_int_t)counts[c], "path",
+		    rs.last_sync_path == SKY_SYNC_PATH_RESUMED ? "resumed"
+							       : "full",
+		    "resumed_requests", (json_int_t)rs.last_sync_requests,
+		    "resumed_s", r_s, "full_requests",
+		    (json_int_t)fs.last_sync_requests, "full_s", f_s,
+		    "backlog_events", (json_int_t)rs.backlog_events,
+		    "events_received", (json_int_t)rs.events_received);
+		if (!row || json_array_append_new(rows, row) < 0)
+			die("out of memory");
+	}
+	json_t *out = json_pack("{s:s,s:I,s:o}", "bench", "sync-resync",
+				"sessions", (json_int_t)sessions, "runs", rows);
+	char *text = out ? json_dumps(out, JSON_COMPACT) : NULL;
+	if (!text)
+		die("out of memory");
+	printf("%s\n", text);
+	free(text);
+	json_decref(out);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench/bench_sync [--quick] [--sessions N] "
-			"[--events N] [--writes W] [--parallel P] [--emu PATH] "
+			"[--events N] [--writes W] [--parallel P] [--resync] "
+			"[--emu PATH] "
 			"[--mosquitto PATH]\n");
 	exit(1);
 }
@@ -531,11 +710,13 @@ int main(int argc, char **argv)
 {
 	unsigned sessions = 100000, events = 50000, parallel = 16,
 		 writes = 10000;
-	int quick = 0;
+	int quick = 0, resync = 0;
 	const char *emu = NULL, *mosq = getenv("MOSQUITTO_BIN");
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
 			quick = 1;
+		else if (!strcmp(argv[i], "--resync"))
+			resync = 1;
 		else if (!strcmp(argv[i], "--sessions") && i + 1 < argc)
 			sessions = (unsigned)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--events") && i + 1 < argc)
@@ -594,6 +775,8 @@ int main(int argc, char **argv)
 	int eport = start_emu(emu, seed, bport);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", eport);
 	snprintf(broker, sizeof(broker), "mqtt://127.0.0.1:%d", bport);
+	if (resync)
+		return resync_bench(url, broker, sessions, parallel);
 
 	/* 1. What the emulator serves. */
 	size_t served;

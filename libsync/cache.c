@@ -466,6 +466,12 @@ int sky_cache_stats(sky_cache *cache, sky_stats *out)
 		sky__meta_get_u64(txn, &cache->st, SKY_META_OB_DELIVERED);
 	out->outbox_last_delivery_us = (int64_t)sky__meta_get_u64(
 		txn, &cache->st, SKY_META_OB_LAST_DELIVERY);
+	out->sync_path =
+		(int)sky__meta_get_u64(txn, &cache->st, "sync_path");
+	out->sync_path_why =
+		(int)sky__meta_get_u64(txn, &cache->st, "sync_path_why");
+	out->sync_requests =
+		sky__meta_get_u64(txn, &cache->st, "sync_requests");
 	sky__store_read_end(&cache->st, txn);
 	out->stale_sessions = sky__stale_count(cache);
 	return sky_session_list(cache, NULL, count_open, &out->open_sessions);

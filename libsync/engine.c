@@ -21,6 +21,11 @@
  *                          |               resync_interval_s, store failure
  *   any --sky_engine_stop--> STOPPED
  *
+ * A one-shot sync of a cache synced before goes through SUBSCRIBE too (at
+ * most BROKER_WAIT_ONCE_MS); on the SUBACK of a kept broker session the
+ * engine drains the backlog in SUBSCRIBE, then its SNAPSHOT is a resumed
+ * one that reads only what differs (see "Resuming").
+ *
  * Token refresh (timer at 80 % of the access token's life, or a 401) runs
  * beside the states: requests that met a 401 wait for the new token and
  * are sent again; a refused refresh falls back to a new login, and so does
@@ -153,6 +158,10 @@
 #define FETCH_BUCKETS 1024
 #define GONE_LIMIT 100000 /* sessions remembered as gone */
 #define RECONCILE_DEFAULT_S 600 /* periodic reconcile while following */
+#define BACKLOG_LIMIT_DEFAULT 1000 /* mosquitto's max_queued_messages */
+#define DRAIN_QUIET_MS 300	   /* the backlog is in after this quiet */
+#define DRAIN_MAX_US 5000000	   /* ... or after this long */
+#define BROKER_WAIT_ONCE_MS 3000   /* one-shot: full snapshot without it */
 
 /* ------------------------------------------------------------------ */
 /* Structures                                                          */
@@ -220,6 +229,7 @@ typedef struct {
 typedef struct snap {
 	sky_engine *e;
 	int resync;
+	int resume;  /* resumed: read only what differs (see "Resuming") */
 	int started; /* the application list was asked for */
 	int again;   /* events may have been lost meanwhile: redo */
 	sky_engine_req *apps_req;
@@ -333,12 +343,25 @@ struct sky_engine {
 	sky_engine_req *rec_apps_req;
 	int rec_running;
 	unsigned rec_refetches;
+	/* Resuming (see "Resuming" below). */
+	int resume_present;   /* the run's first CONNACK kept our session */
+	int counting_backlog; /* from that CONNACK until the backlog is in */
+	int64_t drain_start_us;
+	struct event *ev_drain;
+	keyset named;	  /* sessions the backlog could not apply alone */
+	int resume_next;  /* the next snapshot is a resumed one */
+	int full_why;	  /* else why it is full (SKY_SYNC_WHY_*) */
+	uint64_t req_base; /* http requests sent before this sync */
+	int64_t prev_sync_us; /* the cache's last snapshot when this run began */
 	sky_sync_status st;
 	int64_t last_warn_us;
 	unsigned warns_suppressed;
 };
 
 static void start_snapshot(sky_engine *e, int resync);
+static void begin_sync(sky_engine *e);
+static int synced_before(sky_engine *e);
+static int64_t recorded_sync_us(sky_engine *e);
 static int keyset_has(const keyset *s, const char *a, const char *b);
 static int keyset_add(keyset *s, const char *a, const char *b);
 static void keyset_del(keyset *s, const char *a, const char *b);
@@ -430,8 +453,10 @@ const char *sky_engine_state_name(sky_engine_state s)
 static void write_meta(sky_engine *e)
 {
 	/* Bookkeeping only: a failure here must not stop the sync. */
+	/* An earlier run's snapshot stays recorded until this run's. */
+	int64_t last = e->st.last_sync_us ? e->st.last_sync_us : e->prev_sync_us;
 	if (sky__repair_put_meta(
-		e->cache, (uint64_t)e->state + 1, (uint64_t)e->st.last_sync_us,
+		e->cache, (uint64_t)e->state + 1, (uint64_t)last,
 		(uint64_t)(e->st.event_lag_us > 0 ? e->st.event_lag_us : 0),
 		(uint64_t)sky__now_us()) < 0)
 		elog(e, SKY_LOG_WARN, "cannot record the sync state: %s",
@@ -1039,6 +1064,10 @@ static void on_mqtt_connected(int session_present, void *ctx)
 			e->need_resync = 1;
 		}
 	}
+	if (!e->broker_seen && !e->first_done) {
+		e->resume_present = session_present;
+		e->counting_backlog = session_present;
+	}
 	e->broker_seen = 1;
 	elog(e, SKY_LOG_DEBUG, "broker connected (session %s)",
 	     session_present ? "kept" : "new");
@@ -1061,7 +1090,7 @@ static void on_mqtt_subscribed(int ok, void *ctx)
 	if (e->state == SKY_ENGINE_SUBSCRIBE) {
 		evtimer_del(e->ev_broker_wait);
 		e->need_resync = 0;
-		start_snapshot(e, 0);
+		begin_sync(e);
 		return;
 	}
 	if (!e->need_resync)
@@ -1117,6 +1146,12 @@ static void on_mqtt_message(const char *topic, const char *payload, size_t len,
 				      sizeof(tbuf), &ta, &ts, &tt))
 		return;
 	e->st.events_received++;
+	if (e->counting_backlog) {
+		e->st.backlog_events++;
+		if (e->drain_start_us &&
+		    mono_us() - e->drain_start_us < DRAIN_MAX_US)
+			arm_ms(e->ev_drain, DRAIN_QUIET_MS);
+	}
 	evitem it;
 	if (evitem_make(e, payload, len, e->cache->opts.max_event_bytes, ++e->seq,
 			topic, &it) < 0) {
@@ -1134,6 +1169,8 @@ static void on_broker_wait(evutil_socket_t fd, short what, void *arg)
 	if (e->state != SKY_ENGINE_SUBSCRIBE)
 		return;
 	/* Fresh data beats waiting: read now, resync once subscribed. */
+	e->full_why = SKY_SYNC_WHY_NO_BROKER;
+	e->counting_backlog = 0;
 	elog(e, SKY_LOG_WARN,
 	     "the broker is not reachable yet: reading the "
 	     "realm now, again once subscribed");
@@ -1251,7 +1288,11 @@ done:
 
 static void after_login(sky_engine *e)
 {
-	if (!e->follow_run) {
+	/* A one-shot sync of a cache never synced reads everything and
+	 * needs no broker; one of a synced cache asks the broker first
+	 * whether it kept our session (see "Resuming"). */
+	if (!e->follow_run && !synced_before(e)) {
+		e->full_why = SKY_SYNC_WHY_NEVER_SYNCED;
 		start_snapshot(e, 0);
 		return;
 	}
@@ -1262,7 +1303,8 @@ static void after_login(sky_engine *e)
 		    "broker: %s", sky_error_last()->message);
 		return;
 	}
-	arm_ms(e->ev_broker_wait, BROKER_WAIT_MS);
+	arm_ms(e->ev_broker_wait,
+	       e->follow_run ? BROKER_WAIT_MS : BROKER_WAIT_ONCE_MS);
 }
 
 void sky__engine_drop_broker(sky_engine *e)
@@ -1475,6 +1517,10 @@ static void fetch_schedule_at(sky_engine *e, const char *app, const char *sid,
 {
 	if (!*app || !*sid || e->stopping)
 		return;
+	/* While the backlog comes in, a session that needs a read is read
+	 * by the resumed snapshot (see "Resuming"). */
+	if (e->counting_backlog && keyset_add(&e->named, app, sid) < 0)
+		elog(e, SKY_LOG_ERROR, "out of memory noting a session");
 	fetch *f = fetch_find(e, app, sid);
 	if (f) {
 		f->stale |= stale;
@@ -1943,7 +1989,7 @@ static void on_fetch_timer(evutil_socket_t fd, short what, void *arg)
 	sky_engine *e = arg;
 	(void)fd;
 	(void)what;
-	if (e->stopping || e->snap || !e->running)
+	if (e->stopping || e->snap || !e->running || e->counting_backlog)
 		return;
 	/*
 	 * Every event received before these reads are sent must be in the
@@ -2528,6 +2574,17 @@ static void on_unlisted(sky_engine *e, sjob *j, const sky_http_response *res)
 	json_decref(session);
 }
 
+/* A resumed snapshot reads a listed session only when its listed state
+ * differs from the mirror (any field, version and modifiedAt included),
+ * it is stale, or the backlog named it. */
+static int resume_reads(sky_engine *e, const json_t *session, const char *app,
+			const char *sid)
+{
+	return sky__repair_diff(e->cache, session, NULL) != 0 ||
+	       keyset_has(&e->stale, app, sid) ||
+	       keyset_has(&e->named, app, sid);
+}
+
 static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 {
 	snap *s = e->snap;
@@ -2579,6 +2636,9 @@ static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 			}
 			continue;
 		}
+		if (s->resume && keyset_add(&s->visible, app, sid) == 0 &&
+		    !resume_reads(e, session, app, sid))
+			continue;
 		if (keyset_add(&s->visible, app, sid) < 0 ||
 		    snap_add_job(s, J_DATA, app, session, bound) < 0) {
 			json_decref(list);
@@ -2749,6 +2809,33 @@ static void apply_retention(sky_engine *e)
 		     "%ld closed sessions past their retention removed", n);
 }
 
+/* How this sync read the realm and what it cost, for sky_engine_status
+ * and, through the cache's meta, `skysync stats`. */
+static void record_path(sky_engine *e, const snap *s)
+{
+	uint64_t all, gets;
+	sky__http_counts(e->http, &all, &gets);
+	e->st.last_sync_path =
+	    s->resume ? SKY_SYNC_PATH_RESUMED : SKY_SYNC_PATH_FULL;
+	e->st.last_sync_why =
+	    s->resume ? SKY_SYNC_WHY_NONE
+	    : e->full_why ? e->full_why
+	    : s->resync	  ? SKY_SYNC_WHY_RESYNC
+			  : SKY_SYNC_WHY_NEVER_SYNCED;
+	e->st.last_sync_requests = all - e->req_base;
+	e->full_why = 0;
+	e->resume_next = 0;
+	keyset_free(&e->named);
+	elog(e, SKY_LOG_INFO, "sync path %s (%s): %" PRIu64 " requests",
+	     s->resume ? "resumed" : "full",
+	     sky_sync_why_name(e->st.last_sync_why), e->st.last_sync_requests);
+	if (sky__repair_put_sync_path(e->cache, (uint64_t)e->st.last_sync_path,
+				      (uint64_t)e->st.last_sync_why,
+				      e->st.last_sync_requests) < 0)
+		elog(e, SKY_LOG_WARN, "cannot record the sync path: %s",
+		     sky_error_last()->message);
+}
+
 static void snap_finish(sky_engine *e)
 {
 	snap *s = e->snap;
@@ -2759,6 +2846,7 @@ static void snap_finish(sky_engine *e)
 	e->st.last_sync_us = sky__now_us();
 	e->snap_failures = 0;
 	e->first_done = 1;
+	record_path(e, s);
 	elog(e, SKY_LOG_INFO,
 	     "%s done: %" PRIu64 " sessions in %" PRIu64
 	     " applications (%.1f s)",
@@ -2906,7 +2994,7 @@ static void start_snapshot(sky_engine *e, int resync)
 	 * the snapshot is stored. Re-reads of single sessions give way to it.
 	 */
 	apply_all(e);
-	if (e->follow_run)
+	if (e->follow_run || e->mqtt)
 		e->holding_all = 1;
 	fetch_cancel_all(e);
 	snap *s = calloc(1, sizeof(*s));
@@ -2916,6 +3004,11 @@ static void start_snapshot(sky_engine *e, int resync)
 	}
 	s->e = e;
 	s->resync = resync;
+	s->resume = e->resume_next;
+	if (e->first_done) {
+		uint64_t gets;
+		sky__http_counts(e->http, &e->req_base, &gets);
+	}
 	s->progress.resync = resync;
 	s->progress.started_us = sky__now_us();
 	e->snap = s;
@@ -2932,7 +3025,10 @@ static void start_snapshot(sky_engine *e, int resync)
 	 * have missed is newer than as_of, and the events we re-apply over
 	 * the reads are a complete, ordered suffix (see "Clocks" above).
 	 */
-	int64_t wait_us = e->follow_run && e->suback_mono_us
+	/* A resumed snapshot needs no wait: with the session kept, no event
+	 * went missing before the SUBACK. */
+	int64_t wait_us = (e->follow_run || e->mqtt) && e->suback_mono_us &&
+				  !s->resume
 			      ? e->suback_mono_us + AFTER_SUBACK_US - mono_us()
 			      : 0;
 	if (wait_us > 0)
@@ -2970,6 +3066,103 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 		return;
 	write_meta(e);
 	arm_ms(e->ev_heartbeat, HEARTBEAT_MS);
+}
+
+/* ------------------------------------------------------------------ */
+/* Resuming                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A sync of a cache that was synced before, whose broker session the
+ * broker kept, does not read the whole realm (docs/PROTOCOL.md,
+ * "Resuming"):
+ *
+ *   SUBACK --synced before, session present--> drain the backlog
+ *     (apply the events queued for us while we were away; none is read
+ *      meanwhile) --quiet for DRAIN_QUIET_MS, or DRAIN_MAX_US-->
+ *       backlog < backlog_limit: a resumed snapshot (the lists as a full
+ *         one, then only the sessions whose listed state differs from the
+ *         mirror, the stale ones and those the backlog named: an event
+ *         for a session we do not know, a refused or stale one)
+ *       else: a full snapshot (the broker's queue may have overflowed)
+ *   SUBACK --never synced, or session lost--> a full snapshot
+ *   broker not reachable in time --> a full snapshot
+ *
+ * The lists show every field of a session but its data, so a resumed
+ * sync relies on the backlog for data changes: the broker keeps QoS 1
+ * messages of a persistent session up to its queue limit, which the
+ * backlog_limit stands for (we cannot see an overflow: a backlog that
+ * reaches the limit is taken for one).
+ */
+static int synced_before(sky_engine *e)
+{
+	return e->prev_sync_us != 0;
+}
+
+/* Read when the run starts, before its first state is recorded. */
+static int64_t recorded_sync_us(sky_engine *e)
+{
+	MDB_txn *txn;
+	if (sky__store_read_begin(&e->cache->st, &txn) < 0)
+		return 0; /* unknown: the full path is always right */
+	uint64_t last = sky__meta_get_u64(txn, &e->cache->st, "sync_last_at");
+	sky__store_read_end(&e->cache->st, txn);
+	return (int64_t)last;
+}
+
+static void begin_sync(sky_engine *e)
+{
+	if (!synced_before(e)) {
+		e->full_why = SKY_SYNC_WHY_NEVER_SYNCED;
+	} else if (!e->resume_present) {
+		e->full_why = SKY_SYNC_WHY_SESSION_LOST;
+	} else {
+		/* The backlog comes first: wait until it is in. */
+		e->drain_start_us = mono_us();
+		arm_ms(e->ev_drain, DRAIN_QUIET_MS);
+		return;
+	}
+	e->counting_backlog = 0;
+	start_snapshot(e, 0);
+}
+
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+	sky_engine *e = arg;
+	(void)fd;
+	(void)what;
+	if (e->stopping || e->state != SKY_ENGINE_SUBSCRIBE || e->snap)
+		return;
+	e->counting_backlog = 0;
+	if (e->st.backlog_events >= e->o.backlog_limit) {
+		elog(e, SKY_LOG_INFO,
+		     "%" PRIu64 " events waited for us at the broker "
+		     "(limit %u): its queue may have overflowed; reading the "
+		     "whole realm",
+		     e->st.backlog_events, e->o.backlog_limit);
+		e->full_why = SKY_SYNC_WHY_OVERFLOW;
+	} else {
+		elog(e, SKY_LOG_INFO,
+		     "the broker kept our session: %" PRIu64
+		     " events applied; reading what differs",
+		     e->st.backlog_events);
+		e->resume_next = 1;
+	}
+	start_snapshot(e, 0);
+}
+
+const char *sky_sync_why_name(int why)
+{
+	switch (why) {
+	case SKY_SYNC_WHY_NONE: return "resumed";
+	case SKY_SYNC_WHY_NEVER_SYNCED: return "never synced";
+	case SKY_SYNC_WHY_SESSION_LOST: return "broker session lost";
+	case SKY_SYNC_WHY_OVERFLOW: return "broker backlog may have overflowed";
+	case SKY_SYNC_WHY_NO_BROKER: return "broker not reachable";
+	case SKY_SYNC_WHY_APPS_CHANGED: return "applications changed";
+	case SKY_SYNC_WHY_RESYNC: return "resync";
+	}
+	return "unknown";
 }
 
 /* ------------------------------------------------------------------ */
@@ -3174,6 +3367,7 @@ static void on_rec_apps(const sky_http_response *res, void *ctx)
 		e->rec_running = 0;
 		elog(e, SKY_LOG_INFO,
 		     "reconcile: the applications changed: resync");
+		e->full_why = SKY_SYNC_WHY_APPS_CHANGED;
 		start_snapshot(e, 1);
 		return;
 	}
@@ -3341,12 +3535,14 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 	evq_clear(&e->incoming);
 	evq_clear(&e->held_all);
 	keyset_free(&e->gone);
+	keyset_free(&e->named);
+	e->counting_backlog = 0;
 	e->holding_all = 0;
 	struct event **evs[] = {
 	    &e->ev_apply,      &e->ev_fetch,	 &e->ev_flush,
 	    &e->ev_snap_retry, &e->ev_snap_go,	 &e->ev_broker_wait,
 	    &e->ev_refresh,    &e->ev_heartbeat, &e->ev_resync,
-	    &e->ev_reconcile};
+	    &e->ev_reconcile, &e->ev_drain};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i]) {
 			event_free(*evs[i]);
@@ -3423,18 +3619,24 @@ static int start_engine(sky_engine *e, struct event_base *base, int follow)
 	e->ev_heartbeat = evtimer_new(base, on_heartbeat, e);
 	e->ev_resync = evtimer_new(base, on_resync_timer, e);
 	e->ev_reconcile = evtimer_new(base, on_reconcile_timer, e);
+	e->ev_drain = evtimer_new(base, on_drain, e);
+	e->resume_present = e->counting_backlog = 0;
+	e->drain_start_us = 0;
+	e->resume_next = e->full_why = 0;
+	e->req_base = 0;
 	sky_http_options ho = {
 	    e->cafile, e->o.insecure, e->o.max_parallel, 0, 0, 0, NULL};
 	if (!e->ev_stop || !e->ev_apply || !e->ev_fetch || !e->ev_flush ||
 	    !e->ev_snap_retry || !e->ev_snap_go || !e->ev_broker_wait ||
 	    !e->ev_refresh || !e->ev_heartbeat || !e->ev_resync ||
-	    !e->ev_reconcile || sky__http_new(base, &ho, &e->http) < 0) {
+	    !e->ev_reconcile || !e->ev_drain || sky__http_new(base, &ho, &e->http) < 0) {
 		e->running = 1;
 		shutdown_engine(e, SKY_ENGINE_FAILED);
 		return sky_error_last()->code ? -1 : sky__error_nomem();
 	}
 	e->running = 1;
 	memset(&e->st, 0, sizeof(e->st));
+	e->prev_sync_us = recorded_sync_us(e);
 	load_stale(e);
 	e->state = SKY_ENGINE_IDLE;
 	set_state(e, SKY_ENGINE_LOGIN);
@@ -3552,12 +3754,14 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 	e->cache = cache;
 	e->lock_fd = -1;
 	e->proto = sky__protocol_builtin();
-	/* A version 1 caller's struct ends before reconcile_interval_s, a
-	 * version 2 one before protocol_file. */
+	/* Each version's struct ends before the fields the next one added:
+	 * version 1 before reconcile_interval_s, 2 before protocol_file, 3
+	 * before backlog_limit. */
 	memcpy(&e->o, opts,
-	       opts->version == 1
-		   ? offsetof(sky_engine_options, reconcile_interval_s)
+	       opts->version == 1   ? offsetof(sky_engine_options,
+					   reconcile_interval_s)
 	       : opts->version == 2 ? offsetof(sky_engine_options, protocol_file)
+	       : opts->version == 3 ? offsetof(sky_engine_options, backlog_limit)
 				    : sizeof(*opts));
 	int rc;
 	if ((rc = dup_opt(&e->server, opts->server, "server", 1)) < 0 ||
@@ -3606,6 +3810,8 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 		e->o.retry_limit = 6;
 	if (!e->o.reconcile_interval_s)
 		e->o.reconcile_interval_s = RECONCILE_DEFAULT_S;
+	if (!e->o.backlog_limit)
+		e->o.backlog_limit = BACKLOG_LIMIT_DEFAULT;
 	if (e->o.backoff_min_ms <= 0)
 		e->o.backoff_min_ms = 250;
 	if (e->o.backoff_max_ms <= 0)

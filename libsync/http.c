@@ -72,6 +72,7 @@ struct sky_http_client {
 	sky_http_req *active;
 	CURL **spare; /* reset easy handles, ready for reuse */
 	unsigned nspare, spare_cap;
+	uint64_t sent, sent_get; /* requests handed to curl, GETs of them */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -334,6 +335,9 @@ int sky__http_send(sky_http_client *h, const sky_http_spec *spec,
 	r->done = done;
 	r->ctx = ctx;
 	r->retry_after_s = -1;
+	h->sent++;
+	if (!strcmp(spec->method, "GET"))
+		h->sent_get++;
 	r->max_answer =
 	    spec->max_answer ? spec->max_answer : h->opts.max_answer;
 	if (h->nspare)
@@ -524,4 +528,10 @@ void sky__http_free(sky_http_client *h)
 	free(h->cafile);
 	free(h->user_agent);
 	free(h);
+}
+
+void sky__http_counts(const sky_http_client *h, uint64_t *all, uint64_t *gets)
+{
+	*all = h ? h->sent : 0;
+	*gets = h ? h->sent_get : 0;
 }

@@ -82,4 +82,8 @@ void sky__http_cancel(sky_http_req *req);
 /* Requests started and not yet ended. */
 unsigned sky__http_inflight(const sky_http_client *h);
 
+/* Requests sent through this client so far (every attempt counts, retries
+ * included), and the GETs among them. */
+void sky__http_counts(const sky_http_client *h, uint64_t *all, uint64_t *gets);
+
 #endif

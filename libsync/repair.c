@@ -447,3 +447,29 @@ int sky__repair_put_meta(sky_cache *c, uint64_t state, uint64_t last_at,
 	meta_ctx m = {c, {state, last_at, lag, updated}};
 	return sky__store_write(&c->st, meta_write, &m);
 }
+
+typedef struct {
+	sky_cache *cache;
+	uint64_t v[3];
+} path_ctx;
+
+static int path_write(MDB_txn *txn, void *arg)
+{
+	path_ctx *m = arg;
+	static const char *names[3] = {SKY_META_SYNC_PATH, SKY_META_SYNC_WHY,
+				       SKY_META_SYNC_REQUESTS};
+	for (int i = 0; i < 3; i++) {
+		int rc =
+		    sky__meta_put_u64(txn, &m->cache->st, names[i], m->v[i]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int sky__repair_put_sync_path(sky_cache *c, uint64_t path, uint64_t why,
+			      uint64_t requests)
+{
+	path_ctx m = {c, {path, why, requests}};
+	return sky__store_write(&c->st, path_write, &m);
+}

@@ -22,6 +22,9 @@
 #define SKY_META_SYNC_LAST_AT "sync_last_at"	 /* µs, last snapshot done */
 #define SKY_META_SYNC_EVENT_LAG "sync_event_lag" /* µs */
 #define SKY_META_SYNC_UPDATED "sync_updated_at"	 /* µs, heartbeat */
+#define SKY_META_SYNC_PATH "sync_path"	 /* SKY_SYNC_PATH_* of the last sync */
+#define SKY_META_SYNC_WHY "sync_path_why" /* SKY_SYNC_WHY_* */
+#define SKY_META_SYNC_REQUESTS "sync_requests" /* REST requests it made */
 
 /*
  * The newest of a session's watermarks (its fields, properties, data) and
@@ -124,5 +127,10 @@ int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
 /* Store the sync bookkeeping (each value a u64 under SKY_META_SYNC_*). */
 int sky__repair_put_meta(sky_cache *c, uint64_t state, uint64_t last_at,
 			 uint64_t lag, uint64_t updated);
+
+/* Store how the last sync read the realm (SKY_META_SYNC_PATH, _WHY,
+ * _REQUESTS). */
+int sky__repair_put_sync_path(sky_cache *c, uint64_t path, uint64_t why,
+			      uint64_t requests);
 
 #endif

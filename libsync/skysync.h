@@ -245,6 +245,10 @@ typedef struct {
 	uint64_t outbox_delivered; /**< writes confirmed delivered, lifetime */
 	int64_t outbox_last_delivery_us; /**< wall clock of the last one, 0
 					      never */
+	/* Recorded by the sync engine at the end of its last sync (0: none). */
+	int sync_path;             /**< SKY_SYNC_PATH_FULL or _RESUMED */
+	int sync_path_why;         /**< SKY_SYNC_WHY_*: why it was full */
+	uint64_t sync_requests;    /**< REST requests that sync made */
 } sky_stats;
 
 SKY_EXTERN int sky_cache_stats(sky_cache *cache, sky_stats *out);
@@ -589,13 +593,19 @@ typedef struct {
 					eventType strings; read and checked
 					by sky_engine_new (SKY_EINVAL names
 					the bad entry); NULL: built in */
+	/* Version 4: */
+	unsigned backlog_limit;  /**< at start, a broker backlog of this many
+				      events or more may have overflowed the
+				      broker's queue: read the whole realm
+				      instead of resuming (0: 1000, mosquitto's
+				      default max_queued_messages) */
 } sky_engine_options;
 
 #define SKY_RECONCILE_NEVER 0xffffffffu
-#define SKY_ENGINE_OPTIONS_VERSION 3
+#define SKY_ENGINE_OPTIONS_VERSION 4
 #define SKY_ENGINE_OPTIONS_INIT                                              \
 	{SKY_ENGINE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, \
-	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL}
+	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0}
 
 /**
  * Create an engine for `cache` (which must outlive it). Options are
@@ -682,7 +692,36 @@ typedef struct {
 	uint64_t reconciles;     /**< periodic reconciles completed */
 	uint64_t stale_sessions; /**< sessions marked stale now */
 	char read_error[256];    /**< the first failed read of this run */
+	int last_sync_path;      /**< SKY_SYNC_PATH_*: how the last sync of
+				      this run read the realm (0: none yet) */
+	int last_sync_why;       /**< SKY_SYNC_WHY_*: why it was full */
+	uint64_t last_sync_requests; /**< REST requests from the run's start
+					  (or the resync's) to its end */
+	uint64_t backlog_events; /**< events the broker delivered from our
+				      kept session before the first sync */
 } sky_sync_status;
+
+/*
+ * How a sync read the realm. FULL: every application's lists and every
+ * listed session's data (a snapshot). RESUMED: the cache was synced before
+ * and the broker kept our session, so the events it queued meanwhile
+ * (the backlog) are applied, the lists are read, and only the sessions
+ * whose listed state differs from the mirror, the stale ones and those the
+ * backlog could not apply are read (docs/PROTOCOL.md, "Resuming").
+ */
+#define SKY_SYNC_PATH_FULL 1
+#define SKY_SYNC_PATH_RESUMED 2
+/* Why a sync was full. */
+#define SKY_SYNC_WHY_NONE 0          /* it was resumed */
+#define SKY_SYNC_WHY_NEVER_SYNCED 1  /* the cache has no completed sync */
+#define SKY_SYNC_WHY_SESSION_LOST 2  /* CONNACK: session present = false */
+#define SKY_SYNC_WHY_OVERFLOW 3      /* backlog >= backlog_limit */
+#define SKY_SYNC_WHY_NO_BROKER 4     /* the broker was not reachable */
+#define SKY_SYNC_WHY_APPS_CHANGED 5  /* the set of applications changed */
+#define SKY_SYNC_WHY_RESYNC 6        /* a resync while following */
+
+/** Words for a SKY_SYNC_WHY_* code (a static string). */
+SKY_EXTERN const char *sky_sync_why_name(int why);
 
 /** The engine's state and counters. Returns 0. */
 SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);

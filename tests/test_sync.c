@@ -71,6 +71,7 @@ typedef struct {
 	unsigned max_parallel;
 	unsigned resync_interval_s;
 	unsigned reconcile_s;	/* 0: the engine's default */
+	unsigned backlog_limit; /* 0: the engine's default */
 	const char *broker_url; /* NULL: the test broker, plain MQTT */
 	const char *protocol_file; /* NULL: the built-in layout */
 } fixture;
@@ -199,6 +200,7 @@ static int fx_engine(fixture *fx, int follow)
 	o.broker = fx->broker_url ? fx->broker_url : bro;
 	o.reconcile_interval_s = fx->reconcile_s;
 	o.protocol_file = fx->protocol_file;
+	o.backlog_limit = fx->backlog_limit;
 	o.realm = "demo";
 	o.user = "integration";
 	o.password = "integration-pass";
@@ -2259,6 +2261,9 @@ static void test_sync__relogin_after_refresh(void)
 	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
 	const char *p = "{\"after\":\"401s\"}";
 	CU_ASSERT(sky_data_patch(fx.cache, APP, s1, p, strlen(p)) == 0);
+	/* The broker kept our session, so this sync would resume and not
+	 * read s1's data; without it (lost at a restart) the sync is full. */
+	CU_ASSERT_FATAL(sky_broker_restart(&broker) == 0);
 	logins = emu_stat(&fx, "logins");
 	CU_ASSERT_EQUAL(fx_sync_once(&fx), SKY_ENETWORK);
 	CU_ASSERT_EQUAL(emu_stat(&fx, "logins") - logins, 2);
@@ -3597,6 +3602,146 @@ static void test_sync__protocol_file_layout(void)
 	free(seed);
 }
 
+/* ------------------------------------------------------------------ */
+/* Resuming: a sync in proportion to what changed                      */
+/* ------------------------------------------------------------------ */
+
+/* A one-shot sync; its status (path, why, requests) in *st. */
+static int fx_sync_once_status(fixture *fx, sky_sync_status *st)
+{
+	if (fx_engine(fx, 0) < 0)
+		return -1;
+	int rc = sky_engine_sync_once(fx->engine);
+	sky_engine_status(fx->engine, st);
+	sky_engine_free(fx->engine);
+	fx->engine = NULL;
+	return rc;
+}
+
+/* `n` random changes on the server (fixed seed, SEED= to replay). */
+static void offline_changes(fixture *fx, unsigned long long seed_n, int n)
+{
+	const char *env = getenv("SEED");
+	if (env)
+		seed_n = strtoull(env, NULL, 10);
+	fprintf(stderr, "  SEED=%llu\n", seed_n);
+	slist l;
+	slist_load(fx, &l, seed_n);
+	int ok = 0;
+	for (int i = 0; i < n; i++)
+		ok += random_change(fx, &l) / 100 == 2;
+	CU_ASSERT(ok > n / 2);
+	free(l.v);
+}
+
+/*
+ * A first sync with --follow leaves a persistent broker session; with the
+ * engine down, 28 changes on the server (renames, properties, data
+ * patches, closes, creates...) queue there. The next one-shot sync takes
+ * the resumed path: the backlog applied, the lists read, and only what
+ * differs read, in at most 60 GETs (a full sync of the example realm
+ * makes 255); afterwards every field of every session of the mirror and
+ * its data equal the server's GETs.
+ */
+static void test_sync__resume_after_offline_changes(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT_EQUAL(st.last_sync_path, SKY_SYNC_PATH_FULL);
+	CU_ASSERT_EQUAL(st.last_sync_why, SKY_SYNC_WHY_NEVER_SYNCED);
+	fx_stop_engine(&fx);
+
+	offline_changes(&fx, 28, 28);
+	json_int_t req0 = emu_stat(&fx, "api_requests");
+	json_int_t log0 = emu_stat(&fx, "logins");
+	CU_ASSERT_EQUAL(fx_sync_once_status(&fx, &st), 0);
+	json_int_t req1 = emu_stat(&fx, "api_requests");
+	json_int_t log1 = emu_stat(&fx, "logins");
+	json_int_t gets = (req1 - req0) - (log1 - log0);
+	fprintf(stderr, "  resumed: %lld requests (%lld GETs), %llu backlog "
+			"events\n",
+		(long long)(req1 - req0), (long long)gets,
+		(unsigned long long)st.backlog_events);
+	CU_ASSERT_EQUAL(st.last_sync_path, SKY_SYNC_PATH_RESUMED);
+	CU_ASSERT_EQUAL(st.last_sync_why, SKY_SYNC_WHY_NONE);
+	CU_ASSERT(st.backlog_events >= 20); /* the changes' events came */
+	CU_ASSERT(gets > 0 && gets <= 60);
+	/* The engine counts what the server saw. */
+	CU_ASSERT_EQUAL((json_int_t)st.last_sync_requests, req1 - req0);
+
+	size_t checked = 0, closed = 0;
+	CU_ASSERT_EQUAL(mirror_vs_server_gets(&fx, &checked, &closed), 0);
+	CU_ASSERT(checked > 200);
+
+	/* skysync stats reads the same from the cache. */
+	sky_stats cs;
+	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &cs), 0);
+	CU_ASSERT_EQUAL(cs.sync_path, SKY_SYNC_PATH_RESUMED);
+	CU_ASSERT_EQUAL(cs.sync_requests, st.last_sync_requests);
+	fx_end(&fx);
+	free(seed);
+}
+
+/*
+ * The full path when resuming cannot be trusted: a cache never synced; a
+ * new broker client id (the broker has no session for it: a one-shot
+ * sync after a one-shot sync that never connected); the broker restarted
+ * without persistence (session lost); a backlog at the limit (the
+ * broker's queue may have overflowed). Each time the mirror equals the
+ * server afterwards.
+ */
+static void test_sync__resume_falls_back_to_full(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	sky_sync_status st;
+	size_t checked = 0, closed = 0;
+
+	/* Never synced: full, without asking the broker. */
+	CU_ASSERT_EQUAL(fx_sync_once_status(&fx, &st), 0);
+	CU_ASSERT_EQUAL(st.last_sync_path, SKY_SYNC_PATH_FULL);
+	CU_ASSERT_EQUAL(st.last_sync_why, SKY_SYNC_WHY_NEVER_SYNCED);
+	CU_ASSERT_EQUAL(st.broker_connects, 0);
+
+	/* Synced, but the broker has never seen our client id. */
+	offline_changes(&fx, 5, 5);
+	CU_ASSERT_EQUAL(fx_sync_once_status(&fx, &st), 0);
+	CU_ASSERT_EQUAL(st.last_sync_path, SKY_SYNC_PATH_FULL);
+	CU_ASSERT_EQUAL(st.last_sync_why, SKY_SYNC_WHY_SESSION_LOST);
+	CU_ASSERT_EQUAL(mirror_vs_server_gets(&fx, &checked, &closed), 0);
+
+	/* The broker restarts without persistence: our session is gone. */
+	CU_ASSERT_EQUAL_FATAL(sky_broker_restart(&broker), 0);
+	offline_changes(&fx, 6, 6);
+	CU_ASSERT_EQUAL(fx_sync_once_status(&fx, &st), 0);
+	CU_ASSERT_EQUAL(st.last_sync_path, SKY_SYNC_PATH_FULL);
+	CU_ASSERT_EQUAL(st.last_sync_why, SKY_SYNC_WHY_SESSION_LOST);
+	CU_ASSERT_EQUAL(mirror_vs_server_gets(&fx, &checked, &closed), 0);
+
+	/* The session is kept now; a backlog at the limit reads it all. */
+	fx.backlog_limit = 3;
+	offline_changes(&fx, 7, 12);
+	CU_ASSERT_EQUAL(fx_sync_once_status(&fx, &st), 0);
+	CU_ASSERT(st.backlog_events >= 3);
+	CU_ASSERT_EQUAL(st.last_sync_path, SKY_SYNC_PATH_FULL);
+	CU_ASSERT_EQUAL(st.last_sync_why, SKY_SYNC_WHY_OVERFLOW);
+	CU_ASSERT_EQUAL(mirror_vs_server_gets(&fx, &checked, &closed), 0);
+
+	/* Under the limit, the same session resumes. */
+	fx.backlog_limit = 0;
+	offline_changes(&fx, 8, 4);
+	CU_ASSERT_EQUAL(fx_sync_once_status(&fx, &st), 0);
+	CU_ASSERT_EQUAL(st.last_sync_path, SKY_SYNC_PATH_RESUMED);
+	CU_ASSERT_EQUAL(mirror_vs_server_gets(&fx, &checked, &closed), 0);
+	fx_end(&fx);
+	free(seed);
+}
+
 int main(void)
 {
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
@@ -3650,6 +3795,10 @@ int main(void)
 	     test_sync__one_identity_per_cache},
 	    {"test_sync__closed_sessions_stay",
 	     test_sync__closed_sessions_stay},
+	    {"test_sync__resume_after_offline_changes",
+	     test_sync__resume_after_offline_changes},
+	    {"test_sync__resume_falls_back_to_full",
+	     test_sync__resume_falls_back_to_full},
 	    {NULL, NULL},
 	};
 	int rc = sky_test_main("sync", cases);

@@ -413,6 +413,21 @@ static void print_prometheus(const sky_stats *s)
 			     "when sync last recorded it.",
 			     s->sync_event_lag_us);
 	}
+	/* How the last sync read the realm: one 0/1 series per path. */
+	if (s->sync_path > 0) {
+		prom_family("skysync_last_sync_path", "gauge",
+			    "1 for how the last sync read the realm: full (a "
+			    "snapshot) or resumed (the broker's backlog and "
+			    "the lists, then only what differs).");
+		printf("skysync_last_sync_path{path=\"full\"} %d\n",
+		       s->sync_path == SKY_SYNC_PATH_FULL);
+		printf("skysync_last_sync_path{path=\"resumed\"} %d\n",
+		       s->sync_path == SKY_SYNC_PATH_RESUMED);
+		prom_count("skysync_last_sync_requests", "gauge",
+			   "REST requests the last sync made (login and "
+			   "retries included).",
+			   s->sync_requests);
+	}
 }
 
 static int run_stats(int argc, char **argv, const cli_globals *g)
@@ -514,7 +529,20 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 						 : json_null()) < 0 ||
 		    json_object_set_new(
 			o, "eventLagMs",
-			json_integer(s.sync_event_lag_us / 1000)) < 0) {
+			json_integer(s.sync_event_lag_us / 1000)) < 0 ||
+		    (s.sync_path > 0 &&
+		     (json_object_set_new(
+			  o, "lastSyncPath",
+			  json_string(s.sync_path == SKY_SYNC_PATH_RESUMED
+					  ? "resumed"
+					  : "full")) < 0 ||
+		      json_object_set_new(
+			  o, "lastSyncWhy",
+			  json_string(sky_sync_why_name(s.sync_path_why))) <
+			  0 ||
+		      json_object_set_new(
+			  o, "lastSyncRequests",
+			  json_integer((json_int_t)s.sync_requests)) < 0))) {
 			json_decref(o);
 			fprintf(stderr, "skysync: out of memory\n");
 			return EXIT_USAGE;

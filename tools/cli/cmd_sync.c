@@ -260,7 +260,8 @@ static void wipe_free(char *s)
 static const char sync_usage[] =
     "usage: skysync sync --server URL [--broker URL] --realm R --user U\n"
     "                    [--password-file F] [--follow] [--print-changes]\n"
-    "                    [--reconcile SECONDS] [--cafile F] [--insecure]\n"
+    "                    [--reconcile SECONDS] [--backlog-limit N]\n"
+    "                    [--cafile F] [--insecure]\n"
     "                    [--quiet] [--verbose] [--wait [--timeout S]]\n"
     "\n"
     "Read the realm's applications, roles, open sessions and their data\n"
@@ -281,6 +282,10 @@ static const char sync_usage[] =
     "  --reconcile SECONDS  with --follow, re-list the realm this often and\n"
     "                       re-read sessions that differ from the cache and\n"
     "                       stale ones (default 600; 0: never)\n"
+    "  --backlog-limit N    a broker backlog of N events or more at start may\n"
+    "                       have overflowed the broker's queue: read the\n"
+    "                       whole realm instead of resuming (default 1000,\n"
+    "                       mosquitto's max_queued_messages)\n"
     "  --cafile F           CA bundle for TLS (default: the system's)\n"
     "  --protocol FILE      the server's REST paths, topics and eventType\n"
     "                       strings (see `skysync protocol`; default: built\n"
@@ -355,6 +360,20 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 					    "seconds (0: never)");
 			o.reconcile_interval_s =
 			    v ? (unsigned)v : SKY_RECONCILE_NEVER;
+			i++;
+		}
+		else if (!strcmp(a, "--backlog-limit")) {
+			char *end = NULL;
+			errno = 0;
+			unsigned long v =
+			    i + 1 < argc ? strtoul(argv[i + 1], &end, 10) : 0;
+			if (i + 1 >= argc || !*argv[i + 1] || *end ||
+			    argv[i + 1][0] == '-' || errno || v == 0 ||
+			    v >= 0xffffffffUL)
+				return cli_usage_error(
+				    "sync", "--backlog-limit needs a number of "
+					    "events (at least 1)");
+			o.backlog_limit = (unsigned)v;
 			i++;
 		}
 		else if (!strcmp(a, "--wait"))
@@ -475,6 +494,16 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 				(unsigned long long)st.progress.sessions_done,
 				(unsigned long long)st.progress.applications,
 				g->db);
+		if (!ui.quiet && !o.follow && st.last_sync_path)
+			fprintf(stderr,
+				"skysync: sync path %s (%s), %llu requests\n",
+				st.last_sync_path == SKY_SYNC_PATH_RESUMED
+				    ? "resumed"
+				    : "full",
+				st.last_sync_path == SKY_SYNC_PATH_RESUMED
+				    ? "the broker kept our session"
+				    : sky_sync_why_name(st.last_sync_why),
+				(unsigned long long)st.last_sync_requests);
 		/* Reads that failed: a one-shot sync is incomplete (4); a
 		 * follow stopped by a signal only says what is stale. */
 		int reads_failed = !o.follow && st.reads_failed;
