@@ -148,7 +148,8 @@ long sky__retain_closed(sky_cache *c, sky_repair_removed_fn removed,
 	long n = 0;
 	if (rc < 0)
 		goto done;
-	qsort(l.v, l.n, sizeof(*l.v), newest_first);
+	if (l.n > 1) /* qsort() of no array is undefined */
+		qsort(l.v, l.n, sizeof(*l.v), newest_first);
 	for (size_t i = 0; i < l.n; i++) {
 		int too_many = keep_max && i >= keep_max;
 		int too_old = keep_s != SKY_KEEP_FOREVER &&
