@@ -13,7 +13,12 @@
 #    WATCHDOG=1 with a small $WATCHDOG_USEC, and STOPPING=1 on SIGTERM;
 #  - SIGHUP keeps the follower running and reopens --log after a rename;
 #    after a SIGHUP with a wrong password in the file, the next login (all
-#    tokens expired by the emulator) uses it and is refused.
+#    tokens expired by the emulator) uses it and is refused;
+#  - the ExecStart line of tools/systemd/skysync-sync@.service.in, with
+#    a sample env file's variables substituted, syncs the realm into the
+#    unit's cache directory and tells the notify socket READY=1 and
+#    WATCHDOG=1; systemd-analyze verify finds nothing wrong in the unit
+#    (skipped where systemd-analyze is missing or cannot run).
 set -u
 top_src=${SKY_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 top_build=${SKY_TOP_BUILDDIR:-$top_src}
@@ -173,5 +178,54 @@ check "  every line has a <N> prefix" sh -c "[ -s '$tmp/journal.err' ] && ! grep
 check "  info lines are <6>" grep -q '^<6>sync: live: applying' "$tmp/journal.err"
 check "  STOPPING=1 on the notify socket" grep -q '^STOPPING=1$' "$tmp/notify.out"
 check "--log without --follow is refused (exit 1)" run 1 "$skysync" --db "$fdb" sync $sync_args --log "$tmp/x.log"
+
+# --- the systemd unit ---
+unit_in="$top_src/tools/systemd/skysync-sync@.service.in"
+sed "s|@bindir@|$top_build/tools|; s|/var/lib/skysync/%i|$tmp/state/%i|; s|%i|demo|g" \
+	"$unit_in" >"$tmp/unit.service"
+exec_start=$(sed -n 's/^ExecStart=//p' "$tmp/unit.service")
+check "the unit has one ExecStart" [ "$(grep -c '^ExecStart=' "$unit_in")" = 1 ]
+check "  running sync --follow" sh -c "echo '$exec_start' | grep -q ' sync --follow '"
+{
+	echo "SKYSYNC_SERVER=$url"
+	echo "SKYSYNC_REALM=demo"
+	echo "SKYSYNC_USER=integration"
+	echo "SKYSYNC_PASSWORD_FILE=$tmp/pw"
+	echo "SKYSYNC_OPTIONS=\"--broker mqtt://127.0.0.1:$sky_broker_port --reconcile 30\""
+} >"$tmp/demo.env"
+env_ok=1
+for v in $(echo "$exec_start" | grep -o 'SKYSYNC_[A-Z_]*'); do
+	grep -q "^$v=" "$top_src/tools/systemd/skysync-sync.env.example" || env_ok=0
+done
+check "the sample env file names every variable ExecStart uses" [ "$env_ok" = 1 ]
+mkdir -m 700 "$tmp/state" "$tmp/state/demo" # what StateDirectory= makes
+: >"$tmp/notify.out"
+(
+	set -a
+	. "$tmp/demo.env"
+	set +a
+	eval "set -- $exec_start"
+	NOTIFY_SOCKET="$tmp/notify.sock" WATCHDOG_USEC=300000 exec "$@"
+) >"$tmp/unit.out" 2>"$tmp/unit.err" &
+follow_pid=$!
+check "the unit's ExecStart sends READY=1" sky_wait_line "$follow_pid" "$tmp/notify.out" '^READY=1'
+check "  and WATCHDOG=1" sky_wait_line "$follow_pid" "$tmp/notify.out" '^WATCHDOG=1$'
+check "  syncing into the unit's cache directory" run 0 "$skysync" --db "$tmp/state/demo" health
+kill -TERM "$follow_pid"
+wait "$follow_pid"
+st=$?
+follow_pid=
+check "  SIGTERM stops it with exit 0" [ "$st" = 0 ]
+if command -v systemd-analyze >/dev/null; then
+	sed "s|@bindir@|$top_build/tools|" "$unit_in" >"$tmp/skysync-sync@demo.service"
+	if timeout 60 systemd-analyze verify --man=no "$tmp/skysync-sync@demo.service" >"$tmp/verify.out" 2>&1; then
+		check "systemd-analyze verify: nothing wrong in the unit" sh -c \
+			"! grep -i 'skysync-sync@demo.*\(unknown\|invalid\|failed\|bad\)' '$tmp/verify.out'"
+	else
+		echo "# systemd-analyze verify cannot run here: $(tail -1 "$tmp/verify.out")"
+	fi
+else
+	echo "# no systemd-analyze: the unit is not verified"
+fi
 
 finish
