@@ -9,6 +9,10 @@
  * usage, 3 dead letters, 4 network or server failure: reads failed or
  * writes left undelivered; the message names the part that failed).
  *
+ * With --follow it is a service: its log lines are stamped (follow_log.c),
+ * SIGHUP reads the password file again and reopens --log, and systemd's
+ * notify socket hears READY/WATCHDOG/STOPPING (notify.c).
+ *
  * The password never comes from the command line (argv is visible to
  * every user of the machine): it is read from --password-file or from
  * $SKYSYNC_PASSWORD, held in memory only, and wiped after use.
