@@ -3884,3 +3884,18 @@ int sky_engine_status(sky_engine *e, sky_sync_status *out)
 	out->reads_pending = e->fetch_count;
 	return 0;
 }
+
+int sky_engine_set_password(sky_engine *e, const char *password)
+{
+	assert(e);
+	if (!password || !*password)
+		return sky__error_input("sync: the password is empty");
+	char *p = strdup(password);
+	if (!p)
+		return sky__error_nomem();
+	/* The access token stays valid: the new password is used by the
+	 * next login (a refused refresh, a new run of the snapshot). */
+	sky__api_wipe_free(e->password);
+	e->password = p;
+	return 0;
+}

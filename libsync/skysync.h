@@ -655,6 +655,15 @@ SKY_EXTERN int sky_engine_run(sky_engine *engine);
 SKY_EXTERN int sky_engine_sync_once(sky_engine *engine);
 
 /**
+ * Replace the password (copied; the old copy is wiped): the next login
+ * uses it, the current tokens stay. Call from the engine's loop (a
+ * signal event: `sync --follow` on SIGHUP). Returns 0, SKY_EINVAL (empty)
+ * or -1.
+ */
+SKY_EXTERN int sky_engine_set_password(sky_engine *engine,
+				       const char *password);
+
+/**
  * Stop: cancel requests, disconnect from the broker, apply the events
  * already received, record the state in the cache; sky_engine_run returns.
  * Call from the engine's loop (a callback or a signal event). Idempotent.

@@ -9,6 +9,10 @@
  * usage, 3 dead letters, 4 network or server failure: reads failed or
  * writes left undelivered; the message names the part that failed).
  *
+ * With --follow it is a service: its log lines are stamped (follow_log.c),
+ * SIGHUP reads the password file again and reopens --log, and systemd's
+ * notify socket hears READY/WATCHDOG/STOPPING (notify.c).
+ *
  * The password never comes from the command line (argv is visible to
  * every user of the machine): it is read from --password-file or from
  * $SKYSYNC_PASSWORD, held in memory only, and wiped after use.
@@ -29,6 +33,8 @@
 #include <event2/event.h>
 
 #include "cli.h"
+#include "follow_log.h"
+#include "notify.h"
 #include "sync_wait.h"
 #include "json.h"
 
@@ -41,6 +47,9 @@ typedef struct {
 	int64_t last_line_us; /* plain progress lines: last one */
 	int output_failed;
 	int signalled; /* stopped by SIGINT/SIGTERM */
+	int follow;    /* log lines stamped (follow_log.c), SIGHUP, notify */
+	int ready;     /* READY=1 sent */
+	const char *password_file; /* read again on SIGHUP */
 } sync_ui;
 
 static int64_t now_us(void)
@@ -66,6 +75,10 @@ static void on_log(sky_log_level level, const char *line, void *payload)
 	if (level == SKY_LOG_INFO && ui->quiet)
 		return;
 	clear_bar(ui);
+	if (ui->follow) {
+		follow_log_line(level, line);
+		return;
+	}
 	fprintf(stderr, "skysync: %s%s\n",
 		level == SKY_LOG_ERROR	? "error: "
 		: level == SKY_LOG_WARN ? "warning: "
@@ -113,6 +126,17 @@ static void on_progress(const sky_sync_progress *p, void *payload)
 	    (now - ui->last_line_us < 2000000 || !p->sessions_total))
 		return;
 	ui->last_line_us = now;
+	if (ui->follow) {
+		follow_log_printf(
+		    SKY_LOG_INFO,
+		    "%s: %llu/%llu sessions in %llu applications, "
+		    "%.0f sessions/s%s",
+		    what, (unsigned long long)p->sessions_done,
+		    (unsigned long long)p->sessions_total,
+		    (unsigned long long)p->applications, rate,
+		    p->done ? ", done" : "");
+		return;
+	}
 	fprintf(stderr,
 		"skysync: %s: %llu/%llu sessions in %llu applications, "
 		"%.0f sessions/s%s\n",
@@ -180,6 +204,47 @@ static void on_state(sky_engine_state state, void *payload)
 	else if (state == SKY_ENGINE_LIVE && !ui->quiet)
 		on_log(SKY_LOG_INFO, "live: applying events as they arrive",
 		       ui);
+	/* systemd Type=notify: ready once the first snapshot is in. */
+	if (state == SKY_ENGINE_LIVE && ui->follow && !ui->ready) {
+		ui->ready = 1;
+		if (notify_send("READY=1\nSTATUS=live") < 0)
+			on_log(SKY_LOG_WARN, "cannot notify $NOTIFY_SOCKET",
+			       ui);
+	}
+}
+
+static char *read_password(const char *path);
+static void wipe_free(char *s);
+
+/* SIGHUP (--follow): read the password file again (the next login uses
+ * it) and reopen the --log file (logrotate), then go on. */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	sync_ui *ui = arg;
+	(void)sig;
+	(void)what;
+	on_log(SKY_LOG_INFO, "hangup: reopening the log, reading the "
+			     "password again", ui);
+	follow_log_reopen();
+	if (!ui->password_file || !strcmp(ui->password_file, "-"))
+		return; /* $SKYSYNC_PASSWORD or stdin: nothing to re-read */
+	char *pw = read_password(ui->password_file);
+	if (!pw || sky_engine_set_password(ui->engine, pw) < 0)
+		on_log(SKY_LOG_ERROR, "hangup: keeping the old password", ui);
+	else
+		on_log(SKY_LOG_INFO, "hangup: the next login uses the "
+				     "password file as it is now", ui);
+	wipe_free(pw);
+}
+
+/* systemd's watchdog: WATCHDOG=1 from the loop, so a stuck loop misses
+ * it and gets restarted. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	notify_send("WATCHDOG=1");
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -188,9 +253,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	ui->signalled = 1;
 	clear_bar(ui);
+	if (ui->follow && notify_send("STOPPING=1") < 0)
+		on_log(SKY_LOG_WARN, "cannot notify $NOTIFY_SOCKET", ui);
 	if (!ui->quiet)
-		fprintf(stderr, "skysync: %s: stopping\n",
-			sig == SIGINT ? "interrupted" : "terminated");
+		on_log(SKY_LOG_INFO,
+		       sig == SIGINT ? "interrupted: stopping"
+				     : "terminated: stopping",
+		       ui);
 	sky_engine_stop(ui->engine);
 }
 
@@ -263,6 +332,7 @@ static const char sync_usage[] =
     "                    [--reconcile SECONDS] [--backlog-limit N]\n"
     "                    [--cafile F] [--insecure]\n"
     "                    [--quiet] [--verbose] [--wait [--timeout S]]\n"
+    "                    [--log FILE]\n"
     "\n"
     "Read the realm's applications, roles, open sessions and their data\n"
     "into the cache (removing sessions that closed or are no longer\n"
@@ -276,7 +346,17 @@ static const char sync_usage[] =
     "  --password-file F    read the password from the first line of F\n"
     "                       (- for stdin); else $SKYSYNC_PASSWORD. Never on\n"
     "                       the command line.\n"
-    "  --follow             stay live: apply events until SIGINT/SIGTERM\n"
+    "  --follow             stay live: apply events until SIGINT/SIGTERM;\n"
+    "                       each log line starts with the UTC time and a\n"
+    "                       level (2026-12-03T09:00:00.123Z info sync: ...),\n"
+    "                       or a syslog <N> prefix when $JOURNAL_STREAM is\n"
+    "                       set (systemd). SIGHUP reads --password-file\n"
+    "                       again (for the next login) and reopens --log.\n"
+    "                       $NOTIFY_SOCKET gets READY=1 once live, WATCHDOG=1\n"
+    "                       at half $WATCHDOG_USEC, STOPPING=1 (systemd\n"
+    "                       Type=notify).\n"
+    "  --log FILE           with --follow, append the log to FILE instead\n"
+    "                       of stderr (reopened on SIGHUP, for logrotate)\n"
     "  --print-changes      print one JSON line per change made by sync:\n"
     "                       {applicationId, sessionId, changes[], eventType?}\n"
     "  --reconcile SECONDS  with --follow, re-list the realm this often and\n"
@@ -322,7 +402,7 @@ static const char sync_usage[] =
 static int run_sync(int argc, char **argv, const cli_globals *g)
 {
 	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
-	const char *password_file = NULL;
+	const char *password_file = NULL, *log_file = NULL;
 	int wait = 0;
 	double timeout_s = 0;
 	sync_ui ui;
@@ -344,6 +424,8 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			slot = &o.cafile;
 		else if (!strcmp(a, "--protocol"))
 			slot = &o.protocol_file;
+		else if (!strcmp(a, "--log"))
+			slot = &log_file;
 		else if (!strcmp(a, "--follow"))
 			o.follow = 1;
 		else if (!strcmp(a, "--print-changes"))
@@ -412,6 +494,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			/* Names and URLs must be UTF-8 (exit 3 otherwise);
 			 * file names may be any bytes. */
 			if (slot != &password_file && slot != &o.cafile &&
+			    slot != &log_file &&
 			    slot != &o.protocol_file &&
 			    !cli_utf8_valid(argv[i + 1]))
 				return cli_check_utf8_args("sync", i + 2, argv,
@@ -421,6 +504,8 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	}
 	if (timeout_s > 0 && !wait)
 		return cli_usage_error("sync", "--timeout goes with --wait");
+	if (log_file && !o.follow)
+		return cli_usage_error("sync", "--log goes with --follow");
 	if (!o.server || !o.realm || !o.user)
 		return cli_usage_error("sync",
 				       "--server, --realm and --user are "
@@ -437,6 +522,12 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	if (!password)
 		return EXIT_USAGE;
 	o.password = password;
+	ui.follow = o.follow;
+	ui.password_file = password_file;
+	if (follow_log_open(log_file, o.follow) < 0) {
+		wipe_free(password);
+		return EXIT_USAGE;
+	}
 	o.on_log = on_log;
 	o.on_progress = on_progress;
 	o.on_change = on_change;
@@ -450,7 +541,8 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 
 	int rc = EXIT_USAGE;
 	sky_cache *c = cli_open(g, 0);
-	struct event *sigint = NULL, *sigterm = NULL;
+	struct event *sigint = NULL, *sigterm = NULL, *sighup = NULL,
+		     *watchdog = NULL;
 	if (!c)
 		goto done;
 	if (cli_sync_engine_or_wait(c, &o, wait, timeout_s, ui.quiet,
@@ -474,6 +566,23 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 		rc = cli_fail("sync");
 		goto done;
 	}
+	uint64_t wd_us = o.follow ? notify_watchdog_usec() : 0;
+	if (o.follow &&
+	    (!(sighup = evsignal_new(ui.base, SIGHUP, on_hup, &ui)) ||
+	     evsignal_add(sighup, NULL) < 0 ||
+	     (wd_us && !(watchdog = event_new(ui.base, -1, EV_PERSIST,
+					      on_watchdog, &ui))))) {
+		fprintf(stderr, "skysync: cannot watch SIGHUP or the watchdog\n");
+		goto done;
+	}
+	if (watchdog) {
+		struct timeval half = {(time_t)(wd_us / 2 / 1000000),
+				       (suseconds_t)(wd_us / 2 % 1000000)};
+		if (event_add(watchdog, &half) < 0) {
+			fprintf(stderr, "skysync: cannot arm the watchdog\n");
+			goto done;
+		}
+	}
 	event_base_dispatch(ui.base);
 	sky_engine_stop(ui.engine);
 
@@ -481,7 +590,12 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	sky_engine_status(ui.engine, &st);
 	clear_bar(&ui);
 	if (st.state == SKY_ENGINE_FAILED) {
-		fprintf(stderr, "skysync: sync failed: %s\n", st.error);
+		if (ui.follow) /* the service's log, stamped */
+			follow_log_printf(SKY_LOG_ERROR, "sync failed: %s",
+					  st.error);
+		else
+			fprintf(stderr, "skysync: sync failed: %s\n",
+				st.error);
 		rc = st.error_code == SKY_ENETWORK   ? EXIT_NETWORK
 		     : st.error_code == SKY_EDAMAGED ? EXIT_DAMAGED
 						     : EXIT_USAGE;
@@ -555,6 +669,11 @@ done:
 		event_free(sigint);
 	if (sigterm)
 		event_free(sigterm);
+	if (sighup)
+		event_free(sighup);
+	if (watchdog)
+		event_free(watchdog);
+	follow_log_close();
 	if (ui.base)
 		event_base_free(ui.base);
 	sky_cache_close(c);
