@@ -5,7 +5,12 @@
 #  - a session created offline answers to its local id in every command
 #    that takes a session id (events, get, data, props set, data patch,
 #    session close), before its create was delivered and after (a
-#    one-shot sync against skylight-emu, when it starts).
+#    one-shot sync against skylight-emu, when it starts);
+#  - export then import into an empty cache gives a cache whose export is
+#    byte-identical and whose check passes (the example cache, and a
+#    realm synced from skylight-emu with applications and roles); import
+#    refuses a cache that is not empty and a file that is no export (exit
+#    3), and reports a bad line by number while storing the others.
 set -u
 top_src=${SKY_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 top_build=${SKY_TOP_BUILDDIR:-$top_src}
@@ -92,6 +97,44 @@ else
 	check "sync delivers those writes" ssync
 	check "  the outbox is empty" [ -z "$(sky outbox list)" ]
 	check "  the server id reads closed, with the property" sh -c "'$skysync' --db '$sdb' get app-inspections '$sid' | jq -e '.status == \"closed\" and .properties.stage == \"delivered\"' >/dev/null"
+fi
+
+# --- export and import ---
+# round_trip NAME DB: export DB, import it into an empty cache, export
+# that: the same bytes, and check passes on the imported cache.
+round_trip() {
+	rm -rf "$tmp/imp"
+	check "$1: export" run 0 "$skysync" --db "$2" export
+	cp "$tmp/out" "$tmp/exp1"
+	check "$1:   starts with the format line" [ "$(head -1 "$tmp/exp1")" = '{"format":"skysync-export/1"}' ]
+	check "$1:   one session line per session" [ "$(grep -c '^{"type":"session","session":{' "$tmp/exp1")" = "$("$skysync" --db "$2" stats | jq .sessions)" ]
+	check "$1: import into an empty cache" run 0 "$skysync" --db "$tmp/imp" import "$tmp/exp1"
+	check "$1:   counts the sessions" [ "$(jq .sessions "$tmp/out")" = "$(grep -c '"type":"session"' "$tmp/exp1")" ]
+	check "$1: export of the imported cache" run 0 "$skysync" --db "$tmp/imp" export
+	check "$1:   is byte-identical" cmp -s "$tmp/out" "$tmp/exp1"
+	check "$1: check passes on the imported cache" run 0 "$skysync" --db "$tmp/imp" check
+	check "$1: the imported cache queued nothing" [ -z "$("$skysync" --db "$tmp/imp" outbox list)" ]
+}
+edb="$tmp/edb"
+check "example cache" run 0 "$skysync" --db "$edb" apply "$top_src/tools/examples/events.ndjson"
+round_trip example "$edb"
+check "example: get s-1001 of the imported cache equals the original" sh -c "[ \"\$('$skysync' --db '$tmp/imp' get inspections s-1001)\" = \"\$('$skysync' --db '$edb' get inspections s-1001)\" ]"
+check "example: data s-1001 too" sh -c "[ \"\$('$skysync' --db '$tmp/imp' data inspections s-1001)\" = \"\$('$skysync' --db '$edb' data inspections s-1001)\" ]"
+check "import into a cache that is not empty exits 3" run 3 "$skysync" --db "$tmp/imp" import "$tmp/exp1"
+check "  saying so" grep -q 'is not empty' "$tmp/err"
+check "export APP PRED: only the matching sessions" run 0 "$skysync" --db "$edb" export inspections status=open
+check "  two open sessions" [ "$(grep -c '"type":"session"' "$tmp/out")" = 2 ]
+check "  none closed" sh -c "! grep -q '\"status\":\"closed\"' '$tmp/out'"
+printf '{"type":"session"}\n' >"$tmp/bad.ndjson"
+check "import of a file without the format line exits 3" run 3 "$skysync" --db "$tmp/imp2" import "$tmp/bad.ndjson"
+check "  naming line 1" grep -q 'line 1: not a skysync export' "$tmp/err"
+{ echo '{"format":"skysync-export/1"}'; echo '{"type":"nope"}'; grep '"s-1001"' "$tmp/exp1"; } >"$tmp/bad.ndjson"
+check "import with a bad line exits 3" run 3 "$skysync" --db "$tmp/imp3" import "$tmp/bad.ndjson"
+check "  naming line 2" grep -q '^line 2: ' "$tmp/err"
+check "  and stores the good one" run 0 "$skysync" --db "$tmp/imp3" get inspections s-1001
+if [ -n "$emu_pid" ]; then
+	round_trip "synced realm" "$sdb"
+	check "synced realm: the applications and roles came along" sh -c "[ \"\$('$skysync' --db '$tmp/imp' roles app-inspections)\" = \"\$('$skysync' --db '$sdb' roles app-inspections)\" ] && [ -n \"\$('$skysync' --db '$tmp/imp' app app-maintenance)\" ]"
 fi
 
 echo "$passed passed, $failed failed"

@@ -19,7 +19,7 @@ static const cli_command *const commands[] = {
 	&cli_cmd_participant, &cli_cmd_event, &cli_cmd_outbox,
 	&cli_cmd_salvage,
 	&cli_cmd_protocol,
-	&cli_cmd_app,
+	&cli_cmd_app, &cli_cmd_export, &cli_cmd_import,
 	NULL,
 };
 
