@@ -10,7 +10,10 @@
 #    byte-identical and whose check passes (the example cache, and a
 #    realm synced from skylight-emu with applications and roles); import
 #    refuses a cache that is not empty and a file that is no export (exit
-#    3), and reports a bad line by number while storing the others.
+#    3), and reports a bad line by number while storing the others;
+#  - watch, beside `skysync apply` in another process: the current rows,
+#    then entered (a new open session), changed (a property), left (a
+#    close, with status=open), and exit 0 on SIGTERM and on SIGINT.
 set -u
 top_src=${SKY_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 top_build=${SKY_TOP_BUILDDIR:-$top_src}
@@ -136,6 +139,42 @@ if [ -n "$emu_pid" ]; then
 	round_trip "synced realm" "$sdb"
 	check "synced realm: the applications and roles came along" sh -c "[ \"\$('$skysync' --db '$tmp/imp' roles app-inspections)\" = \"\$('$skysync' --db '$sdb' roles app-inspections)\" ] && [ -n \"\$('$skysync' --db '$tmp/imp' app app-maintenance)\" ]"
 fi
+
+# --- watch: another process writes, watch prints the changes ---
+wdb="$tmp/wdb"
+check "watch: the example cache" run 0 "$skysync" --db "$wdb" apply "$top_src/tools/examples/events.ndjson"
+ev() { # ev ID TYPE SID SESSION_FIELDS: one event of inspections at 09:00+
+	printf '{"applicationId":"inspections","sessionId":"%s","eventId":"%s","source":"api","userId":"dave","createdAt":"2026-11-02T09:%s:00Z","timestamp":0,"version":1,"eventType":"%s","session":{"applicationId":"inspections","sessionId":"%s",%s,"modifiedBy":"dave","modifiedAt":"2026-11-02T09:%s:00Z"}}\n' \
+		"$3" "$1" "$4" "$2" "$3" "$5" "$4" >"$tmp/ev.ndjson"
+}
+: >"$tmp/watch.out"
+"$skysync" --db "$wdb" watch inspections status=open >"$tmp/watch.out" 2>"$tmp/watch.err" &
+watch_pid=$!
+check "watch prints the current rows" sky_wait_line "$watch_pid" "$tmp/watch.out" '"sessionId":"s-1003"'
+check "  the two open sessions, as query prints them" sh -c "[ \"\$(cat '$tmp/watch.out')\" = \"\$('$skysync' --db '$wdb' query inspections status=open)\" ]"
+ev ev-w1 session_created s-2001 01 '"status":"open","isDraft":false,"version":1,"name":"Watched","participants":[],"createdBy":"dave","createdAt":"2026-11-02T09:01:00Z","properties":{"site":"P9"}'
+check "apply a new open session" run 0 "$skysync" --db "$wdb" apply "$tmp/ev.ndjson"
+check "  watch: entered" sky_wait_line "$watch_pid" "$tmp/watch.out" '^{"change":"entered","session":{"applicationId":"inspections","sessionId":"s-2001"'
+ev ev-w2 session_properties_updated s-1001 02 '"properties":{"site":"Plant-8"}'
+check "apply a property change" run 0 "$skysync" --db "$wdb" apply "$tmp/ev.ndjson"
+check "  watch: changed, with the new property" sky_wait_line "$watch_pid" "$tmp/watch.out" '^{"change":"changed","session":{"applicationId":"inspections","sessionId":"s-1001".*"site":"Plant-8"'
+ev ev-w3 session_closed s-1003 03 '"status":"closed"'
+check "apply a close" run 0 "$skysync" --db "$wdb" apply "$tmp/ev.ndjson"
+check "  watch: left, the session now closed" sky_wait_line "$watch_pid" "$tmp/watch.out" '^{"change":"left","session":{"applicationId":"inspections","sessionId":"s-1003","status":"closed"'
+kill -TERM "$watch_pid"
+wait "$watch_pid"
+check "SIGTERM: watch exits 0" [ $? = 0 ]
+check "  2 rows and 3 changes printed, each a JSON object" sh -c "[ \$(wc -l <'$tmp/watch.out') = 5 ] && jq -e 'type == \"object\"' '$tmp/watch.out' >/dev/null"
+check "  one line per change" [ "$(grep -c '"change"' "$tmp/watch.out")" = 3 ]
+check "  nothing on stderr" [ ! -s "$tmp/watch.err" ]
+"$skysync" --db "$wdb" watch inspections >"$tmp/watch2.out" 2>&1 &
+watch_pid=$!
+sky_wait_line "$watch_pid" "$tmp/watch2.out" '"sessionId":"s-2001"' >/dev/null
+kill -INT "$watch_pid"
+wait "$watch_pid"
+check "SIGINT: watch exits 0" [ $? = 0 ]
+check "watch of a bad predicate exits 3" run 3 "$skysync" --db "$wdb" watch inspections 'a<b'
+check "watch without APP exits 1" run 1 "$skysync" --db "$wdb" watch
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
