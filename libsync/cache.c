@@ -366,6 +366,13 @@ int sky_session_events(sky_cache *cache, const char *app_id,
 	if ((rc = sky__store_read_begin(&cache->st, &txn)) < 0)
 		return rc;
 	rc = sky__record_get(txn, cache, app_id, session_id, &rec);
+	if (rc == SKY_ENOTFOUND) {
+		/* A local id, as for sky_reader_session (get_aliased). */
+		const char *to = sky__outbox_alias(txn, cache, app_id,
+						   session_id);
+		if (to)
+			rc = sky__record_get(txn, cache, app_id, to, &rec);
+	}
 	sky__store_read_end(&cache->st, txn);
 	if (rc == SKY_ENOTFOUND)
 		return not_found("session", app_id, session_id);

@@ -106,5 +106,7 @@ extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data,
 	cli_cmd_session, cli_cmd_props, cli_cmd_data_patch, cli_cmd_participant,
 	cli_cmd_event, cli_cmd_outbox, cli_cmd_salvage, cli_cmd_protocol,
 	cli_cmd_health;
+extern const cli_command cli_cmd_app, cli_cmd_export, cli_cmd_import,
+	cli_cmd_watch;
 
 #endif

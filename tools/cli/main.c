@@ -21,6 +21,8 @@ static const cli_command *const commands[] = {
 	&cli_cmd_salvage,
 	&cli_cmd_protocol,
 	&cli_cmd_health,
+	&cli_cmd_app, &cli_cmd_export, &cli_cmd_import,
+	&cli_cmd_watch,
 	NULL,
 };
 
