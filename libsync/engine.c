@@ -21,6 +21,14 @@
  *                          |               resync_interval_s, store failure
  *   any --sky_engine_stop--> STOPPED
  *
+ * The state changes in one place, sky__engine_set_state(), which checks
+ * each transition against the table of legal ones (legal_next below):
+ *
+ *   IDLE -> LOGIN; LOGIN -> SUBSCRIBE, SNAPSHOT; SUBSCRIBE -> SNAPSHOT;
+ *   SNAPSHOT -> LIVE, BACKOFF; LIVE -> SNAPSHOT; BACKOFF -> SNAPSHOT;
+ *   any of these -> STOPPED, FAILED; STOPPED -> FAILED (a new run that
+ *   could not start). A new run starts over at IDLE.
+ *
  * This file holds the engine object's life (new, free, status), the
  * state machine and run/attach/stop, and the workers; the rest is in
  * files named for what they do, all working on struct sky_engine
@@ -246,10 +254,46 @@ static void write_meta(sky_engine *e)
 			  sky_error_last()->message);
 }
 
+/*
+ * The legal transitions, from -> to (see the diagram at the top); the
+ * state is changed only by sky__engine_set_state(), which checks them.
+ * Setting the state the engine is in is no transition and always allowed.
+ * A run starts over at IDLE without one (start_engine()). STOPPED or
+ * FAILED may become FAILED: a new run that could not start.
+ */
+#define TO(s) (1u << SKY_ENGINE_##s)
+#define ENDS (TO(STOPPED) | TO(FAILED))
+static const unsigned legal_next[] = {
+    [SKY_ENGINE_IDLE] = TO(LOGIN) | ENDS,
+    [SKY_ENGINE_LOGIN] = TO(SUBSCRIBE) | TO(SNAPSHOT) | ENDS,
+    [SKY_ENGINE_SUBSCRIBE] = TO(SNAPSHOT) | ENDS,
+    [SKY_ENGINE_SNAPSHOT] = TO(LIVE) | TO(BACKOFF) | ENDS,
+    [SKY_ENGINE_LIVE] = TO(SNAPSHOT) | ENDS,
+    [SKY_ENGINE_BACKOFF] = TO(SNAPSHOT) | ENDS,
+    [SKY_ENGINE_STOPPED] = TO(FAILED),
+    [SKY_ENGINE_FAILED] = 0,
+};
+#undef ENDS
+#undef TO
+
+static int transition_legal(sky_engine_state from, sky_engine_state to)
+{
+	return (unsigned)from < sizeof(legal_next) / sizeof(legal_next[0]) &&
+	       (unsigned)to < 32 && (legal_next[from] >> to & 1u);
+}
+
 void sky__engine_set_state(sky_engine *e, sky_engine_state s)
 {
 	if (e->state == s)
 		return;
+	if (!transition_legal(e->state, s)) {
+		/* A bug in the engine: say so, and stop in a debug build. */
+		sky__elog(e, SKY_LOG_ERROR,
+			  "internal error: state %s cannot become %s",
+			  sky_engine_state_name(e->state),
+			  sky_engine_state_name(s));
+		assert(!"illegal engine state transition");
+	}
 	e->state = s;
 	e->st.state = s;
 	sky__elog(e, SKY_LOG_DEBUG, "state: %s", sky_engine_state_name(s));

@@ -165,8 +165,8 @@ int64_t sky__mono_us(void);
 /* Arm a timer event to fire in `ms` milliseconds. */
 void sky__arm_ms(struct event *ev, long ms);
 
-/* The one place the state changes: records it in the cache and tells the
- * application. */
+/* The one place the state changes; the transition must be legal (the
+ * table in engine.c). Records it in the cache and tells the application. */
 void sky__engine_set_state(sky_engine *e, sky_engine_state s);
 /* The run ends with this failure (the first one is kept), from the loop. */
 void sky__engine_fail(sky_engine *e, int code, const char *fmt, ...)
