@@ -666,8 +666,8 @@ static void snap_finish(sky_engine *e)
 	 */
 	/*
 	 * And a held event that the read of its session may or may not
-	 * reflect (see unclear() in stream.c) waits for a second read of the session,
-	 * a little later.
+	 * reflect (see unclear() in stream.c) waits for a second read of
+	 * the session, a little later.
 	 */
 	for (size_t i = 0; i < e->held_all.n; i++) {
 		const evitem *it = &e->held_all.v[e->held_all.head + i];
