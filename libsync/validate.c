@@ -83,6 +83,8 @@ int sky__check_write_id(const char *id, const char *field)
 int sky__check_app_version(const json_t *v, const char *field)
 {
 	const char *got;
+	if (!v)
+		return sky__error_input("%s: missing", field);
 	switch (json_typeof(v)) {
 	case JSON_INTEGER:
 		if (json_integer_value(v) >= 0)

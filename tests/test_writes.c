@@ -467,6 +467,7 @@ static void test_writes__app_version(void)
 				  13) == 0);
 		json_decref(bad[i]);
 	}
+	CU_ASSERT(sky__check_app_version(NULL, "v") == SKY_EINVAL);
 
 	sky_cache *c = open_realm();
 	const char *body = "{\"name\":\"v\",\"version\":4}";
