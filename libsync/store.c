@@ -290,12 +290,10 @@ static void *checkpointer_main(void *arg)
 		pthread_mutex_unlock(&st->ck_wake_lock);
 		if (sky__journal_due(j, asked))
 			checkpoint_behind(st);
-		int room = sky__journal_make_room(j);
-		if (room == 1)
+		/* A failure to grow is reported there, and the log starts
+		 * again at the end of the region it has instead. */
+		if (sky__journal_make_room(j) == 1)
 			(void)checkpoint_sync(st, 0);
-		else if (room < 0)
-			fprintf(stderr, "skysync: growing the journal: %s\n",
-				sky_error_last()->message);
 		pthread_mutex_lock(&st->ck_wake_lock);
 		if (st->ck_stop || st->ck_due)
 			continue;
