@@ -21,27 +21,36 @@
  * (and, for a record, its payload). Records are numbered from 1 in each
  * epoch; those to replay start at the header's offset and sequence, and
  * the log ends at the first slot that does not hold the next number of
- * the header's epoch with a good CRC. The region up to
- * JOURNAL_BYTES is written with zeros once, so appending a record changes
- * neither the file's size nor its block map and fdatasync() flushes the
- * record alone.
+ * the header's epoch with a good CRC.
+ *
+ * The records' region (JOURNAL_BYTES at first) is allocated and written
+ * with zeros, and flushed, before any record goes there: appending a
+ * record changes neither the file's size nor its block map (ext4 would
+ * otherwise convert an unwritten extent at every fdatasync()), so the
+ * flush carries the record alone. The checkpointer grows the region by
+ * JOURNAL_GROW_BYTES while records are still JOURNAL_ROOM_BYTES short of
+ * its end, up to JOURNAL_MAX_BYTES; there the log starts again at its
+ * beginning.
+ *
+ * This file knows LMDB only through the environment it is handed; the
+ * store (store.c) drives it: it holds the writer lock for it, decides
+ * when to checkpoint and runs the checkpointer thread.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "journal.h"
-#include "store.h"
 #include "util.h"
 
 #define HEADER_SLOT 512u
@@ -50,10 +59,15 @@
 #define RECORD_HEAD 32u
 #define RECORD_MAGIC 0x534b5952u /* "SKYR" */
 #define JOURNAL_VERSION 1u
-/* Preallocated size, and the records folded in per checkpoint: a bound on
- * both the replay work after a crash and on the pages LMDB cannot reuse
- * while the checkpoint's snapshot is pinned. */
+/* The region written with zeros at open, the steps it grows by (always
+ * this far ahead of the records), and its largest size; the records
+ * folded in per checkpoint: a bound on both the replay work after a crash
+ * and on the pages LMDB cannot reuse while the checkpoint's snapshot is
+ * pinned. */
 #define JOURNAL_BYTES ((uint64_t)4 << 20)
+#define JOURNAL_GROW_BYTES ((uint64_t)4 << 20)
+#define JOURNAL_ROOM_BYTES ((uint64_t)2 << 20)
+#define JOURNAL_MAX_BYTES ((uint64_t)32 << 20)
 #define RECORDS_PER_CHECKPOINT 512u
 #define MAX_RECORD_BYTES ((uint64_t)256 << 20)
 /* Mirror writes wait at most this long, or this many commits, for a
@@ -366,7 +380,8 @@ int sky__journal_full(const sky_journal *j, size_t len)
 {
 	uint64_t tail = __atomic_load_n(&j->tail, __ATOMIC_RELAXED);
 	return tail > RECORDS_START &&
-	       tail + RECORD_HEAD + padded(len) > JOURNAL_BYTES;
+	       tail + RECORD_HEAD + padded(len) >
+		       __atomic_load_n(&j->cap, __ATOMIC_ACQUIRE);
 }
 
 int sky__journal_append(sky_journal *j, const void *payload, size_t len)
@@ -387,10 +402,19 @@ int sky__journal_append(sky_journal *j, const void *payload, size_t len)
 			       {(void *)payload, len},
 			       {pad, padded(len) - len}};
 	size_t total = RECORD_HEAD + padded(len);
+	/* Only a record larger than the whole region goes past its end (at
+	 * the log's start); the region must not grow over it meanwhile. */
+	int past = j->tail + total > __atomic_load_n(&j->cap, __ATOMIC_ACQUIRE);
+	if (past)
+		pthread_mutex_lock(&j->grow_lock);
 	ssize_t n;
 	do
 		n = pwritev(j->fd, iov, 3, (off_t)j->tail);
 	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)total)
+		__atomic_store_n(&j->tail, j->tail + total, __ATOMIC_RELAXED);
+	if (past)
+		pthread_mutex_unlock(&j->grow_lock);
 	if (n != (ssize_t)total) {
 		/* A short write is an error like any other: the caller aborts
 		 * the transaction and the next checkpoint voids the slot. */
@@ -398,20 +422,8 @@ int sky__journal_append(sky_journal *j, const void *payload, size_t len)
 			errno = EIO;
 		return sky__error_os("writing the journal");
 	}
-	__atomic_store_n(&j->tail, j->tail + total, __ATOMIC_RELAXED);
 	__atomic_store_n(&j->seq, j->seq + 1, __ATOMIC_RELEASE);
 	return 0;
-}
-
-/* Wake the checkpointer: `due` asks for a checkpoint now; otherwise it
- * only starts its clock for the mirror writes waiting. */
-static void wake_checkpointer(sky_journal *j, int due)
-{
-	pthread_mutex_lock(&j->bg_lock);
-	if (due)
-		j->bg_due = 1;
-	pthread_cond_signal(&j->bg_wake);
-	pthread_mutex_unlock(&j->bg_lock);
 }
 
 void sky__journal_mirror_note(sky_journal *j)
@@ -426,47 +438,42 @@ int sky__journal_mirror_unfolded(sky_journal *j)
 	       __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
 }
 
-static uint64_t records_behind(sky_journal *j);
-
-/* After a commit in journal mode: wake the checkpointer when records or
- * mirror writes pile up, or when LMDB's file has grown too much. */
-static void after_commit(sky_store *st)
-{
-	sky_journal *j = &st->journal;
-	if (!j->bg_running)
-		return;
-	uint64_t unfolded = __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) -
-			    __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
-	MDB_envinfo info;
-	mdb_env_info(st->env, &info);
-	uint64_t grown = info.me_last_pgno -
-			 __atomic_load_n(&j->ck_pgno, __ATOMIC_RELAXED);
-	if (records_behind(j) >= RECORDS_PER_CHECKPOINT ||
-	    unfolded >= MIRROR_COMMITS_PER_CHECKPOINT ||
-	    grown >= PAGES_PER_CHECKPOINT)
-		wake_checkpointer(j, 1);
-	else if (unfolded == 1)
-		wake_checkpointer(j, 0);
-}
-
-void sky__journal_mirror_committed(sky_store *st)
-{
-	after_commit(st);
-}
-
 static uint64_t records_behind(sky_journal *j)
 {
 	return __atomic_load_n(&j->seq, __ATOMIC_ACQUIRE) -
 	       __atomic_load_n(&j->ck_seq, __ATOMIC_ACQUIRE);
 }
 
-int sky__journal_flush(sky_store *st)
+/* Do the records come within JOURNAL_ROOM_BYTES of the region's end? */
+static int room_low(sky_journal *j)
 {
-	sky_journal *j = &st->journal;
-	if (fdatasync(j->fd) == 0) {
-		after_commit(st);
+	return __atomic_load_n(&j->tail, __ATOMIC_RELAXED) +
+		       JOURNAL_ROOM_BYTES >
+	       __atomic_load_n(&j->cap, __ATOMIC_ACQUIRE);
+}
+
+/* After a commit in journal mode: wake the checkpointer when records or
+ * mirror writes pile up, when LMDB's file has grown too much, or when the
+ * region needs room. */
+int sky__journal_wake(sky_journal *j, uint64_t last_pgno)
+{
+	uint64_t unfolded = __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) -
+			    __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
+	uint64_t grown = last_pgno -
+			 __atomic_load_n(&j->ck_pgno, __ATOMIC_RELAXED);
+	if (records_behind(j) >= RECORDS_PER_CHECKPOINT ||
+	    unfolded >= MIRROR_COMMITS_PER_CHECKPOINT ||
+	    grown >= PAGES_PER_CHECKPOINT || room_low(j))
+		return SKY_JOURNAL_WAKE_DUE;
+	if (unfolded == 1)
+		return SKY_JOURNAL_WAKE_CLOCK;
+	return 0;
+}
+
+int sky__journal_flush(sky_journal *j)
+{
+	if (fdatasync(j->fd) == 0)
 		return 0;
-	}
 	/* After a failed flush the kernel may have dropped the dirty pages:
 	 * retrying would report success for data that is gone. */
 	j->broken = 1;
@@ -479,12 +486,12 @@ int sky__journal_flush(sky_store *st)
 
 /* Read both meta pages of the environment and check their layout; the
  * newer must be `expect_txnid`. */
-static int metas_read(sky_store *st, uint32_t psize,
+static int metas_read(MDB_env *env, uint32_t psize,
 		      unsigned char out[2][SKY_JOURNAL_META_BYTES],
 		      uint64_t expect_txnid)
 {
 	int fd;
-	if (mdb_env_get_fd(st->env, &fd) != 0)
+	if (mdb_env_get_fd(env, &fd) != 0)
 		return sky__error_set(SKY_ERROR, SKY_ERRSRC_LMDB, 0,
 				      "no file descriptor for the cache");
 	uint64_t newest = 0;
@@ -582,9 +589,7 @@ int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 {
 	memset(j, 0, sizeof(*j));
 	j->fd = -1;
-	pthread_mutex_init(&j->ck_lock, NULL);
-	pthread_mutex_init(&j->bg_lock, NULL);
-	pthread_cond_init(&j->bg_wake, NULL);
+	pthread_mutex_init(&j->grow_lock, NULL);
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/journal", dir);
 	if (readonly)
@@ -654,57 +659,114 @@ fail:
 	return rc;
 }
 
-/* Write zeros up to JOURNAL_BYTES once, so appends never allocate. */
+/*
+ * Make [from, to) of the file real zeros on disk: allocated in one piece
+ * where the file system can (without changing the size yet), then
+ * written, then flushed with the new size. Records written there later
+ * change no metadata. Written and flushed by the MiB, so that a writer's
+ * fdatasync() meanwhile never carries more than that of zeros.
+ */
+static int zero_region(int fd, uint64_t from, uint64_t to)
+{
+	static const unsigned char zeros[65536];
+	if (from >= to)
+		return 0;
+	/* Best effort: the zeros written below allocate the blocks anyway. */
+	(void)fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)from,
+			(off_t)(to - from));
+	for (uint64_t off = from; off < to;) {
+		size_t n = sizeof(zeros);
+		if (to - off < n)
+			n = (size_t)(to - off);
+		if (full_pwrite(fd, zeros, n, off) < 0)
+			return sky__error_os("preparing the journal");
+		off += n;
+		if ((off % ((uint64_t)1 << 20) == 0 || off == to) &&
+		    fdatasync(fd) < 0)
+			return sky__error_os("preparing the journal");
+	}
+	return 0;
+}
+
+/* Zeros up to JOURNAL_BYTES at open (a larger file was grown, and its
+ * size only covers zeros already flushed); records go below `cap`. */
 static int preallocate(sky_journal *j)
 {
 	struct stat sb;
 	if (fstat(j->fd, &sb) < 0)
 		return sky__error_os("journal");
-	if ((uint64_t)sb.st_size >= JOURNAL_BYTES)
-		return 0;
-	static const unsigned char zeros[65536];
-	for (uint64_t off = (uint64_t)sb.st_size; off < JOURNAL_BYTES;) {
-		size_t n = sizeof(zeros);
-		if (JOURNAL_BYTES - off < n)
-			n = (size_t)(JOURNAL_BYTES - off);
-		if (full_pwrite(j->fd, zeros, n, off) < 0)
-			return sky__error_os("preparing the journal");
-		off += n;
-	}
-	if (fsync(j->fd) < 0)
-		return sky__error_os("preparing the journal");
+	uint64_t size = (uint64_t)sb.st_size;
+	int rc = zero_region(j->fd, size, JOURNAL_BYTES);
+	if (rc < 0)
+		return rc;
+	if (size < JOURNAL_BYTES)
+		size = JOURNAL_BYTES;
+	if (size > JOURNAL_MAX_BYTES)
+		size = JOURNAL_MAX_BYTES;
+	__atomic_store_n(&j->cap, size & ~(uint64_t)7, __ATOMIC_RELEASE);
 	return 0;
 }
 
-static void *checkpointer_main(void *arg);
-
-int sky__journal_start(sky_store *st)
+int sky__journal_make_room(sky_journal *j)
 {
-	sky_journal *j = &st->journal;
+	if (!room_low(j) || j->broken)
+		return 0;
+	uint64_t cap = __atomic_load_n(&j->cap, __ATOMIC_ACQUIRE);
+	if (cap >= JOURNAL_MAX_BYTES || j->no_grow)
+		return 1; /* start the log again instead */
+	uint64_t next = cap + JOURNAL_GROW_BYTES;
+	if (next > JOURNAL_MAX_BYTES)
+		next = JOURNAL_MAX_BYTES;
+	/* Writers stay below `cap` meanwhile (but for one record larger
+	 * than the region, which the lock keeps clear of); the new part
+	 * counts only once its zeros and the file's size are on disk. */
+	pthread_mutex_lock(&j->grow_lock);
+	uint64_t tail = __atomic_load_n(&j->tail, __ATOMIC_RELAXED);
+	uint64_t from = tail > cap ? tail : cap;
+	int rc = from < next ? zero_region(j->fd, from, next) : 0;
+	if (rc == 0 && from < next)
+		__atomic_store_n(&j->cap, next, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&j->grow_lock);
+	if (rc < 0) {
+		/* The disk is full, say: the log starts again at the end of
+		 * the region it has, as it did before it could grow. */
+		j->no_grow = 1;
+		sky__error_prefix("growing the journal (it starts again at "
+				  "%llu bytes instead)",
+				  (unsigned long long)cap);
+		fprintf(stderr, "skysync: %s\n", sky_error_last()->message);
+	}
+	return rc;
+}
+
+int sky__journal_start(sky_journal *j, MDB_env *env)
+{
 	if (j->fd < 0)
 		return 0;
 	MDB_stat ms;
-	int rc = mdb_env_stat(st->env, &ms);
+	int rc = mdb_env_stat(env, &ms);
 	if (rc)
 		return sky__error_lmdb(rc, "reading the page size");
 	j->psize = ms.ms_psize;
 	if (j->active && (rc = preallocate(j)) < 0)
 		return rc;
 	if (j->recovering || j->active) {
-		rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &j->pin);
+		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &j->pin);
 		if (rc)
 			return sky__error_lmdb(rc, "pinning the checkpoint");
 	}
-	if (!j->active)
-		return 0;
-	/* When recovering, the checkpoint follows the replay. */
-	if (!j->recovering && (rc = sky__journal_checkpoint(st)) < 0)
-		return rc;
-	if ((rc = pthread_create(&j->bg, NULL, checkpointer_main, st)) != 0) {
-		errno = rc;
-		return sky__error_os("starting the journal's checkpointer");
-	}
-	j->bg_running = 1;
+	return 0;
+}
+
+/* Write an encoded header of generation `gen` to its slot and make it
+ * durable. */
+static int slot_write(sky_journal *j, const unsigned char *slot,
+		      uint64_t gen)
+{
+	if (full_pwrite(j->fd, slot, HEADER_SLOT,
+			(gen & 1) * (uint64_t)HEADER_SLOT) < 0 ||
+	    fdatasync(j->fd) < 0)
+		return sky__error_os("writing the journal header");
 	return 0;
 }
 
@@ -713,84 +775,61 @@ static int header_write(sky_journal *j, const header *h)
 {
 	unsigned char slot[HEADER_SLOT];
 	header_encode(h, slot);
-	if (full_pwrite(j->fd, slot, HEADER_SLOT,
-			(h->gen & 1) * (uint64_t)HEADER_SLOT) < 0 ||
-	    fdatasync(j->fd) < 0)
-		return sky__error_os("writing the journal header");
-	return 0;
+	return slot_write(j, slot, h->gen);
 }
 
 /* Where LMDB's file ends at a checkpoint (the writer lock held). */
-static void note_pgno(sky_store *st)
+static void note_pgno(sky_journal *j, MDB_env *env)
 {
 	MDB_envinfo info;
-	mdb_env_info(st->env, &info);
-	__atomic_store_n(&st->journal.ck_pgno, (uint64_t)info.me_last_pgno,
+	mdb_env_info(env, &info);
+	__atomic_store_n(&j->ck_pgno, (uint64_t)info.me_last_pgno,
 			 __ATOMIC_RELAXED);
 }
 
 /* Fill the parts of the next header that describe the newest snapshot
  * (the caller holds the writer lock in `w`). */
-static int header_next(sky_store *st, MDB_txn *w, header *h)
+static int header_next(sky_journal *j, MDB_env *env, MDB_txn *w,
+		       header *h)
 {
-	sky_journal *j = &st->journal;
 	memset(h, 0, sizeof(*h));
 	h->psize = j->psize;
 	h->gen = j->gen + 1;
 	h->txnid = mdb_txn_id(w) - 1;
 	boot_id(h->boot);
-	return metas_read(st, j->psize, h->meta, h->txnid);
+	return metas_read(env, j->psize, h->meta, h->txnid);
 }
 
-static int checkpoint_sync(sky_store *st, uint32_t clean);
-
-int sky__journal_checkpoint(sky_store *st)
+int sky__journal_empty(sky_journal *j)
 {
-	return checkpoint_sync(st, 0);
+	if (j->fd < 0 || j->active)
+		return 0;
+	/* A replay outside journal mode committed durably: empty the
+	 * journal and let other writers in again. */
+	if (ftruncate(j->fd, 0) < 0 || fdatasync(j->fd) < 0)
+		return sky__error_os("emptying the journal");
+	if (j->pin)
+		mdb_txn_abort(j->pin);
+	j->pin = NULL;
+	flock(j->fd, LOCK_SH);
+	return 0;
 }
 
-/* The synchronous checkpoint; `clean` marks the last one, at close. */
-static int checkpoint_sync(sky_store *st, uint32_t clean)
+int sky__journal_fold(sky_journal *j, MDB_env *env, MDB_txn *w, int clean)
 {
-	sky_journal *j = &st->journal;
-	if (j->fd < 0)
-		return 0;
-	if (!j->active) {
-		/* A replay outside journal mode committed durably: empty the
-		 * journal and let other writers in again. */
-		if (ftruncate(j->fd, 0) < 0 || fdatasync(j->fd) < 0)
-			return sky__error_os("emptying the journal");
-		if (j->pin)
-			mdb_txn_abort(j->pin);
-		j->pin = NULL;
-		flock(j->fd, LOCK_SH);
-		return 0;
-	}
-	pthread_mutex_lock(&j->ck_lock);
-	MDB_txn *w = NULL;
-	int rc = 0;
-	if (j->broken) {
-		rc = sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
-				    "the journal failed earlier: reopen the "
-				    "cache");
-		goto out;
-	}
-	if ((rc = sky__store_txn_begin(st, 0, &w)) < 0) {
-		w = NULL;
-		goto out;
-	}
 	header h;
-	if ((rc = mdb_env_sync(st->env, 1)) != 0) {
+	int rc;
+	if ((rc = mdb_env_sync(env, 1)) != 0) {
 		rc = sky__error_lmdb(rc, "flushing the cache");
 		goto broken;
 	}
-	if ((rc = header_next(st, w, &h)) < 0)
+	if ((rc = header_next(j, env, w, &h)) < 0)
 		goto broken;
-	note_pgno(st);
+	note_pgno(j, env);
 	h.epoch = j->epoch + 1;
 	h.first_off = RECORDS_START;
 	h.first_seq = 1;
-	h.clean = clean;
+	h.clean = clean ? 1 : 0;
 	if ((rc = header_write(j, &h)) < 0)
 		goto broken;
 	/* Holding the writer lock, the renewed reader sees exactly the
@@ -799,7 +838,7 @@ static int checkpoint_sync(sky_store *st, uint32_t clean)
 		mdb_txn_reset(j->pin);
 		rc = mdb_txn_renew(j->pin);
 	} else {
-		rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &j->pin);
+		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &j->pin);
 	}
 	if (rc) {
 		if (j->pin)
@@ -816,78 +855,75 @@ static int checkpoint_sync(sky_store *st, uint32_t clean)
 	__atomic_store_n(&j->mirror_folded, j->mirror_commits,
 			 __ATOMIC_RELEASE);
 	__atomic_store_n(&j->ck_at_us, sky__now_us(), __ATOMIC_RELAXED);
-	goto out;
+	return 0;
 broken:
 	/* The previous header and its pinned snapshot still recover
 	 * everything acknowledged; new writes must not pile on. */
 	j->broken = 1;
-out:
-	if (w)
-		sky__store_txn_abort(st, w);
-	pthread_mutex_unlock(&j->ck_lock);
 	return rc;
 }
 
-/*
- * A checkpoint that lets writers go on: the snapshot and the first record
- * after it are noted under the writer lock; the slow flushes run without
- * it, while the old pin still guards the old checkpoint and a new reader
- * guards the new one.
- */
-static int checkpoint_behind(sky_store *st)
+/* A checkpoint behind the writers failed: no more journaled writes. */
+static int behind_broken(sky_journal *j, int rc)
 {
-	sky_journal *j = &st->journal;
-	pthread_mutex_lock(&j->ck_lock);
-	MDB_txn *w = NULL, *pin = NULL;
+	j->broken = 1;
+	sky__error_prefix("journal checkpoint");
+	fprintf(stderr, "skysync: %s\n", sky_error_last()->message);
+	return rc;
+}
+
+int sky__journal_behind_note(sky_journal *j, MDB_env *env, MDB_txn *w,
+			     sky_journal_ck *ck)
+{
 	header h;
-	int rc = 0;
-	if (j->broken || (rc = sky__store_txn_begin(st, 0, &w)) < 0)
-		goto out;
-	h.first_seq = j->seq;
-	uint64_t mirror = j->mirror_commits;
-	if (h.first_seq == j->ck_seq && mirror == j->mirror_folded) {
-		sky__store_txn_abort(st, w);
-		goto out; /* a synchronous checkpoint came first */
-	}
-	if ((rc = header_next(st, w, &h)) < 0 ||
-	    (rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &pin)) != 0) {
-		if (rc > 0)
-			rc = sky__error_lmdb(rc, "pinning the checkpoint");
-		sky__store_txn_abort(st, w);
-		goto broken;
+	int rc;
+	memset(ck, 0, sizeof(*ck));
+	ck->mirror = j->mirror_commits;
+	if (j->seq == j->ck_seq && ck->mirror == j->mirror_folded)
+		return 0; /* a synchronous checkpoint came first */
+	if ((rc = header_next(j, env, w, &h)) < 0)
+		return behind_broken(j, rc);
+	if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &ck->pin)) != 0) {
+		ck->pin = NULL;
+		return behind_broken(
+			j, sky__error_lmdb(rc, "pinning the checkpoint"));
 	}
 	h.epoch = j->epoch;
 	h.first_off = j->tail;
 	h.first_seq = j->seq;
-	note_pgno(st);
-	sky__store_txn_abort(st, w);
-	if ((rc = mdb_env_sync(st->env, 1)) != 0) {
+	note_pgno(j, env);
+	header_encode(&h, ck->slot);
+	ck->gen = h.gen;
+	ck->first_seq = h.first_seq;
+	return 1;
+}
+
+int sky__journal_behind_write(sky_journal *j, MDB_env *env,
+			      sky_journal_ck *ck)
+{
+	int rc;
+	if ((rc = mdb_env_sync(env, 1)) != 0) {
 		rc = sky__error_lmdb(rc, "flushing the cache");
 		goto broken;
 	}
-	if ((rc = header_write(j, &h)) < 0)
+	if ((rc = slot_write(j, ck->slot, ck->gen)) < 0)
 		goto broken;
 	mdb_txn_abort(j->pin);
-	j->pin = pin;
-	j->gen = h.gen;
-	__atomic_store_n(&j->ck_seq, h.first_seq, __ATOMIC_RELEASE);
-	__atomic_store_n(&j->mirror_folded, mirror, __ATOMIC_RELEASE);
+	j->pin = ck->pin;
+	j->gen = ck->gen;
+	__atomic_store_n(&j->ck_seq, ck->first_seq, __ATOMIC_RELEASE);
+	__atomic_store_n(&j->mirror_folded, ck->mirror, __ATOMIC_RELEASE);
 	__atomic_store_n(&j->ck_at_us, sky__now_us(), __ATOMIC_RELAXED);
-	goto out;
+	return 0;
 broken:
-	if (pin)
-		mdb_txn_abort(pin);
-	j->broken = 1;
-	sky__error_prefix("journal checkpoint");
-	fprintf(stderr, "skysync: %s\n", sky_error_last()->message);
-out:
-	pthread_mutex_unlock(&j->ck_lock);
-	return rc;
+	mdb_txn_abort(ck->pin);
+	ck->pin = NULL;
+	return behind_broken(j, rc);
 }
 
 /* Is a background checkpoint due? Records piling up, or mirror writes
  * waiting for long enough or in numbers. */
-static int checkpoint_due(sky_journal *j, int asked)
+int sky__journal_due(sky_journal *j, int asked)
 {
 	if (records_behind(j) >= RECORDS_PER_CHECKPOINT)
 		return 1;
@@ -896,39 +932,6 @@ static int checkpoint_due(sky_journal *j, int asked)
 	int64_t since = sky__now_us() -
 			__atomic_load_n(&j->ck_at_us, __ATOMIC_RELAXED);
 	return asked || since >= MIRROR_FOLD_US;
-}
-
-static void *checkpointer_main(void *arg)
-{
-	sky_store *st = arg;
-	sky_journal *j = &st->journal;
-	pthread_mutex_lock(&j->bg_lock);
-	while (!j->bg_stop) {
-		int asked = j->bg_due;
-		j->bg_due = 0;
-		pthread_mutex_unlock(&j->bg_lock);
-		if (checkpoint_due(j, asked))
-			(void)checkpoint_behind(st);
-		pthread_mutex_lock(&j->bg_lock);
-		if (j->bg_stop || j->bg_due)
-			continue;
-		if (sky__journal_mirror_unfolded(j)) {
-			/* Mirror writes wait at most MIRROR_FOLD_US. */
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += 100 * 1000 * 1000;
-			if (until.tv_nsec >= 1000000000) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&j->bg_wake, &j->bg_lock,
-					       &until);
-		} else {
-			pthread_cond_wait(&j->bg_wake, &j->bg_lock);
-		}
-	}
-	pthread_mutex_unlock(&j->bg_lock);
-	return NULL;
 }
 
 int sky__journal_each_replay(sky_journal *j,
@@ -957,23 +960,10 @@ void sky__journal_replay_done(sky_journal *j)
 	j->replay_count = 0;
 }
 
-void sky__journal_close(sky_store *st)
+void sky__journal_close(sky_journal *j)
 {
-	sky_journal *j = &st->journal;
 	if (j->fd < 0)
 		return;
-	if (j->bg_running) {
-		pthread_mutex_lock(&j->bg_lock);
-		j->bg_stop = 1;
-		pthread_cond_signal(&j->bg_wake);
-		pthread_mutex_unlock(&j->bg_lock);
-		pthread_join(j->bg, NULL);
-		j->bg_running = 0;
-	}
-	/* Fold everything in and mark the journal clean, so the next open
-	 * has nothing to recover; if that fails the next open recovers. */
-	if (j->active && !j->broken && !j->recovering)
-		(void)checkpoint_sync(st, 1);
 	if (j->pin)
 		mdb_txn_abort(j->pin);
 	j->pin = NULL;
@@ -984,7 +974,5 @@ void sky__journal_close(sky_store *st)
 
 void sky__journal_destroy(sky_journal *j)
 {
-	pthread_mutex_destroy(&j->ck_lock);
-	pthread_mutex_destroy(&j->bg_lock);
-	pthread_cond_destroy(&j->bg_wake);
+	pthread_mutex_destroy(&j->grow_lock);
 }

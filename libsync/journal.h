@@ -9,13 +9,20 @@
  * before any write that is not journaled) a checkpoint flushes LMDB and
  * writes a new journal header holding a copy of LMDB's two meta pages.
  *
- * Checkpoints come in two kinds. A background thread folds the records
- * in every RECORDS_PER_CHECKPOINT writes without stopping writers: it
- * notes the newest snapshot and the first record after it under the
- * writer lock, then flushes LMDB and writes the header while writers go
- * on appending. A synchronous checkpoint (before any write that is not
- * journaled, when the file is full, at close) holds the writer lock
- * throughout and starts the log again at its beginning in a new epoch.
+ * Checkpoints come in two kinds. A background thread (the store's) folds
+ * the records in every RECORDS_PER_CHECKPOINT writes without stopping
+ * writers: it notes the newest snapshot and the first record after it
+ * under the writer lock, then flushes LMDB and writes the header while
+ * writers go on appending. A synchronous checkpoint (before any write
+ * that is not journaled, when the region is as large as it gets, at
+ * close) holds the writer lock throughout and starts the log again at its
+ * beginning in a new epoch.
+ *
+ * One flush per write: the records' region is written with zeros and
+ * flushed before any record goes there, so a record's fdatasync() carries
+ * its data alone (no block allocation, no unwritten extent to convert, no
+ * file size). The same thread grows the region by large steps before the
+ * records reach its end, outside any acknowledged write.
  *
  * What keeps it crash safe:
  * - A reader transaction of this process stays on the checkpoint's
@@ -55,7 +62,15 @@
 #include <lmdb.h>
 
 #define SKY_JOURNAL_META_BYTES 192u
+#define SKY_JOURNAL_HEADER_BYTES 512u
 
+/*
+ * The journal is a layer under the store: it owns its file and the pinned
+ * snapshot, and never takes LMDB's writer lock itself. The store decides
+ * when to checkpoint, holds the writer lock (its transaction `w` is passed
+ * in) and runs one checkpoint at a time; the journal reads LMDB only
+ * through the environment it is given (its meta pages, its file's end).
+ */
 typedef struct sky_journal {
 	int fd;                /* the journal file; -1 when absent */
 	int active;            /* journal mode: writes go through it */
@@ -73,19 +88,24 @@ typedef struct sky_journal {
 	uint64_t mirror_folded;  /* ...of which a durable checkpoint holds */
 	int64_t ck_at_us;        /* when the last checkpoint was durable */
 	uint64_t ck_pgno;        /* LMDB's last page at that checkpoint */
-	MDB_txn *pin;          /* reader on the checkpoint's snapshot */
-	pthread_mutex_t ck_lock; /* one checkpoint at a time; guards pin */
-	/* The background checkpointer (journal mode). */
-	pthread_t bg;
-	int bg_running, bg_due, bg_stop;
-	pthread_mutex_t bg_lock;
-	pthread_cond_t bg_wake;
+	uint64_t cap;          /* end of the region written with zeros and
+				  flushed: records go below it (grown by
+				  the checkpointer, read by writers) */
+	int no_grow;           /* growing failed: start again instead */
+	pthread_mutex_t grow_lock; /* growth vs a record past `cap` */
+	MDB_txn *pin;          /* reader on the checkpoint's snapshot
+				  (guarded by the store's checkpoint lock) */
 	unsigned char *replay; /* records found at open, to replay */
 	unsigned replay_count;
 	uint64_t damaged;      /* records the replay skips as damaged */
 } sky_journal;
 
-struct sky_store;
+/* A checkpoint that lets writers go on, between its two halves. */
+typedef struct sky_journal_ck {
+	unsigned char slot[SKY_JOURNAL_HEADER_BYTES]; /* the header */
+	uint64_t gen, first_seq, mirror;
+	MDB_txn *pin;          /* the new checkpoint's reader */
+} sky_journal_ck;
 
 /*
  * Before mdb_env_open: take the journal's lock and, when it holds records,
@@ -96,16 +116,18 @@ struct sky_store;
 int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 		      int readonly);
 
-/* After mdb_env_open: pin the snapshot; in journal mode checkpoint when
- * there is nothing to replay. */
-int sky__journal_start(struct sky_store *st);
+/* After mdb_env_open: note the page size, write the region's zeros and
+ * pin the snapshot. In journal mode the store then checkpoints when there
+ * is nothing to replay, and starts its checkpointer. */
+int sky__journal_start(sky_journal *j, MDB_env *env);
 
 /*
  * Append one record while the write transaction is open (under LMDB's
- * writer lock). sky__journal_flush() makes it durable after the commit.
+ * writer lock). sky__journal_flush() makes it durable after the commit:
+ * one fdatasync() of a region whose blocks and size are already on disk.
  */
 int sky__journal_append(sky_journal *j, const void *payload, size_t len);
-int sky__journal_flush(struct sky_store *st);
+int sky__journal_flush(sky_journal *j);
 
 /*
  * Mirror writes (server state) in journal mode: noted in their
@@ -115,19 +137,55 @@ int sky__journal_flush(struct sky_store *st);
  * record and checkpoints after its commit instead.
  */
 void sky__journal_mirror_note(sky_journal *j);
-void sky__journal_mirror_committed(struct sky_store *st);
 int sky__journal_mirror_unfolded(sky_journal *j);
 
-/* Would this record run past the file? Then checkpoint first. */
+/* Would this record run past the region? Then checkpoint first. */
 int sky__journal_full(const sky_journal *j, size_t len);
 
 /*
- * Flush LMDB and write a new header: every record so far is folded in and
- * the log starts again. Takes the writer lock itself; the caller must
- * hold no transaction. Outside journal mode (after a replay) it empties
- * the journal.
+ * After a commit in journal mode, with LMDB's last page: what the
+ * checkpointer should do. SKY_JOURNAL_WAKE_DUE: run now (records, mirror
+ * writes or LMDB's file piled up, or the region needs room);
+ * SKY_JOURNAL_WAKE_CLOCK: start the clock of the mirror writes; 0: nothing.
  */
-int sky__journal_checkpoint(struct sky_store *st);
+#define SKY_JOURNAL_WAKE_DUE 1
+#define SKY_JOURNAL_WAKE_CLOCK 2
+int sky__journal_wake(sky_journal *j, uint64_t last_pgno);
+
+/* For the checkpointer: is a checkpoint that lets writers go on due
+ * (`asked`: a commit asked for one)? */
+int sky__journal_due(sky_journal *j, int asked);
+
+/*
+ * For the checkpointer: keep room ahead of the records. 0 when there is
+ * room (the region grown by a large step if it ran low), 1 when the region
+ * is as large as it gets and the log should start again (a synchronous
+ * checkpoint), <0 on error.
+ */
+int sky__journal_make_room(sky_journal *j);
+
+/*
+ * The synchronous checkpoint: flush LMDB and write a new header: every
+ * record so far is folded in and the log starts again. The caller holds
+ * the writer lock in `w`; `clean` marks the last one, at close. Only in
+ * journal mode; sky__journal_empty() is its counterpart after a replay
+ * outside journal mode (no transaction needed).
+ */
+int sky__journal_fold(sky_journal *j, MDB_env *env, MDB_txn *w,
+		      int clean);
+int sky__journal_empty(sky_journal *j);
+
+/*
+ * The checkpoint that lets writers go on, in two halves. _note (under the
+ * writer lock in `w`) notes the newest snapshot and the first record
+ * after it: 1 noted, 0 nothing to fold in, <0 failed. _write (without the
+ * writer lock) flushes LMDB and writes the header, while the old pin still
+ * guards the old checkpoint and the new one guards the new.
+ */
+int sky__journal_behind_note(sky_journal *j, MDB_env *env, MDB_txn *w,
+			     sky_journal_ck *ck);
+int sky__journal_behind_write(sky_journal *j, MDB_env *env,
+			      sky_journal_ck *ck);
 
 /* Walk the records kept for replay: fn(payload, len, ctx) for each. */
 int sky__journal_each_replay(sky_journal *j,
@@ -136,9 +194,10 @@ int sky__journal_each_replay(sky_journal *j,
 			     void *ctx);
 void sky__journal_replay_done(sky_journal *j);
 
-/* Checkpoint (journal mode), drop the pin, release the lock. */
-void sky__journal_close(struct sky_store *st);
-/* Free the locks sky__journal_open() made (after close). */
+/* Drop the pin and the records, release the lock (the store checkpoints
+ * first). */
+void sky__journal_close(sky_journal *j);
+/* Free the lock sky__journal_open() made (after close). */
 void sky__journal_destroy(sky_journal *j);
 
 /* sky__crc32c() lives in util.h (the store's sealed values use it too). */

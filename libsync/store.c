@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -195,15 +196,180 @@ static int txn_begin(sky_store *st, unsigned flags, MDB_txn **out)
 	}
 }
 
-int sky__store_txn_begin(sky_store *st, unsigned flags, MDB_txn **out)
+/* ---- the journal's checkpoints (journal.h) ---- */
+
+static int journal_broken(void)
 {
-	return txn_begin(st, flags, out);
+	return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, EIO,
+			      "the journal failed earlier: reopen the cache");
 }
 
-void sky__store_txn_abort(sky_store *st, MDB_txn *txn)
+/* The synchronous checkpoint; `clean` marks the last one, at close. */
+static int checkpoint_sync(sky_store *st, int clean)
 {
-	mdb_txn_abort(txn);
-	txn_leave(st);
+	sky_journal *j = &st->journal;
+	if (j->fd < 0)
+		return 0;
+	if (!j->active)
+		return sky__journal_empty(j);
+	pthread_mutex_lock(&st->ck_lock);
+	MDB_txn *w;
+	int rc;
+	if (j->broken)
+		rc = journal_broken();
+	else if ((rc = txn_begin(st, 0, &w)) == 0) {
+		rc = sky__journal_fold(j, st->env, w, clean);
+		mdb_txn_abort(w);
+		txn_leave(st);
+	}
+	pthread_mutex_unlock(&st->ck_lock);
+	return rc;
+}
+
+int sky__store_checkpoint(sky_store *st)
+{
+	return checkpoint_sync(st, 0);
+}
+
+/* The checkpoint behind the writers: the writer lock only while the
+ * journal notes the snapshot, not for the flushes. */
+static void checkpoint_behind(sky_store *st)
+{
+	sky_journal *j = &st->journal;
+	sky_journal_ck ck;
+	MDB_txn *w;
+	pthread_mutex_lock(&st->ck_lock);
+	if (!j->broken && txn_begin(st, 0, &w) == 0) {
+		int noted = sky__journal_behind_note(j, st->env, w, &ck);
+		mdb_txn_abort(w);
+		txn_leave(st);
+		if (noted == 1)
+			(void)sky__journal_behind_write(j, st->env, &ck);
+	}
+	pthread_mutex_unlock(&st->ck_lock);
+}
+
+/* Wake the checkpointer: `due` asks for a checkpoint now; otherwise it
+ * only starts its clock for the mirror writes waiting. */
+static void wake_checkpointer(sky_store *st, int due)
+{
+	pthread_mutex_lock(&st->ck_wake_lock);
+	if (due)
+		st->ck_due = 1;
+	pthread_cond_signal(&st->ck_wake);
+	pthread_mutex_unlock(&st->ck_wake_lock);
+}
+
+/* After a commit in journal mode (a logged or a mirror write). */
+static void journal_committed(sky_store *st)
+{
+	if (!st->ck_running)
+		return;
+	MDB_envinfo info;
+	mdb_env_info(st->env, &info);
+	int wake = sky__journal_wake(&st->journal,
+				     (uint64_t)info.me_last_pgno);
+	if (wake)
+		wake_checkpointer(st, wake == SKY_JOURNAL_WAKE_DUE);
+}
+
+/*
+ * The checkpointer: folds records and mirror writes in behind the
+ * writers, and keeps room in the journal's region ahead of the records
+ * (growing it, or starting the log again once it is as large as it
+ * gets), so that no acknowledged write waits for either.
+ */
+static void *checkpointer_main(void *arg)
+{
+	sky_store *st = arg;
+	sky_journal *j = &st->journal;
+	pthread_mutex_lock(&st->ck_wake_lock);
+	while (!st->ck_stop) {
+		int asked = st->ck_due;
+		st->ck_due = 0;
+		pthread_mutex_unlock(&st->ck_wake_lock);
+		if (sky__journal_due(j, asked))
+			checkpoint_behind(st);
+		/* A failure to grow is reported there, and the log starts
+		 * again at the end of the region it has instead. */
+		if (sky__journal_make_room(j) == 1)
+			(void)checkpoint_sync(st, 0);
+		pthread_mutex_lock(&st->ck_wake_lock);
+		if (st->ck_stop || st->ck_due)
+			continue;
+		if (sky__journal_mirror_unfolded(j)) {
+			/* Mirror writes wait at most about a second. */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 100 * 1000 * 1000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&st->ck_wake,
+					       &st->ck_wake_lock, &until);
+		} else {
+			pthread_cond_wait(&st->ck_wake, &st->ck_wake_lock);
+		}
+	}
+	pthread_mutex_unlock(&st->ck_wake_lock);
+	return NULL;
+}
+
+/* After the environment opened: the journal pins its snapshot; in
+ * journal mode a first checkpoint (unless a replay comes first, whose
+ * checkpoint follows it) and the checkpointer. */
+static int journal_start(sky_store *st)
+{
+	sky_journal *j = &st->journal;
+	int rc = sky__journal_start(j, st->env);
+	if (rc < 0 || j->fd < 0 || !j->active)
+		return rc;
+	if (!j->recovering && (rc = checkpoint_sync(st, 0)) < 0)
+		return rc;
+	if ((rc = pthread_create(&st->ck_thread, NULL, checkpointer_main,
+				 st)) != 0) {
+		errno = rc;
+		return sky__error_os("starting the journal's checkpointer");
+	}
+	st->ck_running = 1;
+	return 0;
+}
+
+/* Stop the checkpointer, fold everything in and mark the journal clean,
+ * so the next open has nothing to recover (if that fails the next open
+ * recovers), then close the journal. */
+static void journal_close(sky_store *st)
+{
+	sky_journal *j = &st->journal;
+	if (j->fd < 0)
+		return;
+	if (st->ck_running) {
+		pthread_mutex_lock(&st->ck_wake_lock);
+		st->ck_stop = 1;
+		pthread_cond_signal(&st->ck_wake);
+		pthread_mutex_unlock(&st->ck_wake_lock);
+		pthread_join(st->ck_thread, NULL);
+		st->ck_running = 0;
+	}
+	if (st->env && j->active && !j->broken && !j->recovering)
+		(void)checkpoint_sync(st, 1);
+	sky__journal_close(j);
+}
+
+static void journal_locks_init(sky_store *st)
+{
+	pthread_mutex_init(&st->ck_lock, NULL);
+	pthread_mutex_init(&st->ck_wake_lock, NULL);
+	pthread_cond_init(&st->ck_wake, NULL);
+}
+
+static void journal_locks_destroy(sky_store *st)
+{
+	sky__journal_destroy(&st->journal);
+	pthread_mutex_destroy(&st->ck_lock);
+	pthread_mutex_destroy(&st->ck_wake_lock);
+	pthread_cond_destroy(&st->ck_wake);
 }
 
 static int meta_damaged(void)
@@ -398,9 +564,10 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 			   !(flags & SKY_CACHE_READONLY);
 	if ((rc = open_dirs_add(st, dir, journal_mode)) < 0)
 		return rc;
+	journal_locks_init(st);
 	if ((rc = sky__journal_open(&st->journal, dir, journal_mode,
 				    (flags & SKY_CACHE_READONLY) != 0)) < 0) {
-		sky__journal_destroy(&st->journal);
+		journal_locks_destroy(st);
 		open_dirs_remove(st);
 		return rc;
 	}
@@ -450,17 +617,17 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 			break;
 	if (rc < 0)
 		goto fail_open;
-	if ((rc = sky__journal_start(st)) < 0)
+	if ((rc = journal_start(st)) < 0)
 		goto fail_open;
 	return 0;
 
 fail_open:
-	sky__journal_close(st);
+	journal_close(st);
 	mdb_env_close(st->env);
 	st->env = NULL;
 fail_env:
-	sky__journal_close(st);
-	sky__journal_destroy(&st->journal);
+	journal_close(st);
+	journal_locks_destroy(st);
 	open_dirs_remove(st);
 	pthread_cond_destroy(&st->idle);
 	pthread_mutex_destroy(&st->lock);
@@ -477,10 +644,10 @@ void sky__store_close(sky_store *st)
 	sky_txn_observer *obs = atomic_exchange(&st->observer, NULL);
 	if (obs)
 		obs->destroy(obs);
-	sky__journal_close(st);
+	journal_close(st);
 	mdb_env_close(st->env);
 	st->env = NULL;
-	sky__journal_destroy(&st->journal);
+	journal_locks_destroy(st);
 	open_dirs_remove(st);
 	pthread_cond_destroy(&st->idle);
 	pthread_mutex_destroy(&st->lock);
@@ -497,16 +664,19 @@ enum write_kind { WRITE_DURABLE, WRITE_LOGGED, WRITE_MIRROR, WRITE_BARRIER };
  */
 static int journal_after_commit(sky_store *st, enum write_kind kind)
 {
+	int rc;
 	switch (kind) {
 	case WRITE_LOGGED:
-		return sky__journal_flush(st);
+		if ((rc = sky__journal_flush(&st->journal)) == 0)
+			journal_committed(st);
+		return rc;
 	case WRITE_MIRROR:
-		sky__journal_mirror_committed(st);
+		journal_committed(st);
 		return 0;
 	case WRITE_BARRIER:
 		return 0;
 	default:
-		return sky__journal_checkpoint(st);
+		return checkpoint_sync(st, 0);
 	}
 }
 
@@ -531,7 +701,7 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 					      "reopen the cache");
 		int rc;
 		if (logged && sky__journal_full(j, record_len) &&
-		    (rc = sky__journal_checkpoint(st)) < 0)
+		    (rc = checkpoint_sync(st, 0)) < 0)
 			return rc;
 		MDB_txn *txn;
 		if ((rc = txn_begin(st, 0, &txn)) < 0)
@@ -566,7 +736,7 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 			else if (mrc != 0 && as == WRITE_LOGGED)
 				/* The appended record names a write that
 				 * did not happen: a checkpoint voids it. */
-				(void)sky__journal_checkpoint(st);
+				(void)checkpoint_sync(st, 0);
 			if (obs)
 				obs->done(obs, noted, mrc == 0);
 			if (mrc == 0)

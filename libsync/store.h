@@ -103,6 +103,14 @@ typedef struct sky_store {
 	unsigned n_free_readers;
 	_Atomic(sky_txn_observer *) observer; /* set once, NULL if none */
 	sky_journal journal;       /* SKY_CACHE_JOURNAL (journal.h) */
+	/* The journal's checkpoints, which the store drives: one at a
+	 * time (ck_lock, taken before the writer lock), and the thread
+	 * that folds records in behind the writers. */
+	pthread_mutex_t ck_lock;
+	pthread_t ck_thread;
+	int ck_running, ck_due, ck_stop;
+	pthread_mutex_t ck_wake_lock;
+	pthread_cond_t ck_wake;
 	struct open_dir *open_dir; /* this handle in the process's list */
 	sky_seal_env seal;         /* seals and the fault guard (sealed.h) */
 	unsigned schema;           /* the cache's schema version */
@@ -144,9 +152,15 @@ int sky__store_write_mirror(sky_store *st, sky_write_fn fn, void *ctx);
  * committed and their observers heard of them. Nothing to make durable. */
 int sky__store_barrier(sky_store *st);
 
-/* A raw write transaction, only to hold the writer lock (journal.c). */
-int sky__store_txn_begin(sky_store *st, unsigned flags, MDB_txn **out);
-void sky__store_txn_abort(sky_store *st, MDB_txn *txn);
+/*
+ * In journal mode: fold every record so far into LMDB and start the log
+ * again (a synchronous checkpoint; takes the writer lock, the caller must
+ * hold no transaction). Outside journal mode (after a replay) it empties
+ * the journal.
+ */
+int sky__store_checkpoint(sky_store *st);
+/* The name callers used when journal.c took the store. */
+#define sky__journal_checkpoint(st) sky__store_checkpoint(st)
 
 /* Begin/end a read-only transaction (reused from a pool). */
 int sky__store_read_begin(sky_store *st, MDB_txn **out);

@@ -662,6 +662,122 @@ static void test_journal__mirror_writes_alone_recover(void)
 	sky_cache_close(c);
 }
 
+/* The journal file's size and blocks. */
+static void journal_stat(const char *dir, struct stat *sb)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	CU_ASSERT_FATAL(stat(path, sb) == 0);
+}
+
+/* An acknowledged write changes the journal's data only: neither its size
+ * nor its blocks (the region is written with zeros before records go
+ * there), so its one fdatasync() carries no metadata. */
+static void test_journal__write_changes_no_metadata(void)
+{
+	const char *dir = sky_test_tmpdir();
+	char *sid;
+	sky_cache *c = journal_with_session(dir, &sid);
+	struct stat before, after;
+	journal_stat(dir, &before);
+	CU_ASSERT(before.st_size >= 4 << 20);
+	CU_ASSERT((uint64_t)before.st_blocks * 512 >= (uint64_t)before.st_size);
+	for (int i = 0; i < 50; i++) {
+		char patch[64];
+		snprintf(patch, sizeof(patch), "{\"k%d\":%d}", i, i);
+		CU_ASSERT_FATAL(sky_data_patch(c, APP, sid, patch,
+					       strlen(patch)) == 0);
+	}
+	journal_stat(dir, &after);
+	CU_ASSERT(after.st_size == before.st_size);
+	CU_ASSERT(after.st_blocks == before.st_blocks);
+	sky_cache_close(c);
+	sky_free(sid);
+}
+
+#define GROW_WRITE_BYTES 8000
+
+/* The records outgrow the journal's first region (4 MiB): it grows ahead
+ * of them, and after a crash every acknowledged write comes back,
+ * those past the first region too. */
+static void test_journal__region_grows_then_crash(void)
+{
+	const char *dir = sky_test_tmpdir();
+	const int n = 750; /* ~6 MiB of records */
+	int fd;
+	pid_t pid = start_writer(&fd);
+	if (pid == 0) {
+		sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
+		const char *app = "{\"applicationId\":\"" APP
+				  "\",\"name\":\"j\"}";
+		const char *body = "{\"name\":\"grow\"}";
+		char *sid = NULL;
+		if (!c || sky_app_put(c, app, strlen(app)) != 0 ||
+		    sky_session_create(c, APP, body, strlen(body), &sid))
+			_exit(4);
+		char line[160];
+		int k = snprintf(line, sizeof(line), "%s\n", sid);
+		if (write(fd, line, (size_t)k) != k)
+			_exit(6);
+		static char patch[GROW_WRITE_BYTES + 64];
+		for (int i = 0; i < n; i++) {
+			/* Eight keys rewritten: the records grow, the
+			 * document does not. */
+			int len = snprintf(patch, sizeof(patch),
+					   "{\"k%d\":\"%0*d\",\"n\":%d}", i % 8,
+					   GROW_WRITE_BYTES, i, i);
+			if (sky_data_patch(c, APP, sid, patch, (size_t)len)) {
+				fprintf(stderr, "patch %d: %s\n", i,
+					sky_error_last()->message);
+				_exit(5);
+			}
+			/* Past half the first region: let the checkpointer
+			 * grow it (it would start the log again otherwise,
+			 * which loses nothing but is not this case). */
+			struct stat sb;
+			for (int w = 0; i == 400 && w < 3000; w++) {
+				char path[4200];
+				snprintf(path, sizeof(path), "%s/journal", dir);
+				if (stat(path, &sb) == 0 &&
+				    sb.st_size > (4 << 20))
+					break;
+				usleep(10000);
+			}
+		}
+		_exit(0); /* no close: as in a crash */
+	}
+	char sid[128] = {0};
+	ssize_t got = read(fd, sid, sizeof(sid) - 1);
+	int status;
+	waitpid(pid, &status, 0);
+	close(fd);
+	CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CU_ASSERT_FATAL(got > 1);
+	sid[strcspn(sid, "\n")] = '\0';
+	struct stat sb;
+	journal_stat(dir, &sb);
+	CU_ASSERT(sb.st_size > 4 << 20);
+	zero_meta_pages(dir);
+	sky_cache *c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
+	CU_ASSERT(data_value(c, sid, "n") == n - 1);
+	char *json = NULL;
+	size_t len = 0;
+	CU_ASSERT_FATAL(sky_data_get(c, APP, sid, &json, &len) == 0);
+	json_t *doc = json_loadb(json, len, 0, NULL);
+	for (int i = n - 8; i < n; i++) {
+		char key[16], want[GROW_WRITE_BYTES + 1];
+		snprintf(key, sizeof(key), "k%d", i % 8);
+		snprintf(want, sizeof(want), "%0*d", GROW_WRITE_BYTES, i);
+		const char *v = json_string_value(json_object_get(doc, key));
+		CU_ASSERT(v && strcmp(v, want) == 0);
+	}
+	json_decref(doc);
+	sky_free(json);
+	CU_ASSERT(queued(c) == (uint64_t)n + 1);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
 /* The map grows (LMDB's map resized under the pinned reader) while the
  * journal has records; then a crash: all acknowledged writes come back. */
 static void test_journal__map_grows_then_crash(void)
@@ -926,6 +1042,10 @@ int main(void)
 		 test_journal__mirror_writes_alone_recover},
 		{"test_journal__map_grows_then_crash",
 		 test_journal__map_grows_then_crash},
+		{"test_journal__write_changes_no_metadata",
+		 test_journal__write_changes_no_metadata},
+		{"test_journal__region_grows_then_crash",
+		 test_journal__region_grows_then_crash},
 		{"test_journal__damaged_record_skipped",
 		 test_journal__damaged_record_skipped},
 		{"test_journal__damage_beyond_resync_refused",
