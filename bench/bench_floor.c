@@ -807,8 +807,8 @@ static double round_ingest(void *arg, unsigned n)
 	}
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += BENCH_INGEST_BATCH) {
-		unsigned end = i + BENCH_INGEST_BATCH < n ? i + BENCH_INGEST_BATCH
-							  : n;
+		unsigned end =
+		    i + BENCH_INGEST_BATCH < n ? i + BENCH_INGEST_BATCH : n;
 		MDB_txn *txn;
 		check(mdb_txn_begin(f->env, NULL, 0, &txn), "begin");
 		for (unsigned j = i; j < end; j++)

@@ -513,8 +513,9 @@ static void prepare_write(sq_ctx *s)
 	s->outbox = prepare(s, "INSERT INTO outbox(app, sid, body)"
 			       " VALUES(?1, ?2, ?3)");
 	if (!s->ev_patch)
-		s->ev_patch = prepare(s, "UPDATE session_data SET data ="
-					 " json_patch(data, ?2) WHERE docid = ?1");
+		s->ev_patch =
+		    prepare(s, "UPDATE session_data SET data ="
+			       " json_patch(data, ?2) WHERE docid = ?1");
 	s->sync_full = prepare(s, "PRAGMA synchronous=FULL");
 	s->sync_normal = prepare(s, "PRAGMA synchronous=NORMAL");
 }
@@ -568,7 +569,8 @@ static void writes_make(write_inputs *w, uint64_t first, unsigned n,
 		w->patch[i] = (bench_buf)BENCH_BUF_INIT;
 		bench_outbox_json(&w->body[i], q);
 		bench_patch_json(&w->patch[i],
-				 (unsigned)(q % BENCH_ITEMS_SMALL), (unsigned)q);
+				 (unsigned)(q % BENCH_ITEMS_SMALL),
+				 (unsigned)q);
 		/* The sessions skysync's side writes to, in its order. */
 		if (on_docs)
 			bench_write_doc_sid(w->sids[i], sizeof(w->sids[i]), q);
@@ -620,8 +622,8 @@ static void enqueue_setup(sq_ctx *s, const char *dir)
 	sq_open(s, dir, "outbox.db", SYNC_FULL);
 	exec(s, schema);
 	sqlite3_stmt *ins = prepare(s, insert_session_sql);
-	sqlite3_stmt *data =
-	    prepare(s, "INSERT INTO session_data(docid, data) VALUES(?1, '{}')");
+	sqlite3_stmt *data = prepare(
+	    s, "INSERT INTO session_data(docid, data) VALUES(?1, '{}')");
 	exec(s, "BEGIN");
 	for (unsigned i = 0; i < BENCH_ENQUEUE_SESSIONS; i++) {
 		char sid[32];
@@ -651,7 +653,8 @@ static double round_mixed(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
 	unsigned ne = n * BENCH_MIXED_EVENTS;
-	bench_buf *events = bench_patch_events(&s->rng, &s->seq, "mixed", 0, ne);
+	bench_buf *events =
+	    bench_patch_events(&s->rng, &s->seq, "mixed", 0, ne);
 	write_inputs w;
 	writes_make(&w, s->seq, n, 1);
 	double t0 = bench_now_us();
@@ -746,8 +749,8 @@ static double round_ingest(void *arg, unsigned n)
 	}
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += BENCH_INGEST_BATCH) {
-		unsigned end = i + BENCH_INGEST_BATCH < n ? i + BENCH_INGEST_BATCH
-							  : n;
+		unsigned end =
+		    i + BENCH_INGEST_BATCH < n ? i + BENCH_INGEST_BATCH : n;
 		step_done(s, s->begin, "BEGIN");
 		for (unsigned j = i; j < end; j++)
 			ingest_one(s, &texts[j], &doc);

@@ -740,7 +740,8 @@ json_t *bench_run_mixed(const char *impl, bench_round_fn round, void *ctx,
 		}
 	*mode = 0;
 	json_t *res = bench_result(impl, "mixed", "us/op", a->n, t[0], a->runs);
-	double ev = bench_median(t[1], a->runs), wr = bench_median(t[2], a->runs);
+	double ev = bench_median(t[1], a->runs);
+	double wr = bench_median(t[2], a->runs);
 	json_t *detail = json_object();
 	json_object_set_new(detail, "events_alone_us", json_real(ev));
 	json_object_set_new(detail, "writes_alone_us", json_real(wr));
