@@ -28,7 +28,9 @@
  * returns); mmap_size 4 GiB; a 64 MiB page cache; statements prepared once
  * and reused; an explicit transaction around every batch (reads too, which
  * keeps one WAL read snapshot for a round, as skysync's reused reader);
- * json_patch() for merge patches; ANALYZE after the build.
+ * json_patch() for merge patches; ANALYZE after the build. ingest parses
+ * each session with jansson (its properties feed props) and inserts data,
+ * session and property rows, a FULL commit per batch.
  */
 #include "config.h"
 
