@@ -6,7 +6,8 @@
  *   get          sky_reader_session in one reader reused for the round
  *                (borrowed text, no copy); as a detail, sky_session_get,
  *                which takes its own snapshot and copies;
- *   data_1kb     sky_reader_data: the whole 1 KB document as text;
+ *   data_*       sky_reader_data: the whole 1 KB, 10 KB or 1 MB document
+ *                as text;
  *   query_*      sky_query_new + sky_reader_query + sky_query_free per
  *                query (one reader per round), reading every row;
  *   patch_*      session_data_updated events as JSON text through
@@ -15,6 +16,12 @@
  *                SKY_CACHE_NOSYNC (the work without the flushes);
  *   enqueue_*    data patches queued in the outbox: sky_data_patch, one
  *                durable commit each; enqueue_batch via sky_write_batch;
+ *   ingest       a snapshot's worth of sessions with ~1 KB data each
+ *                through sky_session_put_batch, BENCH_INGEST_BATCH per
+ *                call, in the default mode (durable per batch);
+ *   mixed        durable queued writes (journal mode) between live
+ *                events, one write per BENCH_MIXED_EVENTS events, each
+ *                event applied alone; and the two measured apart;
  *   cold_start   sky_cache_open of a cache whose file was dropped from the
  *                page cache, and the first answer;
  *   heap         rounds of patch_1kb apply, sampling heap and RSS after
@@ -41,6 +48,8 @@ typedef struct {
 	bench_rng rng;
 	uint64_t seq;
 	int large; /* patch_1mb */
+	int kind;  /* data_*: BENCH_DOC_* */
+	int mixed; /* mixed: 0 both, 1 events alone, 2 writes alone */
 	int two;   /* query_two_predicates */
 	unsigned hits, queries;
 	unsigned sink;
@@ -116,14 +125,13 @@ static void build_sessions(sk_ctx *s, unsigned n)
 static void build_docs(sk_ctx *s)
 {
 	bench_buf json = BENCH_BUF_INIT, doc = BENCH_BUF_INIT;
-	for (int large = 0; large < 2; large++) {
-		unsigned count = large ? BENCH_DOCS_LARGE : BENCH_DOCS_SMALL;
+	for (int kind = 0; kind < BENCH_DOC_KINDS; kind++) {
+		unsigned count = bench_doc_count(kind);
 		bench_buf_clear(&doc);
-		bench_doc_json(&doc,
-			       large ? BENCH_ITEMS_LARGE : BENCH_ITEMS_SMALL);
+		bench_doc_json(&doc, bench_doc_items(kind));
 		for (unsigned i = 0; i < count; i++) {
 			char sid[32];
-			bench_doc_sid(sid, sizeof(sid), large, i);
+			bench_doc_sid(sid, sizeof(sid), kind, i);
 			bench_buf_clear(&json);
 			bench_session_json(&json, i, count, sid);
 			sk_check(sky_session_put(s->cache, json.data, json.len,
@@ -194,7 +202,7 @@ static double round_session_get(void *arg, unsigned n)
 static double round_data(void *arg, unsigned n)
 {
 	sk_ctx *s = arg;
-	bench_sid *ids = bench_random_doc_sids(&s->rng, n);
+	bench_sid *ids = bench_random_doc_sids(&s->rng, n, s->kind);
 	sky_reader *r;
 	double t0 = bench_now_us();
 	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
@@ -356,7 +364,7 @@ static double open_and_answer(const bench_args *a, int query_first)
  * may undo the last writes) and SKY_CACHE_NOSYNC (no flush at all: the
  * library's own cost).
  */
-#define ENQUEUE_SESSIONS 1000u
+#define ENQUEUE_SESSIONS BENCH_ENQUEUE_SESSIONS
 
 static void enqueue_open(sk_ctx *s, const char *dir, unsigned flags)
 {
@@ -459,6 +467,141 @@ static json_t *run_enqueue(sk_ctx *s, const bench_args *a, json_t *detail)
 	return res;
 }
 
+/*
+ * ---- ingest: a snapshot's sessions, with their data ----
+ *
+ * What the sync engine's snapshot does with the sessions it reads: each
+ * session with its ~1 KB data, BENCH_INGEST_BATCH per
+ * sky_session_put_batch (one write transaction), durable when the call
+ * returns (the default mode). The rounds go on numbering sessions, so
+ * every round adds new ones to the same cache.
+ */
+static double round_ingest(void *arg, unsigned n)
+{
+	sk_ctx *s = arg;
+	bench_buf doc = BENCH_BUF_INIT;
+	bench_buf *texts = bench_xmalloc(n * sizeof(*texts));
+	sky_session_item *items = bench_xmalloc(n * sizeof(*items));
+	bench_doc_json(&doc, BENCH_ITEMS_SMALL);
+	for (unsigned i = 0; i < n; i++) {
+		texts[i] = (bench_buf)BENCH_BUF_INIT;
+		bench_session_json(&texts[i], (unsigned)s->seq++,
+				   BENCH_INGEST_SPREAD, NULL);
+		memset(&items[i], 0, sizeof(items[i]));
+		items[i].session_json = texts[i].data;
+		items[i].len = texts[i].len;
+		items[i].data_json = doc.data;
+		items[i].data_len = doc.len;
+		items[i].as_of_us = BENCH_AS_OF_US;
+	}
+	double t0 = bench_now_us();
+	for (unsigned i = 0; i < n; i += BENCH_INGEST_BATCH) {
+		unsigned k = n - i < BENCH_INGEST_BATCH ? n - i
+							: BENCH_INGEST_BATCH;
+		sk_check(sky_session_put_batch(s->cache, items + i, k),
+			 "sky_session_put_batch");
+	}
+	double t = (bench_now_us() - t0) / n;
+	for (unsigned i = 0; i < n; i++) {
+		if (items[i].result != 0)
+			bench_die("session %u rejected: %s", i,
+				  items[i].error ? items[i].error : "");
+		bench_buf_free(&texts[i]);
+	}
+	free(texts);
+	free(items);
+	bench_buf_free(&doc);
+	return t;
+}
+
+static json_t *run_ingest(sk_ctx *s, const bench_args *a)
+{
+	char path[4096];
+	bench_path(path, sizeof(path), a->dir, "skysync-ingest");
+	bench_rmtree(path);
+	bench_mkdirs(path);
+	sk_open(s, path, 0);
+	json_t *res = bench_run_rounds("skysync", a->workload, round_ingest,
+				       s, a);
+	sky_cache_close(s->cache);
+	bench_rmtree(path);
+	return res;
+}
+
+/*
+ * ---- mixed: durable queued writes among live events ----
+ *
+ * A gateway's day: live events arrive one by one (sky_event_apply) and
+ * now and then the application queues a write (sky_data_patch, durable
+ * when it returns), one per BENCH_MIXED_EVENTS
+ * events, on the same ~1 KB documents. The cache is in journal mode. The
+ * figure is per unit of one write and its events; s->mixed = 1 or 2 runs
+ * the events or the writes alone, so that the mix can be compared with
+ * the sum of its parts.
+ */
+static double round_mixed(void *arg, unsigned n)
+{
+	sk_ctx *s = arg;
+	unsigned ne = n * BENCH_MIXED_EVENTS;
+	bench_buf *texts = bench_patch_events(&s->rng, &s->seq, "mixed", 0, ne);
+	sky_event_item *items = bench_xmalloc(ne * sizeof(*items));
+	bench_buf *rec = bench_xmalloc(n * sizeof(*rec));
+	char(*sids)[32] = bench_xmalloc(n * sizeof(*sids));
+	for (unsigned i = 0; i < ne; i++) {
+		memset(&items[i], 0, sizeof(items[i]));
+		items[i].json = texts[i].data;
+		items[i].len = texts[i].len;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t q = s->seq + i;
+		rec[i] = (bench_buf)BENCH_BUF_INIT;
+		bench_patch_json(&rec[i], (unsigned)(q % BENCH_ITEMS_SMALL),
+				 (unsigned)q);
+		bench_write_doc_sid(sids[i], sizeof(sids[i]), q);
+	}
+	double t0 = bench_now_us();
+	for (unsigned i = 0; i < n; i++) {
+		if (s->mixed != 2)
+			for (unsigned j = 0; j < BENCH_MIXED_EVENTS; j++)
+				sk_check(sky_event_apply(
+					     s->cache,
+					     items[i * BENCH_MIXED_EVENTS + j]
+						 .json,
+					     items[i * BENCH_MIXED_EVENTS + j]
+						 .len,
+					     &items[i * BENCH_MIXED_EVENTS + j]
+						  .outcome),
+					 "sky_event_apply");
+		if (s->mixed != 1)
+			sk_check(sky_data_patch(s->cache, BENCH_APP, sids[i],
+						rec[i].data, rec[i].len),
+				 "sky_data_patch");
+	}
+	double t = (bench_now_us() - t0) / n;
+	for (unsigned i = 0; i < ne && s->mixed != 2; i++) {
+		if (items[i].outcome != SKY_EVENT_APPLIED)
+			bench_die("event %u: %s %s", i,
+				  sky_event_outcome_name(items[i].outcome),
+				  items[i].error ? items[i].error : "");
+		sky_free(items[i].error);
+	}
+	for (unsigned i = 0; i < n; i++)
+		bench_buf_free(&rec[i]);
+	bench_bufs_free(texts, ne);
+	free(items);
+	free(rec);
+	free(sids);
+	return t;
+}
+
+static json_t *run_mixed(sk_ctx *s, const bench_args *a)
+{
+	sk_open(s, a->dir, SKY_CACHE_JOURNAL);
+	json_t *res = bench_run_mixed("skysync", round_mixed, s, &s->mixed, a);
+	sky_cache_close(s->cache);
+	return res;
+}
+
 /* ---- main ---- */
 
 static json_t *run(const bench_args *a)
@@ -496,7 +639,14 @@ static json_t *run(const bench_args *a)
 		    json_real(bench_median_rounds(round_session_get, &s, a->n,
 						  a->runs)));
 		sky_cache_close(s.cache);
-	} else if (!strcmp(w, "data_1kb")) {
+	} else if (!strcmp(w, "ingest")) {
+		res = run_ingest(&s, a);
+	} else if (!strcmp(w, "mixed")) {
+		res = run_mixed(&s, a);
+	} else if (!strncmp(w, "data_", 5)) {
+		s.kind = !strcmp(w, "data_1mb")	   ? BENCH_DOC_LARGE
+			 : !strcmp(w, "data_10kb") ? BENCH_DOC_MEDIUM
+						   : BENCH_DOC_SMALL;
 		sk_open(&s, a->dir, 0);
 		res = bench_run_rounds("skysync", w, round_data, &s, a);
 		sky_cache_close(s.cache);

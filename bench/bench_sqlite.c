@@ -4,23 +4,33 @@
  * the same data (common.c) as bench_skysync.c. bench/README.md explains
  * each choice; in short:
  *
- *   sessions      (app, sid) PRIMARY KEY, WITHOUT ROWID: a get is one
- *                 B-tree descent; the row carries createdAt, the data
- *                 watermark, the document id and the session JSON text.
+ *   sessions      a rowid table (id INTEGER PRIMARY KEY) with a UNIQUE
+ *                 index on (app, sid); the row carries createdAt, the
+ *                 data watermark, the document id, whether the session
+ *                 is open and the session JSON text. (Rows of ~600 bytes
+ *                 are what SQLite advises against keeping WITHOUT ROWID:
+ *                 an earlier schema did, and paid ~1.65x on queries.)
  *   props         (app, key, value, created_us, sid) PRIMARY KEY, WITHOUT
- *                 ROWID: one row per property, a covering index that
- *                 answers key=value already in result order.
+ *                 ROWID, carrying the session's rowid: one small row per
+ *                 property, a covering index that answers key=value
+ *                 already in result order, joined to sessions by rowid.
  *   session_data  docid INTEGER PRIMARY KEY -> data JSON text (rowid
  *                 table: documents up to megabytes live in overflow pages).
  *   evlog         eventId PRIMARY KEY (idempotence, as skysync).
- *   outbox        seq INTEGER PRIMARY KEY, app, sid, body (enqueue_*).
+ *   outbox        seq INTEGER PRIMARY KEY, app, sid, body, with an index
+ *                 on (app, sid, seq) (a session's pending writes); a
+ *                 queued write also patches the local view (json_patch
+ *                 of session_data) in the same transaction, as skysync's
+ *                 outbox does (enqueue_*, mixed).
  *
  * WAL journal; synchronous=NORMAL for reads and batched work and FULL for
  * the durable enqueue workloads (a commit is then on disk when it
  * returns); mmap_size 4 GiB; a 64 MiB page cache; statements prepared once
  * and reused; an explicit transaction around every batch (reads too, which
  * keeps one WAL read snapshot for a round, as skysync's reused reader);
- * json_patch() for merge patches; ANALYZE after the build.
+ * json_patch() for merge patches; ANALYZE after the build. ingest parses
+ * each session with jansson (its properties feed props) and inserts data,
+ * session and property rows, a FULL commit per batch.
  */
 #include "config.h"
 
@@ -46,7 +56,10 @@ typedef struct {
 	unsigned hits, queries;
 	unsigned sink;
 	sqlite3_stmt *get, *data, *q1, *q2, *ev_log, *ev_session, *ev_patch,
-	    *ev_wm, *begin, *commit, *outbox;
+	    *ev_wm, *begin, *commit, *outbox, *wr_session, *ins_session,
+	    *ins_data, *ins_prop;
+	int kind;  /* data_*: BENCH_DOC_* */
+	int mixed; /* mixed: 0 both, 1 events alone, 2 writes alone */
 } sq_ctx;
 
 static void sq_check(sq_ctx *s, int rc, const char *what)
@@ -116,10 +129,11 @@ static void sq_open(sq_ctx *s, const char *dir, const char *file, int mode)
 
 static void sq_close(sq_ctx *s)
 {
-	sqlite3_stmt **all[] = {&s->get,      &s->data,	  &s->q1,
-				&s->q2,	      &s->ev_log, &s->ev_session,
-				&s->ev_patch, &s->ev_wm,  &s->begin,
-				&s->commit,   &s->outbox};
+	sqlite3_stmt **all[] = {
+	    &s->get,	    &s->data,	     &s->q1,	     &s->q2,
+	    &s->ev_log,	    &s->ev_session,  &s->ev_patch,   &s->ev_wm,
+	    &s->begin,	    &s->commit,	     &s->outbox,     &s->wr_session,
+	    &s->ins_session, &s->ins_data,   &s->ins_prop};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
 		*all[i] = NULL;
@@ -130,18 +144,27 @@ static void sq_close(sq_ctx *s)
 }
 
 static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS sessions("
+    "CREATE TABLE IF NOT EXISTS sessions(id INTEGER PRIMARY KEY,"
     " app TEXT NOT NULL, sid TEXT NOT NULL, created_us INTEGER NOT NULL,"
-    " wm_data INTEGER NOT NULL, docid INTEGER NOT NULL, json TEXT NOT NULL,"
-    " PRIMARY KEY(app, sid)) WITHOUT ROWID;"
+    " wm_data INTEGER NOT NULL, docid INTEGER NOT NULL,"
+    " open INTEGER NOT NULL, json TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_sid"
+    " ON sessions(app, sid);"
     "CREATE TABLE IF NOT EXISTS props("
     " app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
-    " created_us INTEGER NOT NULL, sid TEXT NOT NULL,"
+    " created_us INTEGER NOT NULL, sid TEXT NOT NULL, sess INTEGER NOT NULL,"
     " PRIMARY KEY(app, key, value, created_us, sid)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS session_data("
     " docid INTEGER PRIMARY KEY, data TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS evlog("
-    " event_id TEXT PRIMARY KEY) WITHOUT ROWID;";
+    " event_id TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY,"
+    " app TEXT NOT NULL, sid TEXT NOT NULL, body TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS outbox_by_session ON outbox(app, sid, seq);";
+
+static const char insert_session_sql[] =
+    "INSERT INTO sessions(app, sid, created_us, wm_data, docid, open, json)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /* ---- building ---- */
 
@@ -156,7 +179,8 @@ static void insert_session(sq_ctx *s, sqlite3_stmt *ins, const char *sid,
 	sqlite3_bind_int64(ins, 3, bench_session_created_us(i));
 	sqlite3_bind_int64(ins, 4, BENCH_AS_OF_US);
 	sqlite3_bind_int64(ins, 5, docid);
-	sqlite3_bind_text(ins, 6, json->data, (int)json->len, SQLITE_STATIC);
+	sqlite3_bind_int(ins, 6, bench_session_is_open(i));
+	sqlite3_bind_text(ins, 7, json->data, (int)json->len, SQLITE_STATIC);
 	step_done(s, ins, "insert session");
 }
 
@@ -182,8 +206,8 @@ static int cmp_prop_row(const void *a, const void *b)
 static void build_props(sq_ctx *s, unsigned n)
 {
 	sqlite3_stmt *prop =
-	    prepare(s, "INSERT INTO props(app, key, value, created_us, sid)"
-		       " VALUES(?1, ?2, ?3, ?4, ?5)");
+	    prepare(s, "INSERT INTO props(app, key, value, created_us, sid,"
+		       " sess) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
 	prop_row *rows = bench_xmalloc((size_t)n * sizeof(*rows));
 	int order[BENCH_PROPS];
 
@@ -215,6 +239,8 @@ static void build_props(sq_ctx *s, unsigned n)
 			sqlite3_bind_int64(prop, 4,
 					   bench_session_created_us(rows[r].i));
 			bind_text(prop, 5, sid);
+			/* Sessions were inserted in order: rowid i + 1. */
+			sqlite3_bind_int64(prop, 6, (int64_t)rows[r].i + 1);
 			step_done(s, prop, "insert property");
 		}
 	}
@@ -230,25 +256,21 @@ static void build(const bench_args *a)
 	bench_mkdirs(a->dir);
 	sq_open(s, a->dir, DB_FILE, BUILDING);
 	exec(s, schema);
-	sqlite3_stmt *ins = prepare(
-	    s, "INSERT INTO sessions(app, sid, created_us, wm_data, docid,"
-	       " json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+	sqlite3_stmt *ins = prepare(s, insert_session_sql);
 	sqlite3_stmt *data =
 	    prepare(s, "INSERT INTO session_data(docid, data) VALUES(?1, ?2)");
 	exec(s, "BEGIN");
 	if (!strcmp(a->what, "docs")) {
 		/* Documents belong to sessions like any other, named d-... and
 		 * m-...; they carry no properties (no query runs here). */
-		for (int large = 0; large < 2; large++) {
-			unsigned count =
-			    large ? BENCH_DOCS_LARGE : BENCH_DOCS_SMALL;
+		for (int kind = 0; kind < BENCH_DOC_KINDS; kind++) {
+			unsigned count = bench_doc_count(kind);
 			bench_buf_clear(&doc);
-			bench_doc_json(&doc, large ? BENCH_ITEMS_LARGE
-						   : BENCH_ITEMS_SMALL);
+			bench_doc_json(&doc, bench_doc_items(kind));
 			for (unsigned i = 0; i < count; i++) {
 				char sid[32];
-				int64_t docid = large ? 1000000 + i : i + 1;
-				bench_doc_sid(sid, sizeof(sid), large, i);
+				int64_t docid = kind * 1000000 + i + 1;
+				bench_doc_sid(sid, sizeof(sid), kind, i);
 				insert_session(s, ins, sid, i, count, docid,
 					       &json);
 				sqlite3_bind_int64(data, 1, docid);
@@ -314,7 +336,8 @@ static double round_get(void *arg, unsigned n)
 static double round_data(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
-	return timed_rows(s, s->data, bench_random_doc_sids(&s->rng, n), n,
+	return timed_rows(s, s->data,
+			  bench_random_doc_sids(&s->rng, n, s->kind), n,
 			  "data");
 }
 
@@ -323,7 +346,7 @@ static void prepare_queries(sq_ctx *s)
 	/* The covering props key gives the rows in (createdAt, sid) order:
 	 * no sort step (EXPLAIN QUERY PLAN shows no temp b-tree). */
 	s->q1 = prepare(s, "SELECT s.json FROM props p"
-			   " JOIN sessions s ON s.app = p.app AND s.sid = p.sid"
+			   " JOIN sessions s ON s.id = p.sess"
 			   " WHERE p.app = ?1 AND p.key = ?2 AND p.value = ?3"
 			   " ORDER BY p.created_us, p.sid LIMIT ?4");
 	/* Two predicates: walk the more selective one (written first, the
@@ -333,7 +356,7 @@ static void prepare_queries(sq_ctx *s)
 			   " JOIN props b ON b.app = a.app AND b.key = ?4"
 			   "  AND b.value = ?5 AND b.created_us = a.created_us"
 			   "  AND b.sid = a.sid"
-			   " JOIN sessions s ON s.app = a.app AND s.sid = a.sid"
+			   " JOIN sessions s ON s.id = a.sess"
 			   " WHERE a.app = ?1 AND a.key = ?2 AND a.value = ?3"
 			   " ORDER BY a.created_us, a.sid LIMIT ?6");
 }
@@ -392,6 +415,24 @@ static void prepare_patch(sq_ctx *s)
 			      " WHERE app = ?1 AND sid = ?2");
 }
 
+/* createdAt of an event or session object, in microseconds. */
+static int64_t created_us(json_t *obj)
+{
+	const char *created =
+	    json_string_value(json_object_get(obj, "createdAt"));
+	int y, mo, d, h, mi, sec, us;
+	if (!created || sscanf(created, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &y, &mo,
+			       &d, &h, &mi, &sec, &us) != 7)
+		bench_die("bad createdAt %s", created ? created : "(none)");
+	struct tm tm = {.tm_year = y - 1900,
+			.tm_mon = mo - 1,
+			.tm_mday = d,
+			.tm_hour = h,
+			.tm_min = mi,
+			.tm_sec = sec};
+	return (int64_t)timegm(&tm) * 1000000 + us;
+}
+
 /*
  * Apply one session_data_updated event given as JSON text, with the rules
  * skysync keeps: parse and check it, skip a known eventId, skip an event
@@ -412,24 +453,7 @@ static int apply_event(sq_ctx *s, const char *text, size_t len)
 		bench_die("bad event: %s", ev ? "fields" : jerr.text);
 	/* createdAt was generated by common.c; the watermark compares the
 	 * microseconds, as skysync does. */
-	const char *created =
-	    json_string_value(json_object_get(ev, "createdAt"));
-	if (!created)
-		bench_die("event without createdAt");
-	int64_t t;
-	{
-		int y, mo, d, h, mi, sec, us;
-		if (sscanf(created, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &y, &mo, &d,
-			   &h, &mi, &sec, &us) != 7)
-			bench_die("bad createdAt %s", created);
-		struct tm tm = {.tm_year = y - 1900,
-				.tm_mon = mo - 1,
-				.tm_mday = d,
-				.tm_hour = h,
-				.tm_min = mi,
-				.tm_sec = sec};
-		t = (int64_t)timegm(&tm) * 1000000 + us;
-	}
+	int64_t t = created_us(ev);
 	int applied = 0;
 	bind_text(s->ev_log, 1, eid);
 	step_done(s, s->ev_log, "evlog");
@@ -483,41 +507,283 @@ static double round_patch(void *arg, unsigned n)
 
 /* ---- durable writes ---- */
 
+static void prepare_write(sq_ctx *s)
+{
+	s->wr_session = prepare(s, "SELECT docid, open FROM sessions"
+				   " WHERE app = ?1 AND sid = ?2");
+	s->outbox = prepare(s, "INSERT INTO outbox(app, sid, body)"
+			       " VALUES(?1, ?2, ?3)");
+	if (!s->ev_patch)
+		s->ev_patch =
+		    prepare(s, "UPDATE session_data SET data ="
+			       " json_patch(data, ?2) WHERE docid = ?1");
+}
+
+/*
+ * One queued data patch, with the steps skysync's outbox takes in its one
+ * transaction: the session must exist and be open, the write is appended
+ * to the outbox (and its per-session index), and the local view's
+ * document is patched so that reads see the write at once.
+ */
+static void enqueue_write(sq_ctx *s, const char *sid, const bench_buf *body,
+			  const bench_buf *patch)
+{
+	bind_text(s->wr_session, 1, BENCH_APP);
+	bind_text(s->wr_session, 2, sid);
+	if (sqlite3_step(s->wr_session) != SQLITE_ROW)
+		bench_die("write to unknown session %s", sid);
+	int64_t docid = sqlite3_column_int64(s->wr_session, 0);
+	int open = sqlite3_column_int(s->wr_session, 1);
+	sqlite3_reset(s->wr_session);
+	if (!open)
+		bench_die("write to closed session %s", sid);
+	bind_text(s->outbox, 1, BENCH_APP);
+	bind_text(s->outbox, 2, sid);
+	sqlite3_bind_text(s->outbox, 3, body->data, (int)body->len,
+			  SQLITE_STATIC);
+	step_done(s, s->outbox, "enqueue");
+	sqlite3_bind_int64(s->ev_patch, 1, docid);
+	sqlite3_bind_text(s->ev_patch, 2, patch->data, (int)patch->len,
+			  SQLITE_STATIC);
+	step_done(s, s->ev_patch, "local view");
+}
+
+/* The inputs of n queued writes: outbox bodies and patches. */
+typedef struct {
+	bench_buf *body, *patch;
+	char (*sids)[32];
+	unsigned n;
+} write_inputs;
+
+static void writes_make(write_inputs *w, uint64_t first, unsigned n,
+			int on_docs)
+{
+	w->n = n;
+	w->body = bench_xmalloc(n * sizeof(*w->body));
+	w->patch = bench_xmalloc(n * sizeof(*w->patch));
+	w->sids = bench_xmalloc(n * sizeof(*w->sids));
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t q = first + i;
+		w->body[i] = (bench_buf)BENCH_BUF_INIT;
+		w->patch[i] = (bench_buf)BENCH_BUF_INIT;
+		bench_outbox_json(&w->body[i], q);
+		bench_patch_json(&w->patch[i],
+				 (unsigned)(q % BENCH_ITEMS_SMALL),
+				 (unsigned)q);
+		/* The sessions skysync's side writes to, in its order. */
+		if (on_docs)
+			bench_write_doc_sid(w->sids[i], sizeof(w->sids[i]), q);
+		else
+			bench_session_id(w->sids[i], sizeof(w->sids[i]),
+					 (unsigned)(bench_mix(q, 10) % 100000 %
+						    BENCH_ENQUEUE_SESSIONS));
+	}
+}
+
+static void writes_free(write_inputs *w)
+{
+	for (unsigned i = 0; i < w->n; i++) {
+		bench_buf_free(&w->body[i]);
+		bench_buf_free(&w->patch[i]);
+	}
+	free(w->body);
+	free(w->patch);
+	free(w->sids);
+}
+
 static double round_enqueue(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
 	int batched = !strcmp(s->a->workload, "enqueue_batch");
-	bench_buf *rec = bench_xmalloc(n * sizeof(*rec));
-	char(*sids)[32] = bench_xmalloc(n * sizeof(*sids));
-	for (unsigned i = 0; i < n; i++) {
-		uint64_t q = ++s->seq;
-		rec[i] = (bench_buf)BENCH_BUF_INIT;
-		bench_outbox_json(&rec[i], q);
-		bench_session_id(sids[i], sizeof(sids[i]),
-				 (unsigned)(bench_mix(q, 10) % 100000));
-	}
+	unsigned per_commit = batched ? BENCH_ENQUEUE_BATCH : 1;
+	write_inputs w;
+	writes_make(&w, s->seq + 1, n, 0);
+	s->seq += n;
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i++) {
-		/* Durable: every INSERT is its own transaction, so it is
-		 * on disk (synchronous=FULL) when sqlite3_step returns. */
-		if (batched && i % BENCH_ENQUEUE_BATCH == 0)
+		/* Durable: the transaction is on disk (synchronous=FULL)
+		 * when its COMMIT returns. */
+		if (i % per_commit == 0)
 			step_done(s, s->begin, "BEGIN");
-		bind_text(s->outbox, 1, BENCH_APP);
-		bind_text(s->outbox, 2, sids[i]);
-		sqlite3_bind_text(s->outbox, 3, rec[i].data, (int)rec[i].len,
-				  SQLITE_STATIC);
-		step_done(s, s->outbox, "enqueue");
-		if (batched &&
-		    (i % BENCH_ENQUEUE_BATCH == BENCH_ENQUEUE_BATCH - 1 ||
-		     i == n - 1))
+		enqueue_write(s, w.sids[i], &w.body[i], &w.patch[i]);
+		if (i % per_commit == per_commit - 1 || i == n - 1)
 			step_done(s, s->commit, "COMMIT");
 	}
 	double t = (bench_now_us() - t0) / n;
-	for (unsigned i = 0; i < n; i++)
-		bench_buf_free(&rec[i]);
-	free(rec);
-	free(sids);
+	writes_free(&w);
 	return t;
+}
+
+/* The scratch database of enqueue_*: the open sessions written to. */
+static void enqueue_setup(sq_ctx *s, const char *dir)
+{
+	bench_buf json = BENCH_BUF_INIT;
+	sq_open(s, dir, "outbox.db", SYNC_FULL);
+	exec(s, schema);
+	sqlite3_stmt *ins = prepare(s, insert_session_sql);
+	sqlite3_stmt *data = prepare(
+	    s, "INSERT INTO session_data(docid, data) VALUES(?1, '{}')");
+	exec(s, "BEGIN");
+	for (unsigned i = 0; i < BENCH_ENQUEUE_SESSIONS; i++) {
+		char sid[32];
+		bench_session_id(sid, sizeof(sid), i);
+		insert_session(s, ins, sid, i, BENCH_ENQUEUE_SESSIONS,
+			       (int64_t)i + 1, &json);
+		sqlite3_bind_int64(data, 1, (int64_t)i + 1);
+		step_done(s, data, "insert data");
+	}
+	/* All open, as skysync's scratch cache. */
+	exec(s, "UPDATE sessions SET open = 1; COMMIT");
+	sqlite3_finalize(ins);
+	sqlite3_finalize(data);
+	bench_buf_free(&json);
+	prepare_write(s);
+}
+
+/*
+ * ---- mixed: durable writes among live events ----
+ *
+ * Each live event is applied in its own transaction (synchronous=NORMAL);
+ * every BENCH_MIXED_EVENTS events a queued write commits with
+ * synchronous=FULL (the pragma is switched around it), on the same
+ * documents. s->mixed = 1 or 2 runs the events or the writes alone.
+ */
+static double round_mixed(void *arg, unsigned n)
+{
+	sq_ctx *s = arg;
+	unsigned ne = n * BENCH_MIXED_EVENTS;
+	bench_buf *events =
+	    bench_patch_events(&s->rng, &s->seq, "mixed", 0, ne);
+	write_inputs w;
+	writes_make(&w, s->seq, n, 1);
+	double t0 = bench_now_us();
+	for (unsigned i = 0; i < n; i++) {
+		for (unsigned j = 0; j < BENCH_MIXED_EVENTS && s->mixed != 2;
+		     j++) {
+			bench_buf *e = &events[i * BENCH_MIXED_EVENTS + j];
+			step_done(s, s->begin, "BEGIN");
+			if (!apply_event(s, e->data, e->len))
+				bench_die("event not applied");
+			step_done(s, s->commit, "COMMIT");
+		}
+		if (s->mixed == 1)
+			continue;
+		/* sqlite3_exec, not a prepared statement: SQLite applies
+		 * this pragma when it is compiled, so a statement prepared
+		 * once would set it at the prepare and never again. */
+		exec(s, "PRAGMA synchronous=FULL");
+		step_done(s, s->begin, "BEGIN");
+		enqueue_write(s, w.sids[i], &w.body[i], &w.patch[i]);
+		step_done(s, s->commit, "COMMIT");
+		exec(s, "PRAGMA synchronous=NORMAL");
+	}
+	double t = (bench_now_us() - t0) / n;
+	writes_free(&w);
+	bench_bufs_free(events, ne);
+	return t;
+}
+
+/*
+ * ---- ingest: a snapshot's sessions, with their data ----
+ *
+ * What this cache must do with each session a snapshot reads: parse it
+ * (its properties feed the props rows), check its ~1 KB data is a JSON
+ * object, and insert the data, the session and its property rows;
+ * BENCH_INGEST_BATCH sessions per transaction, synchronous=FULL (durable
+ * per batch, as skysync's default mode).
+ */
+static void ingest_one(sq_ctx *s, const bench_buf *text, const bench_buf *doc)
+{
+	json_error_t jerr;
+	json_t *ses = json_loadb(text->data, text->len, JSON_REJECT_DUPLICATES,
+				 &jerr);
+	const char *sid, *status, *key;
+	json_t *props, *val;
+	if (!ses || json_unpack(ses, "{s:s,s:s,s:o}", "sessionId", &sid,
+				"status", &status, "properties", &props) != 0 ||
+	    !json_is_object(props))
+		bench_die("bad session: %s", ses ? "fields" : jerr.text);
+	int64_t t = created_us(ses);
+	json_t *d =
+	    json_loadb(doc->data, doc->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!d || !json_is_object(d))
+		bench_die("bad session data");
+	json_decref(d);
+	sqlite3_bind_text(s->ins_data, 1, doc->data, (int)doc->len,
+			  SQLITE_STATIC);
+	step_done(s, s->ins_data, "insert data");
+	int64_t docid = sqlite3_last_insert_rowid(s->db);
+	bind_text(s->ins_session, 1, BENCH_APP);
+	bind_text(s->ins_session, 2, sid);
+	sqlite3_bind_int64(s->ins_session, 3, t);
+	sqlite3_bind_int64(s->ins_session, 4, BENCH_AS_OF_US);
+	sqlite3_bind_int64(s->ins_session, 5, docid);
+	sqlite3_bind_int(s->ins_session, 6, !strcmp(status, "open"));
+	sqlite3_bind_text(s->ins_session, 7, text->data, (int)text->len,
+			  SQLITE_STATIC);
+	step_done(s, s->ins_session, "insert session");
+	int64_t sess = sqlite3_last_insert_rowid(s->db);
+	json_object_foreach(props, key, val)
+	{
+		if (!json_is_string(val))
+			continue;
+		bind_text(s->ins_prop, 1, BENCH_APP);
+		bind_text(s->ins_prop, 2, key);
+		bind_text(s->ins_prop, 3, json_string_value(val));
+		sqlite3_bind_int64(s->ins_prop, 4, t);
+		bind_text(s->ins_prop, 5, sid);
+		sqlite3_bind_int64(s->ins_prop, 6, sess);
+		step_done(s, s->ins_prop, "insert property");
+	}
+	json_decref(ses);
+}
+
+static double round_ingest(void *arg, unsigned n)
+{
+	sq_ctx *s = arg;
+	bench_buf doc = BENCH_BUF_INIT;
+	bench_buf *texts = bench_xmalloc(n * sizeof(*texts));
+	bench_doc_json(&doc, BENCH_ITEMS_SMALL);
+	for (unsigned i = 0; i < n; i++) {
+		texts[i] = (bench_buf)BENCH_BUF_INIT;
+		bench_session_json(&texts[i], (unsigned)s->seq++,
+				   BENCH_INGEST_SPREAD, NULL);
+	}
+	double t0 = bench_now_us();
+	for (unsigned i = 0; i < n; i += BENCH_INGEST_BATCH) {
+		unsigned end =
+		    i + BENCH_INGEST_BATCH < n ? i + BENCH_INGEST_BATCH : n;
+		step_done(s, s->begin, "BEGIN");
+		for (unsigned j = i; j < end; j++)
+			ingest_one(s, &texts[j], &doc);
+		step_done(s, s->commit, "COMMIT");
+	}
+	double t = (bench_now_us() - t0) / n;
+	bench_bufs_free(texts, n);
+	bench_buf_free(&doc);
+	return t;
+}
+
+static void ingest_setup(sq_ctx *s, const char *dir)
+{
+	sq_open(s, dir, "ingest.db", SYNC_FULL);
+	exec(s, schema);
+	s->ins_session = prepare(s, insert_session_sql);
+	s->ins_data = prepare(s, "INSERT INTO session_data(data) VALUES(?1)");
+	s->ins_prop =
+	    prepare(s, "INSERT INTO props(app, key, value, created_us, sid,"
+		       " sess) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+}
+
+static void remove_db(const char *dir, const char *file)
+{
+	char path[4096], name[256];
+	static const char *const ext[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "%s%s", file, ext[i]);
+		bench_path(path, sizeof(path), dir, name);
+		unlink(path);
+	}
 }
 
 /* ---- cold start ---- */
@@ -567,27 +833,29 @@ static json_t *run(const bench_args *a)
 		return bench_cold_start("sqlite", a, DB_FILE, open_and_answer,
 					!strcmp(w, "cold_start_query"));
 	bench_round_fn fn = NULL;
-	int enqueue =
-	    !strcmp(w, "enqueue_durable") || !strcmp(w, "enqueue_batch");
-	if (enqueue) {
+	const char *scratch = NULL; /* a database this run creates */
+	if (!strcmp(w, "enqueue_durable") || !strcmp(w, "enqueue_batch")) {
 		bench_mkdirs(a->dir);
-		char path[4096];
-		bench_path(path, sizeof(path), a->dir, "outbox.db");
-		unlink(path);
-		sq_open(&s, a->dir, "outbox.db", SYNC_FULL);
-		exec(&s, "CREATE TABLE outbox(seq INTEGER PRIMARY KEY,"
-			 " app TEXT NOT NULL, sid TEXT NOT NULL,"
-			 " body TEXT NOT NULL)");
-		s.outbox = prepare(&s, "INSERT INTO outbox(app, sid, body)"
-				       " VALUES(?1, ?2, ?3)");
+		scratch = "outbox.db";
+		remove_db(a->dir, scratch);
+		enqueue_setup(&s, a->dir);
 		fn = round_enqueue;
+	} else if (!strcmp(w, "ingest")) {
+		bench_mkdirs(a->dir);
+		scratch = "ingest.db";
+		remove_db(a->dir, scratch);
+		ingest_setup(&s, a->dir);
+		fn = round_ingest;
 	} else {
 		sq_open(&s, a->dir, DB_FILE, SYNC_NORMAL);
 		if (!strcmp(w, "get")) {
 			s.get = prepare(&s, "SELECT json FROM sessions"
 					    " WHERE app = ?1 AND sid = ?2");
 			fn = round_get;
-		} else if (!strcmp(w, "data_1kb")) {
+		} else if (!strncmp(w, "data_", 5)) {
+			s.kind = !strcmp(w, "data_1mb")	   ? BENCH_DOC_LARGE
+				 : !strcmp(w, "data_10kb") ? BENCH_DOC_MEDIUM
+							   : BENCH_DOC_SMALL;
 			s.data =
 			    prepare(&s, "SELECT d.data FROM sessions s"
 					" JOIN session_data d"
@@ -606,12 +874,19 @@ static json_t *run(const bench_args *a)
 			prepare_patch(&s);
 			s.large = !strcmp(w, "patch_1mb");
 			fn = round_patch;
+		} else if (!strcmp(w, "mixed")) {
+			prepare_patch(&s);
+			prepare_write(&s);
+			fn = round_mixed;
 		} else {
 			bench_die("unknown workload '%s'", w);
 		}
 	}
 	if (!strcmp(w, "heap")) {
 		res = bench_heap_rounds("sqlite", fn, &s, a);
+		sq_close(&s);
+	} else if (fn == round_mixed) {
+		res = bench_run_mixed("sqlite", fn, &s, &s.mixed, a);
 		sq_close(&s);
 	} else {
 		res = bench_run_rounds("sqlite", w, fn, &s, a);
@@ -632,15 +907,8 @@ static json_t *run(const bench_args *a)
 	}
 	json_object_set_new(res, "sqlite_version",
 			    json_string(sqlite3_libversion()));
-	if (enqueue) {
-		char path[4096];
-		static const char *const files[] = {
-		    "outbox.db", "outbox.db-wal", "outbox.db-shm"};
-		for (size_t i = 0; i < 3; i++) {
-			bench_path(path, sizeof(path), a->dir, files[i]);
-			unlink(path);
-		}
-	}
+	if (scratch)
+		remove_db(a->dir, scratch);
 	return res;
 }
 

@@ -287,7 +287,7 @@ void bench_session_json(bench_buf *out, unsigned i, unsigned n, const char *sid)
 	    "\"createdBy\":\"user-%u\",\"createdAt\":\"%s\","
 	    "\"modifiedBy\":\"user-%u\",\"modifiedAt\":\"%s\","
 	    "\"properties\":{",
-	    sid, bench_mix(i, 8) % 10 == 0 ? "closed" : "open",
+	    sid, bench_session_is_open(i) ? "open" : "closed",
 	    (unsigned)(bench_mix(i, 9) % 5) + 1, i, p[1].value, p[0].value,
 	    p[2].value, user, p[1].value, user, created, user, created);
 	for (int k = 0; k < BENCH_PROPS; k++)
@@ -322,12 +322,12 @@ bench_sid *bench_random_sids(bench_rng *r, unsigned n, unsigned count)
 	return ids;
 }
 
-bench_sid *bench_random_doc_sids(bench_rng *r, unsigned n)
+bench_sid *bench_random_doc_sids(bench_rng *r, unsigned n, int kind)
 {
 	bench_sid *ids = bench_xmalloc(n * sizeof(*ids));
 	for (unsigned i = 0; i < n; i++)
-		bench_doc_sid(ids[i].sid, sizeof(ids[i].sid), 0,
-			      bench_rng_below(r, BENCH_DOCS_SMALL));
+		bench_doc_sid(ids[i].sid, sizeof(ids[i].sid), kind,
+			      bench_rng_below(r, bench_doc_count(kind)));
 	return ids;
 }
 
@@ -346,12 +346,42 @@ bench_pred *bench_random_queries(bench_rng *r, unsigned n, unsigned sessions,
 
 /* ---- the documents data set ---- */
 
-void bench_doc_sid(char *buf, size_t cap, int large, unsigned i)
+unsigned bench_doc_count(int kind)
 {
-	if (large)
+	return kind == BENCH_DOC_LARGE	  ? BENCH_DOCS_LARGE
+	       : kind == BENCH_DOC_MEDIUM ? BENCH_DOCS_MEDIUM
+					  : BENCH_DOCS_SMALL;
+}
+
+unsigned bench_doc_items(int kind)
+{
+	return kind == BENCH_DOC_LARGE	  ? BENCH_ITEMS_LARGE
+	       : kind == BENCH_DOC_MEDIUM ? BENCH_ITEMS_MEDIUM
+					  : BENCH_ITEMS_SMALL;
+}
+
+void bench_doc_sid(char *buf, size_t cap, int kind, unsigned i)
+{
+	if (kind == BENCH_DOC_LARGE)
 		snprintf(buf, cap, "m-%u", i);
+	else if (kind == BENCH_DOC_MEDIUM)
+		snprintf(buf, cap, "k-%03u", i);
 	else
 		snprintf(buf, cap, "d-%05u", i);
+}
+
+int bench_session_is_open(unsigned i)
+{
+	return bench_mix(i, 8) % 10 != 0;
+}
+
+void bench_write_doc_sid(char *buf, size_t cap, uint64_t seq)
+{
+	unsigned i = (unsigned)(bench_mix(seq, 10) % BENCH_DOCS_SMALL);
+	/* The next open document: there is one within a few steps. */
+	while (!bench_session_is_open(i))
+		i = (i + 1) % BENCH_DOCS_SMALL;
+	bench_doc_sid(buf, cap, BENCH_DOC_SMALL, i);
 }
 
 void bench_doc_json(bench_buf *out, unsigned items)
@@ -691,6 +721,34 @@ json_t *bench_run_rounds(const char *impl, const char *workload,
 	bench_time_rounds(round, ctx, a->n, a->runs, runs);
 	json_t *res = bench_result(impl, workload, "us/op", a->n, runs, a->runs);
 	free(runs);
+	return res;
+}
+
+json_t *bench_run_mixed(const char *impl, bench_round_fn round, void *ctx,
+			int *mode, const bench_args *a)
+{
+	double *t[3];
+	for (int m = 0; m < 3; m++) {
+		t[m] = bench_xmalloc(a->runs * sizeof(double));
+		*mode = m;
+		round(ctx, a->n); /* warm-up */
+	}
+	for (unsigned r = 0; r < a->runs; r++)
+		for (int m = 0; m < 3; m++) {
+			*mode = m;
+			t[m][r] = round(ctx, a->n);
+		}
+	*mode = 0;
+	json_t *res = bench_result(impl, "mixed", "us/op", a->n, t[0], a->runs);
+	double ev = bench_median(t[1], a->runs);
+	double wr = bench_median(t[2], a->runs);
+	json_t *detail = json_object();
+	json_object_set_new(detail, "events_alone_us", json_real(ev));
+	json_object_set_new(detail, "writes_alone_us", json_real(wr));
+	json_object_set_new(detail, "parts_us", json_real(ev + wr));
+	json_object_set_new(res, "detail", detail);
+	for (int m = 0; m < 3; m++)
+		free(t[m]);
 	return res;
 }
 

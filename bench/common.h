@@ -26,11 +26,27 @@
 /* The seed of every random sequence (ids looked up, items patched, ...). */
 #define BENCH_SEED 20240601u
 
-/* The documents data set: sessions with ~1 KB and ~1 MB session data. */
+/* The documents data set: sessions with ~1 KB, ~10 KB and ~1 MB data. */
 #define BENCH_DOCS_SMALL 1000u
 #define BENCH_DOCS_LARGE 4u
+#define BENCH_DOCS_MEDIUM 100u
 #define BENCH_ITEMS_SMALL 10u	 /* ~1 KB of compact JSON */
 #define BENCH_ITEMS_LARGE 11000u /* ~1 MB */
+#define BENCH_ITEMS_MEDIUM 105u	 /* ~10 KB */
+
+/* The kinds of document, as bench_doc_sid and friends take them. */
+enum { BENCH_DOC_SMALL, BENCH_DOC_LARGE, BENCH_DOC_MEDIUM, BENCH_DOC_KINDS };
+unsigned bench_doc_count(int kind);
+unsigned bench_doc_items(int kind);
+
+/* Open sessions the enqueue workloads write to (their scratch caches). */
+#define BENCH_ENQUEUE_SESSIONS 1000u
+/* ingest: sessions per batch (one durable commit each), and the property
+ * spread of the sessions (as in a 100k-session data set). */
+#define BENCH_INGEST_BATCH 1000u
+#define BENCH_INGEST_SPREAD 100000u
+/* mixed: live events per durable queued write. */
+#define BENCH_MIXED_EVENTS 10u
 
 /* Writes per durable commit in enqueue_batch. */
 #define BENCH_ENQUEUE_BATCH 100u
@@ -143,19 +159,26 @@ typedef struct {
 
 /*
  * The inputs of one round, drawn before its timed part: n ids of random
- * sessions of a data set of `count` (get), n ids of random ~1 KB documents
- * (data_1kb), n random queries for a data set of `sessions` (query_*:
+ * sessions of a data set of `count` (get), n ids of random documents of
+ * a kind (data_*), n random queries for a data set of `sessions` (query_*:
  * query i in p[2i], and p[2i+1] when `two`). Free them with free().
  */
 bench_sid *bench_random_sids(bench_rng *r, unsigned n, unsigned count);
-bench_sid *bench_random_doc_sids(bench_rng *r, unsigned n);
+bench_sid *bench_random_doc_sids(bench_rng *r, unsigned n, int kind);
 bench_pred *bench_random_queries(bench_rng *r, unsigned n, unsigned sessions,
 				 int two);
 
 /* ---- the documents data set ---- */
 
-/* Document session i: "d-00042" (~1 KB) or "m-0" (~1 MB). */
-void bench_doc_sid(char *buf, size_t cap, int large, unsigned i);
+/* Document session i of a kind: "d-00042" (~1 KB), "m-0" (~1 MB) or
+ * "k-042" (~10 KB). */
+void bench_doc_sid(char *buf, size_t cap, int kind, unsigned i);
+/* Whether session i of any data set is open (the outbox refuses writes to
+ * closed sessions; bench_session_json makes one in ten closed). */
+int bench_session_is_open(unsigned i);
+/* The session id of queued write number seq: one of the open documents
+ * d-NNNNN (mixed, where writes and events meet on the same documents). */
+void bench_write_doc_sid(char *buf, size_t cap, uint64_t seq);
 /* Append a session data document of `items` items (~95 bytes each). */
 void bench_doc_json(bench_buf *out, unsigned items);
 
@@ -280,6 +303,16 @@ void bench_result_emit(json_t *result);
  */
 json_t *bench_run_rounds(const char *impl, const char *workload,
 			 bench_round_fn round, void *ctx, const bench_args *a);
+
+/*
+ * mixed: `round` with *mode = 0 (the mix), 1 (its events alone) and 2
+ * (its writes alone), one round of each in turn, a->runs times after one
+ * warm-up of each, so that drift (a growing outbox, the disk's mood)
+ * falls on the three alike. The result is the mix; its detail has
+ * events_alone_us, writes_alone_us and their sum parts_us.
+ */
+json_t *bench_run_mixed(const char *impl, bench_round_fn round, void *ctx,
+			int *mode, const bench_args *a);
 
 /* Add results_per_query (hits / queries) to a result, when queries ran. */
 void bench_result_hits(json_t *result, unsigned hits, unsigned queries);
