@@ -16,8 +16,8 @@
 #include "doc.h"
 #include "error.h"
 #include "events.h"
+#include "mirror.h"
 #include "record.h"
-#include "repair.h"
 #include "server.h"
 
 typedef struct {

@@ -28,7 +28,7 @@
 #include "outbox.h"
 #include "random.h"
 #include "record.h"
-#include "repair.h"
+#include "mirror.h"
 #include "server.h"
 #include "validate.h"
 #include "view.h"
