@@ -499,7 +499,8 @@ static void test_outbox__allocation(void)
 		unsigned after1 = pending(c, "s1"), after2 = pending(c, "s2");
 		if (rc == 0) {
 			successes++;
-			CU_ASSERT(after1 == before1 + 1 && after2 == before2 + 1);
+			CU_ASSERT(after1 == before1 + 1);
+			CU_ASSERT(after2 == before2 + 1);
 		} else {
 			failures++;
 			CU_ASSERT(after1 == before1 && after2 == before2);
