@@ -64,7 +64,7 @@ typedef struct {
 
 /* Decode a stored entry (strings borrowed from `val`). 0 or SKY_EINVAL. */
 int sky__ob_decode(uint64_t id, const MDB_val *val, sky_ob_entry *out);
-/* Store `e` under e->id (and its by-session key when `index`). */
+/* Store `e` under e->id, and its by-session key. */
 int sky__ob_store(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e);
 /* Read entry `id` (strings borrowed from the transaction). */
 int sky__ob_get(MDB_txn *txn, sky_cache *c, uint64_t id, sky_ob_entry *out);
