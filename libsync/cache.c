@@ -144,7 +144,7 @@ static int not_found(const char *what, const char *app, const char *sid)
 }
 
 /* A session created offline keeps answering to its local id once the
- * server made it (outbox.c keeps the alias). */
+ * server made it (queue.c keeps the alias). */
 static int get_aliased(sky_reader *reader, const char *app, const char *sid,
 		       sky_record *rec)
 {

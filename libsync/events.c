@@ -28,25 +28,23 @@
 #include "error.h"
 #include "events.h"
 #include "json.h"
-#include "outbox.h"
 #include "protocol.h"
 #include "record.h"
+#include "server.h"
 
 /*
- * What each event type carries. The wire eventType strings are in the
- * protocol table (protocol.c; a protocol file may rename them): the
- * exact strings of a live deployment are not published.
+ * What each event type carries, by sky_event_type. The wire eventType
+ * strings are in the protocol table (protocol.c; a protocol file may
+ * rename them), indexed the same way: the exact strings of a live
+ * deployment are not published.
  */
-static const struct {
-	sky_event_type type;
-	const char *payload; /* "session" or "data" */
-} event_types[] = {
-	{SKY_EV_SESSION_CREATED, "session"},
-	{SKY_EV_SESSION_UPDATED, "session"},
-	{SKY_EV_PROPERTIES_UPDATED, "session"},
-	{SKY_EV_DATA_UPDATED, "data"},
-	{SKY_EV_EVENT_CREATED, "data"},
-	{SKY_EV_SESSION_CLOSED, "session"},
+static const char *const event_payload[SKY_EV_COUNT] = {
+    [SKY_EV_SESSION_CREATED] = "session",
+    [SKY_EV_SESSION_UPDATED] = "session",
+    [SKY_EV_PROPERTIES_UPDATED] = "session",
+    [SKY_EV_DATA_UPDATED] = "data",
+    [SKY_EV_EVENT_CREATED] = "data",
+    [SKY_EV_SESSION_CLOSED] = "session",
 };
 
 const char *sky_event_outcome_name(sky_event_outcome outcome)
@@ -151,7 +149,7 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 				      json_string_value(type));
 		goto fail;
 	}
-	out->type = event_types[t].type;
+	out->type = (sky_event_type)t;
 
 	const char *created = sky__json_str(ev, "createdAt");
 	if (!json_object_get(ev, "createdAt")) {
@@ -169,7 +167,7 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 	    (rc = check_envelope(ev)) < 0)
 		goto fail;
 
-	const char *pname = event_types[t].payload;
+	const char *pname = event_payload[t];
 	out->payload = json_object_get(ev, pname);
 	if (!out->payload) {
 		rc = sky__error_input("event.%s: missing (required by %s)", pname,
@@ -449,27 +447,33 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 				 sky_parsed_event *pe, int from_pending,
 				 sky_event_outcome *outcome);
 
+typedef struct {
+	sky_cache *cache;
+	sky_parsed_event *pe;
+	int from_pending;
+	sky_event_outcome *outcome;
+} apply_ctx;
+
+static int apply_change(MDB_txn *txn, void *arg)
+{
+	apply_ctx *a = arg;
+	return apply_to_server_state(txn, a->cache, a->pe, a->from_pending,
+				     a->outcome);
+}
+
 /*
- * An event changes the server's state: for a session with queued local
- * writes it lands on the server copy, and the local view is laid over it
- * again (outbox.h) -- also when the event was refused, since the unveil
- * changed the record.
+ * An event changes the server's state: it goes through server.h, which
+ * keeps the local view of a session with queued writes over it -- also
+ * when the event was refused.
  */
 int sky__event_apply_txn(MDB_txn *txn, sky_cache *c, sky_parsed_event *pe,
 			 int from_pending, sky_event_outcome *outcome)
 {
-	int veiled = sky__outbox_unveil(
+	apply_ctx a = {c, pe, from_pending, outcome};
+	return sky__server_write(
 	    txn, c, pe->app, pe->sid,
-	    pe->type == SKY_EV_SESSION_CREATED ? pe->payload : NULL);
-	if (veiled < 0)
-		return veiled;
-	int rc = apply_to_server_state(txn, c, pe, from_pending, outcome);
-	if (veiled && (rc == 0 || rc == SKY_EINVAL || rc == SKY_ELIMIT)) {
-		int r = sky__outbox_reveil(txn, c, pe->app, pe->sid);
-		if (r < 0)
-			rc = r;
-	}
-	return rc;
+	    pe->type == SKY_EV_SESSION_CREATED ? pe->payload : NULL,
+	    apply_change, &a);
 }
 
 static int apply_to_server_state(MDB_txn *txn, sky_cache *c,

@@ -558,6 +558,31 @@ static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr,
 	return ret;
 }
 
+int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app,
+			 char code, const char *value, size_t vlen,
+			 const char *sid, int64_t created_us)
+{
+	unsigned char pos[8 + SKY_MAX_ID_BYTES];
+	size_t sid_len = strlen(sid);
+	if (sid_len > SKY_MAX_ID_BYTES)
+		return sky__error_input("session id longer than %u bytes",
+					SKY_MAX_ID_BYTES);
+	sky_ixkey k;
+	sky__ixkey_value(&k, app, code, NULL, value, vlen);
+	sky__put_time(pos, created_us);
+	memcpy(pos + 8, sid, sid_len);
+	MDB_val key = {k.len, k.data}, val = {8 + sid_len, pos};
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX), &cur);
+	if (rc == 0) {
+		rc = mdb_cursor_get(cur, &key, &val, MDB_GET_BOTH);
+		mdb_cursor_close(cur);
+	}
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc ? sky__error_lmdb(rc, "reading the query index") : 1;
+}
+
 int sky__index_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 {
 	problems_t pr = {problems, 0};

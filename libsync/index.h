@@ -120,6 +120,15 @@ int sky__index_update(MDB_txn *txn, sky_cache *c, const json_t *old,
 		      int64_t now_created_us);
 
 /*
+ * Does the index list session `sid` (created at `created_us`) under field
+ * `code` (not a property) with value `value` (`vlen` bytes)? One lookup,
+ * no record parsed: the index always matches the record. 1, 0 or an
+ * error.
+ */
+int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app,
+			 char code, const char *value, size_t vlen,
+			 const char *sid, int64_t created_us);
+/*
  * Verify the indexes against the records in both directions: every index
  * entry names a record that has that value, and every record has all its
  * entries. Appends one line per problem to `problems` (at most a thousand,

@@ -16,9 +16,9 @@
 #include "doc.h"
 #include "error.h"
 #include "events.h"
-#include "outbox.h"
+#include "mirror.h"
 #include "record.h"
-#include "repair.h"
+#include "server.h"
 
 typedef struct {
 	sky_cache *cache;
@@ -90,24 +90,19 @@ int sky_role_put(sky_cache *cache, const char *app_id, const char *role_json,
 	return rc;
 }
 
-static int session_write_server(MDB_txn *txn, put_ctx *p);
+static int session_write_server(MDB_txn *txn, void *arg);
 
 /*
- * Server state for a session with queued local writes lands on its server
- * copy, and the local view is laid over it again (outbox.h).
+ * Server state for a session goes through server.h, which keeps the
+ * local view of a session with queued writes over it.
  */
 static int session_write(MDB_txn *txn, void *arg)
 {
 	put_ctx *p = arg;
 	const char *app = sky__json_str(p->obj, "applicationId");
 	const char *sid = sky__json_str(p->obj, "sessionId");
-	int veiled = sky__outbox_unveil(txn, p->cache, app, sid, p->obj);
-	if (veiled < 0)
-		return veiled;
-	int rc = session_write_server(txn, p);
-	if (rc == 0 && veiled)
-		rc = sky__outbox_reveil(txn, p->cache, app, sid);
-	return rc;
+	return sky__server_write(txn, p->cache, app, sid, p->obj,
+				 session_write_server, p);
 }
 
 int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
@@ -120,8 +115,9 @@ int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
 	return session_write(txn, &p);
 }
 
-static int session_write_server(MDB_txn *txn, put_ctx *p)
+static int session_write_server(MDB_txn *txn, void *arg)
 {
+	put_ctx *p = arg;
 	sky_cache *c = p->cache;
 	const char *app = sky__json_str(p->obj, "applicationId");
 	const char *sid = sky__json_str(p->obj, "sessionId");

@@ -1,302 +1,42 @@
 /*
- * outbox.c - offline writes (DESIGN.md §5): the durable queue of writes,
- * the local view built over the server's state, dead letters, and the
- * public write calls.
+ * outbox.c - offline writes (DESIGN.md §5): the public write calls
+ * (sky_write_batch and the calls built on it, sky_outbox_retry and
+ * sky_outbox_drop), the checking of a write before it is queued, the
+ * journal record of a batch and its replay at open, and the results of
+ * delivery (adopt, delivered, reject) for deliver.c. The queue itself is
+ * queue.c's, the local view view.c's, server state arriving server.c's.
  *
  * A write is checked, then queued and applied to the local view in one
  * LMDB write transaction: when the call returns, the commit is on disk
  * (two ordered flushes by default; one with SKY_CACHE_FAST_WRITES), so
  * an acknowledged write survives a crash and every read shows it.
  *
- * What this file keeps true, inside every write transaction:
- * - A session has queued writes (entries that are not dead letters) if
- *   and only if its record has SKY_REC_PENDING; then `server` holds the
- *   server's copy (session JSON + its own data document), except for a
- *   session created offline that the server has not made yet, which has
- *   no server copy.
- * - The local view = server copy + queued writes in queue order. Every
- *   change of either (server state arriving, a write delivered, rejected,
- *   retried or dropped) rebuilds it that way (sky__outbox_rebuild).
- * - Entries of one session are kept in queue order under
- *   outbox_by_session, so delivery can keep per-session order cheaply.
- * - A local id stays valid after the server made the session: `alias`
- *   maps it to the server id for reads and later writes.
+ * What this file keeps true: a write that fails its check leaves the
+ * cache as it was; every change of the queue made here is followed, in
+ * the same transaction, by the view's rebuild (or the write laid on top,
+ * with the same result), so the view is server copy + queued writes.
  */
 #include "config.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
-#include "changes.h"
-#include "doc.h"
 #include "enginelock.h"
 #include "error.h"
 #include "json.h"
-#include "merge.h"
 #include "index.h"
 #include "outbox.h"
 #include "random.h"
 #include "record.h"
-#include "repair.h"
+#include "mirror.h"
+#include "server.h"
 #include "validate.h"
-
-#define ENTRY_HEADER 32
-#define ENTRY_FORMAT 1
-#define LOCAL_PREFIX "local-"
-
-/* ------------------------------------------------------------------ */
-/* Entries                                                             */
-/* ------------------------------------------------------------------ */
-
-/*
- * Value layout (big-endian): u8 format | u8 op | u8 state | u8 flags |
- * u32 attempts | i64 queued_us | i64 next_try_us | i32 http_status | u32 0,
- * then five NUL-terminated strings: app, sid, local, body, answer.
- */
-int sky__ob_decode(uint64_t id, const MDB_val *val, sky_ob_entry *out)
-{
-	const unsigned char *p = val->mv_data;
-	if (val->mv_size < ENTRY_HEADER + 5 || p[0] != ENTRY_FORMAT ||
-	    ((const char *)p)[val->mv_size - 1] != '\0')
-		return sky__error_set(SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
-				      "outbox entry %llu is corrupt",
-				      (unsigned long long)id);
-	memset(out, 0, sizeof(*out));
-	out->id = id;
-	out->op = (sky_write_op)p[1];
-	out->state = (sky_outbox_state)p[2];
-	out->flags = p[3];
-	out->attempts = sky__get_be32(p + 4);
-	out->queued_us = (int64_t)sky__get_be64(p + 8);
-	out->next_try_us = (int64_t)sky__get_be64(p + 16);
-	out->http_status = (int)sky__get_be32(p + 24);
-	const char *s = (const char *)p + ENTRY_HEADER;
-	const char *end = (const char *)p + val->mv_size;
-	const char **fields[5] = {&out->app, &out->sid, &out->local,
-				  &out->body, &out->answer};
-	for (int i = 0; i < 5; i++) {
-		if (s >= end)
-			return sky__error_set(SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
-					      "outbox entry %llu is corrupt",
-					      (unsigned long long)id);
-		*fields[i] = s;
-		s += strlen(s) + 1;
-	}
-	if (!*out->local)
-		out->local = NULL;
-	return 0;
-}
-
-static size_t session_prefix(unsigned char *buf, const char *app,
-			     const char *sid)
-{
-	size_t n = sky__key2(buf, SKY_KEY_MAX - 9, app, sid);
-	if (n)
-		buf[n++] = '\0';
-	return n;
-}
-
-static size_t by_session_key(unsigned char *buf, const char *app,
-			     const char *sid, uint64_t id)
-{
-	size_t n = session_prefix(buf, app, sid);
-	if (!n)
-		return 0;
-	sky__put_be64(buf + n, id);
-	return n + 8;
-}
-
-int sky__ob_store(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e)
-{
-	const char *strs[5] = {e->app, e->sid, e->local ? e->local : "",
-			       e->body ? e->body : "",
-			       e->answer ? e->answer : ""};
-	size_t lens[5], total = ENTRY_HEADER;
-	for (int i = 0; i < 5; i++)
-		total += (lens[i] = strlen(strs[i])) + 1;
-	unsigned char kb[8];
-	sky__put_be64(kb, e->id);
-	MDB_val key = {8, kb}, val = {total, NULL};
-	int rc = mdb_put(txn, SKY_DBI(c, SKY_DB_OUTBOX), &key, &val,
-			 MDB_RESERVE);
-	if (rc)
-		return sky__error_lmdb(rc, "writing an outbox entry");
-	unsigned char *p = val.mv_data;
-	memset(p, 0, ENTRY_HEADER);
-	p[0] = ENTRY_FORMAT;
-	p[1] = (unsigned char)e->op;
-	p[2] = (unsigned char)e->state;
-	p[3] = (unsigned char)e->flags;
-	sky__put_be32(p + 4, e->attempts);
-	sky__put_be64(p + 8, (uint64_t)e->queued_us);
-	sky__put_be64(p + 16, (uint64_t)e->next_try_us);
-	sky__put_be32(p + 24, (uint32_t)e->http_status);
-	p += ENTRY_HEADER;
-	for (int i = 0; i < 5; i++) {
-		memcpy(p, strs[i], lens[i] + 1);
-		p += lens[i] + 1;
-	}
-	unsigned char sk[SKY_KEY_MAX];
-	MDB_val skey = {by_session_key(sk, e->app, e->sid, e->id), sk};
-	MDB_val empty = {0, ""};
-	if (!skey.mv_size)
-		return sky__error_input("outbox: ids too long");
-	if ((rc = mdb_put(txn, SKY_DBI(c, SKY_DB_OBSESS), &skey, &empty, 0)))
-		return sky__error_lmdb(rc, "writing an outbox entry");
-	return 0;
-}
-
-int sky__ob_get(MDB_txn *txn, sky_cache *c, uint64_t id, sky_ob_entry *out)
-{
-	unsigned char kb[8];
-	sky__put_be64(kb, id);
-	MDB_val key = {8, kb}, val;
-	int rc = mdb_get(txn, SKY_DBI(c, SKY_DB_OUTBOX), &key, &val);
-	if (rc == MDB_NOTFOUND)
-		return SKY_ENOTFOUND;
-	if (rc)
-		return sky__error_lmdb(rc, "reading the outbox");
-	return sky__ob_decode(id, &val, out);
-}
-
-int sky__ob_remove(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e)
-{
-	unsigned char sk[SKY_KEY_MAX], kb[8];
-	MDB_val skey = {by_session_key(sk, e->app, e->sid, e->id), sk};
-	int rc = mdb_del(txn, SKY_DBI(c, SKY_DB_OBSESS), &skey, NULL);
-	if (rc && rc != MDB_NOTFOUND)
-		return sky__error_lmdb(rc, "removing an outbox entry");
-	sky__put_be64(kb, e->id);
-	MDB_val key = {8, kb};
-	rc = mdb_del(txn, SKY_DBI(c, SKY_DB_OUTBOX), &key, NULL);
-	if (rc && rc != MDB_NOTFOUND)
-		return sky__error_lmdb(rc, "removing an outbox entry");
-	return 0;
-}
-
-int sky__ob_own(const sky_ob_entry *e, sky_ob_owned *out)
-{
-	const char *src[5] = {e->app, e->sid, e->local ? e->local : "",
-			      e->body ? e->body : "",
-			      e->answer ? e->answer : ""};
-	size_t total = 0;
-	for (int i = 0; i < 5; i++)
-		total += strlen(src[i]) + 1;
-	out->e = *e;
-	if (!(out->strs = malloc(total)))
-		return sky__error_nomem();
-	char *p = out->strs;
-	const char **dst[5] = {&out->e.app, &out->e.sid, &out->e.local,
-			       &out->e.body, &out->e.answer};
-	for (int i = 0; i < 5; i++) {
-		size_t n = strlen(src[i]) + 1;
-		memcpy(p, src[i], n);
-		*dst[i] = p;
-		p += n;
-	}
-	if (!e->local)
-		out->e.local = NULL;
-	return 0;
-}
-
-/*
- * The entries of session app/sid in queue order, owned. `live_only`
- * leaves out dead letters. *out is freed with free_entries.
- */
-typedef struct {
-	sky_ob_owned *v;
-	size_t n, cap;
-} entry_list;
-
-static void free_entries(entry_list *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i].strs);
-	free(l->v);
-	memset(l, 0, sizeof(*l));
-}
-
-static int session_entries(MDB_txn *txn, sky_cache *c, const char *app,
-			   const char *sid, int live_only, entry_list *out)
-{
-	unsigned char pre[SKY_KEY_MAX];
-	size_t plen = session_prefix(pre, app, sid);
-	memset(out, 0, sizeof(*out));
-	if (!plen)
-		return 0;
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OBSESS), &cur);
-	if (rc)
-		return sky__error_lmdb(rc, "reading the outbox");
-	MDB_val key = {plen, pre}, val;
-	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-	while (rc == 0 && key.mv_size == plen + 8 &&
-	       memcmp(key.mv_data, pre, plen) == 0) {
-		uint64_t id = sky__get_be64((unsigned char *)key.mv_data + plen);
-		sky_ob_entry e;
-		if ((rc = sky__ob_get(txn, c, id, &e)) < 0)
-			break;
-		if (!live_only || e.state != SKY_OUTBOX_REJECTED) {
-			if (out->n == out->cap) {
-				size_t cap = out->cap ? out->cap * 2 : 8;
-				sky_ob_owned *v =
-				    realloc(out->v, cap * sizeof(*v));
-				if (!v) {
-					rc = sky__error_nomem();
-					break;
-				}
-				out->v = v;
-				out->cap = cap;
-			}
-			if ((rc = sky__ob_own(&e, &out->v[out->n])) < 0)
-				break;
-			out->n++;
-		}
-		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	if (rc == MDB_NOTFOUND)
-		rc = 0;
-	else if (rc > 0)
-		rc = sky__error_lmdb(rc, "reading the outbox");
-	if (rc < 0)
-		free_entries(out);
-	return rc;
-}
+#include "view.h"
 
 /* ------------------------------------------------------------------ */
 /* Checking writes                                                     */
 /* ------------------------------------------------------------------ */
 
-static const char *op_names[] = {
-    [SKY_WRITE_CREATE] = "create",	   [SKY_WRITE_PATCH] = "patch",
-    [SKY_WRITE_DATA] = "data",		   [SKY_WRITE_PARTICIPANT] = "participant",
-    [SKY_WRITE_EVENT] = "event",
-};
-
-const char *sky_write_op_name(sky_write_op op)
-{
-	if (op < SKY_WRITE_CREATE || op > SKY_WRITE_EVENT)
-		return "unknown";
-	return op_names[op];
-}
-
-const char *sky_outbox_state_name(sky_outbox_state s)
-{
-	switch (s) {
-	case SKY_OUTBOX_PENDING:
-		return "pending";
-	case SKY_OUTBOX_IN_FLIGHT:
-		return "in flight";
-	case SKY_OUTBOX_IN_DOUBT:
-		return "in doubt";
-	case SKY_OUTBOX_REJECTED:
-		return "rejected";
-	}
-	return "unknown";
-}
 
 static int check_string_field(const json_t *v, const char *what)
 {
@@ -440,386 +180,6 @@ static int check_body(sky_cache *c, sky_write_op op, const char *json,
 }
 
 /* ------------------------------------------------------------------ */
-/* The local view                                                      */
-/* ------------------------------------------------------------------ */
-
-static MDB_dbi data_dbi(sky_cache *c)
-{
-	return SKY_DBI(c, SKY_DB_DATA);
-}
-
-const char *sky__outbox_alias(MDB_txn *txn, sky_cache *c, const char *app,
-			      const char *sid)
-{
-	if (strncmp(sid, LOCAL_PREFIX, strlen(LOCAL_PREFIX)))
-		return NULL;
-	unsigned char kb[SKY_KEY_MAX];
-	MDB_val key = {sky__key2(kb, sizeof(kb), app, sid), kb}, val;
-	if (!key.mv_size ||
-	    mdb_get(txn, SKY_DBI(c, SKY_DB_ALIAS), &key, &val) != 0)
-		return NULL;
-	return val.mv_data;
-}
-
-/* The server copy of app/sid, if kept. 0, SKY_ENOTFOUND or an error. */
-static int server_get(MDB_txn *txn, sky_cache *c, const char *app,
-		      const char *sid, sky_record *out)
-{
-	unsigned char kb[SKY_KEY_MAX];
-	MDB_val key = {sky__key2(kb, sizeof(kb), app, sid), kb}, val;
-	int rc = mdb_get(txn, SKY_DBI(c, SKY_DB_SERVER), &key, &val);
-	if (rc == MDB_NOTFOUND)
-		return SKY_ENOTFOUND;
-	if (rc)
-		return sky__error_lmdb(rc, "reading a server copy");
-	return sky__record_decode(&val, out);
-}
-
-static int server_put(MDB_txn *txn, sky_cache *c, const char *app,
-		      const char *sid, const sky_record *rec)
-{
-	unsigned char kb[SKY_KEY_MAX];
-	MDB_val key = {sky__key2(kb, sizeof(kb), app, sid), kb};
-	MDB_val val = {SKY_RECORD_HEADER + rec->json_len + 1, NULL};
-	char *json = malloc(rec->json_len + 1);
-	if (!json)
-		return sky__error_nomem();
-	memcpy(json, rec->json, rec->json_len);
-	json[rec->json_len] = '\0';
-	int rc = mdb_put(txn, SKY_DBI(c, SKY_DB_SERVER), &key, &val,
-			 MDB_RESERVE);
-	if (rc) {
-		free(json);
-		return sky__error_lmdb(rc, "writing a server copy");
-	}
-	sky__record_encode_header(val.mv_data, rec);
-	memcpy((char *)val.mv_data + SKY_RECORD_HEADER, json,
-	       rec->json_len + 1);
-	free(json);
-	return 0;
-}
-
-static int server_del(MDB_txn *txn, sky_cache *c, const char *app,
-		      const char *sid)
-{
-	unsigned char kb[SKY_KEY_MAX];
-	MDB_val key = {sky__key2(kb, sizeof(kb), app, sid), kb};
-	int rc = mdb_del(txn, SKY_DBI(c, SKY_DB_SERVER), &key, NULL);
-	return rc && rc != MDB_NOTFOUND ? sky__error_lmdb(rc, "removing a server copy")
-					: 0;
-}
-
-/*
- * Put the server copy of app/sid back as its record (or remove the record
- * of a session created offline, which has none). *had_server tells which.
- * Returns 1 when the record was a local view, 0 when it was not.
- */
-static int restore_server(MDB_txn *txn, sky_cache *c, const char *app,
-			  const char *sid, int *had_server)
-{
-	sky_record rec, srv;
-	*had_server = 0;
-	int rc = sky__record_get(txn, c, app, sid, &rec);
-	if (rc == SKY_ENOTFOUND)
-		return 0;
-	if (rc < 0)
-		return rc;
-	if (!(rec.flags & SKY_REC_PENDING)) {
-		*had_server = 1;
-		return 0;
-	}
-	rc = server_get(txn, c, app, sid, &srv);
-	if (rc == SKY_ENOTFOUND) {
-		if ((rc = sky__record_delete(txn, c, app, sid)) < 0)
-			return rc;
-		return 1;
-	}
-	if (rc < 0)
-		return rc;
-	*had_server = 1;
-	json_t *local = sky__record_json(&rec);
-	json_t *server = sky__record_json(&srv);
-	if (!local || !server) {
-		json_decref(local);
-		json_decref(server);
-		return -1;
-	}
-	/* The record keeps its document id (custom events hang off it). */
-	uint64_t docid = rec.docid, server_doc = srv.docid;
-	int64_t old_created = rec.created_us;
-	sky_record hdr = srv;
-	hdr.docid = docid;
-	hdr.flags &= ~SKY_REC_PENDING;
-	if ((rc = sky__doc_delete(txn, data_dbi(c), docid)) == 0 &&
-	    (rc = sky__doc_copy(txn, data_dbi(c), server_doc, docid)) == 0 &&
-	    (rc = sky__doc_delete(txn, data_dbi(c), server_doc)) == 0 &&
-	    (rc = sky__record_put(txn, c, &hdr, server, local, old_created)) == 0)
-		rc = server_del(txn, c, app, sid);
-	json_decref(local);
-	json_decref(server);
-	return rc < 0 ? rc : 1;
-}
-
-/* Apply the session-field part of a write to `s` (the local view). */
-static int apply_fields(json_t *s, const sky_ob_entry *e, json_t *body)
-{
-	const char *k;
-	json_t *v;
-	switch (e->op) {
-	case SKY_WRITE_PATCH:
-		json_object_foreach(body, k, v) {
-			if (json_is_null(v))
-				(void)json_object_del(s, k); /* absent: fine */
-			else if (json_object_set(s, k, v) < 0)
-				return sky__error_nomem();
-		}
-		return 0;
-	case SKY_WRITE_PARTICIPANT: {
-		json_t *parts = json_object_get(s, "participants");
-		const char *id = sky__json_str(body, "id");
-		const char *type = sky__json_str(body, "type");
-		if (!type)
-			type = "user";
-		if (!json_is_array(parts)) {
-			parts = json_array();
-			if (!parts || json_object_set_new(s, "participants", parts) < 0)
-				return sky__error_nomem();
-		}
-		size_t i;
-		json_array_foreach(parts, i, v) {
-			const char *pid = sky__json_str(v, "id");
-			const char *pt = sky__json_str(v, "type");
-			if (pid && !strcmp(pid, id) && !strcmp(pt ? pt : "user", type))
-				return 0;
-		}
-		json_t *p = json_pack("{s:s, s:s}", "id", id, "type", type);
-		if (!p || json_array_append_new(parts, p) < 0)
-			return sky__error_nomem();
-		return 0;
-	}
-	default:
-		return 0;
-	}
-}
-
-/* A new local session from a create entry. */
-static json_t *create_session(const sky_ob_entry *e, json_t *body)
-{
-	char when[32];
-	sky__format_time(e->queued_us, when);
-	json_t *s = json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:[], s:{}, s:s}",
-			      "applicationId", e->app, "sessionId", e->sid,
-			      "status", "open", "isDraft", 0, "createdAt", when,
-			      "modifiedAt", when, "participants", "properties",
-			      "clientRef", e->local ? e->local : e->sid);
-	if (!s || json_object_update(s, body) < 0) {
-		json_decref(s);
-		sky__error_nomem();
-		return NULL;
-	}
-	return s;
-}
-
-/*
- * Lay the live entries of `l` over the record of app/sid (the server copy,
- * or nothing for a session created offline) and store the local view.
- */
-static int overlay(MDB_txn *txn, sky_cache *c, const char *app,
-		   const char *sid, const entry_list *l)
-{
-	if (l->n == 0)
-		return 0;
-	sky_record rec, hdr;
-	json_t *server = NULL, *local = NULL;
-	size_t first = 0;
-	int rc = sky__record_get(txn, c, app, sid, &rec);
-	if (rc < 0 && rc != SKY_ENOTFOUND)
-		return rc;
-	if (rc == SKY_ENOTFOUND) {
-		/* Created offline: the create entry is the base. */
-		const sky_ob_entry *e0 = &l->v[0].e;
-		if (e0->op != SKY_WRITE_CREATE)
-			return 0; /* its create was rejected or dropped */
-		json_t *body = sky__json_loads(e0->body, 0, NULL);
-		if (!body)
-			return sky__error_input("outbox entry %llu: corrupt body",
-						(unsigned long long)e0->id);
-		local = create_session(e0, body);
-		json_decref(body);
-		if (!local)
-			return -1;
-		memset(&hdr, 0, sizeof(hdr));
-		hdr.wm_session = hdr.wm_props = hdr.wm_data = INT64_MIN;
-		if ((rc = sky__record_new_docid(txn, c, &hdr.docid)) < 0)
-			goto done;
-		first = 1;
-	} else {
-		/* Keep the server copy aside, with a copy of its data. */
-		sky_record srv = rec;
-		if ((rc = sky__record_new_docid(txn, c, &srv.docid)) < 0 ||
-		    (rc = sky__doc_copy(txn, data_dbi(c), rec.docid,
-					srv.docid)) < 0 ||
-		    (rc = server_put(txn, c, app, sid, &srv)) < 0)
-			return rc;
-		if (!(server = sky__record_json(&rec)))
-			return -1;
-		if (!(local = json_deep_copy(server))) {
-			rc = sky__error_nomem();
-			goto done;
-		}
-		hdr = rec;
-	}
-	for (size_t i = first; i < l->n; i++) {
-		const sky_ob_entry *e = &l->v[i].e;
-		if (e->op == SKY_WRITE_EVENT || e->op == SKY_WRITE_CREATE)
-			continue;
-		json_t *body = sky__json_loads(e->body, 0, NULL);
-		if (!body) {
-			rc = sky__error_input("outbox entry %llu: corrupt body",
-					      (unsigned long long)e->id);
-			goto done;
-		}
-		if (e->op == SKY_WRITE_DATA)
-			rc = sky__doc_patch(txn, data_dbi(c), hdr.docid, body);
-		else
-			rc = apply_fields(local, e, body);
-		json_decref(body);
-		if (rc < 0)
-			goto done;
-	}
-	hdr.flags |= SKY_REC_PENDING;
-	hdr.created_us = sky__session_created_us(local);
-	rc = sky__record_put(txn, c, &hdr, local, server,
-			     server ? rec.created_us : 0);
-done:
-	json_decref(server);
-	json_decref(local);
-	return rc;
-}
-
-int sky__outbox_rebuild(MDB_txn *txn, sky_cache *c, const char *app,
-			const char *sid)
-{
-	int had_server;
-	int rc = restore_server(txn, c, app, sid, &had_server);
-	if (rc < 0)
-		return rc;
-	entry_list l;
-	if ((rc = session_entries(txn, c, app, sid, 1, &l)) < 0)
-		return rc;
-	rc = overlay(txn, c, app, sid, &l);
-	free_entries(&l);
-	return rc;
-}
-
-int sky__outbox_reveil(MDB_txn *txn, sky_cache *c, const char *app,
-		       const char *sid)
-{
-	return sky__outbox_rebuild(txn, c, app, sid);
-}
-
-/*
- * Count `n` writes confirmed delivered (SKY_META_OB_DELIVERED, and the time
- * in SKY_META_OB_LAST_DELIVERY), in the transaction that removes them, so
- * the count never disagrees with the queue. The two places that know a
- * write arrived call it: sky__outbox_delivered (a write's answer) and
- * readdress (a create, whether its answer or the server's copy came
- * first).
- */
-static int count_delivered(MDB_txn *txn, sky_cache *c, size_t n)
-{
-	uint64_t total = sky__meta_get_u64(txn, &c->st, SKY_META_OB_DELIVERED);
-	int rc = sky__meta_put_u64(txn, &c->st, SKY_META_OB_DELIVERED,
-				   total + n);
-	if (rc == 0)
-		rc = sky__meta_put_u64(txn, &c->st, SKY_META_OB_LAST_DELIVERY,
-				       (uint64_t)sky__now_us());
-	return rc;
-}
-
-/* Move the entries of local session `local` to `server_sid`; the create
- * itself is done and goes. */
-static int readdress(MDB_txn *txn, sky_cache *c, const char *app,
-		     const char *local, const char *server_sid)
-{
-	entry_list l;
-	int rc = session_entries(txn, c, app, local, 0, &l);
-	for (size_t i = 0; rc == 0 && i < l.n; i++) {
-		sky_ob_entry e = l.v[i].e;
-		if ((rc = sky__ob_remove(txn, c, &e)) < 0)
-			break;
-		if (e.op == SKY_WRITE_CREATE) {
-			rc = count_delivered(txn, c, 1);
-			continue;
-		}
-		e.sid = server_sid;
-		rc = sky__ob_store(txn, c, &e);
-	}
-	free_entries(&l);
-	return rc;
-}
-
-static int alias_put(MDB_txn *txn, sky_cache *c, const char *app,
-		     const char *local, const char *server_sid)
-{
-	unsigned char kb[SKY_KEY_MAX];
-	MDB_val key = {sky__key2(kb, sizeof(kb), app, local), kb};
-	MDB_val val = {strlen(server_sid) + 1, (void *)server_sid};
-	int rc = mdb_put(txn, SKY_DBI(c, SKY_DB_ALIAS), &key, &val, 0);
-	return rc ? sky__error_lmdb(rc, "writing an alias") : 0;
-}
-
-/*
- * If `incoming` is the server's copy of a session this cache created
- * offline (clientRef names a local session still here), hand the local
- * session's writes over to the server id and drop the local record.
- */
-static int adopt_if_ours(MDB_txn *txn, sky_cache *c, const char *app,
-			 const char *sid, const json_t *incoming)
-{
-	const char *ref = incoming ? sky__json_str(incoming, "clientRef") : NULL;
-	if (!ref || strncmp(ref, LOCAL_PREFIX, strlen(LOCAL_PREFIX)) ||
-	    !strcmp(ref, sid))
-		return 0;
-	if (sky__outbox_alias(txn, c, app, ref))
-		return 0; /* adopted before */
-	sky_record rec;
-	int rc = sky__record_get(txn, c, app, ref, &rec);
-	if (rc == SKY_ENOTFOUND) {
-		/* Not ours, or its create was dropped: nothing to hand over
-		 * unless entries wait under the local id. */
-		entry_list l;
-		if ((rc = session_entries(txn, c, app, ref, 0, &l)) < 0)
-			return rc;
-		size_t n = l.n;
-		free_entries(&l);
-		if (n == 0)
-			return 0;
-	} else if (rc < 0) {
-		return rc;
-	} else if ((rc = sky__record_delete(txn, c, app, ref)) < 0) {
-		return rc;
-	}
-	if ((rc = alias_put(txn, c, app, ref, sid)) < 0 ||
-	    (rc = readdress(txn, c, app, ref, sid)) < 0)
-		return rc;
-	return 1;
-}
-
-int sky__outbox_unveil(MDB_txn *txn, sky_cache *c, const char *app,
-		       const char *sid, const json_t *incoming)
-{
-	int adopted = adopt_if_ours(txn, c, app, sid, incoming);
-	if (adopted < 0)
-		return adopted;
-	int had_server;
-	int rc = restore_server(txn, c, app, sid, &had_server);
-	if (rc < 0)
-		return rc;
-	return rc || adopted;
-}
-
-/* ------------------------------------------------------------------ */
 /* Queueing writes                                                     */
 /* ------------------------------------------------------------------ */
 
@@ -847,54 +207,12 @@ static char *new_local_id(void)
 	return id;
 }
 
-/* Apply one write to the local view `rec` of a session with writes
- * queued already. */
-static int lay_on(MDB_txn *txn, sky_cache *c, sky_record *rec,
-		  const sky_ob_entry *e, json_t *body)
-{
-	if (e->op == SKY_WRITE_EVENT)
-		return 0;
-	if (e->op == SKY_WRITE_DATA) {
-		sky__changes_note(c, e->app, e->sid);
-		return sky__doc_patch(txn, data_dbi(c), rec->docid, body);
-	}
-	json_t *old = sky__record_json(rec);
-	json_t *now = old ? json_deep_copy(old) : NULL;
-	int rc = now ? apply_fields(now, e, body) : -1;
-	if (rc == 0)
-		rc = sky__record_put(txn, c, rec, now, old, rec->created_us);
-	json_decref(old);
-	json_decref(now);
-	return rc;
-}
-
-/*
- * Is the session's local view closed? Its status index entry tells,
- * without parsing the record (the index always matches the record). 1, 0
- * or an error.
- */
+/* Is the session's local view closed? 1, 0 or an error. */
 static int session_closed(MDB_txn *txn, sky_cache *c, const char *app,
 			  const char *sid, const sky_record *rec)
 {
-	unsigned char pos[8 + SKY_MAX_ID_BYTES];
-	size_t sid_len = strlen(sid);
-	if (sid_len > SKY_MAX_ID_BYTES)
-		return sky__error_input("session id longer than %u bytes",
-					SKY_MAX_ID_BYTES);
-	sky_ixkey k;
-	sky__ixkey_value(&k, app, SKY_IXF_STATUS, NULL, "closed", 6);
-	sky__put_time(pos, rec->created_us);
-	memcpy(pos + 8, sid, sid_len);
-	MDB_val key = {k.len, k.data}, val = {8 + sid_len, pos};
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX), &cur);
-	if (rc == 0) {
-		rc = mdb_cursor_get(cur, &key, &val, MDB_GET_BOTH);
-		mdb_cursor_close(cur);
-	}
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	return rc ? sky__error_lmdb(rc, "reading the status index") : 1;
+	return sky__index_has_value(txn, c, app, SKY_IXF_STATUS, "closed", 6,
+				    sid, rec->created_us);
 }
 
 static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
@@ -937,7 +255,7 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 					      w->app_id, w->session_id);
 		if (rc < 0)
 			return rc;
-		if (!strncmp(e.sid, LOCAL_PREFIX, strlen(LOCAL_PREFIX)))
+		if (sky__ob_is_local(e.sid))
 			e.local = e.sid;
 		int closed = session_closed(txn, c, e.app, e.sid, &rec);
 		if (closed < 0)
@@ -967,8 +285,8 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 	if (e.op != SKY_WRITE_CREATE &&
 	    sky__record_get(txn, c, e.app, e.sid, &rec) == 0 &&
 	    (rec.flags & SKY_REC_PENDING))
-		return lay_on(txn, c, &rec, &e, q->bodies[i]);
-	return sky__outbox_rebuild(txn, c, e.app, e.sid);
+		return sky__view_lay_on(txn, c, &rec, &e, q->bodies[i]);
+	return sky__view_rebuild(txn, c, e.app, e.sid);
 }
 
 static int enqueue_write(MDB_txn *txn, void *arg)
@@ -1358,129 +676,17 @@ int sky__outbox_adopt(MDB_txn *txn, sky_cache *c, const char *app,
 	if (!json_object_get(session, "clientRef") &&
 	    json_object_set_new(session, "clientRef", json_string(local)) < 0)
 		return sky__error_nomem();
-	/* The mirror's write runs the hooks: unveil adopts, reveil lays the
-	 * remaining writes over the server's session. */
+	/* Stored as any session read from the server: its write goes
+	 * through server.h, which adopts the local session and lays the
+	 * remaining writes over the server's. */
 	return sky__mirror_session_write(txn, c, session, NULL, as_of_us);
 }
 
 int sky__outbox_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 			  size_t n, int *drained)
 {
-	*drained = 0;
-	entry_list done = {0};
-	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		sky_ob_entry e;
-		rc = sky__ob_get(txn, c, ids[i], &e);
-		if (rc == SKY_ENOTFOUND) {
-			rc = 0; /* dropped meanwhile, or adopted */
-			continue;
-		}
-		if (rc < 0)
-			break;
-		if (done.n == done.cap) {
-			size_t cap = done.cap ? done.cap * 2 : 8;
-			sky_ob_owned *v = realloc(done.v, cap * sizeof(*v));
-			if (!v) {
-				rc = sky__error_nomem();
-				break;
-			}
-			done.v = v;
-			done.cap = cap;
-		}
-		if ((rc = sky__ob_own(&e, &done.v[done.n])) < 0)
-			break;
-		done.n++;
-		if ((rc = sky__ob_remove(txn, c, &e)) < 0)
-			break;
-	}
-	if (rc < 0 || done.n == 0) {
-		free_entries(&done);
-		return rc;
-	}
-	if ((rc = count_delivered(txn, c, done.n)) < 0)
-		goto out;
-	const char *app = done.v[0].e.app, *sid = done.v[0].e.sid;
-	entry_list l;
-	if ((rc = session_entries(txn, c, app, sid, 1, &l)) < 0)
-		goto out;
-	if (l.n == 0) {
-		/* Nothing else queued: the local view is the server copy with
-		 * these writes, which is what the server now holds. */
-		sky_record rec, srv;
-		*drained = 1;
-		rc = sky__record_get(txn, c, app, sid, &rec);
-		if (rc == 0 && (rec.flags & SKY_REC_PENDING)) {
-			if (server_get(txn, c, app, sid, &srv) == 0) {
-				if ((rc = sky__doc_delete(txn, data_dbi(c),
-							  srv.docid)) < 0 ||
-				    (rc = server_del(txn, c, app, sid)) < 0)
-					goto out_l;
-			}
-			rec.flags &= ~SKY_REC_PENDING;
-			rc = sky__record_put_header(txn, c, &rec, app, sid);
-			sky__changes_note(c, app, sid);
-		} else if (rc == SKY_ENOTFOUND) {
-			rc = 0;
-		}
-		goto out_l;
-	}
-	/* Others remain: the server copy gets these writes' effect (the
-	 * server's own event will bring the same, idempotently), then the
-	 * local view is laid over it again. */
-	int had_server;
-	if ((rc = restore_server(txn, c, app, sid, &had_server)) < 0)
-		goto out_l;
-	if (had_server) {
-		sky_record rec;
-		if ((rc = sky__record_get(txn, c, app, sid, &rec)) < 0)
-			goto out_l;
-		json_t *s = sky__record_json(&rec);
-		json_t *now = s ? json_deep_copy(s) : NULL;
-		if (!now) {
-			json_decref(s);
-			rc = -1;
-			goto out_l;
-		}
-		for (size_t i = 0; i < done.n && rc == 0; i++) {
-			const sky_ob_entry *e = &done.v[i].e;
-			json_t *body = sky__json_loads(e->body, 0, NULL);
-			if (!body) {
-				rc = sky__error_input("outbox entry %llu: "
-						      "corrupt body",
-						      (unsigned long long)e->id);
-				break;
-			}
-			if (e->op == SKY_WRITE_DATA)
-				rc = sky__doc_patch(txn, data_dbi(c), rec.docid,
-						    body);
-			else
-				rc = apply_fields(now, e, body);
-			json_decref(body);
-		}
-		if (rc == 0)
-			rc = sky__record_put(txn, c, &rec, now, s, rec.created_us);
-		json_decref(s);
-		json_decref(now);
-		if (rc < 0)
-			goto out_l;
-	}
-	rc = overlay(txn, c, app, sid, &l);
-out_l:
-	free_entries(&l);
-out:
-	free_entries(&done);
-	return rc;
-}
-
-/* Note a new dead letter for the caller's notifications. */
-static int note_dead(sky_buf *dead, uint64_t id)
-{
-	unsigned char b[8];
-	if (!dead)
-		return 0;
-	sky__put_be64(b, id);
-	return sky__buf_append(dead, b, 8);
+	/* The server holds these writes now: its state changed. */
+	return sky__server_delivered(txn, c, ids, n, drained);
 }
 
 int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
@@ -1500,16 +706,16 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
 	o.e.next_try_us = 0;
 	rc = sky__ob_store(txn, c, &o.e);
 	if (rc == 0)
-		rc = note_dead(dead, o.e.id);
+		rc = sky__ob_note_dead(dead, o.e.id);
 	if (rc == 0 && o.e.op == SKY_WRITE_CREATE) {
 		/* Its session will not exist: its other writes cannot go. */
-		entry_list l;
+		sky_ob_list l;
 		char why[128];
 		snprintf(why, sizeof(why),
 			 "the create of its session (outbox entry %llu) was "
 			 "not delivered",
 			 (unsigned long long)o.e.id);
-		rc = session_entries(txn, c, o.e.app, o.e.sid, 1, &l);
+		rc = sky__ob_session_entries(txn, c, o.e.app, o.e.sid, 1, &l);
 		for (size_t i = 0; rc == 0 && i < l.n; i++) {
 			sky_ob_entry x = l.v[i].e;
 			x.state = SKY_OUTBOX_REJECTED;
@@ -1517,96 +723,19 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
 			x.answer = why;
 			rc = sky__ob_store(txn, c, &x);
 			if (rc == 0)
-				rc = note_dead(dead, x.id);
+				rc = sky__ob_note_dead(dead, x.id);
 		}
-		free_entries(&l);
+		sky__ob_list_free(&l);
 	}
 	if (rc == 0)
-		rc = sky__outbox_rebuild(txn, c, o.e.app, o.e.sid);
+		rc = sky__view_rebuild(txn, c, o.e.app, o.e.sid);
 	free(o.strs);
 	return rc;
 }
 
 /* ------------------------------------------------------------------ */
-/* Listing, retrying, dropping                                         */
+/* Retrying, dropping                                                  */
 /* ------------------------------------------------------------------ */
-
-static void to_public(const sky_ob_entry *e, sky_outbox_entry *p)
-{
-	p->id = e->id;
-	p->op = e->op;
-	p->state = e->state;
-	p->app_id = e->app;
-	p->session_id = e->sid;
-	p->local_id = e->local;
-	p->body = e->body;
-	p->queued_us = e->queued_us;
-	p->attempts = e->attempts;
-	p->next_try_us = e->next_try_us;
-	p->http_status = e->http_status;
-	p->answer = e->answer;
-}
-
-int sky_outbox_list(sky_cache *cache, sky_outbox_cb cb, void *payload)
-{
-	MDB_txn *txn;
-	int rc = sky__store_read_begin(&cache->st, &txn);
-	if (rc < 0)
-		return rc;
-	MDB_cursor *cur;
-	if ((rc = mdb_cursor_open(txn, SKY_DBI(cache, SKY_DB_OUTBOX), &cur))) {
-		sky__store_read_end(&cache->st, txn);
-		return sky__error_lmdb(rc, "reading the outbox");
-	}
-	MDB_val key, val;
-	int mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
-	rc = 0;
-	while (mrc == 0) {
-		sky_ob_entry e;
-		if (key.mv_size != 8) {
-			rc = sky__error_input("outbox: corrupt key");
-			break;
-		}
-		if ((rc = sky__ob_decode(sky__get_be64(key.mv_data), &val, &e)) < 0)
-			break;
-		sky_outbox_entry p;
-		to_public(&e, &p);
-		if ((rc = cb(&p, payload)) != 0)
-			break;
-		mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
-	}
-	if (rc == 0 && mrc != MDB_NOTFOUND)
-		rc = sky__error_lmdb(mrc, "reading the outbox");
-	mdb_cursor_close(cur);
-	sky__store_read_end(&cache->st, txn);
-	return rc;
-}
-
-static int count_cb(const sky_outbox_entry *e, void *payload)
-{
-	sky_outbox_counts *n = payload;
-	switch (e->state) {
-	case SKY_OUTBOX_PENDING:
-		n->pending++;
-		break;
-	case SKY_OUTBOX_IN_FLIGHT:
-		n->in_flight++;
-		break;
-	case SKY_OUTBOX_IN_DOUBT:
-		n->in_doubt++;
-		break;
-	case SKY_OUTBOX_REJECTED:
-		n->rejected++;
-		break;
-	}
-	return 0;
-}
-
-int sky_outbox_counts_get(sky_cache *cache, sky_outbox_counts *out)
-{
-	memset(out, 0, sizeof(*out));
-	return sky_outbox_list(cache, count_cb, out);
-}
 
 typedef struct {
 	sky_cache *cache;
@@ -1657,8 +786,8 @@ static int change_write(MDB_txn *txn, void *arg)
 		/* A dropped create's session will not be made: the writes
 		 * queued for it become dead letters rather than vanish. */
 		if (rc == 0 && o.e.op == SKY_WRITE_CREATE) {
-			entry_list l;
-			rc = session_entries(txn, c, o.e.app, o.e.sid, 1, &l);
+			sky_ob_list l;
+			rc = sky__ob_session_entries(txn, c, o.e.app, o.e.sid, 1, &l);
 			for (size_t i = 0; rc == 0 && i < l.n; i++) {
 				sky_ob_entry y = l.v[i].e;
 				y.state = SKY_OUTBOX_REJECTED;
@@ -1667,9 +796,9 @@ static int change_write(MDB_txn *txn, void *arg)
 				y.flags &= ~SKY_OB_ON_WIRE;
 				rc = sky__ob_store(txn, c, &y);
 				if (rc == 0)
-					rc = note_dead(&x->dead, y.id);
+					rc = sky__ob_note_dead(&x->dead, y.id);
 			}
-			free_entries(&l);
+			sky__ob_list_free(&l);
 		}
 	} else {
 		/* A create sent before may have been made: it is looked for
@@ -1684,7 +813,7 @@ static int change_write(MDB_txn *txn, void *arg)
 		rc = sky__ob_store(txn, c, &o.e);
 	}
 	if (rc == 0)
-		rc = sky__outbox_rebuild(txn, c, o.e.app, o.e.sid);
+		rc = sky__view_rebuild(txn, c, o.e.app, o.e.sid);
 	if (rc == 0 && x->notify_gone) {
 		/* Kept past the commit for the notification. */
 		free(x->gone.strs);
@@ -1710,7 +839,7 @@ int sky_outbox_drop(sky_cache *cache, uint64_t id)
 		 * notified: the dropped one, then those its create took. */
 		if (x.notify_gone && cache->on_rejected) {
 			sky_outbox_entry p;
-			to_public(&x.gone.e, &p);
+			sky__ob_to_public(&x.gone.e, &p);
 			p.answer = "dropped";
 			cache->on_rejected(&p, cache->on_rejected_payload);
 		}
@@ -1722,300 +851,3 @@ int sky_outbox_drop(sky_cache *cache, uint64_t id)
 	sky__buf_free(&x.dead);
 	return rc;
 }
-
-void sky_outbox_on_rejected(sky_cache *cache, sky_outbox_cb cb, void *payload)
-{
-	cache->on_rejected = cb;
-	cache->on_rejected_payload = payload;
-}
-
-void sky__outbox_notify_rejected(sky_cache *c, uint64_t id)
-{
-	if (!c->on_rejected)
-		return;
-	MDB_txn *txn;
-	if (sky__store_read_begin(&c->st, &txn) < 0)
-		return;
-	sky_ob_entry e;
-	if (sky__ob_get(txn, c, id, &e) == 0) {
-		sky_outbox_entry p;
-		to_public(&e, &p);
-		c->on_rejected(&p, c->on_rejected_payload);
-	}
-	sky__store_read_end(&c->st, txn);
-}
-
-/* ------------------------------------------------------------------ */
-/* Reads of the outbox's side of a session                             */
-/* ------------------------------------------------------------------ */
-
-/* The record id of app/sid, following an alias. */
-static const char *resolve(MDB_txn *txn, sky_cache *c, const char *app,
-			   const char *sid)
-{
-	sky_record rec;
-	if (sky__record_get(txn, c, app, sid, &rec) == 0)
-		return sid;
-	const char *to = sky__outbox_alias(txn, c, app, sid);
-	return to ? to : sid;
-}
-
-int sky_session_pending(sky_cache *cache, const char *app_id,
-			const char *session_id, unsigned *count)
-{
-	int rc = sky__check_id(app_id, "application id");
-	if (rc == 0)
-		rc = sky__check_id(session_id, "session id");
-	if (rc < 0)
-		return rc;
-	MDB_txn *txn;
-	if ((rc = sky__store_read_begin(&cache->st, &txn)) < 0)
-		return rc;
-	const char *sid = resolve(txn, cache, app_id, session_id);
-	sky_record rec;
-	entry_list l = {0};
-	rc = sky__record_get(txn, cache, app_id, sid, &rec);
-	if (rc == SKY_ENOTFOUND)
-		rc = sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
-				    "session %s/%s is not in the cache", app_id,
-				    session_id);
-	if (rc == 0 && (rc = session_entries(txn, cache, app_id, sid, 1, &l)) == 0)
-		*count = (unsigned)l.n;
-	free_entries(&l);
-	sky__store_read_end(&cache->st, txn);
-	return rc;
-}
-
-static int confirmed(sky_cache *cache, const char *app_id,
-		     const char *session_id, int data, char **json, size_t *len)
-{
-	int rc = sky__check_id(app_id, "application id");
-	if (rc == 0)
-		rc = sky__check_id(session_id, "session id");
-	if (rc < 0)
-		return rc;
-	MDB_txn *txn;
-	if ((rc = sky__store_read_begin(&cache->st, &txn)) < 0)
-		return rc;
-	const char *sid = resolve(txn, cache, app_id, session_id);
-	sky_record rec, srv;
-	rc = sky__record_get(txn, cache, app_id, sid, &rec);
-	if (rc == 0 && (rec.flags & SKY_REC_PENDING)) {
-		rc = server_get(txn, cache, app_id, sid, &srv);
-		if (rc == 0)
-			rec = srv;
-	}
-	if (rc == SKY_ENOTFOUND) {
-		rc = sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
-				    "session %s/%s: the server does not have it "
-				    "(yet)", app_id, session_id);
-	} else if (rc == 0 && data) {
-		sky_buf buf = SKY_BUF_INIT;
-		rc = sky__doc_read(txn, data_dbi(cache), rec.docid, &buf);
-		if (rc == 0 && !(*json = sky__buf_detach(&buf, len)))
-			rc = -1;
-		sky__buf_free(&buf);
-	} else if (rc == 0) {
-		if (!(*json = malloc(rec.json_len + 1))) {
-			rc = sky__error_nomem();
-		} else {
-			memcpy(*json, rec.json, rec.json_len + 1);
-			if (len)
-				*len = rec.json_len;
-		}
-	}
-	sky__store_read_end(&cache->st, txn);
-	return rc;
-}
-
-int sky_session_get_confirmed(sky_cache *cache, const char *app_id,
-			      const char *session_id, char **json, size_t *len)
-{
-	return confirmed(cache, app_id, session_id, 0, json, len);
-}
-
-int sky_data_get_confirmed(sky_cache *cache, const char *app_id,
-			   const char *session_id, char **json, size_t *len)
-{
-	return confirmed(cache, app_id, session_id, 1, json, len);
-}
-
-/* ------------------------------------------------------------------ */
-/* Coalescing                                                          */
-/* ------------------------------------------------------------------ */
-
-/*
- * compose(p1, p2) = p with apply(apply(d, p1), p2) == apply(d, p) for
- * every document d, by induction over the keys of p1 and p2:
- * - k only in p1: p2 leaves the value p1 made; p[k] = p1[k].
- * - p2[k] not an object (a scalar, an array, or null): p2 sets or deletes
- *   k whatever p1 did; p[k] = p2[k].
- * - p2[k] an object, k not in p1: p1 leaves d[k]; p[k] = p2[k].
- * - p2[k] and p1[k] objects: both merge into d[k] in turn; by induction
- *   p[k] = compose(p1[k], p2[k]) when that exists.
- * - p2[k] an object and p1[k] not one (it set k to a scalar or array, or
- *   deleted it): the result is p2[k] merged into nothing, whatever d[k]
- *   was -- but an object in a patch always merges into d[k], so no single
- *   patch says this. No composition: the writes are sent one by one.
- */
-json_t *sky__patch_compose(const json_t *first, const json_t *second)
-{
-	if (!json_is_object(first) || !json_is_object(second))
-		return NULL;
-	json_t *out = json_deep_copy(first);
-	if (!out)
-		return NULL;
-	const char *k;
-	json_t *v2;
-	json_object_foreach((json_t *)second, k, v2) {
-		json_t *v1 = json_object_get(first, k);
-		json_t *nv;
-		if (!json_is_object(v2) || !v1) {
-			nv = json_deep_copy(v2);
-		} else if (json_is_object(v1)) {
-			nv = sky__patch_compose(v1, v2);
-		} else {
-			json_decref(out);
-			return NULL;
-		}
-		if (!nv || json_object_set_new(out, k, nv) < 0) {
-			json_decref(out);
-			return NULL;
-		}
-	}
-	return out;
-}
-
-/* ------------------------------------------------------------------ */
-/* Checking (skysync check)                                            */
-/* ------------------------------------------------------------------ */
-
-/* Live entries queued for app/sid, or the negative code of the read
- * (SKY_ENOTFOUND or SKY_EINVAL when the queue names a missing or corrupt
- * entry); *data_patches gets how many of them are data patches. */
-static long live_count(MDB_txn *txn, sky_cache *c, const char *app,
-		       const char *sid, long *data_patches)
-{
-	entry_list l;
-	*data_patches = 0;
-	int rc = session_entries(txn, c, app, sid, 1, &l);
-	if (rc < 0)
-		return rc;
-	long n = (long)l.n;
-	for (size_t i = 0; i < l.n; i++)
-		if (l.v[i].e.op == SKY_WRITE_DATA)
-			(*data_patches)++;
-	free_entries(&l);
-	return n;
-}
-
-int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
-{
-	unsigned found = 0;
-	MDB_cursor *cur;
-	MDB_val key, val;
-	int mrc;
-#define PROBLEM(...)                                                          \
-	do {                                                                  \
-		found++;                                                      \
-		sky__buf_printf(problems, __VA_ARGS__);                       \
-		sky__buf_putc(problems, '\n');                                \
-	} while (0)
-	/* Every entry is readable and filed under its session. */
-	if (mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OUTBOX), &cur))
-		return sky__error_lmdb(EIO, "checking the outbox");
-	for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		sky_ob_entry e;
-		uint64_t id = key.mv_size == 8 ? sky__get_be64(key.mv_data) : 0;
-		if (!id || sky__ob_decode(id, &val, &e) < 0 ||
-		    e.op < SKY_WRITE_CREATE || e.op > SKY_WRITE_EVENT ||
-		    e.state > SKY_OUTBOX_REJECTED) {
-			PROBLEM("outbox entry %llu is corrupt",
-				(unsigned long long)id);
-			continue;
-		}
-		unsigned char sk[SKY_KEY_MAX];
-		MDB_val skey = {by_session_key(sk, e.app, e.sid, id), sk}, sv;
-		if (mdb_get(txn, SKY_DBI(c, SKY_DB_OBSESS), &skey, &sv))
-			PROBLEM("outbox entry %llu (%s/%s) is missing from its "
-				"session's queue",
-				(unsigned long long)id, e.app, e.sid);
-	}
-	mdb_cursor_close(cur);
-	/* Every queue key names an entry of that session. */
-	if (mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OBSESS), &cur))
-		return sky__error_lmdb(EIO, "checking the outbox");
-	for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		const char *app = key.mv_data;
-		size_t alen = strnlen(app, key.mv_size);
-		if (key.mv_size < alen + 11) {
-			PROBLEM("a session queue key of the outbox is corrupt");
-			continue;
-		}
-		const char *sid = app + alen + 1;
-		uint64_t id = sky__get_be64((unsigned char *)key.mv_data +
-					    key.mv_size - 8);
-		sky_ob_entry e;
-		if (sky__ob_get(txn, c, id, &e) < 0 || strcmp(e.app, app) ||
-		    strcmp(e.sid, sid))
-			PROBLEM("the queue of %s/%s names outbox entry %llu, "
-				"which is not one of its writes",
-				app, sid, (unsigned long long)id);
-	}
-	mdb_cursor_close(cur);
-	/* A session's local view is flagged pending exactly when writes are
-	 * queued for it, and keeps its server copy aside. */
-	if (mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_SESSIONS), &cur))
-		return sky__error_lmdb(EIO, "checking the outbox");
-	for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		sky_record rec, srv;
-		const char *app = key.mv_data;
-		size_t alen = strnlen(app, key.mv_size);
-		if (alen + 1 >= key.mv_size || sky__record_decode(&val, &rec) < 0)
-			continue; /* check_sessions reports those */
-		char sid[SKY_KEY_MAX + 1];
-		memcpy(sid, app + alen + 1, key.mv_size - alen - 1);
-		sid[key.mv_size - alen - 1] = '\0';
-		char appc[SKY_KEY_MAX + 1];
-		memcpy(appc, app, alen);
-		appc[alen] = '\0';
-		long data_patches;
-		long live = live_count(txn, c, appc, sid, &data_patches);
-		int pending = (rec.flags & SKY_REC_PENDING) != 0;
-		if (live == SKY_ENOTFOUND || live == SKY_EINVAL)
-			continue; /* a damaged queue, reported above */
-		if (live < 0) {
-			mdb_cursor_close(cur);
-			return -1;
-		}
-		if (pending != (live > 0))
-			PROBLEM("session %s/%s is %sflagged pending but has %ld "
-				"queued write%s",
-				appc, sid, pending ? "" : "not ", live,
-				live == 1 ? "" : "s");
-		int local = !strncmp(sid, LOCAL_PREFIX, strlen(LOCAL_PREFIX));
-		int has_srv = server_get(txn, c, appc, sid, &srv) == 0;
-		if (pending && !local && !has_srv)
-			PROBLEM("session %s/%s has queued writes but no server "
-				"copy", appc, sid);
-		if (has_srv && !pending)
-			PROBLEM("session %s/%s keeps a server copy without "
-				"queued writes", appc, sid);
-		/* Without a data patch queued, the local view's data is the
-		 * server copy's. With one, the local view may have data the
-		 * server copy has not (a first patch of a session without
-		 * data, or of a session just created offline). */
-		if (has_srv && data_patches == 0 &&
-		    !sky__doc_exists(txn, data_dbi(c), srv.docid) &&
-		    sky__doc_exists(txn, data_dbi(c), rec.docid))
-			PROBLEM("the server copy of %s/%s has lost its data",
-				appc, sid);
-	}
-	mdb_cursor_close(cur);
-#undef PROBLEM
-	return found ? SKY_EINVAL : 0;
-}
-

@@ -16,6 +16,8 @@
 #include <stdint.h>
 
 #include "skysync.h"
+/* The REST writes repair and the sync engine use (mirror.c). */
+#include "mirror.h"
 
 /* Keys of the sync bookkeeping in the cache's meta table (u64 values). */
 #define SKY_META_SYNC_STATE "sync_state"	 /* sky_engine_state + 1 */
@@ -100,29 +102,6 @@ int sky__repair_remove_session(sky_cache *c, const char *app, const char *sid);
 
 /* Forget the events waiting for session app/sid (it will not come). */
 int sky__repair_purge_pending(sky_cache *c, const char *app, const char *sid);
-
-/*
- * sky_session_put_batch on parsed JSON (implemented in mirror.c, beside
- * the single put): `session` (validated here as a whole session) and
- * `data` (an object, or NULL to keep the data) are borrowed. An item whose
- * result is already negative is skipped. Each item gets result 0, or
- * SKY_EINVAL/SKY_ELIMIT with an error (free with free()); the valid ones
- * land in one transaction. Returns 0 or the storage failure.
- */
-typedef struct {
-	json_t *session;
-	json_t *data;
-	int64_t as_of_us;
-	int result;
-	char *error;
-} sky__parsed_put;
-
-int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items, size_t count);
-
-/* Store one server session (and data, or NULL) read at as_of_us in the
- * caller's write transaction, as sky_session_put does. */
-int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
-			      json_t *data, int64_t as_of_us);
 
 /* Store the sync bookkeeping (each value a u64 under SKY_META_SYNC_*). */
 int sky__repair_put_meta(sky_cache *c, uint64_t state, uint64_t last_at,

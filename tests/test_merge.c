@@ -456,7 +456,7 @@ static void test_merge__text_any_values(void)
 }
 
 
-/* ---- coalescing (outbox.c: sky__patch_compose) ---- */
+/* ---- coalescing (queue.c: sky__patch_compose) ---- */
 
 static unsigned long long compose_rng = 7;
 
