@@ -13,7 +13,7 @@
  *   pending   appId \0 sessionId \0 seq(8) -> event JSON (session unknown)
  *   sevents   docId(8) seq(8) -> custom session event JSON
  *   index     (query indexes, DUPSORT; index.h)
- *   outbox    u64 id -> queued write (outbox.c)
+ *   outbox    u64 id -> queued write (queue.c)
  *   outbox_by_session  appId \0 sessionId \0 id(8) -> "" (a session's
  *             queued writes in order)
  *   server    appId \0 sessionId -> the confirmed server copy of a session
