@@ -17,23 +17,7 @@
 
 #include "http.h"
 #include "model.h"
-
-typedef enum {
-	SKY_API_LOGIN,		 /* POST  body {username, password, realm} */
-	SKY_API_REFRESH,	 /* POST  body {refreshToken} */
-	SKY_API_APPS,		 /* GET   -> [application] */
-	SKY_API_APP,		 /* GET   -> application */
-	SKY_API_ROLES,		 /* GET   -> [role] */
-	SKY_API_SESSIONS,	 /* GET   -> [session] (open ones) */
-	SKY_API_SESSION_CREATE,	 /* POST  -> session */
-	SKY_API_SESSION,	 /* GET   -> session */
-	SKY_API_SESSION_PATCH,	 /* PATCH -> session */
-	SKY_API_DATA,		 /* GET   -> data object */
-	SKY_API_DATA_PATCH,	 /* PATCH -> data object */
-	SKY_API_PARTICIPANT_ADD, /* POST  -> session */
-	SKY_API_EVENT_SEND,	 /* POST  custom event data */
-	SKY_API_COUNT
-} sky_api_call;
+#include "protocol_types.h"
 
 typedef struct {
 	int needs_token;  /* sends Authorization: Bearer */

@@ -128,10 +128,11 @@
 #include <jansson.h>
 
 #include "api.h"
-#include "cache.h"
+#include "cache_types.h"
 #include "engine.h"
 #include "enginelock.h"
 #include "json.h"
+#include "mirror.h"
 #include "outbox.h"
 #include "error.h"
 #include "protocol.h"
@@ -141,6 +142,7 @@
 #include "mqtt.h"
 #include "record.h"
 #include "repair.h"
+#include "retain.h"
 #include "stale.h"
 #include "util.h"
 

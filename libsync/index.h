@@ -37,7 +37,7 @@
 #include <lmdb.h>
 #include <stdint.h>
 
-#include "cache.h"
+#include "cache_types.h"
 
 /* Kind bytes. */
 #define SKY_IX_ALL 'A'

@@ -16,6 +16,7 @@
 #include "doc.h"
 #include "error.h"
 #include "events.h"
+#include "mirror.h"
 #include "outbox.h"
 #include "record.h"
 #include "repair.h"

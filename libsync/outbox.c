@@ -35,6 +35,7 @@
 #include "error.h"
 #include "json.h"
 #include "merge.h"
+#include "mirror.h"
 #include "index.h"
 #include "outbox.h"
 #include "random.h"

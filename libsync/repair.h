@@ -3,8 +3,9 @@
  * holds for a session (watermark, pending local writes), what a REST read
  * would change (for change notifications), and the removals that make the
  * mirror match the server after a snapshot: sessions no longer visible,
- * closed sessions past their retention, roles and applications no longer
- * listed, and events still waiting for a session that will never come.
+ * roles and applications no longer listed, and events still waiting for a
+ * session that will never come. (Closed sessions past their retention:
+ * retain.h; storing what REST read: mirror.h.)
  *
  * Each function runs its own short transaction; none is held across
  * network I/O (the engine calls these between requests).
@@ -48,15 +49,6 @@ typedef void (*sky_repair_removed_fn)(const char *app, const char *sid,
 /* Whether a listed id is kept (non-zero) or pruned. */
 typedef int (*sky_repair_keep_fn)(const char *app, const char *sid, void *ctx);
 
-/*
- * Remove the sessions of `app` that keep() rejects, in one transaction,
- * except those with local writes pending (the outbox's). removed() is
- * called after the commit. Returns the number removed, or a negative code.
- */
-long sky__repair_prune_sessions(sky_cache *c, const char *app,
-				sky_repair_keep_fn keep, void *ctx,
-				sky_repair_removed_fn removed);
-
 /* Called for each session found; a negative return stops the walk. */
 typedef int (*sky_repair_each_fn)(const char *app, const char *sid,
 				  void *ctx);
@@ -70,17 +62,6 @@ typedef int (*sky_repair_each_fn)(const char *app, const char *sid,
 long sky__repair_unlisted_open(sky_cache *c, const char *app,
 			       sky_repair_keep_fn keep, void *ctx,
 			       sky_repair_each_fn each);
-
-/*
- * Remove the closed sessions that the cache's retention (sky_cache_options
- * closed_keep_s, closed_keep_max) no longer keeps, except those with
- * local writes pending; removed() is called for each. A closed session's
- * age counts from its modifiedAt (the close moves it). Returns the number
- * removed or a negative code. The engine calls it after each snapshot.
- * Implemented in retain.c.
- */
-long sky__retain_closed(sky_cache *c, sky_repair_removed_fn removed,
-			void *ctx);
 
 /*
  * Remove applications that keep(app, NULL) rejects, with their roles and
@@ -100,29 +81,6 @@ int sky__repair_remove_session(sky_cache *c, const char *app, const char *sid);
 
 /* Forget the events waiting for session app/sid (it will not come). */
 int sky__repair_purge_pending(sky_cache *c, const char *app, const char *sid);
-
-/*
- * sky_session_put_batch on parsed JSON (implemented in mirror.c, beside
- * the single put): `session` (validated here as a whole session) and
- * `data` (an object, or NULL to keep the data) are borrowed. An item whose
- * result is already negative is skipped. Each item gets result 0, or
- * SKY_EINVAL/SKY_ELIMIT with an error (free with free()); the valid ones
- * land in one transaction. Returns 0 or the storage failure.
- */
-typedef struct {
-	json_t *session;
-	json_t *data;
-	int64_t as_of_us;
-	int result;
-	char *error;
-} sky__parsed_put;
-
-int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items, size_t count);
-
-/* Store one server session (and data, or NULL) read at as_of_us in the
- * caller's write transaction, as sky_session_put does. */
-int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
-			      json_t *data, int64_t as_of_us);
 
 /* Store the sync bookkeeping (each value a u64 under SKY_META_SYNC_*). */
 int sky__repair_put_meta(sky_cache *c, uint64_t state, uint64_t last_at,

@@ -28,7 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "error.h"
 #include "index.h"
 #include "outbox.h"
