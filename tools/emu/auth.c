@@ -17,6 +17,7 @@
 
 #include "auth.h"
 #include "emu.h"
+#include "rand.h"
 #include "jcheck.h"
 #include "json.h"
 #include "realm.h"
