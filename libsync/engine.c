@@ -129,6 +129,7 @@
 
 #include "api.h"
 #include "cache_types.h"
+#include "deliver.h"
 #include "engine.h"
 #include "enginelock.h"
 #include "json.h"

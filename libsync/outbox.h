@@ -149,8 +149,4 @@ int sky__outbox_replay_journal(sky_cache *c);
 /* The callback of sky_outbox_on_rejected. */
 void sky__outbox_notify_rejected(sky_cache *c, uint64_t id);
 
-struct sky_engine;
-/* Deliver this cache's outbox through engine `e` (deliver.c). */
-int sky__deliver_attach(struct sky_engine *e);
-
 #endif
