@@ -10,7 +10,7 @@
  * which changes nothing). For each event it prints "event ID", then the
  * callback's "  entered: ID", "  left: ID" and "  changed: ID" lines, then
  * "  outcome: OUTCOME" (applied, duplicate, ...).
- * Build: cc live_query.c $(pkg-config --cflags --libs libsync)
+ * Build: cc live_query.c $(pkg-config --cflags --libs skysync)
  */
 #include <skysync.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * lookup_query.c - a first libsync program: open a cache, read one session
+ * lookup_query.c - a first libskysync program: open a cache, read one session
  * and its session data, then run a property query with a limit.
  *
  *   lookup_query CACHE_DIR APP SESSION_ID [PREDICATE...]
@@ -9,15 +9,15 @@
  * (at most LIMIT of them) and then "next: CURSOR" when more rows remain, or
  * "end" when they do not. Errors go to stderr as one line; the exit status
  * is 0 on success, 2 when the cache or the session is not there, 1 otherwise.
- * Build: cc lookup_query.c $(pkg-config --cflags --libs libsync)
+ * Build: cc lookup_query.c $(pkg-config --cflags --libs skysync)
  */
 #include <skysync.h>
 #include <stdio.h>
 
 #define LIMIT 2 /* rows per page; a real program would page with the cursor */
 
-/* Print why the last libsync call failed. sky_error_last() is per thread and
- * is never NULL; its message is valid until our next libsync call. */
+/* Print why the last libskysync call failed. sky_error_last() is per thread and
+ * is never NULL; its message is valid until our next libskysync call. */
 static int fail(const char *what)
 {
 	const sky_error *err = sky_error_last();

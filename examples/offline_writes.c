@@ -11,7 +11,7 @@
  * prints "rejected: ID STATUS" per dead letter, which it drops (a real
  * program might alert someone, or fix and retry it). Exit 0 on success,
  * 2 when the session is not in the cache, 4 on network failure, else 1.
- * Build: cc offline_writes.c $(pkg-config --cflags --libs libsync)
+ * Build: cc offline_writes.c $(pkg-config --cflags --libs skysync)
  */
 #include <skysync.h>
 #include <stdio.h>

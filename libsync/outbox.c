@@ -328,10 +328,9 @@ static int check_create(const json_t *b)
 			if ((rc = sky__validate_properties(v, "session create: properties")) < 0)
 				return rc;
 		} else if (!strcmp(k, "version")) {
-			if (!json_is_integer(v) || json_integer_value(v) < 0)
-				return sky__error_input(
-				    "session create: version "
-				    "must be a non-negative integer");
+			if ((rc = sky__check_app_version(
+				 v, "session create: version")) < 0)
+				return rc;
 		} else {
 			return sky__error_input(
 			    "session create: unknown field \"%s\" (allowed: "

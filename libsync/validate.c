@@ -79,3 +79,35 @@ int sky__check_write_id(const char *id, const char *field)
 					field, id[bad], bad);
 	return 0;
 }
+
+int sky__check_app_version(const json_t *v, const char *field)
+{
+	const char *got;
+	if (!v)
+		return sky__error_input("%s: missing", field);
+	switch (json_typeof(v)) {
+	case JSON_INTEGER:
+		if (json_integer_value(v) >= 0)
+			return 0;
+		got = "a negative number";
+		break;
+	case JSON_REAL:
+		got = "a number with a fraction or exponent";
+		break;
+	case JSON_STRING:
+		got = "a string";
+		break;
+	case JSON_TRUE:
+	case JSON_FALSE:
+		got = "a boolean";
+		break;
+	case JSON_NULL:
+		got = "null";
+		break;
+	default:
+		got = "an array or object";
+		break;
+	}
+	return sky__error_input("%s: must be a whole number >= 0 (a JSON "
+				"integer), not %s", field, got);
+}

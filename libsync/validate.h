@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 /* Offset of the first byte of `s` (n bytes) that does not start a valid
  * UTF-8 sequence (overlong forms, surrogates and code points past
  * U+10FFFF are invalid), or n when all of it is valid. */
@@ -30,5 +32,13 @@ int sky__check_text(const char *text, size_t max_bytes, const char *field);
  * character would split the level or be a wildcard.
  */
 int sky__check_write_id(const char *id, const char *field);
+
+/*
+ * The application version a session is created with (the "version" of a
+ * create body): a JSON integer >= 0, so that the create carries it as a
+ * number. A string ("4"), a real (1.5, and 4.0 as well), a boolean, null,
+ * an array or an object is refused with SKY_EINVAL naming `field`.
+ */
+int sky__check_app_version(const json_t *v, const char *field);
 
 #endif

@@ -85,8 +85,13 @@ else
 	check "create a session offline in app-inspections" run 0 sky session create app-inspections "Delivered one"
 	lid=$(jq -r .sessionId "$tmp/out")
 	app=app-inspections
+	# The emulator keeps a create's version as sent (integer or string):
+	# the server's session says what went on the wire.
+	check "create one with --app-version 4" run 0 sky session create app-inspections "Versioned" --app-version 4
+	vlid=$(jq -r .sessionId "$tmp/out")
 	check "sync delivers the create" ssync
 	check "  the outbox is empty" [ -z "$(sky outbox list)" ]
+	check "  --app-version 4 went as the number 4" sh -c "'$skysync' --db '$sdb' get app-inspections '$vlid' | jq -e '.version == 4 and (.sessionId | startswith(\"local-\") | not)' >/dev/null"
 	check "  the session has a server id" run 0 sky get app-inspections "$lid"
 	sid=$(jq -r .sessionId "$tmp/out")
 	check "  other than the local id" sh -c "[ -n '$sid' ] && [ '$sid' != '$lid' ]"

@@ -8,8 +8,8 @@
 #    (docs/PROTOCOL.md, libsync/outbox.c, tests/test_check.c) exists,
 #    relative to the top of the tree or to the referring file, and a bare
 #    NAME.md is a file of the tree;
-#  - skysync(1), libsync(3), skylight-emu(1) are man pages of the tree
-#    with that section.
+#  - skysync(1), libskysync(3), skylight-emu(1) are man pages of the tree
+#    with that section (and the library's old name, libsync(3), is none).
 # The checker is first run on a small tree with one broken reference of
 # each kind, and must name each; then on the project, where it must find
 # nothing. The files are those git tracks (plus new ones not ignored), or,
@@ -146,7 +146,7 @@ BEGIN {
 
 	# The project's man pages.
 	s = line
-	while (match(s, /(skysync|libsync|skylight-emu)( |\\f[A-Z])*\([0-9]\)/)) {
+	while (match(s, /(libskysync|skysync|libsync|skylight-emu)( |\\f[A-Z])*\([0-9]\)/)) {
 		ref = substr(s, RSTART, RLENGTH)
 		s = substr(s, RSTART + RLENGTH)
 		name = ref; sub(/[ (\\].*/, "", name)

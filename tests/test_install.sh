@@ -1,12 +1,15 @@
 #!/bin/sh
 # test_install.sh - `make install DESTDIR=...` from the build tree installs
-# the library, its header, libsync.pc, both programs and the three man
-# pages; then examples/lookup_query.c is compiled against that installed
-# tree with `pkg-config --cflags --libs libsync` alone (no build-tree paths),
-# linked with an rpath to the installed lib directory, checked to load the
-# installed libsync.so, and run on a cache filled by the installed skysync;
-# and a small program calling sky_engine_attach on its own libevent loop
-# links with those flags alone too. The bash completion is installed.
+# the library (libskysync.so), its header, skysync.pc, both programs and
+# the three man pages, and none of the library's old names (libsync.so,
+# libsync.pc, libsync.3), which another package may own; then
+# examples/lookup_query.c is compiled against that installed tree with
+# `pkg-config --cflags --libs skysync` alone (no build-tree paths), linked
+# with an rpath to the installed lib directory, checked to load the
+# installed libskysync.so, and run on a cache filled by the installed
+# skysync; and a small program calling sky_engine_attach on its own
+# libevent loop links with those flags alone too. The bash completion is
+# installed.
 #
 # Skipped (exit 77) only when the build tree is unknown (run outside make
 # check, without SKY_TOP_BUILDDIR). Under `make distcheck` it runs as well:
@@ -48,25 +51,27 @@ check "make install DESTDIR" logged "$tmp/install.log" \
 	${MAKE:-make} -C "$top_build" install DESTDIR="$dest"
 
 # Where the configured prefix landed inside DESTDIR (it differs under
-# distcheck), found from the installed libsync.pc.
-pc=$(find "$dest" -name libsync.pc -path '*/pkgconfig/*' | head -n 1)
-check "libsync.pc installed" [ -n "$pc" ]
+# distcheck), found from the installed skysync.pc.
+pc=$(find "$dest" -name skysync.pc -path '*/pkgconfig/*' | head -n 1)
+check "skysync.pc installed" [ -n "$pc" ]
 [ -n "$pc" ] || { echo "test_install: $passed passed, $failed failed"; exit 1; }
 libdir=$(dirname "$(dirname "$pc")")
 prefix=$(dirname "$libdir")
 check "header installed" [ -f "$prefix/include/skysync.h" ]
-check "shared library installed" [ -f "$libdir/libsync.so" ]
+check "shared library installed" [ -f "$libdir/libskysync.so" ]
+check "nothing installed under the old names" sh -c \
+	"find '$dest' -name 'libsync.*' | grep . >&2 && exit 1 || exit 0"
 check "only sky_ symbols exported" sh -c \
-	"nm -D --defined-only '$libdir/libsync.so' | awk '\$2 ~ /^[TDBR]\$/ {print \$3}' | grep -v '^sky_' | grep -q . && exit 1 || exit 0"
+	"nm -D --defined-only '$libdir/libskysync.so' | awk '\$2 ~ /^[TDBR]\$/ {print \$3}' | grep -v '^sky_' | grep -q . && exit 1 || exit 0"
 check "skysync installed" [ -x "$prefix/bin/skysync" ]
 check "skylight-emu installed" [ -x "$prefix/bin/skylight-emu" ]
 check "bash completion installed" sh -c "find '$dest' -path '*/bash-completion/completions/skysync' -type f | grep -q ."
-for m in man1/skysync.1 man1/skylight-emu.1 man3/libsync.3; do
+for m in man1/skysync.1 man1/skylight-emu.1 man3/libskysync.3; do
 	check "man page $m installed" [ -s "$prefix/share/man/$m" ]
 done
 if command -v groff >/dev/null; then # warnings (-ww) are failures
-	check "libsync(3) formats without warnings" sh -c \
-		"groff -man -ww -z '$prefix/share/man/man3/libsync.3' 2>&1 | grep . >&2 && exit 1 || exit 0"
+	check "libskysync(3) formats without warnings" sh -c \
+		"groff -man -ww -z '$prefix/share/man/man3/libskysync.3' 2>&1 | grep . >&2 && exit 1 || exit 0"
 fi
 
 # pkg-config reads the installed .pc; the sysroot maps its paths into
@@ -74,28 +79,29 @@ fi
 PKG_CONFIG_PATH=$(dirname "$pc")
 PKG_CONFIG_SYSROOT_DIR=$dest
 export PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
-flags=$(pkg-config --cflags --libs libsync)
-check "pkg-config --cflags --libs libsync" [ -n "$flags" ]
+flags=$(pkg-config --cflags --libs skysync)
+check "pkg-config --cflags --libs skysync" [ -n "$flags" ]
+check "it links -lskysync" sh -c "echo '$flags' | grep -q -- '-lskysync'"
 check "flags point into DESTDIR" sh -c "echo '$flags' | grep -q -- '-L$libdir'"
-check "version matches" [ "$(pkg-config --modversion libsync)" = \
-	"$(sed -n 's/^Version: //p' "$top_build/libsync.pc")" ]
+check "version matches" [ "$(pkg-config --modversion skysync)" = \
+	"$(sed -n 's/^Version: //p' "$top_build/skysync.pc")" ]
 
 # Compile the example with the installed header and library only.
 cp "$top_src/examples/lookup_query.c" "$tmp/"
 # shellcheck disable=SC2086 # $flags is a list of options
 # A library built with --enable-sanitizers needs its programs built so too.
 san_flags=
-ldd "$libdir/libsync.so" 2>/dev/null | grep -q libasan &&
+ldd "$libdir/libskysync.so" 2>/dev/null | grep -q libasan &&
 	san_flags="-fsanitize=address,undefined"
 check "example compiles against the install" logged "$tmp/cc.log" \
 	${CC:-cc} $san_flags -Wall -Wextra -Werror -o "$tmp/lookup_query" "$tmp/lookup_query.c" \
 	$flags -Wl,-rpath,"$libdir"
-check "example loads the installed libsync" sh -c \
-	"ldd '$tmp/lookup_query' | grep 'libsync.so' | grep -q '$libdir/'"
+check "example loads the installed libskysync" sh -c \
+	"ldd '$tmp/lookup_query' | grep 'libskysync.so' | grep -q '$libdir/'"
 
 # Every public call links with the same flags alone: the header takes a
-# struct event_base *, so libevent comes with libsync (Requires in
-# libsync.pc). The program drives an engine on its own libevent loop.
+# struct event_base *, so libevent comes with libskysync (Requires in
+# skysync.pc). The program drives an engine on its own libevent loop.
 cat >"$tmp/attach.c" <<'EOF_C'
 #include <event2/event.h>
 #include <stdio.h>
@@ -130,10 +136,10 @@ done:
 }
 EOF_C
 # shellcheck disable=SC2086 # $flags is a list of options
-check "sky_engine_attach links with pkg-config libsync alone" logged "$tmp/cc2.log" \
+check "sky_engine_attach links with pkg-config skysync alone" logged "$tmp/cc2.log" \
 	${CC:-cc} $san_flags -Wall -Wextra -Werror -o "$tmp/attach" "$tmp/attach.c" \
 	$flags -Wl,-rpath,"$libdir"
-check "pkg-config --libs libsync names libevent" sh -c "echo '$flags' | grep -q -- '-levent'"
+check "pkg-config --libs skysync names libevent" sh -c "echo '$flags' | grep -q -- '-levent'"
 check "the attach program runs" logged "$tmp/attach.out" "$tmp/attach" "$tmp/attachdb"
 check "it attached" grep -qx attached "$tmp/attach.out"
 

@@ -1677,6 +1677,42 @@ static void test_sync__outbox_offline_then_online(void)
 }
 
 
+/* The application version of a delivered create is a number on the wire.
+ * The emulator keeps a create's "version" as it was sent (it takes an
+ * integer or a string, as the server does), so the server's session
+ * holding the integer 4 says what the body carried. */
+static void test_sync__create_version_on_wire(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
+	char *local = NULL, *text = NULL;
+	const char *cr = "{\"name\":\"Versioned\",\"version\":4}";
+	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, cr, strlen(cr),
+					   &local) == 0);
+	CU_ASSERT(fx_sync_once(&fx) == 0);
+	CU_ASSERT_EQUAL(server_count_ref(&fx, local), 1);
+	CU_ASSERT(sky_session_get(fx.cache, APP, local, &text, NULL) == 0);
+	json_t *made = json_loads(text, 0, NULL);
+	sky_free(text);
+	const char *server_id =
+	    json_string_value(json_object_get(made, "sessionId"));
+	CU_ASSERT(server_id && strncmp(server_id, "local-", 6) != 0);
+	json_t *srv = server_id ? server_session(&fx, server_id, 0) : NULL;
+	json_t *v = json_object_get(srv, "version");
+	CU_ASSERT(json_is_integer(v) && json_integer_value(v) == 4);
+	/* And the mirror shows the server's number. */
+	v = json_object_get(made, "version");
+	CU_ASSERT(json_is_integer(v) && json_integer_value(v) == 4);
+	json_decref(srv);
+	json_decref(made);
+	sky_free(local);
+	fx_end(&fx);
+	free(seed);
+}
+
+
 static int admin_fault(fixture *fx, const char *spec)
 {
 	json_t *j = json_string(spec);
@@ -3769,6 +3805,8 @@ int main(void)
 	    {"test_sync__cli", test_sync__cli},
 	    {"test_sync__outbox_offline_then_online",
 	     test_sync__outbox_offline_then_online},
+	    {"test_sync__create_version_on_wire",
+	     test_sync__create_version_on_wire},
 	    {"test_sync__outbox_rejections", test_sync__outbox_rejections},
 	    {"test_sync__outbox_lost_create_answer",
 	     test_sync__outbox_lost_create_answer},

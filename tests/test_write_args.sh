@@ -51,6 +51,8 @@ check "create a session offline" run 0 sky session create inspections "Offline o
 local_id=$(jq -r .sessionId "$tmp/out")
 check "its id is local- and 32 hex digits" sh -c "echo '$local_id' | grep -Eq '^local-[0-9a-f]{32}\$'"
 check "its version is the integer given" [ "$(jq .version "$tmp/out")" = 3 ]
+check "  a JSON number" [ "$(jq -r '.version | type' "$tmp/out")" = number ]
+check "  queued as one" [ "$(sky outbox list | jq -r 'select(.op == "create") | .body.version | type')" = number ]
 check "KEY=VALUE splits at the first '='" run 0 sky props set inspections s-1001 'a=b=c' 'empty='
 check "value keeps its '='" [ "$(jq -c .properties "$tmp/out")" = '{"a":"b=c","empty":""}' ]
 check "participant --type group" run 0 sky participant add inspections s-1001 crew-2 --type group
@@ -121,6 +123,13 @@ bad 3 "--app-version '1x' is not a whole decimal number" session create inspecti
 bad 3 "--app-version '-1' is not a whole decimal number" session create inspections N --app-version -1
 bad 3 "--app-version '1.5' is not a whole decimal number" session create inspections N --app-version 1.5
 bad 3 "--app-version '99999999999999999999' is too large" session create inspections N --app-version 99999999999999999999
+bad 3 "--app-version 'abc' is not a whole decimal number" session create inspections N --app-version abc
+bad 3 "--app-version '4.0' is not a whole decimal number" session create inspections N --app-version 4.0
+bad 3 "--app-version '1e3' is not a whole decimal number" session create inspections N --app-version 1e3
+bad 3 "--app-version '' is not a whole decimal number" session create inspections N --app-version ''
+bad 3 "--app-version ' 4' is not a whole decimal number" session create inspections N --app-version ' 4'
+bad 3 "--app-version '+4' is not a whole decimal number" session create inspections N --app-version +4
+bad 3 "--app-version '0x4' is not a whole decimal number" session create inspections N --app-version 0x4
 bad 3 "argument 'N\\xff' is not valid UTF-8" session create inspections "N$FF"
 bad 3 "argument 'd\\xff' is not valid UTF-8" session create inspections N --description "d$FF"
 bad 3 "'=v' has an empty name" session create inspections N --prop =v

@@ -6,12 +6,15 @@
  * local view and the session data unchanged; local ids from getrandom()
  * (EINTR and short reads retried, a failing source refused, no fallback);
  * and the validators under them: ids without C1 controls or Unicode line
- * breaks, RFC 3339 times with days that exist, event envelopes typed.
+ * breaks, RFC 3339 times with days that exist, event envelopes typed;
+ * and a create's application version, taken only as a JSON integer >= 0
+ * and queued as one.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +173,14 @@ static void test_writes__bad_arguments(void)
 	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":\"1\"}", 0, SKY_EINVAL, "version"},
 	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":-1}", 0, SKY_EINVAL, "version"},
 	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":1.5}", 0, SKY_EINVAL, "version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":\"abc\"}", 0, SKY_EINVAL, "version: must be a whole number >= 0 (a JSON integer), not a string"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":4.0}", 0, SKY_EINVAL, "session create: version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":1e3}", 0, SKY_EINVAL, "session create: version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":true}", 0, SKY_EINVAL, "version: must be a whole number >= 0 (a JSON integer), not a boolean"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":null}", 0, SKY_EINVAL, "version: must be a whole number >= 0 (a JSON integer), not null"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":[4]}", 0, SKY_EINVAL, "session create: version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":{}}", 0, SKY_EINVAL, "session create: version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":99999999999999999999}", 0, SKY_EINVAL, "version"},
 	    {W_CREATE, APP, NULL, "{\"name\":\"\"}", 0, SKY_EINVAL, "name"},
 	    {W_CREATE, APP, NULL, "{\"description\":\"d\"}", 0, SKY_EINVAL, "name is required"},
 	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"properties\":{\"a\":1}}", 0, SKY_EINVAL, "properties.a"},
@@ -421,6 +432,89 @@ static void test_writes__event_envelope(void)
 	sky_cache_close(c);
 }
 
+/* The last create body the outbox holds, parsed. */
+static int last_create_body(const sky_outbox_entry *e, void *payload)
+{
+	json_t **out = payload;
+	if (e->op != SKY_WRITE_CREATE)
+		return 0;
+	json_decref(*out);
+	*out = json_loads(e->body, 0, NULL);
+	return 0;
+}
+
+/* The application version of a create: the validator takes a JSON
+ * integer >= 0 and nothing else; a create given one queues it as a
+ * number (the body sent to the server) and shows it so, by itself and in
+ * a batch. */
+static void test_writes__app_version(void)
+{
+	json_t *ok[] = {json_integer(0), json_integer(4),
+			json_integer(INT64_MAX)};
+	json_t *bad[] = {json_integer(-1), json_real(4.0), json_real(1.5),
+			 json_string("4"), json_string(""), json_true(),
+			 json_false(), json_null(), json_array(),
+			 json_object()};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		CU_ASSERT(sky__check_app_version(ok[i], "v") == 0);
+		json_decref(ok[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		sky_error_clear();
+		CU_ASSERT(sky__check_app_version(bad[i], "the version") ==
+			  SKY_EINVAL);
+		CU_ASSERT(strncmp(sky_error_last()->message, "the version: ",
+				  13) == 0);
+		json_decref(bad[i]);
+	}
+	CU_ASSERT(sky__check_app_version(NULL, "v") == SKY_EINVAL);
+
+	sky_cache *c = open_realm();
+	const char *body = "{\"name\":\"v\",\"version\":4}";
+	char *sid = NULL, *text = NULL;
+	CU_ASSERT_FATAL(sky_session_create(c, APP, body, strlen(body), &sid) ==
+			0);
+	json_t *queued = NULL;
+	CU_ASSERT(sky_outbox_list(c, last_create_body, &queued) == 0);
+	json_t *v = json_object_get(queued, "version");
+	CU_ASSERT(json_is_integer(v) && json_integer_value(v) == 4);
+	CU_ASSERT(sky_session_get(c, APP, sid, &text, NULL) == 0);
+	CU_ASSERT_PTR_NOT_NULL(text && strstr(text, "\"version\":4"));
+	sky_free(text);
+	sky_free(sid);
+
+	sky_write w = {SKY_WRITE_CREATE, APP, NULL, "{\"name\":\"w\","
+		       "\"version\":7}", 0, 0, NULL, 0, NULL};
+	w.len = strlen(w.json);
+	CU_ASSERT(sky_write_batch(c, &w, 1) == 0 && w.result == 0);
+	CU_ASSERT(sky_outbox_list(c, last_create_body, &queued) == 0);
+	v = json_object_get(queued, "version");
+	CU_ASSERT(json_is_integer(v) && json_integer_value(v) == 7);
+	sky_free(w.new_session_id);
+	json_decref(queued);
+
+	/* A batch with a bad version is refused whole, naming it. */
+	sky_write ws[2] = {
+	    {SKY_WRITE_DATA, APP, SID, "{\"a\":1}", 7, 0, NULL, 0, NULL},
+	    {SKY_WRITE_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":\"4\"}",
+	     0, 0, NULL, 0, NULL},
+	};
+	ws[1].len = strlen(ws[1].json);
+	char *before = snapshot(c);
+	CU_ASSERT(sky_write_batch(c, ws, 2) == SKY_EINVAL);
+	CU_ASSERT(ws[1].result == SKY_EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(ws[1].error &&
+			       strstr(ws[1].error, "session create: version"));
+	CU_ASSERT_PTR_NULL(ws[1].new_session_id);
+	char *after = snapshot(c);
+	CU_ASSERT_STRING_EQUAL(before, after);
+	free(before);
+	free(after);
+	sky_free(ws[1].error);
+	sky_free(ws[0].error);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -429,6 +523,7 @@ int main(void)
 	    {"test_writes__ids", test_writes__ids},
 	    {"test_writes__times", test_writes__times},
 	    {"test_writes__event_envelope", test_writes__event_envelope},
+	    {"test_writes__app_version", test_writes__app_version},
 	    {NULL, NULL},
 	};
 	return sky_test_main("writes", cases);
