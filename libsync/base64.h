@@ -1,5 +1,5 @@
 /*
- * base64.h - the one base64url codec of the library (RFC 4648 §5, no
+ * base64.h - the one base64url codec of the library (RFC 4648 section 5, no
  * padding written): JWT payloads read from access tokens (api.c), query
  * cursors (query.c) and the emulator's tokens.
  */

@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "changes.h"
 #include "doc.h"
 #include "enginelock.h"
