@@ -21,10 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "api.h"
+#include "base64.h"
 #include "error.h"
 #include "json.h"
 #include "protocol.h"
@@ -193,25 +193,10 @@ int sky__api_error(sky_api_call call, const char *app,
 
 /* ---- tokens ---- */
 
-static void wipe(char *s)
-{
-	if (s) {
-		volatile char *p = s;
-		while (*p)
-			*p++ = 0;
-	}
-}
-
-void sky__api_wipe_free(char *secret)
-{
-	wipe(secret);
-	free(secret);
-}
-
 void sky__api_tokens_clear(sky_api_tokens *t)
 {
-	sky__api_wipe_free(t->access_token);
-	sky__api_wipe_free(t->refresh_token);
+	sky__wipe_free(t->access_token);
+	sky__wipe_free(t->refresh_token);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -256,9 +241,9 @@ int sky__api_parse_tokens(const char *body, size_t len, sky_api_tokens *out)
 	}
 	/* The parsed copy held the tokens too. */
 	if (json_is_string(at))
-		wipe((char *)json_string_value(at));
+		sky__wipe((char *)json_string_value(at));
 	if (json_is_string(rt))
-		wipe((char *)json_string_value(rt));
+		sky__wipe((char *)json_string_value(rt));
 	json_decref(o);
 	return rc;
 }
@@ -297,21 +282,6 @@ char *sky__api_refresh_body(const char *refresh_token, size_t *len)
 	return sky__buf_detach(&b, len);
 }
 
-static int b64url_value(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-' || c == '+')
-		return 62;
-	if (c == '_' || c == '/')
-		return 63;
-	return -1;
-}
-
 char *sky__api_jwt_sub(const char *token)
 {
 	const char *p = strchr(token, '.');
@@ -324,26 +294,13 @@ char *sky__api_jwt_sub(const char *token)
 	unsigned char *dec = malloc(n + 1);
 	if (!dec)
 		return NULL;
-	size_t o = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '=')
-			break;
-		int v = b64url_value((unsigned char)p[i]);
-		if (v < 0) {
-			free(dec);
-			return NULL;
-		}
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			dec[o++] = (unsigned char)(acc >> bits);
-		}
+	long o = sky__b64url_decode(p, n, SKY_B64_LAX, dec, n);
+	if (o < 0) {
+		free(dec);
+		return NULL;
 	}
 	char *sub = NULL;
-	json_t *claims = sky__json_loadb((const char *)dec, o, 0, NULL);
+	json_t *claims = sky__json_loadb((const char *)dec, (size_t)o, 0, NULL);
 	const char *s = sky__json_str(claims, "sub");
 	if (s && *s && sky__check_id(s, "token sub") == 0)
 		sub = strdup(s);
@@ -421,36 +378,4 @@ char *sky__api_default_broker(const char *server)
 		return NULL;
 	}
 	return out;
-}
-
-/* ---- retry policy ---- */
-
-uint64_t sky__random_u64(void)
-{
-	/* xorshift64*, seeded per thread from the kernel. */
-	static _Thread_local uint64_t state;
-	if (!state) {
-		if (getrandom(&state, sizeof(state), GRND_NONBLOCK) !=
-		    (ssize_t)sizeof(state))
-			state =
-			    (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&state;
-		state |= 1;
-	}
-	state ^= state >> 12;
-	state ^= state << 25;
-	state ^= state >> 27;
-	return state * 0x2545F4914F6CDD1Dull;
-}
-
-long sky__backoff_ms(unsigned attempt, long min_ms, long max_ms)
-{
-	long d = min_ms > 0 ? min_ms : 1;
-	for (unsigned i = 0; i < attempt && d < max_ms; i++)
-		d *= 2;
-	if (d > max_ms)
-		d = max_ms;
-	long half = d / 2;
-	return d - half +
-	       (half > 0 ? (long)(sky__random_u64() % (uint64_t)(half + 1))
-			 : 0);
 }

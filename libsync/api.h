@@ -17,23 +17,7 @@
 
 #include "http.h"
 #include "model.h"
-
-typedef enum {
-	SKY_API_LOGIN,		 /* POST  body {username, password, realm} */
-	SKY_API_REFRESH,	 /* POST  body {refreshToken} */
-	SKY_API_APPS,		 /* GET   -> [application] */
-	SKY_API_APP,		 /* GET   -> application */
-	SKY_API_ROLES,		 /* GET   -> [role] */
-	SKY_API_SESSIONS,	 /* GET   -> [session] (open ones) */
-	SKY_API_SESSION_CREATE,	 /* POST  -> session */
-	SKY_API_SESSION,	 /* GET   -> session */
-	SKY_API_SESSION_PATCH,	 /* PATCH -> session */
-	SKY_API_DATA,		 /* GET   -> data object */
-	SKY_API_DATA_PATCH,	 /* PATCH -> data object */
-	SKY_API_PARTICIPANT_ADD, /* POST  -> session */
-	SKY_API_EVENT_SEND,	 /* POST  custom event data */
-	SKY_API_COUNT
-} sky_api_call;
+#include "protocol_types.h"
 
 typedef struct {
 	int needs_token;  /* sends Authorization: Bearer */
@@ -92,11 +76,12 @@ int sky__api_parse_tokens(const char *body, size_t len, sky_api_tokens *out);
 void sky__api_tokens_clear(sky_api_tokens *t);
 
 /* Request bodies (new strings; the login body holds the password, so
- * callers wipe it with sky__api_wipe_free()). */
+ * callers wipe it with sky__wipe_free(), util.h). */
 char *sky__api_login_body(const char *user, const char *password,
 			  const char *realm, size_t *len);
 char *sky__api_refresh_body(const char *refresh_token, size_t *len);
-void sky__api_wipe_free(char *secret);
+/* The name sky__wipe_free (util.h) had when it lived here. */
+#define sky__api_wipe_free sky__wipe_free
 
 /*
  * The `sub` claim of a JWT access token (base64url payload), as a new
@@ -122,17 +107,5 @@ int sky__api_parse_object(const char *body, size_t len,
  * does not have that shape and the broker must be given.
  */
 char *sky__api_default_broker(const char *server);
-
-/*
- * The retry policy shared by REST calls and broker reconnects: the delay
- * before try number `attempt` (0 for the first retry) is min_ms * 2^attempt
- * capped at max_ms, with "equal jitter" (a uniformly random half of it on
- * top of the other half), so clients that failed together do not retry
- * together. A server's Retry-After overrides it where one was given.
- */
-long sky__backoff_ms(unsigned attempt, long min_ms, long max_ms);
-
-/* A random number (not for secrets: jitter and client id digits). */
-uint64_t sky__random_u64(void);
 
 #endif

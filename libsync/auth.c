@@ -69,7 +69,7 @@ static void req_free(sky_engine_req *r)
 	free(r->app);
 	free(r->sid);
 	/* A login or refresh body holds a secret. */
-	sky__api_wipe_free(r->body);
+	sky__wipe_free(r->body);
 	free(r);
 }
 
@@ -165,13 +165,13 @@ static void req_http_done(const sky_http_response *res, void *arg)
 		 */
 		r->auth_tries++;
 		if (r->auth_gen == e->auth_gen && e->access) {
-			sky__api_wipe_free(e->access);
+			sky__wipe_free(e->access);
 			e->access = NULL;
 			if (e->token_from_refresh && e->refresh) {
 				sky__elog(e, SKY_LOG_INFO,
 					  "token refused after a refresh: "
 					  "logging in again");
-				sky__api_wipe_free(e->refresh);
+				sky__wipe_free(e->refresh);
 				e->refresh = NULL;
 			}
 		}
@@ -310,8 +310,8 @@ static void auth_got_tokens(sky_engine *e, const sky_http_response *res)
 		sky__arm_ms(e->ev_refresh, e->o.backoff_max_ms);
 		return;
 	}
-	sky__api_wipe_free(e->access);
-	sky__api_wipe_free(e->refresh);
+	sky__wipe_free(e->access);
+	sky__wipe_free(e->refresh);
 	e->access = t.access_token;
 	e->refresh = t.refresh_token;
 	int64_t now = sky__now_us();
@@ -394,7 +394,7 @@ static void auth_refresh_done(const sky_http_response *res, void *arg)
 			  "token refresh refused (HTTP %ld): "
 			  "logging in again",
 			  res->status);
-		sky__api_wipe_free(e->refresh);
+		sky__wipe_free(e->refresh);
 		e->refresh = NULL;
 		auth_send_login(e);
 		break;
@@ -414,7 +414,7 @@ static void auth_send_login(sky_engine *e)
 				 sky_error_last()->message);
 	}
 	if (body)
-		sky__api_wipe_free(body);
+		sky__wipe_free(body);
 }
 
 static void auth_send_refresh(sky_engine *e)
@@ -430,7 +430,7 @@ static void auth_send_refresh(sky_engine *e)
 				 sky_error_last()->message);
 	}
 	if (body)
-		sky__api_wipe_free(body);
+		sky__wipe_free(body);
 }
 
 /* Get a token if we have none and none is on its way. */

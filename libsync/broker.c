@@ -23,7 +23,7 @@
 
 #include "api.h"
 #include "auth.h"
-#include "cache.h"
+#include "cache_types.h"
 #include "engine_state.h"
 #include "error.h"
 #include "identity.h"
@@ -119,7 +119,7 @@ static void on_mqtt_refused(int rc, const char *why, void *ctx)
 	 * expired; the next attempt uses a fresh one. */
 	if ((rc == 4 || rc == 5) && !e->auth_busy && e->access &&
 	    sky__now_us() - e->access_got_us > 5000000) {
-		sky__api_wipe_free(e->access);
+		sky__wipe_free(e->access);
 		e->access = NULL;
 		sky__auth_ensure(e);
 	}

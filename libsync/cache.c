@@ -520,20 +520,10 @@ typedef struct {
 	unsigned problems;
 } check_ctx;
 
-static void problem(check_ctx *cc, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void problem(check_ctx *cc, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	cc->problems++;
-	if (cc->report)
-		cc->report(line, cc->payload);
-}
+/* One problem found: counted, and reported as a line. */
+#define problem(cc, ...)                                                       \
+	((cc)->problems++,                                                     \
+	 sky__report((cc)->report, (cc)->payload, __VA_ARGS__))
 
 /* Report each line of `buf` as a problem. */
 static void report_lines(check_ctx *cc, sky_buf *buf)

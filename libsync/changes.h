@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 
-#include "cache.h"
+#include "cache_types.h"
 
 typedef struct {
 	const char *app; /* NULL: anything, in any application */

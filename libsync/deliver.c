@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "deliver.h"
 #include "engine.h"
 #include "error.h"
 #include "json.h"
@@ -69,7 +70,7 @@ typedef struct flight {
 	long retry_after_s;
 	int64_t as_of_us;
 	/* set by the commit */
-	int drained, rejected, resend;
+	int drained, rejected;
 	sky_buf dead; /* ids (u64) of the dead letters the commit made */
 } flight;
 
@@ -235,14 +236,9 @@ static flight *flight_new(deliver *d, const sky_ob_entry *e)
  * Plan the flight of the session whose first by-session key `cur` is on:
  * walk its entries from the head. Returns the flight (or NULL when the
  * session has nothing to send now), and sets *wake for a head that waits.
- * *mark collects entries whose state must be written before sending.
+ * need_mark (n_need of them) collects entries whose state must be
+ * written before sending.
  */
-typedef struct {
-	sky_ob_entry e;
-	sky_outbox_state to;
-	char *copy; /* owned copies for the write after the read */
-} mark;
-
 static flight *plan_session(deliver *d, MDB_txn *txn, MDB_cursor *cur,
 			    size_t plen, const unsigned char *pre,
 			    int64_t now, int64_t *wake, int *work,
@@ -722,7 +718,7 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 {
 	sky_cache *c = d->c;
 	int rc = 0;
-	f->drained = f->rejected = f->resend = 0;
+	f->drained = f->rejected = 0;
 	sky__buf_clear(&f->dead); /* the commit may run again */
 	if (f->kind == ANSWER_OK) {
 		if (f->op == SKY_WRITE_CREATE) {
@@ -730,7 +726,6 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 			if (f->looking) {
 				if (!(s = find_created(d, f))) {
 					/* Not made: send it (again). */
-					f->resend = 1;
 					return set_entry(txn, d, f, f->ids[0],
 							 SKY_OUTBOX_PENDING, 1);
 				}

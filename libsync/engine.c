@@ -150,7 +150,8 @@
 
 #include "auth.h"
 #include "broker.h"
-#include "cache.h"
+#include "cache_types.h"
+#include "deliver.h"
 #include "engine.h"
 #include "engine_options.h"
 #include "enginelock.h"
@@ -160,6 +161,7 @@
 #include "outbox.h"
 #include "protocol.h"
 #include "reconcile.h"
+#include "mirror.h"
 #include "repair.h"
 #include "resync.h"
 #include "stream.h"
@@ -722,10 +724,10 @@ void sky_engine_free(sky_engine *e)
 	free(e->broker);
 	free(e->realm);
 	free(e->user);
-	sky__api_wipe_free(e->password);
+	sky__wipe_free(e->password);
 	free(e->cafile);
-	sky__api_wipe_free(e->access);
-	sky__api_wipe_free(e->refresh);
+	sky__wipe_free(e->access);
+	sky__wipe_free(e->refresh);
 	free(e->sub);
 	sky__keyset_free(&e->stale);
 	if (e->proto_file && e->cache->proto == e->proto_file)
@@ -756,7 +758,7 @@ int sky_engine_set_password(sky_engine *e, const char *password)
 		return sky__error_nomem();
 	/* The access token stays valid: the new password is used by the
 	 * next login (a refused refresh, a new run of the snapshot). */
-	sky__api_wipe_free(e->password);
+	sky__wipe_free(e->password);
 	e->password = p;
 	return 0;
 }

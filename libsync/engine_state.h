@@ -23,6 +23,7 @@
 #include "keyset.h"
 #include "mqtt.h"
 #include "protocol.h"
+#include "mirror.h"
 #include "repair.h"
 #include "skysync.h"
 

@@ -11,14 +11,6 @@
 
 #include "skysync.h"
 
-/* Every file of the library includes this header: so every LMDB call
- * of the library goes through sealed.h, even in a build that compiles
- * the sources without the -include of libsync/Makefile.inc (the fuzz
- * targets do). */
-#ifdef SKY_BUILDING_LIBRARY
-#include "sealed.h"
-#endif
-
 /* Internal code: an LMDB write failed with MDB_MAP_FULL; the store layer
  * grows the map and runs the write again. Never returned to users. */
 #define SKY__EMAPFULL (-100)

@@ -9,16 +9,8 @@
 #include <lmdb.h>
 #include <stdint.h>
 
-#include "cache.h"
-
-typedef enum {
-	SKY_EV_SESSION_CREATED,
-	SKY_EV_SESSION_UPDATED,
-	SKY_EV_PROPERTIES_UPDATED,
-	SKY_EV_DATA_UPDATED,
-	SKY_EV_EVENT_CREATED,
-	SKY_EV_SESSION_CLOSED,
-} sky_event_type;
+#include "cache_types.h"
+#include "protocol_types.h"
 
 /* A validated event; strings point into `event`. */
 typedef struct {

@@ -68,7 +68,6 @@ struct sky_http_client {
 	sky_http_options opts;
 	char *cafile;
 	char *user_agent;
-	unsigned inflight;
 	sky_http_req *active;
 	CURL **spare; /* reset easy handles, ready for reuse */
 	unsigned nspare, spare_cap;
@@ -156,7 +155,6 @@ static void collect_finished(sky_http_client *h)
 	while (batch) {
 		sky_http_req *r = batch;
 		batch = r->next;
-		h->inflight--;
 		if (r->state == REQ_FINISHED) {
 			sky_http_response res;
 			memset(&res, 0, sizeof(res));
@@ -425,7 +423,6 @@ int sky__http_send(sky_http_client *h, const sky_http_spec *spec,
 	}
 	r->state = REQ_ACTIVE;
 	list_add(&h->active, r);
-	h->inflight++;
 	if (out)
 		*out = r;
 	return 0;
@@ -443,16 +440,10 @@ void sky__http_cancel(sky_http_req *r)
 		sky_http_client *h = r->h;
 		curl_multi_remove_handle(h->multi, r->easy);
 		list_del(&h->active, r);
-		h->inflight--;
 		req_free(r);
 	} else if (r->state == REQ_FINISHED) {
 		r->state = REQ_CANCELLED; /* collect_finished() frees it */
 	}
-}
-
-unsigned sky__http_inflight(const sky_http_client *h)
-{
-	return h->inflight;
 }
 
 int sky__http_new(struct event_base *base, const sky_http_options *opts,

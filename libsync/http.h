@@ -79,9 +79,6 @@ int sky__http_send(sky_http_client *h, const sky_http_spec *spec,
 /* Forget a request: its callback will not run. Safe from callbacks. */
 void sky__http_cancel(sky_http_req *req);
 
-/* Requests started and not yet ended. */
-unsigned sky__http_inflight(const sky_http_client *h);
-
 /* Requests sent through this client so far (every attempt counts, retries
  * included), and the GETs among them. */
 void sky__http_counts(const sky_http_client *h, uint64_t *all, uint64_t *gets);

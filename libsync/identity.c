@@ -25,7 +25,7 @@
 #include <jansson.h>
 
 #include "api.h"
-#include "cache.h"
+#include "cache_types.h"
 #include "error.h"
 #include "identity.h"
 #include "json.h"

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cache.h"
+#include "cache_types.h"
 
 /*
  * sky_session_put_batch on parsed JSON: `session` (validated here as a

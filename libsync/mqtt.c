@@ -44,7 +44,6 @@
 #include <event2/event.h>
 #include <mosquitto.h>
 
-#include "api.h"
 #include "error.h"
 #include "mqtt.h"
 #include "util.h"
@@ -523,7 +522,7 @@ int sky__mqtt_set_password(sky_mqtt *m, const char *password)
 	char *copy = password ? strdup(password) : NULL;
 	if (password && !copy)
 		return sky__error_nomem();
-	sky__api_wipe_free(m->password);
+	sky__wipe_free(m->password);
 	m->password = copy;
 	return 0;
 }
@@ -545,11 +544,6 @@ void sky__mqtt_stop(sky_mqtt *m)
 			mosquitto_disconnect(m->mosq);
 		}
 	}
-}
-
-int sky__mqtt_is_up(const sky_mqtt *m)
-{
-	return m && m->state == MQ_UP;
 }
 
 void sky__mqtt_drop(sky_mqtt *m)
@@ -576,7 +570,7 @@ void sky__mqtt_free(sky_mqtt *m)
 	free(m->host);
 	free(m->client_id);
 	free(m->username);
-	sky__api_wipe_free(m->password);
+	sky__wipe_free(m->password);
 	free(m->topic);
 	free(m);
 }

@@ -69,8 +69,6 @@ int sky__mqtt_set_password(sky_mqtt *m, const char *password);
 void sky__mqtt_stop(sky_mqtt *m);
 /* Free; must not be called from inside one of its callbacks. */
 void sky__mqtt_free(sky_mqtt *m);
-/* CONNACK received and the connection is up. */
-int sky__mqtt_is_up(const sky_mqtt *m);
 /*
  * Close the socket abruptly, as a network failure would (no DISCONNECT:
  * the broker keeps the session and queues for us). For tests.

@@ -8,7 +8,7 @@
 
 #include <lmdb.h>
 
-#include "cache.h"
+#include "cache_types.h"
 
 /*
  * Check the outbox against the sessions: entries and their per-session

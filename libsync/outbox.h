@@ -20,7 +20,7 @@
 #include <lmdb.h>
 #include <stdint.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "obcheck.h"
 #include "queue.h"
 
@@ -55,8 +55,5 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
  * (SKY_CACHE_JOURNAL after a crash), then fold them in. */
 int sky__outbox_replay_journal(sky_cache *c);
 
-struct sky_engine;
-/* Deliver this cache's outbox through engine `e` (deliver.c). */
-int sky__deliver_attach(struct sky_engine *e);
 
 #endif

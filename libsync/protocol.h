@@ -11,10 +11,7 @@
 
 #include <stddef.h>
 
-#include "api.h"
-#include "events.h"
-
-#define SKY_EV_COUNT 6
+#include "protocol_types.h"
 
 typedef struct sky_protocol {
 	char *method[SKY_API_COUNT];

@@ -13,7 +13,7 @@
 #include <jansson.h>
 #include <lmdb.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "index.h"
 #include "record.h"
 

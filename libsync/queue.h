@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache_types.h"
 
 /* Entry flags. */
 #define SKY_OB_SENT 0x1u /* a non-idempotent write went out at least once */

@@ -3,7 +3,7 @@
  * not collide across processes and machines: the local ids of sessions
  * created offline, sent to the server as clientRef and matched against
  * its session list after a lost answer. (Retry jitter uses the cheap
- * sky__random_u64 of api.h; nothing here is for that.)
+ * sky__random_u64 of util.h; nothing here is for that.)
  */
 #ifndef SKY_RANDOM_H
 #define SKY_RANDOM_H

@@ -29,7 +29,7 @@
 #include <jansson.h>
 
 #include "api.h"
-#include "cache.h"
+#include "cache_types.h"
 #include "engine_state.h"
 #include "error.h"
 #include "json.h"

@@ -23,7 +23,7 @@
 #include <lmdb.h>
 #include <stdint.h>
 
-#include "cache.h"
+#include "cache_types.h"
 
 #define SKY_RECORD_HEADER 48
 #define SKY_RECORD_FORMAT 1

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "doc.h"
 #include "error.h"
 #include "record.h"

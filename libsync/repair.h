@@ -3,8 +3,9 @@
  * holds for a session (watermark, pending local writes), what a REST read
  * would change (for change notifications), and the removals that make the
  * mirror match the server after a snapshot: sessions no longer visible,
- * closed sessions past their retention, roles and applications no longer
- * listed, and events still waiting for a session that will never come.
+ * roles and applications no longer listed, and events still waiting for a
+ * session that will never come. (Closed sessions past their retention:
+ * retain.h; storing what REST read: mirror.h.)
  *
  * Each function runs its own short transaction; none is held across
  * network I/O (the engine calls these between requests).
@@ -50,15 +51,6 @@ typedef void (*sky_repair_removed_fn)(const char *app, const char *sid,
 /* Whether a listed id is kept (non-zero) or pruned. */
 typedef int (*sky_repair_keep_fn)(const char *app, const char *sid, void *ctx);
 
-/*
- * Remove the sessions of `app` that keep() rejects, in one transaction,
- * except those with local writes pending (the outbox's). removed() is
- * called after the commit. Returns the number removed, or a negative code.
- */
-long sky__repair_prune_sessions(sky_cache *c, const char *app,
-				sky_repair_keep_fn keep, void *ctx,
-				sky_repair_removed_fn removed);
-
 /* Called for each session found; a negative return stops the walk. */
 typedef int (*sky_repair_each_fn)(const char *app, const char *sid,
 				  void *ctx);
@@ -72,17 +64,6 @@ typedef int (*sky_repair_each_fn)(const char *app, const char *sid,
 long sky__repair_unlisted_open(sky_cache *c, const char *app,
 			       sky_repair_keep_fn keep, void *ctx,
 			       sky_repair_each_fn each);
-
-/*
- * Remove the closed sessions that the cache's retention (sky_cache_options
- * closed_keep_s, closed_keep_max) no longer keeps, except those with
- * local writes pending; removed() is called for each. A closed session's
- * age counts from its modifiedAt (the close moves it). Returns the number
- * removed or a negative code. The engine calls it after each snapshot.
- * Implemented in retain.c.
- */
-long sky__retain_closed(sky_cache *c, sky_repair_removed_fn removed,
-			void *ctx);
 
 /*
  * Remove applications that keep(app, NULL) rejects, with their roles and

@@ -31,13 +31,15 @@
 #include <jansson.h>
 
 #include "api.h"
-#include "cache.h"
+#include "cache_types.h"
 #include "engine_state.h"
 #include "error.h"
 #include "json.h"
 #include "model.h"
 #include "reconcile.h"
+#include "mirror.h"
 #include "repair.h"
+#include "retain.h"
 #include "store.h"
 #include "stream.h"
 #include "util.h"

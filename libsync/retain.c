@@ -27,11 +27,12 @@
 
 #include <jansson.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "error.h"
 #include "json.h"
 #include "record.h"
 #include "repair.h"
+#include "retain.h"
 #include "util.h"
 
 typedef struct {

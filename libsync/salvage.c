@@ -28,7 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "error.h"
 #include "index.h"
 #include "outbox.h"
@@ -52,19 +52,8 @@ typedef struct {
 	void *payload;
 } salvage_ctx;
 
-static void say(salvage_ctx *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void say(salvage_ctx *s, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (s->report)
-		s->report(line, s->payload);
-}
+/* One line of the salvage's account. */
+#define say(s, ...) sky__report((s)->report, (s)->payload, __VA_ARGS__)
 
 /* Put one session's index entries (the index is rebuilt, not copied). */
 static int reindex(MDB_txn *txn, sky_cache *c, const MDB_val *val)

@@ -6,8 +6,8 @@
  * or a wrong answer.
  *
  * This header is included into every file of the library by the build
- * (-include, libsync/Makefile.inc), before anything else, and by error.h,
- * which every file of the library includes; it renames the
+ * (-include, libsync/Makefile.inc and tests/fuzz/Makefile.inc), before
+ * anything else; it renames the
  * LMDB calls that read or write the map to the sky__sealed_* wrappers of
  * sealed.c. So no call site can forget the check, code written later
  * included, and modules keep calling mdb_get() and friends as LMDB

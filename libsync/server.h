@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cache.h"
+#include "cache_types.h"
 
 /* A change of server state, run in the caller's write transaction. */
 typedef int (*sky_server_change_fn)(MDB_txn *txn, void *arg);

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "error.h"
 #include "stale.h"
 #include "util.h"

@@ -29,12 +29,13 @@
 #include <event2/event.h>
 
 #include "api.h"
-#include "cache.h"
+#include "cache_types.h"
 #include "engine_state.h"
 #include "error.h"
 #include "json.h"
 #include "model.h"
 #include "protocol.h"
+#include "mirror.h"
 #include "repair.h"
 #include "stale.h"
 #include "util.h"

@@ -1,5 +1,6 @@
 /*
- * util.c - growable buffers, time parsing, hashing, id checks.
+ * util.c - growable buffers, time parsing, hashing, id checks, the retry
+ * delay, wiping secrets.
  * See util.h for the invariants.
  */
 #include "config.h"
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "error.h"
@@ -377,4 +379,68 @@ uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len)
 	while (len--)
 		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
+}
+
+/* ---- retry policy ---- */
+
+uint64_t sky__random_u64(void)
+{
+	/* xorshift64*, seeded per thread from the kernel. */
+	static _Thread_local uint64_t state;
+	if (!state) {
+		if (getrandom(&state, sizeof(state), GRND_NONBLOCK) !=
+		    (ssize_t)sizeof(state))
+			state =
+			    (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&state;
+		state |= 1;
+	}
+	state ^= state >> 12;
+	state ^= state << 25;
+	state ^= state >> 27;
+	return state * 0x2545F4914F6CDD1Dull;
+}
+
+long sky__backoff_ms(unsigned attempt, long min_ms, long max_ms)
+{
+	long d = min_ms > 0 ? min_ms : 1;
+	for (unsigned i = 0; i < attempt && d < max_ms; i++)
+		d *= 2;
+	if (d > max_ms)
+		d = max_ms;
+	long half = d / 2;
+	return d - half +
+	       (half > 0 ? (long)(sky__random_u64() % (uint64_t)(half + 1))
+			 : 0);
+}
+
+/* ---- report lines ---- */
+
+void sky__report(void (*report)(const char *line, void *payload),
+		 void *payload, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	if (!report)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	report(line, payload);
+}
+
+/* ---- secrets ---- */
+
+void sky__wipe(char *s)
+{
+	if (s) {
+		volatile char *p = s;
+		while (*p)
+			*p++ = 0;
+	}
+}
+
+void sky__wipe_free(char *secret)
+{
+	sky__wipe(secret);
+	free(secret);
 }

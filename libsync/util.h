@@ -1,7 +1,8 @@
 /*
  * util.h - small helpers shared by every module: a growable byte buffer,
  * big-endian integer codecs for LMDB keys (so that keys sort numerically),
- * RFC 3339 time parsing, a 64-bit hash, and id validation.
+ * RFC 3339 time parsing, a 64-bit hash, id validation, the retry delay,
+ * and wiping secrets.
  *
  * sky_buf keeps one invariant: when data is not NULL, data[len] == '\0', so
  * its contents can always be used as a C string.
@@ -106,5 +107,29 @@ int sky__check_id(const char *id, const char *field);
  * the same value.
  */
 uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len);
+
+/*
+ * The retry policy shared by REST calls and broker reconnects: the delay
+ * before try number `attempt` (0 for the first retry) is min_ms * 2^attempt
+ * capped at max_ms, with "equal jitter" (a uniformly random half of it on
+ * top of the other half), so clients that failed together do not retry
+ * together. A server's Retry-After overrides it where one was given.
+ */
+long sky__backoff_ms(unsigned attempt, long min_ms, long max_ms);
+
+/* A random number (not for secrets: jitter and client id digits). */
+uint64_t sky__random_u64(void);
+
+/* Overwrite the string's bytes with zeros (a password, a token) in a way
+ * the compiler keeps; NULL is fine. */
+void sky__wipe(char *s);
+/* sky__wipe, then free(). */
+void sky__wipe_free(char *secret);
+
+/* Format one line (at most 1023 bytes, cut beyond) and hand it to
+ * report(line, payload) (a sky_report_cb); nothing when report is NULL. */
+void sky__report(void (*report)(const char *line, void *payload),
+		 void *payload, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -16,7 +16,7 @@
 #include <jansson.h>
 #include <lmdb.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "queue.h"
 #include "record.h"
 

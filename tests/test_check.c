@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "doc.h"
 #include "outbox.h"
 #include "record.h"

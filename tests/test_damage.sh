@@ -55,26 +55,6 @@ else
 	echo "SKIP: mdb_load not found: damaged meta not tested from the CLI"
 fi
 
-# corrupt FILE SEED: 1-3 random pages (not the two meta pages), 200 random
-# bytes each at a random offset, all drawn from SEED.
-corrupt() {
-	LC_ALL=C awk -v seed="$2" -v pages="$pages" 'BEGIN {
-		srand(seed)
-		n = 1 + int(rand() * 3)
-		for (i = 0; i < n; i++) {
-			pg = 2 + int(rand() * (pages - 2))
-			off = int(rand() * (4096 - 200))
-			printf "%d %d", pg * 4096 + off, 200
-			for (b = 0; b < 200; b++) printf " %d", int(rand() * 256)
-			printf "\n"
-		}
-	}' | while read -r at len rest; do
-		# shellcheck disable=SC2086
-		LC_ALL=C awk -v s="$rest" 'BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) printf "%c", a[i] + 0 }' |
-			dd of="$1" bs=1 seek="$at" conv=notrunc 2>/dev/null
-	done
-}
-
 # ok_exit CODE ALLOWED...: CODE is one of ALLOWED (never a signal).
 ok_exit() {
 	code=$1

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "index.h"
 #include "skysync.h"
 #include "testutil.h"

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "json.h"
 #include "testutil.h"
 
@@ -312,6 +313,56 @@ static void test_json__same_as_jansson(void)
 	}
 }
 
+/* base64url (base64.h), the codec of the JSON inside tokens and cursors:
+ * RFC 4648's vectors unpadded, the url alphabet, strict by default. */
+static void test_json__base64url(void)
+{
+	static const char *vec[][2] = {
+	    {"", ""},	     {"f", "Zg"},	  {"fo", "Zm8"},
+	    {"foo", "Zm9v"}, {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"},
+	    {"foobar", "Zm9vYmFy"},
+	};
+	unsigned char out[64];
+	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+		sky_buf b = SKY_BUF_INIT;
+		CU_ASSERT_EQUAL(
+		    sky__b64url_append(&b, vec[i][0], strlen(vec[i][0])), 0);
+		CU_ASSERT_STRING_EQUAL(b.data ? b.data : "", vec[i][1]);
+		sky__buf_free(&b);
+		long n = sky__b64url_decode(vec[i][1], strlen(vec[i][1]), 0,
+					    out, sizeof(out));
+		CU_ASSERT_EQUAL(n, (long)strlen(vec[i][0]));
+		CU_ASSERT(n >= 0 && memcmp(out, vec[i][0], (size_t)n) == 0);
+	}
+	/* 0xfb 0xff: "-_8" in the url alphabet, "+/8=" in the standard one,
+	 * which only SKY_B64_LAX takes. */
+	sky_buf b = SKY_BUF_INIT;
+	CU_ASSERT_EQUAL(sky__b64url_append(&b, "\xfb\xff", 2), 0);
+	CU_ASSERT_STRING_EQUAL(b.data, "-_8");
+	sky__buf_free(&b);
+	CU_ASSERT_EQUAL(sky__b64url_decode("+/8", 3, 0, out, sizeof(out)), -1);
+	CU_ASSERT_EQUAL(sky__b64url_decode("Zg==", 4, 0, out, sizeof(out)), -1);
+	CU_ASSERT_EQUAL(
+	    sky__b64url_decode("+/8=", 4, SKY_B64_LAX, out, sizeof(out)), 2);
+	CU_ASSERT(out[0] == 0xfb && out[1] == 0xff);
+	/* No encoding is 4k + 1 characters long; no overflow of out. */
+	CU_ASSERT_EQUAL(sky__b64url_decode("Zm9vY", 5, 0, out, sizeof(out)),
+			-1);
+	CU_ASSERT_EQUAL(sky__b64url_decode("Zm9vYmFy", 8, 0, out, 5), -1);
+	/* Every length round-trips. */
+	unsigned char raw[48];
+	for (size_t i = 0; i < sizeof(raw); i++)
+		raw[i] = (unsigned char)(i * 37 + 11);
+	for (size_t len = 0; len <= sizeof(raw); len++) {
+		sky_buf e = SKY_BUF_INIT;
+		CU_ASSERT_EQUAL(sky__b64url_append(&e, raw, len), 0);
+		long n = sky__b64url_decode(e.data ? e.data : "", e.len, 0,
+					    out, sizeof(out));
+		CU_ASSERT(n == (long)len && memcmp(out, raw, len) == 0);
+		sky__buf_free(&e);
+	}
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -322,6 +373,7 @@ int main(void)
 	    {"test_json__big_numbers", test_json__big_numbers},
 	    {"test_json__shortest_reals", test_json__shortest_reals},
 	    {"test_json__same_as_jansson", test_json__same_as_jansson},
+	    {"test_json__base64url", test_json__base64url},
 	    {NULL, NULL},
 	};
 	return sky_test_main("json", cases);

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "error.h"
 #include "index.h"
 #include "outbox.h"

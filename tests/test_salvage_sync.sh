@@ -62,25 +62,6 @@ check "200 writes queued ($bad refused: $(tail -1 "$tmp/err"))" [ "$bad" -eq 0 ]
 check "outbox holds 200" [ "$("$skysync" --db "$db" outbox list | wc -l)" -eq 200 ]
 pages=$(($(wc -c <"$db/data.mdb") / 4096))
 
-# corrupt FILE SEED: as in test_damage.sh.
-corrupt() {
-	LC_ALL=C awk -v seed="$2" -v pages="$pages" 'BEGIN {
-		srand(seed)
-		n = 1 + int(rand() * 3)
-		for (i = 0; i < n; i++) {
-			pg = 2 + int(rand() * (pages - 2))
-			off = int(rand() * (4096 - 200))
-			printf "%d %d", pg * 4096 + off, 200
-			for (b = 0; b < 200; b++) printf " %d", int(rand() * 256)
-			printf "\n"
-		}
-	}' | while read -r at len rest; do
-		# shellcheck disable=SC2086
-		LC_ALL=C awk -v s="$rest" 'BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) printf "%c", a[i] + 0 }' |
-			dd of="$1" bs=1 seek="$at" conv=notrunc 2>/dev/null
-	done
-}
-
 s=$first
 while [ $s -lt $((first + nseeds)) ]; do
 	x="$tmp/x$s"

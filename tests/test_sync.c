@@ -948,7 +948,7 @@ static void test_sync__api_urls_and_tokens(void)
 	CU_ASSERT_STRING_EQUAL(
 	    json_string_value(json_object_get(o, "password")), "p\\w");
 	json_decref(o);
-	sky__api_wipe_free(body);
+	sky__wipe_free(body);
 
 	char *b = sky__api_default_broker("https://api.example.com/base");
 	CU_ASSERT_STRING_EQUAL(b, "ssl://mqtt.example.com:8883");

@@ -36,7 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cache.h"
+#include "cache_types.h"
 #include "index.h"
 #include "query.h"
 #include "skysync.h"

@@ -20,12 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "auth.h"
 #include "emu.h"
 #include "jcheck.h"
 #include "faults.h"
 #include "http.h"
 #include "json.h"
+#include "log.h"
 #include "publish.h"
 #include "realm.h"
 

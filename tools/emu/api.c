@@ -14,9 +14,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "answer.h"
+#include "api.h"
 #include "auth.h"
 #include "emu.h"
-#include "http.h"
 #include "model.h"
 #include "protocol.h"
 #include "realm.h"

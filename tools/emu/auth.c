@@ -16,7 +16,9 @@
 #include <string.h>
 
 #include "auth.h"
+#include "base64.h"
 #include "emu.h"
+#include "rand.h"
 #include "jcheck.h"
 #include "json.h"
 #include "realm.h"
@@ -62,25 +64,6 @@ void emu_auth_adopt(struct emu_auth *a, json_t *tokens)
 	a->tokens = tokens;
 }
 
-static void b64url(sky_buf *out, const unsigned char *p, size_t n)
-{
-	static const char tab[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		sky__buf_putc(out, tab[(v >> 18) & 63]);
-		sky__buf_putc(out, tab[(v >> 12) & 63]);
-		if (i + 1 < n)
-			sky__buf_putc(out, tab[(v >> 6) & 63]);
-		if (i + 2 < n)
-			sky__buf_putc(out, tab[v & 63]);
-	}
-}
-
 /* A JWT-shaped token; NULL when memory ran out. */
 static char *make_token(struct emu_auth *a, const char *sub, const char *kind,
 			int64_t now_us, int64_t exp_us)
@@ -104,12 +87,16 @@ static char *make_token(struct emu_auth *a, const char *sub, const char *kind,
 	unsigned char sig[32];
 	emu_random_bytes(sig, sizeof(sig));
 	sky_buf out = SKY_BUF_INIT;
-	b64url(&out, (const unsigned char *)header, strlen(header));
-	sky__buf_putc(&out, '.');
-	b64url(&out, (const unsigned char *)payload, strlen(payload));
-	sky__buf_putc(&out, '.');
-	b64url(&out, sig, sizeof(sig));
+	int rc = sky__b64url_append(&out, header, strlen(header));
+	rc = rc < 0 ? rc : sky__buf_putc(&out, '.');
+	rc = rc < 0 ? rc : sky__b64url_append(&out, payload, strlen(payload));
+	rc = rc < 0 ? rc : sky__buf_putc(&out, '.');
+	rc = rc < 0 ? rc : sky__b64url_append(&out, sig, sizeof(sig));
 	free(payload);
+	if (rc < 0) {
+		sky__buf_free(&out);
+		return NULL;
+	}
 	return sky__buf_detach(&out, NULL);
 }
 

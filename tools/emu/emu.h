@@ -4,12 +4,17 @@
  *
  * One process, one thread, one libevent loop: the HTTP server (http.c), the
  * MQTT publisher (publish.c) and every timer of the fault injector run on
- * `base`, so no state here needs a lock. The modules hang off `struct emu`:
+ * `base`, so no state here needs a lock. The modules hang off `struct emu`
+ * (this header holds only types; each module has its own header):
  *
- *   main.c     arguments, logging, signals, start and orderly shutdown
- *   http.c     evhttp server, listener, request plumbing, HTTP faults
+ *   main.c     arguments, signals, the routes, start and orderly shutdown
  *   api.c      the /v1 calls of docs/PROTOCOL.md over realm.c and auth.c
  *   admin.c    the /_admin/ endpoints (faults, stats, token expiry, drops)
+ *   http.c     evhttp server, listener, request plumbing, HTTP faults;
+ *              calls api.c and admin.c through main.c's route table
+ *   answer.c   the request and answer types, answers written out
+ *   log.c      the lines on stderr
+ *   rand.c     random bytes and UUIDs from the kernel
  *   realm.c    users, groups, roles, sessions, data; permission rules;
  *              seed loading; every change builds its events (DESIGN.md §3)
  *   auth.c     access and refresh tokens
@@ -82,16 +87,5 @@ struct emu {
 	struct emu_stats stats;
 	struct sky_protocol *proto; /* --protocol's table; NULL: built in */
 };
-
-/* One line on stderr when -v was given (never passwords or tokens). */
-void emu_log(const struct emu *emu, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* One line on stderr, always: startup problems and runtime failures. */
-void emu_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Fill `buf` with `n` random bytes from the kernel (never fails: aborts). */
-void emu_random_bytes(void *buf, size_t n);
-/* A random UUID version 4 as text into out[37]. */
-void emu_uuid4(char out[37]);
 
 #endif

@@ -5,14 +5,16 @@
  *
  * A request goes through these steps:
  *
- *   /_admin/...  -> admin.c, answered at once (never faulted)
+ *   control route (/_admin/...: admin.c) -> answered at once (never
+ *                   faulted)
  *   refusing     -> reset (the listener is closed: requests on kept-alive
  *                   connections fail too, as if the server were down)
  *   fault drawn  -> refuse | reset | error | throttle  (not processed)
  *                   delay  (processed when the timer fires)
  *                   expire (the token expires, then processed: 401)
  *                   drop   (processed, the answer is cut and reset)
- *   processed    -> api.c; answer sent; then its events are published
+ *   processed    -> its route's handler (api.c); answer sent
+ *                   (answer.c); then its events are published
  *
  * Invariants:
  * - Events are handed to the publisher only after the answer has been
@@ -52,6 +54,7 @@
 #include "faults.h"
 #include "http.h"
 #include "json.h"
+#include "log.h"
 #include "publish.h"
 #include "util.h"
 
@@ -68,7 +71,7 @@ struct emu_req {
 	int64_t t0;
 	char method[8];
 	char *path;
-	int admin;
+	const emu_route *route;
 	/* The fault being applied, copied: it may be removed meanwhile. */
 	int faulted;
 	enum emu_fault_kind kind;
@@ -80,6 +83,8 @@ struct emu_req {
 
 struct emu_http {
 	struct emu *emu;
+	const emu_route *routes;
+	size_t nroutes;
 	struct evhttp *evh;
 	struct evhttp_bound_socket *bound; /* NULL while refusing */
 	struct sockaddr_storage addr;
@@ -91,28 +96,6 @@ struct emu_http {
 	unsigned n_pending;
 	int devnull;
 };
-
-static const char *reason(int status)
-{
-	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 429: return "Too Many Requests";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return status < 400 ? "OK" : "Error";
-	}
-}
 
 /* ---- the listener ---- */
 
@@ -396,62 +379,10 @@ static int split_path(const char *path, char **seg, size_t *nseg,
 
 /* ---- answering ---- */
 
-static char *answer_text(const emu_answer *ans, size_t *len)
-{
-	char *text = ans->r.body ? sky__json_dumps(ans->r.body, NULL)
-				 : NULL;
-	if (!text)
-		text = strdup("{\"error\":\"internal_error\",\"message\":"
-			      "\"no answer\",\"status\":500}");
-	*len = text ? strlen(text) : 0;
-	return text;
-}
-
 static void send_answer(struct emu_req *c, const emu_answer *ans,
 			const char *note)
 {
-	struct evhttp_request *req = c->req;
-	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-	struct evbuffer *buf = evbuffer_new();
-	size_t len;
-	char *text = answer_text(ans, &len);
-	int status = ans->r.status ? ans->r.status : 500;
-	if (buf && text)
-		evbuffer_add(buf, text, len);
-	evhttp_add_header(out, "Content-Type", "application/json");
-	evhttp_add_header(out, "Cache-Control", "no-store");
-	if (ans->retry_after > 0) {
-		char ra[24];
-		snprintf(ra, sizeof(ra), "%lld", (long long)ans->retry_after);
-		evhttp_add_header(out, "Retry-After", ra);
-	}
-	if (ans->allow)
-		evhttp_add_header(out, "Allow", ans->allow);
-	if (ans->bearer_challenge)
-		evhttp_add_header(out, "WWW-Authenticate",
-				  "Bearer error=\"invalid_token\"");
-	evhttp_send_reply(req, status, reason(status), buf);
-	if (buf)
-		evbuffer_free(buf);
-	free(text);
-	log_request(c, status, note);
-}
-
-/* The whole answer as raw HTTP bytes, for cutting it short. */
-static char *raw_answer(const emu_answer *ans, size_t *len)
-{
-	size_t blen;
-	char *body = answer_text(ans, &blen);
-	int status = ans->r.status ? ans->r.status : 500;
-	sky_buf b = SKY_BUF_INIT;
-	sky__buf_printf(&b,
-			"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			"Content-Length: %zu\r\n\r\n",
-			status, reason(status), blen);
-	if (body)
-		sky__buf_append(&b, body, blen);
-	free(body);
-	return sky__buf_detach(&b, len);
+	log_request(c, emu_answer_send(c->req, ans), note);
 }
 
 static void publish_events(struct emu *emu, const json_t *events)
@@ -502,17 +433,18 @@ static void process(struct emu_req *c)
 		    blen,
 		    evhttp_find_header(evhttp_request_get_input_headers(req),
 				       "Authorization")};
-		if (c->admin)
-			emu_admin_handle(emu, &rq, &ans);
+		if (c->route)
+			c->route->handle(emu, &rq, &ans);
 		else
-			emu_api_handle(emu, &rq, &ans);
+			emu_result_error(&ans.r, 404, "no such path: %s",
+					 c->path);
 	}
 	free_segments(seg, nseg);
 	free(body);
 
 	if (c->faulted && c->kind == EMU_F_DROP) {
 		size_t len;
-		char *raw = raw_answer(&ans, &len);
+		char *raw = emu_answer_raw(&ans, &len);
 		size_t n = (size_t)c->bytes < len ? (size_t)c->bytes : len;
 		abort_conn(c, raw ? raw : "", raw ? n : 0, ans.r.status,
 			   "[fault drop: processed, answer dropped]");
@@ -570,6 +502,20 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 	}
 }
 
+/* The first route whose prefix is path, or a leading part of it that ends
+ * at a '/'; NULL when none. */
+static const emu_route *route_of(const struct emu_http *h, const char *path)
+{
+	for (size_t i = 0; i < h->nroutes; i++) {
+		const char *p = h->routes[i].prefix;
+		size_t n = strlen(p);
+		if (strncmp(path, p, n) == 0 &&
+		    (path[n] == '\0' || path[n] == '/' || (n && p[n - 1] == '/')))
+			return &h->routes[i];
+	}
+	return NULL;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct emu_http *h = arg;
@@ -589,9 +535,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 		 method_name(evhttp_request_get_command(req)));
 	emu->stats.requests++;
 
-	if (strncmp(c->path, "/_admin/", 8) == 0 ||
-	    strcmp(c->path, "/_admin") == 0) {
-		c->admin = 1;
+	c->route = route_of(h, c->path);
+	if (c->route && c->route->control) {
 		emu->stats.admin_requests++;
 		process(c);
 		return;
@@ -701,7 +646,8 @@ static int parse_listen(struct emu_http *h, char *err, size_t errlen)
 	return 0;
 }
 
-int emu_http_start(struct emu_http **out, struct emu *emu, char *err,
+int emu_http_start(struct emu_http **out, struct emu *emu,
+		   const emu_route *routes, size_t nroutes, char *err,
 		   size_t errlen)
 {
 	struct emu_http *h = calloc(1, sizeof(*h));
@@ -710,6 +656,8 @@ int emu_http_start(struct emu_http **out, struct emu *emu, char *err,
 		return -1;
 	}
 	h->emu = emu;
+	h->routes = routes;
+	h->nroutes = nroutes;
 	h->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	h->evh = evhttp_new(emu->base);
 	h->ev_reopen = evtimer_new(emu->base, reopen, h);

@@ -30,13 +30,17 @@
 #include <jansson.h>
 #include <mosquitto.h>
 
+#include "admin.h"
+#include "api.h"
 #include "auth.h"
 #include "emu.h"
 #include "faults.h"
 #include "http.h"
 #include "json.h"
+#include "log.h"
 #include "protocol.h"
 #include "publish.h"
+#include "rand.h"
 #include "realm.h"
 #include "skysync.h"
 #include "state.h"
@@ -88,68 +92,6 @@ static const char usage_text[] =
     "stop it cleanly. Exit status: 0 after a signal, 1 for bad arguments,\n"
     "2 when the server cannot start.\n";
 
-static void vlog(const char *fmt, va_list ap)
-{
-	struct timespec ts;
-	struct tm tm;
-	char stamp[32];
-	clock_gettime(CLOCK_REALTIME, &ts);
-	localtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-	flockfile(stderr);
-	fprintf(stderr, "skylight-emu %s.%03ld ", stamp, ts.tv_nsec / 1000000);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	funlockfile(stderr);
-}
-
-void emu_log(const struct emu *emu, const char *fmt, ...)
-{
-	if (!emu->cfg.verbose)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(fmt, ap);
-	va_end(ap);
-}
-
-void emu_warn(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(fmt, ap);
-	va_end(ap);
-}
-
-void emu_random_bytes(void *buf, size_t n)
-{
-	unsigned char *p = buf;
-	while (n) {
-		ssize_t got = getrandom(p, n, 0);
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("skylight-emu: getrandom");
-			abort();
-		}
-		p += got;
-		n -= (size_t)got;
-	}
-}
-
-void emu_uuid4(char out[37])
-{
-	unsigned char b[16];
-	emu_random_bytes(b, sizeof(b));
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-		 "%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-		 b[10], b[11], b[12], b[13], b[14], b[15]);
-}
-
 /* "HOST:PORT", "[v6]:PORT" or "mqtt://HOST:PORT"; 0 or -1. */
 static int parse_hostport(const char *arg, char *host, size_t hostcap,
 			  int *port)
@@ -199,6 +141,12 @@ static int usage_error(const char *fmt, ...)
 	va_end(ap);
 	return 1;
 }
+
+/* The server's routes: the admin endpoints first, the API takes the rest. */
+static const emu_route routes[] = {
+    {"/_admin", emu_admin_handle, 1},
+    {"/", emu_api_handle, 0},
+};
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -437,7 +385,9 @@ int main(int argc, char **argv)
 		emu_warn("%s", err);
 		goto done;
 	}
-	if (emu_http_start(&emu.http, &emu, err, sizeof(err)) < 0) {
+	if (emu_http_start(&emu.http, &emu, routes,
+			   sizeof(routes) / sizeof(routes[0]), err,
+			   sizeof(err)) < 0) {
 		emu_warn("%s", err);
 		goto done;
 	}

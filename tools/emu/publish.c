@@ -38,6 +38,8 @@
 #include <mosquitto.h>
 
 #include "emu.h"
+#include "log.h"
+#include "rand.h"
 #include "faults.h"
 #include "json.h"
 #include "protocol.h"

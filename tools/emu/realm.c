@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "emu.h"
+#include "rand.h"
 #include "jcheck.h"
 #include "json.h"
 #include "merge.h"

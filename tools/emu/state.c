@@ -19,6 +19,7 @@
 #include <lmdb.h>
 
 #include "emu.h"
+#include "log.h"
 #include "json.h"
 #include "state.h"
 

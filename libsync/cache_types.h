@@ -1,9 +1,12 @@
 /*
- * cache.h - the sky_cache and sky_reader structures, shared by the modules
- * that implement the public API (cache.c, record.c, events.c, query.c...).
+ * cache_types.h - the sky_cache and sky_reader structures, shared by the
+ * modules that implement the public API (cache.c, record.c, events.c,
+ * query.c...). Types only: it sits below every module that reads or
+ * writes the cache, so any of them can include it without depending on
+ * another (cache.c's own functions are public, in skysync.h).
  */
-#ifndef SKY_CACHE_H
-#define SKY_CACHE_H
+#ifndef SKY_CACHE_TYPES_H
+#define SKY_CACHE_TYPES_H
 
 #include <stdatomic.h>
 
