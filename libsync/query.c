@@ -195,6 +195,7 @@ static const char *step_name(step_kind k)
 	case STEP_JOIN: return "intersect";
 	case STEP_EXCLUDE: return "exclude";
 	case STEP_FILTER: return "filter";
+	case STEP_BOUND: return "range";
 	}
 	return "?";
 }
@@ -251,11 +252,16 @@ static char *explain_json(const sky_query *q)
 			snprintf(what, sizeof(what), "all sessions");
 		if (s->kind == STEP_FILTER)
 			snprintf(how, sizeof(how), "record");
+		else if (s->kind == STEP_BOUND)
+			snprintf(how, sizeof(how),
+				 "index: a range of positions in createdAt "
+				 "order");
 		else if (s->wide)
 			snprintf(how, sizeof(how),
-				 "index: %zu prefix range%s, sessions "
+				 "index: %zu %s range%s, sessions "
 				 "collected",
-				 s->n_ranges, s->n_ranges == 1 ? "" : "s");
+				 s->n_ranges, s->bounded ? "key" : "prefix",
+				 s->n_ranges == 1 ? "" : "s");
 		else
 			snprintf(how, sizeof(how), "index: %zu key%s%s",
 				 s->n_keys, s->n_keys == 1 ? "" : "s",
@@ -267,7 +273,7 @@ static char *explain_json(const sky_query *q)
 			bad = -1;
 			continue;
 		}
-		if (s->kind != STEP_FILTER) {
+		if (s->kind != STEP_FILTER && s->kind != STEP_BOUND) {
 			bad |= json_object_set_new(
 			    o, "estimated",
 			    json_integer((json_int_t)s->estimate));
@@ -324,6 +330,7 @@ static int save_plan(sky_query *q, const plan_t *p)
 			s->path.wide,
 			s->check,
 			s->path.estimate_exact,
+			s->path.bounded,
 			s->path.n_keys,
 			s->path.n_ranges,
 			s->path.estimate,

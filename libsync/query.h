@@ -30,7 +30,7 @@ typedef struct {
 	int kind;           /* query.c's step_kind */
 	int pred;           /* predicate index, -1: visibility/all sessions */
 	int visibility;
-	int wide, check, estimate_exact;
+	int wide, check, estimate_exact, bounded;
 	size_t n_keys, n_ranges;
 	uint64_t estimate, actual;
 } sky_plan_step;

@@ -47,6 +47,12 @@ static size_t field_codes(const sky_pred *p, char codes[2])
 		codes[0] = SKY_IXF_USER;
 		codes[1] = SKY_IXF_GROUP;
 		return 2;
+	case SKY_FIELD_CREATED_BY: codes[0] = SKY_IXF_CREATED_BY; return 1;
+	case SKY_FIELD_MODIFIED_BY: codes[0] = SKY_IXF_MODIFIED_BY; return 1;
+	case SKY_FIELD_IS_DRAFT: codes[0] = SKY_IXF_DRAFT; return 1;
+	case SKY_FIELD_VERSION: codes[0] = SKY_IXF_VERSION; return 1;
+	case SKY_FIELD_MODIFIED_AT: codes[0] = SKY_IXF_MODIFIED_AT; return 1;
+	case SKY_FIELD_CREATED_AT: return 0; /* positions: plan_bound() */
 	}
 	return 0;
 }
@@ -110,25 +116,37 @@ static int range_accepts(const sky_ixkey *pfx, const MDB_val *k, int *exact)
 	       memcmp(k->mv_data, pfx->data, pfx->full) == 0;
 }
 
+/* Is the stored key below the excluded high end of a number range? */
+static int below(const MDB_val *k, const sky_ixkey *hi)
+{
+	size_t n = k->mv_size < hi->len ? k->mv_size : hi->len;
+	int r = memcmp(k->mv_data, hi->data, n);
+	return r < 0 || (r == 0 && k->mv_size < hi->len);
+}
+
 /*
- * Walk the keys of a prefix range: up to `max_keys` keys are handed to fn
- * (with their count); *more is set when keys remain after that.
+ * Walk the keys of a prefix range, or with `hi` of the number range from
+ * the key `pfx` up to `hi` (both finished keys of the same field, so
+ * every key between them is one of its values): up to `max_keys` keys
+ * are handed to fn (with their count); *more is set when keys remain.
  */
-static int range_walk(MDB_cursor *cur, const sky_ixkey *pfx, size_t max_keys,
+static int range_walk(MDB_cursor *cur, const sky_ixkey *pfx,
+		      const sky_ixkey *hi, size_t max_keys,
 		      int (*fn)(const MDB_val *key, uint64_t count, int exact,
 				void *arg),
 		      void *arg, int *more)
 {
-	size_t slen = range_scan_len(pfx), seen = 0;
+	size_t slen = hi ? pfx->len : range_scan_len(pfx), seen = 0;
 	MDB_val k = {slen, (void *)pfx->data}, v;
 	int rc;
 	*more = 0;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     rc == 0 && k.mv_size >= slen &&
-	     !memcmp(k.mv_data, pfx->data, slen);
+	     rc == 0 &&
+	     (hi ? below(&k, hi)
+		 : k.mv_size >= slen && !memcmp(k.mv_data, pfx->data, slen));
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP)) {
-		int exact;
-		if (!range_accepts(pfx, &k, &exact))
+		int exact = 1;
+		if (!hi && !range_accepts(pfx, &k, &exact))
 			continue;
 		if (seen == max_keys) {
 			*more = 1;
@@ -198,12 +216,33 @@ static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
 		case SKY_OP_EQ:
 		case SKY_OP_NE:
 			for (size_t v = 0; v < p->n_values && rc == 0; v++) {
-				sky__ixkey_value(&k, app, codes[c], p->prop,
-						 p->values[v],
-						 strlen(p->values[v]));
+				if (p->nums)
+					sky__ixkey_number(&k, app, codes[c],
+							  p->nums[v]);
+				else
+					sky__ixkey_value(&k, app, codes[c],
+							 p->prop, p->values[v],
+							 strlen(p->values[v]));
 				rc = path_add_key(out, &k);
 			}
 			break;
+		case SKY_OP_GE:
+		case SKY_OP_GT:
+		case SKY_OP_LT:
+		case SKY_OP_LE: {
+			int64_t lo, hi;
+			if (!sky__pred_interval(p, &lo, &hi))
+				break; /* empty: no keys, no sessions */
+			if (!(out->ranges = malloc(sizeof(*out->ranges)))) {
+				rc = sky__error_nomem();
+				break;
+			}
+			sky__ixkey_number(&out->ranges[0], app, codes[c], lo);
+			sky__ixkey_number(&out->hi, app, codes[c], hi);
+			out->n_ranges = 1;
+			out->bounded = 1;
+			break;
+		}
 		case SKY_OP_EXISTS:
 			sky__ixkey_exists(&k, app, codes[c], p->prop);
 			rc = path_add_key(out, &k);
@@ -241,8 +280,9 @@ static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
 			size_t room = MAX_UNION_KEYS > out->n_keys
 					      ? MAX_UNION_KEYS - out->n_keys
 					      : 0;
-			if ((rc = range_walk(cur, &out->ranges[r], room,
-					     enum_key, &e, &more)) < 0)
+			if ((rc = range_walk(cur, &out->ranges[r],
+					     out->bounded ? &out->hi : NULL,
+					     room, enum_key, &e, &more)) < 0)
 				goto fail;
 			if (more)
 				out->wide = 1;
@@ -258,12 +298,15 @@ static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
 			for (size_t r = 0; r < out->n_ranges; r++) {
 				int more;
 				if ((rc = range_walk(cur, &out->ranges[r],
+						     out->bounded ? &out->hi
+								  : NULL,
 						     ESTIMATE_KEYS, sum_key, &s,
 						     &more)) < 0)
 					goto fail;
 				more_any |= more;
-				if (range_scan_len(&out->ranges[r]) <
-				    out->ranges[r].full)
+				if (!out->bounded &&
+				    range_scan_len(&out->ranges[r]) <
+					    out->ranges[r].full)
 					out->inexact = 1;
 			}
 			/* Unwalked keys hold at least one session each. */
@@ -391,7 +434,7 @@ static int stream_open(MDB_txn *txn, MDB_dbi dbi, const path_t *p,
 
 typedef struct {
 	MDB_cursor *cur;
-	const sky_ixpos *from;
+	const sky_ixpos *from, *to; /* to: NULL, or the excluded end */
 	sky_ixpos *arr;
 	size_t n, cap;
 } collect_ctx;
@@ -410,6 +453,8 @@ static int collect_key(const MDB_val *key, uint64_t count, int exact,
 	rc = mdb_cursor_get(c->cur, &k, &v,
 			    c->from->len ? MDB_GET_BOTH_RANGE : MDB_SET_KEY);
 	while (rc == 0) {
+		if (c->to && sky__ixpos_cmp_val(c->to, &v) <= 0)
+			return 0; /* past the createdAt range */
 		if (c->n == c->cap) {
 			size_t cap = c->cap ? c->cap * 2 : 256;
 			sky_ixpos *a = realloc(c->arr, cap * sizeof(*a));
@@ -431,11 +476,15 @@ static int cmp_pos(const void *a, const void *b)
 	return sky__ixpos_cmp(a, b);
 }
 
-/* Collect the sessions of a wide path from `from` on, sorted, distinct. */
+/*
+ * Collect the sessions of a wide path from `from` on (up to `to`, when not
+ * NULL), sorted, distinct.
+ */
 static int stream_collect(MDB_txn *txn, MDB_dbi dbi, const path_t *p,
-			  const sky_ixpos *from, stream_t *s)
+			  const sky_ixpos *from, const sky_ixpos *to,
+			  stream_t *s)
 {
-	collect_ctx c = {NULL, from, NULL, 0, 0};
+	collect_ctx c = {NULL, from, to, NULL, 0, 0};
 	MDB_cursor *walk;
 	int rc;
 	memset(s, 0, sizeof(*s));
@@ -447,8 +496,8 @@ static int stream_collect(MDB_txn *txn, MDB_dbi dbi, const path_t *p,
 	}
 	for (size_t r = 0; r < p->n_ranges && rc == 0; r++) {
 		int more;
-		rc = range_walk(walk, &p->ranges[r], SIZE_MAX, collect_key, &c,
-				&more);
+		rc = range_walk(walk, &p->ranges[r], p->bounded ? &p->hi : NULL,
+				SIZE_MAX, collect_key, &c, &more);
 	}
 	mdb_cursor_close(c.cur);
 	mdb_cursor_close(walk);
@@ -499,8 +548,40 @@ static int cmp_step(const void *a, const void *b)
 	return x->pred < y->pred ? -1 : x->pred > y->pred;
 }
 
+/* A position that sorts before every session created at `us`. */
+static void time_pos(sky_ixpos *x, int64_t us)
+{
+	sky__put_time(x->data, us);
+	x->len = 8;
+}
+
+/* Narrow the plan's createdAt interval by one range predicate. */
+static void plan_bound(plan_t *p, const sky_pred *pr)
+{
+	int64_t lo, hi;
+	sky_ixpos x;
+	if (!sky__pred_interval(pr, &lo, &hi)) {
+		p->empty = 1;
+		return;
+	}
+	if (lo != INT64_MIN) {
+		time_pos(&x, lo);
+		if (!p->has_lo || sky__ixpos_cmp(&x, &p->lo) > 0)
+			p->lo = x;
+		p->has_lo = 1;
+	}
+	if (hi != INT64_MAX) {
+		time_pos(&x, hi);
+		if (!p->has_hi || sky__ixpos_cmp(&x, &p->hi) < 0)
+			p->hi = x;
+		p->has_hi = 1;
+	}
+	if (p->has_lo && p->has_hi && sky__ixpos_cmp(&p->lo, &p->hi) >= 0)
+		p->empty = 1;
+}
+
 int sky__plan_build(MDB_txn *txn, sky_query *q, const sky_ixpos *from,
-		      plan_t *p)
+		    plan_t *p)
 {
 	MDB_dbi dbi = SKY_DBI(q->cache, SKY_DB_INDEX);
 	MDB_cursor *cur;
@@ -522,12 +603,27 @@ int sky__plan_build(MDB_txn *txn, sky_query *q, const sky_ixpos *from,
 	if ((rc = mdb_cursor_open(txn, dbi, &cur)))
 		return sky__error_lmdb(rc, "planning a query");
 
+	p->ix_version = sky__index_version(txn, q->cache);
 	for (size_t i = 0; i < q->n_preds; i++) {
 		const sky_pred *pr = &q->preds[i];
 		step_t *s = &p->steps[p->n_steps];
+		s->pred = (int)i;
+		if (pr->field == SKY_FIELD_CREATED_AT) {
+			s->kind = STEP_BOUND;
+			p->n_steps++;
+			plan_bound(p, pr);
+			continue;
+		}
+		if (p->ix_version < 2 && pr->field >= SKY_FIELD_CREATED_BY) {
+			/* An index of version 1 has no keys for the field
+			 * (read-only open of an older cache): the record
+			 * answers. */
+			s->kind = STEP_FILTER;
+			p->n_steps++;
+			continue;
+		}
 		if ((rc = path_for_pred(cur, q->app, pr, &s->path)) < 0)
 			goto fail;
-		s->pred = (int)i;
 		p->n_steps++;
 		if (pr->op == SKY_OP_NE) {
 			/* A hashed key cannot tell "no" for sure. */
@@ -603,6 +699,9 @@ int sky__plan_build(MDB_txn *txn, sky_query *q, const sky_ixpos *from,
 			probes = 1;
 	}
 
+	/* Collected paths start at the createdAt range when it is later. */
+	if (p->has_lo && sky__ixpos_cmp(from, &p->lo) < 0)
+		from = &p->lo;
 	/* Streams for the joins; the exclusion probe cursor. */
 	p->streams = calloc(p->n_joins, sizeof(*p->streams));
 	if (!p->streams) {
@@ -612,6 +711,7 @@ int sky__plan_build(MDB_txn *txn, sky_query *q, const sky_ixpos *from,
 	for (size_t i = 0; i < p->n_joins; i++) {
 		const path_t *path = &p->steps[i].path;
 		rc = path->wide ? stream_collect(txn, dbi, path, from,
+						 p->has_hi ? &p->hi : NULL,
 						 &p->streams[i])
 				: stream_open(txn, dbi, path, &p->streams[i]);
 		if (rc < 0) {
@@ -638,6 +738,8 @@ static int next_candidate(plan_t *p, sky_ixpos *target, sky_ixpos *x)
 		int rc = stream_seek(&p->streams[0], target, x);
 		if (rc)
 			return rc;
+		if (p->has_hi && sky__ixpos_cmp(x, &p->hi) >= 0)
+			return 1; /* past the createdAt range */
 		p->steps[0].actual++;
 		size_t j;
 		for (j = 1; j < p->n_joins; j++) {
@@ -683,13 +785,18 @@ void sky__ixpos_successor(sky_ixpos *t, const sky_ixpos *x)
 int sky__plan_next(plan_t *p, sky_ixpos *target, sky_ixpos *x,
 		      sky_record *rec)
 {
-	if (p->nothing)
+	if (p->nothing || p->empty)
 		return 1;
+	if (p->has_lo && sky__ixpos_cmp(target, &p->lo) < 0)
+		*target = p->lo;
 	for (;;) {
 		int rc = next_candidate(p, target, x);
 		if (rc)
 			return rc;
 		sky__ixpos_successor(target, x);
+		for (size_t i = p->n_joins; i < p->n_steps; i++)
+			if (p->steps[i].kind == STEP_BOUND)
+				p->steps[i].actual++;
 		int out = 0;
 		for (size_t i = p->n_joins; i < p->n_steps && !out; i++) {
 			step_t *s = &p->steps[i];
@@ -705,6 +812,8 @@ int sky__plan_next(plan_t *p, sky_ixpos *target, sky_ixpos *x,
 		}
 		if (out)
 			continue;
+		if (p->index_only && !p->need_json)
+			return 0; /* a count: the index alone answers */
 		char sid[SKY_MAX_ID_BYTES + 1];
 		sky__ixpos_sid(x, sid);
 		rc = sky__record_get(p->txn, p->q->cache, p->q->app, sid, rec);

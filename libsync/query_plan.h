@@ -23,6 +23,10 @@ typedef struct {
 	int inexact;       /* hashed keys: candidates need the record check */
 	uint64_t estimate;
 	int estimate_exact;
+	/* A number range (version, modifiedAt): ranges[0] is the finished
+	 * key of the low end and `hi` that of the (excluded) high end. */
+	int bounded;
+	sky_ixkey hi;
 } path_t;
 
 typedef struct {
@@ -45,6 +49,7 @@ typedef enum {
 	STEP_JOIN,    /* intersected with the driver (leapfrog) */
 	STEP_EXCLUDE, /* != answered by probing the index */
 	STEP_FILTER,  /* checked on the record */
+	STEP_BOUND,   /* a createdAt range: a range of positions */
 } step_kind;
 
 typedef struct {
@@ -67,6 +72,11 @@ typedef struct {
 	MDB_cursor *probe;
 	int need_json;
 	int nothing;         /* the viewer may see nothing */
+	int empty;           /* the createdAt ranges exclude everything */
+	int has_lo, has_hi;  /* createdAt ranges: positions in [lo, hi) */
+	sky_ixpos lo, hi;
+	int index_only;      /* count: no record read unless a check needs it */
+	unsigned ix_version; /* of the cache's index (index.h) */
 	uint64_t rows;
 	int more;
 } plan_t;
