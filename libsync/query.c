@@ -24,8 +24,13 @@
 #include "json.h"
 #include "query_plan.h"
 
-/* Cursor format version (first byte). */
+/*
+ * Cursor formats (first byte): 1 is a position of the createdAt order;
+ * 2 is the order (q->order), the modifiedAt (8 bytes) and the position.
+ */
 #define CURSOR_VERSION 1
+#define CURSOR_ORDERED 2
+#define CURSOR_MAX (SKY_IX_POS_MAX + 10)
 
 /* ---- visibility ---- */
 
@@ -120,12 +125,16 @@ int sky__query_visible(const sky_query *q, sky_access access,
 static const char b64[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static char *cursor_encode(const sky_ixpos *x)
+static char *cursor_encode(int order, int64_t key, const sky_ixpos *x)
 {
-	unsigned char raw[SKY_IX_POS_MAX + 1];
-	size_t n = x->len + 1;
-	raw[0] = CURSOR_VERSION;
-	memcpy(raw + 1, x->data, x->len);
+	unsigned char raw[CURSOR_MAX];
+	size_t h = order ? 10 : 1, n = x->len + h;
+	raw[0] = order ? CURSOR_ORDERED : CURSOR_VERSION;
+	if (order) {
+		raw[1] = (unsigned char)order;
+		sky__put_time(raw + 2, key);
+	}
+	memcpy(raw + h, x->data, x->len);
 	char *out = malloc((n + 2) / 3 * 4 + 1);
 	if (!out) {
 		sky__error_nomem();
@@ -149,9 +158,10 @@ static char *cursor_encode(const sky_ixpos *x)
 	return out;
 }
 
-static int cursor_decode(const char *text, sky_ixpos *x)
+static int cursor_decode(const char *text, sky_ixpos *x, int *order,
+			 int64_t *key)
 {
-	unsigned char raw[SKY_IX_POS_MAX + 4];
+	unsigned char raw[CURSOR_MAX + 3];
 	size_t n = 0, len = strlen(text);
 	uint32_t acc = 0;
 	int bits = 0;
@@ -169,15 +179,19 @@ static int cursor_decode(const char *text, sky_ixpos *x)
 			acc &= (1u << bits) - 1;
 		}
 	}
-	if (n < 10 || raw[0] != CURSOR_VERSION || n - 1 > SKY_IX_POS_MAX)
+	size_t h = n && raw[0] == CURSOR_ORDERED ? 10 : 1;
+	if (n < h + 9 || (raw[0] != CURSOR_VERSION && h == 1) ||
+	    n - h > SKY_IX_POS_MAX || (h == 10 && (raw[1] < 1 || raw[1] > 3)))
 		goto bad;
 	char sid[SKY_MAX_ID_BYTES + 1];
-	memcpy(sid, raw + 9, n - 9);
-	sid[n - 9] = '\0';
-	if (strlen(sid) != n - 9 || sky__check_id(sid, "cursor") < 0)
+	memcpy(sid, raw + h + 8, n - h - 8);
+	sid[n - h - 8] = '\0';
+	if (strlen(sid) != n - h - 8 || sky__check_id(sid, "cursor") < 0)
 		goto bad;
-	memcpy(x->data, raw + 1, n - 1);
-	x->len = n - 1;
+	memcpy(x->data, raw + h, n - h);
+	x->len = n - h;
+	*order = h == 10 ? raw[1] : 0;
+	*key = h == 10 ? sky__get_time(raw + 2) : 0;
 	return 0;
 bad:
 	return sky__error_input("cursor '%.40s%s' is not one this library "
@@ -389,13 +403,198 @@ static int run(MDB_txn *txn, sky_query *q, sky_result_cb cb, void *payload)
 		}
 	}
 	if ((p.more || stopped) && any &&
-	    !(q->next_cursor = cursor_encode(&last)))
+	    !(q->next_cursor = cursor_encode(0, 0, &last)))
 		rc = -1;
 	if (rc >= 0 && save_plan(q, &p) < 0)
 		rc = -1;
 done:
 	sky__plan_free(&p);
 	return rc;
+}
+
+/* ---- other orders ---- */
+
+/* A result of a sorted run: its sort key and its position. */
+typedef struct {
+	int64_t key;
+	sky_ixpos pos;
+} sorted_row;
+
+static int cmp_sorted(const sorted_row *a, int64_t key, const sky_ixpos *pos)
+{
+	if (a->key != key)
+		return a->key < key ? -1 : 1;
+	return sky__ixpos_cmp(&a->pos, pos);
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+	const sorted_row *y = b;
+	return cmp_sorted(a, y->key, &y->pos);
+}
+
+/* The modifiedAt of a record (INT64_MIN when it has none: first). */
+static int64_t record_modified(const sky_record *rec)
+{
+	int64_t us = INT64_MIN;
+	json_t *s = sky__record_json(rec);
+	const char *t = s ? sky__json_str(s, "modifiedAt") : NULL;
+	if (!t || sky__parse_time(t, &us) < 0)
+		us = INT64_MIN;
+	json_decref(s);
+	return us;
+}
+
+/*
+ * Run in a non-default order: the plan yields the whole result set (in
+ * createdAt order, narrowed by the index as always); it is sorted by the
+ * order's key and the page after the cursor is handed out. The work thus
+ * follows the size of the result set, not of the application.
+ */
+static int run_sorted(MDB_txn *txn, sky_query *q, plan_t *p,
+		      sky_result_cb cb, void *payload)
+{
+	sorted_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	sky_ixpos target = {.len = 0}, x;
+	sky_record rec;
+	int rc, desc = q->order & 1, by_mod = q->order >= 2, stopped = 0;
+	while ((rc = sky__plan_next(p, &target, &x, &rec)) == 0) {
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 64;
+			sorted_row *r = realloc(rows, c * sizeof(*r));
+			if (!r) {
+				rc = sky__error_nomem();
+				goto done;
+			}
+			rows = r;
+			cap = c;
+		}
+		rows[n].key = by_mod ? record_modified(&rec)
+				     : sky__ixpos_created(&x);
+		rows[n++].pos = x;
+	}
+	if (rc < 0)
+		goto done;
+	rc = 0;
+	if (n > 1)
+		qsort(rows, n, sizeof(*rows), cmp_rows);
+	const sorted_row *last = NULL;
+	for (size_t k = 0; k < n; k++) {
+		const sorted_row *r = &rows[desc ? n - 1 - k : k];
+		if (q->has_start) {
+			int c = cmp_sorted(r, by_mod ? q->start_key
+						     : sky__ixpos_created(
+							       &q->start),
+					   &q->start);
+			if (desc ? c >= 0 : c <= 0)
+				continue;
+		}
+		if (q->limit && p->rows == q->limit) {
+			p->more = 1;
+			break;
+		}
+		char sid[SKY_MAX_ID_BYTES + 1];
+		sky__ixpos_sid(&r->pos, sid);
+		if ((rc = sky__record_get(txn, q->cache, q->app, sid, &rec)) < 0)
+			goto done;
+		p->rows++;
+		last = r;
+		rc = cb(rec.json, rec.json_len,
+			(rec.flags & SKY_REC_PENDING) ? SKY_RESULT_PENDING : 0,
+			payload);
+		if (rc) {
+			stopped = 1;
+			break;
+		}
+	}
+	if ((p->more || stopped) && last &&
+	    !(q->next_cursor = cursor_encode(q->order, last->key, &last->pos)))
+		rc = -1;
+done:
+	free(rows);
+	return rc;
+}
+
+/* Run in the query's order (see run() for the createdAt order). */
+static int run_any(MDB_txn *txn, sky_query *q, sky_result_cb cb,
+		   void *payload)
+{
+	if (q->has_start && q->start_order != q->order)
+		return sky__error_input("the cursor was given out for a query "
+					"in another order: pass it with the "
+					"order it came from");
+	if (q->order == 0)
+		return run(txn, q, cb, payload);
+	plan_t p;
+	sky_ixpos from = {.len = 0};
+	int rc;
+	free(q->next_cursor);
+	q->next_cursor = NULL;
+	free(q->explain);
+	q->explain = NULL;
+	q->ran = 0;
+	if ((rc = sky__plan_build(txn, q, &from, &p)) < 0)
+		return rc;
+	rc = run_sorted(txn, q, &p, cb, payload);
+	if (rc >= 0 && save_plan(q, &p) < 0)
+		rc = -1;
+	sky__plan_free(&p);
+	return rc;
+}
+
+/* ---- counting ---- */
+
+static int count(MDB_txn *txn, sky_query *q, uint64_t *out)
+{
+	plan_t p;
+	sky_ixpos target = {.len = 0}, x;
+	sky_record rec;
+	free(q->explain);
+	q->explain = NULL;
+	q->ran = 0;
+	int rc = sky__plan_build(txn, q, &target, &p);
+	if (rc < 0)
+		return rc;
+	const step_t *d = &p.steps[0];
+	if (!p.nothing && !p.empty && p.n_steps == 1 && !p.has_lo &&
+	    !p.has_hi && !d->path.wide && d->path.n_keys == 1 && !d->check) {
+		/* One key answers alone: its count is the answer. */
+		p.rows = d->path.estimate;
+		p.steps[0].actual = p.rows;
+	} else {
+		p.index_only = 1;
+		while ((rc = sky__plan_next(&p, &target, &x, &rec)) == 0)
+			p.rows++;
+		if (rc == 1)
+			rc = 0;
+	}
+	*out = p.rows;
+	if (rc >= 0 && save_plan(q, &p) < 0)
+		rc = -1;
+	sky__plan_free(&p);
+	return rc;
+}
+
+int sky_query_count(sky_query *q, uint64_t *out)
+{
+	assert(q && out);
+	MDB_txn *txn;
+	int rc = sky__store_read_begin(&q->cache->st, &txn);
+	if (rc < 0)
+		return rc;
+	rc = count(txn, q, out);
+	sky__store_read_end(&q->cache->st, txn);
+	return rc;
+}
+
+int sky_query_set_order(sky_query *q, sky_query_order by, int descending)
+{
+	if (by != SKY_ORDER_CREATED_AT && by != SKY_ORDER_MODIFIED_AT)
+		return sky__error_input("order: SKY_ORDER_CREATED_AT or "
+					"SKY_ORDER_MODIFIED_AT");
+	q->order = (by == SKY_ORDER_MODIFIED_AT ? 2 : 0) + (descending != 0);
+	return 0;
 }
 
 int sky_reader_query(sky_reader *reader, sky_query *q, sky_result_cb cb,
@@ -405,7 +604,7 @@ int sky_reader_query(sky_reader *reader, sky_query *q, sky_result_cb cb,
 	if (reader->cache != q->cache)
 		return sky__error_input("the reader and the query belong to "
 					"different caches");
-	return run(reader->txn, q, cb, payload);
+	return run_any(reader->txn, q, cb, payload);
 }
 
 int sky_query_run(sky_query *q, sky_result_cb cb, void *payload)
@@ -415,7 +614,7 @@ int sky_query_run(sky_query *q, sky_result_cb cb, void *payload)
 	int rc = sky__store_read_begin(&q->cache->st, &txn);
 	if (rc < 0)
 		return rc;
-	rc = run(txn, q, cb, payload);
+	rc = run_any(txn, q, cb, payload);
 	sky__store_read_end(&q->cache->st, txn);
 	return rc;
 }
@@ -546,10 +745,14 @@ int sky_query_set_cursor(sky_query *q, const char *cursor)
 		return 0;
 	}
 	sky_ixpos x;
-	int rc = cursor_decode(cursor, &x);
+	int order = 0;
+	int64_t key = 0;
+	int rc = cursor_decode(cursor, &x, &order, &key);
 	if (rc < 0)
 		return rc;
 	q->start = x;
+	q->start_order = order;
+	q->start_key = key;
 	q->has_start = 1;
 	return 0;
 }

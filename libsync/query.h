@@ -43,6 +43,10 @@ struct sky_query {
 	size_t limit;        /* 0: no limit */
 	int has_start;       /* resume after `start` (from a cursor) */
 	sky_ixpos start;
+	int start_order;     /* the order the cursor was given out in */
+	int64_t start_key;   /* ...and its modifiedAt (modifiedAt orders) */
+	int order;           /* 0 createdAt, 1 createdAt desc, 2 modifiedAt,
+				3 modifiedAt desc: sky_query_set_order */
 	char *viewer;        /* NULL: no visibility rule */
 	char **groups;
 	size_t n_groups;

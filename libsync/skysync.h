@@ -1104,6 +1104,32 @@ SKY_EXTERN int sky_query_run(sky_query *q, sky_result_cb cb, void *payload);
 SKY_EXTERN int sky_reader_query(sky_reader *reader, sky_query *q,
 				sky_result_cb cb, void *payload);
 
+/** The orders of results (sky_query_set_order). */
+typedef enum {
+	SKY_ORDER_CREATED_AT = 0, /* createdAt, then sessionId (default) */
+	SKY_ORDER_MODIFIED_AT = 1 /* modifiedAt (none: first), then as above */
+} sky_query_order;
+
+/**
+ * Order the rows by `by`, descending when `descending` is non-zero (ties
+ * broken by createdAt and sessionId, in the same direction). Cursors are
+ * of one order: a cursor given out in another order is refused by the run
+ * (SKY_EINVAL). The default order streams from the indexes page by page;
+ * the others sort the whole result set on each run (its size, never the
+ * application's, is the cost). Returns 0 or SKY_EINVAL.
+ */
+SKY_EXTERN int sky_query_set_order(sky_query *q, sky_query_order by,
+				   int descending);
+
+/**
+ * The number of sessions the query selects (limit and cursor aside), in
+ * a snapshot of its own, answered from the indexes without reading the
+ * records; only predicates the index answers inexactly (values longer
+ * than an index key keeps, very wide prefixes) read the records they
+ * leave in doubt. sky_query_explain() then tells the plan.
+ */
+SKY_EXTERN int sky_query_count(sky_query *q, uint64_t *count);
+
 /**
  * After a run: the cursor of the next page, or NULL when the run reached
  * the end. Borrowed; valid until the next run or sky_query_free().
