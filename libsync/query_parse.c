@@ -118,27 +118,33 @@ static const struct {
 };
 #define N_RESERVED (sizeof(reserved) / sizeof(reserved[0]))
 
-/* Does a key read so far name a field that takes ranges? */
-static int range_key(const sky_buf *key, int escaped)
-{
-	if (escaped || !key->len)
-		return 0;
-	return (key->len == 7 && !memcmp(key->data, "version", 7)) ||
-	       (key->len == 9 && !memcmp(key->data, "createdAt", 9)) ||
-	       (key->len == 10 && !memcmp(key->data, "modifiedAt", 10));
-}
-
 /* A name folded for the look-alike test: lower case, no _ - or space. */
-static void fold(const char *s, char *out, size_t cap)
+static void fold(const char *s, size_t n, char *out, size_t cap)
 {
 	size_t o = 0;
-	for (; *s && o + 1 < cap; s++) {
-		if (*s == '_' || *s == '-' || *s == ' ')
+	for (size_t i = 0; i < n && o + 1 < cap; i++) {
+		char ch = s[i];
+		if (ch == '_' || ch == '-' || ch == ' ')
 			continue;
-		out[o++] = (*s >= 'A' && *s <= 'Z') ? (char)(*s - 'A' + 'a')
-						    : *s;
+		out[o++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a')
+						    : ch;
 	}
 	out[o] = '\0';
+}
+
+/*
+ * Does a key read so far name (or look like) a field that takes ranges?
+ * Then < and > are operators; elsewhere they belong to the key, as they
+ * always did, so properties named "a>b" keep their meaning.
+ */
+static int range_key(const sky_buf *key, int escaped)
+{
+	char f[16];
+	if (escaped || !key->len || key->len >= sizeof(f) * 2)
+		return 0;
+	fold(key->data, key->len, f, sizeof(f));
+	return !strcmp(f, "version") || !strcmp(f, "createdat") ||
+	       !strcmp(f, "modifiedat");
 }
 
 /*
@@ -160,9 +166,9 @@ static int key_field(const char *text, const char *key, size_t *which)
 		}
 	if (strlen(key) >= sizeof(a))
 		return 0;
-	fold(key, a, sizeof(a));
+	fold(key, strlen(key), a, sizeof(a));
 	for (size_t i = 0; i < N_RESERVED; i++) {
-		fold(reserved[i].name, b, sizeof(b));
+		fold(reserved[i].name, strlen(reserved[i].name), b, sizeof(b));
 		if (strcmp(a, b) == 0)
 			return sky__error_input(
 				"predicate '%.80s': '%s' looks like the field "

@@ -1800,6 +1800,199 @@ static void test_query__live_concurrent_writers(void)
 	sky_cache_close(c);
 }
 
+/* ---- session fields, reserved names, older indexes ---- */
+
+static size_t count_rows(sky_cache *c, const char *pred)
+{
+	sky_query *q = NULL;
+	if (sky_query_new(&q, c, "app1", &pred, 1) != 0) {
+		fprintf(stderr, "\n%s: %s\n", pred, sky_error_last()->message);
+		CU_FAIL_FATAL("query refused");
+	}
+	got_ctx g = {json_array(), 0};
+	CU_ASSERT(sky_query_run(q, got_row, &g) == 0);
+	size_t n = json_array_size(g.rows);
+	uint64_t counted = 0;
+	CU_ASSERT(sky_query_count(q, &counted) == 0);
+	CU_ASSERT(counted == n);
+	json_decref(g.rows);
+	sky_query_free(q);
+	return n;
+}
+
+static void test_query__session_fields(void)
+{
+	sky_cache *c = open_cache();
+	json_t *s = json_pack("{s:s,s:s,s:s,s:b,s:i,s:s,s:{s:s,s:s}}",
+			      "createdAt", "2023-01-01T00:00:00Z", "createdBy",
+			      "u-alice", "modifiedBy", "u-bob", "isDraft", 1,
+			      "version", 3, "modifiedAt",
+			      "2023-02-01T00:00:00Z", "properties", "line", "3",
+			      "version", "v9");
+	apply_event(c, "app1", "s1", "session_created", s);
+	static const struct {
+		const char *pred;
+		size_t hits;
+	} cases[] = {
+		{"createdBy=u-alice", 1},    {"createdBy=u-bob", 0},
+		{"createdBy!=u-bob", 1},     {"createdBy=x|u-alice", 1},
+		{"createdBy^=u-", 1},        {"createdBy?", 1},
+		{"modifiedBy=u-bob", 1},     {"isDraft=true", 1},
+		{"isDraft=false", 0},        {"isDraft!=false", 1},
+		{"version=3", 1},            {"version=2|4", 0},
+		{"version!=3", 0},           {"version>=3", 1},
+		{"version>3", 0},            {"version<=3", 1},
+		{"version<3", 0},            {"version>-5", 1},
+		{"createdAt>=2023-01-01T00:00:00Z", 1},
+		{"createdAt>2023-01-01T00:00:00Z", 0},
+		{"createdAt<2023-01-01T00:00:00.000001Z", 1},
+		{"createdAt<=2022-12-31T23:59:59Z", 0},
+		{"modifiedAt>2023-01-15T00:00:00Z", 1},
+		{"modifiedAt<2023-02-01T00:00:00Z", 0},
+		{"createdAt>=2023-01-01T00:00:00Z", 1},
+		{"props.version=v9", 1},     {"line=3", 1},
+		{"props.createdBy?", 0},
+		{"createdAt>2024-01-01T00:00:00Z", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = count_rows(c, cases[i].pred);
+		if (n != cases[i].hits) {
+			fprintf(stderr, "\n%s: %zu rows, want %zu\n",
+				cases[i].pred, n, cases[i].hits);
+			CU_FAIL("wrong rows");
+		}
+	}
+	/* Refused: look-alikes, fields not covered, wrong operators. */
+	static const bad_case bad[] = {
+		{"created_by=u-alice", "looks like the field createdBy"},
+		{"CreatedAt>=x", "looks like the field createdAt"},
+		{"createdby=x", "props.createdby"},
+		{"Status=open", "looks like the field status"},
+		{"sessionId=s1", "queries do not cover"},
+		{"description?", "props.description"},
+		{"createdAt=2023-01-01T00:00:00Z", "takes a range"},
+		{"createdAt>=yesterday", "RFC 3339"},
+		{"version=three", "integer"},
+		{"version>=1|2", "one bound"},
+		{"isDraft=yes", "true or false"},
+		{"isDraft?", "isDraft takes"},
+		{"modifiedAt?", "takes a range"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		sky_query *q = NULL;
+		CU_ASSERT(sky_query_new(&q, c, "app1", &bad[i].text, 1) ==
+			  SKY_EINVAL);
+		const char *msg = sky_error_last()->message;
+		if (!strstr(msg, bad[i].needle)) {
+			fprintf(stderr, "\n'%s': message '%s'\n", bad[i].text,
+				msg);
+			CU_FAIL("the message does not say why");
+		}
+	}
+	/* A cursor is of one order. */
+	sky_query *q = NULL;
+	apply_event(c, "app1", "s2", "session_created",
+		    json_pack("{s:s}", "createdAt", "2023-03-01T00:00:00Z"));
+	CU_ASSERT_FATAL(sky_query_new(&q, c, "app1", NULL, 0) == 0);
+	sky_query_set_limit(q, 1);
+	CU_ASSERT(sky_query_set_order(q, SKY_ORDER_MODIFIED_AT, 1) == 0);
+	got_ctx g = {json_array(), 0};
+	CU_ASSERT(sky_query_run(q, got_row, &g) == 0);
+	char *cur = strdup(sky_query_next_cursor(q));
+	CU_ASSERT(sky_query_set_cursor(q, cur) == 0);
+	CU_ASSERT(sky_query_set_order(q, SKY_ORDER_CREATED_AT, 0) == 0);
+	CU_ASSERT(sky_query_run(q, got_row, &g) == SKY_EINVAL);
+	CU_ASSERT(sky_query_set_order(q, SKY_ORDER_MODIFIED_AT, 1) == 0);
+	CU_ASSERT(sky_query_run(q, got_row, &g) == 0);
+	CU_ASSERT(json_array_size(g.rows) == 2);
+	free(cur);
+	json_decref(g.rows);
+	sky_query_free(q);
+	sky_cache_close(c);
+}
+
+/* Make the index of `c` look like one of version 1: no v2 entries. */
+static int downgrade_index(MDB_txn *txn, void *arg)
+{
+	sky_cache *c = arg;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX),
+					&cur) == 0);
+	int rc;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP)) {
+		const unsigned char *b = k.mv_data;
+		const unsigned char *nul = memchr(b, 0, k.mv_size);
+		size_t at = (size_t)(nul - b);
+		if (at + 2 < k.mv_size && (b[at + 1] == 'V' || b[at + 1] == 'X') &&
+		    strchr("cmdvM", b[at + 2]))
+			CU_ASSERT(mdb_cursor_del(cur, MDB_NODUPDATA) == 0);
+	}
+	MDB_val key = {13, (void *)"index_version"};
+	CU_ASSERT(mdb_del(txn, SKY_DBI(c, SKY_DB_META), &key, NULL) == 0);
+	return 0;
+}
+
+static void test_query__older_index(void)
+{
+	init_longs();
+	rng_seed(7);
+	const char *dir = sky_test_tmpdir();
+	sky_cache *c = NULL;
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = SKY_CACHE_NOSYNC;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	populate(c, 80);
+	tquery tq;
+	memset(&tq, 0, sizeof(tq));
+	tq.app = "app1";
+	tq.n = 2;
+	tq.p[0].field = F_CBY;
+	tq.p[0].op = O_NE;
+	tq.p[0].nv = 1;
+	strcpy(tq.p[0].vals[0], "u1");
+	tq.p[1].field = F_VER;
+	tq.p[1].op = O_GE;
+	tq.p[1].nv = 1;
+	strcpy(tq.p[1].vals[0], "2");
+	json_t *before = brute(c, &tq);
+	CU_ASSERT(json_array_size(before) > 0);
+	CU_ASSERT(sky__store_write(&c->st, downgrade_index, c) == 0);
+	sky_cache_close(c);
+
+	/* Read-only: the index stays at version 1, the record answers. */
+	o.flags = SKY_CACHE_READONLY;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	CU_ASSERT(sky_cache_check(c, report_line, NULL) == 0);
+	CU_ASSERT(check_query(c, &tq));
+	char *texts[3] = {NULL, NULL, NULL};
+	sky_query *q = make_query(c, &tq, texts);
+	uint64_t n;
+	CU_ASSERT(sky_query_count(q, &n) == 0);
+	CU_ASSERT(n == json_array_size(before));
+	CU_ASSERT(strstr(sky_query_explain(q), "\"filter\"") != NULL);
+	sky_query_free(q);
+	for (int i = 0; i < 3; i++)
+		free(texts[i]);
+	sky_cache_close(c);
+
+	/* Read-write: rebuilt to the current version at open. */
+	o.flags = SKY_CACHE_NOSYNC;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	CU_ASSERT(sky_cache_check(c, report_line, NULL) == 0);
+	q = make_query(c, &tq, texts);
+	CU_ASSERT(sky_query_count(q, &n) == 0);
+	CU_ASSERT(n == json_array_size(before));
+	CU_ASSERT(strstr(sky_query_explain(q), "\"filter\"") == NULL);
+	sky_query_free(q);
+	for (int i = 0; i < 3; i++)
+		free(texts[i]);
+	CU_ASSERT(check_query(c, &tq));
+	json_decref(before);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -1822,6 +2015,8 @@ int main(void)
 		 test_query__live_batches_and_callbacks},
 		{"test_query__live_concurrent_writers",
 		 test_query__live_concurrent_writers},
+		{"test_query__session_fields", test_query__session_fields},
+		{"test_query__older_index", test_query__older_index},
 		{NULL, NULL},
 	};
 	return sky_test_main("query", cases);
