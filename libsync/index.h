@@ -22,8 +22,7 @@
  *              form (no 'X' key)
  *
  * The 8-byte values sort like the numbers, so a range of versions or of
- * modifiedAt times is a range of keys, and walking the 'M' keys in order
- * gives the sessions in modifiedAt order (the second order of results).
+ * modifiedAt times is a range of keys.
  * createdAt needs no key of its own: every list is already in createdAt
  * order, so a createdAt range is a range of positions.
  *

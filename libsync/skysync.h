@@ -1036,8 +1036,12 @@ SKY_EXTERN void sky_outbox_on_rejected(sky_cache *cache, sky_outbox_cb cb,
  *   key!=value     the field is absent or has another value (also a|b)
  *   key^=prefix    the field has a value starting with prefix (also a|b)
  *   key?           the field is present
- * `status`, `participant` (any participant id, user or group) and `name`
- * are the session's fields; any other key names a property, and
+ *   key>=v key>v key<v key<=v   a range (version, createdAt, modifiedAt)
+ * `status`, `participant` (any participant id, user or group), `name`,
+ * `createdBy`, `modifiedBy`, `isDraft` (true|false), `version` (an
+ * integer), `createdAt` and `modifiedAt` (RFC 3339 times; ranges only)
+ * are the session's fields; other session fields and look-alikes of
+ * these names (created_by) are refused; any other key names a property, and
  * `props.KEY` always names property KEY (a property called "status" is
  * `props.status`). A backslash makes the next character literal:
  * `site=A\|B` is the one value "A|B", `a\=b=1` the property "a=b".
