@@ -496,7 +496,15 @@ static int run_sorted(MDB_txn *txn, sky_query *q, plan_t *p,
 		}
 		char sid[SKY_MAX_ID_BYTES + 1];
 		sky__ixpos_sid(&r->pos, sid);
-		if ((rc = sky__record_get(txn, q->cache, q->app, sid, &rec)) < 0)
+		rc = sky__record_get(txn, q->cache, q->app, sid, &rec);
+		/* Entries without their record (a damaged index, which check
+		 * reports) are no results; with index_only they come here. */
+		if (rc == SKY_ENOTFOUND ||
+		    (rc == 0 && rec.created_us != sky__ixpos_created(&r->pos))) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
 			goto done;
 		p->rows++;
 		last = r;
@@ -536,6 +544,9 @@ static int run_any(MDB_txn *txn, sky_query *q, sky_result_cb cb,
 	q->ran = 0;
 	if ((rc = sky__plan_build(txn, q, &from, &p)) < 0)
 		return rc;
+	/* createdAt descending sorts by the positions alone: records are
+	 * read for the rows handed out only. */
+	p.index_only = q->order == 1;
 	rc = run_sorted(txn, q, &p, cb, payload);
 	if (rc >= 0 && save_plan(q, &p) < 0)
 		rc = -1;
