@@ -382,6 +382,13 @@ int sky__index_update(MDB_txn *txn, sky_cache *c, const json_t *old,
 	if (!sid)
 		return sky__error_input("session: sessionId missing");
 	MDB_dbi dbi = SKY_DBI(c, SKY_DB_INDEX);
+	/* The first entries of a new cache record the layout they have. */
+	if (now && !sky__meta_get_u64(txn, &c->st, SKY_META_IX_VERSION)) {
+		int vrc = sky__meta_put_u64(txn, &c->st, SKY_META_IX_VERSION,
+					    SKY_IX_VERSION);
+		if (vrc < 0)
+			return vrc;
+	}
 	entry_set a = {SKY_BUF_INIT, NULL, 0}, b = {SKY_BUF_INIT, NULL, 0};
 	sky_ixpos pa, pb;
 	int rc = 0;
@@ -427,7 +434,15 @@ done:
 unsigned sky__index_version(MDB_txn *txn, sky_cache *c)
 {
 	uint64_t v = sky__meta_get_u64(txn, &c->st, SKY_META_IX_VERSION);
-	return v ? (unsigned)v : 1;
+	MDB_stat st;
+	if (v)
+		return (unsigned)v;
+	/* No version and no entry: a new cache, current from its first
+	 * write on (sky__index_update records the version then). */
+	if (mdb_stat(txn, SKY_DBI(c, SKY_DB_INDEX), &st) == 0 &&
+	    st.ms_entries == 0)
+		return SKY_IX_VERSION;
+	return 1;
 }
 
 static int rebuild(MDB_txn *txn, void *arg)

@@ -28,7 +28,8 @@
  *
  * Index versions. The meta value "index_version" (SKY_META_IX_VERSION)
  * says which entries the index holds: absent means 1 (no 'c', 'm', 'd',
- * 'v', 'M' keys), 2 is the current layout. A read-write open of an older
+ * 'v', 'M' keys) unless the index is empty (a new cache, whose first
+ * update records the version), 2 is the current layout. A read-write open of an older
  * index rebuilds it from the records in one transaction
  * (sky__index_upgrade); a read-only open leaves it as it is, and queries
  * then check the fields the old index lacks on the record.
