@@ -81,9 +81,11 @@ int sky_cache_open(sky_cache **out, const char *dir,
 		free(c);
 		return rc;
 	}
-	/* Writes acknowledged before a crash, kept in the journal. */
+	/* Writes acknowledged before a crash, kept in the journal; then an
+	 * index of an older layout is rebuilt (index.h, "Index versions"). */
 	if ((rc = sky__outbox_replay_journal(c)) < 0 ||
-	    (rc = sky__store_count_journal_damage(&c->st)) < 0) {
+	    (rc = sky__store_count_journal_damage(&c->st)) < 0 ||
+	    (rc = sky__index_upgrade(c)) < 0) {
 		sky_cache_close(c);
 		return rc;
 	}

@@ -12,6 +12,9 @@
  *   crash too.
  * - Keys are stored in the one canonical form of sky__ixkey_end(), so a
  *   writer and a reader always build the same bytes for the same value.
+ * - The entries are those of the index version recorded in meta; a
+ *   read-write open brings an older index to SKY_IX_VERSION before any
+ *   write, so writes always add current entries to a current index.
  */
 #include "config.h"
 
@@ -101,6 +104,14 @@ void sky__ixkey_all(sky_ixkey *k, const char *app)
 {
 	sky__ixkey_begin(k, app, SKY_IX_ALL);
 	sky__ixkey_end(k);
+}
+
+void sky__ixkey_number(sky_ixkey *k, const char *app, char code,
+		       int64_t value)
+{
+	unsigned char v[8];
+	sky__put_time(v, value);
+	sky__ixkey_value(k, app, code, NULL, (const char *)v, sizeof(v));
 }
 
 /* ---- positions ---- */
@@ -239,7 +250,44 @@ static int is_group(const json_t *participant)
 	return type && strcmp(type, "group") == 0;
 }
 
-static int build_entries(const json_t *s, entry_set *out)
+/* The value key of a number field (no exists key). */
+static int add_number(entry_set *s, const char *app, char code, int64_t v)
+{
+	sky_ixkey k;
+	sky__ixkey_number(&k, app, code, v);
+	return add_key(s, &k);
+}
+
+/* The entries index version 2 added: the other session fields. */
+static int add_v2_fields(entry_set *out, const char *app, const json_t *s)
+{
+	const json_t *draft = json_object_get(s, "isDraft");
+	const json_t *version = json_object_get(s, "version");
+	const char *modified = sky__json_str(s, "modifiedAt");
+	int64_t us;
+	sky_ixkey k;
+	if (add_field(out, app, SKY_IXF_CREATED_BY, NULL,
+		      json_object_get(s, "createdBy")) < 0 ||
+	    add_field(out, app, SKY_IXF_MODIFIED_BY, NULL,
+		      json_object_get(s, "modifiedBy")) < 0)
+		return -1;
+	if (json_is_boolean(draft)) {
+		const char *v = json_is_true(draft) ? "true" : "false";
+		sky__ixkey_value(&k, app, SKY_IXF_DRAFT, NULL, v, strlen(v));
+		if (add_key(out, &k) < 0)
+			return -1;
+	}
+	if (json_is_integer(version) &&
+	    add_number(out, app, SKY_IXF_VERSION,
+		       (int64_t)json_integer_value(version)) < 0)
+		return -1;
+	if (modified && sky__parse_time(modified, &us) == 0 &&
+	    add_number(out, app, SKY_IXF_MODIFIED_AT, us) < 0)
+		return -1;
+	return 0;
+}
+
+static int build_entries(const json_t *s, unsigned version, entry_set *out)
 {
 	const char *app = sky__json_str(s, "applicationId");
 	sky_ixkey k;
@@ -253,6 +301,8 @@ static int build_entries(const json_t *s, entry_set *out)
 		      json_object_get(s, "status")) < 0 ||
 	    add_field(out, app, SKY_IXF_NAME, NULL,
 		      json_object_get(s, "name")) < 0)
+		goto fail;
+	if (version >= 2 && add_v2_fields(out, app, s) < 0)
 		goto fail;
 	const char *name;
 	const json_t *v;
@@ -276,18 +326,24 @@ fail:
 	return -1;
 }
 
-int sky__index_entries(const json_t *session,
-		       int (*fn)(const unsigned char *, size_t, void *),
-		       void *arg)
+static int entries_v(const json_t *session, unsigned version,
+		     int (*fn)(const unsigned char *, size_t, void *), void *arg)
 {
 	entry_set s;
-	int rc = build_entries(session, &s);
+	int rc = build_entries(session, version, &s);
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < s.n && rc == 0; i++)
 		rc = fn(s.keys[i].p, s.keys[i].len, arg);
 	entry_set_free(&s);
 	return rc;
+}
+
+int sky__index_entries(const json_t *session,
+		       int (*fn)(const unsigned char *, size_t, void *),
+		       void *arg)
+{
+	return entries_v(session, SKY_IX_VERSION, fn, arg);
 }
 
 /* ---- update ---- */
@@ -326,12 +382,19 @@ int sky__index_update(MDB_txn *txn, sky_cache *c, const json_t *old,
 	if (!sid)
 		return sky__error_input("session: sessionId missing");
 	MDB_dbi dbi = SKY_DBI(c, SKY_DB_INDEX);
+	/* The first entries of a new cache record the layout they have. */
+	if (now && !sky__meta_get_u64(txn, &c->st, SKY_META_IX_VERSION)) {
+		int vrc = sky__meta_put_u64(txn, &c->st, SKY_META_IX_VERSION,
+					    SKY_IX_VERSION);
+		if (vrc < 0)
+			return vrc;
+	}
 	entry_set a = {SKY_BUF_INIT, NULL, 0}, b = {SKY_BUF_INIT, NULL, 0};
 	sky_ixpos pa, pb;
 	int rc = 0;
-	if (old && (rc = build_entries(old, &a)) < 0)
+	if (old && (rc = build_entries(old, SKY_IX_VERSION, &a)) < 0)
 		return rc;
-	if (now && (rc = build_entries(now, &b)) < 0)
+	if (now && (rc = build_entries(now, SKY_IX_VERSION, &b)) < 0)
 		goto done;
 	sky__ixpos_make(&pa, old_created_us, sid);
 	sky__ixpos_make(&pb, now_created_us, sid);
@@ -364,6 +427,74 @@ done:
 	entry_set_free(&a);
 	entry_set_free(&b);
 	return rc;
+}
+
+/* ---- versions ---- */
+
+unsigned sky__index_version(MDB_txn *txn, sky_cache *c)
+{
+	uint64_t v = sky__meta_get_u64(txn, &c->st, SKY_META_IX_VERSION);
+	MDB_stat st;
+	if (v)
+		return (unsigned)v;
+	/* No version and no entry: a new cache, current from its first
+	 * write on (sky__index_update records the version then). */
+	if (mdb_stat(txn, SKY_DBI(c, SKY_DB_INDEX), &st) == 0 &&
+	    st.ms_entries == 0)
+		return SKY_IX_VERSION;
+	return 1;
+}
+
+static int rebuild(MDB_txn *txn, void *arg)
+{
+	sky_cache *c = arg;
+	MDB_cursor *cur;
+	MDB_val key, val;
+	int rc = mdb_drop(txn, SKY_DBI(c, SKY_DB_INDEX), 0);
+	if (rc)
+		return sky__error_lmdb(rc, "rebuilding the query index");
+	if ((rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_SESSIONS), &cur)))
+		return sky__error_lmdb(rc, "rebuilding the query index");
+	int ret = 0;
+	for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		sky_record rec;
+		json_t *s;
+		/* A record that does not decode has no entries (check
+		 * reports it); it must not keep the cache from opening. */
+		if (sky__record_decode(&val, &rec) < 0 ||
+		    !(s = sky__record_json(&rec)))
+			continue;
+		if (sky__json_str(s, "applicationId") &&
+		    sky__json_str(s, "sessionId"))
+			ret = sky__index_update(txn, c, NULL, 0, s,
+						rec.created_us);
+		json_decref(s);
+		if (ret < 0)
+			break;
+	}
+	if (ret == 0 && rc != MDB_NOTFOUND)
+		ret = sky__error_lmdb(rc, "rebuilding the query index");
+	mdb_cursor_close(cur);
+	if (ret == 0)
+		ret = sky__meta_put_u64(txn, &c->st, SKY_META_IX_VERSION,
+					SKY_IX_VERSION);
+	return ret;
+}
+
+int sky__index_upgrade(sky_cache *c)
+{
+	MDB_txn *txn;
+	if (c->st.flags & SKY_CACHE_READONLY)
+		return 0;
+	int rc = sky__store_read_begin(&c->st, &txn);
+	if (rc < 0)
+		return rc;
+	unsigned v = sky__index_version(txn, c);
+	sky__store_read_end(&c->st, txn);
+	if (v >= SKY_IX_VERSION)
+		return 0;
+	return sky__store_write(&c->st, rebuild, c);
 }
 
 /* ---- check ---- */
@@ -479,7 +610,7 @@ static int find_key(const unsigned char *key, size_t len, void *arg)
  * each record really has the key (parsing it) and reports only that.
  */
 static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr,
-			  int deep, uint64_t *valid)
+			  int deep, unsigned version, uint64_t *valid)
 {
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX), &cur);
@@ -537,7 +668,7 @@ static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr,
 		if (!s)
 			continue; /* the session check reports bad JSON */
 		find_ctx f = {key.mv_data, key.mv_size, 0};
-		int erc = sky__index_entries(s, find_key, &f);
+		int erc = entries_v(s, version, find_key, &f);
 		json_decref(s);
 		if (erc < 0) {
 			ret = erc;
@@ -586,6 +717,7 @@ int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app,
 int sky__index_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 {
 	problems_t pr = {problems, 0};
+	unsigned version = sky__index_version(txn, c);
 	MDB_cursor *scur, *icur;
 	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_SESSIONS), &scur);
 	if (rc)
@@ -618,7 +750,7 @@ int sky__index_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 		f.pos.mv_data = pos.data;
 		f.app = app;
 		f.sid = sid;
-		int erc = sky__index_entries(s, expect_entry, &f);
+		int erc = entries_v(s, version, expect_entry, &f);
 		json_decref(s);
 		if (erc < 0 || f.rc < 0) {
 			ret = erc < 0 ? erc : f.rc;
@@ -639,11 +771,11 @@ int sky__index_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 	 * record: only then is the slow pass run to name it.
 	 */
 	uint64_t valid = 0;
-	if ((ret = check_backward(txn, c, &pr, 0, &valid)) < 0)
+	if ((ret = check_backward(txn, c, &pr, 0, version, &valid)) < 0)
 		return ret;
 	if (valid > f.found) {
 		unsigned long before = pr.problems;
-		if ((ret = check_backward(txn, c, &pr, 1, &valid)) < 0)
+		if ((ret = check_backward(txn, c, &pr, 1, version, &valid)) < 0)
 			return ret;
 		if (pr.problems == before)
 			problem(&pr, "index: %llu entries but only %llu "

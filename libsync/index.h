@@ -15,6 +15,24 @@
  *   'p' name   a property         's'  status      'n'  name
  *   'u'        a participant of type user (the default type)
  *   'g'        a participant of type group
+ *   'c'        createdBy                'm'  modifiedBy
+ *   'd'        isDraft: value "true" or "false" (no 'X' key)
+ *   'v'        version: value 8 bytes, an integer in sky__put_time form
+ *   'M'        modifiedAt: value 8 bytes, microseconds in sky__put_time
+ *              form (no 'X' key)
+ *
+ * The 8-byte values sort like the numbers, so a range of versions or of
+ * modifiedAt times is a range of keys.
+ * createdAt needs no key of its own: every list is already in createdAt
+ * order, so a createdAt range is a range of positions.
+ *
+ * Index versions. The meta value "index_version" (SKY_META_IX_VERSION)
+ * says which entries the index holds: absent means 1 (no 'c', 'm', 'd',
+ * 'v', 'M' keys) unless the index is empty (a new cache, whose first
+ * update records the version), 2 is the current layout. A read-write open of an older
+ * index rebuilds it from the records in one transaction
+ * (sky__index_upgrade); a read-only open leaves it as it is, and queries
+ * then check the fields the old index lacks on the record.
  *
  * The data items (dups) of every key are  created_us(8, sky__put_time)
  * sessionId : LMDB keeps them sorted, so each key's list of sessions is
@@ -50,6 +68,15 @@
 #define SKY_IXF_NAME 'n'
 #define SKY_IXF_USER 'u'
 #define SKY_IXF_GROUP 'g'
+#define SKY_IXF_CREATED_BY 'c'
+#define SKY_IXF_MODIFIED_BY 'm'
+#define SKY_IXF_DRAFT 'd'
+#define SKY_IXF_VERSION 'v'
+#define SKY_IXF_MODIFIED_AT 'M'
+
+/* The layout this library writes, and the meta value that records it. */
+#define SKY_IX_VERSION 2u
+#define SKY_META_IX_VERSION "index_version"
 
 /* Bytes of a long logical key kept before the 0xFF marker and hash. */
 #define SKY_IX_KEEP (SKY_KEY_MAX - 9)
@@ -83,6 +110,9 @@ void sky__ixkey_value(sky_ixkey *k, const char *app, char code,
 void sky__ixkey_exists(sky_ixkey *k, const char *app, char code,
 		       const char *prop);
 void sky__ixkey_all(sky_ixkey *k, const char *app);
+/* A value key whose value is a number in sky__put_time form (8 bytes). */
+void sky__ixkey_number(sky_ixkey *k, const char *app, char code,
+		       int64_t value);
 
 /* True when a stored key is a hashed (long) one. */
 static inline int sky__ixkey_is_hashed(const void *key, size_t len)
@@ -118,6 +148,16 @@ int sky__index_update(MDB_txn *txn, sky_cache *c, const json_t *old,
 		      int64_t old_created_us, const json_t *now,
 		      int64_t now_created_us);
 
+/* The index version of the cache in txn (1 when none is recorded). */
+unsigned sky__index_version(MDB_txn *txn, sky_cache *c);
+
+/*
+ * Bring an older index up to SKY_IX_VERSION: rebuild every entry from the
+ * records and record the version, in one write transaction. Nothing to do
+ * when it is current or the cache is read-only. Called at open.
+ */
+int sky__index_upgrade(sky_cache *c);
+
 /*
  * Does the index list session `sid` (created at `created_us`) under field
  * `code` (not a property) with value `value` (`vlen` bytes)? One lookup,
@@ -132,7 +172,8 @@ int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app,
  * entry names a record that has that value, and every record has all its
  * entries. Appends one line per problem to `problems` (at most a thousand,
  * then a count); returns 0 when clean, SKY_EINVAL when problems were
- * found, another negative code when the check could not run.
+ * found, another negative code when the check could not run. The
+ * entries expected are those of the cache's index version.
  */
 int sky__index_check(MDB_txn *txn, sky_cache *c, sky_buf *problems);
 

@@ -1,26 +1,8 @@
 /*
- * query.c - property-filter queries (DESIGN.md §6): parsing predicates,
- * planning with index counts, running the plan, resumable cursors, the
- * viewer's visibility rule, and the explain output.
- *
- * Predicates. `key=v`, `key=a|b|c`, `key!=v` (also a|b), `key^=prefix`
- * (also a|b) and `key?`. The keys `status`, `participant` (any participant
- * id, user or group) and `name` are the session's fields; any other key is
- * a property, and `props.KEY` always means the property KEY (so a property
- * named "status" is written props.status). A backslash makes the next
- * character literal: `site=A\|B` is the one value "A|B", `a\=b=1` the
- * property "a=b".
- *
- * Plan. Every positive predicate (=, ^=, ?) and the viewer's participant
- * rule become a set of index keys whose sessions are counted (exactly with
- * mdb_cursor_count; a prefix by walking a bounded number of its keys). The
- * smallest set drives; the others are intersected with it by a leapfrog
- * join over the per-key session lists, which are all sorted in result
- * order, so the work follows the smallest set and the seeks, never the
- * size of the application. `!=` predicates are answered by probing their
- * keys; what the index cannot answer exactly (hashed long keys, prefixes
- * with too many keys to merge) is checked on the record. A query with no
- * positive predicate walks the application's list of all its sessions.
+ * query.c - property-filter queries (DESIGN.md §6): the query object,
+ * the viewer's visibility rule, running a plan (query_plan.c) page by
+ * page with resumable cursors, and the explain output. Predicates are
+ * parsed in query_parse.c.
  *
  * Invariants kept here:
  * - Results are exactly the sessions of the application that satisfy
@@ -40,255 +22,15 @@
 
 #include "error.h"
 #include "json.h"
-#include "query.h"
+#include "query_plan.h"
 
-/* A prefix with more keys than this is merged by collecting its sessions. */
-#define MAX_UNION_KEYS 64
-/* Keys of a wide prefix walked to estimate its size. */
-#define ESTIMATE_KEYS 256
-/* Cursor format version (first byte). */
+/*
+ * Cursor formats (first byte): 1 is a position of the createdAt order;
+ * 2 is the order (q->order), the modifiedAt (8 bytes) and the position.
+ */
 #define CURSOR_VERSION 1
-
-/* ---- predicates ---- */
-
-static int valid_utf8(const char *s, size_t n)
-{
-	json_t *j = json_stringn(s, n);
-	if (!j)
-		return 0;
-	json_decref(j);
-	return 1;
-}
-
-void sky__pred_clear(sky_pred *p)
-{
-	free(p->text);
-	free(p->prop);
-	for (size_t i = 0; i < p->n_values; i++)
-		free(p->values[i]);
-	free(p->values);
-	memset(p, 0, sizeof(*p));
-}
-
-static int bad_pred(const char *text, const char *why)
-{
-	return sky__error_input("predicate '%.80s%s': %s", text,
-				strlen(text) > 80 ? "..." : "", why);
-}
-
-/* Add a value unless the predicate already has it. */
-static int add_value(sky_pred *p, sky_buf *v)
-{
-	const char *s = v->data ? v->data : "";
-	for (size_t i = 0; i < p->n_values; i++)
-		if (strcmp(p->values[i], s) == 0)
-			return 0;
-	char **vals = realloc(p->values, (p->n_values + 1) * sizeof(*vals));
-	if (!vals)
-		return sky__error_nomem();
-	p->values = vals;
-	if (!(vals[p->n_values] = strdup(s)))
-		return sky__error_nomem();
-	p->n_values++;
-	return 0;
-}
-
-int sky__pred_parse(const char *text, sky_pred *out)
-{
-	sky_buf key = SKY_BUF_INIT, val = SKY_BUF_INIT;
-	sky_pred p;
-	int rc = 0, op = -1;
-	size_t i = 0, n = strlen(text);
-	memset(&p, 0, sizeof(p));
-
-	/* The key, up to the first unescaped operator. */
-	while (i < n && op < 0) {
-		char ch = text[i];
-		if (ch == '\\') {
-			if (i + 1 == n) {
-				rc = bad_pred(text,
-					      "ends with a lone backslash");
-				goto fail;
-			}
-			if (sky__buf_putc(&key, text[i + 1]) < 0)
-				goto nomem;
-			i += 2;
-		} else if (ch == '=') {
-			op = SKY_OP_EQ;
-			i++;
-		} else if ((ch == '!' || ch == '^') && text[i + 1] == '=') {
-			op = ch == '!' ? SKY_OP_NE : SKY_OP_PREFIX;
-			i += 2;
-		} else if (ch == '?' && i + 1 == n) {
-			op = SKY_OP_EXISTS;
-			i++;
-		} else {
-			if (sky__buf_putc(&key, ch) < 0)
-				goto nomem;
-			i++;
-		}
-	}
-	if (op < 0) {
-		rc = bad_pred(text, "expected key=value, key!=value, "
-				    "key^=prefix, key? or key=a|b|c");
-		goto fail;
-	}
-	if (key.len == 0) {
-		rc = bad_pred(text, "the key is empty");
-		goto fail;
-	}
-	if (!valid_utf8(key.data, key.len)) {
-		rc = bad_pred(text, "the key is not valid UTF-8");
-		goto fail;
-	}
-
-	/* Which field. */
-	if (strncmp(key.data, "props.", 6) == 0) {
-		if (key.len == 6) {
-			rc = bad_pred(text, "props. needs a property name");
-			goto fail;
-		}
-		p.field = SKY_FIELD_PROP;
-		if (!(p.prop = strdup(key.data + 6)))
-			goto nomem;
-	} else if (strcmp(key.data, "status") == 0) {
-		p.field = SKY_FIELD_STATUS;
-	} else if (strcmp(key.data, "participant") == 0) {
-		p.field = SKY_FIELD_PARTICIPANT;
-	} else if (strcmp(key.data, "name") == 0) {
-		p.field = SKY_FIELD_NAME;
-	} else {
-		p.field = SKY_FIELD_PROP;
-		p.prop = sky__buf_detach(&key, NULL);
-		if (!p.prop)
-			goto nomem;
-	}
-	p.op = op;
-
-	/* The values, split on unescaped '|'. */
-	if (op != SKY_OP_EXISTS) {
-		for (;;) {
-			char ch = i < n ? text[i] : '\0';
-			if (ch == '\\') {
-				if (i + 1 == n) {
-					rc = bad_pred(text, "ends with a lone "
-							    "backslash");
-					goto fail;
-				}
-				if (sky__buf_putc(&val, text[i + 1]) < 0)
-					goto nomem;
-				i += 2;
-				continue;
-			}
-			if (ch == '|' || ch == '\0') {
-				if (val.len && !valid_utf8(val.data, val.len)) {
-					rc = bad_pred(text, "a value is not "
-							    "valid UTF-8");
-					goto fail;
-				}
-				if (add_value(&p, &val) < 0)
-					goto nomem;
-				sky__buf_clear(&val);
-				if (ch == '\0')
-					break;
-				i++;
-				continue;
-			}
-			if (sky__buf_putc(&val, ch) < 0)
-				goto nomem;
-			i++;
-		}
-	}
-	if (p.field == SKY_FIELD_STATUS &&
-	    (op == SKY_OP_EQ || op == SKY_OP_NE)) {
-		for (size_t v = 0; v < p.n_values; v++)
-			if (strcmp(p.values[v], "open") &&
-			    strcmp(p.values[v], "closed")) {
-				rc = bad_pred(text, "status is \"open\" or "
-						    "\"closed\"");
-				goto fail;
-			}
-	}
-	if (!(p.text = strdup(text)))
-		goto nomem;
-	sky__buf_free(&key);
-	sky__buf_free(&val);
-	*out = p;
-	return 0;
-
-nomem:
-	rc = sky__error_nomem();
-fail:
-	sky__buf_free(&key);
-	sky__buf_free(&val);
-	sky__pred_clear(&p);
-	return rc;
-}
-
-/* Does one string value satisfy the positive form of the predicate? */
-static int value_matches(const sky_pred *p, const json_t *v)
-{
-	const char *s = json_string_value(v);
-	size_t n = json_string_length(v);
-	for (size_t i = 0; i < p->n_values; i++) {
-		size_t m = strlen(p->values[i]);
-		int fits = p->op == SKY_OP_PREFIX ? m <= n : m == n;
-		if (fits && memcmp(s, p->values[i], m) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-int sky__pred_eval(const sky_pred *p, const json_t *s)
-{
-	int has = 0, hit = 0;
-	if (p->field == SKY_FIELD_PARTICIPANT) {
-		size_t i;
-		const json_t *e;
-		json_array_foreach((json_t *)json_object_get(s, "participants"),
-				   i, e) {
-			const json_t *id = json_object_get(e, "id");
-			if (!json_is_string(id))
-				continue;
-			has = 1;
-			if (p->op != SKY_OP_EXISTS && value_matches(p, id))
-				hit = 1;
-		}
-	} else {
-		const json_t *v;
-		if (p->field == SKY_FIELD_PROP)
-			v = json_object_get(json_object_get(s, "properties"),
-					    p->prop);
-		else
-			v = json_object_get(s, p->field == SKY_FIELD_STATUS
-						       ? "status"
-						       : "name");
-		has = json_is_string(v);
-		hit = has && p->op != SKY_OP_EXISTS && value_matches(p, v);
-	}
-	switch (p->op) {
-	case SKY_OP_EQ:
-	case SKY_OP_PREFIX: return hit;
-	case SKY_OP_NE: return !hit;
-	case SKY_OP_EXISTS: return has;
-	}
-	return 0;
-}
-
-/* The index field codes of a predicate's field. */
-static size_t field_codes(const sky_pred *p, char codes[2])
-{
-	switch (p->field) {
-	case SKY_FIELD_PROP: codes[0] = SKY_IXF_PROP; return 1;
-	case SKY_FIELD_STATUS: codes[0] = SKY_IXF_STATUS; return 1;
-	case SKY_FIELD_NAME: codes[0] = SKY_IXF_NAME; return 1;
-	case SKY_FIELD_PARTICIPANT:
-		codes[0] = SKY_IXF_USER;
-		codes[1] = SKY_IXF_GROUP;
-		return 2;
-	}
-	return 0;
-}
+#define CURSOR_ORDERED 2
+#define CURSOR_MAX (SKY_IX_POS_MAX + 10)
 
 /* ---- visibility ---- */
 
@@ -377,766 +119,22 @@ int sky__query_visible(const sky_query *q, sky_access access,
 	return 0;
 }
 
-/* ---- access paths: sets of index keys ---- */
-
-/*
- * The sessions under a union of index keys. Enumerated keys carry their
- * exact counts; a prefix with more than MAX_UNION_KEYS keys is kept as its
- * ranges instead (`wide`), to be collected if it drives the plan.
- */
-typedef struct {
-	sky_ixkey *keys;
-	size_t n_keys;
-	sky_ixkey *ranges; /* logical prefixes (not finished) of a wide path */
-	size_t n_ranges;
-	int wide;
-	int inexact;       /* hashed keys: candidates need the record check */
-	uint64_t estimate;
-	int estimate_exact;
-} path_t;
-
-static void path_free(path_t *p)
-{
-	free(p->keys);
-	free(p->ranges);
-	memset(p, 0, sizeof(*p));
-}
-
-static int path_add_key(path_t *p, const sky_ixkey *k)
-{
-	sky_ixkey *keys = realloc(p->keys, (p->n_keys + 1) * sizeof(*keys));
-	if (!keys)
-		return sky__error_nomem();
-	p->keys = keys;
-	keys[p->n_keys++] = *k;
-	if (k->hashed)
-		p->inexact = 1;
-	return 0;
-}
-
-/* Number of sessions under one stored key (0 when absent). */
-static int key_count(MDB_cursor *cur, const sky_ixkey *k, uint64_t *out)
-{
-	MDB_val kv = {k->len, (void *)k->data}, v;
-	int rc = mdb_cursor_get(cur, &kv, &v, MDB_SET);
-	*out = 0;
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc)
-		return sky__error_lmdb(rc, "counting index entries");
-	size_t n;
-	if ((rc = mdb_cursor_count(cur, &n)))
-		return sky__error_lmdb(rc, "counting index entries");
-	*out = n;
-	return 0;
-}
-
-/* How many bytes of a logical prefix every key of its range starts with. */
-static size_t range_scan_len(const sky_ixkey *pfx)
-{
-	return pfx->full <= SKY_IX_KEEP ? pfx->full : SKY_IX_KEEP;
-}
-
-/*
- * Is the stored key `k` in the range of logical prefix `pfx`, given that it
- * starts with its first range_scan_len() bytes? *exact is 0 when only the
- * record can tell (a hashed key whose kept bytes end before the prefix).
- */
-static int range_accepts(const sky_ixkey *pfx, const MDB_val *k, int *exact)
-{
-	*exact = 1;
-	if (sky__ixkey_is_hashed(k->mv_data, k->mv_size)) {
-		*exact = pfx->full <= SKY_IX_KEEP;
-		return 1;
-	}
-	return pfx->full <= k->mv_size &&
-	       memcmp(k->mv_data, pfx->data, pfx->full) == 0;
-}
-
-/*
- * Walk the keys of a prefix range: up to `max_keys` keys are handed to fn
- * (with their count); *more is set when keys remain after that.
- */
-static int range_walk(MDB_cursor *cur, const sky_ixkey *pfx, size_t max_keys,
-		      int (*fn)(const MDB_val *key, uint64_t count, int exact,
-				void *arg),
-		      void *arg, int *more)
-{
-	size_t slen = range_scan_len(pfx), seen = 0;
-	MDB_val k = {slen, (void *)pfx->data}, v;
-	int rc;
-	*more = 0;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     rc == 0 && k.mv_size >= slen &&
-	     !memcmp(k.mv_data, pfx->data, slen);
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP)) {
-		int exact;
-		if (!range_accepts(pfx, &k, &exact))
-			continue;
-		if (seen == max_keys) {
-			*more = 1;
-			return 0;
-		}
-		seen++;
-		size_t n;
-		if ((rc = mdb_cursor_count(cur, &n)))
-			break;
-		int frc = fn(&k, n, exact, arg);
-		if (frc)
-			return frc;
-	}
-	if (rc && rc != MDB_NOTFOUND)
-		return sky__error_lmdb(rc, "reading the query index");
-	return 0;
-}
-
-typedef struct {
-	path_t *path;
-	uint64_t sum;
-} enum_ctx;
-
-static int enum_key(const MDB_val *key, uint64_t count, int exact, void *arg)
-{
-	enum_ctx *e = arg;
-	sky_ixkey k;
-	memcpy(k.data, key->mv_data, key->mv_size);
-	k.len = key->mv_size;
-	k.full = key->mv_size;
-	k.hashed = !exact;
-	k.hash = 0;
-	e->sum += count;
-	return path_add_key(e->path, &k);
-}
-
-static int sum_key(const MDB_val *key, uint64_t count, int exact, void *arg)
-{
-	(void)key;
-	(void)exact;
-	((enum_ctx *)arg)->sum += count;
-	return 0;
-}
-
-/* The logical prefix key "app \0 V field \0 prefix" (not finished). */
-static void prefix_key(sky_ixkey *k, const char *app, char code,
-		       const char *prop, const char *value)
-{
-	sky__ixkey_begin(k, app, SKY_IX_VALUE);
-	sky__ixkey_field(k, code, prop);
-	sky__ixkey_add(k, "", 1);
-	sky__ixkey_add(k, value, strlen(value));
-}
-
-/* The keys (or ranges) of a predicate: its values, its field, its prefixes. */
-static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
-			 path_t *out)
-{
-	char codes[2];
-	size_t nc = field_codes(p, codes);
-	int rc = 0;
-	memset(out, 0, sizeof(*out));
-	out->estimate_exact = 1;
-	for (size_t c = 0; c < nc && rc == 0; c++) {
-		sky_ixkey k;
-		switch (p->op) {
-		case SKY_OP_EQ:
-		case SKY_OP_NE:
-			for (size_t v = 0; v < p->n_values && rc == 0; v++) {
-				sky__ixkey_value(&k, app, codes[c], p->prop,
-						 p->values[v],
-						 strlen(p->values[v]));
-				rc = path_add_key(out, &k);
-			}
-			break;
-		case SKY_OP_EXISTS:
-			sky__ixkey_exists(&k, app, codes[c], p->prop);
-			rc = path_add_key(out, &k);
-			break;
-		case SKY_OP_PREFIX:
-			for (size_t v = 0; v < p->n_values && rc == 0; v++) {
-				prefix_key(&k, app, codes[c], p->prop,
-					   p->values[v]);
-				sky_ixkey *r = realloc(out->ranges,
-						       (out->n_ranges + 1) *
-							       sizeof(*r));
-				if (!r) {
-					rc = sky__error_nomem();
-					break;
-				}
-				out->ranges = r;
-				r[out->n_ranges++] = k;
-			}
-			break;
-		}
-	}
-	if (rc < 0)
-		goto fail;
-	/* Counts: exact per key; prefixes enumerated while they are few. */
-	for (size_t i = 0; i < out->n_keys; i++) {
-		uint64_t n;
-		if ((rc = key_count(cur, &out->keys[i], &n)) < 0)
-			goto fail;
-		out->estimate += n;
-	}
-	if (out->n_ranges) {
-		enum_ctx e = {out, 0};
-		for (size_t r = 0; r < out->n_ranges && !out->wide; r++) {
-			int more;
-			size_t room = MAX_UNION_KEYS > out->n_keys
-					      ? MAX_UNION_KEYS - out->n_keys
-					      : 0;
-			if ((rc = range_walk(cur, &out->ranges[r], room,
-					     enum_key, &e, &more)) < 0)
-				goto fail;
-			if (more)
-				out->wide = 1;
-		}
-		if (!out->wide) {
-			out->estimate += e.sum;
-		} else {
-			/* Too many keys to merge: estimate from a walk. */
-			out->n_keys = 0;
-			out->inexact = 0;
-			enum_ctx s = {out, 0};
-			int more_any = 0;
-			for (size_t r = 0; r < out->n_ranges; r++) {
-				int more;
-				if ((rc = range_walk(cur, &out->ranges[r],
-						     ESTIMATE_KEYS, sum_key, &s,
-						     &more)) < 0)
-					goto fail;
-				more_any |= more;
-				if (range_scan_len(&out->ranges[r]) <
-				    out->ranges[r].full)
-					out->inexact = 1;
-			}
-			/* Unwalked keys hold at least one session each. */
-			out->estimate = more_any ? s.sum * 2 + ESTIMATE_KEYS
-						 : s.sum;
-			out->estimate_exact = !more_any;
-		}
-	}
-	return 0;
-fail:
-	path_free(out);
-	return rc;
-}
-
-/* ---- streams: sessions of a path in result order ---- */
-
-typedef struct {
-	MDB_cursor *cur;
-	const sky_ixkey *key;
-	sky_ixpos pos;
-	int state; /* 0 not positioned, 1 at pos, 2 exhausted */
-} subcur;
-
-typedef struct {
-	subcur *subs;
-	size_t n_subs;
-	sky_ixpos *arr; /* a collected (wide) path */
-	size_t n_arr, at;
-	int collected;
-} stream_t;
-
-static void stream_free(stream_t *s)
-{
-	for (size_t i = 0; i < s->n_subs; i++)
-		if (s->subs[i].cur)
-			mdb_cursor_close(s->subs[i].cur);
-	free(s->subs);
-	free(s->arr);
-	memset(s, 0, sizeof(*s));
-}
-
-/*
- * First position >= t under one key. Targets never decrease, so a cursor
- * already at or past t stays, and the next item is tried before a seek
- * (scanning a list costs one step per row, jumping a logarithmic seek).
- */
-static int sub_seek(subcur *s, const sky_ixpos *t)
-{
-	MDB_val k, v;
-	int rc;
-	if (s->state == 2)
-		return 1;
-	if (s->state == 1) {
-		if (sky__ixpos_cmp(&s->pos, t) >= 0)
-			return 0;
-		rc = mdb_cursor_get(s->cur, &k, &v, MDB_NEXT_DUP);
-		if (rc == MDB_NOTFOUND) {
-			s->state = 2;
-			return 1;
-		}
-		if (rc)
-			return sky__error_lmdb(rc, "running a query");
-		sky__ixpos_set(&s->pos, &v);
-		if (sky__ixpos_cmp(&s->pos, t) >= 0)
-			return 0;
-	}
-	k.mv_size = s->key->len;
-	k.mv_data = (void *)s->key->data;
-	if (t->len == 0) {
-		rc = mdb_cursor_get(s->cur, &k, &v, MDB_SET_KEY);
-	} else {
-		v.mv_size = t->len;
-		v.mv_data = (void *)t->data;
-		rc = mdb_cursor_get(s->cur, &k, &v, MDB_GET_BOTH_RANGE);
-	}
-	if (rc == MDB_NOTFOUND) {
-		s->state = 2;
-		return 1;
-	}
-	if (rc)
-		return sky__error_lmdb(rc, "running a query");
-	sky__ixpos_set(&s->pos, &v);
-	s->state = 1;
-	return 0;
-}
-
-/* First position >= t of the stream: 0 (in *out), 1 when none, < 0. */
-static int stream_seek(stream_t *s, const sky_ixpos *t, sky_ixpos *out)
-{
-	if (s->collected) {
-		size_t lo = s->at, hi = s->n_arr;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (sky__ixpos_cmp(&s->arr[mid], t) < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		s->at = lo;
-		if (lo == s->n_arr)
-			return 1;
-		*out = s->arr[lo];
-		return 0;
-	}
-	const sky_ixpos *best = NULL;
-	for (size_t i = 0; i < s->n_subs; i++) {
-		int rc = sub_seek(&s->subs[i], t);
-		if (rc < 0)
-			return rc;
-		if (rc == 0 &&
-		    (!best || sky__ixpos_cmp(&s->subs[i].pos, best) < 0))
-			best = &s->subs[i].pos;
-	}
-	if (!best)
-		return 1;
-	*out = *best;
-	return 0;
-}
-
-static int stream_open(MDB_txn *txn, MDB_dbi dbi, const path_t *p,
-		       stream_t *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->subs = calloc(p->n_keys ? p->n_keys : 1, sizeof(*s->subs));
-	if (!s->subs)
-		return sky__error_nomem();
-	s->n_subs = p->n_keys;
-	for (size_t i = 0; i < p->n_keys; i++) {
-		s->subs[i].key = &p->keys[i];
-		int rc = mdb_cursor_open(txn, dbi, &s->subs[i].cur);
-		if (rc) {
-			stream_free(s);
-			return sky__error_lmdb(rc, "running a query");
-		}
-	}
-	return 0;
-}
-
-typedef struct {
-	MDB_cursor *cur;
-	const sky_ixpos *from;
-	sky_ixpos *arr;
-	size_t n, cap;
-} collect_ctx;
-
-static int collect_key(const MDB_val *key, uint64_t count, int exact,
-		       void *arg)
-{
-	collect_ctx *c = arg;
-	(void)count;
-	(void)exact;
-	/* range_walk's cursor is not this one: walk this key's list here. */
-	MDB_val k = *key, v;
-	int rc;
-	if (c->from->len)
-		v = (MDB_val){c->from->len, (void *)c->from->data};
-	rc = mdb_cursor_get(c->cur, &k, &v,
-			    c->from->len ? MDB_GET_BOTH_RANGE : MDB_SET_KEY);
-	while (rc == 0) {
-		if (c->n == c->cap) {
-			size_t cap = c->cap ? c->cap * 2 : 256;
-			sky_ixpos *a = realloc(c->arr, cap * sizeof(*a));
-			if (!a)
-				return sky__error_nomem();
-			c->arr = a;
-			c->cap = cap;
-		}
-		sky__ixpos_set(&c->arr[c->n++], &v);
-		rc = mdb_cursor_get(c->cur, &k, &v, MDB_NEXT_DUP);
-	}
-	if (rc != MDB_NOTFOUND)
-		return sky__error_lmdb(rc, "running a query");
-	return 0;
-}
-
-static int cmp_pos(const void *a, const void *b)
-{
-	return sky__ixpos_cmp(a, b);
-}
-
-/* Collect the sessions of a wide path from `from` on, sorted, distinct. */
-static int stream_collect(MDB_txn *txn, MDB_dbi dbi, const path_t *p,
-			  const sky_ixpos *from, stream_t *s)
-{
-	collect_ctx c = {NULL, from, NULL, 0, 0};
-	MDB_cursor *walk;
-	int rc;
-	memset(s, 0, sizeof(*s));
-	if ((rc = mdb_cursor_open(txn, dbi, &walk)))
-		return sky__error_lmdb(rc, "running a query");
-	if ((rc = mdb_cursor_open(txn, dbi, &c.cur))) {
-		mdb_cursor_close(walk);
-		return sky__error_lmdb(rc, "running a query");
-	}
-	for (size_t r = 0; r < p->n_ranges && rc == 0; r++) {
-		int more;
-		rc = range_walk(walk, &p->ranges[r], SIZE_MAX, collect_key, &c,
-				&more);
-	}
-	mdb_cursor_close(c.cur);
-	mdb_cursor_close(walk);
-	if (rc < 0) {
-		free(c.arr);
-		return rc;
-	}
-	if (c.n > 1)
-		qsort(c.arr, c.n, sizeof(*c.arr), cmp_pos);
-	size_t out = 0;
-	for (size_t i = 0; i < c.n; i++)
-		if (out == 0 || sky__ixpos_cmp(&c.arr[out - 1], &c.arr[i]) != 0)
-			c.arr[out++] = c.arr[i];
-	s->arr = c.arr;
-	s->n_arr = out;
-	s->collected = 1;
-	return 0;
-}
-
-/* ---- plans ---- */
-
-typedef enum {
-	STEP_DRIVE,   /* the first stream: candidates come from it */
-	STEP_JOIN,    /* intersected with the driver (leapfrog) */
-	STEP_EXCLUDE, /* != answered by probing the index */
-	STEP_FILTER,  /* checked on the record */
-} step_kind;
-
-typedef struct {
-	step_kind kind;
-	int pred;       /* predicate index; -1: visibility or all sessions */
-	int visibility; /* the viewer's participant rule (pred -1) */
-	path_t path;
-	int check;      /* also evaluate the predicate on the record */
-	uint64_t actual; /* candidates that passed this step */
-} step_t;
-
-typedef struct {
-	sky_query *q;
-	MDB_txn *txn;
-	sky_access access;
-	step_t *steps;
-	size_t n_steps;
-	size_t n_joins;      /* steps[0..n_joins) have streams */
-	stream_t *streams;
-	MDB_cursor *probe;
-	int need_json;
-	int nothing;         /* the viewer may see nothing */
-	uint64_t rows;
-	int more;
-} plan_t;
-
-static void plan_free(plan_t *p)
-{
-	for (size_t i = 0; i < p->n_joins && p->streams; i++)
-		stream_free(&p->streams[i]);
-	free(p->streams);
-	for (size_t i = 0; i < p->n_steps; i++)
-		path_free(&p->steps[i].path);
-	free(p->steps);
-	if (p->probe)
-		mdb_cursor_close(p->probe);
-	memset(p, 0, sizeof(*p));
-}
-
-static int cmp_step(const void *a, const void *b)
-{
-	const step_t *x = a, *y = b;
-	/* Joins first, by estimate; a wide path sorts after an equal one. */
-	if (x->kind != y->kind)
-		return x->kind < y->kind ? -1 : 1;
-	if (x->path.estimate != y->path.estimate)
-		return x->path.estimate < y->path.estimate ? -1 : 1;
-	if (x->path.wide != y->path.wide)
-		return x->path.wide ? 1 : -1;
-	return x->pred < y->pred ? -1 : x->pred > y->pred;
-}
-
-static int plan_build(MDB_txn *txn, sky_query *q, const sky_ixpos *from,
-		      plan_t *p)
-{
-	MDB_dbi dbi = SKY_DBI(q->cache, SKY_DB_INDEX);
-	MDB_cursor *cur;
-	int rc;
-	memset(p, 0, sizeof(*p));
-	p->q = q;
-	p->txn = txn;
-	if ((rc = sky__query_access(txn, q, &p->access)) < 0)
-		return rc;
-	/* One step per predicate, and one for the viewer or, when nothing
-	 * else drives, for the walk over all sessions. */
-	p->steps = calloc(q->n_preds + 1, sizeof(*p->steps));
-	if (!p->steps)
-		return sky__error_nomem();
-	if (p->access == SKY_ACCESS_NONE) {
-		p->nothing = 1;
-		return 0;
-	}
-	if ((rc = mdb_cursor_open(txn, dbi, &cur)))
-		return sky__error_lmdb(rc, "planning a query");
-
-	for (size_t i = 0; i < q->n_preds; i++) {
-		const sky_pred *pr = &q->preds[i];
-		step_t *s = &p->steps[p->n_steps];
-		if ((rc = path_for_pred(cur, q->app, pr, &s->path)) < 0)
-			goto fail;
-		s->pred = (int)i;
-		p->n_steps++;
-		if (pr->op == SKY_OP_NE) {
-			/* A hashed key cannot tell "no" for sure. */
-			s->kind = s->path.inexact ? STEP_FILTER : STEP_EXCLUDE;
-		} else {
-			s->kind = STEP_JOIN;
-			s->check = s->path.inexact;
-		}
-	}
-	if (p->access == SKY_ACCESS_PARTICIPANT) {
-		/* Sessions the viewer is in: its user id, its groups. */
-		step_t *s = &p->steps[p->n_steps++];
-		sky_ixkey k;
-		s->kind = STEP_JOIN;
-		s->pred = -1;
-		s->visibility = 1;
-		s->path.estimate_exact = 1;
-		for (size_t g = 0; g <= q->n_groups; g++) {
-			uint64_t n;
-			if (g == 0)
-				sky__ixkey_value(&k, q->app, SKY_IXF_USER, NULL,
-						 q->viewer, strlen(q->viewer));
-			else
-				sky__ixkey_value(&k, q->app, SKY_IXF_GROUP,
-						 NULL, q->groups[g - 1],
-						 strlen(q->groups[g - 1]));
-			if ((rc = path_add_key(&s->path, &k)) < 0 ||
-			    (rc = key_count(cur, &k, &n)) < 0)
-				goto fail;
-			s->path.estimate += n;
-		}
-	}
-	/*
-	 * The smallest set drives. A wide prefix may drive (its sessions are
-	 * collected) but is not merged as a member: collecting it could cost
-	 * far more than the driver; it is checked on the record instead.
-	 */
-	qsort(p->steps, p->n_steps, sizeof(*p->steps), cmp_step);
-	for (size_t i = 1; i < p->n_steps; i++)
-		if (p->steps[i].kind == STEP_JOIN && p->steps[i].path.wide)
-			p->steps[i].kind = STEP_FILTER;
-	qsort(p->steps, p->n_steps, sizeof(*p->steps), cmp_step);
-	while (p->n_joins < p->n_steps &&
-	       p->steps[p->n_joins].kind == STEP_JOIN)
-		p->n_joins++;
-	if (p->n_joins == 0) {
-		/* No positive predicate (so no viewer step either): walk
-		 * every session of the application. */
-		assert(p->n_steps == q->n_preds);
-		memmove(p->steps + 1, p->steps, p->n_steps * sizeof(*p->steps));
-		memset(p->steps, 0, sizeof(*p->steps));
-		p->n_steps++;
-		p->n_joins = 1;
-		step_t *s = &p->steps[0];
-		sky_ixkey k;
-		uint64_t n;
-		s->pred = -1;
-		s->path.estimate_exact = 1;
-		sky__ixkey_all(&k, q->app);
-		if ((rc = path_add_key(&s->path, &k)) < 0 ||
-		    (rc = key_count(cur, &k, &n)) < 0)
-			goto fail;
-		s->path.estimate = n;
-	}
-	p->steps[0].kind = STEP_DRIVE;
-	int probes = 0;
-	for (size_t i = 0; i < p->n_steps; i++) {
-		if (p->steps[i].kind == STEP_FILTER)
-			p->steps[i].check = 1;
-		if (p->steps[i].check)
-			p->need_json = 1;
-		if (p->steps[i].kind == STEP_EXCLUDE)
-			probes = 1;
-	}
-
-	/* Streams for the joins; the exclusion probe cursor. */
-	p->streams = calloc(p->n_joins, sizeof(*p->streams));
-	if (!p->streams) {
-		rc = sky__error_nomem();
-		goto fail;
-	}
-	for (size_t i = 0; i < p->n_joins; i++) {
-		const path_t *path = &p->steps[i].path;
-		rc = path->wide ? stream_collect(txn, dbi, path, from,
-						 &p->streams[i])
-				: stream_open(txn, dbi, path, &p->streams[i]);
-		if (rc < 0) {
-			p->n_joins = i; /* free only what was opened */
-			goto fail;
-		}
-	}
-	if (probes && (rc = mdb_cursor_open(txn, dbi, &p->probe))) {
-		rc = sky__error_lmdb(rc, "running a query");
-		goto fail;
-	}
-	mdb_cursor_close(cur);
-	return 0;
-fail:
-	mdb_cursor_close(cur);
-	plan_free(p);
-	return rc;
-}
-
-/* The next position where every join stream agrees, from *target on. */
-static int next_candidate(plan_t *p, sky_ixpos *target, sky_ixpos *x)
-{
-	for (;;) {
-		int rc = stream_seek(&p->streams[0], target, x);
-		if (rc)
-			return rc;
-		p->steps[0].actual++;
-		size_t j;
-		for (j = 1; j < p->n_joins; j++) {
-			sky_ixpos y;
-			if ((rc = stream_seek(&p->streams[j], x, &y)))
-				return rc;
-			if (sky__ixpos_cmp(&y, x) != 0) {
-				*target = y;
-				break;
-			}
-			p->steps[j].actual++;
-		}
-		if (j == p->n_joins)
-			return 0;
-	}
-}
-
-/* Is position x under one of the keys of the path? */
-static int probe_any(plan_t *p, const path_t *path, const sky_ixpos *x,
-		     int *found)
-{
-	*found = 0;
-	for (size_t i = 0; i < path->n_keys; i++) {
-		MDB_val k = {path->keys[i].len, (void *)path->keys[i].data};
-		MDB_val v = {x->len, (void *)x->data};
-		int rc = mdb_cursor_get(p->probe, &k, &v, MDB_GET_BOTH);
-		if (rc == 0) {
-			*found = 1;
-			return 0;
-		}
-		if (rc != MDB_NOTFOUND)
-			return sky__error_lmdb(rc, "running a query");
-	}
-	return 0;
-}
-
-/* The position right after x: x followed by a zero byte. */
-static void successor(sky_ixpos *t, const sky_ixpos *x)
-{
-	*t = *x;
-	t->data[t->len++] = 0;
-}
-
-/*
- * The next result at or after *target: 0 with *x and *rec set (and
- * *target moved past it), 1 when there is none, < 0 on error.
- */
-static int next_match(plan_t *p, sky_ixpos *target, sky_ixpos *x,
-		      sky_record *rec)
-{
-	if (p->nothing)
-		return 1;
-	for (;;) {
-		int rc = next_candidate(p, target, x);
-		if (rc)
-			return rc;
-		successor(target, x);
-		int out = 0;
-		for (size_t i = p->n_joins; i < p->n_steps && !out; i++) {
-			step_t *s = &p->steps[i];
-			if (s->kind != STEP_EXCLUDE)
-				continue;
-			int found;
-			if ((rc = probe_any(p, &s->path, x, &found)) < 0)
-				return rc;
-			if (found)
-				out = 1;
-			else
-				s->actual++;
-		}
-		if (out)
-			continue;
-		char sid[SKY_MAX_ID_BYTES + 1];
-		sky__ixpos_sid(x, sid);
-		rc = sky__record_get(p->txn, p->q->cache, p->q->app, sid, rec);
-		/* An entry without its record is a damaged index (check
-		 * reports it): it is no result. */
-		if (rc == SKY_ENOTFOUND ||
-		    (rc == 0 && rec->created_us != sky__ixpos_created(x)))
-			continue;
-		if (rc < 0)
-			return rc;
-		if (!p->need_json)
-			return 0;
-		json_t *s = sky__record_json(rec);
-		if (!s)
-			return -1;
-		int ok = 1;
-		for (size_t i = 0; i < p->n_steps && ok; i++) {
-			step_t *st = &p->steps[i];
-			if (!st->check)
-				continue;
-			ok = st->pred < 0
-				 ? sky__query_visible(p->q, p->access, s)
-				 : sky__pred_eval(&p->q->preds[st->pred], s);
-			if (ok && st->kind == STEP_FILTER)
-				st->actual++;
-		}
-		json_decref(s);
-		if (ok)
-			return 0;
-	}
-}
 
 /* ---- cursors ---- */
 
 static const char b64[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static char *cursor_encode(const sky_ixpos *x)
+static char *cursor_encode(int order, int64_t key, const sky_ixpos *x)
 {
-	unsigned char raw[SKY_IX_POS_MAX + 1];
-	size_t n = x->len + 1;
-	raw[0] = CURSOR_VERSION;
-	memcpy(raw + 1, x->data, x->len);
+	unsigned char raw[CURSOR_MAX];
+	size_t h = order ? 10 : 1, n = x->len + h;
+	raw[0] = order ? CURSOR_ORDERED : CURSOR_VERSION;
+	if (order) {
+		raw[1] = (unsigned char)order;
+		sky__put_time(raw + 2, key);
+	}
+	memcpy(raw + h, x->data, x->len);
 	char *out = malloc((n + 2) / 3 * 4 + 1);
 	if (!out) {
 		sky__error_nomem();
@@ -1160,9 +158,10 @@ static char *cursor_encode(const sky_ixpos *x)
 	return out;
 }
 
-static int cursor_decode(const char *text, sky_ixpos *x)
+static int cursor_decode(const char *text, sky_ixpos *x, int *order,
+			 int64_t *key)
 {
-	unsigned char raw[SKY_IX_POS_MAX + 4];
+	unsigned char raw[CURSOR_MAX + 3];
 	size_t n = 0, len = strlen(text);
 	uint32_t acc = 0;
 	int bits = 0;
@@ -1180,15 +179,19 @@ static int cursor_decode(const char *text, sky_ixpos *x)
 			acc &= (1u << bits) - 1;
 		}
 	}
-	if (n < 10 || raw[0] != CURSOR_VERSION || n - 1 > SKY_IX_POS_MAX)
+	size_t h = n && raw[0] == CURSOR_ORDERED ? 10 : 1;
+	if (n < h + 9 || (raw[0] != CURSOR_VERSION && h == 1) ||
+	    n - h > SKY_IX_POS_MAX || (h == 10 && (raw[1] < 1 || raw[1] > 3)))
 		goto bad;
 	char sid[SKY_MAX_ID_BYTES + 1];
-	memcpy(sid, raw + 9, n - 9);
-	sid[n - 9] = '\0';
-	if (strlen(sid) != n - 9 || sky__check_id(sid, "cursor") < 0)
+	memcpy(sid, raw + h + 8, n - h - 8);
+	sid[n - h - 8] = '\0';
+	if (strlen(sid) != n - h - 8 || sky__check_id(sid, "cursor") < 0)
 		goto bad;
-	memcpy(x->data, raw + 1, n - 1);
-	x->len = n - 1;
+	memcpy(x->data, raw + h, n - h);
+	x->len = n - h;
+	*order = h == 10 ? raw[1] : 0;
+	*key = h == 10 ? sky__get_time(raw + 2) : 0;
 	return 0;
 bad:
 	return sky__error_input("cursor '%.40s%s' is not one this library "
@@ -1206,6 +209,7 @@ static const char *step_name(step_kind k)
 	case STEP_JOIN: return "intersect";
 	case STEP_EXCLUDE: return "exclude";
 	case STEP_FILTER: return "filter";
+	case STEP_BOUND: return "range";
 	}
 	return "?";
 }
@@ -1262,11 +266,16 @@ static char *explain_json(const sky_query *q)
 			snprintf(what, sizeof(what), "all sessions");
 		if (s->kind == STEP_FILTER)
 			snprintf(how, sizeof(how), "record");
+		else if (s->kind == STEP_BOUND)
+			snprintf(how, sizeof(how),
+				 "index: a range of positions in createdAt "
+				 "order");
 		else if (s->wide)
 			snprintf(how, sizeof(how),
-				 "index: %zu prefix range%s, sessions "
+				 "index: %zu %s range%s, sessions "
 				 "collected",
-				 s->n_ranges, s->n_ranges == 1 ? "" : "s");
+				 s->n_ranges, s->bounded ? "key" : "prefix",
+				 s->n_ranges == 1 ? "" : "s");
 		else
 			snprintf(how, sizeof(how), "index: %zu key%s%s",
 				 s->n_keys, s->n_keys == 1 ? "" : "s",
@@ -1278,7 +287,7 @@ static char *explain_json(const sky_query *q)
 			bad = -1;
 			continue;
 		}
-		if (s->kind != STEP_FILTER) {
+		if (s->kind != STEP_FILTER && s->kind != STEP_BOUND) {
 			bad |= json_object_set_new(
 			    o, "estimated",
 			    json_integer((json_int_t)s->estimate));
@@ -1335,6 +344,7 @@ static int save_plan(sky_query *q, const plan_t *p)
 			s->path.wide,
 			s->check,
 			s->path.estimate_exact,
+			s->path.bounded,
 			s->path.n_keys,
 			s->path.n_ranges,
 			s->path.estimate,
@@ -1366,11 +376,11 @@ static int run(MDB_txn *txn, sky_query *q, sky_result_cb cb, void *payload)
 	q->ran = 0;
 	target.len = 0;
 	if (q->has_start)
-		successor(&target, &q->start);
-	if ((rc = plan_build(txn, q, &target, &p)) < 0)
+		sky__ixpos_successor(&target, &q->start);
+	if ((rc = sky__plan_build(txn, q, &target, &p)) < 0)
 		return rc;
 	for (;;) {
-		rc = next_match(&p, &target, &x, &rec);
+		rc = sky__plan_next(&p, &target, &x, &rec);
 		if (rc < 0)
 			goto done;
 		if (rc == 1) {
@@ -1393,13 +403,209 @@ static int run(MDB_txn *txn, sky_query *q, sky_result_cb cb, void *payload)
 		}
 	}
 	if ((p.more || stopped) && any &&
-	    !(q->next_cursor = cursor_encode(&last)))
+	    !(q->next_cursor = cursor_encode(0, 0, &last)))
 		rc = -1;
 	if (rc >= 0 && save_plan(q, &p) < 0)
 		rc = -1;
 done:
-	plan_free(&p);
+	sky__plan_free(&p);
 	return rc;
+}
+
+/* ---- other orders ---- */
+
+/* A result of a sorted run: its sort key and its position. */
+typedef struct {
+	int64_t key;
+	sky_ixpos pos;
+} sorted_row;
+
+static int cmp_sorted(const sorted_row *a, int64_t key, const sky_ixpos *pos)
+{
+	if (a->key != key)
+		return a->key < key ? -1 : 1;
+	return sky__ixpos_cmp(&a->pos, pos);
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+	const sorted_row *y = b;
+	return cmp_sorted(a, y->key, &y->pos);
+}
+
+/* The modifiedAt of a record (INT64_MIN when it has none: first). */
+static int64_t record_modified(const sky_record *rec)
+{
+	int64_t us = INT64_MIN;
+	json_t *s = sky__record_json(rec);
+	const char *t = s ? sky__json_str(s, "modifiedAt") : NULL;
+	if (!t || sky__parse_time(t, &us) < 0)
+		us = INT64_MIN;
+	json_decref(s);
+	return us;
+}
+
+/*
+ * Run in a non-default order: the plan yields the whole result set (in
+ * createdAt order, narrowed by the index as always); it is sorted by the
+ * order's key and the page after the cursor is handed out. The work thus
+ * follows the size of the result set, not of the application.
+ */
+static int run_sorted(MDB_txn *txn, sky_query *q, plan_t *p,
+		      sky_result_cb cb, void *payload)
+{
+	sorted_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	sky_ixpos target = {.len = 0}, x;
+	sky_record rec;
+	int rc, desc = q->order & 1, by_mod = q->order >= 2, stopped = 0;
+	while ((rc = sky__plan_next(p, &target, &x, &rec)) == 0) {
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 64;
+			sorted_row *r = realloc(rows, c * sizeof(*r));
+			if (!r) {
+				rc = sky__error_nomem();
+				goto done;
+			}
+			rows = r;
+			cap = c;
+		}
+		rows[n].key = by_mod ? record_modified(&rec)
+				     : sky__ixpos_created(&x);
+		rows[n++].pos = x;
+	}
+	if (rc < 0)
+		goto done;
+	rc = 0;
+	if (n > 1)
+		qsort(rows, n, sizeof(*rows), cmp_rows);
+	const sorted_row *last = NULL;
+	for (size_t k = 0; k < n; k++) {
+		const sorted_row *r = &rows[desc ? n - 1 - k : k];
+		if (q->has_start) {
+			int c = cmp_sorted(r, by_mod ? q->start_key
+						     : sky__ixpos_created(
+							       &q->start),
+					   &q->start);
+			if (desc ? c >= 0 : c <= 0)
+				continue;
+		}
+		if (q->limit && p->rows == q->limit) {
+			p->more = 1;
+			break;
+		}
+		char sid[SKY_MAX_ID_BYTES + 1];
+		sky__ixpos_sid(&r->pos, sid);
+		rc = sky__record_get(txn, q->cache, q->app, sid, &rec);
+		/* Entries without their record (a damaged index, which check
+		 * reports) are no results; with index_only they come here. */
+		if (rc == SKY_ENOTFOUND ||
+		    (rc == 0 && rec.created_us != sky__ixpos_created(&r->pos))) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			goto done;
+		p->rows++;
+		last = r;
+		rc = cb(rec.json, rec.json_len,
+			(rec.flags & SKY_REC_PENDING) ? SKY_RESULT_PENDING : 0,
+			payload);
+		if (rc) {
+			stopped = 1;
+			break;
+		}
+	}
+	if ((p->more || stopped) && last &&
+	    !(q->next_cursor = cursor_encode(q->order, last->key, &last->pos)))
+		rc = -1;
+done:
+	free(rows);
+	return rc;
+}
+
+/* Run in the query's order (see run() for the createdAt order). */
+static int run_any(MDB_txn *txn, sky_query *q, sky_result_cb cb,
+		   void *payload)
+{
+	if (q->has_start && q->start_order != q->order)
+		return sky__error_input("the cursor was given out for a query "
+					"in another order: pass it with the "
+					"order it came from");
+	if (q->order == 0)
+		return run(txn, q, cb, payload);
+	plan_t p;
+	sky_ixpos from = {.len = 0};
+	int rc;
+	free(q->next_cursor);
+	q->next_cursor = NULL;
+	free(q->explain);
+	q->explain = NULL;
+	q->ran = 0;
+	if ((rc = sky__plan_build(txn, q, &from, &p)) < 0)
+		return rc;
+	/* createdAt descending sorts by the positions alone: records are
+	 * read for the rows handed out only. */
+	p.index_only = q->order == 1;
+	rc = run_sorted(txn, q, &p, cb, payload);
+	if (rc >= 0 && save_plan(q, &p) < 0)
+		rc = -1;
+	sky__plan_free(&p);
+	return rc;
+}
+
+/* ---- counting ---- */
+
+static int count(MDB_txn *txn, sky_query *q, uint64_t *out)
+{
+	plan_t p;
+	sky_ixpos target = {.len = 0}, x;
+	sky_record rec;
+	free(q->explain);
+	q->explain = NULL;
+	q->ran = 0;
+	int rc = sky__plan_build(txn, q, &target, &p);
+	if (rc < 0)
+		return rc;
+	const step_t *d = &p.steps[0];
+	if (!p.nothing && !p.empty && p.n_steps == 1 && !p.has_lo &&
+	    !p.has_hi && !d->path.wide && d->path.n_keys == 1 && !d->check) {
+		/* One key answers alone: its count is the answer. */
+		p.rows = d->path.estimate;
+		p.steps[0].actual = p.rows;
+	} else {
+		p.index_only = 1;
+		while ((rc = sky__plan_next(&p, &target, &x, &rec)) == 0)
+			p.rows++;
+		if (rc == 1)
+			rc = 0;
+	}
+	*out = p.rows;
+	if (rc >= 0 && save_plan(q, &p) < 0)
+		rc = -1;
+	sky__plan_free(&p);
+	return rc;
+}
+
+int sky_query_count(sky_query *q, uint64_t *out)
+{
+	assert(q && out);
+	MDB_txn *txn;
+	int rc = sky__store_read_begin(&q->cache->st, &txn);
+	if (rc < 0)
+		return rc;
+	rc = count(txn, q, out);
+	sky__store_read_end(&q->cache->st, txn);
+	return rc;
+}
+
+int sky_query_set_order(sky_query *q, sky_query_order by, int descending)
+{
+	if (by != SKY_ORDER_CREATED_AT && by != SKY_ORDER_MODIFIED_AT)
+		return sky__error_input("order: SKY_ORDER_CREATED_AT or "
+					"SKY_ORDER_MODIFIED_AT");
+	q->order = (by == SKY_ORDER_MODIFIED_AT ? 2 : 0) + (descending != 0);
+	return 0;
 }
 
 int sky_reader_query(sky_reader *reader, sky_query *q, sky_result_cb cb,
@@ -1409,7 +615,7 @@ int sky_reader_query(sky_reader *reader, sky_query *q, sky_result_cb cb,
 	if (reader->cache != q->cache)
 		return sky__error_input("the reader and the query belong to "
 					"different caches");
-	return run(reader->txn, q, cb, payload);
+	return run_any(reader->txn, q, cb, payload);
 }
 
 int sky_query_run(sky_query *q, sky_result_cb cb, void *payload)
@@ -1419,7 +625,7 @@ int sky_query_run(sky_query *q, sky_result_cb cb, void *payload)
 	int rc = sky__store_read_begin(&q->cache->st, &txn);
 	if (rc < 0)
 		return rc;
-	rc = run(txn, q, cb, payload);
+	rc = run_any(txn, q, cb, payload);
 	sky__store_read_end(&q->cache->st, txn);
 	return rc;
 }
@@ -1444,16 +650,16 @@ int sky__query_each_id(MDB_txn *txn, sky_query *q,
 	plan_t p;
 	sky_ixpos target = {.len = 0}, x;
 	sky_record rec;
-	int rc = plan_build(txn, q, &target, &p);
+	int rc = sky__plan_build(txn, q, &target, &p);
 	if (rc < 0)
 		return rc;
-	while ((rc = next_match(&p, &target, &x, &rec)) == 0) {
+	while ((rc = sky__plan_next(&p, &target, &x, &rec)) == 0) {
 		char sid[SKY_MAX_ID_BYTES + 1];
 		sky__ixpos_sid(&x, sid);
 		if ((rc = fn(sid, arg)) != 0)
 			break;
 	}
-	plan_free(&p);
+	sky__plan_free(&p);
 	return rc == 1 ? 0 : rc;
 }
 
@@ -1550,10 +756,14 @@ int sky_query_set_cursor(sky_query *q, const char *cursor)
 		return 0;
 	}
 	sky_ixpos x;
-	int rc = cursor_decode(cursor, &x);
+	int order = 0;
+	int64_t key = 0;
+	int rc = cursor_decode(cursor, &x, &order, &key);
 	if (rc < 0)
 		return rc;
 	q->start = x;
+	q->start_order = order;
+	q->start_key = key;
 	q->has_start = 1;
 	return 0;
 }

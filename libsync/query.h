@@ -1,11 +1,11 @@
 /*
- * query.h - property-filter queries (DESIGN.md §6), shared by query.c
- * (parsing, planning, running) and live.c (live queries, which evaluate
- * single sessions and whole result sets after each commit).
+ * query.h - the query object (DESIGN.md §6), shared by query.c (the
+ * object, cursors, running, explain), query_plan.c (planning and the
+ * index walk) and live.c (live queries, which evaluate single sessions
+ * and whole result sets after each commit).
  *
- * A query is an application id and a conjunction of predicates. Each
- * predicate is parsed once into a sky_pred; the text as written is kept
- * for messages and the plan.
+ * A query is an application id and a conjunction of predicates, each
+ * parsed once into a sky_pred (query_parse.h).
  */
 #ifndef SKY_QUERY_H
 #define SKY_QUERY_H
@@ -15,30 +15,8 @@
 
 #include "cache_types.h"
 #include "index.h"
+#include "query_parse.h"
 #include "record.h"
-
-typedef enum {
-	SKY_OP_EQ,     /* key=a|b|c : has one of the values */
-	SKY_OP_NE,     /* key!=a|b  : absent, or has none of the values */
-	SKY_OP_PREFIX, /* key^=p|q  : has a value starting with one of them */
-	SKY_OP_EXISTS, /* key?      : has the field */
-} sky_pred_op;
-
-typedef enum {
-	SKY_FIELD_PROP,
-	SKY_FIELD_STATUS,
-	SKY_FIELD_NAME,
-	SKY_FIELD_PARTICIPANT,
-} sky_field;
-
-typedef struct {
-	char *text; /* as written */
-	sky_field field;
-	char *prop; /* the property name (SKY_FIELD_PROP), else NULL */
-	sky_pred_op op;
-	char **values; /* unescaped, distinct; none for SKY_OP_EXISTS */
-	size_t n_values;
-} sky_pred;
 
 /* What a viewer may see in one application (sky_query_set_viewer). */
 typedef enum {
@@ -52,7 +30,7 @@ typedef struct {
 	int kind;           /* query.c's step_kind */
 	int pred;           /* predicate index, -1: visibility/all sessions */
 	int visibility;
-	int wide, check, estimate_exact;
+	int wide, check, estimate_exact, bounded;
 	size_t n_keys, n_ranges;
 	uint64_t estimate, actual;
 } sky_plan_step;
@@ -65,6 +43,10 @@ struct sky_query {
 	size_t limit;        /* 0: no limit */
 	int has_start;       /* resume after `start` (from a cursor) */
 	sky_ixpos start;
+	int start_order;     /* the order the cursor was given out in */
+	int64_t start_key;   /* ...and its modifiedAt (modifiedAt orders) */
+	int order;           /* 0 createdAt, 1 createdAt desc, 2 modifiedAt,
+				3 modifiedAt desc: sky_query_set_order */
 	char *viewer;        /* NULL: no visibility rule */
 	char **groups;
 	size_t n_groups;
@@ -78,12 +60,6 @@ struct sky_query {
 	uint64_t rows;
 	char *explain;
 };
-
-/* Parse one predicate; SKY_EINVAL names it. */
-int sky__pred_parse(const char *text, sky_pred *out);
-void sky__pred_clear(sky_pred *p);
-/* Does the session (parsed JSON) satisfy the predicate? */
-int sky__pred_eval(const sky_pred *p, const json_t *session);
 
 /* The access of the query's viewer in txn (from the cached roles). */
 int sky__query_access(MDB_txn *txn, const sky_query *q, sky_access *out);

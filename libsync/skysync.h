@@ -1036,8 +1036,12 @@ SKY_EXTERN void sky_outbox_on_rejected(sky_cache *cache, sky_outbox_cb cb,
  *   key!=value     the field is absent or has another value (also a|b)
  *   key^=prefix    the field has a value starting with prefix (also a|b)
  *   key?           the field is present
- * `status`, `participant` (any participant id, user or group) and `name`
- * are the session's fields; any other key names a property, and
+ *   key>=v key>v key<v key<=v   a range (version, createdAt, modifiedAt)
+ * `status`, `participant` (any participant id, user or group), `name`,
+ * `createdBy`, `modifiedBy`, `isDraft` (true|false), `version` (an
+ * integer), `createdAt` and `modifiedAt` (RFC 3339 times; ranges only)
+ * are the session's fields; other session fields and look-alikes of
+ * these names (created_by) are refused; any other key names a property, and
  * `props.KEY` always names property KEY (a property called "status" is
  * `props.status`). A backslash makes the next character literal:
  * `site=A\|B` is the one value "A|B", `a\=b=1` the property "a=b".
@@ -1103,6 +1107,32 @@ SKY_EXTERN int sky_query_run(sky_query *q, sky_result_cb cb, void *payload);
 /** Run the query in the reader's snapshot; `json` lives until it ends. */
 SKY_EXTERN int sky_reader_query(sky_reader *reader, sky_query *q,
 				sky_result_cb cb, void *payload);
+
+/** The orders of results (sky_query_set_order). */
+typedef enum {
+	SKY_ORDER_CREATED_AT = 0, /* createdAt, then sessionId (default) */
+	SKY_ORDER_MODIFIED_AT = 1 /* modifiedAt (none: first), then as above */
+} sky_query_order;
+
+/**
+ * Order the rows by `by`, descending when `descending` is non-zero (ties
+ * broken by createdAt and sessionId, in the same direction). Cursors are
+ * of one order: a cursor given out in another order is refused by the run
+ * (SKY_EINVAL). The default order streams from the indexes page by page;
+ * the others sort the whole result set on each run (its size, never the
+ * application's, is the cost). Returns 0 or SKY_EINVAL.
+ */
+SKY_EXTERN int sky_query_set_order(sky_query *q, sky_query_order by,
+				   int descending);
+
+/**
+ * The number of sessions the query selects (limit and cursor aside), in
+ * a snapshot of its own, answered from the indexes without reading the
+ * records; only predicates the index answers inexactly (values longer
+ * than an index key keeps, very wide prefixes) read the records they
+ * leave in doubt. sky_query_explain() then tells the plan.
+ */
+SKY_EXTERN int sky_query_count(sky_query *q, uint64_t *count);
 
 /**
  * After a run: the cursor of the next page, or NULL when the run reached

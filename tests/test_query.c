@@ -5,7 +5,10 @@
  * and out, deletes, long values, unicode), pagination with cursors while
  * sessions come and go between pages, the --as visibility rule, pending
  * flags, the plan, and live queries whose entered/left ids must be the
- * exact difference of the result sets.
+ * exact difference of the result sets. The session fields createdBy,
+ * modifiedBy, isDraft, version, createdAt and modifiedAt are queried
+ * too (ranges included), in both orders and both directions, and counts
+ * are compared with the brute force.
  *
  * The brute force reads every session with sky_session_list() and
  * evaluates the test's own description of each predicate, so it shares
@@ -25,6 +28,7 @@
 #include "cache_types.h"
 #include "record.h"
 #include "skysync.h"
+#include "util.h"
 #include "testutil.h"
 
 /* ---- random ---- */
@@ -66,7 +70,7 @@ static void init_longs(void)
 
 static const char *prop_keys[] = {
 	"site", "line", "prio", "status", "name", "participant",
-	"ünï", "a=b", "x|y", "props.q", long_key,
+	"ünï", "a=b", "x|y", "props.q", long_key, "version", "createdBy",
 };
 #define N_PROP_KEYS (sizeof(prop_keys) / sizeof(prop_keys[0]))
 
@@ -141,6 +145,33 @@ static json_t *random_participants(void)
 	return a;
 }
 
+/* A random time of the few the tests use (times repeat, so ties occur). */
+static void random_time(char *buf, size_t cap)
+{
+	snprintf(buf, cap, "2023-05-01T00:00:%02uZ", rnd(12));
+}
+
+/* The other session fields, each sometimes absent. */
+static void random_fields(json_t *s)
+{
+	char at[40];
+	if (rnd(5))
+		json_object_set_new(s, "createdBy",
+				    json_string(people[rnd(N_PEOPLE)]));
+	if (rnd(5))
+		json_object_set_new(s, "modifiedBy",
+				    json_string(people[rnd(N_PEOPLE)]));
+	if (rnd(4))
+		json_object_set_new(s, "isDraft", json_boolean(rnd(2)));
+	if (rnd(5))
+		json_object_set_new(s, "version",
+				    json_integer((json_int_t)rnd(6) - 1));
+	if (rnd(5)) {
+		random_time(at, sizeof(at));
+		json_object_set_new(s, "modifiedAt", json_string(at));
+	}
+}
+
 static void create_session(sky_cache *c, const char *app, const char *sid)
 {
 	char at[40];
@@ -156,6 +187,7 @@ static void create_session(sky_cache *c, const char *app, const char *sid)
 				    json_string(names[rnd(N_NAMES)]));
 	json_object_set_new(s, "participants", random_participants());
 	json_object_set_new(s, "properties", random_props());
+	random_fields(s);
 	apply_event(c, app, sid, "session_created", s);
 }
 
@@ -217,6 +249,8 @@ static void mutate(sky_cache *c)
 					    random_participants());
 		json_object_set_new(s, "status", json_string(rnd(2) ? "open"
 								   : "closed"));
+		if (rnd(2))
+			random_fields(s);
 		apply_event(c, app, sid, "session_updated", s);
 		break;
 	}
@@ -233,8 +267,13 @@ static void mutate(sky_cache *c)
 
 /* ---- queries described by the test ---- */
 
-enum { F_PROP, F_STATUS, F_NAME, F_PART };
-enum { O_EQ, O_NE, O_PRE, O_EX };
+enum { F_PROP, F_STATUS, F_NAME, F_PART, F_CBY, F_MBY, F_DRAFT, F_VER,
+       F_CAT, F_MAT, N_FIELDS };
+enum { O_EQ, O_NE, O_PRE, O_EX, O_GE, O_GT, O_LT, O_LE };
+static const char *field_names[] = {NULL,	 "status",    "name",
+				    "participant", "createdBy", "modifiedBy",
+				    "isDraft",	 "version",   "createdAt",
+				    "modifiedAt"};
 
 typedef struct {
 	int field;
@@ -251,6 +290,7 @@ typedef struct {
 	const char *viewer;
 	const char *groups[2];
 	int n_groups;
+	int order; /* 0 createdAt, 1 createdAt desc, 2 modifiedAt, 3 desc */
 } tquery;
 
 static void escape_into(char *out, size_t cap, const char *s)
@@ -269,22 +309,25 @@ static char *render(const tpred *p)
 {
 	char key[1400], buf[8000];
 	size_t o = 0;
+	int reserved = 0;
+	for (int f = 1; f < N_FIELDS && p->field == F_PROP; f++)
+		if (!strcmp(p->prop, field_names[f]))
+			reserved = 1;
 	switch (p->field) {
-	case F_STATUS: strcpy(key, "status"); break;
-	case F_NAME: strcpy(key, "name"); break;
-	case F_PART: strcpy(key, "participant"); break;
-	default:
-		if (!strcmp(p->prop, "status") || !strcmp(p->prop, "name") ||
-		    !strcmp(p->prop, "participant") ||
-		    !strncmp(p->prop, "props.", 6) || rnd(4) == 0) {
+	case F_PROP:
+		if (reserved || !strncmp(p->prop, "props.", 6) ||
+		    rnd(4) == 0) {
 			strcpy(key, "props.");
 			escape_into(key + 6, sizeof(key) - 6, p->prop);
 		} else {
 			escape_into(key, sizeof(key), p->prop);
 		}
+		break;
+	default: strcpy(key, field_names[p->field]);
 	}
 	o = (size_t)snprintf(buf, sizeof(buf), "%s", key);
-	static const char *ops[] = {"=", "!=", "^=", "?"};
+	static const char *ops[] = {"=", "!=", "^=", "?", ">=", ">", "<",
+				    "<="};
 	o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s", ops[p->op]);
 	for (int i = 0; i < p->nv; i++) {
 		char v[1500];
@@ -306,9 +349,74 @@ static int value_hit(const tpred *p, const char *v)
 	return 0;
 }
 
+static int64_t created_us(json_t *s)
+{
+	int64_t us = 0;
+	const char *t = json_string_value(json_object_get(s, "createdAt"));
+	if (!t || sky__parse_time(t, &us) < 0)
+		return 0;
+	return us;
+}
+
+/* modifiedAt in microseconds, INT64_MIN when absent. */
+static int64_t modified_us(json_t *s)
+{
+	int64_t us;
+	const char *t = json_string_value(json_object_get(s, "modifiedAt"));
+	if (!t || sky__parse_time(t, &us) < 0)
+		return INT64_MIN;
+	return us;
+}
+
+/* A number field of the session: 1 and *x, or 0 when it has none. */
+static int number_of(const tpred *p, json_t *s, int64_t *x)
+{
+	json_t *v = json_object_get(s, "version");
+	switch (p->field) {
+	case F_VER:
+		if (!json_is_integer(v))
+			return 0;
+		*x = (int64_t)json_integer_value(v);
+		return 1;
+	case F_CAT: *x = created_us(s); return 1;
+	default: *x = modified_us(s); return *x != INT64_MIN;
+	}
+}
+
+static int64_t bound_of(const tpred *p, const char *v)
+{
+	int64_t b = 0;
+	if (p->field == F_VER)
+		return strtoll(v, NULL, 10);
+	CU_ASSERT(sky__parse_time(v, &b) == 0);
+	return b;
+}
+
 static int eval(const tpred *p, json_t *s)
 {
 	int has = 0, hit = 0;
+	if (p->field == F_VER || p->field == F_CAT || p->field == F_MAT) {
+		int64_t x;
+		has = number_of(p, s, &x);
+		for (int i = 0; has && i < p->nv; i++) {
+			int64_t b = bound_of(p, p->vals[i]);
+			switch (p->op) {
+			case O_GE: hit |= x >= b; break;
+			case O_GT: hit |= x > b; break;
+			case O_LT: hit |= x < b; break;
+			case O_LE: hit |= x <= b; break;
+			default: hit |= x == b;
+			}
+		}
+		return p->op == O_NE ? !hit : hit;
+	}
+	if (p->field == F_DRAFT) {
+		json_t *d = json_object_get(s, "isDraft");
+		for (int i = 0; json_is_boolean(d) && i < p->nv; i++)
+			hit |= !strcmp(p->vals[i],
+				       json_is_true(d) ? "true" : "false");
+		return p->op == O_NE ? !hit : hit;
+	}
 	if (p->field == F_PART) {
 		size_t i;
 		json_t *e;
@@ -326,9 +434,8 @@ static int eval(const tpred *p, json_t *s)
 				    ? json_object_get(json_object_get(
 							      s, "properties"),
 						      p->prop)
-				    : json_object_get(s, p->field == F_STATUS
-								 ? "status"
-								 : "name");
+				    : json_object_get(s,
+						      field_names[p->field]);
 		const char *str = json_string_value(v);
 		has = str != NULL;
 		hit = has && p->op != O_EX && value_hit(p, str);
@@ -384,26 +491,61 @@ static int brute_one(const char *json, size_t len, void *payload)
 		const char *at = json_string_value(json_object_get(s, "createdAt"));
 		const char *sid = json_string_value(json_object_get(s,
 								    "sessionId"));
+		/* [createdAt, sid, created_us, modified_us]: the last two
+		 * for the order, dropped by brute(). */
 		json_array_append_new(b->rows,
-				      json_pack("[s,s]", at ? at : "", sid));
+				      json_pack("[s,s,I,I]", at ? at : "", sid,
+						(json_int_t)created_us(s),
+						(json_int_t)modified_us(s)));
 	}
 	json_decref(s);
 	return 0;
 }
 
+/* The order rows are compared in (tquery.order; qsort has no context). */
+static int sort_order;
+
 static int cmp_row(const void *a, const void *b)
 {
 	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-	int r = strcmp(json_string_value(json_array_get(x, 0)),
-		       json_string_value(json_array_get(y, 0)));
-	if (r)
-		return r;
-	return strcmp(json_string_value(json_array_get(x, 1)),
-		      json_string_value(json_array_get(y, 1)));
+	int r = 0;
+	for (int k = sort_order >= 2 ? 3 : 2; k >= 2 && !r; k--) {
+		json_int_t u = json_integer_value(json_array_get(x, k));
+		json_int_t v = json_integer_value(json_array_get(y, k));
+		r = u < v ? -1 : u > v;
+		if (sort_order < 2)
+			break;
+	}
+	if (!r)
+		r = strcmp(json_string_value(json_array_get(x, 1)),
+			   json_string_value(json_array_get(y, 1)));
+	return sort_order & 1 ? -r : r;
 }
 
-/* The expected rows, sorted by (createdAt, sessionId). */
+/* [createdAt, sid] of each full row. */
+static json_t *strip(json_t *full)
+{
+	json_t *out = json_array();
+	size_t i;
+	json_t *r;
+	json_array_foreach(full, i, r)
+		json_array_append_new(out, json_pack("[O,O]",
+						     json_array_get(r, 0),
+						     json_array_get(r, 1)));
+	return out;
+}
+
+static json_t *brute_full(sky_cache *c, const tquery *q);
+
+/* The expected rows in the query's order, as [createdAt, sessionId]. */
 static json_t *brute(sky_cache *c, const tquery *q)
+{
+	json_t *full = brute_full(c, q), *out = strip(full);
+	json_decref(full);
+	return out;
+}
+
+static json_t *brute_full(sky_cache *c, const tquery *q)
 {
 	brute_ctx b = {q, json_array()};
 	CU_ASSERT(sky_session_list(c, q->app, brute_one, &b) == 0);
@@ -411,6 +553,7 @@ static json_t *brute(sky_cache *c, const tquery *q)
 	json_t **v = malloc((n ? n : 1) * sizeof(*v));
 	for (size_t i = 0; i < n; i++)
 		v[i] = json_incref(json_array_get(b.rows, i));
+	sort_order = q->order;
 	qsort(v, n, sizeof(*v), cmp_row);
 	json_t *out = json_array();
 	for (size_t i = 0; i < n; i++)
@@ -423,19 +566,40 @@ static json_t *brute(sky_cache *c, const tquery *q)
 static void random_tpred(tpred *p)
 {
 	memset(p, 0, sizeof(*p));
-	p->field = (int)rnd(8);
-	if (p->field > F_PART)
+	p->field = (int)rnd(14);
+	if (p->field >= N_FIELDS)
 		p->field = F_PROP;
 	p->prop = prop_keys[rnd(N_PROP_KEYS)];
 	p->op = (int)rnd(4);
+	if (p->field == F_DRAFT || p->field == F_VER)
+		p->op = (int)rnd(2); /* = != */
+	if (p->field == F_VER && rnd(2))
+		p->op = O_GE + (int)rnd(4);
+	if (p->field == F_CAT || p->field == F_MAT)
+		p->op = O_GE + (int)rnd(4);
 	if (p->op == O_EX)
 		return;
+	if (p->field >= F_DRAFT) {
+		p->nv = p->op >= O_GE ? 1 : 1 + (int)rnd(2);
+		for (int i = 0; i < p->nv; i++) {
+			if (p->field == F_DRAFT)
+				snprintf(p->vals[i], sizeof(p->vals[i]), "%s",
+					 rnd(2) ? "true" : "false");
+			else if (p->field == F_VER)
+				snprintf(p->vals[i], sizeof(p->vals[i]), "%d",
+					 (int)rnd(7) - 1);
+			else
+				random_time(p->vals[i], sizeof(p->vals[i]));
+		}
+		return;
+	}
 	p->nv = 1 + (int)(rnd(3) == 0 ? rnd(3) : 0);
 	for (int i = 0; i < p->nv; i++) {
 		const char *v;
 		if (p->field == F_STATUS && p->op != O_PRE)
 			v = rnd(2) ? "open" : "closed";
-		else if (p->field == F_PART)
+		else if (p->field == F_PART || p->field == F_CBY ||
+			 p->field == F_MBY)
 			v = people[rnd(N_PEOPLE)];
 		else if (p->field == F_NAME)
 			v = names[rnd(N_NAMES)];
@@ -467,6 +631,7 @@ static void random_tquery(tquery *q)
 	q->n = (int)rnd(4);
 	for (int i = 0; i < q->n; i++)
 		random_tpred(&q->p[i]);
+	q->order = rnd(2) ? 0 : (int)rnd(4);
 }
 
 static sky_query *make_query(sky_cache *c, const tquery *tq, char **texts)
@@ -482,6 +647,10 @@ static sky_query *make_query(sky_cache *c, const tquery *tq, char **texts)
 	if (tq->viewer)
 		CU_ASSERT(sky_query_set_viewer(q, tq->viewer, tq->groups,
 					       (size_t)tq->n_groups) == 0);
+	CU_ASSERT(sky_query_set_order(q,
+				      tq->order >= 2 ? SKY_ORDER_MODIFIED_AT
+						     : SKY_ORDER_CREATED_AT,
+				      tq->order & 1) == 0);
 	return q;
 }
 
@@ -511,7 +680,7 @@ static int got_row(const char *json, size_t len, unsigned flags,
 static void show_mismatch(const tquery *tq, char **texts, json_t *want,
 			  json_t *got)
 {
-	fprintf(stderr, "\nquery on %s:", tq->app);
+	fprintf(stderr, "\nquery on %s (order %d):", tq->app, tq->order);
 	for (int i = 0; i < tq->n; i++)
 		fprintf(stderr, " [%.80s]", texts[i]);
 	if (tq->viewer)
@@ -538,6 +707,15 @@ static int check_query(sky_cache *c, const tquery *tq)
 	CU_ASSERT(ok);
 	CU_ASSERT_PTR_NULL(sky_query_next_cursor(q));
 	CU_ASSERT_PTR_NOT_NULL(sky_query_explain(q));
+	uint64_t n = 0;
+	CU_ASSERT(sky_query_count(q, &n) == 0);
+	if (n != json_array_size(want)) {
+		fprintf(stderr, "\ncount %llu, want %zu\n",
+			(unsigned long long)n, json_array_size(want));
+		show_mismatch(tq, texts, want, g.rows);
+		CU_FAIL("count differs from the rows");
+		ok = 0;
+	}
 	json_decref(want);
 	json_decref(g.rows);
 	sky_query_free(q);
@@ -772,12 +950,10 @@ static void test_query__escaping_and_reserved_names(void)
 }
 
 /* Positions after (at, sid). */
-static int row_after(json_t *row, const char *at, const char *sid)
+/* Is the full row after `last` (a full row) in the current sort order? */
+static int row_after(json_t *row, json_t *last)
 {
-	int r = strcmp(json_string_value(json_array_get(row, 0)), at);
-	if (r)
-		return r > 0;
-	return strcmp(json_string_value(json_array_get(row, 1)), sid) > 0;
+	return cmp_row(&row, &last) > 0;
 }
 
 /*
@@ -791,17 +967,18 @@ static int row_after(json_t *row, const char *at, const char *sid)
  */
 static const char *check_page(sky_cache *c, const tquery *tq, char **texts,
 			      sky_query *q, size_t limit, int first,
-			      char *last_at, char *last_sid)
+			      json_t **last)
 {
 	got_ctx g = {json_array(), 0};
 	CU_ASSERT_FATAL(sky_query_run(q, got_row, &g) == 0);
-	json_t *all = brute(c, tq), *want = json_array();
+	json_t *full = brute_full(c, tq), *sel = json_array();
 	size_t i;
 	json_t *row;
-	json_array_foreach(all, i, row) {
-		if (first || row_after(row, last_at, last_sid))
-			json_array_append(want, row);
+	json_array_foreach(full, i, row) {
+		if (first || row_after(row, *last))
+			json_array_append(sel, row);
 	}
+	json_t *want = strip(sel), *all = strip(full);
 	size_t remaining = json_array_size(want);
 	while (json_array_size(want) > limit)
 		json_array_remove(want, limit);
@@ -812,14 +989,14 @@ static const char *check_page(sky_cache *c, const tquery *tq, char **texts,
 	const char *next = sky_query_next_cursor(q);
 	CU_ASSERT((next != NULL) == (remaining > limit));
 	size_t n = json_array_size(g.rows);
-	if (n) {
-		json_t *l = json_array_get(g.rows, n - 1);
-		snprintf(last_at, 64, "%s",
-			 json_string_value(json_array_get(l, 0)));
-		snprintf(last_sid, 256, "%s",
-			 json_string_value(json_array_get(l, 1)));
+	if (n && ok) {
+		/* The page's last row, with its sort keys as of this page. */
+		json_decref(*last);
+		*last = json_incref(json_array_get(sel, n - 1));
 	}
 	json_decref(all);
+	json_decref(full);
+	json_decref(sel);
 	json_decref(want);
 	json_decref(g.rows);
 	return ok ? next : NULL;
@@ -833,11 +1010,11 @@ static void check_pages(sky_cache *c, const tquery *tq, size_t limit)
 {
 	char *texts[3] = {NULL, NULL, NULL};
 	sky_query *q = make_query(c, tq, texts);
-	char last_at[64] = "", last_sid[256] = "";
+	json_t *last = NULL;
 	sky_query_set_limit(q, limit);
 	for (int page = 0; page < 200; page++) {
 		const char *next = check_page(c, tq, texts, q, limit,
-					      page == 0, last_at, last_sid);
+					      page == 0, &last);
 		if (!next)
 			break;
 		char *cur = strdup(next);
@@ -847,6 +1024,7 @@ static void check_pages(sky_cache *c, const tquery *tq, size_t limit)
 		CU_ASSERT(sky_query_set_cursor(q, cur) == 0);
 		free(cur);
 	}
+	json_decref(last);
 	sky_query_free(q);
 	for (int i = 0; i < 3; i++)
 		free(texts[i]);
@@ -1622,6 +1800,199 @@ static void test_query__live_concurrent_writers(void)
 	sky_cache_close(c);
 }
 
+/* ---- session fields, reserved names, older indexes ---- */
+
+static size_t count_rows(sky_cache *c, const char *pred)
+{
+	sky_query *q = NULL;
+	if (sky_query_new(&q, c, "app1", &pred, 1) != 0) {
+		fprintf(stderr, "\n%s: %s\n", pred, sky_error_last()->message);
+		CU_FAIL_FATAL("query refused");
+	}
+	got_ctx g = {json_array(), 0};
+	CU_ASSERT(sky_query_run(q, got_row, &g) == 0);
+	size_t n = json_array_size(g.rows);
+	uint64_t counted = 0;
+	CU_ASSERT(sky_query_count(q, &counted) == 0);
+	CU_ASSERT(counted == n);
+	json_decref(g.rows);
+	sky_query_free(q);
+	return n;
+}
+
+static void test_query__session_fields(void)
+{
+	sky_cache *c = open_cache();
+	json_t *s = json_pack("{s:s,s:s,s:s,s:b,s:i,s:s,s:{s:s,s:s}}",
+			      "createdAt", "2023-01-01T00:00:00Z", "createdBy",
+			      "u-alice", "modifiedBy", "u-bob", "isDraft", 1,
+			      "version", 3, "modifiedAt",
+			      "2023-02-01T00:00:00Z", "properties", "line", "3",
+			      "version", "v9");
+	apply_event(c, "app1", "s1", "session_created", s);
+	static const struct {
+		const char *pred;
+		size_t hits;
+	} cases[] = {
+		{"createdBy=u-alice", 1},    {"createdBy=u-bob", 0},
+		{"createdBy!=u-bob", 1},     {"createdBy=x|u-alice", 1},
+		{"createdBy^=u-", 1},        {"createdBy?", 1},
+		{"modifiedBy=u-bob", 1},     {"isDraft=true", 1},
+		{"isDraft=false", 0},        {"isDraft!=false", 1},
+		{"version=3", 1},            {"version=2|4", 0},
+		{"version!=3", 0},           {"version>=3", 1},
+		{"version>3", 0},            {"version<=3", 1},
+		{"version<3", 0},            {"version>-5", 1},
+		{"createdAt>=2023-01-01T00:00:00Z", 1},
+		{"createdAt>2023-01-01T00:00:00Z", 0},
+		{"createdAt<2023-01-01T00:00:00.000001Z", 1},
+		{"createdAt<=2022-12-31T23:59:59Z", 0},
+		{"modifiedAt>2023-01-15T00:00:00Z", 1},
+		{"modifiedAt<2023-02-01T00:00:00Z", 0},
+		{"createdAt>=2023-01-01T00:00:00Z", 1},
+		{"props.version=v9", 1},     {"line=3", 1},
+		{"props.createdBy?", 0},
+		{"createdAt>2024-01-01T00:00:00Z", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = count_rows(c, cases[i].pred);
+		if (n != cases[i].hits) {
+			fprintf(stderr, "\n%s: %zu rows, want %zu\n",
+				cases[i].pred, n, cases[i].hits);
+			CU_FAIL("wrong rows");
+		}
+	}
+	/* Refused: look-alikes, fields not covered, wrong operators. */
+	static const bad_case bad[] = {
+		{"created_by=u-alice", "looks like the field createdBy"},
+		{"CreatedAt>=x", "looks like the field createdAt"},
+		{"createdby=x", "props.createdby"},
+		{"Status=open", "looks like the field status"},
+		{"sessionId=s1", "queries do not cover"},
+		{"description?", "props.description"},
+		{"createdAt=2023-01-01T00:00:00Z", "takes a range"},
+		{"createdAt>=yesterday", "RFC 3339"},
+		{"version=three", "integer"},
+		{"version>=1|2", "one bound"},
+		{"isDraft=yes", "true or false"},
+		{"isDraft?", "isDraft takes"},
+		{"modifiedAt?", "takes a range"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		sky_query *q = NULL;
+		CU_ASSERT(sky_query_new(&q, c, "app1", &bad[i].text, 1) ==
+			  SKY_EINVAL);
+		const char *msg = sky_error_last()->message;
+		if (!strstr(msg, bad[i].needle)) {
+			fprintf(stderr, "\n'%s': message '%s'\n", bad[i].text,
+				msg);
+			CU_FAIL("the message does not say why");
+		}
+	}
+	/* A cursor is of one order. */
+	sky_query *q = NULL;
+	apply_event(c, "app1", "s2", "session_created",
+		    json_pack("{s:s}", "createdAt", "2023-03-01T00:00:00Z"));
+	CU_ASSERT_FATAL(sky_query_new(&q, c, "app1", NULL, 0) == 0);
+	sky_query_set_limit(q, 1);
+	CU_ASSERT(sky_query_set_order(q, SKY_ORDER_MODIFIED_AT, 1) == 0);
+	got_ctx g = {json_array(), 0};
+	CU_ASSERT(sky_query_run(q, got_row, &g) == 0);
+	char *cur = strdup(sky_query_next_cursor(q));
+	CU_ASSERT(sky_query_set_cursor(q, cur) == 0);
+	CU_ASSERT(sky_query_set_order(q, SKY_ORDER_CREATED_AT, 0) == 0);
+	CU_ASSERT(sky_query_run(q, got_row, &g) == SKY_EINVAL);
+	CU_ASSERT(sky_query_set_order(q, SKY_ORDER_MODIFIED_AT, 1) == 0);
+	CU_ASSERT(sky_query_run(q, got_row, &g) == 0);
+	CU_ASSERT(json_array_size(g.rows) == 2);
+	free(cur);
+	json_decref(g.rows);
+	sky_query_free(q);
+	sky_cache_close(c);
+}
+
+/* Make the index of `c` look like one of version 1: no v2 entries. */
+static int downgrade_index(MDB_txn *txn, void *arg)
+{
+	sky_cache *c = arg;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX),
+					&cur) == 0);
+	int rc;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP)) {
+		const unsigned char *b = k.mv_data;
+		const unsigned char *nul = memchr(b, 0, k.mv_size);
+		size_t at = (size_t)(nul - b);
+		if (at + 2 < k.mv_size && (b[at + 1] == 'V' || b[at + 1] == 'X') &&
+		    strchr("cmdvM", b[at + 2]))
+			CU_ASSERT(mdb_cursor_del(cur, MDB_NODUPDATA) == 0);
+	}
+	MDB_val key = {13, (void *)"index_version"};
+	CU_ASSERT(mdb_del(txn, SKY_DBI(c, SKY_DB_META), &key, NULL) == 0);
+	return 0;
+}
+
+static void test_query__older_index(void)
+{
+	init_longs();
+	rng_seed(7);
+	const char *dir = sky_test_tmpdir();
+	sky_cache *c = NULL;
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = SKY_CACHE_NOSYNC;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	populate(c, 80);
+	tquery tq;
+	memset(&tq, 0, sizeof(tq));
+	tq.app = "app1";
+	tq.n = 2;
+	tq.p[0].field = F_CBY;
+	tq.p[0].op = O_NE;
+	tq.p[0].nv = 1;
+	strcpy(tq.p[0].vals[0], "u1");
+	tq.p[1].field = F_VER;
+	tq.p[1].op = O_GE;
+	tq.p[1].nv = 1;
+	strcpy(tq.p[1].vals[0], "2");
+	json_t *before = brute(c, &tq);
+	CU_ASSERT(json_array_size(before) > 0);
+	CU_ASSERT(sky__store_write(&c->st, downgrade_index, c) == 0);
+	sky_cache_close(c);
+
+	/* Read-only: the index stays at version 1, the record answers. */
+	o.flags = SKY_CACHE_READONLY;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	CU_ASSERT(sky_cache_check(c, report_line, NULL) == 0);
+	CU_ASSERT(check_query(c, &tq));
+	char *texts[3] = {NULL, NULL, NULL};
+	sky_query *q = make_query(c, &tq, texts);
+	uint64_t n;
+	CU_ASSERT(sky_query_count(q, &n) == 0);
+	CU_ASSERT(n == json_array_size(before));
+	CU_ASSERT(strstr(sky_query_explain(q), "\"filter\"") != NULL);
+	sky_query_free(q);
+	for (int i = 0; i < 3; i++)
+		free(texts[i]);
+	sky_cache_close(c);
+
+	/* Read-write: rebuilt to the current version at open. */
+	o.flags = SKY_CACHE_NOSYNC;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	CU_ASSERT(sky_cache_check(c, report_line, NULL) == 0);
+	q = make_query(c, &tq, texts);
+	CU_ASSERT(sky_query_count(q, &n) == 0);
+	CU_ASSERT(n == json_array_size(before));
+	CU_ASSERT(strstr(sky_query_explain(q), "\"filter\"") == NULL);
+	sky_query_free(q);
+	for (int i = 0; i < 3; i++)
+		free(texts[i]);
+	CU_ASSERT(check_query(c, &tq));
+	json_decref(before);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -1644,6 +2015,8 @@ int main(void)
 		 test_query__live_batches_and_callbacks},
 		{"test_query__live_concurrent_writers",
 		 test_query__live_concurrent_writers},
+		{"test_query__session_fields", test_query__session_fields},
+		{"test_query__older_index", test_query__older_index},
 		{NULL, NULL},
 	};
 	return sky_test_main("query", cases);

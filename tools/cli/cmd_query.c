@@ -7,7 +7,9 @@
  * reads arguments and prints.
  *
  * The cursor of the next page goes to stderr (stdout stays one session
- * per line) and only when there is a next page.
+ * per line) and only when there is a next page. --order/--desc pick the
+ * order (sky_query_set_order); --count prints the number of sessions,
+ * answered from the indexes (sky_query_count).
  */
 #include "config.h"
 
@@ -22,10 +24,13 @@
 static const char usage[] =
 	"usage: skysync query APP [PRED...] [--limit N] [--cursor C] "
 	"[--explain]\n"
+	"                     [--order createdAt|modifiedAt [--desc]] "
+	"[--count]\n"
 	"                     [--as USER [--groups G1,G2]]\n"
 	"\n"
 	"Print the sessions of application APP that satisfy every predicate,\n"
-	"ordered by createdAt then sessionId, one JSON object per line (the\n"
+	"ordered by createdAt then sessionId (or --order), one JSON object\n"
+	"per line (the\n"
 	"local view, as `get` prints it; `--format table` marks sessions with\n"
 	"writes not yet delivered). No predicate: every session.\n"
 	"\n"
@@ -35,10 +40,15 @@ static const char usage[] =
 	"  key!=value    the field is absent or has another value (also a|b)\n"
 	"  key^=prefix   the field starts with prefix (also a|b)\n"
 	"  key?          the field is present\n"
-	"Keys: status, participant (any participant id, user or group), name;\n"
-	"any other key is a property, and props.KEY always names property KEY\n"
-	"(props.status is the property \"status\"). A backslash makes the\n"
-	"next character literal: site=A\\|B is the one value \"A|B\".\n"
+	"  key>=v key>v key<v key<=v   ranges: version, createdAt, modifiedAt\n"
+	"Keys that are session fields: status, name, participant (any\n"
+	"participant id, user or group), createdBy, modifiedBy, isDraft\n"
+	"(true|false), version (an integer; = != and ranges), createdAt and\n"
+	"modifiedAt (RFC 3339 times; ranges only). Any other key is a\n"
+	"property, and props.KEY always names property KEY (props.status is\n"
+	"the property \"status\"); a key that looks like a field name but is\n"
+	"not one (created_by) is refused. A backslash makes the next\n"
+	"character literal: site=A\\|B is the one value \"A|B\".\n"
 	"Quote predicates for the shell: 'prio=high|urgent'.\n"
 	"\n"
 	"Options:\n"
@@ -47,6 +57,11 @@ static const char usage[] =
 	"  --cursor C      start after the page that gave cursor C\n"
 	"  --explain       print the plan (steps, estimated and actual\n"
 	"                  counts) instead of the sessions\n"
+	"  --order F       createdAt (the default) or modifiedAt; a cursor\n"
+	"                  only resumes the order it came from\n"
+	"  --desc          newest first\n"
+	"  --count         print the number of matching sessions (from the\n"
+	"                  indexes, no record read) instead of the sessions\n"
 	"  --as USER       only what USER may see under the cached roles:\n"
 	"                  every session with session:read:any, those it\n"
 	"                  takes part in with session:read:participant\n"
@@ -164,8 +179,9 @@ static char **split_groups(const char *list, size_t *n, char **copy)
 static int run_query(int argc, char **argv, const cli_globals *g)
 {
 	const char *app = NULL, *cursor = NULL, *as = NULL, *groups = NULL;
-	const char *limit_text = NULL;
-	int explain = 0, only_preds = 0, rc = EXIT_USAGE;
+	const char *limit_text = NULL, *order = NULL;
+	int explain = 0, only_preds = 0, desc = 0, count = 0,
+	    rc = EXIT_USAGE;
 	/* Text that is not UTF-8 is rejected input (exit 3), not a usage
 	 * error like a predicate of the wrong form: no argument of query
 	 * is a file name, which could be any bytes. Checked before anything
@@ -196,6 +212,13 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 			only_preds = 1;
 		} else if (!strcmp(a, "--explain")) {
 			explain = 1;
+		} else if (!strcmp(a, "--desc")) {
+			desc = 1;
+		} else if (!strcmp(a, "--count")) {
+			count = 1;
+		} else if ((v = option_value(argc, argv, &i, "--order",
+					     &missing))) {
+			order = v;
 		} else if ((v = option_value(argc, argv, &i, "--limit",
 					     &missing))) {
 			limit_text = v;
@@ -222,6 +245,18 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 	}
 	if (groups && !as) {
 		rc = cli_usage_error("query", "--groups needs --as USER");
+		goto done;
+	}
+	if (order && strcmp(order, "createdAt") &&
+	    strcmp(order, "modifiedAt")) {
+		rc = cli_usage_error("query", "--order is createdAt or "
+					      "modifiedAt, not '%s'",
+				     order);
+		goto done;
+	}
+	if (count && (limit_text || cursor)) {
+		rc = cli_usage_error("query", "--count counts every match: "
+					      "no --limit or --cursor");
 		goto done;
 	}
 	if (limit_text) {
@@ -253,6 +288,11 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 		goto done;
 	}
 	sky_query_set_limit(q, limit);
+	sky_query_set_order(q,
+			    order && !strcmp(order, "modifiedAt")
+				? SKY_ORDER_MODIFIED_AT
+				: SKY_ORDER_CREATED_AT,
+			    desc);
 	if (cursor && sky_query_set_cursor(q, cursor) < 0) {
 		fprintf(stderr, "skysync query: %s\n",
 			sky_error_last()->message);
@@ -272,9 +312,29 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 		}
 	}
 
+	if (count) {
+		uint64_t n;
+		if (sky_query_count(q, &n) < 0) {
+			rc = cli_fail("query");
+			goto done;
+		}
+		if (explain)
+			print_plan(g, sky_query_explain(q));
+		else
+			printf("%llu\n", (unsigned long long)n);
+		rc = EXIT_OK;
+		goto done;
+	}
 	if (g->format == FORMAT_TABLE && !explain)
 		out.table = cli_table_new(session_cols);
 	if (sky_query_run(q, explain ? discard_row : print_row, &out) < 0) {
+		/* A cursor of another order is a usage error like a bad
+		 * cursor. */
+		if (sky_error_last()->code == SKY_EINVAL) {
+			fprintf(stderr, "skysync query: %s\n",
+				sky_error_last()->message);
+			goto done;
+		}
 		rc = cli_fail("query");
 		goto done;
 	}
@@ -299,7 +359,7 @@ done:
 }
 
 const cli_command cli_cmd_query = {
-	"query", "find sessions by property, status, participant, name",
+	"query", "find sessions by property or session field",
 	usage,
 	run_query,
 };
