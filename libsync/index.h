@@ -132,6 +132,8 @@ typedef struct {
 
 void sky__ixpos_make(sky_ixpos *p, int64_t created_us, const char *sid);
 int sky__ixpos_cmp(const sky_ixpos *a, const sky_ixpos *b);
+/* Compare a position with a stored position value (an index entry's data). */
+int sky__ixpos_cmp_val(const sky_ixpos *a, const MDB_val *v);
 void sky__ixpos_set(sky_ixpos *p, const MDB_val *v);
 /* The session id of a position, copied into buf[SKY_MAX_ID_BYTES + 1]. */
 void sky__ixpos_sid(const sky_ixpos *p, char *buf);
