@@ -243,15 +243,18 @@ static int cmp_named(const void *a, const void *b)
  * Append the compact text of the object `obj` with the members of every
  * object sorted by name bytes (arrays and what they hold as they are, as
  * the member form stores them), the order the member form reads in, so a
- * conversion between the forms changes no reader's bytes. Stops as soon as
+ * conversion between the forms changes no reader's bytes. With `strip`,
+ * null members are left out at every depth (MergePatch({}, obj)). Stops as
+ * soon as
  * `out` holds more than `limit` bytes: returns 0, 1 when over the limit
  * (`out` then holds a part), or -1. The recursion is at most limit / 4
  * deep (each level writes `{"":` first).
  */
-static int dump_sorted(sky_buf *out, json_t *obj, size_t limit)
+static int dump_sorted(sky_buf *out, json_t *obj, size_t limit, int strip)
 {
 	named local[32], *m = local;
 	size_t n = json_object_size(obj), i = 0;
+	int first = 1;
 	const char *key;
 	size_t key_len;
 	json_t *value;
@@ -271,16 +274,20 @@ static int dump_sorted(sky_buf *out, json_t *obj, size_t limit)
 	if (sky__buf_putc(out, '{') < 0)
 		goto done;
 	for (i = 0; i < n; i++) {
-		if ((i && sky__buf_putc(out, ',') < 0) ||
+		if (strip && json_is_null(m[i].value))
+			continue;
+		if ((!first && sky__buf_putc(out, ',') < 0) ||
 		    sky__buf_json_string(out, m[i].name, m[i].len) < 0 ||
 		    sky__buf_putc(out, ':') < 0)
 			goto done;
+		first = 0;
 		if (out->len > limit) {
 			rc = 1;
 			goto done;
 		}
 		if (json_is_object(m[i].value)) {
-			if ((rc = dump_sorted(out, m[i].value, limit)) != 0)
+			if ((rc = dump_sorted(out, m[i].value, limit, strip)) !=
+			    0)
 				goto done;
 			rc = -1;
 		} else if (sky__json_dump_buf(out, m[i].value) < 0) {
@@ -290,6 +297,245 @@ static int dump_sorted(sky_buf *out, json_t *obj, size_t limit)
 	if (sky__buf_putc(out, '}') < 0)
 		goto done;
 	rc = out->len > limit;
+done:
+	if (m != local)
+		free(m);
+	return rc;
+}
+
+/*
+ * Merging a patch into stored text. The text of the whole form was written
+ * by dump_sorted(), so each object's members come sorted by name bytes;
+ * sorting the (small) patch's members the same way, one pass over the text
+ * merges the two lists, copying untouched members as they are, and
+ * parses nothing but the names and the extent of each value. It does not
+ * validate the text beyond what it needs (the seal vouches for it):
+ * anything it does not expect gives MALFORMED and the caller takes the
+ * slow way, which reports real damage.
+ */
+#define MALFORMED (-2)
+
+typedef struct {
+	const char *p, *end;
+} text_span;
+
+/* Skip the string at t->p (its opening quote). Locals, not t->p, in the
+ * loops: this is most of the cost of a merge. */
+static int skip_string(text_span *t)
+{
+	const char *p = t->p + 1, *end = t->end;
+	while (p < end) {
+		char c = *p++;
+		if (c == '"') {
+			t->p = p;
+			return 0;
+		}
+		if (c == '\\')
+			p++;
+	}
+	return MALFORMED;
+}
+
+/* Skip one value: a string, a scalar, or a bracketed value whole. */
+static int skip_value(text_span *t)
+{
+	const char *p = t->p, *end = t->end;
+	size_t depth = 0;
+	while (p < end) {
+		char c = *p;
+		if (c == '"') {
+			t->p = p;
+			if (skip_string(t) < 0)
+				return MALFORMED;
+			p = t->p;
+			if (depth == 0)
+				return 0;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				break; /* the end of a scalar */
+			if (--depth == 0) {
+				p++;
+				break;
+			}
+		} else if (c == ',' && depth == 0) {
+			break;
+		}
+		p++;
+	}
+	t->p = p;
+	return depth ? MALFORMED : 0;
+}
+
+/*
+ * Compare the stored name [q, qend) (the inside of its quotes, escapes
+ * and all) with the name `b` of `blen` bytes, by name bytes. Escapes other
+ * than the ones sky__buf_json_string writes give MALFORMED in *bad.
+ */
+static int cmp_stored_name(const char *q, const char *qend, const char *b,
+			   size_t blen, int *bad)
+{
+	size_t i = 0;
+	while (q < qend) {
+		unsigned char c = (unsigned char)*q++;
+		if (c == '\\') {
+			if (q >= qend)
+				goto bad;
+			switch (*q++) {
+			case '"': c = '"'; break;
+			case '\\': c = '\\'; break;
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'u': {
+				unsigned v = 0;
+				if (qend - q < 4)
+					goto bad;
+				for (int k = 0; k < 4; k++) {
+					char h = *q++;
+					v = v * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10
+							     : h >= 'A'
+								 ? h - 'A' + 10
+								 : h - '0');
+				}
+				if (v == 0 || v >= 0x20)
+					goto bad;
+				c = (unsigned char)v;
+				break;
+			}
+			default: goto bad;
+			}
+		}
+		if (i == blen)
+			return 1;
+		if (c != (unsigned char)b[i])
+			return c < (unsigned char)b[i] ? -1 : 1;
+		i++;
+	}
+	return i == blen ? 0 : -1;
+bad:
+	*bad = 1;
+	return 0;
+}
+
+/* Append member `m` of a patch that the document does not have. */
+static int add_member(sky_buf *out, const named *m, int *first)
+{
+	if (json_is_null(m->value))
+		return 0;
+	if ((!*first && sky__buf_putc(out, ',') < 0) ||
+	    sky__buf_json_string(out, m->name, m->len) < 0 ||
+	    sky__buf_putc(out, ':') < 0)
+		return -1;
+	*first = 0;
+	if (json_is_object(m->value))
+		return dump_sorted(out, m->value, SIZE_MAX, 1) < 0 ? -1 : 0;
+	return sky__json_dump_buf(out, m->value);
+}
+
+/*
+ * Append MergePatch(object at t->p, patch) to `out` and move t->p past the
+ * object. Returns 0, -1 or MALFORMED.
+ */
+static int merge_text(sky_buf *out, text_span *t, json_t *patch)
+{
+	named local[16], *m = local;
+	size_t n = json_object_size(patch), j = 0;
+	const char *key;
+	size_t key_len;
+	json_t *value;
+	int first = 1, rc = -1;
+
+	if (n > sizeof(local) / sizeof(local[0]) &&
+	    !(m = malloc(n * sizeof(*m))))
+		return sky__error_nomem();
+	json_object_keylen_foreach(patch, key, key_len, value)
+	{
+		m[j].name = key;
+		m[j].len = key_len;
+		m[j++].value = value;
+	}
+	if (n > 1)
+		qsort(m, n, sizeof(*m), cmp_named);
+	j = 0;
+	if (t->p >= t->end || *t->p != '{' || sky__buf_putc(out, '{') < 0)
+		goto fail;
+	t->p++;
+	while (t->p < t->end && *t->p != '}') {
+		const char *name = t->p, *name_end, *val;
+		int c = 1, bad = 0;
+		if (*t->p != '"' || skip_string(t) < 0)
+			goto malformed;
+		name_end = t->p;
+		if (t->p >= t->end || *t->p++ != ':')
+			goto malformed;
+		val = t->p;
+		while (j < n && (c = cmp_stored_name(name + 1, name_end - 1,
+						     m[j].name, m[j].len,
+						     &bad)) > 0 &&
+		       !bad) {
+			if (add_member(out, &m[j++], &first) < 0)
+				goto fail;
+		}
+		if (bad)
+			goto malformed;
+		/* A patched object: merged in one pass over it. Anything else
+		 * is skipped to find where it ends. */
+		if (!(j < n && c == 0 && json_is_object(m[j].value) &&
+		      *val == '{') &&
+		    skip_value(t) < 0)
+			goto malformed;
+		if (j < n && c == 0) {
+			json_t *v = m[j++].value;
+			if (json_is_null(v))
+				goto next; /* deleted */
+			if ((!first && sky__buf_putc(out, ',') < 0) ||
+			    sky__buf_append(out, name,
+					    (size_t)(name_end - name)) < 0 ||
+			    sky__buf_putc(out, ':') < 0)
+				goto fail;
+			first = 0;
+			if (json_is_object(v) && *val == '{') {
+				if ((rc = merge_text(out, t, v)) < 0)
+					goto done;
+				rc = -1;
+			} else if (json_is_object(v)) {
+				if (dump_sorted(out, v, SIZE_MAX, 1) < 0)
+					goto fail;
+			} else if (sky__json_dump_buf(out, v) < 0) {
+				goto fail;
+			}
+		} else {
+			if ((!first && sky__buf_putc(out, ',') < 0) ||
+			    sky__buf_append(out, name,
+					    (size_t)(t->p - name)) < 0)
+				goto fail;
+			first = 0;
+		}
+	next:
+		if (t->p < t->end && *t->p == ',')
+			t->p++;
+		else if (t->p >= t->end || *t->p != '}')
+			goto malformed;
+	}
+	if (t->p >= t->end)
+		goto malformed;
+	t->p++;
+	for (; j < n; j++)
+		if (add_member(out, &m[j], &first) < 0)
+			goto fail;
+	rc = sky__buf_putc(out, '}');
+	goto done;
+malformed:
+	rc = MALFORMED;
+	goto done;
+fail:
+	rc = -1;
 done:
 	if (m != local)
 		free(m);
@@ -1245,7 +1491,7 @@ static int write_doc(writer *w, json_t *obj)
 	int rc;
 
 	sky__buf_clear(&w->val);
-	if ((rc = dump_sorted(&w->val, obj, sky__doc_whole_max)) < 0)
+	if ((rc = dump_sorted(&w->val, obj, sky__doc_whole_max, 0)) < 0)
 		return rc;
 	if (rc == 1)
 		return write_members(w, obj);
@@ -1330,6 +1576,49 @@ static int patch_in_memory(writer *w, json_t *doc, json_t *patch)
 	return rc;
 }
 
+/*
+ * Patch the whole form (or a missing document, text "{}"): merge the patch
+ * into the stored text, and store the result whole, or member by member
+ * when it has outgrown the bound.
+ */
+static int patch_whole(writer *w, const char *stored, size_t len,
+		       json_t *patch)
+{
+	text_span t = {stored, stored + len};
+	json_t *doc;
+	MDB_val v = {len, (void *)stored};
+	int rc;
+
+	sky__buf_clear(&w->val);
+	rc = merge_text(&w->val, &t, patch);
+	if (rc == MALFORMED || (rc == 0 && t.p != t.end)) {
+		/* Not text dump_sorted() wrote: parse it (or say it is
+		 * corrupt) and merge in memory. */
+		if ((rc = parse_whole(w->docid, &v, &doc)) < 0)
+			return rc;
+		return patch_in_memory(w, doc, patch);
+	}
+	if (rc < 0)
+		return rc;
+	if (w->val.len <= sky__doc_whole_max) {
+		unsigned char key[HEADER_LEN];
+		MDB_val k = {HEADER_LEN, key};
+		sky__put_be64(key, w->docid);
+		v.mv_data = w->val.data;
+		v.mv_size = w->val.len;
+		if ((rc = mdb_put(w->txn, w->dbi, &k, &v, 0)) != 0)
+			return sky__error_lmdb(rc, "session data: write");
+		return 0;
+	}
+	/* Grown past the bound: member by member from now on. */
+	if ((rc = parse_whole(w->docid, &(MDB_val){w->val.len, w->val.data},
+			      &doc)) < 0)
+		return rc;
+	rc = write_members(w, doc);
+	json_decref(doc);
+	return rc;
+}
+
 int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch)
 {
 	writer w;
@@ -1345,17 +1634,9 @@ int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch)
 	if ((rc = read_header(&w, &exists, &weight_known, &text, &text_len)) <
 	    0)
 		goto done;
-	if (!exists) {
-		/* MergePatch({}, patch): a new document, in its form. */
-		rc = patch_in_memory(&w, NULL, patch);
-		goto done;
-	}
-	if (w.whole) {
-		/* Small: parse, merge, write back (or out in members). */
-		MDB_val v = {text_len, (void *)text};
-		json_t *doc;
-		if ((rc = parse_whole(docid, &v, &doc)) == 0)
-			rc = patch_in_memory(&w, doc, patch);
+	if (!exists || w.whole) {
+		rc = patch_whole(&w, exists ? text : "{}", exists ? text_len : 2,
+				 patch);
 		goto done;
 	}
 	size_t need = count_objects(patch);
@@ -1388,7 +1669,7 @@ int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch)
 		if ((rc = sky__doc_read_json(txn, dbi, docid, &doc)) < 0)
 			goto done;
 		sky__buf_clear(&w.val);
-		rc = dump_sorted(&w.val, doc, sky__doc_whole_max);
+		rc = dump_sorted(&w.val, doc, sky__doc_whole_max, 0);
 		json_decref(doc);
 		if (rc == 0) {
 			rc = write_whole(&w);
