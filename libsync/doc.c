@@ -1,8 +1,34 @@
 /*
- * doc.c - session data documents stored member by member in LMDB, so that
- * an RFC 7396 merge patch reads and writes only what it names.
+ * doc.c - session data documents in LMDB: small ones whole, as one value,
+ * so that reading one is a single lookup; larger ones member by member, so
+ * that an RFC 7396 merge patch reads and writes only what it names.
  *
- * Layout. Every JSON object of a document is a "node" with a 32-bit id; the
+ * Two forms. A document whose compact text is at most sky__doc_whole_max
+ * bytes (SKY__DOC_WHOLE_MAX, 4 KiB) is stored whole: its header entry
+ * (key: the docid alone) holds the text, written by dump_sorted() with the
+ * members of every object sorted by name bytes, and nothing else of the
+ * document is stored. A read returns that text as it is (the seal was
+ * checked by the lookup); a patch merges into the text in one pass
+ * (merge_text(), no parse of the document) and writes it back. A larger
+ * document is stored member by member as below. The form follows the size
+ * within the transaction that changes it: a write picks the form of its
+ * text; a patch that takes a whole document past the bound stores it member
+ * by member, and a patch that leaves a member-form document under half the
+ * bound (by the weight its header keeps, see entry_weight()) stores it
+ * whole. The half keeps a document near the bound from changing form on
+ * every patch. Both forms read alike, byte for byte (the member form
+ * reads names sorted too, long names last), so readers never know.
+ *
+ * Header values tell the forms apart (header_form()): the text of the
+ * whole form starts with '{' and ends with '}'; the member form's header is
+ * next id (4) + weight (8) + a 0 byte; a header of 4 bytes (next id only)
+ * is a member-form document written before headers kept the weight. Such
+ * documents read as before; their first patch walks their keys once to
+ * learn the weight and then converts them like any other (to the whole
+ * form when they are small), and any sky__doc_write() stores the form
+ * of its size.
+ *
+ * Member layout. Every JSON object of a document is a "node" with a 32-bit id; the
  * document itself is node 0. Each member of an object is one LMDB entry:
  *
  *   header   docid(8)                        -> next free node id (u32)
@@ -27,6 +53,9 @@
  * a key has.
  *
  * Invariants (sky__doc_check verifies them):
+ * - A whole-form document is its header and nothing else; its text is a
+ *   JSON object. A member-form header's weight is the sum over its
+ *   entries.
  * - All keys of a document start with its docid: a document is one
  *   contiguous key range, and deleting or copying it is a range walk.
  * - A document is stored iff its header is. Node ids below the header's
@@ -39,6 +68,17 @@
  *   member, and every node with entries other than the root is referenced.
  * - Objects are never stored as 'v' text: each is a node, so a patch can
  *   reach any member by key without parsing anything above it.
+ *
+ * The bound. Measured with callgrind (instructions per call, documents of
+ * ~90-byte items, 100-byte patches): at 1 KB a whole-form read costs 0.8k
+ * against 44k member by member, a patch 27k against 22k; at 4 KB 1.1k
+ * against 162k and 68k against 24k; at 16 KB 15k against 642k and 240k
+ * against 29k. A merge into text grows with the text while a member patch
+ * stays flat, and LMDB copies a large value's overflow pages whole on
+ * every write: 4 KiB keeps a patch within three times the member form's
+ * and makes a read a hundred times cheaper. The bound must stay below
+ * 5 * 2048 bytes (each level of nesting takes at least 5), or a stored
+ * text could nest deeper than jansson parses.
  *
  * Costs. Keeping a document as one JSON text would make a 100-byte patch
  * to a 1 MB document parse and rewrite 1 MB (DESIGN.md section 4). Here
