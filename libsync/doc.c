@@ -379,7 +379,7 @@ static int skip_string(text_span *t)
 /* Skip one value: a string, a scalar, or a bracketed value whole. */
 static int skip_value(text_span *t)
 {
-	const char *p = t->p, *end = t->end;
+	const char *p = t->p, *end = t->end, *start = t->p;
 	size_t depth = 0;
 	while (p < end) {
 		char c = *p;
@@ -407,7 +407,7 @@ static int skip_value(text_span *t)
 		p++;
 	}
 	t->p = p;
-	return depth ? MALFORMED : 0;
+	return depth || p == start ? MALFORMED : 0;
 }
 
 /*

@@ -986,6 +986,92 @@ static void test_doc__forms_random(void)
 	sky__doc_whole_max = 0;
 }
 
+/*
+ * The whole form under check, old headers, and copies across forms: what
+ * check finds in a damaged whole form, that a member-form document under
+ * a 4-byte header reads and converts, and that a copy keeps the form.
+ */
+static void test_doc__forms_check_and_old(void)
+{
+	MDB_txn *txn = begin(0);
+	json_t *doc = parse("{\"b\":{\"c\":[1,{\"z\":1,\"a\":2}]},\"a\":\"x\"}");
+	unsigned char key[8], extra[13];
+	sky_buf text = SKY_BUF_INIT, problems = SKY_BUF_INIT;
+
+	sky__doc_whole_max = SKY__DOC_WHOLE_MAX;
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 300, doc), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 300), 'w');
+	CU_ASSERT_EQUAL(count_entries(txn, 300), 1);
+	/* Sorted as the member form reads, arrays as they came. */
+	CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, 300, &text), 0);
+	CU_ASSERT_STRING_EQUAL(text.data,
+			       "{\"a\":\"x\",\"b\":{\"c\":[1,{\"z\":1,\"a\":2}]}}");
+	CU_ASSERT(check_clean(txn, 300));
+	CU_ASSERT_EQUAL(sky__doc_exists(txn, dbi, 300), 1);
+
+	/* A copy keeps the form, to a target of the other form too. */
+	sky__doc_whole_max = 0;
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 301, doc), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 301), 'm');
+	CU_ASSERT_EQUAL(sky__doc_copy(txn, dbi, 300, 301), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 301), 'w');
+	CU_ASSERT(doc_is_equal(txn, 301, doc));
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 302, doc), 0);
+	CU_ASSERT_EQUAL(sky__doc_copy(txn, dbi, 302, 300), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 300), 'm');
+	CU_ASSERT_EQUAL(count_entries(txn, 300), count_members(doc) + 1);
+	CU_ASSERT(doc_is_equal(txn, 300, doc));
+
+	/* An old header: readable, clean, and the first patch converts. */
+	make_old_header(txn, 302);
+	CU_ASSERT_EQUAL(form_of(txn, 302), 'o');
+	CU_ASSERT(doc_is_equal(txn, 302, doc));
+	sky__doc_whole_max = SKY__DOC_WHOLE_MAX;
+	json_t *patch = parse("{\"d\":{\"e\":null,\"f\":1}}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 302, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	CU_ASSERT_EQUAL(form_of(txn, 302), 'w');
+	CU_ASSERT(doc_in_form(txn, 302, doc, SKY__DOC_WHOLE_MAX));
+
+	/* Check: text that is no object, members beside the text, a
+	 * weight that does not add up. */
+	sky__put_be64(key, 302);
+	put_raw(txn, key, 8, "{\"a\":}", 6);
+	CU_ASSERT_EQUAL(sky__doc_check(txn, dbi, 302, &problems), SKY_EINVAL);
+	CU_ASSERT(problems.data && strstr(problems.data, "not a JSON object"));
+	json_t *j = NULL;
+	CU_ASSERT_EQUAL(sky__doc_read_json(txn, dbi, 302, &j), SKY_ERROR);
+	CU_ASSERT_EQUAL(sky_error_last()->native, MDB_CORRUPTED);
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 302, patch), SKY_ERROR);
+	put_raw(txn, key, 8, "{}", 2);
+	sky__put_be64(extra, 302);
+	sky__put_be32(extra + 8, 0);
+	extra[12] = 'x';
+	put_raw(txn, extra, 13, "v1", 2);
+	sky__buf_clear(&problems);
+	CU_ASSERT_EQUAL(sky__doc_check(txn, dbi, 302, &problems), SKY_EINVAL);
+	CU_ASSERT(problems.data &&
+		  strstr(problems.data, "members beside a whole document"));
+	sky__doc_whole_max = 0;
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 303, doc), 0);
+	sky__put_be64(key, 303);
+	MDB_val k = {8, key}, v;
+	CU_ASSERT_EQUAL_FATAL(mdb_get(txn, dbi, &k, &v), 0);
+	unsigned char hdr[13];
+	memcpy(hdr, v.mv_data, 13);
+	sky__put_be64(hdr + 4, sky__get_be64(hdr + 4) + 1);
+	put_raw(txn, key, 8, hdr, 13);
+	sky__buf_clear(&problems);
+	CU_ASSERT_EQUAL(sky__doc_check(txn, dbi, 303, &problems), SKY_EINVAL);
+	CU_ASSERT(problems.data && strstr(problems.data, "header weight"));
+
+	sky__buf_free(&text);
+	sky__buf_free(&problems);
+	json_decref(patch);
+	json_decref(doc);
+	mdb_txn_abort(txn);
+}
+
 /* doc_check on a copy of `base` corrupted by `key -> val`. */
 static void expect_problem(MDB_txn *txn, uint64_t docid, const void *key,
 			   size_t klen, const void *val, size_t vlen,
@@ -1224,6 +1310,7 @@ int main(void)
 	    {"test_doc__map_full", test_doc__map_full},
 	    {"test_doc__exact_values", test_doc__exact_values},
 	    {"test_doc__forms_random", test_doc__forms_random},
+	    {"test_doc__forms_check_and_old", test_doc__forms_check_and_old},
 	    {NULL, NULL},
 	};
 	MDB_txn *txn;
