@@ -1,8 +1,34 @@
 /*
- * doc.c - session data documents stored member by member in LMDB, so that
- * an RFC 7396 merge patch reads and writes only what it names.
+ * doc.c - session data documents in LMDB: small ones whole, as one value,
+ * so that reading one is a single lookup; larger ones member by member, so
+ * that an RFC 7396 merge patch reads and writes only what it names.
  *
- * Layout. Every JSON object of a document is a "node" with a 32-bit id; the
+ * Two forms. A document whose compact text is at most sky__doc_whole_max
+ * bytes (SKY__DOC_WHOLE_MAX, 4 KiB) is stored whole: its header entry
+ * (key: the docid alone) holds the text, written by dump_sorted() with the
+ * members of every object sorted by name bytes, and nothing else of the
+ * document is stored. A read returns that text as it is (the seal was
+ * checked by the lookup); a patch merges into the text in one pass
+ * (merge_text(), no parse of the document) and writes it back. A larger
+ * document is stored member by member as below. The form follows the size
+ * within the transaction that changes it: a write picks the form of its
+ * text; a patch that takes a whole document past the bound stores it member
+ * by member, and a patch that leaves a member-form document under half the
+ * bound (by the weight its header keeps, see entry_weight()) stores it
+ * whole. The half keeps a document near the bound from changing form on
+ * every patch. Both forms read alike, byte for byte (the member form
+ * reads names sorted too, long names last), so readers never know.
+ *
+ * Header values tell the forms apart (header_form()): the text of the
+ * whole form starts with '{' and ends with '}'; the member form's header is
+ * next id (4) + weight (8) + a 0 byte; a header of 4 bytes (next id only)
+ * is a member-form document written before headers kept the weight. Such
+ * documents read as before; their first patch walks their keys once to
+ * learn the weight and then converts them like any other (to the whole
+ * form when they are small), and any sky__doc_write() stores the form
+ * of its size.
+ *
+ * Member layout. Every JSON object of a document is a "node" with a 32-bit id; the
  * document itself is node 0. Each member of an object is one LMDB entry:
  *
  *   header   docid(8)                        -> next free node id (u32)
@@ -27,6 +53,9 @@
  * a key has.
  *
  * Invariants (sky__doc_check verifies them):
+ * - A whole-form document is its header and nothing else; its text is a
+ *   JSON object. A member-form header's weight is the sum over its
+ *   entries.
  * - All keys of a document start with its docid: a document is one
  *   contiguous key range, and deleting or copying it is a range walk.
  * - A document is stored iff its header is. Node ids below the header's
@@ -39,6 +68,17 @@
  *   member, and every node with entries other than the root is referenced.
  * - Objects are never stored as 'v' text: each is a node, so a patch can
  *   reach any member by key without parsing anything above it.
+ *
+ * The bound. Measured with callgrind (instructions per call, documents of
+ * ~90-byte items, 100-byte patches): at 1 KB a whole-form read costs 0.8k
+ * against 44k member by member, a patch 27k against 22k; at 4 KB 1.1k
+ * against 162k and 68k against 24k; at 16 KB 15k against 642k and 240k
+ * against 29k. A merge into text grows with the text while a member patch
+ * stays flat, and LMDB copies a large value's overflow pages whole on
+ * every write: 4 KiB keeps a patch within three times the member form's
+ * and makes a read a hundred times cheaper. The bound must stay below
+ * 5 * 2048 bytes (each level of nesting takes at least 5), or a stored
+ * text could nest deeper than jansson parses.
  *
  * Costs. Keeping a document as one JSON text would make a 100-byte patch
  * to a 1 MB document parse and rewrite 1 MB (DESIGN.md section 4). Here
@@ -70,6 +110,7 @@
 #include "doc.h"
 #include "error.h"
 #include "json.h"
+#include "merge.h"
 
 #define ROOT_NODE 0u
 #define HEADER_LEN 8	   /* docid */
@@ -80,7 +121,33 @@
 #define TYPE_OBJECT 'o'
 #define TYPE_VALUE 'v'
 
+#define MEMBERS_HEADER_LEN 13 /* next(4) weight(8) 0 */
+#define EMPTY_WEIGHT 2		/* "{}" */
+
 uint64_t (*sky__doc_name_hash)(const void *name, size_t len) = sky__hash64;
+size_t sky__doc_whole_max = SKY__DOC_WHOLE_MAX;
+
+/* What a header value says the document is. */
+enum { FORM_BAD, FORM_WHOLE, FORM_MEMBERS, FORM_MEMBERS_OLD };
+
+/*
+ * The forms cannot be mistaken for each other: compact JSON text of an
+ * object is never 4 bytes long ("{}" is 2, the next shortest 6) and ends
+ * with '}', where the member header of today ends with a 0 byte.
+ */
+static int header_form(const MDB_val *v)
+{
+	const unsigned char *p = v->mv_data;
+	size_t n = v->mv_size;
+	if (n == 4)
+		return sky__get_be32(p) == ROOT_NODE ? FORM_BAD
+						     : FORM_MEMBERS_OLD;
+	if (n == MEMBERS_HEADER_LEN && p[12] == 0)
+		return sky__get_be32(p) == ROOT_NODE ? FORM_BAD : FORM_MEMBERS;
+	if (n >= 2 && p[0] == '{' && p[n - 1] == '}')
+		return FORM_WHOLE;
+	return FORM_BAD;
+}
 
 /* Record stored data that breaks the layout. Returns -1. */
 static int corrupt(uint64_t docid, const char *why)
@@ -179,6 +246,340 @@ static int parse_entry(const MDB_val *k, const MDB_val *v, entry *e,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * What a member adds to the document's text, give or take its escapes and
+ * a comma: quotes, colon and comma around name and value, "{}" for an
+ * object. The member form keeps the sum (plus 2 for the root's braces) in
+ * its header, so that a patch knows when the document has become small
+ * without reading it.
+ */
+static uint64_t entry_weight(const entry *e)
+{
+	return (uint64_t)e->name_len +
+	       (e->type == TYPE_OBJECT ? 6 : (uint64_t)e->payload_len + 4);
+}
+
+/* ------------------------------------------------------------------ */
+/* The whole form                                                      */
+/* ------------------------------------------------------------------ */
+
+/* One member of an object being written out in name order. */
+typedef struct {
+	const char *name;
+	size_t len;
+	json_t *value;
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+	const named *x = a, *y = b;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/*
+ * Append the compact text of the object `obj` with the members of every
+ * object sorted by name bytes (arrays and what they hold as they are, as
+ * the member form stores them), the order the member form reads in, so a
+ * conversion between the forms changes no reader's bytes. With `strip`,
+ * null members are left out at every depth (MergePatch({}, obj)). Stops as
+ * soon as
+ * `out` holds more than `limit` bytes: returns 0, 1 when over the limit
+ * (`out` then holds a part), or -1. The recursion is at most limit / 4
+ * deep (each level writes `{"":` first).
+ */
+static int dump_sorted(sky_buf *out, json_t *obj, size_t limit, int strip)
+{
+	named local[32], *m = local;
+	size_t n = json_object_size(obj), i = 0;
+	int first = 1;
+	const char *key;
+	size_t key_len;
+	json_t *value;
+	int rc = -1;
+
+	if (n > sizeof(local) / sizeof(local[0]) &&
+	    !(m = malloc(n * sizeof(*m))))
+		return sky__error_nomem();
+	json_object_keylen_foreach(obj, key, key_len, value)
+	{
+		m[i].name = key;
+		m[i].len = key_len;
+		m[i++].value = value;
+	}
+	if (n > 1)
+		qsort(m, n, sizeof(*m), cmp_named);
+	if (sky__buf_putc(out, '{') < 0)
+		goto done;
+	for (i = 0; i < n; i++) {
+		if (strip && json_is_null(m[i].value))
+			continue;
+		if ((!first && sky__buf_putc(out, ',') < 0) ||
+		    sky__buf_json_string(out, m[i].name, m[i].len) < 0 ||
+		    sky__buf_putc(out, ':') < 0)
+			goto done;
+		first = 0;
+		if (out->len > limit) {
+			rc = 1;
+			goto done;
+		}
+		if (json_is_object(m[i].value)) {
+			if ((rc = dump_sorted(out, m[i].value, limit, strip)) !=
+			    0)
+				goto done;
+			rc = -1;
+		} else if (sky__json_dump_buf(out, m[i].value) < 0) {
+			goto done;
+		}
+	}
+	if (sky__buf_putc(out, '}') < 0)
+		goto done;
+	rc = out->len > limit;
+done:
+	if (m != local)
+		free(m);
+	return rc;
+}
+
+/*
+ * Merging a patch into stored text. The text of the whole form was written
+ * by dump_sorted(), so each object's members come sorted by name bytes;
+ * sorting the (small) patch's members the same way, one pass over the text
+ * merges the two lists, copying untouched members as they are, and
+ * parses nothing but the names and the extent of each value. It does not
+ * validate the text beyond what it needs (the seal vouches for it):
+ * anything it does not expect gives MALFORMED and the caller takes the
+ * slow way, which reports real damage.
+ */
+#define MALFORMED (-2)
+
+typedef struct {
+	const char *p, *end;
+} text_span;
+
+/* Skip the string at t->p (its opening quote). Locals, not t->p, in the
+ * loops: this is most of the cost of a merge. */
+static int skip_string(text_span *t)
+{
+	const char *p = t->p + 1, *end = t->end;
+	while (p < end) {
+		char c = *p++;
+		if (c == '"') {
+			t->p = p;
+			return 0;
+		}
+		if (c == '\\')
+			p++;
+	}
+	return MALFORMED;
+}
+
+/* Skip one value: a string, a scalar, or a bracketed value whole. */
+static int skip_value(text_span *t)
+{
+	const char *p = t->p, *end = t->end, *start = t->p;
+	size_t depth = 0;
+	while (p < end) {
+		char c = *p;
+		if (c == '"') {
+			t->p = p;
+			if (skip_string(t) < 0)
+				return MALFORMED;
+			p = t->p;
+			if (depth == 0)
+				return 0;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				break; /* the end of a scalar */
+			if (--depth == 0) {
+				p++;
+				break;
+			}
+		} else if (c == ',' && depth == 0) {
+			break;
+		}
+		p++;
+	}
+	t->p = p;
+	return depth || p == start ? MALFORMED : 0;
+}
+
+/*
+ * Compare the stored name [q, qend) (the inside of its quotes, escapes
+ * and all) with the name `b` of `blen` bytes, by name bytes. Escapes other
+ * than the ones sky__buf_json_string writes give MALFORMED in *bad.
+ */
+static int cmp_stored_name(const char *q, const char *qend, const char *b,
+			   size_t blen, int *bad)
+{
+	size_t i = 0;
+	while (q < qend) {
+		unsigned char c = (unsigned char)*q++;
+		if (c == '\\') {
+			if (q >= qend)
+				goto bad;
+			switch (*q++) {
+			case '"': c = '"'; break;
+			case '\\': c = '\\'; break;
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'u': {
+				unsigned v = 0;
+				if (qend - q < 4)
+					goto bad;
+				for (int k = 0; k < 4; k++) {
+					char h = *q++;
+					v = v * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10
+							     : h >= 'A'
+								 ? h - 'A' + 10
+								 : h - '0');
+				}
+				if (v == 0 || v >= 0x20)
+					goto bad;
+				c = (unsigned char)v;
+				break;
+			}
+			default: goto bad;
+			}
+		}
+		if (i == blen)
+			return 1;
+		if (c != (unsigned char)b[i])
+			return c < (unsigned char)b[i] ? -1 : 1;
+		i++;
+	}
+	return i == blen ? 0 : -1;
+bad:
+	*bad = 1;
+	return 0;
+}
+
+/* Append member `m` of a patch that the document does not have. */
+static int add_member(sky_buf *out, const named *m, int *first)
+{
+	if (json_is_null(m->value))
+		return 0;
+	if ((!*first && sky__buf_putc(out, ',') < 0) ||
+	    sky__buf_json_string(out, m->name, m->len) < 0 ||
+	    sky__buf_putc(out, ':') < 0)
+		return -1;
+	*first = 0;
+	if (json_is_object(m->value))
+		return dump_sorted(out, m->value, SIZE_MAX, 1) < 0 ? -1 : 0;
+	return sky__json_dump_buf(out, m->value);
+}
+
+/*
+ * Append MergePatch(object at t->p, patch) to `out` and move t->p past the
+ * object. Returns 0, -1 or MALFORMED.
+ */
+static int merge_text(sky_buf *out, text_span *t, json_t *patch)
+{
+	named local[16], *m = local;
+	size_t n = json_object_size(patch), j = 0;
+	const char *key;
+	size_t key_len;
+	json_t *value;
+	int first = 1, rc = -1;
+
+	if (n > sizeof(local) / sizeof(local[0]) &&
+	    !(m = malloc(n * sizeof(*m))))
+		return sky__error_nomem();
+	json_object_keylen_foreach(patch, key, key_len, value)
+	{
+		m[j].name = key;
+		m[j].len = key_len;
+		m[j++].value = value;
+	}
+	if (n > 1)
+		qsort(m, n, sizeof(*m), cmp_named);
+	j = 0;
+	if (t->p >= t->end || *t->p != '{' || sky__buf_putc(out, '{') < 0)
+		goto fail;
+	t->p++;
+	while (t->p < t->end && *t->p != '}') {
+		const char *name = t->p, *name_end, *val;
+		int c = 1, bad = 0;
+		if (*t->p != '"' || skip_string(t) < 0)
+			goto malformed;
+		name_end = t->p;
+		if (t->p >= t->end || *t->p++ != ':')
+			goto malformed;
+		val = t->p;
+		while (j < n && (c = cmp_stored_name(name + 1, name_end - 1,
+						     m[j].name, m[j].len,
+						     &bad)) > 0 &&
+		       !bad) {
+			if (add_member(out, &m[j++], &first) < 0)
+				goto fail;
+		}
+		if (bad)
+			goto malformed;
+		/* A patched object: merged in one pass over it. Anything else
+		 * is skipped to find where it ends. */
+		if (!(j < n && c == 0 && json_is_object(m[j].value) &&
+		      *val == '{') &&
+		    skip_value(t) < 0)
+			goto malformed;
+		if (j < n && c == 0) {
+			json_t *v = m[j++].value;
+			if (json_is_null(v))
+				goto next; /* deleted */
+			if ((!first && sky__buf_putc(out, ',') < 0) ||
+			    sky__buf_append(out, name,
+					    (size_t)(name_end - name)) < 0 ||
+			    sky__buf_putc(out, ':') < 0)
+				goto fail;
+			first = 0;
+			if (json_is_object(v) && *val == '{') {
+				if ((rc = merge_text(out, t, v)) < 0)
+					goto done;
+				rc = -1;
+			} else if (json_is_object(v)) {
+				if (dump_sorted(out, v, SIZE_MAX, 1) < 0)
+					goto fail;
+			} else if (sky__json_dump_buf(out, v) < 0) {
+				goto fail;
+			}
+		} else {
+			if ((!first && sky__buf_putc(out, ',') < 0) ||
+			    sky__buf_append(out, name,
+					    (size_t)(t->p - name)) < 0)
+				goto fail;
+			first = 0;
+		}
+	next:
+		if (t->p < t->end && *t->p == ',')
+			t->p++;
+		else if (t->p >= t->end || *t->p != '}')
+			goto malformed;
+	}
+	if (t->p >= t->end)
+		goto malformed;
+	t->p++;
+	for (; j < n; j++)
+		if (add_member(out, &m[j], &first) < 0)
+			goto fail;
+	rc = sky__buf_putc(out, '}');
+	goto done;
+malformed:
+	rc = MALFORMED;
+	goto done;
+fail:
+	rc = -1;
+done:
+	if (m != local)
+		free(m);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -475,13 +876,39 @@ done:
 	return rc;
 }
 
+/*
+ * The header of the document: 1 with *v set, 0 when there is none, or a
+ * negative code.
+ */
+static int get_header(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, MDB_val *v)
+{
+	unsigned char key[HEADER_LEN];
+	MDB_val k = {HEADER_LEN, key};
+	int rc;
+
+	sky__put_be64(key, docid);
+	rc = mdb_get(txn, dbi, &k, v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return sky__error_lmdb(rc, "session data: read header");
+	return 1;
+}
+
 int sky__doc_read(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *out)
 {
 	scan s;
 	size_t old_len = out->len;
+	MDB_val v;
 	int rc;
 
 	assert(txn && out);
+	/* The whole form: one lookup, and its text (seal checked by the
+	 * read) is the answer. A missing document has no entries at all. */
+	if ((rc = get_header(txn, dbi, docid, &v)) <= 0)
+		return rc < 0 ? rc : sky__buf_append(out, "{}", 2);
+	if (header_form(&v) == FORM_WHOLE)
+		return sky__buf_append(out, v.mv_data, v.mv_size);
 	scan_init(&s);
 	rc = scan_doc(txn, dbi, docid, &s);
 	if (rc == 0)
@@ -555,12 +982,30 @@ done:
 	return rc;
 }
 
+/* Parse the stored text of the whole form into a new object. */
+static int parse_whole(uint64_t docid, const MDB_val *v, json_t **out)
+{
+	json_error_t jerr;
+	json_t *doc = sky__json_loadb(v->mv_data, v->mv_size, 0, &jerr);
+	if (!doc || !json_is_object(doc)) {
+		json_decref(doc);
+		return corrupt(docid, "stored document is not a JSON object");
+	}
+	*out = doc;
+	return 0;
+}
+
 int sky__doc_read_json(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t **out)
 {
 	scan s;
+	MDB_val v;
 	int rc;
 
 	assert(txn && out);
+	if ((rc = get_header(txn, dbi, docid, &v)) < 0)
+		return rc;
+	if (rc == 1 && header_form(&v) == FORM_WHOLE)
+		return parse_whole(docid, &v, out);
 	scan_init(&s);
 	rc = scan_doc(txn, dbi, docid, &s);
 	if (rc == 0)
@@ -586,6 +1031,7 @@ typedef struct {
 	int is_long;
 	unsigned char type; /* when found */
 	uint32_t child;	    /* when found with type 'o' */
+	uint64_t weight;    /* when found: its entry_weight() */
 } slot;
 
 /*
@@ -600,6 +1046,8 @@ typedef struct {
 	MDB_cursor *cur; /* opened on first need */
 	uint32_t next;	 /* the next free node id */
 	int header_dirty;
+	int whole;	 /* read_header found the whole form */
+	uint64_t weight; /* of the member form, see entry_weight() */
 	slot sl;
 	sky_buf val;	   /* scratch for building values */
 	uint32_t *pending; /* nodes waiting to be deleted */
@@ -633,14 +1081,23 @@ static int writer_cursor(writer *w)
 	return 0;
 }
 
-/* Read the header into w->next; *exists tells whether there was one. */
-static int read_header(writer *w, int *exists)
+/*
+ * Read the header. *exists tells whether there is one; for the member form
+ * it fills w->next and w->weight (weight_known says whether the header
+ * carried it), for the whole form it sets w->whole and points *text at the
+ * stored text, valid until the transaction writes.
+ */
+static int read_header(writer *w, int *exists, int *weight_known,
+		       const char **text, size_t *text_len)
 {
 	unsigned char key[HEADER_LEN];
 	MDB_val k = {HEADER_LEN, key}, v;
 	int rc;
 
 	sky__put_be64(key, w->docid);
+	w->whole = 0;
+	*weight_known = 1;
+	w->weight = EMPTY_WEIGHT;
 	rc = mdb_get(w->txn, w->dbi, &k, &v);
 	if (rc == MDB_NOTFOUND) {
 		*exists = 0;
@@ -649,21 +1106,39 @@ static int read_header(writer *w, int *exists)
 	}
 	if (rc != 0)
 		return sky__error_lmdb(rc, "session data: read header");
-	if (v.mv_size != 4 || sky__get_be32(v.mv_data) == ROOT_NODE)
-		return corrupt(w->docid, "bad header");
 	*exists = 1;
+	switch (header_form(&v)) {
+	case FORM_WHOLE:
+		w->whole = 1;
+		if (text) {
+			*text = v.mv_data;
+			*text_len = v.mv_size;
+		}
+		return 0;
+	case FORM_MEMBERS:
+		w->weight = sky__get_be64((unsigned char *)v.mv_data + 4);
+		break;
+	case FORM_MEMBERS_OLD:
+		*weight_known = 0;
+		break;
+	default:
+		return corrupt(w->docid, "bad header");
+	}
 	w->next = sky__get_be32(v.mv_data);
 	return 0;
 }
 
+/* The header of the member form: next id, weight, and its closing 0. */
 static int write_header(writer *w)
 {
-	unsigned char key[HEADER_LEN], val[4];
-	MDB_val k = {HEADER_LEN, key}, v = {4, val};
+	unsigned char key[HEADER_LEN], val[MEMBERS_HEADER_LEN];
+	MDB_val k = {HEADER_LEN, key}, v = {sizeof(val), val};
 	int rc;
 
 	sky__put_be64(key, w->docid);
 	sky__put_be32(val, w->next);
+	sky__put_be64(val + 4, w->weight);
+	val[12] = 0;
 	if ((rc = mdb_put(w->txn, w->dbi, &k, &v, 0)) != 0)
 		return sky__error_lmdb(rc, "session data: write header");
 	w->header_dirty = 0;
@@ -758,6 +1233,7 @@ static int delete_subtree(writer *w, uint32_t node)
 				if ((rc = push_pending(w, child)) < 0)
 					return rc;
 			}
+			w->weight -= entry_weight(&e);
 			if ((rc = mdb_cursor_del(w->cur, 0)) != 0)
 				return sky__error_lmdb(rc,
 						       "session data: delete");
@@ -765,6 +1241,7 @@ static int delete_subtree(writer *w, uint32_t node)
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return sky__error_lmdb(rc, "session data: delete");
 	}
+	w->header_dirty = 1;
 	return 0;
 }
 
@@ -846,6 +1323,7 @@ static int find_member(writer *w, uint32_t node, const char *name, size_t len)
 found:
 	sl->found = 1;
 	sl->type = e.type;
+	sl->weight = entry_weight(&e);
 	sl->child = e.type == TYPE_OBJECT ? sky__get_be32(e.payload) : 0;
 	if (e.type == TYPE_OBJECT && sl->child <= node)
 		return corrupt(w->docid,
@@ -899,6 +1377,13 @@ static int put_member(writer *w, const char *name, size_t len, json_t *value,
 	}
 	v.mv_data = w->val.data;
 	v.mv_size = w->val.len;
+	/* The value's length less type byte (and long name) is its payload. */
+	w->weight += len + (value ? w->val.len - 1 - (sl->is_long ? 4 + len : 0) +
+					4
+				  : 6);
+	if (sl->found)
+		w->weight -= sl->weight;
+	w->header_dirty = 1;
 	if (at_cursor)
 		rc = mdb_cursor_put(w->cur, &k, &v, MDB_CURRENT);
 	else
@@ -972,6 +1457,8 @@ static int patch_object(writer *w, uint32_t node, json_t *patch)
 			MDB_val k = {w->sl.key_len, w->sl.key};
 			if (!found)
 				continue;
+			w->weight -= w->sl.weight;
+			w->header_dirty = 1;
 			if (at_cursor)
 				rc = mdb_cursor_del(w->cur, 0);
 			else
@@ -1020,16 +1507,53 @@ static int delete_doc(writer *w)
 	return delete_prefix(w, key, HEADER_LEN);
 }
 
-/* Replace the document with `obj`, numbering its nodes from 1. */
-static int write_doc(writer *w, json_t *obj)
+static int write_whole(writer *w);
+
+/* Replace the document with `obj` in the member form, nodes from 1. */
+static int write_members(writer *w, json_t *obj)
 {
 	int rc;
 	if ((rc = delete_doc(w)) < 0)
 		return rc;
 	w->next = ROOT_NODE + 1;
+	w->weight = EMPTY_WEIGHT;
 	if ((rc = write_object(w, ROOT_NODE, obj, 0)) < 0)
 		return rc;
 	return write_header(w);
+}
+
+/*
+ * Replace the document with `obj` in the form its size calls for: the
+ * whole form when its text is at most sky__doc_whole_max bytes.
+ */
+static int write_doc(writer *w, json_t *obj)
+{
+	int rc;
+
+	sky__buf_clear(&w->val);
+	if ((rc = dump_sorted(&w->val, obj, sky__doc_whole_max, 0)) < 0)
+		return rc;
+	if (rc == 1)
+		return write_members(w, obj);
+	return write_whole(w);
+}
+
+/* Replace the document with the whole form holding the text in w->val. */
+static int write_whole(writer *w)
+{
+	unsigned char key[HEADER_LEN];
+	MDB_val k = {HEADER_LEN, key}, v;
+	int rc;
+
+	/* Only the header holds anything in the whole form. */
+	if ((rc = delete_doc(w)) < 0)
+		return rc;
+	sky__put_be64(key, w->docid);
+	v.mv_data = w->val.data;
+	v.mv_size = w->val.len;
+	if ((rc = mdb_put(w->txn, w->dbi, &k, &v, 0)) != 0)
+		return sky__error_lmdb(rc, "session data: write");
+	return 0;
 }
 
 int sky__doc_write(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *obj)
@@ -1046,39 +1570,158 @@ int sky__doc_write(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *obj)
 	return rc;
 }
 
+/* The weight of a member-form document, summed over all its entries. */
+static int scan_weight(writer *w)
+{
+	unsigned char prefix[HEADER_LEN];
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = writer_cursor(w)) < 0)
+		return rc;
+	sky__put_be64(prefix, w->docid);
+	k.mv_data = prefix;
+	k.mv_size = HEADER_LEN;
+	w->weight = EMPTY_WEIGHT;
+	for (rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(w->cur, &k, &v, MDB_NEXT)) {
+		entry e;
+		const char *why;
+		if (k.mv_size < HEADER_LEN ||
+		    memcmp(k.mv_data, prefix, HEADER_LEN) != 0)
+			break;
+		if (k.mv_size == HEADER_LEN)
+			continue;
+		if (parse_entry(&k, &v, &e, &why) < 0)
+			return corrupt(w->docid, why);
+		w->weight += entry_weight(&e);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return sky__error_lmdb(rc, "session data: read");
+	w->header_dirty = 1;
+	return 0;
+}
+
+/*
+ * The patch applied to the whole document in memory, the result written
+ * in whichever form it needs. `doc` is consumed (NULL: a missing one).
+ */
+static int patch_in_memory(writer *w, json_t *doc, json_t *patch)
+{
+	int rc;
+	if (!(doc = sky__merge_patch(doc ? doc : json_object(), patch)))
+		return sky__error_nomem();
+	rc = write_doc(w, doc);
+	json_decref(doc);
+	return rc;
+}
+
+/*
+ * Patch the whole form (or a missing document, text "{}"): merge the patch
+ * into the stored text, and store the result whole, or member by member
+ * when it has outgrown the bound.
+ */
+static int patch_whole(writer *w, const char *stored, size_t len,
+		       json_t *patch)
+{
+	text_span t = {stored, stored + len};
+	json_t *doc;
+	MDB_val v = {len, (void *)stored};
+	int rc;
+
+	sky__buf_clear(&w->val);
+	rc = merge_text(&w->val, &t, patch);
+	if (rc == MALFORMED || (rc == 0 && t.p != t.end)) {
+		/* Not text dump_sorted() wrote: parse it (or say it is
+		 * corrupt) and merge in memory. */
+		if ((rc = parse_whole(w->docid, &v, &doc)) < 0)
+			return rc;
+		return patch_in_memory(w, doc, patch);
+	}
+	if (rc < 0)
+		return rc;
+	if (w->val.len <= sky__doc_whole_max) {
+		unsigned char key[HEADER_LEN];
+		MDB_val k = {HEADER_LEN, key};
+		sky__put_be64(key, w->docid);
+		v.mv_data = w->val.data;
+		v.mv_size = w->val.len;
+		if ((rc = mdb_put(w->txn, w->dbi, &k, &v, 0)) != 0)
+			return sky__error_lmdb(rc, "session data: write");
+		return 0;
+	}
+	/* Grown past the bound: member by member from now on. */
+	if ((rc = parse_whole(w->docid, &(MDB_val){w->val.len, w->val.data},
+			      &doc)) < 0)
+		return rc;
+	rc = write_members(w, doc);
+	json_decref(doc);
+	return rc;
+}
+
 int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch)
 {
 	writer w;
-	int exists, rc;
+	const char *text = NULL;
+	size_t text_len = 0;
+	int exists, weight_known, rc;
 
 	assert(txn);
 	if (!json_is_object(patch))
 		return sky__error_input(
 		    "session data patch: not a JSON object");
 	writer_init(&w, txn, dbi, docid);
-	if ((rc = read_header(&w, &exists)) < 0)
+	if ((rc = read_header(&w, &exists, &weight_known, &text, &text_len)) <
+	    0)
 		goto done;
+	if (!exists || w.whole) {
+		rc = patch_whole(&w, exists ? text : "{}", exists ? text_len : 2,
+				 patch);
+		goto done;
+	}
 	size_t need = count_objects(patch);
 	if (need > UINT32_MAX - w.next) {
-		/* Out of ids: renumber the document from 1, then patch. */
+		/* Out of ids: rewrite the document, nodes from 1. */
 		json_t *doc;
 		if ((rc = sky__doc_read_json(txn, dbi, docid, &doc)) < 0)
 			goto done;
-		rc = write_doc(&w, doc);
-		json_decref(doc);
-		if (rc < 0)
-			goto done;
-		if (need > UINT32_MAX - w.next) {
+		if (need > UINT32_MAX - 1 - count_objects(doc)) {
+			json_decref(doc);
 			rc = sky__error_set(SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
 					    "session data %016" PRIx64
 					    ": more than 2^32 - 1 objects",
 					    docid);
 			goto done;
 		}
+		rc = patch_in_memory(&w, doc, patch);
+		goto done;
 	}
+	/* A document stored before headers carried the weight: learn it
+	 * once (one walk of its keys); the header below keeps it. */
+	if (!weight_known && (rc = scan_weight(&w)) < 0)
+		goto done;
 	if ((rc = patch_object(&w, ROOT_NODE, patch)) < 0)
 		goto done;
-	if (!exists || w.header_dirty)
+	if (w.weight < sky__doc_whole_max / 2) {
+		/* Small again (the half keeps a document near the bound
+		 * from changing form at every patch): whole form. */
+		json_t *doc;
+		if ((rc = sky__doc_read_json(txn, dbi, docid, &doc)) < 0)
+			goto done;
+		sky__buf_clear(&w.val);
+		rc = dump_sorted(&w.val, doc, sky__doc_whole_max, 0);
+		json_decref(doc);
+		if (rc == 0) {
+			rc = write_whole(&w);
+			goto done;
+		}
+		/* Names that need escapes can make the text longer than
+		 * the weight says: then it stays in members. */
+		if (rc < 0)
+			goto done;
+		w.header_dirty = 1;
+	}
+	if (w.header_dirty)
 		rc = write_header(&w);
 done:
 	writer_free(&w);
@@ -1100,11 +1743,11 @@ int sky__doc_delete(MDB_txn *txn, MDB_dbi dbi, uint64_t docid)
 int sky__doc_exists(MDB_txn *txn, MDB_dbi dbi, uint64_t docid)
 {
 	writer w;
-	int exists, rc;
+	int exists, weight_known, rc;
 
 	assert(txn);
 	writer_init(&w, txn, dbi, docid);
-	rc = read_header(&w, &exists);
+	rc = read_header(&w, &exists, &weight_known, NULL, NULL);
 	writer_free(&w);
 	return rc < 0 ? rc : exists;
 }
@@ -1261,7 +1904,8 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 	size_t n_run = 0;
 	uint64_t run_hash = 0;
 	uint64_t next = UINT64_MAX; /* no header: do not bound ids */
-	int have_header = 0, members = 0, rc;
+	uint64_t weight = EMPTY_WEIGHT, header_weight = 0;
+	int have_header = 0, members = 0, whole = 0, weighed = 0, rc;
 
 	assert(txn && problems);
 	sky__put_be64(prefix, docid);
@@ -1277,14 +1921,33 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 		    memcmp(k.mv_data, prefix, HEADER_LEN) != 0)
 			break;
 		if (k.mv_size == HEADER_LEN) {
+			json_t *doc;
 			have_header = 1;
-			if (v.mv_size != 4 ||
-			    sky__get_be32(v.mv_data) == ROOT_NODE)
-				problem(&r, NULL, "bad header");
-			else
+			switch (header_form(&v)) {
+			case FORM_WHOLE:
+				whole = 1;
+				if (parse_whole(docid, &v, &doc) < 0)
+					problem(&r, NULL,
+						"stored document is not a "
+						"JSON object");
+				else
+					json_decref(doc);
+				break;
+			case FORM_MEMBERS:
+				weighed = 1;
+				header_weight = sky__get_be64(
+				    (unsigned char *)v.mv_data + 4);
+				/* fall through */
+			case FORM_MEMBERS_OLD:
 				next = sky__get_be32(v.mv_data);
+				break;
+			default:
+				problem(&r, NULL, "bad header");
+			}
 			continue;
 		}
+		if (whole && !members)
+			problem(&r, NULL, "members beside a whole document");
 		members = 1;
 		if (parse_entry(&k, &v, &e, &why) < 0) {
 			if (k.mv_size >= NODE_PREFIX_LEN)
@@ -1296,6 +1959,7 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 				problem(&r, NULL, "%s", why);
 			continue;
 		}
+		weight += entry_weight(&e);
 		if (e.node >= next)
 			problem(&r, &e,
 				"node id not below the header's %" PRIu64,
@@ -1374,6 +2038,10 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 	}
 	if (members && !have_header)
 		problem(&r, NULL, "members without a header");
+	if (weighed && weight != header_weight)
+		problem(&r, NULL,
+			"header weight %" PRIu64 ", members weigh %" PRIu64,
+			header_weight, weight);
 	/* Each node is referenced once, and every node with entries but the
 	 * root is referenced: with child ids above their parents' that makes
 	 * the nodes one tree hanging from the root. */

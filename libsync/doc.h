@@ -7,9 +7,10 @@
  * document begins with the docid as 8 big-endian bytes: a document is one
  * contiguous key range, shared with nothing else. doc.c explains the layout.
  *
- * Reading gives objects with their keys sorted by name bytes (names longer
- * than SKY__DOC_NAME_INLINE_MAX bytes come after the others, in no useful
- * order); JSON objects are unordered, so nothing may depend on the order.
+ * Reading gives objects with their keys sorted by name bytes (in the member
+ * form, names longer than SKY__DOC_NAME_INLINE_MAX bytes come after the
+ * others, in no useful order); JSON objects are unordered, so nothing may
+ * depend on the order.
  *
  * Every function returns 0 or a negative code with the error recorded
  * (error.h). An LMDB failure is returned as sky__error_lmdb() gives it, so
@@ -31,6 +32,20 @@
 
 /* Member names up to this many bytes are stored in the key itself. */
 #define SKY__DOC_NAME_INLINE_MAX 400
+
+/*
+ * Documents whose compact text is at most this many bytes are stored whole,
+ * as one value; larger ones member by member (doc.c: "Two forms"). Kept
+ * well below 5 * 2048 bytes, so a stored text never nests deeper than the
+ * JSON parser's limit.
+ */
+#define SKY__DOC_WHOLE_MAX 4096
+
+/*
+ * The bound in use (SKY__DOC_WHOLE_MAX). Tests change it to force either
+ * form; both read alike, so stored data does not depend on it.
+ */
+extern size_t sky__doc_whole_max;
 
 /*
  * Replace the whole document `docid` with the object `obj` (borrowed).
@@ -63,7 +78,9 @@ int sky__doc_delete(MDB_txn *txn, MDB_dbi dbi, uint64_t docid);
 
 /*
  * Replace document `to` with a copy of document `from` (removing `to` when
- * `from` does not exist). Returns 0, SKY__EMAPFULL or -1.
+ * `from` does not exist), whichever form it is stored in: code that
+ * copies a document must call this, never copy key ranges itself. Returns
+ * 0, SKY__EMAPFULL or -1.
  */
 int sky__doc_copy(MDB_txn *txn, MDB_dbi dbi, uint64_t from, uint64_t to);
 
