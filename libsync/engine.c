@@ -147,6 +147,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "auth.h"
 #include "broker.h"
@@ -307,9 +308,73 @@ void sky__engine_set_state(sky_engine *e, sky_engine_state s)
 void sky__engine_notify(sky_engine *e, const char *app, const char *sid,
 			unsigned what, const char *type, const char *eid)
 {
+	sky__engine_notify_event(e, app, sid, what, type, eid, NULL, 0);
+}
+
+void sky__engine_notify_event(sky_engine *e, const char *app, const char *sid,
+			      unsigned what, const char *type, const char *eid,
+			      const char *payload, size_t payload_len)
+{
 	if (!e->o.on_change || !what)
 		return;
-	sky_change ch = {app, sid, what, type, eid};
+	sky_change ch;
+	memset(&ch, 0, sizeof(ch));
+	ch.app_id = app;
+	ch.session_id = sid;
+	ch.what = what;
+	ch.event_type = type;
+	ch.event_id = eid;
+	ch.payload_json = payload;
+	ch.payload_len = payload ? payload_len : 0;
+	e->o.on_change(&ch, e->o.payload);
+}
+
+void sky__engine_notify_snap(sky_engine *e, const char *app, const char *sid,
+			     unsigned what)
+{
+	if (!e->o.on_change || !what)
+		return;
+	if (e->o.snapshot_changes) {
+		sky__engine_notify(e, app, sid, what, NULL, NULL);
+		return;
+	}
+	/* A session is counted once, under the strongest of its bits. */
+	if (what & SKY_CHANGE_REMOVED)
+		e->snap_removed++;
+	else if (what & SKY_CHANGE_ADDED)
+		e->snap_added++;
+	else
+		e->snap_changed++;
+}
+
+void sky__engine_snap_summary(sky_engine *e)
+{
+	uint64_t a = e->snap_added, c = e->snap_changed, r = e->snap_removed;
+	e->snap_added = e->snap_changed = e->snap_removed = 0;
+	/* A snapshot that changed nothing says nothing, as before. */
+	if (!e->o.on_change || (!a && !c && !r))
+		return;
+	sky_change ch;
+	memset(&ch, 0, sizeof(ch));
+	ch.what = SKY_CHANGE_SNAPSHOT;
+	ch.added = a;
+	ch.changed = c;
+	ch.removed = r;
+	e->o.on_change(&ch, e->o.payload);
+}
+
+void sky__engine_addressed(sky_engine *e, const char *app, const char *local,
+			   const char *server)
+{
+	if (!e->o.on_change || !app || !local || !server)
+		return;
+	sky_change ch;
+	memset(&ch, 0, sizeof(ch));
+	ch.app_id = app;
+	ch.session_id = server;
+	ch.what = SKY_CHANGE_ADDRESSED;
+	ch.local_id = local;
+	ch.server_id = server;
 	e->o.on_change(&ch, e->o.payload);
 }
 
@@ -456,6 +521,8 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 			w->w.stop(w->ctx);
 	sky__snap_free(e->snap);
 	e->snap = NULL;
+	/* What a snapshot cut short had stored is reported all the same. */
+	sky__engine_snap_summary(e);
 	sky__reconcile_cancel(e);
 	sky__fetch_cancel_all(e);
 	sky__engine_request_cancel_all(e);
@@ -727,6 +794,7 @@ void sky_engine_free(sky_engine *e)
 	sky__api_wipe_free(e->access);
 	sky__api_wipe_free(e->refresh);
 	free(e->sub);
+	json_decref(e->groups);
 	sky__keyset_free(&e->stale);
 	if (e->proto_file && e->cache->proto == e->proto_file)
 		e->cache->proto = NULL;
@@ -744,6 +812,12 @@ int sky_engine_status(sky_engine *e, sky_sync_status *out)
 	out->error_code = e->state == SKY_ENGINE_FAILED ? e->fail_code : 0;
 	out->reads_pending = e->fetch_count;
 	return 0;
+}
+
+const char *sky_engine_user_id(sky_engine *e)
+{
+	assert(e);
+	return e->sub;
 }
 
 int sky_engine_set_password(sky_engine *e, const char *password)

@@ -224,6 +224,28 @@ static unsigned change_of(const sky_engine *e, const char *wire)
 	return SKY_CHANGE_SESSION;
 }
 
+/*
+ * What an applied event carried, for sky_change.payload_json: its "data"
+ * (the merge patch of session_data_updated, a custom event's data) or
+ * its "session" (the fields the other events send), as compact JSON
+ * text the caller frees; NULL when it has none. Made only for an
+ * application that listens.
+ */
+static char *event_payload(const sky_engine *e, const evitem *it, size_t *len)
+{
+	int t = sky__protocol_event_type(e->proto, it->type);
+	const char *type = t < 0 ? it->type : sky__protocol_event_key(t);
+	const char *field = !strcmp(type, "session_data_updated") ||
+				    !strcmp(type, "session_event_created")
+				? "data"
+				: "session";
+	json_t *ev = sky__json_loadb(it->text, it->len, 0, NULL);
+	const json_t *v = json_object_get(ev, field);
+	char *text = v ? sky__json_dumps(v, len) : NULL;
+	json_decref(ev);
+	return text;
+}
+
 /* Apply up to `limit` queued events in one transaction. */
 static void apply_some(sky_engine *e, size_t limit)
 {
@@ -268,9 +290,14 @@ static void apply_some(sky_engine *e, size_t limit)
 					e->st.last_event_us = it->created_us;
 				e->st.event_lag_us = now - it->created_us;
 			}
-			sky__engine_notify(e, it->app, it->sid,
-					   change_of(e, it->type), it->type,
-					   it->eid);
+			if (e->o.on_change) {
+				size_t plen = 0;
+				char *payload = event_payload(e, it, &plen);
+				sky__engine_notify_event(
+				    e, it->app, it->sid, change_of(e, it->type),
+				    it->type, it->eid, payload, plen);
+				free(payload);
+			}
 			break;
 		case SKY_EVENT_DUPLICATE: e->st.events_skipped++; break;
 		case SKY_EVENT_STALE:
