@@ -82,7 +82,7 @@ else
 	ssync() {
 		run 0 "$skysync" --db "$sdb" sync --server "http://127.0.0.1:$sky_emu_port" \
 			--broker mqtt://127.0.0.1:1 --realm demo --user integration \
-			--password-file "$tmp/pw"
+			--password-file "$tmp/pw" "$@"
 	}
 	db=$sdb
 	check "sync the example realm" ssync
@@ -109,6 +109,11 @@ else
 	check "sync delivers those writes" ssync
 	check "  the outbox is empty" [ -z "$(sky outbox list)" ]
 	check "  the server id reads closed, with the property" sh -c "'$skysync' --db '$sdb' get app-inspections '$sid' | jq -e '.status == \"closed\" and .properties.stage == \"delivered\"' >/dev/null"
+	check "create one more offline" run 0 sky session create app-inspections "Addressed one"
+	alid=$(jq -r .sessionId "$tmp/out")
+	check "sync --print-changes delivers it" ssync --print-changes
+	check "  with an addressed line naming both ids" sh -c "jq -e 'select(.changes == [\"addressed\"]) | select(.localId == \"$alid\" and .applicationId == \"app-inspections\" and (.sessionId | startswith(\"local-\") | not))' '$tmp/out' | grep -q ."
+	check "  whose server id is the session's" sh -c "[ \"\$(jq -r 'select(.changes == [\"addressed\"]) | .sessionId' '$tmp/out')\" = \"\$('$skysync' --db '$sdb' get app-inspections '$alid' | jq -r .sessionId)\" ]"
 
 	# --- query --as me: the synced user's own visibility rule ---
 	adb="$tmp/adb"
@@ -120,7 +125,10 @@ else
 	# a session she does not see is added by hand (apply), as another
 	# source would, so that the rule has something to hide.
 	check "sync as alice" run 0 "$skysync" --db "$adb" sync --server "http://127.0.0.1:$sky_emu_port" \
-		--broker mqtt://127.0.0.1:1 --realm demo --user alice --password-file "$tmp/apw"
+		--broker mqtt://127.0.0.1:1 --realm demo --user alice --password-file "$tmp/apw" --print-changes
+	check "  prints one snapshot line, no line per session" sh -c "[ \"\$(jq -c . '$tmp/out' | wc -l)\" = 1 ] && jq -e '.changes == [\"snapshot\"] and .changed == 0 and .removed == 0' '$tmp/out' >/dev/null"
+	jq .added "$tmp/out" >"$tmp/added"
+	check "  counting every session as added" sh -c "[ \"\$(cat '$tmp/added')\" = \"\$('$skysync' --db '$adb' stats | jq .sessions)\" ]"
 	check "stats names the sync user and its groups" run 0 "$skysync" --db "$adb" stats
 	check "  u-alice in g-line-a" sh -c "jq -e '.syncUser.userId == \"u-alice\" and .syncUser.groups == [\"g-line-a\"] and .syncUser.realm == \"demo\"' '$tmp/out' >/dev/null"
 	# A sync as alice holds what the server lists for alice.
