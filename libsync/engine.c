@@ -42,6 +42,16 @@
  *   reconcile.c       the periodic reconcile while LIVE
  *   keyset.c          the key sets they keep
  *
+ * Change callbacks (on_change) are made here, for the parts: an applied
+ * event with its payload (stream.c), a read that changed a session, an
+ * offline create given its server id (deliver.c, SKY_CHANGE_ADDRESSED).
+ * A snapshot's changes are counted (resync.c) and told as one
+ * SKY_CHANGE_SNAPSHOT summary when it ends, done, failed or stopped, after
+ * the retention's removals and before the held events apply; with
+ * snapshot_changes they are told one by one instead. At the end of each
+ * snapshot the user the engine syncs as (token sub and groups) is
+ * recorded in the cache (viewer.c).
+ *
  * A one-shot sync of a cache synced before goes through SUBSCRIBE too (at
  * most BROKER_WAIT_ONCE_MS); on the SUBACK of a kept broker session the
  * engine drains the backlog in SUBSCRIBE, then its SNAPSHOT is a resumed
