@@ -635,7 +635,8 @@ static void record_path(sky_engine *e, const snap *s)
 		  sky_sync_why_name(e->st.last_sync_why),
 		  e->st.last_sync_requests);
 	/* Who the cache is synced as, for sky_query_set_viewer_self. */
-	if (e->sub && sky__viewer_store(e->cache, e->realm, e->sub, e->groups) < 0)
+	if (e->sub &&
+	    sky__viewer_store(e->cache, e->realm, e->sub, e->groups) < 0)
 		sky__elog(e, SKY_LOG_WARN, "cannot record the sync user: %s",
 			  sky_error_last()->message);
 	if (sky__repair_put_sync_path(e->cache, (uint64_t)e->st.last_sync_path,

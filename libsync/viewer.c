@@ -141,9 +141,8 @@ int sky_query_set_viewer_self(sky_query *q)
 	for (size_t i = 0; i < n; i++)
 		if (json_is_string(json_array_get(g, i)))
 			groups[k++] = json_string_value(json_array_get(g, i));
-	rc = sky_query_set_viewer(q,
-				  json_string_value(json_object_get(j, "userId")),
-				  groups, k);
+	const char *id = json_string_value(json_object_get(j, "userId"));
+	rc = sky_query_set_viewer(q, id, groups, k);
 	free(groups);
 	json_decref(j);
 	return rc;

@@ -182,8 +182,9 @@ static json_t *recorded;
 
 static void rec_change(const sky_change *c)
 {
-	json_t *o = json_pack("{s:I, s:I, s:I, s:I}", "what", (json_int_t)c->what,
-			      "added", (json_int_t)c->added, "changed",
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I}", "what",
+			      (json_int_t)c->what, "added",
+			      (json_int_t)c->added, "changed",
 			      (json_int_t)c->changed, "removed",
 			      (json_int_t)c->removed);
 	if (c->app_id)
@@ -199,7 +200,8 @@ static void rec_change(const sky_change *c)
 	if (c->payload_json) {
 		/* Borrowed text, NUL-terminated at payload_len. */
 		CU_ASSERT(strlen(c->payload_json) == c->payload_len);
-		json_t *p = json_loadb(c->payload_json, c->payload_len, 0, NULL);
+		json_t *p =
+		    json_loadb(c->payload_json, c->payload_len, 0, NULL);
 		CU_ASSERT(p != NULL);
 		json_object_set_new(o, "payload", p ? p : json_null());
 	}

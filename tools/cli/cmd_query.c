@@ -288,9 +288,9 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 	}
 	if (as && !strcmp(as, "me")) {
 		if (groups) {
-			rc = cli_usage_error("query", "--as me takes the groups "
-						      "from the cache, not "
-						      "--groups");
+			rc = cli_usage_error("query",
+					     "--as me takes the groups from "
+					     "the cache, not --groups");
 			goto done;
 		}
 		if (sky_query_set_viewer_self(q) < 0) {

@@ -174,16 +174,13 @@ static json_t *change_line(const sky_change *c)
 	}
 	if (c->what & SKY_CHANGE_SNAPSHOT) {
 		/* One line for a whole snapshot: how many sessions. */
-		bad = json_object_set_new(o, "changes", what) < 0 ||
-		      json_object_set_new(o, "added",
-					  json_integer((json_int_t)c->added)) <
-			  0 ||
-		      json_object_set_new(o, "changed",
-					  json_integer((json_int_t)c->changed)) <
-			  0 ||
-		      json_object_set_new(o, "removed",
-					  json_integer((json_int_t)c->removed)) <
-			  0;
+		json_int_t a = (json_int_t)c->added;
+		json_int_t ch = (json_int_t)c->changed;
+		json_int_t r = (json_int_t)c->removed;
+		bad = json_object_set(o, "changes", what) < 0 ||
+		      json_object_set_new(o, "added", json_integer(a)) < 0 ||
+		      json_object_set_new(o, "changed", json_integer(ch)) < 0 ||
+		      json_object_set_new(o, "removed", json_integer(r)) < 0;
 	} else {
 		bad = !c->app_id || !c->session_id ||
 		      json_object_set_new(o, "applicationId",
@@ -193,7 +190,7 @@ static json_t *change_line(const sky_change *c)
 		      (c->local_id &&
 		       json_object_set_new(o, "localId",
 					   json_string(c->local_id)) < 0) ||
-		      json_object_set_new(o, "changes", what) < 0 ||
+		      json_object_set(o, "changes", what) < 0 ||
 		      (c->event_type &&
 		       json_object_set_new(o, "eventType",
 					   json_string(c->event_type)) < 0) ||
@@ -207,6 +204,7 @@ static json_t *change_line(const sky_change *c)
 		if (p && json_object_set_new(o, "payload", p) < 0)
 			bad = 1;
 	}
+	json_decref(what); /* o holds its own reference */
 	if (bad) {
 		json_decref(o);
 		return NULL;
