@@ -282,7 +282,8 @@ char *sky__api_refresh_body(const char *refresh_token, size_t *len)
 	return sky__buf_detach(&b, len);
 }
 
-char *sky__api_jwt_sub(const char *token)
+/* The claims of a JWT-shaped token (its middle part), or NULL. */
+static json_t *jwt_claims(const char *token)
 {
 	const char *p = strchr(token, '.');
 	if (!p)
@@ -299,14 +300,46 @@ char *sky__api_jwt_sub(const char *token)
 		free(dec);
 		return NULL;
 	}
-	char *sub = NULL;
 	json_t *claims = sky__json_loadb((const char *)dec, (size_t)o, 0, NULL);
+	free(dec);
+	return claims;
+}
+
+char *sky__api_jwt_sub(const char *token)
+{
+	char *sub = NULL;
+	json_t *claims = jwt_claims(token);
 	const char *s = sky__json_str(claims, "sub");
 	if (s && *s && sky__check_id(s, "token sub") == 0)
 		sub = strdup(s);
 	json_decref(claims);
-	free(dec);
 	return sub;
+}
+
+json_t *sky__api_jwt_groups(const char *token)
+{
+	json_t *claims = jwt_claims(token);
+	json_t *g = json_object_get(claims, "groups");
+	json_t *out = NULL;
+	if (json_is_array(g) && (out = json_array())) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(g, i, v)
+		{
+			/* Keycloak's group mapper may give paths ("/a/b"):
+			 * the ids the roles name are what counts, so a value
+			 * that is no valid id is left out. */
+			const char *s = json_string_value(v);
+			if (s && *s && sky__check_id(s, "token group") == 0 &&
+			    json_array_append(out, v) < 0) {
+				json_decref(out);
+				out = NULL;
+				break;
+			}
+		}
+	}
+	json_decref(claims);
+	return out;
 }
 
 /* ---- answers ---- */

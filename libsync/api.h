@@ -90,6 +90,13 @@ char *sky__api_refresh_body(const char *refresh_token, size_t *len);
 char *sky__api_jwt_sub(const char *token);
 
 /*
+ * The `groups` claim of a JWT access token (as Keycloak's group mapper
+ * puts it there): a new JSON array of the values that are valid ids, or
+ * NULL when the token is not a JWT or has no `groups` array.
+ */
+json_t *sky__api_jwt_groups(const char *token);
+
+/*
  * Parse an answer that must be a JSON array of objects (lists), or a
  * JSON object (single reads), under `limits`. `what` names it in errors.
  * 0 with *out a new reference, SKY_EINVAL or SKY_ELIMIT.

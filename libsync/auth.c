@@ -333,6 +333,10 @@ static void auth_got_tokens(sky_engine *e, const sky_http_response *res)
 			e->sub = strdup(e->user);
 		}
 	}
+	/* The groups come with every token (a refresh may change them);
+	 * the next snapshot records them with the user (viewer.c). */
+	json_decref(e->groups);
+	e->groups = sky__api_jwt_groups(e->access);
 	if (e->mqtt)
 		sky__mqtt_set_password(e->mqtt, e->access);
 	/* Refresh at 80 % of the token's life (at least 200 ms from now). */

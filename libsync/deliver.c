@@ -71,6 +71,7 @@ typedef struct flight {
 	int64_t as_of_us;
 	/* set by the commit */
 	int drained, rejected;
+	char *server_sid; /* a create's: the id the server gave it */
 	sky_buf dead; /* ids (u64) of the dead letters the commit made */
 } flight;
 
@@ -105,6 +106,7 @@ static void flight_free(flight *f)
 	free(f->local);
 	free(f->body);
 	free(f->answer);
+	free(f->server_sid);
 	sky__buf_free(&f->dead);
 	free(f);
 }
@@ -720,6 +722,8 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 	int rc = 0;
 	f->drained = f->rejected = 0;
 	sky__buf_clear(&f->dead); /* the commit may run again */
+	free(f->server_sid);
+	f->server_sid = NULL;
 	if (f->kind == ANSWER_OK) {
 		if (f->op == SKY_WRITE_CREATE) {
 			json_t *s = NULL;
@@ -739,6 +743,11 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 			}
 			int64_t as_of = f->as_of_us ? f->as_of_us : INT64_MIN + 1;
 			rc = sky__outbox_adopt(txn, c, f->app, f->local, s, as_of);
+			const char *sid = sky__json_str(s, "sessionId");
+			/* For the application's callback after the commit; no
+			 * copy (out of memory) only loses that callback. */
+			if (rc == 0 && sid)
+				f->server_sid = strdup(sid);
 			json_decref(s);
 			if (rc == SKY_EINVAL)
 				return backoff(txn, d, f, f->ids[0],
@@ -838,6 +847,10 @@ static void commit_all(deliver *d)
 								   f->dead.data +
 							       k));
 			}
+			if (f->drained && f->op == SKY_WRITE_CREATE &&
+			    f->server_sid)
+				sky__engine_addressed(d->e, f->app, f->local,
+						      f->server_sid);
 			if (f->drained) {
 				solo_set(d, f->app, f->sid, 0);
 				/* Converge on the server's own copy. */

@@ -42,6 +42,16 @@
  *   reconcile.c       the periodic reconcile while LIVE
  *   keyset.c          the key sets they keep
  *
+ * Change callbacks (on_change) are made here, for the parts: an applied
+ * event with its payload (stream.c), a read that changed a session, an
+ * offline create given its server id (deliver.c, SKY_CHANGE_ADDRESSED).
+ * A snapshot's changes are counted (resync.c) and told as one
+ * SKY_CHANGE_SNAPSHOT summary when it ends, done, failed or stopped, after
+ * the retention's removals and before the held events apply; with
+ * snapshot_changes they are told one by one instead. At the end of each
+ * snapshot the user the engine syncs as (token sub and groups) is
+ * recorded in the cache (viewer.c).
+ *
  * A one-shot sync of a cache synced before goes through SUBSCRIBE too (at
  * most BROKER_WAIT_ONCE_MS); on the SUBACK of a kept broker session the
  * engine drains the backlog in SUBSCRIBE, then its SNAPSHOT is a resumed
@@ -147,6 +157,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "auth.h"
 #include "broker.h"
@@ -309,9 +320,73 @@ void sky__engine_set_state(sky_engine *e, sky_engine_state s)
 void sky__engine_notify(sky_engine *e, const char *app, const char *sid,
 			unsigned what, const char *type, const char *eid)
 {
+	sky__engine_notify_event(e, app, sid, what, type, eid, NULL, 0);
+}
+
+void sky__engine_notify_event(sky_engine *e, const char *app, const char *sid,
+			      unsigned what, const char *type, const char *eid,
+			      const char *payload, size_t payload_len)
+{
 	if (!e->o.on_change || !what)
 		return;
-	sky_change ch = {app, sid, what, type, eid};
+	sky_change ch;
+	memset(&ch, 0, sizeof(ch));
+	ch.app_id = app;
+	ch.session_id = sid;
+	ch.what = what;
+	ch.event_type = type;
+	ch.event_id = eid;
+	ch.payload_json = payload;
+	ch.payload_len = payload ? payload_len : 0;
+	e->o.on_change(&ch, e->o.payload);
+}
+
+void sky__engine_notify_snap(sky_engine *e, const char *app, const char *sid,
+			     unsigned what)
+{
+	if (!e->o.on_change || !what)
+		return;
+	if (e->o.snapshot_changes) {
+		sky__engine_notify(e, app, sid, what, NULL, NULL);
+		return;
+	}
+	/* A session is counted once, under the strongest of its bits. */
+	if (what & SKY_CHANGE_REMOVED)
+		e->snap_removed++;
+	else if (what & SKY_CHANGE_ADDED)
+		e->snap_added++;
+	else
+		e->snap_changed++;
+}
+
+void sky__engine_snap_summary(sky_engine *e)
+{
+	uint64_t a = e->snap_added, c = e->snap_changed, r = e->snap_removed;
+	e->snap_added = e->snap_changed = e->snap_removed = 0;
+	/* A snapshot that changed nothing says nothing, as before. */
+	if (!e->o.on_change || (!a && !c && !r))
+		return;
+	sky_change ch;
+	memset(&ch, 0, sizeof(ch));
+	ch.what = SKY_CHANGE_SNAPSHOT;
+	ch.added = a;
+	ch.changed = c;
+	ch.removed = r;
+	e->o.on_change(&ch, e->o.payload);
+}
+
+void sky__engine_addressed(sky_engine *e, const char *app, const char *local,
+			   const char *server)
+{
+	if (!e->o.on_change || !app || !local || !server)
+		return;
+	sky_change ch;
+	memset(&ch, 0, sizeof(ch));
+	ch.app_id = app;
+	ch.session_id = server;
+	ch.what = SKY_CHANGE_ADDRESSED;
+	ch.local_id = local;
+	ch.server_id = server;
 	e->o.on_change(&ch, e->o.payload);
 }
 
@@ -458,6 +533,8 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 			w->w.stop(w->ctx);
 	sky__snap_free(e->snap);
 	e->snap = NULL;
+	/* What a snapshot cut short had stored is reported all the same. */
+	sky__engine_snap_summary(e);
 	sky__reconcile_cancel(e);
 	sky__fetch_cancel_all(e);
 	sky__engine_request_cancel_all(e);
@@ -729,6 +806,7 @@ void sky_engine_free(sky_engine *e)
 	sky__wipe_free(e->access);
 	sky__wipe_free(e->refresh);
 	free(e->sub);
+	json_decref(e->groups);
 	sky__keyset_free(&e->stale);
 	if (e->proto_file && e->cache->proto == e->proto_file)
 		e->cache->proto = NULL;
@@ -746,6 +824,12 @@ int sky_engine_status(sky_engine *e, sky_sync_status *out)
 	out->error_code = e->state == SKY_ENGINE_FAILED ? e->fail_code : 0;
 	out->reads_pending = e->fetch_count;
 	return 0;
+}
+
+const char *sky_engine_user_id(sky_engine *e)
+{
+	assert(e);
+	return e->sub;
 }
 
 int sky_engine_set_password(sky_engine *e, const char *password)

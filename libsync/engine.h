@@ -60,6 +60,11 @@ int sky__engine_add_worker(sky_engine *e, const sky_engine_worker *w,
 /* A worker's busy() may have changed: a one-shot sync re-checks. */
 void sky__engine_worker_changed(sky_engine *e);
 
+/* A create queued offline was given server_id: tell the application
+ * (SKY_CHANGE_ADDRESSED). */
+void sky__engine_addressed(sky_engine *e, const char *app, const char *local,
+			   const char *server);
+
 /* Re-read one session (and its data) soon, e.g. after a write landed. */
 void sky__engine_refetch(sky_engine *e, const char *app, const char *sid);
 

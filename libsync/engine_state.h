@@ -97,6 +97,7 @@ struct sky_engine {
 
 	/* authentication */
 	char *access, *refresh, *sub;
+	struct json_t *groups; /* the token's groups claim; NULL: not said */
 	int64_t access_got_us, access_ttl_us, refresh_exp_us;
 	unsigned auth_gen;
 	int auth_busy;
@@ -149,6 +150,10 @@ struct sky_engine {
 	uint64_t req_base; /* http requests sent before this sync */
 	int64_t prev_sync_us; /* the cache's last snapshot when this run began */
 	sky_sync_status st;
+	/* The changes of the snapshot under way, for its summary (counted
+	 * until the summary goes, which may be after e->snap is freed: the
+	 * retention's removals belong to it). */
+	uint64_t snap_added, snap_changed, snap_removed;
 	int64_t last_warn_us;
 	unsigned warns_suppressed;
 };
@@ -179,6 +184,19 @@ void sky__engine_resync(sky_engine *e);
 /* Tell the application about a change of app/sid (what: SKY_CHANGE_*). */
 void sky__engine_notify(sky_engine *e, const char *app, const char *sid,
 			unsigned what, const char *type, const char *eid);
+/* The same for an applied event, with what it carried (borrowed JSON
+ * text, or NULL) for sky_change.payload_json. */
+void sky__engine_notify_event(sky_engine *e, const char *app, const char *sid,
+			      unsigned what, const char *type, const char *eid,
+			      const char *payload, size_t payload_len);
+/* A change a snapshot made: counted for its summary, or told at once
+ * when the application asked for one call per session
+ * (snapshot_changes). */
+void sky__engine_notify_snap(sky_engine *e, const char *app, const char *sid,
+			     unsigned what);
+/* The snapshot's summary (SKY_CHANGE_SNAPSHOT) if it changed anything;
+ * the counts start again from zero. */
+void sky__engine_snap_summary(sky_engine *e);
 
 /* The workers (the outbox): online when the mirror is current. */
 void sky__workers_online(sky_engine *e);

@@ -43,6 +43,7 @@
 #include "store.h"
 #include "stream.h"
 #include "util.h"
+#include "viewer.h"
 
 #define PUT_BATCH 256		 /* sessions per write transaction */
 #define FLUSH_DELAY_MS 20	 /* wait this long to fill a put batch */
@@ -147,6 +148,8 @@ static void snap_failed(sky_engine *e, const char *what)
 	int resync = s ? s->resync : 0;
 	e->snap = NULL;
 	sky__snap_free(s);
+	/* What it stored before it failed is in the mirror: say so. */
+	sky__engine_snap_summary(e);
 	evtimer_del(e->ev_flush);
 	evtimer_del(e->ev_snap_go);
 	sky__stream_read_failed(e, what);
@@ -197,7 +200,7 @@ static void removed_cb(const char *app, const char *sid, void *ctx)
 	sky_engine *e = ctx;
 	sky__stream_note_gone(e, app, sid);
 	sky__stream_stale_clear(e, app, sid);
-	sky__engine_notify(e, app, sid, SKY_CHANGE_REMOVED, NULL, NULL);
+	sky__engine_notify_snap(e, app, sid, SKY_CHANGE_REMOVED);
 }
 
 static int keep_listed_session(const char *app, const char *sid, void *ctx)
@@ -352,8 +355,8 @@ static void on_unlisted(sky_engine *e, sjob *j, const sky_http_response *res)
 	sky_api_outcome out = sky__api_classify(res);
 	if (out == SKY_API_GONE) {
 		if (sky__repair_remove_session(e->cache, j->app, sid) > 0)
-			sky__engine_notify(e, j->app, sid, SKY_CHANGE_REMOVED,
-					   NULL, NULL);
+			sky__engine_notify_snap(e, j->app, sid,
+						SKY_CHANGE_REMOVED);
 		sky__repair_purge_pending(e->cache, j->app, sid);
 		sky__stream_note_gone(e, j->app, sid);
 		return;
@@ -479,8 +482,8 @@ static void on_data(sky_engine *e, sjob *j, const sky_http_response *res)
 	if (out == SKY_API_GONE) {
 		/* Gone between the list and now: not visible any more. */
 		if (sky__repair_remove_session(e->cache, j->app, sid) > 0)
-			sky__engine_notify(e, j->app, sid, SKY_CHANGE_REMOVED,
-					   NULL, NULL);
+			sky__engine_notify_snap(e, j->app, sid,
+						SKY_CHANGE_REMOVED);
 		sky__stream_note_gone(e, j->app, sid);
 		s->progress.sessions_done++;
 		return;
@@ -565,8 +568,8 @@ static void snap_flush(sky_engine *e)
 		} else if (rc == 0) {
 			sky__stream_stale_clear(e, app, sid);
 			if (s->batch_what[i])
-				sky__engine_notify(
-				    e, app, sid, s->batch_what[i], NULL, NULL);
+				sky__engine_notify_snap(e, app, sid,
+							s->batch_what[i]);
 		}
 		free(it->error);
 		json_decref(it->session);
@@ -633,6 +636,11 @@ static void record_path(sky_engine *e, const snap *s)
 		  s->resume ? "resumed" : "full",
 		  sky_sync_why_name(e->st.last_sync_why),
 		  e->st.last_sync_requests);
+	/* Who the cache is synced as, for sky_query_set_viewer_self. */
+	if (e->sub &&
+	    sky__viewer_store(e->cache, e->realm, e->sub, e->groups) < 0)
+		sky__elog(e, SKY_LOG_WARN, "cannot record the sync user: %s",
+			  sky_error_last()->message);
 	if (sky__repair_put_sync_path(e->cache, (uint64_t)e->st.last_sync_path,
 				      (uint64_t)e->st.last_sync_why,
 				      e->st.last_sync_requests) < 0)
@@ -692,6 +700,9 @@ static void snap_finish(sky_engine *e)
 	e->snap = NULL;
 	sky__snap_free(s);
 	apply_retention(e);
+	/* One summary for the snapshot (snapshot_changes 0), before the
+	 * held events, which are told one by one as they apply. */
+	sky__engine_snap_summary(e);
 	/* The events held meanwhile, in server order, over the reads. */
 	e->holding_all = 0;
 	sky__evq_release(e, &e->held_all);

@@ -512,6 +512,13 @@ SKY_EXTERN const char *sky_engine_state_name(sky_engine_state state);
 #define SKY_CHANGE_CLOSED 0x10u     /**< its status became "closed" */
 #define SKY_CHANGE_REMOVED 0x20u    /**< gone: closed or no longer visible */
 #define SKY_CHANGE_EVENT 0x40u      /**< a custom session event was recorded */
+/** A snapshot (first sync or resync) ended and changed the mirror: one
+ * summary (added, changed, removed) instead of a call per session, unless
+ * snapshot_changes asks for those; app_id and session_id are NULL. */
+#define SKY_CHANGE_SNAPSHOT 0x80u
+/** A session created offline was given its id by the server: local_id
+ * and server_id (session_id is the server id). */
+#define SKY_CHANGE_ADDRESSED 0x100u
 
 /** One change made to the mirror by sync. Strings live during the call. */
 typedef struct {
@@ -520,6 +527,20 @@ typedef struct {
 	unsigned what;          /**< SKY_CHANGE_* bits */
 	const char *event_type; /**< eventType when an event made it, else NULL */
 	const char *event_id;   /**< its eventId, else NULL */
+	/* Added later; a caller that does not read them loses nothing. */
+	const char *payload_json; /**< what the event carried, borrowed JSON
+				       text (NUL-terminated) valid during the
+				       call: the data patch (session_data_
+				       updated), the custom event's data
+				       (session_event_created), the session's
+				       fields it sent (the other events);
+				       NULL when the change is no event */
+	size_t payload_len;       /**< its length, 0 when NULL */
+	uint64_t added;           /**< SKY_CHANGE_SNAPSHOT: sessions new */
+	uint64_t changed;         /**< ... changed */
+	uint64_t removed;         /**< ... removed */
+	const char *local_id;     /**< SKY_CHANGE_ADDRESSED: the local id */
+	const char *server_id;    /**< ... and the server's */
 } sky_change;
 
 typedef void (*sky_change_cb)(const sky_change *change, void *payload);
@@ -599,13 +620,18 @@ typedef struct {
 				      broker's queue: read the whole realm
 				      instead of resuming (0: 1000, mosquitto's
 				      default max_queued_messages) */
+	/* Version 5: */
+	int snapshot_changes;    /**< 0: a snapshot reports one
+				      SKY_CHANGE_SNAPSHOT summary; 1: one
+				      on_change per session it changed (as
+				      before version 5) and then no summary */
 } sky_engine_options;
 
 #define SKY_RECONCILE_NEVER 0xffffffffu
-#define SKY_ENGINE_OPTIONS_VERSION 4
+#define SKY_ENGINE_OPTIONS_VERSION 5
 #define SKY_ENGINE_OPTIONS_INIT                                              \
 	{SKY_ENGINE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, \
-	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0}
+	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0}
 
 /**
  * Create an engine for `cache` (which must outlive it). Options are
@@ -734,6 +760,21 @@ SKY_EXTERN const char *sky_sync_why_name(int why);
 
 /** The engine's state and counters. Returns 0. */
 SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
+
+/**
+ * The id of the user the engine syncs as (the access token's `sub`, or
+ * the user name when the token has none), valid until the engine is freed;
+ * NULL before its first login.
+ */
+SKY_EXTERN const char *sky_engine_user_id(sky_engine *engine);
+
+/**
+ * The user the cache was last synced as, recorded by every snapshot:
+ * {"realm", "userId", "groups"?} as JSON text, the caller's (sky_free).
+ * "groups" (the access token's `groups` claim) is absent when the server
+ * did not say. Returns 0, SKY_ENOTFOUND (never synced) or -1.
+ */
+SKY_EXTERN int sky_sync_user_get(sky_cache *cache, char **json, size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* Offline writes: the outbox (DESIGN.md §5)                            */
@@ -1085,6 +1126,14 @@ SKY_EXTERN int sky_query_set_cursor(sky_query *q, const char *cursor);
 SKY_EXTERN int sky_query_set_viewer(sky_query *q, const char *user_id,
 				    const char *const *groups,
 				    size_t n_groups);
+
+/**
+ * sky_query_set_viewer with the user the cache is synced as, and its
+ * groups (sky_sync_user_get; none when the server did not say). Returns
+ * 0, SKY_ENOTFOUND (the cache never recorded a sync user: sync first)
+ * or -1.
+ */
+SKY_EXTERN int sky_query_set_viewer_self(sky_query *q);
 
 /** The row has local writes not yet confirmed by the server. */
 #define SKY_RESULT_PENDING 0x1u

@@ -225,6 +225,120 @@ static unsigned change_of(const sky_engine *e, const char *wire)
 	return SKY_CHANGE_SESSION;
 }
 
+/*
+ * The end of the JSON value that starts at t[i] (t[0..n) is text the
+ * cache accepted, so valid JSON; the bounds are checked all the same), or
+ * n when it runs off the end.
+ */
+static size_t skip_value(const char *t, size_t n, size_t i)
+{
+	int depth = 0;
+	do {
+		if (i >= n)
+			return n;
+		char c = t[i];
+		if (c == '"') {
+			for (i++; i < n && t[i] != '"'; i++)
+				if (t[i] == '\\')
+					i++;
+			i++;
+		} else if (c == '{' || c == '[') {
+			depth++;
+			i++;
+		} else if (c == '}' || c == ']') {
+			depth--;
+			i++;
+		} else if (depth > 0) {
+			i++; /* separators, whitespace, scalars inside */
+		} else {
+			while (i < n && !strchr(",}] \t\r\n", t[i]))
+				i++;
+		}
+	} while (depth > 0);
+	return i < n ? i : n;
+}
+
+static size_t skip_ws(const char *t, size_t n, size_t i)
+{
+	while (i < n && strchr(" \t\r\n", t[i]))
+		i++;
+	return i;
+}
+
+/*
+ * The span of top-level member `key` of the object text t[0..n): 1 with
+ * *at, *len set (the last one, as the parser keeps the last of duplicate
+ * keys), 0 when absent, -1 when the text has a key with an escape (it
+ * might spell `key`: the caller parses instead).
+ */
+static int member_span(const char *t, size_t n, const char *key, size_t *at,
+		       size_t *len)
+{
+	size_t klen = strlen(key), i = skip_ws(t, n, 0);
+	int found = 0;
+	if (i >= n || t[i] != '{')
+		return 0;
+	i = skip_ws(t, n, i + 1);
+	while (i < n && t[i] == '"') {
+		size_t k = ++i;
+		while (i < n && t[i] != '"') {
+			if (t[i] == '\\')
+				return -1;
+			i++;
+		}
+		int match = i - k == klen && !memcmp(t + k, key, klen);
+		i = skip_ws(t, n, i + 1);
+		if (i >= n || t[i] != ':')
+			return 0;
+		i = skip_ws(t, n, i + 1);
+		size_t end = skip_value(t, n, i);
+		if (match) {
+			*at = i;
+			*len = end - i;
+			found = 1;
+		}
+		i = skip_ws(t, n, end);
+		if (i >= n || t[i] != ',')
+			break;
+		i = skip_ws(t, n, i + 1);
+	}
+	return found;
+}
+
+/*
+ * What an applied event carried, for sky_change.payload_json: its "data"
+ * (the merge patch of session_data_updated, a custom event's data) or
+ * its "session" (the fields the other events send), as the event's text
+ * has it, in a copy the caller frees; NULL when it has none. Made only
+ * for an application that listens, by a scan of the text the cache just
+ * accepted (a parse would cost more than the apply).
+ */
+static char *event_payload(const sky_engine *e, const evitem *it, size_t *len)
+{
+	int t = sky__protocol_event_type(e->proto, it->type);
+	const char *type = t < 0 ? it->type : sky__protocol_event_key(t);
+	const char *field = !strcmp(type, "session_data_updated") ||
+				    !strcmp(type, "session_event_created")
+				? "data"
+				: "session";
+	size_t at = 0, n = 0;
+	int rc = member_span(it->text, it->len, field, &at, &n);
+	if (rc < 0) {
+		json_t *ev = sky__json_loadb(it->text, it->len, 0, NULL);
+		const json_t *v = json_object_get(ev, field);
+		char *text = v ? sky__json_dumps(v, len) : NULL;
+		json_decref(ev);
+		return text;
+	}
+	char *text = rc > 0 && n > 0 ? malloc(n + 1) : NULL;
+	if (text) {
+		memcpy(text, it->text + at, n);
+		text[n] = '\0';
+		*len = n;
+	}
+	return text;
+}
+
 /* Apply up to `limit` queued events in one transaction. */
 static void apply_some(sky_engine *e, size_t limit)
 {
@@ -269,9 +383,14 @@ static void apply_some(sky_engine *e, size_t limit)
 					e->st.last_event_us = it->created_us;
 				e->st.event_lag_us = now - it->created_us;
 			}
-			sky__engine_notify(e, it->app, it->sid,
-					   change_of(e, it->type), it->type,
-					   it->eid);
+			if (e->o.on_change) {
+				size_t plen = 0;
+				char *payload = event_payload(e, it, &plen);
+				sky__engine_notify_event(
+				    e, it->app, it->sid, change_of(e, it->type),
+				    it->type, it->eid, payload, plen);
+				free(payload);
+			}
 			break;
 		case SKY_EVENT_DUPLICATE: e->st.events_skipped++; break;
 		case SKY_EVENT_STALE:

@@ -6,6 +6,10 @@
 #    that takes a session id (events, get, data, props set, data patch,
 #    session close), before its create was delivered and after (a
 #    one-shot sync against skylight-emu, when it starts);
+#  - `query --as me` applies the synced user's rule (alice, through her
+#    group): the rows the server showed her, not a session she cannot
+#    see; --as u-alice without --groups warns that her groups are left
+#    out; `stats` names the sync user;
 #  - export then import into an empty cache gives a cache whose export is
 #    byte-identical and whose check passes (the example cache, and a
 #    realm synced from skylight-emu with applications and roles); import
@@ -78,7 +82,7 @@ else
 	ssync() {
 		run 0 "$skysync" --db "$sdb" sync --server "http://127.0.0.1:$sky_emu_port" \
 			--broker mqtt://127.0.0.1:1 --realm demo --user integration \
-			--password-file "$tmp/pw"
+			--password-file "$tmp/pw" "$@"
 	}
 	db=$sdb
 	check "sync the example realm" ssync
@@ -105,6 +109,53 @@ else
 	check "sync delivers those writes" ssync
 	check "  the outbox is empty" [ -z "$(sky outbox list)" ]
 	check "  the server id reads closed, with the property" sh -c "'$skysync' --db '$sdb' get app-inspections '$sid' | jq -e '.status == \"closed\" and .properties.stage == \"delivered\"' >/dev/null"
+	check "create one more offline" run 0 sky session create app-inspections "Addressed one"
+	alid=$(jq -r .sessionId "$tmp/out")
+	check "sync --print-changes delivers it" ssync --print-changes
+	check "  with an addressed line naming both ids" sh -c "jq -e 'select(.changes == [\"addressed\"]) | select(.localId == \"$alid\" and .applicationId == \"app-inspections\" and (.sessionId | startswith(\"local-\") | not))' '$tmp/out' | grep -q ."
+	check "  whose server id is the session's" sh -c "[ \"\$(jq -r 'select(.changes == [\"addressed\"]) | .sessionId' '$tmp/out')\" = \"\$('$skysync' --db '$sdb' get app-inspections '$alid' | jq -r .sessionId)\" ]"
+
+	# --- query --as me: the synced user's own visibility rule ---
+	adb="$tmp/adb"
+	check "query --as me on a cache never synced exits 2" run 2 "$skysync" --db "$tmp/db" query inspections --as me
+	check "  saying the cache was never synced" grep -q 'never synced' "$tmp/err"
+	printf 'alice-pass\n' >"$tmp/apw"
+	chmod 600 "$tmp/apw"
+	# Synced as alice (group g-line-a), a cache holds what alice sees;
+	# a session she does not see is added by hand (apply), as another
+	# source would, so that the rule has something to hide.
+	check "sync as alice" run 0 "$skysync" --db "$adb" sync --server "http://127.0.0.1:$sky_emu_port" \
+		--broker mqtt://127.0.0.1:1 --realm demo --user alice --password-file "$tmp/apw" --print-changes
+	check "  prints one snapshot line, no line per session" sh -c "[ \"\$(jq -c . '$tmp/out' | wc -l)\" = 1 ] && jq -e '.changes == [\"snapshot\"] and .changed == 0 and .removed == 0' '$tmp/out' >/dev/null"
+	jq .added "$tmp/out" >"$tmp/added"
+	check "  counting every session as added" sh -c "[ \"\$(cat '$tmp/added')\" = \"\$('$skysync' --db '$adb' stats | jq .sessions)\" ]"
+	check "stats names the sync user and its groups" run 0 "$skysync" --db "$adb" stats
+	check "  u-alice in g-line-a" sh -c "jq -e '.syncUser.userId == \"u-alice\" and .syncUser.groups == [\"g-line-a\"] and .syncUser.realm == \"demo\"' '$tmp/out' >/dev/null"
+	# A sync as alice holds what the server lists for alice.
+	check "the cache holds alice's sessions" run 0 "$skysync" --db "$adb" query app-inspections
+	jq -r .sessionId "$tmp/out" | sort >"$tmp/alice.ids"
+	check "  the server shows alice some sessions" [ -s "$tmp/alice.ids" ]
+	# A session alice may not see, from another source than her sync.
+	printf '%s\n' '{"applicationId":"app-inspections","sessionId":"s-hidden","eventId":"ev-hidden","source":"api","userId":"u-bob","createdAt":"2026-11-02T08:00:00Z","timestamp":1793606400000,"version":1,"eventType":"session_created","session":{"applicationId":"app-inspections","sessionId":"s-hidden","status":"open","isDraft":false,"version":1,"name":"Bob only","participants":[{"id":"u-bob","type":"user"}],"createdBy":"u-bob","createdAt":"2026-11-02T08:00:00Z","modifiedBy":"u-bob","modifiedAt":"2026-11-02T08:00:00Z","properties":{}}}' >"$tmp/hidden.ndjson"
+	check "add a session alice cannot see" run 0 "$skysync" --db "$adb" apply "$tmp/hidden.ndjson"
+	check "  query without --as shows it" sh -c "'$skysync' --db '$adb' query app-inspections | grep -q s-hidden"
+	sort_ids() { jq -r .sessionId "$tmp/out" | sort >"$1"; }
+	check "query --as me" run 0 "$skysync" --db "$adb" query app-inspections --as me
+	sort_ids "$tmp/me.ids"
+	check "  returns the rows the server shows alice" cmp -s "$tmp/me.ids" "$tmp/alice.ids"
+	check "  not the hidden one" sh -c "! grep -q s-hidden '$tmp/me.ids'"
+	check "  and warns of nothing" [ ! -s "$tmp/err" ]
+	check "query --as u-alice without --groups" run 0 "$skysync" --db "$adb" query app-inspections --as u-alice
+	sort_ids "$tmp/direct.ids"
+	check "  warns that alice's groups are left out" grep -q 'warning: u-alice belongs to groups the cache knows of (g-line-a)' "$tmp/err"
+	check "  and sees fewer rows (no group participation)" [ "$(wc -l <"$tmp/direct.ids")" -lt "$(wc -l <"$tmp/me.ids")" ]
+	check "query --as u-alice --groups g-line-a equals --as me" run 0 "$skysync" --db "$adb" query app-inspections --as u-alice --groups g-line-a
+	sort_ids "$tmp/grp.ids"
+	check "  without a warning" [ ! -s "$tmp/err" ]
+	check "  the same rows" cmp -s "$tmp/grp.ids" "$tmp/me.ids"
+	check "query --as u-bob: no warning (groups unknown)" run 0 "$skysync" --db "$adb" query app-inspections --as u-bob
+	check "  none printed" [ ! -s "$tmp/err" ]
+	check "--as me with --groups exits 1" run 1 "$skysync" --db "$adb" query app-inspections --as me --groups x
 fi
 
 # --- export and import ---

@@ -74,6 +74,7 @@ typedef struct {
 	unsigned backlog_limit; /* 0: the engine's default */
 	const char *broker_url; /* NULL: the test broker, plain MQTT */
 	const char *protocol_file; /* NULL: the built-in layout */
+	int snapshot_changes;	   /* the engine option */
 } fixture;
 
 static void ensure_broker(void)
@@ -173,11 +174,98 @@ static void on_state(sky_engine_state s, void *payload)
 		event_base_loopbreak(fx->base);
 }
 
+/* Every change the engine reports, while a test records them (recorded
+ * not NULL): {what, app, sid, type, payload, added, changed, removed, local,
+ * server}, appended on the engine's thread, read under rec_lock. */
+static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *recorded;
+
+static void rec_change(const sky_change *c)
+{
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I}", "what",
+			      (json_int_t)c->what, "added",
+			      (json_int_t)c->added, "changed",
+			      (json_int_t)c->changed, "removed",
+			      (json_int_t)c->removed);
+	if (c->app_id)
+		json_object_set_new(o, "app", json_string(c->app_id));
+	if (c->session_id)
+		json_object_set_new(o, "sid", json_string(c->session_id));
+	if (c->event_type)
+		json_object_set_new(o, "type", json_string(c->event_type));
+	if (c->local_id)
+		json_object_set_new(o, "local", json_string(c->local_id));
+	if (c->server_id)
+		json_object_set_new(o, "server", json_string(c->server_id));
+	if (c->payload_json) {
+		/* Borrowed text, NUL-terminated at payload_len. */
+		CU_ASSERT(strlen(c->payload_json) == c->payload_len);
+		json_t *p =
+		    json_loadb(c->payload_json, c->payload_len, 0, NULL);
+		CU_ASSERT(p != NULL);
+		json_object_set_new(o, "payload", p ? p : json_null());
+	}
+	json_array_append_new(recorded, o);
+}
+
 static void on_change(const sky_change *c, void *payload)
 {
 	fixture *fx = payload;
-	(void)c;
 	atomic_fetch_add(&fx->changes, 1);
+	pthread_mutex_lock(&rec_lock);
+	if (recorded)
+		rec_change(c);
+	pthread_mutex_unlock(&rec_lock);
+}
+
+static void rec_start(void)
+{
+	pthread_mutex_lock(&rec_lock);
+	json_decref(recorded);
+	recorded = json_array();
+	pthread_mutex_unlock(&rec_lock);
+}
+
+static void rec_stop(void)
+{
+	pthread_mutex_lock(&rec_lock);
+	json_decref(recorded);
+	recorded = NULL;
+	pthread_mutex_unlock(&rec_lock);
+}
+
+/* The recorded changes with any of the `what` bits (and of session sid
+ * when not NULL), a new array. */
+static json_t *rec_find(unsigned what, const char *sid)
+{
+	json_t *out = json_array();
+	size_t i;
+	json_t *o;
+	pthread_mutex_lock(&rec_lock);
+	json_array_foreach(recorded, i, o)
+	{
+		const char *s = json_string_value(json_object_get(o, "sid"));
+		if ((json_integer_value(json_object_get(o, "what")) & what) &&
+		    (!sid || (s && !strcmp(s, sid))))
+			json_array_append(out, o);
+	}
+	pthread_mutex_unlock(&rec_lock);
+	return out;
+}
+
+/* Wait (at most ms) for a recorded change as rec_find finds it; the
+ * first one, a new reference, or NULL. */
+static json_t *rec_wait(unsigned what, const char *sid, long ms)
+{
+	for (long waited = 0; waited <= ms; waited += 20) {
+		json_t *all = rec_find(what, sid);
+		json_t *first = json_incref(json_array_get(all, 0));
+		json_decref(all);
+		if (first)
+			return first;
+		sky_sleep_ms(20);
+	}
+	return NULL;
 }
 
 static void on_log(sky_log_level level, const char *line, void *payload)
@@ -201,6 +289,7 @@ static int fx_engine(fixture *fx, int follow)
 	o.reconcile_interval_s = fx->reconcile_s;
 	o.protocol_file = fx->protocol_file;
 	o.backlog_limit = fx->backlog_limit;
+	o.snapshot_changes = fx->snapshot_changes;
 	o.realm = "demo";
 	o.user = "integration";
 	o.password = "integration-pass";
@@ -3778,6 +3867,255 @@ static void test_sync__resume_falls_back_to_full(void)
 	free(seed);
 }
 
+
+/* ---- what on_change carries ---- */
+
+/* Live events hand their payload to on_change: the data patch, the
+ * custom event's data, the session fields an update sends. */
+static void test_sync__change_payloads(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_follow(&fx), 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 30000), 0);
+	json_t *ids = open_sessions(&fx, 1);
+	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	rec_start();
+	char path[512];
+	sky_http_res res;
+	const char *patch = "{\"probe\":{\"n\":7,\"gone\":null}}";
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s/data",
+		 APP, s1);
+	CU_ASSERT_EQUAL(rest(&fx, "PATCH", path, patch, &res), 200);
+	sky_http_res_free(&res);
+	const char *custom = "{\"kind\":\"probe\",\"n\":3}";
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s/events",
+		 APP, s1);
+	long st = rest(&fx, "POST", path, custom, &res);
+	CU_ASSERT(st == 200 || st == 201);
+	sky_http_res_free(&res);
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s", APP,
+		 s1);
+	CU_ASSERT_EQUAL(
+	    rest(&fx, "PATCH", path, "{\"name\":\"Payload probe\"}", &res),
+	    200);
+	sky_http_res_free(&res);
+
+	json_t *want = json_loads(patch, 0, NULL);
+	json_t *c = rec_wait(SKY_CHANGE_DATA, s1, 10000);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(json_equal(json_object_get(c, "payload"), want));
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(c, "type")),
+	    "session_data_updated");
+	json_decref(want);
+	json_decref(c);
+
+	want = json_loads(custom, 0, NULL);
+	c = rec_wait(SKY_CHANGE_EVENT, s1, 10000);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(json_equal(json_object_get(c, "payload"), want));
+	json_decref(want);
+	json_decref(c);
+
+	c = rec_wait(SKY_CHANGE_SESSION, s1, 10000);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(
+		json_object_get(c, "payload"), "name")),
+	    "Payload probe");
+	json_decref(c);
+	/* Live events are told one by one: no snapshot summary here. */
+	json_t *sums = rec_find(SKY_CHANGE_SNAPSHOT, NULL);
+	CU_ASSERT_EQUAL(json_array_size(sums), 0);
+	json_decref(sums);
+	rec_stop();
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+/* Sessions in the mirror, open or closed. */
+static size_t mirror_count(fixture *fx)
+{
+	json_t *all = json_array();
+	sky_session_list(fx->cache, APP, collect_all_sid, all);
+	size_t n = json_array_size(all);
+	json_decref(all);
+	return n;
+}
+
+/* A snapshot gives one summary with its counts, not one call per
+ * session; snapshot_changes = 1 gives those calls and no summary. */
+static void test_sync__snapshot_summary(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	/* Never synced: no user to see as. */
+	sky_query *q = NULL;
+	CU_ASSERT_FATAL(sky_query_new(&q, fx.cache, APP, NULL, 0) == 0);
+	CU_ASSERT_EQUAL(sky_query_set_viewer_self(q), SKY_ENOTFOUND);
+	CU_ASSERT(strstr(sky_error_last()->message, "never synced") != NULL);
+	rec_start();
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	size_t n_app = mirror_count(&fx);
+	size_t hits = 0;
+	CU_ASSERT_EQUAL(sky_query_set_viewer_self(q), 0);
+	CU_ASSERT_EQUAL(sky_query_run(q, count_row, &hits), 0);
+	CU_ASSERT_EQUAL(hits, n_app); /* integration may read any */
+	sky_query_free(q);
+	sky_stats stats;
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &stats) == 0);
+	CU_ASSERT_FATAL(n_app > 3);
+	json_t *sums = rec_find(SKY_CHANGE_SNAPSHOT, NULL);
+	CU_ASSERT_EQUAL(json_array_size(sums), 1);
+	json_t *sum = json_array_get(sums, 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(sum, "added")),
+			(json_int_t)stats.sessions);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(sum, "changed")), 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(sum, "removed")), 0);
+	CU_ASSERT(json_object_get(sum, "app") == NULL);
+	json_decref(sums);
+	json_t *each = rec_find(SKY_CHANGE_ADDED, NULL);
+	CU_ASSERT_EQUAL(json_array_size(each), 0);
+	json_decref(each);
+
+	/* Two renamed, one created on the server; one the mirror holds
+	 * open that the server never had. */
+	json_t *ids = open_sessions(&fx, 2);
+	CU_ASSERT_FATAL(json_array_size(ids) == 2);
+	char path[512];
+	sky_http_res res;
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s",
+			 APP, json_string_value(json_array_get(ids, i)));
+		CU_ASSERT_EQUAL(rest(&fx, "PATCH", path,
+				     "{\"name\":\"Renamed for the summary\"}",
+				     &res),
+				200);
+		sky_http_res_free(&res);
+	}
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions", APP);
+	CU_ASSERT_EQUAL(
+	    rest(&fx, "POST", path, "{\"name\":\"New for the summary\"}", &res),
+	    201);
+	sky_http_res_free(&res);
+	const char *phantom =
+	    "{\"applicationId\":\"" APP "\",\"sessionId\":\"s-phantom\","
+	    "\"status\":\"open\",\"name\":\"Never on the server\","
+	    "\"createdBy\":\"u-integration\","
+	    "\"createdAt\":\"2024-03-01T07:00:00.000000Z\"}";
+	CU_ASSERT_EQUAL(sky_session_put(fx.cache, phantom, strlen(phantom),
+					"{}", 2, 1709276400000000LL),
+			0);
+	rec_start();
+	sky_sync_status st;
+	CU_ASSERT_EQUAL(fx_sync_once_status(&fx, &st), 0);
+	sums = rec_find(SKY_CHANGE_SNAPSHOT, NULL);
+	CU_ASSERT_EQUAL(json_array_size(sums), 1);
+	sum = json_array_get(sums, 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(sum, "added")), 1);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(sum, "changed")), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(sum, "removed")), 1);
+	if (json_array_size(sums) != 1 ||
+	    json_integer_value(json_object_get(sum, "changed")) != 2) {
+		char *t = json_dumps(recorded, JSON_COMPACT);
+		fprintf(stderr, "  recorded: %s (path %d)\n", t,
+			st.last_sync_path);
+		free(t);
+	}
+	json_decref(sums);
+	/* The new one in, the phantom out. */
+	CU_ASSERT_EQUAL(mirror_count(&fx), n_app + 1);
+
+	/* Asked for, one call per session and no summary. */
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s", APP,
+		 json_string_value(json_array_get(ids, 0)));
+	CU_ASSERT_EQUAL(
+	    rest(&fx, "PATCH", path, "{\"name\":\"Renamed again\"}", &res),
+	    200);
+	sky_http_res_free(&res);
+	rec_start();
+	fx.snapshot_changes = 1;
+	CU_ASSERT_EQUAL(fx_sync_once(&fx), 0);
+	sums = rec_find(SKY_CHANGE_SNAPSHOT, NULL);
+	CU_ASSERT_EQUAL(json_array_size(sums), 0);
+	json_decref(sums);
+	each = rec_find(SKY_CHANGE_SESSION,
+			json_string_value(json_array_get(ids, 0)));
+	CU_ASSERT_EQUAL(json_array_size(each), 1);
+	json_decref(each);
+	rec_stop();
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
+/* A session created offline: on delivery, one ADDRESSED call with its
+ * local id and the id the server gave it. */
+static void test_sync__create_addressed(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
+	char *local = NULL;
+	const char *cr = "{\"name\":\"Addressed one\"}";
+	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, cr, strlen(cr),
+					   &local) == 0);
+	rec_start();
+	/* The engine says whom it syncs as once it logged in. */
+	CU_ASSERT_FATAL(fx_engine(&fx, 0) == 0);
+	CU_ASSERT(sky_engine_user_id(fx.engine) == NULL);
+	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
+	const char *uid = sky_engine_user_id(fx.engine);
+	CU_ASSERT(uid && !strcmp(uid, "u-integration"));
+	sky_engine_free(fx.engine);
+	fx.engine = NULL;
+	/* And the cache remembers it, with its groups (none here). */
+	char *user = NULL;
+	CU_ASSERT_EQUAL(sky_sync_user_get(fx.cache, &user, NULL), 0);
+	json_t *u = user ? json_loads(user, 0, NULL) : NULL;
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(u, "userId")), "u-integration");
+	CU_ASSERT(json_is_array(json_object_get(u, "groups")) &&
+		  json_array_size(json_object_get(u, "groups")) == 0);
+	json_decref(u);
+	sky_free(user);
+	json_t *all = rec_find(SKY_CHANGE_ADDRESSED, NULL);
+	CU_ASSERT_EQUAL(json_array_size(all), 1);
+	json_t *c = json_array_get(all, 0);
+	const char *lid = json_string_value(json_object_get(c, "local"));
+	const char *sid = json_string_value(json_object_get(c, "server"));
+	CU_ASSERT(lid && !strcmp(lid, local));
+	CU_ASSERT(sid && strncmp(sid, "local-", 6) != 0);
+	CU_ASSERT(sid && json_string_value(json_object_get(c, "sid")) &&
+		  !strcmp(json_string_value(json_object_get(c, "sid")), sid));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(c, "app")),
+			       APP);
+	/* The server id is the session the cache now holds for the local
+	 * id, and the server knows it. */
+	char *json = NULL;
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, local, &json, NULL), 0);
+	json_t *s = json ? json_loads(json, 0, NULL) : NULL;
+	CU_ASSERT(sid && s &&
+		  !strcmp(json_string_value(json_object_get(s, "sessionId")),
+			  sid));
+	json_decref(s);
+	sky_free(json);
+	json_t *srv = sid ? server_session(&fx, sid, 0) : NULL;
+	CU_ASSERT(srv != NULL);
+	json_decref(srv);
+	json_decref(all);
+	rec_stop();
+	sky_free(local);
+	fx_end(&fx);
+	free(seed);
+}
+
 int main(void)
 {
 	verbose = getenv("SKY_TEST_VERBOSE") != NULL;
@@ -3837,6 +4175,9 @@ int main(void)
 	     test_sync__resume_after_offline_changes},
 	    {"test_sync__resume_falls_back_to_full",
 	     test_sync__resume_falls_back_to_full},
+	    {"test_sync__change_payloads", test_sync__change_payloads},
+	    {"test_sync__snapshot_summary", test_sync__snapshot_summary},
+	    {"test_sync__create_addressed", test_sync__create_addressed},
 	    {NULL, NULL},
 	};
 	int rc = sky_test_main("sync", cases);

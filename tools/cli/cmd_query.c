@@ -26,7 +26,7 @@ static const char usage[] =
 	"[--explain]\n"
 	"                     [--order createdAt|modifiedAt [--desc]] "
 	"[--count]\n"
-	"                     [--as USER [--groups G1,G2]]\n"
+	"                     [--as USER [--groups G1,G2] | --as me]\n"
 	"\n"
 	"Print the sessions of application APP that satisfy every predicate,\n"
 	"ordered by createdAt then sessionId (or --order), one JSON object\n"
@@ -65,7 +65,10 @@ static const char usage[] =
 	"  --as USER       only what USER may see under the cached roles:\n"
 	"                  every session with session:read:any, those it\n"
 	"                  takes part in with session:read:participant\n"
-	"  --groups G,...  the groups USER belongs to (with --as)\n"
+	"  --groups G,...  the groups USER belongs to (with --as); without\n"
+	"                  it, a warning when the cache knows USER's groups\n"
+	"  --as me         as the user the cache was last synced as, with\n"
+	"                  its groups (exit 2 when the cache never synced)\n"
 	"  --              the rest are predicates even if they start with --\n"
 	"\n"
 	"Exit 0 on success (also when nothing matches), 1 on a bad predicate\n"
@@ -174,6 +177,31 @@ static char **split_groups(const char *list, size_t *n, char **copy)
 	     tok = strtok_r(NULL, ",", &save))
 		v[(*n)++] = tok;
 	return v;
+}
+
+/* --as USER without --groups: when the cache knows USER's groups (those
+ * of the user it syncs as), say that they are left out. */
+static void warn_known_groups(sky_cache *c, const char *user)
+{
+	char *text = NULL;
+	if (sky_sync_user_get(c, &text, NULL) < 0)
+		return;
+	json_t *j = sky__json_loads(text, 0, NULL);
+	sky_free(text);
+	const json_t *g = json_object_get(j, "groups");
+	const char *id = json_string_value(json_object_get(j, "userId"));
+	if (id && !strcmp(id, user) && json_array_size(g) > 0) {
+		fprintf(stderr,
+			"skysync query: warning: %s belongs to groups the "
+			"cache knows of (",
+			user);
+		for (size_t i = 0; i < json_array_size(g); i++)
+			fprintf(stderr, "%s%s", i ? "," : "",
+				json_string_value(json_array_get(g, i)));
+		fprintf(stderr, "), which --as without --groups leaves out; "
+				"use --as me or --groups\n");
+	}
+	json_decref(j);
 }
 
 static int run_query(int argc, char **argv, const cli_globals *g)
@@ -298,7 +326,20 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 			sky_error_last()->message);
 		goto done;
 	}
-	if (as) {
+	if (as && !strcmp(as, "me")) {
+		if (groups) {
+			rc = cli_usage_error("query",
+					     "--as me takes the groups from "
+					     "the cache, not --groups");
+			goto done;
+		}
+		if (sky_query_set_viewer_self(q) < 0) {
+			rc = cli_fail("query");
+			goto done;
+		}
+	} else if (as) {
+		if (!groups)
+			warn_known_groups(c, as);
 		if (groups && !(group_v = split_groups(groups, &n_groups,
 							&group_copy))) {
 			fprintf(stderr, "skysync: out of memory\n");

@@ -445,10 +445,17 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 	int rc = sky_cache_stats(c, &s);
 	if (rc == 0)
 		rc = outbox_stats_get(c, &ob);
+	/* The user it syncs as; none before the first sync. */
+	char *sync_user = NULL;
+	if (rc == 0 && sky_sync_user_get(c, &sync_user, NULL) < 0)
+		sync_user = NULL;
 	sky_cache_close(c);
 	if (rc < 0)
 		return cli_fail(NULL);
+	json_t *user = sync_user ? sky__json_loads(sync_user, 0, NULL) : NULL;
+	sky_free(sync_user);
 	if (g->format == FORMAT_PROMETHEUS) {
+		json_decref(user);
 		print_prometheus(&s);
 		print_prometheus_outbox(&s, &ob);
 		return EXIT_OK;
@@ -503,12 +510,14 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		o = NULL;
 	}
 	if (!o) {
+		json_decref(user);
 		fprintf(stderr, "skysync: out of memory\n");
 		return EXIT_USAGE;
 	}
 	if (json_object_set_new(o, "journalDamaged",
 				json_integer((json_int_t)s.journal_damaged)) < 0) {
 		json_decref(o);
+		json_decref(user);
 		fprintf(stderr, "skysync: out of memory\n");
 		return EXIT_USAGE;
 	}
@@ -544,9 +553,15 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 			  o, "lastSyncRequests",
 			  json_integer((json_int_t)s.sync_requests)) < 0))) {
 			json_decref(o);
+			json_decref(user);
 			fprintf(stderr, "skysync: out of memory\n");
 			return EXIT_USAGE;
 		}
+	}
+	if (user && json_object_set_new(o, "syncUser", user) < 0) {
+		json_decref(o);
+		fprintf(stderr, "skysync: out of memory\n");
+		return EXIT_USAGE;
 	}
 	char *text = sky__json_dumps(o, NULL);
 	json_decref(o);

@@ -146,11 +146,9 @@ static void on_progress(const sky_sync_progress *p, void *payload)
 		p->done ? ", done" : "");
 }
 
-static void on_change(const sky_change *c, void *payload)
+/* The JSON line of one change (see the usage text), or NULL. */
+static json_t *change_line(const sky_change *c)
 {
-	sync_ui *ui = payload;
-	if (!ui->print_changes)
-		return;
 	static const struct {
 		unsigned bit;
 		const char *name;
@@ -160,26 +158,67 @@ static void on_change(const sky_change *c, void *payload)
 		     {SKY_CHANGE_DATA, "data"},
 		     {SKY_CHANGE_CLOSED, "closed"},
 		     {SKY_CHANGE_REMOVED, "removed"},
-		     {SKY_CHANGE_EVENT, "event"}};
+		     {SKY_CHANGE_EVENT, "event"},
+		     {SKY_CHANGE_SNAPSHOT, "snapshot"},
+		     {SKY_CHANGE_ADDRESSED, "addressed"}};
 	json_t *what = json_array();
 	int bad = !what; /* a setter failed: print nothing rather than less */
 	for (size_t i = 0; !bad && i < sizeof(names) / sizeof(names[0]); i++)
 		if ((c->what & names[i].bit) &&
 		    json_array_append_new(what, json_string(names[i].name)) < 0)
 			bad = 1;
-	json_t *o =
-	    bad ? NULL
-		: json_pack("{s:s, s:s, s:o}", "applicationId", c->app_id,
-			    "sessionId", c->session_id, "changes", what);
-	if (bad)
+	json_t *o = bad ? NULL : json_object();
+	if (!o) {
 		json_decref(what);
-	if (o && c->event_type &&
-	    json_object_set_new(o, "eventType", json_string(c->event_type)) < 0)
-		bad = 1;
-	if (o && c->event_id &&
-	    json_object_set_new(o, "eventId", json_string(c->event_id)) < 0)
-		bad = 1;
-	char *text = o && !bad ? sky__json_dumps(o, NULL) : NULL;
+		return NULL;
+	}
+	if (c->what & SKY_CHANGE_SNAPSHOT) {
+		/* One line for a whole snapshot: how many sessions. */
+		json_int_t a = (json_int_t)c->added;
+		json_int_t ch = (json_int_t)c->changed;
+		json_int_t r = (json_int_t)c->removed;
+		bad = json_object_set(o, "changes", what) < 0 ||
+		      json_object_set_new(o, "added", json_integer(a)) < 0 ||
+		      json_object_set_new(o, "changed", json_integer(ch)) < 0 ||
+		      json_object_set_new(o, "removed", json_integer(r)) < 0;
+	} else {
+		bad = !c->app_id || !c->session_id ||
+		      json_object_set_new(o, "applicationId",
+					  json_string(c->app_id)) < 0 ||
+		      json_object_set_new(o, "sessionId",
+					  json_string(c->session_id)) < 0 ||
+		      (c->local_id &&
+		       json_object_set_new(o, "localId",
+					   json_string(c->local_id)) < 0) ||
+		      json_object_set(o, "changes", what) < 0 ||
+		      (c->event_type &&
+		       json_object_set_new(o, "eventType",
+					   json_string(c->event_type)) < 0) ||
+		      (c->event_id &&
+		       json_object_set_new(o, "eventId",
+					   json_string(c->event_id)) < 0);
+		json_t *p = !bad && c->payload_json
+				? sky__json_loadb(c->payload_json,
+						  c->payload_len, 0, NULL)
+				: NULL;
+		if (p && json_object_set_new(o, "payload", p) < 0)
+			bad = 1;
+	}
+	json_decref(what); /* o holds its own reference */
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static void on_change(const sky_change *c, void *payload)
+{
+	sync_ui *ui = payload;
+	if (!ui->print_changes)
+		return;
+	json_t *o = change_line(c);
+	char *text = o ? sky__json_dumps(o, NULL) : NULL;
 	json_decref(o);
 	if (!text)
 		return;
@@ -358,7 +397,14 @@ static const char sync_usage[] =
     "  --log FILE           with --follow, append the log to FILE instead\n"
     "                       of stderr (reopened on SIGHUP, for logrotate)\n"
     "  --print-changes      print one JSON line per change made by sync:\n"
-    "                       {applicationId, sessionId, changes[], eventType?}\n"
+    "                       {applicationId, sessionId, changes[], eventType?,\n"
+    "                       eventId?, payload?} for an event (payload: the\n"
+    "                       data patch, the custom event's data, the session\n"
+    "                       fields sent); {changes:[\"snapshot\"], added,\n"
+    "                       changed, removed} once per snapshot that changed\n"
+    "                       the cache; {applicationId, sessionId, localId,\n"
+    "                       changes:[\"addressed\"]} when a session created\n"
+    "                       offline got its server id\n"
     "  --reconcile SECONDS  with --follow, re-list the realm this often and\n"
     "                       re-read sessions that differ from the cache and\n"
     "                       stale ones (default 600; 0: never)\n"

@@ -80,6 +80,17 @@ static char *make_token(struct emu_auth *a, const char *sub, const char *kind,
 		      "skylight-emu");
 	if (!claims)
 		return NULL;
+	/* The user's groups, as Keycloak's group mapper puts them in the
+	 * access token: how a client learns what the roles' group
+	 * participants mean for it (docs/PROTOCOL.md). */
+	const json_t *groups = emu_realm_user_groups(a->emu->realm, sub);
+	if (strcmp(kind, "access") == 0 &&
+	    json_object_set_new(claims, "groups",
+				groups ? json_deep_copy(groups)
+				       : json_array()) < 0) {
+		json_decref(claims);
+		return NULL;
+	}
 	char *payload = sky__json_dumps(claims, NULL);
 	json_decref(claims);
 	if (!payload)

@@ -752,6 +752,11 @@ int emu_realm_user_exists(const struct emu_realm *r, const char *uid)
 	return json_object_get(r->users, uid) != NULL;
 }
 
+const json_t *emu_realm_user_groups(const struct emu_realm *r, const char *uid)
+{
+	return json_object_get(json_object_get(r->users, uid), "groups");
+}
+
 const json_t *emu_realm_session(const struct emu_realm *r, const char *app,
 				const char *sid)
 {

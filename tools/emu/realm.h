@@ -82,6 +82,8 @@ size_t emu_realm_session_count(const struct emu_realm *r);
 const char *emu_realm_login(const struct emu_realm *r, const char *username,
 			    const char *password);
 int emu_realm_user_exists(const struct emu_realm *r, const char *uid);
+/* The user's group ids (a JSON array, borrowed), or NULL. */
+const json_t *emu_realm_user_groups(const struct emu_realm *r, const char *uid);
 
 /* Borrowed views for persistence (valid until the next change). */
 const json_t *emu_realm_session(const struct emu_realm *r, const char *app,
