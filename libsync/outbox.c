@@ -286,7 +286,7 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 	    sky__record_get(txn, c, e.app, e.sid, &rec) == 0 &&
 	    (rec.flags & SKY_REC_PENDING))
 		return sky__view_lay_on(txn, c, &rec, &e, q->bodies[i]);
-	return sky__view_rebuild(txn, c, e.app, e.sid);
+	return sky__view_rebuild_with(txn, c, e.app, e.sid, &e, q->bodies[i]);
 }
 
 static int enqueue_write(MDB_txn *txn, void *arg)
