@@ -215,6 +215,71 @@ static int session_closed(MDB_txn *txn, sky_cache *c, const char *app,
 				    sid, rec->created_us);
 }
 
+/*
+ * Is `s` byte for byte what sky__json_dump writes for its own parse, so
+ * that the caller's text can be stored as the entry's body without the
+ * dump? Only for text check_body accepted (valid, no duplicate names).
+ * Conservative: no white space outside strings, no escape at all (the
+ * dump's escapes are its own), no fraction or exponent (reals are
+ * rewritten in their shortest form) and no "-0" (read as the integer 0).
+ * Integers and unescaped strings come back as they went in, and objects
+ * keep their members in order.
+ */
+static int is_dump_text(const char *s, size_t n)
+{
+	int in_str = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (in_str) {
+			if (ch == '"')
+				in_str = 0;
+			else if (ch == '\\' || ch < 0x20)
+				return 0;
+			continue;
+		}
+		switch (ch) {
+		case '"':
+			in_str = 1;
+			break;
+		case 'e':
+		case 'E':
+			if (i && s[i - 1] >= '0' && s[i - 1] <= '9')
+				return 0;
+			break;
+		case '-':
+			if (i + 1 < n && s[i + 1] == '0')
+				return 0;
+			break;
+		case '.':
+		case ' ':
+		case '\t':
+		case '\n':
+		case '\r':
+		case '\0':
+			return 0;
+		default:
+			break;
+		}
+	}
+	return !in_str;
+}
+
+/* The text to store as the body of write `w` (parsed as `body`): the
+ * caller's own when it is already in dump form, else the dump. */
+static char *body_text(const sky_write *w, const json_t *body)
+{
+	if (!w->json || !is_dump_text(w->json, w->len))
+		return sky__json_dump(body, NULL);
+	char *t = malloc(w->len + 1);
+	if (!t) {
+		sky__error_nomem();
+		return NULL;
+	}
+	memcpy(t, w->json, w->len);
+	t[w->len] = '\0';
+	return t;
+}
+
 static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 {
 	sky_cache *c = q->cache;
@@ -269,7 +334,7 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 	if ((rc = sky__meta_next(txn, &c->st, "outbox_next", &e.id)) < 0)
 		return rc;
 	e.id++; /* ids start at 1 */
-	char *body = sky__json_dump(q->bodies[i], NULL);
+	char *body = body_text(w, q->bodies[i]);
 	if (!body)
 		return -1;
 	e.body = body;
@@ -286,7 +351,7 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 	    sky__record_get(txn, c, e.app, e.sid, &rec) == 0 &&
 	    (rec.flags & SKY_REC_PENDING))
 		return sky__view_lay_on(txn, c, &rec, &e, q->bodies[i]);
-	return sky__view_rebuild(txn, c, e.app, e.sid);
+	return sky__view_rebuild_with(txn, c, e.app, e.sid, &e, q->bodies[i]);
 }
 
 static int enqueue_write(MDB_txn *txn, void *arg)

@@ -105,8 +105,11 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 		raise(sig);
 }
 
+static void seal_crc_init(void);
+
 static void install_handler(void)
 {
+	seal_crc_init();
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_fault;
@@ -195,13 +198,13 @@ static int lmdb_rc(sky_seal_env *se, int rc)
 /*
  * Run `body` (which sets rc) under the guard of `se`. A fault inside it
  * leaves through from_fault(). Not nested: an inner call sees the guard
- * active and runs under the outer one.
+ * active and runs under the outer one. The handler is installed when
+ * `se` is attached (sky__seal_attach), the only way a `se` is found.
  */
 #define GUARDED(se, body)                                                   \
 	do {                                                                \
 		int outer_ = guard.active;                                  \
 		if (se && !outer_) {                                        \
-			pthread_once(&handler_once, install_handler);       \
 			guard.base = se->map_base;                          \
 			guard.size = se->map_size;                          \
 			guard.psize = se->psize;                            \
@@ -222,9 +225,63 @@ static int lmdb_rc(sky_seal_env *se, int rc)
  * otherwise pass as a run of empty values with good seals. */
 #define SEAL_SEED 0x534b5953u /* "SKYS" */
 
+/*
+ * The seal's CRC: sky__crc32c(SEAL_SEED, ...), with the crc32 instruction
+ * called here directly when the CPU has it (told once, at the first
+ * attach, before any value is read). Stored values are mostly a few
+ * bytes (a document member), so the call and its once-check in util.c
+ * cost as much as the sum itself; any other CPU takes sky__crc32c's
+ * table.
+ */
+static int seal_hw = -1;
+
+static void seal_crc_init(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	__atomic_store_n(&seal_hw, __builtin_cpu_supports("sse4.2") ? 1 : 0,
+			 __ATOMIC_RELAXED);
+#else
+	__atomic_store_n(&seal_hw, 0, __ATOMIC_RELAXED);
+#endif
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("sse4.2"))) static uint32_t
+seal_crc_hw(const unsigned char *p, size_t len)
+{
+	uint64_t c = (uint32_t)~SEAL_SEED;
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		c = __builtin_ia32_crc32di(c, w);
+	}
+	uint32_t c32 = (uint32_t)c;
+	if (len >= 4) {
+		uint32_t w;
+		memcpy(&w, p, 4);
+		c32 = __builtin_ia32_crc32si(c32, w);
+		p += 4;
+		len -= 4;
+	}
+	while (len--)
+		c32 = __builtin_ia32_crc32qi(c32, *p++);
+	return ~c32;
+}
+#endif
+
+static inline uint32_t seal_crc(const unsigned char *p, size_t len)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (__atomic_load_n(&seal_hw, __ATOMIC_RELAXED) > 0)
+		return seal_crc_hw(p, len);
+#endif
+	return sky__crc32c(SEAL_SEED, p, len);
+}
+
 void sky__seal_write(unsigned char *p, size_t len)
 {
-	sky__put_be32(p + len, sky__crc32c(SEAL_SEED, p, len));
+	sky__put_be32(p + len, seal_crc(p, len));
 }
 
 int sky__seal_check(const unsigned char *p, size_t len)
@@ -232,8 +289,7 @@ int sky__seal_check(const unsigned char *p, size_t len)
 	if (len < SKY_SEAL_BYTES)
 		return -1;
 	len -= SKY_SEAL_BYTES;
-	return sky__get_be32(p + len) == sky__crc32c(SEAL_SEED, p, len) ? 0
-									: -1;
+	return sky__get_be32(p + len) == seal_crc(p, len) ? 0 : -1;
 }
 
 static int is_sealed(const sky_seal_env *se, MDB_dbi dbi)
@@ -301,12 +357,14 @@ static _Thread_local pending_seal pending;
 /* This thread's write transaction (one at a time, as LMDB has it). */
 static _Thread_local MDB_txn *write_txn;
 
-static void seal_pending(MDB_txn *txn)
+static inline void seal_pending(MDB_txn *txn)
 {
-	if (pending.txn && (!txn || pending.txn == txn))
+	if (!pending.txn)
+		return; /* the common case: nothing reserved */
+	if (!txn || pending.txn == txn) {
 		sky__seal_write(pending.p, pending.len);
-	if (!txn || pending.txn == txn)
 		pending.txn = NULL;
+	}
 }
 
 /* ---- environments ---- */
@@ -354,6 +412,9 @@ void sky__seal_refresh(sky_seal_env *se, MDB_env *env)
 
 void sky__seal_attach(sky_seal_env *se, MDB_env *env)
 {
+	/* Before the env has a seal context: every guarded call, and every
+	 * seal, comes after this. */
+	pthread_once(&handler_once, install_handler);
 	sky__seal_refresh(se, env);
 	/* Only fail for an env that is NULL. */
 	(void)mdb_env_set_userctx(env, se);

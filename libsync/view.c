@@ -184,8 +184,30 @@ static json_t *create_session(const sky_ob_entry *e, json_t *body)
  * Lay the live entries of `l` over the record of app/sid (the server copy,
  * or nothing for a session created offline) and store the local view.
  */
-int sky__view_overlay(MDB_txn *txn, sky_cache *c, const char *app,
-		      const char *sid, const sky_ob_list *l)
+/* Does every live entry of `l` from `first` on leave the session's own
+ * fields alone (data patches and custom events only)? */
+static int data_only(const sky_ob_list *l, size_t first)
+{
+	for (size_t i = first; i < l->n; i++)
+		if (l->v[i].e.op != SKY_WRITE_DATA &&
+		    l->v[i].e.op != SKY_WRITE_EVENT)
+			return 0;
+	return 1;
+}
+
+/* The body of entry `e`: the caller's parse when it is the entry the
+ * caller just stored (`hint`), else parsed from its stored text. */
+static json_t *entry_body(const sky_ob_entry *e, const sky_ob_entry *hint,
+			  json_t *hint_body)
+{
+	if (hint && hint_body && e->id == hint->id)
+		return json_incref(hint_body);
+	return sky__json_loads(e->body, 0, NULL);
+}
+
+static int overlay(MDB_txn *txn, sky_cache *c, const char *app,
+		   const char *sid, const sky_ob_list *l,
+		   const sky_ob_entry *hint, json_t *hint_body)
 {
 	if (l->n == 0)
 		return 0;
@@ -200,7 +222,7 @@ int sky__view_overlay(MDB_txn *txn, sky_cache *c, const char *app,
 		const sky_ob_entry *e0 = &l->v[0].e;
 		if (e0->op != SKY_WRITE_CREATE)
 			return 0; /* its create was rejected or dropped */
-		json_t *body = sky__json_loads(e0->body, 0, NULL);
+		json_t *body = entry_body(e0, hint, hint_body);
 		if (!body)
 			return sky__error_input("outbox entry %llu: corrupt body",
 						(unsigned long long)e0->id);
@@ -221,19 +243,25 @@ int sky__view_overlay(MDB_txn *txn, sky_cache *c, const char *app,
 					srv.docid)) < 0 ||
 		    (rc = server_put(txn, c, app, sid, &srv)) < 0)
 			return rc;
+		hdr = rec;
+		/* Only data written: the session's fields, and so its text
+		 * and index entries, stay the server's; only the header
+		 * changes (the pending flag). */
+		if (data_only(l, 0))
+			goto lay_on;
 		if (!(server = sky__record_json(&rec)))
 			return -1;
 		if (!(local = json_deep_copy(server))) {
 			rc = sky__error_nomem();
 			goto done;
 		}
-		hdr = rec;
 	}
+lay_on:
 	for (size_t i = first; i < l->n; i++) {
 		const sky_ob_entry *e = &l->v[i].e;
 		if (e->op == SKY_WRITE_EVENT || e->op == SKY_WRITE_CREATE)
 			continue;
-		json_t *body = sky__json_loads(e->body, 0, NULL);
+		json_t *body = entry_body(e, hint, hint_body);
 		if (!body) {
 			rc = sky__error_input("outbox entry %llu: corrupt body",
 					      (unsigned long long)e->id);
@@ -248,6 +276,12 @@ int sky__view_overlay(MDB_txn *txn, sky_cache *c, const char *app,
 			goto done;
 	}
 	hdr.flags |= SKY_REC_PENDING;
+	if (!local) {
+		/* data_only(): the record's text is the server's as it is. */
+		sky__changes_note(c, app, sid);
+		rc = sky__record_put_header(txn, c, &hdr, app, sid);
+		goto done;
+	}
 	hdr.created_us = sky__session_created_us(local);
 	rc = sky__record_put(txn, c, &hdr, local, server,
 			     server ? rec.created_us : 0);
@@ -257,8 +291,21 @@ done:
 	return rc;
 }
 
+int sky__view_overlay(MDB_txn *txn, sky_cache *c, const char *app,
+		      const char *sid, const sky_ob_list *l)
+{
+	return overlay(txn, c, app, sid, l, NULL, NULL);
+}
+
 int sky__view_rebuild(MDB_txn *txn, sky_cache *c, const char *app,
 		      const char *sid)
+{
+	return sky__view_rebuild_with(txn, c, app, sid, NULL, NULL);
+}
+
+int sky__view_rebuild_with(MDB_txn *txn, sky_cache *c, const char *app,
+			   const char *sid, const sky_ob_entry *e,
+			   json_t *body)
 {
 	int had_server;
 	int rc = sky__view_restore(txn, c, app, sid, &had_server);
@@ -267,7 +314,7 @@ int sky__view_rebuild(MDB_txn *txn, sky_cache *c, const char *app,
 	sky_ob_list l;
 	if ((rc = sky__ob_session_entries(txn, c, app, sid, 1, &l)) < 0)
 		return rc;
-	rc = sky__view_overlay(txn, c, app, sid, &l);
+	rc = overlay(txn, c, app, sid, &l, e, body);
 	sky__ob_list_free(&l);
 	return rc;
 }

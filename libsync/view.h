@@ -57,6 +57,13 @@ int sky__view_overlay(MDB_txn *txn, sky_cache *c, const char *app,
 int sky__view_rebuild(MDB_txn *txn, sky_cache *c, const char *app,
 		      const char *sid);
 
+/* The same, for a rebuild right after storing entry `e` whose body the
+ * caller has parsed as `body` (used instead of parsing its text again;
+ * not changed). */
+int sky__view_rebuild_with(MDB_txn *txn, sky_cache *c, const char *app,
+			   const char *sid, const sky_ob_entry *e,
+			   json_t *body);
+
 /* Apply the session-field part of a write (a patch or a participant) to
  * the session object `s`; other writes leave it as it is. */
 int sky__view_apply(json_t *s, const sky_ob_entry *e, json_t *body);

@@ -21,6 +21,7 @@
 #include "cache_types.h"
 #include "error.h"
 #include "index.h"
+#include "json.h"
 #include "outbox.h"
 #include "record.h"
 #include "server.h"
@@ -546,6 +547,115 @@ static void test_outbox__map_grows(void)
 	sky_cache_close(c);
 }
 
+/* The body of the newest outbox entry, as a new string. */
+static int last_body_cb(const sky_outbox_entry *e, void *payload)
+{
+	char **out = payload;
+	free(*out);
+	*out = strdup(e->body);
+	return 0;
+}
+
+/*
+ * A queued write's body is stored as the library's own dump of it: the
+ * caller's text as it is when it already has that form, else the dump
+ * (white space, escapes, reals, -0 and big integers rewritten).
+ */
+static void test_outbox__body_text(void)
+{
+	static const char *bodies[] = {
+	    "{\"a\":1,\"b\":\"x\"}",
+	    "{\"z\":{\"y\":[1,-2,true,false,null,\"caf\xc3\xa9\"]},\"a\":{}}",
+	    "{\"big\":123456789012345678901234567890,\"neg\":-7}",
+	    "{\"e\":\"true e E\",\"t\":true}",
+	    "{ \"a\" : 1 }",
+	    "{\"a\":\"caf\\u00e9\",\"s\":\"a\\/b\\\"c\"}",
+	    "{\"r\":1.50,\"x\":1e3,\"y\":2E-2}",
+	    "{\"z\":-0,\"n\":-0.0}",
+	    "{\"a\":[1,2],\n\"b\":3}\n",
+	};
+	sky_cache *c = open_cache();
+	new_session(c, "s1", "name");
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		const char *b = bodies[i];
+		CU_ASSERT_FATAL(sky_data_patch(c, APP, "s1", b, strlen(b)) ==
+				0);
+		char *stored = NULL;
+		CU_ASSERT_FATAL(sky_outbox_list(c, last_body_cb, &stored) == 0);
+		CU_ASSERT_FATAL(stored != NULL);
+		json_t *v = sky__json_loadb(b, strlen(b), 0, NULL);
+		CU_ASSERT_FATAL(v != NULL);
+		char *dump = sky__json_dumps(v, NULL);
+		CU_ASSERT_FATAL(dump != NULL);
+		if (strcmp(stored, dump))
+			fprintf(stderr, "\nbody %zu: stored %s, dump %s\n", i,
+				stored, dump);
+		CU_ASSERT_STRING_EQUAL(stored, dump);
+		if (i < 4) {
+			CU_ASSERT_STRING_EQUAL(stored, b);
+		} else {
+			CU_ASSERT(strcmp(stored, b) != 0);
+		}
+		free(dump);
+		json_decref(v);
+		free(stored);
+	}
+	expect_clean(c, "bodies queued");
+	sky_cache_close(c);
+}
+
+/* `text` is the JSON `want` (members in any order). */
+static void expect_json(const char *text, const char *want)
+{
+	json_t *a = json_loads(text, 0, NULL), *b = json_loads(want, 0, NULL);
+	CU_ASSERT(a && b && json_equal(a, b));
+	json_decref(a);
+	json_decref(b);
+}
+
+/* A session's first queued write that only patches data keeps the
+ * server's session text and index entries, and keeps the server's data
+ * aside. */
+static void test_outbox__data_only_view(void)
+{
+	sky_cache *c = open_cache();
+	new_session(c, "s1", "server name");
+	apply(c, "s1", "session_data_updated", "data",
+	      json_pack("{s:i}", "n", 1));
+	char *before = NULL, *after = NULL;
+	size_t len;
+	CU_ASSERT_FATAL(sky_session_get(c, APP, "s1", &before, &len) == 0);
+	const char *p = "{\"n\":2,\"m\":\"mine\"}";
+	CU_ASSERT_FATAL(sky_data_patch(c, APP, "s1", p, strlen(p)) == 0);
+	unsigned flags;
+	int has_server;
+	record_state(c, "s1", &flags, &has_server);
+	CU_ASSERT((flags & SKY_REC_PENDING) && has_server);
+	CU_ASSERT_FATAL(sky_session_get(c, APP, "s1", &after, &len) == 0);
+	CU_ASSERT_STRING_EQUAL(after, before);
+	free(after);
+	char *data = NULL;
+	CU_ASSERT_FATAL(sky_data_get(c, APP, "s1", &data, &len) == 0);
+	expect_json(data, "{\"n\":2,\"m\":\"mine\"}");
+	free(data);
+	CU_ASSERT_FATAL(sky_data_get_confirmed(c, APP, "s1", &data, &len) ==
+			0);
+	expect_json(data, "{\"n\":1}");
+	free(data);
+	expect_member(c, "s1", 0, "name", "server name");
+	expect_clean(c, "a data-only first write");
+	/* A session write after it: the view is rebuilt with both. */
+	patch_name(c, "s1", "my name");
+	expect_member(c, "s1", 0, "name", "my name");
+	expect_member(c, "s1", 1, "name", "server name");
+	CU_ASSERT_FATAL(sky_data_get(c, APP, "s1", &data, &len) == 0);
+	expect_json(data, "{\"n\":2,\"m\":\"mine\"}");
+	free(data);
+	expect_clean(c, "a session write after a data-only one");
+	free(before);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -558,6 +668,8 @@ int main(void)
 	    {"test_outbox__closed_by_index", test_outbox__closed_by_index},
 	    {"test_outbox__allocation", test_outbox__allocation},
 	    {"test_outbox__map_grows", test_outbox__map_grows},
+	    {"test_outbox__body_text", test_outbox__body_text},
+	    {"test_outbox__data_only_view", test_outbox__data_only_view},
 	    {NULL, NULL}};
 	return sky_test_main("outbox", cases);
 }
