@@ -10,7 +10,7 @@
  *   query_*      sky_query_new + sky_reader_query + sky_query_free per
  *                query (one reader per round), reading every row;
  *   patch_*      session_data_updated events as JSON text through
- *                sky_event_apply_batch, --batch events per call, in the
+ *                sky_mirror_event_apply_batch, --batch events per call, in the
  *                default (durable) mode; as a detail, the same with
  *                SKY_CACHE_NOSYNC (the work without the flushes);
  *   enqueue_*    data patches queued in the outbox: sky_data_patch, one
@@ -71,7 +71,7 @@ static void sk_open(sk_ctx *s, const char *dir, unsigned flags)
  */
 static void build_sessions(sk_ctx *s, unsigned n)
 {
-	sky_event_item *items = bench_xmalloc(BUILD_BATCH * sizeof(*items));
+	sky_mirror_event_item *items = bench_xmalloc(BUILD_BATCH * sizeof(*items));
 	bench_buf *texts = bench_xmalloc(BUILD_BATCH * sizeof(*texts));
 	char t[32];
 	bench_format_time(BENCH_AS_OF_US, t);
@@ -96,13 +96,13 @@ static void build_sessions(sk_ctx *s, unsigned n)
 			items[b].json = texts[b].data;
 			items[b].len = texts[b].len;
 		}
-		sk_check(sky_event_apply_batch(s->cache, items, count),
+		sk_check(sky_mirror_event_apply_batch(s->cache, items, count),
 			 "storing sessions");
 		for (unsigned b = 0; b < count; b++) {
-			if (items[b].outcome != SKY_EVENT_APPLIED)
+			if (items[b].outcome != SKY_MIRROR_APPLIED)
 				bench_die(
 				    "session %u: %s: %s", i + b,
-				    sky_event_outcome_name(items[b].outcome),
+				    sky_mirror_outcome_name(items[b].outcome),
 				    items[b].error ? items[b].error : "");
 			sky_free(items[b].error);
 		}
@@ -126,7 +126,7 @@ static void build_docs(sk_ctx *s)
 			bench_doc_sid(sid, sizeof(sid), large, i);
 			bench_buf_clear(&json);
 			bench_session_json(&json, i, count, sid);
-			sk_check(sky_session_put(s->cache, json.data, json.len,
+			sk_check(sky_mirror_session_put(s->cache, json.data, json.len,
 						 doc.data, doc.len,
 						 BENCH_AS_OF_US),
 				 "storing a document");
@@ -156,7 +156,7 @@ static double round_get(void *arg, unsigned n)
 	bench_sid *ids = bench_random_sids(&s->rng, n, s->a->sessions);
 	sky_reader *r;
 	double t0 = bench_now_us();
-	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
+	sk_check(sky_reader_begin(&r, s->cache), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++) {
 		const char *json;
 		size_t len;
@@ -197,14 +197,13 @@ static double round_data(void *arg, unsigned n)
 	bench_sid *ids = bench_random_doc_sids(&s->rng, n);
 	sky_reader *r;
 	double t0 = bench_now_us();
-	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
+	sk_check(sky_reader_begin(&r, s->cache), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++) {
-		char *json;
+		const char *json;
 		size_t len;
 		sk_check(sky_reader_data(r, BENCH_APP, ids[i].sid, &json, &len),
 			 "sky_reader_data");
 		s->sink += (unsigned char)json[0] + (unsigned)len;
-		sky_free(json);
 	}
 	sky_reader_end(r);
 	double t = (bench_now_us() - t0) / n;
@@ -268,7 +267,7 @@ static double round_query(void *arg, unsigned n)
 		query_texts(&preds[2 * i], two, &qt[i]);
 	free(preds);
 	double t0 = bench_now_us();
-	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
+	sk_check(sky_reader_begin(&r, s->cache), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++)
 		run_query(s, r, &qt[i], two);
 	sky_reader_end(r);
@@ -284,7 +283,7 @@ static double round_patch(void *arg, unsigned n)
 	sk_ctx *s = arg;
 	bench_buf *texts = bench_patch_events(&s->rng, &s->seq, s->a->workload,
 					      s->large, n);
-	sky_event_item *items = bench_xmalloc(n * sizeof(*items));
+	sky_mirror_event_item *items = bench_xmalloc(n * sizeof(*items));
 	for (unsigned i = 0; i < n; i++) {
 		items[i].json = texts[i].data;
 		items[i].len = texts[i].len;
@@ -292,15 +291,15 @@ static double round_patch(void *arg, unsigned n)
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += s->a->batch) {
 		unsigned count = n - i < s->a->batch ? n - i : s->a->batch;
-		sk_check(sky_event_apply_batch(s->cache, items + i, count),
-			 "sky_event_apply_batch");
+		sk_check(sky_mirror_event_apply_batch(s->cache, items + i, count),
+			 "sky_mirror_event_apply_batch");
 	}
 	double t = (bench_now_us() - t0) / n;
 	/* Every event must have done its work, or the time means nothing. */
 	for (unsigned i = 0; i < n; i++) {
-		if (items[i].outcome != SKY_EVENT_APPLIED)
+		if (items[i].outcome != SKY_MIRROR_APPLIED)
 			bench_die("event %u: %s %s", i,
-				  sky_event_outcome_name(items[i].outcome),
+				  sky_mirror_outcome_name(items[i].outcome),
 				  items[i].error ? items[i].error : "");
 		sky_free(items[i].error);
 	}
@@ -366,7 +365,7 @@ static void enqueue_open(sk_ctx *s, const char *dir, unsigned flags)
 	bench_mkdirs(path);
 	sk_open(s, path, SKY_CACHE_NOSYNC);
 	const char *app = "{\"applicationId\":\"" BENCH_APP "\"}";
-	sk_check(sky_app_put(s->cache, app, strlen(app)), "sky_app_put");
+	sk_check(sky_mirror_app_put(s->cache, app, strlen(app)), "sky_mirror_app_put");
 	/* Open sessions (the outbox refuses writes to closed ones). */
 	char t[32];
 	bench_format_time(BENCH_AS_OF_US, t);
@@ -379,9 +378,9 @@ static void enqueue_open(sk_ctx *s, const char *dir, unsigned flags)
 				   "\"open\",\"name\":\"outbox %u\","
 				   "\"createdAt\":\"%s\"}",
 				   sid, i, t);
-		sk_check(sky_session_put(s->cache, json, (size_t)len, "{}", 2,
+		sk_check(sky_mirror_session_put(s->cache, json, (size_t)len, "{}", 2,
 					 BENCH_AS_OF_US),
-			 "sky_session_put");
+			 "sky_mirror_session_put");
 	}
 	sky_cache_close(s->cache);
 	sk_open(s, path, flags);

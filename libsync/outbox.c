@@ -1339,7 +1339,7 @@ int sky_participant_add(sky_cache *cache, const char *app_id,
 	return rc;
 }
 
-int sky_event_send(sky_cache *cache, const char *app_id,
+int sky_session_event_send(sky_cache *cache, const char *app_id,
 		   const char *session_id, const char *json, size_t len)
 {
 	return write_one(cache, SKY_WRITE_EVENT, app_id, session_id, json, len,
@@ -1605,7 +1605,15 @@ static int count_cb(const sky_outbox_entry *e, void *payload)
 
 int sky_outbox_counts_get(sky_cache *cache, sky_outbox_counts *out)
 {
+	/* Version 1 has every count there is. */
+	int rc = sky__error_out_version("sky_outbox_counts",
+					out ? &out->version : NULL,
+					SKY_OUTBOX_COUNTS_VERSION);
+	if (rc < 0)
+		return rc;
+	unsigned version = out->version;
 	memset(out, 0, sizeof(*out));
+	out->version = version;
 	return sky_outbox_list(cache, count_cb, out);
 }
 

@@ -102,7 +102,7 @@ int sky__repair_remove_session(sky_cache *c, const char *app, const char *sid);
 int sky__repair_purge_pending(sky_cache *c, const char *app, const char *sid);
 
 /*
- * sky_session_put_batch on parsed JSON (implemented in mirror.c, beside
+ * sky_mirror_session_put_batch on parsed JSON (implemented in mirror.c, beside
  * the single put): `session` (validated here as a whole session) and
  * `data` (an object, or NULL to keep the data) are borrowed. An item whose
  * result is already negative is skipped. Each item gets result 0, or
@@ -120,7 +120,7 @@ typedef struct {
 int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items, size_t count);
 
 /* Store one server session (and data, or NULL) read at as_of_us in the
- * caller's write transaction, as sky_session_put does. */
+ * caller's write transaction, as sky_mirror_session_put does. */
 int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
 			      json_t *data, int64_t as_of_us);
 

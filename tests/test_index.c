@@ -41,7 +41,7 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 			       "createdAt", at, "eventType", type, "session",
 			       session);
 	char *text = json_dumps(ev, JSON_COMPACT);
-	int rc = sky_event_apply(c, text, strlen(text), NULL);
+	int rc = sky_mirror_event_apply(c, text, strlen(text), NULL);
 	if (rc)
 		fprintf(stderr, "\napply: %s\n", sky_error_last()->message);
 	CU_ASSERT(rc == 0);
@@ -195,8 +195,8 @@ static void test_index__entries_follow_writes(void)
 	free(lines);
 
 	/* Removing every session leaves no entry at all. */
-	CU_ASSERT(sky_session_remove(c, "app1", "s1") == 0);
-	CU_ASSERT(sky_session_remove(c, "app1", "s2") == 0);
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "s1") == 0);
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "s2") == 0);
 	CU_ASSERT(index_items(c) == 0);
 	sky_cache_close(c);
 }
@@ -235,7 +235,7 @@ static void test_index__check_clean_after_random_writes(void)
 			break;
 		default:
 			json_decref(props);
-			sky_session_remove(c, "app1", sid);
+			sky_mirror_session_remove(c, "app1", sid);
 			break;
 		}
 	}

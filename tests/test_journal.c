@@ -49,7 +49,7 @@ static sky_cache *open_mode(const char *dir, unsigned flags, int *rc_out)
 static void put_app(sky_cache *c)
 {
 	const char *app = "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
-	CU_ASSERT_FATAL(sky_app_put(c, app, strlen(app)) == 0);
+	CU_ASSERT_FATAL(sky_mirror_app_put(c, app, strlen(app)) == 0);
 }
 
 /* The value of `key` in the session's data, or -1. */
@@ -71,7 +71,7 @@ static long data_value(sky_cache *c, const char *sid, const char *key)
 
 static uint64_t queued(sky_cache *c)
 {
-	sky_outbox_counts n;
+	sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
 	if (sky_outbox_counts_get(c, &n) != 0)
 		return 0;
 	return n.pending + n.in_flight + n.in_doubt + n.rejected;
@@ -211,9 +211,9 @@ static void test_journal__closed_session_refused(void)
 				       "\"closed\",\"name\":\"c\",\"createdAt\":"
 				       "\"2026-01-01T00:00:00Z\",\"properties\":"
 				       "{\"status\":\"closed\"}}";
-		CU_ASSERT_FATAL(sky_session_put(c, open_s, strlen(open_s), "{}",
+		CU_ASSERT_FATAL(sky_mirror_session_put(c, open_s, strlen(open_s), "{}",
 						2, 1) == 0);
-		CU_ASSERT_FATAL(sky_session_put(c, closed_s, strlen(closed_s),
+		CU_ASSERT_FATAL(sky_mirror_session_put(c, closed_s, strlen(closed_s),
 						"{}", 2, 1) == 0);
 		const char *patch = "{\"k\":1}";
 		CU_ASSERT(sky_data_patch(c, APP, "s-done", patch,
@@ -245,7 +245,7 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 {
 	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
 	const char *first = "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
-	if (!c || sky_app_put(c, first, strlen(first)) != 0)
+	if (!c || sky_mirror_app_put(c, first, strlen(first)) != 0)
 		_exit(3);
 	srand(seed);
 	char *sids[16];
@@ -258,7 +258,7 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 		if (n % 1500 == 1499) {
 			const char *app = "{\"applicationId\":\"" APP
 					  "\",\"name\":\"again\"}";
-			if (sky_app_put(c, app, strlen(app)) != 0)
+			if (sky_mirror_app_put(c, app, strlen(app)) != 0)
 				_exit(4);
 			continue;
 		}
@@ -274,7 +274,7 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 					   "\"open\",\"name\":\"s\",\"createdAt\":"
 					   "\"2026-01-01T00:00:00Z\"}",
 					   sid);
-			if (sky_session_put(c, json, (size_t)len, "{}", 2,
+			if (sky_mirror_session_put(c, json, (size_t)len, "{}", 2,
 					    (int64_t)n + 1) != 0)
 				_exit(8);
 			int plen = snprintf(patch, sizeof(patch),
@@ -648,7 +648,7 @@ static void test_journal__mirror_writes_alone_recover(void)
 		const char *app = "{\"applicationId\":\"" APP
 				  "\",\"name\":\"j\"}";
 		for (int i = 0; i < 200; i++)
-			if (sky_app_put(c, app, strlen(app)) != 0)
+			if (sky_mirror_app_put(c, app, strlen(app)) != 0)
 				_exit(4);
 		_exit(0); /* no close: as in a crash */
 	}
@@ -681,7 +681,7 @@ static void test_journal__map_grows_then_crash(void)
 				  "\",\"name\":\"j\"}";
 		char *sid = NULL, body[1200];
 		const char *big = "{\"name\":\"big\"}";
-		if (sky_app_put(c, app, strlen(app)) != 0 ||
+		if (sky_mirror_app_put(c, app, strlen(app)) != 0 ||
 		    sky_session_create(c, APP, big, strlen(big), &sid))
 			_exit(4);
 		char line[160];
@@ -847,7 +847,7 @@ static void test_journal__damaged_record_skipped(void)
 	/* Every intact record after the damaged one was applied, and the
 	 * damage is counted. */
 	CU_ASSERT(bad == 0);
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT(sky_cache_stats(c, &st) == 0);
 	CU_ASSERT(st.journal_damaged == 1);
 	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);

@@ -214,7 +214,7 @@ static int fx_engine(fixture *fx, int follow)
 	o.on_change = on_change;
 	o.on_log = on_log;
 	o.payload = fx;
-	return sky_engine_new(fx->cache, &o, &fx->engine);
+	return sky_engine_new(&fx->engine, fx->cache, &o);
 }
 
 static void *loop_thread(void *arg)
@@ -279,7 +279,7 @@ static void do_drop_broker(fixture *fx)
 	sky__engine_drop_broker(fx->engine);
 }
 
-static sky_sync_status status_copy;
+static sky_sync_status status_copy = SKY_SYNC_STATUS_INIT;
 
 static void do_status(fixture *fx)
 {
@@ -1027,16 +1027,16 @@ static void test_sync__options_checked(void)
 	o.server = "https://api.example.com";
 	o.realm = "demo";
 	o.user = "u";
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e),
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o),
 			SKY_EINVAL); /* no password */
 	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "password"));
 	o.password = "p";
 	o.server = "ftp://x";
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), SKY_EINVAL);
 	o.server = "http://127.0.0.1:1"; /* no default broker for it */
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), SKY_EINVAL);
 	o.server = "https://api.example.com";
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), 0); /* broker derived */
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), 0); /* broker derived */
 	sky_engine_free(e);
 	sky_cache_close(c);
 }
@@ -1052,7 +1052,7 @@ static void test_sync__snapshot_equals_server(void)
 	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(fx_engine(&fx, 0), 0);
 	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
-	sky_sync_status st;
+	sky_sync_status st = SKY_SYNC_STATUS_INIT;
 	sky_engine_status(fx.engine, &st);
 	CU_ASSERT_EQUAL(st.state, SKY_ENGINE_STOPPED);
 	CU_ASSERT_EQUAL(st.snapshots, 1);
@@ -1089,7 +1089,7 @@ static void test_sync__snapshot_equals_server(void)
 	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
 	CU_ASSERT_EQUAL(atomic_load(&fx.changes), 0);
 	/* The state is recorded in the cache for `skysync stats`. */
-	sky_stats stats;
+	sky_stats stats = SKY_STATS_INIT;
 	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &stats), 0);
 	free(l.v);
 	fx_end(&fx);
@@ -1498,7 +1498,7 @@ static json_t *open_sessions(fixture *fx, size_t n)
 
 static uint64_t outbox_left(fixture *fx, uint64_t *rejected)
 {
-	sky_outbox_counts n;
+	sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
 	if (sky_outbox_counts_get(fx->cache, &n) < 0)
 		return UINT64_MAX;
 	if (rejected)
@@ -1618,7 +1618,7 @@ static void test_sync__outbox_offline_then_online(void)
 	uint64_t rejected = 0;
 	CU_ASSERT(outbox_left(&fx, &rejected) == 9);
 	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
 	CU_ASSERT_EQUAL(st.outbox_delivered, 0);
 	CU_ASSERT_EQUAL(st.outbox_last_delivery_us, 0);
@@ -2199,7 +2199,7 @@ static void test_sync__read_failure_still_delivers(void)
 	CU_ASSERT(why && strstr(why, "500"));
 	sky_free(why);
 	CU_ASSERT(!is_stale(&fx, s2, NULL));
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
 	CU_ASSERT_EQUAL(st.stale_sessions, 1);
 	/* Stale is not damage. */
@@ -2344,7 +2344,7 @@ static void test_sync__refused_event_reread(void)
 	CU_ASSERT(st.server_events_refused >= 1);
 	CU_ASSERT(st.events_rejected >= 1);
 	CU_ASSERT(st.refetches >= 1);
-	sky_stats cs;
+	sky_stats cs = SKY_STATS_INIT;
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &cs) == 0);
 	CU_ASSERT(cs.server_events_refused >= 1);
 	CU_ASSERT(!is_stale(&fx, s1, NULL));
@@ -2876,7 +2876,7 @@ static int fx_engine_as(fixture *fx, const char *user, const char *password)
 	o.on_state = on_state;
 	o.on_log = on_log;
 	o.payload = fx;
-	if (sky_engine_new(fx->cache, &o, &fx->engine) < 0 ||
+	if (sky_engine_new(&fx->engine, fx->cache, &o) < 0 ||
 	    !(fx->base = event_base_new()) ||
 	    sky_engine_attach(fx->engine, fx->base) < 0)
 		return -1;
@@ -2920,7 +2920,7 @@ static void test_sync__one_identity_per_cache(void)
 			size_t n = 0;
 			for (int i = 0; i < 200 && n < 1; i++) {
 				n = 0;
-				sky_session_events(fx.cache, s->app, s->sid,
+				sky_session_event_list(fx.cache, s->app, s->sid,
 						   count_json, &n);
 				if (!n)
 					sky_sleep_ms(50);
@@ -3138,7 +3138,7 @@ static void test_sync__closed_sessions_stay(void)
 	CU_ASSERT_EQUAL_FATAL(json_array_size(sids), 6);
 	const char *closed = json_string_value(json_array_get(sids, 0));
 	const char *hidden = json_string_value(json_array_get(sids, 1));
-	sky_stats st0;
+	sky_stats st0 = SKY_STATS_INIT;
 	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &st0), 0);
 
 	/* Closed while no engine runs; the other one hidden from us. */
@@ -3170,7 +3170,7 @@ static void test_sync__closed_sessions_stay(void)
 	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, hidden, &text, NULL),
 			SKY_ENOTFOUND);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 1);
-	sky_stats st1;
+	sky_stats st1 = SKY_STATS_INIT;
 	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &st1), 0);
 	CU_ASSERT_EQUAL(st1.sessions, st0.sessions - 1);
 	CU_ASSERT_EQUAL(st1.sessions - st1.open_sessions,
@@ -3410,7 +3410,7 @@ static void test_sync__protocol_files_checked(void)
 	o.password = "p";
 	o.protocol_file = file;
 	sky_engine *e = NULL;
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), SKY_EINVAL);
 	if (!strstr(sky_error_last()->message, file))
 		fprintf(stderr, "  %s\n", sky_error_last()->message);
 	CU_ASSERT(strstr(sky_error_last()->message, file) != NULL);
@@ -3418,7 +3418,7 @@ static void test_sync__protocol_files_checked(void)
 			 "eventTypes.session_closed") != NULL);
 	/* A version 2 caller's struct has no protocol_file: never read. */
 	o.version = 2;
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), 0);
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), 0);
 	sky_engine_free(e);
 	sky_cache_close(c);
 }
@@ -3549,7 +3549,7 @@ static void test_sync__protocol_file_layout(void)
 	CU_ASSERT(sky_data_patch(fx.cache, APP, s2, dp, strlen(dp)) == 0);
 	CU_ASSERT(sky_participant_add(fx.cache, APP, s2, "u-alice", 0) == 0);
 	const char *ev = "{\"kind\":\"alt-ping\"}";
-	CU_ASSERT(sky_event_send(fx.cache, APP, s2, ev, strlen(ev)) == 0);
+	CU_ASSERT(sky_session_event_send(fx.cache, APP, s2, ev, strlen(ev)) == 0);
 	CU_ASSERT(sky_session_close(fx.cache, APP, s3) == 0);
 	uint64_t rejected = 1;
 	long waited;
@@ -3578,7 +3578,7 @@ static void test_sync__protocol_file_layout(void)
 	event_types_seen = json_array();
 	for (waited = 0; waited < CONVERGE_MS; waited += 100) {
 		json_array_clear(event_types_seen);
-		sky_session_events(fx.cache, APP, s2, collect_event, NULL);
+		sky_session_event_list(fx.cache, APP, s2, collect_event, NULL);
 		if (json_array_size(event_types_seen))
 			break;
 		sky_sleep_ms(100);
@@ -3678,7 +3678,7 @@ static void test_sync__resume_after_offline_changes(void)
 	CU_ASSERT(checked > 200);
 
 	/* skysync stats reads the same from the cache. */
-	sky_stats cs;
+	sky_stats cs = SKY_STATS_INIT;
 	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &cs), 0);
 	CU_ASSERT_EQUAL(cs.sync_path, SKY_SYNC_PATH_RESUMED);
 	CU_ASSERT_EQUAL(cs.sync_requests, st.last_sync_requests);
@@ -3699,7 +3699,7 @@ static void test_sync__resume_falls_back_to_full(void)
 	fixture fx;
 	char *seed = realm_seed();
 	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
-	sky_sync_status st;
+	sky_sync_status st = SKY_SYNC_STATUS_INIT;
 	size_t checked = 0, closed = 0;
 
 	/* Never synced: full, without asking the broker. */

@@ -32,13 +32,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	if (!cache)
 		open_cache();
-	sky_stats before, after;
+	sky_stats before = SKY_STATS_INIT, after = SKY_STATS_INIT;
 	if (sky_cache_stats(cache, &before) != 0)
 		abort();
-	sky_event_outcome outcome;
-	int rc = sky_event_apply(cache, (const char *)data, size, &outcome);
+	sky_mirror_outcome outcome;
+	int rc = sky_mirror_event_apply(cache, (const char *)data, size, &outcome);
 	if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {
-		if (outcome != SKY_EVENT_REJECTED)
+		if (outcome != SKY_MIRROR_REJECTED)
 			abort();
 		if (sky_cache_stats(cache, &after) != 0)
 			abort();

@@ -145,7 +145,7 @@ static void put_session(json_t *s, int64_t as_of)
 {
 	char *text = json_dumps(s, JSON_COMPACT);
 	if (!text ||
-	    sky_session_put(cache, text, strlen(text), NULL, 0, as_of) != 0) {
+	    sky_mirror_session_put(cache, text, strlen(text), NULL, 0, as_of) != 0) {
 		fprintf(stderr, "fuzz_query: session_put: %s\n",
 			sky_error_last()->message);
 		abort();
@@ -184,7 +184,7 @@ static int by_pos(const void *a, const void *b)
 
 static void put_role(const char *app, const char *text)
 {
-	if (sky_role_put(cache, app, text, strlen(text)) != 0)
+	if (sky_mirror_role_put(cache, app, text, strlen(text)) != 0)
 		abort();
 }
 
