@@ -224,7 +224,7 @@ int main(int argc, char **argv)
 		char dir[4200];
 		snprintf(dir, sizeof(dir), "%s/c%u", base, sizes[s]);
 		sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-		o.flags = SKY_CACHE_NOSYNC;
+		o.durability = SKY_DURABILITY_NONE;
 		o.initial_map_bytes = (size_t)1 << 30;
 		sky_cache *c;
 		check(sky_cache_open(&c, dir, &o), "opening the cache");

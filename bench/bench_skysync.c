@@ -12,7 +12,7 @@
  *   patch_*      session_data_updated events as JSON text through
  *                sky_mirror_event_apply_batch, --batch events per call, in the
  *                default (durable) mode; as a detail, the same with
- *                SKY_CACHE_NOSYNC (the work without the flushes);
+ *                SKY_DURABILITY_NONE (the work without the flushes);
  *   enqueue_*    data patches queued in the outbox: sky_data_patch, one
  *                durable commit each; enqueue_batch via sky_write_batch;
  *   cold_start   sky_cache_open of a cache whose file was dropped from the
@@ -20,7 +20,7 @@
  *   heap         rounds of patch_1kb apply, sampling heap and RSS after
  *                each, to show that a long apply run does not grow.
  *
- * Data sets are built with SKY_CACHE_NOSYNC (the build is not measured)
+ * Data sets are built with SKY_DURABILITY_NONE (the build is not measured)
  * and measured with the cache opened as a user opens it.
  */
 #include "config.h"
@@ -52,10 +52,10 @@ static void sk_check(int rc, const char *what)
 		bench_die("%s: %s", what, sky_error_last()->message);
 }
 
-static void sk_open(sk_ctx *s, const char *dir, unsigned flags)
+static void sk_open(sk_ctx *s, const char *dir, sky_durability d)
 {
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = flags;
+	o.durability = d;
 	/* The 1 MB documents are stored whole when building, over the
 	 * default 1 MiB limit of one input; a higher limit costs nothing
 	 * when the inputs are small. */
@@ -140,7 +140,7 @@ static void build(const bench_args *a)
 {
 	sk_ctx s;
 	memset(&s, 0, sizeof(s));
-	sk_open(&s, a->dir, SKY_CACHE_NOSYNC);
+	sk_open(&s, a->dir, SKY_DURABILITY_NONE);
 	if (!strcmp(a->what, "docs"))
 		build_docs(&s);
 	else
@@ -348,22 +348,22 @@ static double open_and_answer(const bench_args *a, int query_first)
  * same transaction, so the scratch cache holds the application and
  * ENQUEUE_SESSIONS sessions; the writes address them in the same
  * pseudo-random order as the baselines (their session ids modulo it).
- * The figure is for SKY_CACHE_JOURNAL (one flush per acknowledged write:
+ * The figure is for SKY_DURABILITY_JOURNAL (one flush per acknowledged write:
  * the mode for a gateway that owns its cache). As details: the default
  * mode (LMDB's two ordered flushes per commit, any number of writer
- * processes), SKY_CACHE_FAST_WRITES (one flush per commit, a power cut
- * may undo the last writes) and SKY_CACHE_NOSYNC (no flush at all: the
+ * processes), SKY_DURABILITY_FAST (one flush per commit, a power cut
+ * may undo the last writes) and SKY_DURABILITY_NONE (no flush at all: the
  * library's own cost).
  */
 #define ENQUEUE_SESSIONS 1000u
 
-static void enqueue_open(sk_ctx *s, const char *dir, unsigned flags)
+static void enqueue_open(sk_ctx *s, const char *dir, sky_durability d)
 {
 	char path[4096];
 	bench_path(path, sizeof(path), dir, "skysync-outbox");
 	bench_rmtree(path);
 	bench_mkdirs(path);
-	sk_open(s, path, SKY_CACHE_NOSYNC);
+	sk_open(s, path, SKY_DURABILITY_NONE);
 	const char *app = "{\"applicationId\":\"" BENCH_APP "\"}";
 	sk_check(sky_mirror_app_put(s->cache, app, strlen(app)), "sky_mirror_app_put");
 	/* Open sessions (the outbox refuses writes to closed ones). */
@@ -383,7 +383,7 @@ static void enqueue_open(sk_ctx *s, const char *dir, unsigned flags)
 			 "sky_mirror_session_put");
 	}
 	sky_cache_close(s->cache);
-	sk_open(s, path, flags);
+	sk_open(s, path, d);
 }
 
 static double round_enqueue(void *arg, unsigned n)
@@ -433,7 +433,7 @@ static double round_enqueue(void *arg, unsigned n)
 
 static json_t *run_enqueue(sk_ctx *s, const bench_args *a, json_t *detail)
 {
-	enqueue_open(s, a->dir, SKY_CACHE_JOURNAL);
+	enqueue_open(s, a->dir, SKY_DURABILITY_JOURNAL);
 	json_t *res = bench_run_rounds("skysync", a->workload, round_enqueue, s,
 				       a);
 	sky_cache_close(s->cache);
@@ -442,12 +442,12 @@ static json_t *run_enqueue(sk_ctx *s, const bench_args *a, json_t *detail)
 			    json_real(bench_median_rounds(round_enqueue, s,
 							  a->n, a->runs)));
 	sky_cache_close(s->cache);
-	enqueue_open(s, a->dir, SKY_CACHE_FAST_WRITES);
+	enqueue_open(s, a->dir, SKY_DURABILITY_FAST);
 	json_object_set_new(detail, "fast_writes_us",
 			    json_real(bench_median_rounds(round_enqueue, s,
 							  a->n, a->runs)));
 	sky_cache_close(s->cache);
-	enqueue_open(s, a->dir, SKY_CACHE_NOSYNC);
+	enqueue_open(s, a->dir, SKY_DURABILITY_NONE);
 	json_object_set_new(detail, "nosync_us",
 			    json_real(bench_median_rounds(round_enqueue, s,
 							  a->n, a->runs)));
@@ -504,7 +504,7 @@ static json_t *run(const bench_args *a)
 		/* Journal mode: events (server state) become durable at
 		 * the next checkpoint, within a second, and a power cut
 		 * never corrupts -- SQLite's synchronous=NORMAL class. */
-		sk_open(&s, a->dir, SKY_CACHE_JOURNAL);
+		sk_open(&s, a->dir, SKY_DURABILITY_JOURNAL);
 		res = bench_run_rounds("skysync", w, round_patch, &s, a);
 		sky_cache_close(s.cache);
 		/* The default mode: durable when each batch returns. */
@@ -515,7 +515,7 @@ static json_t *run(const bench_args *a)
 		sky_cache_close(s.cache);
 		/* The same without waiting for the disk: what the library
 		 * and LMDB cost, apart from the flushes. */
-		sk_open(&s, a->dir, SKY_CACHE_NOSYNC);
+		sk_open(&s, a->dir, SKY_DURABILITY_NONE);
 		json_object_set_new(detail, "nosync_us",
 				    json_real(bench_median_rounds(
 					round_patch, &s, a->n, a->runs)));

@@ -15,9 +15,9 @@
  * reads and queues writes does not see calls that overwrite the server
  * copy: a program that includes skysync_mirror.h says it is a transport.
  * For the 0.2 series skysync.h still includes it (unless SKY_NO_DEPRECATED
- * is defined) because the deprecated old names of these calls
- * (sky_event_apply, sky_session_put, ...) are defined here and existing
- * callers include only skysync.h; from 0.3 it must be included by name.
+ * is defined) because the deprecated 0.1 names of these calls are
+ * defined here (at the end) and existing callers include only skysync.h;
+ * from 0.3 it must be included by name.
  * It follows the conventions at the top of skysync.h.
  */
 #ifndef SKYSYNC_MIRROR_H

@@ -550,7 +550,7 @@ static sky_cache *open_cache(void)
 {
 	sky_cache *c = NULL;
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
 	return c;
 }
@@ -1337,7 +1337,7 @@ static void test_query__live_entered_left_exact(void)
 	 * must never be reported twice. */
 	sky_cache *c = NULL;
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	o.initial_map_bytes = 256 * 1024;
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
 	put_roles(c);

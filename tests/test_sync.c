@@ -93,9 +93,9 @@ static char *realm_seed(void)
 	return sky_harness_src_path("tools/examples/realm.json");
 }
 
-/* Flags the fixture opens its cache with (SKY_CACHE_JOURNAL for the
- * journal-mode variants). */
-static unsigned fx_cache_flags;
+/* The durability the fixture opens its cache with (SKY_DURABILITY_JOURNAL
+ * for the journal-mode variants). */
+static sky_durability fx_durability;
 
 /* Start the emulator on `seed` with extra arguments (NULL-terminated). */
 static int fx_start(fixture *fx, const char *seed, const char *const *extra)
@@ -120,7 +120,7 @@ static int fx_start(fixture *fx, const char *seed, const char *const *extra)
 	    sky_emu_login(&fx->emu, "integration", "integration-pass", NULL);
 	fx->dir = sky_test_tmpdir();
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = fx_cache_flags;
+	o.durability = fx_durability;
 	if (!fx->token || sky_cache_open(&fx->cache, fx->dir, &o) < 0)
 		return -1;
 	return 0;
@@ -1912,9 +1912,9 @@ static void test_sync__outbox_flaky_network(void);
  * checkpoint, events are folded in the background, writes journaled. */
 static void test_sync__outbox_flaky_network_journal(void)
 {
-	fx_cache_flags = SKY_CACHE_JOURNAL;
+	fx_durability = SKY_DURABILITY_JOURNAL;
 	test_sync__outbox_flaky_network();
-	fx_cache_flags = 0;
+	fx_durability = SKY_DURABILITY_DEFAULT;
 }
 
 static void test_sync__outbox_flaky_network(void)
@@ -2316,7 +2316,7 @@ static void test_sync__refused_event_reread(void)
 	 * is over the limit as an event, not as the data read after it. */
 	sky_cache_close(fx.cache);
 	sky_cache_options co = SKY_CACHE_OPTIONS_INIT;
-	co.flags = fx_cache_flags;
+	co.durability = fx_durability;
 	co.max_event_bytes = 4096;
 	CU_ASSERT_FATAL(sky_cache_open(&fx.cache, fx.dir, &co) == 0);
 	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
@@ -2371,7 +2371,7 @@ static void test_sync__refused_event_reread_refused(void)
 	 * so is the data the re-read brings: the session ends up stale. */
 	sky_cache_close(fx.cache);
 	sky_cache_options co = SKY_CACHE_OPTIONS_INIT;
-	co.flags = fx_cache_flags;
+	co.durability = fx_durability;
 	co.max_depth = 8;
 	CU_ASSERT_FATAL(sky_cache_open(&fx.cache, fx.dir, &co) == 0);
 	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
@@ -3197,7 +3197,7 @@ static void test_sync__closed_sessions_stay(void)
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 4);
 	sky_cache_close(fx.cache);
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = fx_cache_flags;
+	o.durability = fx_durability;
 	o.closed_keep_max = 2;
 	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &o), 0);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 4);
@@ -3230,7 +3230,9 @@ static void test_sync__closed_sessions_stay(void)
 	sky_cache_close(fx.cache);
 	sky_cache_options v1 = SKY_CACHE_OPTIONS_INIT;
 	v1.version = 1;
-	v1.flags = fx_cache_flags;
+	/* Version 1 has no durability field: the deprecated flag. */
+	v1.flags = fx_durability == SKY_DURABILITY_JOURNAL ? SKY_CACHE_JOURNAL
+							    : 0;
 	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &v1), 0);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
 	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0); /* 30 days: both stay */
@@ -3239,7 +3241,7 @@ static void test_sync__closed_sessions_stay(void)
 	/* By age: kept for 1 s, and every close is older than that now. */
 	sky_cache_close(fx.cache);
 	sky_cache_options aged = SKY_CACHE_OPTIONS_INIT;
-	aged.flags = fx_cache_flags;
+	aged.durability = fx_durability;
 	aged.closed_keep_s = 1;
 	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &aged), 0);
 	sky_sleep_ms(1100);

@@ -21,7 +21,7 @@ static void open_cache(void)
 	if (!mkdtemp(tmpl))
 		abort();
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC; /* speed: durability is not under test */
+	o.durability = SKY_DURABILITY_NONE; /* speed: durability is not under test */
 	o.event_log_size = 1000;
 	o.pending_limit = 1000;
 	if (sky_cache_open(&cache, tmpl, &o) != 0)

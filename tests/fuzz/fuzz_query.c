@@ -215,7 +215,7 @@ static void open_cache(void)
 	if (!mkdtemp(cache_dir))
 		abort();
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	if (sky_cache_open(&cache, cache_dir, &o) != 0)
 		abort();
 	atexit(remove_cache);
