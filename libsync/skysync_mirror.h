@@ -84,10 +84,10 @@ SKY_EXTERN int sky_mirror_event_apply_batch(sky_cache *cache,
 
 /**
  * Store server state read over REST. sky_mirror_app_put and
- * sky_mirror_role_put take an application / role JSON object (DESIGN.md
- * §2) and replace the cached one. sky_mirror_session_put replaces the
- * session (DESIGN.md §2) and, if `data_json` is not NULL, its whole
- * session data, as read at `as_of_us` (microseconds since the epoch,
+ * sky_mirror_role_put take an application / role JSON object
+ * (DESIGN.md §2) and replace the cached one. sky_mirror_session_put
+ * replaces the session (DESIGN.md §2) and, if `data_json` is not NULL, its
+ * whole session data, as read at `as_of_us` (microseconds since the epoch,
  * server clock): events created before that time are stale for it, and
  * parts of the cache newer than that time are kept. Events waiting for the
  * session are applied after it. Each returns 0, SKY_EINVAL or SKY_ELIMIT
