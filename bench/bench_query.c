@@ -30,6 +30,7 @@
 
 #include "common.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 #define BUILD_BATCH 10000u
 

@@ -31,6 +31,7 @@
 
 #include "common.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 /* Sessions stored per write transaction while building a data set. */
 #define BUILD_BATCH 1000u

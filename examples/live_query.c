@@ -13,6 +13,7 @@
  * Build: cc live_query.c $(pkg-config --cflags --libs libsync)
  */
 #include <skysync.h>
+#include <skysync_mirror.h>
 #include <stdio.h>
 #include <string.h>
 

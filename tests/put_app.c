@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 int main(int argc, char **argv)
 {

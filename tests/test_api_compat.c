@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 #define JS(text) (text), strlen(text)

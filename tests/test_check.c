@@ -24,6 +24,7 @@
 #include "outbox.h"
 #include "record.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 #define APP "app1"

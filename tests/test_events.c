@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 static sky_cache *open_cache(void)

@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "index.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 static sky_cache *open_cache(void)

@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 #define APP "jrnl-app"

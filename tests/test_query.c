@@ -25,6 +25,7 @@
 #include "cache.h"
 #include "record.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 /* ---- random ---- */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 static void test_store__creates_private_files(void)

@@ -18,6 +18,7 @@
 
 #include "random.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 #include "util.h"
 #include "validate.h"

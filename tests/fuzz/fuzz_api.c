@@ -42,6 +42,7 @@
 #include "events.h"
 #include "mqtt.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "util.h"
 
 static sky_cache *cache;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 static sky_cache *cache;
 static unsigned long runs;

@@ -40,6 +40,7 @@
 #include "index.h"
 #include "query.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "util.h"
 
 #define N_APP1 80

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 #define APP "crash-app"
 #define GROUP 16

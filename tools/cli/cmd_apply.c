@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "skysync_mirror.h"
 
 #define BATCH_EVENTS 1024
 #define BATCH_BYTES ((size_t)16 << 20)

@@ -34,6 +34,7 @@
 
 #include "cache.h"
 #include "cli.h"
+#include "skysync_mirror.h"
 #include "error.h"
 #include "json.h"
 
