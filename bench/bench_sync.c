@@ -662,7 +662,8 @@ static int resync_bench(const char *url, const char *broker, unsigned sessions,
 	json_t *rows = json_array();
 	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
 		server_changes(url, counts[c], sessions);
-		sky_sync_status rs = SKY_SYNC_STATUS_INIT, fs = SKY_SYNC_STATUS_INIT;
+		sky_sync_status rs = SKY_SYNC_STATUS_INIT;
+		sky_sync_status fs = SKY_SYNC_STATUS_INIT;
 		double r_s = timed_sync(db, &o, &rs);
 		snprintf(fresh, sizeof(fresh), "%s/fresh-%zu", tmpdir, c);
 		double f_s = timed_sync(fresh, &o, &fs);

@@ -813,16 +813,16 @@ SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
  * writes still queued.
  *
  * The write calls (sky_write_batch to sky_session_event_send) return 0,
- * SKY_EINVAL (bad input -- the message names the field --, or a session the local
- * view shows closed, whose writes the server would refuse), SKY_ENOTFOUND
- * (the session, or for a create the application, is not in the cache),
- * SKY_ELIMIT (an id, the body or a property over its limit), SKY_EPERM (a
- * read-only cache) or -1; nothing is queued unless they return 0. Every
- * argument is checked before anything changes: application and session
- * ids of writes may not hold '/', '+' or '#' either (they are REST path
- * segments and MQTT topic levels). Session ids may be local ids. They may be called from any thread, also while an
- * engine runs on another; live queries of the cache see these writes like
- * any other.
+ * SKY_EINVAL (bad input -- the message names the field --, or a session
+ * the local view shows closed, whose writes the server would refuse),
+ * SKY_ENOTFOUND (the session, or for a create the application, is not in
+ * the cache), SKY_ELIMIT (an id, the body or a property over its limit),
+ * SKY_EPERM (a read-only cache) or -1; nothing is queued unless they
+ * return 0. Every argument is checked before anything changes: application
+ * and session ids of writes may not hold '/', '+' or '#' either (they are
+ * REST path segments and MQTT topic levels). Session ids may be local ids.
+ * They may be called from any thread, also while an engine runs on
+ * another; live queries of the cache see these writes like any other.
  */
 
 /** What a queued write does. */

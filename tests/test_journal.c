@@ -212,7 +212,10 @@ static void test_journal__closed_session_refused(void)
 		char dir[4200];
 		snprintf(dir, sizeof(dir), "%s/m%d", sky_test_tmpdir(), mode);
 		int rc;
-		sky_cache *c = open_mode(dir, mode ? SKY_DURABILITY_JOURNAL : SKY_DURABILITY_DEFAULT, &rc);
+		sky_cache *c = open_mode(dir,
+					 mode ? SKY_DURABILITY_JOURNAL
+					      : SKY_DURABILITY_DEFAULT,
+					 &rc);
 		CU_ASSERT_FATAL(c != NULL);
 		put_app(c);
 		const char *open_s = "{\"applicationId\":\"" APP
