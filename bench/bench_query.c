@@ -9,7 +9,7 @@
  *                     [--tmpdir DIR] [--keep]
  *
  * Each cache is built in DIR (default $TMPDIR or /tmp) with
- * sky_event_apply_batch, 10000 session_created events per transaction,
+ * sky_mirror_event_apply_batch, 10000 session_created events per transaction,
  * without fsync. Each query is timed alone, as an application runs it:
  * sky_query_new + sky_query_run (its own snapshot, every row read) +
  * sky_query_free; the table gives the median microseconds per query, the
@@ -30,6 +30,7 @@
 
 #include "common.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 #define BUILD_BATCH 10000u
 
@@ -51,7 +52,7 @@ static void check(int rc, const char *what)
 static void build(sky_cache *c, unsigned n)
 {
 	bench_buf ev = BENCH_BUF_INIT, session = BENCH_BUF_INIT;
-	sky_event_item *items = bench_xmalloc(BUILD_BATCH * sizeof(*items));
+	sky_mirror_event_item *items = bench_xmalloc(BUILD_BATCH * sizeof(*items));
 	size_t *offs = bench_xmalloc(BUILD_BATCH * sizeof(*offs));
 	char created[32];
 	bench_format_time(BENCH_AS_OF_US, created);
@@ -81,9 +82,9 @@ static void build(sky_cache *c, unsigned n)
 			items[k].json = ev.data + offs[k];
 			items[k].len = end - offs[k];
 		}
-		check(sky_event_apply_batch(c, items, count), "building");
+		check(sky_mirror_event_apply_batch(c, items, count), "building");
 		for (unsigned k = 0; k < count; k++) {
-			if (items[k].outcome != SKY_EVENT_APPLIED)
+			if (items[k].outcome != SKY_MIRROR_APPLIED)
 				bench_die("event %u: %s", start + k,
 					  items[k].error ? items[k].error
 							 : "not applied");
@@ -224,7 +225,7 @@ int main(int argc, char **argv)
 		char dir[4200];
 		snprintf(dir, sizeof(dir), "%s/c%u", base, sizes[s]);
 		sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-		o.flags = SKY_CACHE_NOSYNC;
+		o.durability = SKY_DURABILITY_NONE;
 		o.initial_map_bytes = (size_t)1 << 30;
 		sky_cache *c;
 		check(sky_cache_open(&c, dir, &o), "opening the cache");

@@ -11,13 +11,13 @@
  *   query_*      sky_query_new + sky_reader_query + sky_query_free per
  *                query (one reader per round), reading every row;
  *   patch_*      session_data_updated events as JSON text through
- *                sky_event_apply_batch, --batch events per call, in the
+ *                sky_mirror_event_apply_batch, --batch events per call, in the
  *                default (durable) mode; as a detail, the same with
- *                SKY_CACHE_NOSYNC (the work without the flushes);
+ *                SKY_DURABILITY_NONE (the work without the flushes);
  *   enqueue_*    data patches queued in the outbox: sky_data_patch, one
  *                durable commit each; enqueue_batch via sky_write_batch;
  *   ingest       a snapshot's worth of sessions with ~1 KB data each
- *                through sky_session_put_batch, BENCH_INGEST_BATCH per
+ *                through sky_mirror_session_put_batch, BENCH_INGEST_BATCH per
  *                call, in the default mode (durable per batch);
  *   mixed        durable queued writes (journal mode) between live
  *                events, one write per BENCH_MIXED_EVENTS events, each
@@ -27,7 +27,7 @@
  *   heap         rounds of patch_1kb apply, sampling heap and RSS after
  *                each, to show that a long apply run does not grow.
  *
- * Data sets are built with SKY_CACHE_NOSYNC (the build is not measured)
+ * Data sets are built with SKY_DURABILITY_NONE (the build is not measured)
  * and measured with the cache opened as a user opens it.
  */
 #include "config.h"
@@ -38,6 +38,7 @@
 
 #include "common.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 /* Sessions stored per write transaction while building a data set. */
 #define BUILD_BATCH 1000u
@@ -61,10 +62,10 @@ static void sk_check(int rc, const char *what)
 		bench_die("%s: %s", what, sky_error_last()->message);
 }
 
-static void sk_open(sk_ctx *s, const char *dir, unsigned flags)
+static void sk_open(sk_ctx *s, const char *dir, sky_durability d)
 {
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = flags;
+	o.durability = d;
 	/* The 1 MB documents are stored whole when building, over the
 	 * default 1 MiB limit of one input; a higher limit costs nothing
 	 * when the inputs are small. */
@@ -80,7 +81,7 @@ static void sk_open(sk_ctx *s, const char *dir, unsigned flags)
  */
 static void build_sessions(sk_ctx *s, unsigned n)
 {
-	sky_event_item *items = bench_xmalloc(BUILD_BATCH * sizeof(*items));
+	sky_mirror_event_item *items = bench_xmalloc(BUILD_BATCH * sizeof(*items));
 	bench_buf *texts = bench_xmalloc(BUILD_BATCH * sizeof(*texts));
 	char t[32];
 	bench_format_time(BENCH_AS_OF_US, t);
@@ -105,13 +106,13 @@ static void build_sessions(sk_ctx *s, unsigned n)
 			items[b].json = texts[b].data;
 			items[b].len = texts[b].len;
 		}
-		sk_check(sky_event_apply_batch(s->cache, items, count),
+		sk_check(sky_mirror_event_apply_batch(s->cache, items, count),
 			 "storing sessions");
 		for (unsigned b = 0; b < count; b++) {
-			if (items[b].outcome != SKY_EVENT_APPLIED)
+			if (items[b].outcome != SKY_MIRROR_APPLIED)
 				bench_die(
 				    "session %u: %s: %s", i + b,
-				    sky_event_outcome_name(items[b].outcome),
+				    sky_mirror_outcome_name(items[b].outcome),
 				    items[b].error ? items[b].error : "");
 			sky_free(items[b].error);
 		}
@@ -134,7 +135,7 @@ static void build_docs(sk_ctx *s)
 			bench_doc_sid(sid, sizeof(sid), kind, i);
 			bench_buf_clear(&json);
 			bench_session_json(&json, i, count, sid);
-			sk_check(sky_session_put(s->cache, json.data, json.len,
+			sk_check(sky_mirror_session_put(s->cache, json.data, json.len,
 						 doc.data, doc.len,
 						 BENCH_AS_OF_US),
 				 "storing a document");
@@ -148,7 +149,7 @@ static void build(const bench_args *a)
 {
 	sk_ctx s;
 	memset(&s, 0, sizeof(s));
-	sk_open(&s, a->dir, SKY_CACHE_NOSYNC);
+	sk_open(&s, a->dir, SKY_DURABILITY_NONE);
 	if (!strcmp(a->what, "docs"))
 		build_docs(&s);
 	else
@@ -164,7 +165,7 @@ static double round_get(void *arg, unsigned n)
 	bench_sid *ids = bench_random_sids(&s->rng, n, s->a->sessions);
 	sky_reader *r;
 	double t0 = bench_now_us();
-	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
+	sk_check(sky_reader_begin(&r, s->cache), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++) {
 		const char *json;
 		size_t len;
@@ -205,14 +206,13 @@ static double round_data(void *arg, unsigned n)
 	bench_sid *ids = bench_random_doc_sids(&s->rng, n, s->kind);
 	sky_reader *r;
 	double t0 = bench_now_us();
-	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
+	sk_check(sky_reader_begin(&r, s->cache), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++) {
-		char *json;
+		const char *json;
 		size_t len;
 		sk_check(sky_reader_data(r, BENCH_APP, ids[i].sid, &json, &len),
 			 "sky_reader_data");
 		s->sink += (unsigned char)json[0] + (unsigned)len;
-		sky_free(json);
 	}
 	sky_reader_end(r);
 	double t = (bench_now_us() - t0) / n;
@@ -276,7 +276,7 @@ static double round_query(void *arg, unsigned n)
 		query_texts(&preds[2 * i], two, &qt[i]);
 	free(preds);
 	double t0 = bench_now_us();
-	sk_check(sky_reader_begin(s->cache, &r), "sky_reader_begin");
+	sk_check(sky_reader_begin(&r, s->cache), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++)
 		run_query(s, r, &qt[i], two);
 	sky_reader_end(r);
@@ -292,7 +292,7 @@ static double round_patch(void *arg, unsigned n)
 	sk_ctx *s = arg;
 	bench_buf *texts = bench_patch_events(&s->rng, &s->seq, s->a->workload,
 					      s->large, n);
-	sky_event_item *items = bench_xmalloc(n * sizeof(*items));
+	sky_mirror_event_item *items = bench_xmalloc(n * sizeof(*items));
 	for (unsigned i = 0; i < n; i++) {
 		items[i].json = texts[i].data;
 		items[i].len = texts[i].len;
@@ -300,15 +300,15 @@ static double round_patch(void *arg, unsigned n)
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += s->a->batch) {
 		unsigned count = n - i < s->a->batch ? n - i : s->a->batch;
-		sk_check(sky_event_apply_batch(s->cache, items + i, count),
-			 "sky_event_apply_batch");
+		sk_check(sky_mirror_event_apply_batch(s->cache, items + i, count),
+			 "sky_mirror_event_apply_batch");
 	}
 	double t = (bench_now_us() - t0) / n;
 	/* Every event must have done its work, or the time means nothing. */
 	for (unsigned i = 0; i < n; i++) {
-		if (items[i].outcome != SKY_EVENT_APPLIED)
+		if (items[i].outcome != SKY_MIRROR_APPLIED)
 			bench_die("event %u: %s %s", i,
-				  sky_event_outcome_name(items[i].outcome),
+				  sky_mirror_outcome_name(items[i].outcome),
 				  items[i].error ? items[i].error : "");
 		sky_free(items[i].error);
 	}
@@ -357,24 +357,24 @@ static double open_and_answer(const bench_args *a, int query_first)
  * same transaction, so the scratch cache holds the application and
  * ENQUEUE_SESSIONS sessions; the writes address them in the same
  * pseudo-random order as the baselines (their session ids modulo it).
- * The figure is for SKY_CACHE_JOURNAL (one flush per acknowledged write:
+ * The figure is for SKY_DURABILITY_JOURNAL (one flush per acknowledged write:
  * the mode for a gateway that owns its cache). As details: the default
  * mode (LMDB's two ordered flushes per commit, any number of writer
- * processes), SKY_CACHE_FAST_WRITES (one flush per commit, a power cut
- * may undo the last writes) and SKY_CACHE_NOSYNC (no flush at all: the
+ * processes), SKY_DURABILITY_FAST (one flush per commit, a power cut
+ * may undo the last writes) and SKY_DURABILITY_NONE (no flush at all: the
  * library's own cost).
  */
 #define ENQUEUE_SESSIONS BENCH_ENQUEUE_SESSIONS
 
-static void enqueue_open(sk_ctx *s, const char *dir, unsigned flags)
+static void enqueue_open(sk_ctx *s, const char *dir, sky_durability d)
 {
 	char path[4096];
 	bench_path(path, sizeof(path), dir, "skysync-outbox");
 	bench_rmtree(path);
 	bench_mkdirs(path);
-	sk_open(s, path, SKY_CACHE_NOSYNC);
+	sk_open(s, path, SKY_DURABILITY_NONE);
 	const char *app = "{\"applicationId\":\"" BENCH_APP "\"}";
-	sk_check(sky_app_put(s->cache, app, strlen(app)), "sky_app_put");
+	sk_check(sky_mirror_app_put(s->cache, app, strlen(app)), "sky_mirror_app_put");
 	/* Open sessions (the outbox refuses writes to closed ones). */
 	char t[32];
 	bench_format_time(BENCH_AS_OF_US, t);
@@ -387,12 +387,12 @@ static void enqueue_open(sk_ctx *s, const char *dir, unsigned flags)
 				   "\"open\",\"name\":\"outbox %u\","
 				   "\"createdAt\":\"%s\"}",
 				   sid, i, t);
-		sk_check(sky_session_put(s->cache, json, (size_t)len, "{}", 2,
+		sk_check(sky_mirror_session_put(s->cache, json, (size_t)len, "{}", 2,
 					 BENCH_AS_OF_US),
-			 "sky_session_put");
+			 "sky_mirror_session_put");
 	}
 	sky_cache_close(s->cache);
-	sk_open(s, path, flags);
+	sk_open(s, path, d);
 }
 
 static double round_enqueue(void *arg, unsigned n)
@@ -442,7 +442,7 @@ static double round_enqueue(void *arg, unsigned n)
 
 static json_t *run_enqueue(sk_ctx *s, const bench_args *a, json_t *detail)
 {
-	enqueue_open(s, a->dir, SKY_CACHE_JOURNAL);
+	enqueue_open(s, a->dir, SKY_DURABILITY_JOURNAL);
 	json_t *res = bench_run_rounds("skysync", a->workload, round_enqueue, s,
 				       a);
 	sky_cache_close(s->cache);
@@ -451,12 +451,12 @@ static json_t *run_enqueue(sk_ctx *s, const bench_args *a, json_t *detail)
 			    json_real(bench_median_rounds(round_enqueue, s,
 							  a->n, a->runs)));
 	sky_cache_close(s->cache);
-	enqueue_open(s, a->dir, SKY_CACHE_FAST_WRITES);
+	enqueue_open(s, a->dir, SKY_DURABILITY_FAST);
 	json_object_set_new(detail, "fast_writes_us",
 			    json_real(bench_median_rounds(round_enqueue, s,
 							  a->n, a->runs)));
 	sky_cache_close(s->cache);
-	enqueue_open(s, a->dir, SKY_CACHE_NOSYNC);
+	enqueue_open(s, a->dir, SKY_DURABILITY_NONE);
 	json_object_set_new(detail, "nosync_us",
 			    json_real(bench_median_rounds(round_enqueue, s,
 							  a->n, a->runs)));
@@ -472,7 +472,7 @@ static json_t *run_enqueue(sk_ctx *s, const bench_args *a, json_t *detail)
  *
  * What the sync engine's snapshot does with the sessions it reads: each
  * session with its ~1 KB data, BENCH_INGEST_BATCH per
- * sky_session_put_batch (one write transaction), durable when the call
+ * sky_mirror_session_put_batch (one write transaction), durable when the call
  * returns (the default mode). The rounds go on numbering sessions, so
  * every round adds new ones to the same cache.
  */
@@ -481,7 +481,7 @@ static double round_ingest(void *arg, unsigned n)
 	sk_ctx *s = arg;
 	bench_buf doc = BENCH_BUF_INIT;
 	bench_buf *texts = bench_xmalloc(n * sizeof(*texts));
-	sky_session_item *items = bench_xmalloc(n * sizeof(*items));
+	sky_mirror_session_item *items = bench_xmalloc(n * sizeof(*items));
 	bench_doc_json(&doc, BENCH_ITEMS_SMALL);
 	for (unsigned i = 0; i < n; i++) {
 		texts[i] = (bench_buf)BENCH_BUF_INIT;
@@ -498,8 +498,8 @@ static double round_ingest(void *arg, unsigned n)
 	for (unsigned i = 0; i < n; i += BENCH_INGEST_BATCH) {
 		unsigned k = n - i < BENCH_INGEST_BATCH ? n - i
 							: BENCH_INGEST_BATCH;
-		sk_check(sky_session_put_batch(s->cache, items + i, k),
-			 "sky_session_put_batch");
+		sk_check(sky_mirror_session_put_batch(s->cache, items + i, k),
+			 "sky_mirror_session_put_batch");
 	}
 	double t = (bench_now_us() - t0) / n;
 	for (unsigned i = 0; i < n; i++) {
@@ -531,7 +531,7 @@ static json_t *run_ingest(sk_ctx *s, const bench_args *a)
 /*
  * ---- mixed: durable queued writes among live events ----
  *
- * A gateway's day: live events arrive one by one (sky_event_apply) and
+ * A gateway's day: live events arrive one by one (sky_mirror_event_apply) and
  * now and then the application queues a write (sky_data_patch, durable
  * when it returns), one per BENCH_MIXED_EVENTS
  * events, on the same ~1 KB documents. The cache is in journal mode. The
@@ -544,7 +544,7 @@ static double round_mixed(void *arg, unsigned n)
 	sk_ctx *s = arg;
 	unsigned ne = n * BENCH_MIXED_EVENTS;
 	bench_buf *texts = bench_patch_events(&s->rng, &s->seq, "mixed", 0, ne);
-	sky_event_item *items = bench_xmalloc(ne * sizeof(*items));
+	sky_mirror_event_item *items = bench_xmalloc(ne * sizeof(*items));
 	bench_buf *rec = bench_xmalloc(n * sizeof(*rec));
 	char(*sids)[32] = bench_xmalloc(n * sizeof(*sids));
 	for (unsigned i = 0; i < ne; i++) {
@@ -563,7 +563,7 @@ static double round_mixed(void *arg, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		if (s->mixed != 2)
 			for (unsigned j = 0; j < BENCH_MIXED_EVENTS; j++)
-				sk_check(sky_event_apply(
+				sk_check(sky_mirror_event_apply(
 					     s->cache,
 					     items[i * BENCH_MIXED_EVENTS + j]
 						 .json,
@@ -571,7 +571,7 @@ static double round_mixed(void *arg, unsigned n)
 						 .len,
 					     &items[i * BENCH_MIXED_EVENTS + j]
 						  .outcome),
-					 "sky_event_apply");
+					 "sky_mirror_event_apply");
 		if (s->mixed != 1)
 			sk_check(sky_data_patch(s->cache, BENCH_APP, sids[i],
 						rec[i].data, rec[i].len),
@@ -579,9 +579,9 @@ static double round_mixed(void *arg, unsigned n)
 	}
 	double t = (bench_now_us() - t0) / n;
 	for (unsigned i = 0; i < ne && s->mixed != 2; i++) {
-		if (items[i].outcome != SKY_EVENT_APPLIED)
+		if (items[i].outcome != SKY_MIRROR_APPLIED)
 			bench_die("event %u: %s %s", i,
-				  sky_event_outcome_name(items[i].outcome),
+				  sky_mirror_outcome_name(items[i].outcome),
 				  items[i].error ? items[i].error : "");
 		sky_free(items[i].error);
 	}
@@ -655,7 +655,7 @@ static json_t *run(const bench_args *a)
 		/* Journal mode: events (server state) become durable at
 		 * the next checkpoint, within a second, and a power cut
 		 * never corrupts -- SQLite's synchronous=NORMAL class. */
-		sk_open(&s, a->dir, SKY_CACHE_JOURNAL);
+		sk_open(&s, a->dir, SKY_DURABILITY_JOURNAL);
 		res = bench_run_rounds("skysync", w, round_patch, &s, a);
 		sky_cache_close(s.cache);
 		/* The default mode: durable when each batch returns. */
@@ -666,7 +666,7 @@ static json_t *run(const bench_args *a)
 		sky_cache_close(s.cache);
 		/* The same without waiting for the disk: what the library
 		 * and LMDB cost, apart from the flushes. */
-		sk_open(&s, a->dir, SKY_CACHE_NOSYNC);
+		sk_open(&s, a->dir, SKY_DURABILITY_NONE);
 		json_object_set_new(detail, "nosync_us",
 				    json_real(bench_median_rounds(
 					round_patch, &s, a->n, a->runs)));

@@ -428,7 +428,7 @@ static void *loop_thread(void *arg)
 	return NULL;
 }
 
-static sky_sync_status status;
+static sky_sync_status status = SKY_SYNC_STATUS_INIT;
 static atomic_int status_ready;
 
 static void get_status(evutil_socket_t fd, short what, void *arg)
@@ -599,7 +599,7 @@ static double timed_sync(const char *db, const sky_engine_options *o,
 	sky_engine *e;
 	if (sky_cache_open(&cache, db, NULL) < 0)
 		die("cache: %s", sky_error_last()->message);
-	if (sky_engine_new(cache, o, &e) < 0)
+	if (sky_engine_new(&e, cache, o) < 0)
 		die("engine: %s", sky_error_last()->message);
 	double t0 = now_s();
 	if (sky_engine_sync_once(e) < 0)
@@ -635,7 +635,7 @@ static int resync_bench(const char *url, const char *broker, unsigned sessions,
 	if (sky_cache_open(&cache, db, NULL) < 0)
 		die("cache: %s", sky_error_last()->message);
 	o.follow = 1;
-	if (sky_engine_new(cache, &o, &e) < 0)
+	if (sky_engine_new(&e, cache, &o) < 0)
 		die("engine: %s", sky_error_last()->message);
 	ec.base = event_base_new();
 	pthread_t thread;
@@ -662,7 +662,8 @@ static int resync_bench(const char *url, const char *broker, unsigned sessions,
 	json_t *rows = json_array();
 	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
 		server_changes(url, counts[c], sessions);
-		sky_sync_status rs, fs;
+		sky_sync_status rs = SKY_SYNC_STATUS_INIT;
+		sky_sync_status fs = SKY_SYNC_STATUS_INIT;
 		double r_s = timed_sync(db, &o, &rs);
 		snprintf(fresh, sizeof(fresh), "%s/fresh-%zu", tmpdir, c);
 		double f_s = timed_sync(fresh, &o, &fs);
@@ -801,7 +802,7 @@ int main(int argc, char **argv)
 	o.on_state = on_state;
 	o.payload = &ec; /* no on_change while snapshotting: not measured */
 	sky_engine *e;
-	if (sky_engine_new(cache, &o, &e) < 0)
+	if (sky_engine_new(&e, cache, &o) < 0)
 		die("engine: %s", sky_error_last()->message);
 	double t0 = now_s();
 	if (sky_engine_sync_once(e) < 0)
@@ -818,7 +819,7 @@ int main(int argc, char **argv)
 	/* 3. Live: a following engine; events straight to the broker. */
 	o.follow = 1;
 	o.on_change = on_change; /* counts the applied events */
-	if (sky_engine_new(cache, &o, &e) < 0)
+	if (sky_engine_new(&e, cache, &o) < 0)
 		die("engine: %s", sky_error_last()->message);
 	ec.base = event_base_new();
 	pthread_t thread;
@@ -903,7 +904,7 @@ int main(int argc, char **argv)
 		done += k;
 	}
 	double queued_s = now_s() - t2;
-	sky_outbox_counts oc;
+	sky_outbox_counts oc = SKY_OUTBOX_COUNTS_INIT;
 	for (int i = 0; i < 60000; i++) {
 		if (sky_outbox_counts_get(cache, &oc) == 0 &&
 		    oc.pending + oc.in_flight + oc.in_doubt + oc.rejected == 0)

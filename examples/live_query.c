@@ -5,7 +5,7 @@
  *
  * It registers a live query for the open sessions at site Plant-7 of the
  * "inspections" application, then applies a few events of its own with
- * sky_event_apply(): a new session at Plant-7, an existing one moved to
+ * sky_mirror_event_apply(): a new session at Plant-7, an existing one moved to
  * another site, the new one closed, and that last event again (a duplicate,
  * which changes nothing). For each event it prints "event ID", then the
  * callback's "  entered: ID", "  left: ID" and "  changed: ID" lines, then
@@ -13,6 +13,7 @@
  * Build: cc live_query.c $(pkg-config --cflags --libs skysync)
  */
 #include <skysync.h>
+#include <skysync_mirror.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,7 +45,7 @@ static void print_ids(const char *label, const char *const *ids, size_t n)
 		printf("  %s: %s\n", label, ids[i]);
 }
 
-/* Runs on the thread that wrote (here: main, inside sky_event_apply), after
+/* Runs on the thread that wrote (here: main, inside sky_mirror_event_apply), after
  * the commit and with no library lock held. The id arrays are borrowed and
  * live only during the call. */
 static void on_change(const sky_live_change *change, void *payload)
@@ -72,19 +73,19 @@ int main(int argc, char **argv)
 	if (sky_query_new(&query, cache, "inspections", preds, 2) < 0)
 		goto fail;
 	/* The live query copies the query, so we may free ours right away. */
-	if (sky_live_query_add(query, on_change, NULL, &live) < 0)
+	if (sky_live_query_add(&live, query, on_change, NULL) < 0)
 		goto fail;
 	sky_query_free(query);
 	query = NULL;
 	printf("watching %zu session(s)\n", sky_live_query_size(live));
 	for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
 		const char *ev = events[order[i]];
-		sky_event_outcome outcome;
+		sky_mirror_outcome outcome;
 		printf("event %.7s\n", strstr(ev, "ev-"));
 		/* The callback runs inside this call, once the event committed. */
-		if (sky_event_apply(cache, ev, strlen(ev), &outcome) < 0)
+		if (sky_mirror_event_apply(cache, ev, strlen(ev), &outcome) < 0)
 			goto fail; /* rejected (SKY_EINVAL...) or storage failure */
-		printf("  outcome: %s\n", sky_event_outcome_name(outcome));
+		printf("  outcome: %s\n", sky_mirror_outcome_name(outcome));
 	}
 	printf("watching %zu session(s)\n", sky_live_query_size(live));
 	status = 0;

@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 		o.realm = "demo", o.user = "integration";
 		o.password = getenv("SKYSYNC_PASSWORD");
 		sky_engine *engine;
-		if (sky_engine_new(cache, &o, &engine) < 0)
+		if (sky_engine_new(&engine, cache, &o) < 0)
 			goto failed;
 		if (sky_engine_sync_once(engine) < 0)
 			rc = fail("sync");

@@ -26,6 +26,53 @@
 #include "record.h"
 #include "stale.h"
 
+/*
+ * The durability mode in both forms the library reads: o->durability, and
+ * the one SKY_CACHE_* bit of it in o->flags that store.c and the outbox
+ * test. The deprecated bits of older callers map to a mode (NOSYNC before
+ * FAST_WRITES, JOURNAL over both but refused with NOSYNC, as in 0.1);
+ * with a mode set they are refused, so that two modes never meet.
+ */
+static int durability_flags(sky_cache_options *o)
+{
+	const unsigned bits = SKY_CACHE_NOSYNC | SKY_CACHE_FAST_WRITES |
+			      SKY_CACHE_JOURNAL;
+	unsigned f = o->flags & bits;
+	if ((unsigned)o->durability > SKY_DURABILITY_NONE)
+		return sky__error_input("sky_cache_options: durability %u is "
+					"not a sky_durability",
+					(unsigned)o->durability);
+	if (f && o->durability != SKY_DURABILITY_DEFAULT)
+		return sky__error_input("sky_cache_options: durability and the "
+					"deprecated SKY_CACHE_NOSYNC, "
+					"_FAST_WRITES, _JOURNAL flags exclude "
+					"each other: set durability alone");
+	if ((f & SKY_CACHE_JOURNAL) && (f & SKY_CACHE_NOSYNC))
+		return sky__error_input("SKY_CACHE_JOURNAL and SKY_CACHE_NOSYNC "
+					"exclude each other: choose one");
+	if (f & SKY_CACHE_JOURNAL)
+		o->durability = SKY_DURABILITY_JOURNAL;
+	else if (f & SKY_CACHE_NOSYNC)
+		o->durability = SKY_DURABILITY_NONE;
+	else if (f & SKY_CACHE_FAST_WRITES)
+		o->durability = SKY_DURABILITY_FAST;
+	o->flags &= ~bits;
+	switch (o->durability) {
+	case SKY_DURABILITY_FAST:
+		o->flags |= SKY_CACHE_FAST_WRITES;
+		break;
+	case SKY_DURABILITY_JOURNAL:
+		o->flags |= SKY_CACHE_JOURNAL;
+		break;
+	case SKY_DURABILITY_NONE:
+		o->flags |= SKY_CACHE_NOSYNC;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
 int sky_cache_open(sky_cache **out, const char *dir,
 		   const sky_cache_options *opts)
 {
@@ -39,22 +86,25 @@ int sky_cache_open(sky_cache **out, const char *dir,
 				"sky_cache_options version %u is not 1 to %u: "
 				"use SKY_CACHE_OPTIONS_INIT",
 				opts->version, SKY_CACHE_OPTIONS_VERSION);
-		/* A version 1 caller's struct ends before closed_keep_s. */
-		if (opts->version == 1)
-			memcpy(&o, opts,
-			       offsetof(sky_cache_options, closed_keep_s));
-		else
-			o = *opts;
+		/* Each version's struct ends before the fields the next one
+		 * added: version 1 before closed_keep_s, 2 before
+		 * durability. The rest keep their defaults. */
+		memcpy(&o, opts,
+		       opts->version == 1   ? offsetof(sky_cache_options,
+						       closed_keep_s)
+		       : opts->version == 2 ? offsetof(sky_cache_options,
+						       durability)
+					    : sizeof(o));
 		o.version = SKY_CACHE_OPTIONS_VERSION;
 	}
+	int rc = durability_flags(&o);
+	if (rc < 0)
+		return rc;
 	if (o.closed_keep_s < 0 && o.closed_keep_s != SKY_KEEP_FOREVER)
 		return sky__error_input("closed_keep_s: must be 0, positive or "
 					"SKY_KEEP_FOREVER");
 	if (!o.closed_keep_s)
 		o.closed_keep_s = SKY_DEFAULT_CLOSED_KEEP_S;
-	if ((o.flags & SKY_CACHE_JOURNAL) && (o.flags & SKY_CACHE_NOSYNC))
-		return sky__error_input("SKY_CACHE_JOURNAL and SKY_CACHE_NOSYNC "
-					"exclude each other: choose one");
 	if (!o.max_event_bytes)
 		o.max_event_bytes = SKY_DEFAULT_MAX_EVENT_BYTES;
 	if (!o.max_depth)
@@ -75,7 +125,7 @@ int sky_cache_open(sky_cache **out, const char *dir,
 		free(c);
 		return sky__error_nomem();
 	}
-	int rc = sky__store_open(&c->st, dir, o.flags, o.initial_map_bytes);
+	rc = sky__store_open(&c->st, dir, o.flags, o.initial_map_bytes);
 	if (rc < 0) {
 		free(c->dir);
 		free(c);
@@ -104,12 +154,13 @@ void sky_cache_close(sky_cache *cache)
 
 /* ---- readers ---- */
 
-int sky_reader_begin(sky_cache *cache, sky_reader **out)
+int sky_reader_begin(sky_reader **out, sky_cache *cache)
 {
 	sky_reader *r = malloc(sizeof(*r));
 	if (!r)
 		return sky__error_nomem();
 	r->cache = cache;
+	r->kept = NULL;
 	int rc = sky__store_read_begin(&cache->st, &r->txn);
 	if (rc < 0) {
 		free(r);
@@ -124,6 +175,12 @@ void sky_reader_end(sky_reader *reader)
 	if (!reader)
 		return;
 	sky__store_read_end(&reader->cache->st, reader->txn);
+	while (reader->kept) {
+		sky_reader_kept *k = reader->kept;
+		reader->kept = k->next;
+		free(k->text);
+		free(k);
+	}
 	free(reader);
 }
 
@@ -198,7 +255,7 @@ int sky_session_get(sky_cache *cache, const char *app_id,
 	sky_reader *r;
 	const char *text;
 	size_t n;
-	int rc = sky_reader_begin(cache, &r);
+	int rc = sky_reader_begin(&r, cache);
 	if (rc < 0)
 		return rc;
 	rc = sky_reader_session(r, app_id, session_id, &text, &n);
@@ -216,8 +273,11 @@ int sky_session_get(sky_cache *cache, const char *app_id,
 	return rc;
 }
 
-int sky_reader_data(sky_reader *reader, const char *app_id,
-		    const char *session_id, char **json, size_t *len)
+/* The data text of a session, built into a new buffer: *json is the
+ * caller's. sky_reader_data keeps it in the reader, sky_data_get hands it
+ * out. */
+int sky__reader_data_dup(sky_reader *reader, const char *app_id,
+			 const char *session_id, char **json, size_t *len)
 {
 	int rc = check_ids(app_id, session_id);
 	if (rc < 0)
@@ -242,14 +302,38 @@ int sky_reader_data(sky_reader *reader, const char *app_id,
 	return *json ? 0 : -1;
 }
 
+int sky_reader_data(sky_reader *reader, const char *app_id,
+		    const char *session_id, const char **json, size_t *len)
+{
+	char *text;
+	size_t n;
+	int rc = sky__reader_data_dup(reader, app_id, session_id, &text, &n);
+	if (rc < 0)
+		return rc;
+	/* Borrowed like everything through a reader: the reader keeps the
+	 * text and frees it at its end. */
+	sky_reader_kept *k = malloc(sizeof(*k));
+	if (!k) {
+		sky_free(text);
+		return sky__error_nomem();
+	}
+	k->text = text;
+	k->next = reader->kept;
+	reader->kept = k;
+	*json = k->text;
+	if (len)
+		*len = n;
+	return 0;
+}
+
 int sky_data_get(sky_cache *cache, const char *app_id, const char *session_id,
 		 char **json, size_t *len)
 {
 	sky_reader *r;
-	int rc = sky_reader_begin(cache, &r);
+	int rc = sky_reader_begin(&r, cache);
 	if (rc < 0)
 		return rc;
-	rc = sky_reader_data(r, app_id, session_id, json, len);
+	rc = sky__reader_data_dup(r, app_id, session_id, json, len);
 	sky_reader_end(r);
 	return rc;
 }
@@ -357,7 +441,7 @@ typedef struct {
 	void *payload;
 } sevent_ctx;
 
-int sky_session_events(sky_cache *cache, const char *app_id,
+int sky_session_event_list(sky_cache *cache, const char *app_id,
 		       const char *session_id, sky_json_cb cb, void *payload)
 {
 	int rc = check_ids(app_id, session_id);
@@ -431,13 +515,12 @@ static int count_open(const char *json, size_t len, void *payload)
 	return 0;
 }
 
-int sky_cache_stats(sky_cache *cache, sky_stats *out)
+static int stats_fill(sky_cache *cache, sky_stats *out)
 {
 	MDB_txn *txn;
 	int rc = sky__store_read_begin(&cache->st, &txn);
 	if (rc < 0)
 		return rc;
-	memset(out, 0, sizeof(*out));
 	out->applications = entries(txn, SKY_DBI(cache, SKY_DB_APPS));
 	out->roles = entries(txn, SKY_DBI(cache, SKY_DB_ROLES));
 	out->sessions = entries(txn, SKY_DBI(cache, SKY_DB_SESSIONS));
@@ -484,6 +567,26 @@ int sky_cache_stats(sky_cache *cache, sky_stats *out)
 	sky__store_read_end(&cache->st, txn);
 	out->stale_sessions = sky__stale_count(cache);
 	return sky_session_list(cache, NULL, count_open, &out->open_sessions);
+}
+
+/* The size of sky_stats in each version (index: the version). */
+static const size_t stats_size[SKY_STATS_VERSION + 1] = {
+	0, sizeof(sky_stats),
+};
+
+int sky_cache_stats(sky_cache *cache, sky_stats *out)
+{
+	int rc = sky__error_out_version("sky_stats", out ? &out->version : NULL,
+					SKY_STATS_VERSION);
+	if (rc < 0)
+		return rc;
+	sky_stats all = SKY_STATS_INIT;
+	if ((rc = stats_fill(cache, &all)) < 0)
+		return rc;
+	/* Only what the caller's version has: its struct may be shorter. */
+	all.version = out->version;
+	memcpy(out, &all, stats_size[out->version]);
+	return 0;
 }
 
 /* ---- backup ---- */

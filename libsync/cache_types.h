@@ -12,6 +12,7 @@
 
 #include "model.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "store.h"
 #include "util.h"
 
@@ -28,12 +29,24 @@ struct sky_cache {
 	const struct sky_protocol *proto;
 };
 
+/* Text sky_reader_data built, kept until the reader ends. */
+typedef struct sky_reader_kept {
+	struct sky_reader_kept *next;
+	char *text;
+} sky_reader_kept;
+
 struct sky_reader {
 	sky_cache *cache;
 	MDB_txn *txn;
+	sky_reader_kept *kept; /* freed by sky_reader_end */
 };
 
 /* Shorthand for a database handle of the cache. */
 #define SKY_DBI(cache, which) ((cache)->st.dbi[(which)])
+
+/* sky_reader_data as an owned copy (*json the caller's, sky_free), for a
+ * walk over many sessions in one snapshot that must not keep them all. */
+int sky__reader_data_dup(sky_reader *reader, const char *app_id,
+			 const char *session_id, char **json, size_t *len);
 
 #endif

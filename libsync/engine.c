@@ -750,8 +750,8 @@ int sky_engine_sync_once(sky_engine *e)
 /* Creating and freeing                                                */
 /* ------------------------------------------------------------------ */
 
-int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
-		   sky_engine **out)
+int sky_engine_new(sky_engine **out, sky_cache *cache,
+		   const sky_engine_options *opts)
 {
 	assert(cache && out);
 	int rc = sky__engine_options_check(opts);
@@ -816,13 +816,26 @@ void sky_engine_free(sky_engine *e)
 	free(e);
 }
 
+/* The size of sky_sync_status in each version (index: the version). */
+static const size_t status_size[SKY_SYNC_STATUS_VERSION + 1] = {
+	0, sizeof(sky_sync_status),
+};
+
 int sky_engine_status(sky_engine *e, sky_sync_status *out)
 {
-	assert(e && out);
-	*out = e->st;
-	out->state = e->state;
-	out->error_code = e->state == SKY_ENGINE_FAILED ? e->fail_code : 0;
-	out->reads_pending = e->fetch_count;
+	assert(e);
+	int rc = sky__error_out_version("sky_sync_status",
+					out ? &out->version : NULL,
+					SKY_SYNC_STATUS_VERSION);
+	if (rc < 0)
+		return rc;
+	sky_sync_status all = e->st;
+	all.state = e->state;
+	all.error_code = e->state == SKY_ENGINE_FAILED ? e->fail_code : 0;
+	all.reads_pending = e->fetch_count;
+	/* Only what the caller's version has: its struct may be shorter. */
+	all.version = out->version;
+	memcpy(out, &all, status_size[out->version]);
 	return 0;
 }
 

@@ -75,6 +75,18 @@ int sky__error_input(const char *fmt, ...)
 	return SKY_EINVAL;
 }
 
+int sky__error_out_version(const char *type, const unsigned *version,
+			   unsigned newest)
+{
+	if (!version)
+		return sky__error_input("%s: no struct given", type);
+	if (*version < 1 || *version > newest)
+		return sky__error_input("%s version %u is not 1 to %u: "
+					"initialize it with its _INIT macro",
+					type, *version, newest);
+	return 0;
+}
+
 int sky__error_nomem(void)
 {
 	return sky__error_set(SKY_ERROR, SKY_ERRSRC_NOMEM, ENOMEM,

@@ -41,5 +41,12 @@ void sky__error_damage_note(const char *message);
 void sky__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Copy of the current message, for keeping past the next call (or NULL). */
 char *sky__error_dup(void);
+/*
+ * Check the version a caller set in an output struct (skysync.h,
+ * conventions): 0 when it is 1 to `newest`, else SKY_EINVAL naming `type`
+ * and the INIT macro to use. `out` NULL is SKY_EINVAL too.
+ */
+int sky__error_out_version(const char *type, const unsigned *version,
+			   unsigned newest);
 
 #endif

@@ -17,7 +17,7 @@
  *   stale and skipped (the caller may refetch the session to be sure).
  * - Unknown sessions: events for a session not in the cache wait in
  *   `pending` (in arrival order) and are applied, with the same rules, as
- *   soon as the session arrives (session_created or sky_session_put).
+ *   soon as the session arrives (session_created or sky_mirror_session_put).
  */
 #include "config.h"
 
@@ -47,7 +47,7 @@ static const char *const event_payload[SKY_EV_COUNT] = {
     [SKY_EV_SESSION_CLOSED] = "session",
 };
 
-const char *sky_event_outcome_name(sky_event_outcome outcome)
+const char *sky_mirror_outcome_name(sky_mirror_outcome outcome)
 {
 	static const char *names[] = {"applied", "duplicate", "stale",
 				      "deferred", "rejected"};
@@ -358,7 +358,7 @@ int sky__pending_replay(MDB_txn *txn, sky_cache *c, const char *app,
 			break;
 		}
 		sky_parsed_event pe;
-		sky_event_outcome outcome;
+		sky_mirror_outcome outcome;
 		rc = sky__event_parse(c, text, tlen, &pe);
 		if (rc == 0) {
 			rc = sky__event_apply_txn(txn, c, &pe, 1, &outcome);
@@ -445,13 +445,13 @@ static int record_custom_event(MDB_txn *txn, sky_cache *c, uint64_t docid,
 
 static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 				 sky_parsed_event *pe, int from_pending,
-				 sky_event_outcome *outcome);
+				 sky_mirror_outcome *outcome);
 
 typedef struct {
 	sky_cache *cache;
 	sky_parsed_event *pe;
 	int from_pending;
-	sky_event_outcome *outcome;
+	sky_mirror_outcome *outcome;
 } apply_ctx;
 
 static int apply_change(MDB_txn *txn, void *arg)
@@ -467,7 +467,7 @@ static int apply_change(MDB_txn *txn, void *arg)
  * when the event was refused.
  */
 int sky__event_apply_txn(MDB_txn *txn, sky_cache *c, sky_parsed_event *pe,
-			 int from_pending, sky_event_outcome *outcome)
+			 int from_pending, sky_mirror_outcome *outcome)
 {
 	apply_ctx a = {c, pe, from_pending, outcome};
 	return sky__server_write(
@@ -478,14 +478,14 @@ int sky__event_apply_txn(MDB_txn *txn, sky_cache *c, sky_parsed_event *pe,
 
 static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 				 sky_parsed_event *pe, int from_pending,
-				 sky_event_outcome *outcome)
+				 sky_mirror_outcome *outcome)
 {
 	int rc, seen = 0;
 	if (!from_pending) {
 		if ((rc = evlog_seen(txn, c, pe->eid, &seen)) < 0)
 			return rc;
 		if (seen) {
-			*outcome = SKY_EVENT_DUPLICATE;
+			*outcome = SKY_MIRROR_DUPLICATE;
 			return 0;
 		}
 	}
@@ -499,14 +499,14 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 	if (!known && pe->type != SKY_EV_SESSION_CREATED) {
 		if ((rc = pending_add(txn, c, pe)) < 0)
 			return rc;
-		*outcome = SKY_EVENT_DEFERRED;
+		*outcome = SKY_MIRROR_DEFERRED;
 		return from_pending ? 0 : evlog_add(txn, c, pe->eid);
 	}
 
 	json_t *old = NULL, *now = NULL;
 	sky_record hdr;
 	int64_t t = pe->created_us;
-	*outcome = SKY_EVENT_APPLIED;
+	*outcome = SKY_MIRROR_APPLIED;
 	if (known) {
 		hdr = rec;
 	} else {
@@ -518,7 +518,7 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 	case SKY_EV_SESSION_CREATED:
 		if (known && (is_stale(t, rec.wm_session) ||
 			      is_stale(t, rec.wm_props))) {
-			*outcome = SKY_EVENT_STALE;
+			*outcome = SKY_MIRROR_STALE;
 			break;
 		}
 		if (known && !(old = sky__record_json(&rec)))
@@ -536,7 +536,7 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 			     pe->type == SKY_EV_SESSION_CLOSED;
 		if ((props && is_stale(t, rec.wm_props)) ||
 		    (fields && is_stale(t, rec.wm_session))) {
-			*outcome = SKY_EVENT_STALE;
+			*outcome = SKY_MIRROR_STALE;
 			break;
 		}
 		if (!(old = sky__record_json(&rec)))
@@ -564,7 +564,7 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 	}
 	case SKY_EV_DATA_UPDATED:
 		if (is_stale(t, rec.wm_data)) {
-			*outcome = SKY_EVENT_STALE;
+			*outcome = SKY_MIRROR_STALE;
 			break;
 		}
 		if ((rc = sky__doc_patch(txn, SKY_DBI(c, SKY_DB_DATA), rec.docid,
@@ -583,14 +583,14 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 		hdr.created_us = sky__session_created_us(now);
 		rc = sky__record_put(txn, c, &hdr, now, old,
 				     known ? rec.created_us : 0);
-	} else if (*outcome == SKY_EVENT_APPLIED &&
+	} else if (*outcome == SKY_MIRROR_APPLIED &&
 		   pe->type == SKY_EV_DATA_UPDATED) {
 		/* Only the data watermark moved: rewrite the header alone. */
 		rc = sky__record_put_header(txn, c, &hdr, pe->app, pe->sid);
 	}
 	if (rc == 0 && !from_pending)
 		rc = evlog_add(txn, c, pe->eid);
-	if (rc == 0 && !known && *outcome == SKY_EVENT_APPLIED)
+	if (rc == 0 && !known && *outcome == SKY_MIRROR_APPLIED)
 		rc = sky__pending_replay(txn, c, pe->app, pe->sid);
 done:
 	json_decref(old);
@@ -603,7 +603,7 @@ done:
 typedef struct {
 	sky_cache *cache;
 	sky_parsed_event *events;
-	sky_event_outcome *outcomes;
+	sky_mirror_outcome *outcomes;
 	int *codes;
 	char **errors;
 	size_t count;
@@ -643,12 +643,12 @@ static int batch_write(MDB_txn *txn, void *arg)
 		if (!pe->event)
 			continue; /* rejected while parsing */
 		/* A rerun after map growth starts from the parse result. */
-		b->outcomes[i] = SKY_EVENT_REJECTED;
+		b->outcomes[i] = SKY_MIRROR_REJECTED;
 		int rc = sky__event_apply_txn(txn, b->cache, pe, 0,
 					      &b->outcomes[i]);
 		if (rc == SKY_ELIMIT || rc == SKY_EINVAL) {
 			/* apply_one checks before it writes: skip this one. */
-			b->outcomes[i] = SKY_EVENT_REJECTED;
+			b->outcomes[i] = SKY_MIRROR_REJECTED;
 			b->codes[i] = rc;
 			free(b->errors[i]);
 			b->errors[i] = sky__error_dup();
@@ -657,8 +657,8 @@ static int batch_write(MDB_txn *txn, void *arg)
 		if (rc < 0)
 			return rc;
 		b->codes[i] = 0;
-		if (b->outcomes[i] == SKY_EVENT_APPLIED ||
-		    b->outcomes[i] == SKY_EVENT_DEFERRED) {
+		if (b->outcomes[i] == SKY_MIRROR_APPLIED ||
+		    b->outcomes[i] == SKY_MIRROR_DEFERRED) {
 			applied++;
 			if (pe->created_us > newest)
 				newest = pe->created_us;
@@ -670,7 +670,7 @@ static int batch_write(MDB_txn *txn, void *arg)
 }
 
 /* Apply parsed and rejected-at-parse events; fills outcomes/codes/errors. */
-static int apply_items(sky_cache *c, sky_event_item *items, size_t count,
+static int apply_items(sky_cache *c, sky_mirror_event_item *items, size_t count,
 		       int *codes)
 {
 	batch_ctx b = {c, NULL, NULL, codes, NULL, count};
@@ -686,7 +686,7 @@ static int apply_items(sky_cache *c, sky_event_item *items, size_t count,
 	for (size_t i = 0; i < count; i++) {
 		codes[i] = sky__event_parse(c, items[i].json, items[i].len,
 					    &b.events[i]);
-		b.outcomes[i] = SKY_EVENT_REJECTED;
+		b.outcomes[i] = SKY_MIRROR_REJECTED;
 		if (codes[i] < 0) {
 			b.errors[i] = sky__error_dup();
 			if (codes[i] != SKY_EINVAL && codes[i] != SKY_ELIMIT)
@@ -702,7 +702,7 @@ static int apply_items(sky_cache *c, sky_event_item *items, size_t count,
 		items[i].outcome = b.outcomes[i];
 		items[i].error = b.errors[i];
 		b.errors[i] = NULL;
-		if (items[i].outcome == SKY_EVENT_REJECTED)
+		if (items[i].outcome == SKY_MIRROR_REJECTED)
 			atomic_fetch_add(&c->rejected, 1);
 	}
 cleanup:
@@ -717,7 +717,7 @@ cleanup:
 	return rc;
 }
 
-int sky_event_apply_batch(sky_cache *cache, sky_event_item *items,
+int sky_mirror_event_apply_batch(sky_cache *cache, sky_mirror_event_item *items,
 			  size_t count)
 {
 	int *codes = calloc(count ? count : 1, sizeof(int));
@@ -730,17 +730,17 @@ int sky_event_apply_batch(sky_cache *cache, sky_event_item *items,
 	return rc;
 }
 
-int sky_event_apply(sky_cache *cache, const char *json, size_t len,
-		    sky_event_outcome *outcome)
+int sky_mirror_event_apply(sky_cache *cache, const char *json, size_t len,
+		    sky_mirror_outcome *outcome)
 {
-	sky_event_item item = {json, len, SKY_EVENT_REJECTED, NULL};
+	sky_mirror_event_item item = {json, len, SKY_MIRROR_REJECTED, NULL};
 	int code = 0;
 	int rc = apply_items(cache, &item, 1, &code);
 	if (outcome)
 		*outcome = item.outcome;
 	if (rc < 0)
 		return rc;
-	if (item.outcome == SKY_EVENT_REJECTED) {
+	if (item.outcome == SKY_MIRROR_REJECTED) {
 		/* Restore the message of this event as the thread's error. */
 		sky__error_set(code, SKY_ERRSRC_INPUT, 0, "%s",
 			       item.error ? item.error : "event rejected");

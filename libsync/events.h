@@ -35,7 +35,7 @@ void sky__event_clear(sky_parsed_event *pe);
  * was kept for later).
  */
 int sky__event_apply_txn(MDB_txn *txn, sky_cache *c, sky_parsed_event *pe,
-			 int from_pending, sky_event_outcome *outcome);
+			 int from_pending, sky_mirror_outcome *outcome);
 
 /* Apply the events kept for a session that has just arrived. */
 int sky__pending_replay(MDB_txn *txn, sky_cache *c, const char *app,

@@ -464,8 +464,8 @@ static void on_changes(sky_cache *c, const sky_touch *ch, size_t n,
 
 /* ---- public ---- */
 
-int sky_live_query_add(const sky_query *q, sky_live_cb cb, void *payload,
-		       sky_live_query **out)
+int sky_live_query_add(sky_live_query **out, const sky_query *q,
+		       sky_live_cb cb, void *payload)
 {
 	sky_cache *c = q->cache;
 	int created, rc;

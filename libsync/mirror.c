@@ -49,7 +49,7 @@ static int app_write(MDB_txn *txn, void *arg)
 	return put_text(txn, SKY_DBI(p->cache, SKY_DB_APPS), &key, p->obj);
 }
 
-int sky_app_put(sky_cache *cache, const char *app_json, size_t len)
+int sky_mirror_app_put(sky_cache *cache, const char *app_json, size_t len)
 {
 	put_ctx p = {cache, NULL, NULL, NULL, 0};
 	int rc = sky__json_parse(app_json, len, &cache->event_limits,
@@ -74,7 +74,7 @@ static int role_write(MDB_txn *txn, void *arg)
 	return put_text(txn, SKY_DBI(p->cache, SKY_DB_ROLES), &key, p->obj);
 }
 
-int sky_role_put(sky_cache *cache, const char *app_id, const char *role_json,
+int sky_mirror_role_put(sky_cache *cache, const char *app_id, const char *role_json,
 		 size_t len)
 {
 	put_ctx p = {cache, NULL, app_id, NULL, 0};
@@ -158,7 +158,7 @@ static int session_write_server(MDB_txn *txn, void *arg)
 	return sky__pending_replay(txn, c, app, sid);
 }
 
-int sky_session_put(sky_cache *cache, const char *session_json, size_t len,
+int sky_mirror_session_put(sky_cache *cache, const char *session_json, size_t len,
 		    const char *data_json, size_t data_len, int64_t as_of_us)
 {
 	put_ctx p = {cache, NULL, NULL, NULL, as_of_us};
@@ -196,7 +196,7 @@ static int remove_write(MDB_txn *txn, void *arg)
 	return sky__record_delete(txn, r->cache, r->app, r->sid);
 }
 
-int sky_session_remove(sky_cache *cache, const char *app_id,
+int sky_mirror_session_remove(sky_cache *cache, const char *app_id,
 		       const char *session_id)
 {
 	remove_ctx r = {cache, app_id, session_id};
@@ -213,9 +213,9 @@ int sky_session_remove(sky_cache *cache, const char *app_id,
 }
 
 /*
- * sky_session_put_batch: many sessions read over REST stored in one write
+ * sky_mirror_session_put_batch: many sessions read over REST stored in one write
  * transaction (one disk flush for the batch instead of one per session),
- * with the same rules as sky_session_put for each. Added for the sync
+ * with the same rules as sky_mirror_session_put for each. Added for the sync
  * engine's snapshot (engine.c), which hands over parsed JSON through
  * sky__session_put_parsed (repair.h) so nothing is printed and parsed
  * again on the way.
@@ -274,7 +274,7 @@ int sky__session_put_parsed(sky_cache *cache, sky__parsed_put *items,
 	return rc;
 }
 
-int sky_session_put_batch(sky_cache *cache, sky_session_item *items,
+int sky_mirror_session_put_batch(sky_cache *cache, sky_mirror_session_item *items,
 			  size_t count)
 {
 	sky__parsed_put *pp = calloc(count ? count : 1, sizeof(*pp));
@@ -282,7 +282,7 @@ int sky_session_put_batch(sky_cache *cache, sky_session_item *items,
 		return sky__error_nomem();
 	int rc = 0;
 	for (size_t i = 0; i < count; i++) {
-		sky_session_item *it = &items[i];
+		sky_mirror_session_item *it = &items[i];
 		it->result = 0;
 		it->error = NULL;
 		pp[i].as_of_us = it->as_of_us;

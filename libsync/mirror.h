@@ -1,6 +1,6 @@
 /*
  * mirror.h - storing server state read over REST (mirror.c): the parsed
- * form of sky_session_put_batch for the sync engine's snapshot, and one
+ * form of sky_mirror_session_put_batch for the sync engine's snapshot, and one
  * session written in the caller's transaction (for the session a
  * delivered create made). Both go through server.h for the session, so
  * local writes queued over it stay over it.
@@ -16,7 +16,7 @@
 #include "cache_types.h"
 
 /*
- * sky_session_put_batch on parsed JSON: `session` (validated here as a
+ * sky_mirror_session_put_batch on parsed JSON: `session` (validated here as a
  * whole session) and `data` (an object, or NULL to keep the data) are
  * borrowed. An item whose
  * result is already negative is skipped. Each item gets result 0, or
@@ -34,7 +34,7 @@ typedef struct {
 int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items, size_t count);
 
 /* Store one server session (and data, or NULL) read at as_of_us in the
- * caller's write transaction, as sky_session_put does. */
+ * caller's write transaction, as sky_mirror_session_put does. */
 int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
 			      json_t *data, int64_t as_of_us);
 

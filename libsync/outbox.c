@@ -721,7 +721,7 @@ int sky_participant_add(sky_cache *cache, const char *app_id,
 	return rc;
 }
 
-int sky_event_send(sky_cache *cache, const char *app_id,
+int sky_session_event_send(sky_cache *cache, const char *app_id,
 		   const char *session_id, const char *json, size_t len)
 {
 	return write_one(cache, SKY_WRITE_EVENT, app_id, session_id, json, len,

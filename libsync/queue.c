@@ -381,7 +381,15 @@ static int count_cb(const sky_outbox_entry *e, void *payload)
 
 int sky_outbox_counts_get(sky_cache *cache, sky_outbox_counts *out)
 {
+	/* Version 1 has every count there is. */
+	int rc = sky__error_out_version("sky_outbox_counts",
+					out ? &out->version : NULL,
+					SKY_OUTBOX_COUNTS_VERSION);
+	if (rc < 0)
+		return rc;
+	unsigned version = out->version;
 	memset(out, 0, sizeof(*out));
+	out->version = version;
 	return sky_outbox_list(cache, count_cb, out);
 }
 

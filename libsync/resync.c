@@ -241,7 +241,7 @@ static void on_apps(const sky_http_response *res, void *ctx)
 	{
 		const char *id = sky__json_str(app, "applicationId");
 		char *text = sky__json_dump(app, NULL);
-		int rc = text ? sky_app_put(e->cache, text, strlen(text)) : -1;
+		int rc = text ? sky_mirror_app_put(e->cache, text, strlen(text)) : -1;
 		free(text);
 		if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {
 			sky__elog(e, SKY_LOG_WARN,
@@ -307,7 +307,7 @@ static void on_roles(sky_engine *e, sjob *j, const sky_http_response *res)
 	{
 		char *text = sky__json_dump(role, NULL);
 		int rc =
-		    text ? sky_role_put(e->cache, j->app, text, strlen(text))
+		    text ? sky_mirror_role_put(e->cache, j->app, text, strlen(text))
 			 : -1;
 		free(text);
 		if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {

@@ -285,9 +285,9 @@ static int copy_all(MDB_txn *txn, void *arg)
 	return rc;
 }
 
-int sky_cache_salvage(const char *damaged_dir, const char *dest_dir,
-		      sky_salvage_report *out, sky_report_cb report,
-		      void *payload)
+static int salvage_run(const char *damaged_dir, const char *dest_dir,
+		       sky_salvage_report *out, sky_report_cb report,
+		       void *payload)
 {
 	char path[4096];
 	struct stat sb;
@@ -356,6 +356,31 @@ done:
 	} else {
 		sky__seal_abandon(src);
 		sky__seal_abandon(env);
+	}
+	return rc;
+}
+
+/* The size of sky_salvage_report in each version (index: the version). */
+static const size_t report_size[SKY_SALVAGE_REPORT_VERSION + 1] = {
+	0, sizeof(sky_salvage_report),
+};
+
+int sky_cache_salvage(const char *damaged_dir, const char *dest_dir,
+		      sky_report_cb report, void *payload,
+		      sky_salvage_report *out)
+{
+	int rc = out ? sky__error_out_version("sky_salvage_report",
+					      &out->version,
+					      SKY_SALVAGE_REPORT_VERSION)
+		     : 0;
+	if (rc < 0)
+		return rc;
+	sky_salvage_report all = SKY_SALVAGE_REPORT_INIT;
+	rc = salvage_run(damaged_dir, dest_dir, &all, report, payload);
+	if (out) {
+		/* Only what the caller's version has. */
+		all.version = out->version;
+		memcpy(out, &all, report_size[out->version]);
 	}
 	return rc;
 }

@@ -8,12 +8,55 @@
  * sky_error_last() then tells what happened, where (LMDB, JSON, OS, input,
  * server) and keeps the native code.
  *
- * Ownership: a `**out` parameter receives something the caller frees with the
- * matching sky_*_free (strings with sky_free). A pointer returned through a
- * `const char **` is borrowed; its documentation says how long it lives.
- *
  * Threads: a sky_cache may be shared by threads. Each sky_reader belongs to
  * the thread that uses it (one at a time). sky_error_last() is per thread.
+ *
+ * Conventions (every declaration here and in skysync_mirror.h follows them):
+ *
+ *  1. Argument order. A call that creates an object (a constructor, an
+ *     opener, a begin: sky_cache_open, sky_reader_begin, sky_query_new,
+ *     sky_engine_new, sky_live_query_add) takes the created object's out
+ *     parameter first: sky_engine_new(&engine, cache, opts). Every other
+ *     call takes the handle it works on first, then its inputs (callbacks
+ *     and their payload included), then its outputs.
+ *
+ *  2. Ownership is in the type. A `char **` (or a struct field `char *`
+ *     the library fills) receives an owned copy: the caller frees it with
+ *     sky_free; sky_*_get calls return owned copies. A `const char **`
+ *     receives a borrowed pointer: everything handed out through a
+ *     sky_reader is borrowed and valid until sky_reader_end; other
+ *     borrowed pointers say how long they live (during a callback, until
+ *     the next run). Created objects are freed with their sky_*_free,
+ *     sky_*_close, sky_*_end or sky_*_remove.
+ *
+ *  3. Option structs (sky_cache_options, sky_engine_options) begin with
+ *     `unsigned version`; start from their SKY_*_OPTIONS_INIT. Every
+ *     version from 1 to the current one is accepted: fields a caller's
+ *     version does not have take their defaults. 0 and versions newer than
+ *     the library are refused with SKY_EINVAL.
+ *
+ *  4. Output structs the caller provides and the library fills (sky_stats,
+ *     sky_sync_status, sky_outbox_counts, sky_salvage_report) begin with
+ *     `unsigned version`, which the caller sets: declare them as
+ *     `sky_stats st = SKY_STATS_INIT;`. The library fills only the fields
+ *     that version has and refuses 0 or a newer version with SKY_EINVAL.
+ *     Structs the library hands to a callback are borrowed and may grow at
+ *     their end; the in/out array elements of the batch calls (sky_write,
+ *     sky_mirror_*_item) keep their layout for the 0.x series.
+ *
+ *  5. Names say which side they touch. sky_mirror_* (skysync_mirror.h)
+ *     changes the cache's copy of the server and never reaches the server:
+ *     a custom transport calls it. The offline writes (sky_session_patch,
+ *     sky_write_batch, sky_session_event_send, ...) go through the outbox
+ *     and reach the server when an engine delivers them. "Event" alone is
+ *     never a name: sky_mirror_event_* are server events fed to the
+ *     mirror, sky_session_event_* custom session events, and
+ *     sky_mirror_outcome what became of a server event.
+ *
+ *  6. Return codes: 0 on success, a SKY_E* code documented per call, or -1.
+ *
+ *  7. Deprecated names (the 0.1 names) stay for the 0.2 series, declared
+ *     deprecated; defining SKY_NO_DEPRECATED hides them.
  */
 #ifndef SKYSYNC_H
 #define SKYSYNC_H
@@ -29,6 +72,19 @@ extern "C" {
 #define SKY_EXTERN __attribute__((visibility("default")))
 #else
 #define SKY_EXTERN
+#endif
+
+/* The initializer of an output struct: its version set, the rest 0. */
+#ifdef __cplusplus
+#define SKY_OUT_INIT(v) {v}
+#else
+#define SKY_OUT_INIT(v) {.version = (v)}
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SKY_DEPRECATED __attribute__((deprecated))
+#else
+#define SKY_DEPRECATED
 #endif
 
 /* ------------------------------------------------------------------ */
@@ -97,52 +153,73 @@ typedef struct sky_cache sky_cache;
 /** Open the cache read-only: no writes, no directory creation. */
 #define SKY_CACHE_READONLY 0x1u
 /**
- * Commit without waiting for the disk (survives a process crash, not a
- * power cut). Off by default.
+ * How writes reach the disk (sky_cache_options.durability): one mode, so
+ * modes cannot be combined.
+ */
+typedef enum {
+	/**
+	 * Power-loss safe: every commit waits for the disk (two flushes).
+	 */
+	SKY_DURABILITY_DEFAULT = 0,
+	/**
+	 * One disk flush instead of two (LMDB's MDB_NOMETASYNC): an
+	 * acknowledged write survives a process crash at once, and a power
+	 * cut never corrupts the cache but may undo the writes of its last
+	 * instants. For users who prefer write speed to power-loss safety.
+	 */
+	SKY_DURABILITY_FAST,
+	/**
+	 * Durable writes with one disk flush (for a gateway process that
+	 * owns its cache). Outbox writes (sky_write_batch() and the
+	 * functions built on it) are appended to a checksummed journal
+	 * beside LMDB (the file `journal` in the cache directory) and
+	 * flushed once before the call returns; LMDB commits without
+	 * flushing and a background thread folds the journal into it at
+	 * checkpoints (every 512 writes, and when LMDB's file has grown by
+	 * 4096 pages). A crash or power cut loses nothing acknowledged: the
+	 * next read-write open rolls LMDB back to the last checkpoint, whose
+	 * pages a pinned reader kept intact, and replays the journal.
+	 *
+	 * Server state (sky_mirror_* calls, the sync engine's mirror)
+	 * becomes durable at the next checkpoint, within a second, like
+	 * SQLite's synchronous=NORMAL: a power cut may take the mirror back
+	 * to that checkpoint, never further and never torn, and the next
+	 * sync brings it up to date. Other writes (outbox delivery, retry,
+	 * drop, housekeeping) are as durable as by default.
+	 *
+	 * The process must be the cache's only writer: while it has the
+	 * cache open, read-write opens by other processes fail with
+	 * SKY_EBUSY, and it cannot open while another process has the cache
+	 * open read-write. Other processes may always open it read-only. In
+	 * this process it must be the cache's only handle (a second one,
+	 * even read-only, is refused with SKY_EBUSY: share the handle
+	 * between threads).
+	 */
+	SKY_DURABILITY_JOURNAL,
+	/**
+	 * Commit without waiting for the disk: survives a process crash, not
+	 * a power cut (tests, throw-away caches).
+	 */
+	SKY_DURABILITY_NONE,
+} sky_durability;
+
+/*
+ * BEGIN DEPRECATED NAMES: the durability flags of sky_cache_options
+ * version 1 and 2. Still honoured (for any version) when `durability` is
+ * SKY_DURABILITY_DEFAULT, mapped as before: NOSYNC is SKY_DURABILITY_NONE,
+ * FAST_WRITES SKY_DURABILITY_FAST, JOURNAL SKY_DURABILITY_JOURNAL (over
+ * FAST_WRITES; JOURNAL with NOSYNC is SKY_EINVAL). With another
+ * `durability` they are refused (SKY_EINVAL). Use `durability`.
+ * END DEPRECATED NAMES
  */
 #define SKY_CACHE_NOSYNC 0x2u
-
-/**
- * Commit with one disk flush instead of two (LMDB's MDB_NOMETASYNC): an
- * acknowledged write survives a process crash at once, and a power cut
- * never corrupts the cache but may undo the writes of its last instants.
- * The lighter durability mode for users who prefer write speed to
- * power-loss safety; the default stays power-loss safe.
- */
 #define SKY_CACHE_FAST_WRITES 0x4u
-
-/**
- * Durable writes with one disk flush (for a gateway process that owns
- * its cache). Outbox writes (sky_write_batch() and the functions built on
- * it) are appended to a checksummed journal beside LMDB (the file
- * `journal` in the cache directory) and flushed once before the call
- * returns; LMDB commits without flushing and a background thread folds
- * the journal into it at checkpoints (every 512 writes, and when LMDB's
- * file has grown by 4096 pages). A crash or power cut loses nothing
- * acknowledged: the next read-write open rolls LMDB back to the last
- * checkpoint, whose pages a pinned reader kept intact, and replays the
- * journal.
- *
- * Server state (events, snapshots, sky_app_put(), sky_session_put(), the
- * sync engine's mirror) becomes durable at the next checkpoint, within a
- * second, like SQLite's synchronous=NORMAL: a power cut may take the
- * mirror back to that checkpoint, never further and never torn, and the
- * next sync brings it up to date. Other writes (outbox delivery, retry,
- * drop, housekeeping) are as durable as without the flag.
- *
- * The process must be the cache's only writer: while it has the cache
- * open, read-write opens by other processes fail with SKY_EBUSY, and it
- * cannot open while another process has the cache open read-write. Other
- * processes may always open it read-only. In this process it must be the
- * cache's only handle (a second one, even read-only, is refused with
- * SKY_EBUSY: share the handle between threads). Overrides
- * SKY_CACHE_FAST_WRITES; cannot be combined with SKY_CACHE_NOSYNC.
- */
 #define SKY_CACHE_JOURNAL 0x8u
 
 typedef struct {
 	unsigned version;          /**< SKY_CACHE_OPTIONS_VERSION */
-	unsigned flags;            /**< SKY_CACHE_* */
+	unsigned flags;            /**< SKY_CACHE_READONLY (and the
+				        deprecated durability flags) */
 	size_t max_event_bytes;    /**< largest accepted event (default 1 MiB) */
 	unsigned max_depth;        /**< deepest nesting accepted (default 64) */
 	unsigned event_log_size;   /**< event ids remembered (default 100000) */
@@ -159,11 +236,17 @@ typedef struct {
 	uint64_t closed_keep_max;  /**< keep at most this many closed
 				        sessions, the most recently closed
 				        (0: no limit) */
+	/* Since version 3. */
+	sky_durability durability; /**< how writes reach the disk (0:
+				        SKY_DURABILITY_DEFAULT) */
 } sky_cache_options;
 
-/* Versions 1 and 2 are accepted; version 1 has no closed_keep_* (defaults). */
-#define SKY_CACHE_OPTIONS_VERSION 2
-#define SKY_CACHE_OPTIONS_INIT {SKY_CACHE_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0}
+/* Versions 1 to 3 are accepted: version 1 has no closed_keep_*, versions 1
+ * and 2 no durability (defaults, or the deprecated flags). */
+#define SKY_CACHE_OPTIONS_VERSION 3
+#define SKY_CACHE_OPTIONS_INIT                                               \
+	{SKY_CACHE_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0,                   \
+	 SKY_DURABILITY_DEFAULT}
 /** closed_keep_s: closed sessions are never removed for their age. */
 #define SKY_KEEP_FOREVER (-1)
 /** Default closed_keep_s: 30 days. */
@@ -189,7 +272,7 @@ typedef struct {
  *
  * Returns 0, SKY_EPERM, SKY_EINVAL (bad options, a newer schema),
  * SKY_ENOTFOUND (SKY_CACHE_READONLY and no cache there), SKY_EBUSY (the
- * journal's single-writer rule, see SKY_CACHE_JOURNAL, or a journal to
+ * journal's single-writer rule, see SKY_DURABILITY_JOURNAL, or a journal to
  * recover while another process has the cache open) or -1.
  * On success *out is the caller's, freed with sky_cache_close().
  * Every write function returns SKY_EPERM on a read-only cache.
@@ -212,8 +295,10 @@ SKY_EXTERN void sky_cache_close(sky_cache *cache);
  */
 SKY_EXTERN int sky_cache_backup(sky_cache *cache, const char *dest_dir);
 
-/** Counts and sizes, for `skysync stats` (sky_cache_stats: 0 or -1). */
+/** Counts and sizes, for `skysync stats`. An output struct: set version
+ * (SKY_STATS_INIT). */
 typedef struct {
+	unsigned version;          /**< in: SKY_STATS_VERSION */
 	uint64_t applications;
 	uint64_t roles;
 	uint64_t sessions;
@@ -251,6 +336,11 @@ typedef struct {
 	uint64_t sync_requests;    /**< REST requests that sync made */
 } sky_stats;
 
+#define SKY_STATS_VERSION 1
+#define SKY_STATS_INIT SKY_OUT_INIT(SKY_STATS_VERSION)
+
+/** Fill *out (the fields of its version). Returns 0, SKY_EINVAL (version
+ * 0 or newer than the library) or -1. */
 SKY_EXTERN int sky_cache_stats(sky_cache *cache, sky_stats *out);
 
 /**
@@ -292,14 +382,19 @@ SKY_EXTERN int sky_stale_list(sky_cache *cache, sky_stale_cb cb,
 SKY_EXTERN int sky_session_stale(sky_cache *cache, const char *app_id,
 				 const char *session_id, char **reason,
 				 int64_t *since_us);
-/** What sky_cache_salvage() saved. */
+/** What sky_cache_salvage() saved. An output struct: set version
+ * (SKY_SALVAGE_REPORT_INIT). */
 typedef struct {
+	unsigned version;        /**< in: SKY_SALVAGE_REPORT_VERSION */
 	uint64_t entries;        /**< entries copied, all databases */
 	uint64_t outbox;         /**< queued writes among them */
 	uint64_t sessions;       /**< session records among them */
 	uint64_t damaged_ranges; /**< places that could not be read (each
 				      reported as a line) */
 } sky_salvage_report;
+
+#define SKY_SALVAGE_REPORT_VERSION 1
+#define SKY_SALVAGE_REPORT_INIT SKY_OUT_INIT(SKY_SALVAGE_REPORT_VERSION)
 
 /**
  * Copy what can still be read out of the (damaged) cache in `damaged_dir`
@@ -310,103 +405,12 @@ typedef struct {
  * their lock file, and never changed. Each place that could not be read
  * is reported as one line to `report` (may be NULL). The next sync brings
  * the mirror up to date. Returns 0 (see *out for what was saved),
- * SKY_EEXISTS, SKY_ENOTFOUND or -1.
+ * SKY_EEXISTS, SKY_ENOTFOUND, SKY_EINVAL (out's version) or -1. `out`
+ * may be NULL.
  */
 SKY_EXTERN int sky_cache_salvage(const char *damaged_dir,
-				 const char *dest_dir,
-				 sky_salvage_report *out,
-				 sky_report_cb report, void *payload);
-
-/* ------------------------------------------------------------------ */
-/* Events                                                              */
-/* ------------------------------------------------------------------ */
-
-/** What became of one event. */
-typedef enum {
-	SKY_EVENT_APPLIED = 0,  /**< state changed (or was recorded) */
-	SKY_EVENT_DUPLICATE,    /**< its eventId was applied before */
-	SKY_EVENT_STALE,        /**< older than the state it would change */
-	SKY_EVENT_DEFERRED,     /**< session unknown yet: kept for later */
-	SKY_EVENT_REJECTED,     /**< malformed or over a limit: see message */
-} sky_event_outcome;
-
-/** Short name of an outcome ("applied", "duplicate", ...; static). */
-SKY_EXTERN const char *sky_event_outcome_name(sky_event_outcome outcome);
-
-/**
- * Apply one event (§3 of DESIGN.md), given as JSON text of `len` bytes.
- * Atomic: it lands whole or not at all. A duplicate or stale event changes
- * nothing and returns 0 with that outcome.
- *
- * Returns 0 (see *outcome), SKY_EINVAL or SKY_ELIMIT for a rejected event
- * (nothing changed; sky_error_last() names the field), -1 on storage
- * failure. `outcome` may be NULL. Live-query callbacks registered on the
- * cache run inside this call, after the commit, on the calling thread.
- */
-SKY_EXTERN int sky_event_apply(sky_cache *cache, const char *json, size_t len,
-			       sky_event_outcome *outcome);
-
-/** One event of a batch and, after sky_event_apply_batch, its outcome. */
-typedef struct {
-	const char *json;          /**< in: the event text */
-	size_t len;                /**< in: its length */
-	sky_event_outcome outcome; /**< out */
-	char *error;               /**< out: why rejected (free with sky_free) */
-} sky_event_item;
-
-/**
- * Apply `count` events in one write transaction, in order. Rejected events
- * are skipped (each with its error) and change nothing; the others land
- * together, or none of them if storage fails. Returns 0 when the batch was
- * committed (even with rejects), -1 on storage failure. `error` is NULL
- * for items that were not rejected.
- */
-SKY_EXTERN int sky_event_apply_batch(sky_cache *cache, sky_event_item *items,
-				     size_t count);
-
-/* ------------------------------------------------------------------ */
-/* Direct writes of server state (used by sync after a REST read)      */
-/* ------------------------------------------------------------------ */
-
-/**
- * Store server state read over REST. sky_app_put and sky_role_put take an
- * application / role JSON object (DESIGN.md §2) and replace the cached one.
- * sky_session_put replaces the session (DESIGN.md §2) and, if
- * `data_json` is not NULL, its whole session data, as read at `as_of_us`
- * (microseconds since the epoch, server clock): events created before that
- * time are stale for it, and parts of the cache newer than that time are
- * kept. Events waiting for the session are applied after it.
- * Each returns 0, SKY_EINVAL or SKY_ELIMIT (rejected; nothing changed), or
- * -1. sky_session_remove returns 0, SKY_ENOTFOUND or -1.
- */
-SKY_EXTERN int sky_app_put(sky_cache *cache, const char *app_json, size_t len);
-SKY_EXTERN int sky_role_put(sky_cache *cache, const char *app_id,
-			    const char *role_json, size_t len);
-SKY_EXTERN int sky_session_put(sky_cache *cache, const char *session_json,
-			       size_t len, const char *data_json,
-			       size_t data_len, int64_t as_of_us);
-/** One session of sky_session_put_batch and, after it, its result. */
-typedef struct {
-	const char *session_json; /**< in: the session (DESIGN.md §2) */
-	size_t len;
-	const char *data_json;    /**< in: its whole session data, or NULL */
-	size_t data_len;
-	int64_t as_of_us;         /**< in: server read time, as for sky_session_put */
-	int result;               /**< out: 0, or SKY_EINVAL / SKY_ELIMIT */
-	char *error;              /**< out: why rejected (free with sky_free) */
-} sky_session_item;
-
-/**
- * sky_session_put for `count` sessions in one write transaction, in
- * order. Rejected items change nothing (each gets its error); the others
- * land together, or none if storage fails. Returns 0 when committed (even
- * with rejects), -1 on storage failure.
- */
-SKY_EXTERN int sky_session_put_batch(sky_cache *cache, sky_session_item *items,
-				     size_t count);
-/** Remove a session and its data (closed or no longer visible). */
-SKY_EXTERN int sky_session_remove(sky_cache *cache, const char *app_id,
-				  const char *session_id);
+				 const char *dest_dir, sky_report_cb report,
+				 void *payload, sky_salvage_report *out);
 
 /* ------------------------------------------------------------------ */
 /* Reads                                                               */
@@ -421,8 +425,9 @@ SKY_EXTERN int sky_session_remove(sky_cache *cache, const char *app_id,
 typedef struct sky_reader sky_reader;
 
 /** Begin a snapshot: 0 or -1; *out is ended with sky_reader_end(). */
-SKY_EXTERN int sky_reader_begin(sky_cache *cache, sky_reader **out);
-/** End a snapshot; its borrowed pointers die with it. NULL is a no-op. */
+SKY_EXTERN int sky_reader_begin(sky_reader **out, sky_cache *cache);
+/** End a snapshot; its borrowed pointers (and what sky_reader_data built)
+ * die with it. NULL is a no-op. */
 SKY_EXTERN void sky_reader_end(sky_reader *reader);
 
 /**
@@ -435,19 +440,27 @@ SKY_EXTERN int sky_reader_session(sky_reader *reader, const char *app_id,
 				  size_t *len);
 
 /**
- * Convenience forms with their own snapshot; *json is the caller's (free
- * with sky_free), `len` may be NULL. sky_data_get / sky_reader_data give the
- * whole session data object as compact JSON text. sky_app_get gives one
- * application. Each returns 0, SKY_ENOTFOUND, SKY_EINVAL or -1.
+ * The whole session data object as compact NUL-terminated JSON text,
+ * borrowed from the reader like sky_reader_session(): the reader keeps
+ * the text it built and frees it at sky_reader_end(). `len` may be NULL.
+ * Returns 0, SKY_ENOTFOUND, SKY_EINVAL (a malformed id) or -1.
+ */
+SKY_EXTERN int sky_reader_data(sky_reader *reader, const char *app_id,
+			       const char *session_id, const char **json,
+			       size_t *len);
+
+/**
+ * Convenience forms with their own snapshot; *json is an owned copy, the
+ * caller's (free with sky_free), `len` may be NULL. sky_session_get gives
+ * the session, sky_data_get its whole data object (compact JSON text),
+ * sky_app_get one application. Each returns 0, SKY_ENOTFOUND, SKY_EINVAL
+ * or -1.
  */
 SKY_EXTERN int sky_session_get(sky_cache *cache, const char *app_id,
 			       const char *session_id, char **json,
 			       size_t *len);
 SKY_EXTERN int sky_data_get(sky_cache *cache, const char *app_id,
 			    const char *session_id, char **json, size_t *len);
-SKY_EXTERN int sky_reader_data(sky_reader *reader, const char *app_id,
-			       const char *session_id, char **json,
-			       size_t *len);
 SKY_EXTERN int sky_app_get(sky_cache *cache, const char *app_id, char **json,
 			   size_t *len);
 
@@ -456,7 +469,7 @@ SKY_EXTERN int sky_app_get(sky_cache *cache, const char *app_id, char **json,
  * text valid during the call, on the calling thread. Return non-zero to
  * stop early (that value is then returned by the listing function, which
  * otherwise returns 0, SKY_EINVAL for a malformed id, SKY_ENOTFOUND for
- * sky_session_events of an unknown session, or -1).
+ * sky_session_event_list of an unknown session, or -1).
  */
 typedef int (*sky_json_cb)(const char *json, size_t len, void *payload);
 
@@ -466,10 +479,11 @@ SKY_EXTERN int sky_role_list(sky_cache *cache, const char *app_id,
 /** Sessions of one application (NULL: all), in key order. */
 SKY_EXTERN int sky_session_list(sky_cache *cache, const char *app_id,
 				sky_json_cb cb, void *payload);
-/** Custom events (session_event_created) recorded for a session, oldest first. */
-SKY_EXTERN int sky_session_events(sky_cache *cache, const char *app_id,
-				  const char *session_id, sky_json_cb cb,
-				  void *payload);
+/** Custom session events (session_event_created) recorded for a session,
+ * oldest first (sky_session_event_send() queues one). */
+SKY_EXTERN int sky_session_event_list(sky_cache *cache, const char *app_id,
+				      const char *session_id, sky_json_cb cb,
+				      void *payload);
 
 /* ------------------------------------------------------------------ */
 /* Sync engine                                                         */
@@ -643,8 +657,8 @@ typedef struct {
  * process or another, holds the cache; the message names its pid and
  * command) or -1. *out is the caller's, freed with sky_engine_free().
  */
-SKY_EXTERN int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
-			      sky_engine **out);
+SKY_EXTERN int sky_engine_new(sky_engine **out, sky_cache *cache,
+			      const sky_engine_options *opts);
 
 /**
  * Start the engine on the caller's loop and return at once; it works as
@@ -699,7 +713,10 @@ SKY_EXTERN void sky_engine_stop(sky_engine *engine);
 /** Stop if needed and free. NULL is a no-op. Not from a callback. */
 SKY_EXTERN void sky_engine_free(sky_engine *engine);
 
+/** The engine's state and counters. An output struct: set version
+ * (SKY_SYNC_STATUS_INIT). */
 typedef struct {
+	unsigned version;        /**< in: SKY_SYNC_STATUS_VERSION */
 	sky_engine_state state;
 	int broker_up;           /**< connected and subscribed */
 	int rest_ok;             /**< the last REST request got an answer */
@@ -736,6 +753,9 @@ typedef struct {
 				      kept session before the first sync */
 } sky_sync_status;
 
+#define SKY_SYNC_STATUS_VERSION 1
+#define SKY_SYNC_STATUS_INIT SKY_OUT_INIT(SKY_SYNC_STATUS_VERSION)
+
 /*
  * How a sync read the realm. FULL: every application's lists and every
  * listed session's data (a snapshot). RESUMED: the cache was synced before
@@ -758,7 +778,9 @@ typedef struct {
 /** Words for a SKY_SYNC_WHY_* code (a static string). */
 SKY_EXTERN const char *sky_sync_why_name(int why);
 
-/** The engine's state and counters. Returns 0. */
+/** Fill *out with the engine's state and counters (the fields of its
+ * version). Returns 0 or SKY_EINVAL (version 0 or newer than the
+ * library). */
 SKY_EXTERN int sky_engine_status(sky_engine *engine, sky_sync_status *out);
 
 /**
@@ -784,9 +806,9 @@ SKY_EXTERN int sky_sync_user_get(sky_cache *cache, char **json, size_t *len);
  * Every write goes through the outbox. A write call checks its input,
  * then in one LMDB write transaction queues the write and applies it to
  * the local view (optimistic): when the call returns the write is on
- * disk (by default safe against a power cut; SKY_CACHE_FAST_WRITES keeps
+ * disk (by default safe against a power cut; SKY_DURABILITY_FAST keeps
  * it across a process crash, a power cut may undo the last writes;
- * SKY_CACHE_NOSYNC is weaker still) and every read of this cache, from
+ * SKY_DURABILITY_NONE is weaker still) and every read of this cache, from
  * any thread or process, shows it. Query rows with queued writes carry
  * SKY_RESULT_PENDING; sky_session_pending() counts them; the
  * sky_*_get_confirmed() calls read the server's state alone.
@@ -831,17 +853,17 @@ SKY_EXTERN int sky_sync_user_get(sky_cache *cache, char **json, size_t *len);
  * session arrives, its local view is rebuilt as that state plus the
  * writes still queued.
  *
- * The write calls (sky_write_batch to sky_event_send) return 0, SKY_EINVAL
- * (bad input -- the message names the field --, or a session the local
- * view shows closed, whose writes the server would refuse), SKY_ENOTFOUND
- * (the session, or for a create the application, is not in the cache),
- * SKY_ELIMIT (an id, the body or a property over its limit), SKY_EPERM (a
- * read-only cache) or -1; nothing is queued unless they return 0. Every
- * argument is checked before anything changes: application and session
- * ids of writes may not hold '/', '+' or '#' either (they are REST path
- * segments and MQTT topic levels). Session ids may be local ids. They may be called from any thread, also while an
- * engine runs on another; live queries of the cache see these writes like
- * any other.
+ * The write calls (sky_write_batch to sky_session_event_send) return 0,
+ * SKY_EINVAL (bad input -- the message names the field --, or a session
+ * the local view shows closed, whose writes the server would refuse),
+ * SKY_ENOTFOUND (the session, or for a create the application, is not in
+ * the cache), SKY_ELIMIT (an id, the body or a property over its limit),
+ * SKY_EPERM (a read-only cache) or -1; nothing is queued unless they
+ * return 0. Every argument is checked before anything changes: application
+ * and session ids of writes may not hold '/', '+' or '#' either (they are
+ * REST path segments and MQTT topic levels). Session ids may be local ids.
+ * They may be called from any thread, also while an engine runs on
+ * another; live queries of the cache see these writes like any other.
  */
 
 /** What a queued write does. */
@@ -925,13 +947,14 @@ SKY_EXTERN int sky_data_patch(sky_cache *cache, const char *app_id,
 SKY_EXTERN int sky_participant_add(sky_cache *cache, const char *app_id,
 				   const char *session_id,
 				   const char *participant_id, int is_group);
-/** Send a custom session event (json: its data, a JSON object). It has
- * no effect on the local view: sky_session_events() shows it once a
- * following engine received the server's session_event_created. Not
- * idempotent: one whose answer was lost is left SKY_OUTBOX_IN_DOUBT. */
-SKY_EXTERN int sky_event_send(sky_cache *cache, const char *app_id,
-			      const char *session_id, const char *json,
-			      size_t len);
+/** Queue a custom session event (json: its data, a JSON object) for the
+ * server. It has no effect on the local view: sky_session_event_list()
+ * shows it once a following engine received the server's
+ * session_event_created. Not idempotent: one whose answer was lost is
+ * left SKY_OUTBOX_IN_DOUBT. */
+SKY_EXTERN int sky_session_event_send(sky_cache *cache, const char *app_id,
+				      const char *session_id,
+				      const char *json, size_t len);
 
 /**
  * The confirmed server state of a session alone (without queued writes),
@@ -1036,13 +1059,20 @@ SKY_EXTERN int sky_outbox_retry(sky_cache *cache, uint64_t id);
  */
 SKY_EXTERN int sky_outbox_drop(sky_cache *cache, uint64_t id);
 
-/** Counts by state. */
+/** Counts by state. An output struct: set version
+ * (SKY_OUTBOX_COUNTS_INIT). */
 typedef struct {
+	unsigned version; /**< in: SKY_OUTBOX_COUNTS_VERSION */
 	uint64_t pending, in_flight, in_doubt, rejected;
 } sky_outbox_counts;
-/** Count the entries by state into *out (the caller's storage), in one
- * snapshot. Nothing left to deliver: pending + in_flight + in_doubt == 0.
- * Returns 0 or -1. */
+
+#define SKY_OUTBOX_COUNTS_VERSION 1
+#define SKY_OUTBOX_COUNTS_INIT SKY_OUT_INIT(SKY_OUTBOX_COUNTS_VERSION)
+
+/** Count the entries by state into *out (the caller's storage, the fields
+ * of its version), in one snapshot. Nothing left to deliver: pending +
+ * in_flight + in_doubt == 0. Returns 0, SKY_EINVAL (version 0 or newer
+ * than the library) or -1. */
 SKY_EXTERN int sky_outbox_counts_get(sky_cache *cache, sky_outbox_counts *out);
 
 /**
@@ -1233,8 +1263,8 @@ typedef void (*sky_live_cb)(const sky_live_change *change, void *payload);
  * sky_live_query_remove(); all must be removed before sky_cache_close().
  * Returns 0 or -1.
  */
-SKY_EXTERN int sky_live_query_add(const sky_query *q, sky_live_cb cb,
-				  void *payload, sky_live_query **out);
+SKY_EXTERN int sky_live_query_add(sky_live_query **out, const sky_query *q,
+				  sky_live_cb cb, void *payload);
 
 /**
  * Stop watching. When it returns, the callback is not running (unless
@@ -1271,7 +1301,36 @@ SKY_EXTERN int sky_merge_patch_text(const char *target, size_t target_len,
 				    const char *patch, size_t patch_len,
 				    char **out, size_t *out_len);
 
+/* ------------------------------------------------------------------ */
+/* BEGIN DEPRECATED NAMES (0.1 names, removed in 0.3)                  */
+/* ------------------------------------------------------------------ */
+#ifndef SKY_NO_DEPRECATED
+/** Deprecated: sky_session_event_send(). */
+SKY_DEPRECATED static inline int sky_event_send(sky_cache *cache,
+						const char *app_id,
+						const char *session_id,
+						const char *json, size_t len)
+{
+	return sky_session_event_send(cache, app_id, session_id, json, len);
+}
+/** Deprecated: sky_session_event_list(). */
+SKY_DEPRECATED static inline int sky_session_events(sky_cache *cache,
+						    const char *app_id,
+						    const char *session_id,
+						    sky_json_cb cb,
+						    void *payload)
+{
+	return sky_session_event_list(cache, app_id, session_id, cb, payload);
+}
+#endif /* SKY_NO_DEPRECATED */
+/* END DEPRECATED NAMES                                                */
+
 #ifdef __cplusplus
 }
+#endif
+
+/* The mirror-feeding calls: see skysync_mirror.h about why it is apart. */
+#ifndef SKY_NO_DEPRECATED
+#include "skysync_mirror.h"
 #endif
 #endif /* SKYSYNC_H */

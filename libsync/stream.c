@@ -347,7 +347,7 @@ static void apply_some(sky_engine *e, size_t limit)
 	if (!n)
 		return;
 	evitem *its = malloc(n * sizeof(*its));
-	sky_event_item *items = calloc(n, sizeof(*items));
+	sky_mirror_event_item *items = calloc(n, sizeof(*items));
 	if (!its || !items) {
 		free(its);
 		free(items);
@@ -363,7 +363,7 @@ static void apply_some(sky_engine *e, size_t limit)
 		items[i].json = its[i].text;
 		items[i].len = its[i].len;
 	}
-	if (sky_event_apply_batch(e->cache, items, n) < 0) {
+	if (sky_mirror_event_apply_batch(e->cache, items, n) < 0) {
 		/* Storage failed: these events are lost to us; read again. */
 		sky__elog(e, SKY_LOG_ERROR, "cannot apply %zu events: %s", n,
 			  sky_error_last()->message);
@@ -376,7 +376,7 @@ static void apply_some(sky_engine *e, size_t limit)
 	for (size_t i = 0; i < n; i++) {
 		evitem *it = &its[i];
 		switch (items[i].outcome) {
-		case SKY_EVENT_APPLIED:
+		case SKY_MIRROR_APPLIED:
 			e->st.events_applied++;
 			if (it->created_us) {
 				if (it->created_us > e->st.last_event_us)
@@ -392,8 +392,8 @@ static void apply_some(sky_engine *e, size_t limit)
 				free(payload);
 			}
 			break;
-		case SKY_EVENT_DUPLICATE: e->st.events_skipped++; break;
-		case SKY_EVENT_STALE:
+		case SKY_MIRROR_DUPLICATE: e->st.events_skipped++; break;
+		case SKY_MIRROR_STALE:
 			e->st.events_skipped++;
 			sky__elog(e, SKY_LOG_DEBUG,
 				  "event %s (%s) for %s/%s is stale%s", it->eid,
@@ -405,10 +405,10 @@ static void apply_some(sky_engine *e, size_t limit)
 			if (!it->after_read)
 				sky__fetch_schedule(e, it->app, it->sid, 1);
 			break;
-		case SKY_EVENT_DEFERRED:
+		case SKY_MIRROR_DEFERRED:
 			sky__fetch_schedule(e, it->app, it->sid, 0);
 			break;
-		case SKY_EVENT_REJECTED:
+		case SKY_MIRROR_REJECTED:
 			/* Refused by the cache (malformed, over a limit): the
 			 * server changed the session all the same, so it is
 			 * read again rather than left to diverge. */

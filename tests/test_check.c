@@ -24,6 +24,7 @@
 #include "outbox.h"
 #include "record.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 #define APP "app1"
@@ -39,9 +40,9 @@ static sky_cache *open_cache(void)
 {
 	sky_cache *c = NULL;
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
-	CU_ASSERT_FATAL(sky_app_put(c, app_json, strlen(app_json)) == 0);
+	CU_ASSERT_FATAL(sky_mirror_app_put(c, app_json, strlen(app_json)) == 0);
 	return c;
 }
 
@@ -62,7 +63,7 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 	CU_ASSERT_FATAL(ev != NULL);
 	char *text = json_dumps(ev, JSON_COMPACT);
 	CU_ASSERT_FATAL(text != NULL);
-	int rc = sky_event_apply(c, text, strlen(text), NULL);
+	int rc = sky_mirror_event_apply(c, text, strlen(text), NULL);
 	if (rc)
 		fprintf(stderr, "\napply: %s\n", sky_error_last()->message);
 	CU_ASSERT(rc == 0);
@@ -291,7 +292,7 @@ static sky_cache *every_write(void)
 	     "data patch of a session without server data");
 	STEP(sky_participant_add(c, APP, "s-bare", "bob", 0),
 	     "participant pending");
-	STEP(sky_event_send(c, APP, "s-bare", JS("{\"note\":\"wet\"}")),
+	STEP(sky_session_event_send(c, APP, "s-bare", JS("{\"note\":\"wet\"}")),
 	     "custom event pending");
 	free(local_id);
 	local_id = NULL;

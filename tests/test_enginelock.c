@@ -258,9 +258,9 @@ static void test_enginelock__second_engine_busy(void)
 	CU_ASSERT_FATAL(fx_start(&fx, NULL) == 0);
 	sky_engine_options o = engine_options(&fx);
 	sky_engine *a = NULL, *b = NULL;
-	CU_ASSERT_FATAL(sky_engine_new(fx.cache, &o, &a) == 0);
+	CU_ASSERT_FATAL(sky_engine_new(&a, fx.cache, &o) == 0);
 	/* A second engine in this process. */
-	CU_ASSERT(sky_engine_new(fx.cache, &o, &b) == SKY_EBUSY);
+	CU_ASSERT(sky_engine_new(&b, fx.cache, &o) == SKY_EBUSY);
 	CU_ASSERT(b == NULL);
 	char pid[32];
 	snprintf(pid, sizeof(pid), "pid %ld", (long)getpid());
@@ -280,7 +280,7 @@ static void test_enginelock__second_engine_busy(void)
 							 "soon", NULL}) == 1);
 	/* Freed, the lock is free. */
 	sky_engine_free(a);
-	CU_ASSERT(sky_engine_new(fx.cache, &o, &b) == 0);
+	CU_ASSERT(sky_engine_new(&b, fx.cache, &o) == 0);
 	sky_engine_free(b);
 	CU_ASSERT(sync_run(&fx, "free", (const char *[]){"--quiet", NULL}) ==
 		  0);
@@ -296,11 +296,11 @@ static void test_enginelock__kill9_frees_the_lock(void)
 	CU_ASSERT_FATAL(wait_lock_pid(&fx, holder) == 0);
 	sky_engine_options o = engine_options(&fx);
 	sky_engine *e = NULL;
-	CU_ASSERT(sky_engine_new(fx.cache, &o, &e) == SKY_EBUSY);
+	CU_ASSERT(sky_engine_new(&e, fx.cache, &o) == SKY_EBUSY);
 	kill(holder, SIGKILL);
 	CU_ASSERT(wait_exit(holder) == 128 + SIGKILL);
 	/* The kernel let go of it: the next engine starts at once. */
-	CU_ASSERT(sky_engine_new(fx.cache, &o, &e) == 0);
+	CU_ASSERT(sky_engine_new(&e, fx.cache, &o) == 0);
 	sky_engine_free(e);
 	fx_end(&fx);
 }
@@ -502,7 +502,7 @@ static void test_outbox__event_5xx_in_doubt_429_resent(void)
 	CU_ASSERT(admin_fault(&fx, "error:code=503,next=1,method=POST,"
 				   "path=*/events") == 0);
 	const char *ev = "{\"kind\":\"5xx\"}";
-	CU_ASSERT(sky_event_send(fx.cache, APP, sid, ev, strlen(ev)) == 0);
+	CU_ASSERT(sky_session_event_send(fx.cache, APP, sid, ev, strlen(ev)) == 0);
 	CU_ASSERT(sync_run(&fx, "5xx", quiet) == 4);
 	entries e = outbox(&fx);
 	CU_ASSERT_FATAL(e.n == 1);
@@ -517,7 +517,7 @@ static void test_outbox__event_5xx_in_doubt_429_resent(void)
 	CU_ASSERT(admin_fault(&fx, "throttle:retry=1,next=1,method=POST,"
 				   "path=*/events") == 0);
 	ev = "{\"kind\":\"429\"}";
-	CU_ASSERT(sky_event_send(fx.cache, APP, sid, ev, strlen(ev)) == 0);
+	CU_ASSERT(sky_session_event_send(fx.cache, APP, sid, ev, strlen(ev)) == 0);
 	CU_ASSERT(sync_run(&fx, "429", quiet) == 0);
 	CU_ASSERT(outbox(&fx).n == 0);
 	fx_end(&fx);

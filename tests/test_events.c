@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 static sky_cache *open_cache(void)
@@ -37,10 +38,10 @@ static char *ev(const char *type, const char *sid, const char *eid,
 	return out;
 }
 
-static sky_event_outcome apply(sky_cache *c, char *event)
+static sky_mirror_outcome apply(sky_cache *c, char *event)
 {
-	sky_event_outcome o = SKY_EVENT_REJECTED;
-	int rc = sky_event_apply(c, event, strlen(event), &o);
+	sky_mirror_outcome o = SKY_MIRROR_REJECTED;
+	int rc = sky_mirror_event_apply(c, event, strlen(event), &o);
 	if (rc != 0)
 		fprintf(stderr, "\napply failed: %s\n", sky_error_last()->message);
 	CU_ASSERT(rc == 0);
@@ -50,10 +51,10 @@ static sky_event_outcome apply(sky_cache *c, char *event)
 
 static int reject(sky_cache *c, const char *event, const char *needle)
 {
-	sky_event_outcome o = SKY_EVENT_APPLIED;
-	int rc = sky_event_apply(c, event, strlen(event), &o);
+	sky_mirror_outcome o = SKY_MIRROR_APPLIED;
+	int rc = sky_mirror_event_apply(c, event, strlen(event), &o);
 	CU_ASSERT(rc == SKY_EINVAL || rc == SKY_ELIMIT);
-	CU_ASSERT(o == SKY_EVENT_REJECTED);
+	CU_ASSERT(o == SKY_MIRROR_REJECTED);
 	const char *msg = sky_error_last()->message;
 	if (needle && !strstr(msg, needle)) {
 		fprintf(stderr, "\nmessage '%s' lacks '%s'\n", msg, needle);
@@ -91,7 +92,7 @@ static void test_events__all_six_types(void)
 	sky_cache *c = open_cache();
 	CU_ASSERT(apply(c, ev("session_created", "s1", "e1",
 			      "2024-05-01T10:00:00Z", "session", SESSION_S1)) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	char *s = get(c, "s1");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	SKY_ASSERT_JSON_EQ(s, SESSION_S1); /* unknown fields round-trip */
@@ -100,26 +101,26 @@ static void test_events__all_six_types(void)
 	CU_ASSERT(apply(c, ev("session_updated", "s1", "e2",
 			      "2024-05-01T10:01:00Z", "session",
 			      "{\"sessionId\":\"s1\",\"name\":\"Line 2\"}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev("session_properties_updated", "s1", "e3",
 			      "2024-05-01T10:02:00Z", "session",
 			      "{\"properties\":{\"shift\":\"night\"}}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e4",
 			      "2024-05-01T10:03:00Z", "data",
 			      "{\"a\":{\"b\":1,\"c\":[1,2]},\"d\":\"x\"}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e5",
 			      "2024-05-01T10:04:00Z", "data",
 			      "{\"a\":{\"b\":null,\"c\":[3]},\"d\":null}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev("session_event_created", "s1", "e6",
 			      "2024-05-01T10:05:00Z", "data",
 			      "{\"kind\":\"scan\",\"code\":42}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev("session_closed", "s1", "e7",
 			      "2024-05-01T10:06:00Z", "session",
-			      "{\"status\":\"closed\"}")) == SKY_EVENT_APPLIED);
+			      "{\"status\":\"closed\"}")) == SKY_MIRROR_APPLIED);
 
 	s = get(c, "s1");
 	json_t *j = json_loads(s, 0, NULL);
@@ -140,7 +141,7 @@ static void test_events__all_six_types(void)
 	SKY_ASSERT_JSON_EQ(d, "{\"a\":{\"c\":[3]}}");
 	free(d);
 
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT(sky_cache_stats(c, &st) == 0);
 	CU_ASSERT(st.custom_events == 1);
 	CU_ASSERT(st.sessions == 1);
@@ -155,17 +156,17 @@ static void test_events__idempotent(void)
 	sky_cache *c = open_cache();
 	CU_ASSERT(apply(c, ev("session_created", "s1", "e1",
 			      "2024-05-01T10:00:00Z", "session", SESSION_S1)) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	/* The same data patch twice: the second must be skipped by id even
 	 * though applying it again would be harmless here; an array append
 	 * elsewhere would not be. */
 	CU_ASSERT(apply(c, ev("session_event_created", "s1", "e2",
 			      "2024-05-01T10:01:00Z", "data", "{\"n\":1}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev("session_event_created", "s1", "e2",
 			      "2024-05-01T10:01:00Z", "data", "{\"n\":1}")) ==
-		  SKY_EVENT_DUPLICATE);
-	sky_stats st;
+		  SKY_MIRROR_DUPLICATE);
+	sky_stats st = SKY_STATS_INIT;
 	sky_cache_stats(c, &st);
 	CU_ASSERT(st.custom_events == 1);
 	CU_ASSERT(st.events_skipped == 1);
@@ -185,15 +186,15 @@ static void test_events__event_log_is_bounded(void)
 		snprintf(eid, sizeof(eid), "e%d", i);
 		snprintf(t, sizeof(t), "2024-05-01T10:%02d:00Z", i);
 		CU_ASSERT(apply(c, ev("session_data_updated", "s1", eid, t,
-				      "data", "{\"k\":1}")) == SKY_EVENT_APPLIED);
+				      "data", "{\"k\":1}")) == SKY_MIRROR_APPLIED);
 	}
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	sky_cache_stats(c, &st);
 	CU_ASSERT(st.event_log == 5);
 	/* A recent id is still remembered. */
 	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e20",
 			      "2024-05-01T10:20:00Z", "data", "{\"k\":1}")) ==
-		  SKY_EVENT_DUPLICATE);
+		  SKY_MIRROR_DUPLICATE);
 	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
 	sky_cache_close(c);
 }
@@ -205,23 +206,23 @@ static void test_events__no_rollback(void)
 		    "session", SESSION_S1));
 	CU_ASSERT(apply(c, ev("session_updated", "s1", "e3",
 			      "2024-05-01T12:00:00Z", "session",
-			      "{\"name\":\"new\"}")) == SKY_EVENT_APPLIED);
+			      "{\"name\":\"new\"}")) == SKY_MIRROR_APPLIED);
 	/* An older rename arrives late: it must not undo the newer one. */
 	CU_ASSERT(apply(c, ev("session_updated", "s1", "e2",
 			      "2024-05-01T11:00:00Z", "session",
-			      "{\"name\":\"old\"}")) == SKY_EVENT_STALE);
+			      "{\"name\":\"old\"}")) == SKY_MIRROR_STALE);
 	/* Properties have their own watermark: an older property update is
 	 * still newer than the last property change. */
 	CU_ASSERT(apply(c, ev("session_properties_updated", "s1", "e4",
 			      "2024-05-01T11:30:00Z", "session",
 			      "{\"properties\":{\"a\":\"1\"}}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e5",
 			      "2024-05-01T11:00:00Z", "data", "{\"v\":2}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev("session_data_updated", "s1", "e6",
 			      "2024-05-01T10:59:00Z", "data", "{\"v\":1}")) ==
-		  SKY_EVENT_STALE);
+		  SKY_MIRROR_STALE);
 	char *s = get(c, "s1");
 	CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"name\":\"new\""));
 	free(s);
@@ -234,10 +235,10 @@ static void test_events__no_rollback(void)
 		"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":"
 		"\"open\",\"name\":\"snap\",\"createdAt\":\"2024-05-01T10:00:00Z\"}";
 	int64_t t13 = 1714568400LL * 1000000; /* 2024-05-01T13:00:00Z */
-	CU_ASSERT(sky_session_put(c, snap, strlen(snap), "{\"v\":9}", 7, t13) == 0);
+	CU_ASSERT(sky_mirror_session_put(c, snap, strlen(snap), "{\"v\":9}", 7, t13) == 0);
 	CU_ASSERT(apply(c, ev("session_updated", "s1", "e7",
 			      "2024-05-01T12:30:00Z", "session",
-			      "{\"name\":\"late\"}")) == SKY_EVENT_STALE);
+			      "{\"name\":\"late\"}")) == SKY_MIRROR_STALE);
 	s = get(c, "s1");
 	CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"name\":\"snap\""));
 	free(s);
@@ -248,7 +249,7 @@ static void test_events__no_rollback(void)
 	const char *older =
 		"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"name\":"
 		"\"older\",\"createdAt\":\"2024-05-01T10:00:00Z\"}";
-	CU_ASSERT(sky_session_put(c, older, strlen(older), "{}", 2,
+	CU_ASSERT(sky_mirror_session_put(c, older, strlen(older), "{}", 2,
 				  t13 - 1000000) == 0);
 	s = get(c, "s1");
 	CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"name\":\"snap\""));
@@ -261,19 +262,19 @@ static void test_events__waits_for_unknown_session(void)
 	sky_cache *c = open_cache();
 	CU_ASSERT(apply(c, ev("session_data_updated", "s9", "e2",
 			      "2024-05-01T10:01:00Z", "data", "{\"x\":1}")) ==
-		  SKY_EVENT_DEFERRED);
+		  SKY_MIRROR_DEFERRED);
 	CU_ASSERT(apply(c, ev("session_updated", "s9", "e3",
 			      "2024-05-01T10:02:00Z", "session",
-			      "{\"name\":\"renamed\"}")) == SKY_EVENT_DEFERRED);
+			      "{\"name\":\"renamed\"}")) == SKY_MIRROR_DEFERRED);
 	CU_ASSERT(apply(c, ev("session_event_created", "s9", "e4",
 			      "2024-05-01T10:03:00Z", "data", "[1]")) ==
-		  SKY_EVENT_DEFERRED);
+		  SKY_MIRROR_DEFERRED);
 	/* A duplicate of a waiting event is not kept twice. */
 	CU_ASSERT(apply(c, ev("session_data_updated", "s9", "e2",
 			      "2024-05-01T10:01:00Z", "data", "{\"x\":1}")) ==
-		  SKY_EVENT_DUPLICATE);
+		  SKY_MIRROR_DUPLICATE);
 	CU_ASSERT_PTR_NULL(get(c, "s9"));
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	sky_cache_stats(c, &st);
 	CU_ASSERT(st.pending_events == 3);
 
@@ -282,7 +283,7 @@ static void test_events__waits_for_unknown_session(void)
 			 "\"2024-05-01T10:00:00Z\"}";
 	CU_ASSERT(apply(c, ev("session_created", "s9", "e1",
 			      "2024-05-01T10:00:00Z", "session", s9)) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	char *s = get(c, "s9");
 	CU_ASSERT_PTR_NOT_NULL(s && strstr(s, "\"name\":\"renamed\""));
 	free(s);
@@ -298,10 +299,10 @@ static void test_events__waits_for_unknown_session(void)
 	CU_ASSERT(apply(c, ev("session_properties_updated", "s10", "e20",
 			      "2024-05-01T11:00:00Z", "session",
 			      "{\"properties\":{\"p\":\"v\"}}")) ==
-		  SKY_EVENT_DEFERRED);
+		  SKY_MIRROR_DEFERRED);
 	const char *s10 = "{\"applicationId\":\"app1\",\"sessionId\":\"s10\","
 			  "\"createdAt\":\"2024-05-01T10:00:00Z\"}";
-	CU_ASSERT(sky_session_put(c, s10, strlen(s10), NULL, 0,
+	CU_ASSERT(sky_mirror_session_put(c, s10, strlen(s10), NULL, 0,
 				  1714557600LL * 1000000) == 0);
 	s = get(c, "s10");
 	CU_ASSERT_PTR_NOT_NULL(s && strstr(s, "\"p\":\"v\""));
@@ -323,7 +324,7 @@ static void test_events__pending_limit(void)
 		     "data", "{}");
 	CU_ASSERT(reject(c, e, "limit 2") == SKY_ELIMIT);
 	free(e);
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	sky_cache_stats(c, &st);
 	CU_ASSERT(st.pending_events == 2);
 	CU_ASSERT(st.event_log == 2);
@@ -336,7 +337,7 @@ static void test_events__malformed_rejected(void)
 	sky_cache *c = open_cache();
 	apply(c, ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
 		    "session", SESSION_S1));
-	sky_stats before;
+	sky_stats before = SKY_STATS_INIT;
 	sky_cache_stats(c, &before);
 	static const struct {
 		const char *event;
@@ -397,10 +398,10 @@ static void test_events__malformed_rejected(void)
 	/* Invalid UTF-8 and an embedded NUL. */
 	reject(c, "{\"applicationId\":\"\xff\"}", "not valid JSON");
 	static const char nul[] = "{\"a\":\"x\0y\"}";
-	sky_event_outcome o;
-	CU_ASSERT(sky_event_apply(c, nul, sizeof(nul) - 1, &o) == SKY_EINVAL);
+	sky_mirror_outcome o;
+	CU_ASSERT(sky_mirror_event_apply(c, nul, sizeof(nul) - 1, &o) == SKY_EINVAL);
 
-	sky_stats after;
+	sky_stats after = SKY_STATS_INIT;
 	sky_cache_stats(c, &after);
 	CU_ASSERT(after.events_applied == before.events_applied);
 	CU_ASSERT(after.event_log == before.event_log);
@@ -440,9 +441,9 @@ static void test_events__limits(void)
 		    "session", SESSION_S1));
 	/* 64 levels (the event object counts as one) pass, 65 do not. */
 	char *ok = nested(64), *deep = nested(65);
-	sky_event_outcome o;
-	CU_ASSERT(sky_event_apply(c, ok, strlen(ok), &o) == 0);
-	CU_ASSERT(o == SKY_EVENT_APPLIED);
+	sky_mirror_outcome o;
+	CU_ASSERT(sky_mirror_event_apply(c, ok, strlen(ok), &o) == 0);
+	CU_ASSERT(o == SKY_MIRROR_APPLIED);
 	CU_ASSERT(reject(c, deep, "deeper than the limit of 64") == SKY_ELIMIT);
 	free(ok);
 	free(deep);
@@ -485,17 +486,17 @@ static void test_events__batch_with_rejects(void)
 		      "data", "\"not an object\"");
 	char *e4 = ev("session_data_updated", "s1", "e2", "2024-05-01T10:01:00Z",
 		      "data", "{\"a\":1}");
-	sky_event_item items[] = {
+	sky_mirror_event_item items[] = {
 		{e1, strlen(e1), 0, NULL}, {e2, strlen(e2), 0, NULL},
 		{e3, strlen(e3), 0, NULL}, {e4, strlen(e4), 0, NULL},
 	};
-	CU_ASSERT(sky_event_apply_batch(c, items, 4) == 0);
-	CU_ASSERT(items[0].outcome == SKY_EVENT_APPLIED);
-	CU_ASSERT(items[1].outcome == SKY_EVENT_APPLIED);
-	CU_ASSERT(items[2].outcome == SKY_EVENT_REJECTED);
+	CU_ASSERT(sky_mirror_event_apply_batch(c, items, 4) == 0);
+	CU_ASSERT(items[0].outcome == SKY_MIRROR_APPLIED);
+	CU_ASSERT(items[1].outcome == SKY_MIRROR_APPLIED);
+	CU_ASSERT(items[2].outcome == SKY_MIRROR_REJECTED);
 	CU_ASSERT_PTR_NOT_NULL(items[2].error &&
 			       strstr(items[2].error, "event.data"));
-	CU_ASSERT(items[3].outcome == SKY_EVENT_DUPLICATE);
+	CU_ASSERT(items[3].outcome == SKY_MIRROR_DUPLICATE);
 	for (int i = 0; i < 4; i++)
 		sky_free(items[i].error);
 	free(e1);
@@ -516,12 +517,12 @@ static void test_events__apps_roles_remove(void)
 	const char *role = "{\"name\":\"operator\",\"permissions\":["
 			   "\"session:read:any\"],\"participants\":[{\"id\":"
 			   "\"g1\",\"type\":\"group\"}]}";
-	CU_ASSERT(sky_app_put(c, app, strlen(app)) == 0);
-	CU_ASSERT(sky_role_put(c, "app1", role, strlen(role)) == 0);
+	CU_ASSERT(sky_mirror_app_put(c, app, strlen(app)) == 0);
+	CU_ASSERT(sky_mirror_role_put(c, "app1", role, strlen(role)) == 0);
 	const char *bad_app = "{\"name\":\"x\"}";
 	const char *bad_role = "{\"name\":\"r\",\"permissions\":\"x\"}";
-	CU_ASSERT(sky_app_put(c, bad_app, strlen(bad_app)) == SKY_EINVAL);
-	CU_ASSERT(sky_role_put(c, "app1", bad_role, strlen(bad_role)) ==
+	CU_ASSERT(sky_mirror_app_put(c, bad_app, strlen(bad_app)) == SKY_EINVAL);
+	CU_ASSERT(sky_mirror_role_put(c, "app1", bad_role, strlen(bad_role)) ==
 		  SKY_EINVAL);
 	char *got;
 	CU_ASSERT(sky_app_get(c, "app1", &got, NULL) == 0);
@@ -533,9 +534,9 @@ static void test_events__apps_roles_remove(void)
 		    "session", SESSION_S1));
 	apply(c, ev("session_data_updated", "s1", "e2", "2024-05-01T10:01:00Z",
 		    "data", "{\"a\":{\"b\":1}}"));
-	CU_ASSERT(sky_session_remove(c, "app1", "s1") == 0);
-	CU_ASSERT(sky_session_remove(c, "app1", "s1") == SKY_ENOTFOUND);
-	sky_stats st;
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "s1") == 0);
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "s1") == SKY_ENOTFOUND);
+	sky_stats st = SKY_STATS_INIT;
 	sky_cache_stats(c, &st);
 	CU_ASSERT(st.sessions == 0);
 	CU_ASSERT(st.data_entries == 0);
@@ -550,7 +551,7 @@ static void test_events__reader_snapshot(void)
 		    "session", SESSION_S1));
 	sky_reader *r;
 	const char *json;
-	CU_ASSERT_FATAL(sky_reader_begin(c, &r) == 0);
+	CU_ASSERT_FATAL(sky_reader_begin(&r, c) == 0);
 	apply(c, ev("session_updated", "s1", "e2", "2024-05-01T10:01:00Z",
 		    "session", "{\"name\":\"later\"}"));
 	CU_ASSERT(sky_reader_session(r, "app1", "s1", &json, NULL) == 0);
@@ -583,7 +584,7 @@ static void test_events__values_kept_exactly(void)
 	sky_cache *c = open_cache();
 	CU_ASSERT(apply(c, ev("session_created", "sv", "v1",
 			      "2024-05-01T10:00:00Z", "session",
-			      SESSION_VALUES)) == SKY_EVENT_APPLIED);
+			      SESSION_VALUES)) == SKY_MIRROR_APPLIED);
 	char *s = get(c, "sv");
 	CU_ASSERT(s && strcmp(s, SESSION_VALUES) == 0);
 	free(s);
@@ -591,11 +592,11 @@ static void test_events__values_kept_exactly(void)
 			      "2024-05-01T10:01:00Z", "data",
 			      "{\"n\":\"x\\u0000y\",\"big\":100000000000000000000,"
 			      "\"r\":0.94,\"o\":{\"neg\":-123456789012345678901}}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	/* A second patch merges into the stored members: they read back. */
 	CU_ASSERT(apply(c, ev("session_data_updated", "sv", "v3",
 			      "2024-05-01T10:02:00Z", "data",
-			      "{\"o\":{\"p\":1.5e+999}}")) == SKY_EVENT_APPLIED);
+			      "{\"o\":{\"p\":1.5e+999}}")) == SKY_MIRROR_APPLIED);
 	char *d = data(c, "sv");
 	CU_ASSERT(d && strcmp(d, "{\"big\":100000000000000000000,\"n\":"
 				 "\"x\\u0000y\",\"o\":{\"neg\":"
@@ -609,7 +610,7 @@ static void test_events__values_kept_exactly(void)
 			 "\"name\":\"p\\u0000q\",\"createdAt\":"
 			 "\"2024-05-01T10:00:00Z\"}";
 	const char *dj = "{\"k\":18446744073709551616,\"z\":[0.1,\"\\u0000\"]}";
-	CU_ASSERT(sky_session_put(c, sj, strlen(sj), dj, strlen(dj), 0) == 0);
+	CU_ASSERT(sky_mirror_session_put(c, sj, strlen(sj), dj, strlen(dj), 0) == 0);
 	s = get(c, "sp");
 	CU_ASSERT(s && strcmp(s, sj) == 0);
 	free(s);
@@ -625,7 +626,7 @@ static void test_events__values_refused(void)
 	sky_cache *c = open_cache();
 	apply(c, ev("session_created", "sv", "v1", "2024-05-01T10:00:00Z",
 		    "session", SESSION_VALUES));
-	sky_stats before, after;
+	sky_stats before = SKY_STATS_INIT, after = SKY_STATS_INIT;
 	CU_ASSERT(sky_cache_stats(c, &before) == 0);
 	char *e;
 	e = ev("session_data_updated", "sv", "r1", "2024-05-01T10:01:00Z",
@@ -658,17 +659,17 @@ static void test_events__values_refused(void)
 	e = ev("session_data_updated", "sv", "r7", "2024-05-01T10:01:00Z",
 	       "data", "{\"v\":1}");
 	size_t n = strlen(e);
-	sky_event_outcome o = SKY_EVENT_APPLIED;
-	CU_ASSERT(sky_event_apply(c, e, n + 1, &o) == SKY_EINVAL);
-	CU_ASSERT(o == SKY_EVENT_REJECTED);
+	sky_mirror_outcome o = SKY_MIRROR_APPLIED;
+	CU_ASSERT(sky_mirror_event_apply(c, e, n + 1, &o) == SKY_EINVAL);
+	CU_ASSERT(o == SKY_MIRROR_REJECTED);
 	CU_ASSERT(strstr(sky_error_last()->message, "raw NUL byte") != NULL);
 	char buf[512];
 	CU_ASSERT_FATAL(n < sizeof(buf) && strstr(e, "\"v\":1}") != NULL);
 	memcpy(buf, e, n + 1);
 	*strstr(buf, "\"v\":1}") = '\0'; /* {<NUL>v":1}} */
-	o = SKY_EVENT_APPLIED;
-	CU_ASSERT(sky_event_apply(c, buf, n, &o) == SKY_EINVAL);
-	CU_ASSERT(o == SKY_EVENT_REJECTED);
+	o = SKY_MIRROR_APPLIED;
+	CU_ASSERT(sky_mirror_event_apply(c, buf, n, &o) == SKY_EINVAL);
+	CU_ASSERT(o == SKY_MIRROR_REJECTED);
 	CU_ASSERT(strstr(sky_error_last()->message, "raw NUL byte") != NULL);
 	free(e);
 	CU_ASSERT(sky_cache_stats(c, &after) == 0);
@@ -733,22 +734,22 @@ static void test_events__modified_follows_changes(void)
 	sky_cache *c = open_cache();
 	CU_ASSERT(apply(c, ev("session_created", "s1", "e1",
 			      "2024-05-01T10:00:00Z", "session", SESSION_S1)) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:00:00Z", "u1");
 
 	CU_ASSERT(apply(c, ev_by("u2", "session_properties_updated", "e2",
 				 "2024-05-01T10:01:00.250000Z", "session",
 				 "{\"sessionId\":\"s1\",\"properties\":"
-				 "{\"a\":\"1\"}}")) == SKY_EVENT_APPLIED);
+				 "{\"a\":\"1\"}}")) == SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:01:00.250000Z", "u2");
 
 	/* Data and custom events do not touch the session's fields. */
 	CU_ASSERT(apply(c, ev_by("u3", "session_data_updated", "e3",
 				 "2024-05-01T10:02:00Z", "data",
-				 "{\"x\":1}")) == SKY_EVENT_APPLIED);
+				 "{\"x\":1}")) == SKY_MIRROR_APPLIED);
 	CU_ASSERT(apply(c, ev_by("u3", "session_event_created", "e4",
 				 "2024-05-01T10:02:30Z", "data",
-				 "{\"k\":1}")) == SKY_EVENT_APPLIED);
+				 "{\"k\":1}")) == SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:01:00.250000Z", "u2");
 
 	/* A session_updated that names them: taken as sent. */
@@ -756,14 +757,14 @@ static void test_events__modified_follows_changes(void)
 				 "2024-05-01T10:03:00Z", "session",
 				 "{\"name\":\"N\",\"modifiedBy\":\"u4\","
 				 "\"modifiedAt\":\"2024-05-01T10:03:00.5Z\"}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:03:00.5Z", "u4");
 
 	/* A session_updated without them: from the envelope. */
 	CU_ASSERT(apply(c, ev_by("u5", "session_updated", "e6",
 				 "2024-05-01T10:04:00Z", "session",
 				 "{\"description\":\"d\"}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:04:00Z", "u5");
 
 	/* A properties event older than the last change (it arrived late,
@@ -771,13 +772,13 @@ static void test_events__modified_follows_changes(void)
 	CU_ASSERT(apply(c, ev_by("u6", "session_properties_updated", "e7",
 				 "2024-05-01T10:03:30Z", "session",
 				 "{\"properties\":{\"b\":\"2\"}}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:04:00Z", "u5");
 
 	CU_ASSERT(apply(c, ev_by("u7", "session_closed", "e8",
 				 "2024-05-01T10:05:00Z", "session",
 				 "{\"status\":\"closed\"}")) ==
-		  SKY_EVENT_APPLIED);
+		  SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:05:00Z", "u7");
 	char *st = field(c, "status");
 	CU_ASSERT_STRING_EQUAL(st, "closed");

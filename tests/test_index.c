@@ -16,13 +16,14 @@
 #include "cache_types.h"
 #include "index.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 static sky_cache *open_cache(void)
 {
 	sky_cache *c = NULL;
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
 	return c;
 }
@@ -41,7 +42,7 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 			       "createdAt", at, "eventType", type, "session",
 			       session);
 	char *text = json_dumps(ev, JSON_COMPACT);
-	int rc = sky_event_apply(c, text, strlen(text), NULL);
+	int rc = sky_mirror_event_apply(c, text, strlen(text), NULL);
 	if (rc)
 		fprintf(stderr, "\napply: %s\n", sky_error_last()->message);
 	CU_ASSERT(rc == 0);
@@ -195,8 +196,8 @@ static void test_index__entries_follow_writes(void)
 	free(lines);
 
 	/* Removing every session leaves no entry at all. */
-	CU_ASSERT(sky_session_remove(c, "app1", "s1") == 0);
-	CU_ASSERT(sky_session_remove(c, "app1", "s2") == 0);
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "s1") == 0);
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "s2") == 0);
 	CU_ASSERT(index_items(c) == 0);
 	sky_cache_close(c);
 }
@@ -235,7 +236,7 @@ static void test_index__check_clean_after_random_writes(void)
 			break;
 		default:
 			json_decref(props);
-			sky_session_remove(c, "app1", sid);
+			sky_mirror_session_remove(c, "app1", sid);
 			break;
 		}
 	}

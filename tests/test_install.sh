@@ -122,7 +122,7 @@ int main(int argc, char **argv)
 	o.user = "u";
 	o.password = "p";
 	if (sky_cache_open(&c, argv[1], NULL) < 0 ||
-	    sky_engine_new(c, &o, &e) < 0 || sky_engine_attach(e, base) < 0) {
+	    sky_engine_new(&e, c, &o) < 0 || sky_engine_attach(e, base) < 0) {
 		fprintf(stderr, "attach: %s\n", sky_error_last()->message);
 		goto done;
 	}

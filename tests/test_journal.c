@@ -1,5 +1,5 @@
 /*
- * test_journal.c - SKY_CACHE_JOURNAL: durable writes with one flush.
+ * test_journal.c - SKY_DURABILITY_JOURNAL: durable writes with one flush.
  *
  * The crash tests run a writer in a child process that queues outbox
  * writes in journal mode and reports each one on a pipe once the call has
@@ -31,11 +31,24 @@
 #include <jansson.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 #define APP "jrnl-app"
 
-static sky_cache *open_mode(const char *dir, unsigned flags, int *rc_out)
+static sky_cache *open_mode(const char *dir, sky_durability d, int *rc_out)
+{
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.durability = d;
+	sky_cache *c = NULL;
+	int rc = sky_cache_open(&c, dir, &o);
+	if (rc_out)
+		*rc_out = rc;
+	return rc == 0 ? c : NULL;
+}
+
+/* The same with the deprecated durability flags (they still work). */
+static sky_cache *open_flags(const char *dir, unsigned flags, int *rc_out)
 {
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
 	o.flags = flags;
@@ -49,7 +62,7 @@ static sky_cache *open_mode(const char *dir, unsigned flags, int *rc_out)
 static void put_app(sky_cache *c)
 {
 	const char *app = "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
-	CU_ASSERT_FATAL(sky_app_put(c, app, strlen(app)) == 0);
+	CU_ASSERT_FATAL(sky_mirror_app_put(c, app, strlen(app)) == 0);
 }
 
 /* The value of `key` in the session's data, or -1. */
@@ -71,7 +84,7 @@ static long data_value(sky_cache *c, const char *sid, const char *key)
 
 static uint64_t queued(sky_cache *c)
 {
-	sky_outbox_counts n;
+	sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
 	if (sky_outbox_counts_get(c, &n) != 0)
 		return 0;
 	return n.pending + n.in_flight + n.in_doubt + n.rejected;
@@ -81,7 +94,7 @@ static uint64_t queued(sky_cache *c)
  * created offline (its local id in *sid, the caller's). */
 static sky_cache *journal_with_session(const char *dir, char **sid)
 {
-	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
+	sky_cache *c = open_mode(dir, SKY_DURABILITY_JOURNAL, NULL);
 	CU_ASSERT_FATAL(c != NULL);
 	put_app(c);
 	const char *body = "{\"name\":\"one\"}";
@@ -112,7 +125,7 @@ static void test_journal__writes_survive_reopen(void)
 	CU_ASSERT(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
 	CU_ASSERT(sb.st_size >= 4096);
 
-	c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	c = open_mode(dir, SKY_DURABILITY_JOURNAL, &rc);
 	CU_ASSERT_FATAL(c != NULL);
 	CU_ASSERT(data_value(c, sid, "k0") == 0);
 	CU_ASSERT(data_value(c, sid, "k19") == 19);
@@ -142,7 +155,7 @@ static int other_process_view(const char *dir)
 	if (open_mode(dir, 0, &rc) != NULL || rc != SKY_EBUSY ||
 	    !strstr(sky_error_last()->message, "SKY_CACHE_JOURNAL"))
 		return 1;
-	sky_cache *r = open_mode(dir, SKY_CACHE_READONLY, &rc);
+	sky_cache *r = open_flags(dir, SKY_CACHE_READONLY, &rc);
 	if (!r)
 		return 2;
 	char *json = NULL;
@@ -156,7 +169,7 @@ static int other_process_view(const char *dir)
 static int journal_open_refused(const char *dir)
 {
 	int rc;
-	return open_mode(dir, SKY_CACHE_JOURNAL, &rc) == NULL &&
+	return open_mode(dir, SKY_DURABILITY_JOURNAL, &rc) == NULL &&
 			       rc == SKY_EBUSY
 		       ? 0
 		       : 1;
@@ -166,7 +179,7 @@ static void test_journal__one_writer_process(void)
 {
 	const char *dir = sky_test_tmpdir();
 	int rc;
-	sky_cache *j = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	sky_cache *j = open_mode(dir, SKY_DURABILITY_JOURNAL, &rc);
 	CU_ASSERT_FATAL(j != NULL);
 	put_app(j);
 	/* Other processes may read, not write. */
@@ -174,7 +187,7 @@ static void test_journal__one_writer_process(void)
 	/* In this process, a second handle of the same cache would clear the
 	 * journal's pinned reader when closed (LMDB frees every reader slot
 	 * of the process): refused. */
-	CU_ASSERT(open_mode(dir, SKY_CACHE_READONLY, &rc) == NULL);
+	CU_ASSERT(open_flags(dir, SKY_CACHE_READONLY, &rc) == NULL);
 	CU_ASSERT(rc == SKY_EBUSY);
 	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message,
 				      "this process"));
@@ -186,7 +199,7 @@ static void test_journal__one_writer_process(void)
 	CU_ASSERT(in_child(dir, journal_open_refused) == 0);
 	sky_cache_close(w);
 
-	CU_ASSERT(open_mode(dir, SKY_CACHE_JOURNAL | SKY_CACHE_NOSYNC, &rc) ==
+	CU_ASSERT(open_flags(dir, SKY_CACHE_JOURNAL | SKY_CACHE_NOSYNC, &rc) ==
 		  NULL);
 	CU_ASSERT(rc == SKY_EINVAL);
 }
@@ -199,7 +212,10 @@ static void test_journal__closed_session_refused(void)
 		char dir[4200];
 		snprintf(dir, sizeof(dir), "%s/m%d", sky_test_tmpdir(), mode);
 		int rc;
-		sky_cache *c = open_mode(dir, mode ? SKY_CACHE_JOURNAL : 0, &rc);
+		sky_cache *c = open_mode(dir,
+					 mode ? SKY_DURABILITY_JOURNAL
+					      : SKY_DURABILITY_DEFAULT,
+					 &rc);
 		CU_ASSERT_FATAL(c != NULL);
 		put_app(c);
 		const char *open_s = "{\"applicationId\":\"" APP
@@ -211,9 +227,9 @@ static void test_journal__closed_session_refused(void)
 				       "\"closed\",\"name\":\"c\",\"createdAt\":"
 				       "\"2026-01-01T00:00:00Z\",\"properties\":"
 				       "{\"status\":\"closed\"}}";
-		CU_ASSERT_FATAL(sky_session_put(c, open_s, strlen(open_s), "{}",
+		CU_ASSERT_FATAL(sky_mirror_session_put(c, open_s, strlen(open_s), "{}",
 						2, 1) == 0);
-		CU_ASSERT_FATAL(sky_session_put(c, closed_s, strlen(closed_s),
+		CU_ASSERT_FATAL(sky_mirror_session_put(c, closed_s, strlen(closed_s),
 						"{}", 2, 1) == 0);
 		const char *patch = "{\"k\":1}";
 		CU_ASSERT(sky_data_patch(c, APP, "s-done", patch,
@@ -243,9 +259,9 @@ static void test_journal__closed_session_refused(void)
 static void crash_writer(const char *dir, int out, unsigned seed,
 			 unsigned long stop_after, int server)
 {
-	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
+	sky_cache *c = open_mode(dir, SKY_DURABILITY_JOURNAL, NULL);
 	const char *first = "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
-	if (!c || sky_app_put(c, first, strlen(first)) != 0)
+	if (!c || sky_mirror_app_put(c, first, strlen(first)) != 0)
 		_exit(3);
 	srand(seed);
 	char *sids[16];
@@ -258,7 +274,7 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 		if (n % 1500 == 1499) {
 			const char *app = "{\"applicationId\":\"" APP
 					  "\",\"name\":\"again\"}";
-			if (sky_app_put(c, app, strlen(app)) != 0)
+			if (sky_mirror_app_put(c, app, strlen(app)) != 0)
 				_exit(4);
 			continue;
 		}
@@ -274,7 +290,7 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 					   "\"open\",\"name\":\"s\",\"createdAt\":"
 					   "\"2026-01-01T00:00:00Z\"}",
 					   sid);
-			if (sky_session_put(c, json, (size_t)len, "{}", 2,
+			if (sky_mirror_session_put(c, json, (size_t)len, "{}", 2,
 					    (int64_t)n + 1) != 0)
 				_exit(8);
 			int plen = snprintf(patch, sizeof(patch),
@@ -406,9 +422,9 @@ static void zero_meta_pages(const char *dir)
 }
 
 /* Open the cache after a crash, with `flags`: it must recover. */
-static sky_cache *reopen_recovered(const char *dir, unsigned flags)
+static sky_cache *reopen_recovered(const char *dir, sky_durability d)
 {
-	sky_cache *c = open_mode(dir, flags, NULL);
+	sky_cache *c = open_mode(dir, d, NULL);
 	if (!c)
 		fprintf(stderr, "reopen: %s\n", sky_error_last()->message);
 	CU_ASSERT_FATAL(c != NULL);
@@ -447,14 +463,14 @@ static unsigned long verify_acks(sky_cache *c, char *acks)
 	return checked;
 }
 
-static void crash_round(unsigned reopen_flags)
+static void crash_round(sky_durability reopen_mode)
 {
 	const char *dir = sky_test_tmpdir();
 	unsigned long target = (unsigned long)sky_test_workload(2500, 150);
 	target += (unsigned long)(getpid() % 500);
 	char *acks = run_and_kill(dir, target, 0);
 	zero_meta_pages(dir);
-	sky_cache *c = reopen_recovered(dir, reopen_flags);
+	sky_cache *c = reopen_recovered(dir, reopen_mode);
 	unsigned long acked = verify_acks(c, acks);
 	CU_ASSERT(acked >= target);
 	/* Queued writes: those acknowledged, and at most one more call (a
@@ -470,19 +486,19 @@ static void crash_round(unsigned reopen_flags)
 	free(acks);
 
 	/* Recovered once: a second open has nothing to replay. */
-	c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
+	c = reopen_recovered(dir, SKY_DURABILITY_JOURNAL);
 	CU_ASSERT(queued(c) >= acked);
 	sky_cache_close(c);
 }
 
 static void test_journal__crash_recovered_in_journal_mode(void)
 {
-	crash_round(SKY_CACHE_JOURNAL);
+	crash_round(SKY_DURABILITY_JOURNAL);
 }
 
 static void test_journal__crash_recovered_by_plain_open(void)
 {
-	crash_round(0);
+	crash_round(SKY_DURABILITY_DEFAULT);
 }
 
 /* Offset of the last record in the journal file, or 0. */
@@ -554,7 +570,7 @@ static void test_journal__torn_record_is_not_replayed(void)
 	char *lost = strdup(cut + 1);
 	*cut = '\0';
 
-	sky_cache *c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
+	sky_cache *c = reopen_recovered(dir, SKY_DURABILITY_JOURNAL);
 	unsigned long kept = verify_acks(c, acks);
 	/* The torn call's writes are gone, and only they. */
 	unsigned long gone = 0;
@@ -587,7 +603,7 @@ static void test_journal__reader_refuses_before_recovery(void)
 	free(acks);
 	/* Same boot: the page cache still holds every write. */
 	int rc;
-	sky_cache *r = open_mode(dir, SKY_CACHE_READONLY, &rc);
+	sky_cache *r = open_flags(dir, SKY_CACHE_READONLY, &rc);
 	CU_ASSERT(r != NULL);
 	sky_cache_close(r);
 	/* After a restart LMDB may be torn until a writer recovers it. */
@@ -598,13 +614,13 @@ static void test_journal__reader_refuses_before_recovery(void)
 	fputs("00000000-1111-2222-3333-444444444444\n", f);
 	fclose(f);
 	setenv("SKY_TEST_BOOT_ID_FILE", boot, 1);
-	CU_ASSERT(open_mode(dir, SKY_CACHE_READONLY, &rc) == NULL);
+	CU_ASSERT(open_flags(dir, SKY_CACHE_READONLY, &rc) == NULL);
 	CU_ASSERT(rc == SKY_EBUSY);
 	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "recover"));
 	sky_cache *w = open_mode(dir, 0, &rc);
 	CU_ASSERT_FATAL(w != NULL);
 	sky_cache_close(w);
-	r = open_mode(dir, SKY_CACHE_READONLY, &rc);
+	r = open_flags(dir, SKY_CACHE_READONLY, &rc);
 	CU_ASSERT(r != NULL);
 	sky_cache_close(r);
 	unsetenv("SKY_TEST_BOOT_ID_FILE");
@@ -626,7 +642,7 @@ static void test_journal__clean_close_then_plain_writer(void)
 	CU_ASSERT(sky_data_patch(c, APP, sid, patch, strlen(patch)) == 0);
 	sky_cache_close(c);
 
-	c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	c = open_mode(dir, SKY_DURABILITY_JOURNAL, &rc);
 	CU_ASSERT_FATAL(c != NULL);
 	CU_ASSERT(data_value(c, sid, "later") == 7);
 	CU_ASSERT(queued(c) == 2);
@@ -642,13 +658,13 @@ static void test_journal__mirror_writes_alone_recover(void)
 	int fd;
 	pid_t pid = start_writer(&fd);
 	if (pid == 0) {
-		sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
+		sky_cache *c = open_mode(dir, SKY_DURABILITY_JOURNAL, NULL);
 		if (!c)
 			_exit(3);
 		const char *app = "{\"applicationId\":\"" APP
 				  "\",\"name\":\"j\"}";
 		for (int i = 0; i < 200; i++)
-			if (sky_app_put(c, app, strlen(app)) != 0)
+			if (sky_mirror_app_put(c, app, strlen(app)) != 0)
 				_exit(4);
 		_exit(0); /* no close: as in a crash */
 	}
@@ -712,7 +728,7 @@ static void test_journal__region_grows_then_crash(void)
 				  "\",\"name\":\"j\"}";
 		const char *body = "{\"name\":\"grow\"}";
 		char *sid = NULL;
-		if (!c || sky_app_put(c, app, strlen(app)) != 0 ||
+		if (!c || sky_mirror_app_put(c, app, strlen(app)) != 0 ||
 		    sky_session_create(c, APP, body, strlen(body), &sid))
 			_exit(4);
 		char line[160];
@@ -788,7 +804,7 @@ static void test_journal__map_grows_then_crash(void)
 	pid_t pid = start_writer(&fd);
 	if (pid == 0) {
 		sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-		o.flags = SKY_CACHE_JOURNAL;
+		o.durability = SKY_DURABILITY_JOURNAL;
 		o.initial_map_bytes = (size_t)1 << 20;
 		sky_cache *c = NULL;
 		if (sky_cache_open(&c, dir, &o) != 0)
@@ -797,7 +813,7 @@ static void test_journal__map_grows_then_crash(void)
 				  "\",\"name\":\"j\"}";
 		char *sid = NULL, body[1200];
 		const char *big = "{\"name\":\"big\"}";
-		if (sky_app_put(c, app, strlen(app)) != 0 ||
+		if (sky_mirror_app_put(c, app, strlen(app)) != 0 ||
 		    sky_session_create(c, APP, big, strlen(big), &sid))
 			_exit(4);
 		char line[160];
@@ -829,7 +845,7 @@ static void test_journal__map_grows_then_crash(void)
 	CU_ASSERT_FATAL(got > 1);
 	sid[strcspn(sid, "\n")] = '\0';
 	zero_meta_pages(dir);
-	sky_cache *c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
+	sky_cache *c = reopen_recovered(dir, SKY_DURABILITY_JOURNAL);
 	char key[32], *json = NULL;
 	size_t len = 0;
 	CU_ASSERT_FATAL(sky_data_get(c, APP, sid, &json, &len) == 0);
@@ -949,7 +965,7 @@ static void test_journal__damaged_record_skipped(void)
 	flip_payload_byte(path, offs[victim - skew], lens[victim - skew]);
 	zero_meta_pages(dir);
 
-	sky_cache *c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
+	sky_cache *c = reopen_recovered(dir, SKY_DURABILITY_JOURNAL);
 	int bad = 0;
 	for (int i = 0; i < ncalls; i++) {
 		if (calls[i][0] == 'c')
@@ -963,7 +979,7 @@ static void test_journal__damaged_record_skipped(void)
 	/* Every intact record after the damaged one was applied, and the
 	 * damage is counted. */
 	CU_ASSERT(bad == 0);
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT(sky_cache_stats(c, &st) == 0);
 	CU_ASSERT(st.journal_damaged == 1);
 	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
@@ -1001,7 +1017,7 @@ static void test_journal__damage_beyond_resync_refused(void)
 	CU_ASSERT_FATAL(before != NULL);
 
 	int rc = 0;
-	sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, &rc);
+	sky_cache *c = open_mode(dir, SKY_DURABILITY_JOURNAL, &rc);
 	CU_ASSERT(c == NULL && rc == SKY_EDAMAGED);
 	CU_ASSERT(strstr(sky_error_last()->message, "journal is damaged") !=
 		  NULL);

@@ -26,6 +26,7 @@
 #include "record.h"
 #include "server.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 #include "view.h"
 
@@ -39,10 +40,10 @@ static sky_cache *open_cache_map(size_t map_bytes)
 {
 	sky_cache *c = NULL;
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	o.initial_map_bytes = map_bytes;
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
-	CU_ASSERT_FATAL(sky_app_put(c, app_json, strlen(app_json)) == 0);
+	CU_ASSERT_FATAL(sky_mirror_app_put(c, app_json, strlen(app_json)) == 0);
 	return c;
 }
 
@@ -68,7 +69,7 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 	CU_ASSERT_FATAL(ev != NULL);
 	char *text = json_dumps(ev, JSON_COMPACT);
 	CU_ASSERT_FATAL(text != NULL);
-	int rc = sky_event_apply(c, text, strlen(text), NULL);
+	int rc = sky_mirror_event_apply(c, text, strlen(text), NULL);
 	if (rc)
 		fprintf(stderr, "\napply: %s\n", sky_error_last()->message);
 	CU_ASSERT(rc == 0);
@@ -214,7 +215,7 @@ static void test_outbox__queue_order(void)
 	patch_name(c, "s-a", "a1");
 	patch_name(c, "s-b", "b1");
 	CU_ASSERT(sky_data_patch(c, APP, "s-a", JS("{\"x\":1}")) == 0);
-	CU_ASSERT(sky_event_send(c, APP, "s-b", JS("{\"k\":\"v\"}")) == 0);
+	CU_ASSERT(sky_session_event_send(c, APP, "s-b", JS("{\"k\":\"v\"}")) == 0);
 	patch_name(c, "s-a", "a2");
 	uint64_t ids[8];
 	CU_ASSERT_FATAL(entry_ids(c, "s-a", 1, ids, 8) == 3);
@@ -228,7 +229,7 @@ static void test_outbox__queue_order(void)
 	CU_ASSERT_FATAL(entry_ids(c, "s-a", 1, ids, 8) == 2);
 	CU_ASSERT(ids[0] == 1 && ids[1] == 5);
 	CU_ASSERT(pending(c, "s-a") == 2);
-	sky_outbox_counts n;
+	sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
 	CU_ASSERT(sky_outbox_counts_get(c, &n) == 0);
 	CU_ASSERT(n.pending == 4 && n.rejected == 1);
 	/* The by-session key names the entry's session and id. */
@@ -390,7 +391,7 @@ static void test_outbox__adopt_on_arrival(void)
 	char *text = json_dumps(s, JSON_COMPACT);
 	json_decref(s);
 	CU_ASSERT_FATAL(text != NULL);
-	CU_ASSERT(sky_session_put(c, JS(text), NULL, 0, 1) == 0);
+	CU_ASSERT(sky_mirror_session_put(c, JS(text), NULL, 0, 1) == 0);
 	free(text);
 	MDB_txn *txn;
 	CU_ASSERT_FATAL(sky__store_read_begin(&c->st, &txn) == 0);
@@ -533,7 +534,7 @@ static void test_outbox__map_grows(void)
 			 (int)sizeof(body) - 1, body);
 		CU_ASSERT_FATAL(sky_data_patch(c, APP, "s1", JS(json)) == 0);
 	}
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT(sky_cache_stats(c, &st) == 0);
 	CU_ASSERT(st.map_bytes > 256 * 1024);
 	CU_ASSERT(pending(c, "s1") == 400);

@@ -29,6 +29,7 @@
 #include "record.h"
 #include "skysync.h"
 #include "util.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 /* ---- random ---- */
@@ -110,8 +111,8 @@ static void apply_event(sky_cache *c, const char *app, const char *sid,
 			       "version", 1, "eventType", type, "session",
 			       session);
 	char *text = json_dumps(ev, JSON_COMPACT);
-	sky_event_outcome o;
-	int rc = sky_event_apply(c, text, strlen(text), &o);
+	sky_mirror_outcome o;
+	int rc = sky_mirror_event_apply(c, text, strlen(text), &o);
 	if (rc != 0)
 		fprintf(stderr, "\napply: %s\n", sky_error_last()->message);
 	CU_ASSERT(rc == 0);
@@ -259,7 +260,7 @@ static void mutate(sky_cache *c)
 			    json_pack("{s:s}", "status", "closed"));
 		break;
 	case 6:
-		CU_ASSERT(sky_session_remove(c, app, sid) == 0);
+		CU_ASSERT(sky_mirror_session_remove(c, app, sid) == 0);
 		break;
 	}
 	json_decref(ids);
@@ -728,7 +729,7 @@ static sky_cache *open_cache(void)
 {
 	sky_cache *c = NULL;
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
 	return c;
 }
@@ -1176,10 +1177,10 @@ static void put_roles(sky_cache *c)
 		"{\"name\":\"everyone\",\"permissions\":[\"session:read:"
 		"participant\"],\"participants\":[{\"id\":\"all\",\"type\":"
 		"\"group\"},{\"id\":\"u1\"}]}";
-	CU_ASSERT(sky_role_put(c, "app1", r1, strlen(r1)) == 0);
-	CU_ASSERT(sky_role_put(c, "app1", r2, strlen(r2)) == 0);
-	CU_ASSERT(sky_role_put(c, "app1", r3, strlen(r3)) == 0);
-	CU_ASSERT(sky_role_put(c, "app10", r4, strlen(r4)) == 0);
+	CU_ASSERT(sky_mirror_role_put(c, "app1", r1, strlen(r1)) == 0);
+	CU_ASSERT(sky_mirror_role_put(c, "app1", r2, strlen(r2)) == 0);
+	CU_ASSERT(sky_mirror_role_put(c, "app1", r3, strlen(r3)) == 0);
+	CU_ASSERT(sky_mirror_role_put(c, "app10", r4, strlen(r4)) == 0);
 }
 
 /* 2: any, 1: participant, 0: nothing (mirrors put_roles). */
@@ -1367,7 +1368,7 @@ static void test_query__callback_stops(void)
 	json_decref(g.rows);
 	/* The reader form: rows from the reader's snapshot. */
 	sky_reader *r;
-	CU_ASSERT_FATAL(sky_reader_begin(c, &r) == 0);
+	CU_ASSERT_FATAL(sky_reader_begin(&r, c) == 0);
 	CU_ASSERT(sky_query_set_cursor(q, NULL) == 0);
 	g.rows = json_array();
 	CU_ASSERT(sky_reader_query(r, q, got_row, &g) == 0);
@@ -1515,7 +1516,7 @@ static void test_query__live_entered_left_exact(void)
 	 * must never be reported twice. */
 	sky_cache *c = NULL;
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	o.initial_map_bytes = 256 * 1024;
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
 	put_roles(c);
@@ -1536,7 +1537,7 @@ static void test_query__live_entered_left_exact(void)
 		l->entered = json_array();
 		l->left = json_array();
 		l->changed = json_array();
-		CU_ASSERT_FATAL(sky_live_query_add(q, on_live, l, &l->lq) == 0);
+		CU_ASSERT_FATAL(sky_live_query_add(&l->lq, q, on_live, l) == 0);
 		sky_query_free(q); /* the live query keeps its own copy */
 		for (int t = 0; t < 3; t++)
 			free(texts[t]);
@@ -1554,7 +1555,7 @@ static void test_query__live_entered_left_exact(void)
 	unsigned calls[N_LIVE];
 	for (int i = 0; i < N_LIVE; i++)
 		calls[i] = live[i].calls;
-	CU_ASSERT(sky_session_remove(c, "app1", "no-such-session") ==
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "no-such-session") ==
 		  SKY_ENOTFOUND);
 	json_t *ids = existing_ids(c, "app1");
 	for (size_t k = 0; k < json_array_size(ids); k++) {
@@ -1565,7 +1566,7 @@ static void test_query__live_entered_left_exact(void)
 	}
 	json_decref(ids);
 	const char *bad = "{\"applicationId\":\"app1\"}";
-	CU_ASSERT(sky_event_apply(c, bad, strlen(bad), NULL) == SKY_EINVAL);
+	CU_ASSERT(sky_mirror_event_apply(c, bad, strlen(bad), NULL) == SKY_EINVAL);
 	for (int i = 0; i < N_LIVE; i++) {
 		CU_ASSERT(live[i].calls == calls[i]);
 		sky_live_query_remove(live[i].lq);
@@ -1606,7 +1607,7 @@ static void on_count(const sky_live_change *ch, void *payload)
 			"\"2024-06-01T00:00:00Z\",\"eventType\":"
 			"\"session_created\",\"session\":{\"properties\":"
 			"{\"k\":\"v\"}}}";
-		CU_ASSERT(sky_event_apply(n->cache, ev, strlen(ev), NULL) == 0);
+		CU_ASSERT(sky_mirror_event_apply(n->cache, ev, strlen(ev), NULL) == 0);
 	}
 	if (n->self) {
 		/* ... and remove its own live query. */
@@ -1623,10 +1624,10 @@ static void test_query__live_batches_and_callbacks(void)
 	CU_ASSERT_FATAL(sky_query_new(&q, c, "app1", &pred, 1) == 0);
 	count_t n = {0, 0, 0, NULL, c, 1};
 	sky_live_query *lq;
-	CU_ASSERT_FATAL(sky_live_query_add(q, on_count, &n, &lq) == 0);
+	CU_ASSERT_FATAL(sky_live_query_add(&lq, q, on_count, &n) == 0);
 	CU_ASSERT(sky_live_query_size(lq) == 0);
 	char *texts[10];
-	sky_event_item items[10];
+	sky_mirror_event_item items[10];
 	for (int i = 0; i < 10; i++) {
 		static const char *fmt =
 			"{\"applicationId\":\"app1\",\"sessionId\":\"b%d\","
@@ -1638,7 +1639,7 @@ static void test_query__live_batches_and_callbacks(void)
 		items[i].json = texts[i];
 		items[i].len = strlen(texts[i]);
 	}
-	CU_ASSERT(sky_event_apply_batch(c, items, 10) == 0);
+	CU_ASSERT(sky_mirror_event_apply_batch(c, items, 10) == 0);
 	/* One call for the batch (5 entered), one nested for "nested". */
 	CU_ASSERT(n.calls == 2);
 	CU_ASSERT(n.entered == 6);
@@ -1649,10 +1650,10 @@ static void test_query__live_batches_and_callbacks(void)
 	}
 	/* A callback removing its own live query. */
 	n.self = lq;
-	CU_ASSERT(sky_session_remove(c, "app1", "b1") == 0);
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "b1") == 0);
 	CU_ASSERT(n.calls == 3);
 	CU_ASSERT(n.left == 1);
-	CU_ASSERT(sky_session_remove(c, "app1", "b3") == 0);
+	CU_ASSERT(sky_mirror_session_remove(c, "app1", "b3") == 0);
 	CU_ASSERT(n.calls == 3);
 	sky_query_free(q);
 	sky_cache_close(c);
@@ -1681,7 +1682,7 @@ static void *writer(void *arg)
 		unsigned what = rnd(8);
 		int rc;
 		if (what < 2) {
-			rc = sky_session_remove(w->c, "app1", sid);
+			rc = sky_mirror_session_remove(w->c, "app1", sid);
 			if (rc == SKY_ENOTFOUND)
 				rc = 0;
 		} else {
@@ -1695,7 +1696,7 @@ static void *writer(void *arg)
 				 what < 6 ? "session_created"
 					  : "session_properties_updated",
 				 rnd(2) ? "open" : "closed", rnd(3));
-			rc = sky_event_apply(w->c, text, strlen(text), NULL);
+			rc = sky_mirror_event_apply(w->c, text, strlen(text), NULL);
 		}
 		if (rc < 0)
 			atomic_fetch_add(&cw_errors, 1);
@@ -1750,7 +1751,7 @@ static void test_query__live_concurrent_writers(void)
 		atomic_init(&m[i].in_call, 0);
 		atomic_init(&m[i].anomalies, 0);
 		atomic_init(&m[i].calls, 0);
-		CU_ASSERT_FATAL(sky_live_query_add(q, on_mirror, &m[i], &lq[i]) ==
+		CU_ASSERT_FATAL(sky_live_query_add(&lq[i], q, on_mirror, &m[i]) ==
 				0);
 		sky_query_free(q);
 		/* The same query, for the brute force. */
@@ -1941,7 +1942,7 @@ static void test_query__older_index(void)
 	const char *dir = sky_test_tmpdir();
 	sky_cache *c = NULL;
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
 	populate(c, 80);
 	tquery tq;
@@ -1978,7 +1979,7 @@ static void test_query__older_index(void)
 	sky_cache_close(c);
 
 	/* Read-write: rebuilt to the current version at open. */
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
 	CU_ASSERT(sky_cache_check(c, report_line, NULL) == 0);
 	q = make_query(c, &tq, texts);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 static void test_store__creates_private_files(void)
@@ -110,7 +111,7 @@ static void test_store__map_grows(void)
 	o.initial_map_bytes = 256 * 1024; /* a few dozen pages */
 	sky_cache *c = NULL;
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), &o) == 0);
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	sky_cache_stats(c, &st);
 	uint64_t first = st.map_bytes;
 	/* ~8 MB of session data: far past the first map. Under valgrind
@@ -122,7 +123,7 @@ static void test_store__map_grows(void)
 		int n = sprintf(data, "{\"blob\":\"");
 		memset(data + n, 'a' + i % 26, 60000);
 		strcpy(data + n + 60000, "\"}");
-		int rc = sky_session_put(c, s, strlen(s), data, strlen(data), 1);
+		int rc = sky_mirror_session_put(c, s, strlen(s), data, strlen(data), 1);
 		if (rc)
 			fprintf(stderr, "\nput: %s\n", sky_error_last()->message);
 		CU_ASSERT(rc == 0);
@@ -147,7 +148,7 @@ static void test_store__clears_stale_readers(void)
 	if (pid == 0) {
 		sky_cache *cc;
 		sky_reader *r;
-		if (sky_cache_open(&cc, dir, NULL) || sky_reader_begin(cc, &r))
+		if (sky_cache_open(&cc, dir, NULL) || sky_reader_begin(&r, cc))
 			_exit(1);
 		kill(getpid(), SIGKILL);
 		_exit(2);
@@ -174,7 +175,7 @@ static void test_store__backup(void)
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), NULL) == 0);
 	for (int i = 0; i < 50; i++) {
 		char *s = session_json(i);
-		CU_ASSERT(sky_session_put(c, s, strlen(s), "{\"a\":[1,2]}", 11, 1) == 0);
+		CU_ASSERT(sky_mirror_session_put(c, s, strlen(s), "{\"a\":[1,2]}", 11, 1) == 0);
 		free(s);
 	}
 	char dest[4096];
@@ -183,7 +184,7 @@ static void test_store__backup(void)
 	CU_ASSERT(sky_cache_backup(c, dest) == SKY_EEXISTS);
 	sky_cache_close(c);
 	CU_ASSERT_FATAL(sky_cache_open(&c, dest, NULL) == 0);
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	sky_cache_stats(c, &st);
 	CU_ASSERT(st.sessions == 50);
 	char *d;
@@ -216,7 +217,7 @@ static int reader_loop(const char *dir, const char *stop_file)
 	for (;;) {
 		int done = access(stop_file, F_OK) == 0;
 		sky_reader *r;
-		if (sky_reader_begin(c, &r))
+		if (sky_reader_begin(&r, c))
 			return 11;
 		int gen = -1;
 		for (int i = 0; i < K; i++) {
@@ -253,7 +254,7 @@ static int reader_loop(const char *dir, const char *stop_file)
 
 /* Fill items[] with one event per session: creation (gen 0) or renaming
  * to generation `gen`, with a createdAt that grows with gen. */
-static void make_round(sky_event_item *items, char **texts, int gen)
+static void make_round(sky_mirror_event_item *items, char **texts, int gen)
 {
 	for (int i = 0; i < K; i++) {
 		CU_ASSERT_FATAL(asprintf(&texts[i],
@@ -277,10 +278,10 @@ static void test_store__reader_process_sees_whole_events(void)
 	snprintf(stop, sizeof(stop), "%s.stop", dir);
 	sky_cache *c = NULL;
 	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
-	sky_event_item items[K];
+	sky_mirror_event_item items[K];
 	char *texts[K];
 	make_round(items, texts, 0);
-	CU_ASSERT(sky_event_apply_batch(c, items, K) == 0);
+	CU_ASSERT(sky_mirror_event_apply_batch(c, items, K) == 0);
 	for (int i = 0; i < K; i++)
 		free(texts[i]);
 
@@ -290,9 +291,9 @@ static void test_store__reader_process_sees_whole_events(void)
 	/* Keep writing while the reader reads. */
 	for (int gen = 1; gen <= ROUNDS; gen++) {
 		make_round(items, texts, gen);
-		CU_ASSERT(sky_event_apply_batch(c, items, K) == 0);
+		CU_ASSERT(sky_mirror_event_apply_batch(c, items, K) == 0);
 		for (int i = 0; i < K; i++) {
-			CU_ASSERT(items[i].outcome == SKY_EVENT_APPLIED);
+			CU_ASSERT(items[i].outcome == SKY_MIRROR_APPLIED);
 			free(texts[i]);
 		}
 	}
@@ -355,7 +356,7 @@ static void test_store__damaged_meta_refused(void)
 		sky_cache *c = NULL;
 		CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
 		const char *app = "{\"applicationId\":\"a\",\"name\":\"n\"}";
-		CU_ASSERT(sky_app_put(c, app, strlen(app)) == 0);
+		CU_ASSERT(sky_mirror_app_put(c, app, strlen(app)) == 0);
 		sky_cache_close(c);
 		hurt_meta(dir, how);
 		char path[4200];
@@ -416,7 +417,7 @@ static void test_store__schema1_upgraded(void)
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
 	o.flags = SKY_CACHE_READONLY;
 	sky_cache *c = NULL;
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
 	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 1);
 	char *json = NULL;

@@ -43,6 +43,7 @@
 #include "mqtt.h"
 #include "protocol.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 
 #define CONVERGE_MS 60000
@@ -94,9 +95,9 @@ static char *realm_seed(void)
 	return sky_harness_src_path("tools/examples/realm.json");
 }
 
-/* Flags the fixture opens its cache with (SKY_CACHE_JOURNAL for the
- * journal-mode variants). */
-static unsigned fx_cache_flags;
+/* The durability the fixture opens its cache with (SKY_DURABILITY_JOURNAL
+ * for the journal-mode variants). */
+static sky_durability fx_durability;
 
 /* Start the emulator on `seed` with extra arguments (NULL-terminated). */
 static int fx_start(fixture *fx, const char *seed, const char *const *extra)
@@ -121,7 +122,7 @@ static int fx_start(fixture *fx, const char *seed, const char *const *extra)
 	    sky_emu_login(&fx->emu, "integration", "integration-pass", NULL);
 	fx->dir = sky_test_tmpdir();
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = fx_cache_flags;
+	o.durability = fx_durability;
 	if (!fx->token || sky_cache_open(&fx->cache, fx->dir, &o) < 0)
 		return -1;
 	return 0;
@@ -303,7 +304,7 @@ static int fx_engine(fixture *fx, int follow)
 	o.on_change = on_change;
 	o.on_log = on_log;
 	o.payload = fx;
-	return sky_engine_new(fx->cache, &o, &fx->engine);
+	return sky_engine_new(&fx->engine, fx->cache, &o);
 }
 
 static void *loop_thread(void *arg)
@@ -368,7 +369,7 @@ static void do_drop_broker(fixture *fx)
 	sky__engine_drop_broker(fx->engine);
 }
 
-static sky_sync_status status_copy;
+static sky_sync_status status_copy = SKY_SYNC_STATUS_INIT;
 
 static void do_status(fixture *fx)
 {
@@ -1116,16 +1117,16 @@ static void test_sync__options_checked(void)
 	o.server = "https://api.example.com";
 	o.realm = "demo";
 	o.user = "u";
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e),
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o),
 			SKY_EINVAL); /* no password */
 	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "password"));
 	o.password = "p";
 	o.server = "ftp://x";
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), SKY_EINVAL);
 	o.server = "http://127.0.0.1:1"; /* no default broker for it */
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), SKY_EINVAL);
 	o.server = "https://api.example.com";
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), 0); /* broker derived */
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), 0); /* broker derived */
 	sky_engine_free(e);
 	sky_cache_close(c);
 }
@@ -1141,7 +1142,7 @@ static void test_sync__snapshot_equals_server(void)
 	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(fx_engine(&fx, 0), 0);
 	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
-	sky_sync_status st;
+	sky_sync_status st = SKY_SYNC_STATUS_INIT;
 	sky_engine_status(fx.engine, &st);
 	CU_ASSERT_EQUAL(st.state, SKY_ENGINE_STOPPED);
 	CU_ASSERT_EQUAL(st.snapshots, 1);
@@ -1178,7 +1179,7 @@ static void test_sync__snapshot_equals_server(void)
 	CU_ASSERT_EQUAL(sky_engine_sync_once(fx.engine), 0);
 	CU_ASSERT_EQUAL(atomic_load(&fx.changes), 0);
 	/* The state is recorded in the cache for `skysync stats`. */
-	sky_stats stats;
+	sky_stats stats = SKY_STATS_INIT;
 	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &stats), 0);
 	free(l.v);
 	fx_end(&fx);
@@ -1587,7 +1588,7 @@ static json_t *open_sessions(fixture *fx, size_t n)
 
 static uint64_t outbox_left(fixture *fx, uint64_t *rejected)
 {
-	sky_outbox_counts n;
+	sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
 	if (sky_outbox_counts_get(fx->cache, &n) < 0)
 		return UINT64_MAX;
 	if (rejected)
@@ -1707,7 +1708,7 @@ static void test_sync__outbox_offline_then_online(void)
 	uint64_t rejected = 0;
 	CU_ASSERT(outbox_left(&fx, &rejected) == 9);
 	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
 	CU_ASSERT_EQUAL(st.outbox_delivered, 0);
 	CU_ASSERT_EQUAL(st.outbox_last_delivery_us, 0);
@@ -2037,9 +2038,9 @@ static void test_sync__outbox_flaky_network(void);
  * checkpoint, events are folded in the background, writes journaled. */
 static void test_sync__outbox_flaky_network_journal(void)
 {
-	fx_cache_flags = SKY_CACHE_JOURNAL;
+	fx_durability = SKY_DURABILITY_JOURNAL;
 	test_sync__outbox_flaky_network();
-	fx_cache_flags = 0;
+	fx_durability = SKY_DURABILITY_DEFAULT;
 }
 
 static void test_sync__outbox_flaky_network(void)
@@ -2324,7 +2325,7 @@ static void test_sync__read_failure_still_delivers(void)
 	CU_ASSERT(why && strstr(why, "500"));
 	sky_free(why);
 	CU_ASSERT(!is_stale(&fx, s2, NULL));
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
 	CU_ASSERT_EQUAL(st.stale_sessions, 1);
 	/* Stale is not damage. */
@@ -2441,7 +2442,7 @@ static void test_sync__refused_event_reread(void)
 	 * is over the limit as an event, not as the data read after it. */
 	sky_cache_close(fx.cache);
 	sky_cache_options co = SKY_CACHE_OPTIONS_INIT;
-	co.flags = fx_cache_flags;
+	co.durability = fx_durability;
 	co.max_event_bytes = 4096;
 	CU_ASSERT_FATAL(sky_cache_open(&fx.cache, fx.dir, &co) == 0);
 	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
@@ -2469,7 +2470,7 @@ static void test_sync__refused_event_reread(void)
 	CU_ASSERT(st.server_events_refused >= 1);
 	CU_ASSERT(st.events_rejected >= 1);
 	CU_ASSERT(st.refetches >= 1);
-	sky_stats cs;
+	sky_stats cs = SKY_STATS_INIT;
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &cs) == 0);
 	CU_ASSERT(cs.server_events_refused >= 1);
 	CU_ASSERT(!is_stale(&fx, s1, NULL));
@@ -2496,7 +2497,7 @@ static void test_sync__refused_event_reread_refused(void)
 	 * so is the data the re-read brings: the session ends up stale. */
 	sky_cache_close(fx.cache);
 	sky_cache_options co = SKY_CACHE_OPTIONS_INIT;
-	co.flags = fx_cache_flags;
+	co.durability = fx_durability;
 	co.max_depth = 8;
 	CU_ASSERT_FATAL(sky_cache_open(&fx.cache, fx.dir, &co) == 0);
 	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
@@ -3001,7 +3002,7 @@ static int fx_engine_as(fixture *fx, const char *user, const char *password)
 	o.on_state = on_state;
 	o.on_log = on_log;
 	o.payload = fx;
-	if (sky_engine_new(fx->cache, &o, &fx->engine) < 0 ||
+	if (sky_engine_new(&fx->engine, fx->cache, &o) < 0 ||
 	    !(fx->base = event_base_new()) ||
 	    sky_engine_attach(fx->engine, fx->base) < 0)
 		return -1;
@@ -3045,7 +3046,7 @@ static void test_sync__one_identity_per_cache(void)
 			size_t n = 0;
 			for (int i = 0; i < 200 && n < 1; i++) {
 				n = 0;
-				sky_session_events(fx.cache, s->app, s->sid,
+				sky_session_event_list(fx.cache, s->app, s->sid,
 						   count_json, &n);
 				if (!n)
 					sky_sleep_ms(50);
@@ -3263,7 +3264,7 @@ static void test_sync__closed_sessions_stay(void)
 	CU_ASSERT_EQUAL_FATAL(json_array_size(sids), 6);
 	const char *closed = json_string_value(json_array_get(sids, 0));
 	const char *hidden = json_string_value(json_array_get(sids, 1));
-	sky_stats st0;
+	sky_stats st0 = SKY_STATS_INIT;
 	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &st0), 0);
 
 	/* Closed while no engine runs; the other one hidden from us. */
@@ -3295,7 +3296,7 @@ static void test_sync__closed_sessions_stay(void)
 	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, hidden, &text, NULL),
 			SKY_ENOTFOUND);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 1);
-	sky_stats st1;
+	sky_stats st1 = SKY_STATS_INIT;
 	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &st1), 0);
 	CU_ASSERT_EQUAL(st1.sessions, st0.sessions - 1);
 	CU_ASSERT_EQUAL(st1.sessions - st1.open_sessions,
@@ -3322,7 +3323,7 @@ static void test_sync__closed_sessions_stay(void)
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 4);
 	sky_cache_close(fx.cache);
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = fx_cache_flags;
+	o.durability = fx_durability;
 	o.closed_keep_max = 2;
 	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &o), 0);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 4);
@@ -3355,7 +3356,9 @@ static void test_sync__closed_sessions_stay(void)
 	sky_cache_close(fx.cache);
 	sky_cache_options v1 = SKY_CACHE_OPTIONS_INIT;
 	v1.version = 1;
-	v1.flags = fx_cache_flags;
+	/* Version 1 has no durability field: the deprecated flag. */
+	v1.flags = fx_durability == SKY_DURABILITY_JOURNAL ? SKY_CACHE_JOURNAL
+							    : 0;
 	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &v1), 0);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
 	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0); /* 30 days: both stay */
@@ -3364,7 +3367,7 @@ static void test_sync__closed_sessions_stay(void)
 	/* By age: kept for 1 s, and every close is older than that now. */
 	sky_cache_close(fx.cache);
 	sky_cache_options aged = SKY_CACHE_OPTIONS_INIT;
-	aged.flags = fx_cache_flags;
+	aged.durability = fx_durability;
 	aged.closed_keep_s = 1;
 	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &aged), 0);
 	sky_sleep_ms(1100);
@@ -3535,7 +3538,7 @@ static void test_sync__protocol_files_checked(void)
 	o.password = "p";
 	o.protocol_file = file;
 	sky_engine *e = NULL;
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), SKY_EINVAL);
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), SKY_EINVAL);
 	if (!strstr(sky_error_last()->message, file))
 		fprintf(stderr, "  %s\n", sky_error_last()->message);
 	CU_ASSERT(strstr(sky_error_last()->message, file) != NULL);
@@ -3543,7 +3546,7 @@ static void test_sync__protocol_files_checked(void)
 			 "eventTypes.session_closed") != NULL);
 	/* A version 2 caller's struct has no protocol_file: never read. */
 	o.version = 2;
-	CU_ASSERT_EQUAL(sky_engine_new(c, &o, &e), 0);
+	CU_ASSERT_EQUAL(sky_engine_new(&e, c, &o), 0);
 	sky_engine_free(e);
 	sky_cache_close(c);
 }
@@ -3674,7 +3677,7 @@ static void test_sync__protocol_file_layout(void)
 	CU_ASSERT(sky_data_patch(fx.cache, APP, s2, dp, strlen(dp)) == 0);
 	CU_ASSERT(sky_participant_add(fx.cache, APP, s2, "u-alice", 0) == 0);
 	const char *ev = "{\"kind\":\"alt-ping\"}";
-	CU_ASSERT(sky_event_send(fx.cache, APP, s2, ev, strlen(ev)) == 0);
+	CU_ASSERT(sky_session_event_send(fx.cache, APP, s2, ev, strlen(ev)) == 0);
 	CU_ASSERT(sky_session_close(fx.cache, APP, s3) == 0);
 	uint64_t rejected = 1;
 	long waited;
@@ -3703,7 +3706,7 @@ static void test_sync__protocol_file_layout(void)
 	event_types_seen = json_array();
 	for (waited = 0; waited < CONVERGE_MS; waited += 100) {
 		json_array_clear(event_types_seen);
-		sky_session_events(fx.cache, APP, s2, collect_event, NULL);
+		sky_session_event_list(fx.cache, APP, s2, collect_event, NULL);
 		if (json_array_size(event_types_seen))
 			break;
 		sky_sleep_ms(100);
@@ -3803,7 +3806,7 @@ static void test_sync__resume_after_offline_changes(void)
 	CU_ASSERT(checked > 200);
 
 	/* skysync stats reads the same from the cache. */
-	sky_stats cs;
+	sky_stats cs = SKY_STATS_INIT;
 	CU_ASSERT_EQUAL(sky_cache_stats(fx.cache, &cs), 0);
 	CU_ASSERT_EQUAL(cs.sync_path, SKY_SYNC_PATH_RESUMED);
 	CU_ASSERT_EQUAL(cs.sync_requests, st.last_sync_requests);
@@ -3824,7 +3827,7 @@ static void test_sync__resume_falls_back_to_full(void)
 	fixture fx;
 	char *seed = realm_seed();
 	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
-	sky_sync_status st;
+	sky_sync_status st = SKY_SYNC_STATUS_INIT;
 	size_t checked = 0, closed = 0;
 
 	/* Never synced: full, without asking the broker. */
@@ -3967,7 +3970,7 @@ static void test_sync__snapshot_summary(void)
 	CU_ASSERT_EQUAL(sky_query_run(q, count_row, &hits), 0);
 	CU_ASSERT_EQUAL(hits, n_app); /* integration may read any */
 	sky_query_free(q);
-	sky_stats stats;
+	sky_stats stats = SKY_STATS_INIT;
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &stats) == 0);
 	CU_ASSERT_FATAL(n_app > 3);
 	json_t *sums = rec_find(SKY_CHANGE_SNAPSHOT, NULL);
@@ -4008,11 +4011,11 @@ static void test_sync__snapshot_summary(void)
 	    "\"status\":\"open\",\"name\":\"Never on the server\","
 	    "\"createdBy\":\"u-integration\","
 	    "\"createdAt\":\"2024-03-01T07:00:00.000000Z\"}";
-	CU_ASSERT_EQUAL(sky_session_put(fx.cache, phantom, strlen(phantom),
+	CU_ASSERT_EQUAL(sky_mirror_session_put(fx.cache, phantom, strlen(phantom),
 					"{}", 2, 1709276400000000LL),
 			0);
 	rec_start();
-	sky_sync_status st;
+	sky_sync_status st = SKY_SYNC_STATUS_INIT;
 	CU_ASSERT_EQUAL(fx_sync_once_status(&fx, &st), 0);
 	sums = rec_find(SKY_CHANGE_SNAPSHOT, NULL);
 	CU_ASSERT_EQUAL(json_array_size(sums), 1);

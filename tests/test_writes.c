@@ -21,6 +21,7 @@
 
 #include "random.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "testutil.h"
 #include "util.h"
 #include "validate.h"
@@ -38,8 +39,8 @@ static sky_cache *open_realm(void)
 	sky_cache *c = NULL;
 	const char *app = "{\"applicationId\":\"app1\",\"name\":\"A\"}";
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), NULL) == 0);
-	CU_ASSERT_FATAL(sky_app_put(c, app, strlen(app)) == 0);
-	CU_ASSERT_FATAL(sky_session_put(c, session_json, strlen(session_json),
+	CU_ASSERT_FATAL(sky_mirror_app_put(c, app, strlen(app)) == 0);
+	CU_ASSERT_FATAL(sky_mirror_session_put(c, session_json, strlen(session_json),
 					"{}", 2, 0) == 0);
 	return c;
 }
@@ -121,7 +122,7 @@ static int do_write(sky_cache *c, const bad_write *w)
 	case W_PARTICIPANT:
 		return sky_participant_add(c, w->app, w->sid, w->arg, w->group);
 	case W_EVENT:
-		return sky_event_send(c, w->app, w->sid, w->arg, len);
+		return sky_session_event_send(c, w->app, w->sid, w->arg, len);
 	case W_BATCH: {
 		sky_write ws[2] = {
 		    {SKY_WRITE_DATA, APP, SID, "{\"a\":1}", 7, 0, NULL, 0, NULL},
@@ -401,9 +402,9 @@ static void test_writes__event_envelope(void)
 	char *before = snapshot(c);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *e = event_with(bad[i].extra, bad[i].created);
-		sky_event_outcome o = SKY_EVENT_APPLIED;
-		int rc = sky_event_apply(c, e, strlen(e), &o);
-		CU_ASSERT(rc == SKY_EINVAL && o == SKY_EVENT_REJECTED);
+		sky_mirror_outcome o = SKY_MIRROR_APPLIED;
+		int rc = sky_mirror_event_apply(c, e, strlen(e), &o);
+		CU_ASSERT(rc == SKY_EINVAL && o == SKY_MIRROR_REJECTED);
 		if (!strstr(sky_error_last()->message, bad[i].needle)) {
 			fprintf(stderr, "\ncase %zu: '%s'\n", i,
 				sky_error_last()->message);
@@ -424,9 +425,9 @@ static void test_writes__event_envelope(void)
 		char created[32];
 		snprintf(created, sizeof(created), "2026-11-02T10:00:0%zuZ", i);
 		char *e = event_with(good[i], created);
-		sky_event_outcome o = SKY_EVENT_REJECTED;
-		CU_ASSERT(sky_event_apply(c, e, strlen(e), &o) == 0);
-		CU_ASSERT(o == SKY_EVENT_APPLIED);
+		sky_mirror_outcome o = SKY_MIRROR_REJECTED;
+		CU_ASSERT(sky_mirror_event_apply(c, e, strlen(e), &o) == 0);
+		CU_ASSERT(o == SKY_MIRROR_APPLIED);
 		free(e);
 	}
 	sky_cache_close(c);

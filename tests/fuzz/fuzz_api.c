@@ -17,9 +17,9 @@
  *   MQTT payloads            the engine turns a payload into an event in
  *                            evitem_make() and on_mqtt_message(), both
  *                            static in engine.c; the payload then goes to
- *                            sky_event_apply. So this target runs the
+ *                            sky_mirror_event_apply. So this target runs the
  *                            parser the apply uses, sky__event_parse, and
- *                            then sky_event_apply on a cache kept across
+ *                            then sky_mirror_event_apply on a cache kept across
  *                            inputs, and checks that they agree.
  *
  * Checks: no crash or sanitizer report (the answer buffer is exactly the
@@ -42,6 +42,7 @@
 #include "events.h"
 #include "mqtt.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "util.h"
 
 static sky_cache *cache;
@@ -73,7 +74,7 @@ static void open_cache(void)
 	if (!mkdtemp(cache_dir))
 		abort();
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	o.event_log_size = 1000;
 	o.pending_limit = 1000;
 	if (sky_cache_open(&cache, cache_dir, &o) != 0)
@@ -348,11 +349,11 @@ static void fuzz_event(const char *body, size_t len)
 	} else {
 		check_rejected(prc, "event parse");
 	}
-	sky_event_outcome outcome;
-	int arc = sky_event_apply(cache, body, len, &outcome);
+	sky_mirror_outcome outcome;
+	int arc = sky_mirror_event_apply(cache, body, len, &outcome);
 	if (arc != 0)
 		check_rejected(arc, "event apply");
-	if ((arc != 0) != (outcome == SKY_EVENT_REJECTED))
+	if ((arc != 0) != (outcome == SKY_MIRROR_REJECTED))
 		fail("event apply", "the outcome and the code disagree");
 	if (prc != 0 && arc != prc)
 		fail("event apply", "accepted an event the parser rejects");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 static sky_cache *cache;
 static unsigned long runs;
@@ -21,7 +22,7 @@ static void open_cache(void)
 	if (!mkdtemp(tmpl))
 		abort();
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC; /* speed: durability is not under test */
+	o.durability = SKY_DURABILITY_NONE; /* speed: durability is not under test */
 	o.event_log_size = 1000;
 	o.pending_limit = 1000;
 	if (sky_cache_open(&cache, tmpl, &o) != 0)
@@ -32,13 +33,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	if (!cache)
 		open_cache();
-	sky_stats before, after;
+	sky_stats before = SKY_STATS_INIT, after = SKY_STATS_INIT;
 	if (sky_cache_stats(cache, &before) != 0)
 		abort();
-	sky_event_outcome outcome;
-	int rc = sky_event_apply(cache, (const char *)data, size, &outcome);
+	sky_mirror_outcome outcome;
+	int rc = sky_mirror_event_apply(cache, (const char *)data, size, &outcome);
 	if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {
-		if (outcome != SKY_EVENT_REJECTED)
+		if (outcome != SKY_MIRROR_REJECTED)
 			abort();
 		if (sky_cache_stats(cache, &after) != 0)
 			abort();

@@ -40,6 +40,7 @@
 #include "index.h"
 #include "query.h"
 #include "skysync.h"
+#include "skysync_mirror.h"
 #include "util.h"
 
 #define N_APP1 80
@@ -145,7 +146,7 @@ static void put_session(json_t *s, int64_t as_of)
 {
 	char *text = json_dumps(s, JSON_COMPACT);
 	if (!text ||
-	    sky_session_put(cache, text, strlen(text), NULL, 0, as_of) != 0) {
+	    sky_mirror_session_put(cache, text, strlen(text), NULL, 0, as_of) != 0) {
 		fprintf(stderr, "fuzz_query: session_put: %s\n",
 			sky_error_last()->message);
 		abort();
@@ -184,7 +185,7 @@ static int by_pos(const void *a, const void *b)
 
 static void put_role(const char *app, const char *text)
 {
-	if (sky_role_put(cache, app, text, strlen(text)) != 0)
+	if (sky_mirror_role_put(cache, app, text, strlen(text)) != 0)
 		abort();
 }
 
@@ -215,7 +216,7 @@ static void open_cache(void)
 	if (!mkdtemp(cache_dir))
 		abort();
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.flags = SKY_CACHE_NOSYNC;
+	o.durability = SKY_DURABILITY_NONE;
 	if (sky_cache_open(&cache, cache_dir, &o) != 0)
 		abort();
 	atexit(remove_cache);

@@ -3,7 +3,7 @@
  *
  *   crash_writer write DIR PREFIX [SEED]
  *       Apply an endless stream of generated events to the cache in DIR,
- *       in batches of 1..64 through sky_event_apply_batch(). After each
+ *       in batches of 1..64 through sky_mirror_event_apply_batch(). After each
  *       batch commits, print "ack EVENTID" for every event of it and
  *       flush, so that whatever the soak reads from stdout was
  *       acknowledged by the library before the process was killed.
@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "skysync.h"
+#include "skysync_mirror.h"
 
 #define APP "crash-app"
 #define GROUP 16
@@ -100,17 +101,17 @@ static int do_write(const char *dir, const char *prefix, unsigned seed)
 		return 2;
 	srand(seed);
 	static char bufs[MAX_BATCH][1024];
-	sky_event_item items[MAX_BATCH];
+	sky_mirror_event_item items[MAX_BATCH];
 	unsigned long n = 0;
 	for (;;) {
 		size_t k = 1 + (size_t)rand() % MAX_BATCH;
 		for (size_t i = 0; i < k; i++) {
 			int len = make_event(bufs[i], sizeof(bufs[i]), prefix,
 					     n + i);
-			items[i] = (sky_event_item){bufs[i], (size_t)len, 0,
+			items[i] = (sky_mirror_event_item){bufs[i], (size_t)len, 0,
 						    NULL};
 		}
-		if (sky_event_apply_batch(c, items, k) != 0) {
+		if (sky_mirror_event_apply_batch(c, items, k) != 0) {
 			const sky_error *e = sky_error_last();
 			fprintf(stderr, "crash_writer: batch failed: %s\n",
 				e && e->message ? e->message : "?");
@@ -118,11 +119,11 @@ static int do_write(const char *dir, const char *prefix, unsigned seed)
 			return 1;
 		}
 		for (size_t i = 0; i < k; i++) {
-			if (items[i].outcome != SKY_EVENT_APPLIED) {
+			if (items[i].outcome != SKY_MIRROR_APPLIED) {
 				fprintf(stderr,
 					"crash_writer: %s-e%lu: %s %s\n",
 					prefix, n + i,
-					sky_event_outcome_name(items[i].outcome),
+					sky_mirror_outcome_name(items[i].outcome),
 					items[i].error ? items[i].error : "");
 				sky_cache_close(c);
 				return 1;
@@ -154,7 +155,7 @@ static int do_read(const char *dir, const char *prefix)
 	for (unsigned long it = 0;; it++) {
 		/* A snapshot: every session it sees has data readable in it. */
 		sky_reader *r = NULL;
-		if (sky_reader_begin(c, &r) != 0) {
+		if (sky_reader_begin(&r, c) != 0) {
 			fprintf(stderr, "crash_writer: reader_begin failed\n");
 			return 1;
 		}
@@ -171,7 +172,7 @@ static int do_read(const char *dir, const char *prefix)
 					sid, rc);
 				return 1;
 			}
-			char *data = NULL;
+			const char *data = NULL;
 			size_t dlen;
 			rc = sky_reader_data(r, APP, sid, &data, &dlen);
 			if (rc != 0 && rc != SKY_ENOTFOUND) {
@@ -179,7 +180,6 @@ static int do_read(const char *dir, const char *prefix)
 					sid, rc);
 				return 1;
 			}
-			sky_free(data);
 		}
 		const char *preds[] = {"site=site-1|site-3", "round?"};
 		sky_query *q = NULL;
@@ -291,7 +291,7 @@ static int do_queue(const char *dir, const char *prefix, unsigned seed)
 		return 2;
 	srand(seed);
 	const char *app = "{\"applicationId\":\"" APP "\",\"name\":\"crash\"}";
-	if (sky_app_put(c, app, strlen(app)) != 0) {
+	if (sky_mirror_app_put(c, app, strlen(app)) != 0) {
 		fprintf(stderr, "crash_writer: app_put: %s\n",
 			sky_error_last()->message);
 		return 1;

@@ -16,12 +16,13 @@
 #include <string.h>
 
 #include "cli.h"
+#include "skysync_mirror.h"
 
 #define BATCH_EVENTS 1024
 #define BATCH_BYTES ((size_t)16 << 20)
 
 typedef struct {
-	sky_event_item items[BATCH_EVENTS];
+	sky_mirror_event_item items[BATCH_EVENTS];
 	char *lines[BATCH_EVENTS];
 	unsigned long lineno[BATCH_EVENTS];
 	size_t n, bytes;
@@ -39,10 +40,10 @@ static int only_space(const char *s, size_t n)
 static int flush(sky_cache *c, batch *b)
 {
 	int rc = 0;
-	if (b->n && (rc = sky_event_apply_batch(c, b->items, b->n)) == 0) {
+	if (b->n && (rc = sky_mirror_event_apply_batch(c, b->items, b->n)) == 0) {
 		for (size_t i = 0; i < b->n; i++) {
 			b->counts[b->items[i].outcome]++;
-			if (b->items[i].outcome == SKY_EVENT_REJECTED)
+			if (b->items[i].outcome == SKY_MIRROR_REJECTED)
 				fprintf(stderr, "line %lu: %s\n", b->lineno[i],
 					b->items[i].error ? b->items[i].error
 							  : "rejected");
@@ -125,23 +126,23 @@ static int run_apply(int argc, char **argv, const cli_globals *g)
 		fprintf(stderr, "skysync apply: error reading %s\n", path);
 		exit_code = EXIT_USAGE;
 	} else {
-		b->counts[SKY_EVENT_REJECTED] += blank;
+		b->counts[SKY_MIRROR_REJECTED] += blank;
 		if (lineno == 0) {
 			fprintf(stderr, "skysync apply: %s holds no events\n",
 				strcmp(path, "-") ? path : "the input");
-			b->counts[SKY_EVENT_REJECTED]++;
+			b->counts[SKY_MIRROR_REJECTED]++;
 		}
 		char summary[160];
 		snprintf(summary, sizeof(summary),
 			 "{\"applied\":%lu,\"duplicate\":%lu,\"stale\":%lu,"
 			 "\"deferred\":%lu,\"rejected\":%lu}",
-			 b->counts[SKY_EVENT_APPLIED],
-			 b->counts[SKY_EVENT_DUPLICATE],
-			 b->counts[SKY_EVENT_STALE],
-			 b->counts[SKY_EVENT_DEFERRED],
-			 b->counts[SKY_EVENT_REJECTED]);
+			 b->counts[SKY_MIRROR_APPLIED],
+			 b->counts[SKY_MIRROR_DUPLICATE],
+			 b->counts[SKY_MIRROR_STALE],
+			 b->counts[SKY_MIRROR_DEFERRED],
+			 b->counts[SKY_MIRROR_REJECTED]);
 		cli_print_object(g, summary);
-		if (b->counts[SKY_EVENT_REJECTED])
+		if (b->counts[SKY_MIRROR_REJECTED])
 			exit_code = EXIT_REJECTED;
 	}
 	free(b);

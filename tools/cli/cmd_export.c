@@ -20,8 +20,8 @@
  *  - export's output is a function of the cache's content: importing it
  *    into an empty cache and exporting again gives the same bytes (the
  *    texts go through the library's one JSON codec both ways);
- *  - import restores server state (sky_app_put, sky_role_put,
- *    sky_session_put_batch: a mirror, not offline writes) and only into
+ *  - import restores server state (sky_mirror_app_put, sky_mirror_role_put,
+ *    sky_mirror_session_put_batch: a mirror, not offline writes) and only into
  *    an empty cache, so nothing it writes is mixed with other state.
  * Not exported: the outbox (writes not delivered), custom session events,
  * the event log, stale marks and the sync state.
@@ -32,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache_types.h"
 #include "cli.h"
+#include "skysync_mirror.h"
 #include "error.h"
 #include "json.h"
 
@@ -157,7 +159,8 @@ static int print_session(const char *json, size_t len, unsigned flags,
 	json_t *o = sky__json_loadb(json, len, 0, NULL);
 	const char *sid = json_string_value(json_object_get(o, "sessionId"));
 	char *data = NULL;
-	int rc = sid ? sky_reader_data(x->reader, x->app, sid, &data, NULL)
+	/* An owned copy: the walk keeps one session's data at a time. */
+	int rc = sid ? sky__reader_data_dup(x->reader, x->app, sid, &data, NULL)
 		     : sky__error_set(SKY_ERROR, SKY_ERRSRC_JSON, 0,
 				      "a session of %s without a sessionId",
 				      x->app);
@@ -212,7 +215,7 @@ static int run_export(int argc, char **argv, const cli_globals *g)
 			     : 0;
 	else
 		rc = all_app_ids(c, &apps);
-	if (rc < 0 || (rc = sky_reader_begin(c, &reader)) < 0)
+	if (rc < 0 || (rc = sky_reader_begin(&reader, c)) < 0)
 		goto fail;
 	printf("{\"format\":\"" EXPORT_FORMAT "\"}\n");
 	for (size_t i = 0; i < apps.n; i++) {
@@ -254,7 +257,7 @@ const cli_command cli_cmd_export = {
 /* ---- import ---- */
 
 typedef struct {
-	sky_session_item items[IMPORT_BATCH];
+	sky_mirror_session_item items[IMPORT_BATCH];
 	unsigned long lineno[IMPORT_BATCH];
 	size_t n;
 	unsigned long applications, roles, sessions, rejected;
@@ -263,7 +266,7 @@ typedef struct {
 static int import_flush(sky_cache *c, import_batch *b)
 {
 	int rc = 0;
-	if (b->n && (rc = sky_session_put_batch(c, b->items, b->n)) == 0) {
+	if (b->n && (rc = sky_mirror_session_put_batch(c, b->items, b->n)) == 0) {
 		for (size_t i = 0; i < b->n; i++) {
 			if (b->items[i].result == 0) {
 				b->sessions++;
@@ -313,7 +316,7 @@ static int import_line(sky_cache *c, import_batch *b, json_t *o,
 						"\"data\" object");
 			return 1;
 		}
-		sky_session_item *it = &b->items[b->n];
+		sky_mirror_session_item *it = &b->items[b->n];
 		memset(it, 0, sizeof(*it));
 		if (!(it->session_json = sky__json_dumps(s, &it->len)) ||
 		    (d && !(it->data_json = sky__json_dumps(d, &it->data_len)))) {
@@ -348,7 +351,7 @@ static int import_line(sky_cache *c, import_batch *b, json_t *o,
 	if (!text)
 		return sky__error_set(SKY_ERROR, SKY_ERRSRC_NOMEM, 0,
 				      "out of memory");
-	rc = sky_app_put(c, text, len);
+	rc = sky_mirror_app_put(c, text, len);
 	free(text);
 	if (rc == 0)
 		b->applications++;
@@ -360,7 +363,7 @@ static int import_line(sky_cache *c, import_batch *b, json_t *o,
 		if (!(text = sky__json_dumps(role, &len)))
 			return sky__error_set(SKY_ERROR, SKY_ERRSRC_NOMEM, 0,
 					      "out of memory");
-		rc = sky_role_put(c, app, text, len);
+		rc = sky_mirror_role_put(c, app, text, len);
 		free(text);
 		if (rc == 0)
 			b->roles++;
@@ -375,8 +378,8 @@ static int import_line(sky_cache *c, import_batch *b, json_t *o,
 /* Refuse a cache that holds anything: import is a restore. */
 static int check_empty(sky_cache *c, const cli_globals *g)
 {
-	sky_stats st;
-	sky_outbox_counts oc;
+	sky_stats st = SKY_STATS_INIT;
+	sky_outbox_counts oc = SKY_OUTBOX_COUNTS_INIT;
 	if (sky_cache_stats(c, &st) < 0 || sky_outbox_counts_get(c, &oc) < 0)
 		return cli_fail("import");
 	uint64_t queued = oc.pending + oc.in_flight + oc.in_doubt + oc.rejected;

@@ -81,8 +81,8 @@ static int run_health(int argc, char **argv, const cli_globals *g)
 	sky_cache *c = cli_open(g, 1);
 	if (!c)
 		return EXIT_USAGE;
-	sky_stats s;
-	sky_outbox_counts n;
+	sky_stats s = SKY_STATS_INIT;
+	sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
 	int rc = EXIT_USAGE;
 	if (sky_cache_stats(c, &s) < 0 || sky_outbox_counts_get(c, &n) < 0) {
 		rc = cli_fail("health");

@@ -44,7 +44,7 @@ static int run_get(int argc, char **argv, const cli_globals *g)
 		return EXIT_USAGE;
 	sky_reader *r;
 	const char *json;
-	int rc = sky_reader_begin(c, &r);
+	int rc = sky_reader_begin(&r, c);
 	if (rc == 0) {
 		rc = sky_reader_session(r, argv[1], argv[2], &json, NULL);
 		if (rc == 0)
@@ -181,7 +181,7 @@ static int run_events(int argc, char **argv, const cli_globals *g)
 	if (!c)
 		return EXIT_USAGE;
 	list_ctx l = {g, g->format == FORMAT_TABLE ? cli_table_new(cols) : NULL};
-	int rc = sky_session_events(c, argv[1], argv[2], list_one, &l);
+	int rc = sky_session_event_list(c, argv[1], argv[2], list_one, &l);
 	if (rc == 0 && l.table)
 		cli_table_print(l.table, g, stdout);
 	cli_table_free(l.table);
@@ -271,6 +271,7 @@ static int oldest_cb(const sky_outbox_entry *e, void *payload)
 static int outbox_stats_get(sky_cache *c, outbox_stats *out)
 {
 	memset(out, 0, sizeof(*out));
+	out->n.version = SKY_OUTBOX_COUNTS_VERSION;
 	if (sky_outbox_counts_get(c, &out->n) < 0)
 		return -1;
 	/* Entries are in queue order, but a retried one keeps its queue
@@ -440,7 +441,7 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 						CLI_FORMAT_BIT(FORMAT_PROMETHEUS));
 	if (!c)
 		return EXIT_USAGE;
-	sky_stats s;
+	sky_stats s = SKY_STATS_INIT;
 	outbox_stats ob;
 	int rc = sky_cache_stats(c, &s);
 	if (rc == 0)
@@ -631,7 +632,7 @@ static int run_check(int argc, char **argv, const cli_globals *g)
 	if (!c)
 		return EXIT_USAGE;
 	unsigned problems = 0;
-	sky_stats st;
+	sky_stats st = SKY_STATS_INIT;
 	if (sky_cache_stats(c, &st) == 0 && st.schema_version < 2)
 		fprintf(stderr,
 			"skysync: note: %s was written by an earlier skysync "

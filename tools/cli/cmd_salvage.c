@@ -23,8 +23,8 @@ static int run_salvage(int argc, char **argv, const cli_globals *g)
 {
 	if (argc != 2)
 		return cli_usage_error("salvage", "expected DEST");
-	sky_salvage_report r;
-	if (sky_cache_salvage(g->db, argv[1], &r, print_lost, NULL) < 0)
+	sky_salvage_report r = SKY_SALVAGE_REPORT_INIT;
+	if (sky_cache_salvage(g->db, argv[1], print_lost, NULL, &r) < 0)
 		return cli_fail("salvage");
 	json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "from", g->db,
 			      "to", argv[1], "entries", (json_int_t)r.entries,

@@ -632,7 +632,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	event_base_dispatch(ui.base);
 	sky_engine_stop(ui.engine);
 
-	sky_sync_status st;
+	sky_sync_status st = SKY_SYNC_STATUS_INIT;
 	sky_engine_status(ui.engine, &st);
 	clear_bar(&ui);
 	if (st.state == SKY_ENGINE_FAILED) {
@@ -685,7 +685,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 				(unsigned long long)st.stale_sessions,
 				st.stale_sessions == 1 ? " is" : "s are");
 		/* 0 only when no deliverable write is left. */
-		sky_outbox_counts n;
+		sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
 		if (rc == EXIT_OK && sky_outbox_counts_get(c, &n) == 0) {
 			uint64_t left = n.pending + n.in_flight + n.in_doubt;
 			if (left || n.rejected)

@@ -398,7 +398,7 @@ static int run_event(int argc, char **argv, const cli_globals *g)
 	sky_cache *c = cli_open(g, 0);
 	if (!c)
 		return EXIT_USAGE;
-	rc = sky_event_send(c, argv[2], argv[3], argv[4], strlen(argv[4]));
+	rc = sky_session_event_send(c, argv[2], argv[3], argv[4], strlen(argv[4]));
 	rc = rc < 0 ? cli_fail(NULL) : print_session(c, g, argv[2], argv[3]);
 	sky_cache_close(c);
 	return rc;

@@ -94,7 +94,7 @@ int cli_sync_engine_or_wait(sky_cache *c, const sky_engine_options *o,
 			    int wait, double timeout_s, int quiet,
 			    sky_engine **engine, int *exit_code)
 {
-	int rc = sky_engine_new(c, o, engine);
+	int rc = sky_engine_new(engine, c, o);
 	if (rc == 0)
 		return 0;
 	if (rc != SKY_EBUSY || !wait) {
@@ -148,7 +148,7 @@ int cli_sync_engine_or_wait(sky_cache *c, const sky_engine_options *o,
 		}
 		usleep(WAIT_POLL_MS * 1000);
 		/* The holder gone: this command does the sync itself. */
-		rc = sky_engine_new(c, o, engine);
+		rc = sky_engine_new(engine, c, o);
 		if (rc == 0) {
 			free(want.ids);
 			return 0;
