@@ -1329,8 +1329,9 @@ SKY_DEPRECATED static inline int sky_session_events(sky_cache *cache,
 }
 #endif
 
-/* The mirror-feeding calls: see skysync_mirror.h about why it is apart. */
-#ifndef SKY_NO_DEPRECATED
-#include "skysync_mirror.h"
-#endif
+/*
+ * The mirror-feeding calls (sky_mirror_*, and their deprecated 0.1 names)
+ * are declared in skysync_mirror.h, which includes this header: a program
+ * that feeds the mirror includes it by name.
+ */
 #endif /* SKYSYNC_H */

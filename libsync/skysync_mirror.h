@@ -14,10 +14,10 @@
  * This header is separate from skysync.h so that an application that only
  * reads and queues writes does not see calls that overwrite the server
  * copy: a program that includes skysync_mirror.h says it is a transport.
- * For the 0.2 series skysync.h still includes it (unless SKY_NO_DEPRECATED
- * is defined) because the deprecated 0.1 names of these calls are
- * defined here (at the end) and existing callers include only skysync.h;
- * from 0.3 it must be included by name.
+ * It includes skysync.h, never the other way round. The deprecated 0.1
+ * names of these calls are defined here (at the end), so a 0.1 caller of
+ * sky_event_apply() and the other feeding calls adds
+ * `#include <skysync_mirror.h>` (0.2 changes argument orders anyway).
  * It follows the conventions at the top of skysync.h.
  */
 #ifndef SKYSYNC_MIRROR_H
