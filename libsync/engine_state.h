@@ -18,7 +18,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine.h"
 #include "http.h"
 #include "keyset.h"
 #include "mqtt.h"
@@ -29,6 +28,7 @@
 
 struct event;
 struct event_base;
+struct sky_engine_req; /* engine_core.h */
 
 #define FETCH_BUCKETS 1024 /* the hash table of re-reads (stream.c) */
 
@@ -54,7 +54,7 @@ typedef struct snap {
 	int resume;  /* resumed: read only what differs (resync.c) */
 	int started; /* the application list was asked for */
 	int again;   /* events may have been lost meanwhile: redo */
-	sky_engine_req *apps_req;
+	struct sky_engine_req *apps_req;
 	struct sjob **jobs;
 	size_t njobs, cap, next;
 	unsigned inflight;
@@ -93,7 +93,7 @@ struct sky_engine {
 	struct event *ev_stop, *ev_apply, *ev_fetch, *ev_flush, *ev_snap_retry,
 	    *ev_snap_go, *ev_broker_wait, *ev_refresh, *ev_heartbeat,
 	    *ev_resync;
-	sky_engine_req *reqs;
+	struct sky_engine_req *reqs;
 
 	/* authentication */
 	char *access, *refresh, *sub;
@@ -135,7 +135,7 @@ struct sky_engine {
 	/* The periodic reconcile (reconcile.c). */
 	struct event *ev_reconcile;
 	struct rjob *rjobs;
-	sky_engine_req *rec_apps_req;
+	struct sky_engine_req *rec_apps_req;
 	int rec_running;
 	unsigned rec_refetches;
 	/* Resuming (resync.c, "Resuming"). */
@@ -152,38 +152,5 @@ struct sky_engine {
 	int64_t last_warn_us;
 	unsigned warns_suppressed;
 };
-
-/* ---- the engine's core (engine.c) ---- */
-
-/* A line for the application's log callback (no secrets in it). */
-void sky__elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* A warning about something retried: at most one a second. */
-void sky__warn_retry(sky_engine *e, const char *msg, long delay_ms);
-/* Local monotonic time, for delays only (never compared with server
- * times). */
-int64_t sky__mono_us(void);
-/* Arm a timer event to fire in `ms` milliseconds. */
-void sky__arm_ms(struct event *ev, long ms);
-
-/* The one place the state changes; the transition must be legal (the
- * table in engine.c). Records it in the cache and tells the application. */
-void sky__engine_set_state(sky_engine *e, sky_engine_state s);
-/* The run ends with this failure (the first one is kept), from the loop. */
-void sky__engine_fail(sky_engine *e, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* LOGIN got its token: on to SUBSCRIBE, or straight to a snapshot. */
-void sky__engine_after_login(sky_engine *e);
-/* LIVE, and the realm must be read again now: a resync. */
-void sky__engine_resync(sky_engine *e);
-/* Tell the application about a change of app/sid (what: SKY_CHANGE_*). */
-void sky__engine_notify(sky_engine *e, const char *app, const char *sid,
-			unsigned what, const char *type, const char *eid);
-
-/* The workers (the outbox): online when the mirror is current. */
-void sky__workers_online(sky_engine *e);
-void sky__workers_offline(sky_engine *e);
-/* One-shot: the run ends once the reads are over and no worker is busy. */
-void sky__engine_check_once_done(sky_engine *e);
 
 #endif

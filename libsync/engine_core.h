@@ -1,20 +1,31 @@
 /*
- * engine.h - the sync engine's interface for modules that plug into it
- * (the outbox of DESIGN.md §5): authenticated REST requests that survive
- * token expiry, notice of when the mirror is current ("online") and when
- * it is not, session refetches, and the loop the engine runs on.
+ * engine_core.h - the sync engine's core (engine_core.c) and its interface
+ * for the modules that plug into it (the outbox of DESIGN.md §5):
+ * authenticated REST requests that survive token expiry (auth.c), notice
+ * of when the mirror is current ("online") and when it is not, session
+ * refetches (stream.c), and the loop the engine runs on; then the core's
+ * services for the engine's own parts: logging, timers, the state change,
+ * failure and change notices.
  *
- * Everything here runs on the engine's loop thread.
+ * It sits below every part of the engine and below engine.c, which
+ * builds and runs it; engine_state.h (the engine object) is included
+ * beside it, never by it. Everything here runs on the engine's loop
+ * thread.
  */
-#ifndef SKY_ENGINE_H
-#define SKY_ENGINE_H
+#ifndef SKY_ENGINE_CORE_H
+#define SKY_ENGINE_CORE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/util.h>
+
 #include "api.h"
 #include "http.h"
 #include "skysync.h"
+
+struct event;
+struct event_base;
 
 typedef struct sky_engine_req sky_engine_req;
 
@@ -82,5 +93,48 @@ sky_cache *sky__engine_cache(sky_engine *e);
 
 /* For tests: drop the broker connection as a network failure would. */
 void sky__engine_drop_broker(sky_engine *e);
+
+/* One worker added with sky__engine_add_worker (the engine's list). */
+struct worker {
+	sky_engine_worker w;
+	void *ctx;
+	struct worker *next;
+};
+
+/* The heartbeat timer: records the sync state while LIVE. */
+void sky__engine_on_heartbeat(evutil_socket_t fd, short what, void *arg);
+
+/* ---- the engine's core (engine_core.c), for its parts ---- */
+
+/* A line for the application's log callback (no secrets in it). */
+void sky__elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A warning about something retried: at most one a second. */
+void sky__warn_retry(sky_engine *e, const char *msg, long delay_ms);
+/* Local monotonic time, for delays only (never compared with server
+ * times). */
+int64_t sky__mono_us(void);
+/* Arm a timer event to fire in `ms` milliseconds. */
+void sky__arm_ms(struct event *ev, long ms);
+
+/* The one place the state changes; the transition must be legal (the
+ * table in engine.c). Records it in the cache and tells the application. */
+void sky__engine_set_state(sky_engine *e, sky_engine_state s);
+/* The run ends with this failure (the first one is kept), from the loop. */
+void sky__engine_fail(sky_engine *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* LOGIN got its token: on to SUBSCRIBE, or straight to a snapshot. */
+void sky__engine_after_login(sky_engine *e);
+/* LIVE, and the realm must be read again now: a resync. */
+void sky__engine_resync(sky_engine *e);
+/* Tell the application about a change of app/sid (what: SKY_CHANGE_*). */
+void sky__engine_notify(sky_engine *e, const char *app, const char *sid,
+			unsigned what, const char *type, const char *eid);
+
+/* The workers (the outbox): online when the mirror is current. */
+void sky__workers_online(sky_engine *e);
+void sky__workers_offline(sky_engine *e);
+/* One-shot: the run ends once the reads are over and no worker is busy. */
+void sky__engine_check_once_done(sky_engine *e);
 
 #endif
