@@ -173,7 +173,8 @@
 
 typedef struct worker worker;
 
-void sky__engine_after_login(sky_engine *e)
+/* sky__engine_after_login (engine_core.c) calls this one. */
+static void engine_after_login(sky_engine *e)
 {
 	/* A one-shot sync of a cache never synced reads everything and
 	 * needs no broker; one of a synced cache asks the broker first
@@ -194,7 +195,8 @@ void sky__engine_after_login(sky_engine *e)
 		    e->follow_run ? BROKER_WAIT_MS : BROKER_WAIT_ONCE_MS);
 }
 
-void sky__engine_resync(sky_engine *e)
+/* sky__engine_resync (engine_core.c) calls this one. */
+static void engine_resync(sky_engine *e)
 {
 	sky__snapshot_start(e, 1);
 }
@@ -424,6 +426,8 @@ int sky_engine_new(sky_cache *cache, const sky_engine_options *opts,
 		return sky__error_nomem();
 	e->cache = cache;
 	e->lock_fd = -1;
+	e->after_login = engine_after_login;
+	e->resync = engine_resync;
 	e->proto = sky__protocol_builtin();
 	if ((rc = sky__engine_options_take(e, opts)) < 0)
 		goto fail;

@@ -170,6 +170,16 @@ void sky__engine_notify(sky_engine *e, const char *app, const char *sid,
 	e->o.on_change(&ch, e->o.payload);
 }
 
+void sky__engine_after_login(sky_engine *e)
+{
+	e->after_login(e);
+}
+
+void sky__engine_resync(sky_engine *e)
+{
+	e->resync(e);
+}
+
 void sky__engine_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	sky_engine *e = arg;

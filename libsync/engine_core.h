@@ -118,14 +118,16 @@ int64_t sky__mono_us(void);
 void sky__arm_ms(struct event *ev, long ms);
 
 /* The one place the state changes; the transition must be legal (the
- * table in engine.c). Records it in the cache and tells the application. */
+ * table in engine_core.c). Records it in the cache and tells the application. */
 void sky__engine_set_state(sky_engine *e, sky_engine_state s);
 /* The run ends with this failure (the first one is kept), from the loop. */
 void sky__engine_fail(sky_engine *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* LOGIN got its token: on to SUBSCRIBE, or straight to a snapshot. */
+/* LOGIN got its token: on to SUBSCRIBE, or straight to a snapshot
+ * (engine.c's step, through the engine's after_login hook). */
 void sky__engine_after_login(sky_engine *e);
-/* LIVE, and the realm must be read again now: a resync. */
+/* LIVE, and the realm must be read again now: a resync (engine.c's
+ * step, through the engine's resync hook). */
 void sky__engine_resync(sky_engine *e);
 /* Tell the application about a change of app/sid (what: SKY_CHANGE_*). */
 void sky__engine_notify(sky_engine *e, const char *app, const char *sid,

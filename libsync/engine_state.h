@@ -1,16 +1,18 @@
 /*
  * engine_state.h - what the sync engine holds while it runs, shared by
  * the files that make it up: the engine object (struct sky_engine), the
- * received events and their queues, the snapshot under way, and the few
- * services of the engine's core (engine.c) that every part uses: logging,
- * timers, the state change, failure, change notices and the workers.
+ * received events and their queues, and the snapshot under way. The
+ * services of the engine's core that every part uses (logging, timers,
+ * the state change, failure, change notices, the workers) are in
+ * engine_core.h, which the parts include beside this one.
  *
  * The parts (auth.c, broker.c, stream.c, resync.c, reconcile.c,
  * engine_options.c) include this header and their own; this header
- * includes none of theirs, so it is the lowest layer of the engine. The
- * invariants of the engine (engine.c, top) hold for every field here:
- * everything runs on the engine's loop thread, and a field that belongs
- * to one part is changed only by that part (its comment says which).
+ * includes none of theirs nor the core's, so it is the lowest layer of
+ * the engine. The invariants of the engine (engine.c, top) hold for
+ * every field here: everything runs on the engine's loop thread, and a
+ * field that belongs to one part is changed only by that part (its
+ * comment says which).
  */
 #ifndef SKY_ENGINE_STATE_H
 #define SKY_ENGINE_STATE_H
@@ -151,6 +153,11 @@ struct sky_engine {
 	sky_sync_status st;
 	int64_t last_warn_us;
 	unsigned warns_suppressed;
+	/* The steps of the state machine that need the parts above the
+	 * core (broker.c, resync.c): engine.c sets them, and the parts
+	 * below reach them through sky__engine_after_login/_resync. */
+	void (*after_login)(sky_engine *e);
+	void (*resync)(sky_engine *e);
 };
 
 #endif
