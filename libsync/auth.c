@@ -26,6 +26,7 @@
 #include <event2/event.h>
 
 #include "api.h"
+#include "engine_core.h"
 #include "engine_state.h"
 #include "error.h"
 #include "http.h"

@@ -1,7 +1,7 @@
 /*
  * auth.h - authenticated REST requests of the sync engine and the tokens
  * they carry (auth.c). sky__engine_request() itself is declared in
- * engine.h, for the modules that plug into the engine.
+ * engine_core.h, for the modules that plug into the engine.
  */
 #ifndef SKY_AUTH_H
 #define SKY_AUTH_H

@@ -24,6 +24,7 @@
 #include "api.h"
 #include "auth.h"
 #include "cache_types.h"
+#include "engine_core.h"
 #include "engine_state.h"
 #include "error.h"
 #include "identity.h"

@@ -35,7 +35,7 @@
 
 #include "api.h"
 #include "deliver.h"
-#include "engine.h"
+#include "engine_core.h"
 #include "error.h"
 #include "json.h"
 #include "outbox.h"

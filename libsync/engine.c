@@ -22,7 +22,8 @@
  *   any --sky_engine_stop--> STOPPED
  *
  * The state changes in one place, sky__engine_set_state(), which checks
- * each transition against the table of legal ones (legal_next below):
+ * each transition against the table of legal ones (legal_next, in
+ * engine_core.c):
  *
  *   IDLE -> LOGIN; LOGIN -> SUBSCRIBE, SNAPSHOT; SUBSCRIBE -> SNAPSHOT;
  *   SNAPSHOT -> LIVE, BACKOFF; LIVE -> SNAPSHOT; BACKOFF -> SNAPSHOT;
@@ -163,7 +164,7 @@
 #include "broker.h"
 #include "cache_types.h"
 #include "deliver.h"
-#include "engine.h"
+#include "engine_core.h"
 #include "engine_options.h"
 #include "enginelock.h"
 #include "error.h"
@@ -180,217 +181,11 @@
 
 #define BROKER_WAIT_MS 10000	 /* snapshot without the broker after this */
 #define BROKER_WAIT_ONCE_MS 3000 /* one-shot: full snapshot without it */
-#define HEARTBEAT_MS 5000	 /* sync state into the cache while live */
 
-typedef struct worker {
-	sky_engine_worker w;
-	void *ctx;
-	struct worker *next;
-} worker;
+typedef struct worker worker;
 
-/* ------------------------------------------------------------------ */
-/* Logging, timers, states                                             */
-/* ------------------------------------------------------------------ */
-
-static void vlog(sky_engine *e, sky_log_level level, const char *fmt,
-		 va_list ap)
-{
-	if (!e->o.on_log)
-		return;
-	char line[512];
-	vsnprintf(line, sizeof(line), fmt, ap);
-	e->o.on_log(level, line, e->o.payload);
-}
-
-void sky__elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(e, level, fmt, ap);
-	va_end(ap);
-}
-
-/* A warning about something retried: at most one a second. */
-void sky__warn_retry(sky_engine *e, const char *msg, long delay_ms)
-{
-	snprintf(e->st.error, sizeof(e->st.error), "%s", msg);
-	int64_t now = sky__now_us();
-	if (now - e->last_warn_us < 1000000) {
-		e->warns_suppressed++;
-		return;
-	}
-	e->last_warn_us = now;
-	if (e->warns_suppressed)
-		sky__elog(e, SKY_LOG_WARN,
-			  "%s; retrying in %.1f s (%u similar "
-			  "messages suppressed)",
-			  msg, delay_ms / 1000.0, e->warns_suppressed);
-	else
-		sky__elog(e, SKY_LOG_WARN, "%s; retrying in %.1f s", msg,
-			  delay_ms / 1000.0);
-	e->warns_suppressed = 0;
-}
-
-int64_t sky__mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void sky__arm_ms(struct event *ev, long ms)
-{
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	evtimer_add(ev, &tv);
-}
-
-const char *sky_engine_state_name(sky_engine_state s)
-{
-	static const char *names[] = {"idle",	  "login", "subscribe",
-				      "snapshot", "live",  "backoff",
-				      "stopped",  "failed"};
-	if ((unsigned)s < sizeof(names) / sizeof(names[0]))
-		return names[s];
-	return "unknown";
-}
-
-static void write_meta(sky_engine *e)
-{
-	/* Bookkeeping only: a failure here must not stop the sync. */
-	/* An earlier run's snapshot stays recorded until this run's. */
-	int64_t last = e->st.last_sync_us ? e->st.last_sync_us : e->prev_sync_us;
-	if (sky__repair_put_meta(
-		e->cache, (uint64_t)e->state + 1, (uint64_t)last,
-		(uint64_t)(e->st.event_lag_us > 0 ? e->st.event_lag_us : 0),
-		(uint64_t)sky__now_us()) < 0)
-		sky__elog(e, SKY_LOG_WARN, "cannot record the sync state: %s",
-			  sky_error_last()->message);
-}
-
-/*
- * The legal transitions, from -> to (see the diagram at the top); the
- * state is changed only by sky__engine_set_state(), which checks them.
- * Setting the state the engine is in is no transition and always allowed.
- * A run starts over at IDLE without one (start_engine()). STOPPED or
- * FAILED may become FAILED: a new run that could not start.
- */
-#define TO(s) (1u << SKY_ENGINE_##s)
-#define ENDS (TO(STOPPED) | TO(FAILED))
-static const unsigned legal_next[] = {
-    [SKY_ENGINE_IDLE] = TO(LOGIN) | ENDS,
-    [SKY_ENGINE_LOGIN] = TO(SUBSCRIBE) | TO(SNAPSHOT) | ENDS,
-    [SKY_ENGINE_SUBSCRIBE] = TO(SNAPSHOT) | ENDS,
-    [SKY_ENGINE_SNAPSHOT] = TO(LIVE) | TO(BACKOFF) | ENDS,
-    [SKY_ENGINE_LIVE] = TO(SNAPSHOT) | ENDS,
-    [SKY_ENGINE_BACKOFF] = TO(SNAPSHOT) | ENDS,
-    [SKY_ENGINE_STOPPED] = TO(FAILED),
-    [SKY_ENGINE_FAILED] = 0,
-};
-#undef ENDS
-#undef TO
-
-static int transition_legal(sky_engine_state from, sky_engine_state to)
-{
-	return (unsigned)from < sizeof(legal_next) / sizeof(legal_next[0]) &&
-	       (unsigned)to < 32 && (legal_next[from] >> to & 1u);
-}
-
-void sky__engine_set_state(sky_engine *e, sky_engine_state s)
-{
-	if (e->state == s)
-		return;
-	if (!transition_legal(e->state, s)) {
-		/* A bug in the engine: say so, and stop in a debug build. */
-		sky__elog(e, SKY_LOG_ERROR,
-			  "internal error: state %s cannot become %s",
-			  sky_engine_state_name(e->state),
-			  sky_engine_state_name(s));
-		assert(!"illegal engine state transition");
-	}
-	e->state = s;
-	e->st.state = s;
-	sky__elog(e, SKY_LOG_DEBUG, "state: %s", sky_engine_state_name(s));
-	write_meta(e);
-	if (s == SKY_ENGINE_LIVE && e->ev_heartbeat)
-		sky__arm_ms(e->ev_heartbeat, HEARTBEAT_MS);
-	if (e->o.on_state)
-		e->o.on_state(s, e->o.payload);
-}
-
-void sky__engine_notify(sky_engine *e, const char *app, const char *sid,
-			unsigned what, const char *type, const char *eid)
-{
-	sky__engine_notify_event(e, app, sid, what, type, eid, NULL, 0);
-}
-
-void sky__engine_notify_event(sky_engine *e, const char *app, const char *sid,
-			      unsigned what, const char *type, const char *eid,
-			      const char *payload, size_t payload_len)
-{
-	if (!e->o.on_change || !what)
-		return;
-	sky_change ch;
-	memset(&ch, 0, sizeof(ch));
-	ch.app_id = app;
-	ch.session_id = sid;
-	ch.what = what;
-	ch.event_type = type;
-	ch.event_id = eid;
-	ch.payload_json = payload;
-	ch.payload_len = payload ? payload_len : 0;
-	e->o.on_change(&ch, e->o.payload);
-}
-
-void sky__engine_notify_snap(sky_engine *e, const char *app, const char *sid,
-			     unsigned what)
-{
-	if (!e->o.on_change || !what)
-		return;
-	if (e->o.snapshot_changes) {
-		sky__engine_notify(e, app, sid, what, NULL, NULL);
-		return;
-	}
-	/* A session is counted once, under the strongest of its bits. */
-	if (what & SKY_CHANGE_REMOVED)
-		e->snap_removed++;
-	else if (what & SKY_CHANGE_ADDED)
-		e->snap_added++;
-	else
-		e->snap_changed++;
-}
-
-void sky__engine_snap_summary(sky_engine *e)
-{
-	uint64_t a = e->snap_added, c = e->snap_changed, r = e->snap_removed;
-	e->snap_added = e->snap_changed = e->snap_removed = 0;
-	/* A snapshot that changed nothing says nothing, as before. */
-	if (!e->o.on_change || (!a && !c && !r))
-		return;
-	sky_change ch;
-	memset(&ch, 0, sizeof(ch));
-	ch.what = SKY_CHANGE_SNAPSHOT;
-	ch.added = a;
-	ch.changed = c;
-	ch.removed = r;
-	e->o.on_change(&ch, e->o.payload);
-}
-
-void sky__engine_addressed(sky_engine *e, const char *app, const char *local,
-			   const char *server)
-{
-	if (!e->o.on_change || !app || !local || !server)
-		return;
-	sky_change ch;
-	memset(&ch, 0, sizeof(ch));
-	ch.app_id = app;
-	ch.session_id = server;
-	ch.what = SKY_CHANGE_ADDRESSED;
-	ch.local_id = local;
-	ch.server_id = server;
-	e->o.on_change(&ch, e->o.payload);
-}
-
-void sky__engine_after_login(sky_engine *e)
+/* sky__engine_after_login (engine_core.c) calls this one. */
+static void engine_after_login(sky_engine *e)
 {
 	/* A one-shot sync of a cache never synced reads everything and
 	 * needs no broker; one of a synced cache asks the broker first
@@ -411,112 +206,10 @@ void sky__engine_after_login(sky_engine *e)
 		    e->follow_run ? BROKER_WAIT_MS : BROKER_WAIT_ONCE_MS);
 }
 
-void sky__engine_resync(sky_engine *e)
+/* sky__engine_resync (engine_core.c) calls this one. */
+static void engine_resync(sky_engine *e)
 {
 	sky__snapshot_start(e, 1);
-}
-
-static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
-{
-	sky_engine *e = arg;
-	(void)fd;
-	(void)what;
-	if (e->state != SKY_ENGINE_LIVE)
-		return;
-	write_meta(e);
-	sky__arm_ms(e->ev_heartbeat, HEARTBEAT_MS);
-}
-
-/* ------------------------------------------------------------------ */
-/* Workers (the outbox)                                                */
-/* ------------------------------------------------------------------ */
-
-int sky__engine_add_worker(sky_engine *e, const sky_engine_worker *w, void *ctx)
-{
-	worker *k = calloc(1, sizeof(*k));
-	if (!k)
-		return sky__error_nomem();
-	k->w = *w;
-	k->ctx = ctx;
-	k->next = e->workers;
-	e->workers = k;
-	if (e->online && w->online)
-		w->online(ctx);
-	return 0;
-}
-
-void sky__workers_online(sky_engine *e)
-{
-	e->online = 1;
-	for (worker *w = e->workers; w; w = w->next)
-		if (w->w.online)
-			w->w.online(w->ctx);
-}
-
-void sky__workers_offline(sky_engine *e)
-{
-	if (!e->online)
-		return;
-	e->online = 0;
-	for (worker *w = e->workers; w; w = w->next)
-		if (w->w.offline)
-			w->w.offline(w->ctx);
-}
-
-static int workers_busy(sky_engine *e)
-{
-	for (worker *w = e->workers; w; w = w->next)
-		if (w->w.busy && w->w.busy(w->ctx))
-			return 1;
-	return 0;
-}
-
-void sky__engine_check_once_done(sky_engine *e)
-{
-	if (e->once_waiting && !e->stopping && !workers_busy(e)) {
-		e->once_waiting = 0;
-		e->stopping = 1;
-		event_active(e->ev_stop, 0, 0);
-	}
-}
-
-void sky__engine_worker_changed(sky_engine *e)
-{
-	sky__engine_check_once_done(e);
-}
-
-const sky_engine_options *sky__engine_options(sky_engine *e)
-{
-	return &e->o;
-}
-
-int sky__engine_follows(sky_engine *e)
-{
-	return e->follow_run;
-}
-
-void sky__engine_log(sky_engine *e, sky_log_level level, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(e, level, fmt, ap);
-	va_end(ap);
-}
-
-struct event_base *sky__engine_base(sky_engine *e)
-{
-	return e->base;
-}
-
-sky_cache *sky__engine_cache(sky_engine *e)
-{
-	return e->cache;
-}
-
-int64_t sky__engine_read_bound(const sky_http_response *res)
-{
-	/* Date has whole seconds: its value is the floor of the read time. */
-	return res->date_us > 0 ? res->date_us : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -592,22 +285,6 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 			e->fail_code ? SKY_ENGINE_FAILED : SKY_ENGINE_STOPPED);
 }
 
-void sky__engine_fail(sky_engine *e, int code, const char *fmt, ...)
-{
-	if (e->fail_code)
-		return; /* the first failure is the one to report */
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(e->fail_msg, sizeof(e->fail_msg), fmt, ap);
-	va_end(ap);
-	e->fail_code = code < 0 ? code : SKY_ERROR;
-	snprintf(e->st.error, sizeof(e->st.error), "%s", e->fail_msg);
-	/* Not logged: the caller reports it once (run's result, FAILED). */
-	e->stopping = 1;
-	if (e->ev_stop)
-		event_active(e->ev_stop, 0, 0);
-}
-
 void sky_engine_stop(sky_engine *e)
 {
 	if (!e || !e->running || e->stopping)
@@ -640,7 +317,7 @@ static int start_engine(sky_engine *e, struct event_base *base, int follow)
 	e->ev_snap_go = evtimer_new(base, sky__resync_on_go, e);
 	e->ev_broker_wait = evtimer_new(base, sky__broker_on_wait, e);
 	e->ev_refresh = evtimer_new(base, sky__auth_on_refresh_timer, e);
-	e->ev_heartbeat = evtimer_new(base, on_heartbeat, e);
+	e->ev_heartbeat = evtimer_new(base, sky__engine_on_heartbeat, e);
 	e->ev_resync = evtimer_new(base, sky__resync_on_timer, e);
 	e->ev_reconcile = evtimer_new(base, sky__reconcile_on_timer, e);
 	e->ev_drain = evtimer_new(base, sky__resync_on_drain, e);
@@ -762,6 +439,8 @@ int sky_engine_new(sky_engine **out, sky_cache *cache,
 		return sky__error_nomem();
 	e->cache = cache;
 	e->lock_fd = -1;
+	e->after_login = engine_after_login;
+	e->resync = engine_resync;
 	e->proto = sky__protocol_builtin();
 	if ((rc = sky__engine_options_take(e, opts)) < 0)
 		goto fail;

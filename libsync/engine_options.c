@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "engine_core.h"
 #include "engine_state.h"
 #include "error.h"
 #include "mqtt.h"

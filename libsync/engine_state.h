@@ -1,16 +1,18 @@
 /*
  * engine_state.h - what the sync engine holds while it runs, shared by
  * the files that make it up: the engine object (struct sky_engine), the
- * received events and their queues, the snapshot under way, and the few
- * services of the engine's core (engine.c) that every part uses: logging,
- * timers, the state change, failure, change notices and the workers.
+ * received events and their queues, and the snapshot under way. The
+ * services of the engine's core that every part uses (logging, timers,
+ * the state change, failure, change notices, the workers) are in
+ * engine_core.h, which the parts include beside this one.
  *
  * The parts (auth.c, broker.c, stream.c, resync.c, reconcile.c,
  * engine_options.c) include this header and their own; this header
- * includes none of theirs, so it is the lowest layer of the engine. The
- * invariants of the engine (engine.c, top) hold for every field here:
- * everything runs on the engine's loop thread, and a field that belongs
- * to one part is changed only by that part (its comment says which).
+ * includes none of theirs nor the core's, so it is the lowest layer of
+ * the engine. The invariants of the engine (engine.c, top) hold for
+ * every field here: everything runs on the engine's loop thread, and a
+ * field that belongs to one part is changed only by that part (its
+ * comment says which).
  */
 #ifndef SKY_ENGINE_STATE_H
 #define SKY_ENGINE_STATE_H
@@ -18,7 +20,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine.h"
 #include "http.h"
 #include "keyset.h"
 #include "mqtt.h"
@@ -29,6 +30,7 @@
 
 struct event;
 struct event_base;
+struct sky_engine_req; /* engine_core.h */
 
 #define FETCH_BUCKETS 1024 /* the hash table of re-reads (stream.c) */
 
@@ -54,7 +56,7 @@ typedef struct snap {
 	int resume;  /* resumed: read only what differs (resync.c) */
 	int started; /* the application list was asked for */
 	int again;   /* events may have been lost meanwhile: redo */
-	sky_engine_req *apps_req;
+	struct sky_engine_req *apps_req;
 	struct sjob **jobs;
 	size_t njobs, cap, next;
 	unsigned inflight;
@@ -93,7 +95,7 @@ struct sky_engine {
 	struct event *ev_stop, *ev_apply, *ev_fetch, *ev_flush, *ev_snap_retry,
 	    *ev_snap_go, *ev_broker_wait, *ev_refresh, *ev_heartbeat,
 	    *ev_resync;
-	sky_engine_req *reqs;
+	struct sky_engine_req *reqs;
 
 	/* authentication */
 	char *access, *refresh, *sub;
@@ -136,7 +138,7 @@ struct sky_engine {
 	/* The periodic reconcile (reconcile.c). */
 	struct event *ev_reconcile;
 	struct rjob *rjobs;
-	sky_engine_req *rec_apps_req;
+	struct sky_engine_req *rec_apps_req;
 	int rec_running;
 	unsigned rec_refetches;
 	/* Resuming (resync.c, "Resuming"). */
@@ -156,52 +158,11 @@ struct sky_engine {
 	uint64_t snap_added, snap_changed, snap_removed;
 	int64_t last_warn_us;
 	unsigned warns_suppressed;
+	/* The steps of the state machine that need the parts above the
+	 * core (broker.c, resync.c): engine.c sets them, and the parts
+	 * below reach them through sky__engine_after_login/_resync. */
+	void (*after_login)(sky_engine *e);
+	void (*resync)(sky_engine *e);
 };
-
-/* ---- the engine's core (engine.c) ---- */
-
-/* A line for the application's log callback (no secrets in it). */
-void sky__elog(sky_engine *e, sky_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* A warning about something retried: at most one a second. */
-void sky__warn_retry(sky_engine *e, const char *msg, long delay_ms);
-/* Local monotonic time, for delays only (never compared with server
- * times). */
-int64_t sky__mono_us(void);
-/* Arm a timer event to fire in `ms` milliseconds. */
-void sky__arm_ms(struct event *ev, long ms);
-
-/* The one place the state changes; the transition must be legal (the
- * table in engine.c). Records it in the cache and tells the application. */
-void sky__engine_set_state(sky_engine *e, sky_engine_state s);
-/* The run ends with this failure (the first one is kept), from the loop. */
-void sky__engine_fail(sky_engine *e, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* LOGIN got its token: on to SUBSCRIBE, or straight to a snapshot. */
-void sky__engine_after_login(sky_engine *e);
-/* LIVE, and the realm must be read again now: a resync. */
-void sky__engine_resync(sky_engine *e);
-/* Tell the application about a change of app/sid (what: SKY_CHANGE_*). */
-void sky__engine_notify(sky_engine *e, const char *app, const char *sid,
-			unsigned what, const char *type, const char *eid);
-/* The same for an applied event, with what it carried (borrowed JSON
- * text, or NULL) for sky_change.payload_json. */
-void sky__engine_notify_event(sky_engine *e, const char *app, const char *sid,
-			      unsigned what, const char *type, const char *eid,
-			      const char *payload, size_t payload_len);
-/* A change a snapshot made: counted for its summary, or told at once
- * when the application asked for one call per session
- * (snapshot_changes). */
-void sky__engine_notify_snap(sky_engine *e, const char *app, const char *sid,
-			     unsigned what);
-/* The snapshot's summary (SKY_CHANGE_SNAPSHOT) if it changed anything;
- * the counts start again from zero. */
-void sky__engine_snap_summary(sky_engine *e);
-
-/* The workers (the outbox): online when the mirror is current. */
-void sky__workers_online(sky_engine *e);
-void sky__workers_offline(sky_engine *e);
-/* One-shot: the run ends once the reads are over and no worker is busy. */
-void sky__engine_check_once_done(sky_engine *e);
 
 #endif

@@ -26,7 +26,7 @@
 
 #include "error.h"
 #include "index.h"
-#include "record.h"
+#include "record_read.h"
 
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull

@@ -1,6 +1,6 @@
 /*
- * query.c - property-filter queries (DESIGN.md §6): the query object,
- * the viewer's visibility rule, running a plan (query_plan.c) page by
+ * query.c - property-filter queries (DESIGN.md §6): the query object
+ * (query_types.h), running a plan (query_plan.c) page by
  * page with resumable cursors, and the explain output. Predicates are
  * parsed in query_parse.c.
  *
@@ -20,8 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "error.h"
 #include "json.h"
+#include "query.h"
 #include "query_plan.h"
 
 /*
@@ -32,98 +34,7 @@
 #define CURSOR_ORDERED 2
 #define CURSOR_MAX (SKY_IX_POS_MAX + 10)
 
-/* ---- visibility ---- */
-
-static int is_group(const json_t *participant)
-{
-	const char *t = json_string_value(json_object_get(participant, "type"));
-	return t && strcmp(t, "group") == 0;
-}
-
-/* Is the viewer (directly or through a group) in this participant list? */
-static int viewer_in(const sky_query *q, const json_t *parts)
-{
-	size_t i;
-	const json_t *e;
-	json_array_foreach((json_t *)parts, i, e) {
-		const char *id = json_string_value(json_object_get(e, "id"));
-		if (!id)
-			continue;
-		if (!is_group(e)) {
-			if (strcmp(id, q->viewer) == 0)
-				return 1;
-			continue;
-		}
-		for (size_t g = 0; g < q->n_groups; g++)
-			if (strcmp(id, q->groups[g]) == 0)
-				return 1;
-	}
-	return 0;
-}
-
-int sky__query_access(MDB_txn *txn, const sky_query *q, sky_access *out)
-{
-	if (!q->viewer) {
-		*out = SKY_ACCESS_ALL;
-		return 0;
-	}
-	unsigned char prefix[SKY_KEY_MAX];
-	size_t plen = sky__key2(prefix, sizeof(prefix), q->app, NULL);
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, SKY_DBI(q->cache, SKY_DB_ROLES), &cur);
-	if (rc)
-		return sky__error_lmdb(rc, "reading roles");
-	int any = 0, part = 0;
-	MDB_val key = {plen, prefix}, val;
-	for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-	     rc == 0 && key.mv_size >= plen &&
-	     memcmp(key.mv_data, prefix, plen) == 0 && !any;
-	     rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		/* Role values are JSON text with a trailing NUL. */
-		size_t len = val.mv_size ? val.mv_size - 1 : 0;
-		json_t *role = sky__json_loadb(val.mv_data, len, 0, NULL);
-		if (!role)
-			continue; /* `check` reports it; it grants nothing */
-		if (viewer_in(q, json_object_get(role, "participants"))) {
-			size_t i;
-			const json_t *perm;
-			json_array_foreach(json_object_get(role, "permissions"),
-					   i, perm) {
-				/* Whole strings: "x\u0000y" is not "x". */
-				if (sky__json_streq(perm, "session:read:any"))
-					any = 1;
-				else if (sky__json_streq(perm,
-							 "session:read:participant"))
-					part = 1;
-			}
-		}
-		json_decref(role);
-	}
-	mdb_cursor_close(cur);
-	if (rc && rc != MDB_NOTFOUND)
-		return sky__error_lmdb(rc, "reading roles");
-	*out = any ? SKY_ACCESS_ALL : part ? SKY_ACCESS_PARTICIPANT
-					   : SKY_ACCESS_NONE;
-	return 0;
-}
-
-int sky__query_visible(const sky_query *q, sky_access access,
-		       const json_t *session)
-{
-	switch (access) {
-	case SKY_ACCESS_ALL: return 1;
-	case SKY_ACCESS_NONE: return 0;
-	case SKY_ACCESS_PARTICIPANT:
-		return viewer_in(q, json_object_get(session, "participants"));
-	}
-	return 0;
-}
-
-
 /* ---- cursors ---- */
-
-static const char b64[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static char *cursor_encode(int order, int64_t key, const sky_ixpos *x)
 {
@@ -135,50 +46,23 @@ static char *cursor_encode(int order, int64_t key, const sky_ixpos *x)
 		sky__put_time(raw + 2, key);
 	}
 	memcpy(raw + h, x->data, x->len);
-	char *out = malloc((n + 2) / 3 * 4 + 1);
-	if (!out) {
-		sky__error_nomem();
+	sky_buf out = SKY_BUF_INIT;
+	if (sky__b64url_append(&out, raw, n) < 0) {
+		sky__buf_free(&out);
 		return NULL;
 	}
-	size_t o = 0;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)raw[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)raw[i + 1] << 8;
-		if (i + 2 < n)
-			v |= raw[i + 2];
-		out[o++] = b64[(v >> 18) & 63];
-		out[o++] = b64[(v >> 12) & 63];
-		if (i + 1 < n)
-			out[o++] = b64[(v >> 6) & 63];
-		if (i + 2 < n)
-			out[o++] = b64[v & 63];
-	}
-	out[o] = '\0';
-	return out;
+	return sky__buf_detach(&out, NULL);
 }
 
 static int cursor_decode(const char *text, sky_ixpos *x, int *order,
 			 int64_t *key)
 {
 	unsigned char raw[CURSOR_MAX + 3];
-	size_t n = 0, len = strlen(text);
-	uint32_t acc = 0;
-	int bits = 0;
-	if (len > (sizeof(raw) * 4) / 3)
+	size_t len = strlen(text);
+	long got = sky__b64url_decode(text, len, 0, raw, sizeof raw);
+	if (got < 0)
 		goto bad;
-	for (size_t i = 0; i < len; i++) {
-		const char *c = strchr(b64, text[i]);
-		if (!c)
-			goto bad;
-		acc = (acc << 6) | (uint32_t)(c - b64);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			raw[n++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
+	size_t n = (size_t)got;
 	size_t h = n && raw[0] == CURSOR_ORDERED ? 10 : 1;
 	if (n < h + 9 || (raw[0] != CURSOR_VERSION && h == 1) ||
 	    n - h > SKY_IX_POS_MAX || (h == 10 && (raw[1] < 1 || raw[1] > 3)))

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "query_access.h"
 #include "query_plan.h"
 
 /* A prefix with more keys than this is merged by collecting its sessions. */

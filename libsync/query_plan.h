@@ -7,7 +7,11 @@
 #ifndef SKY_QUERY_PLAN_H
 #define SKY_QUERY_PLAN_H
 
-#include "query.h"
+#include <lmdb.h>
+
+#include "index.h"
+#include "query_types.h"
+#include "record.h"
 
 /*
  * The sessions under a union of index keys. Enumerated keys carry their

@@ -230,22 +230,6 @@ static int keep_none(const char *a, const char *b, void *ctx)
 	return 0;
 }
 
-long sky__repair_prune_sessions(sky_cache *c, const char *app,
-				sky_repair_keep_fn keep, void *ctx,
-				sky_repair_removed_fn removed)
-{
-	strlist sids = {0};
-	int rc = collect_under(c, SKY_DB_SESSIONS, app, keep, ctx, 1, &sids);
-	prune_ctx p = {c, app, &sids, NULL, 0, 0};
-	if (rc == 0 && sids.n)
-		rc = sky__store_write(&c->st, prune_write, &p);
-	if (rc == 0 && removed)
-		for (size_t i = 0; i < sids.n; i++)
-			removed(app, sids.v[i], ctx);
-	strlist_free(&sids);
-	return rc < 0 ? rc : (long)p.removed;
-}
-
 long sky__repair_unlisted_open(sky_cache *c, const char *app,
 			       sky_repair_keep_fn keep, void *ctx,
 			       sky_repair_each_fn each)

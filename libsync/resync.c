@@ -32,6 +32,7 @@
 
 #include "api.h"
 #include "cache_types.h"
+#include "engine_core.h"
 #include "engine_state.h"
 #include "error.h"
 #include "json.h"

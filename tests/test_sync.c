@@ -33,7 +33,7 @@
 #include <jansson.h>
 
 #include "api.h"
-#include "engine.h"
+#include "engine_core.h"
 #include "error.h"
 #include "harness.h"
 #include "identity.h"
