@@ -596,7 +596,7 @@ static double round_mixed(void *arg, unsigned n)
 
 static json_t *run_mixed(sk_ctx *s, const bench_args *a)
 {
-	sk_open(s, a->dir, SKY_CACHE_JOURNAL);
+	sk_open(s, a->dir, SKY_DURABILITY_JOURNAL);
 	json_t *res = bench_run_mixed("skysync", round_mixed, s, &s->mixed, a);
 	sky_cache_close(s->cache);
 	return res;

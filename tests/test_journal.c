@@ -723,7 +723,7 @@ static void test_journal__region_grows_then_crash(void)
 	int fd;
 	pid_t pid = start_writer(&fd);
 	if (pid == 0) {
-		sky_cache *c = open_mode(dir, SKY_CACHE_JOURNAL, NULL);
+		sky_cache *c = open_mode(dir, SKY_DURABILITY_JOURNAL, NULL);
 		const char *app = "{\"applicationId\":\"" APP
 				  "\",\"name\":\"j\"}";
 		const char *body = "{\"name\":\"grow\"}";
@@ -774,7 +774,7 @@ static void test_journal__region_grows_then_crash(void)
 	journal_stat(dir, &sb);
 	CU_ASSERT(sb.st_size > 4 << 20);
 	zero_meta_pages(dir);
-	sky_cache *c = reopen_recovered(dir, SKY_CACHE_JOURNAL);
+	sky_cache *c = reopen_recovered(dir, SKY_DURABILITY_JOURNAL);
 	CU_ASSERT(data_value(c, sid, "n") == n - 1);
 	char *json = NULL;
 	size_t len = 0;

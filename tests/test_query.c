@@ -1979,6 +1979,7 @@ static void test_query__older_index(void)
 	sky_cache_close(c);
 
 	/* Read-write: rebuilt to the current version at open. */
+	o.flags = 0;
 	o.durability = SKY_DURABILITY_NONE;
 	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
 	CU_ASSERT(sky_cache_check(c, report_line, NULL) == 0);
