@@ -1,0 +1,224 @@
+/*
+ * test_deliver.c - outbox delivery (libsync/deliver.c) through a one-shot
+ * sync against a real skylight-emu and mosquitto (tests/harness.c):
+ * consecutive data patches of a session land as fewer server writes than
+ * were queued, and as their composition; a session's writes land in queue order
+ * (the last rename wins, the close comes last); writes of several
+ * sessions all go in one sync. sky_cache_check finds nothing after each.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+#include "skysync.h"
+#include "testutil.h"
+
+#define APP "app-inspections"
+
+static sky_broker broker;
+static int broker_started;
+
+typedef struct {
+	sky_emu emu;
+	char *token;
+	sky_cache *cache;
+} fixture;
+
+static int fx_start(fixture *fx)
+{
+	memset(fx, 0, sizeof(*fx));
+	if (!broker_started) {
+		if (sky_broker_start(&broker) < 0) {
+			fprintf(stderr, "test_deliver: cannot start mosquitto\n");
+			exit(99);
+		}
+		broker_started = 1;
+	}
+	char bro[64];
+	snprintf(bro, sizeof(bro), "127.0.0.1:%d", broker.port);
+	char *seed = sky_harness_src_path("tools/examples/realm.json");
+	const char *args[] = {"--seed", seed, "--broker", bro, NULL};
+	int rc = sky_emu_start(&fx->emu, args);
+	free(seed);
+	if (rc < 0)
+		return -1;
+	fx->token =
+	    sky_emu_login(&fx->emu, "integration", "integration-pass", NULL);
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = SKY_CACHE_NOSYNC;
+	if (!fx->token || sky_cache_open(&fx->cache, sky_test_tmpdir(), &o) < 0)
+		return -1;
+	return 0;
+}
+
+static void fx_end(fixture *fx)
+{
+	sky_cache_close(fx->cache);
+	sky_emu_stop(&fx->emu);
+	sky_emu_free(&fx->emu);
+	free(fx->token);
+}
+
+/* A one-shot sync: the snapshot, then the outbox delivered. */
+static int sync_once(fixture *fx)
+{
+	char bro[64];
+	snprintf(bro, sizeof(bro), "mqtt://127.0.0.1:%d", broker.port);
+	sky_engine_options o = SKY_ENGINE_OPTIONS_INIT;
+	o.server = fx->emu.url;
+	o.broker = bro;
+	o.realm = "demo";
+	o.user = "integration";
+	o.password = "integration-pass";
+	o.backoff_min_ms = 50;
+	o.backoff_max_ms = 1000;
+	o.retry_limit = 12;
+	sky_engine *e = NULL;
+	if (sky_engine_new(fx->cache, &o, &e) < 0)
+		return -1;
+	int rc = sky_engine_sync_once(e);
+	sky_engine_free(e);
+	return rc;
+}
+
+/* The changes the emulator's realm has taken (/_admin/stats). */
+static uint64_t changes(fixture *fx)
+{
+	sky_http_res res;
+	uint64_t n = 0;
+	CU_ASSERT_FATAL(sky_http(fx->emu.url, "GET", "/_admin/stats", NULL,
+				 NULL, &res) == 200);
+	json_t *v = json_object_get(res.json, "changes");
+	CU_ASSERT(json_is_integer(v));
+	n = (uint64_t)json_integer_value(v);
+	sky_http_res_free(&res);
+	return n;
+}
+
+static uint64_t left(fixture *fx)
+{
+	sky_outbox_counts n;
+	CU_ASSERT_FATAL(sky_outbox_counts_get(fx->cache, &n) == 0);
+	CU_ASSERT(n.rejected == 0);
+	return n.pending + n.in_flight + n.in_doubt;
+}
+
+static int collect_sid(const char *json, size_t len, void *payload)
+{
+	json_t *s = json_loadb(json, len, 0, NULL);
+	const char *st = json_string_value(json_object_get(s, "status"));
+	if (st && !strcmp(st, "open") && json_array_size(payload) < 3)
+		json_array_append(payload, json_object_get(s, "sessionId"));
+	json_decref(s);
+	return 0;
+}
+
+/* The server's session (data: its data) through REST, or NULL. */
+static json_t *server(fixture *fx, const char *sid, int data)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "/v1/applications/%s/sessions/%s%s", APP,
+		 sid, data ? "/data" : "");
+	sky_http_res res;
+	json_t *out = NULL;
+	if (sky_http(fx->emu.url, "GET", path, NULL, fx->token, &res) == 200)
+		out = json_loads(res.body, 0, NULL);
+	sky_http_res_free(&res);
+	return out;
+}
+
+static void test_deliver__coalesced_in_order(void)
+{
+	fixture fx;
+	CU_ASSERT_FATAL(fx_start(&fx) == 0);
+	CU_ASSERT_FATAL(sync_once(&fx) == 0);
+	json_t *ids = json_array();
+	sky_session_list(fx.cache, APP, collect_sid, ids);
+	CU_ASSERT_FATAL(json_array_size(ids) == 3);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	const char *s2 = json_string_value(json_array_get(ids, 1));
+	const char *s3 = json_string_value(json_array_get(ids, 2));
+	uint64_t c0 = changes(&fx);
+	/* 30 data patches of s1: one key each, one overwritten, one
+	 * removed, so that only their composition in order is right. */
+	enum { N = 30 };
+	for (int i = 0; i < N; i++) {
+		char p[96];
+		if (i == N - 1)
+			snprintf(p, sizeof(p), "{\"t1\":null}");
+		else if (i == N - 2)
+			snprintf(p, sizeof(p), "{\"t0\":{\"again\":true}}");
+		else
+			snprintf(p, sizeof(p), "{\"t%d\":{\"i\":%d}}", i, i);
+		CU_ASSERT_FATAL(sky_data_patch(fx.cache, APP, s1, p,
+					       strlen(p)) == 0);
+	}
+	CU_ASSERT(left(&fx) == N);
+	CU_ASSERT_FATAL(sync_once(&fx) == 0);
+	CU_ASSERT(left(&fx) == 0);
+	/* The patches went as far fewer writes on the server. */
+	uint64_t used = changes(&fx) - c0;
+	CU_ASSERT(used > 0 && used < N / 2);
+	json_t *d = server(&fx, s1, 1);
+	CU_ASSERT_FATAL(d != NULL);
+	json_t *t0 = json_object_get(d, "t0");
+	CU_ASSERT(json_is_true(json_object_get(t0, "again")));
+	CU_ASSERT(json_integer_value(json_object_get(t0, "i")) == 0);
+	CU_ASSERT(json_object_get(d, "t1") == NULL);
+	for (int i = 2; i < N - 2; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "t%d", i);
+		CU_ASSERT(json_integer_value(json_object_get(
+			      json_object_get(d, k), "i")) == i);
+	}
+	json_decref(d);
+
+	/* Renames of s2 land in order; s3's close comes after its rename,
+	 * all in one sync. */
+	for (int i = 0; i < 5; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "rename %d", i);
+		CU_ASSERT_FATAL(sky_session_set_name(fx.cache, APP, s2, name) ==
+				0);
+	}
+	CU_ASSERT_FATAL(sky_session_set_name(fx.cache, APP, s3, "last") == 0);
+	CU_ASSERT_FATAL(sky_session_close(fx.cache, APP, s3) == 0);
+	CU_ASSERT(sky_session_set_name(fx.cache, APP, s3, "after") ==
+		  SKY_EINVAL);
+	CU_ASSERT(left(&fx) == 7);
+	CU_ASSERT_FATAL(sync_once(&fx) == 0);
+	CU_ASSERT(left(&fx) == 0);
+	json_t *srv2 = server(&fx, s2, 0), *srv3 = server(&fx, s3, 0);
+	CU_ASSERT_FATAL(srv2 && srv3);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(srv2, "name")),
+			       "rename 4");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(srv3, "name")),
+			       "last");
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(srv3, "status")), "closed");
+	json_decref(srv2);
+	json_decref(srv3);
+	sky_stats st;
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
+	CU_ASSERT(st.outbox_delivered == N + 7);
+	CU_ASSERT(sky_cache_check(fx.cache, NULL, NULL) == 0);
+	json_decref(ids);
+	fx_end(&fx);
+}
+
+int main(void)
+{
+	static const sky_test_case cases[] = {
+	    {"test_deliver__coalesced_in_order",
+	     test_deliver__coalesced_in_order},
+	    {NULL, NULL}};
+	int rc = sky_test_main("deliver", cases);
+	if (broker_started)
+		sky_broker_stop(&broker);
+	return rc;
+}
