@@ -4,7 +4,9 @@
  * consecutive data patches of a session land as fewer server writes than
  * were queued, and as their composition; a session's writes land in queue order
  * (the last rename wins, the close comes last); writes of several
- * sessions all go in one sync. sky_cache_check finds nothing after each.
+ * sessions all go in one sync; a coalesced group the server refuses is
+ * sent again one write at a time, so the dead letter is the write at
+ * fault, and the writes after it land. sky_cache_check finds nothing after each.
  */
 #include "config.h"
 
@@ -211,11 +213,84 @@ static void test_deliver__coalesced_in_order(void)
 	fx_end(&fx);
 }
 
+/* Install an emulator fault (tools/emu/faults.h spec). */
+static void fault(fixture *fx, const char *spec)
+{
+	json_t *j = json_string(spec);
+	char *body = json_dumps(j, JSON_ENCODE_ANY);
+	json_decref(j);
+	sky_http_res res;
+	CU_ASSERT_FATAL(sky_http(fx->emu.url, "POST", "/_admin/faults", body,
+				 NULL, &res) == 201);
+	sky_http_res_free(&res);
+	free(body);
+}
+
+/*
+ * The server refuses (400) the first two data PATCHes of a session: the
+ * coalesced group, then the first of its writes sent alone. That one
+ * write is the dead letter; the others land.
+ */
+static void test_deliver__refused_group_split(void)
+{
+	fixture fx;
+	CU_ASSERT_FATAL(fx_start(&fx) == 0);
+	CU_ASSERT_FATAL(sync_once(&fx) == 0);
+	json_t *ids = json_array();
+	sky_session_list(fx.cache, APP, collect_sid, ids);
+	CU_ASSERT_FATAL(json_array_size(ids) >= 1);
+	const char *s1 = json_string_value(json_array_get(ids, 0));
+	char spec[512];
+	snprintf(spec, sizeof(spec),
+		 "error:code=400,next=2,method=PATCH,path=*/sessions/%s/data",
+		 s1);
+	fault(&fx, spec);
+	enum { N = 8 };
+	for (int i = 0; i < N; i++) {
+		char p[64];
+		snprintf(p, sizeof(p), "{\"u%d\":%d}", i, i);
+		CU_ASSERT_FATAL(sky_data_patch(fx.cache, APP, s1, p,
+					       strlen(p)) == 0);
+	}
+	uint64_t c0 = changes(&fx);
+	CU_ASSERT_FATAL(sync_once(&fx) == 0);
+	sky_outbox_counts n;
+	CU_ASSERT_FATAL(sky_outbox_counts_get(fx.cache, &n) == 0);
+	CU_ASSERT(n.rejected == 1);
+	CU_ASSERT(n.pending + n.in_flight + n.in_doubt == 0);
+	/* Once the write at fault is a dead letter, the others go grouped
+	 * again: fewer server writes than writes. */
+	uint64_t used = changes(&fx) - c0;
+	CU_ASSERT(used >= 1 && used < N - 1);
+	json_t *d = server(&fx, s1, 1);
+	CU_ASSERT_FATAL(d != NULL);
+	CU_ASSERT(json_object_get(d, "u0") == NULL);
+	for (int i = 1; i < N; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "u%d", i);
+		CU_ASSERT(json_integer_value(json_object_get(d, k)) == i);
+	}
+	json_decref(d);
+	/* The local view no longer shows the dead letter's change. */
+	char *text = NULL;
+	CU_ASSERT_FATAL(sky_data_get(fx.cache, APP, s1, &text, NULL) == 0);
+	CU_ASSERT(text && !strstr(text, "\"u0\"") && strstr(text, "\"u7\""));
+	sky_free(text);
+	sky_stats st;
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
+	CU_ASSERT(st.outbox_delivered == N - 1);
+	CU_ASSERT(sky_cache_check(fx.cache, NULL, NULL) == 0);
+	json_decref(ids);
+	fx_end(&fx);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
 	    {"test_deliver__coalesced_in_order",
 	     test_deliver__coalesced_in_order},
+	    {"test_deliver__refused_group_split",
+	     test_deliver__refused_group_split},
 	    {NULL, NULL}};
 	int rc = sky_test_main("deliver", cases);
 	if (broker_started)
