@@ -419,6 +419,9 @@ json_t *sky__json_loadb(const char *text, size_t len, size_t flags,
 	if (!err)
 		err = &local;
 	track_allocations();
+	/* jansson leaves `err` untouched when its first allocation fails. */
+	err->text[0] = '\0';
+	err->text[sizeof(err->text) - 1] = (char)json_error_unknown;
 	unsigned long failures = alloc_failures;
 	json_t *v = loadb(text, len, flags, err);
 	if (alloc_failures == failures)
