@@ -6,7 +6,8 @@
  * (the last rename wins, the close comes last); writes of several
  * sessions all go in one sync; a coalesced group the server refuses is
  * sent again one write at a time, so the dead letter is the write at
- * fault, and the writes after it land. sky_cache_check finds nothing after each.
+ * fault, and the writes after it land; with a tiny first map that the
+ * writes must grow, every write lands once. sky_cache_check finds nothing after each.
  */
 #include "config.h"
 
@@ -31,7 +32,7 @@ typedef struct {
 	sky_cache *cache;
 } fixture;
 
-static int fx_start(fixture *fx)
+static int fx_start_map(fixture *fx, size_t map_bytes)
 {
 	memset(fx, 0, sizeof(*fx));
 	if (!broker_started) {
@@ -53,9 +54,15 @@ static int fx_start(fixture *fx)
 	    sky_emu_login(&fx->emu, "integration", "integration-pass", NULL);
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
 	o.flags = SKY_CACHE_NOSYNC;
+	o.initial_map_bytes = map_bytes;
 	if (!fx->token || sky_cache_open(&fx->cache, sky_test_tmpdir(), &o) < 0)
 		return -1;
 	return 0;
+}
+
+static int fx_start(fixture *fx)
+{
+	return fx_start_map(fx, 0);
 }
 
 static void fx_end(fixture *fx)
@@ -284,6 +291,59 @@ static void test_deliver__refused_group_split(void)
 	fx_end(&fx);
 }
 
+/*
+ * A first map of 64 KiB: the snapshot and the queued writes grow it, and
+ * the answers' commits (which clear each delivered entry and lay the
+ * server's copy down) run on whatever room is left, growing it again if
+ * they must; every write still lands once.
+ */
+static void test_deliver__map_grows(void)
+{
+	fixture fx;
+	CU_ASSERT_FATAL(fx_start_map(&fx, 64 * 1024) == 0);
+	CU_ASSERT_FATAL(sync_once(&fx) == 0);
+	json_t *ids = json_array();
+	sky_session_list(fx.cache, APP, collect_sid, ids);
+	CU_ASSERT_FATAL(json_array_size(ids) == 3);
+	char body[2001];
+	memset(body, 'y', 2000);
+	body[2000] = '\0';
+	int n = sky_test_workload(60, 30);
+	for (int i = 0; i < n; i++) {
+		const char *sid =
+		    json_string_value(json_array_get(ids, (size_t)i % 3));
+		char p[2100];
+		snprintf(p, sizeof(p), "{\"big%d\":\"%s\"}", i, body);
+		CU_ASSERT_FATAL(sky_data_patch(fx.cache, APP, sid, p,
+					       strlen(p)) == 0);
+	}
+	sky_stats st;
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
+	uint64_t map = st.map_bytes;
+	CU_ASSERT(map > 64 * 1024);
+	CU_ASSERT_FATAL(sync_once(&fx) == 0);
+	CU_ASSERT(left(&fx) == 0);
+	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
+	CU_ASSERT(st.outbox_delivered == (uint64_t)n);
+	CU_ASSERT(st.map_bytes >= map);
+	for (size_t k = 0; k < 3; k++) {
+		json_t *d = server(&fx, json_string_value(json_array_get(ids, k)),
+				   1);
+		CU_ASSERT_FATAL(d != NULL);
+		for (int i = (int)k; i < n; i += 3) {
+			char key[16];
+			snprintf(key, sizeof(key), "big%d", i);
+			const char *v =
+			    json_string_value(json_object_get(d, key));
+			CU_ASSERT(v && strlen(v) == 2000);
+		}
+		json_decref(d);
+	}
+	CU_ASSERT(sky_cache_check(fx.cache, NULL, NULL) == 0);
+	json_decref(ids);
+	fx_end(&fx);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -291,6 +351,7 @@ int main(void)
 	     test_deliver__coalesced_in_order},
 	    {"test_deliver__refused_group_split",
 	     test_deliver__refused_group_split},
+	    {"test_deliver__map_grows", test_deliver__map_grows},
 	    {NULL, NULL}};
 	int rc = sky_test_main("deliver", cases);
 	if (broker_started)
