@@ -86,8 +86,10 @@ static void tracking_free(void *p)
 /*
  * Make sure jansson allocates through the wrappers. A program that sets
  * its own functions later (a test failing the Nth allocation) has them
- * wrapped at its next parse; jansson asks for its functions to be set
- * before other threads use it, so this swap races with nothing.
+ * wrapped at its next parse. jansson asks that its functions be set
+ * before other threads use it; two threads' first parses meeting here
+ * store the same values. A program that puts back the pair it read after
+ * a parse (the wrappers) keeps the functions wrapped last.
  */
 static void track_allocations(void)
 {

@@ -25,8 +25,7 @@
 static const char *app_json =
     "{\"applicationId\":\"app1\",\"name\":\"Inspections\"}";
 
-static char *session_json(const char *sid, const char *status,
-			  const char *name)
+static char *session_json(const char *sid, const char *status, const char *name)
 {
 	char *s = malloc(512);
 	CU_ASSERT_FATAL(s != NULL);
@@ -42,8 +41,8 @@ static int put(sky_cache *c, const char *sid, const char *status,
 	       const char *name, const char *data, int64_t as_of)
 {
 	char *s = session_json(sid, status, name);
-	int rc = sky_session_put(c, s, strlen(s), data,
-				 data ? strlen(data) : 0, as_of);
+	int rc = sky_session_put(c, s, strlen(s), data, data ? strlen(data) : 0,
+				 as_of);
 	free(s);
 	return rc;
 }
@@ -261,8 +260,8 @@ static void test_cache__put_allocation(void)
 		alloc_calls = 0;
 		alloc_fail_at = at;
 		int rc = put(c, "s1", "open", name, data, 2 + at);
-		int rc2 = rc == 0 ? put(c, "s2", "open", name, NULL, 2 + at)
-				  : 0;
+		int rc2 =
+		    rc == 0 ? put(c, "s2", "open", name, NULL, 2 + at) : 0;
 		long calls = alloc_calls;
 		alloc_fail_at = -1;
 		json_set_alloc_funcs(old_malloc, old_free);

@@ -7,7 +7,8 @@
  * sessions all go in one sync; a coalesced group the server refuses is
  * sent again one write at a time, so the dead letter is the write at
  * fault, and the writes after it land; with a tiny first map that the
- * writes must grow, every write lands once. sky_cache_check finds nothing after each.
+ * writes must grow, every write lands once. sky_cache_check finds
+ * nothing after each.
  */
 #include "config.h"
 
@@ -37,7 +38,8 @@ static int fx_start_map(fixture *fx, size_t map_bytes)
 	memset(fx, 0, sizeof(*fx));
 	if (!broker_started) {
 		if (sky_broker_start(&broker) < 0) {
-			fprintf(stderr, "test_deliver: cannot start mosquitto\n");
+			fprintf(stderr,
+				"test_deliver: cannot start mosquitto\n");
 			exit(99);
 		}
 		broker_started = 1;
@@ -164,8 +166,8 @@ static void test_deliver__coalesced_in_order(void)
 			snprintf(p, sizeof(p), "{\"t0\":{\"again\":true}}");
 		else
 			snprintf(p, sizeof(p), "{\"t%d\":{\"i\":%d}}", i, i);
-		CU_ASSERT_FATAL(sky_data_patch(fx.cache, APP, s1, p,
-					       strlen(p)) == 0);
+		CU_ASSERT_FATAL(
+		    sky_data_patch(fx.cache, APP, s1, p, strlen(p)) == 0);
 	}
 	CU_ASSERT(left(&fx) == N);
 	CU_ASSERT_FATAL(sync_once(&fx) == 0);
@@ -256,8 +258,8 @@ static void test_deliver__refused_group_split(void)
 	for (int i = 0; i < N; i++) {
 		char p[64];
 		snprintf(p, sizeof(p), "{\"u%d\":%d}", i, i);
-		CU_ASSERT_FATAL(sky_data_patch(fx.cache, APP, s1, p,
-					       strlen(p)) == 0);
+		CU_ASSERT_FATAL(
+		    sky_data_patch(fx.cache, APP, s1, p, strlen(p)) == 0);
 	}
 	uint64_t c0 = changes(&fx);
 	CU_ASSERT_FATAL(sync_once(&fx) == 0);
@@ -314,8 +316,8 @@ static void test_deliver__map_grows(void)
 		    json_string_value(json_array_get(ids, (size_t)i % 3));
 		char p[2100];
 		snprintf(p, sizeof(p), "{\"big%d\":\"%s\"}", i, body);
-		CU_ASSERT_FATAL(sky_data_patch(fx.cache, APP, sid, p,
-					       strlen(p)) == 0);
+		CU_ASSERT_FATAL(
+		    sky_data_patch(fx.cache, APP, sid, p, strlen(p)) == 0);
 	}
 	sky_stats st;
 	CU_ASSERT_FATAL(sky_cache_stats(fx.cache, &st) == 0);
@@ -327,8 +329,8 @@ static void test_deliver__map_grows(void)
 	CU_ASSERT(st.outbox_delivered == (uint64_t)n);
 	CU_ASSERT(st.map_bytes >= map);
 	for (size_t k = 0; k < 3; k++) {
-		json_t *d = server(&fx, json_string_value(json_array_get(ids, k)),
-				   1);
+		const char *sid = json_string_value(json_array_get(ids, k));
+		json_t *d = server(&fx, sid, 1);
 		CU_ASSERT_FATAL(d != NULL);
 		for (int i = (int)k; i < n; i += 3) {
 			char key[16];

@@ -48,8 +48,8 @@ static void test_record__header_round_trip(void)
 	    {SKY_REC_PENDING, 1, 1714568400000000LL, -1, 1, 2, NULL, 0},
 	    {0xff, UINT64_MAX, INT64_MIN, INT64_MAX, INT64_MIN + 1,
 	     INT64_MAX - 1, NULL, 0},
-	    {0x80, 0x0102030405060708ULL, -1714568400000000LL, 0, -1, 1,
-	     NULL, 0},
+	    {0x80, 0x0102030405060708ULL, -1714568400000000LL, 0, -1, 1, NULL,
+	     0},
 	};
 	const char *json = "{\"sessionId\":\"s1\"}";
 	for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
@@ -92,8 +92,7 @@ static void test_record__corrupt_refused(void)
 		MDB_val v = {sizes[i], p};
 		CU_ASSERT(sky__record_decode(&v, &r) == SKY_EINVAL);
 		CU_ASSERT(sky_error_last()->code == SKY_EINVAL);
-		CU_ASSERT(strstr(sky_error_last()->message, "corrupt") !=
-			  NULL);
+		CU_ASSERT(strstr(sky_error_last()->message, "corrupt") != NULL);
 	}
 	unsigned char formats[] = {0, SKY_RECORD_FORMAT + 1, 0xff};
 	for (size_t i = 0; i < sizeof(formats); i++) {
