@@ -14,6 +14,14 @@
  * order the scan met the number tokens, and puts each kept text back where
  * its 0 landed. The walk checks that it met as many numbers as the scan.
  *
+ * Allocation failures. jansson (2.14) can lose a byte of a string when an
+ * allocation fails inside its lexer and still return the tree, so a parse
+ * under memory pressure could hand back altered text as if it were the
+ * input. jansson's allocation functions are therefore wrapped (at the
+ * first parse, and again whenever a program has installed its own) by
+ * ones that count failures per thread; a parse during which one failed is
+ * an out-of-memory error, whatever jansson returned.
+ *
  * The dumper is ours rather than jansson's because jansson writes reals
  * with 17 significant digits and cannot write a number it does not hold;
  * everything else it writes exactly as jansson's JSON_COMPACT does.
@@ -52,6 +60,47 @@ static void set_error(json_error_t *err, const char *text, size_t pos,
 	snprintf(err->source, sizeof(err->source), "<buffer>");
 	snprintf(err->text, sizeof(err->text) - 1, "%s", msg);
 	err->text[sizeof(err->text) - 1] = (char)code;
+}
+
+/* ---- allocation failures ---- */
+
+/* The functions wrapped; set before the wrappers are installed. */
+static json_malloc_t inner_malloc = malloc;
+static json_free_t inner_free = free;
+/* Allocations that failed on this thread, ever (compared, never reset). */
+static _Thread_local unsigned long alloc_failures;
+
+static void *tracking_malloc(size_t n)
+{
+	void *p = inner_malloc(n);
+	if (!p)
+		alloc_failures++;
+	return p;
+}
+
+static void tracking_free(void *p)
+{
+	inner_free(p);
+}
+
+/*
+ * Make sure jansson allocates through the wrappers. A program that sets
+ * its own functions later (a test failing the Nth allocation) has them
+ * wrapped at its next parse. jansson asks that its functions be set
+ * before other threads use it; two threads' first parses meeting here
+ * store the same values. A program that puts back the pair it read after
+ * a parse (the wrappers) keeps the functions wrapped last.
+ */
+static void track_allocations(void)
+{
+	json_malloc_t m;
+	json_free_t f;
+	json_get_alloc_funcs(&m, &f);
+	if (m == tracking_malloc)
+		return;
+	inner_malloc = m ? m : malloc;
+	inner_free = f ? f : free;
+	json_set_alloc_funcs(tracking_malloc, tracking_free);
 }
 
 /* ---- big numbers ---- */
@@ -340,8 +389,8 @@ done:
 	return v;
 }
 
-json_t *sky__json_loadb(const char *text, size_t len, size_t flags,
-			json_error_t *err)
+static json_t *loadb(const char *text, size_t len, size_t flags,
+		     json_error_t *err)
 {
 	json_error_t local;
 	if (!err)
@@ -363,6 +412,27 @@ json_t *sky__json_loadb(const char *text, size_t len, size_t flags,
 	if (v || json_error_code(err) != json_error_numeric_overflow)
 		return v;
 	return load_big(text, len, flags, err);
+}
+
+json_t *sky__json_loadb(const char *text, size_t len, size_t flags,
+			json_error_t *err)
+{
+	json_error_t local;
+	if (!err)
+		err = &local;
+	track_allocations();
+	/* jansson leaves `err` untouched when its first allocation fails. */
+	err->text[0] = '\0';
+	err->text[sizeof(err->text) - 1] = (char)json_error_unknown;
+	unsigned long failures = alloc_failures;
+	json_t *v = loadb(text, len, flags, err);
+	if (alloc_failures == failures)
+		return v;
+	/* Whatever jansson made of it, the tree may not be the text. */
+	json_decref(v);
+	set_error(err, "", 0, json_error_out_of_memory,
+		  "out of memory while parsing");
+	return NULL;
 }
 
 json_t *sky__json_loads(const char *text, size_t flags, json_error_t *err)

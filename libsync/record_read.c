@@ -68,7 +68,10 @@ json_t *sky__record_json(const sky_record *rec)
 {
 	json_error_t jerr;
 	json_t *s = sky__json_loadb(rec->json, rec->json_len, 0, &jerr);
-	if (!s)
+	/* Out of memory is not damage: the record may well be whole. */
+	if (!s && json_error_code(&jerr) == json_error_out_of_memory)
+		sky__error_nomem();
+	else if (!s)
 		sky__error_set(SKY_EINVAL, SKY_ERRSRC_JSON, 0,
 			       "corrupt session JSON in the cache: %s", jerr.text);
 	return s;

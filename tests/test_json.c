@@ -363,6 +363,86 @@ static void test_json__base64url(void)
 	}
 }
 
+/* jansson's allocator that fails its Nth call (from 0), then all others
+ * succeed; counts every call. */
+static long alloc_calls, alloc_fail_at = -1;
+
+static void *failing_malloc(size_t n)
+{
+	if (alloc_calls++ == alloc_fail_at)
+		return NULL;
+	return malloc(n);
+}
+
+/*
+ * Every allocation of a parse fails in turn, until a parse allocates less
+ * than the failure point. jansson 2.14 can drop a byte of a string when an
+ * allocation fails in its lexer and still return the tree
+ * ("2023-01-01T00:0:00Z"); the codec must then fail instead. Each text is
+ * its own compact dump, so a parse that succeeds must dump back to it
+ * exactly. The strings outgrow jansson's first string buffer, so that its
+ * lexer reallocates while reading them.
+ */
+static void test_json__allocation_failures(void)
+{
+	static const char *texts[] = {
+	    "{\"at\":\"2023-01-01T00:00:00Z\",\"name\":\"Line 3 of the "
+	    "northern route\",\"tags\":[\"a\",\"bcdefghijklmnopqrstuvwxyz\"],"
+	    "\"n\":12,\"r\":0.94,\"ok\":true,\"none\":null}",
+	    "\"2023-01-01T00:00:00Z and then a good deal more text\"",
+	    "[\"x\\u0000y 0123456789abcdef0123456789\",{\"k\":{\"deep\":"
+	    "\"value that is longer than sixteen bytes\"}}]",
+	    "{\"big\":123456789012345678901234567890,\"s\":"
+	    "\"after a big number, a long string\"}",
+	};
+	json_malloc_t old_malloc;
+	json_free_t old_free;
+	json_get_alloc_funcs(&old_malloc, &old_free);
+	for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++) {
+		const char *in = texts[t];
+		long at, failures = 0;
+		for (at = 0; at < 10000; at++) {
+			json_error_t err;
+			json_set_alloc_funcs(failing_malloc, free);
+			alloc_calls = 0;
+			alloc_fail_at = at;
+			json_t *v = sky__json_loadb(in, strlen(in),
+						    JSON_DECODE_ANY, &err);
+			long calls = alloc_calls;
+			alloc_fail_at = -1;
+			json_set_alloc_funcs(old_malloc, old_free);
+			if (!v) {
+				failures++;
+				CU_ASSERT(json_error_code(&err) ==
+					  json_error_out_of_memory);
+				if (calls <= at)
+					CU_FAIL("refused with no failure");
+				continue;
+			}
+			char *back = sky__json_dumps(v, NULL);
+			json_decref(v);
+			if (!back || strcmp(back, in)) {
+				CU_FAIL("a parse that lost an allocation "
+					"returned other text");
+				fprintf(stderr, "\nallocation %ld:\n%s\n%s\n",
+					at, in, back ? back : "(null)");
+			}
+			free(back);
+			if (calls <= at)
+				break; /* nothing failed: every one was tried */
+		}
+		CU_ASSERT(at < 10000);
+		CU_ASSERT(failures > 0);
+		/* Each parse that lost an allocation was refused. */
+		CU_ASSERT(failures == at);
+	}
+	/* And the functions a program set are the ones in place after. */
+	json_malloc_t m;
+	json_free_t f;
+	json_get_alloc_funcs(&m, &f);
+	CU_ASSERT(m == old_malloc && f == old_free);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -374,6 +454,8 @@ int main(void)
 	    {"test_json__shortest_reals", test_json__shortest_reals},
 	    {"test_json__same_as_jansson", test_json__same_as_jansson},
 	    {"test_json__base64url", test_json__base64url},
+	    {"test_json__allocation_failures",
+	     test_json__allocation_failures},
 	    {NULL, NULL},
 	};
 	return sky_test_main("json", cases);
