@@ -117,13 +117,6 @@ int sky__doc_header_form(const MDB_val *v);
 int sky__doc_corrupt(uint64_t docid, const char *why);
 
 /*
- * Decode the member entry k -> v (a key longer than the header). Returns 0,
- * or -1 with the reason in *why when it breaks the layout.
- */
-int sky__doc_parse_entry(const MDB_val *k, const MDB_val *v, sky_doc_entry *e,
-			 const char **why);
-
-/*
  * What a member adds to the document's text, give or take its escapes and
  * a comma: quotes, colon and comma around name and value, "{}" for an
  * object. The member form keeps the sum (plus 2 for the root's braces) in
@@ -134,6 +127,75 @@ static inline uint64_t sky__doc_entry_weight(const sky_doc_entry *e)
 {
 	return (uint64_t)e->name_len +
 	       (e->type == TYPE_OBJECT ? 6 : (uint64_t)e->payload_len + 4);
+}
+
+/*
+ * Decode the member entry k -> v (a key longer than the header). Returns 0,
+ * or -1 with the reason in *why when it breaks the layout. It accepts only
+ * entries of the layout (a name in the key when short, in the value when
+ * long, a known type with a payload of its size), so that every caller can
+ * rely on the lengths it gives. Inline: it is the inner loop of every read
+ * of the member form.
+ */
+static inline int sky__doc_parse_entry(const MDB_val *k, const MDB_val *v,
+				       sky_doc_entry *e, const char **why)
+{
+	const unsigned char *key = k->mv_data, *val = v->mv_data;
+	size_t vlen = v->mv_size;
+
+	if (k->mv_size < NODE_PREFIX_LEN) {
+		*why = "key too short";
+		return -1;
+	}
+	e->node = sky__get_be32(key + 8);
+	e->is_long =
+	    k->mv_size > NODE_PREFIX_LEN && key[NODE_PREFIX_LEN] == LONG_MARK;
+	if (e->is_long) {
+		if (k->mv_size != LONG_KEY_LEN) {
+			*why = "long-name key of the wrong length";
+			return -1;
+		}
+		if (vlen < 4 || sky__get_be32(val) > vlen - 4) {
+			*why = "long-name value shorter than its name";
+			return -1;
+		}
+		e->name_len = sky__get_be32(val);
+		e->name = val + 4;
+		val += 4 + e->name_len;
+		vlen -= 4 + (size_t)e->name_len;
+		if (!sky__doc_is_long_name((const char *)e->name,
+					   e->name_len)) {
+			*why = "short name stored in the long form";
+			return -1;
+		}
+	} else {
+		e->name = key + NODE_PREFIX_LEN;
+		e->name_len = (uint32_t)(k->mv_size - NODE_PREFIX_LEN);
+		if (e->name_len > SKY__DOC_NAME_INLINE_MAX) {
+			*why = "long name stored in the key";
+			return -1;
+		}
+	}
+	if (vlen < 1) {
+		*why = "empty value";
+		return -1;
+	}
+	e->type = val[0];
+	e->payload = val + 1;
+	e->payload_len = (uint32_t)(vlen - 1);
+	if (e->type == TYPE_OBJECT && e->payload_len != 4) {
+		*why = "object member of the wrong size";
+		return -1;
+	}
+	if (e->type == TYPE_VALUE && e->payload_len == 0) {
+		*why = "empty JSON value";
+		return -1;
+	}
+	if (e->type != TYPE_OBJECT && e->type != TYPE_VALUE) {
+		*why = "unknown member type";
+		return -1;
+	}
+	return 0;
 }
 
 #endif
