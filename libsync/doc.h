@@ -5,7 +5,8 @@
  * A document is any JSON object, identified by a 64-bit docid. It lives in
  * one plain (not DUPSORT) database given by the caller, where every key of a
  * document begins with the docid as 8 big-endian bytes: a document is one
- * contiguous key range, shared with nothing else. doc.c explains the layout.
+ * contiguous key range, shared with nothing else. doc_layout.h explains the
+ * layout, doc.c the two forms a document is stored in.
  *
  * Reading gives objects with their keys sorted by name bytes (in the member
  * form, names longer than SKY__DOC_NAME_INLINE_MAX bytes come after the
@@ -28,10 +29,12 @@
 #include <jansson.h>
 #include <lmdb.h>
 
+/* For the callers too: sky__doc_check() (doc_check.h), and how member
+ * names go into keys, SKY__DOC_NAME_INLINE_MAX and sky__doc_name_hash
+ * (doc_names.h). */
+#include "doc_check.h"
+#include "doc_names.h"
 #include "util.h"
-
-/* Member names up to this many bytes are stored in the key itself. */
-#define SKY__DOC_NAME_INLINE_MAX 400
 
 /*
  * Documents whose compact text is at most this many bytes are stored whole,
@@ -89,22 +92,5 @@ int sky__doc_copy(MDB_txn *txn, MDB_dbi dbi, uint64_t from, uint64_t to);
  * deleted since). Returns 1, 0, or a negative code.
  */
 int sky__doc_exists(MDB_txn *txn, MDB_dbi dbi, uint64_t docid);
-
-/*
- * Verify the stored structure of the document: the header, every key and
- * value, that every object member points to a node the document may hold,
- * that no node is referenced twice or by nobody, and that every value is
- * valid JSON. Appends one line ("...\n") per problem to `problems`.
- * Returns 0 when clean, SKY_EINVAL when problems were found, or a negative
- * code when the check could not run.
- */
-int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
-		   sky_buf *problems);
-
-/*
- * The hash of long member names (sky__hash64 by default). Tests replace it
- * to force collisions; nothing else may, since stored keys depend on it.
- */
-extern uint64_t (*sky__doc_name_hash)(const void *name, size_t len);
 
 #endif

@@ -1,0 +1,894 @@
+/*
+ * doc_members.c - the member form of session data documents
+ * (doc_members.h): a document too large for one value stored member by
+ * member (layout: doc_layout.h), so that an RFC 7396 merge patch reads and
+ * writes only what it names, and a read rebuilds the text from the
+ * entries.
+ *
+ * Costs. Keeping a document as one JSON text would make a 100-byte patch
+ * to a 1 MB document parse and rewrite 1 MB (DESIGN.md section 4). Here
+ * sky__doc_patch_object looks up each member the patch names (one cursor
+ * seek, which then stays on the member, so replacing or deleting it needs
+ * no second search), writes the ones it sets, and deletes the subtrees it
+ * replaces; it never reads the rest of the document. New nodes take ids
+ * from the header, so ids grow without bound; when a patch would run out
+ * of 32-bit ids, doc.c first rewrites the document with ids from 1 (once
+ * per 4 billion objects created).
+ *
+ * Reading walks the document's key range once with one cursor (MDB_NEXT is
+ * the cheapest way through a B-tree, cheaper than a seek per object),
+ * records where each node's entries are (pointers into the map; nothing is
+ * copied), then writes the text out in tree order from those pointers,
+ * finding each child's entries by binary search, with an explicit stack so
+ * the depth of a document is limited only by memory. Object keys come out
+ * sorted by name bytes, long names last.
+ *
+ * What it keeps true: the invariants of doc_layout.h after every write it
+ * makes, with the writer's weight kept equal to the sum of
+ * sky__doc_entry_weight() over the entries (the caller writes the header);
+ * a reader meeting data that breaks them reports it (MDB_CORRUPTED)
+ * instead of looping or trusting it.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "doc_layout.h"
+#include "doc_members.h"
+#include "error.h"
+#include "json.h"
+
+/* ------------------------------------------------------------------ */
+/* Scanning a whole document (read, read_json)                         */
+/* ------------------------------------------------------------------ */
+
+/* Where the entries of one node are in scan.e: [start, end). */
+typedef struct {
+	uint32_t id;
+	uint32_t visited;
+	size_t start, end;
+} node_span;
+
+/*
+ * Every member entry of a document in key order, and the span of each node
+ * with entries, in id order. Small documents fit the inline arrays, so
+ * reading one allocates nothing but its output.
+ */
+typedef struct {
+	sky_doc_entry *e;
+	size_t n, cap;
+	node_span *nodes;
+	size_t n_nodes, cap_nodes;
+	size_t bytes; /* names and payloads, to size the output */
+	sky_doc_entry e_inline[64];
+	node_span nodes_inline[16];
+} scan;
+
+static void scan_init(scan *s)
+{
+	s->e = s->e_inline;
+	s->n = 0;
+	s->cap = sizeof(s->e_inline) / sizeof(s->e_inline[0]);
+	s->nodes = s->nodes_inline;
+	s->n_nodes = 0;
+	s->cap_nodes = sizeof(s->nodes_inline) / sizeof(s->nodes_inline[0]);
+	s->bytes = 0;
+}
+
+static void scan_free(scan *s)
+{
+	if (s->e != s->e_inline)
+		free(s->e);
+	if (s->nodes != s->nodes_inline)
+		free(s->nodes);
+}
+
+/*
+ * Double the capacity of an array that starts out inline. Returns the new
+ * array, or NULL (error recorded, the old array untouched).
+ */
+static void *grow(void *arr, size_t *cap, const void *inline_arr, size_t size)
+{
+	size_t ncap = *cap * 2;
+	void *p;
+	if (arr == inline_arr) {
+		p = malloc(ncap * size);
+		if (p)
+			memcpy(p, arr, *cap * size);
+	} else {
+		p = realloc(arr, ncap * size);
+	}
+	if (!p) {
+		sky__error_nomem();
+		return NULL;
+	}
+	*cap = ncap;
+	return p;
+}
+
+/*
+ * Walk the document's key range once. The entries borrow the stored bytes,
+ * which stay put until the transaction ends or writes.
+ */
+static int scan_doc(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, scan *s)
+{
+	unsigned char prefix[HEADER_LEN];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	sky__put_be64(prefix, docid);
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+		return sky__error_lmdb(rc, "session data: open cursor");
+	k.mv_data = prefix;
+	k.mv_size = HEADER_LEN;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const char *why;
+		if (k.mv_size < HEADER_LEN ||
+		    memcmp(k.mv_data, prefix, HEADER_LEN) != 0)
+			break;
+		if (k.mv_size == HEADER_LEN)
+			continue;
+		if (s->n == s->cap) {
+			sky_doc_entry *p = grow(s->e, &s->cap, s->e_inline,
+						sizeof(sky_doc_entry));
+			if (!p)
+				goto fail;
+			s->e = p;
+		}
+		sky_doc_entry *e = &s->e[s->n];
+		if (sky__doc_parse_entry(&k, &v, e, &why) < 0) {
+			sky__doc_corrupt(docid, why);
+			goto fail;
+		}
+		if (s->n_nodes == 0 || s->nodes[s->n_nodes - 1].id != e->node) {
+			if (s->n_nodes == s->cap_nodes) {
+				node_span *p =
+				    grow(s->nodes, &s->cap_nodes,
+					 s->nodes_inline, sizeof(node_span));
+				if (!p)
+					goto fail;
+				s->nodes = p;
+			}
+			node_span *ns = &s->nodes[s->n_nodes++];
+			ns->id = e->node;
+			ns->visited = 0;
+			ns->start = s->n;
+		}
+		s->n++;
+		s->nodes[s->n_nodes - 1].end = s->n;
+		s->bytes += e->name_len + e->payload_len;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		rc = sky__error_lmdb(rc, "session data: read");
+		mdb_cursor_close(cur);
+		return rc;
+	}
+	mdb_cursor_close(cur);
+	return 0;
+fail:
+	mdb_cursor_close(cur);
+	return -1;
+}
+
+/* The span of node `id`, or NULL when it has no entries. */
+static node_span *find_node(scan *s, uint32_t id)
+{
+	size_t lo = 0, hi = s->n_nodes;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->nodes[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->n_nodes && s->nodes[lo].id == id ? &s->nodes[lo] : NULL;
+}
+
+/*
+ * The node a member 'o' entry points to, checking the tree invariants so
+ * that corrupt data cannot make a reader loop or blow up: the child id must
+ * be greater than the parent's and seen once. *span is NULL for an empty
+ * object. Returns 0 or -1.
+ */
+static int child_span(scan *s, uint64_t docid, const sky_doc_entry *e,
+		      node_span **span)
+{
+	uint32_t child = sky__get_be32(e->payload);
+	if (child <= e->node)
+		return sky__doc_corrupt(
+		    docid, "object member points back up the tree");
+	node_span *ns = find_node(s, child);
+	if (ns) {
+		if (ns->visited)
+			return sky__doc_corrupt(docid, "node referenced twice");
+		ns->visited = 1;
+	}
+	*span = ns;
+	return 0;
+}
+
+/* One open object while writing out: entries [i, end) are left. */
+typedef struct {
+	size_t start, i, end;
+	json_t *obj; /* read_json only */
+} frame;
+
+typedef struct {
+	frame *f;
+	size_t n, cap;
+	frame f_inline[32];
+} frame_stack;
+
+static void stack_init(frame_stack *st)
+{
+	st->f = st->f_inline;
+	st->n = 0;
+	st->cap = sizeof(st->f_inline) / sizeof(st->f_inline[0]);
+}
+
+static void stack_free(frame_stack *st)
+{
+	if (st->f != st->f_inline)
+		free(st->f);
+}
+
+static int stack_push(frame_stack *st, const node_span *ns, json_t *obj)
+{
+	if (st->n == st->cap) {
+		frame *p = grow(st->f, &st->cap, st->f_inline, sizeof(frame));
+		if (!p)
+			return -1;
+		st->f = p;
+	}
+	frame *f = &st->f[st->n++];
+	f->start = f->i = ns->start;
+	f->end = ns->end;
+	f->obj = obj;
+	return 0;
+}
+
+/* Make room for n more bytes (and the NUL) unless there is room already. */
+static inline int out_room(sky_buf *out, size_t n)
+{
+	return out->len + n < out->cap ? 0 : sky__buf_reserve(out, n);
+}
+
+/* Whether a name goes out between quotes as it is, with no escapes. */
+static inline int plain_name(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < 0x20 || p[i] == '"' || p[i] == '\\')
+			return 0;
+	return 1;
+}
+
+/*
+ * Write the scanned document out as compact JSON text. This is the hot
+ * path of reads: each member costs one room check and a few copies into
+ * the buffer; names are escaped only when they need it.
+ */
+static int emit_text(scan *s, uint64_t docid, sky_buf *out)
+{
+	frame_stack st;
+	node_span *root;
+	int rc = -1;
+
+	/* Quotes, colon and comma per member, and braces for objects, are
+	 * all the text adds unless names need escapes: one reservation
+	 * covers the common case. */
+	if (sky__buf_reserve(out, s->bytes + 6 * s->n + 2) < 0)
+		return -1;
+	root = find_node(s, ROOT_NODE);
+	if (!root)
+		return sky__buf_append(out, "{}", 2);
+	stack_init(&st);
+	out->data[out->len++] = '{';
+	if (stack_push(&st, root, NULL) < 0)
+		goto done;
+	while (st.n > 0) {
+		frame *f = &st.f[st.n - 1];
+		if (f->i == f->end) {
+			if (out_room(out, 1) < 0)
+				goto done;
+			out->data[out->len++] = '}';
+			st.n--;
+			continue;
+		}
+		const sky_doc_entry *e = &s->e[f->i];
+		if (out_room(out, e->name_len + e->payload_len + 6) < 0)
+			goto done;
+		if (f->i++ != f->start)
+			out->data[out->len++] = ',';
+		if (plain_name(e->name, e->name_len)) {
+			out->data[out->len++] = '"';
+			memcpy(out->data + out->len, e->name, e->name_len);
+			out->len += e->name_len;
+			out->data[out->len++] = '"';
+		} else if (sky__buf_json_string(out, (const char *)e->name,
+						e->name_len) < 0 ||
+			   out_room(out, e->payload_len + 3) < 0) {
+			goto done;
+		}
+		out->data[out->len++] = ':';
+		if (e->type == TYPE_VALUE) {
+			memcpy(out->data + out->len, e->payload,
+			       e->payload_len);
+			out->len += e->payload_len;
+			continue;
+		}
+		node_span *child;
+		if (child_span(s, docid, e, &child) < 0)
+			goto done;
+		out->data[out->len++] = '{';
+		if (!child)
+			out->data[out->len++] = '}';
+		else if (stack_push(&st, child, NULL) < 0)
+			goto done;
+	}
+	rc = 0;
+done:
+	out->data[out->len] = '\0';
+	stack_free(&st);
+	return rc;
+}
+
+/* Build the scanned document as a jansson object. */
+static int build_json(scan *s, uint64_t docid, json_t **out)
+{
+	frame_stack st;
+	node_span *root;
+	json_t *doc = json_object();
+	int rc = -1;
+
+	if (!doc)
+		return sky__error_nomem();
+	stack_init(&st);
+	root = find_node(s, ROOT_NODE);
+	if (root && stack_push(&st, root, doc) < 0)
+		goto done;
+	while (st.n > 0) {
+		frame *f = &st.f[st.n - 1];
+		if (f->i == f->end) {
+			st.n--;
+			continue;
+		}
+		const sky_doc_entry *e = &s->e[f->i++];
+		json_t *parent = f->obj, *value;
+		node_span *child = NULL;
+		if (e->type == TYPE_VALUE) {
+			json_error_t jerr;
+			/* sky__json_loadb: a value may hold U+0000 or a big
+			 * number, and it was stored whole. */
+			value = sky__json_loadb((const char *)e->payload,
+						e->payload_len,
+						JSON_DECODE_ANY, &jerr);
+			if (!value) {
+				sky__doc_corrupt(docid,
+						 "stored value is not JSON");
+				goto done;
+			}
+		} else {
+			if (child_span(s, docid, e, &child) < 0)
+				goto done;
+			if (!(value = json_object())) {
+				sky__error_nomem();
+				goto done;
+			}
+		}
+		/* The checking setter: a stored name that is not UTF-8 is
+		 * corrupt data, and jansson objects must not hold one. */
+		if (json_object_setn_new(parent, (const char *)e->name,
+					 e->name_len, value) < 0) {
+			sky__doc_corrupt(docid,
+					 "member name is not valid UTF-8");
+			goto done;
+		}
+		if (child && stack_push(&st, child, value) < 0)
+			goto done;
+	}
+	*out = doc;
+	doc = NULL;
+	rc = 0;
+done:
+	stack_free(&st);
+	json_decref(doc);
+	return rc;
+}
+
+int sky__doc_members_read(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
+			  sky_buf *out)
+{
+	scan s;
+	size_t old_len = out->len;
+	int rc;
+
+	scan_init(&s);
+	rc = scan_doc(txn, dbi, docid, &s);
+	if (rc == 0)
+		rc = emit_text(&s, docid, out);
+	if (rc < 0 && out->data) {
+		out->len = old_len;
+		out->data[old_len] = '\0';
+	}
+	scan_free(&s);
+	return rc;
+}
+
+int sky__doc_members_read_json(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
+			       json_t **out)
+{
+	scan s;
+	int rc;
+
+	scan_init(&s);
+	rc = scan_doc(txn, dbi, docid, &s);
+	if (rc == 0)
+		rc = build_json(&s, docid, out);
+	scan_free(&s);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                             */
+/* ------------------------------------------------------------------ */
+
+void sky__doc_writer_init(sky_doc_writer *w, MDB_txn *txn, MDB_dbi dbi,
+			  uint64_t docid)
+{
+	memset(w, 0, sizeof(*w));
+	w->txn = txn;
+	w->dbi = dbi;
+	w->docid = docid;
+	w->next = ROOT_NODE + 1;
+}
+
+void sky__doc_writer_free(sky_doc_writer *w)
+{
+	if (w->cur)
+		mdb_cursor_close(w->cur);
+	sky__buf_free(&w->val);
+	free(w->pending);
+}
+
+int sky__doc_writer_cursor(sky_doc_writer *w)
+{
+	int rc;
+	if (w->cur)
+		return 0;
+	if ((rc = mdb_cursor_open(w->txn, w->dbi, &w->cur)) != 0)
+		return sky__error_lmdb(rc, "session data: open cursor");
+	return 0;
+}
+
+/* The header of the member form: next id, weight, and its closing 0. */
+int sky__doc_write_header(sky_doc_writer *w)
+{
+	unsigned char key[HEADER_LEN], val[MEMBERS_HEADER_LEN];
+	MDB_val k = {HEADER_LEN, key}, v = {sizeof(val), val};
+	int rc;
+
+	sky__put_be64(key, w->docid);
+	sky__put_be32(val, w->next);
+	sky__put_be64(val + 4, w->weight);
+	val[12] = 0;
+	if ((rc = mdb_put(w->txn, w->dbi, &k, &v, 0)) != 0)
+		return sky__error_lmdb(rc, "session data: write header");
+	w->header_dirty = 0;
+	return 0;
+}
+
+static int alloc_node(sky_doc_writer *w, uint32_t *id)
+{
+	if (w->next == UINT32_MAX)
+		return sky__error_set(SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+				      "session data %016" PRIx64
+				      ": more than 2^32 - 1 objects",
+				      w->docid);
+	*id = w->next++;
+	w->header_dirty = 1;
+	return 0;
+}
+
+/* Delete every entry whose key starts with key[0, len). */
+static int delete_prefix(sky_doc_writer *w, const unsigned char *key,
+			 size_t len)
+{
+	MDB_val k = {len, (void *)key}, v;
+	int rc;
+
+	if ((rc = sky__doc_writer_cursor(w)) < 0)
+		return rc;
+	/* After mdb_cursor_del the cursor already sits on the next entry,
+	 * and the MDB_NEXT that follows returns that entry, not the one after.
+	 */
+	for (rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(w->cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < len || memcmp(k.mv_data, key, len) != 0)
+			return 0;
+		if ((rc = mdb_cursor_del(w->cur, 0)) != 0)
+			return sky__error_lmdb(rc, "session data: delete");
+	}
+	if (rc != MDB_NOTFOUND)
+		return sky__error_lmdb(rc, "session data: delete");
+	return 0;
+}
+
+static int push_pending(sky_doc_writer *w, uint32_t node)
+{
+	if (w->n_pending == w->cap_pending) {
+		size_t ncap = w->cap_pending ? w->cap_pending * 2 : 16;
+		uint32_t *p = realloc(w->pending, ncap * sizeof(*p));
+		if (!p)
+			return sky__error_nomem();
+		w->pending = p;
+		w->cap_pending = ncap;
+	}
+	w->pending[w->n_pending++] = node;
+	return 0;
+}
+
+/*
+ * Delete node `node` and every node below it. An explicit list of nodes
+ * still to delete keeps the C stack flat whatever the depth.
+ */
+static int delete_subtree(sky_doc_writer *w, uint32_t node)
+{
+	unsigned char prefix[NODE_PREFIX_LEN];
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = sky__doc_writer_cursor(w)) < 0)
+		return rc;
+	w->n_pending = 0;
+	if ((rc = push_pending(w, node)) < 0)
+		return rc;
+	while (w->n_pending > 0) {
+		node = w->pending[--w->n_pending];
+		sky__doc_node_prefix(prefix, w->docid, node);
+		k.mv_data = prefix;
+		k.mv_size = NODE_PREFIX_LEN;
+		/* See delete_prefix() for MDB_NEXT after a delete. */
+		for (rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
+		     rc == 0; rc = mdb_cursor_get(w->cur, &k, &v, MDB_NEXT)) {
+			sky_doc_entry e;
+			const char *why;
+			if (k.mv_size < NODE_PREFIX_LEN ||
+			    memcmp(k.mv_data, prefix, NODE_PREFIX_LEN) != 0)
+				break;
+			if (sky__doc_parse_entry(&k, &v, &e, &why) < 0)
+				return sky__doc_corrupt(w->docid, why);
+			if (e.type == TYPE_OBJECT) {
+				uint32_t child = sky__get_be32(e.payload);
+				if (child <= node)
+					return sky__doc_corrupt(
+					    w->docid, "object member points "
+						      "back up the tree");
+				if ((rc = push_pending(w, child)) < 0)
+					return rc;
+			}
+			w->weight -= sky__doc_entry_weight(&e);
+			if ((rc = mdb_cursor_del(w->cur, 0)) != 0)
+				return sky__error_lmdb(rc,
+						       "session data: delete");
+		}
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return sky__error_lmdb(rc, "session data: delete");
+	}
+	w->header_dirty = 1;
+	return 0;
+}
+
+/*
+ * Find member `name` of `node` and fill w->sl with its key and, when it is
+ * stored, its type and child. For a long name, scan the keys sharing its
+ * hash; when it is not stored, pick the first free counter. A member found
+ * is under the writer's cursor, so that it can be replaced or deleted there
+ * without a second search down the B-tree.
+ */
+static int find_member(sky_doc_writer *w, uint32_t node, const char *name,
+		       size_t len)
+{
+	sky_doc_slot *sl = &w->sl;
+	MDB_val k, v;
+	sky_doc_entry e;
+	const char *why;
+	int rc;
+
+	sl->found = 0;
+	sl->is_long = sky__doc_is_long_name(name, len);
+	sky__doc_node_prefix(sl->key, w->docid, node);
+	if (!sl->is_long) {
+		memcpy(sl->key + NODE_PREFIX_LEN, name, len);
+		sl->key_len = NODE_PREFIX_LEN + len;
+		k.mv_data = sl->key;
+		k.mv_size = sl->key_len;
+		if ((rc = sky__doc_writer_cursor(w)) < 0)
+			return rc;
+		rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET);
+		if (rc == MDB_NOTFOUND)
+			return 0;
+		if (rc != 0)
+			return sky__error_lmdb(rc, "session data: read");
+	} else {
+		unsigned char used[256 / 8] = {0};
+		int counter;
+		sl->key[NODE_PREFIX_LEN] = LONG_MARK;
+		sky__put_be64(sl->key + NODE_PREFIX_LEN + 1,
+			      sky__doc_name_hash(name, len));
+		sl->key[LONG_PREFIX_LEN] = 0;
+		sl->key_len = LONG_KEY_LEN;
+		if ((rc = sky__doc_writer_cursor(w)) < 0)
+			return rc;
+		k.mv_data = sl->key;
+		k.mv_size = LONG_KEY_LEN;
+		for (rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
+		     rc == 0; rc = mdb_cursor_get(w->cur, &k, &v, MDB_NEXT)) {
+			const unsigned char *kb = k.mv_data;
+			if (k.mv_size != LONG_KEY_LEN ||
+			    memcmp(kb, sl->key, LONG_PREFIX_LEN) != 0)
+				break;
+			if (sky__doc_parse_entry(&k, &v, &e, &why) < 0)
+				return sky__doc_corrupt(w->docid, why);
+			if (e.name_len == len &&
+			    memcmp(e.name, name, len) == 0) {
+				sl->key[LONG_PREFIX_LEN] = kb[LONG_PREFIX_LEN];
+				goto found;
+			}
+			used[kb[LONG_PREFIX_LEN] / 8] |=
+			    (unsigned char)(1u << (kb[LONG_PREFIX_LEN] % 8));
+		}
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return sky__error_lmdb(rc, "session data: read");
+		for (counter = 0; counter < 256; counter++)
+			if (!(used[counter / 8] & (1u << (counter % 8))))
+				break;
+		if (counter == 256)
+			return sky__error_set(
+			    SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+			    "session data %016" PRIx64
+			    ": too many long member names with one hash",
+			    w->docid);
+		sl->key[LONG_PREFIX_LEN] = (unsigned char)counter;
+		return 0;
+	}
+	/* A short name: decode the value found by mdb_get. */
+	if (sky__doc_parse_entry(&k, &v, &e, &why) < 0)
+		return sky__doc_corrupt(w->docid, why);
+found:
+	sl->found = 1;
+	sl->type = e.type;
+	sl->weight = sky__doc_entry_weight(&e);
+	sl->child = e.type == TYPE_OBJECT ? sky__get_be32(e.payload) : 0;
+	if (e.type == TYPE_OBJECT && sl->child <= node)
+		return sky__doc_corrupt(
+		    w->docid, "object member points back up the tree");
+	return 0;
+}
+
+/* Make w->sl the slot of a member of a node created in this write: there
+ * is nothing to look up, except the counter of a long name. */
+static int new_member(sky_doc_writer *w, uint32_t node, const char *name,
+		      size_t len)
+{
+	sky_doc_slot *sl = &w->sl;
+	if (sky__doc_is_long_name(name, len))
+		return find_member(w, node, name, len);
+	sky__doc_node_prefix(sl->key, w->docid, node);
+	memcpy(sl->key + NODE_PREFIX_LEN, name, len);
+	sl->key_len = NODE_PREFIX_LEN + len;
+	sl->found = 0;
+	sl->is_long = 0;
+	return 0;
+}
+
+/*
+ * Store member `name` at w->sl as either an object member pointing to
+ * `child` (value NULL) or the scalar or array `value`. With `at_cursor`,
+ * the member exists and the writer's cursor is still on it.
+ */
+static int put_member(sky_doc_writer *w, const char *name, size_t len,
+		      json_t *value, uint32_t child, int at_cursor)
+{
+	sky_doc_slot *sl = &w->sl;
+	MDB_val k = {sl->key_len, sl->key}, v;
+	int rc;
+
+	sky__buf_clear(&w->val);
+	if (sl->is_long) {
+		unsigned char n[4];
+		sky__put_be32(n, (uint32_t)len);
+		if (sky__buf_append(&w->val, n, 4) < 0 ||
+		    sky__buf_append(&w->val, name, len) < 0)
+			return -1;
+	}
+	if (!value) {
+		unsigned char c[5] = {TYPE_OBJECT};
+		sky__put_be32(c + 1, child);
+		if (sky__buf_append(&w->val, c, 5) < 0)
+			return -1;
+	} else if (sky__buf_putc(&w->val, TYPE_VALUE) < 0 ||
+		   sky__json_dump_buf(&w->val, value) < 0) {
+		return -1;
+	}
+	v.mv_data = w->val.data;
+	v.mv_size = w->val.len;
+	/* The value's length less type byte (and long name) is its payload. */
+	w->weight += len + (value ? w->val.len - 1 - (sl->is_long ? 4 + len : 0) +
+					4
+				  : 6);
+	if (sl->found)
+		w->weight -= sl->weight;
+	w->header_dirty = 1;
+	if (at_cursor)
+		rc = mdb_cursor_put(w->cur, &k, &v, MDB_CURRENT);
+	else
+		rc = mdb_put(w->txn, w->dbi, &k, &v, 0);
+	if (rc != 0)
+		return sky__error_lmdb(rc, "session data: write");
+	return 0;
+}
+
+/*
+ * Write the members of `obj` into the new, empty node `node`. With
+ * strip_nulls this is MergePatch({}, obj) (null members are left out, at
+ * every depth); without, obj is stored as it is.
+ */
+static int write_object(sky_doc_writer *w, uint32_t node, json_t *obj,
+			int strip_nulls)
+{
+	const char *key;
+	size_t key_len;
+	json_t *value;
+	int rc;
+
+	json_object_keylen_foreach(obj, key, key_len, value)
+	{
+		uint32_t child = 0;
+		if (strip_nulls && json_is_null(value))
+			continue;
+		if ((rc = new_member(w, node, key, key_len)) < 0)
+			return rc;
+		if (!json_is_object(value)) {
+			if ((rc = put_member(w, key, key_len, value, 0, 0)) < 0)
+				return rc;
+			continue;
+		}
+		if ((rc = alloc_node(w, &child)) < 0 ||
+		    (rc = put_member(w, key, key_len, NULL, child, 0)) < 0 ||
+		    (rc = write_object(w, child, value, strip_nulls)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* MergePatch(node, patch) in place, for the object `patch`. */
+int sky__doc_patch_object(sky_doc_writer *w, uint32_t node, json_t *patch)
+{
+	const char *key;
+	size_t key_len;
+	json_t *value;
+	int rc;
+
+	json_object_keylen_foreach(patch, key, key_len, value)
+	{
+		if ((rc = find_member(w, node, key, key_len)) < 0)
+			return rc;
+		int found = w->sl.found;
+		int was_object = found && w->sl.type == TYPE_OBJECT;
+		int at_cursor = found; /* until the cursor moves */
+		uint32_t child = w->sl.child;
+
+		if (was_object && json_is_object(value)) {
+			if ((rc = sky__doc_patch_object(w, child, value)) < 0)
+				return rc;
+			continue;
+		}
+		/* Anything else replaces or deletes the old value whole. */
+		if (was_object) {
+			if ((rc = delete_subtree(w, child)) < 0)
+				return rc;
+			at_cursor = 0;
+		}
+		if (json_is_null(value)) {
+			MDB_val k = {w->sl.key_len, w->sl.key};
+			if (!found)
+				continue;
+			w->weight -= w->sl.weight;
+			w->header_dirty = 1;
+			if (at_cursor)
+				rc = mdb_cursor_del(w->cur, 0);
+			else
+				rc = mdb_del(w->txn, w->dbi, &k, NULL);
+			if (rc != 0)
+				return sky__error_lmdb(rc,
+						       "session data: delete");
+			continue;
+		}
+		if (!json_is_object(value)) {
+			if ((rc = put_member(w, key, key_len, value, 0,
+					     at_cursor)) < 0)
+				return rc;
+			continue;
+		}
+		/* An object where there was none: MergePatch({}, value). */
+		if ((rc = alloc_node(w, &child)) < 0)
+			return rc;
+		rc = put_member(w, key, key_len, NULL, child, at_cursor);
+		if (rc < 0 || (rc = write_object(w, child, value, 1)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* The number of objects nested in `obj` (not counting obj). */
+size_t sky__doc_count_objects(json_t *obj)
+{
+	const char *key;
+	json_t *value;
+	size_t n = 0;
+
+	json_object_foreach(obj, key, value)
+	{
+		if (json_is_object(value))
+			n += 1 + sky__doc_count_objects(value);
+	}
+	return n;
+}
+
+/* Delete the whole document, header included. */
+int sky__doc_delete_doc(sky_doc_writer *w)
+{
+	unsigned char key[HEADER_LEN];
+	sky__put_be64(key, w->docid);
+	return delete_prefix(w, key, HEADER_LEN);
+}
+
+/* Replace the document with `obj` in the member form, nodes from 1. */
+int sky__doc_write_members(sky_doc_writer *w, json_t *obj)
+{
+	int rc;
+	if ((rc = sky__doc_delete_doc(w)) < 0)
+		return rc;
+	w->next = ROOT_NODE + 1;
+	w->weight = EMPTY_WEIGHT;
+	if ((rc = write_object(w, ROOT_NODE, obj, 0)) < 0)
+		return rc;
+	return sky__doc_write_header(w);
+}
+
+/* The weight of a member-form document, summed over all its entries. */
+int sky__doc_scan_weight(sky_doc_writer *w)
+{
+	unsigned char prefix[HEADER_LEN];
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = sky__doc_writer_cursor(w)) < 0)
+		return rc;
+	sky__put_be64(prefix, w->docid);
+	k.mv_data = prefix;
+	k.mv_size = HEADER_LEN;
+	w->weight = EMPTY_WEIGHT;
+	for (rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(w->cur, &k, &v, MDB_NEXT)) {
+		sky_doc_entry e;
+		const char *why;
+		if (k.mv_size < HEADER_LEN ||
+		    memcmp(k.mv_data, prefix, HEADER_LEN) != 0)
+			break;
+		if (k.mv_size == HEADER_LEN)
+			continue;
+		if (sky__doc_parse_entry(&k, &v, &e, &why) < 0)
+			return sky__doc_corrupt(w->docid, why);
+		w->weight += sky__doc_entry_weight(&e);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return sky__error_lmdb(rc, "session data: read");
+	w->header_dirty = 1;
+	return 0;
+}

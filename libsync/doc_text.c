@@ -1,0 +1,364 @@
+/*
+ * doc_text.c - the whole form of session data documents (doc_text.h): a
+ * small document stored as its compact text, one value. This file writes
+ * that text, merges an RFC 7396 patch straight into it in one pass with a
+ * small scanner of its own (no parse of the document), and parses it back
+ * when a caller needs the object.
+ *
+ * What it keeps true: the text it writes has the members of every object
+ * sorted by name bytes, the order the member form reads in (doc_members.c),
+ * so a conversion between the forms changes no reader's bytes; the merge
+ * gives, on text it wrote, exactly the bytes that writing
+ * MergePatch(document, patch) afresh would, and on anything else says so
+ * (SKY__DOC_MALFORMED) rather than guess, so the caller can take the slow
+ * way, which reports real damage.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "doc_layout.h"
+#include "doc_text.h"
+#include "error.h"
+#include "json.h"
+
+/* One member of an object being written out in name order. */
+typedef struct {
+	const char *name;
+	size_t len;
+	json_t *value;
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+	const named *x = a, *y = b;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/*
+ * The members of each object are sorted in an array of their own, on the
+ * stack for the common small object. The recursion is at most limit / 4
+ * deep (each level writes `{"":` first).
+ */
+int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, int strip)
+{
+	named local[32], *m = local;
+	size_t n = json_object_size(obj), i = 0;
+	int first = 1;
+	const char *key;
+	size_t key_len;
+	json_t *value;
+	int rc = -1;
+
+	if (n > sizeof(local) / sizeof(local[0]) &&
+	    !(m = malloc(n * sizeof(*m))))
+		return sky__error_nomem();
+	json_object_keylen_foreach(obj, key, key_len, value)
+	{
+		m[i].name = key;
+		m[i].len = key_len;
+		m[i++].value = value;
+	}
+	if (n > 1)
+		qsort(m, n, sizeof(*m), cmp_named);
+	if (sky__buf_putc(out, '{') < 0)
+		goto done;
+	for (i = 0; i < n; i++) {
+		if (strip && json_is_null(m[i].value))
+			continue;
+		if ((!first && sky__buf_putc(out, ',') < 0) ||
+		    sky__buf_json_string(out, m[i].name, m[i].len) < 0 ||
+		    sky__buf_putc(out, ':') < 0)
+			goto done;
+		first = 0;
+		if (out->len > limit) {
+			rc = 1;
+			goto done;
+		}
+		if (json_is_object(m[i].value)) {
+			if ((rc = sky__doc_dump_sorted(out, m[i].value, limit,
+						       strip)) != 0)
+				goto done;
+			rc = -1;
+		} else if (sky__json_dump_buf(out, m[i].value) < 0) {
+			goto done;
+		}
+	}
+	if (sky__buf_putc(out, '}') < 0)
+		goto done;
+	rc = out->len > limit;
+done:
+	if (m != local)
+		free(m);
+	return rc;
+}
+
+/*
+ * Merging a patch into stored text. The text of the whole form was written
+ * by sky__doc_dump_sorted(), so each object's members come sorted by name
+ * bytes; sorting the (small) patch's members the same way, one pass over
+ * the text merges the two lists, copying untouched members as they are,
+ * and parses nothing but the names and the extent of each value. It does not
+ * validate the text beyond what it needs (the seal vouches for it):
+ * anything it does not expect gives MALFORMED and the caller takes the
+ * slow way, which reports real damage.
+ */
+#define MALFORMED SKY__DOC_MALFORMED
+
+typedef struct {
+	const char *p, *end;
+} text_span;
+
+/* Skip the string at t->p (its opening quote). Locals, not t->p, in the
+ * loops: this is most of the cost of a merge. */
+static int skip_string(text_span *t)
+{
+	const char *p = t->p + 1, *end = t->end;
+	while (p < end) {
+		char c = *p++;
+		if (c == '"') {
+			t->p = p;
+			return 0;
+		}
+		if (c == '\\')
+			p++;
+	}
+	return MALFORMED;
+}
+
+/* Skip one value: a string, a scalar, or a bracketed value whole. */
+static int skip_value(text_span *t)
+{
+	const char *p = t->p, *end = t->end, *start = t->p;
+	size_t depth = 0;
+	while (p < end) {
+		char c = *p;
+		if (c == '"') {
+			t->p = p;
+			if (skip_string(t) < 0)
+				return MALFORMED;
+			p = t->p;
+			if (depth == 0)
+				return 0;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				break; /* the end of a scalar */
+			if (--depth == 0) {
+				p++;
+				break;
+			}
+		} else if (c == ',' && depth == 0) {
+			break;
+		}
+		p++;
+	}
+	t->p = p;
+	return depth || p == start ? MALFORMED : 0;
+}
+
+/*
+ * Compare the stored name [q, qend) (the inside of its quotes, escapes
+ * and all) with the name `b` of `blen` bytes, by name bytes. Escapes other
+ * than the ones sky__buf_json_string writes give MALFORMED in *bad.
+ */
+static int cmp_stored_name(const char *q, const char *qend, const char *b,
+			   size_t blen, int *bad)
+{
+	size_t i = 0;
+	while (q < qend) {
+		unsigned char c = (unsigned char)*q++;
+		if (c == '\\') {
+			if (q >= qend)
+				goto bad;
+			switch (*q++) {
+			case '"': c = '"'; break;
+			case '\\': c = '\\'; break;
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'u': {
+				unsigned v = 0;
+				if (qend - q < 4)
+					goto bad;
+				for (int k = 0; k < 4; k++) {
+					char h = *q++;
+					v = v * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10
+							     : h >= 'A'
+								 ? h - 'A' + 10
+								 : h - '0');
+				}
+				if (v == 0 || v >= 0x20)
+					goto bad;
+				c = (unsigned char)v;
+				break;
+			}
+			default: goto bad;
+			}
+		}
+		if (i == blen)
+			return 1;
+		if (c != (unsigned char)b[i])
+			return c < (unsigned char)b[i] ? -1 : 1;
+		i++;
+	}
+	return i == blen ? 0 : -1;
+bad:
+	*bad = 1;
+	return 0;
+}
+
+/* Append member `m` of a patch that the document does not have. */
+static int add_member(sky_buf *out, const named *m, int *first)
+{
+	if (json_is_null(m->value))
+		return 0;
+	if ((!*first && sky__buf_putc(out, ',') < 0) ||
+	    sky__buf_json_string(out, m->name, m->len) < 0 ||
+	    sky__buf_putc(out, ':') < 0)
+		return -1;
+	*first = 0;
+	if (json_is_object(m->value))
+		return sky__doc_dump_sorted(out, m->value, SIZE_MAX, 1) < 0 ? -1
+									    : 0;
+	return sky__json_dump_buf(out, m->value);
+}
+
+/*
+ * Append MergePatch(object at t->p, patch) to `out` and move t->p past the
+ * object. Returns 0, -1 or MALFORMED.
+ */
+static int merge_text(sky_buf *out, text_span *t, json_t *patch)
+{
+	named local[16], *m = local;
+	size_t n = json_object_size(patch), j = 0;
+	const char *key;
+	size_t key_len;
+	json_t *value;
+	int first = 1, rc = -1;
+
+	if (n > sizeof(local) / sizeof(local[0]) &&
+	    !(m = malloc(n * sizeof(*m))))
+		return sky__error_nomem();
+	json_object_keylen_foreach(patch, key, key_len, value)
+	{
+		m[j].name = key;
+		m[j].len = key_len;
+		m[j++].value = value;
+	}
+	if (n > 1)
+		qsort(m, n, sizeof(*m), cmp_named);
+	j = 0;
+	if (t->p >= t->end || *t->p != '{' || sky__buf_putc(out, '{') < 0)
+		goto fail;
+	t->p++;
+	while (t->p < t->end && *t->p != '}') {
+		const char *name = t->p, *name_end, *val;
+		int c = 1, bad = 0;
+		if (*t->p != '"' || skip_string(t) < 0)
+			goto malformed;
+		name_end = t->p;
+		if (t->p >= t->end || *t->p++ != ':')
+			goto malformed;
+		val = t->p;
+		while (j < n && (c = cmp_stored_name(name + 1, name_end - 1,
+						     m[j].name, m[j].len,
+						     &bad)) > 0 &&
+		       !bad) {
+			if (add_member(out, &m[j++], &first) < 0)
+				goto fail;
+		}
+		if (bad)
+			goto malformed;
+		/* A patched object: merged in one pass over it. Anything else
+		 * is skipped to find where it ends. */
+		if (!(j < n && c == 0 && json_is_object(m[j].value) &&
+		      *val == '{') &&
+		    skip_value(t) < 0)
+			goto malformed;
+		if (j < n && c == 0) {
+			json_t *v = m[j++].value;
+			if (json_is_null(v))
+				goto next; /* deleted */
+			if ((!first && sky__buf_putc(out, ',') < 0) ||
+			    sky__buf_append(out, name,
+					    (size_t)(name_end - name)) < 0 ||
+			    sky__buf_putc(out, ':') < 0)
+				goto fail;
+			first = 0;
+			if (json_is_object(v) && *val == '{') {
+				if ((rc = merge_text(out, t, v)) < 0)
+					goto done;
+				rc = -1;
+			} else if (json_is_object(v)) {
+				if (sky__doc_dump_sorted(out, v, SIZE_MAX, 1) <
+				    0)
+					goto fail;
+			} else if (sky__json_dump_buf(out, v) < 0) {
+				goto fail;
+			}
+		} else {
+			if ((!first && sky__buf_putc(out, ',') < 0) ||
+			    sky__buf_append(out, name, (size_t)(t->p - name)) <
+				0)
+				goto fail;
+			first = 0;
+		}
+	next:
+		if (t->p < t->end && *t->p == ',')
+			t->p++;
+		else if (t->p >= t->end || *t->p != '}')
+			goto malformed;
+	}
+	if (t->p >= t->end)
+		goto malformed;
+	t->p++;
+	for (; j < n; j++)
+		if (add_member(out, &m[j], &first) < 0)
+			goto fail;
+	rc = sky__buf_putc(out, '}');
+	goto done;
+malformed:
+	rc = MALFORMED;
+	goto done;
+fail:
+	rc = -1;
+done:
+	if (m != local)
+		free(m);
+	return rc;
+}
+
+/* Parse the stored text of the whole form into a new object. */
+int sky__doc_parse_whole(uint64_t docid, const MDB_val *v, json_t **out)
+{
+	json_error_t jerr;
+	json_t *doc = sky__json_loadb(v->mv_data, v->mv_size, 0, &jerr);
+	if (!doc || !json_is_object(doc)) {
+		json_decref(doc);
+		return sky__doc_corrupt(docid,
+					"stored document is not a JSON object");
+	}
+	*out = doc;
+	return 0;
+}
+
+/*
+ * The entry point of the merge above: the whole text must be one object,
+ * with nothing after it.
+ */
+int sky__doc_text_merge(sky_buf *out, const char *text, size_t len,
+			json_t *patch)
+{
+	text_span t = {text, text + len};
+	int rc = merge_text(out, &t, patch);
+	return rc == 0 && t.p != t.end ? MALFORMED : rc;
+}

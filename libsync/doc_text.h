@@ -1,0 +1,55 @@
+/*
+ * doc_text.h - the whole form of a session data document: its compact
+ * text, with the members of every object sorted by name bytes, stored as
+ * the header's value (doc.c: "Two forms"). doc_text.c writes that text,
+ * merges a patch into it and parses it.
+ *
+ * The functions take the stored bytes as they are; none reads or writes
+ * LMDB, so the caller decides where the text lives.
+ */
+#ifndef SKY_DOC_TEXT_H
+#define SKY_DOC_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <lmdb.h>
+
+#include "util.h"
+
+/* sky__doc_text_merge: the stored text is not what this form writes. */
+#define SKY__DOC_MALFORMED (-2)
+
+/*
+ * Append the compact text of the object `obj` with the members of every
+ * object sorted by name bytes (arrays and what they hold as they are, as
+ * the member form stores them), the order the member form reads in, so a
+ * conversion between the forms changes no reader's bytes. With `strip`,
+ * null members are left out at every depth (MergePatch({}, obj)). Stops as
+ * soon as `out` holds more than `limit` bytes: returns 0, 1 when over the
+ * limit (`out` then holds a part), or -1. The recursion is at most
+ * limit / 4 deep (each level writes `{"":` first).
+ */
+int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, int strip);
+
+/*
+ * Append MergePatch(stored, patch) to `out` as text of this form, for the
+ * stored text [text, text + len) of a whole-form document and the object
+ * `patch` (borrowed), in one pass that parses nothing but names and the
+ * extent of each value. Returns 0, -1 (error recorded), or
+ * SKY__DOC_MALFORMED when the text is not one object as
+ * sky__doc_dump_sorted() writes it; then `out` holds a part and the
+ * caller parses the text instead.
+ */
+int sky__doc_text_merge(sky_buf *out, const char *text, size_t len,
+			json_t *patch);
+
+/*
+ * Parse the stored text of the whole form `v` into a new object (the
+ * caller's). Returns 0, or -1 (MDB_CORRUPTED, doc_layout.h) when it is not
+ * a JSON object.
+ */
+int sky__doc_parse_whole(uint64_t docid, const MDB_val *v, json_t **out);
+
+#endif
