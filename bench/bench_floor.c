@@ -335,8 +335,8 @@ static double round_query(void *arg, unsigned n)
 {
 	floor_ctx *f = arg;
 	int two = f->two;
-	bench_pred *preds = bench_random_queries(&f->rng, n, f->a->sessions,
-						 two);
+	bench_pred *preds =
+	    bench_random_queries(&f->rng, n, f->a->sessions, two);
 	MDB_txn *txn;
 	MDB_cursor *cur, *probe;
 	double t0 = bench_now_us();
@@ -558,8 +558,7 @@ static int scan_value(json_scan *s, int report)
 }
 
 /* Scan a whole text that must be one JSON object; 0 when it is. */
-static int scan_text(const char *text, size_t len, scan_leaf_fn leaf,
-		     void *ctx)
+static int scan_text(const char *text, size_t len, scan_leaf_fn leaf, void *ctx)
 {
 	json_scan s;
 	s.p = text;
@@ -635,8 +634,7 @@ static void event_leaf(void *ctx, const char *path, size_t plen,
  * session, skip a known event id (MDB_NOOVERWRITE on evlog), put each leaf
  * the patch sets (a null removes it, RFC 7396). Returns 1 when applied.
  */
-static int apply_event(floor_ctx *f, MDB_txn *txn, const char *text,
-		       size_t len)
+static int apply_event(floor_ctx *f, MDB_txn *txn, const char *text, size_t len)
 {
 	event_fields e;
 	unsigned char key[KEY_MAX], seq[8], nk[8 + 128];
@@ -682,8 +680,8 @@ static double round_patch(void *arg, unsigned n)
 {
 	floor_ctx *f = arg;
 	uint64_t evseq = f->seq;
-	bench_buf *events = bench_patch_events(&f->rng, &evseq, f->a->workload,
-					       f->large, n);
+	bench_buf *events =
+	    bench_patch_events(&f->rng, &evseq, f->a->workload, f->large, n);
 	unsigned applied = 0;
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += f->a->batch) {
@@ -712,9 +710,9 @@ static json_t *run_patch(floor_ctx *f, const bench_args *a)
 	mdb_env_close(f->env);
 	env_open(f, a->dir, 0);
 	json_t *detail = json_object();
-	json_object_set_new(detail, "durable_commit_us",
-			    json_real(bench_median_rounds(round_patch, f, a->n,
-							  a->runs)));
+	json_object_set_new(
+	    detail, "durable_commit_us",
+	    json_real(bench_median_rounds(round_patch, f, a->n, a->runs)));
 	json_object_set_new(res, "detail", detail);
 	mdb_env_close(f->env);
 	return res;
@@ -829,8 +827,8 @@ static json_t *run_ingest(floor_ctx *f, const bench_args *a)
 	bench_mkdirs(path);
 	/* Durable per batch: LMDB's own durable commit. */
 	env_open(f, path, 0);
-	json_t *res = bench_run_rounds("floor", a->workload, round_ingest, f,
-				       a);
+	json_t *res =
+	    bench_run_rounds("floor", a->workload, round_ingest, f, a);
 	mdb_env_close(f->env);
 	bench_rmtree(path);
 	return res;
@@ -1137,12 +1135,12 @@ static json_t *run(const bench_args *a)
 		json_t *ra = bench_cold_start("floor", a, "data.mdb",
 					      open_and_answer, q);
 		json_t *d = json_object_get(res, "detail");
-		json_object_set_new(d, "readahead_us",
-				    json_real(json_real_value(
-					json_object_get(ra, "median"))));
-		json_object_set(d, "readahead_warm_us",
-				json_object_get(json_object_get(ra, "detail"),
-						"warm_us"));
+		json_object_set_new(
+		    d, "readahead_us",
+		    json_real(json_real_value(json_object_get(ra, "median"))));
+		json_object_set(
+		    d, "readahead_warm_us",
+		    json_object_get(json_object_get(ra, "detail"), "warm_us"));
 		json_decref(ra);
 	} else if (!strcmp(w, "ingest")) {
 		res = run_ingest(&f, a);

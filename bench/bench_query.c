@@ -36,8 +36,8 @@
 
 typedef struct {
 	unsigned sessions;
-	double eq_us, two_us;       /* first pass over the queries */
-	double eq_warm, two_warm;   /* the same queries again */
+	double eq_us, two_us;	  /* first pass over the queries */
+	double eq_warm, two_warm; /* the same queries again */
 	double eq_rows, two_rows;
 	long long eq_drive_est, eq_drive_act, two_drive_est, two_drive_act;
 	double build_s;
@@ -52,7 +52,8 @@ static void check(int rc, const char *what)
 static void build(sky_cache *c, unsigned n)
 {
 	bench_buf ev = BENCH_BUF_INIT, session = BENCH_BUF_INIT;
-	sky_mirror_event_item *items = bench_xmalloc(BUILD_BATCH * sizeof(*items));
+	sky_mirror_event_item *items =
+	    bench_xmalloc(BUILD_BATCH * sizeof(*items));
 	size_t *offs = bench_xmalloc(BUILD_BATCH * sizeof(*offs));
 	char created[32];
 	bench_format_time(BENCH_AS_OF_US, created);
@@ -82,7 +83,8 @@ static void build(sky_cache *c, unsigned n)
 			items[k].json = ev.data + offs[k];
 			items[k].len = end - offs[k];
 		}
-		check(sky_mirror_event_apply_batch(c, items, count), "building");
+		check(sky_mirror_event_apply_batch(c, items, count),
+		      "building");
 		for (unsigned k = 0; k < count; k++) {
 			if (items[k].outcome != SKY_MIRROR_APPLIED)
 				bench_die("event %u: %s", start + k,
@@ -167,9 +169,9 @@ static double one_pass(sky_cache *c, unsigned n, int two, unsigned queries,
  * faults, cold caches), as a fresh process does; the second runs the same
  * queries again, as a long-running process that has the map in use.
  */
-static double time_queries(sky_cache *c, unsigned n, int two,
-			   unsigned queries, double *rows, long long *est,
-			   long long *act, double *warm_us)
+static double time_queries(sky_cache *c, unsigned n, int two, unsigned queries,
+			   double *rows, long long *est, long long *act,
+			   double *warm_us)
 {
 	double first = one_pass(c, n, two, queries, rows, est, act);
 	*warm_us = one_pass(c, n, two, queries, rows, est, act);
@@ -194,8 +196,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
 			char *list = argv[++i], *end;
 			for (n_sizes = 0; *list && n_sizes < 8; list = end) {
-				sizes[n_sizes++] = (unsigned)strtoul(list, &end,
-								     10);
+				sizes[n_sizes++] =
+				    (unsigned)strtoul(list, &end, 10);
 				if (*end == ',')
 					end++;
 				else if (*end)

@@ -81,7 +81,8 @@ static void sk_open(sk_ctx *s, const char *dir, sky_durability d)
  */
 static void build_sessions(sk_ctx *s, unsigned n)
 {
-	sky_mirror_event_item *items = bench_xmalloc(BUILD_BATCH * sizeof(*items));
+	sky_mirror_event_item *items =
+	    bench_xmalloc(BUILD_BATCH * sizeof(*items));
 	bench_buf *texts = bench_xmalloc(BUILD_BATCH * sizeof(*texts));
 	char t[32];
 	bench_format_time(BENCH_AS_OF_US, t);
@@ -135,9 +136,9 @@ static void build_docs(sk_ctx *s)
 			bench_doc_sid(sid, sizeof(sid), kind, i);
 			bench_buf_clear(&json);
 			bench_session_json(&json, i, count, sid);
-			sk_check(sky_mirror_session_put(s->cache, json.data, json.len,
-						 doc.data, doc.len,
-						 BENCH_AS_OF_US),
+			sk_check(sky_mirror_session_put(
+				     s->cache, json.data, json.len, doc.data,
+				     doc.len, BENCH_AS_OF_US),
 				 "storing a document");
 		}
 	}
@@ -269,8 +270,8 @@ static double round_query(void *arg, unsigned n)
 	sk_ctx *s = arg;
 	int two = s->two;
 	query_text *qt = bench_xmalloc(n * sizeof(*qt));
-	bench_pred *preds = bench_random_queries(&s->rng, n, s->a->sessions,
-						 two);
+	bench_pred *preds =
+	    bench_random_queries(&s->rng, n, s->a->sessions, two);
 	sky_reader *r;
 	for (unsigned i = 0; i < n; i++)
 		query_texts(&preds[2 * i], two, &qt[i]);
@@ -290,8 +291,8 @@ static double round_query(void *arg, unsigned n)
 static double round_patch(void *arg, unsigned n)
 {
 	sk_ctx *s = arg;
-	bench_buf *texts = bench_patch_events(&s->rng, &s->seq, s->a->workload,
-					      s->large, n);
+	bench_buf *texts =
+	    bench_patch_events(&s->rng, &s->seq, s->a->workload, s->large, n);
 	sky_mirror_event_item *items = bench_xmalloc(n * sizeof(*items));
 	for (unsigned i = 0; i < n; i++) {
 		items[i].json = texts[i].data;
@@ -300,8 +301,9 @@ static double round_patch(void *arg, unsigned n)
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += s->a->batch) {
 		unsigned count = n - i < s->a->batch ? n - i : s->a->batch;
-		sk_check(sky_mirror_event_apply_batch(s->cache, items + i, count),
-			 "sky_mirror_event_apply_batch");
+		sk_check(
+		    sky_mirror_event_apply_batch(s->cache, items + i, count),
+		    "sky_mirror_event_apply_batch");
 	}
 	double t = (bench_now_us() - t0) / n;
 	/* Every event must have done its work, or the time means nothing. */
@@ -374,7 +376,8 @@ static void enqueue_open(sk_ctx *s, const char *dir, sky_durability d)
 	bench_mkdirs(path);
 	sk_open(s, path, SKY_DURABILITY_NONE);
 	const char *app = "{\"applicationId\":\"" BENCH_APP "\"}";
-	sk_check(sky_mirror_app_put(s->cache, app, strlen(app)), "sky_mirror_app_put");
+	sk_check(sky_mirror_app_put(s->cache, app, strlen(app)),
+		 "sky_mirror_app_put");
 	/* Open sessions (the outbox refuses writes to closed ones). */
 	char t[32];
 	bench_format_time(BENCH_AS_OF_US, t);
@@ -387,8 +390,8 @@ static void enqueue_open(sk_ctx *s, const char *dir, sky_durability d)
 				   "\"open\",\"name\":\"outbox %u\","
 				   "\"createdAt\":\"%s\"}",
 				   sid, i, t);
-		sk_check(sky_mirror_session_put(s->cache, json, (size_t)len, "{}", 2,
-					 BENCH_AS_OF_US),
+		sk_check(sky_mirror_session_put(s->cache, json, (size_t)len,
+						"{}", 2, BENCH_AS_OF_US),
 			 "sky_mirror_session_put");
 	}
 	sky_cache_close(s->cache);
@@ -407,9 +410,9 @@ static double round_enqueue(void *arg, unsigned n)
 		rec[i] = (bench_buf)BENCH_BUF_INIT;
 		bench_patch_json(&rec[i], (unsigned)(q % BENCH_ITEMS_SMALL),
 				 (unsigned)q);
-		bench_session_id(sids[i], sizeof(sids[i]),
-				 (unsigned)(bench_mix(q, 10) % 100000 %
-					    ENQUEUE_SESSIONS));
+		bench_session_id(
+		    sids[i], sizeof(sids[i]),
+		    (unsigned)(bench_mix(q, 10) % 100000 % ENQUEUE_SESSIONS));
 	}
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n;) {
@@ -420,13 +423,17 @@ static double round_enqueue(void *arg, unsigned n)
 			i++;
 			continue;
 		}
-		unsigned k = n - i < BENCH_ENQUEUE_BATCH ? n - i
-							 : BENCH_ENQUEUE_BATCH;
+		unsigned k =
+		    n - i < BENCH_ENQUEUE_BATCH ? n - i : BENCH_ENQUEUE_BATCH;
 		for (unsigned j = 0; j < k; j++)
-			w[j] = (sky_write){SKY_WRITE_DATA, BENCH_APP,
-					   sids[i + j],	  rec[i + j].data,
-					   rec[i + j].len, 0,
-					   NULL,	  0,
+			w[j] = (sky_write){SKY_WRITE_DATA,
+					   BENCH_APP,
+					   sids[i + j],
+					   rec[i + j].data,
+					   rec[i + j].len,
+					   0,
+					   NULL,
+					   0,
 					   NULL};
 		sk_check(sky_write_batch(s->cache, w, k), "sky_write_batch");
 		i += k;
@@ -443,23 +450,23 @@ static double round_enqueue(void *arg, unsigned n)
 static json_t *run_enqueue(sk_ctx *s, const bench_args *a, json_t *detail)
 {
 	enqueue_open(s, a->dir, SKY_DURABILITY_JOURNAL);
-	json_t *res = bench_run_rounds("skysync", a->workload, round_enqueue, s,
-				       a);
+	json_t *res =
+	    bench_run_rounds("skysync", a->workload, round_enqueue, s, a);
 	sky_cache_close(s->cache);
 	enqueue_open(s, a->dir, 0);
-	json_object_set_new(detail, "default_mode_us",
-			    json_real(bench_median_rounds(round_enqueue, s,
-							  a->n, a->runs)));
+	json_object_set_new(
+	    detail, "default_mode_us",
+	    json_real(bench_median_rounds(round_enqueue, s, a->n, a->runs)));
 	sky_cache_close(s->cache);
 	enqueue_open(s, a->dir, SKY_DURABILITY_FAST);
-	json_object_set_new(detail, "fast_writes_us",
-			    json_real(bench_median_rounds(round_enqueue, s,
-							  a->n, a->runs)));
+	json_object_set_new(
+	    detail, "fast_writes_us",
+	    json_real(bench_median_rounds(round_enqueue, s, a->n, a->runs)));
 	sky_cache_close(s->cache);
 	enqueue_open(s, a->dir, SKY_DURABILITY_NONE);
-	json_object_set_new(detail, "nosync_us",
-			    json_real(bench_median_rounds(round_enqueue, s,
-							  a->n, a->runs)));
+	json_object_set_new(
+	    detail, "nosync_us",
+	    json_real(bench_median_rounds(round_enqueue, s, a->n, a->runs)));
 	sky_cache_close(s->cache);
 	char path[4096];
 	bench_path(path, sizeof(path), a->dir, "skysync-outbox");
@@ -496,8 +503,8 @@ static double round_ingest(void *arg, unsigned n)
 	}
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += BENCH_INGEST_BATCH) {
-		unsigned k = n - i < BENCH_INGEST_BATCH ? n - i
-							: BENCH_INGEST_BATCH;
+		unsigned k =
+		    n - i < BENCH_INGEST_BATCH ? n - i : BENCH_INGEST_BATCH;
 		sk_check(sky_mirror_session_put_batch(s->cache, items + i, k),
 			 "sky_mirror_session_put_batch");
 	}
@@ -521,8 +528,8 @@ static json_t *run_ingest(sk_ctx *s, const bench_args *a)
 	bench_rmtree(path);
 	bench_mkdirs(path);
 	sk_open(s, path, 0);
-	json_t *res = bench_run_rounds("skysync", a->workload, round_ingest,
-				       s, a);
+	json_t *res =
+	    bench_run_rounds("skysync", a->workload, round_ingest, s, a);
 	sky_cache_close(s->cache);
 	bench_rmtree(path);
 	return res;
@@ -563,15 +570,14 @@ static double round_mixed(void *arg, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		if (s->mixed != 2)
 			for (unsigned j = 0; j < BENCH_MIXED_EVENTS; j++)
-				sk_check(sky_mirror_event_apply(
-					     s->cache,
-					     items[i * BENCH_MIXED_EVENTS + j]
-						 .json,
-					     items[i * BENCH_MIXED_EVENTS + j]
-						 .len,
-					     &items[i * BENCH_MIXED_EVENTS + j]
-						  .outcome),
-					 "sky_mirror_event_apply");
+				sk_check(
+				    sky_mirror_event_apply(
+					s->cache,
+					items[i * BENCH_MIXED_EVENTS + j].json,
+					items[i * BENCH_MIXED_EVENTS + j].len,
+					&items[i * BENCH_MIXED_EVENTS + j]
+					     .outcome),
+				    "sky_mirror_event_apply");
 		if (s->mixed != 1)
 			sk_check(sky_data_patch(s->cache, BENCH_APP, sids[i],
 						rec[i].data, rec[i].len),
@@ -628,16 +634,15 @@ static json_t *run(const bench_args *a)
 		bench_result_hits(res, s.hits, s.queries);
 		sky_cache_close(s.cache);
 	} else if (!strcmp(w, "cold_start") || !strcmp(w, "cold_start_query")) {
-		res = bench_cold_start("skysync", a, "data.mdb",
-				       open_and_answer,
-				       !strcmp(w, "cold_start_query"));
+		res =
+		    bench_cold_start("skysync", a, "data.mdb", open_and_answer,
+				     !strcmp(w, "cold_start_query"));
 	} else if (!strcmp(w, "get")) {
 		sk_open(&s, a->dir, 0);
 		res = bench_run_rounds("skysync", w, round_get, &s, a);
-		json_object_set_new(
-		    detail, "sky_session_get_us",
-		    json_real(bench_median_rounds(round_session_get, &s, a->n,
-						  a->runs)));
+		json_object_set_new(detail, "sky_session_get_us",
+				    json_real(bench_median_rounds(
+					round_session_get, &s, a->n, a->runs)));
 		sky_cache_close(s.cache);
 	} else if (!strcmp(w, "ingest")) {
 		res = run_ingest(&s, a);

@@ -129,11 +129,11 @@ static void sq_open(sq_ctx *s, const char *dir, const char *file, int mode)
 
 static void sq_close(sq_ctx *s)
 {
-	sqlite3_stmt **all[] = {
-	    &s->get,	    &s->data,	     &s->q1,	     &s->q2,
-	    &s->ev_log,	    &s->ev_session,  &s->ev_patch,   &s->ev_wm,
-	    &s->begin,	    &s->commit,	     &s->outbox,     &s->wr_session,
-	    &s->ins_session, &s->ins_data,   &s->ins_prop};
+	sqlite3_stmt **all[] = {&s->get,	 &s->data,     &s->q1,
+				&s->q2,		 &s->ev_log,   &s->ev_session,
+				&s->ev_patch,	 &s->ev_wm,    &s->begin,
+				&s->commit,	 &s->outbox,   &s->wr_session,
+				&s->ins_session, &s->ins_data, &s->ins_prop};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
 		*all[i] = NULL;
@@ -328,17 +328,15 @@ static double timed_rows(sq_ctx *s, sqlite3_stmt *st, bench_sid *ids,
 static double round_get(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
-	return timed_rows(s, s->get,
-			  bench_random_sids(&s->rng, n, s->a->sessions), n,
-			  "get");
+	return timed_rows(
+	    s, s->get, bench_random_sids(&s->rng, n, s->a->sessions), n, "get");
 }
 
 static double round_data(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
-	return timed_rows(s, s->data,
-			  bench_random_doc_sids(&s->rng, n, s->kind), n,
-			  "data");
+	return timed_rows(
+	    s, s->data, bench_random_doc_sids(&s->rng, n, s->kind), n, "data");
 }
 
 static void prepare_queries(sq_ctx *s)
@@ -389,8 +387,8 @@ static double round_query(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
 	int two = s->two;
-	bench_pred *preds = bench_random_queries(&s->rng, n, s->a->sessions,
-						 two);
+	bench_pred *preds =
+	    bench_random_queries(&s->rng, n, s->a->sessions, two);
 	double t0 = bench_now_us();
 	step_done(s, s->begin, "BEGIN");
 	for (unsigned i = 0; i < n; i++)
@@ -486,8 +484,8 @@ done:
 static double round_patch(void *arg, unsigned n)
 {
 	sq_ctx *s = arg;
-	bench_buf *events = bench_patch_events(&s->rng, &s->seq, s->a->workload,
-					       s->large, n);
+	bench_buf *events =
+	    bench_patch_events(&s->rng, &s->seq, s->a->workload, s->large, n);
 	unsigned applied = 0;
 	double t0 = bench_now_us();
 	for (unsigned i = 0; i < n; i += s->a->batch) {
@@ -695,12 +693,13 @@ static double round_mixed(void *arg, unsigned n)
 static void ingest_one(sq_ctx *s, const bench_buf *text, const bench_buf *doc)
 {
 	json_error_t jerr;
-	json_t *ses = json_loadb(text->data, text->len, JSON_REJECT_DUPLICATES,
-				 &jerr);
+	json_t *ses =
+	    json_loadb(text->data, text->len, JSON_REJECT_DUPLICATES, &jerr);
 	const char *sid, *status, *key;
 	json_t *props, *val;
-	if (!ses || json_unpack(ses, "{s:s,s:s,s:o}", "sessionId", &sid,
-				"status", &status, "properties", &props) != 0 ||
+	if (!ses ||
+	    json_unpack(ses, "{s:s,s:s,s:o}", "sessionId", &sid, "status",
+			&status, "properties", &props) != 0 ||
 	    !json_is_object(props))
 		bench_die("bad session: %s", ses ? "fields" : jerr.text);
 	int64_t t = created_us(ses);
@@ -723,8 +722,7 @@ static void ingest_one(sq_ctx *s, const bench_buf *text, const bench_buf *doc)
 			  SQLITE_STATIC);
 	step_done(s, s->ins_session, "insert session");
 	int64_t sess = sqlite3_last_insert_rowid(s->db);
-	json_object_foreach(props, key, val)
-	{
+	json_object_foreach(props, key, val) {
 		if (!json_is_string(val))
 			continue;
 		bind_text(s->ins_prop, 1, BENCH_APP);

@@ -28,7 +28,8 @@
  * The emulator's seed (N sessions with small data, one application) is
  * generated in a temporary directory, removed at exit.
  *
- *   bench/bench_sync [--quick] [--sessions N] [--events N] [--writes W] [--parallel P]
+ *   bench/bench_sync [--quick] [--sessions N] [--events N] [--writes W]
+ * [--parallel P]
  *                    [--resync] [--emu PATH] [--mosquitto PATH]
  *
  * Full mode: 100k sessions, 50k events; --quick: 10k and 10k. One line per
@@ -345,7 +346,7 @@ static void list_done(const sky_http_response *res, void *arg)
 	size_t i;
 	json_t *o;
 	json_array_foreach(list, i, o)
-	    json_array_append(s->sids, json_object_get(o, "sessionId"));
+		json_array_append(s->sids, json_object_get(o, "sessionId"));
 	json_decref(list);
 	s->total = json_array_size(s->sids);
 	serve_pump(s);
@@ -362,7 +363,8 @@ static void token_done(const sky_http_response *res, void *arg)
 	sky__api_tokens_clear(&t);
 	char *url;
 	sky__api_url(s->url, SKY_API_SESSIONS, "demo", APP, NULL, &url);
-	sky_http_spec spec = {"GET", url, s->token, NULL, 0, (size_t)1 << 30, 0};
+	sky_http_spec spec = {"GET",	       url, s->token, NULL, 0,
+			      (size_t)1 << 30, 0};
 	sky__http_send(s->http, &spec, list_done, s, NULL);
 	free(url);
 }
@@ -508,8 +510,8 @@ static double one_at_a_time(const char *url, unsigned writes)
 		int plen = snprintf(patch, sizeof(patch),
 				    "{\"one\":{\"k%u\":%u}}", i % 50, i);
 		sky__api_url(url, SKY_API_DATA_PATCH, "demo", APP, sid, &purl);
-		sky_http_spec spec = {"PATCH", purl, login_token, patch,
-				      (size_t)plen, 0, 0};
+		sky_http_spec spec = {
+		    "PATCH", purl, login_token, patch, (size_t)plen, 0, 0};
 		o.done = 0;
 		sky__http_send(http, &spec, one_done, &o, NULL);
 		while (!o.done)
@@ -563,17 +565,18 @@ static void server_changes(const char *url, unsigned n, unsigned sessions)
 					"{\"name\":\"renamed %u\"}", i);
 		} else if (i % 4 == 1) {
 			call = SKY_API_SESSION_PATCH;
-			plen = snprintf(patch, sizeof(patch),
-					"{\"properties\":{\"shift\":\"n%u\"}}",
-					i);
+			plen =
+			    snprintf(patch, sizeof(patch),
+				     "{\"properties\":{\"shift\":\"n%u\"}}", i);
 		} else {
-			plen = snprintf(patch, sizeof(patch),
-					"{\"offline\":{\"k%u\":%u}}", i % 50, i);
+			plen =
+			    snprintf(patch, sizeof(patch),
+				     "{\"offline\":{\"k%u\":%u}}", i % 50, i);
 		}
 		if (sky__api_url(url, call, "demo", APP, sid, &purl) < 0)
 			die("out of memory");
-		sky_http_spec spec = {"PATCH", purl, login_token, patch,
-				      (size_t)plen, 0, 0};
+		sky_http_spec spec = {
+		    "PATCH", purl, login_token, patch, (size_t)plen, 0, 0};
 		o.done = 0;
 		if (sky__http_send(http, &spec, one_done, &o, NULL) < 0)
 			die("http: %s", sky_error_last()->message);
@@ -885,8 +888,8 @@ int main(int argc, char **argv)
 	 * the live engine (it looks at the outbox every 100 ms). */
 	unsigned nsess = sessions < 100 ? sessions : 100;
 	sky_write *ws = calloc(1000, sizeof(*ws));
-	char (*bodies)[64] = calloc(1000, 64);
-	char (*sids)[32] = calloc(1000, 32);
+	char(*bodies)[64] = calloc(1000, 64);
+	char(*sids)[32] = calloc(1000, 32);
 	double t2 = now_s();
 	for (unsigned done = 0; done < writes;) {
 		unsigned k = writes - done < 1000 ? writes - done : 1000;
@@ -895,9 +898,9 @@ int main(int argc, char **argv)
 			snprintf(sids[i], 32, "s-%07u", n % nsess);
 			int bl = snprintf(bodies[i], 64, "{\"q\":{\"k%u\":%u}}",
 					  n % 50, n);
-			ws[i] = (sky_write){SKY_WRITE_DATA, APP, sids[i],
-					    bodies[i], (size_t)bl, 0, NULL, 0,
-					    NULL};
+			ws[i] = (sky_write){SKY_WRITE_DATA, APP,	sids[i],
+					    bodies[i],	    (size_t)bl, 0,
+					    NULL,	    0,		NULL};
 		}
 		if (sky_write_batch(cache, ws, k) < 0)
 			die("queue: %s", sky_error_last()->message);
@@ -930,7 +933,8 @@ int main(int argc, char **argv)
 	       "\"snapshot_s\":%.2f,\"snapshot_share_of_serve\":%.3f,"
 	       "\"events\":%lu,\"live_events_per_s\":%.0f,"
 	       "\"last_event_lag_ms\":%.1f,\"drain_writes\":%u,"
-	       "\"drain_writes_per_s\":%.0f,\"one_at_a_time_writes_per_s\":%.0f}\n",
+	       "\"drain_writes_per_s\":%.0f,\"one_at_a_time_writes_per_s\":%."
+	       "0f}\n",
 	       sessions, parallel, serve, snap, snap_s, snap / serve, applied,
 	       applied / live_s, status.event_lag_us / 1000.0, writes,
 	       writes / drain_s, one);

@@ -425,8 +425,8 @@ void bench_patch_event(bench_buf *out, const char *sid, unsigned item,
 	bench_buf_printf(out, "}");
 }
 
-bench_buf *bench_patch_events(bench_rng *r, uint64_t *seq,
-			      const char *workload, int large, unsigned n)
+bench_buf *bench_patch_events(bench_rng *r, uint64_t *seq, const char *workload,
+			      int large, unsigned n)
 {
 	bench_buf *events = bench_xmalloc(n * sizeof(*events));
 	unsigned docs = large ? BENCH_DOCS_LARGE : BENCH_DOCS_SMALL;
@@ -719,7 +719,8 @@ json_t *bench_run_rounds(const char *impl, const char *workload,
 {
 	double *runs = bench_xmalloc(a->runs * sizeof(double));
 	bench_time_rounds(round, ctx, a->n, a->runs, runs);
-	json_t *res = bench_result(impl, workload, "us/op", a->n, runs, a->runs);
+	json_t *res =
+	    bench_result(impl, workload, "us/op", a->n, runs, a->runs);
 	free(runs);
 	return res;
 }

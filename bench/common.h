@@ -199,8 +199,8 @@ void bench_patch_event(bench_buf *out, const char *sid, unsigned item,
  * the rounds of a run, or they would be skipped as duplicates). Free them
  * with bench_bufs_free.
  */
-bench_buf *bench_patch_events(bench_rng *r, uint64_t *seq,
-			      const char *workload, int large, unsigned n);
+bench_buf *bench_patch_events(bench_rng *r, uint64_t *seq, const char *workload,
+			      int large, unsigned n);
 void bench_bufs_free(bench_buf *bufs, unsigned n);
 
 /*

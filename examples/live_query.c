@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The string pieces are laid out as the JSON they spell: */
+/* clang-format off */
 /* Events as the server sends them (DESIGN.md section 3), one JSON text each,
  * built from a common head (application, session, event id, time). */
 #define HEAD(sid, eid, at)                                                    \
@@ -38,6 +40,7 @@ static const char *const events[] = {
 	SESSION("s-2001") "\"status\":\"closed\"}}",
 };
 static const int order[] = {0, 1, 2, 2}; /* the last twice: a duplicate */
+/* clang-format on */
 
 static void print_ids(const char *label, const char *const *ids, size_t n)
 {
@@ -45,12 +48,13 @@ static void print_ids(const char *label, const char *const *ids, size_t n)
 		printf("  %s: %s\n", label, ids[i]);
 }
 
-/* Runs on the thread that wrote (here: main, inside sky_mirror_event_apply), after
- * the commit and with no library lock held. The id arrays are borrowed and
- * live only during the call. */
+/* Runs on the thread that wrote (here: main, inside sky_mirror_event_apply),
+ * after the commit and with no library lock held. The id arrays are borrowed
+ * and live only during the call. */
 static void on_change(const sky_live_change *change, void *payload)
 {
-	(void)payload; /* the pointer given to sky_live_query_add: unused here */
+	(void)
+	    payload; /* the pointer given to sky_live_query_add: unused here */
 	print_ids("entered", change->entered, change->n_entered);
 	print_ids("left", change->left, change->n_left);
 	print_ids("changed", change->changed, change->n_changed);
@@ -82,9 +86,11 @@ int main(int argc, char **argv)
 		const char *ev = events[order[i]];
 		sky_mirror_outcome outcome;
 		printf("event %.7s\n", strstr(ev, "ev-"));
-		/* The callback runs inside this call, once the event committed. */
+		/* The callback runs inside this call, once the event committed.
+		 */
 		if (sky_mirror_event_apply(cache, ev, strlen(ev), &outcome) < 0)
-			goto fail; /* rejected (SKY_EINVAL...) or storage failure */
+			goto fail; /* rejected (SKY_EINVAL...) or storage
+				      failure */
 		printf("  outcome: %s\n", sky_mirror_outcome_name(outcome));
 	}
 	printf("watching %zu session(s)\n", sky_live_query_size(live));

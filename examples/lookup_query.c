@@ -46,7 +46,8 @@ int main(int argc, char **argv)
 	int rows = 0, status = 1;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s DIR APP SESSION [PRED...]\n", argv[0]);
+		fprintf(stderr, "usage: %s DIR APP SESSION [PRED...]\n",
+			argv[0]);
 		return 1;
 	}
 	/* We only read, so open read-only: the directory must exist already. */
@@ -54,7 +55,8 @@ int main(int argc, char **argv)
 	if (sky_cache_open(&cache, argv[1], &opts) < 0)
 		return fail(argv[1]);
 
-	/* One session, as JSON text. The string is ours: free it with sky_free. */
+	/* One session, as JSON text. The string is ours: free it with sky_free.
+	 */
 	if (sky_session_get(cache, argv[2], argv[3], &json, NULL) < 0) {
 		status = fail("session");
 		goto cleanup;
@@ -70,8 +72,9 @@ int main(int argc, char **argv)
 	sky_free(json);
 
 	/* A query over the application: every argument after the session id is
-	 * a predicate such as site=Plant-7, priority=low|high or status!=closed.
-	 * A bad predicate gives SKY_EINVAL and a message naming it. */
+	 * a predicate such as site=Plant-7, priority=low|high or
+	 * status!=closed. A bad predicate gives SKY_EINVAL and a message naming
+	 * it. */
 	if (sky_query_new(&query, cache, argv[2], (const char *const *)argv + 4,
 			  (size_t)(argc - 4)) < 0) {
 		status = fail("query");
@@ -83,7 +86,8 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	/* The cursor is borrowed from the query: valid until the next run or
-	 * sky_query_free(). Pass it to sky_query_set_cursor() for the next page. */
+	 * sky_query_free(). Pass it to sky_query_set_cursor() for the next
+	 * page. */
 	const char *next = sky_query_next_cursor(query);
 	if (next)
 		printf("next: %s\n", next);

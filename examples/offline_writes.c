@@ -22,14 +22,17 @@ static int fail(const char *what)
 {
 	const sky_error *err = sky_error_last();
 	fprintf(stderr, "offline_writes: %s: %s\n", what, err->message);
-	return err->code == SKY_ENOTFOUND ? 2 : err->code == SKY_ENETWORK ? 4 : 1;
+	return err->code == SKY_ENOTFOUND  ? 2
+	       : err->code == SKY_ENETWORK ? 4
+					   : 1;
 }
 
 /* Called by the sync engine after it moved a write to the dead letters
  * and undid its effect on the cache. The entry is borrowed. */
 static int on_rejected(const sky_outbox_entry *e, void *payload)
 {
-	printf("rejected: %llu %d\n", (unsigned long long)e->id, e->http_status);
+	printf("rejected: %llu %d\n", (unsigned long long)e->id,
+	       e->http_status);
 	sky_outbox_drop(payload, e->id); /* not in flight any more */
 	return 0;
 }
@@ -37,14 +40,17 @@ static int on_rejected(const sky_outbox_entry *e, void *payload)
 static int print_entry(const sky_outbox_entry *e, void *payload)
 {
 	(void)payload;
-	return printf("queued: %llu %s %s\n", (unsigned long long)e->id, sky_write_op_name(e->op),
+	return printf("queued: %llu %s %s\n", (unsigned long long)e->id,
+		      sky_write_op_name(e->op),
 		      sky_outbox_state_name(e->state)) < 0;
 }
 
 int main(int argc, char **argv)
 {
 	if (argc != 4 && argc != 6) {
-		fprintf(stderr, "usage: offline_writes CACHE APP SID [SERVER BROKER]\n");
+		fprintf(
+		    stderr,
+		    "usage: offline_writes CACHE APP SID [SERVER BROKER]\n");
 		return 1;
 	}
 	const char *app = argv[2], *sid = argv[3];
@@ -54,7 +60,8 @@ int main(int argc, char **argv)
 	int rc = 0;
 	char *session = NULL, *data = NULL, *server = NULL;
 	/* Each call returns once the write is on disk; no network needed. */
-	const char *patch = "{\"checklist\":{\"floor\":\"dry\"},\"note\":\"ok\"}";
+	const char *patch =
+	    "{\"checklist\":{\"floor\":\"dry\"},\"note\":\"ok\"}";
 	if (sky_data_patch(cache, app, sid, patch, strlen(patch)) < 0 ||
 	    sky_session_set_name(cache, app, sid, "Checked offline") < 0)
 		goto failed;
@@ -66,9 +73,13 @@ int main(int argc, char **argv)
 		rc = fail("read");
 		goto out; /* session and data are freed there */
 	}
-	printf("local: %s %s\npending: %u\n", strstr(session, "Checked offline") ? "renamed" : "?", data, pending);
+	printf("local: %s %s\npending: %u\n",
+	       strstr(session, "Checked offline") ? "renamed" : "?", data,
+	       pending);
 	if (sky_session_get_confirmed(cache, app, sid, &server, NULL) == 0)
-		printf("confirmed: %s\n", strstr(server, "Checked offline") ? "renamed" : "not yet");
+		printf("confirmed: %s\n", strstr(server, "Checked offline")
+					      ? "renamed"
+					      : "not yet");
 	sky_free(server);
 	sky_outbox_list(cache, print_entry, NULL);
 	if (argc == 6) {

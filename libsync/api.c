@@ -324,8 +324,7 @@ json_t *sky__api_jwt_groups(const char *token)
 	if (json_is_array(g) && (out = json_array())) {
 		size_t i;
 		json_t *v;
-		json_array_foreach(g, i, v)
-		{
+		json_array_foreach(g, i, v) {
 			/* Keycloak's group mapper may give paths ("/a/b"):
 			 * the ids the roles name are what counts, so a value
 			 * that is no valid id is left out. */
@@ -359,8 +358,7 @@ int sky__api_parse_array(const char *body, size_t len,
 	}
 	size_t i;
 	json_t *item;
-	json_array_foreach(v, i, item)
-	{
+	json_array_foreach(v, i, item) {
 		if (!json_is_object(item)) {
 			json_decref(v);
 			return sky__error_input(

@@ -42,9 +42,9 @@ struct sky_engine_req {
 	char *body;
 	size_t body_len;
 	unsigned flags;
-	unsigned attempts;   /* transient failures so far */
-	unsigned auth_tries; /* 401s so far */
-	unsigned auth_gen;   /* token generation it was sent with */
+	unsigned attempts;     /* transient failures so far */
+	unsigned auth_tries;   /* 401s so far */
+	unsigned auth_gen;     /* token generation it was sent with */
 	unsigned auth_resends; /* resent because a newer token had come */
 	int waiting_auth;
 	sky_http_req *http;
@@ -206,11 +206,15 @@ static void req_send(sky_engine_req *r)
 		req_fail_later(r, sky_error_last()->message);
 		return;
 	}
-	sky_http_spec spec = {
-	    e->proto->method[r->call], url, route_->needs_token ? e->access : NULL,
-	    r->body,	    r->body_len, 0, 0};
-	spec.not_idempotent = r->call == SKY_API_SESSION_CREATE ||
-			      r->call == SKY_API_EVENT_SEND;
+	sky_http_spec spec = {e->proto->method[r->call],
+			      url,
+			      route_->needs_token ? e->access : NULL,
+			      r->body,
+			      r->body_len,
+			      0,
+			      0};
+	spec.not_idempotent =
+	    r->call == SKY_API_SESSION_CREATE || r->call == SKY_API_EVENT_SEND;
 	/* Lists may be long (100k sessions); single objects are bounded. */
 	if (r->call == SKY_API_SESSIONS || r->call == SKY_API_APPS ||
 	    r->call == SKY_API_ROLES)
@@ -243,8 +247,8 @@ int sky__engine_request(sky_engine *e, sky_api_call call, const char *app,
 		return sky__error_set(SKY_ERROR, SKY_ERRSRC_NONE, 0,
 				      "the sync engine is not running");
 	char *url = NULL;
-	if (sky__api_url_p(e->proto, e->server, call, e->realm, app, sid, &url) <
-	    0)
+	if (sky__api_url_p(e->proto, e->server, call, e->realm, app, sid,
+			   &url) < 0)
 		return -1;
 	free(url);
 	sky_engine_req *r = calloc(1, sizeof(*r));

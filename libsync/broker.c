@@ -211,8 +211,7 @@ static void on_retire_refused(int rc, const char *why, void *ctx)
 	on_retire_lost(why, ctx);
 }
 
-static void retire_identity(sky_engine *e, const char *old_id,
-			    const char *user)
+static void retire_identity(sky_engine *e, const char *old_id, const char *user)
 {
 	sky__elog(e, SKY_LOG_INFO,
 		  "the cache changes realm or user: a new broker identity; "
@@ -277,7 +276,6 @@ done:
 	free(retired);
 	return rc;
 }
-
 
 void sky__engine_drop_broker(sky_engine *e)
 {

@@ -35,8 +35,8 @@
  */
 static int durability_flags(sky_cache_options *o)
 {
-	const unsigned bits = SKY_CACHE_NOSYNC | SKY_CACHE_FAST_WRITES |
-			      SKY_CACHE_JOURNAL;
+	const unsigned bits =
+	    SKY_CACHE_NOSYNC | SKY_CACHE_FAST_WRITES | SKY_CACHE_JOURNAL;
 	unsigned f = o->flags & bits;
 	if ((unsigned)o->durability > SKY_DURABILITY_NONE)
 		return sky__error_input("sky_cache_options: durability %u is "
@@ -48,8 +48,9 @@ static int durability_flags(sky_cache_options *o)
 					"_FAST_WRITES, _JOURNAL flags exclude "
 					"each other: set durability alone");
 	if ((f & SKY_CACHE_JOURNAL) && (f & SKY_CACHE_NOSYNC))
-		return sky__error_input("SKY_CACHE_JOURNAL and SKY_CACHE_NOSYNC "
-					"exclude each other: choose one");
+		return sky__error_input(
+		    "SKY_CACHE_JOURNAL and SKY_CACHE_NOSYNC "
+		    "exclude each other: choose one");
 	if (f & SKY_CACHE_JOURNAL)
 		o->durability = SKY_DURABILITY_JOURNAL;
 	else if (f & SKY_CACHE_NOSYNC)
@@ -58,17 +59,10 @@ static int durability_flags(sky_cache_options *o)
 		o->durability = SKY_DURABILITY_FAST;
 	o->flags &= ~bits;
 	switch (o->durability) {
-	case SKY_DURABILITY_FAST:
-		o->flags |= SKY_CACHE_FAST_WRITES;
-		break;
-	case SKY_DURABILITY_JOURNAL:
-		o->flags |= SKY_CACHE_JOURNAL;
-		break;
-	case SKY_DURABILITY_NONE:
-		o->flags |= SKY_CACHE_NOSYNC;
-		break;
-	default:
-		break;
+	case SKY_DURABILITY_FAST: o->flags |= SKY_CACHE_FAST_WRITES; break;
+	case SKY_DURABILITY_JOURNAL: o->flags |= SKY_CACHE_JOURNAL; break;
+	case SKY_DURABILITY_NONE: o->flags |= SKY_CACHE_NOSYNC; break;
+	default: break;
 	}
 	return 0;
 }
@@ -83,18 +77,18 @@ int sky_cache_open(sky_cache **out, const char *dir,
 		if (opts->version < 1 ||
 		    opts->version > SKY_CACHE_OPTIONS_VERSION)
 			return sky__error_input(
-				"sky_cache_options version %u is not 1 to %u: "
-				"use SKY_CACHE_OPTIONS_INIT",
-				opts->version, SKY_CACHE_OPTIONS_VERSION);
+			    "sky_cache_options version %u is not 1 to %u: "
+			    "use SKY_CACHE_OPTIONS_INIT",
+			    opts->version, SKY_CACHE_OPTIONS_VERSION);
 		/* Each version's struct ends before the fields the next one
 		 * added: version 1 before closed_keep_s, 2 before
 		 * durability. The rest keep their defaults. */
 		memcpy(&o, opts,
-		       opts->version == 1   ? offsetof(sky_cache_options,
-						       closed_keep_s)
-		       : opts->version == 2 ? offsetof(sky_cache_options,
-						       durability)
-					    : sizeof(o));
+		       opts->version == 1
+			   ? offsetof(sky_cache_options, closed_keep_s)
+		       : opts->version == 2
+			   ? offsetof(sky_cache_options, durability)
+			   : sizeof(o));
 		o.version = SKY_CACHE_OPTIONS_VERSION;
 	}
 	int rc = durability_flags(&o);
@@ -209,7 +203,8 @@ static int get_aliased(sky_reader *reader, const char *app, const char *sid,
 {
 	if (!app || !sid)
 		return SKY_ENOTFOUND;
-	const char *to = sky__outbox_alias(reader->txn, reader->cache, app, sid);
+	const char *to =
+	    sky__outbox_alias(reader->txn, reader->cache, app, sid);
 	if (!to)
 		return SKY_ENOTFOUND;
 	return sky__record_get(reader->txn, reader->cache, app, to, rec);
@@ -223,8 +218,8 @@ int sky_reader_session(sky_reader *reader, const char *app_id,
 	/* Look up first: only valid ids are ever stored, so a hit needs no
 	 * validation, and this is the hottest read. A miss says why. */
 	sky_record rec;
-	int rc = sky__record_get(reader->txn, reader->cache, app_id,
-				 session_id, &rec);
+	int rc = sky__record_get(reader->txn, reader->cache, app_id, session_id,
+				 &rec);
 	if (rc == SKY_ENOTFOUND)
 		rc = get_aliased(reader, app_id, session_id, &rec);
 	if (rc == SKY_ENOTFOUND && (rc = check_ids(app_id, session_id)) == 0)
@@ -442,7 +437,8 @@ typedef struct {
 } sevent_ctx;
 
 int sky_session_event_list(sky_cache *cache, const char *app_id,
-		       const char *session_id, sky_json_cb cb, void *payload)
+			   const char *session_id, sky_json_cb cb,
+			   void *payload)
 {
 	int rc = check_ids(app_id, session_id);
 	if (rc < 0)
@@ -454,8 +450,8 @@ int sky_session_event_list(sky_cache *cache, const char *app_id,
 	rc = sky__record_get(txn, cache, app_id, session_id, &rec);
 	if (rc == SKY_ENOTFOUND) {
 		/* A local id, as for sky_reader_session (get_aliased). */
-		const char *to = sky__outbox_alias(txn, cache, app_id,
-						   session_id);
+		const char *to =
+		    sky__outbox_alias(txn, cache, app_id, session_id);
 		if (to)
 			rc = sky__record_get(txn, cache, app_id, to, &rec);
 	}
@@ -528,13 +524,15 @@ static int stats_fill(sky_cache *cache, sky_stats *out)
 	out->event_log = entries(txn, SKY_DBI(cache, SKY_DB_EVLOG));
 	out->pending_events = entries(txn, SKY_DBI(cache, SKY_DB_PENDING));
 	out->custom_events = entries(txn, SKY_DBI(cache, SKY_DB_SEVENTS));
-	out->events_applied = sky__meta_get_u64(txn, &cache->st, "events_applied");
-	out->events_skipped = sky__meta_get_u64(txn, &cache->st, "events_skipped");
+	out->events_applied =
+	    sky__meta_get_u64(txn, &cache->st, "events_applied");
+	out->events_skipped =
+	    sky__meta_get_u64(txn, &cache->st, "events_skipped");
 	out->events_rejected = atomic_load(&cache->rejected);
 	out->last_event_at_us =
-		(int64_t)sky__meta_get_u64(txn, &cache->st, "last_event_at");
-	out->last_apply_us = (int64_t)sky__meta_get_u64(txn, &cache->st,
-							"last_apply");
+	    (int64_t)sky__meta_get_u64(txn, &cache->st, "last_event_at");
+	out->last_apply_us =
+	    (int64_t)sky__meta_get_u64(txn, &cache->st, "last_apply");
 	MDB_envinfo info;
 	MDB_stat est;
 	mdb_env_info(cache->st.env, &info);
@@ -543,27 +541,26 @@ static int stats_fill(sky_cache *cache, sky_stats *out)
 	out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * est.ms_psize;
 	out->schema_version = cache->st.schema;
 	out->journal_damaged =
-		sky__meta_get_u64(txn, &cache->st, SKY_META_JOURNAL_DAMAGED);
+	    sky__meta_get_u64(txn, &cache->st, SKY_META_JOURNAL_DAMAGED);
 	/* Names: SKY_META_SYNC_* in repair.h (the sync engine's). */
 	out->sync_state = (int)sky__meta_get_u64(txn, &cache->st, "sync_state");
 	out->sync_last_at_us =
-		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_last_at");
+	    (int64_t)sky__meta_get_u64(txn, &cache->st, "sync_last_at");
 	out->sync_event_lag_us =
-		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_event_lag");
+	    (int64_t)sky__meta_get_u64(txn, &cache->st, "sync_event_lag");
 	out->sync_updated_us =
-		(int64_t)sky__meta_get_u64(txn, &cache->st, "sync_updated_at");
+	    (int64_t)sky__meta_get_u64(txn, &cache->st, "sync_updated_at");
 	out->server_events_refused =
-		sky__meta_get_u64(txn, &cache->st, SKY_META_SERVER_REFUSED);
+	    sky__meta_get_u64(txn, &cache->st, SKY_META_SERVER_REFUSED);
 	out->outbox_delivered =
-		sky__meta_get_u64(txn, &cache->st, SKY_META_OB_DELIVERED);
+	    sky__meta_get_u64(txn, &cache->st, SKY_META_OB_DELIVERED);
 	out->outbox_last_delivery_us = (int64_t)sky__meta_get_u64(
-		txn, &cache->st, SKY_META_OB_LAST_DELIVERY);
-	out->sync_path =
-		(int)sky__meta_get_u64(txn, &cache->st, "sync_path");
+	    txn, &cache->st, SKY_META_OB_LAST_DELIVERY);
+	out->sync_path = (int)sky__meta_get_u64(txn, &cache->st, "sync_path");
 	out->sync_path_why =
-		(int)sky__meta_get_u64(txn, &cache->st, "sync_path_why");
+	    (int)sky__meta_get_u64(txn, &cache->st, "sync_path_why");
 	out->sync_requests =
-		sky__meta_get_u64(txn, &cache->st, "sync_requests");
+	    sky__meta_get_u64(txn, &cache->st, "sync_requests");
 	sky__store_read_end(&cache->st, txn);
 	out->stale_sessions = sky__stale_count(cache);
 	return sky_session_list(cache, NULL, count_open, &out->open_sessions);
@@ -571,7 +568,8 @@ static int stats_fill(sky_cache *cache, sky_stats *out)
 
 /* The size of sky_stats in each version (index: the version). */
 static const size_t stats_size[SKY_STATS_VERSION + 1] = {
-	0, sizeof(sky_stats),
+    0,
+    sizeof(sky_stats),
 };
 
 int sky_cache_stats(sky_cache *cache, sky_stats *out)
@@ -662,7 +660,8 @@ static int check_sessions(MDB_txn *txn, sky_cache *c, check_ctx *cc)
 		const char *nul = memchr(k, '\0', key.mv_size);
 		char app[SKY_KEY_MAX + 1] = "", sid[SKY_KEY_MAX + 1] = "";
 		if (!nul) {
-			problem(cc, "session key without a separator (%zu bytes)",
+			problem(cc,
+				"session key without a separator (%zu bytes)",
 				key.mv_size);
 			continue;
 		}
@@ -685,12 +684,14 @@ static int check_sessions(MDB_txn *txn, sky_cache *c, check_ctx *cc)
 				sky_error_last()->message);
 		else if (strcmp(sky__json_str(s, "applicationId"), app) ||
 			 strcmp(sky__json_str(s, "sessionId"), sid))
-			problem(cc, "session %s/%s: ids in the record differ "
-				    "from its key",
+			problem(cc,
+				"session %s/%s: ids in the record differ "
+				"from its key",
 				app, sid);
 		else if (sky__session_created_us(s) != rec.created_us)
-			problem(cc, "session %s/%s: createdAt differs from the "
-				    "record header",
+			problem(cc,
+				"session %s/%s: createdAt differs from the "
+				"record header",
 				app, sid);
 		json_decref(s);
 		rc = sky__doc_check(txn, SKY_DBI(c, SKY_DB_DATA), rec.docid,
@@ -712,8 +713,8 @@ static int check_sessions(MDB_txn *txn, sky_cache *c, check_ctx *cc)
 
 /* Each value of `dbi` must parse (and validate) as JSON. */
 static int check_json_values(MDB_txn *txn, MDB_dbi dbi, const char *what,
-			     int with_nul, int (*validate)(const json_t *,
-							   const char *),
+			     int with_nul,
+			     int (*validate)(const json_t *, const char *),
 			     check_ctx *cc)
 {
 	MDB_cursor *cur;
@@ -726,8 +727,10 @@ static int check_json_values(MDB_txn *txn, MDB_dbi dbi, const char *what,
 	     mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), n++) {
 		size_t len = val.mv_size;
 		if (with_nul) {
-			if (len == 0 || ((char *)val.mv_data)[len - 1] != '\0') {
-				problem(cc, "%s #%lu: not NUL-terminated", what, n);
+			if (len == 0 ||
+			    ((char *)val.mv_data)[len - 1] != '\0') {
+				problem(cc, "%s #%lu: not NUL-terminated", what,
+					n);
 				continue;
 			}
 			len--;
@@ -735,7 +738,8 @@ static int check_json_values(MDB_txn *txn, MDB_dbi dbi, const char *what,
 		json_error_t jerr;
 		json_t *v = sky__json_loadb(val.mv_data, len, 0, &jerr);
 		if (!v) {
-			problem(cc, "%s #%lu: bad JSON: %s", what, n, jerr.text);
+			problem(cc, "%s #%lu: bad JSON: %s", what, n,
+				jerr.text);
 			continue;
 		}
 		if (validate && validate(v, what) < 0)
@@ -787,13 +791,15 @@ static int check_pending(MDB_txn *txn, sky_cache *c, check_ctx *cc)
 	     mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
 		sky_parsed_event pe;
 		if (sky__event_parse(c, val.mv_data, val.mv_size, &pe) < 0) {
-			problem(cc, "waiting event: %s", sky_error_last()->message);
+			problem(cc, "waiting event: %s",
+				sky_error_last()->message);
 			continue;
 		}
 		sky_record rec;
 		if (sky__record_get(txn, c, pe.app, pe.sid, &rec) == 0)
-			problem(cc, "waiting event %s: its session %s/%s is "
-				    "known but the event was not applied",
+			problem(cc,
+				"waiting event %s: its session %s/%s is "
+				"known but the event was not applied",
 				pe.eid, pe.app, pe.sid);
 		sky__event_clear(&pe);
 	}
@@ -814,8 +820,8 @@ int sky_cache_check(sky_cache *cache, sky_report_cb report, void *payload)
 	if ((rc = sky__seal_walk(txn, cache->st.dbi, SKY_DB_COUNT)) < 0)
 		goto done;
 	if ((rc = check_json_values(txn, SKY_DBI(cache, SKY_DB_APPS),
-				    "application", 1, sky__validate_app,
-				    &cc)) < 0 ||
+				    "application", 1, sky__validate_app, &cc)) <
+		0 ||
 	    (rc = check_json_values(txn, SKY_DBI(cache, SKY_DB_ROLES), "role",
 				    1, sky__validate_role, &cc)) < 0 ||
 	    (rc = check_json_values(txn, SKY_DBI(cache, SKY_DB_SEVENTS),

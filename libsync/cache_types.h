@@ -18,10 +18,10 @@
 
 struct sky_cache {
 	sky_store st;
-	sky_cache_options opts;    /* with defaults filled in */
+	sky_cache_options opts; /* with defaults filled in */
 	sky_json_limits event_limits;
 	char *dir;
-	atomic_ulong rejected;     /* malformed events seen by this process */
+	atomic_ulong rejected;	   /* malformed events seen by this process */
 	sky_outbox_cb on_rejected; /* sky_outbox_on_rejected */
 	void *on_rejected_payload;
 	/* The eventType strings events are read with (NULL: built-in); set

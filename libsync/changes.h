@@ -28,8 +28,8 @@ typedef struct {
  * any transaction, with the distinct changes of one transaction sorted by
  * (app, sid) (NULLs first).
  */
-typedef void (*sky_changes_fn)(sky_cache *c, const sky_touch *changes,
-			       size_t n, void *arg);
+typedef void (*sky_changes_fn)(sky_cache *c, const sky_touch *changes, size_t n,
+			       void *arg);
 
 /* Note a touched session (in the write transaction). Never fails: out of
  * memory turns the notes into "anything may have changed". */

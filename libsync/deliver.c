@@ -72,7 +72,7 @@ typedef struct flight {
 	/* set by the commit */
 	int drained, rejected;
 	char *server_sid; /* a create's: the id the server gave it */
-	sky_buf dead; /* ids (u64) of the dead letters the commit made */
+	sky_buf dead;	  /* ids (u64) of the dead letters the commit made */
 } flight;
 
 typedef struct {
@@ -242,9 +242,9 @@ static flight *flight_new(deliver *d, const sky_ob_entry *e)
  * written before sending.
  */
 static flight *plan_session(deliver *d, MDB_txn *txn, MDB_cursor *cur,
-			    size_t plen, const unsigned char *pre,
-			    int64_t now, int64_t *wake, int *work,
-			    sky_ob_entry *need_mark, int *n_need)
+			    size_t plen, const unsigned char *pre, int64_t now,
+			    int64_t *wake, int *work, sky_ob_entry *need_mark,
+			    int *n_need)
 {
 	MDB_val key, val;
 	int mrc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
@@ -254,7 +254,8 @@ static flight *plan_session(deliver *d, MDB_txn *txn, MDB_cursor *cur,
 	*n_need = 0;
 	while (mrc == 0 && key.mv_size == plen + 8 &&
 	       memcmp(key.mv_data, pre, plen) == 0) {
-		uint64_t id = sky__get_be64((unsigned char *)key.mv_data + plen);
+		uint64_t id =
+		    sky__get_be64((unsigned char *)key.mv_data + plen);
 		sky_ob_entry e;
 		if (sky__ob_get(txn, d->c, id, &e) < 0)
 			break;
@@ -338,7 +339,8 @@ typedef struct {
 	deliver *d;
 	sky_ob_entry *marks;
 	int n;
-	const uint64_t *wire; /* idempotent writes about to go: SKY_OB_ON_WIRE */
+	const uint64_t
+	    *wire; /* idempotent writes about to go: SKY_OB_ON_WIRE */
 	size_t n_wire;
 	sky_buf missing; /* ids (u64) gone since the plan: their flights stay */
 } mark_ctx;
@@ -402,8 +404,9 @@ static int mark_write(MDB_txn *txn, void *arg)
 			return rc;
 		/* A create or event about to go is "in flight" on disk; one
 		 * found in flight with no request of ours is in doubt. */
-		o.e.state = e.state == SKY_OUTBOX_IN_FLIGHT ? SKY_OUTBOX_IN_DOUBT
-							    : SKY_OUTBOX_IN_FLIGHT;
+		o.e.state = e.state == SKY_OUTBOX_IN_FLIGHT
+				? SKY_OUTBOX_IN_DOUBT
+				: SKY_OUTBOX_IN_FLIGHT;
 		/* Once sent, a create is looked for before it is sent again,
 		 * even after a retry by hand (sky_outbox_retry). */
 		o.e.flags |= SKY_OB_SENT;
@@ -475,8 +478,8 @@ static void pump(deliver *d)
 			}
 			if (f && !f->looking && f->op != SKY_WRITE_CREATE &&
 			    f->op != SKY_WRITE_EVENT) {
-				uint64_t *w = realloc(
-				    wire, (n_wire + f->n) * sizeof(*w));
+				uint64_t *w =
+				    realloc(wire, (n_wire + f->n) * sizeof(*w));
 				if (w) {
 					wire = w;
 					memcpy(wire + n_wire, f->ids,
@@ -504,9 +507,8 @@ static void pump(deliver *d)
 	/* The marks' ids are all the write needs; the strings die here. */
 	sky__store_read_end(&d->c->st, txn);
 	mark_ctx m = {d, marks, n_marks, wire, n_wire, {0}};
-	if (wire_failed ||
-	    ((n_marks || n_wire) &&
-	     sky__store_write(&d->c->st, mark_write, &m) < 0)) {
+	if (wire_failed || ((n_marks || n_wire) &&
+			    sky__store_write(&d->c->st, mark_write, &m) < 0)) {
 		sky__engine_log(d->e, SKY_LOG_ERROR, "outbox: %s",
 				wire_failed ? "out of memory"
 					    : sky_error_last()->message);
@@ -568,13 +570,9 @@ static void on_answer(const sky_http_response *res, void *ctx)
 	f->retry_after_s = res->retry_after_s;
 	f->as_of_us = sky__engine_read_bound(res);
 	switch (sky__api_classify(res)) {
-	case SKY_API_OK:
-		f->kind = ANSWER_OK;
-		break;
+	case SKY_API_OK: f->kind = ANSWER_OK; break;
 	case SKY_API_GONE:
-	case SKY_API_REJECTED:
-		f->kind = ANSWER_REJECT;
-		break;
+	case SKY_API_REJECTED: f->kind = ANSWER_REJECT; break;
 	default: /* no answer, 408, 425, 429, 5xx; 401 after a refresh */
 		f->kind = ANSWER_RETRY;
 		break;
@@ -601,27 +599,20 @@ static void send_flight(deliver *d, flight *f)
 			call = SKY_API_SESSION_CREATE;
 			sid = NULL;
 			break;
-		case SKY_WRITE_PATCH:
-			call = SKY_API_SESSION_PATCH;
-			break;
-		case SKY_WRITE_DATA:
-			call = SKY_API_DATA_PATCH;
-			break;
+		case SKY_WRITE_PATCH: call = SKY_API_SESSION_PATCH; break;
+		case SKY_WRITE_DATA: call = SKY_API_DATA_PATCH; break;
 		case SKY_WRITE_PARTICIPANT:
 			call = SKY_API_PARTICIPANT_ADD;
 			break;
-		default:
-			call = SKY_API_EVENT_SEND;
-			break;
+		default: call = SKY_API_EVENT_SEND; break;
 		}
 	}
 	f->next = d->flying;
 	d->flying = f;
 	d->n_flying++;
-	if (sky__engine_request(d->e, call, f->app, sid,
-				f->looking ? NULL : f->body,
-				f->looking ? 0 : f->body_len, 0, on_answer, f,
-				&f->req) < 0) {
+	if (sky__engine_request(
+		d->e, call, f->app, sid, f->looking ? NULL : f->body,
+		f->looking ? 0 : f->body_len, 0, on_answer, f, &f->req) < 0) {
 		d->flying = f->next;
 		d->n_flying--;
 		sky__engine_log(d->e, SKY_LOG_WARN, "outbox: %s",
@@ -656,7 +647,8 @@ static int set_entry(MDB_txn *txn, deliver *d, flight *f, uint64_t id,
 	long ms = sky__backoff_ms(e.attempts, opts->backoff_min_ms,
 				  opts->backoff_max_ms);
 	if (f->retry_after_s >= 0 && f->retry_after_s * 1000 > ms)
-		ms = f->retry_after_s > 3600 ? 3600000 : f->retry_after_s * 1000;
+		ms =
+		    f->retry_after_s > 3600 ? 3600000 : f->retry_after_s * 1000;
 	sky_ob_owned o;
 	if ((rc = sky__ob_own(&e, &o)) < 0)
 		return rc;
@@ -700,7 +692,8 @@ static int clear_wire(MDB_txn *txn, deliver *d, flight *f)
 	for (size_t i = 0; i < f->n; i++) {
 		sky_ob_entry e;
 		int rc = sky__ob_get(txn, d->c, f->ids[i], &e);
-		if (rc == SKY_ENOTFOUND || (rc == 0 && !(e.flags & SKY_OB_ON_WIRE)))
+		if (rc == SKY_ENOTFOUND ||
+		    (rc == 0 && !(e.flags & SKY_OB_ON_WIRE)))
 			continue;
 		if (rc < 0)
 			return rc;
@@ -735,14 +728,16 @@ static int commit_one(MDB_txn *txn, deliver *d, flight *f)
 				}
 			} else {
 				sky_json_limits lim = {0, 0};
-				if (sky__api_parse_object(f->answer,
-							  strlen(f->answer), &lim,
-							  "created session", &s) < 0)
+				if (sky__api_parse_object(
+					f->answer, strlen(f->answer), &lim,
+					"created session", &s) < 0)
 					return backoff(txn, d, f, f->ids[0],
 						       SKY_OUTBOX_IN_DOUBT);
 			}
-			int64_t as_of = f->as_of_us ? f->as_of_us : INT64_MIN + 1;
-			rc = sky__outbox_adopt(txn, c, f->app, f->local, s, as_of);
+			int64_t as_of =
+			    f->as_of_us ? f->as_of_us : INT64_MIN + 1;
+			rc = sky__outbox_adopt(txn, c, f->app, f->local, s,
+					       as_of);
 			const char *sid = sky__json_str(s, "sessionId");
 			/* For the application's callback after the commit; no
 			 * copy (out of memory) only loses that callback. */
@@ -825,27 +820,29 @@ static void commit_all(deliver *d)
 				failcount *fc = fail_find(d, f->ids[0], 1);
 				if (fc)
 					fc->fails++;
-				sky__engine_log(d->e, SKY_LOG_WARN,
-						"outbox: %s %s/%s: %s%s",
-						sky_write_op_name(f->op), f->app,
-						f->sid,
-						f->status ? "HTTP " : "",
-						f->status ? "error" : f->answer);
+				sky__engine_log(
+				    d->e, SKY_LOG_WARN,
+				    "outbox: %s %s/%s: %s%s",
+				    sky_write_op_name(f->op), f->app, f->sid,
+				    f->status ? "HTTP " : "",
+				    f->status ? "error" : f->answer);
 			} else if (f->rejected) {
 				solo_set(d, f->app, f->sid, 0);
-				sky__engine_log(d->e, SKY_LOG_WARN,
-						"outbox: %s %s/%s rejected by the "
-						"server (HTTP %ld): now a dead "
-						"letter",
-						sky_write_op_name(f->op), f->app,
-						f->sid, f->status);
+				sky__engine_log(
+				    d->e, SKY_LOG_WARN,
+				    "outbox: %s %s/%s rejected by the "
+				    "server (HTTP %ld): now a dead "
+				    "letter",
+				    sky_write_op_name(f->op), f->app, f->sid,
+				    f->status);
 				/* The write, and those that went with it (the
 				 * writes to a session whose create failed). */
 				for (size_t k = 0; k + 8 <= f->dead.len; k += 8)
 					sky__outbox_notify_rejected(
-					    d->c, sky__get_be64((unsigned char *)
-								   f->dead.data +
-							       k));
+					    d->c,
+					    sky__get_be64(
+						(unsigned char *)f->dead.data +
+						k));
 			}
 			if (f->drained && f->op == SKY_WRITE_CREATE &&
 			    f->server_sid)
@@ -855,7 +852,8 @@ static void commit_all(deliver *d)
 				solo_set(d, f->app, f->sid, 0);
 				/* Converge on the server's own copy. */
 				if (follows && f->op != SKY_WRITE_CREATE)
-					sky__engine_refetch(d->e, f->app, f->sid);
+					sky__engine_refetch(d->e, f->app,
+							    f->sid);
 			}
 		}
 		flight_free(f);

@@ -140,11 +140,8 @@ static int read_header(sky_doc_writer *w, int *exists, int *weight_known,
 	case FORM_MEMBERS:
 		w->weight = sky__get_be64((unsigned char *)v.mv_data + 4);
 		break;
-	case FORM_MEMBERS_OLD:
-		*weight_known = 0;
-		break;
-	default:
-		return sky__doc_corrupt(w->docid, "bad header");
+	case FORM_MEMBERS_OLD: *weight_known = 0; break;
+	default: return sky__doc_corrupt(w->docid, "bad header");
 	}
 	w->next = sky__get_be32(v.mv_data);
 	return 0;
@@ -273,8 +270,8 @@ int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch)
 	    0)
 		goto done;
 	if (!exists || w.whole) {
-		rc = patch_whole(&w, exists ? text : "{}", exists ? text_len : 2,
-				 patch);
+		rc = patch_whole(&w, exists ? text : "{}",
+				 exists ? text_len : 2, patch);
 		goto done;
 	}
 	size_t need = sky__doc_count_objects(patch);

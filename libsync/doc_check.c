@@ -128,8 +128,7 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 			case FORM_MEMBERS_OLD:
 				next = sky__get_be32(v.mv_data);
 				break;
-			default:
-				problem(&r, NULL, "bad header");
+			default: problem(&r, NULL, "bad header");
 			}
 			continue;
 		}

@@ -78,7 +78,7 @@
 #define TYPE_VALUE 'v'
 
 #define MEMBERS_HEADER_LEN 13 /* next(4) weight(8) 0 */
-#define EMPTY_WEIGHT 2		/* "{}" */
+#define EMPTY_WEIGHT 2	      /* "{}" */
 
 /* What a header value says the document is (sky__doc_header_form). */
 enum { FORM_BAD, FORM_WHOLE, FORM_MEMBERS, FORM_MEMBERS_OLD };

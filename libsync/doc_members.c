@@ -365,8 +365,8 @@ static int build_json(scan *s, uint64_t docid, json_t **out)
 			/* sky__json_loadb: a value may hold U+0000 or a big
 			 * number, and it was stored whole. */
 			value = sky__json_loadb((const char *)e->payload,
-						e->payload_len,
-						JSON_DECODE_ANY, &jerr);
+						e->payload_len, JSON_DECODE_ANY,
+						&jerr);
 			if (!value) {
 				sky__doc_corrupt(docid,
 						 "stored value is not JSON");
@@ -718,9 +718,9 @@ static int put_member(sky_doc_writer *w, const char *name, size_t len,
 	v.mv_data = w->val.data;
 	v.mv_size = w->val.len;
 	/* The value's length less type byte (and long name) is its payload. */
-	w->weight += len + (value ? w->val.len - 1 - (sl->is_long ? 4 + len : 0) +
-					4
-				  : 6);
+	w->weight +=
+	    len +
+	    (value ? w->val.len - 1 - (sl->is_long ? 4 + len : 0) + 4 : 6);
 	if (sl->found)
 		w->weight -= sl->weight;
 	w->header_dirty = 1;
@@ -746,8 +746,7 @@ static int write_object(sky_doc_writer *w, uint32_t node, json_t *obj,
 	json_t *value;
 	int rc;
 
-	json_object_keylen_foreach(obj, key, key_len, value)
-	{
+	json_object_keylen_foreach(obj, key, key_len, value) {
 		uint32_t child = 0;
 		if (strip_nulls && json_is_null(value))
 			continue;
@@ -774,8 +773,7 @@ int sky__doc_patch_object(sky_doc_writer *w, uint32_t node, json_t *patch)
 	json_t *value;
 	int rc;
 
-	json_object_keylen_foreach(patch, key, key_len, value)
-	{
+	json_object_keylen_foreach(patch, key, key_len, value) {
 		if ((rc = find_member(w, node, key, key_len)) < 0)
 			return rc;
 		int found = w->sl.found;
@@ -832,8 +830,7 @@ size_t sky__doc_count_objects(json_t *obj)
 	json_t *value;
 	size_t n = 0;
 
-	json_object_foreach(obj, key, value)
-	{
+	json_object_foreach(obj, key, value) {
 		if (json_is_object(value))
 			n += 1 + sky__doc_count_objects(value);
 	}

@@ -56,8 +56,7 @@ int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, int strip)
 	if (n > sizeof(local) / sizeof(local[0]) &&
 	    !(m = malloc(n * sizeof(*m))))
 		return sky__error_nomem();
-	json_object_keylen_foreach(obj, key, key_len, value)
-	{
+	json_object_keylen_foreach(obj, key, key_len, value) {
 		m[i].name = key;
 		m[i].len = key_len;
 		m[i++].value = value;
@@ -191,10 +190,10 @@ static int cmp_stored_name(const char *q, const char *qend, const char *b,
 					goto bad;
 				for (int k = 0; k < 4; k++) {
 					char h = *q++;
-					v = v * 16 + (unsigned)(h >= 'a' ? h - 'a' + 10
-							     : h >= 'A'
-								 ? h - 'A' + 10
-								 : h - '0');
+					v = v * 16 +
+					    (unsigned)(h >= 'a'	  ? h - 'a' + 10
+						       : h >= 'A' ? h - 'A' + 10
+								  : h - '0');
 				}
 				if (v == 0 || v >= 0x20)
 					goto bad;
@@ -248,8 +247,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 	if (n > sizeof(local) / sizeof(local[0]) &&
 	    !(m = malloc(n * sizeof(*m))))
 		return sky__error_nomem();
-	json_object_keylen_foreach(patch, key, key_len, value)
-	{
+	json_object_keylen_foreach(patch, key, key_len, value) {
 		m[j].name = key;
 		m[j].len = key_len;
 		m[j++].value = value;
@@ -269,9 +267,9 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 		if (t->p >= t->end || *t->p++ != ':')
 			goto malformed;
 		val = t->p;
-		while (j < n && (c = cmp_stored_name(name + 1, name_end - 1,
-						     m[j].name, m[j].len,
-						     &bad)) > 0 &&
+		while (j < n &&
+		       (c = cmp_stored_name(name + 1, name_end - 1, m[j].name,
+					    m[j].len, &bad)) > 0 &&
 		       !bad) {
 			if (add_member(out, &m[j++], &first) < 0)
 				goto fail;

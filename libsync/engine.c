@@ -259,7 +259,7 @@ static void shutdown_engine(sky_engine *e, sky_engine_state final)
 	    &e->ev_apply,      &e->ev_fetch,	 &e->ev_flush,
 	    &e->ev_snap_retry, &e->ev_snap_go,	 &e->ev_broker_wait,
 	    &e->ev_refresh,    &e->ev_heartbeat, &e->ev_resync,
-	    &e->ev_reconcile, &e->ev_drain};
+	    &e->ev_reconcile,  &e->ev_drain};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i]) {
 			event_free(*evs[i]);
@@ -330,7 +330,8 @@ static int start_engine(sky_engine *e, struct event_base *base, int follow)
 	if (!e->ev_stop || !e->ev_apply || !e->ev_fetch || !e->ev_flush ||
 	    !e->ev_snap_retry || !e->ev_snap_go || !e->ev_broker_wait ||
 	    !e->ev_refresh || !e->ev_heartbeat || !e->ev_resync ||
-	    !e->ev_reconcile || !e->ev_drain || sky__http_new(base, &ho, &e->http) < 0) {
+	    !e->ev_reconcile || !e->ev_drain ||
+	    sky__http_new(base, &ho, &e->http) < 0) {
 		e->running = 1;
 		shutdown_engine(e, SKY_ENGINE_FAILED);
 		return sky_error_last()->code ? -1 : sky__error_nomem();
@@ -497,7 +498,8 @@ void sky_engine_free(sky_engine *e)
 
 /* The size of sky_sync_status in each version (index: the version). */
 static const size_t status_size[SKY_SYNC_STATUS_VERSION + 1] = {
-	0, sizeof(sky_sync_status),
+    0,
+    sizeof(sky_sync_status),
 };
 
 int sky_engine_status(sky_engine *e, sky_sync_status *out)

@@ -29,7 +29,7 @@
 #include "repair.h"
 #include "util.h"
 
-#define HEARTBEAT_MS 5000	 /* sync state into the cache while live */
+#define HEARTBEAT_MS 5000 /* sync state into the cache while live */
 
 typedef struct worker worker;
 
@@ -103,7 +103,8 @@ static void write_meta(sky_engine *e)
 {
 	/* Bookkeeping only: a failure here must not stop the sync. */
 	/* An earlier run's snapshot stays recorded until this run's. */
-	int64_t last = e->st.last_sync_us ? e->st.last_sync_us : e->prev_sync_us;
+	int64_t last =
+	    e->st.last_sync_us ? e->st.last_sync_us : e->prev_sync_us;
 	if (sky__repair_put_meta(
 		e->cache, (uint64_t)e->state + 1, (uint64_t)last,
 		(uint64_t)(e->st.event_lag_us > 0 ? e->st.event_lag_us : 0),

@@ -123,7 +123,8 @@ int64_t sky__mono_us(void);
 void sky__arm_ms(struct event *ev, long ms);
 
 /* The one place the state changes; the transition must be legal (the
- * table in engine_core.c). Records it in the cache and tells the application. */
+ * table in engine_core.c). Records it in the cache and tells the application.
+ */
 void sky__engine_set_state(sky_engine *e, sky_engine_state s);
 /* The run ends with this failure (the first one is kept), from the loop. */
 void sky__engine_fail(sky_engine *e, int code, const char *fmt, ...)
@@ -150,7 +151,6 @@ void sky__engine_notify_snap(sky_engine *e, const char *app, const char *sid,
 /* The snapshot's summary (SKY_CHANGE_SNAPSHOT) if it changed anything;
  * the counts start again from zero. */
 void sky__engine_snap_summary(sky_engine *e);
-
 
 /* The workers (the outbox): online when the mirror is current. */
 void sky__workers_online(sky_engine *e);

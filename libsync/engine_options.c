@@ -59,14 +59,15 @@ int sky__engine_options_take(sky_engine *e, const sky_engine_options *opts)
 	/* Each version's struct ends before the fields the next one added:
 	 * version 1 before reconcile_interval_s, 2 before protocol_file, 3
 	 * before backlog_limit, 4 before snapshot_changes. */
-	memcpy(&e->o, opts,
-	       opts->version == 1   ? offsetof(sky_engine_options,
-					   reconcile_interval_s)
-	       : opts->version == 2 ? offsetof(sky_engine_options, protocol_file)
-	       : opts->version == 3 ? offsetof(sky_engine_options, backlog_limit)
-	       : opts->version == 4
-		   ? offsetof(sky_engine_options, snapshot_changes)
-		   : sizeof(*opts));
+	memcpy(
+	    &e->o, opts,
+	    opts->version == 1
+		? offsetof(sky_engine_options, reconcile_interval_s)
+	    : opts->version == 2 ? offsetof(sky_engine_options, protocol_file)
+	    : opts->version == 3 ? offsetof(sky_engine_options, backlog_limit)
+	    : opts->version == 4
+		? offsetof(sky_engine_options, snapshot_changes)
+		: sizeof(*opts));
 	if (e->o.snapshot_changes != 0 && e->o.snapshot_changes != 1)
 		return sky__error_input("sync options: snapshot_changes must "
 					"be 0 (a summary) or 1 (one change "

@@ -73,7 +73,8 @@ typedef struct snap {
 
 struct sky_engine {
 	sky_cache *cache;
-	int lock_fd; /* engine.lock, held for the engine's life (enginelock.c) */
+	int lock_fd; /* engine.lock, held for the engine's life (enginelock.c)
+		      */
 	sky_engine_options o; /* strings point at the copies below */
 	char *server, *broker, *realm, *user, *password, *cafile;
 	const sky_protocol *proto; /* the built-in table or proto_file's */
@@ -90,7 +91,8 @@ struct sky_engine {
 
 	sky_http_client *http;
 	sky_mqtt *mqtt;
-	sky_mqtt *mqtt_retire; /* ending the broker session of an old identity */
+	sky_mqtt
+	    *mqtt_retire; /* ending the broker session of an old identity */
 	struct event *ev_retire; /* stops it, outside its callbacks */
 	struct event *ev_stop, *ev_apply, *ev_fetch, *ev_flush, *ev_snap_retry,
 	    *ev_snap_go, *ev_broker_wait, *ev_refresh, *ev_heartbeat,
@@ -147,10 +149,11 @@ struct sky_engine {
 	int64_t drain_start_us;
 	struct event *ev_drain;
 	sky__keyset named; /* sessions the backlog could not apply alone */
-	int resume_next;  /* the next snapshot is a resumed one */
-	int full_why;	  /* else why it is full (SKY_SYNC_WHY_*) */
+	int resume_next;   /* the next snapshot is a resumed one */
+	int full_why;	   /* else why it is full (SKY_SYNC_WHY_*) */
 	uint64_t req_base; /* http requests sent before this sync */
-	int64_t prev_sync_us; /* the cache's last snapshot when this run began */
+	int64_t
+	    prev_sync_us; /* the cache's last snapshot when this run began */
 	sky_sync_status st;
 	/* The changes of the snapshot under way, for its summary (counted
 	 * until the summary goes, which may be after e->snap is freed: the

@@ -125,7 +125,8 @@ int sky__engine_lock_take(const char *dir, int *fd_out)
 	}
 	char own[900], text[1024];
 	own_cmdline(own, sizeof(own));
-	int len = snprintf(text, sizeof(text), "%ld\n%s\n", (long)getpid(), own);
+	int len =
+	    snprintf(text, sizeof(text), "%ld\n%s\n", (long)getpid(), own);
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t)len, 0) != len) {
 		rc = sky__error_os(path);
 		goto fail_fd;

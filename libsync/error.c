@@ -95,8 +95,8 @@ int sky__error_nomem(void)
 
 /* What a full disk means for the caller, in words: an LMDB write that
  * fails is aborted whole, so nothing of it was kept. */
-#define DISK_FULL_NOTE                                                        \
-	"the write was not committed; the cache, its outbox included, is as " \
+#define DISK_FULL_NOTE                                                         \
+	"the write was not committed; the cache, its outbox included, is as "  \
 	"it was before it (free some space and try again)"
 
 static int disk_full(int e)
@@ -140,11 +140,12 @@ int sky__error_lmdb(int rc, const char *what)
 			sky__error_set(SKY_EDAMAGED, SKY_ERRSRC_LMDB, rc,
 				       "%s (%s)", damage_note, what);
 		else
-			sky__error_set(SKY_EDAMAGED, SKY_ERRSRC_LMDB, rc,
-				       "the cache file is damaged (%s: %s): run "
-				       "`skysync salvage DEST` to copy its "
-				       "queued writes into a new cache",
-				       what, mdb_strerror(rc));
+			sky__error_set(
+			    SKY_EDAMAGED, SKY_ERRSRC_LMDB, rc,
+			    "the cache file is damaged (%s: %s): run "
+			    "`skysync salvage DEST` to copy its "
+			    "queued writes into a new cache",
+			    what, mdb_strerror(rc));
 		damage_note[0] = '\0';
 		return SKY_EDAMAGED;
 	}

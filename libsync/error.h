@@ -19,7 +19,8 @@
 int sky__error_set(int code, sky_error_source source, int native,
 		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Record an input error (SKY_EINVAL) and return SKY_EINVAL. */
-int sky__error_input(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int sky__error_input(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 /* Record an out-of-memory error and return -1. */
 int sky__error_nomem(void);
 /* Record errno from a failed system call on `what` and return -1. */
@@ -38,7 +39,8 @@ int sky__error_lmdb(int rc, const char *what);
  */
 void sky__error_damage_note(const char *message);
 /* Put "prefix: " in front of the current message. */
-void sky__error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sky__error_prefix(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 /* Copy of the current message, for keeping past the next call (or NULL). */
 char *sky__error_dup(void);
 /*

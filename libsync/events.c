@@ -138,11 +138,13 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 		rc = sky__error_input("event.eventType: must be a string");
 		goto fail;
 	}
-	const sky_protocol *proto = c->proto ? c->proto : sky__protocol_builtin();
+	const sky_protocol *proto =
+	    c->proto ? c->proto : sky__protocol_builtin();
 	/* A type holding U+0000 names no entry (the table's are C strings). */
-	int found = sky__json_has_nul(type)
-			? -1
-			: sky__protocol_event_type(proto, json_string_value(type));
+	int found =
+	    sky__json_has_nul(type)
+		? -1
+		: sky__protocol_event_type(proto, json_string_value(type));
 	size_t t = found < 0 ? 0 : (size_t)found;
 	if (found < 0) {
 		rc = sky__error_input("event.eventType: unknown type '%.60s'",
@@ -170,23 +172,24 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 	const char *pname = event_payload[t];
 	out->payload = json_object_get(ev, pname);
 	if (!out->payload) {
-		rc = sky__error_input("event.%s: missing (required by %s)", pname,
-				      proto->event[t]);
+		rc = sky__error_input("event.%s: missing (required by %s)",
+				      pname, proto->event[t]);
 		goto fail;
 	}
 	switch (out->type) {
 	case SKY_EV_DATA_UPDATED:
 		if (!json_is_object(out->payload)) {
-			rc = sky__error_input("event.data: a data patch must be a "
-					      "JSON object");
+			rc = sky__error_input(
+			    "event.data: a data patch must be a "
+			    "JSON object");
 			goto fail;
 		}
 		break;
-	case SKY_EV_EVENT_CREATED:
-		break; /* custom data: any JSON value */
+	case SKY_EV_EVENT_CREATED: break; /* custom data: any JSON value */
 	default:
 		if (!json_is_object(out->payload)) {
-			rc = sky__error_input("event.session: must be an object");
+			rc = sky__error_input(
+			    "event.session: must be an object");
 			goto fail;
 		}
 		/* The payload may repeat the ids; they must agree. */
@@ -196,9 +199,9 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 				continue;
 			if (!sky__json_streq(v, i == 0 ? out->app : out->sid)) {
 				rc = sky__error_input(
-					"event.session.%s: does not match "
-					"event.%s",
-					ids[i], ids[i]);
+				    "event.session.%s: does not match "
+				    "event.%s",
+				    ids[i], ids[i]);
 				goto fail;
 			}
 		}
@@ -212,23 +215,24 @@ int sky__event_parse(sky_cache *c, const char *text, size_t len,
 			rc = sky__error_nomem();
 			goto fail;
 		}
-		if ((rc = sky__validate_session(out->payload, "event.session",
-						out->type ==
-							SKY_EV_SESSION_CREATED)) < 0)
+		if ((rc = sky__validate_session(
+			 out->payload, "event.session",
+			 out->type == SKY_EV_SESSION_CREATED)) < 0)
 			goto fail;
 		if (out->type == SKY_EV_PROPERTIES_UPDATED &&
 		    !json_object_get(out->payload, "properties")) {
-			rc = sky__error_input("event.session.properties: missing "
-					      "(required by "
-					      "session_properties_updated)");
+			rc = sky__error_input(
+			    "event.session.properties: missing "
+			    "(required by "
+			    "session_properties_updated)");
 			goto fail;
 		}
 		if (out->type == SKY_EV_SESSION_CLOSED) {
 			const char *st = sky__json_str(out->payload, "status");
 			if (st && strcmp(st, "closed") != 0) {
 				rc = sky__error_input(
-					"event.session.status: must be "
-					"\"closed\" in session_closed");
+				    "event.session.status: must be "
+				    "\"closed\" in session_closed");
 				goto fail;
 			}
 		}
@@ -301,10 +305,10 @@ static int pending_add(MDB_txn *txn, sky_cache *c, const sky_parsed_event *pe)
 	mdb_stat(txn, SKY_DBI(c, SKY_DB_PENDING), &stat);
 	if (stat.ms_entries >= c->opts.pending_limit)
 		return sky__error_set(
-			SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
-			"event %s: %zu events already wait for unknown "
-			"sessions (limit %u): sync the sessions first",
-			pe->eid, (size_t)stat.ms_entries, c->opts.pending_limit);
+		    SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+		    "event %s: %zu events already wait for unknown "
+		    "sessions (limit %u): sync the sessions first",
+		    pe->eid, (size_t)stat.ms_entries, c->opts.pending_limit);
 	uint64_t seq;
 	int rc = sky__meta_next(txn, &c->st, "pending_seq", &seq);
 	if (rc < 0)
@@ -523,7 +527,8 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 		}
 		if (known && !(old = sky__record_json(&rec)))
 			return -1;
-		if (!known && (rc = sky__record_new_docid(txn, c, &hdr.docid)) < 0)
+		if (!known &&
+		    (rc = sky__record_new_docid(txn, c, &hdr.docid)) < 0)
 			return rc;
 		now = json_deep_copy(pe->payload);
 		hdr.wm_session = hdr.wm_props = t;
@@ -532,8 +537,9 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 	case SKY_EV_PROPERTIES_UPDATED:
 	case SKY_EV_SESSION_CLOSED: {
 		int props = json_object_get(pe->payload, "properties") != NULL;
-		int fields = json_object_size(pe->payload) > 2 + (size_t)props ||
-			     pe->type == SKY_EV_SESSION_CLOSED;
+		int fields =
+		    json_object_size(pe->payload) > 2 + (size_t)props ||
+		    pe->type == SKY_EV_SESSION_CLOSED;
 		if ((props && is_stale(t, rec.wm_props)) ||
 		    (fields && is_stale(t, rec.wm_session))) {
 			*outcome = SKY_MIRROR_STALE;
@@ -567,8 +573,8 @@ static int apply_to_server_state(MDB_txn *txn, sky_cache *c,
 			*outcome = SKY_MIRROR_STALE;
 			break;
 		}
-		if ((rc = sky__doc_patch(txn, SKY_DBI(c, SKY_DB_DATA), rec.docid,
-					 pe->payload)) < 0)
+		if ((rc = sky__doc_patch(txn, SKY_DBI(c, SKY_DB_DATA),
+					 rec.docid, pe->payload)) < 0)
 			return rc;
 		hdr.wm_data = t;
 		break;
@@ -614,15 +620,13 @@ static int bump_stats(MDB_txn *txn, sky_cache *c, uint64_t applied,
 {
 	int rc = 0;
 	if (applied)
-		rc = sky__meta_put_u64(txn, &c->st, "events_applied",
-				       sky__meta_get_u64(txn, &c->st,
-							 "events_applied") +
-					       applied);
+		rc = sky__meta_put_u64(
+		    txn, &c->st, "events_applied",
+		    sky__meta_get_u64(txn, &c->st, "events_applied") + applied);
 	if (rc == 0 && skipped)
-		rc = sky__meta_put_u64(txn, &c->st, "events_skipped",
-				       sky__meta_get_u64(txn, &c->st,
-							 "events_skipped") +
-					       skipped);
+		rc = sky__meta_put_u64(
+		    txn, &c->st, "events_skipped",
+		    sky__meta_get_u64(txn, &c->st, "events_skipped") + skipped);
 	if (rc == 0 && newest != INT64_MIN &&
 	    (int64_t)sky__meta_get_u64(txn, &c->st, "last_event_at") < newest)
 		rc = sky__meta_put_u64(txn, &c->st, "last_event_at",
@@ -644,8 +648,8 @@ static int batch_write(MDB_txn *txn, void *arg)
 			continue; /* rejected while parsing */
 		/* A rerun after map growth starts from the parse result. */
 		b->outcomes[i] = SKY_MIRROR_REJECTED;
-		int rc = sky__event_apply_txn(txn, b->cache, pe, 0,
-					      &b->outcomes[i]);
+		int rc =
+		    sky__event_apply_txn(txn, b->cache, pe, 0, &b->outcomes[i]);
 		if (rc == SKY_ELIMIT || rc == SKY_EINVAL) {
 			/* apply_one checks before it writes: skip this one. */
 			b->outcomes[i] = SKY_MIRROR_REJECTED;
@@ -718,7 +722,7 @@ cleanup:
 }
 
 int sky_mirror_event_apply_batch(sky_cache *cache, sky_mirror_event_item *items,
-			  size_t count)
+				 size_t count)
 {
 	int *codes = calloc(count ? count : 1, sizeof(int));
 	if (!codes)
@@ -731,7 +735,7 @@ int sky_mirror_event_apply_batch(sky_cache *cache, sky_mirror_event_item *items,
 }
 
 int sky_mirror_event_apply(sky_cache *cache, const char *json, size_t len,
-		    sky_mirror_outcome *outcome)
+			   sky_mirror_outcome *outcome)
 {
 	sky_mirror_event_item item = {json, len, SKY_MIRROR_REJECTED, NULL};
 	int code = 0;

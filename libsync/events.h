@@ -14,13 +14,13 @@
 
 /* A validated event; strings point into `event`. */
 typedef struct {
-	json_t *event;       /* the whole event (owned) */
-	const char *text;    /* the original text (borrowed) */
+	json_t *event;	  /* the whole event (owned) */
+	const char *text; /* the original text (borrowed) */
 	size_t len;
 	const char *app, *sid, *eid;
 	sky_event_type type;
 	int64_t created_us;
-	json_t *payload;     /* `session` or `data` (borrowed from event) */
+	json_t *payload; /* `session` or `data` (borrowed from event) */
 } sky_parsed_event;
 
 /* Parse and validate; 0, SKY_EINVAL or SKY_ELIMIT (field named). */

@@ -40,7 +40,7 @@ typedef struct {
 	const char *bearer; /* access token for Authorization (NULL: none) */
 	const char *body;   /* JSON request body (copied), or NULL */
 	size_t body_len;
-	size_t max_answer; /* 0: the handle's default */
+	size_t max_answer;  /* 0: the handle's default */
 	int not_idempotent; /* must not be sent twice: a fresh connection,
 			       never libcurl's silent resend */
 } sky_http_spec;

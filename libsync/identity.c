@@ -66,8 +66,8 @@ static int choose(MDB_txn *txn, void *arg)
 	    !strcmp(json_string_value(json_object_get(cur, "realm")),
 		    x->realm) &&
 	    !strcmp(json_string_value(json_object_get(cur, "sub")), x->sub)) {
-		x->client_id = strdup(
-		    json_string_value(json_object_get(cur, "clientId")));
+		x->client_id =
+		    strdup(json_string_value(json_object_get(cur, "clientId")));
 		json_decref(cur);
 		return x->client_id ? 0 : sky__error_nomem();
 	}
@@ -85,8 +85,7 @@ static int choose(MDB_txn *txn, void *arg)
 	json_t *j = json_object();
 	char *text = NULL;
 	int rc = -1;
-	if (!j ||
-	    json_object_set_new(j, "realm", json_string(x->realm)) < 0 ||
+	if (!j || json_object_set_new(j, "realm", json_string(x->realm)) < 0 ||
 	    json_object_set_new(j, "sub", json_string(x->sub)) < 0 ||
 	    json_object_set_new(j, "clientId", json_string(x->client_id)) < 0 ||
 	    !(text = sky__json_dumps(j, NULL))) {

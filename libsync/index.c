@@ -106,8 +106,7 @@ void sky__ixkey_all(sky_ixkey *k, const char *app)
 	sky__ixkey_end(k);
 }
 
-void sky__ixkey_number(sky_ixkey *k, const char *app, char code,
-		       int64_t value)
+void sky__ixkey_number(sky_ixkey *k, const char *app, char code, int64_t value)
 {
 	unsigned char v[8];
 	sky__put_time(v, value);
@@ -228,8 +227,8 @@ static int entry_set_seal(entry_set *s)
 }
 
 /* The value and exists entries of one single-valued field. */
-static int add_field(entry_set *s, const char *app, char code,
-		     const char *prop, const json_t *value)
+static int add_field(entry_set *s, const char *app, char code, const char *prop,
+		     const json_t *value)
 {
 	sky_ixkey k;
 	if (!json_is_string(value))
@@ -245,8 +244,8 @@ static int add_field(entry_set *s, const char *app, char code,
 /* Is this participant a group (else a user, the default type)? */
 static int is_group(const json_t *participant)
 {
-	const char *type = json_string_value(json_object_get(participant,
-							     "type"));
+	const char *type =
+	    json_string_value(json_object_get(participant, "type"));
 	return type && strcmp(type, "group") == 0;
 }
 
@@ -313,9 +312,9 @@ static int build_entries(const json_t *s, unsigned version, entry_set *out)
 	}
 	size_t i;
 	json_array_foreach((json_t *)json_object_get(s, "participants"), i, v) {
-		if (add_field(out, app, is_group(v) ? SKY_IXF_GROUP
-						    : SKY_IXF_USER,
-			      NULL, json_object_get(v, "id")) < 0)
+		if (add_field(out, app,
+			      is_group(v) ? SKY_IXF_GROUP : SKY_IXF_USER, NULL,
+			      json_object_get(v, "id")) < 0)
 			goto fail;
 	}
 	if (entry_set_seal(out) < 0)
@@ -327,7 +326,8 @@ fail:
 }
 
 static int entries_v(const json_t *session, unsigned version,
-		     int (*fn)(const unsigned char *, size_t, void *), void *arg)
+		     int (*fn)(const unsigned char *, size_t, void *),
+		     void *arg)
 {
 	entry_set s;
 	int rc = build_entries(session, version, &s);
@@ -348,8 +348,7 @@ int sky__index_entries(const json_t *session,
 
 /* ---- update ---- */
 
-static int put_entry(MDB_txn *txn, MDB_dbi dbi, const slice *key,
-		     MDB_val *pos)
+static int put_entry(MDB_txn *txn, MDB_dbi dbi, const slice *key, MDB_val *pos)
 {
 	MDB_val k = {key->len, (void *)key->p};
 	int rc = mdb_put(txn, dbi, &k, pos, MDB_NODUPDATA);
@@ -358,8 +357,7 @@ static int put_entry(MDB_txn *txn, MDB_dbi dbi, const slice *key,
 	return rc ? sky__error_lmdb(rc, "writing the query index") : 0;
 }
 
-static int del_entry(MDB_txn *txn, MDB_dbi dbi, const slice *key,
-		     MDB_val *pos)
+static int del_entry(MDB_txn *txn, MDB_dbi dbi, const slice *key, MDB_val *pos)
 {
 	MDB_val k = {key->len, (void *)key->p};
 	int rc = mdb_del(txn, dbi, &k, pos);
@@ -505,7 +503,7 @@ typedef struct {
 } problems_t;
 
 static void problem(problems_t *p, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void problem(problems_t *p, const char *fmt, ...)
 {
@@ -609,8 +607,8 @@ static int find_key(const unsigned char *key, size_t len, void *arg)
  * valid items than expected ones, a second, `deep` pass also checks that
  * each record really has the key (parsing it) and reports only that.
  */
-static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr,
-			  int deep, unsigned version, uint64_t *valid)
+static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr, int deep,
+			  unsigned version, uint64_t *valid)
 {
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX), &cur);
@@ -642,8 +640,9 @@ static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr,
 				continue;
 			describe_key(key.mv_data, key.mv_size, desc,
 				     sizeof(desc));
-			problem(pr, "index: entry '%s' names session %s/%s, "
-				    "which is not in the cache",
+			problem(pr,
+				"index: entry '%s' names session %s/%s, "
+				"which is not in the cache",
 				desc, app, sid);
 			continue;
 		}
@@ -656,8 +655,9 @@ static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr,
 				continue;
 			describe_key(key.mv_data, key.mv_size, desc,
 				     sizeof(desc));
-			problem(pr, "index: entry '%s' for session %s/%s has "
-				    "a createdAt that differs from the record",
+			problem(pr,
+				"index: entry '%s' for session %s/%s has "
+				"a createdAt that differs from the record",
 				desc, app, sid);
 			continue;
 		}
@@ -677,8 +677,9 @@ static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr,
 		if (!f.found) {
 			describe_key(key.mv_data, key.mv_size, desc,
 				     sizeof(desc));
-			problem(pr, "index: entry '%s' for session %s/%s does "
-				    "not match the record",
+			problem(pr,
+				"index: entry '%s' for session %s/%s does "
+				"not match the record",
 				desc, app, sid);
 		}
 	}
@@ -689,9 +690,9 @@ static int check_backward(MDB_txn *txn, sky_cache *c, problems_t *pr,
 	return ret;
 }
 
-int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app,
-			 char code, const char *value, size_t vlen,
-			 const char *sid, int64_t created_us)
+int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app, char code,
+			 const char *value, size_t vlen, const char *sid,
+			 int64_t created_us)
 {
 	unsigned char pos[8 + SKY_MAX_ID_BYTES];
 	size_t sid_len = strlen(sid);
@@ -778,8 +779,9 @@ int sky__index_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 		if ((ret = check_backward(txn, c, &pr, 1, version, &valid)) < 0)
 			return ret;
 		if (pr.problems == before)
-			problem(&pr, "index: %llu entries but only %llu "
-				     "expected",
+			problem(&pr,
+				"index: %llu entries but only %llu "
+				"expected",
 				(unsigned long long)valid,
 				(unsigned long long)f.found);
 	}

@@ -29,8 +29,8 @@
  * Index versions. The meta value "index_version" (SKY_META_IX_VERSION)
  * says which entries the index holds: absent means 1 (no 'c', 'm', 'd',
  * 'v', 'M' keys) unless the index is empty (a new cache, whose first
- * update records the version), 2 is the current layout. A read-write open of an older
- * index rebuilds it from the records in one transaction
+ * update records the version), 2 is the current layout. A read-write open of an
+ * older index rebuilds it from the records in one transaction
  * (sky__index_upgrade); a read-only open leaves it as it is, and queries
  * then check the fields the old index lacks on the record.
  *
@@ -111,8 +111,7 @@ void sky__ixkey_exists(sky_ixkey *k, const char *app, char code,
 		       const char *prop);
 void sky__ixkey_all(sky_ixkey *k, const char *app);
 /* A value key whose value is a number in sky__put_time form (8 bytes). */
-void sky__ixkey_number(sky_ixkey *k, const char *app, char code,
-		       int64_t value);
+void sky__ixkey_number(sky_ixkey *k, const char *app, char code, int64_t value);
 
 /* True when a stored key is a hashed (long) one. */
 static inline int sky__ixkey_is_hashed(const void *key, size_t len)
@@ -166,9 +165,9 @@ int sky__index_upgrade(sky_cache *c);
  * no record parsed: the index always matches the record. 1, 0 or an
  * error.
  */
-int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app,
-			 char code, const char *value, size_t vlen,
-			 const char *sid, int64_t created_us);
+int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app, char code,
+			 const char *value, size_t vlen, const char *sid,
+			 int64_t created_us);
 /*
  * Verify the indexes against the records in both directions: every index
  * entry names a record that has that value, and every record has all its
@@ -184,8 +183,8 @@ int sky__index_check(MDB_txn *txn, sky_cache *c, sky_buf *problems);
  * item is the session's position). Used by the check and by tests.
  * Calls fn(key, len, arg) once per distinct key; stops on non-zero.
  */
-int sky__index_entries(const json_t *session, int (*fn)(const unsigned char *,
-							 size_t, void *),
+int sky__index_entries(const json_t *session,
+		       int (*fn)(const unsigned char *, size_t, void *),
 		       void *arg);
 
 #endif

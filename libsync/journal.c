@@ -167,7 +167,7 @@ static int header_decode(const unsigned char in[HEADER_SLOT], header *h)
 	if (memcmp(in, header_magic, 8) ||
 	    sky__get_be32(in + 8) != JOURNAL_VERSION ||
 	    sky__get_be32(in + HEADER_CRC_AT) !=
-		    sky__crc32c(0, in, HEADER_CRC_AT))
+		sky__crc32c(0, in, HEADER_CRC_AT))
 		return -1;
 	h->psize = sky__get_be32(in + 12);
 	h->gen = sky__get_be64(in + 16);
@@ -304,8 +304,7 @@ static int resync(int fd, uint64_t off, uint64_t gen, uint64_t seq,
  */
 static int records_scan(int fd, const header *h, int lenient,
 			unsigned char **keep, unsigned *count,
-			uint64_t *damaged, uint64_t *bad_from,
-			uint64_t *bad_to)
+			uint64_t *damaged, uint64_t *bad_from, uint64_t *bad_to)
 {
 	uint64_t off = h->first_off, seq = h->first_seq, gen = h->epoch;
 	unsigned n = 0;
@@ -320,25 +319,25 @@ static int records_scan(int fd, const header *h, int lenient,
 			goto nomem;
 		if (r != 1 || s != seq) {
 			uint64_t noff, nseq;
-			int f = resync(fd, off, gen, seq, &noff, &nseq,
-				       &payload);
+			int f =
+			    resync(fd, off, gen, seq, &noff, &nseq, &payload);
 			if (f == -2)
 				goto nomem;
 			if (f == -1 && !lenient) {
 				free(payload);
 				free(kbuf);
 				return sky__error_set(
-					SKY_EDAMAGED, SKY_ERRSRC_OS, EIO,
-					"the journal is damaged from byte %llu "
-					"(record %llu of its log) on, and no "
-					"whole record follows although later "
-					"ones were written: their writes "
-					"cannot be replayed, so the cache is "
-					"not opened for writing; the journal "
-					"file is kept as it is: run `skysync "
-					"salvage DEST` to copy what can be read",
-					(unsigned long long)off,
-					(unsigned long long)seq);
+				    SKY_EDAMAGED, SKY_ERRSRC_OS, EIO,
+				    "the journal is damaged from byte %llu "
+				    "(record %llu of its log) on, and no "
+				    "whole record follows although later "
+				    "ones were written: their writes "
+				    "cannot be replayed, so the cache is "
+				    "not opened for writing; the journal "
+				    "file is kept as it is: run `skysync "
+				    "salvage DEST` to copy what can be read",
+				    (unsigned long long)off,
+				    (unsigned long long)seq);
 			}
 			if (f != 1)
 				break;
@@ -381,7 +380,7 @@ int sky__journal_full(const sky_journal *j, size_t len)
 	uint64_t tail = __atomic_load_n(&j->tail, __ATOMIC_RELAXED);
 	return tail > RECORDS_START &&
 	       tail + RECORD_HEAD + padded(len) >
-		       __atomic_load_n(&j->cap, __ATOMIC_ACQUIRE);
+		   __atomic_load_n(&j->cap, __ATOMIC_ACQUIRE);
 }
 
 int sky__journal_append(sky_journal *j, const void *payload, size_t len)
@@ -448,7 +447,7 @@ static uint64_t records_behind(sky_journal *j)
 static int room_low(sky_journal *j)
 {
 	return __atomic_load_n(&j->tail, __ATOMIC_RELAXED) +
-		       JOURNAL_ROOM_BYTES >
+		   JOURNAL_ROOM_BYTES >
 	       __atomic_load_n(&j->cap, __ATOMIC_ACQUIRE);
 }
 
@@ -457,10 +456,11 @@ static int room_low(sky_journal *j)
  * region needs room. */
 int sky__journal_wake(sky_journal *j, uint64_t last_pgno)
 {
-	uint64_t unfolded = __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) -
-			    __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
-	uint64_t grown = last_pgno -
-			 __atomic_load_n(&j->ck_pgno, __ATOMIC_RELAXED);
+	uint64_t unfolded =
+	    __atomic_load_n(&j->mirror_commits, __ATOMIC_ACQUIRE) -
+	    __atomic_load_n(&j->mirror_folded, __ATOMIC_ACQUIRE);
+	uint64_t grown =
+	    last_pgno - __atomic_load_n(&j->ck_pgno, __ATOMIC_RELAXED);
 	if (records_behind(j) >= RECORDS_PER_CHECKPOINT ||
 	    unfolded >= MIRROR_COMMITS_PER_CHECKPOINT ||
 	    grown >= PAGES_PER_CHECKPOINT || room_low(j))
@@ -546,8 +546,8 @@ static int env_in_use(const char *dir)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return 0;
-	struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
-			   .l_start = 0, .l_len = 1};
+	struct flock lk = {
+	    .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
 	int busy = fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type != F_UNLCK;
 	close(fd);
 	return busy;
@@ -557,8 +557,7 @@ static int env_in_use(const char *dir)
 
 static int busy(const char *why)
 {
-	return sky__error_set(SKY_EBUSY, SKY_ERRSRC_OS, EWOULDBLOCK, "%s",
-			      why);
+	return sky__error_set(SKY_EBUSY, SKY_ERRSRC_OS, EWOULDBLOCK, "%s", why);
 }
 
 static int open_readonly(const char *path)
@@ -600,12 +599,12 @@ int sky__journal_open(sky_journal *j, const char *dir, int journal_mode,
 	int rc = 0;
 	if (flock(fd, (journal_mode ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
 		rc = journal_mode
-			     ? busy("another process has the cache open for "
-				    "writing: SKY_CACHE_JOURNAL needs to be "
-				    "its only writer")
-			     : busy("another process has the cache open with "
-				    "SKY_CACHE_JOURNAL: it must be the only "
-				    "writer while it runs");
+			 ? busy("another process has the cache open for "
+				"writing: SKY_CACHE_JOURNAL needs to be "
+				"its only writer")
+			 : busy("another process has the cache open with "
+				"SKY_CACHE_JOURNAL: it must be the only "
+				"writer while it runs");
 		goto fail;
 	}
 	j->fd = fd;
@@ -760,8 +759,7 @@ int sky__journal_start(sky_journal *j, MDB_env *env)
 
 /* Write an encoded header of generation `gen` to its slot and make it
  * durable. */
-static int slot_write(sky_journal *j, const unsigned char *slot,
-		      uint64_t gen)
+static int slot_write(sky_journal *j, const unsigned char *slot, uint64_t gen)
 {
 	if (full_pwrite(j->fd, slot, HEADER_SLOT,
 			(gen & 1) * (uint64_t)HEADER_SLOT) < 0 ||
@@ -789,8 +787,7 @@ static void note_pgno(sky_journal *j, MDB_env *env)
 
 /* Fill the parts of the next header that describe the newest snapshot
  * (the caller holds the writer lock in `w`). */
-static int header_next(sky_journal *j, MDB_env *env, MDB_txn *w,
-		       header *h)
+static int header_next(sky_journal *j, MDB_env *env, MDB_txn *w, header *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->psize = j->psize;
@@ -886,7 +883,7 @@ int sky__journal_behind_note(sky_journal *j, MDB_env *env, MDB_txn *w,
 	if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &ck->pin)) != 0) {
 		ck->pin = NULL;
 		return behind_broken(
-			j, sky__error_lmdb(rc, "pinning the checkpoint"));
+		    j, sky__error_lmdb(rc, "pinning the checkpoint"));
 	}
 	h.epoch = j->epoch;
 	h.first_off = j->tail;
@@ -898,8 +895,7 @@ int sky__journal_behind_note(sky_journal *j, MDB_env *env, MDB_txn *w,
 	return 1;
 }
 
-int sky__journal_behind_write(sky_journal *j, MDB_env *env,
-			      sky_journal_ck *ck)
+int sky__journal_behind_write(sky_journal *j, MDB_env *env, sky_journal_ck *ck)
 {
 	int rc;
 	if ((rc = mdb_env_sync(env, 1)) != 0) {
@@ -929,8 +925,8 @@ int sky__journal_due(sky_journal *j, int asked)
 		return 1;
 	if (!sky__journal_mirror_unfolded(j))
 		return 0;
-	int64_t since = sky__now_us() -
-			__atomic_load_n(&j->ck_at_us, __ATOMIC_RELAXED);
+	int64_t since =
+	    sky__now_us() - __atomic_load_n(&j->ck_at_us, __ATOMIC_RELAXED);
 	return asked || since >= MIRROR_FOLD_US;
 }
 

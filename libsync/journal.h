@@ -72,39 +72,39 @@
  * through the environment it is given (its meta pages, its file's end).
  */
 typedef struct sky_journal {
-	int fd;                /* the journal file; -1 when absent */
-	int active;            /* journal mode: writes go through it */
-	int broken;            /* a flush failed: journaled writes refused */
-	int recovering;        /* rolled back at open: replay, then fold */
-	uint32_t psize;        /* LMDB page size */
-	uint64_t gen;          /* generation of the current header */
-	uint64_t epoch;        /* records' epoch: new each time the log
-				  starts again at its beginning */
+	int fd;		/* the journal file; -1 when absent */
+	int active;	/* journal mode: writes go through it */
+	int broken;	/* a flush failed: journaled writes refused */
+	int recovering; /* rolled back at open: replay, then fold */
+	uint32_t psize; /* LMDB page size */
+	uint64_t gen;	/* generation of the current header */
+	uint64_t epoch; /* records' epoch: new each time the log
+			   starts again at its beginning */
 	/* Written under LMDB's writer lock; read by the checkpointer. */
-	uint64_t tail;         /* where the next record goes */
-	uint64_t seq;          /* sequence number of the next record */
-	uint64_t ck_seq;       /* first sequence number not yet folded in */
-	uint64_t mirror_commits; /* mirror writes committed (writer lock) */
-	uint64_t mirror_folded;  /* ...of which a durable checkpoint holds */
-	int64_t ck_at_us;        /* when the last checkpoint was durable */
-	uint64_t ck_pgno;        /* LMDB's last page at that checkpoint */
-	uint64_t cap;          /* end of the region written with zeros and
-				  flushed: records go below it (grown by
-				  the checkpointer, read by writers) */
-	int no_grow;           /* growing failed: start again instead */
+	uint64_t tail;		   /* where the next record goes */
+	uint64_t seq;		   /* sequence number of the next record */
+	uint64_t ck_seq;	   /* first sequence number not yet folded in */
+	uint64_t mirror_commits;   /* mirror writes committed (writer lock) */
+	uint64_t mirror_folded;	   /* ...of which a durable checkpoint holds */
+	int64_t ck_at_us;	   /* when the last checkpoint was durable */
+	uint64_t ck_pgno;	   /* LMDB's last page at that checkpoint */
+	uint64_t cap;		   /* end of the region written with zeros and
+				      flushed: records go below it (grown by
+				      the checkpointer, read by writers) */
+	int no_grow;		   /* growing failed: start again instead */
 	pthread_mutex_t grow_lock; /* growth vs a record past `cap` */
-	MDB_txn *pin;          /* reader on the checkpoint's snapshot
-				  (guarded by the store's checkpoint lock) */
-	unsigned char *replay; /* records found at open, to replay */
+	MDB_txn *pin;		   /* reader on the checkpoint's snapshot
+				      (guarded by the store's checkpoint lock) */
+	unsigned char *replay;	   /* records found at open, to replay */
 	unsigned replay_count;
-	uint64_t damaged;      /* records the replay skips as damaged */
+	uint64_t damaged; /* records the replay skips as damaged */
 } sky_journal;
 
 /* A checkpoint that lets writers go on, between its two halves. */
 typedef struct sky_journal_ck {
 	unsigned char slot[SKY_JOURNAL_HEADER_BYTES]; /* the header */
 	uint64_t gen, first_seq, mirror;
-	MDB_txn *pin;          /* the new checkpoint's reader */
+	MDB_txn *pin; /* the new checkpoint's reader */
 } sky_journal_ck;
 
 /*
@@ -171,8 +171,7 @@ int sky__journal_make_room(sky_journal *j);
  * journal mode; sky__journal_empty() is its counterpart after a replay
  * outside journal mode (no transaction needed).
  */
-int sky__journal_fold(sky_journal *j, MDB_env *env, MDB_txn *w,
-		      int clean);
+int sky__journal_fold(sky_journal *j, MDB_env *env, MDB_txn *w, int clean);
 int sky__journal_empty(sky_journal *j);
 
 /*
@@ -184,8 +183,7 @@ int sky__journal_empty(sky_journal *j);
  */
 int sky__journal_behind_note(sky_journal *j, MDB_env *env, MDB_txn *w,
 			     sky_journal_ck *ck);
-int sky__journal_behind_write(sky_journal *j, MDB_env *env,
-			      sky_journal_ck *ck);
+int sky__journal_behind_write(sky_journal *j, MDB_env *env, sky_journal_ck *ck);
 
 /* Walk the records kept for replay: fn(payload, len, ctx) for each. */
 int sky__journal_each_replay(sky_journal *j,

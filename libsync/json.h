@@ -35,10 +35,10 @@
 /*
  * json_loadb() with the rules above: JSON_ALLOW_NUL is always added to
  * `flags`, and a text holding a big number is refused if it has duplicate
- * members even without JSON_REJECT_DUPLICATES. Returns a new reference, or NULL with `err` (may be NULL) set
- * as jansson sets it; json_error_code(err) is json_error_null_byte_in_key
- * for a member name holding U+0000 and json_error_null_character for a
- * raw NUL byte.
+ * members even without JSON_REJECT_DUPLICATES. Returns a new reference, or NULL
+ * with `err` (may be NULL) set as jansson sets it; json_error_code(err) is
+ * json_error_null_byte_in_key for a member name holding U+0000 and
+ * json_error_null_character for a raw NUL byte.
  */
 json_t *sky__json_loadb(const char *text, size_t len, size_t flags,
 			json_error_t *err);

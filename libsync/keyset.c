@@ -168,4 +168,3 @@ void sky__keyset_free(sky__keyset *s)
 	free(s->val);
 	memset(s, 0, sizeof(*s));
 }
-

@@ -197,11 +197,11 @@ struct sky_live_query {
 	pthread_cond_t idle;  /* signalled when draining ends */
 	strset members;
 	int removed;
-	atomic_int resync;    /* an evaluation failed: re-run it whole */
-	queued *head, *tail;  /* changes not yet handed to the callback */
-	int draining;         /* a thread is calling the callback ... */
-	pthread_t drainer;    /* ... this one */
-	unsigned refs;        /* the registry's and deliveries' (reg->lock) */
+	atomic_int resync;   /* an evaluation failed: re-run it whole */
+	queued *head, *tail; /* changes not yet handed to the callback */
+	int draining;	     /* a thread is calling the callback ... */
+	pthread_t drainer;   /* ... this one */
+	unsigned refs;	     /* the registry's and deliveries' (reg->lock) */
 	sky_live_query *next;
 };
 
@@ -344,8 +344,8 @@ static int evaluate(sky_live_query *lq, const sky_touch *ch, size_t n,
 		if (!ch[i].sid || strcmp(ch[i].app, q->app) != 0)
 			continue;
 		int match, was = strset_has(&lq->members, ch[i].sid);
-		if ((rc = sky__query_match(txn, q, access, ch[i].sid,
-					   &match)) < 0)
+		if ((rc = sky__query_match(txn, q, access, ch[i].sid, &match)) <
+		    0)
 			break;
 		if (match && !was) {
 			if ((rc = strset_add(&lq->members, ch[i].sid)) == 0)
@@ -371,9 +371,8 @@ static void deliver_one(sky_live_query *lq, const sky_touch *ch, size_t n)
 		free(item);
 		return;
 	}
-	if (!item ||
-	    evaluate(lq, ch, n, &item->entered, &item->left, &item->changed) <
-		    0) {
+	if (!item || evaluate(lq, ch, n, &item->entered, &item->left,
+			      &item->changed) < 0) {
 		/* Nobody to tell: the next delivery starts afresh. What was
 		 * already queued stays true of the set. */
 		atomic_store(&lq->resync, 1);
@@ -405,10 +404,10 @@ static void deliver_one(sky_live_query *lq, const sky_touch *ch, size_t n)
 			lq->tail = NULL;
 		pthread_mutex_unlock(&lq->lock);
 		sky_live_change change = {
-			lq->q->app,
-			(const char *const *)q->entered.v, q->entered.n,
-			(const char *const *)q->left.v, q->left.n,
-			(const char *const *)q->changed.v, q->changed.n,
+		    lq->q->app,	  (const char *const *)q->entered.v,
+		    q->entered.n, (const char *const *)q->left.v,
+		    q->left.n,	  (const char *const *)q->changed.v,
+		    q->changed.n,
 		};
 		lq->cb(&change, lq->payload);
 		queued_free(q);
@@ -428,8 +427,7 @@ static int concerns(const sky_live_query *lq, const sky_touch *ch, size_t n)
 }
 
 /* The changes.c listener: one per cache, for all its live queries. */
-static void on_changes(sky_cache *c, const sky_touch *ch, size_t n,
-		       void *arg)
+static void on_changes(sky_cache *c, const sky_touch *ch, size_t n, void *arg)
 {
 	live_reg *reg = arg;
 	sky_live_query **todo = NULL;
@@ -464,8 +462,8 @@ static void on_changes(sky_cache *c, const sky_touch *ch, size_t n,
 
 /* ---- public ---- */
 
-int sky_live_query_add(sky_live_query **out, const sky_query *q,
-		       sky_live_cb cb, void *payload)
+int sky_live_query_add(sky_live_query **out, const sky_query *q, sky_live_cb cb,
+		       void *payload)
 {
 	sky_cache *c = q->cache;
 	int created, rc;

@@ -53,8 +53,7 @@ static json_t *copy_stripped(json_t *patch)
 	json_t *out = json_object();
 	if (!out)
 		return NULL;
-	json_object_keylen_foreach(patch, key, key_len, value)
-	{
+	json_object_keylen_foreach(patch, key, key_len, value) {
 		json_t *copy;
 		if (json_is_null(value))
 			continue;
@@ -80,8 +79,7 @@ static int merge_into(json_t *target, json_t *patch)
 	json_t *value;
 
 	assert(json_is_object(target) && json_is_object(patch));
-	json_object_keylen_foreach(patch, key, key_len, value)
-	{
+	json_object_keylen_foreach(patch, key, key_len, value) {
 		json_t *copy;
 		if (json_is_null(value)) {
 			/* Deleting a missing key is not an error for the RFC.

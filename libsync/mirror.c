@@ -74,8 +74,8 @@ static int role_write(MDB_txn *txn, void *arg)
 	return put_text(txn, SKY_DBI(p->cache, SKY_DB_ROLES), &key, p->obj);
 }
 
-int sky_mirror_role_put(sky_cache *cache, const char *app_id, const char *role_json,
-		 size_t len)
+int sky_mirror_role_put(sky_cache *cache, const char *app_id,
+			const char *role_json, size_t len)
 {
 	put_ctx p = {cache, NULL, app_id, NULL, 0};
 	int rc = sky__check_id(app_id, "application id");
@@ -136,7 +136,8 @@ static int session_write_server(MDB_txn *txn, void *arg)
 			return rc;
 	}
 	/* Only what is not newer in the cache is replaced. */
-	if (!known || (p->as_of >= rec.wm_session && p->as_of >= rec.wm_props)) {
+	if (!known ||
+	    (p->as_of >= rec.wm_session && p->as_of >= rec.wm_props)) {
 		if (known && !(old = sky__record_json(&rec)))
 			return -1;
 		hdr.wm_session = hdr.wm_props = p->as_of;
@@ -148,8 +149,8 @@ static int session_write_server(MDB_txn *txn, void *arg)
 			return rc;
 	}
 	if (p->data && (!known || p->as_of >= rec.wm_data)) {
-		if ((rc = sky__doc_write(txn, SKY_DBI(c, SKY_DB_DATA), hdr.docid,
-					 p->data)) < 0)
+		if ((rc = sky__doc_write(txn, SKY_DBI(c, SKY_DB_DATA),
+					 hdr.docid, p->data)) < 0)
 			return rc;
 		hdr.wm_data = p->as_of;
 		if ((rc = sky__record_put_header(txn, c, &hdr, app, sid)) < 0)
@@ -158,8 +159,9 @@ static int session_write_server(MDB_txn *txn, void *arg)
 	return sky__pending_replay(txn, c, app, sid);
 }
 
-int sky_mirror_session_put(sky_cache *cache, const char *session_json, size_t len,
-		    const char *data_json, size_t data_len, int64_t as_of_us)
+int sky_mirror_session_put(sky_cache *cache, const char *session_json,
+			   size_t len, const char *data_json, size_t data_len,
+			   int64_t as_of_us)
 {
 	put_ctx p = {cache, NULL, NULL, NULL, as_of_us};
 	int rc = sky__json_parse(session_json, len, &cache->event_limits,
@@ -174,7 +176,8 @@ int sky_mirror_session_put(sky_cache *cache, const char *session_json, size_t le
 		if (rc < 0)
 			goto done;
 		if (!json_is_object(p.data)) {
-			rc = sky__error_input("session data: must be a JSON object");
+			rc = sky__error_input(
+			    "session data: must be a JSON object");
 			goto done;
 		}
 	}
@@ -197,7 +200,7 @@ static int remove_write(MDB_txn *txn, void *arg)
 }
 
 int sky_mirror_session_remove(sky_cache *cache, const char *app_id,
-		       const char *session_id)
+			      const char *session_id)
 {
 	remove_ctx r = {cache, app_id, session_id};
 	int rc = sky__check_id(app_id, "application id");
@@ -213,8 +216,8 @@ int sky_mirror_session_remove(sky_cache *cache, const char *app_id,
 }
 
 /*
- * sky_mirror_session_put_batch: many sessions read over REST stored in one write
- * transaction (one disk flush for the batch instead of one per session),
+ * sky_mirror_session_put_batch: many sessions read over REST stored in one
+ * write transaction (one disk flush for the batch instead of one per session),
  * with the same rules as sky_mirror_session_put for each. Added for the sync
  * engine's snapshot (engine.c), which hands over parsed JSON through
  * sky__session_put_parsed (repair.h) so nothing is printed and parsed
@@ -257,7 +260,8 @@ int sky__session_put_parsed(sky_cache *cache, sky__parsed_put *items,
 			continue; /* rejected by the caller already */
 		int r = sky__validate_session(it->session, "session", 1);
 		if (r == 0 && it->data && !json_is_object(it->data))
-			r = sky__error_input("session data: must be a JSON object");
+			r = sky__error_input(
+			    "session data: must be a JSON object");
 		if (r < 0) {
 			it->result = r;
 			it->error = sky__error_dup();
@@ -269,13 +273,14 @@ int sky__session_put_parsed(sky_cache *cache, sky__parsed_put *items,
 		valid++;
 	}
 	if (valid)
-		rc = sky__store_write_mirror(&cache->st, session_batch_write, &b);
+		rc = sky__store_write_mirror(&cache->st, session_batch_write,
+					     &b);
 	free(b.puts);
 	return rc;
 }
 
-int sky_mirror_session_put_batch(sky_cache *cache, sky_mirror_session_item *items,
-			  size_t count)
+int sky_mirror_session_put_batch(sky_cache *cache,
+				 sky_mirror_session_item *items, size_t count)
 {
 	sky__parsed_put *pp = calloc(count ? count : 1, sizeof(*pp));
 	if (!pp)
@@ -291,8 +296,8 @@ int sky_mirror_session_put_batch(sky_cache *cache, sky_mirror_session_item *item
 					&pp[i].session);
 		if (r == 0 && it->data_json)
 			r = sky__json_parse(it->data_json, it->data_len,
-					    &cache->event_limits, "session data",
-					    &pp[i].data);
+					    &cache->event_limits,
+					    "session data", &pp[i].data);
 		if (r < 0) {
 			if (r != SKY_EINVAL && r != SKY_ELIMIT) {
 				rc = r; /* out of memory: give up */

@@ -31,9 +31,7 @@ unsigned sky__json_depth(const char *text, size_t len, unsigned stop_at)
 			continue;
 		}
 		switch (c) {
-		case '"':
-			in_string = 1;
-			break;
+		case '"': in_string = 1; break;
 		case '[':
 		case '{':
 			if (++depth > max) {
@@ -63,13 +61,13 @@ int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
 		unsigned d = sky__json_depth(text, len, limits->max_depth);
 		if (d > limits->max_depth)
 			return sky__error_set(
-				SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
-				"%s is nested deeper than the limit of %u levels",
-				what, limits->max_depth);
+			    SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+			    "%s is nested deeper than the limit of %u levels",
+			    what, limits->max_depth);
 	}
 	json_error_t jerr;
-	json_t *v = sky__json_loadb(text, len,
-				    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	json_t *v = sky__json_loadb(
+	    text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
 	if (!v && json_error_code(&jerr) == json_error_null_byte_in_key)
 		return sky__error_set(SKY_EINVAL, SKY_ERRSRC_JSON, 0,
 				      "%s: the member name at line %d, column "
@@ -141,40 +139,43 @@ static int check_field(const json_t *obj, const char *path, const char *key,
 	switch (kind) {
 	case K_ID: {
 		if (!sky__json_is_text(v))
-			return sky__error_input("%s.%s: must be a string, not %s",
-						path, key, type_name(v));
+			return sky__error_input(
+			    "%s.%s: must be a string, not %s", path, key,
+			    type_name(v));
 		char field[256];
 		snprintf(field, sizeof(field), "%s.%s", path, key);
 		return sky__json_check_id(v, field);
 	}
 	case K_STRING:
 		if (!sky__json_is_text(v))
-			return sky__error_input("%s.%s: must be a string, not %s",
-						path, key, type_name(v));
+			return sky__error_input(
+			    "%s.%s: must be a string, not %s", path, key,
+			    type_name(v));
 		return 0;
 	case K_TIME: {
 		int64_t us;
 		if (!sky__json_is_text(v))
 			return sky__error_input(
-				"%s.%s: must be an RFC 3339 time string, not %s",
-				path, key, type_name(v));
+			    "%s.%s: must be an RFC 3339 time string, not %s",
+			    path, key, type_name(v));
 		if (sky__json_has_nul(v) ||
 		    sky__parse_time(json_string_value(v), &us) < 0)
 			return sky__error_input(
-				"%s.%s: '%.40s' is not an RFC 3339 time", path,
-				key, json_string_value(v));
+			    "%s.%s: '%.40s' is not an RFC 3339 time", path, key,
+			    json_string_value(v));
 		return 0;
 	}
 	case K_BOOL:
 		if (!json_is_boolean(v))
-			return sky__error_input("%s.%s: must be a boolean, not %s",
-						path, key, type_name(v));
+			return sky__error_input(
+			    "%s.%s: must be a boolean, not %s", path, key,
+			    type_name(v));
 		return 0;
 	case K_SCALAR:
 		if (json_is_object(v) || json_is_array(v))
 			return sky__error_input(
-				"%s.%s: must be a string or number, not %s",
-				path, key, type_name(v));
+			    "%s.%s: must be a string or number, not %s", path,
+			    key, type_name(v));
 		return 0;
 	}
 	return 0;
@@ -183,33 +184,36 @@ static int check_field(const json_t *obj, const char *path, const char *key,
 int sky__validate_properties(const json_t *props, const char *path)
 {
 	if (!json_is_object(props))
-		return sky__error_input("%s: must be an object of strings, not %s",
-					path, type_name(props));
+		return sky__error_input(
+		    "%s: must be an object of strings, not %s", path,
+		    type_name(props));
 	if (json_object_size(props) > SKY_MAX_PROPERTIES)
-		return sky__error_set(SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
-				      "%s: %zu properties, over the limit of %u",
-				      path, json_object_size(props),
-				      SKY_MAX_PROPERTIES);
+		return sky__error_set(
+		    SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+		    "%s: %zu properties, over the limit of %u", path,
+		    json_object_size(props), SKY_MAX_PROPERTIES);
 	const char *key;
 	const json_t *v;
 	json_object_foreach((json_t *)props, key, v) {
 		size_t klen = strlen(key);
 		if (klen == 0)
-			return sky__error_input("%s: empty property name", path);
+			return sky__error_input("%s: empty property name",
+						path);
 		if (klen > SKY_MAX_PROPERTY_KEY_BYTES)
-			return sky__error_set(
-				SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
-				"%s: property name '%.40s...' is longer than %u bytes",
-				path, key, SKY_MAX_PROPERTY_KEY_BYTES);
+			return sky__error_set(SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+					      "%s: property name '%.40s...' is "
+					      "longer than %u bytes",
+					      path, key,
+					      SKY_MAX_PROPERTY_KEY_BYTES);
 		if (!sky__json_is_text(v))
 			return sky__error_input(
-				"%s.%s: property values must be strings, not %s",
-				path, key, type_name(v));
+			    "%s.%s: property values must be strings, not %s",
+			    path, key, type_name(v));
 		if (json_string_length(v) > SKY_MAX_PROPERTY_VALUE_BYTES)
 			return sky__error_set(
-				SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
-				"%s.%s: value is longer than %u bytes", path,
-				key, SKY_MAX_PROPERTY_VALUE_BYTES);
+			    SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
+			    "%s.%s: value is longer than %u bytes", path, key,
+			    SKY_MAX_PROPERTY_VALUE_BYTES);
 	}
 	return 0;
 }
@@ -235,8 +239,8 @@ int sky__validate_participants(const json_t *parts, const char *path)
 			if (!sky__json_streq(type, "user") &&
 			    !sky__json_streq(type, "group"))
 				return sky__error_input(
-					"%s.type: must be \"user\" or \"group\"",
-					item);
+				    "%s.type: must be \"user\" or \"group\"",
+				    item);
 		}
 	}
 	return 0;
@@ -266,7 +270,7 @@ int sky__validate_session(const json_t *s, const char *path, int full)
 		if (!sky__json_streq(status, "open") &&
 		    !sky__json_streq(status, "closed"))
 			return sky__error_input(
-				"%s.status: must be \"open\" or \"closed\"", path);
+			    "%s.status: must be \"open\" or \"closed\"", path);
 	}
 	const json_t *props = json_object_get(s, "properties");
 	if (props) {
@@ -319,11 +323,14 @@ int sky__validate_role(const json_t *r, const char *path)
 		size_t i;
 		const json_t *p;
 		if (!json_is_array(perms))
-			return sky__error_input("%s.permissions: must be an array",
-						path);
-		json_array_foreach((json_t *)perms, i, p) if (!sky__json_is_text(p))
 			return sky__error_input(
-				"%s.permissions[%zu]: must be a string", path, i);
+			    "%s.permissions: must be an array", path);
+		json_array_foreach((json_t *)perms, i, p)
+			if (!sky__json_is_text(p))
+				return sky__error_input(
+				    "%s.permissions[%zu]: must "
+				    "be a string",
+				    path, i);
 	}
 	const json_t *parts = json_object_get(r, "participants");
 	if (parts && !json_is_null(parts)) {

@@ -25,8 +25,8 @@ typedef struct {
  * and a server could otherwise disagree on which value counts), as are
  * invalid UTF-8, raw NUL bytes and member names holding U+0000; strings
  * holding U+0000 and numbers beyond 64 bits are kept (json.h). Any JSON
- * value is accepted; callers check the type. Returns 0 with *out a new reference, SKY_EINVAL or
- * SKY_ELIMIT.
+ * value is accepted; callers check the type. Returns 0 with *out a new
+ * reference, SKY_EINVAL or SKY_ELIMIT.
  */
 int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
 		    const char *what, json_t **out);

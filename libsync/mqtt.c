@@ -71,7 +71,7 @@ struct sky_mqtt {
 	int write_armed;
 	unsigned attempt; /* consecutive failed connects */
 	int64_t connect_started_us;
-	char why[160]; /* why the last connection ended */
+	char why[160];	   /* why the last connection ended */
 	char tls_err[160]; /* the last TLS error libmosquitto logged */
 };
 
@@ -232,8 +232,7 @@ static void describe_failure(sky_mqtt *m, int rc, int err, char *buf,
 			? "the broker closed the connection during the "
 			  "handshake (is this a TLS port?)"
 		    : strstr(t, "version") || strstr(t, "protocol") ||
-			    strstr(t, "packet length") ||
-			    strstr(t, "record")
+			    strstr(t, "packet length") || strstr(t, "record")
 			? "protocol mismatch (is this a TLS port?)"
 			: "TLS error";
 		snprintf(buf, cap, "TLS: %s%s%.100s", kind, t[0] ? ": " : "",

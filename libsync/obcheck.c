@@ -46,11 +46,11 @@ int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 	MDB_cursor *cur;
 	MDB_val key, val;
 	int mrc;
-#define PROBLEM(...)                                                          \
-	do {                                                                  \
-		found++;                                                      \
-		sky__buf_printf(problems, __VA_ARGS__);                       \
-		sky__buf_putc(problems, '\n');                                \
+#define PROBLEM(...)                                                           \
+	do {                                                                   \
+		found++;                                                       \
+		sky__buf_printf(problems, __VA_ARGS__);                        \
+		sky__buf_putc(problems, '\n');                                 \
 	} while (0)
 	/* Every entry is readable and filed under its session. */
 	if (mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OUTBOX), &cur))
@@ -67,7 +67,8 @@ int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 			continue;
 		}
 		unsigned char sk[SKY_KEY_MAX];
-		MDB_val skey = {sky__ob_queue_key(sk, e.app, e.sid, id), sk}, sv;
+		MDB_val skey = {sky__ob_queue_key(sk, e.app, e.sid, id), sk},
+			sv;
 		if (mdb_get(txn, SKY_DBI(c, SKY_DB_OBSESS), &skey, &sv))
 			PROBLEM("outbox entry %llu (%s/%s) is missing from its "
 				"session's queue",
@@ -105,7 +106,8 @@ int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 		sky_record rec, srv;
 		const char *app = key.mv_data;
 		size_t alen = strnlen(app, key.mv_size);
-		if (alen + 1 >= key.mv_size || sky__record_decode(&val, &rec) < 0)
+		if (alen + 1 >= key.mv_size ||
+		    sky__record_decode(&val, &rec) < 0)
 			continue; /* check_sessions reports those */
 		char sid[SKY_KEY_MAX + 1];
 		memcpy(sid, app + alen + 1, key.mv_size - alen - 1);
@@ -123,18 +125,22 @@ int sky__outbox_check(MDB_txn *txn, sky_cache *c, sky_buf *problems)
 			return -1;
 		}
 		if (pending != (live > 0))
-			PROBLEM("session %s/%s is %sflagged pending but has %ld "
-				"queued write%s",
-				appc, sid, pending ? "" : "not ", live,
-				live == 1 ? "" : "s");
+			PROBLEM(
+			    "session %s/%s is %sflagged pending but has %ld "
+			    "queued write%s",
+			    appc, sid, pending ? "" : "not ", live,
+			    live == 1 ? "" : "s");
 		int local = sky__ob_is_local(sid);
-		int has_srv = sky__view_server_get(txn, c, appc, sid, &srv) == 0;
+		int has_srv =
+		    sky__view_server_get(txn, c, appc, sid, &srv) == 0;
 		if (pending && !local && !has_srv)
 			PROBLEM("session %s/%s has queued writes but no server "
-				"copy", appc, sid);
+				"copy",
+				appc, sid);
 		if (has_srv && !pending)
 			PROBLEM("session %s/%s keeps a server copy without "
-				"queued writes", appc, sid);
+				"queued writes",
+				appc, sid);
 		/* Without a data patch queued, the local view's data is the
 		 * server copy's. With one, the local view may have data the
 		 * server copy has not (a first patch of a session without

@@ -37,7 +37,6 @@
 /* Checking writes                                                     */
 /* ------------------------------------------------------------------ */
 
-
 static int check_string_field(const json_t *v, const char *what)
 {
 	if (!sky__json_is_text(v)) /* a big number is not a name */
@@ -57,14 +56,17 @@ static int check_create(const json_t *b)
 		return sky__error_input("session create: name is required");
 	json_object_foreach((json_t *)b, k, v) {
 		if (!strcmp(k, "name")) {
-			if ((rc = check_string_field(v, "session create: name")) < 0)
+			if ((rc = check_string_field(
+				 v, "session create: name")) < 0)
 				return rc;
 		} else if (!strcmp(k, "description")) {
 			if (!sky__json_is_text(v))
 				return sky__error_input(
-				    "session create: description must be a string");
+				    "session create: description must be a "
+				    "string");
 		} else if (!strcmp(k, "properties")) {
-			if ((rc = sky__validate_properties(v, "session create: properties")) < 0)
+			if ((rc = sky__validate_properties(
+				 v, "session create: properties")) < 0)
 				return rc;
 		} else if (!strcmp(k, "version")) {
 			if ((rc = sky__check_app_version(
@@ -73,7 +75,8 @@ static int check_create(const json_t *b)
 		} else {
 			return sky__error_input(
 			    "session create: unknown field \"%s\" (allowed: "
-			    "name, description, properties, version)", k);
+			    "name, description, properties, version)",
+			    k);
 		}
 	}
 	return 0;
@@ -86,27 +89,34 @@ static int check_patch(const json_t *b)
 	json_t *v;
 	int rc;
 	if (json_object_size(b) == 0)
-		return sky__error_input("session patch: empty (give any of name, "
-					"description, properties, status)");
+		return sky__error_input(
+		    "session patch: empty (give any of name, "
+		    "description, properties, status)");
 	json_object_foreach((json_t *)b, k, v) {
 		if (!strcmp(k, "name")) {
-			if ((rc = check_string_field(v, "session patch: name")) < 0)
+			if ((rc = check_string_field(
+				 v, "session patch: name")) < 0)
 				return rc;
 		} else if (!strcmp(k, "description")) {
 			if (!sky__json_is_text(v) && !json_is_null(v))
-				return sky__error_input("session patch: description "
-							"must be a string or null");
+				return sky__error_input(
+				    "session patch: description "
+				    "must be a string or null");
 		} else if (!strcmp(k, "properties")) {
-			if ((rc = sky__validate_properties(v, "session patch: properties")) < 0)
+			if ((rc = sky__validate_properties(
+				 v, "session patch: properties")) < 0)
 				return rc;
 		} else if (!strcmp(k, "status")) {
 			if (!sky__json_streq(v, "closed"))
-				return sky__error_input("session patch: status can "
-							"only be set to \"closed\"");
+				return sky__error_input(
+				    "session patch: status can "
+				    "only be set to \"closed\"");
 		} else {
 			return sky__error_input(
-			    "session patch: unknown field \"%s\" (allowed: name, "
-			    "description, properties, status)", k);
+			    "session patch: unknown field \"%s\" (allowed: "
+			    "name, "
+			    "description, properties, status)",
+			    k);
 		}
 	}
 	return 0;
@@ -118,7 +128,8 @@ static int check_participant(const json_t *b)
 	json_t *v;
 	json_t *id = json_object_get(b, "id");
 	if (!sky__json_is_text(id))
-		return sky__error_input("participant: id is required (a string)");
+		return sky__error_input(
+		    "participant: id is required (a string)");
 	int rc = sky__json_check_id(id, "participant id");
 	if (rc < 0)
 		return rc;
@@ -128,8 +139,9 @@ static int check_participant(const json_t *b)
 		if (!strcmp(k, "type")) {
 			if (!sky__json_streq(v, "user") &&
 			    !sky__json_streq(v, "group"))
-				return sky__error_input("participant: type must be "
-							"\"user\" or \"group\"");
+				return sky__error_input(
+				    "participant: type must be "
+				    "\"user\" or \"group\"");
 			continue;
 		}
 		return sky__error_input("participant: unknown field \"%s\"", k);
@@ -159,17 +171,10 @@ static int check_body(sky_cache *c, sky_write_op op, const char *json,
 		rc = sky__error_input("%s: must be a JSON object", what[op]);
 	} else {
 		switch (op) {
-		case SKY_WRITE_CREATE:
-			rc = check_create(*out);
-			break;
-		case SKY_WRITE_PATCH:
-			rc = check_patch(*out);
-			break;
-		case SKY_WRITE_PARTICIPANT:
-			rc = check_participant(*out);
-			break;
-		default:
-			break;
+		case SKY_WRITE_CREATE: rc = check_create(*out); break;
+		case SKY_WRITE_PATCH: rc = check_patch(*out); break;
+		case SKY_WRITE_PARTICIPANT: rc = check_participant(*out); break;
+		default: break;
 		}
 	}
 	if (rc < 0) {
@@ -238,9 +243,7 @@ static int is_dump_text(const char *s, size_t n)
 			continue;
 		}
 		switch (ch) {
-		case '"':
-			in_str = 1;
-			break;
+		case '"': in_str = 1; break;
 		case 'e':
 		case 'E':
 			if (i && s[i - 1] >= '0' && s[i - 1] <= '9')
@@ -255,10 +258,8 @@ static int is_dump_text(const char *s, size_t n)
 		case '\t':
 		case '\n':
 		case '\r':
-		case '\0':
-			return 0;
-		default:
-			break;
+		case '\0': return 0;
+		default: break;
 		}
 	}
 	return !in_str;
@@ -298,7 +299,8 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 		if (rc == MDB_NOTFOUND)
 			return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
 					      "application %s is not in the "
-					      "cache", w->app_id);
+					      "cache",
+					      w->app_id);
 		if (rc)
 			return sky__error_lmdb(rc, "reading an application");
 		e.sid = e.local = q->local_ids[i];
@@ -307,17 +309,20 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 		e.sid = w->session_id;
 		rc = sky__record_get(txn, c, e.app, e.sid, &rec);
 		if (rc == SKY_ENOTFOUND) {
-			const char *to = sky__outbox_alias(txn, c, e.app, e.sid);
+			const char *to =
+			    sky__outbox_alias(txn, c, e.app, e.sid);
 			if (to) {
 				e.local = e.sid;
 				e.sid = to;
-				rc = sky__record_get(txn, c, e.app, e.sid, &rec);
+				rc =
+				    sky__record_get(txn, c, e.app, e.sid, &rec);
 			}
 		}
 		if (rc == SKY_ENOTFOUND)
-			return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
-					      "session %s/%s is not in the cache",
-					      w->app_id, w->session_id);
+			return sky__error_set(
+			    SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
+			    "session %s/%s is not in the cache", w->app_id,
+			    w->session_id);
 		if (rc < 0)
 			return rc;
 		if (sky__ob_is_local(e.sid))
@@ -326,10 +331,11 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 		if (closed < 0)
 			return closed;
 		if (closed)
-			return sky__error_set(SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
-					      "session %s/%s is closed: the server "
-					      "refuses writes to it",
-					      w->app_id, w->session_id);
+			return sky__error_set(
+			    SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
+			    "session %s/%s is closed: the server "
+			    "refuses writes to it",
+			    w->app_id, w->session_id);
 	}
 	if ((rc = sky__meta_next(txn, &c->st, "outbox_next", &e.id)) < 0)
 		return rc;
@@ -387,8 +393,8 @@ static unsigned char *batch_record(const enqueue_ctx *q, size_t *len)
 	size_t total = 5;
 	for (size_t i = 0; i < q->n; i++) {
 		const sky_write *w = &q->w[i];
-		const char *sid = q->local_ids[i] ? q->local_ids[i]
-						  : w->session_id;
+		const char *sid =
+		    q->local_ids[i] ? q->local_ids[i] : w->session_id;
 		total += 1 + 12 + strlen(w->app_id) + strlen(sid) + w->len;
 	}
 	unsigned char *rec = malloc(total), *p = rec;
@@ -399,8 +405,8 @@ static unsigned char *batch_record(const enqueue_ctx *q, size_t *len)
 	p += 4;
 	for (size_t i = 0; i < q->n; i++) {
 		const sky_write *w = &q->w[i];
-		const char *sid = q->local_ids[i] ? q->local_ids[i]
-						  : w->session_id;
+		const char *sid =
+		    q->local_ids[i] ? q->local_ids[i] : w->session_id;
 		*p++ = (unsigned char)w->op;
 		p = put_field(p, w->app_id, strlen(w->app_id));
 		p = put_field(p, sid, strlen(sid));
@@ -448,7 +454,8 @@ static int replay_record(const unsigned char *p, size_t len, void *arg)
 		return sky__error_set(SKY_ERROR, SKY_ERRSRC_INPUT, 0,
 				      "journal record with %zu writes", n);
 	enqueue_ctx q = {r->cache, calloc(n, sizeof(sky_write)), n,
-			 calloc(n, sizeof(json_t *)), calloc(n, sizeof(char *))};
+			 calloc(n, sizeof(json_t *)),
+			 calloc(n, sizeof(char *))};
 	char **strings = calloc(3 * n, sizeof(char *));
 	int rc = 0;
 	if (!q.w || !q.bodies || !q.local_ids || !strings) {
@@ -462,7 +469,8 @@ static int replay_record(const unsigned char *p, size_t len, void *arg)
 			w->op = (sky_write_op)*p++;
 			app = strings[3 * i] = take_field(&p, end, NULL);
 			sid = strings[3 * i + 1] = take_field(&p, end, NULL);
-			json = strings[3 * i + 2] = take_field(&p, end, &w->len);
+			json = strings[3 * i + 2] =
+			    take_field(&p, end, &w->len);
 		}
 		if (!app || !sid || !json) {
 			rc = sky__error_set(SKY_ERROR, SKY_ERRSRC_INPUT, 0,
@@ -529,7 +537,8 @@ int sky__outbox_replay_journal(sky_cache *c)
 
 int sky_write_batch(sky_cache *cache, sky_write *writes, size_t count)
 {
-	enqueue_ctx q = {cache, writes, count, calloc(count + 1, sizeof(json_t *)),
+	enqueue_ctx q = {cache, writes, count,
+			 calloc(count + 1, sizeof(json_t *)),
 			 calloc(count + 1, sizeof(char *))};
 	int rc = 0;
 	if (!q.bodies || !q.local_ids) {
@@ -565,8 +574,8 @@ int sky_write_batch(sky_cache *cache, sky_write *writes, size_t count)
 	if (cache->st.journal.active) {
 		size_t reclen = 0;
 		unsigned char *rec = batch_record(&q, &reclen);
-		rc = rec ? sky__store_write_logged(&cache->st, enqueue_write, &q,
-						   rec, reclen)
+		rc = rec ? sky__store_write_logged(&cache->st, enqueue_write,
+						   &q, rec, reclen)
 			 : sky__error_nomem();
 		free(rec);
 	} else {
@@ -688,8 +697,8 @@ int sky_session_close(sky_cache *cache, const char *app_id,
 			   json_string("closed"));
 }
 
-int sky_data_patch(sky_cache *cache, const char *app_id,
-		   const char *session_id, const char *json, size_t len)
+int sky_data_patch(sky_cache *cache, const char *app_id, const char *session_id,
+		   const char *json, size_t len)
 {
 	return write_one(cache, SKY_WRITE_DATA, app_id, session_id, json, len,
 			 NULL);
@@ -722,7 +731,7 @@ int sky_participant_add(sky_cache *cache, const char *app_id,
 }
 
 int sky_session_event_send(sky_cache *cache, const char *app_id,
-		   const char *session_id, const char *json, size_t len)
+			   const char *session_id, const char *json, size_t len)
 {
 	return write_one(cache, SKY_WRITE_EVENT, app_id, session_id, json, len,
 			 NULL);
@@ -806,9 +815,9 @@ typedef struct {
 	sky_cache *cache;
 	uint64_t id;
 	int drop;
-	sky_buf dead;	    /* ids (u64) of the dead letters the drop made */
-	sky_ob_owned gone;  /* the dropped entry, for its notification */
-	int notify_gone;    /* it left the queue unapplied: notify */
+	sky_buf dead;	   /* ids (u64) of the dead letters the drop made */
+	sky_ob_owned gone; /* the dropped entry, for its notification */
+	int notify_gone;   /* it left the queue unapplied: notify */
 } change_ctx;
 
 static int change_write(MDB_txn *txn, void *arg)
@@ -852,7 +861,8 @@ static int change_write(MDB_txn *txn, void *arg)
 		 * queued for it become dead letters rather than vanish. */
 		if (rc == 0 && o.e.op == SKY_WRITE_CREATE) {
 			sky_ob_list l;
-			rc = sky__ob_session_entries(txn, c, o.e.app, o.e.sid, 1, &l);
+			rc = sky__ob_session_entries(txn, c, o.e.app, o.e.sid,
+						     1, &l);
 			for (size_t i = 0; rc == 0 && i < l.n; i++) {
 				sky_ob_entry y = l.v[i].e;
 				y.state = SKY_OUTBOX_REJECTED;
@@ -868,9 +878,10 @@ static int change_write(MDB_txn *txn, void *arg)
 	} else {
 		/* A create sent before may have been made: it is looked for
 		 * on the server before it is sent again. */
-		o.e.state = o.e.op == SKY_WRITE_CREATE && (o.e.flags & SKY_OB_SENT)
-				? SKY_OUTBOX_IN_DOUBT
-				: SKY_OUTBOX_PENDING;
+		o.e.state =
+		    o.e.op == SKY_WRITE_CREATE && (o.e.flags & SKY_OB_SENT)
+			? SKY_OUTBOX_IN_DOUBT
+			: SKY_OUTBOX_PENDING;
 		o.e.attempts = 0;
 		o.e.next_try_us = 0;
 		o.e.http_status = 0;
@@ -910,7 +921,8 @@ int sky_outbox_drop(sky_cache *cache, uint64_t id)
 		}
 		for (size_t k = 0; k + 8 <= x.dead.len; k += 8)
 			sky__outbox_notify_rejected(
-			    cache, sky__get_be64((unsigned char *)x.dead.data + k));
+			    cache,
+			    sky__get_be64((unsigned char *)x.dead.data + k));
 	}
 	free(x.gone.strs);
 	sky__buf_free(&x.dead);

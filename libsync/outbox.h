@@ -55,5 +55,4 @@ int sky__outbox_reject(MDB_txn *txn, sky_cache *c, uint64_t id, int status,
  * (SKY_CACHE_JOURNAL after a crash), then fold them in. */
 int sky__outbox_replay_journal(sky_cache *c);
 
-
 #endif

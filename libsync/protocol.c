@@ -93,8 +93,7 @@ static const sky_protocol builtin = {
 	    [SKY_API_SESSION] = "/v1/applications/{app}/sessions/{sid}",
 	    [SKY_API_SESSION_PATCH] = "/v1/applications/{app}/sessions/{sid}",
 	    [SKY_API_DATA] = "/v1/applications/{app}/sessions/{sid}/data",
-	    [SKY_API_DATA_PATCH] =
-		"/v1/applications/{app}/sessions/{sid}/data",
+	    [SKY_API_DATA_PATCH] = "/v1/applications/{app}/sessions/{sid}/data",
 	    [SKY_API_PARTICIPANT_ADD] =
 		"/v1/applications/{app}/sessions/{sid}/participants",
 	    [SKY_API_EVENT_SEND] =
@@ -188,9 +187,8 @@ static int literal_ok(const char *s, size_t len, const char *extra)
  * that may appear; the counts of each go to seen[realm, app, sid, type].
  * `lead` 1: it starts with '/'. `wild` 1: '+' and a last '#' may appear.
  */
-static int check_template(const char *what, const char *entry,
-			  const char *t, int lead, int wild,
-			  const char *allowed, int seen[4])
+static int check_template(const char *what, const char *entry, const char *t,
+			  int lead, int wild, const char *allowed, int seen[4])
 {
 	static const char *const names[] = {"{realm}", "{app}", "{sid}",
 					    "{type}"};
@@ -238,7 +236,8 @@ static int check_template(const char *what, const char *entry,
 			    "%s: %s: '%s': level '%.*s' may hold only "
 			    "letters, digits, \"-._~:@\" or a whole "
 			    "placeholder ({realm}, {app}, {sid}%s)",
-			    what, entry, t, (int)len, p, lead ? "" : ", {type}");
+			    what, entry, t, (int)len, p,
+			    lead ? "" : ", {type}");
 		}
 		if (!end)
 			break;
@@ -299,9 +298,10 @@ static int validate(const sky_protocol *p, const char *what)
 			    "POST, PATCH, PUT, DELETE",
 			    what, calls[c].key, p->method[c]);
 		snprintf(entry, sizeof(entry), "calls.%s.path", calls[c].key);
-		const char *allowed = calls[c].need == NEED_SID ? "{realm} {app} {sid}"
-				      : calls[c].need == NEED_APP ? "{realm} {app}"
-								  : "{realm}";
+		const char *allowed =
+		    calls[c].need == NEED_SID	? "{realm} {app} {sid}"
+		    : calls[c].need == NEED_APP ? "{realm} {app}"
+						: "{realm}";
 		int rc = check_template(what, entry, p->path[c], 1, 0, allowed,
 					seen);
 		if (rc < 0)
@@ -354,8 +354,7 @@ static int validate(const sky_protocol *p, const char *what)
 	}
 	/* What the emulator publishes must reach the subscription. */
 	char *sub = sky__protocol_topic(p->subscribe, "r", NULL, NULL, NULL);
-	char *pub = sky__protocol_topic(p->publish, "r", "a", "s",
-					p->event[0]);
+	char *pub = sky__protocol_topic(p->publish, "r", "a", "s", p->event[0]);
 	if (!sub || !pub) {
 		free(sub);
 		free(pub);
@@ -396,8 +395,7 @@ static int only_keys(const json_t *obj, const char *what, const char *entry,
 {
 	const char *k;
 	const json_t *v;
-	json_object_foreach((json_t *)obj, k, v)
-	{
+	json_object_foreach((json_t *)obj, k, v) {
 		size_t i;
 		for (i = 0; i < nkeys; i++)
 			if (keys[i] && !strcmp(k, keys[i]))
@@ -576,8 +574,8 @@ done:
 
 char *sky__protocol_dump(const sky_protocol *p)
 {
-	json_t *root = json_object(), *cs = json_object(),
-	       *ts = json_object(), *es = json_object();
+	json_t *root = json_object(), *cs = json_object(), *ts = json_object(),
+	       *es = json_object();
 	char *text = NULL;
 	if (!root || !cs || !ts || !es)
 		goto done;
@@ -611,8 +609,8 @@ done:
 	return text;
 }
 
-char *sky__protocol_topic(const char *tmpl, const char *realm,
-			  const char *app, const char *sid, const char *type)
+char *sky__protocol_topic(const char *tmpl, const char *realm, const char *app,
+			  const char *sid, const char *type)
 {
 	sky_buf b = SKY_BUF_INIT;
 	for (const char *p = tmpl; *p;) {
@@ -620,7 +618,7 @@ char *sky__protocol_topic(const char *tmpl, const char *realm,
 		size_t len = end ? (size_t)(end - p) : strlen(p);
 		const char *ph = placeholder(p, len), *id = NULL;
 		if (ph)
-			id = ph[1] == 'r' ? realm
+			id = ph[1] == 'r'   ? realm
 			     : ph[1] == 'a' ? app
 			     : ph[1] == 's' ? sid
 					    : type;
@@ -668,7 +666,8 @@ int sky__protocol_topic_read(const sky_protocol *p, const char *topic,
 				return 0;
 			realm_ok = 1;
 		} else if (!vl || used + vl + 1 > cap) {
-			whole = 0; /* no ids from it; keep looking for {realm} */
+			whole =
+			    0; /* no ids from it; keep looking for {realm} */
 		} else {
 			int i = ph[1] == 'a' ? 0 : ph[1] == 's' ? 1 : 2;
 			memcpy(buf + used, v, vl);

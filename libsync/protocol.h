@@ -15,10 +15,10 @@
 
 typedef struct sky_protocol {
 	char *method[SKY_API_COUNT];
-	char *path[SKY_API_COUNT];   /* template: {realm} {app} {sid} */
-	char *subscribe;             /* filter with {realm} */
-	char *publish;               /* {realm} {app} {sid} [{type}] */
-	char *event[SKY_EV_COUNT];   /* wire eventType, by sky_event_type */
+	char *path[SKY_API_COUNT]; /* template: {realm} {app} {sid} */
+	char *subscribe;	   /* filter with {realm} */
+	char *publish;		   /* {realm} {app} {sid} [{type}] */
+	char *event[SKY_EV_COUNT]; /* wire eventType, by sky_event_type */
 } sky_protocol;
 
 /* The built-in table (static, never freed). */
@@ -50,8 +50,8 @@ int sky__protocol_event_type(const sky_protocol *p, const char *wire);
  * Expand a topic template ({realm} {app} {sid} {type}; NULL ids are not
  * allowed where the template uses them). A new string, or NULL.
  */
-char *sky__protocol_topic(const char *tmpl, const char *realm,
-			  const char *app, const char *sid, const char *type);
+char *sky__protocol_topic(const char *tmpl, const char *realm, const char *app,
+			  const char *sid, const char *type);
 
 /*
  * Read a topic against the publish template: 1 when its {realm} level is

@@ -222,17 +222,10 @@ static int save_plan(sky_query *q, const plan_t *p)
 	for (size_t i = 0; i < p->n_steps; i++) {
 		const step_t *s = &p->steps[i];
 		q->plan[i] = (sky_plan_step){
-			(int)s->kind,
-			s->pred,
-			s->visibility,
-			s->path.wide,
-			s->check,
-			s->path.estimate_exact,
-			s->path.bounded,
-			s->path.n_keys,
-			s->path.n_ranges,
-			s->path.estimate,
-			s->actual,
+		    (int)s->kind,     s->pred,	      s->visibility,
+		    s->path.wide,     s->check,	      s->path.estimate_exact,
+		    s->path.bounded,  s->path.n_keys, s->path.n_ranges,
+		    s->path.estimate, s->actual,
 		};
 	}
 	q->n_plan = p->n_steps;
@@ -335,8 +328,8 @@ static int64_t record_modified(const sky_record *rec)
  * order's key and the page after the cursor is handed out. The work thus
  * follows the size of the result set, not of the application.
  */
-static int run_sorted(MDB_txn *txn, sky_query *q, plan_t *p,
-		      sky_result_cb cb, void *payload)
+static int run_sorted(MDB_txn *txn, sky_query *q, plan_t *p, sky_result_cb cb,
+		      void *payload)
 {
 	sorted_row *rows = NULL;
 	size_t n = 0, cap = 0;
@@ -354,8 +347,8 @@ static int run_sorted(MDB_txn *txn, sky_query *q, plan_t *p,
 			rows = r;
 			cap = c;
 		}
-		rows[n].key = by_mod ? record_modified(&rec)
-				     : sky__ixpos_created(&x);
+		rows[n].key =
+		    by_mod ? record_modified(&rec) : sky__ixpos_created(&x);
 		rows[n++].pos = x;
 	}
 	if (rc < 0)
@@ -367,10 +360,11 @@ static int run_sorted(MDB_txn *txn, sky_query *q, plan_t *p,
 	for (size_t k = 0; k < n; k++) {
 		const sorted_row *r = &rows[desc ? n - 1 - k : k];
 		if (q->has_start) {
-			int c = cmp_sorted(r, by_mod ? q->start_key
-						     : sky__ixpos_created(
-							       &q->start),
-					   &q->start);
+			int c =
+			    cmp_sorted(r,
+				       by_mod ? q->start_key
+					      : sky__ixpos_created(&q->start),
+				       &q->start);
 			if (desc ? c >= 0 : c <= 0)
 				continue;
 		}
@@ -384,7 +378,8 @@ static int run_sorted(MDB_txn *txn, sky_query *q, plan_t *p,
 		/* Entries without their record (a damaged index, which check
 		 * reports) are no results; with index_only they come here. */
 		if (rc == SKY_ENOTFOUND ||
-		    (rc == 0 && rec.created_us != sky__ixpos_created(&r->pos))) {
+		    (rc == 0 &&
+		     rec.created_us != sky__ixpos_created(&r->pos))) {
 			rc = 0;
 			continue;
 		}
@@ -409,8 +404,7 @@ done:
 }
 
 /* Run in the query's order (see run() for the createdAt order). */
-static int run_any(MDB_txn *txn, sky_query *q, sky_result_cb cb,
-		   void *payload)
+static int run_any(MDB_txn *txn, sky_query *q, sky_result_cb cb, void *payload)
 {
 	if (q->has_start && q->start_order != q->order)
 		return sky__error_input("the cursor was given out for a query "
@@ -687,8 +681,8 @@ int sky_query_set_viewer(sky_query *q, const char *user_id,
 
 int sky__query_clone(const sky_query *q, sky_query **out)
 {
-	const char **texts = calloc(q->n_preds ? q->n_preds : 1,
-				    sizeof(*texts));
+	const char **texts =
+	    calloc(q->n_preds ? q->n_preds : 1, sizeof(*texts));
 	if (!texts)
 		return sky__error_nomem();
 	for (size_t i = 0; i < q->n_preds; i++)
@@ -698,10 +692,9 @@ int sky__query_clone(const sky_query *q, sky_query **out)
 	free(texts);
 	if (rc < 0)
 		return rc;
-	if (q->viewer &&
-	    (rc = sky_query_set_viewer(c, q->viewer,
-				       (const char *const *)q->groups,
-				       q->n_groups)) < 0) {
+	if (q->viewer && (rc = sky_query_set_viewer(
+			      c, q->viewer, (const char *const *)q->groups,
+			      q->n_groups)) < 0) {
 		sky_query_free(c);
 		return rc;
 	}

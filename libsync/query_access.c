@@ -1,7 +1,7 @@
 /*
- * query_access.c - the viewer's visibility rule of a query (DESIGN.md
- * §6): the viewer's access in an application, read from the cached
- * roles, and whether a session's participant list lets it see the
+ * query_access.c - the viewer's visibility rule of a query
+ * (DESIGN.md §6): the viewer's access in an application, read from the
+ * cached roles, and whether a session's participant list lets it see the
  * session. The planner (query_plan.c) turns the rule into a step; live
  * queries (live.c) apply it to single sessions.
  *
@@ -78,8 +78,8 @@ int sky__query_access(MDB_txn *txn, const sky_query *q, sky_access *out)
 				/* Whole strings: "x\u0000y" is not "x". */
 				if (sky__json_streq(perm, "session:read:any"))
 					any = 1;
-				else if (sky__json_streq(perm,
-							 "session:read:participant"))
+				else if (sky__json_streq(
+					     perm, "session:read:participant"))
 					part = 1;
 			}
 		}
@@ -88,8 +88,9 @@ int sky__query_access(MDB_txn *txn, const sky_query *q, sky_access *out)
 	mdb_cursor_close(cur);
 	if (rc && rc != MDB_NOTFOUND)
 		return sky__error_lmdb(rc, "reading roles");
-	*out = any ? SKY_ACCESS_ALL : part ? SKY_ACCESS_PARTICIPANT
-					   : SKY_ACCESS_NONE;
+	*out = any    ? SKY_ACCESS_ALL
+	       : part ? SKY_ACCESS_PARTICIPANT
+		      : SKY_ACCESS_NONE;
 	return 0;
 }
 

@@ -79,10 +79,10 @@ static int add_value(sky_pred *p, sky_buf *v)
 }
 
 /* Operators a field takes. */
-#define OPS_STRING                                                         \
-	(1u << SKY_OP_EQ | 1u << SKY_OP_NE | 1u << SKY_OP_PREFIX |          \
+#define OPS_STRING                                                             \
+	(1u << SKY_OP_EQ | 1u << SKY_OP_NE | 1u << SKY_OP_PREFIX |             \
 	 1u << SKY_OP_EXISTS)
-#define OPS_RANGE                                                          \
+#define OPS_RANGE                                                              \
 	(1u << SKY_OP_GE | 1u << SKY_OP_GT | 1u << SKY_OP_LT | 1u << SKY_OP_LE)
 
 /*
@@ -96,25 +96,25 @@ static const struct {
 	unsigned ops;
 	const char *why; /* for ops the field does not take */
 } reserved[] = {
-	{"status", SKY_FIELD_STATUS, OPS_STRING, NULL},
-	{"name", SKY_FIELD_NAME, OPS_STRING, NULL},
-	{"participant", SKY_FIELD_PARTICIPANT, OPS_STRING, NULL},
-	{"createdBy", SKY_FIELD_CREATED_BY, OPS_STRING, NULL},
-	{"modifiedBy", SKY_FIELD_MODIFIED_BY, OPS_STRING, NULL},
-	{"isDraft", SKY_FIELD_IS_DRAFT, 1u << SKY_OP_EQ | 1u << SKY_OP_NE,
-	 "isDraft takes = or != with true or false"},
-	{"version", SKY_FIELD_VERSION,
-	 1u << SKY_OP_EQ | 1u << SKY_OP_NE | OPS_RANGE,
-	 "version takes =, !=, >=, >, <, <= with integers"},
-	{"createdAt", SKY_FIELD_CREATED_AT, OPS_RANGE,
-	 "createdAt takes a range: >=, >, <, <= with an RFC 3339 time"},
-	{"modifiedAt", SKY_FIELD_MODIFIED_AT, OPS_RANGE,
-	 "modifiedAt takes a range: >=, >, <, <= with an RFC 3339 time"},
-	{"applicationId", SKY_FIELD_PROP, 0, NULL},
-	{"sessionId", SKY_FIELD_PROP, 0, NULL},
-	{"description", SKY_FIELD_PROP, 0, NULL},
-	{"participants", SKY_FIELD_PROP, 0, NULL},
-	{"properties", SKY_FIELD_PROP, 0, NULL},
+    {"status", SKY_FIELD_STATUS, OPS_STRING, NULL},
+    {"name", SKY_FIELD_NAME, OPS_STRING, NULL},
+    {"participant", SKY_FIELD_PARTICIPANT, OPS_STRING, NULL},
+    {"createdBy", SKY_FIELD_CREATED_BY, OPS_STRING, NULL},
+    {"modifiedBy", SKY_FIELD_MODIFIED_BY, OPS_STRING, NULL},
+    {"isDraft", SKY_FIELD_IS_DRAFT, 1u << SKY_OP_EQ | 1u << SKY_OP_NE,
+     "isDraft takes = or != with true or false"},
+    {"version", SKY_FIELD_VERSION,
+     1u << SKY_OP_EQ | 1u << SKY_OP_NE | OPS_RANGE,
+     "version takes =, !=, >=, >, <, <= with integers"},
+    {"createdAt", SKY_FIELD_CREATED_AT, OPS_RANGE,
+     "createdAt takes a range: >=, >, <, <= with an RFC 3339 time"},
+    {"modifiedAt", SKY_FIELD_MODIFIED_AT, OPS_RANGE,
+     "modifiedAt takes a range: >=, >, <, <= with an RFC 3339 time"},
+    {"applicationId", SKY_FIELD_PROP, 0, NULL},
+    {"sessionId", SKY_FIELD_PROP, 0, NULL},
+    {"description", SKY_FIELD_PROP, 0, NULL},
+    {"participants", SKY_FIELD_PROP, 0, NULL},
+    {"properties", SKY_FIELD_PROP, 0, NULL},
 };
 #define N_RESERVED (sizeof(reserved) / sizeof(reserved[0]))
 
@@ -126,8 +126,8 @@ static void fold(const char *s, size_t n, char *out, size_t cap)
 		char ch = s[i];
 		if (ch == '_' || ch == '-' || ch == ' ')
 			continue;
-		out[o++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a')
-						    : ch;
+		out[o++] =
+		    (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
 	}
 	out[o] = '\0';
 }
@@ -158,11 +158,14 @@ static int key_field(const char *text, const char *key, size_t *which)
 	for (size_t i = 0; i < N_RESERVED; i++)
 		if (strcmp(key, reserved[i].name) == 0) {
 			*which = i;
-			return reserved[i].ops ? 1 : sky__error_input(
-				"predicate '%.80s': %s is a session field that "
-				"queries do not cover (props.%s names the "
-				"property)",
-				text, key, key);
+			return reserved[i].ops
+				   ? 1
+				   : sky__error_input("predicate '%.80s': %s "
+						      "is a session field that "
+						      "queries do not cover "
+						      "(props.%s names the "
+						      "property)",
+						      text, key, key);
 		}
 	if (strlen(key) >= sizeof(a))
 		return 0;
@@ -171,11 +174,10 @@ static int key_field(const char *text, const char *key, size_t *which)
 		fold(reserved[i].name, strlen(reserved[i].name), b, sizeof(b));
 		if (strcmp(a, b) == 0)
 			return sky__error_input(
-				"predicate '%.80s': '%s' looks like the field "
-				"%s: write %s for the field, or props.%s for a "
-				"property of that name",
-				text, key, reserved[i].name, reserved[i].name,
-				key);
+			    "predicate '%.80s': '%s' looks like the field "
+			    "%s: write %s for the field, or props.%s for a "
+			    "property of that name",
+			    text, key, reserved[i].name, reserved[i].name, key);
 	}
 	return 0;
 }
@@ -183,8 +185,8 @@ static int key_field(const char *text, const char *key, size_t *which)
 /* Parse the numbers of a numeric predicate into p->nums. */
 static int parse_numbers(const char *text, sky_pred *p)
 {
-	if (!(p->nums = calloc(p->n_values ? p->n_values : 1,
-			       sizeof(*p->nums))))
+	if (!(p->nums =
+		  calloc(p->n_values ? p->n_values : 1, sizeof(*p->nums))))
 		return sky__error_nomem();
 	if (sky__op_range(p->op) && p->n_values != 1)
 		return bad_pred(text, "a range has one bound");
@@ -248,7 +250,8 @@ int sky__pred_parse(const char *text, sky_pred *out)
 				goto nomem;
 			escaped = 1;
 			i += 2;
-		} else if ((ch == '>' || ch == '<') && range_key(&key, escaped)) {
+		} else if ((ch == '>' || ch == '<') &&
+			   range_key(&key, escaped)) {
 			int eq = text[i + 1] == '=';
 			op = ch == '>' ? (eq ? SKY_OP_GE : SKY_OP_GT)
 				       : (eq ? SKY_OP_LE : SKY_OP_LT);
@@ -298,9 +301,9 @@ int sky__pred_parse(const char *text, sky_pred *out)
 		p.field = reserved[which].field;
 		if (!(reserved[which].ops & (1u << op))) {
 			rc = bad_pred(text, reserved[which].why
-						    ? reserved[which].why
-						    : "not an operator this "
-						      "field takes");
+						? reserved[which].why
+						: "not an operator this "
+						  "field takes");
 			goto fail;
 		}
 	} else {
@@ -451,8 +454,8 @@ int sky__pred_eval(const sky_pred *p, const json_t *s)
 		const json_t *v = json_object_get(s, "isDraft");
 		has = json_is_boolean(v);
 		for (size_t i = 0; has && i < p->n_values; i++)
-			if (strcmp(p->values[i], json_is_true(v) ? "true"
-								 : "false") == 0)
+			if (strcmp(p->values[i],
+				   json_is_true(v) ? "true" : "false") == 0)
 				hit = 1;
 	} else if (p->field == SKY_FIELD_PARTICIPANT) {
 		size_t i;
@@ -479,4 +482,3 @@ int sky__pred_eval(const sky_pred *p, const json_t *s)
 	default: return 0;
 	}
 }
-

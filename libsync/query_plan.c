@@ -58,7 +58,6 @@ static size_t field_codes(const sky_pred *p, char codes[2])
 	return 0;
 }
 
-
 static void path_free(path_t *p)
 {
 	free(p->keys);
@@ -252,9 +251,9 @@ static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
 			for (size_t v = 0; v < p->n_values && rc == 0; v++) {
 				prefix_key(&k, app, codes[c], p->prop,
 					   p->values[v]);
-				sky_ixkey *r = realloc(out->ranges,
-						       (out->n_ranges + 1) *
-							       sizeof(*r));
+				sky_ixkey *r =
+				    realloc(out->ranges,
+					    (out->n_ranges + 1) * sizeof(*r));
 				if (!r) {
 					rc = sky__error_nomem();
 					break;
@@ -279,8 +278,8 @@ static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
 		for (size_t r = 0; r < out->n_ranges && !out->wide; r++) {
 			int more;
 			size_t room = MAX_UNION_KEYS > out->n_keys
-					      ? MAX_UNION_KEYS - out->n_keys
-					      : 0;
+					  ? MAX_UNION_KEYS - out->n_keys
+					  : 0;
 			if ((rc = range_walk(cur, &out->ranges[r],
 					     out->bounded ? &out->hi : NULL,
 					     room, enum_key, &e, &more)) < 0)
@@ -298,21 +297,21 @@ static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
 			int more_any = 0;
 			for (size_t r = 0; r < out->n_ranges; r++) {
 				int more;
-				if ((rc = range_walk(cur, &out->ranges[r],
-						     out->bounded ? &out->hi
-								  : NULL,
-						     ESTIMATE_KEYS, sum_key, &s,
-						     &more)) < 0)
+				if ((rc = range_walk(
+					 cur, &out->ranges[r],
+					 out->bounded ? &out->hi : NULL,
+					 ESTIMATE_KEYS, sum_key, &s, &more)) <
+				    0)
 					goto fail;
 				more_any |= more;
 				if (!out->bounded &&
 				    range_scan_len(&out->ranges[r]) <
-					    out->ranges[r].full)
+					out->ranges[r].full)
 					out->inexact = 1;
 			}
 			/* Unwalked keys hold at least one session each. */
-			out->estimate = more_any ? s.sum * 2 + ESTIMATE_KEYS
-						 : s.sum;
+			out->estimate =
+			    more_any ? s.sum * 2 + ESTIMATE_KEYS : s.sum;
 			out->estimate_exact = !more_any;
 		}
 	}
@@ -323,8 +322,6 @@ fail:
 }
 
 /* ---- streams: sessions of a path in result order ---- */
-
-
 
 static void stream_free(stream_t *s)
 {
@@ -414,8 +411,7 @@ static int stream_seek(stream_t *s, const sky_ixpos *t, sky_ixpos *out)
 	return 0;
 }
 
-static int stream_open(MDB_txn *txn, MDB_dbi dbi, const path_t *p,
-		       stream_t *s)
+static int stream_open(MDB_txn *txn, MDB_dbi dbi, const path_t *p, stream_t *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->subs = calloc(p->n_keys ? p->n_keys : 1, sizeof(*s->subs));
@@ -440,8 +436,7 @@ typedef struct {
 	size_t n, cap;
 } collect_ctx;
 
-static int collect_key(const MDB_val *key, uint64_t count, int exact,
-		       void *arg)
+static int collect_key(const MDB_val *key, uint64_t count, int exact, void *arg)
 {
 	collect_ctx *c = arg;
 	(void)count;
@@ -519,9 +514,6 @@ static int stream_collect(MDB_txn *txn, MDB_dbi dbi, const path_t *p,
 }
 
 /* ---- plans ---- */
-
-
-
 
 void sky__plan_free(plan_t *p)
 {
@@ -783,8 +775,7 @@ void sky__ixpos_successor(sky_ixpos *t, const sky_ixpos *x)
 	t->data[t->len++] = 0;
 }
 
-int sky__plan_next(plan_t *p, sky_ixpos *target, sky_ixpos *x,
-		      sky_record *rec)
+int sky__plan_next(plan_t *p, sky_ixpos *target, sky_ixpos *x, sky_record *rec)
 {
 	if (p->nothing || p->empty)
 		return 1;

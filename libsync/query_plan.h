@@ -24,7 +24,7 @@ typedef struct {
 	sky_ixkey *ranges; /* logical prefixes (not finished) of a wide path */
 	size_t n_ranges;
 	int wide;
-	int inexact;       /* hashed keys: candidates need the record check */
+	int inexact; /* hashed keys: candidates need the record check */
 	uint64_t estimate;
 	int estimate_exact;
 	/* A number range (version, modifiedAt): ranges[0] is the finished
@@ -58,10 +58,10 @@ typedef enum {
 
 typedef struct {
 	step_kind kind;
-	int pred;       /* predicate index; -1: visibility or all sessions */
+	int pred;	/* predicate index; -1: visibility or all sessions */
 	int visibility; /* the viewer's participant rule (pred -1) */
 	path_t path;
-	int check;      /* also evaluate the predicate on the record */
+	int check;	 /* also evaluate the predicate on the record */
 	uint64_t actual; /* candidates that passed this step */
 } step_t;
 
@@ -71,20 +71,19 @@ typedef struct {
 	sky_access access;
 	step_t *steps;
 	size_t n_steps;
-	size_t n_joins;      /* steps[0..n_joins) have streams */
+	size_t n_joins; /* steps[0..n_joins) have streams */
 	stream_t *streams;
 	MDB_cursor *probe;
 	int need_json;
-	int nothing;         /* the viewer may see nothing */
-	int empty;           /* the createdAt ranges exclude everything */
-	int has_lo, has_hi;  /* createdAt ranges: positions in [lo, hi) */
+	int nothing;	    /* the viewer may see nothing */
+	int empty;	    /* the createdAt ranges exclude everything */
+	int has_lo, has_hi; /* createdAt ranges: positions in [lo, hi) */
 	sky_ixpos lo, hi;
-	int index_only;      /* count: no record read unless a check needs it */
+	int index_only;	     /* count: no record read unless a check needs it */
 	unsigned ix_version; /* of the cache's index (index.h) */
 	uint64_t rows;
 	int more;
 } plan_t;
-
 
 /*
  * Plan the query in txn. `from` is the first position a run may return
@@ -98,8 +97,7 @@ void sky__plan_free(plan_t *p);
  * The next result at or after *target: 0 with *x and *rec set (and
  * *target moved past it), 1 when there is none, < 0 on error.
  */
-int sky__plan_next(plan_t *p, sky_ixpos *target, sky_ixpos *x,
-		   sky_record *rec);
+int sky__plan_next(plan_t *p, sky_ixpos *target, sky_ixpos *x, sky_record *rec);
 
 /* The position right after x: x followed by a zero byte. */
 void sky__ixpos_successor(sky_ixpos *t, const sky_ixpos *x);

@@ -18,15 +18,15 @@
 
 /* What a viewer may see in one application (sky_query_set_viewer). */
 typedef enum {
-	SKY_ACCESS_ALL,         /* no viewer, or a role with session:read:any */
+	SKY_ACCESS_ALL,		/* no viewer, or a role with session:read:any */
 	SKY_ACCESS_PARTICIPANT, /* only sessions it takes part in */
-	SKY_ACCESS_NONE,        /* no role with a session:read permission */
+	SKY_ACCESS_NONE,	/* no role with a session:read permission */
 } sky_access;
 
 /* What the explain output tells of one step of the last run's plan. */
 typedef struct {
-	int kind;           /* query.c's step_kind */
-	int pred;           /* predicate index, -1: visibility/all sessions */
+	int kind; /* query.c's step_kind */
+	int pred; /* predicate index, -1: visibility/all sessions */
 	int visibility;
 	int wide, check, estimate_exact, bounded;
 	size_t n_keys, n_ranges;
@@ -38,14 +38,14 @@ struct sky_query {
 	char *app;
 	sky_pred *preds;
 	size_t n_preds;
-	size_t limit;        /* 0: no limit */
-	int has_start;       /* resume after `start` (from a cursor) */
+	size_t limit;  /* 0: no limit */
+	int has_start; /* resume after `start` (from a cursor) */
 	sky_ixpos start;
-	int start_order;     /* the order the cursor was given out in */
-	int64_t start_key;   /* ...and its modifiedAt (modifiedAt orders) */
-	int order;           /* 0 createdAt, 1 createdAt desc, 2 modifiedAt,
-				3 modifiedAt desc: sky_query_set_order */
-	char *viewer;        /* NULL: no visibility rule */
+	int start_order;   /* the order the cursor was given out in */
+	int64_t start_key; /* ...and its modifiedAt (modifiedAt orders) */
+	int order;	   /* 0 createdAt, 1 createdAt desc, 2 modifiedAt,
+			      3 modifiedAt desc: sky_query_set_order */
+	char *viewer;	   /* NULL: no visibility rule */
 	char **groups;
 	size_t n_groups;
 	/* Results of the last run; the explain text is made on demand. */

@@ -49,8 +49,8 @@ int sky__ob_decode(uint64_t id, const MDB_val *val, sky_ob_entry *out)
 	out->http_status = (int)sky__get_be32(p + 24);
 	const char *s = (const char *)p + ENTRY_HEADER;
 	const char *end = (const char *)p + val->mv_size;
-	const char **fields[5] = {&out->app, &out->sid, &out->local,
-				  &out->body, &out->answer};
+	const char **fields[5] = {&out->app, &out->sid, &out->local, &out->body,
+				  &out->answer};
 	for (int i = 0; i < 5; i++) {
 		if (s >= end)
 			return sky__error_set(SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
@@ -73,8 +73,8 @@ static size_t session_prefix(unsigned char *buf, const char *app,
 	return n;
 }
 
-size_t sky__ob_queue_key(unsigned char *buf, const char *app,
-			 const char *sid, uint64_t id)
+size_t sky__ob_queue_key(unsigned char *buf, const char *app, const char *sid,
+			 uint64_t id)
 {
 	size_t n = session_prefix(buf, app, sid);
 	if (!n)
@@ -94,8 +94,8 @@ int sky__ob_store(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e)
 	unsigned char kb[8];
 	sky__put_be64(kb, e->id);
 	MDB_val key = {8, kb}, val = {total, NULL};
-	int rc = mdb_put(txn, SKY_DBI(c, SKY_DB_OUTBOX), &key, &val,
-			 MDB_RESERVE);
+	int rc =
+	    mdb_put(txn, SKY_DBI(c, SKY_DB_OUTBOX), &key, &val, MDB_RESERVE);
 	if (rc)
 		return sky__error_lmdb(rc, "writing an outbox entry");
 	unsigned char *p = val.mv_data;
@@ -200,7 +200,8 @@ int sky__ob_session_entries(MDB_txn *txn, sky_cache *c, const char *app,
 	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
 	while (rc == 0 && key.mv_size == plen + 8 &&
 	       memcmp(key.mv_data, pre, plen) == 0) {
-		uint64_t id = sky__get_be64((unsigned char *)key.mv_data + plen);
+		uint64_t id =
+		    sky__get_be64((unsigned char *)key.mv_data + plen);
 		sky_ob_entry e;
 		if ((rc = sky__ob_get(txn, c, id, &e)) < 0)
 			break;
@@ -233,8 +234,8 @@ int sky__ob_session_entries(MDB_txn *txn, sky_cache *c, const char *app,
 }
 
 static const char *op_names[] = {
-    [SKY_WRITE_CREATE] = "create",	   [SKY_WRITE_PATCH] = "patch",
-    [SKY_WRITE_DATA] = "data",		   [SKY_WRITE_PARTICIPANT] = "participant",
+    [SKY_WRITE_CREATE] = "create", [SKY_WRITE_PATCH] = "patch",
+    [SKY_WRITE_DATA] = "data",	   [SKY_WRITE_PARTICIPANT] = "participant",
     [SKY_WRITE_EVENT] = "event",
 };
 
@@ -248,14 +249,10 @@ const char *sky_write_op_name(sky_write_op op)
 const char *sky_outbox_state_name(sky_outbox_state s)
 {
 	switch (s) {
-	case SKY_OUTBOX_PENDING:
-		return "pending";
-	case SKY_OUTBOX_IN_FLIGHT:
-		return "in flight";
-	case SKY_OUTBOX_IN_DOUBT:
-		return "in doubt";
-	case SKY_OUTBOX_REJECTED:
-		return "rejected";
+	case SKY_OUTBOX_PENDING: return "pending";
+	case SKY_OUTBOX_IN_FLIGHT: return "in flight";
+	case SKY_OUTBOX_IN_DOUBT: return "in doubt";
+	case SKY_OUTBOX_REJECTED: return "rejected";
 	}
 	return "unknown";
 }
@@ -263,8 +260,8 @@ const char *sky_outbox_state_name(sky_outbox_state s)
 int sky__ob_count_delivered(MDB_txn *txn, sky_cache *c, size_t n)
 {
 	uint64_t total = sky__meta_get_u64(txn, &c->st, SKY_META_OB_DELIVERED);
-	int rc = sky__meta_put_u64(txn, &c->st, SKY_META_OB_DELIVERED,
-				   total + n);
+	int rc =
+	    sky__meta_put_u64(txn, &c->st, SKY_META_OB_DELIVERED, total + n);
 	if (rc == 0)
 		rc = sky__meta_put_u64(txn, &c->st, SKY_META_OB_LAST_DELIVERY,
 				       (uint64_t)sky__now_us());
@@ -344,7 +341,8 @@ int sky_outbox_list(sky_cache *cache, sky_outbox_cb cb, void *payload)
 			rc = sky__error_input("outbox: corrupt key");
 			break;
 		}
-		if ((rc = sky__ob_decode(sky__get_be64(key.mv_data), &val, &e)) < 0)
+		if ((rc = sky__ob_decode(sky__get_be64(key.mv_data), &val,
+					 &e)) < 0)
 			break;
 		sky_outbox_entry p;
 		sky__ob_to_public(&e, &p);
@@ -363,18 +361,10 @@ static int count_cb(const sky_outbox_entry *e, void *payload)
 {
 	sky_outbox_counts *n = payload;
 	switch (e->state) {
-	case SKY_OUTBOX_PENDING:
-		n->pending++;
-		break;
-	case SKY_OUTBOX_IN_FLIGHT:
-		n->in_flight++;
-		break;
-	case SKY_OUTBOX_IN_DOUBT:
-		n->in_doubt++;
-		break;
-	case SKY_OUTBOX_REJECTED:
-		n->rejected++;
-		break;
+	case SKY_OUTBOX_PENDING: n->pending++; break;
+	case SKY_OUTBOX_IN_FLIGHT: n->in_flight++; break;
+	case SKY_OUTBOX_IN_DOUBT: n->in_doubt++; break;
+	case SKY_OUTBOX_REJECTED: n->rejected++; break;
 	}
 	return 0;
 }

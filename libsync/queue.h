@@ -40,8 +40,8 @@
 /* Is `sid` a local id (a session created offline)? */
 static inline int sky__ob_is_local(const char *sid)
 {
-	return strncmp(sid, SKY_OB_LOCAL_PREFIX,
-		       strlen(SKY_OB_LOCAL_PREFIX)) == 0;
+	return strncmp(sid, SKY_OB_LOCAL_PREFIX, strlen(SKY_OB_LOCAL_PREFIX)) ==
+	       0;
 }
 
 /* One queued write, decoded (strings borrowed from the value or owned by
@@ -84,8 +84,8 @@ int sky__ob_remove(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e);
 
 /* The by-session key of entry `id` of app/sid into buf[SKY_KEY_MAX]; its
  * length, or 0 when the ids are too long. */
-size_t sky__ob_queue_key(unsigned char *buf, const char *app,
-			 const char *sid, uint64_t id);
+size_t sky__ob_queue_key(unsigned char *buf, const char *app, const char *sid,
+			 uint64_t id);
 
 /*
  * The entries of session app/sid in queue order, owned. `live_only`

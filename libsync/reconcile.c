@@ -138,8 +138,7 @@ static void on_rec_sessions(const sky_http_response *res, void *ctx)
 	}
 	size_t i;
 	json_t *session;
-	json_array_foreach(list, i, session)
-	{
+	json_array_foreach(list, i, session) {
 		const char *app = sky__json_str(session, "applicationId");
 		const char *sid = sky__json_str(session, "sessionId");
 		if (!app || !sid || strcmp(app, j->app) ||
@@ -213,8 +212,7 @@ static void on_rec_apps(const sky_http_response *res, void *ctx)
 	int same = json_array_size(list) == cached.n;
 	size_t i;
 	json_t *app;
-	json_array_foreach(list, i, app)
-	{
+	json_array_foreach(list, i, app) {
 		const char *id = sky__json_str(app, "applicationId");
 		if (!id || !sky__keyset_has(&cached, id, NULL))
 			same = 0;
@@ -229,8 +227,7 @@ static void on_rec_apps(const sky_http_response *res, void *ctx)
 		sky__engine_resync(e);
 		return;
 	}
-	json_array_foreach(list, i, app)
-	{
+	json_array_foreach(list, i, app) {
 		const char *id = sky__json_str(app, "applicationId");
 		rjob *j = calloc(1, sizeof(*j));
 		if (!j || !(j->app = strdup(id))) {

@@ -35,8 +35,8 @@ int sky__record_put(MDB_txn *txn, sky_cache *c, const sky_record *hdr,
 		return -1;
 	val.mv_size = SKY_RECORD_HEADER + jlen + 1;
 	/* MDB_RESERVE: write the record straight into the page. */
-	int rc = mdb_put(txn, SKY_DBI(c, SKY_DB_SESSIONS), &key, &val,
-			 MDB_RESERVE);
+	int rc =
+	    mdb_put(txn, SKY_DBI(c, SKY_DB_SESSIONS), &key, &val, MDB_RESERVE);
 	if (rc) {
 		free(text);
 		return sky__error_lmdb(rc, "writing a session");
@@ -80,7 +80,8 @@ static int delete_range(MDB_txn *txn, MDB_dbi dbi, uint64_t id)
 		return sky__error_lmdb(rc, "opening a cursor");
 	MDB_val key = {8, prefix}, val;
 	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-	while (rc == 0 && key.mv_size >= 8 && memcmp(key.mv_data, prefix, 8) == 0) {
+	while (rc == 0 && key.mv_size >= 8 &&
+	       memcmp(key.mv_data, prefix, 8) == 0) {
 		if ((rc = mdb_cursor_del(cur, 0)) != 0)
 			break;
 		/* After a delete, MDB_NEXT yields the entry that followed. */

@@ -73,6 +73,7 @@ json_t *sky__record_json(const sky_record *rec)
 		sky__error_nomem();
 	else if (!s)
 		sky__error_set(SKY_EINVAL, SKY_ERRSRC_JSON, 0,
-			       "corrupt session JSON in the cache: %s", jerr.text);
+			       "corrupt session JSON in the cache: %s",
+			       jerr.text);
 	return s;
 }

@@ -103,15 +103,13 @@ unsigned sky__repair_diff(sky_cache *c, const json_t *session,
 		    (!was || strcmp(was, "closed")))
 			what |= SKY_CHANGE_CLOSED;
 		/* Any other field added, changed or gone. */
-		json_object_foreach((json_t *)session, k, v)
-		{
+		json_object_foreach((json_t *)session, k, v) {
 			if (!strcmp(k, "properties") || !strcmp(k, "status"))
 				continue;
 			if (!json_equal(v, json_object_get(old, k)))
 				what |= SKY_CHANGE_SESSION;
 		}
-		json_object_foreach(old, k, v)
-		{
+		json_object_foreach(old, k, v) {
 			if (strcmp(k, "properties") && strcmp(k, "status") &&
 			    !json_object_get(session, k))
 				what |= SKY_CHANGE_SESSION;
@@ -241,11 +239,11 @@ long sky__repair_unlisted_open(sky_cache *c, const char *app,
 		if ((rc = sky__store_read_begin(&c->st, &txn)) == 0) {
 			for (size_t i = 0; i < sids.n && rc == 0; i++) {
 				sky_record rec;
-				int r = sky__record_get(txn, c, app,
-							sids.v[i], &rec);
+				int r = sky__record_get(txn, c, app, sids.v[i],
+							&rec);
 				/* Records are compact JSON written by us. */
-				if (r == 0 && !strstr(rec.json,
-						      "\"status\":\"closed\""))
+				if (r == 0 &&
+				    !strstr(rec.json, "\"status\":\"closed\""))
 					rc = strlist_add(&open, sids.v[i],
 							 strlen(sids.v[i]));
 				else if (r < 0 && r != SKY_ENOTFOUND)

@@ -25,7 +25,7 @@
 #define SKY_META_SYNC_LAST_AT "sync_last_at"	 /* µs, last snapshot done */
 #define SKY_META_SYNC_EVENT_LAG "sync_event_lag" /* µs */
 #define SKY_META_SYNC_UPDATED "sync_updated_at"	 /* µs, heartbeat */
-#define SKY_META_SYNC_PATH "sync_path"	 /* SKY_SYNC_PATH_* of the last sync */
+#define SKY_META_SYNC_PATH "sync_path"	  /* SKY_SYNC_PATH_* of the last sync */
 #define SKY_META_SYNC_WHY "sync_path_why" /* SKY_SYNC_WHY_* */
 #define SKY_META_SYNC_REQUESTS "sync_requests" /* REST requests it made */
 
@@ -52,8 +52,7 @@ typedef void (*sky_repair_removed_fn)(const char *app, const char *sid,
 typedef int (*sky_repair_keep_fn)(const char *app, const char *sid, void *ctx);
 
 /* Called for each session found; a negative return stops the walk. */
-typedef int (*sky_repair_each_fn)(const char *app, const char *sid,
-				  void *ctx);
+typedef int (*sky_repair_each_fn)(const char *app, const char *sid, void *ctx);
 
 /*
  * The sessions of `app` that keep() rejects and that the mirror holds as

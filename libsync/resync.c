@@ -195,7 +195,6 @@ void sky__resync_on_retry(evutil_socket_t fd, short what, void *arg)
 		sky__snapshot_start(e, e->first_done);
 }
 
-
 static void removed_cb(const char *app, const char *sid, void *ctx)
 {
 	sky_engine *e = ctx;
@@ -238,11 +237,11 @@ static void on_apps(const sky_http_response *res, void *ctx)
 	}
 	size_t i;
 	json_t *app;
-	json_array_foreach(list, i, app)
-	{
+	json_array_foreach(list, i, app) {
 		const char *id = sky__json_str(app, "applicationId");
 		char *text = sky__json_dump(app, NULL);
-		int rc = text ? sky_mirror_app_put(e->cache, text, strlen(text)) : -1;
+		int rc = text ? sky_mirror_app_put(e->cache, text, strlen(text))
+			      : -1;
 		free(text);
 		if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {
 			sky__elog(e, SKY_LOG_WARN,
@@ -304,12 +303,11 @@ static void on_roles(sky_engine *e, sjob *j, const sky_http_response *res)
 	size_t i;
 	json_t *role;
 	int failed = 0;
-	json_array_foreach(list, i, role)
-	{
+	json_array_foreach(list, i, role) {
 		char *text = sky__json_dump(role, NULL);
-		int rc =
-		    text ? sky_mirror_role_put(e->cache, j->app, text, strlen(text))
-			 : -1;
+		int rc = text ? sky_mirror_role_put(e->cache, j->app, text,
+						    strlen(text))
+			      : -1;
 		free(text);
 		if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {
 			sky__elog(e, SKY_LOG_WARN, "skipping a role of %s: %s",
@@ -429,8 +427,7 @@ static void on_sessions(sky_engine *e, sjob *j, const sky_http_response *res)
 	int64_t bound = sky__engine_read_bound(res);
 	size_t i;
 	json_t *session;
-	json_array_foreach(list, i, session)
-	{
+	json_array_foreach(list, i, session) {
 		const char *app = sky__json_str(session, "applicationId");
 		const char *sid = sky__json_str(session, "sessionId");
 		if (sky__validate_session(session, "session", 1) < 0 ||
@@ -599,8 +596,6 @@ void sky__resync_on_flush(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the end of a snapshot ---- */
 
-
-
 /* Closed sessions past the cache's retention leave (retain.c). */
 static void apply_retention(sky_engine *e)
 {
@@ -624,11 +619,10 @@ static void record_path(sky_engine *e, const snap *s)
 	sky__http_counts(e->http, &all, &gets);
 	e->st.last_sync_path =
 	    s->resume ? SKY_SYNC_PATH_RESUMED : SKY_SYNC_PATH_FULL;
-	e->st.last_sync_why =
-	    s->resume ? SKY_SYNC_WHY_NONE
-	    : e->full_why ? e->full_why
-	    : s->resync	  ? SKY_SYNC_WHY_RESYNC
-			  : SKY_SYNC_WHY_NEVER_SYNCED;
+	e->st.last_sync_why = s->resume	    ? SKY_SYNC_WHY_NONE
+			      : e->full_why ? e->full_why
+			      : s->resync   ? SKY_SYNC_WHY_RESYNC
+					    : SKY_SYNC_WHY_NEVER_SYNCED;
 	e->st.last_sync_requests = all - e->req_base;
 	e->full_why = 0;
 	e->resume_next = 0;
@@ -873,7 +867,6 @@ void sky__resync_on_timer(evutil_socket_t fd, short what, void *arg)
 		sky__snapshot_start(e, 1);
 	}
 }
-
 
 /* ------------------------------------------------------------------ */
 /* Resuming                                                            */

@@ -122,7 +122,8 @@ static int collect_closed(sky_cache *c, int64_t now, closed_list *out)
 		    json_string_value(json_object_get(s, "applicationId"));
 		const char *sid =
 		    json_string_value(json_object_get(s, "sessionId"));
-		const char *st = json_string_value(json_object_get(s, "status"));
+		const char *st =
+		    json_string_value(json_object_get(s, "status"));
 		if (app && sid && st && !strcmp(st, "closed"))
 			err = list_add(out, app, sid, closed_at(s, now));
 		json_decref(s);
@@ -138,8 +139,7 @@ static int collect_closed(sky_cache *c, int64_t now, closed_list *out)
 	return 0;
 }
 
-long sky__retain_closed(sky_cache *c, sky_repair_removed_fn removed,
-			void *ctx)
+long sky__retain_closed(sky_cache *c, sky_repair_removed_fn removed, void *ctx)
 {
 	int64_t now = sky__now_us();
 	int64_t keep_s = c->opts.closed_keep_s;

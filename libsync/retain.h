@@ -14,7 +14,6 @@
  * age counts from its modifiedAt (the close moves it). Returns the number
  * removed or a negative code. The engine calls it after each snapshot.
  */
-long sky__retain_closed(sky_cache *c, sky_repair_removed_fn removed,
-			void *ctx);
+long sky__retain_closed(sky_cache *c, sky_repair_removed_fn removed, void *ctx);
 
 #endif

@@ -37,9 +37,9 @@
 #include "util.h"
 
 static const char *const db_names[SKY_DB_COUNT] = {
-	"meta",  "apps",    "roles",   "sessions", "data",
-	"evlog", "evseq",   "pending", "sevents",  "index",
-	"outbox", "outbox_by_session", "server", "alias",
+    "meta",   "apps",	 "roles",   "sessions", "data",	  "evlog",
+    "evseq",  "pending", "sevents", "index",	"outbox", "outbox_by_session",
+    "server", "alias",
 };
 
 typedef struct {
@@ -84,7 +84,8 @@ static int wanted(MDB_txn *txn, sky_cache *c, int d, const MDB_val *k,
 {
 	MDB_val tk, tv;
 	if (d == SKY_DB_META)
-		return !(k->mv_size == 6 && memcmp(k->mv_data, "schema", 6) == 0);
+		return !(k->mv_size == 6 &&
+			 memcmp(k->mv_data, "schema", 6) == 0);
 	if (d == SKY_DB_OBSESS)
 		return 0; /* rebuilt with each queued write */
 	if (d == SKY_DB_EVSEQ) {
@@ -181,12 +182,15 @@ static int copy_db(MDB_txn *txn, void *arg, int d)
 					    and no dangling references */
 			else if (d == SKY_DB_OUTBOX)
 				prc = copy_outbox(s, txn, &k, &v);
-			else if ((prc = mdb_put(txn, SKY_DBI(c, d), &kk, &vv, 0)))
-				return sky__error_lmdb(prc, "writing the new cache");
+			else if ((prc =
+				      mdb_put(txn, SKY_DBI(c, d), &kk, &vv, 0)))
+				return sky__error_lmdb(prc,
+						       "writing the new cache");
 			if (prc < 0)
 				return prc;
 			if (d == SKY_DB_SESSIONS &&
-			    (prc = reindex(txn, c, &v)) < 0 && prc != SKY_EINVAL)
+			    (prc = reindex(txn, c, &v)) < 0 &&
+			    prc != SKY_EINVAL)
 				return prc;
 			if (k.mv_size <= SKY_KEY_MAX) {
 				memcpy(last, k.mv_data, k.mv_size);
@@ -203,8 +207,9 @@ static int copy_db(MDB_txn *txn, void *arg, int d)
 		if (!s->se->faulted && ++bad_seals < 32) {
 			/* A value failed its seal: LMDB's cursor is on it,
 			 * whole; step over it. */
-			say(s, "%s: an entry after %zu readable ones fails its "
-			       "checksum: not copied",
+			say(s,
+			    "%s: an entry after %zu readable ones fails its "
+			    "checksum: not copied",
 			    db_names[d], (size_t)copied);
 			s->rep->damaged_ranges++;
 			if (++skips > 100000)
@@ -362,17 +367,18 @@ done:
 
 /* The size of sky_salvage_report in each version (index: the version). */
 static const size_t report_size[SKY_SALVAGE_REPORT_VERSION + 1] = {
-	0, sizeof(sky_salvage_report),
+    0,
+    sizeof(sky_salvage_report),
 };
 
 int sky_cache_salvage(const char *damaged_dir, const char *dest_dir,
 		      sky_report_cb report, void *payload,
 		      sky_salvage_report *out)
 {
-	int rc = out ? sky__error_out_version("sky_salvage_report",
-					      &out->version,
-					      SKY_SALVAGE_REPORT_VERSION)
-		     : 0;
+	int rc =
+	    out ? sky__error_out_version("sky_salvage_report", &out->version,
+					 SKY_SALVAGE_REPORT_VERSION)
+		: 0;
 	if (rc < 0)
 		return rc;
 	sky_salvage_report all = SKY_SALVAGE_REPORT_INIT;

@@ -83,8 +83,9 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 	 * (a NULL pointer) while the thread is inside a wrapped call. */
 	int in_map = a >= b && a - b < g->size;
 	if (g->active && si->si_code > 0 && (in_map || a < 65536)) {
-		g->page = in_map ? (size_t)(a - b) / (g->psize ? g->psize : 4096)
-				 : (size_t)-1;
+		g->page = in_map
+			      ? (size_t)(a - b) / (g->psize ? g->psize : 4096)
+			      : (size_t)-1;
 		g->active = 0;
 		siglongjmp(g->jb, 1);
 	}
@@ -132,7 +133,7 @@ static sky_seal_env *txn_seal(MDB_txn *txn)
 
 /* Record the damage: the first message stays the environment's. */
 static int damaged(sky_seal_env *se, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static int damaged(sky_seal_env *se, const char *fmt, ...)
 {
@@ -201,22 +202,22 @@ static int lmdb_rc(sky_seal_env *se, int rc)
  * active and runs under the outer one. The handler is installed when
  * `se` is attached (sky__seal_attach), the only way a `se` is found.
  */
-#define GUARDED(se, body)                                                   \
-	do {                                                                \
-		int outer_ = guard.active;                                  \
-		if (se && !outer_) {                                        \
-			guard.base = se->map_base;                          \
-			guard.size = se->map_size;                          \
-			guard.psize = se->psize;                            \
-			if (sigsetjmp(guard.jb, 0)) {                       \
-				rc = from_fault(se);                        \
-				break;                                      \
-			}                                                   \
-			guard.active = 1;                                   \
-		}                                                           \
-		body;                                                       \
-		if (se && !outer_)                                          \
-			guard.active = 0;                                   \
+#define GUARDED(se, body)                                                      \
+	do {                                                                   \
+		int outer_ = guard.active;                                     \
+		if (se && !outer_) {                                           \
+			guard.base = se->map_base;                             \
+			guard.size = se->map_size;                             \
+			guard.psize = se->psize;                               \
+			if (sigsetjmp(guard.jb, 0)) {                          \
+				rc = from_fault(se);                           \
+				break;                                         \
+			}                                                      \
+			guard.active = 1;                                      \
+		}                                                              \
+		body;                                                          \
+		if (se && !outer_)                                             \
+			guard.active = 0;                                      \
 	} while (0)
 
 /* ---- seals ---- */
@@ -481,7 +482,8 @@ int sky__seal_walk(MDB_txn *txn, const MDB_dbi *dbis, int n)
 		if (rc)
 			return sky__error_lmdb(rc, "walking the cache");
 		MDB_val k, v;
-		for (rc = sky__sealed_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+		for (rc = sky__sealed_cursor_get(cur, &k, &v, MDB_FIRST);
+		     rc == 0;
 		     rc = sky__sealed_cursor_get(cur, &k, &v, MDB_NEXT))
 			;
 		mdb_cursor_close(cur);
@@ -618,7 +620,8 @@ int sky__sealed_txn_begin(MDB_env *env, MDB_txn *parent, unsigned flags,
 {
 	sky_seal_env *se = env_of(env);
 	int rc = 0;
-	GUARDED(se, { rc = lmdb_rc(se, mdb_txn_begin(env, parent, flags, txn)); });
+	GUARDED(se,
+		{ rc = lmdb_rc(se, mdb_txn_begin(env, parent, flags, txn)); });
 	if (rc == 0 && !(flags & MDB_RDONLY))
 		write_txn = *txn;
 	return rc;

@@ -58,15 +58,15 @@
 
 /* What the wrappers know of one environment (its user context). */
 typedef struct sky_seal_env {
-	int sealed;            /* values of `mask` databases carry a seal */
-	uint64_t mask;         /* bit d: database handle d is sealed */
-	const char *map_base;  /* the memory map, for the fault guard */
+	int sealed;	      /* values of `mask` databases carry a seal */
+	uint64_t mask;	      /* bit d: database handle d is sealed */
+	const char *map_base; /* the memory map, for the fault guard */
 	size_t map_size;
-	unsigned psize;        /* LMDB page size */
+	unsigned psize;		       /* LMDB page size */
 	volatile sig_atomic_t damaged; /* damage seen: refuse from now on */
 	volatile sig_atomic_t faulted; /* ...by a fault inside LMDB, whose
 					  state is then not to be trusted */
-	char damage[320];      /* the first damage's message */
+	char damage[320];	       /* the first damage's message */
 } sky_seal_env;
 
 /* Attach `se` to `env` (after mdb_env_open) and note its map. */

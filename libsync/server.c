@@ -56,7 +56,8 @@ static int readdress(MDB_txn *txn, sky_cache *c, const char *app,
 static int adopt_if_ours(MDB_txn *txn, sky_cache *c, const char *app,
 			 const char *sid, const json_t *incoming)
 {
-	const char *ref = incoming ? sky__json_str(incoming, "clientRef") : NULL;
+	const char *ref =
+	    incoming ? sky__json_str(incoming, "clientRef") : NULL;
 	if (!ref || !sky__ob_is_local(ref) || !strcmp(ref, sid))
 		return 0;
 	if (sky__outbox_alias(txn, c, app, ref))
@@ -156,7 +157,8 @@ int sky__server_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 			if (sky__view_server_get(txn, c, app, sid, &srv) == 0) {
 				if ((rc = sky__doc_delete(txn, sky__data_dbi(c),
 							  srv.docid)) < 0 ||
-				    (rc = sky__view_server_del(txn, c, app, sid)) < 0)
+				    (rc = sky__view_server_del(txn, c, app,
+							       sid)) < 0)
 					goto out_l;
 			}
 			rec.flags &= ~SKY_REC_PENDING;
@@ -188,20 +190,22 @@ int sky__server_delivered(MDB_txn *txn, sky_cache *c, const uint64_t *ids,
 			const sky_ob_entry *e = &done.v[i].e;
 			json_t *body = sky__json_loads(e->body, 0, NULL);
 			if (!body) {
-				rc = sky__error_input("outbox entry %llu: "
-						      "corrupt body",
-						      (unsigned long long)e->id);
+				rc =
+				    sky__error_input("outbox entry %llu: "
+						     "corrupt body",
+						     (unsigned long long)e->id);
 				break;
 			}
 			if (e->op == SKY_WRITE_DATA)
-				rc = sky__doc_patch(txn, sky__data_dbi(c), rec.docid,
-						    body);
+				rc = sky__doc_patch(txn, sky__data_dbi(c),
+						    rec.docid, body);
 			else
 				rc = sky__view_apply(now, e, body);
 			json_decref(body);
 		}
 		if (rc == 0)
-			rc = sky__record_put(txn, c, &rec, now, s, rec.created_us);
+			rc = sky__record_put(txn, c, &rec, now, s,
+					     rec.created_us);
 		json_decref(s);
 		json_decref(now);
 		if (rc < 0)

@@ -76,9 +76,15 @@ extern "C" {
 
 /* The initializer of an output struct: its version set, the rest 0. */
 #ifdef __cplusplus
-#define SKY_OUT_INIT(v) {v}
+#define SKY_OUT_INIT(v)                                                        \
+	{                                                                      \
+		v                                                              \
+	}
 #else
-#define SKY_OUT_INIT(v) {.version = (v)}
+#define SKY_OUT_INIT(v)                                                        \
+	{                                                                      \
+		.version = (v)                                                 \
+	}
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -94,14 +100,14 @@ extern "C" {
 /** Return codes. Functions document which of these they can return. */
 enum {
 	SKY_OK = 0,
-	SKY_ERROR = -1,     /**< anything unexpected: see sky_error_last() */
+	SKY_ERROR = -1,	    /**< anything unexpected: see sky_error_last() */
 	SKY_ENOTFOUND = -2, /**< no such application, session, entry */
 	SKY_EINVAL = -3,    /**< the input was rejected; nothing changed */
 	SKY_ELIMIT = -4,    /**< the input is over a configured limit */
 	SKY_EEXISTS = -5,   /**< already there */
-	SKY_EPERM = -6,     /**< refused: permissions or file safety */
+	SKY_EPERM = -6,	    /**< refused: permissions or file safety */
 	SKY_ENETWORK = -7,  /**< network or server failure */
-	SKY_EBUSY = -8,     /**< another process holds the cache (journal) */
+	SKY_EBUSY = -8,	    /**< another process holds the cache (journal) */
 	SKY_EDAMAGED = -9,  /**< the cache file or its journal is damaged:
 				 the message names where; nothing was
 				 changed; `skysync salvage` saves what can
@@ -111,20 +117,20 @@ enum {
 /** Where an error came from. */
 typedef enum {
 	SKY_ERRSRC_NONE = 0,
-	SKY_ERRSRC_OS,     /**< a system call; native is errno */
+	SKY_ERRSRC_OS,	   /**< a system call; native is errno */
 	SKY_ERRSRC_LMDB,   /**< LMDB; native is the MDB_* code */
 	SKY_ERRSRC_JSON,   /**< JSON text that could not be parsed */
 	SKY_ERRSRC_INPUT,  /**< input that parsed but breaks a rule */
 	SKY_ERRSRC_NOMEM,  /**< out of memory */
-	SKY_ERRSRC_NET,    /**< network; native is the CURLcode */
+	SKY_ERRSRC_NET,	   /**< network; native is the CURLcode */
 	SKY_ERRSRC_SERVER, /**< the server; native is the HTTP status */
 } sky_error_source;
 
 typedef struct {
-	int code;                /**< the SKY_E* code returned */
+	int code;		 /**< the SKY_E* code returned */
 	sky_error_source source; /**< where it came from */
-	int native;              /**< the native code (errno, MDB_*, HTTP) */
-	const char *message;     /**< one line, no trailing newline */
+	int native;		 /**< the native code (errno, MDB_*, HTTP) */
+	const char *message;	 /**< one line, no trailing newline */
 } sky_error;
 
 /**
@@ -217,36 +223,39 @@ typedef enum {
 #define SKY_CACHE_JOURNAL 0x8u
 
 typedef struct {
-	unsigned version;          /**< SKY_CACHE_OPTIONS_VERSION */
-	unsigned flags;            /**< SKY_CACHE_READONLY (and the
-				        deprecated durability flags) */
-	size_t max_event_bytes;    /**< largest accepted event (default 1 MiB) */
-	unsigned max_depth;        /**< deepest nesting accepted (default 64) */
-	unsigned event_log_size;   /**< event ids remembered (default 100000) */
-	unsigned pending_limit;    /**< events kept for unknown sessions (default 100000) */
-	size_t initial_map_bytes;  /**< first LMDB map size (default 64 MiB) */
+	unsigned version;	  /**< SKY_CACHE_OPTIONS_VERSION */
+	unsigned flags;		  /**< SKY_CACHE_READONLY (and the
+				       deprecated durability flags) */
+	size_t max_event_bytes;	  /**< largest accepted event (default 1 MiB) */
+	unsigned max_depth;	  /**< deepest nesting accepted (default 64) */
+	unsigned event_log_size;  /**< event ids remembered (default 100000) */
+	unsigned pending_limit;	  /**< events kept for unknown sessions (default
+				     100000) */
+	size_t initial_map_bytes; /**< first LMDB map size (default 64 MiB) */
 	/* Since version 2. A session closed on the server stays in the
 	 * mirror with status "closed" until one of these removes it, at the
 	 * end of each snapshot of the sync engine (opening the cache never
 	 * removes anything); its age counts from its modifiedAt, which the
 	 * close moved. */
-	int64_t closed_keep_s;     /**< keep closed sessions this long (0: the
-				        default, 30 days; SKY_KEEP_FOREVER:
-				        no age limit) */
-	uint64_t closed_keep_max;  /**< keep at most this many closed
-				        sessions, the most recently closed
-				        (0: no limit) */
+	int64_t closed_keep_s;	  /**< keep closed sessions this long (0: the
+				       default, 30 days; SKY_KEEP_FOREVER:
+				       no age limit) */
+	uint64_t closed_keep_max; /**< keep at most this many closed
+				       sessions, the most recently closed
+				       (0: no limit) */
 	/* Since version 3. */
 	sky_durability durability; /**< how writes reach the disk (0:
-				        SKY_DURABILITY_DEFAULT) */
+					SKY_DURABILITY_DEFAULT) */
 } sky_cache_options;
 
 /* Versions 1 to 3 are accepted: version 1 has no closed_keep_*, versions 1
  * and 2 no durability (defaults, or the deprecated flags). */
 #define SKY_CACHE_OPTIONS_VERSION 3
-#define SKY_CACHE_OPTIONS_INIT                                               \
-	{SKY_CACHE_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0,                   \
-	 SKY_DURABILITY_DEFAULT}
+#define SKY_CACHE_OPTIONS_INIT                                                 \
+	{                                                                      \
+		SKY_CACHE_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0,             \
+		    SKY_DURABILITY_DEFAULT                                     \
+	}
 /** closed_keep_s: closed sessions are never removed for their age. */
 #define SKY_KEEP_FOREVER (-1)
 /** Default closed_keep_s: 30 days. */
@@ -298,42 +307,43 @@ SKY_EXTERN int sky_cache_backup(sky_cache *cache, const char *dest_dir);
 /** Counts and sizes, for `skysync stats`. An output struct: set version
  * (SKY_STATS_INIT). */
 typedef struct {
-	unsigned version;          /**< in: SKY_STATS_VERSION */
+	unsigned version; /**< in: SKY_STATS_VERSION */
 	uint64_t applications;
 	uint64_t roles;
 	uint64_t sessions;
 	uint64_t open_sessions;
-	uint64_t data_entries;     /**< stored nodes of session data */
-	uint64_t event_log;        /**< event ids remembered */
-	uint64_t pending_events;   /**< events waiting for their session */
-	uint64_t custom_events;    /**< session_event_created recorded */
-	uint64_t events_applied;   /**< lifetime count */
-	uint64_t events_skipped;   /**< duplicates and stale, lifetime */
-	uint64_t events_rejected;  /**< malformed, lifetime */
-	int64_t last_event_at_us;  /**< createdAt of the newest applied event */
-	int64_t last_apply_us;     /**< wall clock of the last apply, 0 never */
-	uint64_t map_bytes;        /**< current LMDB map size */
-	uint64_t used_bytes;       /**< pages in use * page size */
+	uint64_t data_entries;	  /**< stored nodes of session data */
+	uint64_t event_log;	  /**< event ids remembered */
+	uint64_t pending_events;  /**< events waiting for their session */
+	uint64_t custom_events;	  /**< session_event_created recorded */
+	uint64_t events_applied;  /**< lifetime count */
+	uint64_t events_skipped;  /**< duplicates and stale, lifetime */
+	uint64_t events_rejected; /**< malformed, lifetime */
+	int64_t last_event_at_us; /**< createdAt of the newest applied event */
+	int64_t last_apply_us;	  /**< wall clock of the last apply, 0 never */
+	uint64_t map_bytes;	  /**< current LMDB map size */
+	uint64_t used_bytes;	  /**< pages in use * page size */
 	unsigned schema_version;
 	/* Recorded by the sync engine (0 when it never ran on this cache). */
-	int sync_state;            /**< sky_engine_state + 1 of the last run */
-	int64_t sync_last_at_us;   /**< wall clock of the last completed snapshot */
+	int sync_state; /**< sky_engine_state + 1 of the last run */
+	int64_t
+	    sync_last_at_us; /**< wall clock of the last completed snapshot */
 	int64_t sync_event_lag_us; /**< event lag when last recorded */
 	int64_t sync_updated_us;   /**< when sync last recorded these (heartbeat
-				        every 5 s while live) */
+					every 5 s while live) */
 	uint64_t server_events_refused; /**< server events and answers the
 					     cache refused (over a limit,
 					     malformed), lifetime */
-	uint64_t stale_sessions;   /**< sessions marked stale (sky_stale_list) */
-	uint64_t journal_damaged;  /**< journal records found damaged and
-				        skipped at a replay, lifetime */
+	uint64_t stale_sessions;  /**< sessions marked stale (sky_stale_list) */
+	uint64_t journal_damaged; /**< journal records found damaged and
+				       skipped at a replay, lifetime */
 	uint64_t outbox_delivered; /**< writes confirmed delivered, lifetime */
 	int64_t outbox_last_delivery_us; /**< wall clock of the last one, 0
 					      never */
 	/* Recorded by the sync engine at the end of its last sync (0: none). */
-	int sync_path;             /**< SKY_SYNC_PATH_FULL or _RESUMED */
-	int sync_path_why;         /**< SKY_SYNC_WHY_*: why it was full */
-	uint64_t sync_requests;    /**< REST requests that sync made */
+	int sync_path;		/**< SKY_SYNC_PATH_FULL or _RESUMED */
+	int sync_path_why;	/**< SKY_SYNC_WHY_*: why it was full */
+	uint64_t sync_requests; /**< REST requests that sync made */
 } sky_stats;
 
 #define SKY_STATS_VERSION 1
@@ -363,16 +373,15 @@ SKY_EXTERN int sky_cache_check(sky_cache *cache, sky_report_cb report,
 typedef struct {
 	const char *app_id;
 	const char *session_id;
-	const char *reason;  /**< one line: what failed */
-	int64_t since_us;    /**< wall clock when it was marked */
+	const char *reason; /**< one line: what failed */
+	int64_t since_us;   /**< wall clock when it was marked */
 } sky_stale_session;
 
 typedef int (*sky_stale_cb)(const sky_stale_session *s, void *payload);
 
 /** Call cb for each stale session (in key order; a non-zero return
  * stops and is returned). Returns 0 or -1. */
-SKY_EXTERN int sky_stale_list(sky_cache *cache, sky_stale_cb cb,
-			      void *payload);
+SKY_EXTERN int sky_stale_list(sky_cache *cache, sky_stale_cb cb, void *payload);
 
 /**
  * Whether a session is marked stale: 0 when it is (*reason, when not
@@ -385,10 +394,10 @@ SKY_EXTERN int sky_session_stale(sky_cache *cache, const char *app_id,
 /** What sky_cache_salvage() saved. An output struct: set version
  * (SKY_SALVAGE_REPORT_INIT). */
 typedef struct {
-	unsigned version;        /**< in: SKY_SALVAGE_REPORT_VERSION */
-	uint64_t entries;        /**< entries copied, all databases */
-	uint64_t outbox;         /**< queued writes among them */
-	uint64_t sessions;       /**< session records among them */
+	unsigned version;	 /**< in: SKY_SALVAGE_REPORT_VERSION */
+	uint64_t entries;	 /**< entries copied, all databases */
+	uint64_t outbox;	 /**< queued writes among them */
+	uint64_t sessions;	 /**< session records among them */
 	uint64_t damaged_ranges; /**< places that could not be read (each
 				      reported as a line) */
 } sky_salvage_report;
@@ -408,9 +417,9 @@ typedef struct {
  * SKY_EEXISTS, SKY_ENOTFOUND, SKY_EINVAL (out's version) or -1. `out`
  * may be NULL.
  */
-SKY_EXTERN int sky_cache_salvage(const char *damaged_dir,
-				 const char *dest_dir, sky_report_cb report,
-				 void *payload, sky_salvage_report *out);
+SKY_EXTERN int sky_cache_salvage(const char *damaged_dir, const char *dest_dir,
+				 sky_report_cb report, void *payload,
+				 sky_salvage_report *out);
 
 /* ------------------------------------------------------------------ */
 /* Reads                                                               */
@@ -519,13 +528,14 @@ typedef enum {
 SKY_EXTERN const char *sky_engine_state_name(sky_engine_state state);
 
 /** What changed in a session (bits of sky_change.what). */
-#define SKY_CHANGE_ADDED 0x01u      /**< new in the mirror */
-#define SKY_CHANGE_SESSION 0x02u    /**< fields: name, description, participants... */
+#define SKY_CHANGE_ADDED 0x01u /**< new in the mirror */
+#define SKY_CHANGE_SESSION                                                     \
+	0x02u /**< fields: name, description, participants... */
 #define SKY_CHANGE_PROPERTIES 0x04u /**< its properties */
-#define SKY_CHANGE_DATA 0x08u       /**< its session data */
-#define SKY_CHANGE_CLOSED 0x10u     /**< its status became "closed" */
+#define SKY_CHANGE_DATA 0x08u	    /**< its session data */
+#define SKY_CHANGE_CLOSED 0x10u	    /**< its status became "closed" */
 #define SKY_CHANGE_REMOVED 0x20u    /**< gone: closed or no longer visible */
-#define SKY_CHANGE_EVENT 0x40u      /**< a custom session event was recorded */
+#define SKY_CHANGE_EVENT 0x40u	    /**< a custom session event was recorded */
 /** A snapshot (first sync or resync) ended and changed the mirror: one
  * summary (added, changed, removed) instead of a call per session, unless
  * snapshot_changes asks for those; app_id and session_id are NULL. */
@@ -538,9 +548,10 @@ SKY_EXTERN const char *sky_engine_state_name(sky_engine_state state);
 typedef struct {
 	const char *app_id;
 	const char *session_id;
-	unsigned what;          /**< SKY_CHANGE_* bits */
-	const char *event_type; /**< eventType when an event made it, else NULL */
-	const char *event_id;   /**< its eventId, else NULL */
+	unsigned what; /**< SKY_CHANGE_* bits */
+	const char
+	    *event_type;      /**< eventType when an event made it, else NULL */
+	const char *event_id; /**< its eventId, else NULL */
 	/* Added later; a caller that does not read them loses nothing. */
 	const char *payload_json; /**< what the event carried, borrowed JSON
 				       text (NUL-terminated) valid during the
@@ -549,25 +560,25 @@ typedef struct {
 				       (session_event_created), the session's
 				       fields it sent (the other events);
 				       NULL when the change is no event */
-	size_t payload_len;       /**< its length, 0 when NULL */
-	uint64_t added;           /**< SKY_CHANGE_SNAPSHOT: sessions new */
-	uint64_t changed;         /**< ... changed */
-	uint64_t removed;         /**< ... removed */
-	const char *local_id;     /**< SKY_CHANGE_ADDRESSED: the local id */
-	const char *server_id;    /**< ... and the server's */
+	size_t payload_len;	  /**< its length, 0 when NULL */
+	uint64_t added;		  /**< SKY_CHANGE_SNAPSHOT: sessions new */
+	uint64_t changed;	  /**< ... changed */
+	uint64_t removed;	  /**< ... removed */
+	const char *local_id;	  /**< SKY_CHANGE_ADDRESSED: the local id */
+	const char *server_id;	  /**< ... and the server's */
 } sky_change;
 
 typedef void (*sky_change_cb)(const sky_change *change, void *payload);
 
 /** Progress of a snapshot (first sync or resync). */
 typedef struct {
-	int resync;              /**< 0: the first snapshot of this run */
-	uint64_t applications;   /**< applications listed */
+	int resync;		 /**< 0: the first snapshot of this run */
+	uint64_t applications;	 /**< applications listed */
 	uint64_t sessions_total; /**< open sessions listed so far */
-	uint64_t sessions_done;  /**< sessions stored (or found gone) */
-	uint64_t requests;       /**< REST answers received */
-	int64_t started_us;      /**< wall clock when it began */
-	int done;                /**< 1 on the last report of a snapshot */
+	uint64_t sessions_done;	 /**< sessions stored (or found gone) */
+	uint64_t requests;	 /**< REST answers received */
+	int64_t started_us;	 /**< wall clock when it began */
+	int done;		 /**< 1 on the last report of a snapshot */
 } sky_sync_progress;
 
 typedef void (*sky_progress_cb)(const sky_sync_progress *progress,
@@ -587,34 +598,34 @@ typedef void (*sky_log_cb)(sky_log_level level, const char *line,
 typedef void (*sky_state_cb)(sky_engine_state state, void *payload);
 
 typedef struct {
-	unsigned version;        /**< SKY_ENGINE_OPTIONS_VERSION */
-	const char *server;      /**< REST base URL, "https://api.HOST" (required) */
-	const char *broker;      /**< "ssl://mqtt.HOST:8883", "mqtt://H:P"; NULL:
-				      derived from server (docs/PROTOCOL.md) */
-	const char *realm;       /**< required */
-	const char *user;        /**< required */
-	const char *password;    /**< required; copied, wiped when freed, never
-				      written anywhere */
-	const char *cafile;      /**< CA bundle for REST and broker TLS (NULL:
-				      the system's) */
-	int insecure;            /**< 1: no TLS verification (explicit only) */
-	int follow;              /**< 1: stay live; 0: sync once, then stop */
-	unsigned max_parallel;   /**< REST requests in flight (0: 16) */
+	unsigned version;   /**< SKY_ENGINE_OPTIONS_VERSION */
+	const char *server; /**< REST base URL, "https://api.HOST" (required) */
+	const char *broker; /**< "ssl://mqtt.HOST:8883", "mqtt://H:P"; NULL:
+				 derived from server (docs/PROTOCOL.md) */
+	const char *realm;  /**< required */
+	const char *user;   /**< required */
+	const char *password;  /**< required; copied, wiped when freed, never
+				    written anywhere */
+	const char *cafile;    /**< CA bundle for REST and broker TLS (NULL:
+				    the system's) */
+	int insecure;	       /**< 1: no TLS verification (explicit only) */
+	int follow;	       /**< 1: stay live; 0: sync once, then stop */
+	unsigned max_parallel; /**< REST requests in flight (0: 16) */
 	unsigned resync_after_offline_s; /**< resync after a broker outage this
 					      long even if the broker kept our
 					      session (0: 300) */
 	unsigned resync_interval_s; /**< also resync every N s (0: never) */
-	unsigned retry_limit;    /**< one-shot sync: tries of a request before
+	unsigned retry_limit;	 /**< one-shot sync: tries of a request before
 				      giving up (0: 6); an outbox write that
 				      used them stays queued for the next
 				      sync; follow retries forever */
-	long backoff_min_ms;     /**< first retry delay (0: 250) */
-	long backoff_max_ms;     /**< longest retry delay (0: 30000) */
+	long backoff_min_ms;	 /**< first retry delay (0: 250) */
+	long backoff_max_ms;	 /**< longest retry delay (0: 30000) */
 	sky_change_cb on_change; /**< may be NULL */
 	sky_progress_cb on_progress;
 	sky_log_cb on_log;
 	sky_state_cb on_state;
-	void *payload;           /**< given to every callback */
+	void *payload; /**< given to every callback */
 	/* Version 2: */
 	unsigned reconcile_interval_s; /**< while following, re-list every
 					    application this often and re-read
@@ -629,23 +640,26 @@ typedef struct {
 					by sky_engine_new (SKY_EINVAL names
 					the bad entry); NULL: built in */
 	/* Version 4: */
-	unsigned backlog_limit;  /**< at start, a broker backlog of this many
-				      events or more may have overflowed the
-				      broker's queue: read the whole realm
-				      instead of resuming (0: 1000, mosquitto's
-				      default max_queued_messages) */
+	unsigned backlog_limit; /**< at start, a broker backlog of this many
+				     events or more may have overflowed the
+				     broker's queue: read the whole realm
+				     instead of resuming (0: 1000, mosquitto's
+				     default max_queued_messages) */
 	/* Version 5: */
-	int snapshot_changes;    /**< 0: a snapshot reports one
-				      SKY_CHANGE_SNAPSHOT summary; 1: one
-				      on_change per session it changed (as
-				      before version 5) and then no summary */
+	int snapshot_changes; /**< 0: a snapshot reports one
+				   SKY_CHANGE_SNAPSHOT summary; 1: one
+				   on_change per session it changed (as
+				   before version 5) and then no summary */
 } sky_engine_options;
 
 #define SKY_RECONCILE_NEVER 0xffffffffu
 #define SKY_ENGINE_OPTIONS_VERSION 5
-#define SKY_ENGINE_OPTIONS_INIT                                              \
-	{SKY_ENGINE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, \
-	 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0}
+#define SKY_ENGINE_OPTIONS_INIT                                                \
+	{                                                                      \
+		SKY_ENGINE_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL,      \
+		    NULL, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL,      \
+		    NULL, 0, NULL, 0, 0                                        \
+	}
 
 /**
  * Create an engine for `cache` (which must outlive it). Options are
@@ -716,41 +730,41 @@ SKY_EXTERN void sky_engine_free(sky_engine *engine);
 /** The engine's state and counters. An output struct: set version
  * (SKY_SYNC_STATUS_INIT). */
 typedef struct {
-	unsigned version;        /**< in: SKY_SYNC_STATUS_VERSION */
+	unsigned version; /**< in: SKY_SYNC_STATUS_VERSION */
 	sky_engine_state state;
-	int broker_up;           /**< connected and subscribed */
-	int rest_ok;             /**< the last REST request got an answer */
-	int64_t last_sync_us;    /**< wall clock of the last completed snapshot */
-	int64_t last_event_us;   /**< createdAt of the newest event applied */
-	int64_t event_lag_us;    /**< apply time - createdAt of the last event
-				      applied (includes clock skew) */
+	int broker_up;	       /**< connected and subscribed */
+	int rest_ok;	       /**< the last REST request got an answer */
+	int64_t last_sync_us;  /**< wall clock of the last completed snapshot */
+	int64_t last_event_us; /**< createdAt of the newest event applied */
+	int64_t event_lag_us;  /**< apply time - createdAt of the last event
+				    applied (includes clock skew) */
 	uint64_t events_received;
 	uint64_t events_applied;
 	uint64_t events_skipped; /**< duplicates and stale */
 	uint64_t events_rejected;
-	uint64_t refetches;      /**< sessions re-read to resolve an event */
-	uint64_t snapshots;      /**< completed, first sync and resyncs */
+	uint64_t refetches; /**< sessions re-read to resolve an event */
+	uint64_t snapshots; /**< completed, first sync and resyncs */
 	uint64_t broker_connects;
-	unsigned reads_pending;  /**< sessions waiting to be re-read */
+	unsigned reads_pending;	    /**< sessions waiting to be re-read */
 	sky_sync_progress progress; /**< of the current or last snapshot */
-	int error_code;          /**< when FAILED: SKY_ENETWORK (server or
-				      network, login refused) or -1 */
-	char error[256];         /**< why FAILED, or the last retried failure */
-	uint64_t reads_failed;   /**< reads that failed in this run (the
-				      realm's lists, or a session: then marked
-				      stale); the outbox is delivered anyway */
+	int error_code;		    /**< when FAILED: SKY_ENETWORK (server or
+					 network, login refused) or -1 */
+	char error[256];       /**< why FAILED, or the last retried failure */
+	uint64_t reads_failed; /**< reads that failed in this run (the
+				    realm's lists, or a session: then marked
+				    stale); the outbox is delivered anyway */
 	uint64_t server_events_refused; /**< events and answers refused by
 					     the cache in this run */
-	uint64_t reconciles;     /**< periodic reconciles completed */
-	uint64_t stale_sessions; /**< sessions marked stale now */
-	char read_error[256];    /**< the first failed read of this run */
-	int last_sync_path;      /**< SKY_SYNC_PATH_*: how the last sync of
-				      this run read the realm (0: none yet) */
-	int last_sync_why;       /**< SKY_SYNC_WHY_*: why it was full */
+	uint64_t reconciles;		/**< periodic reconciles completed */
+	uint64_t stale_sessions;	/**< sessions marked stale now */
+	char read_error[256];	     /**< the first failed read of this run */
+	int last_sync_path;	     /**< SKY_SYNC_PATH_*: how the last sync of
+					  this run read the realm (0: none yet) */
+	int last_sync_why;	     /**< SKY_SYNC_WHY_*: why it was full */
 	uint64_t last_sync_requests; /**< REST requests from the run's start
 					  (or the resync's) to its end */
-	uint64_t backlog_events; /**< events the broker delivered from our
-				      kept session before the first sync */
+	uint64_t backlog_events;     /**< events the broker delivered from our
+					  kept session before the first sync */
 } sky_sync_status;
 
 #define SKY_SYNC_STATUS_VERSION 1
@@ -767,13 +781,13 @@ typedef struct {
 #define SKY_SYNC_PATH_FULL 1
 #define SKY_SYNC_PATH_RESUMED 2
 /* Why a sync was full. */
-#define SKY_SYNC_WHY_NONE 0          /* it was resumed */
-#define SKY_SYNC_WHY_NEVER_SYNCED 1  /* the cache has no completed sync */
-#define SKY_SYNC_WHY_SESSION_LOST 2  /* CONNACK: session present = false */
-#define SKY_SYNC_WHY_OVERFLOW 3      /* backlog >= backlog_limit */
-#define SKY_SYNC_WHY_NO_BROKER 4     /* the broker was not reachable */
-#define SKY_SYNC_WHY_APPS_CHANGED 5  /* the set of applications changed */
-#define SKY_SYNC_WHY_RESYNC 6        /* a resync while following */
+#define SKY_SYNC_WHY_NONE 0	    /* it was resumed */
+#define SKY_SYNC_WHY_NEVER_SYNCED 1 /* the cache has no completed sync */
+#define SKY_SYNC_WHY_SESSION_LOST 2 /* CONNACK: session present = false */
+#define SKY_SYNC_WHY_OVERFLOW 3	    /* backlog >= backlog_limit */
+#define SKY_SYNC_WHY_NO_BROKER 4    /* the broker was not reachable */
+#define SKY_SYNC_WHY_APPS_CHANGED 5 /* the set of applications changed */
+#define SKY_SYNC_WHY_RESYNC 6	    /* a resync while following */
 
 /** Words for a SKY_SYNC_WHY_* code (a static string). */
 SKY_EXTERN const char *sky_sync_why_name(int why);
@@ -873,7 +887,7 @@ typedef enum {
 	SKY_WRITE_PATCH,       /**< patch a session: json with any of name,
 				    description (null removes it), properties
 				    (the whole dictionary), status ("closed") */
-	SKY_WRITE_DATA,        /**< merge-patch session data: json an object */
+	SKY_WRITE_DATA,	       /**< merge-patch session data: json an object */
 	SKY_WRITE_PARTICIPANT, /**< add a participant: json {id, type?} */
 	SKY_WRITE_EVENT,       /**< a custom session event: json its data
 				    (an object) */
@@ -883,17 +897,17 @@ typedef enum {
  * the call; `id` and `new_session_id` are meaningful only when it
  * returned 0. */
 typedef struct {
-	sky_write_op op;        /**< in */
-	const char *app_id;     /**< in */
+	sky_write_op op;	/**< in */
+	const char *app_id;	/**< in */
 	const char *session_id; /**< in (ignored for SKY_WRITE_CREATE); may be
 				     a local id */
-	const char *json;       /**< in: the body, as for the op */
-	size_t len;             /**< in */
-	uint64_t id;            /**< out: the outbox entry's id */
-	char *new_session_id;   /**< out, CREATE only (else NULL): the local
+	const char *json;	/**< in: the body, as for the op */
+	size_t len;		/**< in */
+	uint64_t id;		/**< out: the outbox entry's id */
+	char *new_session_id;	/**< out, CREATE only (else NULL): the local
 				     id, the caller's (free with sky_free) */
-	int result;             /**< out: 0 or the SKY_E* code */
-	char *error;            /**< out: why rejected, the caller's (free
+	int result;		/**< out: 0 or the SKY_E* code */
+	char *error;		/**< out: why rejected, the caller's (free
 				     with sky_free); NULL when not rejected */
 } sky_write;
 
@@ -922,8 +936,7 @@ SKY_EXTERN int sky_session_patch(sky_cache *cache, const char *app_id,
 				 size_t len);
 /** Replace a session's properties, the whole dictionary (json an object
  * of string values; {} removes them all). */
-SKY_EXTERN int sky_session_set_properties(sky_cache *cache,
-					  const char *app_id,
+SKY_EXTERN int sky_session_set_properties(sky_cache *cache, const char *app_id,
 					  const char *session_id,
 					  const char *json, size_t len);
 /** Rename a session (`name` a non-empty UTF-8 string: SKY_EINVAL
@@ -931,8 +944,7 @@ SKY_EXTERN int sky_session_set_properties(sky_cache *cache,
 SKY_EXTERN int sky_session_set_name(sky_cache *cache, const char *app_id,
 				    const char *session_id, const char *name);
 /** Set a session's description (NULL removes it). */
-SKY_EXTERN int sky_session_set_description(sky_cache *cache,
-					   const char *app_id,
+SKY_EXTERN int sky_session_set_description(sky_cache *cache, const char *app_id,
 					   const char *session_id,
 					   const char *description);
 /** Close a session; later writes to it are refused (SKY_EINVAL). */
@@ -953,8 +965,8 @@ SKY_EXTERN int sky_participant_add(sky_cache *cache, const char *app_id,
  * session_event_created. Not idempotent: one whose answer was lost is
  * left SKY_OUTBOX_IN_DOUBT. */
 SKY_EXTERN int sky_session_event_send(sky_cache *cache, const char *app_id,
-				      const char *session_id,
-				      const char *json, size_t len);
+				      const char *session_id, const char *json,
+				      size_t len);
 
 /**
  * The confirmed server state of a session alone (without queued writes),
@@ -985,12 +997,12 @@ typedef enum {
 	SKY_OUTBOX_PENDING = 0, /**< waiting to be sent (or to retry); a
 				     patch, data patch or participant stays
 				     pending while its request is out */
-	SKY_OUTBOX_IN_FLIGHT,   /**< a create or custom event sent, no answer
+	SKY_OUTBOX_IN_FLIGHT,	/**< a create or custom event sent, no answer
 				     yet (recorded on disk before sending) */
-	SKY_OUTBOX_IN_DOUBT,    /**< sent, the answer was lost; being resolved
+	SKY_OUTBOX_IN_DOUBT,	/**< sent, the answer was lost; being resolved
 				     (a create is looked for on the server; a
 				     custom event waits for sky_outbox_retry) */
-	SKY_OUTBOX_REJECTED,    /**< dead letter: refused by the server */
+	SKY_OUTBOX_REJECTED,	/**< dead letter: refused by the server */
 } sky_outbox_state;
 
 /** "pending", "in flight", "in doubt", "rejected" ("unknown" for any
@@ -1003,22 +1015,22 @@ SKY_EXTERN const char *sky_write_op_name(sky_write_op op);
 /** An outbox entry; it and its strings are borrowed for the duration of
  * the callback. */
 typedef struct {
-	uint64_t id;             /**< increasing in queue order */
+	uint64_t id; /**< increasing in queue order */
 	sky_write_op op;
 	sky_outbox_state state;
 	const char *app_id;
-	const char *session_id;  /**< where it goes: the server id once known,
-				      else the local id */
-	const char *local_id;    /**< the local id of a session created
-				      offline, else NULL */
-	const char *body;        /**< the write's JSON */
-	int64_t queued_us;       /**< wall clock when queued */
-	unsigned attempts;       /**< transient failures so far (reset by
-				      sky_outbox_retry) */
-	int64_t next_try_us;     /**< not before (wall clock), 0: now */
-	int http_status;         /**< last answer's status (0: none) */
-	const char *answer;      /**< rejected: the server's body; else the
-				      last failure, or "" */
+	const char *session_id; /**< where it goes: the server id once known,
+				     else the local id */
+	const char *local_id;	/**< the local id of a session created
+				     offline, else NULL */
+	const char *body;	/**< the write's JSON */
+	int64_t queued_us;	/**< wall clock when queued */
+	unsigned attempts;	/**< transient failures so far (reset by
+				     sky_outbox_retry) */
+	int64_t next_try_us;	/**< not before (wall clock), 0: now */
+	int http_status;	/**< last answer's status (0: none) */
+	const char *answer;	/**< rejected: the server's body; else the
+				     last failure, or "" */
 } sky_outbox_entry;
 
 typedef int (*sky_outbox_cb)(const sky_outbox_entry *entry, void *payload);
@@ -1154,8 +1166,7 @@ SKY_EXTERN int sky_query_set_cursor(sky_query *q, const char *cursor);
  * group; else none. NULL user_id: no rule (the default).
  */
 SKY_EXTERN int sky_query_set_viewer(sky_query *q, const char *user_id,
-				    const char *const *groups,
-				    size_t n_groups);
+				    const char *const *groups, size_t n_groups);
 
 /**
  * sky_query_set_viewer with the user the cache is synced as, and its
@@ -1241,7 +1252,7 @@ typedef struct {
 	const char *app_id;
 	const char *const *entered; /**< sessions now in the results */
 	size_t n_entered;
-	const char *const *left;    /**< sessions no longer in them */
+	const char *const *left; /**< sessions no longer in them */
 	size_t n_left;
 	const char *const *changed; /**< written, and still in them */
 	size_t n_changed;
@@ -1314,11 +1325,9 @@ SKY_DEPRECATED static inline int sky_event_send(sky_cache *cache,
 	return sky_session_event_send(cache, app_id, session_id, json, len);
 }
 /** Deprecated: sky_session_event_list(). */
-SKY_DEPRECATED static inline int sky_session_events(sky_cache *cache,
-						    const char *app_id,
-						    const char *session_id,
-						    sky_json_cb cb,
-						    void *payload)
+SKY_DEPRECATED static inline int
+sky_session_events(sky_cache *cache, const char *app_id, const char *session_id,
+		   sky_json_cb cb, void *payload)
 {
 	return sky_session_event_list(cache, app_id, session_id, cb, payload);
 }

@@ -36,10 +36,10 @@ extern "C" {
 /** What became of one server event fed to the mirror. */
 typedef enum {
 	SKY_MIRROR_APPLIED = 0, /**< state changed (or was recorded) */
-	SKY_MIRROR_DUPLICATE,   /**< its eventId was applied before */
-	SKY_MIRROR_STALE,       /**< older than the state it would change */
-	SKY_MIRROR_DEFERRED,    /**< session unknown yet: kept for later */
-	SKY_MIRROR_REJECTED,    /**< malformed or over a limit: see message */
+	SKY_MIRROR_DUPLICATE,	/**< its eventId was applied before */
+	SKY_MIRROR_STALE,	/**< older than the state it would change */
+	SKY_MIRROR_DEFERRED,	/**< session unknown yet: kept for later */
+	SKY_MIRROR_REJECTED,	/**< malformed or over a limit: see message */
 } sky_mirror_outcome;
 
 /** Short name of an outcome ("applied", "duplicate", ...; static). */
@@ -61,10 +61,10 @@ SKY_EXTERN int sky_mirror_event_apply(sky_cache *cache, const char *json,
 /** One event of a batch and, after sky_mirror_event_apply_batch, its
  * outcome. An array element: its layout is fixed for the 0.x series. */
 typedef struct {
-	const char *json;           /**< in: the event text */
-	size_t len;                 /**< in: its length */
+	const char *json;	    /**< in: the event text */
+	size_t len;		    /**< in: its length */
 	sky_mirror_outcome outcome; /**< out */
-	char *error;                /**< out: why rejected, owned (sky_free) */
+	char *error;		    /**< out: why rejected, owned (sky_free) */
 } sky_mirror_event_item;
 
 /**
@@ -108,12 +108,12 @@ SKY_EXTERN int sky_mirror_session_put(sky_cache *cache,
 typedef struct {
 	const char *session_json; /**< in: the session (DESIGN.md §2) */
 	size_t len;
-	const char *data_json;    /**< in: its whole session data, or NULL */
+	const char *data_json; /**< in: its whole session data, or NULL */
 	size_t data_len;
-	int64_t as_of_us;         /**< in: server read time, as for
-				       sky_mirror_session_put */
-	int result;               /**< out: 0, or SKY_EINVAL / SKY_ELIMIT */
-	char *error;              /**< out: why rejected, owned (sky_free) */
+	int64_t as_of_us; /**< in: server read time, as for
+			       sky_mirror_session_put */
+	int result;	  /**< out: 0, or SKY_EINVAL / SKY_ELIMIT */
+	char *error;	  /**< out: why rejected, owned (sky_free) */
 } sky_mirror_session_item;
 
 /**
@@ -128,8 +128,7 @@ SKY_EXTERN int sky_mirror_session_put_batch(sky_cache *cache,
 
 /** Remove a session and its data from the mirror (closed or no longer
  * visible on the server). */
-SKY_EXTERN int sky_mirror_session_remove(sky_cache *cache,
-					 const char *app_id,
+SKY_EXTERN int sky_mirror_session_remove(sky_cache *cache, const char *app_id,
 					 const char *session_id);
 
 /* ------------------------------------------------------------------ */
@@ -194,9 +193,8 @@ sky_session_put_batch(sky_cache *cache, sky_mirror_session_item *items,
 	return sky_mirror_session_put_batch(cache, items, count);
 }
 /** Deprecated: sky_mirror_session_remove(). */
-SKY_DEPRECATED static inline int sky_session_remove(sky_cache *cache,
-						    const char *app_id,
-						    const char *session_id)
+SKY_DEPRECATED static inline int
+sky_session_remove(sky_cache *cache, const char *app_id, const char *session_id)
 {
 	return sky_mirror_session_remove(cache, app_id, session_id);
 }

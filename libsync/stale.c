@@ -100,8 +100,7 @@ int sky__stale_count_refused(sky_cache *c, uint64_t n)
 }
 
 /* Call fn for each mark (stop on its non-zero return). */
-static int each_mark(MDB_txn *txn, sky_cache *c, sky_stale_cb fn,
-		     void *payload)
+static int each_mark(MDB_txn *txn, sky_cache *c, sky_stale_cb fn, void *payload)
 {
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_META), &cur);
@@ -111,8 +110,8 @@ static int each_mark(MDB_txn *txn, sky_cache *c, sky_stale_cb fn,
 	int ret = 0;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < PREFIX_LEN || memcmp(k.mv_data, PREFIX,
-						     PREFIX_LEN) != 0)
+		if (k.mv_size < PREFIX_LEN ||
+		    memcmp(k.mv_data, PREFIX, PREFIX_LEN) != 0)
 			break;
 		if (!fn)
 			continue;

@@ -39,20 +39,20 @@ static const struct {
 	const char *name;
 	unsigned flags;
 } db_specs[SKY_DB_COUNT] = {
-	[SKY_DB_META] = {"meta", 0},
-	[SKY_DB_APPS] = {"apps", 0},
-	[SKY_DB_ROLES] = {"roles", 0},
-	[SKY_DB_SESSIONS] = {"sessions", 0},
-	[SKY_DB_DATA] = {"data", 0},
-	[SKY_DB_EVLOG] = {"evlog", 0},
-	[SKY_DB_EVSEQ] = {"evseq", 0},
-	[SKY_DB_PENDING] = {"pending", 0},
-	[SKY_DB_SEVENTS] = {"sevents", 0},
-	[SKY_DB_INDEX] = {"index", MDB_DUPSORT},
-	[SKY_DB_OUTBOX] = {"outbox", 0},
-	[SKY_DB_OBSESS] = {"outbox_by_session", 0},
-	[SKY_DB_SERVER] = {"server", 0},
-	[SKY_DB_ALIAS] = {"alias", 0},
+    [SKY_DB_META] = {"meta", 0},
+    [SKY_DB_APPS] = {"apps", 0},
+    [SKY_DB_ROLES] = {"roles", 0},
+    [SKY_DB_SESSIONS] = {"sessions", 0},
+    [SKY_DB_DATA] = {"data", 0},
+    [SKY_DB_EVLOG] = {"evlog", 0},
+    [SKY_DB_EVSEQ] = {"evseq", 0},
+    [SKY_DB_PENDING] = {"pending", 0},
+    [SKY_DB_SEVENTS] = {"sevents", 0},
+    [SKY_DB_INDEX] = {"index", MDB_DUPSORT},
+    [SKY_DB_OUTBOX] = {"outbox", 0},
+    [SKY_DB_OBSESS] = {"outbox_by_session", 0},
+    [SKY_DB_SERVER] = {"server", 0},
+    [SKY_DB_ALIAS] = {"alias", 0},
 };
 
 /* Readers this thread holds, so a resize can tell it would wait on itself. */
@@ -64,7 +64,8 @@ static int check_private(const char *path, int must_be_dir)
 	if (stat(path, &sb) < 0) {
 		if (errno == ENOENT)
 			return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_OS,
-					      ENOENT, "%s: does not exist", path);
+					      ENOENT, "%s: does not exist",
+					      path);
 		return sky__error_os(path);
 	}
 	if (must_be_dir && !S_ISDIR(sb.st_mode))
@@ -72,10 +73,10 @@ static int check_private(const char *path, int must_be_dir)
 				      "%s: not a directory", path);
 	if (sb.st_mode & (S_IWGRP | S_IWOTH))
 		return sky__error_set(
-			SKY_EPERM, SKY_ERRSRC_OS, EPERM,
-			"%s: writable by group or others (mode %03o); refusing "
-			"to use it: run chmod go-w on it",
-			path, (unsigned)(sb.st_mode & 0777));
+		    SKY_EPERM, SKY_ERRSRC_OS, EPERM,
+		    "%s: writable by group or others (mode %03o); refusing "
+		    "to use it: run chmod go-w on it",
+		    path, (unsigned)(sb.st_mode & 0777));
 	if (sb.st_uid != geteuid())
 		return sky__error_set(SKY_EPERM, SKY_ERRSRC_OS, EPERM,
 				      "%s: owned by another user (uid %u)",
@@ -112,7 +113,8 @@ static int prepare_dir(const char *dir, unsigned flags)
 	for (size_t i = 0; i < 3; i++) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-		if (access(path, F_OK) == 0 && (rc = check_private(path, 0)) < 0)
+		if (access(path, F_OK) == 0 &&
+		    (rc = check_private(path, 0)) < 0)
 			return rc;
 	}
 	return 0;
@@ -147,9 +149,9 @@ static int resize_map(sky_store *st, size_t bytes)
 {
 	if (thread_txns > 0)
 		return sky__error_set(
-			SKY_ERROR, SKY_ERRSRC_LMDB, MDB_MAP_FULL,
-			"cache map is full and cannot grow while this thread "
-			"holds a reader: end the reader and retry");
+		    SKY_ERROR, SKY_ERRSRC_LMDB, MDB_MAP_FULL,
+		    "cache map is full and cannot grow while this thread "
+		    "holds a reader: end the reader and retry");
 	pthread_mutex_lock(&st->lock);
 	st->resizing++;
 	while (st->active_txns > 0)
@@ -267,8 +269,7 @@ static void journal_committed(sky_store *st)
 		return;
 	MDB_envinfo info;
 	mdb_env_info(st->env, &info);
-	int wake = sky__journal_wake(&st->journal,
-				     (uint64_t)info.me_last_pgno);
+	int wake = sky__journal_wake(&st->journal, (uint64_t)info.me_last_pgno);
 	if (wake)
 		wake_checkpointer(st, wake == SKY_JOURNAL_WAKE_DUE);
 }
@@ -306,8 +307,8 @@ static void *checkpointer_main(void *arg)
 				until.tv_sec++;
 				until.tv_nsec -= 1000000000;
 			}
-			pthread_cond_timedwait(&st->ck_wake,
-					       &st->ck_wake_lock, &until);
+			pthread_cond_timedwait(&st->ck_wake, &st->ck_wake_lock,
+					       &until);
 		} else {
 			pthread_cond_wait(&st->ck_wake, &st->ck_wake_lock);
 		}
@@ -408,10 +409,10 @@ static int open_databases(sky_store *st)
 				return meta_damaged();
 			if (rc == MDB_NOTFOUND)
 				return sky__error_set(
-					SKY_ENOTFOUND, SKY_ERRSRC_LMDB, rc,
-					"no cache here yet (database '%s' is "
-					"missing): run a sync or apply first",
-					db_specs[i].name);
+				    SKY_ENOTFOUND, SKY_ERRSRC_LMDB, rc,
+				    "no cache here yet (database '%s' is "
+				    "missing): run a sync or apply first",
+				    db_specs[i].name);
 			return sky__error_lmdb(rc, db_specs[i].name);
 		}
 	}
@@ -441,11 +442,11 @@ static int open_databases(sky_store *st)
 		    !(version == 1 && val.mv_size == 4)) {
 			mdb_txn_abort(txn);
 			return sky__error_set(
-				SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
-				"cache schema version %u is not the %u this "
-				"library knows: use a matching skysync or a "
-				"new cache directory",
-				version, SKY_SCHEMA_VERSION);
+			    SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
+			    "cache schema version %u is not the %u this "
+			    "library knows: use a matching skysync or a "
+			    "new cache directory",
+			    version, SKY_SCHEMA_VERSION);
 		}
 	}
 	if (rc) {
@@ -477,7 +478,8 @@ static int open_databases(sky_store *st)
 		if ((rc = mdb_put(txn, st->dbi[SKY_DB_META], &key, &nv, 0)) !=
 		    0) {
 			mdb_txn_abort(txn);
-			return sky__error_lmdb(rc, "writing the schema version");
+			return sky__error_lmdb(rc,
+					       "writing the schema version");
 		}
 	}
 	rc = mdb_txn_commit(txn);
@@ -560,8 +562,8 @@ int sky__store_open(sky_store *st, const char *dir, unsigned flags,
 	if ((rc = prepare_dir(dir, flags)) < 0)
 		return rc;
 	/* Before LMDB opens: the journal may roll it back (journal.h). */
-	int journal_mode = (flags & SKY_CACHE_JOURNAL) != 0 &&
-			   !(flags & SKY_CACHE_READONLY);
+	int journal_mode =
+	    (flags & SKY_CACHE_JOURNAL) != 0 && !(flags & SKY_CACHE_READONLY);
 	if ((rc = open_dirs_add(st, dir, journal_mode)) < 0)
 		return rc;
 	journal_locks_init(st);
@@ -675,13 +677,9 @@ static int journal_after_commit(sky_store *st, enum write_kind kind)
 		if ((rc = sky__journal_flush(&st->journal)) == 0)
 			journal_committed(st);
 		return rc;
-	case WRITE_MIRROR:
-		journal_committed(st);
-		return 0;
-	case WRITE_BARRIER:
-		return 0;
-	default:
-		return checkpoint_sync(st, 0);
+	case WRITE_MIRROR: journal_committed(st); return 0;
+	case WRITE_BARRIER: return 0;
+	default: return checkpoint_sync(st, 0);
 	}
 }
 
@@ -853,8 +851,7 @@ int sky__meta_put_u64(MDB_txn *txn, sky_store *st, const char *name,
 	return rc ? sky__error_lmdb(rc, "writing cache metadata") : 0;
 }
 
-int sky__meta_next(MDB_txn *txn, sky_store *st, const char *name,
-		   uint64_t *out)
+int sky__meta_next(MDB_txn *txn, sky_store *st, const char *name, uint64_t *out)
 {
 	uint64_t v = sky__meta_get_u64(txn, st, name);
 	int rc = sky__meta_put_u64(txn, st, name, v + 1);

@@ -94,15 +94,15 @@ typedef struct sky_txn_observer {
 typedef struct sky_store {
 	MDB_env *env;
 	MDB_dbi dbi[SKY_DB_COUNT];
-	unsigned flags;            /* SKY_CACHE_* */
-	pthread_mutex_t lock;      /* guards the fields below */
-	pthread_cond_t idle;       /* signalled when active_txns drops to 0 */
-	unsigned active_txns;      /* open transactions of this process */
-	int resizing;              /* a resize waits: new txns wait too */
+	unsigned flags;		   /* SKY_CACHE_* */
+	pthread_mutex_t lock;	   /* guards the fields below */
+	pthread_cond_t idle;	   /* signalled when active_txns drops to 0 */
+	unsigned active_txns;	   /* open transactions of this process */
+	int resizing;		   /* a resize waits: new txns wait too */
 	MDB_txn *free_readers[16]; /* reset read txns kept for reuse */
 	unsigned n_free_readers;
 	_Atomic(sky_txn_observer *) observer; /* set once, NULL if none */
-	sky_journal journal;       /* SKY_CACHE_JOURNAL (journal.h) */
+	sky_journal journal; /* SKY_CACHE_JOURNAL (journal.h) */
 	/* The journal's checkpoints, which the store drives: one at a
 	 * time (ck_lock, taken before the writer lock), and the thread
 	 * that folds records in behind the writers. */
@@ -112,8 +112,8 @@ typedef struct sky_store {
 	pthread_mutex_t ck_wake_lock;
 	pthread_cond_t ck_wake;
 	struct open_dir *open_dir; /* this handle in the process's list */
-	sky_seal_env seal;         /* seals and the fault guard (sealed.h) */
-	unsigned schema;           /* the cache's schema version */
+	sky_seal_env seal;	   /* seals and the fault guard (sealed.h) */
+	unsigned schema;	   /* the cache's schema version */
 } sky_store;
 
 /* Open/close the environment in `dir` (checks and creates permissions). */
@@ -185,8 +185,7 @@ int sky__meta_next(MDB_txn *txn, sky_store *st, const char *name,
  * Composite keys: "a \0 b" (b may be NULL for a prefix "a \0"). Returns the
  * key length, or 0 when it would not fit the buffer.
  */
-size_t sky__key2(unsigned char *buf, size_t cap, const char *a,
-		 const char *b);
+size_t sky__key2(unsigned char *buf, size_t cap, const char *a, const char *b);
 #define SKY_KEY_MAX 511
 
 #endif

@@ -200,7 +200,6 @@ int sky__evitem_make(const sky_engine *e, const char *payload, size_t len,
 	return 0;
 }
 
-
 /* ------------------------------------------------------------------ */
 /* Applying events                                                     */
 /* ------------------------------------------------------------------ */
@@ -908,7 +907,8 @@ static void fetch_complete(sky_engine *e, fetch *f)
 		snprintf(why, sizeof(why), "storing its read: %s",
 			 sky_error_last()->message);
 	} else if (item.result) {
-		snprintf(why, sizeof(why), "the server's answer was refused: %s",
+		snprintf(why, sizeof(why),
+			 "the server's answer was refused: %s",
 			 item.error ? item.error : "not valid");
 		sky__stream_count_refused(e, "the server's answer", f->app,
 					  f->sid, item.error);
@@ -1121,7 +1121,6 @@ void sky__stream_route(sky_engine *e, evitem *it)
 	if (q == &e->incoming)
 		schedule_apply(e);
 }
-
 
 /* Remember a session that left the mirror (see sky__stream_route()). */
 void sky__stream_note_gone(sky_engine *e, const char *app, const char *sid)

@@ -60,7 +60,8 @@ int sky__buf_printf(sky_buf *buf, const char *fmt, ...)
 	int n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, 0, "bad format");
+		return sky__error_set(SKY_ERROR, SKY_ERRSRC_OS, 0,
+				      "bad format");
 	if (sky__buf_reserve(buf, (size_t)n) < 0)
 		return -1;
 	va_start(ap, fmt);
@@ -81,17 +82,41 @@ int sky__buf_json_string(sky_buf *buf, const char *str, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)str[i];
 		switch (c) {
-		case '"': *out++ = '\\'; *out++ = '"'; break;
-		case '\\': *out++ = '\\'; *out++ = '\\'; break;
-		case '\n': *out++ = '\\'; *out++ = 'n'; break;
-		case '\r': *out++ = '\\'; *out++ = 'r'; break;
-		case '\t': *out++ = '\\'; *out++ = 't'; break;
-		case '\b': *out++ = '\\'; *out++ = 'b'; break;
-		case '\f': *out++ = '\\'; *out++ = 'f'; break;
+		case '"':
+			*out++ = '\\';
+			*out++ = '"';
+			break;
+		case '\\':
+			*out++ = '\\';
+			*out++ = '\\';
+			break;
+		case '\n':
+			*out++ = '\\';
+			*out++ = 'n';
+			break;
+		case '\r':
+			*out++ = '\\';
+			*out++ = 'r';
+			break;
+		case '\t':
+			*out++ = '\\';
+			*out++ = 't';
+			break;
+		case '\b':
+			*out++ = '\\';
+			*out++ = 'b';
+			break;
+		case '\f':
+			*out++ = '\\';
+			*out++ = 'f';
+			break;
 		default:
 			if (c < 0x20) {
-				*out++ = '\\'; *out++ = 'u'; *out++ = '0';
-				*out++ = '0'; *out++ = hex[c >> 4];
+				*out++ = '\\';
+				*out++ = 'u';
+				*out++ = '0';
+				*out++ = '0';
+				*out++ = hex[c >> 4];
 				*out++ = hex[c & 15];
 			} else {
 				*out++ = (char)c;
@@ -130,7 +155,8 @@ char *sky__buf_detach(sky_buf *buf, size_t *len)
 	return p;
 }
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian), H. Hinnant's algorithm. */
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian), H. Hinnant's algorithm.
+ */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
@@ -302,7 +328,7 @@ int sky__check_id(const char *id, const char *field)
 	for (size_t i = 0; i < n;) {
 		if (p[i] < 0x20 || p[i] == 0x7f)
 			return sky__error_input(
-				"%s: control character at byte %zu", field, i);
+			    "%s: control character at byte %zu", field, i);
 		size_t l = utf8_seq(p + i, n - i);
 		if (!l)
 			return sky__error_input("%s: invalid UTF-8 at byte %zu",
@@ -348,9 +374,8 @@ static void crc_init(void)
 #if defined(__x86_64__) && defined(__GNUC__)
 /* Eight bytes per instruction: a sealed value costs a few nanoseconds
  * per hundred bytes instead of about one per byte. */
-__attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t crc,
-							     const unsigned char *p,
-							     size_t len)
+__attribute__((target("sse4.2"))) static uint32_t
+crc_sse42(uint32_t crc, const unsigned char *p, size_t len)
 {
 	uint64_t c = crc;
 	while (len >= 8) {
@@ -415,8 +440,8 @@ long sky__backoff_ms(unsigned attempt, long min_ms, long max_ms)
 
 /* ---- report lines ---- */
 
-void sky__report(void (*report)(const char *line, void *payload),
-		 void *payload, const char *fmt, ...)
+void sky__report(void (*report)(const char *line, void *payload), void *payload,
+		 const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;

@@ -19,7 +19,10 @@ typedef struct {
 	size_t cap;
 } sky_buf;
 
-#define SKY_BUF_INIT {NULL, 0, 0}
+#define SKY_BUF_INIT                                                           \
+	{                                                                      \
+		NULL, 0, 0                                                     \
+	}
 
 /* Each returns 0, or -1 with an out-of-memory error recorded. */
 int sky__buf_reserve(sky_buf *buf, size_t extra);
@@ -27,7 +30,7 @@ int sky__buf_append(sky_buf *buf, const void *data, size_t len);
 int sky__buf_puts(sky_buf *buf, const char *str);
 int sky__buf_putc(sky_buf *buf, char c);
 int sky__buf_printf(sky_buf *buf, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Append `str` as a JSON string literal (quotes and escapes). */
 int sky__buf_json_string(sky_buf *buf, const char *str, size_t len);
 void sky__buf_clear(sky_buf *buf);
@@ -128,8 +131,7 @@ void sky__wipe_free(char *secret);
 
 /* Format one line (at most 1023 bytes, cut beyond) and hand it to
  * report(line, payload) (a sky_report_cb); nothing when report is NULL. */
-void sky__report(void (*report)(const char *line, void *payload),
-		 void *payload, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void sky__report(void (*report)(const char *line, void *payload), void *payload,
+		 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -91,23 +91,14 @@ int sky__check_app_version(const json_t *v, const char *field)
 			return 0;
 		got = "a negative number";
 		break;
-	case JSON_REAL:
-		got = "a number with a fraction or exponent";
-		break;
-	case JSON_STRING:
-		got = "a string";
-		break;
+	case JSON_REAL: got = "a number with a fraction or exponent"; break;
+	case JSON_STRING: got = "a string"; break;
 	case JSON_TRUE:
-	case JSON_FALSE:
-		got = "a boolean";
-		break;
-	case JSON_NULL:
-		got = "null";
-		break;
-	default:
-		got = "an array or object";
-		break;
+	case JSON_FALSE: got = "a boolean"; break;
+	case JSON_NULL: got = "null"; break;
+	default: got = "an array or object"; break;
 	}
 	return sky__error_input("%s: must be a whole number >= 0 (a JSON "
-				"integer), not %s", field, got);
+				"integer), not %s",
+				field, got);
 }

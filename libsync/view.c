@@ -51,8 +51,8 @@ static int server_put(MDB_txn *txn, sky_cache *c, const char *app,
 		return sky__error_nomem();
 	memcpy(json, rec->json, rec->json_len);
 	json[rec->json_len] = '\0';
-	int rc = mdb_put(txn, SKY_DBI(c, SKY_DB_SERVER), &key, &val,
-			 MDB_RESERVE);
+	int rc =
+	    mdb_put(txn, SKY_DBI(c, SKY_DB_SERVER), &key, &val, MDB_RESERVE);
 	if (rc) {
 		free(json);
 		return sky__error_lmdb(rc, "writing a server copy");
@@ -70,8 +70,9 @@ int sky__view_server_del(MDB_txn *txn, sky_cache *c, const char *app,
 	unsigned char kb[SKY_KEY_MAX];
 	MDB_val key = {sky__key2(kb, sizeof(kb), app, sid), kb};
 	int rc = mdb_del(txn, SKY_DBI(c, SKY_DB_SERVER), &key, NULL);
-	return rc && rc != MDB_NOTFOUND ? sky__error_lmdb(rc, "removing a server copy")
-					: 0;
+	return rc && rc != MDB_NOTFOUND
+		   ? sky__error_lmdb(rc, "removing a server copy")
+		   : 0;
 }
 
 int sky__view_restore(MDB_txn *txn, sky_cache *c, const char *app,
@@ -111,9 +112,11 @@ int sky__view_restore(MDB_txn *txn, sky_cache *c, const char *app,
 	hdr.docid = docid;
 	hdr.flags &= ~SKY_REC_PENDING;
 	if ((rc = sky__doc_delete(txn, sky__data_dbi(c), docid)) == 0 &&
-	    (rc = sky__doc_copy(txn, sky__data_dbi(c), server_doc, docid)) == 0 &&
+	    (rc = sky__doc_copy(txn, sky__data_dbi(c), server_doc, docid)) ==
+		0 &&
 	    (rc = sky__doc_delete(txn, sky__data_dbi(c), server_doc)) == 0 &&
-	    (rc = sky__record_put(txn, c, &hdr, server, local, old_created)) == 0)
+	    (rc = sky__record_put(txn, c, &hdr, server, local, old_created)) ==
+		0)
 		rc = sky__view_server_del(txn, c, app, sid);
 	json_decref(local);
 	json_decref(server);
@@ -142,14 +145,16 @@ int sky__view_apply(json_t *s, const sky_ob_entry *e, json_t *body)
 			type = "user";
 		if (!json_is_array(parts)) {
 			parts = json_array();
-			if (!parts || json_object_set_new(s, "participants", parts) < 0)
+			if (!parts ||
+			    json_object_set_new(s, "participants", parts) < 0)
 				return sky__error_nomem();
 		}
 		size_t i;
 		json_array_foreach(parts, i, v) {
 			const char *pid = sky__json_str(v, "id");
 			const char *pt = sky__json_str(v, "type");
-			if (pid && !strcmp(pid, id) && !strcmp(pt ? pt : "user", type))
+			if (pid && !strcmp(pid, id) &&
+			    !strcmp(pt ? pt : "user", type))
 				return 0;
 		}
 		json_t *p = json_pack("{s:s, s:s}", "id", id, "type", type);
@@ -157,8 +162,7 @@ int sky__view_apply(json_t *s, const sky_ob_entry *e, json_t *body)
 			return sky__error_nomem();
 		return 0;
 	}
-	default:
-		return 0;
+	default: return 0;
 	}
 }
 
@@ -205,9 +209,9 @@ static json_t *entry_body(const sky_ob_entry *e, const sky_ob_entry *hint,
 	return sky__json_loads(e->body, 0, NULL);
 }
 
-static int overlay(MDB_txn *txn, sky_cache *c, const char *app,
-		   const char *sid, const sky_ob_list *l,
-		   const sky_ob_entry *hint, json_t *hint_body)
+static int overlay(MDB_txn *txn, sky_cache *c, const char *app, const char *sid,
+		   const sky_ob_list *l, const sky_ob_entry *hint,
+		   json_t *hint_body)
 {
 	if (l->n == 0)
 		return 0;
@@ -224,8 +228,9 @@ static int overlay(MDB_txn *txn, sky_cache *c, const char *app,
 			return 0; /* its create was rejected or dropped */
 		json_t *body = entry_body(e0, hint, hint_body);
 		if (!body)
-			return sky__error_input("outbox entry %llu: corrupt body",
-						(unsigned long long)e0->id);
+			return sky__error_input(
+			    "outbox entry %llu: corrupt body",
+			    (unsigned long long)e0->id);
 		local = create_session(e0, body);
 		json_decref(body);
 		if (!local)
@@ -268,7 +273,8 @@ lay_on:
 			goto done;
 		}
 		if (e->op == SKY_WRITE_DATA)
-			rc = sky__doc_patch(txn, sky__data_dbi(c), hdr.docid, body);
+			rc = sky__doc_patch(txn, sky__data_dbi(c), hdr.docid,
+					    body);
 		else
 			rc = sky__view_apply(local, e, body);
 		json_decref(body);
@@ -304,8 +310,7 @@ int sky__view_rebuild(MDB_txn *txn, sky_cache *c, const char *app,
 }
 
 int sky__view_rebuild_with(MDB_txn *txn, sky_cache *c, const char *app,
-			   const char *sid, const sky_ob_entry *e,
-			   json_t *body)
+			   const char *sid, const sky_ob_entry *e, json_t *body)
 {
 	int had_server;
 	int rc = sky__view_restore(txn, c, app, sid, &had_server);
@@ -372,7 +377,8 @@ int sky_session_pending(sky_cache *cache, const char *app_id,
 		rc = sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
 				    "session %s/%s is not in the cache", app_id,
 				    session_id);
-	if (rc == 0 && (rc = sky__ob_session_entries(txn, cache, app_id, sid, 1, &l)) == 0)
+	if (rc == 0 &&
+	    (rc = sky__ob_session_entries(txn, cache, app_id, sid, 1, &l)) == 0)
 		*count = (unsigned)l.n;
 	sky__ob_list_free(&l);
 	sky__store_read_end(&cache->st, txn);
@@ -399,9 +405,11 @@ static int confirmed(sky_cache *cache, const char *app_id,
 			rec = srv;
 	}
 	if (rc == SKY_ENOTFOUND) {
-		rc = sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
-				    "session %s/%s: the server does not have it "
-				    "(yet)", app_id, session_id);
+		rc =
+		    sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
+				   "session %s/%s: the server does not have it "
+				   "(yet)",
+				   app_id, session_id);
 	} else if (rc == 0 && data) {
 		sky_buf buf = SKY_BUF_INIT;
 		rc = sky__doc_read(txn, sky__data_dbi(cache), rec.docid, &buf);

@@ -56,8 +56,9 @@ int sky__viewer_store(sky_cache *c, const char *realm, const char *user_id,
 {
 	json_t *j = json_pack("{s:s, s:s}", "realm", realm, "userId", user_id);
 	char *text = NULL;
-	if (!j || (groups && json_object_set_new(j, "groups",
-						 json_deep_copy(groups)) < 0) ||
+	if (!j ||
+	    (groups &&
+	     json_object_set_new(j, "groups", json_deep_copy(groups)) < 0) ||
 	    !(text = sky__json_dumps(j, NULL))) {
 		json_decref(j);
 		return sky__error_nomem();

@@ -290,7 +290,8 @@ static int broker_try(sky_broker *b, int port)
 	    open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	/* The log keeps earlier runs: only what this one writes counts. */
 	struct stat lst;
-	long from = logfd >= 0 && fstat(logfd, &lst) == 0 ? (long)lst.st_size : 0;
+	long from =
+	    logfd >= 0 && fstat(logfd, &lst) == 0 ? (long)lst.st_size : 0;
 	char *argv[] = {(char *)mosquitto_path(), "-c", b->conf, NULL};
 	pid_t pid = spawn(argv, logfd, logfd);
 	if (logfd >= 0)

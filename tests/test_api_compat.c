@@ -24,18 +24,17 @@
 
 static const char *APP_JSON = "{\"applicationId\":\"app1\",\"name\":\"A\"}";
 static const char *SESSION_S1 =
-	"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":\"open\","
-	"\"version\":1,\"name\":\"Line 1\",\"participants\":[],"
-	"\"createdBy\":\"u1\",\"createdAt\":\"2024-05-01T10:00:00Z\","
-	"\"modifiedBy\":\"u1\",\"modifiedAt\":\"2024-05-01T10:00:00Z\"}";
+    "{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":\"open\","
+    "\"version\":1,\"name\":\"Line 1\",\"participants\":[],"
+    "\"createdBy\":\"u1\",\"createdAt\":\"2024-05-01T10:00:00Z\","
+    "\"modifiedBy\":\"u1\",\"modifiedAt\":\"2024-05-01T10:00:00Z\"}";
 static const char *EVENT_E1 =
-	"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":\"e1\","
-	"\"source\":\"t\",\"userId\":\"u1\",\"createdAt\":"
-	"\"2024-05-01T10:01:00Z\",\"timestamp\":1,\"version\":2,"
-	"\"eventType\":\"session_data_updated\",\"data\":{\"k\":1}}";
+    "{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":\"e1\","
+    "\"source\":\"t\",\"userId\":\"u1\",\"createdAt\":"
+    "\"2024-05-01T10:01:00Z\",\"timestamp\":1,\"version\":2,"
+    "\"eventType\":\"session_data_updated\",\"data\":{\"k\":1}}";
 
-static sky_cache *open_dir(const char *dir, const sky_cache_options *o,
-			   int *rc)
+static sky_cache *open_dir(const char *dir, const sky_cache_options *o, int *rc)
 {
 	sky_cache *c = NULL;
 	*rc = sky_cache_open(&c, dir, o);
@@ -73,8 +72,8 @@ static void test_api_compat__deprecated_mirror_names(void)
 	CU_ASSERT(strcmp(sky_event_outcome_name(o),
 			 sky_mirror_outcome_name(SKY_MIRROR_APPLIED)) == 0);
 	/* The same event again, through the old batch type. */
-	sky_event_item it[1] = {{EVENT_E1, strlen(EVENT_E1), SKY_EVENT_APPLIED,
-				 NULL}};
+	sky_event_item it[1] = {
+	    {EVENT_E1, strlen(EVENT_E1), SKY_EVENT_APPLIED, NULL}};
 	CU_ASSERT(sky_event_apply_batch(c, it, 1) == 0);
 	CU_ASSERT(it[0].outcome == SKY_EVENT_DUPLICATE);
 	CU_ASSERT(it[0].error == NULL);
@@ -122,8 +121,8 @@ static void test_api_compat__old_cache_options(void)
 	memset(v1, 0, sizeof(*v1));
 	v1->version = 1;
 	v1->flags = SKY_CACHE_NOSYNC;
-	sky_cache *c = open_dir(subdir("v1"), (const sky_cache_options *)v1,
-				&rc);
+	sky_cache *c =
+	    open_dir(subdir("v1"), (const sky_cache_options *)v1, &rc);
 	CU_ASSERT(rc == 0);
 	CU_ASSERT(c && sky_app_put(c, JS(APP_JSON)) == 0);
 	sky_cache_close(c);
@@ -228,8 +227,8 @@ static void test_api_compat__output_versions(void)
 
 	sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
 	char *local = NULL;
-	CU_ASSERT(sky_session_create(c, "app1", JS("{\"name\":\"x\"}"),
-				     &local) == 0);
+	CU_ASSERT(
+	    sky_session_create(c, "app1", JS("{\"name\":\"x\"}"), &local) == 0);
 	sky_free(local);
 	CU_ASSERT(sky_outbox_counts_get(c, &n) == 0);
 	CU_ASSERT(n.version == SKY_OUTBOX_COUNTS_VERSION);
@@ -242,8 +241,8 @@ static void test_api_compat__output_versions(void)
 	snprintf(from, sizeof(from), "%s", subdir("out"));
 	sky_salvage_report r = SKY_SALVAGE_REPORT_INIT;
 	r.version = 7;
-	CU_ASSERT(sky_cache_salvage(from, subdir("saved"), NULL, NULL,
-				    &r) == SKY_EINVAL);
+	CU_ASSERT(sky_cache_salvage(from, subdir("saved"), NULL, NULL, &r) ==
+		  SKY_EINVAL);
 	r.version = SKY_SALVAGE_REPORT_VERSION;
 	rc = sky_cache_salvage(from, subdir("saved"), NULL, NULL, &r);
 	if (rc)
@@ -264,8 +263,8 @@ static void test_api_compat__reader_data_borrowed(void)
 	sky_cache *c = open_dir(subdir("reader"), NULL, &rc);
 	CU_ASSERT_FATAL(c != NULL);
 	CU_ASSERT(sky_mirror_app_put(c, JS(APP_JSON)) == 0);
-	CU_ASSERT(sky_mirror_session_put(c, JS(SESSION_S1), JS("{\"a\":1}"),
-					 0) == 0);
+	CU_ASSERT(
+	    sky_mirror_session_put(c, JS(SESSION_S1), JS("{\"a\":1}"), 0) == 0);
 	sky_reader *r = NULL;
 	CU_ASSERT_FATAL(sky_reader_begin(&r, c) == 0);
 	const char *d1 = NULL, *d2 = NULL, *s = NULL;

@@ -42,8 +42,8 @@ static int put(sky_cache *c, const char *sid, const char *status,
 	       const char *name, const char *data, int64_t as_of)
 {
 	char *s = session_json(sid, status, name);
-	int rc = sky_mirror_session_put(c, s, strlen(s), data, data ? strlen(data) : 0,
-				 as_of);
+	int rc = sky_mirror_session_put(c, s, strlen(s), data,
+					data ? strlen(data) : 0, as_of);
 	free(s);
 	return rc;
 }
@@ -128,7 +128,8 @@ static void test_cache__readonly(void)
 	CU_ASSERT(sky_session_get(c, APP, "s1", &json, &len) == 0);
 	CU_ASSERT(json && strstr(json, "\"name\":\"Line 3\"") != NULL);
 	free(json);
-	CU_ASSERT(sky_mirror_app_put(c, app_json, strlen(app_json)) == SKY_EPERM);
+	CU_ASSERT(sky_mirror_app_put(c, app_json, strlen(app_json)) ==
+		  SKY_EPERM);
 	CU_ASSERT(put(c, "s2", "open", "x", NULL, 2) == SKY_EPERM);
 	CU_ASSERT(put(c, "s1", "open", "changed", NULL, 2) == SKY_EPERM);
 	sky_stats st = SKY_STATS_INIT;

@@ -57,9 +57,9 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 	snprintf(eid, sizeof(eid), "e%d", event_seq);
 	snprintf(at, sizeof(at), "2024-01-01T00:00:%02d.%06dZ",
 		 event_seq / 1000000 % 60, event_seq % 1000000);
-	json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "applicationId",
-			       APP, "sessionId", sid, "eventId", eid,
-			       "createdAt", at, "eventType", type, field, value);
+	json_t *ev = json_pack(
+	    "{s:s,s:s,s:s,s:s,s:s,s:o}", "applicationId", APP, "sessionId", sid,
+	    "eventId", eid, "createdAt", at, "eventType", type, field, value);
 	CU_ASSERT_FATAL(ev != NULL);
 	char *text = json_dumps(ev, JSON_COMPACT);
 	CU_ASSERT_FATAL(text != NULL);
@@ -74,8 +74,8 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 static void new_session(sky_cache *c, const char *sid)
 {
 	apply(c, sid, "session_created", "session",
-	      json_pack("{s:s,s:s,s:s,s:{s:s}}", "status", "open", "name",
-			sid, "createdAt", "2023-01-01T00:00:00Z", "properties",
+	      json_pack("{s:s,s:s,s:s,s:{s:s}}", "status", "open", "name", sid,
+			"createdAt", "2023-01-01T00:00:00Z", "properties",
 			"site", "Plant-7"));
 }
 
@@ -148,9 +148,9 @@ typedef struct {
 static int raw_write(MDB_txn *txn, void *arg)
 {
 	raw_ctx *r = arg;
-	int rc = r->del ? mdb_del(txn, SKY_DBI(r->c, r->db), &r->key, NULL)
-			: mdb_put(txn, SKY_DBI(r->c, r->db), &r->key, &r->val,
-				  0);
+	int rc = r->del
+		     ? mdb_del(txn, SKY_DBI(r->c, r->db), &r->key, NULL)
+		     : mdb_put(txn, SKY_DBI(r->c, r->db), &r->key, &r->val, 0);
 	return rc ? -1 : 0;
 }
 
@@ -273,20 +273,22 @@ static sky_cache *every_write(void)
 	sky_cache *c = two_sessions();
 	new_session(c, "s-closing");
 	expect_clean(c, "server sessions only");
-#define STEP(call, state)                                                    \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		if (rc_)                                                     \
-			fprintf(stderr, "\n%s: %s\n", state,                 \
-				sky_error_last()->message);                  \
-		CU_ASSERT_FATAL(rc_ == 0);                                   \
-		expect_clean(c, state);                                      \
+#define STEP(call, state)                                                      \
+	do {                                                                   \
+		int rc_ = (call);                                              \
+		if (rc_)                                                       \
+			fprintf(stderr, "\n%s: %s\n", state,                   \
+				sky_error_last()->message);                    \
+		CU_ASSERT_FATAL(rc_ == 0);                                     \
+		expect_clean(c, state);                                        \
 	} while (0)
 	STEP(sky_session_patch(c, APP, "s-data", JS("{\"name\":\"renamed\"}")),
 	     "session patch pending");
-	STEP(sky_session_set_properties(c, APP, "s-data", JS("{\"site\":\"P-9\"}")),
+	STEP(sky_session_set_properties(c, APP, "s-data",
+					JS("{\"site\":\"P-9\"}")),
 	     "properties pending");
-	STEP(sky_data_patch(c, APP, "s-data", JS("{\"checklist\":{\"fire\":1}}")),
+	STEP(sky_data_patch(c, APP, "s-data",
+			    JS("{\"checklist\":{\"fire\":1}}")),
 	     "data patch pending");
 	STEP(sky_data_patch(c, APP, "s-bare", JS("{\"first\":true}")),
 	     "data patch of a session without server data");
@@ -364,11 +366,11 @@ static void test_check__half_delivered_and_dead_letters(void)
 	expect_clean(c, "one of three writes delivered");
 	/* The server made the session created offline, without data: its
 	 * data patch is still queued. */
-	d.created = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:{}}",
-			      "applicationId", APP, "sessionId", "s-made",
-			      "status", "open", "name", "new", "createdAt",
-			      "2024-02-01T00:00:00Z", "clientRef", local_id,
-			      "participants", "properties");
+	d.created =
+	    json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:{}}", "applicationId",
+		      APP, "sessionId", "s-made", "status", "open", "name",
+		      "new", "createdAt", "2024-02-01T00:00:00Z", "clientRef",
+		      local_id, "participants", "properties");
 	CU_ASSERT_FATAL(d.created != NULL);
 	CU_ASSERT_FATAL(sky__store_write(&c->st, deliver_write, &d) == 0);
 	json_decref(d.created);
@@ -536,8 +538,8 @@ static void test_check__server_copy_lost_data(void)
 {
 	sky_cache *c = two_sessions();
 	/* No data patch queued: the local view's data is the server's. */
-	CU_ASSERT_FATAL(sky_session_patch(c, APP, "s-data",
-					  JS("{\"name\":\"x\"}")) == 0);
+	CU_ASSERT_FATAL(
+	    sky_session_patch(c, APP, "s-data", JS("{\"name\":\"x\"}")) == 0);
 	expect_clean(c, "a session patch over server data");
 	doc_ctx d = {c, header_of(c, SKY_DB_SERVER, "s-data").docid};
 	CU_ASSERT_FATAL(sky__store_write(&c->st, doc_drop, &d) == 0);
@@ -604,8 +606,9 @@ static void test_check__index_entry_malformed(void)
 static void test_check__session_invalid(void)
 {
 	sky_cache *c = two_sessions();
-	put_record(c, "s-bare", "{\"applicationId\":\"app1\",\"sessionId\":"
-				"\"s-bare\",\"status\":17}");
+	put_record(c, "s-bare",
+		   "{\"applicationId\":\"app1\",\"sessionId\":"
+		   "\"s-bare\",\"status\":17}");
 	expect_problem(c, "session app1/s-bare: session");
 	sky_cache_close(c);
 }

@@ -83,8 +83,7 @@ static size_t count_members(json_t *j)
 
 	if (!json_is_object(j))
 		return 0;
-	json_object_foreach(j, key, value)
-	{
+	json_object_foreach(j, key, value) {
 		n += 1 + count_members(value);
 	}
 	return n;
@@ -178,14 +177,14 @@ static size_t run_doc_cases(const char *path, uint64_t first, size_t *refused)
 		fprintf(stderr, "%s: cannot load\n", path);
 	CU_ASSERT_FATAL(cases != NULL);
 	MDB_txn *txn = begin(0);
-	json_array_foreach(json_object_get(cases, "cases"), i, c)
-	{
+	json_array_foreach(json_object_get(cases, "cases"), i, c) {
 		json_t *target = json_object_get(c, "original");
 		if (!target)
 			target = json_object_get(c, "target");
 		json_t *patch = json_object_get(c, "patch");
 		json_t *expect = json_object_get(c, "result");
-		const char *name = json_string_value(json_object_get(c, "name"));
+		const char *name =
+		    json_string_value(json_object_get(c, "name"));
 		uint64_t docid = first + i;
 
 		CU_ASSERT_FATAL(target && patch && expect);
@@ -829,8 +828,7 @@ static size_t count_objects_in(json_t *j)
 	const char *key;
 	json_t *value;
 	size_t n = 1;
-	json_object_foreach(j, key, value)
-	{
+	json_object_foreach(j, key, value) {
 		if (json_is_object(value))
 			n += count_objects_in(value);
 	}
@@ -839,8 +837,7 @@ static size_t count_objects_in(json_t *j)
 
 /* The stored document equals `want`, is clean, and is in a form its size
  * allows under the bound `max` in use when it was last written. */
-static int doc_in_form(MDB_txn *txn, uint64_t docid, json_t *want,
-		       size_t max)
+static int doc_in_form(MDB_txn *txn, uint64_t docid, json_t *want, size_t max)
 {
 	sky_buf text = SKY_BUF_INIT;
 	json_t *got = read_doc(txn, docid);
@@ -933,8 +930,7 @@ static void test_doc__forms_random(void)
 			if (rnd_below(3) == 0) {
 				const char *key;
 				json_t *value;
-				json_object_foreach(model[d], key, value)
-				{
+				json_object_foreach(model[d], key, value) {
 					if (rnd_below(2))
 						json_object_set_new(
 						    patch, key, json_null());
@@ -994,7 +990,8 @@ static void test_doc__forms_random(void)
 static void test_doc__forms_check_and_old(void)
 {
 	MDB_txn *txn = begin(0);
-	json_t *doc = parse("{\"b\":{\"c\":[1,{\"z\":1,\"a\":2}]},\"a\":\"x\"}");
+	json_t *doc =
+	    parse("{\"b\":{\"c\":[1,{\"z\":1,\"a\":2}]},\"a\":\"x\"}");
 	unsigned char key[8], extra[13];
 	sky_buf text = SKY_BUF_INIT, problems = SKY_BUF_INIT;
 
@@ -1004,8 +1001,8 @@ static void test_doc__forms_check_and_old(void)
 	CU_ASSERT_EQUAL(count_entries(txn, 300), 1);
 	/* Sorted as the member form reads, arrays as they came. */
 	CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, 300, &text), 0);
-	CU_ASSERT_STRING_EQUAL(text.data,
-			       "{\"a\":\"x\",\"b\":{\"c\":[1,{\"z\":1,\"a\":2}]}}");
+	CU_ASSERT_STRING_EQUAL(
+	    text.data, "{\"a\":\"x\",\"b\":{\"c\":[1,{\"z\":1,\"a\":2}]}}");
 	CU_ASSERT(check_clean(txn, 300));
 	CU_ASSERT_EQUAL(sky__doc_exists(txn, dbi, 300), 1);
 

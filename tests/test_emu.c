@@ -199,8 +199,7 @@ static int seed_has_participant(const json_t *s, const char *uid,
 {
 	size_t i;
 	json_t *p;
-	json_array_foreach(json_object_get(s, "participants"), i, p)
-	{
+	json_array_foreach(json_object_get(s, "participants"), i, p) {
 		const char *id = json_string_value(json_object_get(p, "id"));
 		const char *t = json_string_value(json_object_get(p, "type"));
 		if (uid && !strcmp(t, "user") && !strcmp(id, uid))
@@ -218,8 +217,7 @@ static int seed_open_visible(const char *app, const char *uid, const char *gid)
 	int n = 0;
 	size_t i;
 	json_t *e;
-	json_array_foreach(json_object_get(seed, "sessions"), i, e)
-	{
+	json_array_foreach(json_object_get(seed, "sessions"), i, e) {
 		json_t *s = json_object_get(e, "session");
 		if (strcmp(
 			json_string_value(json_object_get(s, "applicationId")),
@@ -239,8 +237,7 @@ static const char *seed_session(const char *app, const char *uid,
 {
 	size_t i;
 	json_t *e;
-	json_array_foreach(json_object_get(seed, "sessions"), i, e)
-	{
+	json_array_foreach(json_object_get(seed, "sessions"), i, e) {
 		json_t *s = json_object_get(e, "session");
 		if (strcmp(
 			json_string_value(json_object_get(s, "applicationId")),
@@ -551,7 +548,7 @@ static size_t list_size(const char *app, const char *tok, long *status)
 	size_t i;
 	json_t *s;
 	json_array_foreach(r.json, i, s)
-	    CU_ASSERT_STRING_EQUAL(jstr(s, "status"), "open");
+		CU_ASSERT_STRING_EQUAL(jstr(s, "status"), "open");
 	sky_http_res_free(&r);
 	return n;
 }
@@ -685,9 +682,10 @@ static void test_emu__create(void)
 	size_t i;
 	json_t *x;
 	int found = 0;
-	json_array_foreach(list, i, x) if (!strcmp(sid_of(x), sid)) found =
-	    json_equal(json_object_get(x, "extra"),
-		       json_object_get(s, "extra"));
+	json_array_foreach(list, i, x)
+		if (!strcmp(sid_of(x), sid))
+			found = json_equal(json_object_get(x, "extra"),
+					   json_object_get(s, "extra"));
 	CU_ASSERT(found);
 	json_decref(list);
 	json_decref(s);
@@ -864,7 +862,7 @@ static void test_emu__close(void)
 	size_t i;
 	json_t *x;
 	json_array_foreach(list, i, x)
-	    CU_ASSERT(strcmp(sid_of(x), sid_of(s)) != 0);
+		CU_ASSERT(strcmp(sid_of(x), sid_of(s)) != 0);
 	json_decref(list);
 	CU_ASSERT_EQUAL(status_of("GET", path, NULL, tok_int), 200);
 	json_decref(s);
@@ -1307,8 +1305,8 @@ static void test_emu__fault_reset(void)
 	size_t i;
 	json_t *x;
 	json_array_foreach(list, i, x)
-	    CU_ASSERT(strcmp(json_string_value(json_object_get(x, "name")),
-			     "never-made") != 0);
+		CU_ASSERT(strcmp(json_string_value(json_object_get(x, "name")),
+				 "never-made") != 0);
 	json_decref(list);
 	CU_ASSERT_EQUAL(fired(&emu, "reset") - before, 4);
 	clear_faults(&emu);
@@ -1348,8 +1346,7 @@ static void test_emu__fault_drop(void)
 	json_t *list = get_json(SESSIONS, tok_int);
 	size_t i, n = 0;
 	json_t *x;
-	json_array_foreach(list, i, x)
-	{
+	json_array_foreach(list, i, x) {
 		const char *ref =
 		    json_string_value(json_object_get(x, "clientRef"));
 		n += ref && !strcmp(ref, "r-77");
@@ -1386,8 +1383,7 @@ static void test_emu__fault_delay(void)
 		json_t *list = get_json(SESSIONS, tok_int);
 		size_t k;
 		json_t *x;
-		json_array_foreach(list, k, x)
-		{
+		json_array_foreach(list, k, x) {
 			const char *ref =
 			    json_string_value(json_object_get(x, "clientRef"));
 			found |= ref && !strcmp(ref, "slow-1");

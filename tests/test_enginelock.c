@@ -105,15 +105,15 @@ static void fx_end(fixture *fx)
  * Start `skysync --db DB sync ... EXTRA...` (extra NULL-terminated), its
  * stderr to dir/NAME.err. Returns the pid.
  */
-static pid_t sync_start(fixture *fx, const char *name,
-			const char *const *extra)
+static pid_t sync_start(fixture *fx, const char *name, const char *const *extra)
 {
 	const char *argv[32];
 	int n = 0;
-	const char *base[] = {fx->cli,	   "--db",	 fx->db,     "sync",
-			      "--server",  fx->emu.url,	 "--broker", fx->bro,
-			      "--realm",   "demo",	 "--user",   "integration",
-			      "--password-file", fx->pw, NULL};
+	const char *base[] = {
+	    fx->cli,	       "--db",	    fx->db,	"sync",
+	    "--server",	       fx->emu.url, "--broker", fx->bro,
+	    "--realm",	       "demo",	    "--user",	"integration",
+	    "--password-file", fx->pw,	    NULL};
 	for (int i = 0; base[i]; i++)
 		argv[n++] = base[i];
 	for (int i = 0; extra && extra[i] && n < 31; i++)
@@ -265,8 +265,7 @@ static void test_enginelock__second_engine_busy(void)
 	char pid[32];
 	snprintf(pid, sizeof(pid), "pid %ld", (long)getpid());
 	CU_ASSERT(strstr(sky_error_last()->message, pid) != NULL);
-	CU_ASSERT(strstr(sky_error_last()->message, "test_enginelock") !=
-		  NULL);
+	CU_ASSERT(strstr(sky_error_last()->message, "test_enginelock") != NULL);
 	/* And in another process: `skysync sync` exits 1 naming us. */
 	CU_ASSERT(sync_run(&fx, "busy", NULL) == 1);
 	char *err = err_of(&fx, "busy");
@@ -274,10 +273,11 @@ static void test_enginelock__second_engine_busy(void)
 	CU_ASSERT(strstr(err, "--wait") != NULL);
 	free(err);
 	/* --timeout goes with --wait, and takes seconds. */
-	CU_ASSERT(sync_run(&fx, "usage", (const char *[]){"--timeout", "1",
-							 NULL}) == 1);
-	CU_ASSERT(sync_run(&fx, "usage", (const char *[]){"--wait", "--timeout",
-							 "soon", NULL}) == 1);
+	CU_ASSERT(sync_run(&fx, "usage",
+			   (const char *[]){"--timeout", "1", NULL}) == 1);
+	CU_ASSERT(sync_run(&fx, "usage",
+			   (const char *[]){"--wait", "--timeout", "soon",
+					    NULL}) == 1);
 	/* Freed, the lock is free. */
 	sky_engine_free(a);
 	CU_ASSERT(sky_engine_new(&b, fx.cache, &o) == 0);
@@ -343,8 +343,9 @@ static void test_enginelock__two_syncs_never_duplicate(void)
 		long long after = emu_stat(&fx, "sessions");
 		if (after != before + 9) {
 			duplicated++;
-			fprintf(stderr, "  round %d: %lld sessions made for 9\n",
-				r, after - before);
+			fprintf(stderr,
+				"  round %d: %lld sessions made for 9\n", r,
+				after - before);
 		}
 		CU_ASSERT(outbox(&fx).n == 0);
 	}
@@ -361,8 +362,8 @@ static void test_enginelock__wait_beside_follow(void)
 	CU_ASSERT_FATAL(fx_start(&fx, NULL) == 0);
 	const char *quiet[] = {"--quiet", NULL};
 	CU_ASSERT_FATAL(sync_run(&fx, "first", quiet) == 0);
-	pid_t follower = sync_start(&fx, "follow",
-				    (const char *[]){"--follow", NULL});
+	pid_t follower =
+	    sync_start(&fx, "follow", (const char *[]){"--follow", NULL});
 	CU_ASSERT_FATAL(wait_lock_pid(&fx, follower) == 0);
 	/* Slow writes, so that --wait really waits. */
 	CU_ASSERT(admin_fault(&fx, "delay:ms=300,method=write") == 0);
@@ -394,9 +395,9 @@ static void test_enginelock__wait_beside_follow(void)
 	CU_ASSERT(sky_session_create(fx.cache, APP, body, strlen(body), &sid) ==
 		  0);
 	sky_free(sid);
-	CU_ASSERT(sync_run(&fx, "timeout",
-			   (const char *[]){"--wait", "--timeout", "1",
-					    NULL}) == 4);
+	CU_ASSERT(
+	    sync_run(&fx, "timeout",
+		     (const char *[]){"--wait", "--timeout", "1", NULL}) == 4);
 	kill(follower, SIGTERM);
 	CU_ASSERT(wait_exit(follower) == 0);
 	CU_ASSERT(outbox(&fx).n == 1);
@@ -428,15 +429,15 @@ static void test_outbox__drop_refused_on_the_wire(void)
 {
 	fixture fx;
 	CU_ASSERT_FATAL(fx_start(&fx, NULL) == 0);
-	CU_ASSERT_FATAL(sync_run(&fx, "first", (const char *[]){"--quiet",
-								NULL}) == 0);
+	CU_ASSERT_FATAL(
+	    sync_run(&fx, "first", (const char *[]){"--quiet", NULL}) == 0);
 	char sid[128] = "";
-	CU_ASSERT_FATAL(sky_session_list(fx.cache, APP, first_open_session,
-					 sid) == 0 &&
-			*sid);
+	CU_ASSERT_FATAL(
+	    sky_session_list(fx.cache, APP, first_open_session, sid) == 0 &&
+	    *sid);
 	CU_ASSERT(admin_fault(&fx, "delay:ms=3000,method=PATCH") == 0);
-	pid_t follower = sync_start(&fx, "follow",
-				    (const char *[]){"--follow", NULL});
+	pid_t follower =
+	    sync_start(&fx, "follow", (const char *[]){"--follow", NULL});
 	CU_ASSERT_FATAL(wait_lock_pid(&fx, follower) == 0);
 	const char *patch = "{\"landed\":true}";
 	CU_ASSERT(sky_data_patch(fx.cache, APP, sid, patch, strlen(patch)) ==
@@ -455,8 +456,8 @@ static void test_outbox__drop_refused_on_the_wire(void)
 	CU_ASSERT(strstr(sky_error_last()->message, "on the wire") != NULL);
 	char id[32];
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)e.ids[0]);
-	const char *argv[] = {fx.cli, "--db", fx.db, "outbox", "drop", id,
-			      NULL};
+	const char *argv[] = {fx.cli, "--db", fx.db, "outbox",
+			      "drop", id,     NULL};
 	pid_t p = fork();
 	if (p == 0) {
 		int null = open("/dev/null", O_WRONLY);
@@ -495,14 +496,15 @@ static void test_outbox__event_5xx_in_doubt_429_resent(void)
 	const char *quiet[] = {"--quiet", NULL};
 	CU_ASSERT_FATAL(sync_run(&fx, "first", quiet) == 0);
 	char sid[128] = "";
-	CU_ASSERT_FATAL(sky_session_list(fx.cache, APP, first_open_session,
-					 sid) == 0 &&
-			*sid);
+	CU_ASSERT_FATAL(
+	    sky_session_list(fx.cache, APP, first_open_session, sid) == 0 &&
+	    *sid);
 	/* 503: the server may have committed it. In doubt, not resent. */
 	CU_ASSERT(admin_fault(&fx, "error:code=503,next=1,method=POST,"
 				   "path=*/events") == 0);
 	const char *ev = "{\"kind\":\"5xx\"}";
-	CU_ASSERT(sky_session_event_send(fx.cache, APP, sid, ev, strlen(ev)) == 0);
+	CU_ASSERT(sky_session_event_send(fx.cache, APP, sid, ev, strlen(ev)) ==
+		  0);
 	CU_ASSERT(sync_run(&fx, "5xx", quiet) == 4);
 	entries e = outbox(&fx);
 	CU_ASSERT_FATAL(e.n == 1);
@@ -517,7 +519,8 @@ static void test_outbox__event_5xx_in_doubt_429_resent(void)
 	CU_ASSERT(admin_fault(&fx, "throttle:retry=1,next=1,method=POST,"
 				   "path=*/events") == 0);
 	ev = "{\"kind\":\"429\"}";
-	CU_ASSERT(sky_session_event_send(fx.cache, APP, sid, ev, strlen(ev)) == 0);
+	CU_ASSERT(sky_session_event_send(fx.cache, APP, sid, ev, strlen(ev)) ==
+		  0);
 	CU_ASSERT(sync_run(&fx, "429", quiet) == 0);
 	CU_ASSERT(outbox(&fx).n == 0);
 	fx_end(&fx);
@@ -541,12 +544,12 @@ static void test_outbox__drop_create_notifies(void)
 {
 	fixture fx;
 	CU_ASSERT_FATAL(fx_start(&fx, NULL) == 0);
-	CU_ASSERT_FATAL(sync_run(&fx, "first", (const char *[]){"--quiet",
-								NULL}) == 0);
+	CU_ASSERT_FATAL(
+	    sync_run(&fx, "first", (const char *[]){"--quiet", NULL}) == 0);
 	char *sid = NULL;
 	const char *body = "{\"name\":\"dropped\"}";
-	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, body, strlen(body),
-					   &sid) == 0);
+	CU_ASSERT_FATAL(
+	    sky_session_create(fx.cache, APP, body, strlen(body), &sid) == 0);
 	CU_ASSERT(sky_session_set_name(fx.cache, APP, sid, "renamed") == 0);
 	const char *patch = "{\"a\":1}";
 	CU_ASSERT(sky_data_patch(fx.cache, APP, sid, patch, strlen(patch)) ==

@@ -28,12 +28,13 @@ static char *ev(const char *type, const char *sid, const char *eid,
 		const char *payload)
 {
 	char *out;
-	int n = asprintf(&out,
-			 "{\"applicationId\":\"app1\",\"sessionId\":\"%s\","
-			 "\"eventId\":\"%s\",\"source\":\"test\",\"userId\":\"u1\","
-			 "\"createdAt\":\"%s\",\"timestamp\":1,\"version\":1,"
-			 "\"eventType\":\"%s\",\"%s\":%s}",
-			 sid, eid, created, type, payload_key, payload);
+	int n =
+	    asprintf(&out,
+		     "{\"applicationId\":\"app1\",\"sessionId\":\"%s\","
+		     "\"eventId\":\"%s\",\"source\":\"test\",\"userId\":\"u1\","
+		     "\"createdAt\":\"%s\",\"timestamp\":1,\"version\":1,"
+		     "\"eventType\":\"%s\",\"%s\":%s}",
+		     sid, eid, created, type, payload_key, payload);
 	CU_ASSERT_FATAL(n > 0);
 	return out;
 }
@@ -43,7 +44,8 @@ static sky_mirror_outcome apply(sky_cache *c, char *event)
 	sky_mirror_outcome o = SKY_MIRROR_REJECTED;
 	int rc = sky_mirror_event_apply(c, event, strlen(event), &o);
 	if (rc != 0)
-		fprintf(stderr, "\napply failed: %s\n", sky_error_last()->message);
+		fprintf(stderr, "\napply failed: %s\n",
+			sky_error_last()->message);
 	CU_ASSERT(rc == 0);
 	free(event);
 	return o;
@@ -80,12 +82,12 @@ static char *data(sky_cache *c, const char *sid)
 }
 
 static const char *SESSION_S1 =
-	"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":\"open\","
-	"\"isDraft\":false,\"version\":3,\"name\":\"Line 1\",\"description\":"
-	"\"first\",\"participants\":[{\"id\":\"u1\",\"type\":\"user\"}],"
-	"\"createdBy\":\"u1\",\"createdAt\":\"2024-05-01T10:00:00Z\","
-	"\"modifiedBy\":\"u1\",\"modifiedAt\":\"2024-05-01T10:00:00Z\","
-	"\"properties\":{\"site\":\"Plant-7\"},\"customField\":{\"x\":[1,2]}}";
+    "{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":\"open\","
+    "\"isDraft\":false,\"version\":3,\"name\":\"Line 1\",\"description\":"
+    "\"first\",\"participants\":[{\"id\":\"u1\",\"type\":\"user\"}],"
+    "\"createdBy\":\"u1\",\"createdAt\":\"2024-05-01T10:00:00Z\","
+    "\"modifiedBy\":\"u1\",\"modifiedAt\":\"2024-05-01T10:00:00Z\","
+    "\"properties\":{\"site\":\"Plant-7\"},\"customField\":{\"x\":[1,2]}}";
 
 static void test_events__all_six_types(void)
 {
@@ -118,9 +120,10 @@ static void test_events__all_six_types(void)
 			      "2024-05-01T10:05:00Z", "data",
 			      "{\"kind\":\"scan\",\"code\":42}")) ==
 		  SKY_MIRROR_APPLIED);
-	CU_ASSERT(apply(c, ev("session_closed", "s1", "e7",
-			      "2024-05-01T10:06:00Z", "session",
-			      "{\"status\":\"closed\"}")) == SKY_MIRROR_APPLIED);
+	CU_ASSERT(
+	    apply(c, ev("session_closed", "s1", "e7", "2024-05-01T10:06:00Z",
+			"session", "{\"status\":\"closed\"}")) ==
+	    SKY_MIRROR_APPLIED);
 
 	s = get(c, "s1");
 	json_t *j = json_loads(s, 0, NULL);
@@ -128,12 +131,12 @@ static void test_events__all_six_types(void)
 			       "Line 2");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")),
 			       "closed");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "description")),
-			       "first");
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(j, "description")), "first");
 	json_t *props = json_object_get(j, "properties");
 	CU_ASSERT(json_object_size(props) == 1); /* overwritten wholesale */
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(props, "shift")),
-			       "night");
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(props, "shift")), "night");
 	json_decref(j);
 	free(s);
 
@@ -186,7 +189,8 @@ static void test_events__event_log_is_bounded(void)
 		snprintf(eid, sizeof(eid), "e%d", i);
 		snprintf(t, sizeof(t), "2024-05-01T10:%02d:00Z", i);
 		CU_ASSERT(apply(c, ev("session_data_updated", "s1", eid, t,
-				      "data", "{\"k\":1}")) == SKY_MIRROR_APPLIED);
+				      "data", "{\"k\":1}")) ==
+			  SKY_MIRROR_APPLIED);
 	}
 	sky_stats st = SKY_STATS_INIT;
 	sky_cache_stats(c, &st);
@@ -208,9 +212,9 @@ static void test_events__no_rollback(void)
 			      "2024-05-01T12:00:00Z", "session",
 			      "{\"name\":\"new\"}")) == SKY_MIRROR_APPLIED);
 	/* An older rename arrives late: it must not undo the newer one. */
-	CU_ASSERT(apply(c, ev("session_updated", "s1", "e2",
-			      "2024-05-01T11:00:00Z", "session",
-			      "{\"name\":\"old\"}")) == SKY_MIRROR_STALE);
+	CU_ASSERT(
+	    apply(c, ev("session_updated", "s1", "e2", "2024-05-01T11:00:00Z",
+			"session", "{\"name\":\"old\"}")) == SKY_MIRROR_STALE);
 	/* Properties have their own watermark: an older property update is
 	 * still newer than the last property change. */
 	CU_ASSERT(apply(c, ev("session_properties_updated", "s1", "e4",
@@ -232,13 +236,15 @@ static void test_events__no_rollback(void)
 
 	/* A snapshot read at 13:00 replaces; an event from 12:30 is stale. */
 	const char *snap =
-		"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":"
-		"\"open\",\"name\":\"snap\",\"createdAt\":\"2024-05-01T10:00:00Z\"}";
+	    "{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"status\":"
+	    "\"open\",\"name\":\"snap\",\"createdAt\":\"2024-05-01T10:00:"
+	    "00Z\"}";
 	int64_t t13 = 1714568400LL * 1000000; /* 2024-05-01T13:00:00Z */
-	CU_ASSERT(sky_mirror_session_put(c, snap, strlen(snap), "{\"v\":9}", 7, t13) == 0);
-	CU_ASSERT(apply(c, ev("session_updated", "s1", "e7",
-			      "2024-05-01T12:30:00Z", "session",
-			      "{\"name\":\"late\"}")) == SKY_MIRROR_STALE);
+	CU_ASSERT(sky_mirror_session_put(c, snap, strlen(snap), "{\"v\":9}", 7,
+					 t13) == 0);
+	CU_ASSERT(
+	    apply(c, ev("session_updated", "s1", "e7", "2024-05-01T12:30:00Z",
+			"session", "{\"name\":\"late\"}")) == SKY_MIRROR_STALE);
 	s = get(c, "s1");
 	CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"name\":\"snap\""));
 	free(s);
@@ -247,10 +253,10 @@ static void test_events__no_rollback(void)
 	free(d);
 	/* And an older snapshot does not roll back the newer one. */
 	const char *older =
-		"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"name\":"
-		"\"older\",\"createdAt\":\"2024-05-01T10:00:00Z\"}";
+	    "{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"name\":"
+	    "\"older\",\"createdAt\":\"2024-05-01T10:00:00Z\"}";
 	CU_ASSERT(sky_mirror_session_put(c, older, strlen(older), "{}", 2,
-				  t13 - 1000000) == 0);
+					 t13 - 1000000) == 0);
 	s = get(c, "s1");
 	CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"name\":\"snap\""));
 	free(s);
@@ -263,9 +269,10 @@ static void test_events__waits_for_unknown_session(void)
 	CU_ASSERT(apply(c, ev("session_data_updated", "s9", "e2",
 			      "2024-05-01T10:01:00Z", "data", "{\"x\":1}")) ==
 		  SKY_MIRROR_DEFERRED);
-	CU_ASSERT(apply(c, ev("session_updated", "s9", "e3",
-			      "2024-05-01T10:02:00Z", "session",
-			      "{\"name\":\"renamed\"}")) == SKY_MIRROR_DEFERRED);
+	CU_ASSERT(
+	    apply(c, ev("session_updated", "s9", "e3", "2024-05-01T10:02:00Z",
+			"session", "{\"name\":\"renamed\"}")) ==
+	    SKY_MIRROR_DEFERRED);
 	CU_ASSERT(apply(c, ev("session_event_created", "s9", "e4",
 			      "2024-05-01T10:03:00Z", "data", "[1]")) ==
 		  SKY_MIRROR_DEFERRED);
@@ -303,7 +310,7 @@ static void test_events__waits_for_unknown_session(void)
 	const char *s10 = "{\"applicationId\":\"app1\",\"sessionId\":\"s10\","
 			  "\"createdAt\":\"2024-05-01T10:00:00Z\"}";
 	CU_ASSERT(sky_mirror_session_put(c, s10, strlen(s10), NULL, 0,
-				  1714557600LL * 1000000) == 0);
+					 1714557600LL * 1000000) == 0);
 	s = get(c, "s10");
 	CU_ASSERT_PTR_NOT_NULL(s && strstr(s, "\"p\":\"v\""));
 	free(s);
@@ -343,55 +350,57 @@ static void test_events__malformed_rejected(void)
 		const char *event;
 		const char *needle;
 	} bad[] = {
-		{"not json", "not valid JSON"},
-		{"[1,2]", "must be a JSON object"},
-		{"{\"sessionId\":\"s1\",\"eventId\":\"x\",\"eventType\":"
-		 "\"session_closed\",\"createdAt\":\"2024-05-01T10:00:00Z\","
-		 "\"session\":{}}",
-		 "event.applicationId: missing"},
-		{"{\"applicationId\":7,\"sessionId\":\"s1\",\"eventId\":\"x\"}",
-		 "event.applicationId: must be a string"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"\",\"eventId\":\"x\"}",
-		 "event.sessionId: must not be empty"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_exploded\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\"}",
-		 "event.eventType: unknown type"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_closed\",\"createdAt\":\"yesterday\","
-		 "\"session\":{}}",
-		 "event.createdAt"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_data_updated\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\",\"data\":[1]}",
-		 "event.data: a data patch must be a JSON object"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_data_updated\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\"}",
-		 "event.data: missing"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_properties_updated\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\",\"session\":{\"properties\":{\"a\":1}}}",
-		 "event.session.properties.a: property values must be strings"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\",\"session\":{\"sessionId\":\"s2\"}}",
-		 "event.session.sessionId: does not match"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\",\"session\":{\"status\":\"paused\"}}",
-		 "event.session.status"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\",\"session\":{\"participants\":[{\"id\":"
-		 "\"u\",\"type\":\"robot\"}]}}",
-		 "event.session.participants[0].type"},
-		{"{\"applicationId\":\"app1\",\"applicationId\":\"app2\"}",
-		 "duplicate"},
-		{"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
-		 "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\",\"session\":{\"name\":5}}",
-		 "event.session.name: must be a string"},
+	    {"not json", "not valid JSON"},
+	    {"[1,2]", "must be a JSON object"},
+	    {"{\"sessionId\":\"s1\",\"eventId\":\"x\",\"eventType\":"
+	     "\"session_closed\",\"createdAt\":\"2024-05-01T10:00:00Z\","
+	     "\"session\":{}}",
+	     "event.applicationId: missing"},
+	    {"{\"applicationId\":7,\"sessionId\":\"s1\",\"eventId\":\"x\"}",
+	     "event.applicationId: must be a string"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"\",\"eventId\":"
+	     "\"x\"}",
+	     "event.sessionId: must not be empty"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_exploded\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\"}",
+	     "event.eventType: unknown type"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_closed\",\"createdAt\":"
+	     "\"yesterday\","
+	     "\"session\":{}}",
+	     "event.createdAt"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_data_updated\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\",\"data\":[1]}",
+	     "event.data: a data patch must be a JSON object"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_data_updated\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\"}",
+	     "event.data: missing"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_properties_updated\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\",\"session\":{\"properties\":{\"a\":1}}}",
+	     "event.session.properties.a: property values must be strings"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\",\"session\":{\"sessionId\":\"s2\"}}",
+	     "event.session.sessionId: does not match"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\",\"session\":{\"status\":\"paused\"}}",
+	     "event.session.status"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\",\"session\":{\"participants\":[{\"id\":"
+	     "\"u\",\"type\":\"robot\"}]}}",
+	     "event.session.participants[0].type"},
+	    {"{\"applicationId\":\"app1\",\"applicationId\":\"app2\"}",
+	     "duplicate"},
+	    {"{\"applicationId\":\"app1\",\"sessionId\":\"s1\",\"eventId\":"
+	     "\"x\",\"eventType\":\"session_updated\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\",\"session\":{\"name\":5}}",
+	     "event.session.name: must be a string"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		reject(c, bad[i].event, bad[i].needle);
@@ -399,7 +408,8 @@ static void test_events__malformed_rejected(void)
 	reject(c, "{\"applicationId\":\"\xff\"}", "not valid JSON");
 	static const char nul[] = "{\"a\":\"x\0y\"}";
 	sky_mirror_outcome o;
-	CU_ASSERT(sky_mirror_event_apply(c, nul, sizeof(nul) - 1, &o) == SKY_EINVAL);
+	CU_ASSERT(sky_mirror_event_apply(c, nul, sizeof(nul) - 1, &o) ==
+		  SKY_EINVAL);
 
 	sky_stats after = SKY_STATS_INIT;
 	sky_cache_stats(c, &after);
@@ -480,15 +490,17 @@ static void test_events__batch_with_rejects(void)
 	sky_cache *c = open_cache();
 	char *e1 = ev("session_created", "s1", "e1", "2024-05-01T10:00:00Z",
 		      "session", SESSION_S1);
-	char *e2 = ev("session_data_updated", "s1", "e2", "2024-05-01T10:01:00Z",
-		      "data", "{\"a\":1}");
-	char *e3 = ev("session_data_updated", "s1", "e3", "2024-05-01T10:02:00Z",
-		      "data", "\"not an object\"");
-	char *e4 = ev("session_data_updated", "s1", "e2", "2024-05-01T10:01:00Z",
-		      "data", "{\"a\":1}");
+	char *e2 = ev("session_data_updated", "s1", "e2",
+		      "2024-05-01T10:01:00Z", "data", "{\"a\":1}");
+	char *e3 = ev("session_data_updated", "s1", "e3",
+		      "2024-05-01T10:02:00Z", "data", "\"not an object\"");
+	char *e4 = ev("session_data_updated", "s1", "e2",
+		      "2024-05-01T10:01:00Z", "data", "{\"a\":1}");
 	sky_mirror_event_item items[] = {
-		{e1, strlen(e1), 0, NULL}, {e2, strlen(e2), 0, NULL},
-		{e3, strlen(e3), 0, NULL}, {e4, strlen(e4), 0, NULL},
+	    {e1, strlen(e1), 0, NULL},
+	    {e2, strlen(e2), 0, NULL},
+	    {e3, strlen(e3), 0, NULL},
+	    {e4, strlen(e4), 0, NULL},
 	};
 	CU_ASSERT(sky_mirror_event_apply_batch(c, items, 4) == 0);
 	CU_ASSERT(items[0].outcome == SKY_MIRROR_APPLIED);
@@ -521,7 +533,8 @@ static void test_events__apps_roles_remove(void)
 	CU_ASSERT(sky_mirror_role_put(c, "app1", role, strlen(role)) == 0);
 	const char *bad_app = "{\"name\":\"x\"}";
 	const char *bad_role = "{\"name\":\"r\",\"permissions\":\"x\"}";
-	CU_ASSERT(sky_mirror_app_put(c, bad_app, strlen(bad_app)) == SKY_EINVAL);
+	CU_ASSERT(sky_mirror_app_put(c, bad_app, strlen(bad_app)) ==
+		  SKY_EINVAL);
 	CU_ASSERT(sky_mirror_role_put(c, "app1", bad_role, strlen(bad_role)) ==
 		  SKY_EINVAL);
 	char *got;
@@ -573,30 +586,33 @@ static void test_events__reader_snapshot(void)
  * is in the buffer given) is rejected with nothing changed.
  */
 static const char *SESSION_VALUES =
-	"{\"applicationId\":\"app1\",\"sessionId\":\"sv\",\"status\":\"open\","
-	"\"isDraft\":false,\"version\":100000000000000000000,\"name\":"
-	"\"Line\\u00003\",\"description\":\"a\\u0000\",\"createdAt\":"
-	"\"2024-05-01T10:00:00Z\",\"properties\":{\"site\":\"Plant\\u00007\"},"
-	"\"extra\":[0.94,-123456789012345678901]}";
+    "{\"applicationId\":\"app1\",\"sessionId\":\"sv\",\"status\":\"open\","
+    "\"isDraft\":false,\"version\":100000000000000000000,\"name\":"
+    "\"Line\\u00003\",\"description\":\"a\\u0000\",\"createdAt\":"
+    "\"2024-05-01T10:00:00Z\",\"properties\":{\"site\":\"Plant\\u00007\"},"
+    "\"extra\":[0.94,-123456789012345678901]}";
 
 static void test_events__values_kept_exactly(void)
 {
 	sky_cache *c = open_cache();
-	CU_ASSERT(apply(c, ev("session_created", "sv", "v1",
-			      "2024-05-01T10:00:00Z", "session",
-			      SESSION_VALUES)) == SKY_MIRROR_APPLIED);
+	CU_ASSERT(
+	    apply(c, ev("session_created", "sv", "v1", "2024-05-01T10:00:00Z",
+			"session", SESSION_VALUES)) == SKY_MIRROR_APPLIED);
 	char *s = get(c, "sv");
 	CU_ASSERT(s && strcmp(s, SESSION_VALUES) == 0);
 	free(s);
-	CU_ASSERT(apply(c, ev("session_data_updated", "sv", "v2",
-			      "2024-05-01T10:01:00Z", "data",
-			      "{\"n\":\"x\\u0000y\",\"big\":100000000000000000000,"
-			      "\"r\":0.94,\"o\":{\"neg\":-123456789012345678901}}")) ==
-		  SKY_MIRROR_APPLIED);
+	CU_ASSERT(
+	    apply(c,
+		  ev("session_data_updated", "sv", "v2", "2024-05-01T10:01:00Z",
+		     "data",
+		     "{\"n\":\"x\\u0000y\",\"big\":100000000000000000000,"
+		     "\"r\":0.94,\"o\":{\"neg\":-123456789012345678901}}")) ==
+	    SKY_MIRROR_APPLIED);
 	/* A second patch merges into the stored members: they read back. */
 	CU_ASSERT(apply(c, ev("session_data_updated", "sv", "v3",
 			      "2024-05-01T10:02:00Z", "data",
-			      "{\"o\":{\"p\":1.5e+999}}")) == SKY_MIRROR_APPLIED);
+			      "{\"o\":{\"p\":1.5e+999}}")) ==
+		  SKY_MIRROR_APPLIED);
 	char *d = data(c, "sv");
 	CU_ASSERT(d && strcmp(d, "{\"big\":100000000000000000000,\"n\":"
 				 "\"x\\u0000y\",\"o\":{\"neg\":"
@@ -610,7 +626,8 @@ static void test_events__values_kept_exactly(void)
 			 "\"name\":\"p\\u0000q\",\"createdAt\":"
 			 "\"2024-05-01T10:00:00Z\"}";
 	const char *dj = "{\"k\":18446744073709551616,\"z\":[0.1,\"\\u0000\"]}";
-	CU_ASSERT(sky_mirror_session_put(c, sj, strlen(sj), dj, strlen(dj), 0) == 0);
+	CU_ASSERT(
+	    sky_mirror_session_put(c, sj, strlen(sj), dj, strlen(dj), 0) == 0);
 	s = get(c, "sp");
 	CU_ASSERT(s && strcmp(s, sj) == 0);
 	free(s);
@@ -633,14 +650,12 @@ static void test_events__values_refused(void)
 	       "data", "{\"a\\u0000b\":1}");
 	reject(c, e, "member name");
 	free(e);
-	e = ev("session_properties_updated", "sv", "r2",
-	       "2024-05-01T10:01:00Z", "session",
-	       "{\"properties\":{\"k\\u0000\":\"v\"}}");
+	e = ev("session_properties_updated", "sv", "r2", "2024-05-01T10:01:00Z",
+	       "session", "{\"properties\":{\"k\\u0000\":\"v\"}}");
 	reject(c, e, "U+0000");
 	free(e);
-	e = ev("session_properties_updated", "sv", "r3",
-	       "2024-05-01T10:01:00Z", "session",
-	       "{\"properties\":{\"k\":100000000000000000000}}");
+	e = ev("session_properties_updated", "sv", "r3", "2024-05-01T10:01:00Z",
+	       "session", "{\"properties\":{\"k\":100000000000000000000}}");
 	reject(c, e, "strings, not a number");
 	free(e);
 	e = ev("session_data_updated", "s\\u0000v", "r4",
@@ -651,8 +666,8 @@ static void test_events__values_refused(void)
 	       "2024-05-01T10:01:00Z\\u0000", "data", "{}");
 	reject(c, e, "event.createdAt");
 	free(e);
-	e = ev("session_updated", "sv", "r6", "2024-05-01T10:01:00Z",
-	       "session", "{\"status\":\"open\\u0000\"}");
+	e = ev("session_updated", "sv", "r6", "2024-05-01T10:01:00Z", "session",
+	       "{\"status\":\"open\\u0000\"}");
 	reject(c, e, "status");
 	free(e);
 	/* A raw NUL byte: inside the object, or after it within `len`. */
@@ -712,12 +727,13 @@ static char *ev_by(const char *uid, const char *type, const char *eid,
 		   const char *payload)
 {
 	char *out;
-	int n = asprintf(&out,
-			 "{\"applicationId\":\"app1\",\"sessionId\":\"s1\","
-			 "\"eventId\":\"%s\",\"source\":\"test\",\"userId\":\"%s\","
-			 "\"createdAt\":\"%s\",\"timestamp\":1,\"version\":1,"
-			 "\"eventType\":\"%s\",\"%s\":%s}",
-			 eid, uid, created, type, payload_key, payload);
+	int n =
+	    asprintf(&out,
+		     "{\"applicationId\":\"app1\",\"sessionId\":\"s1\","
+		     "\"eventId\":\"%s\",\"source\":\"test\",\"userId\":\"%s\","
+		     "\"createdAt\":\"%s\",\"timestamp\":1,\"version\":1,"
+		     "\"eventType\":\"%s\",\"%s\":%s}",
+		     eid, uid, created, type, payload_key, payload);
 	CU_ASSERT_FATAL(n > 0);
 	return out;
 }
@@ -753,11 +769,12 @@ static void test_events__modified_follows_changes(void)
 	expect_modified(c, "2024-05-01T10:01:00.250000Z", "u2");
 
 	/* A session_updated that names them: taken as sent. */
-	CU_ASSERT(apply(c, ev_by("u3", "session_updated", "e5",
-				 "2024-05-01T10:03:00Z", "session",
-				 "{\"name\":\"N\",\"modifiedBy\":\"u4\","
-				 "\"modifiedAt\":\"2024-05-01T10:03:00.5Z\"}")) ==
-		  SKY_MIRROR_APPLIED);
+	CU_ASSERT(
+	    apply(c, ev_by("u3", "session_updated", "e5",
+			   "2024-05-01T10:03:00Z", "session",
+			   "{\"name\":\"N\",\"modifiedBy\":\"u4\","
+			   "\"modifiedAt\":\"2024-05-01T10:03:00.5Z\"}")) ==
+	    SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:03:00.5Z", "u4");
 
 	/* A session_updated without them: from the envelope. */
@@ -775,10 +792,10 @@ static void test_events__modified_follows_changes(void)
 		  SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:04:00Z", "u5");
 
-	CU_ASSERT(apply(c, ev_by("u7", "session_closed", "e8",
-				 "2024-05-01T10:05:00Z", "session",
-				 "{\"status\":\"closed\"}")) ==
-		  SKY_MIRROR_APPLIED);
+	CU_ASSERT(
+	    apply(c, ev_by("u7", "session_closed", "e8", "2024-05-01T10:05:00Z",
+			   "session", "{\"status\":\"closed\"}")) ==
+	    SKY_MIRROR_APPLIED);
 	expect_modified(c, "2024-05-01T10:05:00Z", "u7");
 	char *st = field(c, "status");
 	CU_ASSERT_STRING_EQUAL(st, "closed");
@@ -790,27 +807,27 @@ static void test_events__modified_follows_changes(void)
 int main(void)
 {
 	static const sky_test_case cases[] = {
-		{"test_events__all_six_types", test_events__all_six_types},
-		{"test_events__idempotent", test_events__idempotent},
-		{"test_events__event_log_is_bounded",
-		 test_events__event_log_is_bounded},
-		{"test_events__no_rollback", test_events__no_rollback},
-		{"test_events__waits_for_unknown_session",
-		 test_events__waits_for_unknown_session},
-		{"test_events__pending_limit", test_events__pending_limit},
-		{"test_events__malformed_rejected",
-		 test_events__malformed_rejected},
-		{"test_events__limits", test_events__limits},
-		{"test_events__batch_with_rejects",
-		 test_events__batch_with_rejects},
-		{"test_events__apps_roles_remove", test_events__apps_roles_remove},
-		{"test_events__reader_snapshot", test_events__reader_snapshot},
-		{"test_events__values_kept_exactly",
-		 test_events__values_kept_exactly},
-		{"test_events__values_refused", test_events__values_refused},
-		{"test_events__modified_follows_changes",
-		 test_events__modified_follows_changes},
-		{NULL, NULL},
+	    {"test_events__all_six_types", test_events__all_six_types},
+	    {"test_events__idempotent", test_events__idempotent},
+	    {"test_events__event_log_is_bounded",
+	     test_events__event_log_is_bounded},
+	    {"test_events__no_rollback", test_events__no_rollback},
+	    {"test_events__waits_for_unknown_session",
+	     test_events__waits_for_unknown_session},
+	    {"test_events__pending_limit", test_events__pending_limit},
+	    {"test_events__malformed_rejected",
+	     test_events__malformed_rejected},
+	    {"test_events__limits", test_events__limits},
+	    {"test_events__batch_with_rejects",
+	     test_events__batch_with_rejects},
+	    {"test_events__apps_roles_remove", test_events__apps_roles_remove},
+	    {"test_events__reader_snapshot", test_events__reader_snapshot},
+	    {"test_events__values_kept_exactly",
+	     test_events__values_kept_exactly},
+	    {"test_events__values_refused", test_events__values_refused},
+	    {"test_events__modified_follows_changes",
+	     test_events__modified_follows_changes},
+	    {NULL, NULL},
 	};
 	return sky_test_main("events", cases);
 }

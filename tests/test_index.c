@@ -37,10 +37,10 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 	event_seq++;
 	snprintf(eid, sizeof(eid), "e%d", event_seq);
 	snprintf(at, sizeof(at), "2024-01-01T00:00:00.%06dZ", event_seq);
-	json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "applicationId",
-			       "app1", "sessionId", sid, "eventId", eid,
-			       "createdAt", at, "eventType", type, "session",
-			       session);
+	json_t *ev =
+	    json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "applicationId", "app1",
+		      "sessionId", sid, "eventId", eid, "createdAt", at,
+		      "eventType", type, "session", session);
 	char *text = json_dumps(ev, JSON_COMPACT);
 	int rc = sky_mirror_event_apply(c, text, strlen(text), NULL);
 	if (rc)
@@ -156,12 +156,12 @@ static void test_index__entries_follow_writes(void)
 	      json_pack("{s:s,s:s,s:s,s:[{s:s},{s:s,s:s}],s:{s:s,s:s}}",
 			"createdAt", "2023-01-01T00:00:00Z", "status", "open",
 			"name", "Line 1", "participants", "id", "u1", "id",
-			"g1", "type", "group", "properties", "site",
-			"Plant-7", "long", longv));
+			"g1", "type", "group", "properties", "site", "Plant-7",
+			"long", longv));
 	apply(c, "s2", "session_created",
 	      json_pack("{s:s,s:s,s:{s:s}}", "createdAt",
-			"2023-01-01T00:00:01Z", "status", "open",
-			"properties", "site", "Plant-7"));
+			"2023-01-01T00:00:01Z", "status", "open", "properties",
+			"site", "Plant-7"));
 	CU_ASSERT(count_value(c, SKY_IXF_PROP, "site", "Plant-7") == 2);
 	CU_ASSERT(count_value(c, SKY_IXF_PROP, "long", longv) == 1);
 	CU_ASSERT(count_value(c, SKY_IXF_STATUS, NULL, "open") == 2);
@@ -365,18 +365,15 @@ static void test_index__long_values_stay_exact(void)
 		int cut;
 		int want;
 	} cases[] = {
-		{"p=%s", NULL, 0, 1},        /* v1 exactly */
-		{"p^=%s", NULL, 600, 2},     /* 600 shared bytes */
-		{"p^=%s", NULL, 995, 1},     /* past the difference */
-		{"p^=%s", NULL, 40, 2},
-		{"p!=%s", NULL, 0, 1},
-		{"%s?", "lkey", 0, 2},
-		{"%s=1", "lkey", 0, 1},
+	    {"p=%s", NULL, 0, 1},    /* v1 exactly */
+	    {"p^=%s", NULL, 600, 2}, /* 600 shared bytes */
+	    {"p^=%s", NULL, 995, 1}, /* past the difference */
+	    {"p^=%s", NULL, 40, 2},  {"p!=%s", NULL, 0, 1},
+	    {"%s?", "lkey", 0, 2},   {"%s=1", "lkey", 0, 1},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char val[1000];
-		snprintf(val, sizeof(val), "%s",
-			 cases[i].arg ? lkey : v1);
+		snprintf(val, sizeof(val), "%s", cases[i].arg ? lkey : v1);
 		if (cases[i].cut)
 			val[cases[i].cut] = '\0';
 		snprintf(pred, sizeof(pred), cases[i].fmt, val);
@@ -400,22 +397,22 @@ static void test_index__long_values_stay_exact(void)
 int main(void)
 {
 	static const sky_test_case cases[] = {
-		{"test_index__key_encoding", test_index__key_encoding},
-		{"test_index__entries_follow_writes",
-		 test_index__entries_follow_writes},
-		{"test_index__check_clean_after_random_writes",
-		 test_index__check_clean_after_random_writes},
-		{"test_index__check_finds_missing_entry",
-		 test_index__check_finds_missing_entry},
-		{"test_index__check_finds_orphan_entry",
-		 test_index__check_finds_orphan_entry},
-		{"test_index__check_finds_wrong_value",
-		 test_index__check_finds_wrong_value},
-		{"test_index__check_finds_wrong_time",
-		 test_index__check_finds_wrong_time},
-		{"test_index__long_values_stay_exact",
-		 test_index__long_values_stay_exact},
-		{NULL, NULL},
+	    {"test_index__key_encoding", test_index__key_encoding},
+	    {"test_index__entries_follow_writes",
+	     test_index__entries_follow_writes},
+	    {"test_index__check_clean_after_random_writes",
+	     test_index__check_clean_after_random_writes},
+	    {"test_index__check_finds_missing_entry",
+	     test_index__check_finds_missing_entry},
+	    {"test_index__check_finds_orphan_entry",
+	     test_index__check_finds_orphan_entry},
+	    {"test_index__check_finds_wrong_value",
+	     test_index__check_finds_wrong_value},
+	    {"test_index__check_finds_wrong_time",
+	     test_index__check_finds_wrong_time},
+	    {"test_index__long_values_stay_exact",
+	     test_index__long_values_stay_exact},
+	    {NULL, NULL},
 	};
 	return sky_test_main("index", cases);
 }

@@ -113,8 +113,8 @@ static void test_journal__writes_survive_reopen(void)
 	for (int i = 0; i < 20; i++) {
 		char patch[64];
 		snprintf(patch, sizeof(patch), "{\"k%d\":%d}", i, i);
-		CU_ASSERT_FATAL(sky_data_patch(c, APP, sid, patch,
-					       strlen(patch)) == 0);
+		CU_ASSERT_FATAL(
+		    sky_data_patch(c, APP, sid, patch, strlen(patch)) == 0);
 	}
 	CU_ASSERT(data_value(c, sid, "k19") == 19);
 	sky_cache_close(c);
@@ -170,9 +170,9 @@ static int journal_open_refused(const char *dir)
 {
 	int rc;
 	return open_mode(dir, SKY_DURABILITY_JOURNAL, &rc) == NULL &&
-			       rc == SKY_EBUSY
-		       ? 0
-		       : 1;
+		       rc == SKY_EBUSY
+		   ? 0
+		   : 1;
 }
 
 static void test_journal__one_writer_process(void)
@@ -189,8 +189,8 @@ static void test_journal__one_writer_process(void)
 	 * of the process): refused. */
 	CU_ASSERT(open_flags(dir, SKY_CACHE_READONLY, &rc) == NULL);
 	CU_ASSERT(rc == SKY_EBUSY);
-	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message,
-				      "this process"));
+	CU_ASSERT_PTR_NOT_NULL(
+	    strstr(sky_error_last()->message, "this process"));
 	sky_cache_close(j);
 
 	/* And the other way round: no journal mode while another writer. */
@@ -212,30 +212,32 @@ static void test_journal__closed_session_refused(void)
 		char dir[4200];
 		snprintf(dir, sizeof(dir), "%s/m%d", sky_test_tmpdir(), mode);
 		int rc;
-		sky_cache *c = open_mode(dir,
-					 mode ? SKY_DURABILITY_JOURNAL
-					      : SKY_DURABILITY_DEFAULT,
-					 &rc);
+		sky_cache *c = open_mode(
+		    dir, mode ? SKY_DURABILITY_JOURNAL : SKY_DURABILITY_DEFAULT,
+		    &rc);
 		CU_ASSERT_FATAL(c != NULL);
 		put_app(c);
 		const char *open_s = "{\"applicationId\":\"" APP
 				     "\",\"sessionId\":\"s-open\",\"status\":"
 				     "\"open\",\"name\":\"o\",\"createdAt\":"
 				     "\"2026-01-01T00:00:00Z\"}";
-		const char *closed_s = "{\"applicationId\":\"" APP
-				       "\",\"sessionId\":\"s-done\",\"status\":"
-				       "\"closed\",\"name\":\"c\",\"createdAt\":"
-				       "\"2026-01-01T00:00:00Z\",\"properties\":"
-				       "{\"status\":\"closed\"}}";
-		CU_ASSERT_FATAL(sky_mirror_session_put(c, open_s, strlen(open_s), "{}",
-						2, 1) == 0);
-		CU_ASSERT_FATAL(sky_mirror_session_put(c, closed_s, strlen(closed_s),
-						"{}", 2, 1) == 0);
+		const char *closed_s =
+		    "{\"applicationId\":\"" APP
+		    "\",\"sessionId\":\"s-done\",\"status\":"
+		    "\"closed\",\"name\":\"c\",\"createdAt\":"
+		    "\"2026-01-01T00:00:00Z\",\"properties\":"
+		    "{\"status\":\"closed\"}}";
+		CU_ASSERT_FATAL(sky_mirror_session_put(c, open_s,
+						       strlen(open_s), "{}", 2,
+						       1) == 0);
+		CU_ASSERT_FATAL(sky_mirror_session_put(c, closed_s,
+						       strlen(closed_s), "{}",
+						       2, 1) == 0);
 		const char *patch = "{\"k\":1}";
 		CU_ASSERT(sky_data_patch(c, APP, "s-done", patch,
 					 strlen(patch)) == SKY_EINVAL);
 		CU_ASSERT_PTR_NOT_NULL(
-			strstr(sky_error_last()->message, "closed"));
+		    strstr(sky_error_last()->message, "closed"));
 		/* A property named status does not make a session closed. */
 		const char *props = "{\"status\":\"closed\"}";
 		CU_ASSERT(sky_session_set_properties(c, APP, "s-open", props,
@@ -284,21 +286,23 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 			 * record must not be replayed without the session. */
 			char json[256], sid[64], patch[64], acked[256];
 			snprintf(sid, sizeof(sid), "srv-%lu", n);
-			int len = snprintf(json, sizeof(json),
-					   "{\"applicationId\":\"" APP
-					   "\",\"sessionId\":\"%s\",\"status\":"
-					   "\"open\",\"name\":\"s\",\"createdAt\":"
-					   "\"2026-01-01T00:00:00Z\"}",
-					   sid);
-			if (sky_mirror_session_put(c, json, (size_t)len, "{}", 2,
-					    (int64_t)n + 1) != 0)
+			int len =
+			    snprintf(json, sizeof(json),
+				     "{\"applicationId\":\"" APP
+				     "\",\"sessionId\":\"%s\",\"status\":"
+				     "\"open\",\"name\":\"s\",\"createdAt\":"
+				     "\"2026-01-01T00:00:00Z\"}",
+				     sid);
+			if (sky_mirror_session_put(c, json, (size_t)len, "{}",
+						   2, (int64_t)n + 1) != 0)
 				_exit(8);
 			int plen = snprintf(patch, sizeof(patch),
 					    "{\"w%lu\":%lu}", n, n);
-			if (sky_data_patch(c, APP, sid, patch, (size_t)plen) != 0)
+			if (sky_data_patch(c, APP, sid, patch, (size_t)plen) !=
+			    0)
 				_exit(9);
-			int k = snprintf(acked, sizeof(acked), "d %s w%lu %lu\n",
-					 sid, n, n);
+			int k = snprintf(acked, sizeof(acked),
+					 "d %s w%lu %lu\n", sid, n, n);
 			if (write(out, acked, (size_t)k) != k)
 				_exit(6);
 			continue;
@@ -320,22 +324,26 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 		sky_write w[4];
 		char bodies[4][64];
 		for (size_t i = 0; i < k; i++) {
-			snprintf(bodies[i], sizeof(bodies[i]),
-				 "{\"w%lu\":%lu}", n + i, n + i);
-			w[i] = (sky_write){SKY_WRITE_DATA, APP,
+			snprintf(bodies[i], sizeof(bodies[i]), "{\"w%lu\":%lu}",
+				 n + i, n + i);
+			w[i] = (sky_write){SKY_WRITE_DATA,
+					   APP,
 					   sids[(size_t)rand() % n_sids],
-					   bodies[i], strlen(bodies[i]), 0,
-					   NULL, 0, NULL};
+					   bodies[i],
+					   strlen(bodies[i]),
+					   0,
+					   NULL,
+					   0,
+					   NULL};
 		}
 		if (sky_write_batch(c, w, k) != 0)
 			_exit(7);
 		size_t used = 0;
 		for (size_t i = 0; i < k; i++)
-			used += (size_t)snprintf(line + used,
-						 sizeof(line) - used,
-						 "%c %s w%lu %lu\n",
-						 i + 1 < k ? 'D' : 'd',
-						 w[i].session_id, n + i, n + i);
+			used += (size_t)snprintf(
+			    line + used, sizeof(line) - used,
+			    "%c %s w%lu %lu\n", i + 1 < k ? 'D' : 'd',
+			    w[i].session_id, n + i, n + i);
 		/* One write(2) per batch: the parent reads whole batches. */
 		if (write(out, line, used) != (ssize_t)used)
 			_exit(6);
@@ -361,7 +369,7 @@ static pid_t start_writer(int *fd)
 }
 
 /* How run_and_kill's writer runs. */
-#define WRITER_STOPS 1     /* stops dead by itself after `target` calls */
+#define WRITER_STOPS 1	   /* stops dead by itself after `target` calls */
 #define WRITER_NO_SERVER 2 /* only queued writes, no server sessions */
 
 /* Run the writer until it acknowledged about `target` writes, SIGKILL it,
@@ -399,8 +407,8 @@ static char *run_and_kill(const char *dir, unsigned long target, int how)
 	int status;
 	waitpid(pid, &status, 0);
 	int ended_as_planned =
-		crash ? WIFEXITED(status) && WEXITSTATUS(status) == 0
-		      : WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+	    crash ? WIFEXITED(status) && WEXITSTATUS(status) == 0
+		  : WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 	CU_ASSERT(ended_as_planned);
 	acks[len] = '\0';
 	return acks;
@@ -415,7 +423,8 @@ static void zero_meta_pages(const char *dir)
 	CU_ASSERT_FATAL(fd >= 0);
 	long psize = sysconf(_SC_PAGESIZE);
 	char zeros[256] = {0};
-	CU_ASSERT(pwrite(fd, zeros, sizeof(zeros), 0) == (ssize_t)sizeof(zeros));
+	CU_ASSERT(pwrite(fd, zeros, sizeof(zeros), 0) ==
+		  (ssize_t)sizeof(zeros));
 	CU_ASSERT(pwrite(fd, zeros, sizeof(zeros), psize) ==
 		  (ssize_t)sizeof(zeros));
 	close(fd);
@@ -448,7 +457,7 @@ static unsigned long verify_acks(sky_cache *c, char *acks)
 			}
 			sky_free(json);
 		} else if (sscanf(line + 1, " %255s %63s %lu", sid, key, &v) ==
-				   3 &&
+			       3 &&
 			   (line[0] == 'd' || line[0] == 'D')) {
 			if (data_value(c, sid, key) != (long)v) {
 				fprintf(stderr, "missing %s on %s\n", key, sid);
@@ -574,8 +583,7 @@ static void test_journal__torn_record_is_not_replayed(void)
 	unsigned long kept = verify_acks(c, acks);
 	/* The torn call's writes are gone, and only they. */
 	unsigned long gone = 0;
-	for (char *line = strtok(lost, "\n"); line;
-	     line = strtok(NULL, "\n")) {
+	for (char *line = strtok(lost, "\n"); line; line = strtok(NULL, "\n")) {
 		char sid[256], key[64];
 		unsigned long v;
 		gone++;
@@ -661,8 +669,8 @@ static void test_journal__mirror_writes_alone_recover(void)
 		sky_cache *c = open_mode(dir, SKY_DURABILITY_JOURNAL, NULL);
 		if (!c)
 			_exit(3);
-		const char *app = "{\"applicationId\":\"" APP
-				  "\",\"name\":\"j\"}";
+		const char *app =
+		    "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
 		for (int i = 0; i < 200; i++)
 			if (sky_mirror_app_put(c, app, strlen(app)) != 0)
 				_exit(4);
@@ -701,8 +709,8 @@ static void test_journal__write_changes_no_metadata(void)
 	for (int i = 0; i < 50; i++) {
 		char patch[64];
 		snprintf(patch, sizeof(patch), "{\"k%d\":%d}", i, i);
-		CU_ASSERT_FATAL(sky_data_patch(c, APP, sid, patch,
-					       strlen(patch)) == 0);
+		CU_ASSERT_FATAL(
+		    sky_data_patch(c, APP, sid, patch, strlen(patch)) == 0);
 	}
 	journal_stat(dir, &after);
 	CU_ASSERT(after.st_size == before.st_size);
@@ -724,8 +732,8 @@ static void test_journal__region_grows_then_crash(void)
 	pid_t pid = start_writer(&fd);
 	if (pid == 0) {
 		sky_cache *c = open_mode(dir, SKY_DURABILITY_JOURNAL, NULL);
-		const char *app = "{\"applicationId\":\"" APP
-				  "\",\"name\":\"j\"}";
+		const char *app =
+		    "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
 		const char *body = "{\"name\":\"grow\"}";
 		char *sid = NULL;
 		if (!c || sky_mirror_app_put(c, app, strlen(app)) != 0 ||
@@ -809,8 +817,8 @@ static void test_journal__map_grows_then_crash(void)
 		sky_cache *c = NULL;
 		if (sky_cache_open(&c, dir, &o) != 0)
 			_exit(3);
-		const char *app = "{\"applicationId\":\"" APP
-				  "\",\"name\":\"j\"}";
+		const char *app =
+		    "{\"applicationId\":\"" APP "\",\"name\":\"j\"}";
 		char *sid = NULL, body[1200];
 		const char *big = "{\"name\":\"big\"}";
 		if (sky_mirror_app_put(c, app, strlen(app)) != 0 ||
@@ -822,9 +830,10 @@ static void test_journal__map_grows_then_crash(void)
 			_exit(6);
 		for (int i = 0; i < n; i++) {
 			/* ~1 KB of new data per write: the map must grow. */
-			int len = snprintf(body, sizeof(body), "{\"k%d\":\"%0*d\"}",
-					   i, 1000, i);
-			if (sky_data_patch(c, APP, sid, body, (size_t)len) != 0) {
+			int len = snprintf(body, sizeof(body),
+					   "{\"k%d\":\"%0*d\"}", i, 1000, i);
+			if (sky_data_patch(c, APP, sid, body, (size_t)len) !=
+			    0) {
 				fprintf(stderr, "patch %d: %s\n", i,
 					sky_error_last()->message);
 				_exit(5);
@@ -862,7 +871,6 @@ static void test_journal__map_grows_then_crash(void)
 	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
 	sky_cache_close(c);
 }
-
 
 /* Offsets and lengths of the records of the journal's current log, in
  * order (at most `max`); returns how many. */
@@ -1038,35 +1046,35 @@ static void test_journal__damage_beyond_resync_refused(void)
 int main(void)
 {
 	static const sky_test_case cases[] = {
-		{"test_journal__writes_survive_reopen",
-		 test_journal__writes_survive_reopen},
-		{"test_journal__one_writer_process",
-		 test_journal__one_writer_process},
-		{"test_journal__closed_session_refused",
-		 test_journal__closed_session_refused},
-		{"test_journal__crash_recovered_in_journal_mode",
-		 test_journal__crash_recovered_in_journal_mode},
-		{"test_journal__crash_recovered_by_plain_open",
-		 test_journal__crash_recovered_by_plain_open},
-		{"test_journal__torn_record_is_not_replayed",
-		 test_journal__torn_record_is_not_replayed},
-		{"test_journal__reader_refuses_before_recovery",
-		 test_journal__reader_refuses_before_recovery},
-		{"test_journal__clean_close_then_plain_writer",
-		 test_journal__clean_close_then_plain_writer},
-		{"test_journal__mirror_writes_alone_recover",
-		 test_journal__mirror_writes_alone_recover},
-		{"test_journal__map_grows_then_crash",
-		 test_journal__map_grows_then_crash},
-		{"test_journal__write_changes_no_metadata",
-		 test_journal__write_changes_no_metadata},
-		{"test_journal__region_grows_then_crash",
-		 test_journal__region_grows_then_crash},
-		{"test_journal__damaged_record_skipped",
-		 test_journal__damaged_record_skipped},
-		{"test_journal__damage_beyond_resync_refused",
-		 test_journal__damage_beyond_resync_refused},
-		{NULL, NULL},
+	    {"test_journal__writes_survive_reopen",
+	     test_journal__writes_survive_reopen},
+	    {"test_journal__one_writer_process",
+	     test_journal__one_writer_process},
+	    {"test_journal__closed_session_refused",
+	     test_journal__closed_session_refused},
+	    {"test_journal__crash_recovered_in_journal_mode",
+	     test_journal__crash_recovered_in_journal_mode},
+	    {"test_journal__crash_recovered_by_plain_open",
+	     test_journal__crash_recovered_by_plain_open},
+	    {"test_journal__torn_record_is_not_replayed",
+	     test_journal__torn_record_is_not_replayed},
+	    {"test_journal__reader_refuses_before_recovery",
+	     test_journal__reader_refuses_before_recovery},
+	    {"test_journal__clean_close_then_plain_writer",
+	     test_journal__clean_close_then_plain_writer},
+	    {"test_journal__mirror_writes_alone_recover",
+	     test_journal__mirror_writes_alone_recover},
+	    {"test_journal__map_grows_then_crash",
+	     test_journal__map_grows_then_crash},
+	    {"test_journal__write_changes_no_metadata",
+	     test_journal__write_changes_no_metadata},
+	    {"test_journal__region_grows_then_crash",
+	     test_journal__region_grows_then_crash},
+	    {"test_journal__damaged_record_skipped",
+	     test_journal__damaged_record_skipped},
+	    {"test_journal__damage_beyond_resync_refused",
+	     test_journal__damage_beyond_resync_refused},
+	    {NULL, NULL},
 	};
 	return sky_test_main("journal", cases);
 }

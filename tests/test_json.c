@@ -318,8 +318,12 @@ static void test_json__same_as_jansson(void)
 static void test_json__base64url(void)
 {
 	static const char *vec[][2] = {
-	    {"", ""},	     {"f", "Zg"},	  {"fo", "Zm8"},
-	    {"foo", "Zm9v"}, {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"},
+	    {"", ""},
+	    {"f", "Zg"},
+	    {"fo", "Zm8"},
+	    {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg"},
+	    {"fooba", "Zm9vYmE"},
 	    {"foobar", "Zm9vYmFy"},
 	};
 	unsigned char out[64];
@@ -356,8 +360,8 @@ static void test_json__base64url(void)
 	for (size_t len = 0; len <= sizeof(raw); len++) {
 		sky_buf e = SKY_BUF_INIT;
 		CU_ASSERT_EQUAL(sky__b64url_append(&e, raw, len), 0);
-		long n = sky__b64url_decode(e.data ? e.data : "", e.len, 0,
-					    out, sizeof(out));
+		long n = sky__b64url_decode(e.data ? e.data : "", e.len, 0, out,
+					    sizeof(out));
 		CU_ASSERT(n == (long)len && memcmp(out, raw, len) == 0);
 		sky__buf_free(&e);
 	}
@@ -454,8 +458,7 @@ int main(void)
 	    {"test_json__shortest_reals", test_json__shortest_reals},
 	    {"test_json__same_as_jansson", test_json__same_as_jansson},
 	    {"test_json__base64url", test_json__base64url},
-	    {"test_json__allocation_failures",
-	     test_json__allocation_failures},
+	    {"test_json__allocation_failures", test_json__allocation_failures},
 	    {NULL, NULL},
 	};
 	return sky_test_main("json", cases);

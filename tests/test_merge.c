@@ -78,14 +78,14 @@ static size_t run_cases(const char *path)
 	size_t i, n = 0;
 
 	CU_ASSERT_FATAL(doc != NULL);
-	json_array_foreach(json_object_get(doc, "cases"), i, c)
-	{
+	json_array_foreach(json_object_get(doc, "cases"), i, c) {
 		json_t *target = json_object_get(c, "original");
 		if (!target)
 			target = json_object_get(c, "target");
 		json_t *patch = json_object_get(c, "patch");
 		json_t *expect = json_object_get(c, "result");
-		const char *name = json_string_value(json_object_get(c, "name"));
+		const char *name =
+		    json_string_value(json_object_get(c, "name"));
 		char label[32];
 		if (!name) {
 			snprintf(label, sizeof(label), "%d",
@@ -455,15 +455,14 @@ static void test_merge__text_any_values(void)
 	sky_free(out);
 }
 
-
 /* ---- coalescing (queue.c: sky__patch_compose) ---- */
 
 static unsigned long long compose_rng = 7;
 
 static unsigned pick(unsigned n)
 {
-	compose_rng = compose_rng * 6364136223846793005ull +
-		      1442695040888963407ull;
+	compose_rng =
+	    compose_rng * 6364136223846793005ull + 1442695040888963407ull;
 	return (unsigned)((compose_rng >> 33) % n);
 }
 
@@ -471,21 +470,17 @@ static unsigned pick(unsigned n)
 static json_t *random_json(int depth, int allow_null)
 {
 	switch (pick(depth > 0 ? 7 : 4)) {
-	case 0:
-		return json_integer(pick(3));
-	case 1:
-		return json_string(pick(2) ? "s" : "t");
-	case 2:
-		return json_pack("[i]", pick(3));
-	case 3:
-		return allow_null ? json_null() : json_true();
+	case 0: return json_integer(pick(3));
+	case 1: return json_string(pick(2) ? "s" : "t");
+	case 2: return json_pack("[i]", pick(3));
+	case 3: return allow_null ? json_null() : json_true();
 	default: {
 		json_t *o = json_object();
 		unsigned n = pick(4);
 		for (unsigned i = 0; i < n; i++) {
 			char k[2] = {(char)('a' + pick(3)), 0};
-			json_object_set_new(o, k, random_json(depth - 1,
-							      allow_null));
+			json_object_set_new(o, k,
+					    random_json(depth - 1, allow_null));
 		}
 		return o;
 	}
@@ -525,14 +520,16 @@ static void test_merge__compose_equals_sequential(void)
 			composed++;
 			json_t *seq = sky__merge_patch(json_deep_copy(doc), p1);
 			seq = sky__merge_patch(seq, p2);
-			json_t *both = sky__merge_patch(json_deep_copy(doc), one);
+			json_t *both =
+			    sky__merge_patch(json_deep_copy(doc), one);
 			int eq = json_equal(seq, both);
 			CU_ASSERT(eq);
 			if (!eq) {
 				char *a = json_dumps(doc, JSON_COMPACT);
 				char *b = json_dumps(p1, JSON_COMPACT);
 				char *c = json_dumps(p2, JSON_COMPACT);
-				fprintf(stderr, "  doc %s p1 %s p2 %s\n", a, b, c);
+				fprintf(stderr, "  doc %s p1 %s p2 %s\n", a, b,
+					c);
 				free(a);
 				free(b);
 				free(c);

@@ -30,13 +30,15 @@ static void test_model__parse_limits(void)
 	json_t *v = NULL;
 	CU_ASSERT(sky__json_parse("{\"a\":[1]}", 9, &lim, "x", &v) == 0);
 	json_decref(v);
-	CU_ASSERT(sky__json_parse("{\"a\":[[1]]}", 11, &lim, "x", &v) == SKY_ELIMIT);
+	CU_ASSERT(sky__json_parse("{\"a\":[[1]]}", 11, &lim, "x", &v) ==
+		  SKY_ELIMIT);
 	CU_ASSERT(sky__json_parse("[[[1]]]", 7, &lim, "x", &v) == SKY_ELIMIT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "deeper"));
 	CU_ASSERT(sky__json_parse("{\"a\":1,\"a\":2}", 13, NULL, "thing", &v) ==
 		  SKY_EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message, "thing"));
-	CU_ASSERT(sky__json_parse("\"\xc3\x28\"", 4, NULL, "x", &v) == SKY_EINVAL);
+	CU_ASSERT(sky__json_parse("\"\xc3\x28\"", 4, NULL, "x", &v) ==
+		  SKY_EINVAL);
 	CU_ASSERT(sky__json_parse("", 0, NULL, "x", &v) == SKY_EINVAL);
 }
 
@@ -52,9 +54,13 @@ static void test_model__times(void)
 		  us % 1000000 == 123456);
 	CU_ASSERT(sky__parse_time("1969-12-31T23:59:59Z", &us) == 0 &&
 		  us == -1000000);
-	static const char *bad[] = {"", "2024-05-01", "2024-13-01T00:00:00Z",
-				    "2024-05-01T24:00:00Z", "2024-05-01T00:00:00",
-				    "2024-05-01T00:00:00Zjunk", "2024-05-01T00:00:00.Z",
+	static const char *bad[] = {"",
+				    "2024-05-01",
+				    "2024-13-01T00:00:00Z",
+				    "2024-05-01T24:00:00Z",
+				    "2024-05-01T00:00:00",
+				    "2024-05-01T00:00:00Zjunk",
+				    "2024-05-01T00:00:00.Z",
 				    "24-05-01T00:00:00Z"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CU_ASSERT(sky__parse_time(bad[i], &us) == -1);
@@ -90,11 +96,12 @@ static int valid_session(const char *text)
 
 static void test_model__sessions(void)
 {
-	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
-				"\"unknown\":{\"deep\":[1]},\"description\":null}") == 0);
+	CU_ASSERT(valid_session(
+		      "{\"applicationId\":\"a\",\"sessionId\":\"s\","
+		      "\"unknown\":{\"deep\":[1]},\"description\":null}") == 0);
 	CU_ASSERT(valid_session("{\"applicationId\":\"a\"}") == SKY_EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message,
-				      "session.sessionId: missing"));
+	CU_ASSERT_PTR_NOT_NULL(
+	    strstr(sky_error_last()->message, "session.sessionId: missing"));
 	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
 				"\"properties\":{\"k\":null}}") == SKY_EINVAL);
 	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
@@ -106,8 +113,8 @@ static void test_model__sessions(void)
 	CU_ASSERT(valid_session("{\"applicationId\":\"a\",\"sessionId\":\"s\","
 				"\"participants\":[{\"type\":\"user\"}]}") ==
 		  SKY_EINVAL);
-	CU_ASSERT_PTR_NOT_NULL(strstr(sky_error_last()->message,
-				      "session.participants[0].id"));
+	CU_ASSERT_PTR_NOT_NULL(
+	    strstr(sky_error_last()->message, "session.participants[0].id"));
 	/* Over the property count and value size limits. */
 	json_t *s = json_pack("{s:s,s:s,s:{}}", "applicationId", "a",
 			      "sessionId", "s", "properties");
@@ -137,7 +144,8 @@ static void test_model__errors(void)
 	sky__error_prefix("line %d", 3);
 	CU_ASSERT_STRING_EQUAL(sky_error_last()->message, "line 3: field x");
 	CU_ASSERT(sky_error_last()->source == SKY_ERRSRC_INPUT);
-	CU_ASSERT(sky__error_lmdb(-30792 /* MDB_MAP_FULL */, "w") == SKY__EMAPFULL);
+	CU_ASSERT(sky__error_lmdb(-30792 /* MDB_MAP_FULL */, "w") ==
+		  SKY__EMAPFULL);
 	CU_ASSERT(sky_error_last()->source == SKY_ERRSRC_LMDB);
 	CU_ASSERT(sky_error_last()->native == -30792);
 	CU_ASSERT_STRING_EQUAL(sky_version(), PACKAGE_VERSION);
@@ -157,35 +165,36 @@ static int session_rc(const char *text)
 static void test_model__nul_and_big_values(void)
 {
 	/* U+0000 is fine in the strings the model keeps as text. */
-	CU_ASSERT(session_rc("{\"applicationId\":\"a\",\"sessionId\":\"s\","
-			     "\"name\":\"x\\u0000\",\"description\":\"\\u0000\","
-			     "\"properties\":{\"k\":\"v\\u0000w\"},"
-			     "\"version\":100000000000000000000}") == 0);
+	CU_ASSERT(
+	    session_rc("{\"applicationId\":\"a\",\"sessionId\":\"s\","
+		       "\"name\":\"x\\u0000\",\"description\":\"\\u0000\","
+		       "\"properties\":{\"k\":\"v\\u0000w\"},"
+		       "\"version\":100000000000000000000}") == 0);
 	/* Not where a C string would be cut short or a word compared. */
 	static const struct {
 		const char *text, *needle;
 	} bad[] = {
-		{"{\"applicationId\":\"a\\u0000\",\"sessionId\":\"s\"}",
-		 "session.applicationId: holds U+0000"},
-		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"participants\":"
-		 "[{\"id\":\"u\\u0000x\"}]}",
-		 "participants[0].id: holds U+0000"},
-		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"status\":"
-		 "\"open\\u0000\"}",
-		 "session.status"},
-		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"participants\":"
-		 "[{\"id\":\"u\",\"type\":\"user\\u0000\"}]}",
-		 "type"},
-		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"createdAt\":"
-		 "\"2024-05-01T10:00:00Z\\u0000\"}",
-		 "session.createdAt"},
-		/* A big number is a number: not a string, not a property. */
-		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"name\":"
-		 "100000000000000000000}",
-		 "session.name: must be a string, not a number"},
-		{"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"properties\":"
-		 "{\"k\":-100000000000000000000}}",
-		 "strings, not a number"},
+	    {"{\"applicationId\":\"a\\u0000\",\"sessionId\":\"s\"}",
+	     "session.applicationId: holds U+0000"},
+	    {"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"participants\":"
+	     "[{\"id\":\"u\\u0000x\"}]}",
+	     "participants[0].id: holds U+0000"},
+	    {"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"status\":"
+	     "\"open\\u0000\"}",
+	     "session.status"},
+	    {"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"participants\":"
+	     "[{\"id\":\"u\",\"type\":\"user\\u0000\"}]}",
+	     "type"},
+	    {"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"createdAt\":"
+	     "\"2024-05-01T10:00:00Z\\u0000\"}",
+	     "session.createdAt"},
+	    /* A big number is a number: not a string, not a property. */
+	    {"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"name\":"
+	     "100000000000000000000}",
+	     "session.name: must be a string, not a number"},
+	    {"{\"applicationId\":\"a\",\"sessionId\":\"s\",\"properties\":"
+	     "{\"k\":-100000000000000000000}}",
+	     "strings, not a number"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		CU_ASSERT(session_rc(bad[i].text) == SKY_EINVAL);
@@ -198,7 +207,8 @@ static void test_model__nul_and_big_values(void)
 	/* A member name with U+0000: refused by the parser, said clearly. */
 	json_t *v = NULL;
 	const char *t = "{\"p\":{\"a\\u0000\":1}}";
-	CU_ASSERT(sky__json_parse(t, strlen(t), NULL, "patch", &v) == SKY_EINVAL);
+	CU_ASSERT(sky__json_parse(t, strlen(t), NULL, "patch", &v) ==
+		  SKY_EINVAL);
 	CU_ASSERT(strstr(sky_error_last()->message,
 			 "patch: the member name at line 1, column") != NULL);
 	CU_ASSERT(strstr(sky_error_last()->message, "U+0000") != NULL);
@@ -210,15 +220,14 @@ static void test_model__nul_and_big_values(void)
 int main(void)
 {
 	static const sky_test_case cases[] = {
-		{"test_model__depth_scan", test_model__depth_scan},
-		{"test_model__parse_limits", test_model__parse_limits},
-		{"test_model__times", test_model__times},
-		{"test_model__ids", test_model__ids},
-		{"test_model__sessions", test_model__sessions},
-		{"test_model__errors", test_model__errors},
-		{"test_model__nul_and_big_values",
-		 test_model__nul_and_big_values},
-		{NULL, NULL},
+	    {"test_model__depth_scan", test_model__depth_scan},
+	    {"test_model__parse_limits", test_model__parse_limits},
+	    {"test_model__times", test_model__times},
+	    {"test_model__ids", test_model__ids},
+	    {"test_model__sessions", test_model__sessions},
+	    {"test_model__errors", test_model__errors},
+	    {"test_model__nul_and_big_values", test_model__nul_and_big_values},
+	    {NULL, NULL},
 	};
 	return sky_test_main("model", cases);
 }

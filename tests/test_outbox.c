@@ -63,9 +63,9 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 	snprintf(eid, sizeof(eid), "e%d", event_seq);
 	snprintf(at, sizeof(at), "2024-01-01T00:00:%02d.%06dZ",
 		 event_seq / 1000000 % 60, event_seq % 1000000);
-	json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "applicationId",
-			       APP, "sessionId", sid, "eventId", eid,
-			       "createdAt", at, "eventType", type, field, value);
+	json_t *ev = json_pack(
+	    "{s:s,s:s,s:s,s:s,s:s,s:o}", "applicationId", APP, "sessionId", sid,
+	    "eventId", eid, "createdAt", at, "eventType", type, field, value);
 	CU_ASSERT_FATAL(ev != NULL);
 	char *text = json_dumps(ev, JSON_COMPACT);
 	CU_ASSERT_FATAL(text != NULL);
@@ -80,9 +80,9 @@ static void apply(sky_cache *c, const char *sid, const char *type,
 static void new_session(sky_cache *c, const char *sid, const char *name)
 {
 	apply(c, sid, "session_created", "session",
-	      json_pack("{s:s,s:s,s:s,s:{s:s}}", "status", "open", "name",
-			name, "createdAt", "2023-01-01T00:00:00Z",
-			"properties", "site", "Plant-7"));
+	      json_pack("{s:s,s:s,s:s,s:{s:s}}", "status", "open", "name", name,
+			"createdAt", "2023-01-01T00:00:00Z", "properties",
+			"site", "Plant-7"));
 }
 
 static void collect_line(const char *line, void *payload)
@@ -111,9 +111,8 @@ static char *member(sky_cache *c, const char *sid, int confirmed,
 {
 	char *json = NULL;
 	size_t len = 0;
-	int rc = confirmed
-		     ? sky_session_get_confirmed(c, APP, sid, &json, &len)
-		     : sky_session_get(c, APP, sid, &json, &len);
+	int rc = confirmed ? sky_session_get_confirmed(c, APP, sid, &json, &len)
+			   : sky_session_get(c, APP, sid, &json, &len);
 	if (rc < 0)
 		return NULL;
 	json_t *s = json_loadb(json, len, 0, NULL);
@@ -168,8 +167,8 @@ static size_t entry_ids(sky_cache *c, const char *sid, int live_only,
 	MDB_txn *txn;
 	sky_ob_list l;
 	CU_ASSERT_FATAL(sky__store_read_begin(&c->st, &txn) == 0);
-	CU_ASSERT_FATAL(sky__ob_session_entries(txn, c, APP, sid, live_only,
-						&l) == 0);
+	CU_ASSERT_FATAL(
+	    sky__ob_session_entries(txn, c, APP, sid, live_only, &l) == 0);
 	size_t n = l.n;
 	for (size_t i = 0; i < n && i < max; i++) {
 		ids[i] = l.v[i].e.id;
@@ -215,7 +214,8 @@ static void test_outbox__queue_order(void)
 	patch_name(c, "s-a", "a1");
 	patch_name(c, "s-b", "b1");
 	CU_ASSERT(sky_data_patch(c, APP, "s-a", JS("{\"x\":1}")) == 0);
-	CU_ASSERT(sky_session_event_send(c, APP, "s-b", JS("{\"k\":\"v\"}")) == 0);
+	CU_ASSERT(sky_session_event_send(c, APP, "s-b", JS("{\"k\":\"v\"}")) ==
+		  0);
 	patch_name(c, "s-a", "a2");
 	uint64_t ids[8];
 	CU_ASSERT_FATAL(entry_ids(c, "s-a", 1, ids, 8) == 3);
@@ -378,16 +378,16 @@ static void test_outbox__adopt_on_arrival(void)
 {
 	sky_cache *c = open_cache();
 	char *local = NULL;
-	CU_ASSERT_FATAL(sky_session_create(c, APP, JS("{\"name\":\"new\"}"),
-					   &local) == 0);
+	CU_ASSERT_FATAL(
+	    sky_session_create(c, APP, JS("{\"name\":\"new\"}"), &local) == 0);
 	CU_ASSERT(sky_data_patch(c, APP, local, JS("{\"x\":1}")) == 0);
 	CU_ASSERT(pending(c, local) == 2);
 	/* The server's copy arrives by a read before the create's answer. */
-	json_t *s = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:{}}",
-			      "applicationId", APP, "sessionId", "s-made",
-			      "status", "open", "name", "new", "createdAt",
-			      "2024-02-01T00:00:00Z", "clientRef", local,
-			      "participants", "properties");
+	json_t *s =
+	    json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:[],s:{}}", "applicationId",
+		      APP, "sessionId", "s-made", "status", "open", "name",
+		      "new", "createdAt", "2024-02-01T00:00:00Z", "clientRef",
+		      local, "participants", "properties");
 	char *text = json_dumps(s, JSON_COMPACT);
 	json_decref(s);
 	CU_ASSERT_FATAL(text != NULL);
@@ -421,8 +421,8 @@ static void test_outbox__closed_by_index(void)
 	CU_ASSERT_FATAL(sky__record_get(txn, c, APP, "s1", &rec) == 0);
 	CU_ASSERT(sky__index_has_value(txn, c, APP, SKY_IXF_STATUS, "open", 4,
 				       "s1", rec.created_us) == 1);
-	CU_ASSERT(sky__index_has_value(txn, c, APP, SKY_IXF_STATUS, "closed",
-				       6, "s1", rec.created_us) == 0);
+	CU_ASSERT(sky__index_has_value(txn, c, APP, SKY_IXF_STATUS, "closed", 6,
+				       "s1", rec.created_us) == 0);
 	CU_ASSERT(sky__index_has_value(txn, c, APP, SKY_IXF_STATUS, "open", 4,
 				       "s1", rec.created_us + 1) == 0);
 	sky__store_read_end(&c->st, txn);
@@ -483,11 +483,11 @@ static void test_outbox__allocation(void)
 	long at;
 	for (at = 0; at < 5000; at++) {
 		unsigned before1 = pending(c, "s1"), before2 = pending(c, "s2");
-		sky_write w[2] = {
-		    {SKY_WRITE_PATCH, APP, "s1", JS("{\"name\":\"n\"}"), 0,
-		     NULL, 0, NULL},
-		    {SKY_WRITE_DATA, APP, "s2", JS("{\"d\":{\"e\":[1,2]}}"),
-		     0, NULL, 0, NULL}};
+		sky_write w[2] = {{SKY_WRITE_PATCH, APP, "s1",
+				   JS("{\"name\":\"n\"}"), 0, NULL, 0, NULL},
+				  {SKY_WRITE_DATA, APP, "s2",
+				   JS("{\"d\":{\"e\":[1,2]}}"), 0, NULL, 0,
+				   NULL}};
 		json_set_alloc_funcs(failing_malloc, free);
 		alloc_calls = 0;
 		alloc_fail_at = at;
@@ -639,8 +639,7 @@ static void test_outbox__data_only_view(void)
 	CU_ASSERT_FATAL(sky_data_get(c, APP, "s1", &data, &len) == 0);
 	expect_json(data, "{\"n\":2,\"m\":\"mine\"}");
 	free(data);
-	CU_ASSERT_FATAL(sky_data_get_confirmed(c, APP, "s1", &data, &len) ==
-			0);
+	CU_ASSERT_FATAL(sky_data_get_confirmed(c, APP, "s1", &data, &len) == 0);
 	expect_json(data, "{\"n\":1}");
 	free(data);
 	expect_member(c, "s1", 0, "name", "server name");

@@ -70,20 +70,20 @@ static void init_longs(void)
 }
 
 static const char *prop_keys[] = {
-	"site", "line", "prio", "status", "name", "participant",
-	"ünï", "a=b", "x|y", "props.q", long_key, "version", "createdBy",
+    "site", "line", "prio",    "status", "name",    "participant", "ünï",
+    "a=b",  "x|y",  "props.q", long_key, "version", "createdBy",
 };
 #define N_PROP_KEYS (sizeof(prop_keys) / sizeof(prop_keys[0]))
 
 static const char *values[] = {
-	"Plant-1", "Plant-2", "Plant-10", "high", "low", "", "日本",
-	"日本語", "a|b", "x=y", "back\\slash", "open", long_a, long_b,
-	long_c,
+    "Plant-1", "Plant-2", "Plant-10", "high", "low",	     "",
+    "日本",    "日本語",  "a|b",      "x=y",  "back\\slash", "open",
+    long_a,    long_b,	  long_c,
 };
 #define N_VALUES (sizeof(values) / sizeof(values[0]))
 
-static const char *names[] = {"Line 1", "Line 2", "Linear", "Ωmega",
-			      "Plant-1", long_b};
+static const char *names[] = {"Line 1", "Line 2",  "Linear",
+			      "Ωmega",	"Plant-1", long_b};
 #define N_NAMES (sizeof(names) / sizeof(names[0]))
 
 static const char *people[] = {"u1", "u2", "u3", "g1", "g2", "u-long"};
@@ -106,10 +106,9 @@ static void apply_event(sky_cache *c, const char *app, const char *sid,
 	json_object_set_new(session, "sessionId", json_string(sid));
 	json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:s,s:o}",
 			       "applicationId", app, "sessionId", sid,
-			       "eventId", eid, "source", "test", "userId",
-			       "u0", "createdAt", at, "timestamp", 1,
-			       "version", 1, "eventType", type, "session",
-			       session);
+			       "eventId", eid, "source", "test", "userId", "u0",
+			       "createdAt", at, "timestamp", 1, "version", 1,
+			       "eventType", type, "session", session);
 	char *text = json_dumps(ev, JSON_COMPACT);
 	sky_mirror_outcome o;
 	int rc = sky_mirror_event_apply(c, text, strlen(text), &o);
@@ -181,8 +180,8 @@ static void create_session(sky_cache *c, const char *app, const char *sid)
 	snprintf(at, sizeof(at), "2023-05-01T00:00:%02uZ", rnd(12));
 	if (rnd(10))
 		json_object_set_new(s, "createdAt", json_string(at));
-	json_object_set_new(s, "status", json_string(rnd(3) ? "open"
-							    : "closed"));
+	json_object_set_new(s, "status",
+			    json_string(rnd(3) ? "open" : "closed"));
 	if (rnd(6))
 		json_object_set_new(s, "name",
 				    json_string(names[rnd(N_NAMES)]));
@@ -202,9 +201,8 @@ static void random_sid(char *buf, size_t cap)
 static int collect_id(const char *json, size_t len, void *payload)
 {
 	json_t *s = json_loadb(json, len, 0, NULL);
-	json_array_append_new(payload,
-			      json_string(json_string_value(
-				      json_object_get(s, "sessionId"))));
+	json_array_append_new(payload, json_string(json_string_value(
+					   json_object_get(s, "sessionId"))));
 	json_decref(s);
 	return 0;
 }
@@ -248,8 +246,8 @@ static void mutate(sky_cache *c)
 		if (rnd(2))
 			json_object_set_new(s, "participants",
 					    random_participants());
-		json_object_set_new(s, "status", json_string(rnd(2) ? "open"
-								   : "closed"));
+		json_object_set_new(s, "status",
+				    json_string(rnd(2) ? "open" : "closed"));
 		if (rnd(2))
 			random_fields(s);
 		apply_event(c, app, sid, "session_updated", s);
@@ -259,22 +257,30 @@ static void mutate(sky_cache *c)
 		apply_event(c, app, sid, "session_closed",
 			    json_pack("{s:s}", "status", "closed"));
 		break;
-	case 6:
-		CU_ASSERT(sky_mirror_session_remove(c, app, sid) == 0);
-		break;
+	case 6: CU_ASSERT(sky_mirror_session_remove(c, app, sid) == 0); break;
 	}
 	json_decref(ids);
 }
 
 /* ---- queries described by the test ---- */
 
-enum { F_PROP, F_STATUS, F_NAME, F_PART, F_CBY, F_MBY, F_DRAFT, F_VER,
-       F_CAT, F_MAT, N_FIELDS };
+enum {
+	F_PROP,
+	F_STATUS,
+	F_NAME,
+	F_PART,
+	F_CBY,
+	F_MBY,
+	F_DRAFT,
+	F_VER,
+	F_CAT,
+	F_MAT,
+	N_FIELDS
+};
 enum { O_EQ, O_NE, O_PRE, O_EX, O_GE, O_GT, O_LT, O_LE };
-static const char *field_names[] = {NULL,	 "status",    "name",
-				    "participant", "createdBy", "modifiedBy",
-				    "isDraft",	 "version",   "createdAt",
-				    "modifiedAt"};
+static const char *field_names[] = {
+    NULL,	  "status",  "name",	"participant", "createdBy",
+    "modifiedBy", "isDraft", "version", "createdAt",   "modifiedAt"};
 
 typedef struct {
 	int field;
@@ -316,8 +322,7 @@ static char *render(const tpred *p)
 			reserved = 1;
 	switch (p->field) {
 	case F_PROP:
-		if (reserved || !strncmp(p->prop, "props.", 6) ||
-		    rnd(4) == 0) {
+		if (reserved || !strncmp(p->prop, "props.", 6) || rnd(4) == 0) {
 			strcpy(key, "props.");
 			escape_into(key + 6, sizeof(key) - 6, p->prop);
 		} else {
@@ -327,8 +332,7 @@ static char *render(const tpred *p)
 	default: strcpy(key, field_names[p->field]);
 	}
 	o = (size_t)snprintf(buf, sizeof(buf), "%s", key);
-	static const char *ops[] = {"=", "!=", "^=", "?", ">=", ">", "<",
-				    "<="};
+	static const char *ops[] = {"=", "!=", "^=", "?", ">=", ">", "<", "<="};
 	o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s", ops[p->op]);
 	for (int i = 0; i < p->nv; i++) {
 		char v[1500];
@@ -423,7 +427,7 @@ static int eval(const tpred *p, json_t *s)
 		json_t *e;
 		json_array_foreach(json_object_get(s, "participants"), i, e) {
 			const char *id =
-				json_string_value(json_object_get(e, "id"));
+			    json_string_value(json_object_get(e, "id"));
 			if (!id)
 				continue;
 			has = 1;
@@ -432,11 +436,9 @@ static int eval(const tpred *p, json_t *s)
 		}
 	} else {
 		json_t *v = p->field == F_PROP
-				    ? json_object_get(json_object_get(
-							      s, "properties"),
-						      p->prop)
-				    : json_object_get(s,
-						      field_names[p->field]);
+				? json_object_get(
+				      json_object_get(s, "properties"), p->prop)
+				: json_object_get(s, field_names[p->field]);
 		const char *str = json_string_value(v);
 		has = str != NULL;
 		hit = has && p->op != O_EX && value_hit(p, str);
@@ -465,7 +467,8 @@ static int visible(const tquery *q, json_t *s)
 	json_t *e;
 	json_array_foreach(json_object_get(s, "participants"), i, e) {
 		const char *id = json_string_value(json_object_get(e, "id"));
-		const char *type = json_string_value(json_object_get(e, "type"));
+		const char *type =
+		    json_string_value(json_object_get(e, "type"));
 		int group = type && !strcmp(type, "group");
 		if (!group && !strcmp(id, q->viewer))
 			return 1;
@@ -489,9 +492,10 @@ static int brute_one(const char *json, size_t len, void *payload)
 	for (int i = 0; i < b->q->n && ok; i++)
 		ok = eval(&b->q->p[i], s);
 	if (ok) {
-		const char *at = json_string_value(json_object_get(s, "createdAt"));
-		const char *sid = json_string_value(json_object_get(s,
-								    "sessionId"));
+		const char *at =
+		    json_string_value(json_object_get(s, "createdAt"));
+		const char *sid =
+		    json_string_value(json_object_get(s, "sessionId"));
 		/* [createdAt, sid, created_us, modified_us]: the last two
 		 * for the order, dropped by brute(). */
 		json_array_append_new(b->rows,
@@ -530,9 +534,9 @@ static json_t *strip(json_t *full)
 	size_t i;
 	json_t *r;
 	json_array_foreach(full, i, r)
-		json_array_append_new(out, json_pack("[O,O]",
-						     json_array_get(r, 0),
-						     json_array_get(r, 1)));
+		json_array_append_new(out,
+				      json_pack("[O,O]", json_array_get(r, 0),
+						json_array_get(r, 1)));
 	return out;
 }
 
@@ -608,7 +612,8 @@ static void random_tpred(tpred *p)
 			v = values[rnd(N_VALUES)];
 		snprintf(p->vals[i], sizeof(p->vals[i]), "%s", v);
 		if (p->op == O_PRE) {
-			/* A prefix: sometimes longer than an index key keeps. */
+			/* A prefix: sometimes longer than an index key keeps.
+			 */
 			size_t len = strlen(p->vals[i]);
 			size_t cut = len ? rnd((uint32_t)len + 1) : 0;
 			if (len > 520 && rnd(2))
@@ -660,8 +665,7 @@ typedef struct {
 	unsigned pending;
 } got_ctx;
 
-static int got_row(const char *json, size_t len, unsigned flags,
-		   void *payload)
+static int got_row(const char *json, size_t len, unsigned flags, void *payload)
 {
 	got_ctx *g = payload;
 	json_t *s = json_loadb(json, len, 0, NULL);
@@ -669,9 +673,9 @@ static int got_row(const char *json, size_t len, unsigned flags,
 	CU_ASSERT(strlen(json) == len);
 	const char *at = json_string_value(json_object_get(s, "createdAt"));
 	json_array_append_new(
-		g->rows, json_pack("[s,s]", at ? at : "",
-				   json_string_value(
-					   json_object_get(s, "sessionId"))));
+	    g->rows,
+	    json_pack("[s,s]", at ? at : "",
+		      json_string_value(json_object_get(s, "sessionId"))));
 	if (flags & SKY_RESULT_PENDING)
 		g->pending++;
 	json_decref(s);
@@ -788,25 +792,25 @@ static void test_query__selected_cases(void)
 		int op;
 		const char *v;
 	} cases[] = {
-		{F_PROP, "site", O_EQ, "Plant-1"},
-		{F_PROP, "site", O_PRE, "Plant-1"}, /* Plant-1 and Plant-10 */
-		{F_PROP, "site", O_PRE, ""},        /* any value: like site? */
-		{F_PROP, "status", O_EQ, "open"},   /* the property */
-		{F_PROP, "a=b", O_NE, "x=y"},
-		{F_PROP, "x|y", O_EQ, "a|b"},
-		{F_PROP, "ünï", O_PRE, "日本"},
-		{F_PROP, long_key, O_EX, NULL},
-		{F_PROP, long_key, O_EQ, "high"},
-		{F_PROP, "line", O_EQ, ""},
-		{F_PROP, "line", O_EQ, NULL}, /* long_a, set below */
-		{F_PROP, "line", O_PRE, NULL}, /* 560 bytes of long_a */
-		{F_NAME, NULL, O_PRE, "Line"},
-		{F_NAME, NULL, O_EX, NULL},
-		{F_STATUS, NULL, O_NE, "closed"},
-		{F_PART, NULL, O_EQ, "g1"},
-		{F_PART, NULL, O_NE, "u1"},
-		{F_PART, NULL, O_PRE, "u"},
-		{F_PART, NULL, O_EX, NULL},
+	    {F_PROP, "site", O_EQ, "Plant-1"},
+	    {F_PROP, "site", O_PRE, "Plant-1"}, /* Plant-1 and Plant-10 */
+	    {F_PROP, "site", O_PRE, ""},	/* any value: like site? */
+	    {F_PROP, "status", O_EQ, "open"},	/* the property */
+	    {F_PROP, "a=b", O_NE, "x=y"},
+	    {F_PROP, "x|y", O_EQ, "a|b"},
+	    {F_PROP, "ünï", O_PRE, "日本"},
+	    {F_PROP, long_key, O_EX, NULL},
+	    {F_PROP, long_key, O_EQ, "high"},
+	    {F_PROP, "line", O_EQ, ""},
+	    {F_PROP, "line", O_EQ, NULL},  /* long_a, set below */
+	    {F_PROP, "line", O_PRE, NULL}, /* 560 bytes of long_a */
+	    {F_NAME, NULL, O_PRE, "Line"},
+	    {F_NAME, NULL, O_EX, NULL},
+	    {F_STATUS, NULL, O_NE, "closed"},
+	    {F_PART, NULL, O_EQ, "g1"},
+	    {F_PART, NULL, O_NE, "u1"},
+	    {F_PART, NULL, O_PRE, "u"},
+	    {F_PART, NULL, O_EX, NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		tquery tq;
@@ -840,16 +844,11 @@ static void test_query__syntax_errors(void)
 {
 	sky_cache *c = open_cache();
 	static const bad_case bad[] = {
-		{"site", "expected key=value"},
-		{"=x", "key is empty"},
-		{"?", "key is empty"},
-		{"site\\", "lone backslash"},
-		{"site=a\\", "lone backslash"},
-		{"status=opne", "open"},
-		{"status!=x|open", "open"},
-		{"props.=x", "property name"},
-		{"si?te", "expected"},
-		{"", "expected"},
+	    {"site", "expected key=value"}, {"=x", "key is empty"},
+	    {"?", "key is empty"},	    {"site\\", "lone backslash"},
+	    {"site=a\\", "lone backslash"}, {"status=opne", "open"},
+	    {"status!=x|open", "open"},	    {"props.=x", "property name"},
+	    {"si?te", "expected"},	    {"", "expected"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		sky_query *q = NULL;
@@ -873,9 +872,10 @@ static void test_query__syntax_errors(void)
 	/* A bad application id. */
 	CU_ASSERT(sky_query_new(&q, c, "", NULL, 0) == SKY_EINVAL);
 	/* Valid oddities: an empty value, '?' inside a key, '!' alone. */
-	static const char *good[] = {"site=", "what?=1", "a!b=c", "x^y=1",
-				     "site=a|", "status?", "participant?",
-				     "props.status=open", "name^="};
+	static const char *good[] = {
+	    "site=",	    "what?=1",		 "a!b=c",
+	    "x^y=1",	    "site=a|",		 "status?",
+	    "participant?", "props.status=open", "name^="};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		q = NULL;
 		int rc = sky_query_new(&q, c, "app1", &good[i], 1);
@@ -908,34 +908,34 @@ static void test_query__escaping_and_reserved_names(void)
 		const char *pred;
 		int hits;
 	} cases[] = {
-		{"status=open", 1},
-		{"status=closed", 0},
-		{"props.status=broken", 1},
-		{"props.status=open", 0},
-		{"name=Line\\|1", 1},
-		{"name=Line|1", 0}, /* "Line" or "1" */
-		{"props.name=n\\=1", 1},
-		{"props.name=n=1", 1}, /* the value is what follows the first = */
-		{"a\\=b=c", 1},
-		{"a\\=b?", 1},
-		{"a?", 0},
-		{"x\\|y=v\\|w", 1},
-		{"x\\|y=v|w", 0},
-		{"x\\|y^=v\\|", 1},
-		{"q\\?=\\?", 1},
-		{"q\\??", 1},
-		{"participant=u1", 1},
-		{"participant!=u1", 0},
-		{"participant=u2|u1", 1},
-		{"nothing!=x", 1},
-		{"nothing?", 0},
-		{"name^=Line", 1},
-		{"name^=line", 0},
+	    {"status=open", 1},
+	    {"status=closed", 0},
+	    {"props.status=broken", 1},
+	    {"props.status=open", 0},
+	    {"name=Line\\|1", 1},
+	    {"name=Line|1", 0}, /* "Line" or "1" */
+	    {"props.name=n\\=1", 1},
+	    {"props.name=n=1", 1}, /* the value is what follows the first = */
+	    {"a\\=b=c", 1},
+	    {"a\\=b?", 1},
+	    {"a?", 0},
+	    {"x\\|y=v\\|w", 1},
+	    {"x\\|y=v|w", 0},
+	    {"x\\|y^=v\\|", 1},
+	    {"q\\?=\\?", 1},
+	    {"q\\??", 1},
+	    {"participant=u1", 1},
+	    {"participant!=u1", 0},
+	    {"participant=u2|u1", 1},
+	    {"nothing!=x", 1},
+	    {"nothing?", 0},
+	    {"name^=Line", 1},
+	    {"name^=line", 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		sky_query *q = NULL;
-		CU_ASSERT_FATAL(sky_query_new(&q, c, "app1", &cases[i].pred,
-					      1) == 0);
+		CU_ASSERT_FATAL(
+		    sky_query_new(&q, c, "app1", &cases[i].pred, 1) == 0);
 		got_ctx g = {json_array(), 0};
 		CU_ASSERT(sky_query_run(q, got_row, &g) == 0);
 		if ((int)json_array_size(g.rows) != cases[i].hits) {
@@ -1014,8 +1014,8 @@ static void check_pages(sky_cache *c, const tquery *tq, size_t limit)
 	json_t *last = NULL;
 	sky_query_set_limit(q, limit);
 	for (int page = 0; page < 200; page++) {
-		const char *next = check_page(c, tq, texts, q, limit,
-					      page == 0, &last);
+		const char *next =
+		    check_page(c, tq, texts, q, limit, page == 0, &last);
 		if (!next)
 			break;
 		char *cur = strdup(next);
@@ -1071,13 +1071,12 @@ static void test_query__wide_prefixes(void)
 		/* Keys of 506 or 507 bytes: whole, but past the kept bytes. */
 		snprintf(sv, sizeof(sv), "%.494s%02d", long_a, i % 20);
 		snprintf(at, sizeof(at), "2023-05-01T00:00:%02dZ", i % 13);
-		apply_event(c, i < 550 ? "app1" : "app10", sid,
-			    "session_created",
-			    json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s}}",
-				      "createdAt", at, "status",
-				      i % 3 ? "open" : "closed", "properties",
-				      "serial", serial, "lv", lv, "site",
-				      values[i % 3], "grp", grp, "sv", sv));
+		apply_event(
+		    c, i < 550 ? "app1" : "app10", sid, "session_created",
+		    json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s,s:s}}", "createdAt",
+			      at, "status", i % 3 ? "open" : "closed",
+			      "properties", "serial", serial, "lv", lv, "site",
+			      values[i % 3], "grp", grp, "sv", sv));
 	}
 	static const struct {
 		const char *prop;
@@ -1086,19 +1085,19 @@ static void test_query__wide_prefixes(void)
 		const char *suffix;
 		const char *and_key, *and_val;
 	} cases[] = {
-		{"serial", "SN-", 0, "", NULL, NULL},
-		{"serial", "SN-1", 0, "", NULL, NULL},
-		{"serial", "SN-1", 0, "", "grp", "G7"}, /* wide, not driving */
-		{"serial", "SN-", 0, "", "site", "Plant-2"},
-		{"serial", "SN-0", 0, "", "serial", "SN-007"},
-		{"lv", NULL, 560, "", NULL, NULL}, /* past the kept bytes */
-		{"lv", NULL, 560, "", "grp", "G3"},
-		{"lv", NULL, 498, "", NULL, NULL}, /* whole keys fail it */
-		{"lv", NULL, 495, "", "grp", "G4"}, /* whole keys pass it */
-		{"lv", NULL, 300, "", NULL, NULL},
-		{"lv", "LLL", 0, "", "status", NULL},
-		{"sv", NULL, 494, "1", NULL, NULL}, /* whole keys only */
-		{"sv", NULL, 494, "", NULL, NULL},
+	    {"serial", "SN-", 0, "", NULL, NULL},
+	    {"serial", "SN-1", 0, "", NULL, NULL},
+	    {"serial", "SN-1", 0, "", "grp", "G7"}, /* wide, not driving */
+	    {"serial", "SN-", 0, "", "site", "Plant-2"},
+	    {"serial", "SN-0", 0, "", "serial", "SN-007"},
+	    {"lv", NULL, 560, "", NULL, NULL}, /* past the kept bytes */
+	    {"lv", NULL, 560, "", "grp", "G3"},
+	    {"lv", NULL, 498, "", NULL, NULL},	/* whole keys fail it */
+	    {"lv", NULL, 495, "", "grp", "G4"}, /* whole keys pass it */
+	    {"lv", NULL, 300, "", NULL, NULL},
+	    {"lv", "LLL", 0, "", "status", NULL},
+	    {"sv", NULL, 494, "1", NULL, NULL}, /* whole keys only */
+	    {"sv", NULL, 494, "", NULL, NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		for (int a = 0; a < 2; a++) {
@@ -1163,20 +1162,20 @@ static void test_query__wide_prefixes(void)
 static void put_roles(sky_cache *c)
 {
 	const char *r1 =
-		"{\"name\":\"readers\",\"permissions\":[\"session:read:any\","
-		"\"application:read\"],\"participants\":[{\"id\":\"u1\","
-		"\"type\":\"user\"},{\"id\":\"g1\",\"type\":\"group\"}]}";
+	    "{\"name\":\"readers\",\"permissions\":[\"session:read:any\","
+	    "\"application:read\"],\"participants\":[{\"id\":\"u1\","
+	    "\"type\":\"user\"},{\"id\":\"g1\",\"type\":\"group\"}]}";
 	const char *r2 =
-		"{\"name\":\"members\",\"permissions\":[\"session:read:"
-		"participant\"],\"participants\":[{\"id\":\"u2\"},{\"id\":"
-		"\"g2\",\"type\":\"group\"}]}";
+	    "{\"name\":\"members\",\"permissions\":[\"session:read:"
+	    "participant\"],\"participants\":[{\"id\":\"u2\"},{\"id\":"
+	    "\"g2\",\"type\":\"group\"}]}";
 	const char *r3 =
-		"{\"name\":\"writers\",\"permissions\":[\"session:create\"],"
-		"\"participants\":[{\"id\":\"u3\"}]}";
+	    "{\"name\":\"writers\",\"permissions\":[\"session:create\"],"
+	    "\"participants\":[{\"id\":\"u3\"}]}";
 	const char *r4 =
-		"{\"name\":\"everyone\",\"permissions\":[\"session:read:"
-		"participant\"],\"participants\":[{\"id\":\"all\",\"type\":"
-		"\"group\"},{\"id\":\"u1\"}]}";
+	    "{\"name\":\"everyone\",\"permissions\":[\"session:read:"
+	    "participant\"],\"participants\":[{\"id\":\"all\",\"type\":"
+	    "\"group\"},{\"id\":\"u1\"}]}";
 	CU_ASSERT(sky_mirror_role_put(c, "app1", r1, strlen(r1)) == 0);
 	CU_ASSERT(sky_mirror_role_put(c, "app1", r2, strlen(r2)) == 0);
 	CU_ASSERT(sky_mirror_role_put(c, "app1", r3, strlen(r3)) == 0);
@@ -1252,8 +1251,8 @@ static void test_query__pending_flag(void)
 		snprintf(sid, sizeof(sid), "p%d", i);
 		apply_event(c, "app1", sid, "session_created",
 			    json_pack("{s:s,s:{s:s}}", "createdAt",
-				      "2023-01-01T00:00:00Z", "properties",
-				      "k", "v"));
+				      "2023-01-01T00:00:00Z", "properties", "k",
+				      "v"));
 	}
 	pend_ctx p = {c, "p1"};
 	CU_ASSERT(sky__store_write(&c->st, mark_pending, &p) == 0);
@@ -1297,11 +1296,12 @@ static void test_query__plan_uses_indexes(void)
 	json_t *steps = json_object_get(plan, "steps");
 	CU_ASSERT(json_array_size(steps) == 4);
 	json_t *first = json_array_get(steps, 0);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(first, "step")),
-			       "scan");
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(first, "what")),
-			       "site=P5");
-	CU_ASSERT(json_integer_value(json_object_get(first, "estimated")) == 10);
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(first, "step")), "scan");
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(first, "what")), "site=P5");
+	CU_ASSERT(json_integer_value(json_object_get(first, "estimated")) ==
+		  10);
 	/* The driver offers at most its 10 sessions, never the 400. */
 	CU_ASSERT(json_integer_value(json_object_get(first, "actual")) <= 10);
 	json_t *last = json_array_get(steps, 3);
@@ -1321,9 +1321,10 @@ static void test_query__plan_uses_indexes(void)
 	CU_ASSERT_PTR_NOT_NULL(sky_query_next_cursor(q));
 	plan = json_loads(sky_query_explain(q), 0, NULL);
 	first = json_array_get(json_object_get(plan, "steps"), 0);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(first, "what")),
-			       "all sessions");
-	CU_ASSERT(json_integer_value(json_object_get(first, "estimated")) == 400);
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(first, "what")), "all sessions");
+	CU_ASSERT(json_integer_value(json_object_get(first, "estimated")) ==
+		  400);
 	CU_ASSERT(json_is_true(json_object_get(plan, "more")));
 	json_decref(plan);
 	json_decref(g.rows);
@@ -1347,9 +1348,9 @@ static void test_query__callback_stops(void)
 	for (int i = 0; i < 5; i++) {
 		char sid[8];
 		snprintf(sid, sizeof(sid), "s%d", i);
-		apply_event(c, "app1", sid, "session_created",
-			    json_pack("{s:s}", "createdAt",
-				      "2023-01-01T00:00:00Z"));
+		apply_event(
+		    c, "app1", sid, "session_created",
+		    json_pack("{s:s}", "createdAt", "2023-01-01T00:00:00Z"));
 	}
 	sky_query *q = NULL;
 	CU_ASSERT_FATAL(sky_query_new(&q, c, "app1", NULL, 0) == 0);
@@ -1363,8 +1364,8 @@ static void test_query__callback_stops(void)
 	CU_ASSERT(sky_query_run(q, got_row, &g) == 0);
 	CU_ASSERT(json_array_size(g.rows) == 3);
 	CU_ASSERT_STRING_EQUAL(
-		json_string_value(json_array_get(json_array_get(g.rows, 0), 1)),
-		"s2");
+	    json_string_value(json_array_get(json_array_get(g.rows, 0), 1)),
+	    "s2");
 	json_decref(g.rows);
 	/* The reader form: rows from the reader's snapshot. */
 	sky_reader *r;
@@ -1412,7 +1413,8 @@ static json_t *id_set(sky_cache *c, const tquery *tq)
 	size_t i;
 	json_t *row;
 	json_array_foreach(rows, i, row) {
-		json_object_set_new(set, json_string_value(json_array_get(row, 1)),
+		json_object_set_new(set,
+				    json_string_value(json_array_get(row, 1)),
 				    json_true());
 	}
 	json_decref(rows);
@@ -1470,7 +1472,8 @@ static json_t *check_live(sky_cache *c, live_t *l, json_t *before)
 	json_t *v;
 	json_array_foreach(l->changed, k, v) {
 		const char *id = json_string_value(v);
-		CU_ASSERT(json_object_get(now, id) && json_object_get(before, id));
+		CU_ASSERT(json_object_get(now, id) &&
+			  json_object_get(before, id));
 	}
 	CU_ASSERT(sky_live_query_size(l->lq) == json_object_size(now));
 	json_array_clear(l->entered);
@@ -1566,7 +1569,8 @@ static void test_query__live_entered_left_exact(void)
 	}
 	json_decref(ids);
 	const char *bad = "{\"applicationId\":\"app1\"}";
-	CU_ASSERT(sky_mirror_event_apply(c, bad, strlen(bad), NULL) == SKY_EINVAL);
+	CU_ASSERT(sky_mirror_event_apply(c, bad, strlen(bad), NULL) ==
+		  SKY_EINVAL);
 	for (int i = 0; i < N_LIVE; i++) {
 		CU_ASSERT(live[i].calls == calls[i]);
 		sky_live_query_remove(live[i].lq);
@@ -1602,12 +1606,13 @@ static void on_count(const sky_live_change *ch, void *payload)
 		/* A callback may write; the nested change is delivered too. */
 		n->write_once = 0;
 		const char *ev =
-			"{\"applicationId\":\"app1\",\"sessionId\":\"nested\","
-			"\"eventId\":\"nested-1\",\"createdAt\":"
-			"\"2024-06-01T00:00:00Z\",\"eventType\":"
-			"\"session_created\",\"session\":{\"properties\":"
-			"{\"k\":\"v\"}}}";
-		CU_ASSERT(sky_mirror_event_apply(n->cache, ev, strlen(ev), NULL) == 0);
+		    "{\"applicationId\":\"app1\",\"sessionId\":\"nested\","
+		    "\"eventId\":\"nested-1\",\"createdAt\":"
+		    "\"2024-06-01T00:00:00Z\",\"eventType\":"
+		    "\"session_created\",\"session\":{\"properties\":"
+		    "{\"k\":\"v\"}}}";
+		CU_ASSERT(sky_mirror_event_apply(n->cache, ev, strlen(ev),
+						 NULL) == 0);
 	}
 	if (n->self) {
 		/* ... and remove its own live query. */
@@ -1630,12 +1635,13 @@ static void test_query__live_batches_and_callbacks(void)
 	sky_mirror_event_item items[10];
 	for (int i = 0; i < 10; i++) {
 		static const char *fmt =
-			"{\"applicationId\":\"app1\",\"sessionId\":\"b%d\","
-			"\"eventId\":\"batch-%d\",\"createdAt\":"
-			"\"2024-01-01T00:00:00Z\",\"eventType\":"
-			"\"session_created\",\"session\":{\"properties\":"
-			"{\"k\":\"%s\"}}}";
-		CU_ASSERT(asprintf(&texts[i], fmt, i, i, i % 2 ? "v" : "w") > 0);
+		    "{\"applicationId\":\"app1\",\"sessionId\":\"b%d\","
+		    "\"eventId\":\"batch-%d\",\"createdAt\":"
+		    "\"2024-01-01T00:00:00Z\",\"eventType\":"
+		    "\"session_created\",\"session\":{\"properties\":"
+		    "{\"k\":\"%s\"}}}";
+		CU_ASSERT(asprintf(&texts[i], fmt, i, i, i % 2 ? "v" : "w") >
+			  0);
 		items[i].json = texts[i];
 		items[i].len = strlen(texts[i]);
 	}
@@ -1696,7 +1702,8 @@ static void *writer(void *arg)
 				 what < 6 ? "session_created"
 					  : "session_properties_updated",
 				 rnd(2) ? "open" : "closed", rnd(3));
-			rc = sky_mirror_event_apply(w->c, text, strlen(text), NULL);
+			rc = sky_mirror_event_apply(w->c, text, strlen(text),
+						    NULL);
 		}
 		if (rc < 0)
 			atomic_fetch_add(&cw_errors, 1);
@@ -1706,8 +1713,8 @@ static void *writer(void *arg)
 
 typedef struct {
 	pthread_mutex_t lock;
-	json_t *members;      /* the result set as the callbacks tell it */
-	atomic_int in_call;   /* overlapping calls would show here */
+	json_t *members;    /* the result set as the callbacks tell it */
+	atomic_int in_call; /* overlapping calls would show here */
 	atomic_int anomalies;
 	atomic_int calls;
 } mirror_t;
@@ -1745,14 +1752,15 @@ static void test_query__live_concurrent_writers(void)
 	tquery tq[NQ];
 	for (int i = 0; i < NQ; i++) {
 		sky_query *q;
-		CU_ASSERT_FATAL(sky_query_new(&q, c, "app1", &preds[i], 1) == 0);
+		CU_ASSERT_FATAL(sky_query_new(&q, c, "app1", &preds[i], 1) ==
+				0);
 		pthread_mutex_init(&m[i].lock, NULL);
 		m[i].members = json_object();
 		atomic_init(&m[i].in_call, 0);
 		atomic_init(&m[i].anomalies, 0);
 		atomic_init(&m[i].calls, 0);
-		CU_ASSERT_FATAL(sky_live_query_add(&lq[i], q, on_mirror, &m[i]) ==
-				0);
+		CU_ASSERT_FATAL(
+		    sky_live_query_add(&lq[i], q, on_mirror, &m[i]) == 0);
 		sky_query_free(q);
 		/* The same query, for the brute force. */
 		memset(&tq[i], 0, sizeof(tq[i]));
@@ -1762,8 +1770,10 @@ static void test_query__live_concurrent_writers(void)
 		tq[i].p[0].prop = "site";
 		tq[i].p[0].op = i == 1 ? O_PRE : i == 3 ? O_NE : O_EQ;
 		tq[i].p[0].nv = 1;
-		strcpy(tq[i].p[0].vals[0],
-		       i == 0 ? "P1" : i == 1 ? "P" : i == 2 ? "open" : "P2");
+		strcpy(tq[i].p[0].vals[0], i == 0   ? "P1"
+					   : i == 1 ? "P"
+					   : i == 2 ? "open"
+						    : "P2");
 	}
 	atomic_init(&cw_seq, 0);
 	atomic_init(&cw_errors, 0);
@@ -1771,8 +1781,8 @@ static void test_query__live_concurrent_writers(void)
 	writer_arg args[WRITERS];
 	for (int i = 0; i < WRITERS; i++) {
 		args[i] = (writer_arg){c, i};
-		CU_ASSERT_FATAL(pthread_create(&th[i], NULL, writer, &args[i]) ==
-				0);
+		CU_ASSERT_FATAL(
+		    pthread_create(&th[i], NULL, writer, &args[i]) == 0);
 	}
 	/* Remove one live query while the writers run. */
 	while (atomic_load(&cw_seq) < WRITERS * WRITES / 2)
@@ -1824,36 +1834,45 @@ static size_t count_rows(sky_cache *c, const char *pred)
 static void test_query__session_fields(void)
 {
 	sky_cache *c = open_cache();
-	json_t *s = json_pack("{s:s,s:s,s:s,s:b,s:i,s:s,s:{s:s,s:s}}",
-			      "createdAt", "2023-01-01T00:00:00Z", "createdBy",
-			      "u-alice", "modifiedBy", "u-bob", "isDraft", 1,
-			      "version", 3, "modifiedAt",
-			      "2023-02-01T00:00:00Z", "properties", "line", "3",
-			      "version", "v9");
+	json_t *s = json_pack(
+	    "{s:s,s:s,s:s,s:b,s:i,s:s,s:{s:s,s:s}}", "createdAt",
+	    "2023-01-01T00:00:00Z", "createdBy", "u-alice", "modifiedBy",
+	    "u-bob", "isDraft", 1, "version", 3, "modifiedAt",
+	    "2023-02-01T00:00:00Z", "properties", "line", "3", "version", "v9");
 	apply_event(c, "app1", "s1", "session_created", s);
 	static const struct {
 		const char *pred;
 		size_t hits;
 	} cases[] = {
-		{"createdBy=u-alice", 1},    {"createdBy=u-bob", 0},
-		{"createdBy!=u-bob", 1},     {"createdBy=x|u-alice", 1},
-		{"createdBy^=u-", 1},        {"createdBy?", 1},
-		{"modifiedBy=u-bob", 1},     {"isDraft=true", 1},
-		{"isDraft=false", 0},        {"isDraft!=false", 1},
-		{"version=3", 1},            {"version=2|4", 0},
-		{"version!=3", 0},           {"version>=3", 1},
-		{"version>3", 0},            {"version<=3", 1},
-		{"version<3", 0},            {"version>-5", 1},
-		{"createdAt>=2023-01-01T00:00:00Z", 1},
-		{"createdAt>2023-01-01T00:00:00Z", 0},
-		{"createdAt<2023-01-01T00:00:00.000001Z", 1},
-		{"createdAt<=2022-12-31T23:59:59Z", 0},
-		{"modifiedAt>2023-01-15T00:00:00Z", 1},
-		{"modifiedAt<2023-02-01T00:00:00Z", 0},
-		{"createdAt>=2023-01-01T00:00:00Z", 1},
-		{"props.version=v9", 1},     {"line=3", 1},
-		{"props.createdBy?", 0},
-		{"createdAt>2024-01-01T00:00:00Z", 0},
+	    {"createdBy=u-alice", 1},
+	    {"createdBy=u-bob", 0},
+	    {"createdBy!=u-bob", 1},
+	    {"createdBy=x|u-alice", 1},
+	    {"createdBy^=u-", 1},
+	    {"createdBy?", 1},
+	    {"modifiedBy=u-bob", 1},
+	    {"isDraft=true", 1},
+	    {"isDraft=false", 0},
+	    {"isDraft!=false", 1},
+	    {"version=3", 1},
+	    {"version=2|4", 0},
+	    {"version!=3", 0},
+	    {"version>=3", 1},
+	    {"version>3", 0},
+	    {"version<=3", 1},
+	    {"version<3", 0},
+	    {"version>-5", 1},
+	    {"createdAt>=2023-01-01T00:00:00Z", 1},
+	    {"createdAt>2023-01-01T00:00:00Z", 0},
+	    {"createdAt<2023-01-01T00:00:00.000001Z", 1},
+	    {"createdAt<=2022-12-31T23:59:59Z", 0},
+	    {"modifiedAt>2023-01-15T00:00:00Z", 1},
+	    {"modifiedAt<2023-02-01T00:00:00Z", 0},
+	    {"createdAt>=2023-01-01T00:00:00Z", 1},
+	    {"props.version=v9", 1},
+	    {"line=3", 1},
+	    {"props.createdBy?", 0},
+	    {"createdAt>2024-01-01T00:00:00Z", 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t n = count_rows(c, cases[i].pred);
@@ -1865,19 +1884,19 @@ static void test_query__session_fields(void)
 	}
 	/* Refused: look-alikes, fields not covered, wrong operators. */
 	static const bad_case bad[] = {
-		{"created_by=u-alice", "looks like the field createdBy"},
-		{"CreatedAt>=x", "looks like the field createdAt"},
-		{"createdby=x", "props.createdby"},
-		{"Status=open", "looks like the field status"},
-		{"sessionId=s1", "queries do not cover"},
-		{"description?", "props.description"},
-		{"createdAt=2023-01-01T00:00:00Z", "takes a range"},
-		{"createdAt>=yesterday", "RFC 3339"},
-		{"version=three", "integer"},
-		{"version>=1|2", "one bound"},
-		{"isDraft=yes", "true or false"},
-		{"isDraft?", "isDraft takes"},
-		{"modifiedAt?", "takes a range"},
+	    {"created_by=u-alice", "looks like the field createdBy"},
+	    {"CreatedAt>=x", "looks like the field createdAt"},
+	    {"createdby=x", "props.createdby"},
+	    {"Status=open", "looks like the field status"},
+	    {"sessionId=s1", "queries do not cover"},
+	    {"description?", "props.description"},
+	    {"createdAt=2023-01-01T00:00:00Z", "takes a range"},
+	    {"createdAt>=yesterday", "RFC 3339"},
+	    {"version=three", "integer"},
+	    {"version>=1|2", "one bound"},
+	    {"isDraft=yes", "true or false"},
+	    {"isDraft?", "isDraft takes"},
+	    {"modifiedAt?", "takes a range"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		sky_query *q = NULL;
@@ -1918,15 +1937,16 @@ static int downgrade_index(MDB_txn *txn, void *arg)
 	sky_cache *c = arg;
 	MDB_cursor *cur;
 	MDB_val k, v;
-	CU_ASSERT_FATAL(mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX),
-					&cur) == 0);
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX), &cur) ==
+			0);
 	int rc;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP)) {
 		const unsigned char *b = k.mv_data;
 		const unsigned char *nul = memchr(b, 0, k.mv_size);
 		size_t at = (size_t)(nul - b);
-		if (at + 2 < k.mv_size && (b[at + 1] == 'V' || b[at + 1] == 'X') &&
+		if (at + 2 < k.mv_size &&
+		    (b[at + 1] == 'V' || b[at + 1] == 'X') &&
 		    strchr("cmdvM", b[at + 2]))
 			CU_ASSERT(mdb_cursor_del(cur, MDB_NODUPDATA) == 0);
 	}
@@ -1998,28 +2018,28 @@ static void test_query__older_index(void)
 int main(void)
 {
 	static const sky_test_case cases[] = {
-		{"test_query__syntax_errors", test_query__syntax_errors},
-		{"test_query__escaping_and_reserved_names",
-		 test_query__escaping_and_reserved_names},
-		{"test_query__selected_cases", test_query__selected_cases},
-		{"test_query__random_against_brute_force",
-		 test_query__random_against_brute_force},
-		{"test_query__pagination_while_writing",
-		 test_query__pagination_while_writing},
-		{"test_query__wide_prefixes", test_query__wide_prefixes},
-		{"test_query__visibility", test_query__visibility},
-		{"test_query__pending_flag", test_query__pending_flag},
-		{"test_query__plan_uses_indexes", test_query__plan_uses_indexes},
-		{"test_query__callback_stops", test_query__callback_stops},
-		{"test_query__live_entered_left_exact",
-		 test_query__live_entered_left_exact},
-		{"test_query__live_batches_and_callbacks",
-		 test_query__live_batches_and_callbacks},
-		{"test_query__live_concurrent_writers",
-		 test_query__live_concurrent_writers},
-		{"test_query__session_fields", test_query__session_fields},
-		{"test_query__older_index", test_query__older_index},
-		{NULL, NULL},
+	    {"test_query__syntax_errors", test_query__syntax_errors},
+	    {"test_query__escaping_and_reserved_names",
+	     test_query__escaping_and_reserved_names},
+	    {"test_query__selected_cases", test_query__selected_cases},
+	    {"test_query__random_against_brute_force",
+	     test_query__random_against_brute_force},
+	    {"test_query__pagination_while_writing",
+	     test_query__pagination_while_writing},
+	    {"test_query__wide_prefixes", test_query__wide_prefixes},
+	    {"test_query__visibility", test_query__visibility},
+	    {"test_query__pending_flag", test_query__pending_flag},
+	    {"test_query__plan_uses_indexes", test_query__plan_uses_indexes},
+	    {"test_query__callback_stops", test_query__callback_stops},
+	    {"test_query__live_entered_left_exact",
+	     test_query__live_entered_left_exact},
+	    {"test_query__live_batches_and_callbacks",
+	     test_query__live_batches_and_callbacks},
+	    {"test_query__live_concurrent_writers",
+	     test_query__live_concurrent_writers},
+	    {"test_query__session_fields", test_query__session_fields},
+	    {"test_query__older_index", test_query__older_index},
+	    {NULL, NULL},
 	};
 	return sky_test_main("query", cases);
 }

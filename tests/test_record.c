@@ -202,8 +202,9 @@ static void put_session(sky_cache *c, const char *sid)
 		 "\"open\",\"name\":\"Line 3\",\"createdAt\":"
 		 "\"2024-05-01T10:00:00Z\"}",
 		 sid);
-	CU_ASSERT_FATAL(sky_mirror_session_put(c, s, strlen(s), "{\"v\":[1,2]}", 11,
-					1714568400LL * 1000000) == 0);
+	CU_ASSERT_FATAL(sky_mirror_session_put(c, s, strlen(s), "{\"v\":[1,2]}",
+					       11,
+					       1714568400LL * 1000000) == 0);
 }
 
 /* The record of APP/sid: 0 and a copy of its header and text in *out. */

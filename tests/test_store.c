@@ -97,11 +97,12 @@ static void test_store__schema_version_checked(void)
 static char *session_json(int i)
 {
 	char *s;
-	CU_ASSERT_FATAL(asprintf(&s,
-				 "{\"applicationId\":\"app\",\"sessionId\":\"s%06d\","
-				 "\"status\":\"open\",\"name\":\"n%d\",\"createdAt\":"
-				 "\"2024-05-01T10:00:00Z\",\"properties\":{\"k\":\"v%d\"}}",
-				 i, i, i % 7) > 0);
+	CU_ASSERT_FATAL(
+	    asprintf(&s,
+		     "{\"applicationId\":\"app\",\"sessionId\":\"s%06d\","
+		     "\"status\":\"open\",\"name\":\"n%d\",\"createdAt\":"
+		     "\"2024-05-01T10:00:00Z\",\"properties\":{\"k\":\"v%d\"}}",
+		     i, i, i % 7) > 0);
 	return s;
 }
 
@@ -123,9 +124,11 @@ static void test_store__map_grows(void)
 		int n = sprintf(data, "{\"blob\":\"");
 		memset(data + n, 'a' + i % 26, 60000);
 		strcpy(data + n + 60000, "\"}");
-		int rc = sky_mirror_session_put(c, s, strlen(s), data, strlen(data), 1);
+		int rc = sky_mirror_session_put(c, s, strlen(s), data,
+						strlen(data), 1);
 		if (rc)
-			fprintf(stderr, "\nput: %s\n", sky_error_last()->message);
+			fprintf(stderr, "\nput: %s\n",
+				sky_error_last()->message);
 		CU_ASSERT(rc == 0);
 		free(s);
 	}
@@ -175,7 +178,8 @@ static void test_store__backup(void)
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), NULL) == 0);
 	for (int i = 0; i < 50; i++) {
 		char *s = session_json(i);
-		CU_ASSERT(sky_mirror_session_put(c, s, strlen(s), "{\"a\":[1,2]}", 11, 1) == 0);
+		CU_ASSERT(sky_mirror_session_put(c, s, strlen(s),
+						 "{\"a\":[1,2]}", 11, 1) == 0);
 		free(s);
 	}
 	char dest[4096];
@@ -257,15 +261,16 @@ static int reader_loop(const char *dir, const char *stop_file)
 static void make_round(sky_mirror_event_item *items, char **texts, int gen)
 {
 	for (int i = 0; i < K; i++) {
-		CU_ASSERT_FATAL(asprintf(&texts[i],
-					 "{\"applicationId\":\"app\",\"sessionId\":"
-					 "\"s%d\",\"eventId\":\"g%d-%d\",\"eventType\":"
-					 "\"%s\",\"createdAt\":\"2024-01-01T00:%02d:%02dZ\","
-					 "\"session\":{\"name\":\"g%d\",\"description\":"
-					 "\"g%d\"}}",
-					 i, gen, i,
-					 gen ? "session_updated" : "session_created",
-					 gen / 60, gen % 60, gen, gen) > 0);
+		CU_ASSERT_FATAL(
+		    asprintf(
+			&texts[i],
+			"{\"applicationId\":\"app\",\"sessionId\":"
+			"\"s%d\",\"eventId\":\"g%d-%d\",\"eventType\":"
+			"\"%s\",\"createdAt\":\"2024-01-01T00:%02d:%02dZ\","
+			"\"session\":{\"name\":\"g%d\",\"description\":"
+			"\"g%d\"}}",
+			i, gen, i, gen ? "session_updated" : "session_created",
+			gen / 60, gen % 60, gen, gen) > 0);
 		items[i].json = texts[i];
 		items[i].len = strlen(texts[i]);
 	}
@@ -395,9 +400,10 @@ static void test_store__schema1_upgraded(void)
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "apps", MDB_CREATE, &apps) == 0);
 	/* The databases every cache of schema 1 has. */
 	static const char *const others[] = {
-		"roles",  "sessions", "data",   "evlog",  "evseq",
-		"pending", "sevents", "outbox", "outbox_by_session",
-		"server", "alias"};
+	    "roles",   "sessions", "data",
+	    "evlog",   "evseq",	   "pending",
+	    "sevents", "outbox",   "outbox_by_session",
+	    "server",  "alias"};
 	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
 		MDB_dbi d;
 		CU_ASSERT(mdb_dbi_open(txn, others[i], MDB_CREATE, &d) == 0);
@@ -438,23 +444,23 @@ static void test_store__schema1_upgraded(void)
 int main(void)
 {
 	static const sky_test_case cases[] = {
-		{"test_store__creates_private_files",
-		 test_store__creates_private_files},
-		{"test_store__refuses_unsafe_directory",
-		 test_store__refuses_unsafe_directory},
-		{"test_store__readonly_missing", test_store__readonly_missing},
-		{"test_store__schema_version_checked",
-		 test_store__schema_version_checked},
-		{"test_store__damaged_meta_refused",
-		 test_store__damaged_meta_refused},
-		{"test_store__schema1_upgraded", test_store__schema1_upgraded},
-		{"test_store__map_grows", test_store__map_grows},
-		{"test_store__clears_stale_readers",
-		 test_store__clears_stale_readers},
-		{"test_store__backup", test_store__backup},
-		{"test_store__reader_process_sees_whole_events",
-		 test_store__reader_process_sees_whole_events},
-		{NULL, NULL},
+	    {"test_store__creates_private_files",
+	     test_store__creates_private_files},
+	    {"test_store__refuses_unsafe_directory",
+	     test_store__refuses_unsafe_directory},
+	    {"test_store__readonly_missing", test_store__readonly_missing},
+	    {"test_store__schema_version_checked",
+	     test_store__schema_version_checked},
+	    {"test_store__damaged_meta_refused",
+	     test_store__damaged_meta_refused},
+	    {"test_store__schema1_upgraded", test_store__schema1_upgraded},
+	    {"test_store__map_grows", test_store__map_grows},
+	    {"test_store__clears_stale_readers",
+	     test_store__clears_stale_readers},
+	    {"test_store__backup", test_store__backup},
+	    {"test_store__reader_process_sees_whole_events",
+	     test_store__reader_process_sees_whole_events},
+	    {NULL, NULL},
 	};
 	return sky_test_main("store", cases);
 }

@@ -71,9 +71,9 @@ typedef struct {
 	atomic_ulong live_reached;
 	unsigned max_parallel;
 	unsigned resync_interval_s;
-	unsigned reconcile_s;	/* 0: the engine's default */
-	unsigned backlog_limit; /* 0: the engine's default */
-	const char *broker_url; /* NULL: the test broker, plain MQTT */
+	unsigned reconcile_s;	   /* 0: the engine's default */
+	unsigned backlog_limit;	   /* 0: the engine's default */
+	const char *broker_url;	   /* NULL: the test broker, plain MQTT */
 	const char *protocol_file; /* NULL: the built-in layout */
 	int snapshot_changes;	   /* the engine option */
 } fixture;
@@ -183,11 +183,10 @@ static json_t *recorded;
 
 static void rec_change(const sky_change *c)
 {
-	json_t *o = json_pack("{s:I, s:I, s:I, s:I}", "what",
-			      (json_int_t)c->what, "added",
-			      (json_int_t)c->added, "changed",
-			      (json_int_t)c->changed, "removed",
-			      (json_int_t)c->removed);
+	json_t *o = json_pack(
+	    "{s:I, s:I, s:I, s:I}", "what", (json_int_t)c->what, "added",
+	    (json_int_t)c->added, "changed", (json_int_t)c->changed, "removed",
+	    (json_int_t)c->removed);
 	if (c->app_id)
 		json_object_set_new(o, "app", json_string(c->app_id));
 	if (c->session_id)
@@ -243,8 +242,7 @@ static json_t *rec_find(unsigned what, const char *sid)
 	size_t i;
 	json_t *o;
 	pthread_mutex_lock(&rec_lock);
-	json_array_foreach(recorded, i, o)
-	{
+	json_array_foreach(recorded, i, o) {
 		const char *s = json_string_value(json_object_get(o, "sid"));
 		if ((json_integer_value(json_object_get(o, "what")) & what) &&
 		    (!sid || (s && !strcmp(s, sid))))
@@ -453,8 +451,10 @@ static json_t *mirror_sessions(fixture *fx, const char *app)
 	json_t *by_id = json_object();
 	size_t i;
 	json_t *s;
-	json_array_foreach(arr, i, s) json_object_set(
-	    by_id, json_string_value(json_object_get(s, "sessionId")), s);
+	json_array_foreach(arr, i, s)
+		json_object_set(
+		    by_id, json_string_value(json_object_get(s, "sessionId")),
+		    s);
 	json_decref(arr);
 	return by_id;
 }
@@ -491,17 +491,16 @@ static json_t *server_view(fixture *fx, int full)
 		size_t i;
 		json_t *a;
 		json_array_foreach(json_object_get(res.json, "applications"), i,
-				   a)
-		{
+				   a) {
 			json_t *app = json_object_get(a, "application");
 			json_t *roles = json_object();
 			size_t k;
 			json_t *r;
 			json_array_foreach(json_object_get(a, "roles"), k, r)
-			    json_object_set(
-				roles,
-				json_string_value(json_object_get(r, "name")),
-				r);
+				json_object_set(roles,
+						json_string_value(
+						    json_object_get(r, "name")),
+						r);
 			json_object_set_new(
 			    view,
 			    json_string_value(
@@ -510,8 +509,8 @@ static json_t *server_view(fixture *fx, int full)
 				      "roles", roles, "sessions", "data"));
 		}
 		json_t *s;
-		json_array_foreach(json_object_get(res.json, "sessions"), i, s)
-		{
+		json_array_foreach(json_object_get(res.json, "sessions"), i,
+				   s) {
 			json_t *session = json_object_get(s, "session");
 			const char *st = json_string_value(
 			    json_object_get(session, "status"));
@@ -539,8 +538,7 @@ static json_t *server_view(fixture *fx, int full)
 	sky_http_res_free(&res);
 	size_t i;
 	json_t *app;
-	json_array_foreach(apps, i, app)
-	{
+	json_array_foreach(apps, i, app) {
 		const char *id =
 		    json_string_value(json_object_get(app, "applicationId"));
 		char path[1024];
@@ -551,9 +549,11 @@ static json_t *server_view(fixture *fx, int full)
 		if (rest(fx, "GET", path, NULL, &res) == 200) {
 			size_t k;
 			json_t *r;
-			json_array_foreach(res.json, k, r) json_object_set(
-			    json_object_get(va, "roles"),
-			    json_string_value(json_object_get(r, "name")), r);
+			json_array_foreach(res.json, k, r)
+				json_object_set(json_object_get(va, "roles"),
+						json_string_value(
+						    json_object_get(r, "name")),
+						r);
 		}
 		sky_http_res_free(&res);
 		snprintf(path, sizeof(path), "/v1/applications/%s/sessions",
@@ -566,8 +566,7 @@ static json_t *server_view(fixture *fx, int full)
 		sky_http_res_free(&res);
 		size_t k;
 		json_t *s;
-		json_array_foreach(list, k, s)
-		{
+		json_array_foreach(list, k, s) {
 			const char *sid =
 			    json_string_value(json_object_get(s, "sessionId"));
 			/* Each session read again on its own, then its data. */
@@ -607,8 +606,7 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 	json_decref(apps);
 	const char *app;
 	json_t *va;
-	json_object_foreach(view, app, va)
-	{
+	json_object_foreach(view, app, va) {
 		char *text = NULL;
 		size_t len;
 		if (sky_app_get(fx->cache, app, &text, &len) < 0) {
@@ -629,10 +627,11 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 		size_t i;
 		json_t *r;
 		int ok = json_array_size(roles) == json_object_size(sroles);
-		json_array_foreach(roles, i, r) ok =
-		    ok &&
-		    json_equal(r, json_object_get(
-				      sroles, json_string_value(
+		json_array_foreach(roles, i, r)
+			ok = ok && json_equal(
+				       r, json_object_get(
+					      sroles,
+					      json_string_value(
 						  json_object_get(r, "name"))));
 		json_decref(roles);
 		if (!ok) {
@@ -644,8 +643,7 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 		const char *sid;
 		json_t *s;
 		/* Every open server session is in the mirror, equal. */
-		json_object_foreach(theirs, sid, s)
-		{
+		json_object_foreach(theirs, sid, s) {
 			json_t *m = json_object_get(mine_s, sid);
 			json_t *a = m ? without_modified(m) : NULL;
 			json_t *b = without_modified(s);
@@ -691,8 +689,7 @@ static int mirror_equals(fixture *fx, json_t *view, char *why, size_t cap)
 			}
 		}
 		/* The mirror holds nothing open that the server does not. */
-		json_object_foreach(mine_s, sid, s)
-		{
+		json_object_foreach(mine_s, sid, s) {
 			const char *st =
 			    json_string_value(json_object_get(s, "status"));
 			if (!json_object_get(theirs, sid) && st &&
@@ -825,12 +822,11 @@ static void slist_load(fixture *fx, slist *l, unsigned long long seed)
 	json_t *view = server_view(fx, 0);
 	const char *app;
 	json_t *va;
-	json_object_foreach(view, app, va)
-	{
+	json_object_foreach(view, app, va) {
 		const char *sid;
 		json_t *s;
 		json_object_foreach(json_object_get(va, "sessions"), sid, s)
-		    slist_add(l, app, sid);
+			slist_add(l, app, sid);
 	}
 	json_decref(view);
 }
@@ -1548,7 +1544,6 @@ static void test_sync__cli(void)
 	free(seed);
 }
 
-
 /* ------------------------------------------------------------------ */
 /* Offline writes (the outbox, DESIGN.md §5)                           */
 /* ------------------------------------------------------------------ */
@@ -1671,8 +1666,8 @@ static void test_sync__outbox_offline_then_online(void)
 	char *local = NULL;
 	const char *cr = "{\"name\":\"Made offline\",\"properties\":"
 			 "{\"site\":\"Plant-9\"}}";
-	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, cr, strlen(cr),
-					   &local) == 0);
+	CU_ASSERT_FATAL(
+	    sky_session_create(fx.cache, APP, cr, strlen(cr), &local) == 0);
 	CU_ASSERT(strncmp(local, "local-", 6) == 0);
 	const char *p4 = "{\"made\":\"offline\"}";
 	CU_ASSERT(sky_data_patch(fx.cache, APP, local, p4, strlen(p4)) == 0);
@@ -1687,8 +1682,7 @@ static void test_sync__outbox_offline_then_online(void)
 	CU_ASSERT(sky_data_get(fx.cache, APP, s1, &text, NULL) == 0);
 	json_t *d = json_loads(text, 0, NULL);
 	sky_free(text);
-	CU_ASSERT(json_is_array(
-	    json_object_get(json_object_get(d, "k"), "x")));
+	CU_ASSERT(json_is_array(json_object_get(json_object_get(d, "k"), "x")));
 	json_decref(d);
 	CU_ASSERT(sky_session_get_confirmed(fx.cache, APP, s1, &text, NULL) ==
 		  0);
@@ -1735,8 +1729,8 @@ static void test_sync__outbox_offline_then_online(void)
 	json_decref(srv);
 	json_decref(want);
 	srv = server_session(&fx, s1, 0);
-	CU_ASSERT_STRING_EQUAL(
-	    json_string_value(json_object_get(srv, "name")), "Renamed offline");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(srv, "name")),
+			       "Renamed offline");
 	json_decref(srv);
 	/* The created session exists once, under its server id, and the
 	 * local id still finds it. */
@@ -1766,7 +1760,6 @@ static void test_sync__outbox_offline_then_online(void)
 	free(seed);
 }
 
-
 /* The application version of a delivered create is a number on the wire.
  * The emulator keeps a create's "version" as it was sent (it takes an
  * integer or a string, as the server does), so the server's session
@@ -1779,8 +1772,8 @@ static void test_sync__create_version_on_wire(void)
 	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
 	char *local = NULL, *text = NULL;
 	const char *cr = "{\"name\":\"Versioned\",\"version\":4}";
-	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, cr, strlen(cr),
-					   &local) == 0);
+	CU_ASSERT_FATAL(
+	    sky_session_create(fx.cache, APP, cr, strlen(cr), &local) == 0);
 	CU_ASSERT(fx_sync_once(&fx) == 0);
 	CU_ASSERT_EQUAL(server_count_ref(&fx, local), 1);
 	CU_ASSERT(sky_session_get(fx.cache, APP, local, &text, NULL) == 0);
@@ -1801,7 +1794,6 @@ static void test_sync__create_version_on_wire(void)
 	fx_end(&fx);
 	free(seed);
 }
-
 
 static int admin_fault(fixture *fx, const char *spec)
 {
@@ -1866,7 +1858,8 @@ static void test_sync__outbox_rejections(void)
 	char spec[512];
 	/* A's data is forbidden (403), C is gone (404); B gets a participant
 	 * the realm does not have (the emulator answers 400). */
-	snprintf(spec, sizeof(spec), "error:code=403,method=PATCH,"
+	snprintf(spec, sizeof(spec),
+		 "error:code=403,method=PATCH,"
 		 "path=*/sessions/%s/data",
 		 a);
 	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
@@ -1952,13 +1945,13 @@ static void test_sync__outbox_lost_create_answer(void)
 	char *l1 = NULL, *l2 = NULL;
 	const char *c1 = "{\"name\":\"lost answer\"}";
 	const char *c2 = "{\"name\":\"failed first\"}";
-	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, c1, strlen(c1), &l1) ==
-			0);
+	CU_ASSERT_FATAL(
+	    sky_session_create(fx.cache, APP, c1, strlen(c1), &l1) == 0);
 	CU_ASSERT(fx_sync_once(&fx) == 0);
 	CU_ASSERT_FATAL(admin_fault(&fx, "error:code=503,next=1,method=POST,"
 					 "path=*/sessions") == 0);
-	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, c2, strlen(c2), &l2) ==
-			0);
+	CU_ASSERT_FATAL(
+	    sky_session_create(fx.cache, APP, c2, strlen(c2), &l2) == 0);
 	const char *p = "{\"after\":\"create\"}";
 	CU_ASSERT(sky_data_patch(fx.cache, APP, l2, p, strlen(p)) == 0);
 	CU_ASSERT(fx_sync_once(&fx) == 0);
@@ -1977,8 +1970,8 @@ static void test_sync__outbox_lost_create_answer(void)
 					 "path=*/sessions") == 0);
 	char *l3 = NULL;
 	const char *c3 = "{\"name\":\"refused\"}";
-	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, c3, strlen(c3), &l3) ==
-			0);
+	CU_ASSERT_FATAL(
+	    sky_session_create(fx.cache, APP, c3, strlen(c3), &l3) == 0);
 	CU_ASSERT(sky_data_patch(fx.cache, APP, l3, p, strlen(p)) == 0);
 	rejections r = {0, {0}};
 	sky_outbox_on_rejected(fx.cache, on_rejected, &r);
@@ -2012,14 +2005,10 @@ typedef struct {
 static json_t *random_value(slist *rng, int depth)
 {
 	switch (rnd(rng, depth > 1 ? 4 : 6)) {
-	case 0:
-		return json_integer(rnd(rng, 100));
-	case 1:
-		return json_null();
-	case 2:
-		return json_string(rnd(rng, 2) ? "x" : "yy");
-	case 3:
-		return json_pack("[ii]", rnd(rng, 9), rnd(rng, 9));
+	case 0: return json_integer(rnd(rng, 100));
+	case 1: return json_null();
+	case 2: return json_string(rnd(rng, 2) ? "x" : "yy");
+	case 3: return json_pack("[ii]", rnd(rng, 9), rnd(rng, 9));
 	default: {
 		json_t *o = json_object();
 		unsigned n = 1 + rnd(rng, 3);
@@ -2071,8 +2060,9 @@ static void test_sync__outbox_flaky_network(void)
 	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
 		CU_ASSERT_FATAL(admin_fault(&fx, faults[i]) == 0);
 	const char *soak_faults[] = {
-	    "event-dup:p=0.05", "event-delay:ms=300,p=0.05",
-	    "event-reorder:p=0.02", "event-drop:p=0.01", "mqtt-drop:p=0.002",
+	    "event-dup:p=0.05",	    "event-delay:ms=300,p=0.05",
+	    "event-reorder:p=0.02", "event-drop:p=0.01",
+	    "mqtt-drop:p=0.002",
 	};
 	for (size_t i = 0; soak_s > 0 && i < 5; i++)
 		CU_ASSERT_FATAL(admin_fault(&fx, soak_faults[i]) == 0);
@@ -2108,16 +2098,23 @@ static void test_sync__outbox_flaky_network(void)
 			if ((double)sky__now_us() / 1e6 - soak_t0 > soak_s)
 				break;
 			sky_sleep_ms(2);
-			/* The other client: sessions the model does not hold. */
+			/* The other client: sessions the model does not hold.
+			 */
 			if (w % 16 == 0 && json_array_size(others) > 24) {
-				const char *o = json_string_value(json_array_get(
-				    others, 24 + rnd(&rng, (unsigned)json_array_size(
-							       others) - 24)));
+				const char *o =
+				    json_string_value(json_array_get(
+					others,
+					24 +
+					    rnd(&rng, (unsigned)json_array_size(
+							  others) -
+							  24)));
 				char path[256], body[64];
 				snprintf(path, sizeof(path),
-					 "/v1/applications/" APP "/sessions/%s/data",
+					 "/v1/applications/" APP
+					 "/sessions/%s/data",
 					 o);
-				snprintf(body, sizeof(body), "{\"other\":%zu}", w);
+				snprintf(body, sizeof(body), "{\"other\":%zu}",
+					 w);
 				sky_http_res res;
 				rest(&fx, "PATCH", path, body, &res);
 				sky_http_res_free(&res);
@@ -2132,11 +2129,13 @@ static void test_sync__outbox_flaky_network(void)
 			char *t = json_dumps(b, JSON_COMPACT);
 			char *local = NULL;
 			CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, t,
-							   strlen(t), &local) == 0);
+							   strlen(t),
+							   &local) == 0);
 			model_session *x = &m[n++];
 			snprintf(x->sid, sizeof(x->sid), "%s", local);
 			x->name = json_incref(json_object_get(b, "name"));
-			x->props = json_incref(json_object_get(b, "properties"));
+			x->props =
+			    json_incref(json_object_get(b, "properties"));
 			x->data = json_object();
 			x->added = json_array();
 			x->created = 1;
@@ -2152,7 +2151,8 @@ static void test_sync__outbox_flaky_network(void)
 			char k[2] = {(char)('a' + rnd(&rng, 4)), 0};
 			json_object_set_new(patch, k, random_value(&rng, 1));
 			char *t = json_dumps(patch, JSON_COMPACT);
-			rc = sky_data_patch(fx.cache, APP, x->sid, t, strlen(t));
+			rc =
+			    sky_data_patch(fx.cache, APP, x->sid, t, strlen(t));
 			x->data = sky__merge_patch(x->data, patch);
 			free(t);
 			json_decref(patch);
@@ -2165,11 +2165,11 @@ static void test_sync__outbox_flaky_network(void)
 		} else if (pick < 94) {
 			char v[32];
 			snprintf(v, sizeof(v), "v%zu", w);
-			json_t *p = json_pack("{s:s, s:s}", "site", "flaky",
-					      "step", v);
+			json_t *p =
+			    json_pack("{s:s, s:s}", "site", "flaky", "step", v);
 			char *t = json_dumps(p, JSON_COMPACT);
-			rc = sky_session_set_properties(fx.cache, APP, x->sid, t,
-							strlen(t));
+			rc = sky_session_set_properties(fx.cache, APP, x->sid,
+							t, strlen(t));
 			free(t);
 			json_decref(x->props);
 			x->props = p;
@@ -2200,10 +2200,11 @@ static void test_sync__outbox_flaky_network(void)
 	json_t *fired = json_object_get(fdoc, "fired");
 	const char *kinds[] = {"drop", "error", "throttle", "reset", "expire"};
 	for (size_t i = 0; i < 5; i++) {
-		json_int_t k = json_integer_value(json_object_get(fired, kinds[i]));
+		json_int_t k =
+		    json_integer_value(json_object_get(fired, kinds[i]));
 		if (verbose || soak_s > 0)
-			fprintf(stderr, "  fault %s fired %lld times\n", kinds[i],
-				(long long)k);
+			fprintf(stderr, "  fault %s fired %lld times\n",
+				kinds[i], (long long)k);
 		CU_ASSERT(k > 0);
 	}
 	json_decref(fdoc);
@@ -2221,18 +2222,22 @@ static void test_sync__outbox_flaky_network(void)
 						  NULL) == 0);
 			mine = json_loads(text, 0, NULL);
 			sky_free(text);
-			sid = json_string_value(json_object_get(mine, "sessionId"));
+			sid = json_string_value(
+			    json_object_get(mine, "sessionId"));
 		}
 		json_t *s = server_session(&fx, sid, 0);
 		json_t *d = server_session(&fx, sid, 1);
 		CU_ASSERT(json_equal(json_object_get(s, "name"), x->name));
-		CU_ASSERT(json_equal(json_object_get(s, "properties"), x->props));
+		CU_ASSERT(
+		    json_equal(json_object_get(s, "properties"), x->props));
 		int data_ok = json_equal(d, x->data);
 		CU_ASSERT(data_ok);
 		if (!data_ok) {
 			char *a = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
-			char *b = json_dumps(x->data, JSON_COMPACT | JSON_SORT_KEYS);
-			fprintf(stderr, "  %s: server %s, expected %s\n", sid, a, b);
+			char *b =
+			    json_dumps(x->data, JSON_COMPACT | JSON_SORT_KEYS);
+			fprintf(stderr, "  %s: server %s, expected %s\n", sid,
+				a, b);
 			free(a);
 			free(b);
 		}
@@ -2242,8 +2247,10 @@ static void test_sync__outbox_flaky_network(void)
 			int found = 0;
 			size_t k;
 			json_t *p;
-			json_array_foreach(json_object_get(s, "participants"), k, p)
-				found |= json_equal(json_object_get(p, "id"), u);
+			json_array_foreach(json_object_get(s, "participants"),
+					   k, p)
+				found |=
+				    json_equal(json_object_get(p, "id"), u);
 			CU_ASSERT(found);
 		}
 		json_decref(s);
@@ -2263,7 +2270,6 @@ static void test_sync__outbox_flaky_network(void)
 	fx_end(&fx);
 	free(seed);
 }
-
 
 /* ---- reads and writes fail apart; stale sessions; reconcile ---- */
 
@@ -2396,8 +2402,8 @@ static void test_sync__relogin_after_refresh(void)
 	CU_ASSERT(is_stale(&fx, s1, NULL));
 	CU_ASSERT_EQUAL(outbox_left(&fx, NULL), 0);
 	json_t *srv = server_session(&fx, s1, 1);
-	CU_ASSERT_STRING_EQUAL(
-	    json_string_value(json_object_get(srv, "after")), "401s");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(srv, "after")),
+			       "401s");
 	json_decref(srv);
 	CU_ASSERT_EQUAL(fx_sync_once(&fx), 0);
 	CU_ASSERT(!is_stale(&fx, s1, NULL));
@@ -2609,8 +2615,7 @@ static void test_sync__broker_tls_error(void)
 }
 
 /* Run a CLI command with stdout and stderr into files; its exit status. */
-static int run_cli_to(const char *const *argv, const char *out,
-		      const char *err)
+static int run_cli_to(const char *const *argv, const char *out, const char *err)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -2662,18 +2667,29 @@ static void test_sync__cli_stale(void)
 	fputs("integration-pass\n", f);
 	fclose(f);
 	chmod(pw, 0600);
-	const char *sync[] = {cli,	   "--db",	      db,
-			      "sync",	   "--server",	      fx.emu.url,
-			      "--broker",  bro,		      "--realm",
-			      "demo",	   "--user",	      "integration",
-			      "--password-file", pw,	      NULL};
+	const char *sync[] = {cli,
+			      "--db",
+			      db,
+			      "sync",
+			      "--server",
+			      fx.emu.url,
+			      "--broker",
+			      bro,
+			      "--realm",
+			      "demo",
+			      "--user",
+			      "integration",
+			      "--password-file",
+			      pw,
+			      NULL};
 	CU_ASSERT_EQUAL(run_cli_to(sync, out, err), 0);
 	char spec[256];
 	snprintf(spec, sizeof(spec),
 		 "error:code=500,method=GET,path=*/sessions/%s/data", s1);
 	CU_ASSERT_FATAL(admin_fault(&fx, spec) == 0);
-	const char *patch[] = {cli,	 "--db", db, "data", "patch", APP, s1,
-			       "{\"cli\":\"delivered\"}", NULL};
+	const char *patch[] = {cli,	"--db", db, "data",
+			       "patch", APP,	s1, "{\"cli\":\"delivered\"}",
+			       NULL};
 	CU_ASSERT_EQUAL(run_cli_to(patch, out, err), 0);
 
 	/* 4, naming the failed read; the write went all the same. */
@@ -2691,7 +2707,7 @@ static void test_sync__cli_stale(void)
 	const char *check[] = {cli, "--db", db, "check", NULL};
 	CU_ASSERT_EQUAL(run_cli_to(check, out, err), 0);
 	CU_ASSERT(file_has(err, "skysync: stale: "));
-	const char *prom[] = {cli,     "--db",	 db, "--format",
+	const char *prom[] = {cli,	    "--db",  db,  "--format",
 			      "prometheus", "stats", NULL};
 	CU_ASSERT_EQUAL(run_cli_to(prom, out, err), 0);
 	CU_ASSERT(file_has(out, "\nskysync_stale_sessions 1\n"));
@@ -2774,7 +2790,8 @@ static void test_sync__exact_values(void)
 	json_t *created = sky__json_loadb(res.body, res.len, 0, NULL);
 	sky_http_res_free(&res);
 	CU_ASSERT_FATAL(created != NULL);
-	const char *sid = json_string_value(json_object_get(created, "sessionId"));
+	const char *sid =
+	    json_string_value(json_object_get(created, "sessionId"));
 	CU_ASSERT_FATAL(sid != NULL);
 	CU_ASSERT(json_string_length(json_object_get(created, "name")) == 3);
 	char path[256];
@@ -2841,8 +2858,7 @@ static void test_sync__disk_full_message(void)
  * the number of sessions that differ (printing the first few); *closed
  * counts the closed ones among them.
  */
-static int mirror_vs_server_gets(fixture *fx, size_t *checked,
-				 size_t *closed)
+static int mirror_vs_server_gets(fixture *fx, size_t *checked, size_t *closed)
 {
 	int differ = 0;
 	*checked = *closed = 0;
@@ -2851,8 +2867,7 @@ static int mirror_vs_server_gets(fixture *fx, size_t *checked,
 		json_t *mine = mirror_sessions(fx, apps[a]);
 		const char *sid;
 		json_t *m;
-		json_object_foreach(mine, sid, m)
-		{
+		json_object_foreach(mine, sid, m) {
 			char path[512];
 			sky_http_res res;
 			snprintf(path, sizeof(path),
@@ -2863,14 +2878,16 @@ static int mirror_vs_server_gets(fixture *fx, size_t *checked,
 			if (!same && differ < 5) {
 				char *x = json_dumps(m, JSON_COMPACT |
 							    JSON_SORT_KEYS);
-				char *y = res.json ? json_dumps(res.json,
-								JSON_COMPACT |
-								    JSON_SORT_KEYS)
-						   : strdup("(none)");
-				fprintf(stderr,
-					"  %s/%s (HTTP %ld):\n    mirror %.500s\n"
-					"    server %.500s\n",
-					apps[a], sid, st, x, y);
+				char *y = res.json
+					      ? json_dumps(res.json,
+							   JSON_COMPACT |
+							       JSON_SORT_KEYS)
+					      : strdup("(none)");
+				fprintf(
+				    stderr,
+				    "  %s/%s (HTTP %ld):\n    mirror %.500s\n"
+				    "    server %.500s\n",
+				    apps[a], sid, st, x, y);
 				free(x);
 				free(y);
 			}
@@ -2878,9 +2895,9 @@ static int mirror_vs_server_gets(fixture *fx, size_t *checked,
 			strcat(path, "/data");
 			json_t *d = mirror_data(fx, apps[a], sid);
 			if (same) {
-				same = rest(fx, "GET", path, NULL, &res) ==
-					   200 &&
-				       d && json_equal(d, res.json);
+				same =
+				    rest(fx, "GET", path, NULL, &res) == 200 &&
+				    d && json_equal(d, res.json);
 				sky_http_res_free(&res);
 				if (!same && differ < 5)
 					fprintf(stderr,
@@ -3047,7 +3064,7 @@ static void test_sync__one_identity_per_cache(void)
 			for (int i = 0; i < 200 && n < 1; i++) {
 				n = 0;
 				sky_session_event_list(fx.cache, s->app, s->sid,
-						   count_json, &n);
+						       count_json, &n);
 				if (!n)
 					sky_sleep_ms(50);
 			}
@@ -3170,17 +3187,18 @@ static void participant_only(json_t *realm, void *arg)
 	size_t i, k;
 	json_t *a, *r;
 	json_array_foreach(json_object_get(realm, "applications"), i, a)
-	    json_array_foreach(json_object_get(a, "roles"), k, r)
-	{
-		if (strcmp(json_string_value(json_object_get(r, "name")),
-			   "integration"))
-			continue;
-		json_t *perms = json_object_get(r, "permissions");
-		for (size_t p = json_array_size(perms); p-- > 0;)
-			if (!strcmp(json_string_value(json_array_get(perms, p)),
-				    "session:read:any"))
-				json_array_remove(perms, p);
-	}
+		json_array_foreach(json_object_get(a, "roles"), k, r) {
+			if (strcmp(
+				json_string_value(json_object_get(r, "name")),
+				"integration"))
+				continue;
+			json_t *perms = json_object_get(r, "permissions");
+			for (size_t p = json_array_size(perms); p-- > 0;)
+				if (!strcmp(json_string_value(
+						json_array_get(perms, p)),
+					    "session:read:any"))
+					json_array_remove(perms, p);
+		}
 }
 
 /* Session `arg` loses its participants (the integration user among them). */
@@ -3188,8 +3206,7 @@ static void drop_participants(json_t *realm, void *arg)
 {
 	size_t i;
 	json_t *s;
-	json_array_foreach(json_object_get(realm, "sessions"), i, s)
-	{
+	json_array_foreach(json_object_get(realm, "sessions"), i, s) {
 		json_t *session = json_object_get(s, "session");
 		if (!strcmp(json_string_value(
 				json_object_get(session, "sessionId")),
@@ -3255,8 +3272,8 @@ static void test_sync__closed_sessions_stay(void)
 	fixture fx;
 	char *seed = realm_seed();
 	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
-	char *seed2 = export_seed(&fx, "participant-only.json",
-				  participant_only, NULL);
+	char *seed2 =
+	    export_seed(&fx, "participant-only.json", participant_only, NULL);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(seed2);
 	CU_ASSERT_EQUAL_FATAL(fx_reseed(&fx, seed2), 0);
 	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
@@ -3269,8 +3286,8 @@ static void test_sync__closed_sessions_stay(void)
 
 	/* Closed while no engine runs; the other one hidden from us. */
 	CU_ASSERT_EQUAL(close_on_server(&fx, closed), 200);
-	char *seed3 = export_seed(&fx, "hidden.json", drop_participants,
-				  (void *)hidden);
+	char *seed3 =
+	    export_seed(&fx, "hidden.json", drop_participants, (void *)hidden);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(seed3);
 	CU_ASSERT_EQUAL_FATAL(fx_reseed(&fx, seed3), 0);
 	json_t *theirs = server_session(&fx, closed, 0);
@@ -3284,8 +3301,7 @@ static void test_sync__closed_sessions_stay(void)
 		CU_ASSERT_STRING_EQUAL(status, "closed");
 	free(status);
 	char *text = NULL;
-	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, closed, &text, NULL),
-			0);
+	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, closed, &text, NULL), 0);
 	json_t *mine = text ? json_loads(text, 0, NULL) : NULL;
 	CU_ASSERT(json_equal(mine, theirs)); /* every field, modifiedAt too */
 	json_decref(mine);
@@ -3304,11 +3320,11 @@ static void test_sync__closed_sessions_stay(void)
 
 	/* The CLI answers the closed session too. */
 	char *cli = sky_test_build_path("tools/skysync");
-	const char *get_argv[] = {cli, "--db", fx.dir, "get", APP, closed,
-				  NULL};
+	const char *get_argv[] = {cli, "--db", fx.dir, "get",
+				  APP, closed, NULL};
 	CU_ASSERT_EQUAL(run_cli(get_argv), 0);
-	const char *q_argv[] = {cli,	  "--db", fx.dir, "query", APP,
-				"status=closed", NULL};
+	const char *q_argv[] = {cli, "--db",	      fx.dir, "query",
+				APP, "status=closed", NULL};
 	CU_ASSERT_EQUAL(run_cli(q_argv), 0);
 	free(cli);
 
@@ -3316,8 +3332,8 @@ static void test_sync__closed_sessions_stay(void)
 	 * the first two closed leave at the next snapshot (not on open). */
 	for (int i = 2; i < 5; i++)
 		CU_ASSERT_EQUAL(
-		    close_on_server(
-			&fx, json_string_value(json_array_get(sids, i))),
+		    close_on_server(&fx,
+				    json_string_value(json_array_get(sids, i))),
 		    200);
 	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 4);
@@ -3331,11 +3347,11 @@ static void test_sync__closed_sessions_stay(void)
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
 	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, closed, &text, NULL),
 			SKY_ENOTFOUND);
-	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP,
-					json_string_value(
-					    json_array_get(sids, 2)),
-					&text, NULL),
-			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(
+	    sky_session_get(fx.cache, APP,
+			    json_string_value(json_array_get(sids, 2)), &text,
+			    NULL),
+	    SKY_ENOTFOUND);
 	status = mirror_status(&fx, json_string_value(json_array_get(sids, 4)));
 	CU_ASSERT(status && !strcmp(status, "closed"));
 	free(status);
@@ -3345,11 +3361,11 @@ static void test_sync__closed_sessions_stay(void)
 	    200);
 	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
-	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP,
-					json_string_value(
-					    json_array_get(sids, 3)),
-					&text, NULL),
-			SKY_ENOTFOUND);
+	CU_ASSERT_EQUAL(
+	    sky_session_get(fx.cache, APP,
+			    json_string_value(json_array_get(sids, 3)), &text,
+			    NULL),
+	    SKY_ENOTFOUND);
 	CU_ASSERT_EQUAL(sky_cache_check(fx.cache, NULL, NULL), 0);
 
 	/* A version 1 options struct still opens (defaults for the rest). */
@@ -3357,8 +3373,8 @@ static void test_sync__closed_sessions_stay(void)
 	sky_cache_options v1 = SKY_CACHE_OPTIONS_INIT;
 	v1.version = 1;
 	/* Version 1 has no durability field: the deprecated flag. */
-	v1.flags = fx_durability == SKY_DURABILITY_JOURNAL ? SKY_CACHE_JOURNAL
-							    : 0;
+	v1.flags =
+	    fx_durability == SKY_DURABILITY_JOURNAL ? SKY_CACHE_JOURNAL : 0;
 	CU_ASSERT_EQUAL_FATAL(sky_cache_open(&fx.cache, fx.dir, &v1), 0);
 	CU_ASSERT_EQUAL(closed_in_query(&fx), 2);
 	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0); /* 30 days: both stay */
@@ -3472,12 +3488,13 @@ static void test_sync__protocol_files_checked(void)
 	CU_ASSERT_EQUAL_FATAL(sky__protocol_parse(part, strlen(part), "t", &p),
 			      0);
 	CU_ASSERT_STRING_EQUAL(p->path[SKY_API_DATA], "/d/{app}/{sid}");
-	CU_ASSERT_STRING_EQUAL(p->path[SKY_API_DATA_PATCH],
-			       sky__protocol_builtin()->path[SKY_API_DATA_PATCH]);
+	CU_ASSERT_STRING_EQUAL(
+	    p->path[SKY_API_DATA_PATCH],
+	    sky__protocol_builtin()->path[SKY_API_DATA_PATCH]);
 	char *url = NULL;
-	CU_ASSERT_EQUAL(sky__api_url_p(p, "http://h/", SKY_API_DATA, "r",
-				       "a/b", "s", &url),
-			0);
+	CU_ASSERT_EQUAL(
+	    sky__api_url_p(p, "http://h/", SKY_API_DATA, "r", "a/b", "s", &url),
+	    0);
 	CU_ASSERT_STRING_EQUAL(url, "http://h/d/a%2Fb/s");
 	free(url);
 	sky__protocol_free(p);
@@ -3487,8 +3504,8 @@ static void test_sync__protocol_files_checked(void)
 	char buf[128];
 	const char *app, *sid, *type;
 	CU_ASSERT_EQUAL(sky__protocol_topic_read(
-			    b, "realms/demo/applications/A/sessions/S/T", "demo",
-			    buf, sizeof(buf), &app, &sid, &type),
+			    b, "realms/demo/applications/A/sessions/S/T",
+			    "demo", buf, sizeof(buf), &app, &sid, &type),
 			1);
 	CU_ASSERT(!strcmp(app, "A") && !strcmp(sid, "S") && !strcmp(type, "T"));
 	CU_ASSERT_EQUAL(sky__protocol_topic_read(
@@ -3504,7 +3521,8 @@ static void test_sync__protocol_files_checked(void)
 	 * whose topic it is. */
 	const char *mid = "{\"topics\":{\"subscribe\":\"x/+/{realm}/#\","
 			  "\"publish\":\"x/{app}/{realm}/{sid}\"}}";
-	CU_ASSERT_EQUAL_FATAL(sky__protocol_parse(mid, strlen(mid), "t", &p), 0);
+	CU_ASSERT_EQUAL_FATAL(sky__protocol_parse(mid, strlen(mid), "t", &p),
+			      0);
 	CU_ASSERT_EQUAL(sky__protocol_topic_read(p, "x/A/demo/S", "demo", buf,
 						 sizeof(buf), &app, &sid,
 						 &type),
@@ -3560,8 +3578,8 @@ static char *alt_login(fixture *fx)
 		     "{\"username\":\"integration\",\"password\":"
 		     "\"integration-pass\"}",
 		     NULL, &res) == 200) {
-		const char *a =
-		    json_string_value(json_object_get(res.json, "access_token"));
+		const char *a = json_string_value(
+		    json_object_get(res.json, "access_token"));
 		tok = a ? strdup(a) : NULL;
 	}
 	sky_http_res_free(&res);
@@ -3605,8 +3623,8 @@ static void test_sync__protocol_file_layout(void)
 	ensure_broker();
 	char bro[64];
 	snprintf(bro, sizeof(bro), "127.0.0.1:%d", broker.port);
-	const char *args[] = {"--seed", seed, "--broker", bro, extra[0],
-			      extra[1], NULL};
+	const char *args[] = {"--seed", seed,	  "--broker", bro,
+			      extra[0], extra[1], NULL};
 	CU_ASSERT_FATAL(sky_emu_start(&fx.emu, args) == 0);
 	fx.emu_up = 1;
 	/* The built-in paths are not served there. */
@@ -3677,7 +3695,8 @@ static void test_sync__protocol_file_layout(void)
 	CU_ASSERT(sky_data_patch(fx.cache, APP, s2, dp, strlen(dp)) == 0);
 	CU_ASSERT(sky_participant_add(fx.cache, APP, s2, "u-alice", 0) == 0);
 	const char *ev = "{\"kind\":\"alt-ping\"}";
-	CU_ASSERT(sky_session_event_send(fx.cache, APP, s2, ev, strlen(ev)) == 0);
+	CU_ASSERT(sky_session_event_send(fx.cache, APP, s2, ev, strlen(ev)) ==
+		  0);
 	CU_ASSERT(sky_session_close(fx.cache, APP, s3) == 0);
 	uint64_t rejected = 1;
 	long waited;
@@ -3697,10 +3716,10 @@ static void test_sync__protocol_file_layout(void)
 		CU_ASSERT(strstr(text, "\"status\":\"closed\"") != NULL);
 	sky_free(text);
 	json_t *srv = server_view(&fx, 0);
-	CU_ASSERT(srv && !json_object_get(
-			     json_object_get(json_object_get(srv, APP),
-					     "sessions"),
-			     s3));
+	CU_ASSERT(
+	    srv &&
+	    !json_object_get(
+		json_object_get(json_object_get(srv, APP), "sessions"), s3));
 	json_decref(srv);
 	/* The custom event came back as SessionEventCreated and was kept. */
 	event_types_seen = json_array();
@@ -3790,8 +3809,9 @@ static void test_sync__resume_after_offline_changes(void)
 	json_int_t req1 = emu_stat(&fx, "api_requests");
 	json_int_t log1 = emu_stat(&fx, "logins");
 	json_int_t gets = (req1 - req0) - (log1 - log0);
-	fprintf(stderr, "  resumed: %lld requests (%lld GETs), %llu backlog "
-			"events\n",
+	fprintf(stderr,
+		"  resumed: %lld requests (%lld GETs), %llu backlog "
+		"events\n",
 		(long long)(req1 - req0), (long long)gets,
 		(unsigned long long)st.backlog_events);
 	CU_ASSERT_EQUAL(st.last_sync_path, SKY_SYNC_PATH_RESUMED);
@@ -3870,7 +3890,6 @@ static void test_sync__resume_falls_back_to_full(void)
 	free(seed);
 }
 
-
 /* ---- what on_change carries ---- */
 
 /* Live events hand their payload to on_change: the data patch, the
@@ -3910,9 +3929,8 @@ static void test_sync__change_payloads(void)
 	json_t *c = rec_wait(SKY_CHANGE_DATA, s1, 10000);
 	CU_ASSERT_FATAL(c != NULL);
 	CU_ASSERT(json_equal(json_object_get(c, "payload"), want));
-	CU_ASSERT_STRING_EQUAL(
-	    json_string_value(json_object_get(c, "type")),
-	    "session_data_updated");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(c, "type")),
+			       "session_data_updated");
 	json_decref(want);
 	json_decref(c);
 
@@ -3925,10 +3943,9 @@ static void test_sync__change_payloads(void)
 
 	c = rec_wait(SKY_CHANGE_SESSION, s1, 10000);
 	CU_ASSERT_FATAL(c != NULL);
-	CU_ASSERT_STRING_EQUAL(
-	    json_string_value(json_object_get(
-		json_object_get(c, "payload"), "name")),
-	    "Payload probe");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+				   json_object_get(c, "payload"), "name")),
+			       "Payload probe");
 	json_decref(c);
 	/* Live events are told one by one: no snapshot summary here. */
 	json_t *sums = rec_find(SKY_CHANGE_SNAPSHOT, NULL);
@@ -4011,8 +4028,9 @@ static void test_sync__snapshot_summary(void)
 	    "\"status\":\"open\",\"name\":\"Never on the server\","
 	    "\"createdBy\":\"u-integration\","
 	    "\"createdAt\":\"2024-03-01T07:00:00.000000Z\"}";
-	CU_ASSERT_EQUAL(sky_mirror_session_put(fx.cache, phantom, strlen(phantom),
-					"{}", 2, 1709276400000000LL),
+	CU_ASSERT_EQUAL(sky_mirror_session_put(fx.cache, phantom,
+					       strlen(phantom), "{}", 2,
+					       1709276400000000LL),
 			0);
 	rec_start();
 	sky_sync_status st = SKY_SYNC_STATUS_INIT;
@@ -4067,8 +4085,8 @@ static void test_sync__create_addressed(void)
 	CU_ASSERT_EQUAL_FATAL(fx_sync_once(&fx), 0);
 	char *local = NULL;
 	const char *cr = "{\"name\":\"Addressed one\"}";
-	CU_ASSERT_FATAL(sky_session_create(fx.cache, APP, cr, strlen(cr),
-					   &local) == 0);
+	CU_ASSERT_FATAL(
+	    sky_session_create(fx.cache, APP, cr, strlen(cr), &local) == 0);
 	rec_start();
 	/* The engine says whom it syncs as once it logged in. */
 	CU_ASSERT_FATAL(fx_engine(&fx, 0) == 0);
@@ -4082,8 +4100,8 @@ static void test_sync__create_addressed(void)
 	char *user = NULL;
 	CU_ASSERT_EQUAL(sky_sync_user_get(fx.cache, &user, NULL), 0);
 	json_t *u = user ? json_loads(user, 0, NULL) : NULL;
-	CU_ASSERT_STRING_EQUAL(
-	    json_string_value(json_object_get(u, "userId")), "u-integration");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(u, "userId")),
+			       "u-integration");
 	CU_ASSERT(json_is_array(json_object_get(u, "groups")) &&
 		  json_array_size(json_object_get(u, "groups")) == 0);
 	json_decref(u);
@@ -4104,9 +4122,9 @@ static void test_sync__create_addressed(void)
 	char *json = NULL;
 	CU_ASSERT_EQUAL(sky_session_get(fx.cache, APP, local, &json, NULL), 0);
 	json_t *s = json ? json_loads(json, 0, NULL) : NULL;
-	CU_ASSERT(sid && s &&
-		  !strcmp(json_string_value(json_object_get(s, "sessionId")),
-			  sid));
+	CU_ASSERT(
+	    sid && s &&
+	    !strcmp(json_string_value(json_object_get(s, "sessionId")), sid));
 	json_decref(s);
 	sky_free(json);
 	json_t *srv = sid ? server_session(&fx, sid, 0) : NULL;
@@ -4130,7 +4148,8 @@ int main(void)
 	    {"test_sync__options_checked", test_sync__options_checked},
 	    {"test_sync__protocol_files_checked",
 	     test_sync__protocol_files_checked},
-	    {"test_sync__protocol_file_layout", test_sync__protocol_file_layout},
+	    {"test_sync__protocol_file_layout",
+	     test_sync__protocol_file_layout},
 	    {"test_sync__snapshot_equals_server",
 	     test_sync__snapshot_equals_server},
 	    {"test_sync__live_changes", test_sync__live_changes},

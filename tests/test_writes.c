@@ -30,9 +30,9 @@
 #define SID "s-1"
 
 static const char *const session_json =
-	"{\"applicationId\":\"app1\",\"sessionId\":\"s-1\",\"status\":\"open\","
-	"\"name\":\"One\",\"version\":1,\"createdAt\":\"2026-11-02T08:00:00Z\","
-	"\"participants\":[],\"properties\":{\"site\":\"P7\"}}";
+    "{\"applicationId\":\"app1\",\"sessionId\":\"s-1\",\"status\":\"open\","
+    "\"name\":\"One\",\"version\":1,\"createdAt\":\"2026-11-02T08:00:00Z\","
+    "\"participants\":[],\"properties\":{\"site\":\"P7\"}}";
 
 static sky_cache *open_realm(void)
 {
@@ -40,18 +40,18 @@ static sky_cache *open_realm(void)
 	const char *app = "{\"applicationId\":\"app1\",\"name\":\"A\"}";
 	CU_ASSERT_FATAL(sky_cache_open(&c, sky_test_tmpdir(), NULL) == 0);
 	CU_ASSERT_FATAL(sky_mirror_app_put(c, app, strlen(app)) == 0);
-	CU_ASSERT_FATAL(sky_mirror_session_put(c, session_json, strlen(session_json),
-					"{}", 2, 0) == 0);
+	CU_ASSERT_FATAL(sky_mirror_session_put(c, session_json,
+					       strlen(session_json), "{}", 2,
+					       0) == 0);
 	return c;
 }
 
 static int add_entry(const sky_outbox_entry *e, void *payload)
 {
 	sky_buf *b = payload;
-	return sky__buf_printf(b, "%llu %d %d %s %s %s\n",
-			       (unsigned long long)e->id, (int)e->op,
-			       (int)e->state, e->app_id, e->session_id,
-			       e->body);
+	return sky__buf_printf(
+	    b, "%llu %d %d %s %s %s\n", (unsigned long long)e->id, (int)e->op,
+	    (int)e->state, e->app_id, e->session_id, e->body);
 }
 
 /* Everything a write could change, as text: the outbox, the local view
@@ -90,7 +90,7 @@ typedef struct {
 	write_kind kind;
 	const char *app, *sid;
 	const char *arg; /* JSON, the name, the participant id */
-	int group;       /* W_PARTICIPANT */
+	int group;	 /* W_PARTICIPANT */
 	int want;
 	const char *needle;
 } bad_write;
@@ -106,26 +106,23 @@ static int do_write(sky_cache *c, const bad_write *w)
 		CU_ASSERT(rc == 0 || sid == NULL);
 		sky_free(sid);
 		return rc;
-	case W_PATCH:
-		return sky_session_patch(c, w->app, w->sid, w->arg, len);
+	case W_PATCH: return sky_session_patch(c, w->app, w->sid, w->arg, len);
 	case W_PROPS:
 		return sky_session_set_properties(c, w->app, w->sid, w->arg,
 						  len);
-	case W_NAME:
-		return sky_session_set_name(c, w->app, w->sid, w->arg);
+	case W_NAME: return sky_session_set_name(c, w->app, w->sid, w->arg);
 	case W_DESC:
 		return sky_session_set_description(c, w->app, w->sid, w->arg);
-	case W_CLOSE:
-		return sky_session_close(c, w->app, w->sid);
-	case W_DATA:
-		return sky_data_patch(c, w->app, w->sid, w->arg, len);
+	case W_CLOSE: return sky_session_close(c, w->app, w->sid);
+	case W_DATA: return sky_data_patch(c, w->app, w->sid, w->arg, len);
 	case W_PARTICIPANT:
 		return sky_participant_add(c, w->app, w->sid, w->arg, w->group);
 	case W_EVENT:
 		return sky_session_event_send(c, w->app, w->sid, w->arg, len);
 	case W_BATCH: {
 		sky_write ws[2] = {
-		    {SKY_WRITE_DATA, APP, SID, "{\"a\":1}", 7, 0, NULL, 0, NULL},
+		    {SKY_WRITE_DATA, APP, SID, "{\"a\":1}", 7, 0, NULL, 0,
+		     NULL},
 		    {SKY_WRITE_PATCH, w->app, w->sid, w->arg, len, 0, NULL, 0,
 		     NULL},
 		};
@@ -157,8 +154,10 @@ static void test_writes__bad_arguments(void)
 
 	const bad_write table[] = {
 	    /* ids, through several calls */
-	    {W_PATCH, APP, "s\x01", "{\"name\":\"x\"}", 0, SKY_EINVAL, "session id"},
-	    {W_PATCH, APP, "s\xc2\x85", "{\"name\":\"x\"}", 0, SKY_EINVAL, "U+0085"},
+	    {W_PATCH, APP, "s\x01", "{\"name\":\"x\"}", 0, SKY_EINVAL,
+	     "session id"},
+	    {W_PATCH, APP, "s\xc2\x85", "{\"name\":\"x\"}", 0, SKY_EINVAL,
+	     "U+0085"},
 	    {W_DATA, APP, "s\xe2\x80\xa8", "{}", 0, SKY_EINVAL, "U+2028"},
 	    {W_EVENT, APP, "s\xe2\x80\xa9", "{}", 0, SKY_EINVAL, "U+2029"},
 	    {W_CLOSE, APP, "s/1", NULL, 0, SKY_EINVAL, "'/'"},
@@ -167,60 +166,94 @@ static void test_writes__bad_arguments(void)
 	    {W_CLOSE, APP, NULL, NULL, 0, SKY_EINVAL, "session id"},
 	    {W_CLOSE, APP, long_id, NULL, 0, SKY_ELIMIT, "session id"},
 	    {W_NAME, "a\xff", SID, "x", 0, SKY_EINVAL, "application id"},
-	    {W_CREATE, "a#", NULL, "{\"name\":\"x\"}", 0, SKY_EINVAL, "application id"},
+	    {W_CREATE, "a#", NULL, "{\"name\":\"x\"}", 0, SKY_EINVAL,
+	     "application id"},
 	    {W_CLOSE, APP, "nope", NULL, 0, SKY_ENOTFOUND, "not in the cache"},
-	    {W_CREATE, "nope", NULL, "{\"name\":\"x\"}", 0, SKY_ENOTFOUND, "nope"},
+	    {W_CREATE, "nope", NULL, "{\"name\":\"x\"}", 0, SKY_ENOTFOUND,
+	     "nope"},
 	    /* create bodies */
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":\"1\"}", 0, SKY_EINVAL, "version"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":-1}", 0, SKY_EINVAL, "version"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":1.5}", 0, SKY_EINVAL, "version"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":\"abc\"}", 0, SKY_EINVAL, "version: must be a whole number >= 0 (a JSON integer), not a string"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":4.0}", 0, SKY_EINVAL, "session create: version"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":1e3}", 0, SKY_EINVAL, "session create: version"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":true}", 0, SKY_EINVAL, "version: must be a whole number >= 0 (a JSON integer), not a boolean"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":null}", 0, SKY_EINVAL, "version: must be a whole number >= 0 (a JSON integer), not null"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":[4]}", 0, SKY_EINVAL, "session create: version"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":{}}", 0, SKY_EINVAL, "session create: version"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":99999999999999999999}", 0, SKY_EINVAL, "version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":\"1\"}", 0,
+	     SKY_EINVAL, "version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":-1}", 0,
+	     SKY_EINVAL, "version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":1.5}", 0,
+	     SKY_EINVAL, "version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":\"abc\"}", 0,
+	     SKY_EINVAL,
+	     "version: must be a whole number >= 0 (a JSON integer), not a "
+	     "string"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":4.0}", 0,
+	     SKY_EINVAL, "session create: version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":1e3}", 0,
+	     SKY_EINVAL, "session create: version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":true}", 0,
+	     SKY_EINVAL,
+	     "version: must be a whole number >= 0 (a JSON integer), not a "
+	     "boolean"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":null}", 0,
+	     SKY_EINVAL,
+	     "version: must be a whole number >= 0 (a JSON integer), not null"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":[4]}", 0,
+	     SKY_EINVAL, "session create: version"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"version\":{}}", 0,
+	     SKY_EINVAL, "session create: version"},
+	    {W_CREATE, APP, NULL,
+	     "{\"name\":\"x\",\"version\":99999999999999999999}", 0, SKY_EINVAL,
+	     "version"},
 	    {W_CREATE, APP, NULL, "{\"name\":\"\"}", 0, SKY_EINVAL, "name"},
-	    {W_CREATE, APP, NULL, "{\"description\":\"d\"}", 0, SKY_EINVAL, "name is required"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"properties\":{\"a\":1}}", 0, SKY_EINVAL, "properties.a"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"properties\":{\"\":\"v\"}}", 0, SKY_EINVAL, "empty property name"},
+	    {W_CREATE, APP, NULL, "{\"description\":\"d\"}", 0, SKY_EINVAL,
+	     "name is required"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"x\",\"properties\":{\"a\":1}}",
+	     0, SKY_EINVAL, "properties.a"},
+	    {W_CREATE, APP, NULL,
+	     "{\"name\":\"x\",\"properties\":{\"\":\"v\"}}", 0, SKY_EINVAL,
+	     "empty property name"},
 	    {W_CREATE, APP, NULL, "[\"name\"]", 0, SKY_EINVAL, "JSON object"},
-	    {W_CREATE, APP, NULL, "{\"name\":\"\xff\"}", 0, SKY_EINVAL, "session create"},
+	    {W_CREATE, APP, NULL, "{\"name\":\"\xff\"}", 0, SKY_EINVAL,
+	     "session create"},
 	    {W_CREATE, APP, NULL, NULL, 0, SKY_EINVAL, "no JSON"},
 	    /* patches */
 	    {W_PATCH, APP, SID, "{}", 0, SKY_EINVAL, "empty"},
 	    {W_PATCH, APP, SID, "[]", 0, SKY_EINVAL, "JSON object"},
-	    {W_PATCH, APP, SID, "{\"status\":\"open\"}", 0, SKY_EINVAL, "status"},
+	    {W_PATCH, APP, SID, "{\"status\":\"open\"}", 0, SKY_EINVAL,
+	     "status"},
 	    {W_PATCH, APP, SID, "{\"name\":null}", 0, SKY_EINVAL, "name"},
-	    {W_PATCH, APP, SID, "{\"name\":\"a\",\"name\":\"b\"}", 0, SKY_EINVAL, "session patch"},
+	    {W_PATCH, APP, SID, "{\"name\":\"a\",\"name\":\"b\"}", 0,
+	     SKY_EINVAL, "session patch"},
 	    {W_PATCH, APP, SID, long_value, 0, SKY_ELIMIT, "properties.k"},
 	    {W_PROPS, APP, SID, "[]", 0, SKY_EINVAL, "properties"},
 	    {W_PROPS, APP, SID, "{\"a\":{}}", 0, SKY_EINVAL, "properties.a"},
-	    {W_PROPS, APP, SID, "{\"a\":\"\xc3\x28\"}", 0, SKY_EINVAL, "properties"},
+	    {W_PROPS, APP, SID, "{\"a\":\"\xc3\x28\"}", 0, SKY_EINVAL,
+	     "properties"},
 	    {W_PROPS, APP, SID, "{", 0, SKY_EINVAL, "properties"},
 	    {W_PROPS, APP, SID, NULL, 0, SKY_EINVAL, "properties"},
 	    {W_PROPS, APP, SID, long_props_copy, 0, SKY_ELIMIT, "properties.k"},
 	    {W_NAME, APP, SID, "", 0, SKY_EINVAL, "name"},
 	    {W_NAME, APP, SID, NULL, 0, SKY_EINVAL, "session name"},
-	    {W_NAME, APP, SID, "x\xff", 0, SKY_EINVAL, "session name: invalid UTF-8 at byte 1"},
-	    {W_DESC, APP, SID, "\xed\xa0\x80", 0, SKY_EINVAL, "session description"},
+	    {W_NAME, APP, SID, "x\xff", 0, SKY_EINVAL,
+	     "session name: invalid UTF-8 at byte 1"},
+	    {W_DESC, APP, SID, "\xed\xa0\x80", 0, SKY_EINVAL,
+	     "session description"},
 	    /* data, participants, events */
-	    {W_DATA, APP, SID, "[1]", 0, SKY_EINVAL, "data patch: must be a JSON object"},
+	    {W_DATA, APP, SID, "[1]", 0, SKY_EINVAL,
+	     "data patch: must be a JSON object"},
 	    {W_DATA, APP, SID, "3", 0, SKY_EINVAL, "data patch"},
 	    {W_DATA, APP, SID, "{\"a\":", 0, SKY_EINVAL, "data patch"},
 	    {W_PARTICIPANT, APP, SID, "", 0, SKY_EINVAL, "participant id"},
 	    {W_PARTICIPANT, APP, SID, NULL, 0, SKY_EINVAL, "participant id"},
-	    {W_PARTICIPANT, APP, SID, "b\xc2\x9f", 0, SKY_EINVAL, "participant id"},
+	    {W_PARTICIPANT, APP, SID, "b\xc2\x9f", 0, SKY_EINVAL,
+	     "participant id"},
 	    {W_PARTICIPANT, APP, SID, "b\xff", 0, SKY_EINVAL, "participant id"},
 	    {W_PARTICIPANT, APP, SID, "bob", 2, SKY_EINVAL, "participant type"},
-	    {W_PARTICIPANT, APP, SID, "bob", -1, SKY_EINVAL, "participant type"},
+	    {W_PARTICIPANT, APP, SID, "bob", -1, SKY_EINVAL,
+	     "participant type"},
 	    {W_EVENT, APP, SID, "[1]", 0, SKY_EINVAL, "custom event"},
 	    {W_EVENT, APP, SID, "", 0, SKY_EINVAL, "custom event"},
 	    /* a batch is refused whole */
-	    {W_BATCH, APP, SID, "{\"status\":\"reopened\"}", 0, SKY_EINVAL, "status"},
-	    {W_BATCH, APP, "s\xc2\x85", "{\"name\":\"x\"}", 0, SKY_EINVAL, "U+0085"},
+	    {W_BATCH, APP, SID, "{\"status\":\"reopened\"}", 0, SKY_EINVAL,
+	     "status"},
+	    {W_BATCH, APP, "s\xc2\x85", "{\"name\":\"x\"}", 0, SKY_EINVAL,
+	     "U+0085"},
 	};
 	sky_cache *c = open_realm();
 	/* Something queued already, so "unchanged" covers the outbox. */
@@ -232,8 +265,9 @@ static void test_writes__bad_arguments(void)
 		int rc = do_write(c, w);
 		const char *msg = sky_error_last()->message;
 		if (rc != w->want || !strstr(msg, w->needle)) {
-			fprintf(stderr, "\ncase %zu: rc %d (wanted %d), '%s' "
-					"(wanted '%s')\n",
+			fprintf(stderr,
+				"\ncase %zu: rc %d (wanted %d), '%s' "
+				"(wanted '%s')\n",
 				i, rc, w->want, msg, w->needle);
 			CU_FAIL("bad write not refused as expected");
 		}
@@ -329,10 +363,13 @@ static void test_writes__local_ids(void)
 static void test_writes__ids(void)
 {
 	CU_ASSERT(sky__check_id("Zürich-\xe2\x80\xa7", "id") == 0); /* U+2027 */
-	CU_ASSERT(sky__check_id("a\xc2\xa0" "b", "id") == 0);       /* U+00A0 */
+	CU_ASSERT(sky__check_id("a\xc2\xa0"
+				"b",
+				"id") == 0); /* U+00A0 */
 	static const char *const bad[] = {
-	    "a\x1f", "a\x7f", "a\xc2\x80", "a\xc2\x85", "a\xc2\x9f",
-	    "a\xe2\x80\xa8", "a\xe2\x80\xa9", "a\xc0\x80", "a\xed\xa0\x80",
+	    "a\x1f",	     "a\x7f",	  "a\xc2\x80",
+	    "a\xc2\x85",     "a\xc2\x9f", "a\xe2\x80\xa8",
+	    "a\xe2\x80\xa9", "a\xc0\x80", "a\xed\xa0\x80",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CU_ASSERT(sky__check_id(bad[i], "the id") == SKY_EINVAL);
@@ -356,13 +393,13 @@ static void test_writes__times(void)
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
 		CU_ASSERT(sky__parse_time(good[i], &us) == 0);
 	static const char *const bad[] = {
-	    "2024-02-31T00:00:00Z", "2023-02-29T00:00:00Z",
-	    "1900-02-29T00:00:00Z", "2024-04-31T00:00:00Z",
-	    "2024-06-31T00:00:00Z", "2024-09-31T00:00:00Z",
-	    "2024-11-31T00:00:00Z", "2024-01-32T00:00:00Z",
-	    "2024-13-01T00:00:00Z", "2024-00-10T00:00:00Z",
-	    "2024-01-00T00:00:00Z", "2024-01-01T24:00:00Z",
-	    "2024-01-01T00:60:00Z", "2024-01-01T00:00:61Z",
+	    "2024-02-31T00:00:00Z",	 "2023-02-29T00:00:00Z",
+	    "1900-02-29T00:00:00Z",	 "2024-04-31T00:00:00Z",
+	    "2024-06-31T00:00:00Z",	 "2024-09-31T00:00:00Z",
+	    "2024-11-31T00:00:00Z",	 "2024-01-32T00:00:00Z",
+	    "2024-13-01T00:00:00Z",	 "2024-00-10T00:00:00Z",
+	    "2024-01-00T00:00:00Z",	 "2024-01-01T24:00:00Z",
+	    "2024-01-01T00:60:00Z",	 "2024-01-01T00:00:61Z",
 	    "2024-01-01T00:00:00+24:00", "2024-01-01T00:00:00+01:60"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (sky__parse_time(bad[i], &us) != -1) {
@@ -375,12 +412,13 @@ static void test_writes__times(void)
 static char *event_with(const char *extra, const char *created)
 {
 	char *out;
-	CU_ASSERT_FATAL(asprintf(&out,
-				 "{\"applicationId\":\"app1\",\"sessionId\":"
-				 "\"s-1\",\"eventId\":\"e-%s\",\"createdAt\":"
-				 "\"%s\",\"eventType\":\"session_data_updated\","
-				 "\"data\":{\"k\":1}%s}",
-				 created, created, extra) > 0);
+	CU_ASSERT_FATAL(
+	    asprintf(&out,
+		     "{\"applicationId\":\"app1\",\"sessionId\":"
+		     "\"s-1\",\"eventId\":\"e-%s\",\"createdAt\":"
+		     "\"%s\",\"eventType\":\"session_data_updated\","
+		     "\"data\":{\"k\":1}%s}",
+		     created, created, extra) > 0);
 	return out;
 }
 
@@ -452,9 +490,9 @@ static void test_writes__app_version(void)
 {
 	json_t *ok[] = {json_integer(0), json_integer(4),
 			json_integer(INT64_MAX)};
-	json_t *bad[] = {json_integer(-1), json_real(4.0), json_real(1.5),
+	json_t *bad[] = {json_integer(-1), json_real(4.0),  json_real(1.5),
 			 json_string("4"), json_string(""), json_true(),
-			 json_false(), json_null(), json_array(),
+			 json_false(),	   json_null(),	    json_array(),
 			 json_object()};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		CU_ASSERT(sky__check_app_version(ok[i], "v") == 0);
@@ -464,8 +502,8 @@ static void test_writes__app_version(void)
 		sky_error_clear();
 		CU_ASSERT(sky__check_app_version(bad[i], "the version") ==
 			  SKY_EINVAL);
-		CU_ASSERT(strncmp(sky_error_last()->message, "the version: ",
-				  13) == 0);
+		CU_ASSERT(strncmp(sky_error_last()->message,
+				  "the version: ", 13) == 0);
 		json_decref(bad[i]);
 	}
 	CU_ASSERT(sky__check_app_version(NULL, "v") == SKY_EINVAL);
@@ -484,8 +522,16 @@ static void test_writes__app_version(void)
 	sky_free(text);
 	sky_free(sid);
 
-	sky_write w = {SKY_WRITE_CREATE, APP, NULL, "{\"name\":\"w\","
-		       "\"version\":7}", 0, 0, NULL, 0, NULL};
+	sky_write w = {SKY_WRITE_CREATE,
+		       APP,
+		       NULL,
+		       "{\"name\":\"w\","
+		       "\"version\":7}",
+		       0,
+		       0,
+		       NULL,
+		       0,
+		       NULL};
 	w.len = strlen(w.json);
 	CU_ASSERT(sky_write_batch(c, &w, 1) == 0 && w.result == 0);
 	CU_ASSERT(sky_outbox_list(c, last_create_body, &queued) == 0);

@@ -179,8 +179,8 @@ int sky_test_main(const char *suite_name, const sky_test_case *cases)
 			CU_add_test(suite, c->name, c->fn);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
-	unsigned failed = CU_get_number_of_failures() +
-			  CU_get_number_of_tests_failed();
+	unsigned failed =
+	    CU_get_number_of_failures() + CU_get_number_of_tests_failed();
 	unsigned run = CU_get_number_of_tests_run();
 	CU_cleanup_registry();
 	if (run == 0)

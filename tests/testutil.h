@@ -15,9 +15,9 @@ typedef struct {
 	void (*fn)(void);
 } sky_test_case;
 
-/* Run `cases` (terminated by {NULL, NULL}) as one suite; returns the exit status.
- * SKY_TEST_ONLY=WORD in the environment runs only the names containing WORD
- * (WORD$: ending with WORD). */
+/* Run `cases` (terminated by {NULL, NULL}) as one suite; returns the exit
+ * status. SKY_TEST_ONLY=WORD in the environment runs only the names containing
+ * WORD (WORD$: ending with WORD). */
 int sky_test_main(const char *suite, const sky_test_case *cases);
 
 /* A fresh empty directory (mode 0700) removed when the program exits. */

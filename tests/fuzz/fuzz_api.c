@@ -27,9 +27,9 @@
  * SKY_EINVAL or SKY_ELIMIT with a message; an accepted answer has the
  * promised shape; no part of a token appears in the message of a
  * rejected token answer (checked on a copy of the answer whose tokens
- * carry markers: see fuzz_tokens); server messages are one printable line within their
- * buffer; the sub of a JWT whose payload is a JSON object with a valid
- * string `sub` is that string.
+ * carry markers: see fuzz_tokens); server messages are one printable line
+ * within their buffer; the sub of a JWT whose payload is a JSON object with a
+ * valid string `sub` is that string.
  */
 #include <dirent.h>
 #include <jansson.h>
@@ -147,8 +147,8 @@ static char *mark_tokens(const char *body, size_t len)
 		memcpy(s + strlen(TOKEN_HEAD), json_string_value(v), vl);
 		memcpy(s + strlen(TOKEN_HEAD) + vl, TOKEN_TAIL,
 		       strlen(TOKEN_TAIL));
-		json_t *m = json_stringn(
-		    s, strlen(TOKEN_HEAD) + vl + strlen(TOKEN_TAIL));
+		json_t *m = json_stringn(s, strlen(TOKEN_HEAD) + vl +
+						strlen(TOKEN_TAIL));
 		free(s);
 		if (!m || json_object_set_new(o, fields[i], m) != 0)
 			abort();
@@ -188,8 +188,7 @@ static void fuzz_lists(const char *body, size_t len)
 			json_t *item;
 			if (!json_is_array(v))
 				fail("parse_array", "accepted a non-array");
-			json_array_foreach(v, i, item)
-			{
+			json_array_foreach(v, i, item) {
 				if (!json_is_object(item))
 					fail("parse_array",
 					     "accepted a non-object item");

@@ -22,7 +22,8 @@ static void open_cache(void)
 	if (!mkdtemp(tmpl))
 		abort();
 	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
-	o.durability = SKY_DURABILITY_NONE; /* speed: durability is not under test */
+	o.durability =
+	    SKY_DURABILITY_NONE; /* speed: durability is not under test */
 	o.event_log_size = 1000;
 	o.pending_limit = 1000;
 	if (sky_cache_open(&cache, tmpl, &o) != 0)
@@ -37,7 +38,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	if (sky_cache_stats(cache, &before) != 0)
 		abort();
 	sky_mirror_outcome outcome;
-	int rc = sky_mirror_event_apply(cache, (const char *)data, size, &outcome);
+	int rc =
+	    sky_mirror_event_apply(cache, (const char *)data, size, &outcome);
 	if (rc == SKY_EINVAL || rc == SKY_ELIMIT) {
 		if (outcome != SKY_MIRROR_REJECTED)
 			abort();

@@ -41,10 +41,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	if (sky__json_depth(text, size, 64) > 64)
 		return 0;
 	json_error_t err;
-	json_t *target = json_loadb(text, (size_t)(nl - text),
-				    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
-	json_t *patch = json_loadb(nl + 1, size - (size_t)(nl - text) - 1,
-				   JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+	json_t *target =
+	    json_loadb(text, (size_t)(nl - text),
+		       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+	json_t *patch =
+	    json_loadb(nl + 1, size - (size_t)(nl - text) - 1,
+		       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
 	if (!target || !patch) {
 		json_decref(target);
 		json_decref(patch);

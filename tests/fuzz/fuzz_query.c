@@ -145,8 +145,8 @@ static json_t *make_session(const char *app, int i, int round)
 static void put_session(json_t *s, int64_t as_of)
 {
 	char *text = json_dumps(s, JSON_COMPACT);
-	if (!text ||
-	    sky_mirror_session_put(cache, text, strlen(text), NULL, 0, as_of) != 0) {
+	if (!text || sky_mirror_session_put(cache, text, strlen(text), NULL, 0,
+					    as_of) != 0) {
 		fprintf(stderr, "fuzz_query: session_put: %s\n",
 			sky_error_last()->message);
 		abort();
@@ -303,8 +303,7 @@ static int expected_visible(const json_t *s, const char *user, char **groups,
 {
 	size_t i;
 	const json_t *p;
-	json_array_foreach(json_object_get(s, "participants"), i, p)
-	{
+	json_array_foreach(json_object_get(s, "participants"), i, p) {
 		const char *id = json_string_value(json_object_get(p, "id"));
 		const char *type =
 		    json_string_value(json_object_get(p, "type"));
@@ -377,8 +376,8 @@ static void put_escaped(sky_buf *b, const char *s)
 
 static void check_round_trip(const sky_pred *p)
 {
-	static const char *const ops[] = {"=", "!=", "^=", "?",
-					  ">=", ">", "<", "<="};
+	static const char *const ops[] = {"=",	"!=", "^=", "?",
+					  ">=", ">",  "<",  "<="};
 	sky_buf b = SKY_BUF_INIT;
 	/* A numeric field's values are normalised as they parse (times to
 	 * microseconds), so their text need not come back the same. */

@@ -177,8 +177,7 @@ static void exercise(struct emu_realm *r, const json_t *seed)
 	json_t *body =
 	    json_pack("{s:s, s:{s:s}}", "name", "fuzz", "properties", "k", "v");
 	json_t *close = json_pack("{s:s}", "status", "closed");
-	json_array_foreach(json_object_get(seed, "users"), i, u)
-	{
+	json_array_foreach(json_object_get(seed, "users"), i, u) {
 		if (i == MAX_USERS)
 			break;
 		const char *uid = json_string_value(json_object_get(u, "id"));
@@ -192,8 +191,8 @@ static void exercise(struct emu_realm *r, const json_t *seed)
 		emu_result res = EMU_RESULT_INIT;
 		emu_realm_list_apps(r, uid, &res);
 		check_result(&res, "list apps");
-		json_array_foreach(json_object_get(seed, "applications"), j, a)
-		{
+		json_array_foreach(json_object_get(seed, "applications"), j,
+				   a) {
 			if (j == MAX_APPS)
 				break;
 			const char *app =
@@ -207,8 +206,7 @@ static void exercise(struct emu_realm *r, const json_t *seed)
 			int listed = res.status == 200;
 			check_result(&res, "list sessions");
 			const json_t *s;
-			json_array_foreach(listed ? list : NULL, k, s)
-			{
+			json_array_foreach(listed ? list : NULL, k, s) {
 				if (k == MAX_READS)
 					break;
 				const char *sid = json_string_value(

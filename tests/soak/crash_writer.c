@@ -106,10 +106,10 @@ static int do_write(const char *dir, const char *prefix, unsigned seed)
 	for (;;) {
 		size_t k = 1 + (size_t)rand() % MAX_BATCH;
 		for (size_t i = 0; i < k; i++) {
-			int len = make_event(bufs[i], sizeof(bufs[i]), prefix,
-					     n + i);
-			items[i] = (sky_mirror_event_item){bufs[i], (size_t)len, 0,
-						    NULL};
+			int len =
+			    make_event(bufs[i], sizeof(bufs[i]), prefix, n + i);
+			items[i] = (sky_mirror_event_item){bufs[i], (size_t)len,
+							   0, NULL};
 		}
 		if (sky_mirror_event_apply_batch(c, items, k) != 0) {
 			const sky_error *e = sky_error_last();
@@ -120,11 +120,11 @@ static int do_write(const char *dir, const char *prefix, unsigned seed)
 		}
 		for (size_t i = 0; i < k; i++) {
 			if (items[i].outcome != SKY_MIRROR_APPLIED) {
-				fprintf(stderr,
-					"crash_writer: %s-e%lu: %s %s\n",
-					prefix, n + i,
-					sky_mirror_outcome_name(items[i].outcome),
-					items[i].error ? items[i].error : "");
+				fprintf(
+				    stderr, "crash_writer: %s-e%lu: %s %s\n",
+				    prefix, n + i,
+				    sky_mirror_outcome_name(items[i].outcome),
+				    items[i].error ? items[i].error : "");
 				sky_cache_close(c);
 				return 1;
 			}
@@ -195,8 +195,7 @@ static int do_read(const char *dir, const char *prefix)
 		}
 		sky_query_free(q);
 		if (rc != 0) {
-			fprintf(stderr, "crash_writer: query failed: %d\n",
-				rc);
+			fprintf(stderr, "crash_writer: query failed: %d\n", rc);
 			return 1;
 		}
 		/* The convenience forms, with their own snapshots. */
@@ -239,10 +238,12 @@ static int do_verify(const char *dir, const char *prefix, const char *ackfile)
 	size_t plen = strlen(prefix);
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long n;
-		/* A line cut by the kill was never complete: not acknowledged. */
+		/* A line cut by the kill was never complete: not acknowledged.
+		 */
 		if (!strchr(line, '\n'))
 			break;
-		if (strncmp(line, "ack ", 4) || strncmp(line + 4, prefix, plen) ||
+		if (strncmp(line, "ack ", 4) ||
+		    strncmp(line + 4, prefix, plen) ||
 		    sscanf(line + 4 + plen, "-e%lu", &n) != 1) {
 			fprintf(stderr, "verify: bad line: %s", line);
 			missing++;
@@ -268,9 +269,10 @@ static int do_verify(const char *dir, const char *prefix, const char *ackfile)
 		sky_free(json);
 		snprintf(key, sizeof(key), "e%lu", n);
 		json_t *v = doc ? json_object_get(doc, key) : NULL;
-		if (!json_is_integer(v) || json_integer_value(v) != (json_int_t)n) {
-			printf("missing: %s-e%lu (data key %s of %s)\n",
-			       prefix, n, key, sid);
+		if (!json_is_integer(v) ||
+		    json_integer_value(v) != (json_int_t)n) {
+			printf("missing: %s-e%lu (data key %s of %s)\n", prefix,
+			       n, key, sid);
 			missing++;
 		}
 		json_decref(doc);
@@ -306,7 +308,8 @@ static int do_queue(const char *dir, const char *prefix, unsigned seed)
 				 "{\"round\":\"%s\"}}",
 				 prefix, n, prefix);
 			char *sid = NULL;
-			if (sky_session_create(c, APP, body, strlen(body), &sid)) {
+			if (sky_session_create(c, APP, body, strlen(body),
+					       &sid)) {
 				fprintf(stderr, "crash_writer: create: %s\n",
 					sky_error_last()->message);
 				return 1;
@@ -321,12 +324,17 @@ static int do_queue(const char *dir, const char *prefix, unsigned seed)
 		sky_write w[8];
 		char bodies[8][64];
 		for (size_t i = 0; i < k; i++) {
-			snprintf(bodies[i], sizeof(bodies[i]),
-				 "{\"q%lu\":%lu}", n + i, n + i);
-			w[i] = (sky_write){SKY_WRITE_DATA, APP,
+			snprintf(bodies[i], sizeof(bodies[i]), "{\"q%lu\":%lu}",
+				 n + i, n + i);
+			w[i] = (sky_write){SKY_WRITE_DATA,
+					   APP,
 					   locals[(size_t)rand() % nlocal],
-					   bodies[i], strlen(bodies[i]), 0,
-					   NULL, 0, NULL};
+					   bodies[i],
+					   strlen(bodies[i]),
+					   0,
+					   NULL,
+					   0,
+					   NULL};
 		}
 		if (sky_write_batch(c, w, k) != 0) {
 			fprintf(stderr, "crash_writer: write: %s\n",
@@ -387,7 +395,8 @@ static int do_verifyq(const char *dir, const char *ackfile)
 		sky_free(json);
 		snprintf(key, sizeof(key), "q%lu", n);
 		json_t *v = doc ? json_object_get(doc, key) : NULL;
-		if (!json_is_integer(v) || json_integer_value(v) != (json_int_t)n) {
+		if (!json_is_integer(v) ||
+		    json_integer_value(v) != (json_int_t)n) {
 			printf("missing: write q%lu to %s\n", n, sid);
 			missing++;
 		}
@@ -395,7 +404,8 @@ static int do_verifyq(const char *dir, const char *ackfile)
 	}
 	fclose(f);
 	/* Nothing was delivered (no server): every write is still queued. */
-	if (sky_outbox_list(c, count_entry, &entries) != 0 || entries < checked) {
+	if (sky_outbox_list(c, count_entry, &entries) != 0 ||
+	    entries < checked) {
 		printf("missing: %lu acknowledged writes, %lu outbox entries\n",
 		       checked, entries);
 		missing++;
@@ -424,9 +434,10 @@ int main(int argc, char **argv)
 		return do_verifyq(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "verify"))
 		return do_verify(argv[2], argv[3], argv[4]);
-	fprintf(stderr,
-		"usage: crash_writer write DIR PREFIX [SEED] | read DIR PREFIX |"
-		" events PREFIX N | verify DIR PREFIX ACKFILE | queue DIR PREFIX\n"
-		"       [SEED] | verifyq DIR ACKFILE\n");
+	fprintf(
+	    stderr,
+	    "usage: crash_writer write DIR PREFIX [SEED] | read DIR PREFIX |"
+	    " events PREFIX N | verify DIR PREFIX ACKFILE | queue DIR PREFIX\n"
+	    "       [SEED] | verifyq DIR ACKFILE\n");
 	return 1;
 }

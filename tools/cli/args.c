@@ -84,12 +84,13 @@ const char *cli_quote(const char *arg, char *buf, size_t size)
 		 * U+2066..U+2069), which would break or reorder the line; the
 		 * rest as \xHH. */
 		int plain =
-		    n > 1 ? !((n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) ||
-			      (n == 3 && p[0] == 0xe2 &&
-			       ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
-				(p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))))
-			  : (n == 1 && p[0] >= 0x20 && p[0] != 0x7f &&
-			     p[0] != '\\');
+		    n > 1
+			? !((n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) ||
+			    (n == 3 && p[0] == 0xe2 &&
+			     ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
+			      (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9))))
+			: (n == 1 && p[0] >= 0x20 && p[0] != 0x7f &&
+			   p[0] != '\\');
 		size_t need = plain ? n : 4;
 		if (o + need + 4 >= size) {
 			memcpy(buf + o, "...", 3);
@@ -168,13 +169,16 @@ int cli_check_url(const char *cmd, const char *what, const char *url,
 	if (!p) {
 		char list[128] = "";
 		size_t n = 0;
-		for (const char *const *s = schemes; *s && n < sizeof(list); s++)
-			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s",
-					      s == schemes ? "" : ", ", *s);
-		return cli_input_error(cmd, "%s '%s' is not a URL: it must start "
-				       "with one of %s",
-				       what, cli_quote(url, shown, sizeof(shown)),
-				       list);
+		for (const char *const *s = schemes; *s && n < sizeof(list);
+		     s++)
+			n +=
+			    (size_t)snprintf(list + n, sizeof(list) - n, "%s%s",
+					     s == schemes ? "" : ", ", *s);
+		return cli_input_error(
+		    cmd,
+		    "%s '%s' is not a URL: it must start "
+		    "with one of %s",
+		    what, cli_quote(url, shown, sizeof(shown)), list);
 	}
 	size_t alen = strcspn(p, "/?#");
 	const char *at = memchr(p, '@', alen);
@@ -216,16 +220,18 @@ int cli_check_url(const char *cmd, const char *what, const char *url,
 	}
 	for (const char *r = end; *r; r++)
 		if ((unsigned char)*r <= ' ' || *r == 0x7f)
-			return cli_input_error(cmd, "%s '%s': spaces and control "
-					       "characters are not allowed",
-					       what,
-					       cli_quote(url, shown, sizeof(shown)));
+			return cli_input_error(
+			    cmd,
+			    "%s '%s': spaces and control "
+			    "characters are not allowed",
+			    what, cli_quote(url, shown, sizeof(shown)));
 	return EXIT_OK;
 bad_host:
 	return cli_input_error(cmd, "%s '%s' has no host name", what,
 			       cli_quote(url, shown, sizeof(shown)));
 bad_port:
-	return cli_input_error(cmd, "%s '%s': the port must be a number from "
+	return cli_input_error(cmd,
+			       "%s '%s': the port must be a number from "
 			       "1 to 65535",
 			       what, cli_quote(url, shown, sizeof(shown)));
 }

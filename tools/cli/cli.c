@@ -23,9 +23,9 @@
 #include "json.h"
 
 static const char *const format_names[] = {
-	[FORMAT_JSON] = "json",
-	[FORMAT_TABLE] = "table",
-	[FORMAT_PROMETHEUS] = "prometheus",
+    [FORMAT_JSON] = "json",
+    [FORMAT_TABLE] = "table",
+    [FORMAT_PROMETHEUS] = "prometheus",
 };
 
 sky_cache *cli_open_formats(const cli_globals *g, int readonly,
@@ -39,8 +39,8 @@ sky_cache *cli_open_formats(const cli_globals *g, int readonly,
 			"command%s (see `skysync --help`)\n",
 			format_names[g->format],
 			g->format == FORMAT_PROMETHEUS
-				? ": only `skysync stats` prints it"
-				: "");
+			    ? ": only `skysync stats` prints it"
+			    : "");
 		return NULL;
 	}
 	if (readonly)
@@ -48,12 +48,14 @@ sky_cache *cli_open_formats(const cli_globals *g, int readonly,
 	if (sky_cache_open(&c, g->db, &o) < 0) {
 		const sky_error *e = sky_error_last();
 		if (readonly && e->code == SKY_ENOTFOUND)
-			fprintf(stderr,
-				"skysync: no cache at %s yet: run `skysync sync` "
-				"or `skysync apply` first, or pass --db DIR\n",
-				g->db);
+			fprintf(
+			    stderr,
+			    "skysync: no cache at %s yet: run `skysync sync` "
+			    "or `skysync apply` first, or pass --db DIR\n",
+			    g->db);
 		else
-			fprintf(stderr, "skysync: cannot open the cache at %s: %s\n",
+			fprintf(stderr,
+				"skysync: cannot open the cache at %s: %s\n",
 				g->db, e->message);
 		if (e->code == SKY_EDAMAGED)
 			exit(EXIT_DAMAGED);
@@ -323,21 +325,21 @@ static int in_ranges(uint32_t c, const range *r, size_t n)
 static size_t char_width(uint32_t c)
 {
 	static const range zero[] = {
-		{0x0300, 0x036f}, {0x0483, 0x0489}, {0x0591, 0x05bd},
-		{0x0610, 0x061a}, {0x064b, 0x065f}, {0x1ab0, 0x1aff},
-		{0x1dc0, 0x1dff}, {0x200b, 0x200f}, {0x20d0, 0x20ff},
-		{0xfe00, 0xfe0f}, {0xfe20, 0xfe2f}, {0xfeff, 0xfeff},
-		{0xe0100, 0xe01ef},
+	    {0x0300, 0x036f},	{0x0483, 0x0489}, {0x0591, 0x05bd},
+	    {0x0610, 0x061a},	{0x064b, 0x065f}, {0x1ab0, 0x1aff},
+	    {0x1dc0, 0x1dff},	{0x200b, 0x200f}, {0x20d0, 0x20ff},
+	    {0xfe00, 0xfe0f},	{0xfe20, 0xfe2f}, {0xfeff, 0xfeff},
+	    {0xe0100, 0xe01ef},
 	};
 	static const range wide[] = {
-		{0x1100, 0x115f},   {0x231a, 0x231b},   {0x2329, 0x232a},
-		{0x23e9, 0x23ec},   {0x25fd, 0x25fe},   {0x2614, 0x2615},
-		{0x2e80, 0x303e},   {0x3041, 0x33ff},   {0x3400, 0x4dbf},
-		{0x4e00, 0x9fff},   {0xa000, 0xa4cf},   {0xa960, 0xa97f},
-		{0xac00, 0xd7a3},   {0xf900, 0xfaff},   {0xfe10, 0xfe19},
-		{0xfe30, 0xfe6f},   {0xff00, 0xff60},   {0xffe0, 0xffe6},
-		{0x1f300, 0x1f64f}, {0x1f680, 0x1f6ff}, {0x1f900, 0x1f9ff},
-		{0x20000, 0x2fffd}, {0x30000, 0x3fffd},
+	    {0x1100, 0x115f},	{0x231a, 0x231b},   {0x2329, 0x232a},
+	    {0x23e9, 0x23ec},	{0x25fd, 0x25fe},   {0x2614, 0x2615},
+	    {0x2e80, 0x303e},	{0x3041, 0x33ff},   {0x3400, 0x4dbf},
+	    {0x4e00, 0x9fff},	{0xa000, 0xa4cf},   {0xa960, 0xa97f},
+	    {0xac00, 0xd7a3},	{0xf900, 0xfaff},   {0xfe10, 0xfe19},
+	    {0xfe30, 0xfe6f},	{0xff00, 0xff60},   {0xffe0, 0xffe6},
+	    {0x1f300, 0x1f64f}, {0x1f680, 0x1f6ff}, {0x1f900, 0x1f9ff},
+	    {0x20000, 0x2fffd}, {0x30000, 0x3fffd},
 	};
 	if (c < 0x300)
 		return 1;
@@ -437,8 +439,8 @@ void cli_table_print(cli_table *t, const cli_globals *g, FILE *out)
 	for (size_t i = 0; i < t->ncols; i++)
 		fprintf(out, "%s%s%s%*s", bold, t->columns[i], reset,
 			i + 1 < t->ncols
-				? (int)(w[i] - strlen(t->columns[i]) + 2)
-				: 0,
+			    ? (int)(w[i] - strlen(t->columns[i]) + 2)
+			    : 0,
 			"");
 	fputc('\n', out);
 	for (size_t r = 0; r < t->rows; r++) {

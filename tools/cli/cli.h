@@ -26,13 +26,13 @@ typedef enum { FORMAT_JSON, FORMAT_TABLE, FORMAT_PROMETHEUS } cli_format;
 
 /* Sets of formats a command can print, for cli_open_formats(). */
 #define CLI_FORMAT_BIT(f) (1u << (f))
-#define CLI_FORMATS_DEFAULT \
+#define CLI_FORMATS_DEFAULT                                                    \
 	(CLI_FORMAT_BIT(FORMAT_JSON) | CLI_FORMAT_BIT(FORMAT_TABLE))
 
 typedef struct {
-	const char *db;    /* --db, else $SKYSYNC_DB, else the XDG default */
+	const char *db;	   /* --db, else $SKYSYNC_DB, else the XDG default */
 	cli_format format; /* --format */
-	int color;         /* colours allowed: a terminal and no NO_COLOR */
+	int color;	   /* colours allowed: a terminal and no NO_COLOR */
 } cli_globals;
 
 typedef struct {
@@ -60,7 +60,7 @@ sky_cache *cli_open_formats(const cli_globals *g, int readonly,
 int cli_fail(const char *context);
 /* Print a usage error for `cmd` and return EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* True if argv has -h/--help; then prints `usage` to stdout. */
 int cli_wants_help(int argc, char **argv, const char *usage);
@@ -100,13 +100,12 @@ int cli_parse_u64(const char *cmd, const char *what, const char *arg,
 int cli_check_url(const char *cmd, const char *what, const char *url,
 		  const char *const *schemes);
 
-extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data,
-	cli_cmd_apps, cli_cmd_roles, cli_cmd_stats, cli_cmd_check,
-	cli_cmd_backup, cli_cmd_events, cli_cmd_query, cli_cmd_sync,
-	cli_cmd_session, cli_cmd_props, cli_cmd_data_patch, cli_cmd_participant,
-	cli_cmd_event, cli_cmd_outbox, cli_cmd_salvage, cli_cmd_protocol,
-	cli_cmd_health;
+extern const cli_command cli_cmd_apply, cli_cmd_get, cli_cmd_data, cli_cmd_apps,
+    cli_cmd_roles, cli_cmd_stats, cli_cmd_check, cli_cmd_backup, cli_cmd_events,
+    cli_cmd_query, cli_cmd_sync, cli_cmd_session, cli_cmd_props,
+    cli_cmd_data_patch, cli_cmd_participant, cli_cmd_event, cli_cmd_outbox,
+    cli_cmd_salvage, cli_cmd_protocol, cli_cmd_health;
 extern const cli_command cli_cmd_app, cli_cmd_export, cli_cmd_import,
-	cli_cmd_watch;
+    cli_cmd_watch;
 
 #endif

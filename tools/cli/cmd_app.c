@@ -33,11 +33,12 @@ done:
 }
 
 const cli_command cli_cmd_app = {
-	"app", "print one cached application",
-	"usage: skysync app APP\n"
-	"\n"
-	"Print application APP from the cache as one JSON object (as `apps`\n"
-	"lists it); with --format table, one field per row. Exit 2 when the\n"
-	"application is not in the cache.\n",
-	run_app,
+    "app",
+    "print one cached application",
+    "usage: skysync app APP\n"
+    "\n"
+    "Print application APP from the cache as one JSON object (as `apps`\n"
+    "lists it); with --format table, one field per row. Exit 2 when the\n"
+    "application is not in the cache.\n",
+    run_app,
 };

@@ -40,7 +40,8 @@ static int only_space(const char *s, size_t n)
 static int flush(sky_cache *c, batch *b)
 {
 	int rc = 0;
-	if (b->n && (rc = sky_mirror_event_apply_batch(c, b->items, b->n)) == 0) {
+	if (b->n &&
+	    (rc = sky_mirror_event_apply_batch(c, b->items, b->n)) == 0) {
 		for (size_t i = 0; i < b->n; i++) {
 			b->counts[b->items[i].outcome]++;
 			if (b->items[i].outcome == SKY_MIRROR_REJECTED)
@@ -88,8 +89,9 @@ static int run_apply(int argc, char **argv, const cli_globals *g)
 		if (n && line[n - 1] == '\r')
 			n--;
 		if (only_space(line, n)) {
-			fprintf(stderr, "line %lu: empty line, expected one JSON "
-					"event object\n",
+			fprintf(stderr,
+				"line %lu: empty line, expected one JSON "
+				"event object\n",
 				lineno);
 			blank++;
 			continue;
@@ -151,17 +153,18 @@ static int run_apply(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_apply = {
-	"apply", "apply NDJSON events from a file or stdin",
-	"usage: skysync apply [FILE|-]\n"
-	"\n"
-	"Apply server events (DESIGN.md §3), one JSON object per line, from FILE\n"
-	"or standard input. Each rejected line is reported as `line N: reason`\n"
-	"on stderr and changes nothing; the others are applied. Duplicates (an\n"
-	"eventId seen before) and stale events (older than the cached state)\n"
-	"are skipped; events for sessions not cached yet wait for them. A blank\n"
-	"line is rejected, and so is input with no events at all.\n"
-	"Prints a summary object (counts of applied, duplicate, stale, deferred\n"
-	"and rejected events); exit 3 if any line was rejected, 2 if FILE\n"
-	"cannot be read.\n",
-	run_apply,
+    "apply",
+    "apply NDJSON events from a file or stdin",
+    "usage: skysync apply [FILE|-]\n"
+    "\n"
+    "Apply server events (DESIGN.md §3), one JSON object per line, from FILE\n"
+    "or standard input. Each rejected line is reported as `line N: reason`\n"
+    "on stderr and changes nothing; the others are applied. Duplicates (an\n"
+    "eventId seen before) and stale events (older than the cached state)\n"
+    "are skipped; events for sessions not cached yet wait for them. A blank\n"
+    "line is rejected, and so is input with no events at all.\n"
+    "Prints a summary object (counts of applied, duplicate, stale, deferred\n"
+    "and rejected events); exit 3 if any line was rejected, 2 if FILE\n"
+    "cannot be read.\n",
+    run_apply,
 };

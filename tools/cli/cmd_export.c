@@ -160,10 +160,10 @@ static int print_session(const char *json, size_t len, unsigned flags,
 	const char *sid = json_string_value(json_object_get(o, "sessionId"));
 	char *data = NULL;
 	/* An owned copy: the walk keeps one session's data at a time. */
-	int rc = sid ? sky__reader_data_dup(x->reader, x->app, sid, &data, NULL)
-		     : sky__error_set(SKY_ERROR, SKY_ERRSRC_JSON, 0,
-				      "a session of %s without a sessionId",
-				      x->app);
+	int rc =
+	    sid ? sky__reader_data_dup(x->reader, x->app, sid, &data, NULL)
+		: sky__error_set(SKY_ERROR, SKY_ERRSRC_JSON, 0,
+				 "a session of %s without a sessionId", x->app);
 	json_decref(o);
 	if (rc < 0)
 		return rc;
@@ -198,7 +198,8 @@ static int export_app(sky_cache *c, sky_reader *reader, const char *app,
 static int run_export(int argc, char **argv, const cli_globals *g)
 {
 	if (g->format != FORMAT_JSON)
-		return cli_usage_error("export", "prints NDJSON only (no --format)");
+		return cli_usage_error("export",
+				       "prints NDJSON only (no --format)");
 	int rc = cli_check_utf8_args("export", argc, argv, 1);
 	if (rc != EXIT_OK)
 		return rc;
@@ -210,9 +211,9 @@ static int run_export(int argc, char **argv, const cli_globals *g)
 	export_ctx x = {NULL, NULL, stdout, 0};
 	if (argc >= 2)
 		rc = ids_add(&apps, argv[1]) < 0
-			     ? sky__error_set(SKY_ERROR, SKY_ERRSRC_NOMEM, 0,
-					      "out of memory")
-			     : 0;
+			 ? sky__error_set(SKY_ERROR, SKY_ERRSRC_NOMEM, 0,
+					  "out of memory")
+			 : 0;
 	else
 		rc = all_app_ids(c, &apps);
 	if (rc < 0 || (rc = sky_reader_begin(&reader, c)) < 0)
@@ -236,22 +237,24 @@ done:
 }
 
 const cli_command cli_cmd_export = {
-	"export", "write sessions and their data as NDJSON",
-	"usage: skysync export [APP [PRED...]]\n"
-	"\n"
-	"Write the cache (or the sessions of application APP that satisfy the\n"
-	"predicates, as for `query`) to stdout as NDJSON, format\n"
-	"skysync-export/1: a first line {\"format\":\"skysync-export/1\"}; for each\n"
-	"cached application, a line {\"type\":\"application\",\"application\":\n"
-	"{...},\"roles\":[...]} before its sessions; for each session, a line\n"
-	"{\"type\":\"session\",\"session\":{...},\"data\":{...}} (the session as\n"
-	"`get` prints it, its data as `data` prints it). The sessions of one\n"
-	"application are read in one snapshot, streaming (memory does not grow\n"
-	"with their number). Not exported: writes not yet delivered (the\n"
-	"outbox; the sessions show them, as `get` does), custom session events,\n"
-	"the event log, stale marks and the sync state. `skysync import`\n"
-	"reads it back.\n",
-	run_export,
+    "export",
+    "write sessions and their data as NDJSON",
+    "usage: skysync export [APP [PRED...]]\n"
+    "\n"
+    "Write the cache (or the sessions of application APP that satisfy the\n"
+    "predicates, as for `query`) to stdout as NDJSON, format\n"
+    "skysync-export/1: a first line {\"format\":\"skysync-export/1\"}; for "
+    "each\n"
+    "cached application, a line {\"type\":\"application\",\"application\":\n"
+    "{...},\"roles\":[...]} before its sessions; for each session, a line\n"
+    "{\"type\":\"session\",\"session\":{...},\"data\":{...}} (the session as\n"
+    "`get` prints it, its data as `data` prints it). The sessions of one\n"
+    "application are read in one snapshot, streaming (memory does not grow\n"
+    "with their number). Not exported: writes not yet delivered (the\n"
+    "outbox; the sessions show them, as `get` does), custom session events,\n"
+    "the event log, stale marks and the sync state. `skysync import`\n"
+    "reads it back.\n",
+    run_export,
 };
 
 /* ---- import ---- */
@@ -266,7 +269,8 @@ typedef struct {
 static int import_flush(sky_cache *c, import_batch *b)
 {
 	int rc = 0;
-	if (b->n && (rc = sky_mirror_session_put_batch(c, b->items, b->n)) == 0) {
+	if (b->n &&
+	    (rc = sky_mirror_session_put_batch(c, b->items, b->n)) == 0) {
 		for (size_t i = 0; i < b->n; i++) {
 			if (b->items[i].result == 0) {
 				b->sessions++;
@@ -311,15 +315,17 @@ static int import_line(sky_cache *c, import_batch *b, json_t *o,
 		json_t *s = json_object_get(o, "session");
 		json_t *d = json_object_get(o, "data");
 		if (!json_is_object(s) || (d && !json_is_object(d))) {
-			snprintf(why, why_size, "a session line needs a "
-						"\"session\" object and a "
-						"\"data\" object");
+			snprintf(why, why_size,
+				 "a session line needs a "
+				 "\"session\" object and a "
+				 "\"data\" object");
 			return 1;
 		}
 		sky_mirror_session_item *it = &b->items[b->n];
 		memset(it, 0, sizeof(*it));
 		if (!(it->session_json = sky__json_dumps(s, &it->len)) ||
-		    (d && !(it->data_json = sky__json_dumps(d, &it->data_len)))) {
+		    (d &&
+		     !(it->data_json = sky__json_dumps(d, &it->data_len)))) {
 			free((char *)it->session_json);
 			return sky__error_set(SKY_ERROR, SKY_ERRSRC_NOMEM, 0,
 					      "out of memory");
@@ -329,17 +335,20 @@ static int import_line(sky_cache *c, import_batch *b, json_t *o,
 		return b->n == IMPORT_BATCH ? import_flush(c, b) : 0;
 	}
 	if (!type || strcmp(type, "application")) {
-		snprintf(why, why_size, "\"type\" must be \"application\" or "
-					"\"session\"");
+		snprintf(why, why_size,
+			 "\"type\" must be \"application\" or "
+			 "\"session\"");
 		return 1;
 	}
 	json_t *a = json_object_get(o, "application");
 	json_t *roles = json_object_get(o, "roles");
-	const char *app = json_string_value(json_object_get(a, "applicationId"));
+	const char *app =
+	    json_string_value(json_object_get(a, "applicationId"));
 	if (!json_is_object(a) || !app || (roles && !json_is_array(roles))) {
-		snprintf(why, why_size, "an application line needs an "
-					"\"application\" object with an "
-					"applicationId and a \"roles\" array");
+		snprintf(why, why_size,
+			 "an application line needs an "
+			 "\"application\" object with an "
+			 "applicationId and a \"roles\" array");
 		return 1;
 	}
 	/* The sessions read so far land first: lines apply in order. */
@@ -401,7 +410,8 @@ static int run_import(int argc, char **argv, const cli_globals *g)
 	if (argc != 2)
 		return cli_usage_error("import", "expected FILE or -");
 	if (g->format != FORMAT_JSON)
-		return cli_usage_error("import", "prints JSON only (no --format)");
+		return cli_usage_error("import",
+				       "prints JSON only (no --format)");
 	FILE *in = strcmp(argv[1], "-") ? fopen(argv[1], "r") : stdin;
 	if (!in) {
 		fprintf(stderr, "skysync: import: %s: %s\n", argv[1],
@@ -435,13 +445,15 @@ static int run_import(int argc, char **argv, const cli_globals *g)
 			snprintf(why, sizeof(why), "not a JSON object%s%s",
 				 o ? "" : ": ", o ? "" : jerr.text);
 		} else if (lineno == 1) {
-			const char *f = json_string_value(json_object_get(o, "format"));
+			const char *f =
+			    json_string_value(json_object_get(o, "format"));
 			if (!f || strcmp(f, EXPORT_FORMAT)) {
 				json_decref(o);
 				fprintf(stderr,
 					"skysync: import: line 1: not a "
 					"skysync export (expected "
-					"{\"format\":\"" EXPORT_FORMAT "\"})\n");
+					"{\"format\":\"" EXPORT_FORMAT
+					"\"})\n");
 				rc = EXIT_REJECTED;
 				goto done;
 			}
@@ -464,8 +476,10 @@ static int run_import(int argc, char **argv, const cli_globals *g)
 		goto done;
 	}
 	if (lineno == 0) {
-		fprintf(stderr, "skysync: import: %s is empty (not a skysync "
-				"export)\n", argv[1]);
+		fprintf(stderr,
+			"skysync: import: %s is empty (not a skysync "
+			"export)\n",
+			argv[1]);
 		rc = EXIT_REJECTED;
 		goto done;
 	}
@@ -492,16 +506,17 @@ done:
 }
 
 const cli_command cli_cmd_import = {
-	"import", "restore an export into an empty cache",
-	"usage: skysync import FILE|-\n"
-	"\n"
-	"Read an export (`skysync export`, format skysync-export/1) and store\n"
-	"its applications, roles and sessions with their data as server state\n"
-	"(a restore of the mirror, not offline writes: nothing is queued), in\n"
-	"transactions of 512 sessions. The cache must be empty: one that holds\n"
-	"applications, sessions or queued writes is refused (exit 3). A line\n"
-	"that is refused is reported as \"line N: reason\" and the others are\n"
-	"stored; the exit status is then 3. Prints the counts stored as one\n"
-	"JSON line.\n",
-	run_import,
+    "import",
+    "restore an export into an empty cache",
+    "usage: skysync import FILE|-\n"
+    "\n"
+    "Read an export (`skysync export`, format skysync-export/1) and store\n"
+    "its applications, roles and sessions with their data as server state\n"
+    "(a restore of the mirror, not offline writes: nothing is queued), in\n"
+    "transactions of 512 sessions. The cache must be empty: one that holds\n"
+    "applications, sessions or queued writes is refused (exit 3). A line\n"
+    "that is refused is reported as \"line N: reason\" and the others are\n"
+    "stored; the exit status is then 3. Prints the counts stored as one\n"
+    "JSON line.\n",
+    run_import,
 };

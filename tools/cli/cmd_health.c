@@ -60,14 +60,13 @@ static int run_health(int argc, char **argv, const cli_globals *g)
 				return cli_usage_error(
 				    "health", "--max-age needs a number of "
 					      "seconds");
-			int rc = cli_parse_u64("health", "--max-age",
-					       argv[++i], &max_age);
+			int rc = cli_parse_u64("health", "--max-age", argv[++i],
+					       &max_age);
 			if (rc != EXIT_OK)
 				return EXIT_USAGE;
 		} else
-			return cli_usage_error("health",
-					       "unknown argument '%s'",
-					       argv[i]);
+			return cli_usage_error(
+			    "health", "unknown argument '%s'", argv[i]);
 	}
 	/* No cache yet is the first "never synced" (a fresh container). */
 	char path[4096];
@@ -115,8 +114,8 @@ static int run_health(int argc, char **argv, const cli_globals *g)
 			char a[32], m[32];
 			age_text(age, a, sizeof(a));
 			age_text((int64_t)(max_age > INT64_MAX / 2
-						   ? INT64_MAX / 2
-						   : max_age),
+					       ? INT64_MAX / 2
+					       : max_age),
 				 m, sizeof(m));
 			printf("last sync %s ago (more than %s)\n", a, m);
 			rc = EXIT_NETWORK;

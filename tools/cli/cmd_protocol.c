@@ -38,14 +38,14 @@ static int run_protocol(int argc, char **argv, const cli_globals *g)
 			return cli_usage_error("protocol",
 					       "--protocol needs a value");
 		else
-			return cli_usage_error("protocol",
-					       "unknown argument '%s'", argv[i]);
+			return cli_usage_error(
+			    "protocol", "unknown argument '%s'", argv[i]);
 	}
 	char *text = NULL;
 	if (sky_protocol_dump(file, &text) < 0)
 		return cli_fail("protocol");
-	int rc = printf("%s\n", text) < 0 || fflush(stdout) ? EXIT_USAGE
-							     : EXIT_OK;
+	int rc =
+	    printf("%s\n", text) < 0 || fflush(stdout) ? EXIT_USAGE : EXIT_OK;
 	sky_free(text);
 	return rc;
 }

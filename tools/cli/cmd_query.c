@@ -22,66 +22,65 @@
 #include "json.h"
 
 static const char usage[] =
-	"usage: skysync query APP [PRED...] [--limit N] [--cursor C] "
-	"[--explain]\n"
-	"                     [--order createdAt|modifiedAt [--desc]] "
-	"[--count]\n"
-	"                     [--as USER [--groups G1,G2] | --as me]\n"
-	"\n"
-	"Print the sessions of application APP that satisfy every predicate,\n"
-	"ordered by createdAt then sessionId (or --order), one JSON object\n"
-	"per line (the\n"
-	"local view, as `get` prints it; `--format table` marks sessions with\n"
-	"writes not yet delivered). No predicate: every session.\n"
-	"\n"
-	"Predicates:\n"
-	"  key=value     the field has this value\n"
-	"  key=a|b|c     the field has one of these values\n"
-	"  key!=value    the field is absent or has another value (also a|b)\n"
-	"  key^=prefix   the field starts with prefix (also a|b)\n"
-	"  key?          the field is present\n"
-	"  key>=v key>v key<v key<=v   ranges: version, createdAt, modifiedAt\n"
-	"Keys that are session fields: status, name, participant (any\n"
-	"participant id, user or group), createdBy, modifiedBy, isDraft\n"
-	"(true|false), version (an integer; = != and ranges), createdAt and\n"
-	"modifiedAt (RFC 3339 times; ranges only). Any other key is a\n"
-	"property, and props.KEY always names property KEY (props.status is\n"
-	"the property \"status\"); a key that looks like a field name but is\n"
-	"not one (created_by) is refused. A backslash makes the next\n"
-	"character literal: site=A\\|B is the one value \"A|B\".\n"
-	"Quote predicates for the shell: 'prio=high|urgent'.\n"
-	"\n"
-	"Options:\n"
-	"  --limit N       print at most N sessions; when more remain, the\n"
-	"                  cursor of the next page is printed to stderr\n"
-	"  --cursor C      start after the page that gave cursor C\n"
-	"  --explain       print the plan (steps, estimated and actual\n"
-	"                  counts) instead of the sessions\n"
-	"  --order F       createdAt (the default) or modifiedAt; a cursor\n"
-	"                  only resumes the order it came from\n"
-	"  --desc          newest first\n"
-	"  --count         print the number of matching sessions (from the\n"
-	"                  indexes, no record read) instead of the sessions\n"
-	"  --as USER       only what USER may see under the cached roles:\n"
-	"                  every session with session:read:any, those it\n"
-	"                  takes part in with session:read:participant\n"
-	"  --groups G,...  the groups USER belongs to (with --as); without\n"
-	"                  it, a warning when the cache knows USER's groups\n"
-	"  --as me         as the user the cache was last synced as, with\n"
-	"                  its groups (exit 2 when the cache never synced)\n"
-	"  --              the rest are predicates even if they start with --\n"
-	"\n"
-	"Exit 0 on success (also when nothing matches), 1 on a bad predicate\n"
-	"or option.\n";
+    "usage: skysync query APP [PRED...] [--limit N] [--cursor C] "
+    "[--explain]\n"
+    "                     [--order createdAt|modifiedAt [--desc]] "
+    "[--count]\n"
+    "                     [--as USER [--groups G1,G2] | --as me]\n"
+    "\n"
+    "Print the sessions of application APP that satisfy every predicate,\n"
+    "ordered by createdAt then sessionId (or --order), one JSON object\n"
+    "per line (the\n"
+    "local view, as `get` prints it; `--format table` marks sessions with\n"
+    "writes not yet delivered). No predicate: every session.\n"
+    "\n"
+    "Predicates:\n"
+    "  key=value     the field has this value\n"
+    "  key=a|b|c     the field has one of these values\n"
+    "  key!=value    the field is absent or has another value (also a|b)\n"
+    "  key^=prefix   the field starts with prefix (also a|b)\n"
+    "  key?          the field is present\n"
+    "  key>=v key>v key<v key<=v   ranges: version, createdAt, modifiedAt\n"
+    "Keys that are session fields: status, name, participant (any\n"
+    "participant id, user or group), createdBy, modifiedBy, isDraft\n"
+    "(true|false), version (an integer; = != and ranges), createdAt and\n"
+    "modifiedAt (RFC 3339 times; ranges only). Any other key is a\n"
+    "property, and props.KEY always names property KEY (props.status is\n"
+    "the property \"status\"); a key that looks like a field name but is\n"
+    "not one (created_by) is refused. A backslash makes the next\n"
+    "character literal: site=A\\|B is the one value \"A|B\".\n"
+    "Quote predicates for the shell: 'prio=high|urgent'.\n"
+    "\n"
+    "Options:\n"
+    "  --limit N       print at most N sessions; when more remain, the\n"
+    "                  cursor of the next page is printed to stderr\n"
+    "  --cursor C      start after the page that gave cursor C\n"
+    "  --explain       print the plan (steps, estimated and actual\n"
+    "                  counts) instead of the sessions\n"
+    "  --order F       createdAt (the default) or modifiedAt; a cursor\n"
+    "                  only resumes the order it came from\n"
+    "  --desc          newest first\n"
+    "  --count         print the number of matching sessions (from the\n"
+    "                  indexes, no record read) instead of the sessions\n"
+    "  --as USER       only what USER may see under the cached roles:\n"
+    "                  every session with session:read:any, those it\n"
+    "                  takes part in with session:read:participant\n"
+    "  --groups G,...  the groups USER belongs to (with --as); without\n"
+    "                  it, a warning when the cache knows USER's groups\n"
+    "  --as me         as the user the cache was last synced as, with\n"
+    "                  its groups (exit 2 when the cache never synced)\n"
+    "  --              the rest are predicates even if they start with --\n"
+    "\n"
+    "Exit 0 on success (also when nothing matches), 1 on a bad predicate\n"
+    "or option.\n";
 
 typedef struct {
 	const cli_globals *g;
 	cli_table *table;
 } out_ctx;
 
-static const char *const session_cols[] = {"sessionId", "name", "status",
-					   "createdAt", "properties",
-					   "pending", NULL};
+static const char *const session_cols[] = {
+    "sessionId", "name", "status", "createdAt", "properties", "pending", NULL};
 
 static int print_row(const char *json, size_t len, unsigned flags,
 		     void *payload)
@@ -124,7 +123,7 @@ static void print_plan(const cli_globals *g, const char *plan)
 		cli_print_json_line(g, plan);
 		return;
 	}
-	static const char *const cols[] = {"step", "what", "using",
+	static const char *const cols[] = {"step",	"what",	  "using",
 					   "estimated", "actual", NULL};
 	json_t *p = sky__json_loads(plan, 0, NULL);
 	cli_table *t = cli_table_new(cols);
@@ -145,8 +144,8 @@ static void print_plan(const cli_globals *g, const char *plan)
 }
 
 /* "--name VALUE" or "--name=VALUE": the value, or NULL if not this option. */
-static const char *option_value(int argc, char **argv, int *i,
-				const char *name, int *missing)
+static const char *option_value(int argc, char **argv, int *i, const char *name,
+				int *missing)
 {
 	size_t n = strlen(name);
 	const char *a = argv[*i];
@@ -208,8 +207,7 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 {
 	const char *app = NULL, *cursor = NULL, *as = NULL, *groups = NULL;
 	const char *limit_text = NULL, *order = NULL;
-	int explain = 0, only_preds = 0, desc = 0, count = 0,
-	    rc = EXIT_USAGE;
+	int explain = 0, only_preds = 0, desc = 0, count = 0, rc = EXIT_USAGE;
 	/* Text that is not UTF-8 is rejected input (exit 3), not a usage
 	 * error like a predicate of the wrong form: no argument of query
 	 * is a file name, which could be any bytes. Checked before anything
@@ -277,8 +275,9 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 	}
 	if (order && strcmp(order, "createdAt") &&
 	    strcmp(order, "modifiedAt")) {
-		rc = cli_usage_error("query", "--order is createdAt or "
-					      "modifiedAt, not '%s'",
+		rc = cli_usage_error("query",
+				     "--order is createdAt or "
+				     "modifiedAt, not '%s'",
 				     order);
 		goto done;
 	}
@@ -293,9 +292,10 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 		unsigned long long l = strtoull(limit_text, &end, 10);
 		if (errno || *end || end == limit_text || l == 0 ||
 		    limit_text[0] == '-') {
-			rc = cli_usage_error("query", "--limit must be a "
-						      "positive integer, not "
-						      "'%s'",
+			rc = cli_usage_error("query",
+					     "--limit must be a "
+					     "positive integer, not "
+					     "'%s'",
 					     limit_text);
 			goto done;
 		}
@@ -340,8 +340,8 @@ static int run_query(int argc, char **argv, const cli_globals *g)
 	} else if (as) {
 		if (!groups)
 			warn_known_groups(c, as);
-		if (groups && !(group_v = split_groups(groups, &n_groups,
-							&group_copy))) {
+		if (groups &&
+		    !(group_v = split_groups(groups, &n_groups, &group_copy))) {
 			fprintf(stderr, "skysync: out of memory\n");
 			goto done;
 		}
@@ -400,7 +400,8 @@ done:
 }
 
 const cli_command cli_cmd_query = {
-	"query", "find sessions by property or session field",
-	usage,
-	run_query,
+    "query",
+    "find sessions by property or session field",
+    usage,
+    run_query,
 };

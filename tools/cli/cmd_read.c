@@ -59,17 +59,18 @@ static int run_get(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_get = {
-	"get", "print one session (the local view)",
-	"usage: skysync get APP SID\n"
-	"\n"
-	"Print session SID of application APP from the cache as one JSON object\n"
-	"(the local view, including writes not yet delivered); with --format\n"
-	"table, one field per row. Exit 2 when the session is not in the cache.\n"
-	"A stale session (its last read from the server failed, or the cache\n"
-	"refused the server's answer or event) is printed all the same, with a\n"
-	"note on stderr: \"skysync: note: session APP/SID is stale since T:\n"
-	"REASON ...\"; the next sync reads it again.\n",
-	run_get,
+    "get",
+    "print one session (the local view)",
+    "usage: skysync get APP SID\n"
+    "\n"
+    "Print session SID of application APP from the cache as one JSON object\n"
+    "(the local view, including writes not yet delivered); with --format\n"
+    "table, one field per row. Exit 2 when the session is not in the cache.\n"
+    "A stale session (its last read from the server failed, or the cache\n"
+    "refused the server's answer or event) is printed all the same, with a\n"
+    "note on stderr: \"skysync: note: session APP/SID is stale since T:\n"
+    "REASON ...\"; the next sync reads it again.\n",
+    run_get,
 };
 
 static int run_data(int argc, char **argv, const cli_globals *g)
@@ -91,13 +92,14 @@ static int run_data(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_data = {
-	"data", "print a session's data",
-	"usage: skysync data APP SID\n"
-	"\n"
-	"Print the session data of session SID as one JSON object (keys in\n"
-	"byte order; {} when it has none); with --format table, one member per\n"
-	"row. Exit 2 when the session is not in the cache.\n",
-	run_data,
+    "data",
+    "print a session's data",
+    "usage: skysync data APP SID\n"
+    "\n"
+    "Print the session data of session SID as one JSON object (keys in\n"
+    "byte order; {} when it has none); with --format table, one member per\n"
+    "row. Exit 2 when the session is not in the cache.\n",
+    run_data,
 };
 
 typedef struct {
@@ -122,7 +124,8 @@ static int run_list(const cli_globals *g, const char *const *cols,
 	sky_cache *c = cli_open(g, 1);
 	if (!c)
 		return EXIT_USAGE;
-	list_ctx l = {g, g->format == FORMAT_TABLE ? cli_table_new(cols) : NULL};
+	list_ctx l = {g,
+		      g->format == FORMAT_TABLE ? cli_table_new(cols) : NULL};
 	int rc = roles ? sky_role_list(c, app, list_one, &l)
 		       : sky_app_list(c, list_one, &l);
 	if (rc == 0 && l.table)
@@ -135,9 +138,8 @@ static int run_list(const cli_globals *g, const char *const *cols,
 
 static int run_apps(int argc, char **argv, const cli_globals *g)
 {
-	static const char *const cols[] = {"applicationId", "name",
-					   "publishedVersion", "description",
-					   NULL};
+	static const char *const cols[] = {
+	    "applicationId", "name", "publishedVersion", "description", NULL};
 	(void)argv;
 	if (argc != 1)
 		return cli_usage_error("apps", "takes no arguments");
@@ -145,12 +147,13 @@ static int run_apps(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_apps = {
-	"apps", "list cached applications",
-	"usage: skysync apps\n"
-	"\n"
-	"Print every cached application, one JSON object per line; with\n"
-	"--format table, one per row (id, name, published version, description).\n",
-	run_apps,
+    "apps",
+    "list cached applications",
+    "usage: skysync apps\n"
+    "\n"
+    "Print every cached application, one JSON object per line; with\n"
+    "--format table, one per row (id, name, published version, description).\n",
+    run_apps,
 };
 
 static int run_roles(int argc, char **argv, const cli_globals *g)
@@ -163,24 +166,26 @@ static int run_roles(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_roles = {
-	"roles", "list cached roles of an application",
-	"usage: skysync roles APP\n"
-	"\n"
-	"Print the cached roles of application APP, one JSON object per line\n"
-	"(nothing when none are cached); with --format table, one per row.\n",
-	run_roles,
+    "roles",
+    "list cached roles of an application",
+    "usage: skysync roles APP\n"
+    "\n"
+    "Print the cached roles of application APP, one JSON object per line\n"
+    "(nothing when none are cached); with --format table, one per row.\n",
+    run_roles,
 };
 
 static int run_events(int argc, char **argv, const cli_globals *g)
 {
 	static const char *const cols[] = {"createdAt", "eventId", "userId",
-					   "source", "data", NULL};
+					   "source",	"data",	   NULL};
 	if (argc != 3)
 		return cli_usage_error("events", "expected APP SID");
 	sky_cache *c = cli_open(g, 1);
 	if (!c)
 		return EXIT_USAGE;
-	list_ctx l = {g, g->format == FORMAT_TABLE ? cli_table_new(cols) : NULL};
+	list_ctx l = {g,
+		      g->format == FORMAT_TABLE ? cli_table_new(cols) : NULL};
 	int rc = sky_session_event_list(c, argv[1], argv[2], list_one, &l);
 	if (rc == 0 && l.table)
 		cli_table_print(l.table, g, stdout);
@@ -191,13 +196,14 @@ static int run_events(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_events = {
-	"events", "list custom events recorded for a session",
-	"usage: skysync events APP SID\n"
-	"\n"
-	"Print the custom session events (session_event_created) recorded for\n"
-	"session SID, oldest first, one JSON event per line; with --format\n"
-	"table, one per row. Exit 2 when the session is not in the cache.\n",
-	run_events,
+    "events",
+    "list custom events recorded for a session",
+    "usage: skysync events APP SID\n"
+    "\n"
+    "Print the custom session events (session_event_created) recorded for\n"
+    "session SID, oldest first, one JSON event per line; with --format\n"
+    "table, one per row. Exit 2 when the session is not in the cache.\n",
+    run_events,
 };
 
 static void time_text(int64_t us, char *buf)
@@ -353,11 +359,12 @@ static void print_prometheus(const sky_stats *s)
 		     "createdAt of the newest applied event, as a Unix time "
 		     "(0: none yet).",
 		     s->last_event_at_us);
-	prom_seconds("skysync_last_apply_timestamp_seconds",
-		     "When events were last applied, as a Unix time (0: never).",
-		     s->last_apply_us);
-	prom_count("skysync_map_bytes", "gauge",
-		   "Size of the LMDB memory map.", s->map_bytes);
+	prom_seconds(
+	    "skysync_last_apply_timestamp_seconds",
+	    "When events were last applied, as a Unix time (0: never).",
+	    s->last_apply_us);
+	prom_count("skysync_map_bytes", "gauge", "Size of the LMDB memory map.",
+		   s->map_bytes);
 	prom_count("skysync_used_bytes", "gauge",
 		   "Bytes of the LMDB memory map in use.", s->used_bytes);
 	prom_count("skysync_schema_version", "gauge",
@@ -385,8 +392,8 @@ static void print_prometheus(const sky_stats *s)
 	for (int st = SKY_ENGINE_IDLE; st <= SKY_ENGINE_FAILED; st++)
 		if (n < sizeof(help))
 			n += (size_t)snprintf(
-				help + n, sizeof(help) - n, ", %d %s", st + 1,
-				sky_engine_state_name((sky_engine_state)st));
+			    help + n, sizeof(help) - n, ", %d %s", st + 1,
+			    sky_engine_state_name((sky_engine_state)st));
 	if (n < sizeof(help))
 		snprintf(help + n, sizeof(help) - n, ".");
 	prom_count("skysync_sync_state", "gauge", help,
@@ -436,9 +443,8 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 	(void)argv;
 	if (argc != 1)
 		return cli_usage_error("stats", "takes no arguments");
-	sky_cache *c = cli_open_formats(g, 1,
-					CLI_FORMATS_DEFAULT |
-						CLI_FORMAT_BIT(FORMAT_PROMETHEUS));
+	sky_cache *c = cli_open_formats(
+	    g, 1, CLI_FORMATS_DEFAULT | CLI_FORMAT_BIT(FORMAT_PROMETHEUS));
 	if (!c)
 		return EXIT_USAGE;
 	sky_stats s = SKY_STATS_INIT;
@@ -465,48 +471,51 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 	time_text(s.last_event_at_us, last_event);
 	time_text(s.last_apply_us, last_apply);
 	json_t *o = json_pack(
-		"{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?,s:s?,s:I,s:I,s:i}",
-		"db", g->db, "applications", (json_int_t)s.applications, "roles",
-		(json_int_t)s.roles, "sessions", (json_int_t)s.sessions,
-		"openSessions", (json_int_t)s.open_sessions, "closedSessions",
-		(json_int_t)(s.sessions - s.open_sessions), "dataEntries",
-		(json_int_t)s.data_entries, "eventLog", (json_int_t)s.event_log,
-		"pendingEvents", (json_int_t)s.pending_events, "customEvents",
-		(json_int_t)s.custom_events, "eventsApplied",
-		(json_int_t)s.events_applied, "eventsSkipped",
-		(json_int_t)s.events_skipped, "lastEventAt",
-		*last_event ? last_event : NULL, "lastApplyAt",
-		*last_apply ? last_apply : NULL, "mapBytes",
-		(json_int_t)s.map_bytes, "usedBytes", (json_int_t)s.used_bytes,
-		"schemaVersion", (int)s.schema_version);
-	if (o && (json_object_set_new(o, "serverEventsRefused",
-				      json_integer((json_int_t)
-							   s.server_events_refused)) < 0 ||
-		  json_object_set_new(o, "staleSessions",
-				      json_integer((json_int_t)s.stale_sessions)) <
-			  0)) {
+	    "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s?,s:s?,s:I,s:"
+	    "I,s:i}",
+	    "db", g->db, "applications", (json_int_t)s.applications, "roles",
+	    (json_int_t)s.roles, "sessions", (json_int_t)s.sessions,
+	    "openSessions", (json_int_t)s.open_sessions, "closedSessions",
+	    (json_int_t)(s.sessions - s.open_sessions), "dataEntries",
+	    (json_int_t)s.data_entries, "eventLog", (json_int_t)s.event_log,
+	    "pendingEvents", (json_int_t)s.pending_events, "customEvents",
+	    (json_int_t)s.custom_events, "eventsApplied",
+	    (json_int_t)s.events_applied, "eventsSkipped",
+	    (json_int_t)s.events_skipped, "lastEventAt",
+	    *last_event ? last_event : NULL, "lastApplyAt",
+	    *last_apply ? last_apply : NULL, "mapBytes",
+	    (json_int_t)s.map_bytes, "usedBytes", (json_int_t)s.used_bytes,
+	    "schemaVersion", (int)s.schema_version);
+	if (o && (json_object_set_new(
+		      o, "serverEventsRefused",
+		      json_integer((json_int_t)s.server_events_refused)) < 0 ||
+		  json_object_set_new(
+		      o, "staleSessions",
+		      json_integer((json_int_t)s.stale_sessions)) < 0)) {
 		json_decref(o);
 		o = NULL;
 	}
 	char last_delivery[32];
 	time_text(s.outbox_last_delivery_us, last_delivery);
-	if (o && (json_object_set_new(o, "outboxPending",
-				      json_integer((json_int_t)(ob.n.pending +
-								ob.n.in_flight))) < 0 ||
-		  json_object_set_new(o, "outboxInDoubt",
-				      json_integer((json_int_t)ob.n.in_doubt)) < 0 ||
-		  json_object_set_new(o, "outboxDeadLetters",
-				      json_integer((json_int_t)ob.n.rejected)) < 0 ||
-		  json_object_set_new(o, "outboxDelivered",
-				      json_integer((json_int_t)
-							   s.outbox_delivered)) < 0 ||
-		  json_object_set_new(
-			  o, "outboxOldestPendingAgeS",
-			  json_integer((json_int_t)(oldest_age_us(&ob, wall_us()) /
-						    1000000))) < 0 ||
-		  json_object_set_new(o, "lastDeliveryAt",
-				      *last_delivery ? json_string(last_delivery)
-						     : json_null()) < 0)) {
+	if (o &&
+	    (json_object_set_new(
+		 o, "outboxPending",
+		 json_integer((json_int_t)(ob.n.pending + ob.n.in_flight))) <
+		 0 ||
+	     json_object_set_new(o, "outboxInDoubt",
+				 json_integer((json_int_t)ob.n.in_doubt)) < 0 ||
+	     json_object_set_new(o, "outboxDeadLetters",
+				 json_integer((json_int_t)ob.n.rejected)) < 0 ||
+	     json_object_set_new(o, "outboxDelivered",
+				 json_integer((json_int_t)s.outbox_delivered)) <
+		 0 ||
+	     json_object_set_new(
+		 o, "outboxOldestPendingAgeS",
+		 json_integer((json_int_t)(oldest_age_us(&ob, wall_us()) /
+					   1000000))) < 0 ||
+	     json_object_set_new(o, "lastDeliveryAt",
+				 *last_delivery ? json_string(last_delivery)
+						: json_null()) < 0)) {
 		json_decref(o);
 		o = NULL;
 	}
@@ -516,7 +525,8 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 		return EXIT_USAGE;
 	}
 	if (json_object_set_new(o, "journalDamaged",
-				json_integer((json_int_t)s.journal_damaged)) < 0) {
+				json_integer((json_int_t)s.journal_damaged)) <
+	    0) {
 		json_decref(o);
 		json_decref(user);
 		fprintf(stderr, "skysync: out of memory\n");
@@ -546,10 +556,9 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 			  json_string(s.sync_path == SKY_SYNC_PATH_RESUMED
 					  ? "resumed"
 					  : "full")) < 0 ||
-		      json_object_set_new(
-			  o, "lastSyncWhy",
-			  json_string(sky_sync_why_name(s.sync_path_why))) <
-			  0 ||
+		      json_object_set_new(o, "lastSyncWhy",
+					  json_string(sky_sync_why_name(
+					      s.sync_path_why))) < 0 ||
 		      json_object_set_new(
 			  o, "lastSyncRequests",
 			  json_integer((json_int_t)s.sync_requests)) < 0))) {
@@ -576,34 +585,36 @@ static int run_stats(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_stats = {
-	"stats", "counts, sizes, the last apply and the sync state",
-	"usage: skysync stats [--format json|table|prometheus]\n"
-	"\n"
-	"Print the cache's counts (applications, roles, sessions, open and\n"
-	"closed sessions, data entries, remembered event ids, events waiting\n"
-	"for their session, custom events), lifetime applied/skipped events, the time of the\n"
-	"newest event and of the last apply, the map size and the bytes in use,\n"
-	"and what the last sync recorded: its connection state, the time of the\n"
-	"last snapshot and the event lag; serverEventsRefused counts the server\n"
-	"events and answers the cache refused (each made sync read the session\n"
-	"again), staleSessions the sessions whose last read failed,\n"
-	"journalDamaged the journal records a replay found damaged and skipped.\n"
-	"The outbox: outboxPending (queued or being sent), outboxInDoubt,\n"
-	"outboxDeadLetters, outboxDelivered (lifetime), outboxOldestPendingAgeS\n"
-	"(age in seconds of the oldest write not yet delivered, 0 none) and\n"
-	"lastDeliveryAt.\n"
-	"\n"
-	"--format prometheus prints the same as Prometheus metrics (text format\n"
-	"0.0.4, e.g. for node_exporter's textfile collector): skysync_sessions,\n"
-	"skysync_events_applied_total, skysync_last_apply_timestamp_seconds,\n"
-	"skysync_sync_state and skysync_sync_in_state{state=...},\n"
-	"skysync_server_events_refused_total, skysync_stale_sessions,\n"
-	"skysync_outbox_pending, skysync_outbox_in_doubt,\n"
-	"skysync_outbox_dead_letters, skysync_outbox_delivered_total,\n"
-	"skysync_outbox_oldest_pending_age_seconds,\n"
-	"skysync_outbox_last_delivery_timestamp_seconds, ...; times in\n"
-	"seconds, 0 when never recorded. Only stats takes this format.\n",
-	run_stats,
+    "stats",
+    "counts, sizes, the last apply and the sync state",
+    "usage: skysync stats [--format json|table|prometheus]\n"
+    "\n"
+    "Print the cache's counts (applications, roles, sessions, open and\n"
+    "closed sessions, data entries, remembered event ids, events waiting\n"
+    "for their session, custom events), lifetime applied/skipped events, the "
+    "time of the\n"
+    "newest event and of the last apply, the map size and the bytes in use,\n"
+    "and what the last sync recorded: its connection state, the time of the\n"
+    "last snapshot and the event lag; serverEventsRefused counts the server\n"
+    "events and answers the cache refused (each made sync read the session\n"
+    "again), staleSessions the sessions whose last read failed,\n"
+    "journalDamaged the journal records a replay found damaged and skipped.\n"
+    "The outbox: outboxPending (queued or being sent), outboxInDoubt,\n"
+    "outboxDeadLetters, outboxDelivered (lifetime), outboxOldestPendingAgeS\n"
+    "(age in seconds of the oldest write not yet delivered, 0 none) and\n"
+    "lastDeliveryAt.\n"
+    "\n"
+    "--format prometheus prints the same as Prometheus metrics (text format\n"
+    "0.0.4, e.g. for node_exporter's textfile collector): skysync_sessions,\n"
+    "skysync_events_applied_total, skysync_last_apply_timestamp_seconds,\n"
+    "skysync_sync_state and skysync_sync_in_state{state=...},\n"
+    "skysync_server_events_refused_total, skysync_stale_sessions,\n"
+    "skysync_outbox_pending, skysync_outbox_in_doubt,\n"
+    "skysync_outbox_dead_letters, skysync_outbox_delivered_total,\n"
+    "skysync_outbox_oldest_pending_age_seconds,\n"
+    "skysync_outbox_last_delivery_timestamp_seconds, ...; times in\n"
+    "seconds, 0 when never recorded. Only stats takes this format.\n",
+    run_stats,
 };
 
 static void print_problem(const char *line, void *payload)
@@ -656,7 +667,8 @@ static int run_check(int argc, char **argv, const cli_globals *g)
 			"skysync: check passed: %s is consistent; %llu "
 			"session%s stale (the next sync reads %s again)\n",
 			g->db, (unsigned long long)stale,
-			stale == 1 ? " is" : "s are", stale == 1 ? "it" : "them");
+			stale == 1 ? " is" : "s are",
+			stale == 1 ? "it" : "them");
 	else
 		fprintf(stderr, "skysync: check passed: %s is consistent\n",
 			g->db);
@@ -664,20 +676,21 @@ static int run_check(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_check = {
-	"check", "verify the cache (records, data, indexes)",
-	"usage: skysync check\n"
-	"\n"
-	"Verify the whole cache: every record parses and validates, every data\n"
-	"document is well formed, every index entry matches its record and\n"
-	"back, the event log is consistent. Prints one line per problem; exit 0\n"
-	"when consistent, 3 when problems were found, 5 when the cache file is\n"
-	"damaged (a page that cannot be read or a stored value that fails its\n"
-	"checksum: every page is read first; see `skysync salvage`). A cache\n"
-	"written by an earlier skysync is named as such; the next write\n"
-	"upgrades it. Stale sessions (their last read from the server failed;\n"
-	"the next sync reads them again) are listed on stderr, \"skysync:\n"
-	"stale: APP/SID since T: REASON\", and do not change the exit status.\n",
-	run_check,
+    "check",
+    "verify the cache (records, data, indexes)",
+    "usage: skysync check\n"
+    "\n"
+    "Verify the whole cache: every record parses and validates, every data\n"
+    "document is well formed, every index entry matches its record and\n"
+    "back, the event log is consistent. Prints one line per problem; exit 0\n"
+    "when consistent, 3 when problems were found, 5 when the cache file is\n"
+    "damaged (a page that cannot be read or a stored value that fails its\n"
+    "checksum: every page is read first; see `skysync salvage`). A cache\n"
+    "written by an earlier skysync is named as such; the next write\n"
+    "upgrades it. Stale sessions (their last read from the server failed;\n"
+    "the next sync reads them again) are listed on stderr, \"skysync:\n"
+    "stale: APP/SID since T: REASON\", and do not change the exit status.\n",
+    run_check,
 };
 
 static int run_backup(int argc, char **argv, const cli_globals *g)
@@ -697,11 +710,12 @@ static int run_backup(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_backup = {
-	"backup", "write a compacted copy of the cache",
-	"usage: skysync backup DEST\n"
-	"\n"
-	"Write a compacted, consistent copy of the cache into directory DEST\n"
-	"(created 0700; must not hold a cache already). Safe while another\n"
-	"process writes. Use it as a cache with `--db DEST`.\n",
-	run_backup,
+    "backup",
+    "write a compacted copy of the cache",
+    "usage: skysync backup DEST\n"
+    "\n"
+    "Write a compacted, consistent copy of the cache into directory DEST\n"
+    "(created 0700; must not hold a cache already). Safe while another\n"
+    "process writes. Use it as a cache with `--db DEST`.\n",
+    run_backup,
 };

@@ -262,8 +262,10 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	sync_ui *ui = arg;
 	(void)sig;
 	(void)what;
-	on_log(SKY_LOG_INFO, "hangup: reopening the log, reading the "
-			     "password again", ui);
+	on_log(SKY_LOG_INFO,
+	       "hangup: reopening the log, reading the "
+	       "password again",
+	       ui);
 	follow_log_reopen();
 	if (!ui->password_file || !strcmp(ui->password_file, "-"))
 		return; /* $SKYSYNC_PASSWORD or stdin: nothing to re-read */
@@ -271,8 +273,10 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	if (!pw || sky_engine_set_password(ui->engine, pw) < 0)
 		on_log(SKY_LOG_ERROR, "hangup: keeping the old password", ui);
 	else
-		on_log(SKY_LOG_INFO, "hangup: the next login uses the "
-				     "password file as it is now", ui);
+		on_log(SKY_LOG_INFO,
+		       "hangup: the next login uses the "
+		       "password file as it is now",
+		       ui);
 	wipe_free(pw);
 }
 
@@ -489,8 +493,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			o.reconcile_interval_s =
 			    v ? (unsigned)v : SKY_RECONCILE_NEVER;
 			i++;
-		}
-		else if (!strcmp(a, "--backlog-limit")) {
+		} else if (!strcmp(a, "--backlog-limit")) {
 			char *end = NULL;
 			errno = 0;
 			unsigned long v =
@@ -503,8 +506,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 					    "events (at least 1)");
 			o.backlog_limit = (unsigned)v;
 			i++;
-		}
-		else if (!strcmp(a, "--wait"))
+		} else if (!strcmp(a, "--wait"))
 			wait = 1;
 		else if (!strcmp(a, "--timeout")) {
 			char *end = NULL;
@@ -540,8 +542,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			/* Names and URLs must be UTF-8 (exit 3 otherwise);
 			 * file names may be any bytes. */
 			if (slot != &password_file && slot != &o.cafile &&
-			    slot != &log_file &&
-			    slot != &o.protocol_file &&
+			    slot != &log_file && slot != &o.protocol_file &&
 			    !cli_utf8_valid(argv[i + 1]))
 				return cli_check_utf8_args("sync", i + 2, argv,
 							   i + 1);
@@ -618,7 +619,8 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 	     evsignal_add(sighup, NULL) < 0 ||
 	     (wd_us && !(watchdog = event_new(ui.base, -1, EV_PERSIST,
 					      on_watchdog, &ui))))) {
-		fprintf(stderr, "skysync: cannot watch SIGHUP or the watchdog\n");
+		fprintf(stderr,
+			"skysync: cannot watch SIGHUP or the watchdog\n");
 		goto done;
 	}
 	if (watchdog) {
@@ -640,8 +642,7 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 			follow_log_printf(SKY_LOG_ERROR, "sync failed: %s",
 					  st.error);
 		else
-			fprintf(stderr, "skysync: sync failed: %s\n",
-				st.error);
+			fprintf(stderr, "skysync: sync failed: %s\n", st.error);
 		rc = st.error_code == SKY_ENETWORK   ? EXIT_NETWORK
 		     : st.error_code == SKY_EDAMAGED ? EXIT_DAMAGED
 						     : EXIT_USAGE;
@@ -689,15 +690,16 @@ static int run_sync(int argc, char **argv, const cli_globals *g)
 		if (rc == EXIT_OK && sky_outbox_counts_get(c, &n) == 0) {
 			uint64_t left = n.pending + n.in_flight + n.in_doubt;
 			if (left || n.rejected)
-				fprintf(stderr,
-					"skysync: outbox: %llu not delivered "
-					"(%llu pending, %llu in doubt), %llu "
-					"rejected (see `skysync outbox list`)\n",
-					(unsigned long long)left,
-					(unsigned long long)(n.pending +
-							     n.in_flight),
-					(unsigned long long)n.in_doubt,
-					(unsigned long long)n.rejected);
+				fprintf(
+				    stderr,
+				    "skysync: outbox: %llu not delivered "
+				    "(%llu pending, %llu in doubt), %llu "
+				    "rejected (see `skysync outbox list`)\n",
+				    (unsigned long long)left,
+				    (unsigned long long)(n.pending +
+							 n.in_flight),
+				    (unsigned long long)n.in_doubt,
+				    (unsigned long long)n.rejected);
 			/* A service stopped cleanly: the queue is durable
 			 * and the next run delivers it. */
 			if (o.follow && ui.signalled)

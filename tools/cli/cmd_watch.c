@@ -46,9 +46,9 @@ typedef struct {
 } row_set;
 
 typedef struct {
-	row_set *old;   /* the previous run, sorted by sid (NULL: first run) */
-	row_set cur;    /* this run, in query order */
-	int failed;     /* out of memory */
+	row_set *old; /* the previous run, sorted by sid (NULL: first run) */
+	row_set cur;  /* this run, in query order */
+	int failed;   /* out of memory */
 } watch_ctx;
 
 static volatile sig_atomic_t stop_requested;
@@ -138,7 +138,8 @@ static void print_left(sky_cache *c, const char *app, row_set *old)
 			continue;
 		char *json = NULL;
 		size_t len;
-		if (sky_session_get(c, app, old->rows[i].sid, &json, &len) == 0) {
+		if (sky_session_get(c, app, old->rows[i].sid, &json, &len) ==
+		    0) {
 			print_change("left", json, len);
 			sky_free(json);
 			continue;
@@ -168,25 +169,28 @@ static int cache_changed(const char *path, struct stat *last)
 }
 
 static const char usage[] =
-	"usage: skysync watch APP [PRED...] [--interval MS]\n"
-	"\n"
-	"Print the sessions of application APP that satisfy the predicates (as\n"
-	"`query` prints them), then one JSON line per change of that result\n"
-	"set, until SIGINT or SIGTERM (exit 0):\n"
-	"  {\"change\":\"entered\",\"session\":{...}}  a session now in the results\n"
-	"  {\"change\":\"changed\",\"session\":{...}}  still in them, written\n"
-	"  {\"change\":\"left\",\"session\":{...}}     no longer in them (the\n"
-	"                                       session as the cache shows it\n"
-	"                                       now, or its ids when it is gone)\n"
-	"The cache is written by another process (sync --follow, apply, a\n"
-	"gateway): every MS milliseconds (default 200) watch looks whether the\n"
-	"cache file changed and, if so, runs the query again and compares. Several\n"
-	"writes between two looks give one line per session.\n";
+    "usage: skysync watch APP [PRED...] [--interval MS]\n"
+    "\n"
+    "Print the sessions of application APP that satisfy the predicates (as\n"
+    "`query` prints them), then one JSON line per change of that result\n"
+    "set, until SIGINT or SIGTERM (exit 0):\n"
+    "  {\"change\":\"entered\",\"session\":{...}}  a session now in the "
+    "results\n"
+    "  {\"change\":\"changed\",\"session\":{...}}  still in them, written\n"
+    "  {\"change\":\"left\",\"session\":{...}}     no longer in them (the\n"
+    "                                       session as the cache shows it\n"
+    "                                       now, or its ids when it is gone)\n"
+    "The cache is written by another process (sync --follow, apply, a\n"
+    "gateway): every MS milliseconds (default 200) watch looks whether the\n"
+    "cache file changed and, if so, runs the query again and compares. "
+    "Several\n"
+    "writes between two looks give one line per session.\n";
 
 static int run_watch(int argc, char **argv, const cli_globals *g)
 {
 	if (g->format != FORMAT_JSON)
-		return cli_usage_error("watch", "prints JSON lines only (no --format)");
+		return cli_usage_error("watch",
+				       "prints JSON lines only (no --format)");
 	long interval_ms = 200;
 	const char **preds = calloc((size_t)argc + 1, sizeof(*preds));
 	size_t n_preds = 0;
@@ -200,15 +204,17 @@ static int run_watch(int argc, char **argv, const cli_globals *g)
 		if (!strcmp(argv[i], "--interval")) {
 			uint64_t v;
 			if (i + 1 >= argc) {
-				rc = cli_usage_error("watch", "--interval needs MS");
+				rc = cli_usage_error("watch",
+						     "--interval needs MS");
 				goto out_preds;
 			}
-			if ((rc = cli_parse_u64("watch", "--interval", argv[++i],
-						&v)) != EXIT_OK)
+			if ((rc = cli_parse_u64("watch", "--interval",
+						argv[++i], &v)) != EXIT_OK)
 				goto out_preds;
 			if (v < 10 || v > 3600000) {
-				rc = cli_input_error("watch", "--interval must be "
-							      "10 to 3600000 ms");
+				rc = cli_input_error("watch",
+						     "--interval must be "
+						     "10 to 3600000 ms");
 				goto out_preds;
 			}
 			interval_ms = (long)v;
@@ -249,7 +255,8 @@ static int run_watch(int argc, char **argv, const cli_globals *g)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal; /* no SA_RESTART: the sleep ends at once */
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0) {
+	if (sigaction(SIGINT, &sa, NULL) < 0 ||
+	    sigaction(SIGTERM, &sa, NULL) < 0) {
 		fprintf(stderr, "skysync: watch: %s\n", strerror(errno));
 		rc = EXIT_USAGE;
 		goto out;
@@ -312,7 +319,8 @@ out_preds:
 }
 
 const cli_command cli_cmd_watch = {
-	"watch", "print a query's rows, then its changes, as they happen",
-	usage,
-	run_watch,
+    "watch",
+    "print a query's rows, then its changes, as they happen",
+    usage,
+    run_watch,
 };

@@ -213,7 +213,7 @@ static int run_session(int argc, char **argv, const cli_globals *g)
 {
 	if (argc < 2)
 		return cli_usage_error("session", "expected create, close, "
-				       "rename, describe or patch");
+						  "rename, describe or patch");
 	const char *sub = argv[1];
 	if (!strcmp(sub, "create"))
 		return session_create(argc, argv, g);
@@ -225,7 +225,7 @@ static int run_session(int argc, char **argv, const cli_globals *g)
 	if (argc != want)
 		return cli_usage_error("session", "%s expects APP SID%s", sub,
 				       !strcmp(sub, "close")	? ""
-				       : !strcmp(sub, "patch") ? " JSON"
+				       : !strcmp(sub, "patch")	? " JSON"
 				       : !strcmp(sub, "rename") ? " NAME"
 								: " TEXT");
 	const char *app = argv[2], *sid = argv[3];
@@ -243,36 +243,37 @@ static int run_session(int argc, char **argv, const cli_globals *g)
 		rc = rc < 0 ? cli_fail(NULL) : print_session(c, g, app, sid);
 	} else {
 		json_t *v = json_string(argv[4]); /* UTF-8 checked above */
-		rc = patch_with(c, g, app, sid,
-				json_pack("{s:o}",
-					  !strcmp(sub, "rename") ? "name"
-								 : "description",
-					  v));
+		rc = patch_with(
+		    c, g, app, sid,
+		    json_pack("{s:o}",
+			      !strcmp(sub, "rename") ? "name" : "description",
+			      v));
 	}
 	sky_cache_close(c);
 	return rc;
 }
 
 const cli_command cli_cmd_session = {
-	"session", "create, close, rename, describe or patch a session",
-	"usage: skysync session create APP NAME [--description D] [--prop K=V]...\n"
-	"                              [--app-version V]\n"
-	"       skysync session close APP SID\n"
-	"       skysync session rename APP SID NAME\n"
-	"       skysync session describe APP SID TEXT\n"
-	"       skysync session patch APP SID JSON\n"
-	"\n"
-	"Queue a write in the outbox: it is on disk when the command returns,\n"
-	"shows in every read at once, and `skysync sync` delivers it. Prints\n"
-	"the session as the cache now shows it. `create` prints the new session\n"
-	"with a local sessionId (\"local-...\"), which keeps working after the\n"
-	"server gave the session its own id. `patch` takes a JSON object with\n"
-	"any of name, description (null removes it), properties (the whole\n"
-	"dictionary) and status (only \"closed\").\n"
-	"\n"
-	"Exit 2 when the application or session is not in the cache, 3 when\n"
-	"the input is rejected (nothing is queued then).\n",
-	run_session,
+    "session",
+    "create, close, rename, describe or patch a session",
+    "usage: skysync session create APP NAME [--description D] [--prop K=V]...\n"
+    "                              [--app-version V]\n"
+    "       skysync session close APP SID\n"
+    "       skysync session rename APP SID NAME\n"
+    "       skysync session describe APP SID TEXT\n"
+    "       skysync session patch APP SID JSON\n"
+    "\n"
+    "Queue a write in the outbox: it is on disk when the command returns,\n"
+    "shows in every read at once, and `skysync sync` delivers it. Prints\n"
+    "the session as the cache now shows it. `create` prints the new session\n"
+    "with a local sessionId (\"local-...\"), which keeps working after the\n"
+    "server gave the session its own id. `patch` takes a JSON object with\n"
+    "any of name, description (null removes it), properties (the whole\n"
+    "dictionary) and status (only \"closed\").\n"
+    "\n"
+    "Exit 2 when the application or session is not in the cache, 3 when\n"
+    "the input is rejected (nothing is queued then).\n",
+    run_session,
 };
 
 /* ---- props ---- */
@@ -303,13 +304,14 @@ static int run_props(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_props = {
-	"props", "replace a session's properties",
-	"usage: skysync props set APP SID [KEY=VALUE]...\n"
-	"\n"
-	"Queue a write that replaces the whole property dictionary of the\n"
-	"session with the pairs given (none: no properties). Prints the\n"
-	"session as the cache now shows it.\n",
-	run_props,
+    "props",
+    "replace a session's properties",
+    "usage: skysync props set APP SID [KEY=VALUE]...\n"
+    "\n"
+    "Queue a write that replaces the whole property dictionary of the\n"
+    "session with the pairs given (none: no properties). Prints the\n"
+    "session as the cache now shows it.\n",
+    run_props,
 };
 
 /* ---- data patch ---- */
@@ -326,7 +328,8 @@ static int run_data_patch(int argc, char **argv, const cli_globals *g)
 		return EXIT_USAGE;
 	rc = sky_data_patch(c, argv[2], argv[3], argv[4], strlen(argv[4]));
 	char *json;
-	if (rc == 0 && (rc = sky_data_get(c, argv[2], argv[3], &json, NULL)) == 0) {
+	if (rc == 0 &&
+	    (rc = sky_data_get(c, argv[2], argv[3], &json, NULL)) == 0) {
 		cli_print_object(g, json);
 		sky_free(json);
 	}
@@ -336,13 +339,14 @@ static int run_data_patch(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_data_patch = {
-	"data patch", "merge-patch a session's data",
-	"usage: skysync data patch APP SID JSON\n"
-	"\n"
-	"Queue an RFC 7396 merge patch of the session's data (JSON must be an\n"
-	"object: keys absent stay, objects merge, null deletes, arrays and\n"
-	"scalars replace). Prints the session data as the cache now shows it.\n",
-	run_data_patch,
+    "data patch",
+    "merge-patch a session's data",
+    "usage: skysync data patch APP SID JSON\n"
+    "\n"
+    "Queue an RFC 7396 merge patch of the session's data (JSON must be an\n"
+    "object: keys absent stay, objects merge, null deletes, arrays and\n"
+    "scalars replace). Prints the session data as the cache now shows it.\n",
+    run_data_patch,
 };
 
 /* ---- participant add, event send ---- */
@@ -398,20 +402,22 @@ static int run_event(int argc, char **argv, const cli_globals *g)
 	sky_cache *c = cli_open(g, 0);
 	if (!c)
 		return EXIT_USAGE;
-	rc = sky_session_event_send(c, argv[2], argv[3], argv[4], strlen(argv[4]));
+	rc = sky_session_event_send(c, argv[2], argv[3], argv[4],
+				    strlen(argv[4]));
 	rc = rc < 0 ? cli_fail(NULL) : print_session(c, g, argv[2], argv[3]);
 	sky_cache_close(c);
 	return rc;
 }
 
 const cli_command cli_cmd_event = {
-	"event", "send a custom session event",
-	"usage: skysync event send APP SID JSON\n"
-	"\n"
-	"Queue a custom session event whose data is the JSON object given. It\n"
-	"changes nothing in the cache until the server's session_event_created\n"
-	"comes back. Prints the session.\n",
-	run_event,
+    "event",
+    "send a custom session event",
+    "usage: skysync event send APP SID JSON\n"
+    "\n"
+    "Queue a custom session event whose data is the JSON object given. It\n"
+    "changes nothing in the cache until the server's session_event_created\n"
+    "comes back. Prints the session.\n",
+    run_event,
 };
 
 /* ---- outbox ---- */
@@ -425,12 +431,12 @@ static int print_entry(const sky_outbox_entry *e, void *payload)
 {
 	list_out *out = payload;
 	const cli_globals *g = out->g;
-	json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i}", "id",
-			      (json_int_t)e->id, "op", sky_write_op_name(e->op),
-			      "state", sky_outbox_state_name(e->state),
-			      "applicationId", e->app_id, "sessionId",
-			      e->session_id, "attempts", (json_int_t)e->attempts,
-			      "status", e->http_status);
+	json_t *o =
+	    json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i}", "id",
+		      (json_int_t)e->id, "op", sky_write_op_name(e->op),
+		      "state", sky_outbox_state_name(e->state), "applicationId",
+		      e->app_id, "sessionId", e->session_id, "attempts",
+		      (json_int_t)e->attempts, "status", e->http_status);
 	if (!o)
 		return -1;
 	char when[32];
@@ -468,12 +474,14 @@ static int run_outbox(int argc, char **argv, const cli_globals *g)
 	int list = !strcmp(sub, "list");
 	if (list ? argc > 2 : argc != 3)
 		return cli_usage_error("outbox", "expected list, retry ID or "
-				       "drop ID");
+						 "drop ID");
 	uint64_t id = 0;
 	if (!list) {
 		if (strcmp(sub, "retry") && strcmp(sub, "drop"))
-			return cli_usage_error("outbox", "unknown subcommand "
-					       "'%s'", sub);
+			return cli_usage_error("outbox",
+					       "unknown subcommand "
+					       "'%s'",
+					       sub);
 		int rc = cli_parse_u64("outbox", "entry id", argv[2], &id);
 		if (rc != EXIT_OK)
 			return rc;
@@ -482,11 +490,12 @@ static int run_outbox(int argc, char **argv, const cli_globals *g)
 	if (!c)
 		return EXIT_USAGE;
 	int rc;
-	static const char *const columns[] = {
-	    "id",	"op",	  "state",  "sessionId", "attempts",
-	    "status", "queuedAt", "answer", NULL};
+	static const char *const columns[] = {"id",	   "op",       "state",
+					      "sessionId", "attempts", "status",
+					      "queuedAt",  "answer",   NULL};
 	list_out out = {g, NULL};
-	if (list && g->format == FORMAT_TABLE && !(out.table = cli_table_new(columns))) {
+	if (list && g->format == FORMAT_TABLE &&
+	    !(out.table = cli_table_new(columns))) {
 		sky_cache_close(c);
 		fprintf(stderr, "skysync: out of memory\n");
 		return EXIT_USAGE;
@@ -508,18 +517,19 @@ static int run_outbox(int argc, char **argv, const cli_globals *g)
 }
 
 const cli_command cli_cmd_outbox = {
-	"outbox", "list, retry or drop queued writes",
-	"usage: skysync outbox [list]\n"
-	"       skysync outbox retry ID\n"
-	"       skysync outbox drop ID\n"
-	"\n"
-	"`list` prints one JSON line per queued write, oldest first, and\n"
-	"nothing when the outbox is empty: id, op, state (pending, in flight,\n"
-	"in doubt, rejected), applicationId, sessionId (localId for a session\n"
-	"created offline), attempts, status and answer (the server's, for a\n"
-	"rejected write), queuedAt and body. `retry` sends a rejected or\n"
-	"in-doubt write again; `drop` removes a write that is not in flight\n"
-	"and undoes its effect on the cache (a write whose request is on the\n"
-	"wire is refused, exit 3: it could still land).\n",
-	run_outbox,
+    "outbox",
+    "list, retry or drop queued writes",
+    "usage: skysync outbox [list]\n"
+    "       skysync outbox retry ID\n"
+    "       skysync outbox drop ID\n"
+    "\n"
+    "`list` prints one JSON line per queued write, oldest first, and\n"
+    "nothing when the outbox is empty: id, op, state (pending, in flight,\n"
+    "in doubt, rejected), applicationId, sessionId (localId for a session\n"
+    "created offline), attempts, status and answer (the server's, for a\n"
+    "rejected write), queuedAt and body. `retry` sends a rejected or\n"
+    "in-doubt write again; `drop` removes a write that is not in flight\n"
+    "and undoes its effect on the cache (a write whose request is on the\n"
+    "wire is refused, exit 3: it could still land).\n",
+    run_outbox,
 };

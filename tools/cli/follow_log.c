@@ -28,10 +28,10 @@
 #include "follow_log.h"
 
 static struct {
-	int fd;		  /* where lines go */
-	char *path;	  /* --log FILE, or NULL for stderr */
-	int stamped;	  /* timestamp and level */
-	int journal;	  /* syslog prefix instead of a timestamp */
+	int fd;	     /* where lines go */
+	char *path;  /* --log FILE, or NULL for stderr */
+	int stamped; /* timestamp and level */
+	int journal; /* syslog prefix instead of a timestamp */
 } flog = {STDERR_FILENO, NULL, 0, 0};
 
 static int open_file(const char *path)
@@ -45,8 +45,9 @@ int follow_log_open(const char *path, int stamped)
 	if (path) {
 		int fd = open_file(path);
 		if (fd < 0) {
-			fprintf(stderr, "skysync sync: cannot open the log %s: "
-					"%s\n",
+			fprintf(stderr,
+				"skysync sync: cannot open the log %s: "
+				"%s\n",
 				path, strerror(errno));
 			return -1;
 		}
@@ -82,14 +83,10 @@ void follow_log_reopen(void)
 static const char *level_name(sky_log_level level)
 {
 	switch (level) {
-	case SKY_LOG_ERROR:
-		return "error";
-	case SKY_LOG_WARN:
-		return "warning";
-	case SKY_LOG_INFO:
-		return "info";
-	default:
-		return "debug";
+	case SKY_LOG_ERROR: return "error";
+	case SKY_LOG_WARN: return "warning";
+	case SKY_LOG_INFO: return "info";
+	default: return "debug";
 	}
 }
 
@@ -97,14 +94,10 @@ static const char *level_name(sky_log_level level)
 static int level_prio(sky_log_level level)
 {
 	switch (level) {
-	case SKY_LOG_ERROR:
-		return 3;
-	case SKY_LOG_WARN:
-		return 4;
-	case SKY_LOG_INFO:
-		return 6;
-	default:
-		return 7;
+	case SKY_LOG_ERROR: return 3;
+	case SKY_LOG_WARN: return 4;
+	case SKY_LOG_INFO: return 6;
+	default: return 7;
 	}
 }
 
@@ -122,8 +115,8 @@ void follow_log_line(sky_log_level level, const char *line)
 		snprintf(head, sizeof(head),
 			 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s sync: ",
 			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-			 tm.tm_hour, tm.tm_min, tm.tm_sec,
-			 ts.tv_nsec / 1000000, level_name(level));
+			 tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+			 level_name(level));
 	} else
 		snprintf(head, sizeof(head), "skysync: %s",
 			 level == SKY_LOG_ERROR	 ? "error: "

@@ -17,7 +17,7 @@ void follow_log_reopen(void);
 /* One line at `level`. */
 void follow_log_line(sky_log_level level, const char *line);
 void follow_log_printf(sky_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void follow_log_close(void);
 
 #endif

@@ -13,46 +13,68 @@
 #include "cli.h"
 
 static const cli_command *const commands[] = {
-	&cli_cmd_apply, &cli_cmd_get,   &cli_cmd_data,   &cli_cmd_apps,
-	&cli_cmd_roles, &cli_cmd_stats, &cli_cmd_check,  &cli_cmd_backup,
-	&cli_cmd_events, &cli_cmd_query, &cli_cmd_sync,
-	&cli_cmd_session, &cli_cmd_props, &cli_cmd_data_patch,
-	&cli_cmd_participant, &cli_cmd_event, &cli_cmd_outbox,
-	&cli_cmd_salvage,
-	&cli_cmd_protocol,
-	&cli_cmd_health,
-	&cli_cmd_app, &cli_cmd_export, &cli_cmd_import,
-	&cli_cmd_watch,
-	NULL,
+    &cli_cmd_apply,
+    &cli_cmd_get,
+    &cli_cmd_data,
+    &cli_cmd_apps,
+    &cli_cmd_roles,
+    &cli_cmd_stats,
+    &cli_cmd_check,
+    &cli_cmd_backup,
+    &cli_cmd_events,
+    &cli_cmd_query,
+    &cli_cmd_sync,
+    &cli_cmd_session,
+    &cli_cmd_props,
+    &cli_cmd_data_patch,
+    &cli_cmd_participant,
+    &cli_cmd_event,
+    &cli_cmd_outbox,
+    &cli_cmd_salvage,
+    &cli_cmd_protocol,
+    &cli_cmd_health,
+    &cli_cmd_app,
+    &cli_cmd_export,
+    &cli_cmd_import,
+    &cli_cmd_watch,
+    NULL,
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: skysync [--db DIR] [--format json|table|prometheus] COMMAND [ARGS]\n"
-		"\n"
-		"A local mirror of a Skylight realm: apply events, read sessions\n"
-		"and their data offline, queue writes offline and deliver them.\n"
-		"\n"
-		"Commands:\n");
+	fprintf(
+	    out,
+	    "usage: skysync [--db DIR] [--format json|table|prometheus] "
+	    "COMMAND [ARGS]\n"
+	    "\n"
+	    "A local mirror of a Skylight realm: apply events, read sessions\n"
+	    "and their data offline, queue writes offline and deliver them.\n"
+	    "\n"
+	    "Commands:\n");
 	for (const cli_command *const *c = commands; *c; c++)
 		fprintf(out, "  %-12s %s\n", (*c)->name, (*c)->summary);
-	fprintf(out,
-		"\n"
-		"Global options:\n"
-		"  --db DIR          the cache directory (default $SKYSYNC_DB, else\n"
-		"                    $XDG_STATE_HOME/skysync, else ~/.local/state/skysync)\n"
-		"  --format FORMAT   json (default: one JSON object per line), table,\n"
-		"                    or prometheus (stats only)\n"
-		"  -V, --version     print the version\n"
-		"  -h, --help        this help; `skysync help COMMAND` (or\n"
-		"                    `skysync COMMAND --help`) for a command\n"
-		"  --                ends the options: what follows is arguments\n"
-		"\n"
-		"Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 input\n"
-		"rejected, 4 network or server failure, 5 the cache file is damaged\n"
-		"(every command then refuses; `skysync salvage DEST` saves its queued\n"
-		"writes).\n");
+	fprintf(
+	    out,
+	    "\n"
+	    "Global options:\n"
+	    "  --db DIR          the cache directory (default $SKYSYNC_DB, "
+	    "else\n"
+	    "                    $XDG_STATE_HOME/skysync, else "
+	    "~/.local/state/skysync)\n"
+	    "  --format FORMAT   json (default: one JSON object per line), "
+	    "table,\n"
+	    "                    or prometheus (stats only)\n"
+	    "  -V, --version     print the version\n"
+	    "  -h, --help        this help; `skysync help COMMAND` (or\n"
+	    "                    `skysync COMMAND --help`) for a command\n"
+	    "  --                ends the options: what follows is arguments\n"
+	    "\n"
+	    "Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 input\n"
+	    "rejected, 4 network or server failure, 5 the cache file is "
+	    "damaged\n"
+	    "(every command then refuses; `skysync salvage DEST` saves its "
+	    "queued\n"
+	    "writes).\n");
 }
 
 /* $XDG_<NAME>_HOME/skysync, else ~/<fallback>/skysync (NULL: no memory). */
@@ -117,8 +139,8 @@ static int help_command(int n, char **rest)
 			return EXIT_OK;
 		}
 	}
-	fprintf(stderr, "skysync: unknown command '%s' (see `skysync --help`)\n",
-		name);
+	fprintf(stderr,
+		"skysync: unknown command '%s' (see `skysync --help`)\n", name);
 	return EXIT_USAGE;
 }
 
@@ -154,15 +176,21 @@ int main(int argc, char **argv)
 			passthrough = 1;
 			rest[nrest++] = argv[i];
 		} else if (!strcmp(a, "--db") || !strncmp(a, "--db=", 5)) {
-			const char *v = a[4] == '=' ? a + 5 : (i + 1 < argc ? argv[++i] : NULL);
+			const char *v = a[4] == '='
+					    ? a + 5
+					    : (i + 1 < argc ? argv[++i] : NULL);
 			if (!v || !*v) {
-				fprintf(stderr, "skysync: --db needs a directory\n");
+				fprintf(stderr,
+					"skysync: --db needs a directory\n");
 				rc = EXIT_USAGE;
 				goto done;
 			}
 			g.db = v;
-		} else if (!strcmp(a, "--format") || !strncmp(a, "--format=", 9)) {
-			const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+		} else if (!strcmp(a, "--format") ||
+			   !strncmp(a, "--format=", 9)) {
+			const char *v = a[8] == '='
+					    ? a + 9
+					    : (i + 1 < argc ? argv[++i] : NULL);
 			if (v && !strcmp(v, "json"))
 				g.format = FORMAT_JSON;
 			else if (v && !strcmp(v, "table"))
@@ -170,8 +198,9 @@ int main(int argc, char **argv)
 			else if (v && !strcmp(v, "prometheus"))
 				g.format = FORMAT_PROMETHEUS;
 			else {
-				fprintf(stderr, "skysync: --format must be json, table "
-						"or prometheus\n");
+				fprintf(stderr,
+					"skysync: --format must be json, table "
+					"or prometheus\n");
 				rc = EXIT_USAGE;
 				goto done;
 			}
@@ -214,7 +243,8 @@ int main(int argc, char **argv)
 	 * application may be called "patch": that read has two arguments). */
 	const char *name = rest[0];
 	if (!strcmp(name, "data") && nrest >= 2 && !strcmp(rest[1], "patch") &&
-	    (nrest != 3 || !strcmp(rest[2], "--help") || !strcmp(rest[2], "-h")))
+	    (nrest != 3 || !strcmp(rest[2], "--help") ||
+	     !strcmp(rest[2], "-h")))
 		name = "data patch";
 	for (const cli_command *const *c = commands; *c; c++) {
 		if (strcmp((*c)->name, name) == 0) {
@@ -234,7 +264,8 @@ int main(int argc, char **argv)
 			goto done;
 		}
 	}
-	fprintf(stderr, "skysync: unknown command '%s' (see `skysync --help`)\n",
+	fprintf(stderr,
+		"skysync: unknown command '%s' (see `skysync --help`)\n",
 		rest[0]);
 	rc = EXIT_USAGE;
 done:

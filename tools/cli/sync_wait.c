@@ -90,9 +90,9 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-int cli_sync_engine_or_wait(sky_cache *c, const sky_engine_options *o,
-			    int wait, double timeout_s, int quiet,
-			    sky_engine **engine, int *exit_code)
+int cli_sync_engine_or_wait(sky_cache *c, const sky_engine_options *o, int wait,
+			    double timeout_s, int quiet, sky_engine **engine,
+			    int *exit_code)
 {
 	int rc = sky_engine_new(engine, c, o);
 	if (rc == 0)
@@ -106,8 +106,9 @@ int cli_sync_engine_or_wait(sky_cache *c, const sky_engine_options *o,
 		return 1;
 	}
 	if (!quiet)
-		fprintf(stderr, "skysync: %s; waiting for it to deliver the "
-				"queued writes\n",
+		fprintf(stderr,
+			"skysync: %s; waiting for it to deliver the "
+			"queued writes\n",
 			sky_error_last()->message);
 	id_set want = {NULL, 0, 0, 0};
 	if (sky_outbox_list(c, note_id, &want) < 0 || want.failed) {
@@ -132,7 +133,7 @@ int cli_sync_engine_or_wait(sky_cache *c, const sky_engine_options *o,
 					"doubt, %zu rejected)\n",
 					want.n, p.in_doubt, p.rejected);
 			/* The codes of a sync that did the work itself. */
-			*exit_code = p.in_doubt	   ? EXIT_NETWORK
+			*exit_code = p.in_doubt	  ? EXIT_NETWORK
 				     : p.rejected ? EXIT_REJECTED
 						  : EXIT_OK;
 			break;

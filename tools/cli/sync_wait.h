@@ -13,8 +13,8 @@
  * queued at the start were delivered by it, or failed, or `timeout_s`
  * (when > 0) ran out.
  */
-int cli_sync_engine_or_wait(sky_cache *c, const sky_engine_options *o,
-			    int wait, double timeout_s, int quiet,
-			    sky_engine **engine, int *exit_code);
+int cli_sync_engine_or_wait(sky_cache *c, const sky_engine_options *o, int wait,
+			    double timeout_s, int quiet, sky_engine **engine,
+			    int *exit_code);
 
 #endif

@@ -150,8 +150,10 @@ static void add_faults(struct emu *emu, const json_t *body, emu_answer *ans)
 		    0) {
 			size_t k;
 			json_t *v;
-			json_array_foreach(ids, k, v) emu_faults_remove(
-			    emu->faults, (unsigned)json_integer_value(v));
+			json_array_foreach(ids, k, v)
+				emu_faults_remove(
+				    emu->faults,
+				    (unsigned)json_integer_value(v));
 			json_decref(ids);
 			if (json_is_array(body))
 				emu_result_error(&ans->r, 400, "[%zu]: %s", i,

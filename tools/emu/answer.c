@@ -44,8 +44,7 @@ const char *emu_answer_reason(int status)
 
 char *emu_answer_text(const emu_answer *ans, size_t *len)
 {
-	char *text = ans->r.body ? sky__json_dumps(ans->r.body, NULL)
-				 : NULL;
+	char *text = ans->r.body ? sky__json_dumps(ans->r.body, NULL) : NULL;
 	if (!text)
 		text = strdup("{\"error\":\"internal_error\",\"message\":"
 			      "\"no answer\",\"status\":500}");

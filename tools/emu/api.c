@@ -290,9 +290,8 @@ static int tmpl_match(const char *tmpl, char **seg, size_t n,
  * 0, or -1 with ans set: 404 for no such path, 405 for a path whose calls
  * take other methods.
  */
-static int to_builtin(struct emu *emu, const emu_request *rq,
-		      emu_request *out, char **canon, char *store,
-		      size_t cap, emu_answer *ans)
+static int to_builtin(struct emu *emu, const emu_request *rq, emu_request *out,
+		      char **canon, char *store, size_t cap, emu_answer *ans)
 {
 	static char allow[64]; /* ans->allow must outlive the call */
 	const sky_protocol *pr = emu->proto, *bi = sky__protocol_builtin();

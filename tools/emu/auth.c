@@ -122,8 +122,7 @@ static void prune(struct emu_auth *a, int64_t now_us)
 	const char *key;
 	json_t *v;
 	void *tmp;
-	json_object_foreach_safe(a->tokens, tmp, key, v)
-	{
+	json_object_foreach_safe(a->tokens, tmp, key, v) {
 		json_int_t exp = json_integer_value(json_object_get(v, "exp"));
 		/* Keep recently expired ones so clients get "token expired"
 		 * rather than "invalid token" for a while. */
@@ -239,8 +238,7 @@ unsigned emu_auth_expire_all(struct emu_auth *a, int refresh_too)
 	unsigned n = 0;
 	const char *key;
 	json_t *e;
-	json_object_foreach(a->tokens, key, e)
-	{
+	json_object_foreach(a->tokens, key, e) {
 		const char *k = json_string_value(json_object_get(e, "kind"));
 		if (!k || (strcmp(k, "access") != 0 && !refresh_too))
 			continue;
@@ -258,8 +256,8 @@ unsigned emu_auth_live(struct emu_auth *a)
 	unsigned n = 0;
 	const char *key;
 	json_t *e;
-	json_object_foreach(
-	    a->tokens, key,
-	    e) if (json_integer_value(json_object_get(e, "exp")) > now) n++;
+	json_object_foreach(a->tokens, key, e)
+		if (json_integer_value(json_object_get(e, "exp")) > now)
+			n++;
 	return n;
 }

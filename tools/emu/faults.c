@@ -380,8 +380,7 @@ int emu_faults_add_json(struct emu_faults *f, const json_t *obj, unsigned *id,
 		return -1;
 	const char *key;
 	const json_t *v;
-	json_object_foreach((json_t *)obj, key, v)
-	{
+	json_object_foreach((json_t *)obj, key, v) {
 		char text[256];
 		if (strcmp(key, "kind") == 0)
 			continue;

@@ -389,8 +389,7 @@ static void publish_events(struct emu *emu, const json_t *events)
 {
 	size_t i;
 	const json_t *ev;
-	json_array_foreach(events, i, ev)
-	{
+	json_array_foreach(events, i, ev) {
 		emu->stats.events_built++;
 		if (emu->pub)
 			emu_pub_event(emu->pub, ev);
@@ -510,7 +509,8 @@ static const emu_route *route_of(const struct emu_http *h, const char *path)
 		const char *p = h->routes[i].prefix;
 		size_t n = strlen(p);
 		if (strncmp(path, p, n) == 0 &&
-		    (path[n] == '\0' || path[n] == '/' || (n && p[n - 1] == '/')))
+		    (path[n] == '\0' || path[n] == '/' ||
+		     (n && p[n - 1] == '/')))
 			return &h->routes[i];
 	}
 	return NULL;

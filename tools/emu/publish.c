@@ -498,8 +498,8 @@ void emu_pub_event(struct emu_pub *p, const json_t *event)
 	 * strings and the topic are those of the protocol (--protocol). */
 	const sky_protocol *proto =
 	    p->emu->proto ? p->emu->proto : sky__protocol_builtin();
-	int t = type ? sky__protocol_event_type(sky__protocol_builtin(), type)
-		     : -1;
+	int t =
+	    type ? sky__protocol_event_type(sky__protocol_builtin(), type) : -1;
 	json_t *wire = t >= 0 ? json_copy((json_t *)event) : NULL;
 	if (wire && json_object_set_new(wire, "eventType",
 					json_string(proto->event[t])) < 0) {
@@ -508,9 +508,9 @@ void emu_pub_event(struct emu_pub *p, const json_t *event)
 	}
 	struct pub_item *it = calloc(1, sizeof(*it));
 	if (!it || !app || !sid || !wire ||
-	    !(it->topic = sky__protocol_topic(
-		  proto->publish, emu_realm_name(p->emu->realm), app, sid,
-		  proto->event[t])) ||
+	    !(it->topic = sky__protocol_topic(proto->publish,
+					      emu_realm_name(p->emu->realm),
+					      app, sid, proto->event[t])) ||
 	    !(it->payload = sky__json_dumps(wire, NULL))) {
 		emu_warn("mqtt: could not build an event");
 		json_decref(wire);
@@ -592,8 +592,7 @@ unsigned emu_pub_drop(struct emu_pub *p, int64_t ms)
 	json_t *ids = json_deep_copy(p->clients);
 	const char *id;
 	json_t *v;
-	json_object_foreach(ids, id, v)
-	{
+	json_object_foreach(ids, id, v) {
 		if (kick(p, id) == 0) {
 			kicked++;
 			emu_log(p->emu, "mqtt: dropped client %s", id);

@@ -178,8 +178,7 @@ static unsigned role_bits(const json_t *role)
 	unsigned bits = 0;
 	size_t i;
 	const json_t *p;
-	json_array_foreach(json_object_get(role, "permissions"), i, p)
-	{
+	json_array_foreach(json_object_get(role, "permissions"), i, p) {
 		const char *s = json_string_value(p);
 		for (size_t k = 0;
 		     s && k < sizeof(permissions) / sizeof(permissions[0]); k++)
@@ -193,10 +192,9 @@ static int in_groups(const json_t *user, const char *gid)
 {
 	size_t i;
 	const json_t *g;
-	json_array_foreach(json_object_get(user, "groups"), i,
-			   g) if (json_is_string(g) &&
-				  strcmp(json_string_value(g), gid) ==
-				      0) return 1;
+	json_array_foreach(json_object_get(user, "groups"), i, g)
+		if (json_is_string(g) && strcmp(json_string_value(g), gid) == 0)
+			return 1;
 	return 0;
 }
 
@@ -205,8 +203,7 @@ static int names_user(const json_t *parts, const char *uid, const json_t *user)
 {
 	size_t i;
 	const json_t *p;
-	json_array_foreach(parts, i, p)
-	{
+	json_array_foreach(parts, i, p) {
 		const char *id = json_string_value(json_object_get(p, "id"));
 		const char *type =
 		    json_string_value(json_object_get(p, "type"));
@@ -232,10 +229,10 @@ static unsigned perms(const struct emu_realm *r, const char *uid,
 	const json_t *role;
 	if (!user || !a)
 		return 0;
-	json_array_foreach(
-	    json_object_get(a, "roles"), i,
-	    role) if (names_user(json_object_get(role, "participants"), uid,
-				 user)) bits |= role_bits(role);
+	json_array_foreach(json_object_get(a, "roles"), i, role)
+		if (names_user(json_object_get(role, "participants"), uid,
+			       user))
+			bits |= role_bits(role);
 	return bits;
 }
 
@@ -384,8 +381,7 @@ static int load_groups(struct emu_realm *r, const json_t *list, char *err,
 	const json_t *g;
 	if (list && !json_is_array(list))
 		return fail(err, errlen, "groups: must be an array");
-	json_array_foreach(list, i, g)
-	{
+	json_array_foreach(list, i, g) {
 		char f[64];
 		snprintf(f, sizeof(f), "groups[%zu].id", i);
 		const char *id = json_string_value(json_object_get(g, "id"));
@@ -409,8 +405,7 @@ static int load_users(struct emu_realm *r, const json_t *list, char *err,
 	const json_t *u, *g;
 	if (!json_is_array(list))
 		return fail(err, errlen, "users: missing or not an array");
-	json_array_foreach(list, i, u)
-	{
+	json_array_foreach(list, i, u) {
 		const char *id = json_string_value(json_object_get(u, "id"));
 		const char *name =
 		    json_string_value(json_object_get(u, "username"));
@@ -418,7 +413,8 @@ static int load_users(struct emu_realm *r, const json_t *list, char *err,
 		snprintf(f, sizeof(f), "users[%zu]", i);
 		if (!json_is_object(u))
 			return fail(err, errlen, "%s: must be an object", f);
-		if (!id || sky__json_check_id(json_object_get(u, "id"), "id") < 0)
+		if (!id ||
+		    sky__json_check_id(json_object_get(u, "id"), "id") < 0)
 			return fail(err, errlen,
 				    "%s.id: missing or not a valid id", f);
 		if (!name || !*name)
@@ -436,8 +432,7 @@ static int load_users(struct emu_realm *r, const json_t *list, char *err,
 		if (groups && !json_is_array(groups))
 			return fail(err, errlen, "%s.groups: must be an array",
 				    f);
-		json_array_foreach(groups, j, g)
-		{
+		json_array_foreach(groups, j, g) {
 			if (!json_is_string(g) ||
 			    !json_object_get(r->groups, json_string_value(g)))
 				return fail(err, errlen,
@@ -459,8 +454,7 @@ static int check_participants_exist(const struct emu_realm *r,
 {
 	size_t i;
 	const json_t *p;
-	json_array_foreach(parts, i, p)
-	{
+	json_array_foreach(parts, i, p) {
 		const char *id = json_string_value(json_object_get(p, "id"));
 		const char *type =
 		    json_string_value(json_object_get(p, "type"));
@@ -480,8 +474,7 @@ static int load_apps(struct emu_realm *r, const json_t *list, char *err,
 	if (!json_is_array(list))
 		return fail(err, errlen,
 			    "applications: missing or not an array");
-	json_array_foreach(list, i, entry)
-	{
+	json_array_foreach(list, i, entry) {
 		char f[96];
 		const json_t *app = json_object_get(entry, "application");
 		const json_t *roles = json_object_get(entry, "roles");
@@ -504,8 +497,7 @@ static int load_apps(struct emu_realm *r, const json_t *list, char *err,
 			return fail(err, errlen,
 				    "applications[%zu].roles: must be an array",
 				    i);
-		json_array_foreach(roles, j, role)
-		{
+		json_array_foreach(roles, j, role) {
 			snprintf(f, sizeof(f), "applications[%zu].roles[%zu]",
 				 i, j);
 			if (sky__validate_role(role, f) < 0)
@@ -580,8 +572,7 @@ static int load_sessions(struct emu_realm *r, const json_t *list, char *err,
 	int64_t now = sky__now_us();
 	if (list && !json_is_array(list))
 		return fail(err, errlen, "sessions: must be an array");
-	json_array_foreach(list, i, entry)
-	{
+	json_array_foreach(list, i, entry) {
 		char f[64];
 		const json_t *s = json_object_get(entry, "session");
 		const json_t *d = json_object_get(entry, "data");
@@ -698,17 +689,17 @@ json_t *emu_realm_export(const struct emu_realm *r)
 	const char *key, *sid;
 	json_t *v, *s;
 	json_object_foreach(r->users, key, v)
-	    EMU_JSON(json_array_append(users, v));
+		EMU_JSON(json_array_append(users, v));
 	json_object_foreach(r->groups, key, v)
-	    EMU_JSON(json_array_append(groups, v));
-	json_object_foreach(r->apps, key, v)
-	{
+		EMU_JSON(json_array_append(groups, v));
+	json_object_foreach(r->apps, key, v) {
 		EMU_JSON(json_array_append(apps, v));
 		json_t *data = json_object_get(r->data, key);
 		json_object_foreach(json_object_get(r->sessions, key), sid, s)
-		    EMU_JSON(json_array_append_new(
-			sessions, json_pack("{s:O, s:O}", "session", s, "data",
-					    json_object_get(data, sid))));
+			EMU_JSON(json_array_append_new(
+			    sessions,
+			    json_pack("{s:O, s:O}", "session", s, "data",
+				      json_object_get(data, sid))));
 	}
 	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}", "format",
 			 "skylight-emu-seed/1", "realm", r->name, "groups",
@@ -731,8 +722,7 @@ const char *emu_realm_login(const struct emu_realm *r, const char *username,
 {
 	const char *id;
 	json_t *u;
-	json_object_foreach(r->users, id, u)
-	{
+	json_object_foreach(r->users, id, u) {
 		const char *name =
 		    json_string_value(json_object_get(u, "username"));
 		if (!name || strcmp(name, username) != 0)
@@ -776,9 +766,11 @@ void emu_realm_list_apps(struct emu_realm *r, const char *uid, emu_result *res)
 	json_t *list = json_array();
 	const char *id;
 	json_t *a;
-	json_object_foreach(r->apps, id, a) if (perms(r, uid, id) & P_APP_READ)
-	    EMU_JSON(json_array_append_new(
-		list, json_deep_copy(json_object_get(a, "application"))));
+	json_object_foreach(r->apps, id, a)
+		if (perms(r, uid, id) & P_APP_READ)
+			EMU_JSON(json_array_append_new(
+			    list,
+			    json_deep_copy(json_object_get(a, "application"))));
 	ok(res, 200, list);
 }
 
@@ -832,8 +824,7 @@ void emu_realm_list_sessions(struct emu_realm *r, const char *uid,
 	json_t *list = json_array();
 	const char *sid;
 	json_t *s;
-	json_object_foreach(json_object_get(r->sessions, app), sid, s)
-	{
+	json_object_foreach(json_object_get(r->sessions, app), sid, s) {
 		const char *st =
 		    json_string_value(json_object_get(s, "status"));
 		if (st && strcmp(st, "open") == 0 && can_see(r, uid, bits, s))
@@ -935,8 +926,9 @@ void emu_realm_create_session(struct emu_realm *r, const char *uid,
 	}
 	const char *key;
 	const json_t *v;
-	json_object_foreach((json_t *)body, key,
-			    v) if (check_field(key, v, 1, res) < 0) return;
+	json_object_foreach((json_t *)body, key, v)
+		if (check_field(key, v, 1, res) < 0)
+			return;
 
 	char sid[37];
 	emu_uuid4(sid);
@@ -968,8 +960,7 @@ void emu_realm_create_session(struct emu_realm *r, const char *uid,
 	EMU_JSON(json_object_set_new(
 	    s, "properties", props ? json_deep_copy(props) : json_object()));
 	/* Unknown fields round-trip; server fields in the body are ignored. */
-	json_object_foreach((json_t *)body, key, v)
-	{
+	json_object_foreach((json_t *)body, key, v) {
 		if (json_object_get(s, key) || is_read_only(key) ||
 		    strcmp(key, "description") == 0 || json_is_null(v))
 			continue;
@@ -1007,8 +998,7 @@ void emu_realm_patch_session(struct emu_realm *r, const char *uid,
 		return;
 	if (closing && !writable(s, bits, P_CLOSE, res))
 		return;
-	json_object_foreach((json_t *)body, key, v)
-	{
+	json_object_foreach((json_t *)body, key, v) {
 		if (check_field(key, v, 0, res) < 0)
 			return;
 		if (is_read_only(key) &&
@@ -1021,8 +1011,7 @@ void emu_realm_patch_session(struct emu_realm *r, const char *uid,
 	/* All checked: apply, noting what actually changed. */
 	json_t *changed = json_object();
 	int props_changed = 0;
-	json_object_foreach((json_t *)body, key, v)
-	{
+	json_object_foreach((json_t *)body, key, v) {
 		json_t *cur = json_object_get(s, key);
 		if (is_read_only(key) || strcmp(key, "status") == 0)
 			continue;
@@ -1158,8 +1147,7 @@ void emu_realm_add_participant(struct emu_realm *r, const char *uid,
 	json_t *parts = json_object_get(s, "participants");
 	size_t i;
 	json_t *p;
-	json_array_foreach(parts, i, p)
-	{
+	json_array_foreach(parts, i, p) {
 		const char *pid = json_string_value(json_object_get(p, "id"));
 		const char *pt = json_string_value(json_object_get(p, "type"));
 		if (pid && strcmp(pid, id) == 0 &&

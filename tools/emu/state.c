@@ -113,7 +113,8 @@ static int put_json(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen,
 
 static json_t *get_json(const MDB_val *val)
 {
-	return sky__json_loadb(val->mv_data, val->mv_size, JSON_DECODE_ANY, NULL);
+	return sky__json_loadb(val->mv_data, val->mv_size, JSON_DECODE_ANY,
+			       NULL);
 }
 
 /* "app \0 sid" into buf; 0 when it does not fit. */
@@ -161,16 +162,14 @@ int emu_state_save_seed(struct emu_state *st, const json_t *seed)
 	json_decref(realm);
 	size_t i;
 	json_t *v;
-	json_array_foreach(json_object_get(seed, "applications"), i, v)
-	{
+	json_array_foreach(json_object_get(seed, "applications"), i, v) {
 		if (rc)
 			break;
 		const char *id = json_string_value(json_object_get(
 		    json_object_get(v, "application"), "applicationId"));
 		rc = put_json(txn, st->dbi[DB_APPS], id, strlen(id), v);
 	}
-	json_array_foreach(json_object_get(seed, "sessions"), i, v)
-	{
+	json_array_foreach(json_object_get(seed, "sessions"), i, v) {
 		if (rc)
 			break;
 		const json_t *s = json_object_get(v, "session");
