@@ -747,6 +747,11 @@ int sky__outbox_adopt(MDB_txn *txn, sky_cache *c, const char *app,
 	const char *sid = sky__json_str(session, "sessionId");
 	if (!sid)
 		return sky__error_input("created session: no sessionId");
+	/* The server made it in the application the create went to. */
+	const char *sapp = sky__json_str(session, "applicationId");
+	if (!sapp || strcmp(sapp, app) != 0)
+		return sky__error_input(
+		    "created session: applicationId is not \"%s\"", app);
 	if (!json_object_get(session, "clientRef") &&
 	    json_object_set_new(session, "clientRef", json_string(local)) < 0)
 		return sky__error_nomem();

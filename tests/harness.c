@@ -686,6 +686,10 @@ static void sub_on_connect(struct mosquitto *m, void *arg, int rc)
 static void sub_on_subscribe(struct mosquitto *m, void *arg, int mid,
 			     int qos_count, const int *granted)
 {
+	(void)m;
+	(void)mid;
+	(void)qos_count;
+	(void)granted;
 	sky_sub *s = arg;
 	pthread_mutex_lock(&s->lock);
 	s->subscribed = 1;
@@ -695,6 +699,8 @@ static void sub_on_subscribe(struct mosquitto *m, void *arg, int mid,
 
 static void sub_on_disconnect(struct mosquitto *m, void *arg, int rc)
 {
+	(void)m;
+	(void)rc;
 	sky_sub *s = arg;
 	pthread_mutex_lock(&s->lock);
 	s->disconnects++;
@@ -705,6 +711,7 @@ static void sub_on_disconnect(struct mosquitto *m, void *arg, int rc)
 static void sub_on_message(struct mosquitto *m, void *arg,
 			   const struct mosquitto_message *msg)
 {
+	(void)m;
 	sky_sub *s = arg;
 	pthread_mutex_lock(&s->lock);
 	if (s->n == s->cap) {
@@ -750,6 +757,7 @@ static int wait_cond(sky_sub *s, int (*done)(sky_sub *, size_t), size_t arg,
 
 static int is_subscribed(sky_sub *s, size_t unused)
 {
+	(void)unused;
 	return s->subscribed;
 }
 

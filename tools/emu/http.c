@@ -139,6 +139,8 @@ static int listen_now(struct emu_http *h, char *err, size_t errlen)
 
 static void reopen(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	struct emu_http *h = arg;
 	int64_t left = h->refuse_until_us - sky__now_us();
 	char err[256];
@@ -465,6 +467,8 @@ static void process(struct emu_req *c)
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	struct emu_req *c = arg;
 	pending_remove(c);
 	event_free(c->timer);

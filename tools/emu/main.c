@@ -151,6 +151,7 @@ static const emu_route routes[] = {
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
+	(void)what;
 	struct emu *emu = arg;
 	emu_log(emu, "signal %d: shutting down", (int)sig);
 	event_base_loopbreak(emu->base);

@@ -148,6 +148,8 @@ static int check_socket(struct emu_pub *p)
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	struct emu_pub *p = arg;
 	mosquitto_loop_read(p->mosq, 64);
 	if (check_socket(p) == 0)
@@ -156,6 +158,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	struct emu_pub *p = arg;
 	mosquitto_loop_write(p->mosq, 64);
 	if (check_socket(p) == 0)
@@ -164,6 +168,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 
 static void on_misc(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	struct emu_pub *p = arg;
 	mosquitto_loop_misc(p->mosq);
 	if (check_socket(p) == 0)
@@ -179,6 +185,8 @@ static void update_write(struct emu_pub *p)
 
 static void try_connect(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	struct emu_pub *p = arg;
 	int64_t wait = p->down_until_us - sky__now_us();
 	if (wait > 0) {
@@ -298,6 +306,7 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
 static void on_message(struct mosquitto *m, void *arg,
 		       const struct mosquitto_message *msg)
 {
+	(void)m;
 	struct emu_pub *p = arg;
 	char text[512], id[256];
 	if (!msg->payload || msg->payloadlen <= 0)
@@ -441,6 +450,8 @@ void emu_pub_close(struct emu_pub *p)
 
 static void timer_fired(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	struct pub_timer *t = arg;
 	struct emu_pub *p = t->pub;
 	timer_unlink(p, t);
@@ -560,6 +571,7 @@ void emu_pub_event(struct emu_pub *p, const json_t *event)
 
 static void kick_connected(struct mosquitto *m, void *arg, int rc)
 {
+	(void)m;
 	*(int *)arg = rc == 0 ? 1 : -1;
 }
 
