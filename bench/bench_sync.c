@@ -393,7 +393,7 @@ static double serve_rate(const char *url, unsigned parallel, size_t *count)
 		die("the serve phase saw failed requests");
 	*count = s.total;
 	free(login);
-	sky__api_wipe_free(body);
+	sky__wipe_free(body);
 	sky__http_free(s.http);
 	event_base_free(s.base);
 	json_decref(s.sids);
@@ -522,7 +522,7 @@ static double one_at_a_time(const char *url, unsigned writes)
 	}
 	double secs = now_s() - t0;
 	free(login);
-	sky__api_wipe_free(body);
+	sky__wipe_free(body);
 	sky__http_free(http);
 	event_base_free(o.base);
 	free(login_token);
@@ -587,7 +587,7 @@ static void server_changes(const char *url, unsigned n, unsigned sessions)
 			die("change: HTTP %ld", o.status);
 	}
 	free(login);
-	sky__api_wipe_free(body);
+	sky__wipe_free(body);
 	sky__http_free(http);
 	event_base_free(o.base);
 	free(login_token);

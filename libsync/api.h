@@ -80,9 +80,6 @@ void sky__api_tokens_clear(sky_api_tokens *t);
 char *sky__api_login_body(const char *user, const char *password,
 			  const char *realm, size_t *len);
 char *sky__api_refresh_body(const char *refresh_token, size_t *len);
-/* The name sky__wipe_free (util.h) had when it lived here. */
-#define sky__api_wipe_free sky__wipe_free
-
 /*
  * The `sub` claim of a JWT access token (base64url payload), as a new
  * string, or NULL when the token is not a JWT or has no string `sub`.
