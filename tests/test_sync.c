@@ -2362,6 +2362,52 @@ static void test_sync__read_failure_still_delivers(void)
 	free(seed);
 }
 
+/*
+ * A followed engine whose snapshot fails as a whole (the realm cannot be
+ * listed) waits in BACKOFF and retries; meanwhile the outbox is delivered,
+ * and once the server lists again the engine goes LIVE and converges.
+ */
+static void test_sync__backoff_delivers_then_recovers(void)
+{
+	fixture fx;
+	char *seed = realm_seed();
+	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
+	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
+	json_t *ids = open_sessions(&fx, 1);
+	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	const char *sid = json_string_value(json_array_get(ids, 0));
+	CU_ASSERT_FATAL(admin_fault(&fx, "error:code=400,method=GET,"
+					 "path=/v1/applications") == 0);
+	CU_ASSERT_FATAL(fx_follow(&fx) == 0);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_BACKOFF, 30000), 0);
+	sky_sync_status st = fx_status(&fx);
+	CU_ASSERT_EQUAL(st.snapshots, 0);
+	CU_ASSERT(strstr(st.error, "400") != NULL);
+
+	/* A write made while the reads wait goes out all the same. */
+	const char *patch = "{\"during\":\"backoff\"}";
+	CU_ASSERT(sky_data_patch(fx.cache, APP, sid, patch, strlen(patch)) ==
+		  0);
+	for (int i = 0; i < 300 && outbox_left(&fx, NULL) != 0; i++)
+		sky_sleep_ms(100);
+	CU_ASSERT_EQUAL(outbox_left(&fx, NULL), 0);
+	json_t *srv = server_session(&fx, sid, 1);
+	CU_ASSERT_STRING_EQUAL(
+	    json_string_value(json_object_get(srv, "during")), "backoff");
+	json_decref(srv);
+	/* Still waiting: nothing has listed the realm. */
+	CU_ASSERT_EQUAL(fx_status(&fx).snapshots, 0);
+
+	/* The server lists again: the retry snapshots and goes LIVE. */
+	CU_ASSERT(admin(&fx, "DELETE", "/_admin/faults", NULL) / 100 == 2);
+	CU_ASSERT_EQUAL_FATAL(wait_state(&fx, SKY_ENGINE_LIVE, 60000), 0);
+	CU_ASSERT(fx_status(&fx).snapshots >= 1);
+	CU_ASSERT(converge(&fx, 1));
+	json_decref(ids);
+	fx_end(&fx);
+	free(seed);
+}
+
 static void test_sync__relogin_after_refresh(void)
 {
 	fixture fx;
@@ -4174,6 +4220,8 @@ int main(void)
 	     test_sync__outbox_flaky_network},
 	    {"test_sync__read_failure_still_delivers",
 	     test_sync__read_failure_still_delivers},
+	    {"test_sync__backoff_delivers_then_recovers",
+	     test_sync__backoff_delivers_then_recovers},
 	    {"test_sync__relogin_after_refresh",
 	     test_sync__relogin_after_refresh},
 	    {"test_sync__refused_event_reread",
