@@ -1581,6 +1581,21 @@ static json_t *open_sessions(fixture *fx, size_t n)
 	return all;
 }
 
+/*
+ * The usual start of a write test: the emulator on the demo realm, one
+ * sync, and `n` of the mirror's open sessions (the caller frees `*seed`
+ * and the array). Fails the test when any step does.
+ */
+static json_t *fx_start_synced(fixture *fx, char **seed, size_t n)
+{
+	*seed = realm_seed();
+	CU_ASSERT_EQUAL_FATAL(fx_start(fx, *seed, NULL), 0);
+	CU_ASSERT_FATAL(fx_sync_once(fx) == 0);
+	json_t *ids = open_sessions(fx, n);
+	CU_ASSERT_FATAL(json_array_size(ids) == n);
+	return ids;
+}
+
 static uint64_t outbox_left(fixture *fx, uint64_t *rejected)
 {
 	sky_outbox_counts n = SKY_OUTBOX_COUNTS_INIT;
@@ -1640,11 +1655,8 @@ static int count_hit(const char *json, size_t len, unsigned flags,
 static void test_sync__outbox_offline_then_online(void)
 {
 	fixture fx;
-	char *seed = realm_seed();
-	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
-	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
-	json_t *ids = open_sessions(&fx, 2);
-	CU_ASSERT_FATAL(json_array_size(ids) == 2);
+	char *seed;
+	json_t *ids = fx_start_synced(&fx, &seed, 2);
 	const char *s1 = json_string_value(json_array_get(ids, 0));
 	const char *s2 = json_string_value(json_array_get(ids, 1));
 
@@ -1846,11 +1858,8 @@ static int note_entry(const sky_outbox_entry *e, void *payload)
 static void test_sync__outbox_rejections(void)
 {
 	fixture fx;
-	char *seed = realm_seed();
-	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
-	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
-	json_t *ids = open_sessions(&fx, 4);
-	CU_ASSERT_FATAL(json_array_size(ids) == 4);
+	char *seed;
+	json_t *ids = fx_start_synced(&fx, &seed, 4);
 	const char *a = json_string_value(json_array_get(ids, 0));
 	const char *b = json_string_value(json_array_get(ids, 1));
 	const char *c = json_string_value(json_array_get(ids, 2));
@@ -2292,11 +2301,8 @@ static int is_stale(fixture *fx, const char *sid, char **why)
 static void test_sync__read_failure_still_delivers(void)
 {
 	fixture fx;
-	char *seed = realm_seed();
-	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
-	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
-	json_t *ids = open_sessions(&fx, 2);
-	CU_ASSERT_FATAL(json_array_size(ids) == 2);
+	char *seed;
+	json_t *ids = fx_start_synced(&fx, &seed, 2);
 	const char *s1 = json_string_value(json_array_get(ids, 0));
 	const char *s2 = json_string_value(json_array_get(ids, 1));
 	/* Every read of s1's data fails (500); writes are not touched. */
@@ -2370,11 +2376,8 @@ static void test_sync__read_failure_still_delivers(void)
 static void test_sync__backoff_delivers_then_recovers(void)
 {
 	fixture fx;
-	char *seed = realm_seed();
-	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
-	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
-	json_t *ids = open_sessions(&fx, 1);
-	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	char *seed;
+	json_t *ids = fx_start_synced(&fx, &seed, 1);
 	const char *sid = json_string_value(json_array_get(ids, 0));
 	CU_ASSERT_FATAL(admin_fault(&fx, "error:code=400,method=GET,"
 					 "path=/v1/applications") == 0);
@@ -2411,11 +2414,8 @@ static void test_sync__backoff_delivers_then_recovers(void)
 static void test_sync__relogin_after_refresh(void)
 {
 	fixture fx;
-	char *seed = realm_seed();
-	CU_ASSERT_FATAL(fx_start(&fx, seed, NULL) == 0);
-	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
-	json_t *ids = open_sessions(&fx, 1);
-	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	char *seed;
+	json_t *ids = fx_start_synced(&fx, &seed, 1);
 	const char *s1 = json_string_value(json_array_get(ids, 0));
 	char spec[256];
 	/* Two 401s: the first is answered by a refresh, the second (right
@@ -2694,11 +2694,8 @@ static int file_has(const char *path, const char *text)
 static void test_sync__cli_stale(void)
 {
 	fixture fx;
-	char *seed = realm_seed();
-	CU_ASSERT_EQUAL_FATAL(fx_start(&fx, seed, NULL), 0);
-	CU_ASSERT_FATAL(fx_sync_once(&fx) == 0);
-	json_t *ids = open_sessions(&fx, 1);
-	CU_ASSERT_FATAL(json_array_size(ids) == 1);
+	char *seed;
+	json_t *ids = fx_start_synced(&fx, &seed, 1);
 	const char *s1 = json_string_value(json_array_get(ids, 0));
 	char *cli = sky_test_build_path("tools/skysync");
 	const char *dir = sky_test_tmpdir();
