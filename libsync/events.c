@@ -26,6 +26,7 @@
 
 #include "doc.h"
 #include "error.h"
+#include "event_scan.h"
 #include "events.h"
 #include "json.h"
 #include "protocol.h"
@@ -58,7 +59,8 @@ const char *sky_mirror_outcome_name(sky_mirror_outcome outcome)
 
 void sky__event_clear(sky_parsed_event *pe)
 {
-	json_decref(pe->event);
+	json_decref(pe->event ? pe->event : pe->payload);
+	free(pe->owned);
 	memset(pe, 0, sizeof(*pe));
 }
 
@@ -99,6 +101,16 @@ static int check_envelope(const json_t *ev)
 
 int sky__event_parse(sky_cache *c, const char *text, size_t len,
 		     sky_parsed_event *out)
+{
+	const sky_protocol *proto =
+	    c->proto ? c->proto : sky__protocol_builtin();
+	if (sky__event_scan(&c->event_limits, proto, text, len, out))
+		return 0;
+	return sky__event_parse_tree(c, text, len, out);
+}
+
+int sky__event_parse_tree(sky_cache *c, const char *text, size_t len,
+			  sky_parsed_event *out)
 {
 	json_t *ev = NULL;
 	int rc = sky__json_parse(text, len, &c->event_limits, "event", &ev);
@@ -644,7 +656,7 @@ static int batch_write(MDB_txn *txn, void *arg)
 	int64_t newest = INT64_MIN;
 	for (size_t i = 0; i < b->count; i++) {
 		sky_parsed_event *pe = &b->events[i];
-		if (!pe->event)
+		if (!pe->payload)
 			continue; /* rejected while parsing */
 		/* A rerun after map growth starts from the parse result. */
 		b->outcomes[i] = SKY_MIRROR_REJECTED;

@@ -12,20 +12,35 @@
 #include "cache_types.h"
 #include "protocol_types.h"
 
-/* A validated event; strings point into `event`. */
+/*
+ * A validated event. Parsed in full, `event` holds the whole tree and the
+ * strings and `payload` point into it; scanned (event_scan.h, the data
+ * events' fast path), `event` is NULL, `payload` is owned and the ids are
+ * in `owned`. Either way `payload` is non-NULL exactly when the event
+ * parsed.
+ */
 typedef struct {
-	json_t *event;	  /* the whole event (owned) */
+	json_t *event;	  /* the whole event (owned), or NULL when scanned */
 	const char *text; /* the original text (borrowed) */
 	size_t len;
 	const char *app, *sid, *eid;
 	sky_event_type type;
 	int64_t created_us;
-	json_t *payload; /* `session` or `data` (borrowed from event) */
+	json_t *payload; /* `session` or `data` (borrowed from event, or
+			    owned when event is NULL) */
+	char *owned;	 /* the ids when scanned */
 } sky_parsed_event;
 
-/* Parse and validate; 0, SKY_EINVAL or SKY_ELIMIT (field named). */
+/*
+ * Parse and validate; 0, SKY_EINVAL or SKY_ELIMIT (field named). Data
+ * events in their plain form take the scan (sky__event_scan), the rest
+ * sky__event_parse_tree; both give the same result.
+ */
 int sky__event_parse(sky_cache *c, const char *text, size_t len,
 		     sky_parsed_event *out);
+/* The full parse, through a jansson tree of the whole event. */
+int sky__event_parse_tree(sky_cache *c, const char *text, size_t len,
+			  sky_parsed_event *out);
 void sky__event_clear(sky_parsed_event *pe);
 
 /*
