@@ -128,12 +128,21 @@ static int skip_string(text_span *t)
 	return MALFORMED;
 }
 
+/* The bytes that matter while skipping a value; all others are skipped
+ * in a tight loop (most of a document's bytes). */
+static const unsigned char skip_stop[256] = {
+    ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1, [','] = 1,
+};
+
 /* Skip one value: a string, a scalar, or a bracketed value whole. */
 static int skip_value(text_span *t)
 {
 	const char *p = t->p, *end = t->end, *start = t->p;
 	size_t depth = 0;
 	while (p < end) {
+		while (!skip_stop[(unsigned char)*p])
+			if (++p == end)
+				goto out;
 		char c = *p;
 		if (c == '"') {
 			t->p = p;
@@ -153,11 +162,12 @@ static int skip_value(text_span *t)
 				p++;
 				break;
 			}
-		} else if (c == ',' && depth == 0) {
+		} else if (depth == 0) { /* ',' */
 			break;
 		}
 		p++;
 	}
+out:
 	t->p = p;
 	return depth || p == start ? MALFORMED : 0;
 }
@@ -232,6 +242,24 @@ static int add_member(sky_buf *out, const named *m, int *first)
 }
 
 /*
+ * Untouched members are copied in runs: consecutive ones are contiguous in
+ * the stored text, one ',' apart, so a run goes out in one append. Flush
+ * the pending run [*run, run_end) before anything else is written.
+ */
+static int flush_run(sky_buf *out, const char **run, const char *run_end,
+		     int *first)
+{
+	if (!*run)
+		return 0;
+	if ((!*first && sky__buf_putc(out, ',') < 0) ||
+	    sky__buf_append(out, *run, (size_t)(run_end - *run)) < 0)
+		return -1;
+	*first = 0;
+	*run = NULL;
+	return 0;
+}
+
+/*
  * Append MergePatch(object at t->p, patch) to `out` and move t->p past the
  * object. Returns 0, -1 or MALFORMED.
  */
@@ -239,7 +267,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 {
 	named local[16], *m = local;
 	size_t n = json_object_size(patch), j = 0;
-	const char *key;
+	const char *key, *run = NULL, *run_end = NULL;
 	size_t key_len;
 	json_t *value;
 	int first = 1, rc = -1;
@@ -271,7 +299,8 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 		       (c = cmp_stored_name(name + 1, name_end - 1, m[j].name,
 					    m[j].len, &bad)) > 0 &&
 		       !bad) {
-			if (add_member(out, &m[j++], &first) < 0)
+			if (flush_run(out, &run, run_end, &first) < 0 ||
+			    add_member(out, &m[j++], &first) < 0)
 				goto fail;
 		}
 		if (bad)
@@ -284,6 +313,8 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 			goto malformed;
 		if (j < n && c == 0) {
 			json_t *v = m[j++].value;
+			if (flush_run(out, &run, run_end, &first) < 0)
+				goto fail;
 			if (json_is_null(v))
 				goto next; /* deleted */
 			if ((!first && sky__buf_putc(out, ',') < 0) ||
@@ -304,11 +335,9 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 				goto fail;
 			}
 		} else {
-			if ((!first && sky__buf_putc(out, ',') < 0) ||
-			    sky__buf_append(out, name, (size_t)(t->p - name)) <
-				0)
-				goto fail;
-			first = 0;
+			if (!run)
+				run = name;
+			run_end = t->p;
 		}
 	next:
 		if (t->p < t->end && *t->p == ',')
@@ -319,6 +348,8 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 	if (t->p >= t->end)
 		goto malformed;
 	t->p++;
+	if (flush_run(out, &run, run_end, &first) < 0)
+		goto fail;
 	for (; j < n; j++)
 		if (add_member(out, &m[j], &first) < 0)
 			goto fail;

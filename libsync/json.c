@@ -556,6 +556,29 @@ static int dump_string(sky_buf *b, const char *s, size_t n)
 	return sky__buf_putc(b, '"');
 }
 
+/*
+ * The decimal text of an integer into buf (at least 21 bytes), as printf's
+ * "%lld" would write it; a call of printf costs more than the rest of a
+ * small value's dump.
+ */
+static size_t integer_text(json_int_t i, char *buf)
+{
+	char rev[24];
+	size_t n = 0, len = 0;
+	/* Negated as unsigned: -INT64_MIN does not fit the signed type. */
+	unsigned long long u =
+	    i < 0 ? 0ull - (unsigned long long)i : (unsigned long long)i;
+	do {
+		rev[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (i < 0)
+		buf[len++] = '-';
+	while (n)
+		buf[len++] = rev[--n];
+	return len;
+}
+
 int sky__json_dump_buf(sky_buf *b, const json_t *v)
 {
 	char num[40];
@@ -566,8 +589,8 @@ int sky__json_dump_buf(sky_buf *b, const json_t *v)
 	case JSON_TRUE: return sky__buf_puts(b, "true");
 	case JSON_FALSE: return sky__buf_puts(b, "false");
 	case JSON_INTEGER:
-		return sky__buf_printf(b, "%" JSON_INTEGER_FORMAT,
-				       json_integer_value(v));
+		n = integer_text(json_integer_value(v), num);
+		return sky__buf_append(b, num, n);
 	case JSON_REAL:
 		n = sky__json_real_text(json_real_value(v), num, sizeof(num));
 		return sky__buf_append(b, num, n);

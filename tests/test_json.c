@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -289,6 +290,31 @@ static void test_json__same_as_jansson(void)
 {
 	uint64_t s = seed_from_env(7);
 	int count = sky_test_workload(5000, 500);
+	/* Integers at the edges of their digits and of 64 bits. */
+	static const json_int_t edges[] = {0,
+					   -1,
+					   1,
+					   9,
+					   10,
+					   -9,
+					   -10,
+					   99,
+					   100,
+					   -99999,
+					   1000000,
+					   INT64_MAX,
+					   INT64_MIN,
+					   INT64_MAX - 1,
+					   INT64_MIN + 1};
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		json_t *v = json_integer(edges[i]);
+		char *ours = sky__json_dumps(v, NULL);
+		char want[32];
+		snprintf(want, sizeof(want), "%" JSON_INTEGER_FORMAT, edges[i]);
+		CU_ASSERT(ours && !strcmp(ours, want));
+		free(ours);
+		json_decref(v);
+	}
 	for (int i = 0; i < count; i++) {
 		json_t *v = random_value(&s, 0);
 		CU_ASSERT_FATAL(v != NULL);
