@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <locale.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,7 +443,73 @@ json_t *sky__json_loads(const char *text, size_t flags, json_error_t *err)
 
 /* ---- dumping ---- */
 
+/*
+ * The text of a real that is a short decimal, as people write them (1.5,
+ * 0.25, 31.125, 2.0): at most six places, magnitude in [1e-4, 1e14). The
+ * search below would settle on the same text, at four to six printf and
+ * strtod calls. Why they agree: with m = d * 10^k rounded, for the least
+ * k such that m / 10^k reads back as d, the decimal D = m / 10^k has the
+ * fewest digits of any decimal that reads back as d (one with fewer would
+ * be a multiple of 10^-(k-1), and k-1 would have been found: m below 2^50
+ * keeps d * 10^(k-1) within 1/4 of it), %.Pg of d prints D for every P
+ * from D's digit count to 15, and no P below it reads back; so the search
+ * (which never probes beyond 15 digits when D has at most 14) ends on D,
+ * which %g writes in fixed notation here. Returns its length, or 0 when d
+ * is not such a number.
+ */
+static size_t short_decimal_text(double d, char *buf)
+{
+	static const double scale[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+	static const uint64_t iscale[] = {1,	 10,	 100,	 1000,
+					  10000, 100000, 1000000};
+	double a = fabs(d);
+	if (!(a >= 1e-4 && a < 1e14)) /* NaN fails too */
+		return 0;
+	for (size_t k = 0; k < sizeof(scale) / sizeof(scale[0]); k++) {
+		double scaled = a * scale[k];
+		if (scaled >= 1e14)
+			return 0;
+		uint64_t m = (uint64_t)(scaled + 0.5);
+		if ((double)m / scale[k] != a)
+			continue;
+		char digits[24];
+		size_t n = 0, len = 0;
+		uint64_t ip = m / iscale[k], frac = m % iscale[k];
+		do {
+			digits[n++] = (char)('0' + ip % 10);
+			ip /= 10;
+		} while (ip);
+		if (d < 0)
+			buf[len++] = '-';
+		while (n)
+			buf[len++] = digits[--n];
+		buf[len++] = '.';
+		if (k == 0) {
+			buf[len++] = '0';
+			buf[len] = '\0';
+			return len;
+		}
+		for (size_t i = k; i > 0; i--) {
+			buf[len + i - 1] = (char)('0' + frac % 10);
+			frac /= 10;
+		}
+		len += k;
+		buf[len] = '\0';
+		return len;
+	}
+	return 0;
+}
+
 size_t sky__json_real_text(double d, char *buf, size_t size)
+{
+	assert(size >= 32);
+	size_t n = short_decimal_text(d, buf);
+	if (n)
+		return n;
+	return sky__json_real_text_searched(d, buf, size);
+}
+
+size_t sky__json_real_text_searched(double d, char *buf, size_t size)
 {
 	assert(size >= 32);
 	int n = 0;

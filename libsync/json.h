@@ -64,6 +64,9 @@ char *sky__json_dumps(const json_t *value, size_t *len);
  * or leading zeros. Returns its length; `buf` holds at least 32 bytes.
  */
 size_t sky__json_real_text(double d, char *buf, size_t size);
+/* The same by the general search alone (printf and strtod), which
+ * sky__json_real_text() skips for short decimals; for tests. */
+size_t sky__json_real_text_searched(double d, char *buf, size_t size);
 
 /*
  * If `v` is a big number, its text (not NUL-terminated) and length;

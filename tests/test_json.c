@@ -203,6 +203,39 @@ static void test_json__shortest_reals(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		CU_ASSERT(roundtrip(cases[i].in, cases[i].out));
 
+	/* Short decimals take a way of their own: it must give exactly
+	 * what the general search gives, at the edges of its range too. */
+	static const double edges[] = {
+	    1e-4,	   -1e-4,      0.00011,
+	    1e14 - 1,	   1e14 - 0.5, 99999999999999.0,
+	    1e13 + 0.5,	   0.1,	       0.2,
+	    0.3,	   1.5,	       -2.25,
+	    100.0,	   1e6,	       0.000123,
+	    123456.654321, 0.999999,   9.999999,
+	    0.00005,	   0.000012,   1e14,
+	    -0.0,	   0.0};
+	uint64_t r = seed_from_env(4);
+	int shorts = sky_test_workload(100000, 10000);
+	for (int i = 0; i < shorts + (int)(sizeof(edges) / sizeof(edges[0]));
+	     i++) {
+		double d;
+		if (i < (int)(sizeof(edges) / sizeof(edges[0])))
+			d = edges[i];
+		else
+			d = (double)(int64_t)(next_rand(&r) %
+						  200000000000001ULL -
+					      100000000000000LL) /
+			    pow(10, (double)(next_rand(&r) % 9));
+		char fast[40], slow[40];
+		size_t nf = sky__json_real_text(d, fast, sizeof(fast));
+		size_t ns = sky__json_real_text_searched(d, slow, sizeof(slow));
+		if (nf != ns || strcmp(fast, slow) != 0) {
+			CU_FAIL("short decimal text differs from the search");
+			fprintf(stderr, "\n%.17g: %s vs %s\n", d, fast, slow);
+			break;
+		}
+	}
+
 	/* Random doubles: the text reads back to the same bits, is never
 	 * longer than jansson's 17 digits (plus its ".0"), has a '.' or an
 	 * exponent, and uses an exponent exactly when jansson's would. */
