@@ -425,8 +425,19 @@ json_t *sky__json_loadb(const char *text, size_t len, size_t flags,
 	/* jansson leaves `err` untouched when its first allocation fails. */
 	err->text[0] = '\0';
 	err->text[sizeof(err->text) - 1] = (char)json_error_unknown;
+	/* The common case in one pass (json_load.c); jansson for the rest,
+	 * errors included. */
+	int oom;
+	json_t *v = sky__json_fast_load(text, len, flags, &oom);
+	if (v)
+		return v;
+	if (oom) {
+		set_error(err, "", 0, json_error_out_of_memory,
+			  "out of memory while parsing");
+		return NULL;
+	}
 	unsigned long failures = alloc_failures;
-	json_t *v = loadb(text, len, flags, err);
+	v = loadb(text, len, flags, err);
 	if (alloc_failures == failures)
 		return v;
 	/* Whatever jansson made of it, the tree may not be the text. */

@@ -63,6 +63,16 @@ char *sky__json_dumps(const json_t *value, size_t *len);
  * jansson's form: always with a '.' or an exponent, exponent without '+'
  * or leading zeros. Returns its length; `buf` holds at least 32 bytes.
  */
+/*
+ * The tree json_loadb(text, len, flags) would give, built in one pass over
+ * the text, for the common case (json_load.c); NULL, with nothing recorded,
+ * when the text is anything else (errors included), for the caller to give
+ * to jansson, or NULL with *out_of_memory set when an allocation failed.
+ * sky__json_loadb() tries it first.
+ */
+json_t *sky__json_fast_load(const char *text, size_t len, size_t flags,
+			    int *out_of_memory);
+
 size_t sky__json_real_text(double d, char *buf, size_t size);
 /* The same by the general search alone (printf and strtod), which
  * sky__json_real_text() skips for short decimals; for tests. */

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -506,6 +507,179 @@ static void test_json__allocation_failures(void)
 	CU_ASSERT(m == old_malloc && f == old_free);
 }
 
+/*
+ * The one-pass loader (json_load.c) against jansson: whenever it builds a
+ * tree, jansson builds an equal one with the same member order and the
+ * same types, on random values, random edits of their text, tricky
+ * numbers and escapes, and the corpus of tests/data/json. Some of each
+ * must be taken, or the comparison proves nothing.
+ */
+static int fast_agrees(const char *text, size_t len, size_t flags)
+{
+	int oom;
+	json_t *fast = sky__json_fast_load(text, len, flags, &oom);
+	CU_ASSERT(!oom);
+	if (!fast)
+		return 0;
+	json_error_t err;
+	json_t *ref = json_loadb(text, len, flags | JSON_ALLOW_NUL, &err);
+	char *a = json_dumps(fast, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *b = ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	if (!ref || !json_equal(fast, ref) || !a || !b || strcmp(a, b) != 0) {
+		CU_FAIL("the one-pass loader differs from jansson");
+		fprintf(stderr, "\ntext: %.*s\nfast: %s\njansson: %s\n",
+			(int)len, text, a ? a : "?",
+			ref ? (b ? b : "?") : err.text);
+	}
+	free(a);
+	free(b);
+	json_decref(fast);
+	json_decref(ref);
+	return 1;
+}
+
+static void test_json__fast_load_same_as_jansson(void)
+{
+	static const size_t flag_sets[] = {
+	    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, JSON_DECODE_ANY, 0};
+	static const char *const tricky[] = {
+	    "1.5",
+	    "-0.0",
+	    "-0",
+	    "0",
+	    "1e400",
+	    "-1e400",
+	    "1e-400",
+	    "4.9e-324",
+	    "2.2250738585072014e-308",
+	    "123456789012345678",
+	    "1234567890123456789",
+	    "-123456789012345678",
+	    "0.1e1",
+	    "1E+2",
+	    "1e-2",
+	    "-",
+	    "01",
+	    "1.",
+	    ".5",
+	    "1e",
+	    "1e+",
+	    "--1",
+	    "[1,]",
+	    "[,1]",
+	    "{\"a\":1,}",
+	    "{\"a\" : [ 1 , 2 ] }",
+	    "{\"a\":1,\"a\":2}",
+	    "\"\\u00e9\\u20ac\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
+	    "\"\\u0000\"",
+	    "\"\\ud83d\\ude00\"",
+	    "\"\\ud83d\"",
+	    "\"\\u12\"",
+	    "\"\\x\"",
+	    "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+	    "\"\xc0\xaf\"",
+	    "\"\xed\xa0\x80\"",
+	    "\"\xf4\x90\x80\x80\"",
+	    "\"\xe0\x9f\xbf\"",
+	    "\"a\tb\"",
+	    " \t\r\n[true,false,null] \n",
+	    "tru",
+	    "nul",
+	    "[]",
+	    "{}",
+	    "[[]]",
+	    "{\"\":{\"\":[]}}",
+	    "\xef\xbb\xbf{}",
+	    "{} x",
+	    "",
+	    "   "};
+	uint64_t s = seed_from_env(11);
+	unsigned taken = 0, tries = 0, taken_edits = 0;
+
+	for (size_t i = 0; i < sizeof(tricky) / sizeof(tricky[0]); i++)
+		for (size_t f = 0; f < 3; f++)
+			taken += (unsigned)fast_agrees(
+			    tricky[i], strlen(tricky[i]), flag_sets[f]);
+	CU_ASSERT(taken > 20);
+
+	int count = sky_test_workload(4000, 400);
+	for (int i = 0; i < count; i++) {
+		json_t *v = random_value(&s, 0);
+		char *text =
+		    json_dumps(v, JSON_ENCODE_ANY |
+				      (i & 1 ? JSON_INDENT(1) : JSON_COMPACT));
+		json_decref(v);
+		CU_ASSERT_FATAL(text != NULL);
+		size_t len = strlen(text);
+		tries++;
+		if (fast_agrees(text, len, flag_sets[i % 3]))
+			taken++;
+		/* A few random edits of the same text. */
+		char buf[4096];
+		if (len + 8 < sizeof(buf)) {
+			static const char edits[] =
+			    "{}[]\",:\\u0123456789.eE-+ "
+			    "tnf\x01\x7f\xc3\xa9\xff";
+			memcpy(buf, text, len);
+			size_t n = len;
+			for (int k = 0; k < 3; k++) {
+				size_t at = n ? next_rand(&s) % n : 0;
+				char ch =
+				    edits[next_rand(&s) % (sizeof(edits) - 1)];
+				switch (next_rand(&s) % 3) {
+				case 0:
+					if (n) {
+						memmove(buf + at, buf + at + 1,
+							n - at - 1);
+						n--;
+					}
+					break;
+				case 1:
+					memmove(buf + at + 1, buf + at, n - at);
+					buf[at] = ch;
+					n++;
+					break;
+				default:
+					if (n)
+						buf[at] = ch;
+				}
+				if (fast_agrees(buf, n, flag_sets[k]))
+					taken_edits++;
+			}
+		}
+		free(text);
+	}
+	CU_ASSERT(taken > tries / 2);
+	CU_ASSERT(taken_edits > 0);
+
+	/* The corpus: every valid input it takes agrees; it takes some. */
+	static const char *const dirs[] = {"json/valid", "json/invalid"};
+	unsigned corpus_taken = 0;
+	for (size_t d = 0; d < 2; d++) {
+		char *dir = sky_test_data(dirs[d]);
+		DIR *dh = opendir(dir);
+		CU_ASSERT_FATAL(dh != NULL);
+		struct dirent *de;
+		while ((de = readdir(dh))) {
+			if (de->d_name[0] == '.')
+				continue;
+			char path[4096];
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			FILE *fp = fopen(path, "rb");
+			if (!fp)
+				continue;
+			static char data[1 << 16];
+			size_t n = fread(data, 1, sizeof(data), fp);
+			fclose(fp);
+			corpus_taken +=
+			    (unsigned)fast_agrees(data, n, JSON_DECODE_ANY);
+		}
+		closedir(dh);
+		free(dir);
+	}
+	CU_ASSERT(corpus_taken > 10);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -516,6 +690,8 @@ int main(void)
 	    {"test_json__big_numbers", test_json__big_numbers},
 	    {"test_json__shortest_reals", test_json__shortest_reals},
 	    {"test_json__same_as_jansson", test_json__same_as_jansson},
+	    {"test_json__fast_load_same_as_jansson",
+	     test_json__fast_load_same_as_jansson},
 	    {"test_json__base64url", test_json__base64url},
 	    {"test_json__allocation_failures", test_json__allocation_failures},
 	    {NULL, NULL},

@@ -1,0 +1,480 @@
+/*
+ * json_load.c - the fast way into a jansson tree for the JSON a cache
+ * meets every day: sessions, documents, patches and events, parsed in one
+ * pass over the text that builds the tree directly.
+ *
+ * jansson's own loader reads its input a character at a time through a
+ * callback and copies every token into a buffer before it builds the
+ * value: most of the cost of taking a snapshot's sessions (~250
+ * instructions a byte), and half of applying a small event. This parser
+ * walks the bytes in place and calls jansson's constructors with what it
+ * found, so the tree is the one json_loadb() builds: the same values,
+ * types and member order.
+ *
+ * What it keeps true: sky__json_fast_load() returns a tree only when
+ * json_loadb() with the same flags would return an equal one (same
+ * types, same member order). It takes the common case and gives up,
+ * returning NULL with nothing allocated, on anything else: text that is
+ * not valid JSON, a duplicate member, \u0000 or a surrogate escape, an
+ * integer of more than 18 digits, a real strtod() does not read exactly
+ * into a finite double (or a locale whose decimal point is not '.'),
+ * nesting deeper than FAST_MAX_DEPTH, flags other than JSON_DECODE_ANY,
+ * JSON_REJECT_DUPLICATES and JSON_ALLOW_NUL. The caller (sky__json_loadb)
+ * then runs jansson, which gives every error and every rare form its own
+ * answer; nothing is ever refused here for what the text says. A failed
+ * allocation is the one thing it reports itself (as jansson would: the
+ * parse fails, out of memory), rather than retry with less to spare.
+ * tests/test_json.c holds the two against each other on random values,
+ * random edits of them and the JSON corpus of tests/data/json.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+/* Deeper than this goes to jansson (whose limit is 2048), so that the
+ * recursion here stays a few tens of kilobytes of stack. */
+#define FAST_MAX_DEPTH 256
+
+typedef struct {
+	const unsigned char *p, *end;
+	int oom;   /* an allocation failed: say so, do not hand on */
+	char *buf; /* decoded strings with escapes */
+	size_t cap;
+	char inline_buf[256];
+} parser;
+
+static json_t *parse_value(parser *ps, unsigned depth);
+
+static void skip_ws(parser *ps)
+{
+	while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' ||
+				   *ps->p == '\r' || *ps->p == '\t'))
+		ps->p++;
+}
+
+/*
+ * The length of the UTF-8 sequence at p (its first byte >= 0x80), or 0
+ * when it is not a valid one: no overlong forms, no surrogates, nothing
+ * above U+10FFFF (RFC 3629, as jansson checks).
+ */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+	unsigned c = p[0];
+	size_t n;
+	unsigned lo = 0x80, hi = 0xbf;
+	if (c < 0xc2 || c > 0xf4)
+		return 0;
+	if (c < 0xe0) {
+		n = 2;
+	} else if (c < 0xf0) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	}
+	if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+static int buf_room(parser *ps, size_t need)
+{
+	if (need <= ps->cap)
+		return 0;
+	size_t cap = ps->cap * 2 > need ? ps->cap * 2 : need;
+	char *b =
+	    ps->buf == ps->inline_buf ? malloc(cap) : realloc(ps->buf, cap);
+	if (!b) {
+		ps->oom = 1;
+		return -1;
+	}
+	if (ps->buf == ps->inline_buf)
+		memcpy(b, ps->inline_buf, sizeof(ps->inline_buf));
+	ps->buf = b;
+	ps->cap = cap;
+	return 0;
+}
+
+static int hex4(const unsigned char *p, unsigned *out)
+{
+	unsigned v = 0;
+	for (int i = 0; i < 4; i++) {
+		unsigned c = p[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return -1;
+		v = v * 16 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * The string at ps->p (its opening quote): *s and *n give its bytes,
+ * pointing into the text when it has no escapes, else into ps->buf.
+ * Returns 0, or -1 to give up.
+ */
+static int parse_string(parser *ps, const char **s, size_t *n)
+{
+	const unsigned char *p = ps->p + 1, *end = ps->end, *start = p;
+	/* The plain run: most strings are nothing else. */
+	while (p < end) {
+		unsigned c = *p;
+		if (c == '"') {
+			*s = (const char *)start;
+			*n = (size_t)(p - start);
+			ps->p = p + 1;
+			return 0;
+		}
+		if (c == '\\' || c < 0x20)
+			break;
+		if (c < 0x80) {
+			p++;
+		} else {
+			size_t k = utf8_seq(p, end);
+			if (!k)
+				return -1;
+			p += k;
+		}
+	}
+	if (p >= end || *p < 0x20)
+		return -1;
+	/* Escapes: decode into the buffer, the plain run first. */
+	size_t len = (size_t)(p - start);
+	if (buf_room(ps, len + 64) < 0)
+		return -1;
+	memcpy(ps->buf, start, len);
+	while (p < end) {
+		unsigned c = *p;
+		if (buf_room(ps, len + 4) < 0)
+			return -1;
+		if (c == '"') {
+			*s = ps->buf;
+			*n = len;
+			ps->p = p + 1;
+			return 0;
+		}
+		if (c < 0x20)
+			return -1;
+		if (c >= 0x80) {
+			size_t k = utf8_seq(p, end);
+			if (!k)
+				return -1;
+			memcpy(ps->buf + len, p, k);
+			len += k;
+			p += k;
+			continue;
+		}
+		if (c != '\\') {
+			ps->buf[len++] = (char)c;
+			p++;
+			continue;
+		}
+		if (end - p < 2)
+			return -1;
+		switch (p[1]) {
+		case '"': ps->buf[len++] = '"'; break;
+		case '\\': ps->buf[len++] = '\\'; break;
+		case '/': ps->buf[len++] = '/'; break;
+		case 'b': ps->buf[len++] = '\b'; break;
+		case 'f': ps->buf[len++] = '\f'; break;
+		case 'n': ps->buf[len++] = '\n'; break;
+		case 'r': ps->buf[len++] = '\r'; break;
+		case 't': ps->buf[len++] = '\t'; break;
+		case 'u': {
+			unsigned u;
+			/* U+0000 and surrogates (pairs or lone): jansson's. */
+			if (end - p < 6 || hex4(p + 2, &u) < 0 || u == 0 ||
+			    (u >= 0xd800 && u <= 0xdfff))
+				return -1;
+			if (u < 0x80) {
+				ps->buf[len++] = (char)u;
+			} else if (u < 0x800) {
+				ps->buf[len++] = (char)(0xc0 | (u >> 6));
+				ps->buf[len++] = (char)(0x80 | (u & 0x3f));
+			} else {
+				ps->buf[len++] = (char)(0xe0 | (u >> 12));
+				ps->buf[len++] =
+				    (char)(0x80 | ((u >> 6) & 0x3f));
+				ps->buf[len++] = (char)(0x80 | (u & 0x3f));
+			}
+			p += 6;
+			continue;
+		}
+		default: return -1;
+		}
+		p += 2;
+	}
+	return -1;
+}
+
+static int is_digit(unsigned c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* A number token, RFC 8259's grammar; integers of up to 18 digits and
+ * reals that strtod() reads exactly into a finite double. */
+static json_t *parse_number(parser *ps)
+{
+	const unsigned char *p = ps->p, *end = ps->end, *start = p;
+	int negative = 0, real = 0;
+	if (*p == '-') {
+		negative = 1;
+		p++;
+	}
+	const unsigned char *digits = p;
+	if (p < end && *p == '0')
+		p++;
+	else
+		while (p < end && is_digit(*p))
+			p++;
+	if (p == digits)
+		return NULL;
+	size_t ndigits = (size_t)(p - digits);
+	if (p < end && *p == '.') {
+		real = 1;
+		const unsigned char *f = ++p;
+		while (p < end && is_digit(*p))
+			p++;
+		if (p == f)
+			return NULL;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		real = 1;
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		const unsigned char *x = p;
+		while (p < end && is_digit(*p))
+			p++;
+		if (p == x)
+			return NULL;
+	}
+	if (p < end && is_digit(*p))
+		return NULL; /* "01": a leading zero */
+	if (!real) {
+		if (ndigits > 18)
+			return NULL;
+		long long v = 0;
+		for (const unsigned char *q = digits; q < p; q++)
+			v = v * 10 + (*q - '0');
+		ps->p = p;
+		json_t *i = json_integer(negative ? -v : v);
+		ps->oom |= !i;
+		return i;
+	}
+	/* strtod needs a terminated token in the C notation. */
+	char tok[64];
+	size_t n = (size_t)(p - start);
+	const char *point = localeconv()->decimal_point;
+	if (n >= sizeof(tok) || !point || strcmp(point, ".") != 0)
+		return NULL;
+	memcpy(tok, start, n);
+	tok[n] = '\0';
+	char *stop;
+	errno = 0;
+	double d = strtod(tok, &stop);
+	if (stop != tok + n || errno == ERANGE || !isfinite(d))
+		return NULL;
+	ps->p = p;
+	json_t *r = json_real(d);
+	ps->oom |= !r;
+	return r;
+}
+
+static json_t *parse_object(parser *ps, unsigned depth)
+{
+	json_t *obj = json_object();
+	if (!obj) {
+		ps->oom = 1;
+		return NULL;
+	}
+	ps->p++;
+	skip_ws(ps);
+	if (ps->p < ps->end && *ps->p == '}') {
+		ps->p++;
+		return obj;
+	}
+	while (ps->p < ps->end && *ps->p == '"') {
+		const char *key;
+		size_t klen;
+		if (parse_string(ps, &key, &klen) < 0)
+			break;
+		/* A key with escapes lives in ps->buf, which the value may
+		 * reuse: jansson copies it, but only when it is set. */
+		char kcopy[128], *kheap = NULL;
+		if (key == ps->buf) {
+			if (klen <= sizeof(kcopy)) {
+				memcpy(kcopy, key, klen);
+				key = kcopy;
+			} else if ((kheap = malloc(klen))) {
+				memcpy(kheap, key, klen);
+				key = kheap;
+			} else {
+				ps->oom = 1;
+				break;
+			}
+		}
+		/* A repeated name is jansson's to refuse or to keep. */
+		if (json_object_getn(obj, key, klen)) {
+			free(kheap);
+			break;
+		}
+		skip_ws(ps);
+		if (ps->p >= ps->end || *ps->p++ != ':') {
+			free(kheap);
+			break;
+		}
+		skip_ws(ps);
+		json_t *v = parse_value(ps, depth + 1);
+		if (!v) {
+			free(kheap);
+			break;
+		}
+		/* Fails only for want of memory (the value is consumed). */
+		int rc = json_object_setn_new_nocheck(obj, key, klen, v);
+		free(kheap);
+		if (rc < 0) {
+			ps->oom = 1;
+			break;
+		}
+		skip_ws(ps);
+		if (ps->p >= ps->end)
+			break;
+		if (*ps->p == '}') {
+			ps->p++;
+			return obj;
+		}
+		if (*ps->p++ != ',')
+			break;
+		skip_ws(ps);
+	}
+	json_decref(obj);
+	return NULL;
+}
+
+static json_t *parse_array(parser *ps, unsigned depth)
+{
+	json_t *arr = json_array();
+	if (!arr) {
+		ps->oom = 1;
+		return NULL;
+	}
+	ps->p++;
+	skip_ws(ps);
+	if (ps->p < ps->end && *ps->p == ']') {
+		ps->p++;
+		return arr;
+	}
+	for (;;) {
+		json_t *v = parse_value(ps, depth + 1);
+		if (!v)
+			break;
+		if (json_array_append_new(arr, v) < 0) {
+			ps->oom = 1;
+			break;
+		}
+		skip_ws(ps);
+		if (ps->p >= ps->end)
+			break;
+		if (*ps->p == ']') {
+			ps->p++;
+			return arr;
+		}
+		if (*ps->p++ != ',')
+			break;
+		skip_ws(ps);
+	}
+	json_decref(arr);
+	return NULL;
+}
+
+static json_t *literal(parser *ps, const char *word, size_t n, json_t *v)
+{
+	if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
+		return NULL;
+	ps->p += n;
+	return v;
+}
+
+/* One value at ps->p (whitespace before it skipped), or NULL. */
+static json_t *parse_value(parser *ps, unsigned depth)
+{
+	if (ps->p >= ps->end || depth > FAST_MAX_DEPTH)
+		return NULL;
+	switch (*ps->p) {
+	case '{': return parse_object(ps, depth);
+	case '[': return parse_array(ps, depth);
+	case '"': {
+		const char *s;
+		size_t n;
+		if (parse_string(ps, &s, &n) < 0)
+			return NULL;
+		json_t *str = json_stringn_nocheck(s, n);
+		ps->oom |= !str;
+		return str;
+	}
+	case 't': return literal(ps, "true", 4, json_true());
+	case 'f': return literal(ps, "false", 5, json_false());
+	case 'n': return literal(ps, "null", 4, json_null());
+	default:
+		if (*ps->p == '-' || is_digit(*ps->p))
+			return parse_number(ps);
+		return NULL;
+	}
+}
+
+json_t *sky__json_fast_load(const char *text, size_t len, size_t flags,
+			    int *out_of_memory)
+{
+	*out_of_memory = 0;
+	if (!text ||
+	    (flags & ~(size_t)(JSON_DECODE_ANY | JSON_REJECT_DUPLICATES |
+			       JSON_ALLOW_NUL)))
+		return NULL;
+	parser ps;
+	ps.p = (const unsigned char *)text;
+	ps.end = ps.p + len;
+	ps.oom = 0;
+	ps.buf = ps.inline_buf;
+	ps.cap = sizeof(ps.inline_buf);
+	skip_ws(&ps);
+	json_t *v = NULL;
+	if (ps.p < ps.end &&
+	    ((flags & JSON_DECODE_ANY) || *ps.p == '{' || *ps.p == '['))
+		v = parse_value(&ps, 1);
+	if (v) {
+		skip_ws(&ps);
+		if (ps.p != ps.end) {
+			json_decref(v);
+			v = NULL;
+		}
+	}
+	if (ps.buf != ps.inline_buf)
+		free(ps.buf);
+	*out_of_memory = ps.oom;
+	return v;
+}
