@@ -369,11 +369,12 @@ int sky__check_id(const char *id, const char *field)
  * whole input uses a third of it. Long inputs therefore go as blocks of
  * three equal lanes of 1..CRC_LANE_MAX 8-byte words, three chains run side
  * by side and the three CRCs combined at the end of the block. Each lane
- * has CRC_LANE_MIN words at least, so that the combining (about 15
- * cycles) costs less than it saves.
+ * has CRC_LANE_MIN words at least (inputs from 96 bytes on), so that the
+ * combining (about 15 cycles) costs less than it saves; CRC_LANE_MAX keeps
+ * the constants of crc_shift within 2 KB.
  */
 #define CRC_LANE_MAX 256
-#define CRC_LANE_MIN 8
+#define CRC_LANE_MIN 4
 
 static uint32_t crc_table[256];
 #if defined(__x86_64__) && defined(__GNUC__)
