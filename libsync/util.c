@@ -367,7 +367,7 @@ int sky__check_id(const char *id, const char *field)
  * One crc32 instruction takes 3 cycles before the next one of its chain can
  * start, while the CPU can start one per cycle: a single chain over the
  * whole input uses a third of it. Long inputs therefore go as blocks of
- * three equal lanes of 1..CRC_LANE_MAX 8-byte words, three chains run side
+ * three equal lanes of up to CRC_LANE_MAX 8-byte words, three chains run side
  * by side and the three CRCs combined at the end of the block. Each lane
  * has CRC_LANE_MIN words at least (inputs from 96 bytes on), so that the
  * combining (about 15 cycles) costs less than it saves; CRC_LANE_MAX keeps
@@ -381,7 +381,7 @@ static uint32_t crc_table[256];
 /*
  * crc_shift[w] = x^(64w - 33) mod P for w = 1..2 * CRC_LANE_MAX: a CRC
  * multiplied by it (carry-less, 64-bit product) and reduced by a crc32
- * instruction (which multiplies by x^33 more, see crc_sse42_3way) is that
+ * instruction (the two multiply by x^33 more, see crc_sse42_3way) is that
  * CRC followed by w words of zeros.
  */
 static uint32_t crc_shift[2 * CRC_LANE_MAX + 1];
