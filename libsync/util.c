@@ -16,6 +16,10 @@
 #include "error.h"
 #include "util.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 int sky__buf_reserve(sky_buf *buf, size_t extra)
 {
 	size_t need = buf->len + extra + 1;
@@ -353,21 +357,77 @@ int sky__check_id(const char *id, const char *field)
 
 /* ---- CRC-32C ---- */
 
+/*
+ * Polynomials mod P are kept bit-reflected, as the crc32 instruction and
+ * the table keep the CRC: bit 31 is the coefficient of x^0, bit 0 that of
+ * x^31.
+ */
+#define CRC_POLY 0x82f63b78u
+/*
+ * One crc32 instruction takes 3 cycles before the next one of its chain can
+ * start, while the CPU can start one per cycle: a single chain over the
+ * whole input uses a third of it. Long inputs therefore go as blocks of
+ * three equal lanes of up to CRC_LANE_MAX 8-byte words, three chains run side
+ * by side and the three CRCs combined at the end of the block. Each lane
+ * has CRC_LANE_MIN words at least (inputs from 96 bytes on), so that the
+ * combining (about 15 cycles) costs less than it saves; CRC_LANE_MAX keeps
+ * the constants of crc_shift within 2 KB.
+ */
+#define CRC_LANE_MAX 256
+#define CRC_LANE_MIN 4
+
 static uint32_t crc_table[256];
+#if defined(__x86_64__) && defined(__GNUC__)
+/*
+ * crc_shift[w] = x^(64w - 33) mod P for w = 1..2 * CRC_LANE_MAX: a CRC
+ * multiplied by it (carry-less, 64-bit product) and reduced by a crc32
+ * instruction (the two multiply by x^33 more, see crc_sse42_3way) is that
+ * CRC followed by w words of zeros.
+ */
+static uint32_t crc_shift[2 * CRC_LANE_MAX + 1];
+#endif
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+/* 0: the table; 1: SSE 4.2, one chain; 2: SSE 4.2 and PCLMULQDQ, three */
 static int crc_hw;
+
+/* a * x mod P */
+static uint32_t crc_times_x(uint32_t a)
+{
+	return a & 1 ? (a >> 1) ^ CRC_POLY : a >> 1;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* a * b mod P, a bit at a time: only crc_init needs it. */
+static uint32_t crc_multiply(uint32_t a, uint32_t b)
+{
+	uint32_t p = 0;
+	for (int i = 0; i < 32; i++) {
+		if (a & (0x80000000u >> i))
+			p ^= b;
+		b = crc_times_x(b);
+	}
+	return p;
+}
+#endif
 
 static void crc_init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
 		uint32_t c = i;
 		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+			c = crc_times_x(c);
 		crc_table[i] = c;
 	}
 #if defined(__x86_64__) && defined(__GNUC__)
+	uint32_t x64 = 0x80000000u; /* x^0 */
+	for (int k = 0; k < 64; k++)
+		x64 = crc_times_x(x64);
+	crc_shift[1] = 1; /* x^31 */
+	for (int w = 2; w <= 2 * CRC_LANE_MAX; w++)
+		crc_shift[w] = crc_multiply(crc_shift[w - 1], x64);
 	__builtin_cpu_init();
-	crc_hw = __builtin_cpu_supports("sse4.2");
+	if (__builtin_cpu_supports("sse4.2"))
+		crc_hw = __builtin_cpu_supports("pclmul") ? 2 : 1;
 #endif
 }
 
@@ -390,6 +450,53 @@ crc_sse42(uint32_t crc, const unsigned char *p, size_t len)
 		c32 = __builtin_ia32_crc32qi(c32, *p++);
 	return c32;
 }
+
+/* a * crc_shift[w] as a 64-bit carry-less product */
+__attribute__((target("sse4.2,pclmul"))) static __m128i crc_clmul(uint32_t a,
+								  size_t w)
+{
+	return _mm_clmulepi64_si128(_mm_cvtsi32_si128((int)a),
+				    _mm_cvtsi32_si128((int)crc_shift[w]), 0);
+}
+
+/*
+ * Three chains (see CRC_LANE_MAX), about three times as fast from a few
+ * hundred bytes on. The crc32 instruction is linear: over lanes A, B, C of
+ * n bytes each, crc(c, ABC) = crc(c, A) x^16n + crc(0, B) x^8n + crc(0, C)
+ * mod P. In the reflected form the carry-less product of two 32-bit
+ * polynomials a and b reads, as a 64-bit one, a b x, and crc32 of 64 bits
+ * v from 0 is v x^32 mod P: hence the x^-33 in crc_shift.
+ */
+__attribute__((target("sse4.2,pclmul"))) static uint32_t
+crc_sse42_3way(uint32_t crc, const unsigned char *p, size_t len)
+{
+	while (len >= 3 * 8 * CRC_LANE_MIN) {
+		size_t w = len / 24;
+		if (w > CRC_LANE_MAX)
+			w = CRC_LANE_MAX;
+		size_t lane = 8 * w;
+		const unsigned char *end = p + lane;
+		uint64_t c0 = crc, c1 = 0, c2 = 0;
+		do {
+			uint64_t a, b, c;
+			memcpy(&a, p, 8);
+			memcpy(&b, p + lane, 8);
+			memcpy(&c, p + 2 * lane, 8);
+			c0 = _mm_crc32_u64(c0, a);
+			c1 = _mm_crc32_u64(c1, b);
+			c2 = _mm_crc32_u64(c2, c);
+			p += 8;
+		} while (p < end);
+		__m128i v = _mm_xor_si128(crc_clmul((uint32_t)c0, 2 * w),
+					  crc_clmul((uint32_t)c1, w));
+		crc =
+		    (uint32_t)_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(v)) ^
+		    (uint32_t)c2;
+		p += 2 * lane;
+		len -= 3 * lane;
+	}
+	return crc_sse42(crc, p, len);
+}
 #endif
 
 uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len)
@@ -398,6 +505,8 @@ uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len)
 	const unsigned char *p = data;
 	crc = ~crc;
 #if defined(__x86_64__) && defined(__GNUC__)
+	if (crc_hw == 2)
+		return ~crc_sse42_3way(crc, p, len);
 	if (crc_hw)
 		return ~crc_sse42(crc, p, len);
 #endif

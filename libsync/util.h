@@ -106,8 +106,9 @@ int sky__check_id(const char *id, const char *field);
 /*
  * CRC-32C (Castagnoli) of `len` bytes, continuing from `crc` (0 to
  * start): the journal's records and the store's sealed values. Uses the
- * SSE 4.2 instruction where the CPU has it, a table otherwise; both give
- * the same value.
+ * SSE 4.2 instruction where the CPU has it (from 96 bytes on, three chains
+ * of it at once where PCLMULQDQ combines them), a table otherwise; all
+ * give the same value.
  */
 uint32_t sky__crc32c(uint32_t crc, const void *data, size_t len);
 
