@@ -55,6 +55,17 @@
 #include "merge.h"
 
 size_t sky__doc_whole_max = SKY__DOC_WHOLE_MAX;
+size_t sky__doc_whole_depth_max = SKY__DOC_WHOLE_DEPTH_MAX;
+
+_Static_assert(SKY__DOC_WHOLE_DEPTH_MAX < JSON_PARSER_MAX_DEPTH,
+	       "a whole text always parses");
+
+/* Whether `patch` nests deeper than a whole document may. */
+static int too_deep(json_t *patch)
+{
+	return sky__doc_depth(patch, sky__doc_whole_depth_max) >
+	       sky__doc_whole_depth_max;
+}
 
 /*
  * The header of the document: 1 with *v set, 0 when there is none, or a
@@ -150,16 +161,17 @@ static int read_header(sky_doc_writer *w, int *exists, int *weight_known,
 static int write_whole(sky_doc_writer *w);
 
 /*
- * Replace the document with `obj` in the form its size calls for: the
- * whole form when its text is at most sky__doc_whole_max bytes.
+ * Replace the document with `obj` in the form its size and depth call for:
+ * the whole form when its text is at most sky__doc_whole_max bytes and it
+ * nests at most sky__doc_whole_depth_max levels.
  */
 static int write_doc(sky_doc_writer *w, json_t *obj)
 {
 	int rc;
 
 	sky__buf_clear(&w->val);
-	if ((rc = sky__doc_dump_sorted(&w->val, obj, sky__doc_whole_max, 0)) <
-	    0)
+	if ((rc = sky__doc_dump_sorted(&w->val, obj, sky__doc_whole_max,
+				       sky__doc_whole_depth_max, 0)) < 0)
 		return rc;
 	if (rc == 1)
 		return sky__doc_write_members(w, obj);
@@ -215,17 +227,26 @@ static int patch_in_memory(sky_doc_writer *w, json_t *doc, json_t *patch)
 /*
  * Patch the whole form (or a missing document, text "{}"): merge the patch
  * into the stored text, and store the result whole, or member by member
- * when it has outgrown the bound.
+ * when it has outgrown the bound or nests deeper than the whole form may.
  */
 static int patch_whole(sky_doc_writer *w, const char *stored, size_t len,
 		       json_t *patch)
 {
 	json_t *doc;
 	MDB_val v = {len, (void *)stored};
+	size_t depth;
 	int rc;
 
+	/* A patch deeper than a whole document may be is merged in memory:
+	 * the text merge would recurse as deep as the patch, and the result
+	 * is likely as deep (write_doc() measures it). */
+	if (too_deep(patch)) {
+		if ((rc = sky__doc_parse_whole(w->docid, &v, &doc)) < 0)
+			return rc;
+		return patch_in_memory(w, doc, patch);
+	}
 	sky__buf_clear(&w->val);
-	rc = sky__doc_text_merge(&w->val, stored, len, patch);
+	rc = sky__doc_text_merge(&w->val, stored, len, patch, &depth);
 	if (rc == SKY__DOC_MALFORMED) {
 		/* Not text sky__doc_dump_sorted() wrote: parse it (or say it is
 		 * corrupt) and merge in memory. */
@@ -235,7 +256,8 @@ static int patch_whole(sky_doc_writer *w, const char *stored, size_t len,
 	}
 	if (rc < 0)
 		return rc;
-	if (w->val.len <= sky__doc_whole_max) {
+	if (w->val.len <= sky__doc_whole_max &&
+	    depth <= sky__doc_whole_depth_max) {
 		unsigned char key[HEADER_LEN];
 		MDB_val k = {HEADER_LEN, key};
 		sky__put_be64(key, w->docid);
@@ -245,7 +267,11 @@ static int patch_whole(sky_doc_writer *w, const char *stored, size_t len,
 			return sky__error_lmdb(rc, "session data: write");
 		return 0;
 	}
-	/* Grown past the bound: member by member from now on. */
+	/* Grown past the bound, or deeper than the whole form may be (when
+	 * the stored text already was: written under a larger bound, or
+	 * before there was one): member by member from now on. The result
+	 * nests no deeper than the stored text or the patch, so it parses
+	 * as the stored text did. */
 	if ((rc = sky__doc_parse_whole(
 		 w->docid, &(MDB_val){w->val.len, w->val.data}, &doc)) < 0)
 		return rc;
@@ -299,19 +325,23 @@ int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch)
 		goto done;
 	if (w.weight < sky__doc_whole_max / 2) {
 		/* Small again (the half keeps a document near the bound
-		 * from changing form at every patch): whole form. */
+		 * from changing form at every patch): whole form, unless it
+		 * nests too deep. The header does not say how deep, so a
+		 * small deep document is read at every patch to find out:
+		 * a cost of the same order as a whole-form patch. */
 		json_t *doc;
 		if ((rc = sky__doc_read_json(txn, dbi, docid, &doc)) < 0)
 			goto done;
 		sky__buf_clear(&w.val);
-		rc = sky__doc_dump_sorted(&w.val, doc, sky__doc_whole_max, 0);
+		rc = sky__doc_dump_sorted(&w.val, doc, sky__doc_whole_max,
+					  sky__doc_whole_depth_max, 0);
 		json_decref(doc);
 		if (rc == 0) {
 			rc = write_whole(&w);
 			goto done;
 		}
-		/* Names that need escapes can make the text longer than
-		 * the weight says: then it stays in members. */
+		/* Too deep, or names that need escapes made the text
+		 * longer than the weight says: it stays in members. */
 		if (rc < 0)
 			goto done;
 		w.header_dirty = 1;
