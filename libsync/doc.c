@@ -239,7 +239,9 @@ static int patch_whole(sky_doc_writer *w, const char *stored, size_t len,
 
 	/* A patch deeper than a whole document may be is merged in memory:
 	 * the text merge would recurse as deep as the patch, and the result
-	 * is likely as deep (write_doc() measures it). */
+	 * is likely as deep (write_doc() measures it). A patch within the
+	 * bound leaves the result within it exactly when what the merge
+	 * keeps of the stored text is (the depth it gives). */
 	if (too_deep(patch)) {
 		if ((rc = sky__doc_parse_whole(w->docid, &v, &doc)) < 0)
 			return rc;

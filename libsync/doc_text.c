@@ -139,11 +139,10 @@ done:
  * bytes; sorting the (small) patch's members the same way, one pass over
  * the text merges the two lists, copying untouched members as they are,
  * and parses nothing but the names and the extent of each value. On the way
- * it measures how deep the result nests: the values it copies as it skips
- * them (a bracket count), the patch's values with sky__doc_depth(), so the
- * caller knows exactly whether the result may stay whole, whatever wrote
- * the stored text. It recurses only into objects the patch merges, so no
- * deeper than the patch. It does not
+ * it measures how deep what it keeps of the stored text nests (a bracket
+ * count as it skips each value), so that the caller knows whether the
+ * result may stay whole, whatever wrote the stored text. It recurses only
+ * into objects the patch merges, so no deeper than the patch. It does not
  * validate the text beyond what it needs (the seal vouches for it):
  * anything it does not expect gives MALFORMED and the caller takes the
  * slow way, which reports real damage.
@@ -270,11 +269,8 @@ bad:
 	return 0;
 }
 
-/*
- * Append member `m` of a patch that the document does not have, raising
- * *nest to the depth it adds under its object.
- */
-static int add_member(sky_buf *out, const named *m, int *first, size_t *nest)
+/* Append member `m` of a patch that the document does not have. */
+static int add_member(sky_buf *out, const named *m, int *first)
 {
 	if (json_is_null(m->value))
 		return 0;
@@ -283,7 +279,6 @@ static int add_member(sky_buf *out, const named *m, int *first, size_t *nest)
 	    sky__buf_putc(out, ':') < 0)
 		return -1;
 	*first = 0;
-	*nest = max_size(*nest, 1 + sky__doc_depth(m->value, SIZE_MAX));
 	if (json_is_object(m->value))
 		return sky__doc_dump_sorted(out, m->value, SIZE_MAX, SIZE_MAX,
 					    1) < 0
@@ -294,8 +289,9 @@ static int add_member(sky_buf *out, const named *m, int *first, size_t *nest)
 
 /*
  * Append MergePatch(object at t->p, patch) to `out`, move t->p past the
- * object, and set *nest to how deep the object appended nests. Returns 0,
- * -1 or MALFORMED.
+ * object, and set *nest to how deep the object appended nests, not
+ * counting the levels the patch's own values bring. Returns 0, -1 or
+ * MALFORMED.
  */
 static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 {
@@ -305,7 +301,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 	size_t key_len;
 	json_t *value;
 	int first = 1, rc = -1;
-	size_t deepest = 0; /* of the members appended */
+	size_t deepest = 0; /* of the members copied or merged */
 
 	if (n > sizeof(local) / sizeof(local[0]) &&
 	    !(m = malloc(n * sizeof(*m))))
@@ -335,7 +331,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 		       (c = cmp_stored_name(name + 1, name_end - 1, m[j].name,
 					    m[j].len, &bad)) > 0 &&
 		       !bad) {
-			if (add_member(out, &m[j++], &first, &deepest) < 0)
+			if (add_member(out, &m[j++], &first) < 0)
 				goto fail;
 		}
 		if (bad)
@@ -360,17 +356,14 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 				if ((rc = merge_text(out, t, v, &vnest)) < 0)
 					goto done;
 				rc = -1;
+				deepest = max_size(deepest, 1 + vnest);
 			} else if (json_is_object(v)) {
-				vnest = sky__doc_depth(v, SIZE_MAX);
 				if (sky__doc_dump_sorted(out, v, SIZE_MAX,
 							 SIZE_MAX, 1) < 0)
 					goto fail;
-			} else {
-				vnest = sky__doc_depth(v, SIZE_MAX);
-				if (sky__json_dump_buf(out, v) < 0)
-					goto fail;
+			} else if (sky__json_dump_buf(out, v) < 0) {
+				goto fail;
 			}
-			deepest = max_size(deepest, 1 + vnest);
 		} else {
 			if ((!first && sky__buf_putc(out, ',') < 0) ||
 			    sky__buf_append(out, name, (size_t)(t->p - name)) <
@@ -389,7 +382,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 		goto malformed;
 	t->p++;
 	for (; j < n; j++)
-		if (add_member(out, &m[j], &first, &deepest) < 0)
+		if (add_member(out, &m[j], &first) < 0)
 			goto fail;
 	*nest = max_size(deepest, 1);
 	rc = sky__buf_putc(out, '}');

@@ -48,8 +48,11 @@ int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, size_t depth,
  * stored text [text, text + len) of a whole-form document and the object
  * `patch` (borrowed), in one pass that parses nothing but names and the
  * extent of each value, and set *depth to the depth of the result (as
- * sky__doc_depth() counts). The recursion is as deep as the patch, which
- * the caller bounds. Returns 0, -1 (error recorded), or
+ * sky__doc_depth() counts) without the levels the patch's values bring:
+ * the result nests as deep as the larger of *depth and the patch's depth
+ * at most, and exactly *depth when that is the larger. The recursion is
+ * as deep as the patch, which the caller bounds. Returns 0, -1 (error
+ * recorded), or
  * SKY__DOC_MALFORMED when the text is not one object as
  * sky__doc_dump_sorted() writes it; then `out` holds a part and the
  * caller parses the text instead.
