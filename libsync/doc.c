@@ -8,37 +8,57 @@
  * member), their stored layout doc_layout.h, the check doc_check.c.
  *
  * Two forms. A document whose compact text is at most sky__doc_whole_max
- * bytes (SKY__DOC_WHOLE_MAX, 4 KiB) is stored whole: its header entry
- * (key: the docid alone) holds the text, written by sky__doc_dump_sorted()
- * with the members of every object sorted by name bytes, and nothing else
- * of the document is stored. A read returns that text as it is (the seal
- * was checked by the lookup); a patch merges into the text in one pass
- * (sky__doc_text_merge(), no parse of the document) and writes it back. A
- * larger document is stored member by member (doc_layout.h). The form
- * follows the size within the transaction that changes it: a write picks
- * the form of its text; a patch that takes a whole document past the bound
- * stores it member by member, and a patch that leaves a member-form
- * document under half the bound (by the weight its header keeps, see
- * sky__doc_entry_weight()) stores it whole. The half keeps a document near
- * the bound from changing form on every patch. Both forms read alike, byte
- * for byte (the member form reads names sorted too, long names last), so
+ * bytes (SKY__DOC_WHOLE_MAX, 16 KiB) and that nests at most
+ * sky__doc_whole_depth_max levels (SKY__DOC_WHOLE_DEPTH_MAX, 128) is stored
+ * whole: its header entry (key: the docid alone) holds the text, written
+ * by sky__doc_dump_sorted() with the members of every object sorted by
+ * name bytes, and nothing else of the document is stored. A read returns
+ * that text as it is (the seal was checked by the lookup); a patch merges
+ * into the text in one pass (sky__doc_text_merge(), no parse of the
+ * document) and writes it back. A larger or deeper document is stored
+ * member by member (doc_layout.h). The form follows the document within
+ * the transaction that changes it: a write picks the form of its text; a
+ * patch that takes a whole document past either bound stores it member by
+ * member, and a patch that leaves a member-form document under half the
+ * byte bound (by the weight its header keeps, see sky__doc_entry_weight())
+ * and within the depth stores it whole. The half keeps a document near the
+ * bound from changing form on every patch. Both forms read alike, byte for
+ * byte (the member form reads names sorted too, long names last), so
  * readers never know.
  *
- * The bound. Measured with callgrind (instructions per call, documents of
- * ~90-byte items, 100-byte patches): at 1 KB a whole-form read costs 0.8k
- * against 44k member by member, a patch 27k against 22k; at 4 KB 1.1k
- * against 162k and 68k against 24k; at 16 KB 15k against 642k and 240k
- * against 29k. A merge into text grows with the text while a member patch
- * stays flat, and LMDB copies a large value's overflow pages whole on
- * every write: 4 KiB keeps a patch within three times the member form's
- * and makes a read a hundred times cheaper. The bound must stay below
- * 5 * 2048 bytes (each level of nesting takes at least 5), or a stored
- * text could nest deeper than jansson parses.
+ * The depth. jansson refuses to parse text nested deeper than 2048 levels,
+ * and a 16 KiB text can nest 8000 deep (`[` and `]` are two bytes a
+ * level), so the size alone no longer keeps a whole text parseable. Every
+ * path that writes the whole form measures the depth (objects and arrays,
+ * as jansson counts): write_doc() and the switch back at the end of
+ * sky__doc_patch() through sky__doc_dump_sorted(), which stops at the
+ * bound; patch_whole() through the text merge, which counts the brackets
+ * of what it keeps of the stored text (the result nests no deeper than
+ * that or the patch, and a patch deeper than the bound is merged in memory
+ * instead, so the merge never recurses past it). A stored text deeper than
+ * the bound (written under a larger one) therefore converts at its first
+ * patch, and sky__doc_check() reports one. 128 is twice the default depth
+ * limit on session data (SKY_DEFAULT_MAX_DEPTH), so documents a cache
+ * takes in by default can always be whole.
+ *
+ * The bound. Measured with callgrind (instructions per call, one document
+ * of ~90-byte items among 50, one ~100-byte patch per transaction, the
+ * commit counted with the patch): at 4 KB a whole-form read costs 1.3k
+ * against 167k member by member, a patch 70k against 45k; at 10 KB 10.6k
+ * against 431k and 159k against 47k; at 16 KB 16.5k against 655k and 238k
+ * against 49k. A merge into text grows with the text (~14 instructions a
+ * byte, the scan and the copy, and LMDB copies a large value's overflow
+ * pages whole on every write) while a member patch stays flat. A read
+ * saves 6.6 (4 KB) to 3.4 (16 KB) times what a patch adds, so whole wins
+ * wherever a document is read once per three patches; but a whole patch
+ * grows with the text, five times a member patch at 16 KiB. 16 KiB makes
+ * a 10 KB read forty times cheaper and keeps a patch within that.
  *
  * What it keeps true: after every call that succeeds, the document is
- * stored in one form only, the one its size calls for as above, with a
- * header that says which (doc_layout.h), and reads the same bytes whichever
- * form that is.
+ * stored in one form only, the one its size and depth call for as above
+ * (a whole text it writes never nests deeper than the depth bound), with
+ * a header that says which (doc_layout.h), and reads the same bytes
+ * whichever form that is.
  */
 #include "config.h"
 
