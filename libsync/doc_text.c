@@ -9,9 +9,10 @@
  * sorted by name bytes, the order the member form reads in (doc_members.c),
  * so a conversion between the forms changes no reader's bytes; the merge
  * gives, on text it wrote, exactly the bytes that writing
- * MergePatch(document, patch) afresh would, with the exact depth of the
- * result, and on anything else says so (SKY__DOC_MALFORMED) rather than guess,
- * so the caller can take the slow way, which reports real damage.
+ * MergePatch(document, patch) afresh would, and how deep what it kept of
+ * the stored text nests, and on anything else says so (SKY__DOC_MALFORMED)
+ * rather than guess, so the caller can take the slow way, which reports
+ * real damage.
  */
 #include "config.h"
 
