@@ -29,39 +29,14 @@
 #include <jansson.h>
 #include <lmdb.h>
 
-/* For the callers too: sky__doc_check() (doc_check.h), and how member
- * names go into keys, SKY__DOC_NAME_INLINE_MAX and sky__doc_name_hash
- * (doc_names.h). */
+/* For the callers too: the bounds of the whole form, SKY__DOC_WHOLE_MAX
+ * and SKY__DOC_WHOLE_DEPTH_MAX (doc_bounds.h), sky__doc_check()
+ * (doc_check.h), and how member names go into keys,
+ * SKY__DOC_NAME_INLINE_MAX and sky__doc_name_hash (doc_names.h). */
+#include "doc_bounds.h"
 #include "doc_check.h"
 #include "doc_names.h"
 #include "util.h"
-
-/*
- * Documents whose compact text is at most this many bytes are stored whole,
- * as one value; larger ones member by member (doc.c: "Two forms"). A 10 KB
- * document is read with one lookup.
- */
-#define SKY__DOC_WHOLE_MAX 16384
-
-/*
- * Documents nested deeper than this (objects and arrays, the outermost
- * object being level 1) are stored member by member whatever their size,
- * so that a stored text always parses (jansson refuses text nested deeper
- * than JSON_PARSER_MAX_DEPTH, 2048) and writing or merging it recurses
- * this deep at most. Twice the default depth limit of session data
- * (SKY_DEFAULT_MAX_DEPTH, 64): what a cache takes in under that default
- * can always be stored whole.
- */
-#define SKY__DOC_WHOLE_DEPTH_MAX 128
-
-/*
- * The bounds in use (SKY__DOC_WHOLE_MAX, SKY__DOC_WHOLE_DEPTH_MAX). Tests
- * change them to force either form; both read alike, so stored data does
- * not depend on them. The depth may be lowered, never raised: the check
- * holds whole documents to SKY__DOC_WHOLE_DEPTH_MAX.
- */
-extern size_t sky__doc_whole_max;
-extern size_t sky__doc_whole_depth_max;
 
 /*
  * Replace the whole document `docid` with the object `obj` (borrowed).

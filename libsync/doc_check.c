@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "doc.h"
+#include "doc_bounds.h"
 #include "doc_check.h"
 #include "doc_layout.h"
 #include "doc_text.h"
