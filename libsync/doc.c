@@ -8,37 +8,57 @@
  * member), their stored layout doc_layout.h, the check doc_check.c.
  *
  * Two forms. A document whose compact text is at most sky__doc_whole_max
- * bytes (SKY__DOC_WHOLE_MAX, 4 KiB) is stored whole: its header entry
- * (key: the docid alone) holds the text, written by sky__doc_dump_sorted()
- * with the members of every object sorted by name bytes, and nothing else
- * of the document is stored. A read returns that text as it is (the seal
- * was checked by the lookup); a patch merges into the text in one pass
- * (sky__doc_text_merge(), no parse of the document) and writes it back. A
- * larger document is stored member by member (doc_layout.h). The form
- * follows the size within the transaction that changes it: a write picks
- * the form of its text; a patch that takes a whole document past the bound
- * stores it member by member, and a patch that leaves a member-form
- * document under half the bound (by the weight its header keeps, see
- * sky__doc_entry_weight()) stores it whole. The half keeps a document near
- * the bound from changing form on every patch. Both forms read alike, byte
- * for byte (the member form reads names sorted too, long names last), so
+ * bytes (SKY__DOC_WHOLE_MAX, 16 KiB) and that nests at most
+ * sky__doc_whole_depth_max levels (SKY__DOC_WHOLE_DEPTH_MAX, 128) is stored
+ * whole: its header entry (key: the docid alone) holds the text, written
+ * by sky__doc_dump_sorted() with the members of every object sorted by
+ * name bytes, and nothing else of the document is stored. A read returns
+ * that text as it is (the seal was checked by the lookup); a patch merges
+ * into the text in one pass (sky__doc_text_merge(), no parse of the
+ * document) and writes it back. A larger or deeper document is stored
+ * member by member (doc_layout.h). The form follows the document within
+ * the transaction that changes it: a write picks the form of its text; a
+ * patch that takes a whole document past either bound stores it member by
+ * member, and a patch that leaves a member-form document under half the
+ * byte bound (by the weight its header keeps, see sky__doc_entry_weight())
+ * and within the depth stores it whole. The half keeps a document near the
+ * bound from changing form on every patch. Both forms read alike, byte for
+ * byte (the member form reads names sorted too, long names last), so
  * readers never know.
  *
- * The bound. Measured with callgrind (instructions per call, documents of
- * ~90-byte items, 100-byte patches): at 1 KB a whole-form read costs 0.8k
- * against 44k member by member, a patch 27k against 22k; at 4 KB 1.1k
- * against 162k and 68k against 24k; at 16 KB 15k against 642k and 240k
- * against 29k. A merge into text grows with the text while a member patch
- * stays flat, and LMDB copies a large value's overflow pages whole on
- * every write: 4 KiB keeps a patch within three times the member form's
- * and makes a read a hundred times cheaper. The bound must stay below
- * 5 * 2048 bytes (each level of nesting takes at least 5), or a stored
- * text could nest deeper than jansson parses.
+ * The depth. jansson refuses to parse text nested deeper than 2048 levels,
+ * and a 16 KiB text can nest 8000 deep (`[` and `]` are two bytes a
+ * level), so the size alone no longer keeps a whole text parseable. Every
+ * path that writes the whole form measures the depth (objects and arrays,
+ * as jansson counts): write_doc() and the switch back at the end of
+ * sky__doc_patch() through sky__doc_dump_sorted(), which stops at the
+ * bound; patch_whole() through the text merge, which counts the brackets
+ * of what it keeps of the stored text (the result nests no deeper than
+ * that or the patch, and a patch deeper than the bound is merged in memory
+ * instead, so the merge never recurses past it). A stored text deeper than
+ * the bound (written under a larger one) therefore converts at its first
+ * patch, and sky__doc_check() reports one. 128 is twice the default depth
+ * limit on session data (SKY_DEFAULT_MAX_DEPTH), so documents a cache
+ * takes in by default can always be whole.
+ *
+ * The bound. Measured with callgrind (instructions per call, one document
+ * of ~90-byte items among 50, one ~100-byte patch per transaction, the
+ * commit counted with the patch): at 4 KB a whole-form read costs 1.3k
+ * against 167k member by member, a patch 70k against 45k; at 10 KB 10.6k
+ * against 431k and 159k against 47k; at 16 KB 16.5k against 655k and 238k
+ * against 49k. A merge into text grows with the text (~14 instructions a
+ * byte, the scan and the copy, and LMDB copies a large value's overflow
+ * pages whole on every write) while a member patch stays flat. A read
+ * saves 6.6 (4 KB) to 3.4 (16 KB) times what a patch adds, so whole wins
+ * wherever a document is read once per three patches; but a whole patch
+ * grows with the text, five times a member patch at 16 KiB. 16 KiB makes
+ * a 10 KB read forty times cheaper and keeps a patch within that.
  *
  * What it keeps true: after every call that succeeds, the document is
- * stored in one form only, the one its size calls for as above, with a
- * header that says which (doc_layout.h), and reads the same bytes whichever
- * form that is.
+ * stored in one form only, the one its size and depth call for as above
+ * (a whole text it writes never nests deeper than the depth bound), with
+ * a header that says which (doc_layout.h), and reads the same bytes
+ * whichever form that is.
  */
 #include "config.h"
 
@@ -55,6 +75,17 @@
 #include "merge.h"
 
 size_t sky__doc_whole_max = SKY__DOC_WHOLE_MAX;
+size_t sky__doc_whole_depth_max = SKY__DOC_WHOLE_DEPTH_MAX;
+
+_Static_assert(SKY__DOC_WHOLE_DEPTH_MAX < JSON_PARSER_MAX_DEPTH,
+	       "a whole text always parses");
+
+/* Whether `patch` nests deeper than a whole document may. */
+static int too_deep(json_t *patch)
+{
+	return sky__doc_depth(patch, sky__doc_whole_depth_max) >
+	       sky__doc_whole_depth_max;
+}
 
 /*
  * The header of the document: 1 with *v set, 0 when there is none, or a
@@ -150,16 +181,17 @@ static int read_header(sky_doc_writer *w, int *exists, int *weight_known,
 static int write_whole(sky_doc_writer *w);
 
 /*
- * Replace the document with `obj` in the form its size calls for: the
- * whole form when its text is at most sky__doc_whole_max bytes.
+ * Replace the document with `obj` in the form its size and depth call for:
+ * the whole form when its text is at most sky__doc_whole_max bytes and it
+ * nests at most sky__doc_whole_depth_max levels.
  */
 static int write_doc(sky_doc_writer *w, json_t *obj)
 {
 	int rc;
 
 	sky__buf_clear(&w->val);
-	if ((rc = sky__doc_dump_sorted(&w->val, obj, sky__doc_whole_max, 0)) <
-	    0)
+	if ((rc = sky__doc_dump_sorted(&w->val, obj, sky__doc_whole_max,
+				       sky__doc_whole_depth_max, 0)) < 0)
 		return rc;
 	if (rc == 1)
 		return sky__doc_write_members(w, obj);
@@ -215,17 +247,28 @@ static int patch_in_memory(sky_doc_writer *w, json_t *doc, json_t *patch)
 /*
  * Patch the whole form (or a missing document, text "{}"): merge the patch
  * into the stored text, and store the result whole, or member by member
- * when it has outgrown the bound.
+ * when it has outgrown the bound or nests deeper than the whole form may.
  */
 static int patch_whole(sky_doc_writer *w, const char *stored, size_t len,
 		       json_t *patch)
 {
 	json_t *doc;
 	MDB_val v = {len, (void *)stored};
+	size_t depth;
 	int rc;
 
+	/* A patch deeper than a whole document may be is merged in memory:
+	 * the text merge would recurse as deep as the patch, and the result
+	 * is likely as deep (write_doc() measures it). A patch within the
+	 * bound leaves the result within it exactly when what the merge
+	 * keeps of the stored text is (the depth it gives). */
+	if (too_deep(patch)) {
+		if ((rc = sky__doc_parse_whole(w->docid, &v, &doc)) < 0)
+			return rc;
+		return patch_in_memory(w, doc, patch);
+	}
 	sky__buf_clear(&w->val);
-	rc = sky__doc_text_merge(&w->val, stored, len, patch);
+	rc = sky__doc_text_merge(&w->val, stored, len, patch, &depth);
 	if (rc == SKY__DOC_MALFORMED) {
 		/* Not text sky__doc_dump_sorted() wrote: parse it (or say it is
 		 * corrupt) and merge in memory. */
@@ -235,7 +278,8 @@ static int patch_whole(sky_doc_writer *w, const char *stored, size_t len,
 	}
 	if (rc < 0)
 		return rc;
-	if (w->val.len <= sky__doc_whole_max) {
+	if (w->val.len <= sky__doc_whole_max &&
+	    depth <= sky__doc_whole_depth_max) {
 		unsigned char key[HEADER_LEN];
 		MDB_val k = {HEADER_LEN, key};
 		sky__put_be64(key, w->docid);
@@ -245,7 +289,11 @@ static int patch_whole(sky_doc_writer *w, const char *stored, size_t len,
 			return sky__error_lmdb(rc, "session data: write");
 		return 0;
 	}
-	/* Grown past the bound: member by member from now on. */
+	/* Grown past the bound, or deeper than the whole form may be (when
+	 * the stored text already was: written under a larger bound, or
+	 * before there was one): member by member from now on. The result
+	 * nests no deeper than the stored text or the patch, so it parses
+	 * as the stored text did. */
 	if ((rc = sky__doc_parse_whole(
 		 w->docid, &(MDB_val){w->val.len, w->val.data}, &doc)) < 0)
 		return rc;
@@ -299,19 +347,23 @@ int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch)
 		goto done;
 	if (w.weight < sky__doc_whole_max / 2) {
 		/* Small again (the half keeps a document near the bound
-		 * from changing form at every patch): whole form. */
+		 * from changing form at every patch): whole form, unless it
+		 * nests too deep. The header does not say how deep, so a
+		 * small deep document is read at every patch to find out:
+		 * a cost of the same order as a whole-form patch. */
 		json_t *doc;
 		if ((rc = sky__doc_read_json(txn, dbi, docid, &doc)) < 0)
 			goto done;
 		sky__buf_clear(&w.val);
-		rc = sky__doc_dump_sorted(&w.val, doc, sky__doc_whole_max, 0);
+		rc = sky__doc_dump_sorted(&w.val, doc, sky__doc_whole_max,
+					  sky__doc_whole_depth_max, 0);
 		json_decref(doc);
 		if (rc == 0) {
 			rc = write_whole(&w);
 			goto done;
 		}
-		/* Names that need escapes can make the text longer than
-		 * the weight says: then it stays in members. */
+		/* Too deep, or names that need escapes made the text
+		 * longer than the weight says: it stays in members. */
 		if (rc < 0)
 			goto done;
 		w.header_dirty = 1;

@@ -29,26 +29,14 @@
 #include <jansson.h>
 #include <lmdb.h>
 
-/* For the callers too: sky__doc_check() (doc_check.h), and how member
- * names go into keys, SKY__DOC_NAME_INLINE_MAX and sky__doc_name_hash
- * (doc_names.h). */
+/* For the callers too: the bounds of the whole form, SKY__DOC_WHOLE_MAX
+ * and SKY__DOC_WHOLE_DEPTH_MAX (doc_bounds.h), sky__doc_check()
+ * (doc_check.h), and how member names go into keys,
+ * SKY__DOC_NAME_INLINE_MAX and sky__doc_name_hash (doc_names.h). */
+#include "doc_bounds.h"
 #include "doc_check.h"
 #include "doc_names.h"
 #include "util.h"
-
-/*
- * Documents whose compact text is at most this many bytes are stored whole,
- * as one value; larger ones member by member (doc.c: "Two forms"). Kept
- * well below 5 * 2048 bytes, so a stored text never nests deeper than the
- * JSON parser's limit.
- */
-#define SKY__DOC_WHOLE_MAX 4096
-
-/*
- * The bound in use (SKY__DOC_WHOLE_MAX). Tests change it to force either
- * form; both read alike, so stored data does not depend on it.
- */
-extern size_t sky__doc_whole_max;
 
 /*
  * Replace the whole document `docid` with the object `obj` (borrowed).

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "doc_bounds.h"
 #include "doc_check.h"
 #include "doc_layout.h"
 #include "doc_text.h"
@@ -113,12 +114,21 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 			switch (sky__doc_header_form(&v)) {
 			case FORM_WHOLE:
 				whole = 1;
-				if (sky__doc_parse_whole(docid, &v, &doc) < 0)
+				if (sky__doc_parse_whole(docid, &v, &doc) < 0) {
 					problem(&r, NULL,
 						"stored document is not a "
 						"JSON object");
-				else
-					json_decref(doc);
+					break;
+				}
+				/* The parse did the work; the walk is cheap. */
+				if (sky__doc_depth(doc,
+						   SKY__DOC_WHOLE_DEPTH_MAX) >
+				    SKY__DOC_WHOLE_DEPTH_MAX)
+					problem(&r, NULL,
+						"whole document nested deeper "
+						"than %d levels",
+						SKY__DOC_WHOLE_DEPTH_MAX);
+				json_decref(doc);
 				break;
 			case FORM_MEMBERS:
 				weighed = 1;

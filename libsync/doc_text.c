@@ -9,9 +9,10 @@
  * sorted by name bytes, the order the member form reads in (doc_members.c),
  * so a conversion between the forms changes no reader's bytes; the merge
  * gives, on text it wrote, exactly the bytes that writing
- * MergePatch(document, patch) afresh would, and on anything else says so
- * (SKY__DOC_MALFORMED) rather than guess, so the caller can take the slow
- * way, which reports real damage.
+ * MergePatch(document, patch) afresh would, and how deep what it kept of
+ * the stored text nests, and on anything else says so (SKY__DOC_MALFORMED)
+ * rather than guess, so the caller can take the slow way, which reports
+ * real damage.
  */
 #include "config.h"
 
@@ -39,11 +40,43 @@ static int cmp_named(const void *a, const void *b)
 }
 
 /*
- * The members of each object are sorted in an array of their own, on the
- * stack for the common small object. The recursion is at most limit / 4
- * deep (each level writes `{"":` first).
+ * Depth first, stopping as soon as the answer is known: the common value
+ * is a scalar (no call) or a shallow object.
  */
-int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, int strip)
+size_t sky__doc_depth(json_t *v, size_t cap)
+{
+	size_t max = 0, i, d;
+	const char *key;
+	json_t *x;
+
+	if (!json_is_object(v) && !json_is_array(v))
+		return 0;
+	if (cap == 0)
+		return 1;
+	if (json_is_object(v)) {
+		json_object_foreach(v, key, x) {
+			if ((d = sky__doc_depth(x, cap - 1)) > max &&
+			    (max = d) >= cap)
+				break;
+		}
+	} else {
+		json_array_foreach(v, i, x) {
+			if ((d = sky__doc_depth(x, cap - 1)) > max &&
+			    (max = d) >= cap)
+				break;
+		}
+	}
+	return 1 + max;
+}
+
+/*
+ * The members of each object are sorted in an array of their own, on the
+ * stack for the common small object. The recursion is at most `depth`
+ * deep: objects count down the levels left, and an array is measured
+ * (sky__doc_depth) before sky__json_dump_buf() writes it.
+ */
+int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, size_t depth,
+			 int strip)
 {
 	named local[32], *m = local;
 	size_t n = json_object_size(obj), i = 0;
@@ -53,6 +86,8 @@ int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, int strip)
 	json_t *value;
 	int rc = -1;
 
+	if (depth == 0)
+		return 1; /* obj itself is one level too many */
 	if (n > sizeof(local) / sizeof(local[0]) &&
 	    !(m = malloc(n * sizeof(*m))))
 		return sky__error_nomem();
@@ -79,9 +114,13 @@ int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, int strip)
 		}
 		if (json_is_object(m[i].value)) {
 			if ((rc = sky__doc_dump_sorted(out, m[i].value, limit,
-						       strip)) != 0)
+						       depth - 1, strip)) != 0)
 				goto done;
 			rc = -1;
+		} else if (json_is_array(m[i].value) &&
+			   sky__doc_depth(m[i].value, depth - 1) > depth - 1) {
+			rc = 1;
+			goto done;
 		} else if (sky__json_dump_buf(out, m[i].value) < 0) {
 			goto done;
 		}
@@ -100,7 +139,11 @@ done:
  * by sky__doc_dump_sorted(), so each object's members come sorted by name
  * bytes; sorting the (small) patch's members the same way, one pass over
  * the text merges the two lists, copying untouched members as they are,
- * and parses nothing but the names and the extent of each value. It does not
+ * and parses nothing but the names and the extent of each value. On the way
+ * it measures how deep what it keeps of the stored text nests (a bracket
+ * count as it skips each value), so that the caller knows whether the
+ * result may stay whole, whatever wrote the stored text. It recurses only
+ * into objects the patch merges, so no deeper than the patch. It does not
  * validate the text beyond what it needs (the seal vouches for it):
  * anything it does not expect gives MALFORMED and the caller takes the
  * slow way, which reports real damage.
@@ -110,6 +153,11 @@ done:
 typedef struct {
 	const char *p, *end;
 } text_span;
+
+static size_t max_size(size_t a, size_t b)
+{
+	return a > b ? a : b;
+}
 
 /* Skip the string at t->p (its opening quote). Locals, not t->p, in the
  * loops: this is most of the cost of a merge. */
@@ -134,11 +182,14 @@ static const unsigned char skip_stop[256] = {
     ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1, [','] = 1,
 };
 
-/* Skip one value: a string, a scalar, or a bracketed value whole. */
-static int skip_value(text_span *t)
+/*
+ * Skip one value: a string, a scalar, or a bracketed value whole, and say
+ * in *nest how deep it nests (0 for a scalar).
+ */
+static int skip_value(text_span *t, size_t *nest)
 {
 	const char *p = t->p, *end = t->end, *start = t->p;
-	size_t depth = 0;
+	size_t depth = 0, deepest = 0;
 	while (p < end) {
 		while (!skip_stop[(unsigned char)*p])
 			if (++p == end)
@@ -149,12 +200,15 @@ static int skip_value(text_span *t)
 			if (skip_string(t) < 0)
 				return MALFORMED;
 			p = t->p;
-			if (depth == 0)
+			if (depth == 0) {
+				*nest = 0;
 				return 0;
+			}
 			continue;
 		}
 		if (c == '{' || c == '[') {
-			depth++;
+			if (++depth > deepest)
+				deepest = depth;
 		} else if (c == '}' || c == ']') {
 			if (depth == 0)
 				break; /* the end of a scalar */
@@ -169,6 +223,7 @@ static int skip_value(text_span *t)
 	}
 out:
 	t->p = p;
+	*nest = deepest;
 	return depth || p == start ? MALFORMED : 0;
 }
 
@@ -236,8 +291,10 @@ static int add_member(sky_buf *out, const named *m, int *first)
 		return -1;
 	*first = 0;
 	if (json_is_object(m->value))
-		return sky__doc_dump_sorted(out, m->value, SIZE_MAX, 1) < 0 ? -1
-									    : 0;
+		return sky__doc_dump_sorted(out, m->value, SIZE_MAX, SIZE_MAX,
+					    1) < 0
+			   ? -1
+			   : 0;
 	return sky__json_dump_buf(out, m->value);
 }
 
@@ -260,10 +317,12 @@ static int flush_run(sky_buf *out, const char **run, const char *run_end,
 }
 
 /*
- * Append MergePatch(object at t->p, patch) to `out` and move t->p past the
- * object. Returns 0, -1 or MALFORMED.
+ * Append MergePatch(object at t->p, patch) to `out`, move t->p past the
+ * object, and set *nest to how deep the object appended nests, not
+ * counting the levels the patch's own values bring. Returns 0, -1 or
+ * MALFORMED.
  */
-static int merge_text(sky_buf *out, text_span *t, json_t *patch)
+static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 {
 	named local[16], *m = local;
 	size_t n = json_object_size(patch), j = 0;
@@ -271,6 +330,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 	size_t key_len;
 	json_t *value;
 	int first = 1, rc = -1;
+	size_t deepest = 0; /* of the members copied or merged */
 
 	if (n > sizeof(local) / sizeof(local[0]) &&
 	    !(m = malloc(n * sizeof(*m))))
@@ -289,6 +349,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 	while (t->p < t->end && *t->p != '}') {
 		const char *name = t->p, *name_end, *val;
 		int c = 1, bad = 0;
+		size_t vnest = 0;
 		if (*t->p != '"' || skip_string(t) < 0)
 			goto malformed;
 		name_end = t->p;
@@ -309,7 +370,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 		 * is skipped to find where it ends. */
 		if (!(j < n && c == 0 && json_is_object(m[j].value) &&
 		      *val == '{') &&
-		    skip_value(t) < 0)
+		    skip_value(t, &vnest) < 0)
 			goto malformed;
 		if (j < n && c == 0) {
 			json_t *v = m[j++].value;
@@ -324,12 +385,13 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 				goto fail;
 			first = 0;
 			if (json_is_object(v) && *val == '{') {
-				if ((rc = merge_text(out, t, v)) < 0)
+				if ((rc = merge_text(out, t, v, &vnest)) < 0)
 					goto done;
 				rc = -1;
+				deepest = max_size(deepest, 1 + vnest);
 			} else if (json_is_object(v)) {
-				if (sky__doc_dump_sorted(out, v, SIZE_MAX, 1) <
-				    0)
+				if (sky__doc_dump_sorted(out, v, SIZE_MAX,
+							 SIZE_MAX, 1) < 0)
 					goto fail;
 			} else if (sky__json_dump_buf(out, v) < 0) {
 				goto fail;
@@ -338,6 +400,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 			if (!run)
 				run = name;
 			run_end = t->p;
+			deepest = max_size(deepest, 1 + vnest);
 		}
 	next:
 		if (t->p < t->end && *t->p == ',')
@@ -353,6 +416,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch)
 	for (; j < n; j++)
 		if (add_member(out, &m[j], &first) < 0)
 			goto fail;
+	*nest = max_size(deepest, 1);
 	rc = sky__buf_putc(out, '}');
 	goto done;
 malformed:
@@ -385,9 +449,9 @@ int sky__doc_parse_whole(uint64_t docid, const MDB_val *v, json_t **out)
  * with nothing after it.
  */
 int sky__doc_text_merge(sky_buf *out, const char *text, size_t len,
-			json_t *patch)
+			json_t *patch, size_t *depth)
 {
 	text_span t = {text, text + len};
-	int rc = merge_text(out, &t, patch);
+	int rc = merge_text(out, &t, patch, depth);
 	return rc == 0 && t.p != t.end ? MALFORMED : rc;
 }

@@ -835,32 +835,72 @@ static size_t count_objects_in(json_t *j)
 	return n;
 }
 
+/* Nesting depth as jansson counts it: objects and arrays, the document
+ * itself level 1, a scalar 0. */
+static size_t depth_of(json_t *j)
+{
+	const char *key;
+	json_t *value;
+	size_t i, d, max = 0;
+
+	if (json_is_object(j)) {
+		json_object_foreach(j, key, value) {
+			if ((d = depth_of(value)) > max)
+				max = d;
+		}
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, value) {
+			if ((d = depth_of(value)) > max)
+				max = d;
+		}
+	} else {
+		return 0;
+	}
+	return 1 + max;
+}
+
 /* The stored document equals `want`, is clean, and is in a form its size
- * allows under the bound `max` in use when it was last written. */
-static int doc_in_form(MDB_txn *txn, uint64_t docid, json_t *want, size_t max)
+ * and depth allow under the bounds `max` and `depth` in use when it was
+ * last written. */
+static int doc_in_form(MDB_txn *txn, uint64_t docid, json_t *want, size_t max,
+		       size_t depth)
 {
 	sky_buf text = SKY_BUF_INIT;
 	json_t *got = read_doc(txn, docid);
 	int ok = got && json_equal(got, want), form = form_of(txn, docid);
+	size_t d = depth_of(want);
 
 	json_decref(got);
 	if (!check_clean(txn, docid))
 		ok = 0;
 	CU_ASSERT_EQUAL_FATAL(sky__doc_read(txn, dbi, docid, &text), 0);
-	if (form == 'w' && (text.len > max || count_entries(txn, docid) != 1))
+	if (form == 'w' &&
+	    (text.len > max || d > depth || count_entries(txn, docid) != 1))
 		ok = 0;
 	/* Members: the weight kept it there (at least half the bound; it
 	 * exceeds the text by at most one per object), or the text is
-	 * over the bound. */
-	if (form == 'm' && text.len + count_objects_in(want) < max / 2)
+	 * over the bound, or it nests too deep for the whole form. */
+	if (form == 'm' && text.len + count_objects_in(want) < max / 2 &&
+	    d <= depth)
 		ok = 0;
 	if (form == 'o')
 		ok = 0; /* every write leaves today's header */
 	if (!ok)
-		fprintf(stderr, "form %c, %zu bytes, bound %zu\n", form,
-			text.len, max);
+		fprintf(stderr,
+			"form %c, %zu bytes, depth %zu, bounds %zu, %zu\n",
+			form, text.len, d, max, depth);
 	sky__buf_free(&text);
 	return ok;
+}
+
+/* The length of the document's text. */
+static size_t doc_text_len(MDB_txn *txn, uint64_t docid)
+{
+	sky_buf text = SKY_BUF_INIT;
+	CU_ASSERT_EQUAL_FATAL(sky__doc_read(txn, dbi, docid, &text), 0);
+	size_t n = text.len;
+	sky__buf_free(&text);
+	return n;
 }
 
 /* Put back the header of before the weight (next id only), as a cache
@@ -878,18 +918,24 @@ static void make_old_header(MDB_txn *txn, uint64_t docid)
 }
 
 /*
- * Random patches, writes and copies on four documents with the bound
- * between the forms changing under them: every read (as text and as
- * JSON) equals the in-memory merge, check finds nothing, each document
- * is in a form its size allows, and documents cross the bound both ways.
+ * Random patches, writes and copies on four documents with the bounds
+ * between the forms (size and depth) changing under them: every read (as
+ * text and as JSON) equals the in-memory merge, check finds nothing, each
+ * document is in a form its size and depth allow, and documents cross the
+ * bounds both ways, the depth bound alone too.
  */
 static void test_doc__forms_random(void)
 {
 	const uint64_t docs[] = {200, 201, 202, 203};
-	static const size_t bounds[] = {64, 256, 1024, 4096, 0};
+	static const size_t bounds[] = {64, 256, 1024, 4096, SKY__DOC_WHOLE_MAX,
+					0};
+	static const size_t depths[] = {2, 3, 4, 6, SKY__DOC_WHOLE_DEPTH_MAX};
+	const size_t n_bounds = sizeof(bounds) / sizeof(bounds[0]);
+	const size_t n_depths = sizeof(depths) / sizeof(depths[0]);
 	json_t *model[4];
 	int failures = 0, to_members = 0, to_whole = 0, old_patched = 0;
-	size_t max = bounds[0];
+	int deep_to_members = 0, deep_to_whole = 0;
+	size_t max = bounds[0], depth = depths[n_depths - 1];
 
 	rng_state = 0x243f6a8885a308d3ull;
 	init_names();
@@ -902,9 +948,14 @@ static void test_doc__forms_random(void)
 	for (int iter = 0; iter < iters && failures < 3; iter++) {
 		unsigned d = rnd_below(4), r = rnd_below(100);
 		int before = form_of(txn, docs[d]), copied = 0;
+		size_t depth_before = 0;
 		if (iter % 150 == 0) {
-			max = bounds[rnd_below(5)];
+			max = bounds[rnd_below(n_bounds)];
 			sky__doc_whole_max = max;
+		}
+		if (iter % 110 == 0) {
+			depth = depths[rnd_below(n_depths)];
+			sky__doc_whole_depth_max = depth;
 		}
 		if (r < 3) {
 			json_t *obj = rnd_object(0, 0);
@@ -940,6 +991,7 @@ static void test_doc__forms_random(void)
 				make_old_header(txn, docs[d]);
 				old_patched++;
 			}
+			depth_before = depth_of(model[d]);
 			int rc = sky__doc_patch(txn, dbi, docs[d], patch);
 			CU_ASSERT_EQUAL(rc, 0);
 			if (rc)
@@ -950,9 +1002,16 @@ static void test_doc__forms_random(void)
 			int after = form_of(txn, docs[d]);
 			to_members += before == 'w' && after == 'm';
 			to_whole += before == 'm' && after == 'w';
+			/* Conversions the depth alone called for: small
+			 * documents, members because of their depth. */
+			int small = doc_text_len(txn, docs[d]) < max / 2;
+			deep_to_members += before == 'w' && after == 'm' &&
+					   small && depth_of(model[d]) > depth;
+			deep_to_whole += before == 'm' && after == 'w' &&
+					 small && depth_before > depth;
 		}
 		if (copied ? !doc_is_equal(txn, docs[d], model[d])
-			   : !doc_in_form(txn, docs[d], model[d], max)) {
+			   : !doc_in_form(txn, docs[d], model[d], max, depth)) {
 			fprintf(stderr, "iteration %d, document %u\n", iter, d);
 			failures++;
 		}
@@ -973,13 +1032,20 @@ static void test_doc__forms_random(void)
 	CU_ASSERT(to_members >= enough);
 	CU_ASSERT(to_whole >= enough);
 	CU_ASSERT(old_patched >= enough);
-	if (to_members < enough || to_whole < enough || old_patched < enough)
-		fprintf(stderr, "%d to members, %d to whole, %d old\n",
-			to_members, to_whole, old_patched);
+	CU_ASSERT(deep_to_members >= enough);
+	CU_ASSERT(deep_to_whole >= enough);
+	if (to_members < enough || to_whole < enough || old_patched < enough ||
+	    deep_to_members < enough || deep_to_whole < enough)
+		fprintf(stderr,
+			"%d to members, %d to whole, %d old, "
+			"by depth %d to members, %d to whole\n",
+			to_members, to_whole, old_patched, deep_to_members,
+			deep_to_whole);
 	for (int i = 0; i < 4; i++)
 		json_decref(model[i]);
 	commit(txn);
 	sky__doc_whole_max = 0;
+	sky__doc_whole_depth_max = SKY__DOC_WHOLE_DEPTH_MAX;
 }
 
 /*
@@ -1028,7 +1094,8 @@ static void test_doc__forms_check_and_old(void)
 	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 302, patch), 0);
 	doc = sky__merge_patch(doc, patch);
 	CU_ASSERT_EQUAL(form_of(txn, 302), 'w');
-	CU_ASSERT(doc_in_form(txn, 302, doc, SKY__DOC_WHOLE_MAX));
+	CU_ASSERT(doc_in_form(txn, 302, doc, SKY__DOC_WHOLE_MAX,
+			      SKY__DOC_WHOLE_DEPTH_MAX));
 
 	/* Check: text that is no object, members beside the text, a
 	 * weight that does not add up. */
@@ -1067,6 +1134,270 @@ static void test_doc__forms_check_and_old(void)
 	json_decref(patch);
 	json_decref(doc);
 	mdb_txn_abort(txn);
+}
+
+/* A document of `items` items of ~90 bytes (bench/'s shape): ~10 KB at
+ * 105. */
+static json_t *items_doc(int items)
+{
+	json_t *doc =
+	    json_pack("{s:{s:i,s:s}}", "meta", "rev", 0, "site", "Plant-7");
+	json_t *all = json_object();
+	for (int i = 0; i < items; i++) {
+		char key[16], name[32];
+		snprintf(key, sizeof(key), "i%05d", i);
+		snprintf(name, sizeof(name), "item-%d", i);
+		json_object_set_new(
+		    all, key,
+		    json_pack("{s:s,s:i,s:s,s:[s,s],s:{s:f,s:i}}", "name", name,
+			      "qty", i % 50, "status", "new", "tags", "a", "b",
+			      "pos", "x", 1.5, "y", 2));
+	}
+	json_object_set_new(doc, "items", all);
+	return doc;
+}
+
+/*
+ * A 10 KB document is stored whole under the default bound: one entry,
+ * read back equal; a patch keeps it whole, and growing past the bound
+ * takes it to members.
+ */
+static void test_doc__whole_10kb(void)
+{
+	MDB_txn *txn = begin(0);
+	json_t *doc = items_doc(105);
+
+	sky__doc_whole_max = SKY__DOC_WHOLE_MAX;
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 500, doc), 0);
+	size_t len = doc_text_len(txn, 500);
+	CU_ASSERT(len > 9000 && len <= SKY__DOC_WHOLE_MAX);
+	CU_ASSERT_EQUAL(form_of(txn, 500), 'w');
+	CU_ASSERT_EQUAL(count_entries(txn, 500), 1);
+	CU_ASSERT(doc_in_form(txn, 500, doc, SKY__DOC_WHOLE_MAX,
+			      SKY__DOC_WHOLE_DEPTH_MAX));
+
+	/* A ~100-byte patch: merged into the text, still whole. */
+	json_t *patch = parse("{\"items\":{\"i00042\":{\"qty\":7,\"status\":"
+			      "\"checked\",\"pos\":{\"x\":3},\"by\":"
+			      "\"operator-7\"}},\"meta\":{\"rev\":1}}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 500, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	json_decref(patch);
+	CU_ASSERT_EQUAL(form_of(txn, 500), 'w');
+	CU_ASSERT(doc_in_form(txn, 500, doc, SKY__DOC_WHOLE_MAX,
+			      SKY__DOC_WHOLE_DEPTH_MAX));
+
+	/* Past the bound: member by member, one entry per member. */
+	json_t *more = items_doc(200);
+	patch = json_pack("{s:O}", "items", json_object_get(more, "items"));
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 500, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	json_decref(patch);
+	json_decref(more);
+	CU_ASSERT(doc_text_len(txn, 500) > SKY__DOC_WHOLE_MAX);
+	CU_ASSERT_EQUAL(form_of(txn, 500), 'm');
+	CU_ASSERT(doc_is(txn, 500, doc));
+
+	json_decref(doc);
+	mdb_txn_abort(txn);
+	sky__doc_whole_max = 0;
+}
+
+/* `levels` objects, one in the other under "n", each with a "level"; the
+ * innermost holds `bottom` (taken) when there is one. */
+static json_t *chain(int levels, json_t *bottom)
+{
+	json_t *doc = json_object(), *cur = doc;
+	for (int i = 1; i < levels; i++) {
+		json_t *next = json_object();
+		json_object_set_new(cur, "level", json_integer(i));
+		json_object_set_new(cur, "n", next);
+		cur = next;
+	}
+	if (bottom)
+		json_object_set_new(cur, "bottom", bottom);
+	return doc;
+}
+
+/* A patch down the "n" path of chain(): `levels` objects, `bottom` in the
+ * innermost. */
+static json_t *chain_patch(int levels, json_t *bottom)
+{
+	json_t *patch = json_object(), *cur = patch;
+	for (int i = 1; i < levels; i++) {
+		json_t *next = json_object();
+		json_object_set_new(cur, "n", next);
+		cur = next;
+	}
+	json_object_set_new(cur, "bottom", bottom);
+	return patch;
+}
+
+/*
+ * The depth bound: a small document nested deeper than
+ * SKY__DOC_WHOLE_DEPTH_MAX goes member by member, by write and by patch,
+ * and reads back equal; one at the bound stays whole; a patch that deepens
+ * a whole document past the bound converts it, and one that takes the
+ * depth away brings it back; a whole text deeper than the bound in use
+ * converts at its first patch, however shallow; check reports a whole
+ * text deeper than the bound.
+ */
+static void test_doc__whole_depth(void)
+{
+	const int D = SKY__DOC_WHOLE_DEPTH_MAX;
+	MDB_txn *txn = begin(0);
+	json_t *at = chain(D, NULL), *over = chain(D + 1, NULL), *patch;
+	sky_buf problems = SKY_BUF_INIT;
+
+	sky__doc_whole_max = SKY__DOC_WHOLE_MAX;
+	CU_ASSERT_EQUAL(depth_of(at), (size_t)D);
+
+	/* By write: at the bound whole, one level more members, though
+	 * both are a few KB. */
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 510, at), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 510), 'w');
+	CU_ASSERT(doc_in_form(txn, 510, at, SKY__DOC_WHOLE_MAX, D));
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 511, over), 0);
+	CU_ASSERT(doc_text_len(txn, 511) < SKY__DOC_WHOLE_MAX / 2);
+	CU_ASSERT_EQUAL(form_of(txn, 511), 'm');
+	CU_ASSERT(doc_is(txn, 511, over));
+	/* Arrays count as levels too. */
+	json_t *arr = json_integer(1);
+	for (int i = 0; i < D; i++) {
+		json_t *a = json_array();
+		json_array_append_new(a, arr);
+		arr = a;
+	}
+	json_t *deep_array = json_pack("{s:o}", "a", arr);
+	CU_ASSERT_EQUAL(depth_of(deep_array), (size_t)D + 1);
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 512, deep_array), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 512), 'm');
+	CU_ASSERT(doc_is(txn, 512, deep_array));
+
+	/* By patch: a deep patch to a missing document. */
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 513, over), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 513), 'm');
+	CU_ASSERT(doc_is(txn, 513, over));
+	/* The array reaches the bound through a shallow patch of a whole
+	 * document: the text merge measures it. */
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 514, at), 0);
+	patch = json_pack("{s:O}", "a", json_array_get(arr, 0));
+	json_t *doc = sky__merge_patch(json_deep_copy(at), patch);
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 514, patch), 0);
+	json_decref(patch);
+	CU_ASSERT_EQUAL(depth_of(doc), (size_t)D);
+	CU_ASSERT_EQUAL(form_of(txn, 514), 'w');
+	CU_ASSERT(doc_in_form(txn, 514, doc, SKY__DOC_WHOLE_MAX, D));
+
+	/* A patch that takes a whole document one level past the bound
+	 * converts it; one that deletes the depth brings it back. */
+	patch = chain_patch(D, json_pack("{s:b}", "deeper", 1));
+	CU_ASSERT_EQUAL(depth_of(patch), (size_t)D + 1);
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 514, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	json_decref(patch);
+	CU_ASSERT_EQUAL(depth_of(doc), (size_t)D + 1);
+	CU_ASSERT_EQUAL(form_of(txn, 514), 'm');
+	CU_ASSERT(doc_is(txn, 514, doc));
+	patch = parse("{\"n\":null}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 514, patch), 0);
+	doc = sky__merge_patch(doc, patch);
+	json_decref(patch);
+	CU_ASSERT_EQUAL(form_of(txn, 514), 'w');
+	CU_ASSERT(doc_in_form(txn, 514, doc, SKY__DOC_WHOLE_MAX, D));
+	json_decref(doc);
+	/* A shallow patch leaves a small deep document in members. */
+	patch = parse("{\"level\":0}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 511, patch), 0);
+	over = sky__merge_patch(over, patch);
+	json_decref(patch);
+	CU_ASSERT_EQUAL(form_of(txn, 511), 'm');
+	CU_ASSERT(doc_is(txn, 511, over));
+
+	/* A whole text deeper than the bound in use (stored under a larger
+	 * one, as before the bound existed): the first patch converts it,
+	 * however shallow. */
+	sky__doc_whole_depth_max = 8;
+	patch = parse("{\"level\":0}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 510, patch), 0);
+	at = sky__merge_patch(at, patch);
+	json_decref(patch);
+	CU_ASSERT_EQUAL(form_of(txn, 510), 'm');
+	CU_ASSERT(doc_in_form(txn, 510, at, SKY__DOC_WHOLE_MAX, 8));
+	sky__doc_whole_depth_max = D;
+
+	/* The danger the bound is for: 2100 levels of {"":...}, ~10 KB, under
+	 * the byte bound, but deeper than jansson parses. Whole, it could
+	 * never be read as JSON again; member by member it reads. */
+	json_t *abyss = json_object(), *cur = abyss;
+	for (int i = 1; i < 2100; i++) {
+		json_t *next = json_object();
+		json_object_set_new(cur, "", next);
+		cur = next;
+	}
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 515, abyss), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 515), 'm');
+	CU_ASSERT_EQUAL(count_entries(txn, 515), 2100);
+	sky_buf text = SKY_BUF_INIT, want = SKY_BUF_INIT;
+	for (int i = 1; i < 2100; i++)
+		CU_ASSERT_EQUAL_FATAL(sky__buf_puts(&want, "{\"\":"), 0);
+	CU_ASSERT_EQUAL_FATAL(sky__buf_puts(&want, "{}"), 0);
+	for (int i = 1; i < 2100; i++)
+		CU_ASSERT_EQUAL_FATAL(sky__buf_putc(&want, '}'), 0);
+	CU_ASSERT(want.len < SKY__DOC_WHOLE_MAX);
+	CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, 515, &text), 0);
+	CU_ASSERT(text.len == want.len &&
+		  memcmp(text.data, want.data, want.len) == 0);
+	json_t *got = NULL;
+	CU_ASSERT_EQUAL(sky__doc_read_json(txn, dbi, 515, &got), 0);
+	CU_ASSERT(got && json_equal(got, abyss));
+	json_decref(got);
+	CU_ASSERT(check_clean(txn, 515));
+	/* And by patch, onto a whole document. */
+	json_t *x1 = parse("{\"x\":1}");
+	CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, 516, x1), 0);
+	json_decref(x1);
+	CU_ASSERT_EQUAL(form_of(txn, 516), 'w');
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 516, abyss), 0);
+	CU_ASSERT_EQUAL(form_of(txn, 516), 'm');
+	CU_ASSERT_EQUAL(count_entries(txn, 516), 2101);
+	sky__buf_clear(&text);
+	CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, 516, &text), 0);
+	want.len--; /* {"":...} becomes {"":...,"x":1} */
+	CU_ASSERT_EQUAL_FATAL(sky__buf_puts(&want, ",\"x\":1}"), 0);
+	CU_ASSERT(text.len == want.len &&
+		  memcmp(text.data, want.data, want.len) == 0);
+	CU_ASSERT(check_clean(txn, 516));
+
+	/* Check: a whole text one level deeper than the bound. */
+	sky__buf_clear(&text);
+	CU_ASSERT_EQUAL(sky__doc_read(txn, dbi, 511, &text), 0);
+	unsigned char key[8];
+	sky__put_be64(key, 517);
+	put_raw(txn, key, 8, text.data, text.len);
+	CU_ASSERT_EQUAL(form_of(txn, 517), 'w');
+	CU_ASSERT_EQUAL(sky__doc_check(txn, dbi, 517, &problems), SKY_EINVAL);
+	CU_ASSERT(problems.data && strstr(problems.data, "nested deeper"));
+	/* It still reads, and its first patch converts it. */
+	json_t *back = read_doc(txn, 517);
+	CU_ASSERT(back && json_equal(back, over));
+	json_decref(back);
+	patch = parse("{\"x\":1}");
+	CU_ASSERT_EQUAL(sky__doc_patch(txn, dbi, 517, patch), 0);
+	over = sky__merge_patch(over, patch);
+	json_decref(patch);
+	CU_ASSERT_EQUAL(form_of(txn, 517), 'm');
+	CU_ASSERT(doc_is(txn, 517, over));
+
+	sky__buf_free(&text);
+	sky__buf_free(&want);
+	sky__buf_free(&problems);
+	json_decref(abyss);
+	json_decref(deep_array);
+	json_decref(at);
+	json_decref(over);
+	mdb_txn_abort(txn);
+	sky__doc_whole_max = 0;
 }
 
 /* doc_check on a copy of `base` corrupted by `key -> val`. */
@@ -1308,6 +1639,8 @@ int main(void)
 	    {"test_doc__exact_values", test_doc__exact_values},
 	    {"test_doc__forms_random", test_doc__forms_random},
 	    {"test_doc__forms_check_and_old", test_doc__forms_check_and_old},
+	    {"test_doc__whole_10kb", test_doc__whole_10kb},
+	    {"test_doc__whole_depth", test_doc__whole_depth},
 	    {NULL, NULL},
 	};
 	MDB_txn *txn;
