@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event_scan.h"
+#include "events.h"
 #include "json.h"
 #include "protocol.h"
 #include "skysync.h"
@@ -167,8 +167,9 @@ static int to_cstr(const span *s, char *buf, size_t cap)
 	return 1;
 }
 
-int sky__event_scan(const sky_json_limits *limits, const sky_protocol *proto,
-		    const char *text, size_t len, sky_parsed_event *out)
+int sky__event_scan(const sky_json_limits *limits,
+		    const struct sky_protocol *proto, const char *text,
+		    size_t len, sky_parsed_event *out)
 {
 	const char *p = text, *end = text + len, *q;
 	span ids[3] = {{0}}, type = {0}, created = {0}, data = {0};

@@ -26,7 +26,6 @@
 
 #include "doc.h"
 #include "error.h"
-#include "event_scan.h"
 #include "events.h"
 #include "json.h"
 #include "protocol.h"

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cache_types.h"
+#include "model.h"
 #include "protocol_types.h"
 
 /*
@@ -38,6 +39,17 @@ typedef struct {
  */
 int sky__event_parse(sky_cache *c, const char *text, size_t len,
 		     sky_parsed_event *out);
+/*
+ * The fast path (event_scan.c): `text` as a session_data_updated event,
+ * its envelope read in place and only its patch built. Returns 1 with
+ * *out filled as sky__event_parse_tree() would fill it (out->event NULL,
+ * the payload and ids owned by *out), or 0 when the event is not the
+ * plain case it takes: then nothing was recorded or allocated, and the
+ * caller parses it in full.
+ */
+int sky__event_scan(const sky_json_limits *limits,
+		    const struct sky_protocol *proto, const char *text,
+		    size_t len, sky_parsed_event *out);
 /* The full parse, through a jansson tree of the whole event. */
 int sky__event_parse_tree(sky_cache *c, const char *text, size_t len,
 			  sky_parsed_event *out);

@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "cache_types.h"
-#include "event_scan.h"
 #include "events.h"
 #include "json.h"
 #include "protocol.h"
