@@ -230,6 +230,21 @@ int sky__doc_write(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *obj)
 	return rc;
 }
 
+int sky__doc_write_whole_text(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
+			      const char *text, size_t len)
+{
+	sky_doc_writer w;
+	int rc;
+
+	assert(txn && len <= sky__doc_whole_max);
+	sky__doc_writer_init(&w, txn, dbi, docid);
+	rc = sky__buf_append(&w.val, text, len);
+	if (rc == 0)
+		rc = write_whole(&w);
+	sky__doc_writer_free(&w);
+	return rc;
+}
+
 /*
  * The patch applied to the whole document in memory, the result written
  * in whichever form it needs. `doc` is consumed (NULL: a missing one).

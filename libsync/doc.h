@@ -46,6 +46,15 @@
 int sky__doc_write(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *obj);
 
 /*
+ * Replace the whole document `docid` with the whole form holding `text`:
+ * the text sky__json_sorted_text() gave, of at most sky__doc_whole_max
+ * bytes and sky__doc_whole_depth_max levels (what sky__doc_write() would
+ * store of its tree). Returns 0, SKY__EMAPFULL or -1.
+ */
+int sky__doc_write_whole_text(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
+			      const char *text, size_t len);
+
+/*
  * Apply the RFC 7396 merge patch `patch` (an object, borrowed) to the
  * document; a missing document is taken as {}. Only the members the patch
  * names are read or written, plus the subtrees it replaces or deletes. The

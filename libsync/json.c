@@ -593,7 +593,7 @@ size_t sky__json_real_text_searched(double d, char *buf, size_t size)
 }
 
 /* A string literal with jansson's escapes. */
-static int dump_string(sky_buf *b, const char *s, size_t n)
+int sky__json_dump_string(sky_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	if (sky__buf_putc(b, '"') < 0)
@@ -675,8 +675,8 @@ int sky__json_dump_buf(sky_buf *b, const json_t *v)
 	case JSON_STRING:
 		if ((text = sky__json_bignum(v, &n)))
 			return sky__buf_append(b, text, n);
-		return dump_string(b, json_string_value(v),
-				   json_string_length(v));
+		return sky__json_dump_string(b, json_string_value(v),
+					     json_string_length(v));
 	case JSON_ARRAY:
 		if (sky__buf_putc(b, '[') < 0)
 			return -1;
@@ -692,8 +692,9 @@ int sky__json_dump_buf(sky_buf *b, const json_t *v)
 		for (void *it = json_object_iter((json_t *)v); it;
 		     it = json_object_iter_next((json_t *)v, it)) {
 			if ((!first && sky__buf_putc(b, ',') < 0) ||
-			    dump_string(b, json_object_iter_key(it),
-					json_object_iter_key_len(it)) < 0 ||
+			    sky__json_dump_string(
+				b, json_object_iter_key(it),
+				json_object_iter_key_len(it)) < 0 ||
 			    sky__buf_putc(b, ':') < 0 ||
 			    sky__json_dump_buf(b, json_object_iter_value(it)) <
 				0)

@@ -73,6 +73,23 @@ char *sky__json_dumps(const json_t *value, size_t *len);
 json_t *sky__json_fast_load(const char *text, size_t len, size_t flags,
 			    int *out_of_memory);
 
+/*
+ * The compact text of the JSON object `text` with the members of each
+ * object sorted by name bytes, except inside arrays (where objects keep
+ * their order): byte for byte what sky__doc_dump_sorted() writes of the
+ * tree sky__json_parse() builds, straight from the text (json_load.c).
+ * Appends it to `out` and sets *depth to its nesting (objects and arrays,
+ * the outermost 1); returns 1. Returns 0 with `out` as it was when the
+ * text is not the common case sky__json_fast_load() takes, repeats a name,
+ * is not an object or nests deeper than `max_depth`; then the caller
+ * parses it (*out_of_memory set: it failed for want of memory).
+ */
+int sky__json_sorted_text(const char *text, size_t len, size_t max_depth,
+			  sky_buf *out, size_t *depth, int *out_of_memory);
+
+/* A string as sky__json_dump_buf() writes it, quotes and escapes. */
+int sky__json_dump_string(sky_buf *b, const char *s, size_t n);
+
 size_t sky__json_real_text(double d, char *buf, size_t size);
 /* The same by the general search alone (printf and strtod), which
  * sky__json_real_text() skips for short decimals; for tests. */

@@ -478,3 +478,263 @@ json_t *sky__json_fast_load(const char *text, size_t len, size_t flags,
 	*out_of_memory = ps.oom;
 	return v;
 }
+
+/* ------------------------------------------------------------------ */
+/* Sorted compact text straight from the text                          */
+/* ------------------------------------------------------------------ */
+
+/* One member of an object being sorted: its name in the input, its
+ * value's text in the output buffer. */
+typedef struct {
+	const char *name;
+	size_t len, off, vlen;
+} sorted_member;
+
+static int cmp_sorted_member(const void *a, const void *b)
+{
+	const sorted_member *x = a, *y = b;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+typedef struct {
+	size_t max_depth; /* give up beyond */
+	size_t deepest;
+} sort_ctx;
+
+static int sorted_value(parser *ps, sky_buf *out, size_t depth, int sorted,
+			sort_ctx *sx);
+
+/*
+ * An object: its members' values are written to `out` first, then moved
+ * behind their names in order (by name bytes when `sorted`, else as they
+ * came: an object inside an array keeps jansson's order when dumped).
+ * A repeated name gives up either way.
+ */
+static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
+			 sort_ctx *sx)
+{
+	sorted_member local[32], *m = local;
+	size_t n = 0, cap = sizeof(local) / sizeof(local[0]);
+	size_t base = out->len;
+	char *moved = NULL;
+	int rc = -1;
+
+	ps->p++;
+	skip_ws(ps);
+	if (ps->p < ps->end && *ps->p == '}') {
+		ps->p++;
+		return sky__buf_append(out, "{}", 2) < 0 ? (ps->oom = 1, -1)
+							 : 0;
+	}
+	while (ps->p < ps->end && *ps->p == '"') {
+		const char *key;
+		size_t klen;
+		/* Names with escapes: jansson's (the bytes to sort by are
+		 * decoded ones, and ps->buf is reused by the value). */
+		if (parse_string(ps, &key, &klen) < 0 || key == ps->buf)
+			goto done;
+		if (n == cap) {
+			sorted_member *g =
+			    m == local ? malloc(2 * cap * sizeof(*m))
+				       : realloc(m, 2 * cap * sizeof(*m));
+			if (!g) {
+				ps->oom = 1;
+				goto done;
+			}
+			if (m == local)
+				memcpy(g, local, sizeof(local));
+			m = g;
+			cap *= 2;
+		}
+		skip_ws(ps);
+		if (ps->p >= ps->end || *ps->p++ != ':')
+			goto done;
+		skip_ws(ps);
+		m[n].name = key;
+		m[n].len = klen;
+		m[n].off = out->len;
+		if (sorted_value(ps, out, depth + 1, sorted, sx) < 0)
+			goto done;
+		m[n].vlen = out->len - m[n].off;
+		n++;
+		skip_ws(ps);
+		if (ps->p >= ps->end)
+			goto done;
+		if (*ps->p == '}') {
+			ps->p++;
+			rc = 0;
+			break;
+		}
+		if (*ps->p++ != ',')
+			goto done;
+		skip_ws(ps);
+	}
+	if (rc < 0)
+		goto done;
+	rc = -1;
+	/* Sorted by name to find repeats; kept sorted when `sorted`. */
+	sorted_member *order = m;
+	sorted_member order_local[32];
+	if (!sorted) {
+		order = n <= 32 ? order_local : malloc(n * sizeof(*m));
+		if (!order) {
+			ps->oom = 1;
+			goto done;
+		}
+		memcpy(order, m, n * sizeof(*m));
+	}
+	qsort(order, n, sizeof(*m), cmp_sorted_member);
+	int repeated = 0;
+	for (size_t i = 1; i < n && !repeated; i++)
+		repeated = cmp_sorted_member(&order[i - 1], &order[i]) == 0;
+	if (order != m && order != order_local)
+		free(order);
+	if (repeated)
+		goto done;
+	/* Move the values aside and write the members out in order. */
+	size_t vals = out->len - base;
+	if (!(moved = malloc(vals ? vals : 1))) {
+		ps->oom = 1;
+		goto done;
+	}
+	memcpy(moved, out->data + base, vals);
+	out->len = base;
+	if (sky__buf_putc(out, '{') < 0)
+		goto nomem;
+	for (size_t i = 0; i < n; i++) {
+		if (i && sky__buf_putc(out, ',') < 0)
+			goto nomem;
+		/* The writers of sky__doc_dump_sorted() and of jansson's
+		 * dump (sky__json_dump_buf) escape names their own way. */
+		if ((sorted ? sky__buf_json_string(out, m[i].name, m[i].len)
+			    : sky__json_dump_string(out, m[i].name, m[i].len)) <
+			0 ||
+		    sky__buf_putc(out, ':') < 0 ||
+		    sky__buf_append(out, moved + (m[i].off - base), m[i].vlen) <
+			0)
+			goto nomem;
+	}
+	if (sky__buf_putc(out, '}') < 0)
+		goto nomem;
+	rc = 0;
+	goto done;
+nomem:
+	ps->oom = 1;
+done:
+	free(moved);
+	if (m != local)
+		free(m);
+	return rc;
+}
+
+static int sorted_array(parser *ps, sky_buf *out, size_t depth, sort_ctx *sx)
+{
+	ps->p++;
+	if (sky__buf_putc(out, '[') < 0) {
+		ps->oom = 1;
+		return -1;
+	}
+	skip_ws(ps);
+	if (ps->p < ps->end && *ps->p == ']') {
+		ps->p++;
+		return sky__buf_putc(out, ']') < 0 ? (ps->oom = 1, -1) : 0;
+	}
+	for (int first = 1;; first = 0) {
+		if (!first && sky__buf_putc(out, ',') < 0) {
+			ps->oom = 1;
+			return -1;
+		}
+		if (sorted_value(ps, out, depth + 1, 0, sx) < 0)
+			return -1;
+		skip_ws(ps);
+		if (ps->p >= ps->end)
+			return -1;
+		if (*ps->p == ']') {
+			ps->p++;
+			return sky__buf_putc(out, ']') < 0 ? (ps->oom = 1, -1)
+							   : 0;
+		}
+		if (*ps->p++ != ',')
+			return -1;
+		skip_ws(ps);
+	}
+}
+
+/* One value's compact text: what sky__json_dump_buf() writes of the
+ * value parse_value() would build. */
+static int sorted_value(parser *ps, sky_buf *out, size_t depth, int sorted,
+			sort_ctx *sx)
+{
+	if (ps->p >= ps->end)
+		return -1;
+	unsigned c = *ps->p;
+	if (c == '{' || c == '[') {
+		if (depth > sx->max_depth || depth > FAST_MAX_DEPTH)
+			return -1;
+		if (depth > sx->deepest)
+			sx->deepest = depth;
+		return c == '{' ? sorted_object(ps, out, depth, sorted, sx)
+				: sorted_array(ps, out, depth, sx);
+	}
+	int rc;
+	if (c == '"') {
+		const char *str;
+		size_t n;
+		if (parse_string(ps, &str, &n) < 0)
+			return -1;
+		rc = sky__json_dump_string(out, str, n);
+	} else if (c == 't' || c == 'f' || c == 'n') {
+		static const char *const words[] = {"true", "false", "null"};
+		const char *w = words[c == 't' ? 0 : c == 'f' ? 1 : 2];
+		size_t n = strlen(w);
+		if (!literal(ps, w, n, json_null()))
+			return -1;
+		rc = sky__buf_append(out, w, n);
+	} else {
+		/* The number as jansson reads it, written as it dumps it. */
+		json_t *num = parse_number(ps);
+		if (!num)
+			return -1;
+		rc = sky__json_dump_buf(out, num);
+		json_decref(num);
+	}
+	if (rc < 0)
+		ps->oom = 1;
+	return rc;
+}
+
+int sky__json_sorted_text(const char *text, size_t len, size_t max_depth,
+			  sky_buf *out, size_t *depth, int *out_of_memory)
+{
+	parser ps;
+	sort_ctx sx = {max_depth, 0};
+	size_t old_len = out->len;
+
+	*out_of_memory = 0;
+	ps.p = (const unsigned char *)text;
+	ps.end = ps.p + len;
+	ps.oom = 0;
+	ps.buf = ps.inline_buf;
+	ps.cap = sizeof(ps.inline_buf);
+	skip_ws(&ps);
+	int rc = ps.p < ps.end && *ps.p == '{'
+		     ? sorted_value(&ps, out, 1, 1, &sx)
+		     : -1;
+	if (rc == 0) {
+		skip_ws(&ps);
+		if (ps.p != ps.end)
+			rc = -1;
+	}
+	if (ps.buf != ps.inline_buf)
+		free(ps.buf);
+	if (rc < 0) {
+		out->len = old_len;
+		if (out->data)
+			out->data[old_len] = '\0';
+		*out_of_memory = ps.oom;
+		return 0;
+	}
+	*depth = sx.deepest;
+	return 1;
+}

@@ -16,6 +16,7 @@
 #include "doc.h"
 #include "error.h"
 #include "events.h"
+#include "json.h"
 #include "mirror.h"
 #include "record.h"
 #include "server.h"
@@ -26,6 +27,8 @@ typedef struct {
 	const char *app;
 	json_t *data;
 	int64_t as_of;
+	const char *data_text; /* sky__parsed_put.data_text */
+	size_t data_text_len;
 } put_ctx;
 
 /* Store `obj` as the NUL-terminated text value of `key` in `dbi`. */
@@ -51,7 +54,7 @@ static int app_write(MDB_txn *txn, void *arg)
 
 int sky_mirror_app_put(sky_cache *cache, const char *app_json, size_t len)
 {
-	put_ctx p = {cache, NULL, NULL, NULL, 0};
+	put_ctx p = {cache, NULL, NULL, NULL, 0, NULL, 0};
 	int rc = sky__json_parse(app_json, len, &cache->event_limits,
 				 "application", &p.obj);
 	if (rc < 0)
@@ -77,7 +80,7 @@ static int role_write(MDB_txn *txn, void *arg)
 int sky_mirror_role_put(sky_cache *cache, const char *app_id,
 			const char *role_json, size_t len)
 {
-	put_ctx p = {cache, NULL, app_id, NULL, 0};
+	put_ctx p = {cache, NULL, app_id, NULL, 0, NULL, 0};
 	int rc = sky__check_id(app_id, "application id");
 	if (rc < 0)
 		return rc;
@@ -91,6 +94,8 @@ int sky_mirror_role_put(sky_cache *cache, const char *app_id,
 }
 
 static int session_write_server(MDB_txn *txn, void *arg);
+static int data_as_text(sky_cache *cache, const char *text, size_t len,
+			sky_buf *out);
 
 /*
  * Server state for a session goes through server.h, which keeps the
@@ -111,7 +116,7 @@ int sky__mirror_session_write(MDB_txn *txn, sky_cache *c, json_t *session,
 	int rc = sky__validate_session(session, "session", 1);
 	if (rc < 0)
 		return rc;
-	put_ctx p = {c, session, NULL, data, as_of_us};
+	put_ctx p = {c, session, NULL, data, as_of_us, NULL, 0};
 	return session_write(txn, &p);
 }
 
@@ -148,9 +153,13 @@ static int session_write_server(MDB_txn *txn, void *arg)
 		if (rc < 0)
 			return rc;
 	}
-	if (p->data && (!known || p->as_of >= rec.wm_data)) {
-		if ((rc = sky__doc_write(txn, SKY_DBI(c, SKY_DB_DATA),
-					 hdr.docid, p->data)) < 0)
+	if ((p->data || p->data_text) && (!known || p->as_of >= rec.wm_data)) {
+		rc = p->data_text ? sky__doc_write_whole_text(
+					txn, SKY_DBI(c, SKY_DB_DATA), hdr.docid,
+					p->data_text, p->data_text_len)
+				  : sky__doc_write(txn, SKY_DBI(c, SKY_DB_DATA),
+						   hdr.docid, p->data);
+		if (rc < 0)
 			return rc;
 		hdr.wm_data = p->as_of;
 		if ((rc = sky__record_put_header(txn, c, &hdr, app, sid)) < 0)
@@ -163,14 +172,21 @@ int sky_mirror_session_put(sky_cache *cache, const char *session_json,
 			   size_t len, const char *data_json, size_t data_len,
 			   int64_t as_of_us)
 {
-	put_ctx p = {cache, NULL, NULL, NULL, as_of_us};
+	put_ctx p = {cache, NULL, NULL, NULL, as_of_us, NULL, 0};
+	sky_buf text = SKY_BUF_INIT;
 	int rc = sky__json_parse(session_json, len, &cache->event_limits,
 				 "session", &p.obj);
 	if (rc < 0)
 		return rc;
 	if ((rc = sky__validate_session(p.obj, "session", 1)) < 0)
 		goto done;
-	if (data_json) {
+	if (data_json &&
+	    (rc = data_as_text(cache, data_json, data_len, &text)) == 0) {
+		p.data_text = text.data;
+		p.data_text_len = text.len;
+	} else if (data_json) {
+		if (rc < 0)
+			goto done;
 		rc = sky__json_parse(data_json, data_len, &cache->event_limits,
 				     "session data", &p.data);
 		if (rc < 0)
@@ -185,6 +201,7 @@ int sky_mirror_session_put(sky_cache *cache, const char *session_json,
 done:
 	json_decref(p.obj);
 	json_decref(p.data);
+	sky__buf_free(&text);
 	return rc;
 }
 
@@ -270,6 +287,8 @@ int sky__session_put_parsed(sky_cache *cache, sky__parsed_put *items,
 		/* Borrowed: session_write only reads them. */
 		p->obj = it->session;
 		p->data = it->data;
+		p->data_text = it->data_text;
+		p->data_text_len = it->data_text_len;
 		valid++;
 	}
 	if (valid)
@@ -279,12 +298,44 @@ int sky__session_put_parsed(sky_cache *cache, sky__parsed_put *items,
 	return rc;
 }
 
+/*
+ * The data of a snapshot's session as the text its whole form stores,
+ * straight from the text it came as: a ~1 KB document is then never a
+ * jansson tree (parsing it, sorting it and freeing it were most of the
+ * cost of a session). Returns 0 with the text in *out, 1 when the data
+ * takes the usual way (not the common case of sky__json_sorted_text, or
+ * too large or deep to be stored whole, or over the limits: the parse
+ * then says so), or -1 out of memory.
+ */
+static int data_as_text(sky_cache *cache, const char *text, size_t len,
+			sky_buf *out)
+{
+	const sky_json_limits *lim = &cache->event_limits;
+	size_t depth, max_depth = sky__doc_whole_depth_max;
+	int oom;
+	if (lim->max_bytes && len > lim->max_bytes)
+		return 1;
+	if (lim->max_depth && lim->max_depth < max_depth)
+		max_depth = lim->max_depth;
+	if (!sky__json_sorted_text(text, len, max_depth, out, &depth, &oom))
+		return oom ? sky__error_nomem() : 1;
+	if (out->len > sky__doc_whole_max) {
+		sky__buf_clear(out);
+		return 1;
+	}
+	return 0;
+}
+
 int sky_mirror_session_put_batch(sky_cache *cache,
 				 sky_mirror_session_item *items, size_t count)
 {
 	sky__parsed_put *pp = calloc(count ? count : 1, sizeof(*pp));
-	if (!pp)
+	sky_buf *texts = calloc(count ? count : 1, sizeof(*texts));
+	if (!pp || !texts) {
+		free(pp);
+		free(texts);
 		return sky__error_nomem();
+	}
 	int rc = 0;
 	for (size_t i = 0; i < count; i++) {
 		sky_mirror_session_item *it = &items[i];
@@ -294,10 +345,19 @@ int sky_mirror_session_put_batch(sky_cache *cache,
 		int r = sky__json_parse(it->session_json, it->len,
 					&cache->event_limits, "session",
 					&pp[i].session);
-		if (r == 0 && it->data_json)
-			r = sky__json_parse(it->data_json, it->data_len,
-					    &cache->event_limits,
-					    "session data", &pp[i].data);
+		if (r == 0 && it->data_json) {
+			r = data_as_text(cache, it->data_json, it->data_len,
+					 &texts[i]);
+			if (r == 0) {
+				pp[i].data_text = texts[i].data;
+				pp[i].data_text_len = texts[i].len;
+			} else if (r == 1) {
+				r = sky__json_parse(it->data_json, it->data_len,
+						    &cache->event_limits,
+						    "session data",
+						    &pp[i].data);
+			}
+		}
 		if (r < 0) {
 			if (r != SKY_EINVAL && r != SKY_ELIMIT) {
 				rc = r; /* out of memory: give up */
@@ -318,7 +378,9 @@ done:
 		json_decref(pp[i].session);
 		json_decref(pp[i].data);
 		free(pp[i].error);
+		sky__buf_free(&texts[i]);
 	}
 	free(pp);
+	free(texts);
 	return rc;
 }

@@ -29,6 +29,10 @@ typedef struct {
 	int64_t as_of_us;
 	int result;
 	char *error;
+	/* Instead of `data`: the data as the whole form's text, already
+	 * sorted and within both bounds (sky__json_sorted_text), borrowed. */
+	const char *data_text;
+	size_t data_text_len;
 } sky__parsed_put;
 
 int sky__session_put_parsed(sky_cache *c, sky__parsed_put *items, size_t count);

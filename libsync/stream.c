@@ -888,7 +888,7 @@ static void fetch_complete(sky_engine *e, fetch *f)
 			  f->app, f->sid, t, f->held.n);
 	}
 	json_t *data = NULL;
-	sky__parsed_put item = {f->session, NULL, as_of, 0, NULL};
+	sky__parsed_put item = {f->session, NULL, as_of, 0, NULL, NULL, 0};
 	if (sky__stream_parse_data(e, f->data, f->data_len, &data) < 0) {
 		item.result = SKY_EINVAL;
 		item.error = sky__error_dup();

@@ -22,9 +22,11 @@
 #include <string.h>
 
 #include "doc.h"
+#include "doc_text.h"
 #include "error.h"
 #include "json.h"
 #include "merge.h"
+#include "model.h"
 #include "testutil.h"
 
 static MDB_env *env;
@@ -1618,6 +1620,94 @@ static void test_doc__exact_values(void)
 	mdb_txn_abort(txn);
 }
 
+/*
+ * A snapshot's data goes straight from its text to the whole form's
+ * (sky__json_sorted_text): whenever that is taken, the text is what
+ * sky__doc_dump_sorted() writes of the parsed tree, byte for byte, with
+ * the same depth; on random documents, in compact and indented text, and
+ * on random edits of them.
+ */
+static void test_doc__sorted_text_same_as_dump(void)
+{
+	rng_state = 0x5851f42d4c957f2dull;
+	unsigned taken = 0, tries = 0, edits_taken = 0;
+	sky_json_limits lim = {0, 64};
+	for (int i = 0; i < 3000; i++) {
+		json_t *doc = rnd_object(0, 0);
+		char *text =
+		    json_dumps(doc, i % 3 == 0 ? JSON_INDENT(2) : JSON_COMPACT);
+		json_decref(doc);
+		CU_ASSERT_FATAL(text != NULL);
+		char buf[8192];
+		size_t len = strlen(text);
+		if (len >= sizeof(buf) - 8) {
+			free(text);
+			continue;
+		}
+		memcpy(buf, text, len);
+		free(text);
+		for (int e = 0; e < 3; e++) {
+			if (e > 0) { /* an edit: delete, insert or replace */
+				static const char set[] =
+				    "{}[]\",: \\0.e-9tnfu";
+				size_t at = rnd_below((unsigned)len);
+				char ch = set[rnd_below(sizeof(set) - 1)];
+				unsigned op = rnd_below(3);
+				if (op == 0 && len > 1) {
+					memmove(buf + at, buf + at + 1,
+						len - at - 1);
+					len--;
+				} else if (op == 1) {
+					memmove(buf + at + 1, buf + at,
+						len - at);
+					buf[at] = ch;
+					len++;
+				} else {
+					buf[at] = ch;
+				}
+			}
+			sky_buf fast = SKY_BUF_INIT, slow = SKY_BUF_INIT;
+			size_t depth = 0;
+			int oom;
+			tries += e == 0;
+			if (!sky__json_sorted_text(buf, len, 64, &fast, &depth,
+						   &oom)) {
+				CU_ASSERT(!oom && fast.len == 0);
+				sky__buf_free(&fast);
+				continue;
+			}
+			taken += e == 0;
+			edits_taken += e > 0;
+			json_t *tree = NULL;
+			if (sky__json_parse(buf, len, &lim, "doc", &tree) !=
+				0 ||
+			    !json_is_object(tree)) {
+				CU_FAIL("sorted text taken from invalid JSON");
+				fprintf(stderr, "\n%.*s\n", (int)len, buf);
+			} else {
+				int rc = sky__doc_dump_sorted(&slow, tree,
+							      SIZE_MAX, 64, 0);
+				CU_ASSERT(rc == 0);
+				CU_ASSERT(depth == sky__doc_depth(tree, 100));
+				if (fast.len != slow.len ||
+				    memcmp(fast.data, slow.data, fast.len)) {
+					CU_FAIL("sorted text differs from the "
+						"dump of its tree");
+					fprintf(stderr, "\n%s\n%s\n", fast.data,
+						slow.data);
+				}
+			}
+			json_decref(tree);
+			sky__buf_free(&fast);
+			sky__buf_free(&slow);
+		}
+	}
+	/* Names needing escapes send some documents the usual way; most
+	 * must be taken, and some edits too. */
+	CU_ASSERT(taken > tries / 4);
+	CU_ASSERT(edits_taken > 0);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -1625,6 +1715,8 @@ int main(void)
 	    {"test_doc__edge_cases", test_doc__edge_cases},
 	    {"test_doc__rfc7396_external", test_doc__rfc7396_external},
 	    {"test_doc__random", test_doc__random},
+	    {"test_doc__sorted_text_same_as_dump",
+	     test_doc__sorted_text_same_as_dump},
 	    {"test_doc__adjacent_docids", test_doc__adjacent_docids},
 	    {"test_doc__delete_and_missing", test_doc__delete_and_missing},
 	    {"test_doc__invalid_input", test_doc__invalid_input},

@@ -341,7 +341,7 @@ static void fuzz_event(const char *body, size_t len)
 	memset(&pe, 0, sizeof(pe));
 	int prc = sky__event_parse(cache, body, len, &pe);
 	if (prc == 0) {
-		if (!pe.event || !pe.app || !pe.sid || !pe.eid ||
+		if (!pe.payload || !pe.app || !pe.sid || !pe.eid ||
 		    sky__check_id(pe.app, "app") ||
 		    sky__check_id(pe.sid, "sid") ||
 		    sky__check_id(pe.eid, "eid"))
