@@ -297,11 +297,51 @@ int sky__reader_data_dup(sky_reader *reader, const char *app_id,
 	return *json ? 0 : -1;
 }
 
+/*
+ * A document stored whole is copied once, straight from the map into an
+ * allocation of its size (no growing buffer). Returns 1 when it did, 0
+ * when the document takes the general way.
+ */
+static int keep_whole(sky_reader *reader, const char *app_id,
+		      const char *session_id, const char **json, size_t *len)
+{
+	sky_record rec;
+	const char *text;
+	size_t n;
+	/* Only valid ids are ever stored, so a hit needs no validation (as
+	 * in sky_reader_session); a miss goes the general way, which says. */
+	if (!app_id || !session_id ||
+	    sky__record_get(reader->txn, reader->cache, app_id, session_id,
+			    &rec) != 0 ||
+	    sky__doc_read_whole(reader->txn,
+				SKY_DBI(reader->cache, SKY_DB_DATA), rec.docid,
+				&text, &n) != 1)
+		return 0; /* misses and errors too: the general way says */
+	sky_reader_kept *k = malloc(sizeof(*k));
+	char *copy = malloc(n + 1);
+	if (!k || !copy) {
+		free(k);
+		free(copy);
+		return 0;
+	}
+	memcpy(copy, text, n);
+	copy[n] = '\0';
+	k->text = copy;
+	k->next = reader->kept;
+	reader->kept = k;
+	*json = k->text;
+	if (len)
+		*len = n;
+	return 1;
+}
+
 int sky_reader_data(sky_reader *reader, const char *app_id,
 		    const char *session_id, const char **json, size_t *len)
 {
 	char *text;
 	size_t n;
+	if (keep_whole(reader, app_id, session_id, json, len))
+		return 0;
 	int rc = sky__reader_data_dup(reader, app_id, session_id, &text, &n);
 	if (rc < 0)
 		return rc;

@@ -32,7 +32,8 @@ struct sky_cache {
 /* Text sky_reader_data built, kept until the reader ends. */
 typedef struct sky_reader_kept {
 	struct sky_reader_kept *next;
-	char *text;
+	char *text;	    /* `inline_text`, or an allocation of its own */
+	char inline_text[]; /* a text copied with the node, one allocation */
 } sky_reader_kept;
 
 struct sky_reader {

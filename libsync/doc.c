@@ -121,6 +121,22 @@ int sky__doc_read(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *out)
 	return sky__doc_members_read(txn, dbi, docid, out);
 }
 
+int sky__doc_read_whole(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
+			const char **text, size_t *len)
+{
+	MDB_val v;
+	int rc;
+
+	assert(txn && text && len);
+	if ((rc = get_header(txn, dbi, docid, &v)) <= 0)
+		return rc;
+	if (sky__doc_header_form(&v) != FORM_WHOLE)
+		return 0;
+	*text = v.mv_data;
+	*len = v.mv_size;
+	return 1;
+}
+
 int sky__doc_read_json(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t **out)
 {
 	MDB_val v;

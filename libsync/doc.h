@@ -70,6 +70,14 @@ int sky__doc_patch(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *patch);
  */
 int sky__doc_read(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *out);
 
+/*
+ * The text of a document stored whole, borrowed from the map (valid until
+ * the transaction writes or ends; not NUL-terminated): 1 with *text and
+ * *len set, 0 when it is stored member by member or does not exist, or -1.
+ */
+int sky__doc_read_whole(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
+			const char **text, size_t *len);
+
 /* The document as a new jansson object (the caller's), {} when missing. */
 int sky__doc_read_json(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t **out);
 
