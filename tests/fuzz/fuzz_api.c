@@ -14,6 +14,12 @@
  *                            "https://api." (its result must be a broker
  *                            URL sky__mqtt_parse_url reads back)
  *   sky__mqtt_parse_url      the input as a broker URL
+ *   the fast paths           sky__json_fast_load against jansson, and
+ *                            sky__json_sorted_text against the sorted dump
+ *                            of jansson's tree (doc_text.h), and
+ *                            sky__event_scan against sky__event_parse_tree:
+ *                            whenever a fast path takes the input, it must
+ *                            give exactly what the slow one gives
  *   MQTT payloads            the engine turns a payload into an event in
  *                            evitem_make() and on_mqtt_message(), both
  *                            static in engine.c; the payload then goes to
@@ -39,9 +45,13 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cache_types.h"
+#include "doc_text.h"
 #include "events.h"
 #include "json.h"
+#include "model.h"
 #include "mqtt.h"
+#include "protocol.h"
 #include "skysync.h"
 #include "skysync_mirror.h"
 #include "util.h"
@@ -360,6 +370,72 @@ static void fuzz_event(const char *body, size_t len)
 		fail("event apply", "accepted an event the parser rejects");
 }
 
+/* The fast paths of parsing against the slow ones they stand for. */
+static void fuzz_fast_paths(const char *body, size_t len)
+{
+	static const size_t flag_sets[] = {
+	    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, JSON_DECODE_ANY, 0};
+	for (size_t f = 0; f < 3; f++) {
+		int oom;
+		json_t *fast =
+		    sky__json_fast_load(body, len, flag_sets[f], &oom);
+		if (!fast)
+			continue;
+		json_error_t err;
+		json_t *ref =
+		    json_loadb(body, len, flag_sets[f] | JSON_ALLOW_NUL, &err);
+		char *a = json_dumps(fast, JSON_COMPACT | JSON_ENCODE_ANY);
+		char *b = ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY)
+			      : NULL;
+		if (!ref || !json_equal(fast, ref) || !a || !b || strcmp(a, b))
+			fail("fast load", "differs from jansson");
+		free(a);
+		free(b);
+		json_decref(fast);
+		json_decref(ref);
+	}
+
+	sky_buf sorted = SKY_BUF_INIT;
+	size_t depth;
+	int oom;
+	if (sky__json_sorted_text(body, len, 64, &sorted, &depth, &oom)) {
+		sky_json_limits lim = {0, 64};
+		json_t *tree = NULL;
+		sky_buf dump = SKY_BUF_INIT;
+		if (sky__json_parse(body, len, &lim, "doc", &tree) != 0 ||
+		    !json_is_object(tree) ||
+		    sky__doc_dump_sorted(&dump, tree, SIZE_MAX, 64, 0) != 0 ||
+		    dump.len != sorted.len ||
+		    memcmp(dump.data, sorted.data, dump.len) != 0 ||
+		    depth != sky__doc_depth(tree, 100))
+			fail("sorted text",
+			     "differs from the dump of the tree");
+		json_decref(tree);
+		sky__buf_free(&dump);
+	}
+	sky__buf_free(&sorted);
+
+	if (!cache)
+		open_cache();
+	sky_parsed_event fast, full;
+	if (sky__event_scan(&cache->event_limits, sky__protocol_builtin(), body,
+			    len, &fast) == 1) {
+		if (sky__event_parse_tree(cache, body, len, &full) != 0)
+			fail("event scan", "took an event the parse refuses");
+		char *a = sky__json_dumps(fast.payload, NULL);
+		char *b = sky__json_dumps(full.payload, NULL);
+		if (!a || !b || strcmp(a, b) || strcmp(fast.app, full.app) ||
+		    strcmp(fast.sid, full.sid) || strcmp(fast.eid, full.eid) ||
+		    fast.type != full.type ||
+		    fast.created_us != full.created_us)
+			fail("event scan", "differs from the full parse");
+		free(a);
+		free(b);
+		sky__event_clear(&full);
+		sky__event_clear(&fast);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	/* The body exactly as received: not NUL-terminated. */
@@ -377,6 +453,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	fuzz_jwt(text, body, size);
 	fuzz_broker(text);
 	fuzz_event(body, size);
+	fuzz_fast_paths(body, size);
 
 	free(body);
 	free(text);
