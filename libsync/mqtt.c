@@ -71,7 +71,8 @@ struct sky_mqtt {
 	int write_armed;
 	unsigned attempt; /* consecutive failed connects */
 	int64_t connect_started_us;
-	char why[160];	   /* why the last connection ended */
+	char why[192];	   /* why the last connection ended (fits every
+			      message describe_failure() writes) */
 	char tls_err[160]; /* the last TLS error libmosquitto logged */
 };
 
