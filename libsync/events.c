@@ -300,6 +300,8 @@ static int evlog_add(MDB_txn *txn, sky_cache *c, const char *eid)
 			break;
 		if ((rc = mdb_cursor_del(cur, 0)))
 			break;
+		if (excess == 0)
+			break; /* the usual one: no need to step on */
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(cur);
