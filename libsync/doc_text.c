@@ -160,7 +160,8 @@ static size_t max_size(size_t a, size_t b)
 }
 
 /* Skip the string at t->p (its opening quote). Locals, not t->p, in the
- * loops: this is most of the cost of a merge. */
+ * loops: this is most of the cost of a merge. (Eight bytes at a time
+ * measured more instructions on documents' short strings.) */
 static int skip_string(text_span *t)
 {
 	const char *p = t->p + 1, *end = t->end;

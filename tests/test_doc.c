@@ -1708,6 +1708,51 @@ static void test_doc__sorted_text_same_as_dump(void)
 	CU_ASSERT(edits_taken > 0);
 }
 
+/*
+ * The merge skips stored strings eight bytes at a time: strings of every
+ * length to 40 with a quote, a backslash or a control character at every
+ * position, as names and as values, are kept byte for byte when a patch
+ * changes a member after them.
+ */
+static void test_doc__merge_skips_every_string(void)
+{
+	MDB_txn *txn = begin(0);
+	static const char specials[] = {'"', '\\', '\n', 'x'};
+	uint64_t docid = 900;
+	sky__doc_whole_max = SKY__DOC_WHOLE_MAX;
+	for (size_t len = 0; len <= 40; len++)
+		for (size_t at = 0; at <= len; at++)
+			for (size_t k = 0; k < sizeof(specials); k++) {
+				char str[48];
+				memset(str, 'a', len);
+				if (at < len)
+					str[at] = specials[k];
+				str[len] = '\0';
+				json_t *doc =
+				    json_pack("{s:s,s:{s:s},s:i}", str, str,
+					      "n", str, str, "z", 1);
+				json_t *patch = json_pack("{s:i}", "z", 2);
+				CU_ASSERT_FATAL(doc && patch);
+				CU_ASSERT(
+				    sky__doc_write(txn, dbi, docid, doc) == 0);
+				CU_ASSERT(form_of(txn, docid) == 'w');
+				CU_ASSERT(sky__doc_patch(txn, dbi, docid,
+							 patch) == 0);
+				doc = sky__merge_patch(doc, patch);
+				json_t *back = read_doc(txn, docid);
+				if (!back || !json_equal(back, doc)) {
+					CU_FAIL("a merge lost a stored string");
+					len = 41, at = 42; /* report once */
+				}
+				json_decref(back);
+				json_decref(doc);
+				json_decref(patch);
+				docid++;
+			}
+	commit(txn);
+	sky__doc_whole_max = 0; /* the suite's default: member by member */
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -1715,6 +1760,8 @@ int main(void)
 	    {"test_doc__edge_cases", test_doc__edge_cases},
 	    {"test_doc__rfc7396_external", test_doc__rfc7396_external},
 	    {"test_doc__random", test_doc__random},
+	    {"test_doc__merge_skips_every_string",
+	     test_doc__merge_skips_every_string},
 	    {"test_doc__sorted_text_same_as_dump",
 	     test_doc__sorted_text_same_as_dump},
 	    {"test_doc__adjacent_docids", test_doc__adjacent_docids},
