@@ -210,20 +210,30 @@ static int get_aliased(sky_reader *reader, const char *app, const char *sid,
 	return sky__record_get(reader->txn, reader->cache, app, to, rec);
 }
 
-int sky_reader_session(sky_reader *reader, const char *app_id,
-		       const char *session_id, const char **json, size_t *len)
+/*
+ * The record of a session a read asks for. Looked up first: only valid
+ * ids are ever stored, so a hit needs no validation, and reads are the
+ * hottest path. A miss says why (a malformed id, or not in the cache).
+ */
+static int find_session(sky_reader *reader, const char *app_id,
+			const char *session_id, sky_record *rec)
 {
 	if (!app_id || !session_id)
 		return check_ids(app_id, session_id);
-	/* Look up first: only valid ids are ever stored, so a hit needs no
-	 * validation, and this is the hottest read. A miss says why. */
-	sky_record rec;
 	int rc = sky__record_get(reader->txn, reader->cache, app_id, session_id,
-				 &rec);
+				 rec);
 	if (rc == SKY_ENOTFOUND)
-		rc = get_aliased(reader, app_id, session_id, &rec);
+		rc = get_aliased(reader, app_id, session_id, rec);
 	if (rc == SKY_ENOTFOUND && (rc = check_ids(app_id, session_id)) == 0)
 		return not_found("session", app_id, session_id);
+	return rc;
+}
+
+int sky_reader_session(sky_reader *reader, const char *app_id,
+		       const char *session_id, const char **json, size_t *len)
+{
+	sky_record rec;
+	int rc = find_session(reader, app_id, session_id, &rec);
 	if (rc < 0)
 		return rc;
 	*json = rec.json;
@@ -270,25 +280,30 @@ int sky_session_get(sky_cache *cache, const char *app_id,
 
 /* The data text of a session, built into a new buffer: *json is the
  * caller's. sky_reader_data keeps it in the reader, sky_data_get hands it
- * out. */
+ * out. A document stored whole is copied once, straight from the map
+ * into an allocation of its size. */
 int sky__reader_data_dup(sky_reader *reader, const char *app_id,
 			 const char *session_id, char **json, size_t *len)
 {
-	int rc = check_ids(app_id, session_id);
-	if (rc < 0)
-		return rc;
 	sky_record rec;
-	rc = sky__record_get(reader->txn, reader->cache, app_id, session_id,
-			     &rec);
-	if (rc == SKY_ENOTFOUND)
-		rc = get_aliased(reader, app_id, session_id, &rec);
-	if (rc == SKY_ENOTFOUND)
-		return not_found("session", app_id, session_id);
+	const char *text;
+	size_t n;
+	MDB_dbi dbi = SKY_DBI(reader->cache, SKY_DB_DATA);
+	int rc = find_session(reader, app_id, session_id, &rec);
 	if (rc < 0)
 		return rc;
+	if ((rc = sky__doc_read_whole(reader->txn, dbi, rec.docid, &text, &n)) <
+	    0)
+		return rc;
+	if (rc == 1) {
+		if (!(*json = copy_text(text, n)))
+			return -1;
+		if (len)
+			*len = n;
+		return 0;
+	}
 	sky_buf buf = SKY_BUF_INIT;
-	rc = sky__doc_read(reader->txn, SKY_DBI(reader->cache, SKY_DB_DATA),
-			   rec.docid, &buf);
+	rc = sky__doc_read(reader->txn, dbi, rec.docid, &buf);
 	if (rc < 0) {
 		sky__buf_free(&buf);
 		return rc;
@@ -297,51 +312,11 @@ int sky__reader_data_dup(sky_reader *reader, const char *app_id,
 	return *json ? 0 : -1;
 }
 
-/*
- * A document stored whole is copied once, straight from the map into an
- * allocation of its size (no growing buffer). Returns 1 when it did, 0
- * when the document takes the general way.
- */
-static int keep_whole(sky_reader *reader, const char *app_id,
-		      const char *session_id, const char **json, size_t *len)
-{
-	sky_record rec;
-	const char *text;
-	size_t n;
-	/* Only valid ids are ever stored, so a hit needs no validation (as
-	 * in sky_reader_session); a miss goes the general way, which says. */
-	if (!app_id || !session_id ||
-	    sky__record_get(reader->txn, reader->cache, app_id, session_id,
-			    &rec) != 0 ||
-	    sky__doc_read_whole(reader->txn,
-				SKY_DBI(reader->cache, SKY_DB_DATA), rec.docid,
-				&text, &n) != 1)
-		return 0; /* misses and errors too: the general way says */
-	sky_reader_kept *k = malloc(sizeof(*k));
-	char *copy = malloc(n + 1);
-	if (!k || !copy) {
-		free(k);
-		free(copy);
-		return 0;
-	}
-	memcpy(copy, text, n);
-	copy[n] = '\0';
-	k->text = copy;
-	k->next = reader->kept;
-	reader->kept = k;
-	*json = k->text;
-	if (len)
-		*len = n;
-	return 1;
-}
-
 int sky_reader_data(sky_reader *reader, const char *app_id,
 		    const char *session_id, const char **json, size_t *len)
 {
 	char *text;
 	size_t n;
-	if (keep_whole(reader, app_id, session_id, json, len))
-		return 0;
 	int rc = sky__reader_data_dup(reader, app_id, session_id, &text, &n);
 	if (rc < 0)
 		return rc;

@@ -60,6 +60,26 @@ static void skip_ws(parser *ps)
 }
 
 /*
+ * After a member or element: 1 when `close` ends the container (consumed),
+ * 0 when a ',' says another follows (consumed, with the white space after
+ * it), -1 for anything else.
+ */
+static int next_item(parser *ps, char close)
+{
+	skip_ws(ps);
+	if (ps->p >= ps->end)
+		return -1;
+	if (*ps->p == close) {
+		ps->p++;
+		return 1;
+	}
+	if (*ps->p++ != ',')
+		return -1;
+	skip_ws(ps);
+	return 0;
+}
+
+/*
  * The length of the UTF-8 sequence at p (its first byte >= 0x80), or 0
  * when it is not a valid one: no overlong forms, no surrogates, nothing
  * above U+10FFFF (RFC 3629, as jansson checks).
@@ -361,16 +381,11 @@ static json_t *parse_object(parser *ps, unsigned depth)
 			ps->oom = 1;
 			break;
 		}
-		skip_ws(ps);
-		if (ps->p >= ps->end)
+		if ((rc = next_item(ps, '}')) != 0) {
+			if (rc > 0)
+				return obj;
 			break;
-		if (*ps->p == '}') {
-			ps->p++;
-			return obj;
 		}
-		if (*ps->p++ != ',')
-			break;
-		skip_ws(ps);
 	}
 	json_decref(obj);
 	return NULL;
@@ -397,16 +412,11 @@ static json_t *parse_array(parser *ps, unsigned depth)
 			ps->oom = 1;
 			break;
 		}
-		skip_ws(ps);
-		if (ps->p >= ps->end)
-			break;
-		if (*ps->p == ']') {
-			ps->p++;
+		int next = next_item(ps, ']');
+		if (next > 0)
 			return arr;
-		}
-		if (*ps->p++ != ',')
+		if (next < 0)
 			break;
-		skip_ws(ps);
 	}
 	json_decref(arr);
 	return NULL;
@@ -558,17 +568,13 @@ static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 			goto done;
 		m[n].vlen = out->len - m[n].off;
 		n++;
-		skip_ws(ps);
-		if (ps->p >= ps->end)
+		int next = next_item(ps, '}');
+		if (next < 0)
 			goto done;
-		if (*ps->p == '}') {
-			ps->p++;
+		if (next > 0) {
 			rc = 0;
 			break;
 		}
-		if (*ps->p++ != ',')
-			goto done;
-		skip_ws(ps);
 	}
 	if (rc < 0)
 		goto done;
@@ -647,17 +653,12 @@ static int sorted_array(parser *ps, sky_buf *out, size_t depth, sort_ctx *sx)
 		}
 		if (sorted_value(ps, out, depth + 1, 0, sx) < 0)
 			return -1;
-		skip_ws(ps);
-		if (ps->p >= ps->end)
+		int next = next_item(ps, ']');
+		if (next < 0)
 			return -1;
-		if (*ps->p == ']') {
-			ps->p++;
+		if (next > 0)
 			return sky__buf_putc(out, ']') < 0 ? (ps->oom = 1, -1)
 							   : 0;
-		}
-		if (*ps->p++ != ',')
-			return -1;
-		skip_ws(ps);
 	}
 }
 
