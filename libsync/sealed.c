@@ -271,10 +271,15 @@ seal_crc_hw(const unsigned char *p, size_t len)
 }
 #endif
 
+/* From here on sky__crc32c's three chains win over one chain here, the
+ * call included (a 10 KB document's seal: ~2.8 times fewer cycles). */
+#define SEAL_CRC_LONG 256
+
 static inline uint32_t seal_crc(const unsigned char *p, size_t len)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-	if (__atomic_load_n(&seal_hw, __ATOMIC_RELAXED) > 0)
+	if (len < SEAL_CRC_LONG &&
+	    __atomic_load_n(&seal_hw, __ATOMIC_RELAXED) > 0)
 		return seal_crc_hw(p, len);
 #endif
 	return sky__crc32c(SEAL_SEED, p, len);

@@ -125,8 +125,9 @@ static int crc_case(uint32_t seed, const unsigned char *p, size_t len)
 
 /*
  * Every length and alignment takes the paths of sky__crc32c that the CPU
- * offers (three chains of crc32 from 96 bytes, blocks of up to 6 KB, the
- * 8-byte words, the last bytes) to the value of the definition.
+ * offers (AVX-512 folding from 512 bytes, three chains of crc32 from 96
+ * bytes, blocks of up to 6 KB, the 8-byte words, the last bytes) to the
+ * value of the definition.
  */
 static void test_model__crc32c(void)
 {
@@ -153,6 +154,12 @@ static void test_model__crc32c(void)
 	/* Every length up to three lanes of 16 words, at every alignment. */
 	int bad = 0;
 	for (size_t len = 0; len <= 400; len++)
+		for (size_t off = 0; off < 8; off++)
+			bad += !crc_case((uint32_t)crc_rnd(), buf + off, len);
+	/* Every length of the folding (from 512 bytes, 256 at a time, with
+	 * the rest by crc32 instructions) to past its third round, at every
+	 * alignment. */
+	for (size_t len = 500; len <= 1100; len++)
 		for (size_t off = 0; off < 8; off++)
 			bad += !crc_case((uint32_t)crc_rnd(), buf + off, len);
 	/* Around the block size (3 lanes of 256 words) and its multiples. */
