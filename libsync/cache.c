@@ -278,12 +278,15 @@ int sky_session_get(sky_cache *cache, const char *app_id,
 	return rc;
 }
 
-/* The data text of a session, built into a new buffer: *json is the
- * caller's. sky_reader_data keeps it in the reader, sky_data_get hands it
- * out. A document stored whole is copied once, straight from the map
- * into an allocation of its size. */
-int sky__reader_data_dup(sky_reader *reader, const char *app_id,
-			 const char *session_id, char **json, size_t *len)
+/*
+ * The data text of a session: *stored points at the stored bytes, NUL
+ * included, when the document is whole and was written with its NUL
+ * (doc_layout.h), borrowed until the reader ends; otherwise *built holds
+ * a copy or the document rebuilt member by member, the caller's.
+ */
+static int reader_data(sky_reader *reader, const char *app_id,
+		       const char *session_id, const char **stored,
+		       char **built, size_t *len)
 {
 	sky_record rec;
 	const char *text;
@@ -292,47 +295,71 @@ int sky__reader_data_dup(sky_reader *reader, const char *app_id,
 	int rc = find_session(reader, app_id, session_id, &rec);
 	if (rc < 0)
 		return rc;
+	*stored = NULL;
+	*built = NULL;
 	if ((rc = sky__doc_read_whole(reader->txn, dbi, rec.docid, &text, &n)) <
 	    0)
 		return rc;
-	if (rc == 1) {
-		if (!(*json = copy_text(text, n)))
-			return -1;
-		if (len)
-			*len = n;
+	*len = n;
+	if (rc == 2) {
+		*stored = text;
 		return 0;
 	}
+	if (rc == 1)
+		return (*built = copy_text(text, n)) ? 0 : -1;
 	sky_buf buf = SKY_BUF_INIT;
 	rc = sky__doc_read(reader->txn, dbi, rec.docid, &buf);
 	if (rc < 0) {
 		sky__buf_free(&buf);
 		return rc;
 	}
-	*json = sky__buf_detach(&buf, len);
-	return *json ? 0 : -1;
+	*built = sky__buf_detach(&buf, len);
+	return *built ? 0 : -1;
+}
+
+int sky__reader_data_dup(sky_reader *reader, const char *app_id,
+			 const char *session_id, char **json, size_t *len)
+{
+	const char *stored;
+	size_t n;
+	int rc = reader_data(reader, app_id, session_id, &stored, json, &n);
+	if (rc < 0)
+		return rc;
+	if (stored && !(*json = copy_text(stored, n)))
+		return -1;
+	if (len)
+		*len = n;
+	return 0;
 }
 
 int sky_reader_data(sky_reader *reader, const char *app_id,
 		    const char *session_id, const char **json, size_t *len)
 {
-	char *text;
+	const char *stored;
+	char *built;
 	size_t n;
-	int rc = sky__reader_data_dup(reader, app_id, session_id, &text, &n);
+	int rc = reader_data(reader, app_id, session_id, &stored, &built, &n);
 	if (rc < 0)
 		return rc;
+	if (len)
+		*len = n;
+	if (stored) {
+		/* In the map, like a session's record: valid while the
+		 * reader's snapshot is. */
+		*json = stored;
+		return 0;
+	}
 	/* Borrowed like everything through a reader: the reader keeps the
 	 * text and frees it at its end. */
 	sky_reader_kept *k = malloc(sizeof(*k));
 	if (!k) {
-		sky_free(text);
+		sky_free(built);
 		return sky__error_nomem();
 	}
-	k->text = text;
+	k->text = built;
 	k->next = reader->kept;
 	reader->kept = k;
 	*json = k->text;
-	if (len)
-		*len = n;
 	return 0;
 }
 

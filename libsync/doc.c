@@ -130,11 +130,14 @@ int sky__doc_read_whole(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
 	assert(txn && text && len);
 	if ((rc = get_header(txn, dbi, docid, &v)) <= 0)
 		return rc;
+	size_t stored = v.mv_size;
 	if (sky__doc_header_form(&v) != FORM_WHOLE)
 		return 0;
 	*text = v.mv_data;
 	*len = v.mv_size;
-	return 1;
+	/* Written with its NUL (schema 3), or before (schema 2): the form
+	 * check took the NUL off the text. */
+	return v.mv_size < stored ? 2 : 1;
 }
 
 int sky__doc_read_json(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t **out)
@@ -214,15 +217,21 @@ static int write_doc(sky_doc_writer *w, json_t *obj)
 	return write_whole(w);
 }
 
-/* Replace the document with the whole form holding the text in w->val. */
-static int write_whole(sky_doc_writer *w)
+/*
+ * Store the text in w->val as the document's header, whole form, with the
+ * NUL that lets a reader hand the stored bytes out as a C string
+ * (doc_layout.h). A 12-byte text goes without: 13 bytes ending in 0 are
+ * the member form's header, and its reader copies it instead. w->val
+ * keeps the NUL.
+ */
+static int put_whole(sky_doc_writer *w)
 {
 	unsigned char key[HEADER_LEN];
 	MDB_val k = {HEADER_LEN, key}, v;
 	int rc;
 
-	/* Only the header holds anything in the whole form. */
-	if ((rc = sky__doc_delete_doc(w)) < 0)
+	if (w->val.len != MEMBERS_HEADER_LEN - 1 &&
+	    (rc = sky__buf_putc(&w->val, '\0')) < 0)
 		return rc;
 	sky__put_be64(key, w->docid);
 	v.mv_data = w->val.data;
@@ -230,6 +239,17 @@ static int write_whole(sky_doc_writer *w)
 	if ((rc = mdb_put(w->txn, w->dbi, &k, &v, 0)) != 0)
 		return sky__error_lmdb(rc, "session data: write");
 	return 0;
+}
+
+/* Replace the document with the whole form holding the text in w->val. */
+static int write_whole(sky_doc_writer *w)
+{
+	int rc;
+
+	/* Only the header holds anything in the whole form. */
+	if ((rc = sky__doc_delete_doc(w)) < 0)
+		return rc;
+	return put_whole(w);
 }
 
 int sky__doc_write(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, json_t *obj)
@@ -310,16 +330,8 @@ static int patch_whole(sky_doc_writer *w, const char *stored, size_t len,
 	if (rc < 0)
 		return rc;
 	if (w->val.len <= sky__doc_whole_max &&
-	    depth <= sky__doc_whole_depth_max) {
-		unsigned char key[HEADER_LEN];
-		MDB_val k = {HEADER_LEN, key};
-		sky__put_be64(key, w->docid);
-		v.mv_data = w->val.data;
-		v.mv_size = w->val.len;
-		if ((rc = mdb_put(w->txn, w->dbi, &k, &v, 0)) != 0)
-			return sky__error_lmdb(rc, "session data: write");
-		return 0;
-	}
+	    depth <= sky__doc_whole_depth_max)
+		return put_whole(w);
 	/* Grown past the bound, or deeper than the whole form may be (when
 	 * the stored text already was: written under a larger bound, or
 	 * before there was one): member by member from now on. The result

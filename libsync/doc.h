@@ -72,8 +72,10 @@ int sky__doc_read(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *out);
 
 /*
  * The text of a document stored whole, borrowed from the map (valid until
- * the transaction writes or ends; not NUL-terminated): 1 with *text and
- * *len set, 0 when it is stored member by member or does not exist, or -1.
+ * the transaction writes or ends): 2 with *text and *len set when a NUL
+ * follows the text (stored from schema 3 on), 1 when it does not (text
+ * written by schema 2, or of 12 bytes: see doc_layout.h), 0 when the
+ * document is stored member by member or does not exist, or -1.
  */
 int sky__doc_read_whole(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
 			const char **text, size_t *len);

@@ -23,10 +23,12 @@ uint64_t (*sky__doc_name_hash)(const void *name, size_t len) = sky__hash64;
 
 /*
  * The forms cannot be mistaken for each other: compact JSON text of an
- * object is never 4 bytes long ("{}" is 2, the next shortest 6) and ends
- * with '}', where the member header of today ends with a 0 byte.
+ * object is never 3 or 4 bytes long ("{}" is 2, the next shortest 6) and
+ * ends with '}' (then the NUL of schema 3, see put_whole() in doc.c, which
+ * leaves it off a 12-byte text), where the member header of today is 13
+ * bytes ending with a 0 byte.
  */
-int sky__doc_header_form(const MDB_val *v)
+int sky__doc_header_form(MDB_val *v)
 {
 	const unsigned char *p = v->mv_data;
 	size_t n = v->mv_size;
@@ -35,8 +37,13 @@ int sky__doc_header_form(const MDB_val *v)
 						     : FORM_MEMBERS_OLD;
 	if (n == MEMBERS_HEADER_LEN && p[12] == 0)
 		return sky__get_be32(p) == ROOT_NODE ? FORM_BAD : FORM_MEMBERS;
-	if (n >= 2 && p[0] == '{' && p[n - 1] == '}')
+	/* The whole form's text, with its NUL (schema 3 on) or without. */
+	if (n >= 3 && p[n - 1] == '\0')
+		n--;
+	if (n >= 2 && p[0] == '{' && p[n - 1] == '}') {
+		v->mv_size = n;
 		return FORM_WHOLE;
+	}
 	return FORM_BAD;
 }
 

@@ -7,7 +7,11 @@
  * big-endian, so that a document is one contiguous key range.
  *
  * Header values tell the forms apart (sky__doc_header_form()): the text of
- * the whole form starts with '{' and ends with '}'; the member form's
+ * the whole form starts with '{' and ends with '}', followed by a NUL from
+ * schema 3 on (so that a read can hand out the stored bytes as a C
+ * string; not after a text of 12 bytes, which would look like a member
+ * header; texts written by schema 2 have none, and read as they are,
+ * copied); the member form's
  * header is next id (4) + weight (8) + a 0 byte; a header of 4 bytes (next
  * id only) is a member-form document written before headers kept the
  * weight. Such documents read as before; their first patch walks their
@@ -109,9 +113,10 @@ typedef struct {
 
 /*
  * Which form the header value `v` says the document is stored in: one of
- * the FORM_ values above.
+ * the FORM_ values above. For FORM_WHOLE, `v` is narrowed to the text
+ * (without the NUL that follows it when written by schema 3 on).
  */
-int sky__doc_header_form(const MDB_val *v);
+int sky__doc_header_form(MDB_val *v);
 
 /* Record stored data that breaks the layout. Returns -1. */
 int sky__doc_corrupt(uint64_t docid, const char *why);

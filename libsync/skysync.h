@@ -450,8 +450,10 @@ SKY_EXTERN int sky_reader_session(sky_reader *reader, const char *app_id,
 
 /**
  * The whole session data object as compact NUL-terminated JSON text,
- * borrowed from the reader like sky_reader_session(): the reader keeps
- * the text it built and frees it at sky_reader_end(). `len` may be NULL.
+ * borrowed from the reader like sky_reader_session(): a small document
+ * (stored whole) is handed out from the memory map, without a copy; a
+ * larger one is built, kept by the reader and freed at sky_reader_end().
+ * Either way it stays valid until then. `len` may be NULL.
  * Returns 0, SKY_ENOTFOUND, SKY_EINVAL (a malformed id) or -1.
  */
 SKY_EXTERN int sky_reader_data(sky_reader *reader, const char *app_id,

@@ -438,14 +438,15 @@ static int open_databases(sky_store *st)
 			return meta_damaged();
 		}
 		version = sky__get_be32(val.mv_data);
-		if (version != SKY_SCHEMA_VERSION &&
-		    !(version == 1 && val.mv_size == 4)) {
+		if (!(version == 1 && val.mv_size == 4) &&
+		    !(version >= 2 && version <= SKY_SCHEMA_VERSION &&
+		      val.mv_size == 4 + SKY_SEAL_BYTES)) {
 			mdb_txn_abort(txn);
 			return sky__error_set(
 			    SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
-			    "cache schema version %u is not the %u this "
-			    "library knows: use a matching skysync or a "
-			    "new cache directory",
+			    "cache schema version %u is not one this "
+			    "library knows (1 to %u): use a matching "
+			    "skysync or a new cache directory",
 			    version, SKY_SCHEMA_VERSION);
 		}
 	}
@@ -466,6 +467,12 @@ static int open_databases(sky_store *st)
 			mdb_txn_abort(txn);
 			return rc;
 		}
+		version = SKY_SCHEMA_VERSION;
+		write_version = 1;
+	} else if (version == 2 && !ro) {
+		/* Schema 3 reads schema 2's values as they are (whole texts
+		 * without their NUL are copied by a read); the number tells
+		 * older libraries not to read the texts it writes. */
 		version = SKY_SCHEMA_VERSION;
 		write_version = 1;
 	}

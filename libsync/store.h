@@ -75,8 +75,13 @@ enum sky_db {
  * upgraded at its first read-write open: every value sealed in one
  * transaction. The "schema" record itself is sealed from 2 on, so its
  * size tells the two apart (4 bytes, or 4 + seal).
+ * 3: a document stored whole ends its text with a NUL (doc_layout.h), so
+ * that a read hands out the stored bytes instead of a copy. A cache of
+ * schema 2 is read as it is and marked 3 at its first read-write open;
+ * its whole texts gain the NUL as they are written again. Libraries of
+ * schema 2 refuse a cache of 3 (they would take the NUL for damage).
  */
-#define SKY_SCHEMA_VERSION 2u
+#define SKY_SCHEMA_VERSION 3u
 
 /*
  * Watches this process's write transactions (changes.c). `take` runs right

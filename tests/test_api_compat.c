@@ -272,7 +272,8 @@ static void test_api_compat__reader_data_borrowed(void)
 	CU_ASSERT(sky_reader_data(r, "app1", "s1", &d1, &n1) == 0);
 	CU_ASSERT(sky_reader_session(r, "app1", "s1", &s, NULL) == 0);
 	CU_ASSERT(sky_reader_data(r, "app1", "s1", &d2, NULL) == 0);
-	CU_ASSERT(d1 && d2 && d1 != d2);
+	/* The same bytes of the map, or two texts the reader keeps. */
+	CU_ASSERT(d1 && d2);
 	CU_ASSERT(d1 && strcmp(d1, "{\"a\":1}") == 0 && n1 == 7);
 	CU_ASSERT(d2 && strcmp(d2, d1) == 0);
 	CU_ASSERT(s && strstr(s, "\"sessionId\":\"s1\"") != NULL);

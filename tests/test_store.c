@@ -432,13 +432,161 @@ static void test_store__schema1_upgraded(void)
 	sky_free(json);
 	sky_cache_close(c);
 	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
-	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 2);
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 3);
 	json = NULL;
 	CU_ASSERT(sky_app_get(c, "old", &json, &len) == 0);
 	CU_ASSERT(json && strstr(json, "\"o\"") != NULL);
 	sky_free(json);
 	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
 	sky_cache_close(c);
+}
+
+/* Seals a stored value as the library does (sealed.c): p has room for
+ * len + 4 bytes. */
+void sky__seal_write(unsigned char *p, size_t len);
+
+/*
+ * Turn the cache in `dir` into one schema 2 wrote: the schema record says
+ * 2, and every whole document's text lacks the NUL schema 3 writes after
+ * it. Returns the number of documents changed.
+ */
+static int make_schema2(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta, data;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int changed = 0;
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "data", 0, &data) == 0);
+	unsigned char version[8] = {0, 0, 0, 2};
+	sky__seal_write(version, 4);
+	MDB_val key = {6, "schema"}, val = {8, version};
+	CU_ASSERT(mdb_put(txn, meta, &key, &val, 0) == 0);
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, data, &cur) == 0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+		const unsigned char *p = v.mv_data;
+		size_t n = v.mv_size - 4; /* without the seal */
+		if (k.mv_size != 8 || n < 3 || p[0] != '{' || p[n - 1] != 0)
+			continue;
+		unsigned char *b = malloc(n + 3);
+		memcpy(b, p, n - 1);
+		sky__seal_write(b, n - 1);
+		MDB_val nv = {n + 3, b};
+		CU_ASSERT(mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) == 0);
+		free(b);
+		changed++;
+	}
+	mdb_cursor_close(cur);
+	CU_ASSERT(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+	return changed;
+}
+
+/* The header value of session s000001's document, raw: whether it ends
+ * with the NUL of schema 3 (before its seal). */
+static int stored_with_nul(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi data;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int nul = -1;
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, MDB_RDONLY, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "data", 0, &data) == 0);
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, data, &cur) == 0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+		if (k.mv_size == 8 && v.mv_size > 5)
+			nul = ((unsigned char *)v.mv_data)[v.mv_size - 5] == 0;
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return nul;
+}
+
+/* sky_reader_data's text (NUL-terminated, of the length it says) and
+ * sky_data_get's copy both equal `want`. */
+static void data_reads(sky_cache *c, const char *want)
+{
+	sky_reader *r;
+	const char *text = NULL;
+	size_t len = 0;
+	CU_ASSERT_FATAL(sky_reader_begin(&r, c) == 0);
+	CU_ASSERT(sky_reader_data(r, "app", "s000001", &text, &len) == 0);
+	CU_ASSERT(text && len == strlen(want) && strlen(text) == len &&
+		  memcmp(text, want, len) == 0);
+	sky_reader_end(r);
+	char *copy = NULL;
+	CU_ASSERT(sky_data_get(c, "app", "s000001", &copy, &len) == 0);
+	CU_ASSERT(copy && len == strlen(want) && strcmp(copy, want) == 0);
+	sky_free(copy);
+}
+
+/*
+ * A cache of schema 2 (whole documents without their NUL) reads as it is
+ * read-only, is marked schema 3 by its first read-write open and still
+ * reads the same, passes check, and a document written again gains the
+ * NUL. A 12-byte text is never stored with one (it would read as a
+ * member header) and reads the same.
+ */
+static void test_store__schema2_read_and_upgraded(void)
+{
+	const char *dir = sky_test_tmpdir();
+	const char *data = "{\"a\":1,\"bb\":[true,null,\"x\"]}";
+	const char *again = "{\"a\":2}";
+	const char *twelve = "{\"ab\":12345}";
+	sky_cache *c = NULL;
+	sky_stats st = SKY_STATS_INIT;
+	char *s = session_json(1);
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	CU_ASSERT_FATAL(sky_mirror_session_put(c, s, strlen(s), data,
+					       strlen(data), 1) == 0);
+	sky_cache_close(c);
+	CU_ASSERT(stored_with_nul(dir) == 1);
+	CU_ASSERT(make_schema2(dir) == 1);
+	CU_ASSERT(stored_with_nul(dir) == 0);
+
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.flags = SKY_CACHE_READONLY;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 2);
+	data_reads(c, data);
+	sky_cache_close(c);
+
+	/* The raw reads need the cache closed: a second LMDB handle of the
+	 * directory in this process would drop the cache's reader slots. */
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 3);
+	data_reads(c, data);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+	CU_ASSERT(stored_with_nul(dir) == 0);
+
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	CU_ASSERT(sky_mirror_session_put(c, s, strlen(s), again,
+					 strlen(again), 1) == 0);
+	data_reads(c, again);
+	sky_cache_close(c);
+	CU_ASSERT(stored_with_nul(dir) == 1);
+
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	CU_ASSERT(strlen(twelve) == 12);
+	CU_ASSERT(sky_mirror_session_put(c, s, strlen(s), twelve,
+					 strlen(twelve), 1) == 0);
+	data_reads(c, twelve);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+	CU_ASSERT(stored_with_nul(dir) == 0);
+	free(s);
 }
 
 int main(void)
@@ -454,6 +602,8 @@ int main(void)
 	    {"test_store__damaged_meta_refused",
 	     test_store__damaged_meta_refused},
 	    {"test_store__schema1_upgraded", test_store__schema1_upgraded},
+	    {"test_store__schema2_read_and_upgraded",
+	     test_store__schema2_read_and_upgraded},
 	    {"test_store__map_grows", test_store__map_grows},
 	    {"test_store__clears_stale_readers",
 	     test_store__clears_stale_readers},
