@@ -171,7 +171,12 @@ static int key_field(const char *text, const char *key, size_t *which)
 		return 0;
 	fold(key, strlen(key), a, sizeof(a));
 	for (size_t i = 0; i < N_RESERVED; i++) {
-		fold(reserved[i].name, strlen(reserved[i].name), b, sizeof(b));
+		/* Reserved names are letters alone: folding them is lower
+		 * case, and a first letter that differs decides at once. */
+		const char *name = reserved[i].name;
+		if ((name[0] | 0x20) != a[0])
+			continue;
+		fold(name, strlen(name), b, sizeof(b));
 		if (strcmp(a, b) == 0)
 			return sky__error_input(
 			    "predicate '%.80s': '%s' looks like the field "
