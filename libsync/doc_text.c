@@ -19,6 +19,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "doc_layout.h"
 #include "doc_text.h"
@@ -97,7 +100,7 @@ int sky__doc_dump_sorted(sky_buf *out, json_t *obj, size_t limit, size_t depth,
 		m[i++].value = value;
 	}
 	if (n > 1)
-		qsort(m, n, sizeof(*m), cmp_named);
+		sky__sort(m, n, sizeof(*m), cmp_named);
 	if (sky__buf_putc(out, '{') < 0)
 		goto done;
 	for (i = 0; i < n; i++) {
@@ -159,22 +162,48 @@ static size_t max_size(size_t a, size_t b)
 	return a > b ? a : b;
 }
 
-/* Skip the string at t->p (its opening quote). Locals, not t->p, in the
- * loops: this is most of the cost of a merge. (Eight bytes at a time
- * measured more instructions on documents' short strings.) */
+/*
+ * Skip the string at t->p (its opening quote). Locals, not t->p, in the
+ * loops: this is most of the cost of a merge. With SSE2, sixteen bytes
+ * are looked at for a quote or a backslash with a few instructions while
+ * sixteen remain before the end of the text (the loads never pass it);
+ * byte by byte was ~5 instructions a byte. (Eight bytes at a time in
+ * plain integers measured more instructions on documents' short strings.)
+ */
 static int skip_string(text_span *t)
 {
 	const char *p = t->p + 1, *end = t->end;
-	while (p < end) {
-		char c = *p++;
-		if (c == '"') {
-			t->p = p;
+	for (;;) {
+#ifdef __SSE2__
+		const __m128i quote = _mm_set1_epi8('"'),
+			      backslash = _mm_set1_epi8('\\');
+		while (end - p >= 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)p);
+			unsigned hits = (unsigned)_mm_movemask_epi8(
+			    _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+					 _mm_cmpeq_epi8(v, backslash)));
+			if (hits) {
+				p += __builtin_ctz(hits);
+				goto found;
+			}
+			p += 16;
+		}
+#endif
+		while (p < end && *p != '"' && *p != '\\')
+			p++;
+		if (p >= end)
+			return MALFORMED;
+#ifdef __SSE2__
+	found:
+#endif
+		if (*p == '"') {
+			t->p = p + 1;
 			return 0;
 		}
-		if (c == '\\')
-			p++;
+		p += 2; /* a backslash and the byte it escapes */
+		if (p > end)
+			return MALFORMED;
 	}
-	return MALFORMED;
 }
 
 /* The bytes that matter while skipping a value; all others are skipped
@@ -226,6 +255,46 @@ out:
 	t->p = p;
 	*nest = deepest;
 	return depth || p == start ? MALFORMED : 0;
+}
+
+/*
+ * Skip the members of an object from t->p (a member's name) to the '}'
+ * that closes the object, leaving t->p on it, and say in *nest how deep
+ * its values nest (0 when all are scalars). The members after a patch's
+ * last one need no names read: they are copied as they are.
+ */
+static int skip_members(text_span *t, size_t *nest)
+{
+	const char *p = t->p, *end = t->end;
+	size_t depth = 0, deepest = 0;
+	while (p < end) {
+		while (!skip_stop[(unsigned char)*p])
+			if (++p == end)
+				return MALFORMED;
+		char c = *p;
+		if (c == '"') {
+			t->p = p;
+			if (skip_string(t) < 0)
+				return MALFORMED;
+			p = t->p;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			if (++depth > deepest)
+				deepest = depth;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0) {
+				if (c != '}')
+					return MALFORMED;
+				t->p = p;
+				*nest = deepest;
+				return 0;
+			}
+			depth--;
+		}
+		p++;
+	}
+	return MALFORMED;
 }
 
 /*
@@ -342,7 +411,7 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 		m[j++].value = value;
 	}
 	if (n > 1)
-		qsort(m, n, sizeof(*m), cmp_named);
+		sky__sort(m, n, sizeof(*m), cmp_named);
 	j = 0;
 	if (t->p >= t->end || *t->p != '{' || sky__buf_putc(out, '{') < 0)
 		goto fail;
@@ -351,6 +420,16 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 		const char *name = t->p, *name_end, *val;
 		int c = 1, bad = 0;
 		size_t vnest = 0;
+		if (j == n) {
+			/* The patch is done with: the rest joins the run. */
+			if (*t->p != '"' || skip_members(t, &vnest) < 0)
+				goto malformed;
+			if (!run)
+				run = name;
+			run_end = t->p;
+			deepest = max_size(deepest, 1 + vnest);
+			break;
+		}
 		if (*t->p != '"' || skip_string(t) < 0)
 			goto malformed;
 		name_end = t->p;

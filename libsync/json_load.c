@@ -590,7 +590,7 @@ static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 		}
 		memcpy(order, m, n * sizeof(*m));
 	}
-	qsort(order, n, sizeof(*m), cmp_sorted_member);
+	sky__sort(order, n, sizeof(*m), cmp_sorted_member);
 	int repeated = 0;
 	for (size_t i = 1; i < n && !repeated; i++)
 		repeated = cmp_sorted_member(&order[i - 1], &order[i]) == 0;

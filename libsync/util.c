@@ -36,7 +36,7 @@ int sky__buf_reserve(sky_buf *buf, size_t extra)
 	return 0;
 }
 
-int sky__buf_append(sky_buf *buf, const void *data, size_t len)
+int sky__buf_append_grow(sky_buf *buf, const void *data, size_t len)
 {
 	if (sky__buf_reserve(buf, len) < 0)
 		return -1;
@@ -47,14 +47,36 @@ int sky__buf_append(sky_buf *buf, const void *data, size_t len)
 	return 0;
 }
 
+void sky__sort(void *base, size_t n, size_t size,
+	       int (*cmp)(const void *, const void *))
+{
+	unsigned char *a = base, tmp[64];
+	if (n > 16 || size > sizeof(tmp)) {
+		if (n > 1)
+			qsort(base, n, size, cmp);
+		return;
+	}
+	for (size_t i = 1; i < n; i++) {
+		unsigned char *x = a + i * size;
+		if (cmp(x - size, x) <= 0)
+			continue;
+		memcpy(tmp, x, size);
+		size_t j = i - 1;
+		while (j > 0 && cmp(a + (j - 1) * size, tmp) > 0)
+			j--;
+		memmove(a + (j + 1) * size, a + j * size, (i - j) * size);
+		memcpy(a + j * size, tmp, size);
+	}
+}
+
 int sky__buf_puts(sky_buf *buf, const char *str)
 {
 	return sky__buf_append(buf, str, strlen(str));
 }
 
-int sky__buf_putc(sky_buf *buf, char c)
+int sky__buf_putc_grow(sky_buf *buf, char c)
 {
-	return sky__buf_append(buf, &c, 1);
+	return sky__buf_append_grow(buf, &c, 1);
 }
 
 int sky__buf_printf(sky_buf *buf, const char *fmt, ...)

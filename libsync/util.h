@@ -26,9 +26,34 @@ typedef struct {
 
 /* Each returns 0, or -1 with an out-of-memory error recorded. */
 int sky__buf_reserve(sky_buf *buf, size_t extra);
-int sky__buf_append(sky_buf *buf, const void *data, size_t len);
 int sky__buf_puts(sky_buf *buf, const char *str);
-int sky__buf_putc(sky_buf *buf, char c);
+/* The out-of-line halves of the two below: they grow the buffer. */
+int sky__buf_append_grow(sky_buf *buf, const void *data, size_t len);
+int sky__buf_putc_grow(sky_buf *buf, char c);
+
+/* Inline while the bytes fit: the JSON writers call these once per
+ * token, and the call cost as much as the copy. */
+static inline int sky__buf_append(sky_buf *buf, const void *data, size_t len)
+{
+	if (len < buf->cap && buf->len < buf->cap - len) {
+		if (len) /* data may be NULL then */
+			__builtin_memcpy(buf->data + buf->len, data, len);
+		buf->len += len;
+		buf->data[buf->len] = '\0';
+		return 0;
+	}
+	return sky__buf_append_grow(buf, data, len);
+}
+
+static inline int sky__buf_putc(sky_buf *buf, char c)
+{
+	if (buf->len + 1 < buf->cap) {
+		buf->data[buf->len++] = c;
+		buf->data[buf->len] = '\0';
+		return 0;
+	}
+	return sky__buf_putc_grow(buf, c);
+}
 int sky__buf_printf(sky_buf *buf, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Append `str` as a JSON string literal (quotes and escapes). */
@@ -37,6 +62,14 @@ void sky__buf_clear(sky_buf *buf);
 void sky__buf_free(sky_buf *buf);
 /* Hand the contents over (NUL-terminated, never NULL on success). */
 char *sky__buf_detach(sky_buf *buf, size_t *len);
+
+/*
+ * qsort(), with an insertion sort for the few elements (up to 16, of up
+ * to 64 bytes) that objects' members usually are: no indirect copies, and
+ * n - 1 comparisons when they come in order.
+ */
+void sky__sort(void *base, size_t n, size_t size,
+	       int (*cmp)(const void *, const void *));
 
 /*
  * Big-endian codecs. On a little-endian GCC or clang target they are one

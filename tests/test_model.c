@@ -123,6 +123,37 @@ static int crc_case(uint32_t seed, const unsigned char *p, size_t len)
 	return got == want;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x, y;
+	memcpy(&x, a, 4);
+	memcpy(&y, b, 4);
+	return (x > y) - (x < y);
+}
+
+/* sky__sort orders as qsort does: every count to 40 (the insertion sort
+ * to 16, qsort past it), in order, reversed, and random with repeats. */
+static void test_model__sort(void)
+{
+	uint32_t a[40], b[40];
+	int bad = 0;
+	for (size_t n = 0; n <= 40; n++)
+		for (int kind = 0; kind < 3; kind++)
+			for (int round = 0; round < 20; round++) {
+				for (size_t i = 0; i < n; i++)
+					a[i] = kind == 0   ? (uint32_t)i
+					       : kind == 1 ? (uint32_t)(n - i)
+							   : (uint32_t)(crc_rnd() %
+									 7);
+				memcpy(b, a, n * sizeof(*a));
+				sky__sort(a, n, sizeof(*a), cmp_u32);
+				if (n > 1)
+					qsort(b, n, sizeof(*b), cmp_u32);
+				bad += memcmp(a, b, n * sizeof(*a)) != 0;
+			}
+	CU_ASSERT(bad == 0);
+}
+
 /*
  * Every length and alignment takes the paths of sky__crc32c that the CPU
  * offers (AVX-512 folding from 512 bytes, three chains of crc32 from 96
@@ -340,6 +371,7 @@ int main(void)
 	    {"test_model__times", test_model__times},
 	    {"test_model__ids", test_model__ids},
 	    {"test_model__crc32c", test_model__crc32c},
+	    {"test_model__sort", test_model__sort},
 	    {"test_model__sessions", test_model__sessions},
 	    {"test_model__errors", test_model__errors},
 	    {"test_model__nul_and_big_values", test_model__nul_and_big_values},
