@@ -72,6 +72,11 @@ char *sky__json_dumps(const json_t *value, size_t *len);
  */
 json_t *sky__json_fast_load(const char *text, size_t len, size_t flags,
 			    int *out_of_memory);
+/* The same, giving up (NULL, nothing recorded) on any value nested more
+ * than `max_depth` levels deep (the outermost value is at level 1): a
+ * tree it returns nests at most max_depth brackets deep. */
+json_t *sky__json_fast_load_within(const char *text, size_t len, size_t flags,
+				   unsigned max_depth, int *out_of_memory);
 
 /*
  * The compact text of the JSON object `text` with the members of each

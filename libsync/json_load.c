@@ -44,6 +44,7 @@
 
 typedef struct {
 	const unsigned char *p, *end;
+	unsigned max_depth; /* values nested deeper go to jansson */
 	int oom;   /* an allocation failed: say so, do not hand on */
 	char *buf; /* decoded strings with escapes */
 	size_t cap;
@@ -433,7 +434,7 @@ static json_t *literal(parser *ps, const char *word, size_t n, json_t *v)
 /* One value at ps->p (whitespace before it skipped), or NULL. */
 static json_t *parse_value(parser *ps, unsigned depth)
 {
-	if (ps->p >= ps->end || depth > FAST_MAX_DEPTH)
+	if (ps->p >= ps->end || depth > ps->max_depth)
 		return NULL;
 	switch (*ps->p) {
 	case '{': return parse_object(ps, depth);
@@ -460,6 +461,13 @@ static json_t *parse_value(parser *ps, unsigned depth)
 json_t *sky__json_fast_load(const char *text, size_t len, size_t flags,
 			    int *out_of_memory)
 {
+	return sky__json_fast_load_within(text, len, flags, FAST_MAX_DEPTH,
+					  out_of_memory);
+}
+
+json_t *sky__json_fast_load_within(const char *text, size_t len, size_t flags,
+				   unsigned max_depth, int *out_of_memory)
+{
 	*out_of_memory = 0;
 	if (!text ||
 	    (flags & ~(size_t)(JSON_DECODE_ANY | JSON_REJECT_DUPLICATES |
@@ -468,6 +476,7 @@ json_t *sky__json_fast_load(const char *text, size_t len, size_t flags,
 	parser ps;
 	ps.p = (const unsigned char *)text;
 	ps.end = ps.p + len;
+	ps.max_depth = max_depth < FAST_MAX_DEPTH ? max_depth : FAST_MAX_DEPTH;
 	ps.oom = 0;
 	ps.buf = ps.inline_buf;
 	ps.cap = sizeof(ps.inline_buf);

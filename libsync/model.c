@@ -57,7 +57,20 @@ int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
 		return sky__error_set(SKY_ELIMIT, SKY_ERRSRC_INPUT, 0,
 				      "%s is %zu bytes, over the limit of %zu",
 				      what, len, limits->max_bytes);
+	const size_t flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES;
 	if (limits && limits->max_depth) {
+		/* The one-pass loader bounds the depth itself: a tree from it
+		 * is within the limit, and no scan comes first. Anything it
+		 * leaves (too deep, rare, an error) takes the scan below. */
+		int oom;
+		json_t *v = sky__json_fast_load_within(
+		    text, len, flags, limits->max_depth, &oom);
+		if (v) {
+			*out = v;
+			return 0;
+		}
+		if (oom)
+			return sky__error_nomem();
 		unsigned d = sky__json_depth(text, len, limits->max_depth);
 		if (d > limits->max_depth)
 			return sky__error_set(
@@ -66,8 +79,7 @@ int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
 			    what, limits->max_depth);
 	}
 	json_error_t jerr;
-	json_t *v = sky__json_loadb(
-	    text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+	json_t *v = sky__json_loadb(text, len, flags, &jerr);
 	if (!v && json_error_code(&jerr) == json_error_null_byte_in_key)
 		return sky__error_set(SKY_EINVAL, SKY_ERRSRC_JSON, 0,
 				      "%s: the member name at line %d, column "

@@ -43,6 +43,41 @@ static void test_model__parse_limits(void)
 	CU_ASSERT(sky__json_parse("\"\xc3\x28\"", 4, NULL, "x", &v) ==
 		  SKY_EINVAL);
 	CU_ASSERT(sky__json_parse("", 0, NULL, "x", &v) == SKY_EINVAL);
+
+	/* The depth limit holds whichever loader takes the text: nests of
+	 * objects and arrays 1..300 deep (past the one-pass loader's own
+	 * bound), around a scalar or empty, under limits 1..70 and 0. */
+	static const unsigned limits[] = {0, 1, 2, 3, 10, 64, 70};
+	char text[4096];
+	int bad = 0;
+	for (unsigned d = 1; d <= 300; d++)
+		for (int empty = 0; empty < 2; empty++) {
+			size_t n = 0;
+			for (unsigned i = 0; i < d; i++)
+				n += (size_t)sprintf(text + n, "%s",
+						     i % 2 ? "[" : "{\"k\":");
+			if (!empty)
+				text[n++] = '7';
+			else if (d % 2)
+				n += (size_t)sprintf(text + n, "[]");
+			for (unsigned i = d; i-- > 0;)
+				text[n++] = i % 2 ? ']' : '}';
+			/* "{"k":" needs a value: an empty innermost is []
+			 * one level deeper. */
+			unsigned depth = empty && d % 2 ? d + 1 : d;
+			for (size_t k = 0; k < sizeof(limits) / sizeof(*limits);
+			     k++) {
+				sky_json_limits l = {0, limits[k]};
+				int rc = sky__json_parse(text, n, &l, "x", &v);
+				int want = !limits[k] || depth <= limits[k]
+					       ? 0
+					       : SKY_ELIMIT;
+				if (rc == 0)
+					json_decref(v);
+				bad += rc != want;
+			}
+		}
+	CU_ASSERT(bad == 0);
 }
 
 static void test_model__times(void)
