@@ -35,6 +35,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "json.h"
 
@@ -162,6 +165,28 @@ static int parse_string(parser *ps, const char **s, size_t *n)
 	const unsigned char *p = ps->p + 1, *end = ps->end, *start = p;
 	/* The plain run: most strings are nothing else. */
 	while (p < end) {
+#ifdef __SSE2__
+		/* Sixteen bytes at a time past plain ASCII: a quote, a
+		 * backslash, a control byte or one of 0x80 and up (the signed
+		 * compare takes both of the last as below 0x20) stops it. */
+		const __m128i quote = _mm_set1_epi8('"'),
+			      backslash = _mm_set1_epi8('\\'),
+			      space = _mm_set1_epi8(0x20);
+		while (end - p >= 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)p);
+			unsigned stop = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+			    _mm_or_si128(_mm_cmpeq_epi8(v, quote),
+					 _mm_cmpeq_epi8(v, backslash)),
+			    _mm_cmplt_epi8(v, space)));
+			if (stop) {
+				p += __builtin_ctz(stop);
+				break;
+			}
+			p += 16;
+		}
+		if (p >= end)
+			break;
+#endif
 		unsigned c = *p;
 		if (c == '"') {
 			*s = (const char *)start;
