@@ -131,10 +131,11 @@ int sky__journal_flush(sky_journal *j);
 
 /*
  * Mirror writes (server state) in journal mode: noted in their
- * transaction, folded in by the next checkpoint (within a second).
- * A logged write must not leave a record after one that is not folded in
- * yet (the record would be replayed without it): it goes without a
- * record and checkpoints after its commit instead.
+ * transaction, folded in by the next checkpoint (within a second). A
+ * logged write after one not folded in yet keeps its record and its one
+ * flush: a crash rolls the mirror write back, and the replay takes the
+ * record on the older state (a write whose session only that state held
+ * stays queued, outbox.c enqueue_one).
  */
 void sky__journal_mirror_note(sky_journal *j);
 int sky__journal_mirror_unfolded(sky_journal *j);

@@ -194,6 +194,10 @@ typedef struct {
 	size_t n;
 	json_t **bodies;
 	char **local_ids;
+	/* A journal record replayed at open: acknowledged already, so the
+	 * checks against the server's state do not refuse it (see
+	 * enqueue_one). */
+	int replaying;
 } enqueue_ctx;
 
 /* 128 bits from getrandom(): the id is also the create's clientRef,
@@ -296,17 +300,17 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 	 * (docid, flags) stays good through the outbox writes that follow,
 	 * which touch no record, though its text may move. */
 	sky_record found;
-	int have_found = 0;
+	int have_found = 0, no_session = 0;
 	if (w->op == SKY_WRITE_CREATE) {
 		char *app_key = (char *)w->app_id;
 		MDB_val key = {strlen(app_key), app_key}, val;
 		rc = mdb_get(txn, SKY_DBI(c, SKY_DB_APPS), &key, &val);
-		if (rc == MDB_NOTFOUND)
+		if (rc == MDB_NOTFOUND && !q->replaying)
 			return sky__error_set(SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
 					      "application %s is not in the "
 					      "cache",
 					      w->app_id);
-		if (rc)
+		if (rc && rc != MDB_NOTFOUND)
 			return sky__error_lmdb(rc, "reading an application");
 		e.sid = e.local = q->local_ids[i];
 	} else {
@@ -323,26 +327,42 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 				    sky__record_get(txn, c, e.app, e.sid, &rec);
 			}
 		}
-		if (rc == SKY_ENOTFOUND)
+		/*
+		 * A replayed write was checked when it was acknowledged, on
+		 * a state that may have held server writes the crash rolled
+		 * back (journal.h): a session that only they brought, or
+		 * closed. It is queued all the same, for delivery; a session
+		 * not here gets no local view until the sync brings it back,
+		 * and then the view lays the write on (server.c).
+		 */
+		if (rc == SKY_ENOTFOUND && q->replaying) {
+			no_session = 1;
+			rc = 0;
+		} else if (rc == SKY_ENOTFOUND) {
 			return sky__error_set(
 			    SKY_ENOTFOUND, SKY_ERRSRC_NONE, 0,
 			    "session %s/%s is not in the cache", w->app_id,
 			    w->session_id);
+		}
 		if (rc < 0)
 			return rc;
 		if (sky__ob_is_local(e.sid))
 			e.local = e.sid;
-		int closed = session_closed(txn, c, e.app, e.sid, &rec);
+		int closed = no_session ? 0
+					: session_closed(txn, c, e.app, e.sid,
+							 &rec);
 		if (closed < 0)
 			return closed;
-		if (closed)
+		if (closed && !q->replaying)
 			return sky__error_set(
 			    SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
 			    "session %s/%s is closed: the server "
 			    "refuses writes to it",
 			    w->app_id, w->session_id);
-		found = rec;
-		have_found = 1;
+		if (!no_session) {
+			found = rec;
+			have_found = 1;
+		}
 	}
 	if ((rc = sky__meta_next(txn, &c->st, "outbox_next", &e.id)) < 0)
 		return rc;
@@ -356,6 +376,8 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 	if (rc < 0)
 		return rc;
 	w->id = e.id;
+	if (no_session)
+		return 0;
 	/* The local view: rebuilt when it is the session's first queued
 	 * write (to keep the server copy aside), else the write laid on top
 	 * -- the same result, at the cost of this write alone. */
@@ -464,9 +486,12 @@ static int replay_record(const unsigned char *p, size_t len, void *arg)
 	if (n == 0 || n > len)
 		return sky__error_set(SKY_ERROR, SKY_ERRSRC_INPUT, 0,
 				      "journal record with %zu writes", n);
-	enqueue_ctx q = {r->cache, calloc(n, sizeof(sky_write)), n,
+	enqueue_ctx q = {r->cache,
+			 calloc(n, sizeof(sky_write)),
+			 n,
 			 calloc(n, sizeof(json_t *)),
-			 calloc(n, sizeof(char *))};
+			 calloc(n, sizeof(char *)),
+			 1};
 	char **strings = calloc(3 * n, sizeof(char *));
 	int rc = 0;
 	if (!q.w || !q.bodies || !q.local_ids || !strings) {
@@ -548,9 +573,12 @@ int sky__outbox_replay_journal(sky_cache *c)
 
 int sky_write_batch(sky_cache *cache, sky_write *writes, size_t count)
 {
-	enqueue_ctx q = {cache, writes, count,
+	enqueue_ctx q = {cache,
+			 writes,
+			 count,
 			 calloc(count + 1, sizeof(json_t *)),
-			 calloc(count + 1, sizeof(char *))};
+			 calloc(count + 1, sizeof(char *)),
+			 0};
 	int rc = 0;
 	if (!q.bodies || !q.local_ids) {
 		rc = sky__error_nomem();

@@ -184,6 +184,27 @@ void sky__ob_list_free(sky_ob_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+int sky__ob_session_queued(MDB_txn *txn, sky_cache *c, const char *app,
+			   const char *sid)
+{
+	unsigned char pre[SKY_KEY_MAX];
+	size_t plen = session_prefix(pre, app, sid);
+	if (!plen)
+		return 0;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OBSESS), &cur);
+	if (rc)
+		return sky__error_lmdb(rc, "reading the outbox");
+	MDB_val key = {plen, pre}, val;
+	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	int found = rc == 0 && key.mv_size == plen + 8 &&
+		    memcmp(key.mv_data, pre, plen) == 0;
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return sky__error_lmdb(rc, "reading the outbox");
+	return found;
+}
+
 int sky__ob_session_entries(MDB_txn *txn, sky_cache *c, const char *app,
 			    const char *sid, int live_only, sky_ob_list *out)
 {

@@ -98,6 +98,10 @@ typedef struct {
 int sky__ob_session_entries(MDB_txn *txn, sky_cache *c, const char *app,
 			    const char *sid, int live_only, sky_ob_list *out);
 void sky__ob_list_free(sky_ob_list *l);
+/* Whether session app/sid has entries at all: 1, 0, or a negative code.
+ * One cursor step, no entry read. */
+int sky__ob_session_queued(MDB_txn *txn, sky_cache *c, const char *app,
+			   const char *sid);
 
 /*
  * Count `n` writes confirmed delivered (SKY_META_OB_DELIVERED, and the time

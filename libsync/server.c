@@ -96,8 +96,15 @@ int sky__server_write(MDB_txn *txn, sky_cache *c, const char *app,
 	int veiled = sky__view_restore(txn, c, app, sid, &had_server);
 	if (veiled < 0)
 		return veiled;
+	/* A session new here may have writes queued already: replayed from
+	 * the journal after a crash rolled the session itself back
+	 * (outbox.c, enqueue_one). Its view is built as it arrives. */
+	int queued = 0;
+	if (!veiled && !had_server && !adopted &&
+	    (queued = sky__ob_session_queued(txn, c, app, sid)) < 0)
+		return queued;
 	int rc = change(txn, arg);
-	if ((veiled || adopted) &&
+	if ((veiled || adopted || queued) &&
 	    (rc == 0 || rc == SKY_EINVAL || rc == SKY_ELIMIT)) {
 		int r = sky__view_rebuild(txn, c, app, sid);
 		if (r < 0)

@@ -717,15 +717,13 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		if ((rc = txn_begin(st, 0, &txn)) < 0)
 			return rc;
 		/*
-		 * A record is replayed on its checkpoint's state, so it must
-		 * not depend on mirror writes not folded in yet. After such
-		 * writes (decided here, under the writer lock) the write goes
-		 * without a record and a checkpoint after its commit makes it
-		 * durable: two flushes, as in the default mode.
+		 * A record is replayed on its checkpoint's state, which lacks
+		 * the mirror writes not folded in yet: a crash rolls them
+		 * back. The replay takes the write all the same (outbox.c,
+		 * enqueue_one), so the record goes even after such writes,
+		 * with its one flush.
 		 */
 		enum write_kind as = kind;
-		if (logged && sky__journal_mirror_unfolded(j))
-			as = WRITE_DURABLE;
 		rc = fn(txn, ctx);
 		/* Damage the function did not report (a counter read as 0)
 		 * must not be written back. */

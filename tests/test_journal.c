@@ -440,10 +440,29 @@ static sky_cache *reopen_recovered(const char *dir, sky_durability d)
 	return c;
 }
 
-/* Every acknowledged write is in the local view; returns how many. */
+/* The server's session `sid` as crash_writer puts it. */
+static int put_server_session(sky_cache *c, const char *sid)
+{
+	char json[256];
+	int len = snprintf(json, sizeof(json),
+			   "{\"applicationId\":\"" APP
+			   "\",\"sessionId\":\"%s\",\"status\":"
+			   "\"open\",\"name\":\"s\",\"createdAt\":"
+			   "\"2026-01-01T00:00:00Z\"}",
+			   sid);
+	return sky_mirror_session_put(c, json, (size_t)len, "{}", 2, 1);
+}
+
+/*
+ * Every acknowledged write is in the local view; returns how many. A
+ * write to a server session that the crash rolled back (the session was a
+ * mirror write not yet folded in, journal.h) is queued without a view:
+ * the session is put again, as the next sync would, and the write must
+ * then show in it.
+ */
 static unsigned long verify_acks(sky_cache *c, char *acks)
 {
-	unsigned long checked = 0, missing = 0;
+	unsigned long checked = 0, missing = 0, back = 0;
 	for (char *line = strtok(acks, "\n"); line; line = strtok(NULL, "\n")) {
 		char sid[256], key[64];
 		unsigned long v;
@@ -459,8 +478,19 @@ static unsigned long verify_acks(sky_cache *c, char *acks)
 		} else if (sscanf(line + 1, " %255s %63s %lu", sid, key, &v) ==
 			       3 &&
 			   (line[0] == 'd' || line[0] == 'D')) {
+			char *json = NULL;
+			size_t len;
+			int rolled_back =
+			    !strncmp(sid, "srv-", 4) &&
+			    sky_session_get(c, APP, sid, &json, &len) ==
+				SKY_ENOTFOUND;
+			sky_free(json);
+			if (rolled_back && put_server_session(c, sid) != 0)
+				missing++;
+			back += rolled_back;
 			if (data_value(c, sid, key) != (long)v) {
-				fprintf(stderr, "missing %s on %s\n", key, sid);
+				fprintf(stderr, "missing %s on %s%s\n", key,
+					sid, rolled_back ? " (put again)" : "");
 				missing++;
 			}
 		} else {
@@ -469,6 +499,9 @@ static unsigned long verify_acks(sky_cache *c, char *acks)
 		}
 	}
 	CU_ASSERT(missing == 0);
+	if (getenv("SKY_TEST_VERBOSE"))
+		fprintf(stderr, "%lu acknowledged, %lu on sessions put again\n",
+			checked, back);
 	return checked;
 }
 
@@ -480,6 +513,8 @@ static void crash_round(sky_durability reopen_mode)
 	char *acks = run_and_kill(dir, target, 0);
 	zero_meta_pages(dir);
 	sky_cache *c = reopen_recovered(dir, reopen_mode);
+	/* Whole as recovered, before any session comes back. */
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
 	unsigned long acked = verify_acks(c, acks);
 	CU_ASSERT(acked >= target);
 	/* Queued writes: those acknowledged, and at most one more call (a
