@@ -48,8 +48,8 @@
 typedef struct {
 	const unsigned char *p, *end;
 	unsigned max_depth; /* values nested deeper go to jansson */
-	int oom;   /* an allocation failed: say so, do not hand on */
-	char *buf; /* decoded strings with escapes */
+	int oom;	    /* an allocation failed: say so, do not hand on */
+	char *buf;	    /* decoded strings with escapes */
 	size_t cap;
 	char inline_buf[256];
 } parser;
@@ -174,10 +174,11 @@ static int parse_string(parser *ps, const char **s, size_t *n)
 			      space = _mm_set1_epi8(0x20);
 		while (end - p >= 16) {
 			__m128i v = _mm_loadu_si128((const __m128i *)p);
-			unsigned stop = (unsigned)_mm_movemask_epi8(_mm_or_si128(
-			    _mm_or_si128(_mm_cmpeq_epi8(v, quote),
-					 _mm_cmpeq_epi8(v, backslash)),
-			    _mm_cmplt_epi8(v, space)));
+			unsigned stop =
+			    (unsigned)_mm_movemask_epi8(_mm_or_si128(
+				_mm_or_si128(_mm_cmpeq_epi8(v, quote),
+					     _mm_cmpeq_epi8(v, backslash)),
+				_mm_cmplt_epi8(v, space)));
 			if (stop) {
 				p += __builtin_ctz(stop);
 				break;

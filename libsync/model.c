@@ -63,8 +63,8 @@ int sky__json_parse(const char *text, size_t len, const sky_json_limits *limits,
 		 * is within the limit, and no scan comes first. Anything it
 		 * leaves (too deep, rare, an error) takes the scan below. */
 		int oom;
-		json_t *v = sky__json_fast_load_within(
-		    text, len, flags, limits->max_depth, &oom);
+		json_t *v = sky__json_fast_load_within(text, len, flags,
+						       limits->max_depth, &oom);
 		if (v) {
 			*out = v;
 			return 0;

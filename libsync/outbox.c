@@ -348,9 +348,8 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 			return rc;
 		if (sky__ob_is_local(e.sid))
 			e.local = e.sid;
-		int closed = no_session ? 0
-					: session_closed(txn, c, e.app, e.sid,
-							 &rec);
+		int closed =
+		    no_session ? 0 : session_closed(txn, c, e.app, e.sid, &rec);
 		if (closed < 0)
 			return closed;
 		if (closed && !q->replaying)

@@ -76,7 +76,7 @@ void sky__sort(void *base, size_t n, size_t size,
  * load or store and a byte swap: the byte-at-a-time forms below cost ~50
  * instructions a 64-bit field, and a session record's header has five.
  */
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) &&                          \
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) &&                            \
     __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define SKY__BSWAP_CODECS 1
 #endif

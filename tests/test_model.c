@@ -176,10 +176,10 @@ static void test_model__sort(void)
 		for (int kind = 0; kind < 3; kind++)
 			for (int round = 0; round < 20; round++) {
 				for (size_t i = 0; i < n; i++)
-					a[i] = kind == 0   ? (uint32_t)i
-					       : kind == 1 ? (uint32_t)(n - i)
-							   : (uint32_t)(crc_rnd() %
-									 7);
+					a[i] = kind == 0 ? (uint32_t)i
+					       : kind == 1
+						   ? (uint32_t)(n - i)
+						   : (uint32_t)(crc_rnd() % 7);
 				memcpy(b, a, n * sizeof(*a));
 				sky__sort(a, n, sizeof(*a), cmp_u32);
 				if (n > 1)

@@ -572,8 +572,8 @@ static void test_store__schema2_read_and_upgraded(void)
 	CU_ASSERT(stored_with_nul(dir) == 0);
 
 	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
-	CU_ASSERT(sky_mirror_session_put(c, s, strlen(s), again,
-					 strlen(again), 1) == 0);
+	CU_ASSERT(sky_mirror_session_put(c, s, strlen(s), again, strlen(again),
+					 1) == 0);
 	data_reads(c, again);
 	sky_cache_close(c);
 	CU_ASSERT(stored_with_nul(dir) == 1);
