@@ -724,11 +724,17 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		 * with its one flush.
 		 */
 		enum write_kind as = kind;
+		st->counters_txn = txn;
+		st->n_counters = 0;
 		rc = fn(txn, ctx);
 		/* Damage the function did not report (a counter read as 0)
 		 * must not be written back. */
 		if (st->seal.damaged)
 			rc = sky__seal_refuse(&st->seal);
+		for (unsigned i = 0; rc == 0 && i < st->n_counters; i++)
+			rc = sky__meta_put_u64(txn, st, st->counters[i].name,
+					       st->counters[i].next);
+		st->counters_txn = NULL;
 		if (rc == 0 && as == WRITE_LOGGED)
 			rc = sky__journal_append(j, record, record_len);
 		if (rc == 0 && kind == WRITE_MIRROR)
@@ -858,6 +864,21 @@ int sky__meta_put_u64(MDB_txn *txn, sky_store *st, const char *name,
 
 int sky__meta_next(MDB_txn *txn, sky_store *st, const char *name, uint64_t *out)
 {
+	if (txn == st->counters_txn) {
+		unsigned i;
+		for (i = 0; i < st->n_counters; i++)
+			if (!strcmp(st->counters[i].name, name)) {
+				*out = st->counters[i].next++;
+				return 0;
+			}
+		if (i < sizeof(st->counters) / sizeof(st->counters[0])) {
+			*out = sky__meta_get_u64(txn, st, name);
+			st->counters[i].name = name;
+			st->counters[i].next = *out + 1;
+			st->n_counters++;
+			return 0;
+		}
+	}
 	uint64_t v = sky__meta_get_u64(txn, st, name);
 	int rc = sky__meta_put_u64(txn, st, name, v + 1);
 	if (rc == 0)

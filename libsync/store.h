@@ -119,6 +119,16 @@ typedef struct sky_store {
 	struct open_dir *open_dir; /* this handle in the process's list */
 	sky_seal_env seal;	   /* seals and the fault guard (sealed.h) */
 	unsigned schema;	   /* the cache's schema version */
+	/* The counters sky__meta_next hands out in the write transaction
+	 * of store_write (under LMDB's writer lock, so one at a time):
+	 * each read once and written back once, before the commit, however
+	 * many ids the transaction takes. */
+	MDB_txn *counters_txn;
+	struct {
+		const char *name;
+		uint64_t next;
+	} counters[4];
+	unsigned n_counters;
 } sky_store;
 
 /* Open/close the environment in `dir` (checks and creates permissions). */
@@ -182,7 +192,9 @@ int sky__store_count_journal_damage(sky_store *st);
 uint64_t sky__meta_get_u64(MDB_txn *txn, sky_store *st, const char *name);
 int sky__meta_put_u64(MDB_txn *txn, sky_store *st, const char *name,
 		      uint64_t value);
-/* Return the counter's value and store value+1 (for ids and sequences). */
+/* Return the counter's value and store value+1 (for ids and sequences);
+ * in a write of sky__store_write and friends the store is written once,
+ * before the commit. */
 int sky__meta_next(MDB_txn *txn, sky_store *st, const char *name,
 		   uint64_t *out);
 

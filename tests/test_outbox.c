@@ -548,6 +548,58 @@ static void test_outbox__map_grows(void)
 	sky_cache_close(c);
 }
 
+/*
+ * The ids a batch takes come from one counter, read and written once per
+ * transaction: consecutive across batches, across a map growth (which
+ * runs a batch's transaction again) and across a close, never reused.
+ */
+static void test_outbox__batch_ids(void)
+{
+	const char *dir = sky_test_tmpdir();
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.durability = SKY_DURABILITY_NONE;
+	o.initial_map_bytes = 256 * 1024;
+	sky_cache *c = NULL;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	CU_ASSERT_FATAL(sky_mirror_app_put(c, app_json, strlen(app_json)) == 0);
+	new_session(c, "s1", "server name");
+	static char bodies[5][700];
+	uint64_t next = 1;
+	int ordered = 1;
+	for (int round = 0; round < 60; round++) {
+		sky_write w[5];
+		for (int i = 0; i < 5; i++) {
+			int n = snprintf(bodies[i], sizeof(bodies[i]),
+					 "{\"k%d_%d\":\"%0600d\"}", round, i,
+					 i);
+			w[i] = (sky_write){SKY_WRITE_DATA, APP, "s1",
+					   bodies[i],	   (size_t)n,
+					   0,		   NULL,
+					   0,		   NULL};
+		}
+		int rc = sky_write_batch(c, w, 5);
+		if (rc)
+			fprintf(stderr, "\nbatch %d: %s (%s)\n", round,
+				sky_error_last()->message,
+				w[0].error ? w[0].error : "");
+		CU_ASSERT_FATAL(rc == 0);
+		for (int i = 0; i < 5; i++)
+			ordered &= w[i].id == next++;
+		if (round == 30) {
+			sky_cache_close(c);
+			CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+		}
+	}
+	CU_ASSERT(ordered);
+	sky_stats st = SKY_STATS_INIT;
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.map_bytes > 256 * 1024);
+	uint64_t ids[300];
+	CU_ASSERT_FATAL(entry_ids(c, "s1", 1, ids, 300) == 300);
+	CU_ASSERT(ids[0] == 1 && ids[299] == 300);
+	expect_clean(c, "after batches");
+	sky_cache_close(c);
+}
+
 /* The body of the newest outbox entry, as a new string. */
 static int last_body_cb(const sky_outbox_entry *e, void *payload)
 {
@@ -668,6 +720,7 @@ int main(void)
 	    {"test_outbox__closed_by_index", test_outbox__closed_by_index},
 	    {"test_outbox__allocation", test_outbox__allocation},
 	    {"test_outbox__map_grows", test_outbox__map_grows},
+	    {"test_outbox__batch_ids", test_outbox__batch_ids},
 	    {"test_outbox__body_text", test_outbox__body_text},
 	    {"test_outbox__data_only_view", test_outbox__data_only_view},
 	    {NULL, NULL}};
