@@ -569,13 +569,12 @@ static void test_outbox__batch_ids(void)
 	for (int round = 0; round < 60; round++) {
 		sky_write w[5];
 		for (int i = 0; i < 5; i++) {
-			int n = snprintf(bodies[i], sizeof(bodies[i]),
-					 "{\"k%d_%d\":\"%0600d\"}", round, i,
-					 i);
-			w[i] = (sky_write){SKY_WRITE_DATA, APP, "s1",
-					   bodies[i],	   (size_t)n,
-					   0,		   NULL,
-					   0,		   NULL};
+			int n =
+			    snprintf(bodies[i], sizeof(bodies[i]),
+				     "{\"k%d_%d\":\"%0600d\"}", round, i, i);
+			w[i] = (sky_write){SKY_WRITE_DATA, APP,	      "s1",
+					   bodies[i],	   (size_t)n, 0,
+					   NULL,	   0,	      NULL};
 		}
 		int rc = sky_write_batch(c, w, 5);
 		if (rc)
