@@ -48,7 +48,12 @@ static int app_write(MDB_txn *txn, void *arg)
 {
 	put_ctx *p = arg;
 	const char *id = sky__json_str(p->obj, "applicationId");
-	MDB_val key = {strlen(id), (void *)id};
+	MDB_val key = {strlen(id), (void *)id}, old;
+	/* A new application is what a create can be queued in: durable at
+	 * once in journal mode (store.h, sky__store_settle_mirror). */
+	if (mdb_get(txn, SKY_DBI(p->cache, SKY_DB_APPS), &key, &old) ==
+	    MDB_NOTFOUND)
+		sky__store_settle_mirror(&p->cache->st);
 	return put_text(txn, SKY_DBI(p->cache, SKY_DB_APPS), &key, p->obj);
 }
 

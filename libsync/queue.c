@@ -85,6 +85,8 @@ size_t sky__ob_queue_key(unsigned char *buf, const char *app, const char *sid,
 
 int sky__ob_store(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e)
 {
+	/* What a replayed journal record queues behind (store.h). */
+	sky__store_settle_mirror(&c->st);
 	const char *strs[5] = {e->app, e->sid, e->local ? e->local : "",
 			       e->body ? e->body : "",
 			       e->answer ? e->answer : ""};
@@ -138,6 +140,8 @@ int sky__ob_get(MDB_txn *txn, sky_cache *c, uint64_t id, sky_ob_entry *out)
 
 int sky__ob_remove(MDB_txn *txn, sky_cache *c, const sky_ob_entry *e)
 {
+	/* What a replayed journal record queues behind (store.h). */
+	sky__store_settle_mirror(&c->st);
 	unsigned char sk[SKY_KEY_MAX], kb[8];
 	MDB_val skey = {sky__ob_queue_key(sk, e->app, e->sid, e->id), sk};
 	int rc = mdb_del(txn, SKY_DBI(c, SKY_DB_OBSESS), &skey, NULL);
@@ -318,6 +322,7 @@ int sky__ob_alias_put(MDB_txn *txn, sky_cache *c, const char *app,
 	unsigned char kb[SKY_KEY_MAX];
 	MDB_val key = {sky__key2(kb, sizeof(kb), app, local), kb};
 	MDB_val val = {strlen(server_sid) + 1, (void *)server_sid};
+	sky__store_settle_mirror(&c->st);
 	int rc = mdb_put(txn, SKY_DBI(c, SKY_DB_ALIAS), &key, &val, 0);
 	return rc ? sky__error_lmdb(rc, "writing an alias") : 0;
 }

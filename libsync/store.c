@@ -721,12 +721,16 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		 * the mirror writes not folded in yet: a crash rolls them
 		 * back. The replay takes the write all the same (outbox.c,
 		 * enqueue_one), so the record goes even after such writes,
-		 * with its one flush.
+		 * with its one flush; the mirror writes it must not outlive
+		 * were made durable at once (sky__store_settle_mirror).
 		 */
 		enum write_kind as = kind;
 		st->counters_txn = txn;
 		st->n_counters = 0;
+		st->mirror_settles = 0;
 		rc = fn(txn, ctx);
+		if (kind == WRITE_MIRROR && st->mirror_settles)
+			as = WRITE_DURABLE;
 		/* Damage the function did not report (a counter read as 0)
 		 * must not be written back. */
 		if (st->seal.damaged)

@@ -129,7 +129,26 @@ typedef struct sky_store {
 		uint64_t next;
 	} counters[4];
 	unsigned n_counters;
+	int mirror_settles; /* see sky__store_settle_mirror */
 } sky_store;
+
+/*
+ * In journal mode a mirror write (server state) is folded in by the next
+ * checkpoint, and a crash before it rolls the write back while the
+ * journal's records replay: a queued write after it replays on the older
+ * state. That is sound for the session's server copy (the replay queues
+ * the write whatever the copy says, and the sync brings the copy back),
+ * but not for what orders or addresses queued writes: the outbox itself
+ * (a create adopted, its writes moved to the server's id and an alias
+ * put), or an application a create was queued in. A mirror write that
+ * changes those calls this from inside its transaction, and commits
+ * durably, with a checkpoint. They are rare: once per create, once per
+ * new application.
+ */
+static inline void sky__store_settle_mirror(sky_store *st)
+{
+	st->mirror_settles = 1;
+}
 
 /* Open/close the environment in `dir` (checks and creates permissions). */
 int sky__store_open(sky_store *st, const char *dir, unsigned flags,

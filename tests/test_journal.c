@@ -693,6 +693,78 @@ static void test_journal__clean_close_then_plain_writer(void)
 	sky_free(sid);
 }
 
+/* The ids and bodies of APP/sid's queued writes, in queue order. */
+typedef struct {
+	const char *sid;
+	uint64_t ids[8];
+	char bodies[8][32];
+	size_t n;
+} queued_ctx;
+
+static int collect_queued(const sky_outbox_entry *e, void *payload)
+{
+	queued_ctx *q = payload;
+	if (strcmp(e->session_id, q->sid) != 0 || q->n == 8)
+		return 0;
+	q->ids[q->n] = e->id;
+	snprintf(q->bodies[q->n], sizeof(q->bodies[0]), "%s", e->body);
+	q->n++;
+	return 0;
+}
+
+/*
+ * A created session the server's copy adopts (its writes move to the
+ * server's id: a mirror write that changes the outbox), then a write to
+ * the server's id, then a crash: the adoption was made durable at once,
+ * so after recovery both writes wait under the server's id in the order
+ * they were made, and the later one shows in the session. Were the
+ * adoption rolled back while the write's record replayed, the earlier
+ * write would sit behind the create and reach the server last.
+ */
+static void test_journal__adoption_outlives_crash(void)
+{
+	const char *dir = sky_test_tmpdir();
+	int fd;
+	pid_t pid = start_writer(&fd);
+	if (pid == 0) {
+		sky_cache *c = open_mode(dir, SKY_DURABILITY_JOURNAL, NULL);
+		const char *app = "{\"applicationId\":\"" APP "\"}";
+		char *local = NULL;
+		if (!c || sky_mirror_app_put(c, app, strlen(app)) != 0 ||
+		    sky_session_create(c, APP, "{\"name\":\"n\"}", 12,
+				       &local) != 0 ||
+		    sky_data_patch(c, APP, local, "{\"k\":1}", 7) != 0)
+			_exit(3);
+		char json[512];
+		int len = snprintf(json, sizeof(json),
+				   "{\"applicationId\":\"" APP
+				   "\",\"sessionId\":\"srv-1\",\"status\":"
+				   "\"open\",\"name\":\"n\",\"createdAt\":"
+				   "\"2026-01-01T00:00:00Z\",\"clientRef\":"
+				   "\"%s\"}",
+				   local);
+		if (sky_mirror_session_put(c, json, (size_t)len, NULL, 0, 1) !=
+			0 ||
+		    sky_data_patch(c, APP, "srv-1", "{\"k\":2}", 7) != 0)
+			_exit(4);
+		_exit(0); /* no close: a crash */
+	}
+	close(fd);
+	int status;
+	waitpid(pid, &status, 0);
+	CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	sky_cache *c = reopen_recovered(dir, SKY_DURABILITY_JOURNAL);
+	queued_ctx q = {"srv-1", {0}, {{0}}, 0};
+	CU_ASSERT(sky_outbox_list(c, collect_queued, &q) == 0);
+	CU_ASSERT(q.n == 2);
+	CU_ASSERT(q.n == 2 && q.ids[0] < q.ids[1] &&
+		  !strcmp(q.bodies[0], "{\"k\":1}") &&
+		  !strcmp(q.bodies[1], "{\"k\":2}"));
+	CU_ASSERT(data_value(c, "srv-1", "k") == 2);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+}
+
 /* Mirror writes alone leave no record, yet they too commit unflushed:
  * after a crash the cache must still roll back to its checkpoint. */
 static void test_journal__mirror_writes_alone_recover(void)
@@ -1097,6 +1169,8 @@ int main(void)
 	     test_journal__reader_refuses_before_recovery},
 	    {"test_journal__clean_close_then_plain_writer",
 	     test_journal__clean_close_then_plain_writer},
+	    {"test_journal__adoption_outlives_crash",
+	     test_journal__adoption_outlives_crash},
 	    {"test_journal__mirror_writes_alone_recover",
 	     test_journal__mirror_writes_alone_recover},
 	    {"test_journal__map_grows_then_crash",
