@@ -300,13 +300,15 @@ static int reader_data(sky_reader *reader, const char *app_id,
 	if ((rc = sky__doc_read_whole(reader->txn, dbi, rec.docid, &text, &n)) <
 	    0)
 		return rc;
-	*len = n;
 	if (rc == 2) {
 		*stored = text;
+		*len = n;
 		return 0;
 	}
-	if (rc == 1)
+	if (rc == 1) {
+		*len = n;
 		return (*built = copy_text(text, n)) ? 0 : -1;
+	}
 	sky_buf buf = SKY_BUF_INIT;
 	rc = sky__doc_read(reader->txn, dbi, rec.docid, &buf);
 	if (rc < 0) {

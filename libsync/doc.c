@@ -218,6 +218,16 @@ static int write_doc(sky_doc_writer *w, json_t *obj)
 }
 
 /*
+ * Whether whole texts get their NUL in this cache: from schema 3 on
+ * (store.h), and in an environment that is no cache's (a test's own).
+ */
+static int whole_ends_in_nul(MDB_txn *txn)
+{
+	const sky_seal_env *se = mdb_env_get_userctx(mdb_txn_env(txn));
+	return !se || se->schema >= 3;
+}
+
+/*
  * Store the text in w->val as the document's header, whole form, with the
  * NUL that lets a reader hand the stored bytes out as a C string
  * (doc_layout.h). A 12-byte text goes without: 13 bytes ending in 0 are
@@ -230,7 +240,7 @@ static int put_whole(sky_doc_writer *w)
 	MDB_val k = {HEADER_LEN, key}, v;
 	int rc;
 
-	if (w->val.len != MEMBERS_HEADER_LEN - 1 &&
+	if (w->val.len != MEMBERS_HEADER_LEN - 1 && whole_ends_in_nul(w->txn) &&
 	    (rc = sky__buf_putc(&w->val, '\0')) < 0)
 		return rc;
 	sky__put_be64(key, w->docid);

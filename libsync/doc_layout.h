@@ -10,8 +10,8 @@
  * the whole form starts with '{' and ends with '}', followed by a NUL from
  * schema 3 on (so that a read can hand out the stored bytes as a C
  * string; not after a text of 12 bytes, which would look like a member
- * header; texts written by schema 2 have none, and read as they are,
- * copied); the member form's
+ * header; a cache of schema 2 keeps writing its texts without, see
+ * store.h, and they read as they are, copied); the member form's
  * header is next id (4) + weight (8) + a 0 byte; a header of 4 bytes (next
  * id only) is a member-form document written before headers kept the
  * weight. Such documents read as before; their first patch walks their

@@ -67,6 +67,8 @@ typedef struct sky_seal_env {
 	volatile sig_atomic_t faulted; /* ...by a fault inside LMDB, whose
 					  state is then not to be trusted */
 	char damage[320];	       /* the first damage's message */
+	unsigned schema; /* the cache's schema version (store.h), which
+			    says how doc.c ends a whole document */
 } sky_seal_env;
 
 /* Attach `se` to `env` (after mdb_env_open) and note its map. */

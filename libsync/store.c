@@ -467,16 +467,16 @@ static int open_databases(sky_store *st)
 			mdb_txn_abort(txn);
 			return rc;
 		}
-		version = SKY_SCHEMA_VERSION;
-		write_version = 1;
-	} else if (version == 2 && !ro) {
-		/* Schema 3 reads schema 2's values as they are (whole texts
-		 * without their NUL are copied by a read); the number tells
-		 * older libraries not to read the texts it writes. */
-		version = SKY_SCHEMA_VERSION;
+		version = 2;
 		write_version = 1;
 	}
+	/* A cache of schema 2 stays 2: a process of an older library may
+	 * have it open, and would read a whole text ending in a NUL as an
+	 * empty document, with no error. So documents go on being written
+	 * in its form (doc.c asks the seal context), and only a new cache
+	 * is 3. */
 	st->schema = version;
+	st->seal.schema = version;
 	st->seal.sealed = version >= 2;
 	if (write_version) {
 		unsigned char v[4];

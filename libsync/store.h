@@ -76,10 +76,11 @@ enum sky_db {
  * transaction. The "schema" record itself is sealed from 2 on, so its
  * size tells the two apart (4 bytes, or 4 + seal).
  * 3: a document stored whole ends its text with a NUL (doc_layout.h), so
- * that a read hands out the stored bytes instead of a copy. A cache of
- * schema 2 is read as it is and marked 3 at its first read-write open;
- * its whole texts gain the NUL as they are written again. Libraries of
- * schema 2 refuse a cache of 3 (they would take the NUL for damage).
+ * that a read hands out the stored bytes instead of a copy. Only a new
+ * cache is 3. One of schema 2 stays 2 and is written in its form (reads
+ * copy its texts): a process of an older library may have it open, and
+ * that library would read a text ending in a NUL as an empty document.
+ * A library of schema 2 refuses to open a cache of 3.
  */
 #define SKY_SCHEMA_VERSION 3u
 
