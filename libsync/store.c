@@ -729,7 +729,15 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		st->n_counters = 0;
 		st->mirror_settles = 0;
 		rc = fn(txn, ctx);
-		if (kind == WRITE_MIRROR && st->mirror_settles)
+		/* A settling mirror write commits durably, with a checkpoint
+		 * after its commit, which is outside the writer lock: until
+		 * that checkpoint is done, a queued write (which may depend
+		 * on it: the server id of an adoption) must not be
+		 * acknowledged on its record alone, so it checkpoints too. */
+		int settling = kind == WRITE_MIRROR && st->mirror_settles;
+		if (settling)
+			as = WRITE_DURABLE;
+		if (as == WRITE_LOGGED && atomic_load(&st->settles_pending))
 			as = WRITE_DURABLE;
 		/* Damage the function did not report (a counter read as 0)
 		 * must not be written back. */
@@ -747,10 +755,16 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 		sky_txn_observer *obs = atomic_load(&st->observer);
 		void *noted = obs ? obs->take(obs) : NULL;
 		if (rc == 0) {
+			if (settling)
+				atomic_fetch_add(&st->settles_pending, 1);
 			int mrc = mdb_txn_commit(txn);
 			txn_leave(st);
 			if (mrc == 0 && journaled)
 				rc = journal_after_commit(st, as);
+			/* Done settling, unless its checkpoint failed: then
+			 * every queued write goes on checkpointing. */
+			if (settling && (mrc != 0 || rc == 0))
+				atomic_fetch_sub(&st->settles_pending, 1);
 			else if (mrc != 0 && as == WRITE_LOGGED)
 				/* The appended record names a write that
 				 * did not happen: a checkpoint voids it. */

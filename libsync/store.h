@@ -131,6 +131,9 @@ typedef struct sky_store {
 	} counters[4];
 	unsigned n_counters;
 	int mirror_settles; /* see sky__store_settle_mirror */
+	/* Settling mirror writes committed whose checkpoint has not
+	 * completed: until then a queued write settles too (store_write). */
+	atomic_uint settles_pending;
 } sky_store;
 
 /*
