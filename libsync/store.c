@@ -761,14 +761,14 @@ static int store_write(sky_store *st, sky_write_fn fn, void *ctx,
 			txn_leave(st);
 			if (mrc == 0 && journaled)
 				rc = journal_after_commit(st, as);
-			/* Done settling, unless its checkpoint failed: then
-			 * every queued write goes on checkpointing. */
-			if (settling && (mrc != 0 || rc == 0))
-				atomic_fetch_sub(&st->settles_pending, 1);
 			else if (mrc != 0 && as == WRITE_LOGGED)
 				/* The appended record names a write that
 				 * did not happen: a checkpoint voids it. */
 				(void)checkpoint_sync(st, 0);
+			/* Done settling, unless its checkpoint failed: then
+			 * every queued write goes on checkpointing. */
+			if (settling && (mrc != 0 || rc == 0))
+				atomic_fetch_sub(&st->settles_pending, 1);
 			if (obs)
 				obs->done(obs, noted, mrc == 0);
 			if (mrc == 0)
