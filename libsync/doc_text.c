@@ -213,13 +213,15 @@ static const unsigned char skip_stop[256] = {
 };
 
 /*
- * Skip one value: a string, a scalar, or a bracketed value whole, and say
- * in *nest how deep it nests (0 for a scalar).
+ * Skip from t->p, `depth` brackets deep already, to the end of the value
+ * the scan is in: with depth 0 one value (a string, a scalar, or a
+ * bracketed value whole), else up to and past the bracket that closes the
+ * one open. *nest is the deepest level reached (0 for a scalar).
  */
-static int skip_value(text_span *t, size_t *nest)
+static int skip_nested(text_span *t, size_t depth, size_t *nest)
 {
 	const char *p = t->p, *end = t->end, *start = t->p;
-	size_t depth = 0, deepest = 0;
+	size_t deepest = depth;
 	while (p < end) {
 		while (!skip_stop[(unsigned char)*p])
 			if (++p == end)
@@ -258,6 +260,15 @@ out:
 }
 
 /*
+ * Skip one value: a string, a scalar, or a bracketed value whole, and say
+ * in *nest how deep it nests (0 for a scalar).
+ */
+static int skip_value(text_span *t, size_t *nest)
+{
+	return skip_nested(t, 0, nest);
+}
+
+/*
  * Skip the members of an object from t->p (a member's name) to the '}'
  * that closes the object, leaving t->p on it, and say in *nest how deep
  * its values nest (0 when all are scalars). The members after a patch's
@@ -265,36 +276,12 @@ out:
  */
 static int skip_members(text_span *t, size_t *nest)
 {
-	const char *p = t->p, *end = t->end;
-	size_t depth = 0, deepest = 0;
-	while (p < end) {
-		while (!skip_stop[(unsigned char)*p])
-			if (++p == end)
-				return MALFORMED;
-		char c = *p;
-		if (c == '"') {
-			t->p = p;
-			if (skip_string(t) < 0)
-				return MALFORMED;
-			p = t->p;
-			continue;
-		}
-		if (c == '{' || c == '[') {
-			if (++depth > deepest)
-				deepest = depth;
-		} else if (c == '}' || c == ']') {
-			if (depth == 0) {
-				if (c != '}')
-					return MALFORMED;
-				t->p = p;
-				*nest = deepest;
-				return 0;
-			}
-			depth--;
-		}
-		p++;
-	}
-	return MALFORMED;
+	int rc = skip_nested(t, 1, nest);
+	if (rc < 0 || t->p[-1] != '}')
+		return MALFORMED;
+	t->p--;
+	--*nest;
+	return 0;
 }
 
 /*
