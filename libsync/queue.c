@@ -188,6 +188,30 @@ void sky__ob_list_free(sky_ob_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/*
+ * A cursor on the by-session keys from session pre[0..plen)'s first:
+ * mdb_cursor_get's code (0: *key set), or mdb_cursor_open's with *cur
+ * NULL. The caller closes *cur.
+ */
+static int session_cursor(MDB_txn *txn, sky_cache *c, unsigned char *pre,
+			  size_t plen, MDB_cursor **cur, MDB_val *key)
+{
+	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OBSESS), cur);
+	if (rc) {
+		*cur = NULL;
+		return rc;
+	}
+	MDB_val val;
+	*key = (MDB_val){plen, pre};
+	return mdb_cursor_get(*cur, key, &val, MDB_SET_RANGE);
+}
+
+/* Whether by-session key `key` is one of the session's pre[0..plen). */
+static int of_session(const MDB_val *key, const unsigned char *pre, size_t plen)
+{
+	return key->mv_size == plen + 8 && memcmp(key->mv_data, pre, plen) == 0;
+}
+
 int sky__ob_session_queued(MDB_txn *txn, sky_cache *c, const char *app,
 			   const char *sid)
 {
@@ -196,13 +220,11 @@ int sky__ob_session_queued(MDB_txn *txn, sky_cache *c, const char *app,
 	if (!plen)
 		return 0;
 	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OBSESS), &cur);
-	if (rc)
+	MDB_val key;
+	int rc = session_cursor(txn, c, pre, plen, &cur, &key);
+	if (!cur)
 		return sky__error_lmdb(rc, "reading the outbox");
-	MDB_val key = {plen, pre}, val;
-	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-	int found = rc == 0 && key.mv_size == plen + 8 &&
-		    memcmp(key.mv_data, pre, plen) == 0;
+	int found = rc == 0 && of_session(&key, pre, plen);
 	mdb_cursor_close(cur);
 	if (rc && rc != MDB_NOTFOUND)
 		return sky__error_lmdb(rc, "reading the outbox");
@@ -218,13 +240,11 @@ int sky__ob_session_entries(MDB_txn *txn, sky_cache *c, const char *app,
 	if (!plen)
 		return 0;
 	MDB_cursor *cur;
-	int rc = mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_OBSESS), &cur);
-	if (rc)
+	MDB_val key, val;
+	int rc = session_cursor(txn, c, pre, plen, &cur, &key);
+	if (!cur)
 		return sky__error_lmdb(rc, "reading the outbox");
-	MDB_val key = {plen, pre}, val;
-	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-	while (rc == 0 && key.mv_size == plen + 8 &&
-	       memcmp(key.mv_data, pre, plen) == 0) {
+	while (rc == 0 && of_session(&key, pre, plen)) {
 		uint64_t id =
 		    sky__get_be64((unsigned char *)key.mv_data + plen);
 		sky_ob_entry e;
