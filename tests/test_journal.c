@@ -249,6 +249,23 @@ static void test_journal__closed_session_refused(void)
 	}
 }
 
+/* Put the server's session `sid` (open, data {}), with `client_ref` (the
+ * local id of a create it answers) unless NULL, as of `as_of_us`. */
+static int put_server_session(sky_cache *c, const char *sid,
+			      const char *client_ref, int64_t as_of_us)
+{
+	char json[512], ref[300] = "";
+	if (client_ref)
+		snprintf(ref, sizeof(ref), ",\"clientRef\":\"%s\"", client_ref);
+	int len = snprintf(json, sizeof(json),
+			   "{\"applicationId\":\"" APP
+			   "\",\"sessionId\":\"%s\",\"status\":"
+			   "\"open\",\"name\":\"s\",\"createdAt\":"
+			   "\"2026-01-01T00:00:00Z\"%s}",
+			   sid, ref);
+	return sky_mirror_session_put(c, json, (size_t)len, "{}", 2, as_of_us);
+}
+
 /* ---- the crash writer ---- */
 
 /* Queue writes, one line on `out` per acknowledged write: "c SID" for a
@@ -284,17 +301,10 @@ static void crash_writer(const char *dir, int out, unsigned seed,
 			/* A session from the server (a mirror write, folded in
 			 * later) and at once a queued write to it: the
 			 * record must not be replayed without the session. */
-			char json[256], sid[64], patch[64], acked[256];
+			char sid[64], patch[64], acked[256];
 			snprintf(sid, sizeof(sid), "srv-%lu", n);
-			int len =
-			    snprintf(json, sizeof(json),
-				     "{\"applicationId\":\"" APP
-				     "\",\"sessionId\":\"%s\",\"status\":"
-				     "\"open\",\"name\":\"s\",\"createdAt\":"
-				     "\"2026-01-01T00:00:00Z\"}",
-				     sid);
-			if (sky_mirror_session_put(c, json, (size_t)len, "{}",
-						   2, (int64_t)n + 1) != 0)
+			if (put_server_session(c, sid, NULL, (int64_t)n + 1) !=
+			    0)
 				_exit(8);
 			int plen = snprintf(patch, sizeof(patch),
 					    "{\"w%lu\":%lu}", n, n);
@@ -440,19 +450,6 @@ static sky_cache *reopen_recovered(const char *dir, sky_durability d)
 	return c;
 }
 
-/* The server's session `sid` as crash_writer puts it. */
-static int put_server_session(sky_cache *c, const char *sid)
-{
-	char json[256];
-	int len = snprintf(json, sizeof(json),
-			   "{\"applicationId\":\"" APP
-			   "\",\"sessionId\":\"%s\",\"status\":"
-			   "\"open\",\"name\":\"s\",\"createdAt\":"
-			   "\"2026-01-01T00:00:00Z\"}",
-			   sid);
-	return sky_mirror_session_put(c, json, (size_t)len, "{}", 2, 1);
-}
-
 /*
  * Every acknowledged write is in the local view; returns how many. A
  * write to a server session that the crash rolled back (the session was a
@@ -485,7 +482,8 @@ static unsigned long verify_acks(sky_cache *c, char *acks)
 			    sky_session_get(c, APP, sid, &json, &len) ==
 				SKY_ENOTFOUND;
 			sky_free(json);
-			if (rolled_back && put_server_session(c, sid) != 0)
+			if (rolled_back &&
+			    put_server_session(c, sid, NULL, 1) != 0)
 				missing++;
 			back += rolled_back;
 			if (data_value(c, sid, key) != (long)v) {
@@ -735,16 +733,7 @@ static void test_journal__adoption_outlives_crash(void)
 				       &local) != 0 ||
 		    sky_data_patch(c, APP, local, "{\"k\":1}", 7) != 0)
 			_exit(3);
-		char json[512];
-		int len = snprintf(json, sizeof(json),
-				   "{\"applicationId\":\"" APP
-				   "\",\"sessionId\":\"srv-1\",\"status\":"
-				   "\"open\",\"name\":\"n\",\"createdAt\":"
-				   "\"2026-01-01T00:00:00Z\",\"clientRef\":"
-				   "\"%s\"}",
-				   local);
-		if (sky_mirror_session_put(c, json, (size_t)len, NULL, 0, 1) !=
-			0 ||
+		if (put_server_session(c, "srv-1", local, 1) != 0 ||
 		    sky_data_patch(c, APP, "srv-1", "{\"k\":2}", 7) != 0)
 			_exit(4);
 		_exit(0); /* no close: a crash */
