@@ -300,7 +300,7 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 	 * (docid, flags) stays good through the outbox writes that follow,
 	 * which touch no record, though its text may move. */
 	sky_record found;
-	int have_found = 0, no_session = 0;
+	int no_session = 0;
 	if (w->op == SKY_WRITE_CREATE) {
 		char *app_key = (char *)w->app_id;
 		MDB_val key = {strlen(app_key), app_key}, val;
@@ -358,10 +358,8 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 			    "session %s/%s is closed: the server "
 			    "refuses writes to it",
 			    w->app_id, w->session_id);
-		if (!no_session) {
+		if (!no_session)
 			found = rec;
-			have_found = 1;
-		}
 	}
 	if ((rc = sky__meta_next(txn, &c->st, "outbox_next", &e.id)) < 0)
 		return rc;
@@ -381,9 +379,9 @@ static int enqueue_one(MDB_txn *txn, enqueue_ctx *q, size_t i)
 	 * write (to keep the server copy aside), else the write laid on top
 	 * -- the same result, at the cost of this write alone. */
 	sky_record rec;
-	/* A data write needs only the header: no second lookup. */
-	if (e.op == SKY_WRITE_DATA && have_found &&
-	    (found.flags & SKY_REC_PENDING))
+	/* A data write needs only the header: no second lookup (it has a
+	 * session: `found` is set). */
+	if (e.op == SKY_WRITE_DATA && (found.flags & SKY_REC_PENDING))
 		return sky__view_lay_on(txn, c, &found, &e, q->bodies[i]);
 	if (e.op != SKY_WRITE_CREATE &&
 	    sky__record_get(txn, c, e.app, e.sid, &rec) == 0 &&
