@@ -379,15 +379,17 @@ static int flush_run(sky_buf *out, const char **run, const char *run_end,
  * counting the levels the patch's own values bring. Returns 0, -1 or
  * MALFORMED.
  */
+static int merge_named(sky_buf *out, text_span *t, const named *m, size_t n,
+		       size_t *nest);
+
 static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 {
 	named local[16], *m = local;
 	size_t n = json_object_size(patch), j = 0;
-	const char *key, *run = NULL, *run_end = NULL;
+	const char *key;
 	size_t key_len;
 	json_t *value;
-	int first = 1, rc = -1;
-	size_t deepest = 0; /* of the members copied or merged */
+	int rc;
 
 	if (n > sizeof(local) / sizeof(local[0]) &&
 	    !(m = malloc(n * sizeof(*m))))
@@ -399,7 +401,21 @@ static int merge_text(sky_buf *out, text_span *t, json_t *patch, size_t *nest)
 	}
 	if (n > 1)
 		sky__sort(m, n, sizeof(*m), cmp_named);
-	j = 0;
+	rc = merge_named(out, t, m, n, nest);
+	if (m != local)
+		free(m);
+	return rc;
+}
+
+/* merge_text() for the patch's members, sorted by name, in m[0, n). */
+static int merge_named(sky_buf *out, text_span *t, const named *m, size_t n,
+		       size_t *nest)
+{
+	size_t j = 0;
+	const char *run = NULL, *run_end = NULL;
+	int first = 1, rc = -1;
+	size_t deepest = 0; /* of the members copied or merged */
+
 	if (t->p >= t->end || *t->p != '{' || sky__buf_putc(out, '{') < 0)
 		goto fail;
 	t->p++;
@@ -492,8 +508,6 @@ malformed:
 fail:
 	rc = -1;
 done:
-	if (m != local)
-		free(m);
 	return rc;
 }
 
@@ -521,4 +535,39 @@ int sky__doc_text_merge(sky_buf *out, const char *text, size_t len,
 	text_span t = {text, text + len};
 	int rc = merge_text(out, &t, patch, depth);
 	return rc == 0 && t.p != t.end ? MALFORMED : rc;
+}
+
+int sky__doc_text_merge_member(sky_buf *out, const char *text, size_t len,
+			       const char *name, size_t name_len, json_t *value)
+{
+	text_span t = {text, text + len};
+	named m = {name, name_len, value};
+	size_t depth;
+	int rc = merge_named(out, &t, &m, 1, &depth);
+	return rc == 0 && t.p != t.end ? MALFORMED : rc;
+}
+
+int sky__doc_text_member(const char **p, const char *end, const char **name,
+			 size_t *name_len, const char **value,
+			 size_t *value_len)
+{
+	text_span t = {*p, end};
+	size_t nest;
+
+	if (t.p >= t.end || *t.p != '"' || skip_string(&t) < 0)
+		return MALFORMED;
+	*name = *p + 1;
+	*name_len = (size_t)(t.p - *p) - 2;
+	if (t.p >= t.end || *t.p++ != ':')
+		return MALFORMED;
+	*value = t.p;
+	if (skip_value(&t, &nest) < 0)
+		return MALFORMED;
+	*value_len = (size_t)(t.p - *value);
+	if (t.p < t.end && *t.p++ != ',')
+		return MALFORMED;
+	if (t.p == t.end && t.p[-1] == ',')
+		return MALFORMED; /* a comma with no member after it */
+	*p = t.p;
+	return 0;
 }

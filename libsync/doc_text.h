@@ -61,6 +61,26 @@ int sky__doc_text_merge(sky_buf *out, const char *text, size_t len,
 			json_t *patch, size_t *depth);
 
 /*
+ * sky__doc_text_merge() for the patch of one member, {name: value}, with
+ * `value` borrowed: the merge of a run of the member form (doc_layout.h),
+ * given its text between braces, without building a patch object.
+ */
+int sky__doc_text_merge_member(sky_buf *out, const char *text, size_t len,
+			       const char *name, size_t name_len,
+			       json_t *value);
+
+/*
+ * Read the member at *p of the members' text [*p, end) (an object's text
+ * between its braces, as this form writes it): its name as stored between
+ * the quotes, escapes and all, and its value's text. Moves *p past the
+ * member and the comma after it. Returns 0, or SKY__DOC_MALFORMED when the
+ * text there is not a member followed by a comma or the end.
+ */
+int sky__doc_text_member(const char **p, const char *end, const char **name,
+			 size_t *name_len, const char **value,
+			 size_t *value_len);
+
+/*
  * Parse the stored text of the whole form `v` into a new object (the
  * caller's). Returns 0, or -1 (MDB_CORRUPTED, doc_layout.h) when it is not
  * a JSON object.
