@@ -32,12 +32,29 @@
 #define SKY__DOC_WHOLE_DEPTH_MAX 128
 
 /*
- * The bounds in use (SKY__DOC_WHOLE_MAX, SKY__DOC_WHOLE_DEPTH_MAX). Tests
+ * Runs of small members in the member form (doc_layout.h): a run holds at
+ * most SKY__DOC_RUN_MAX bytes of members' text (one member may go past it
+ * alone), each member's value at most SKY__DOC_RUN_MEMBER_MAX bytes. The
+ * run bound keeps a run, its key and LMDB's node header within half a
+ * 4 KiB page (2040 bytes), so runs sit in leaf pages and never take an
+ * overflow page of their own; the member bound, below
+ * SKY__DOC_NAME_INLINE_MAX, keeps any name that needs the long form out
+ * of a run's values, so that a value reads in the order a node would.
+ */
+#define SKY__DOC_RUN_MAX 1536
+#define SKY__DOC_RUN_MEMBER_MAX 384
+
+/*
+ * The bounds in use (SKY__DOC_WHOLE_MAX, SKY__DOC_WHOLE_DEPTH_MAX,
+ * SKY__DOC_RUN_MAX, SKY__DOC_RUN_MEMBER_MAX; a run bound of 0 writes no
+ * runs). Tests
  * change them to force either form; both read alike, so stored data does
  * not depend on them. The depth may be lowered, never raised: the check
  * holds whole documents to SKY__DOC_WHOLE_DEPTH_MAX.
  */
 extern size_t sky__doc_whole_max;
 extern size_t sky__doc_whole_depth_max;
+extern size_t sky__doc_run_max;
+extern size_t sky__doc_run_member_max;
 
 #endif

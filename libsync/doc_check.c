@@ -65,6 +65,59 @@ fail:
 	r->failed = 1;
 }
 
+/*
+ * The members of the run `e`: names that need no escapes, the first its
+ * key's, sorted strictly; values that are JSON. Copies the last name to
+ * last[0, *last_len) (at most SKY__DOC_NAME_INLINE_MAX bytes) for the
+ * check of the entry after it.
+ */
+static void check_run(report *r, const sky_doc_entry *e, sky_buf *scratch,
+		      unsigned char *last, size_t *last_len)
+{
+	const char *p = (const char *)e->payload, *end = p + e->payload_len;
+	const char *name, *val, *prev = NULL;
+	size_t name_len, val_len, prev_len = 0;
+	json_error_t jerr;
+	json_t *j;
+
+	*last_len = 0;
+	while (p < end) {
+		if (sky__doc_text_member(&p, end, &name, &name_len, &val,
+					 &val_len) < 0) {
+			problem(r, e, "run of members malformed");
+			return;
+		}
+		if (!sky__doc_run_name(name, name_len)) {
+			problem(r, e, "run holds a name a run may not");
+			return;
+		}
+		if (!prev && (name_len != e->name_len ||
+			      memcmp(name, e->name, name_len) != 0))
+			problem(r, e, "run's first member is not its key's");
+		if (prev) {
+			size_t n = prev_len < name_len ? prev_len : name_len;
+			int c = memcmp(prev, name, n);
+			if (c > 0 || (c == 0 && prev_len >= name_len))
+				problem(r, e, "run's members out of order");
+		}
+		prev = name;
+		prev_len = name_len;
+	}
+	memcpy(last, prev, prev_len);
+	*last_len = prev_len;
+	sky__buf_clear(scratch);
+	if (sky__buf_putc(scratch, '{') < 0 ||
+	    sky__buf_append(scratch, e->payload, e->payload_len) < 0 ||
+	    sky__buf_putc(scratch, '}') < 0) {
+		r->failed = 1;
+		return;
+	}
+	j = sky__json_loadb(scratch->data, scratch->len, 0, &jerr);
+	if (!j)
+		problem(r, e, "run of members is not JSON: %s", jerr.text);
+	json_decref(j);
+}
+
 /* A reference from a member to a child node, for the tree checks. */
 typedef struct {
 	uint32_t child;
@@ -94,6 +147,13 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 	uint64_t next = UINT64_MAX; /* no header: do not bound ids */
 	uint64_t weight = EMPTY_WEIGHT, header_weight = 0;
 	int have_header = 0, members = 0, whole = 0, weighed = 0, rc;
+	/* The last name of the run before, which the next entry of its
+	 * node must follow. */
+	unsigned char run_last[SKY__DOC_NAME_INLINE_MAX];
+	size_t run_last_len = 0;
+	uint32_t run_node = 0;
+	int after_run = 0;
+	sky_buf scratch = SKY_BUF_INIT;
 
 	assert(txn && problems);
 	sky__put_be64(prefix, docid);
@@ -156,6 +216,20 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 			continue;
 		}
 		weight += sky__doc_entry_weight(&e);
+		if (after_run && run_node == e.node && !e.is_long) {
+			size_t n = run_last_len < e.name_len ? run_last_len
+							     : e.name_len;
+			int c = memcmp(run_last, e.name, n);
+			if (c > 0 || (c == 0 && run_last_len >= e.name_len))
+				problem(&r, &e,
+					"follows a run that reaches past it");
+		}
+		after_run = 0;
+		if (e.type == TYPE_RUN) {
+			check_run(&r, &e, &scratch, run_last, &run_last_len);
+			after_run = 1;
+			run_node = e.node;
+		}
 		if (e.node >= next)
 			problem(&r, &e,
 				"node id not below the header's %" PRIu64,
@@ -214,7 +288,7 @@ int sky__doc_check(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, sky_buf *problems)
 			}
 			refs[n_refs].child = child;
 			refs[n_refs++].from = e;
-		} else {
+		} else if (e.type == TYPE_VALUE) {
 			json_error_t jerr;
 			json_t *j = sky__json_loadb((const char *)e.payload,
 						    e.payload_len,
@@ -271,6 +345,7 @@ nomem:
 	rc = sky__error_nomem();
 done:
 	mdb_cursor_close(cur);
+	sky__buf_free(&scratch);
 	free(refs);
 	free(nodes);
 	return rc;

@@ -33,7 +33,11 @@
  *             (an empty object is a node without entries);
  *   type 'v', payload text:     the value is a scalar or an array, as compact
  *             JSON text (sky__json_dump_buf: compact, reals in their
- *             shortest form, big numbers as the text they came as).
+ *             shortest form, big numbers as the text they came as);
+ *   type 'r', payload members:  a run of small members of the object, as
+ *             the text between an object's braces (`"a":1,"b":{"c":2}`,
+ *             the whole form's text, objects included), the first of them
+ *             the member the key names (schema 4 on, see below).
  *
  * Names of more than SKY__DOC_NAME_INLINE_MAX bytes would not fit LMDB's
  * 511-byte keys, so they are stored in the "long" form: the key holds a
@@ -43,6 +47,18 @@
  * name also takes the long form when it starts with byte 0xFF, which valid
  * UTF-8 never does: the byte after the node id then always says which form
  * a key has.
+ *
+ * Runs. A document read whole would otherwise cost a cursor step per
+ * member and per object; a run holds up to sky__doc_run_max bytes of
+ * consecutive members whose names are short and need no escapes and
+ * whose values are at most sky__doc_run_member_max bytes of text
+ * (doc_bounds.h), so a read copies a run's bytes as they are, and a 1 MB
+ * document of small objects is some 700 entries instead of 70000. A run
+ * stands for every name from its key up to the next key of its node: a
+ * lookup that misses its key looks at the entry before, and a member the
+ * run cannot hold (too large, or a name that needs escapes) splits it
+ * there. A 'r' entry's name is never long. Only a cache of schema 4 on
+ * writes runs (store.h); every schema reads them.
  *
  * Invariants (sky__doc_check verifies them):
  * - A whole-form document is its header and nothing else; its text is a
@@ -58,8 +74,12 @@
  *   construction and a reader meeting a smaller id knows the data is
  *   corrupt instead of looping. Each node is referenced by exactly one
  *   member, and every node with entries other than the root is referenced.
- * - Objects are never stored as 'v' text: each is a node, so a patch can
- *   reach any member by key without parsing anything above it.
+ * - Objects are never stored as 'v' text: each is a node, or a member of
+ *   a run (small), so a patch reaches any member by key, parsing at most
+ *   the one run that holds it.
+ * - A run's members have names in the short form that need no escapes,
+ *   sorted strictly by name bytes, the first its key's name and the last
+ *   below the next key of its node.
  */
 #ifndef SKY_DOC_LAYOUT_H
 #define SKY_DOC_LAYOUT_H
@@ -80,6 +100,7 @@
 #define LONG_KEY_LEN (LONG_PREFIX_LEN + 1)	  /* ... counter */
 #define TYPE_OBJECT 'o'
 #define TYPE_VALUE 'v'
+#define TYPE_RUN 'r'
 
 #define MEMBERS_HEADER_LEN 13 /* next(4) weight(8) 0 */
 #define EMPTY_WEIGHT 2	      /* "{}" */
@@ -130,8 +151,28 @@ int sky__doc_corrupt(uint64_t docid, const char *why);
  */
 static inline uint64_t sky__doc_entry_weight(const sky_doc_entry *e)
 {
+	/* A run's text is its members' weights less the last comma. */
+	if (e->type == TYPE_RUN)
+		return (uint64_t)e->payload_len + 1;
 	return (uint64_t)e->name_len +
 	       (e->type == TYPE_OBJECT ? 6 : (uint64_t)e->payload_len + 4);
+}
+
+/*
+ * Whether a member named so may be held by a run: a name in the short
+ * form whose text needs no escapes, so that its stored bytes between the
+ * quotes are the name itself (and compare as the key's do).
+ */
+static inline int sky__doc_run_name(const char *name, size_t len)
+{
+	if (sky__doc_is_long_name(name, len))
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c < 0x20 || c == '"' || c == '\\')
+			return 0;
+	}
+	return 1;
 }
 
 /*
@@ -196,7 +237,13 @@ static inline int sky__doc_parse_entry(const MDB_val *k, const MDB_val *v,
 		*why = "empty JSON value";
 		return -1;
 	}
-	if (e->type != TYPE_OBJECT && e->type != TYPE_VALUE) {
+	if (e->type == TYPE_RUN &&
+	    (e->is_long || e->payload_len < 4 || e->payload[0] != '"')) {
+		*why = "run of members malformed";
+		return -1;
+	}
+	if (e->type != TYPE_OBJECT && e->type != TYPE_VALUE &&
+	    e->type != TYPE_RUN) {
 		*why = "unknown member type";
 		return -1;
 	}

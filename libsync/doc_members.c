@@ -36,10 +36,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "doc_bounds.h"
 #include "doc_layout.h"
 #include "doc_members.h"
+#include "doc_text.h"
 #include "error.h"
 #include "json.h"
+#include "sealed.h"
+
+size_t sky__doc_run_max = SKY__DOC_RUN_MAX;
+size_t sky__doc_run_member_max = SKY__DOC_RUN_MEMBER_MAX;
 
 /* ------------------------------------------------------------------ */
 /* Scanning a whole document (read, read_json)                         */
@@ -304,6 +310,13 @@ static int emit_text(scan *s, uint64_t docid, sky_buf *out)
 			goto done;
 		if (f->i++ != f->start)
 			out->data[out->len++] = ',';
+		if (e->type == TYPE_RUN) {
+			/* Members' text as it is: the bytes of a read. */
+			memcpy(out->data + out->len, e->payload,
+			       e->payload_len);
+			out->len += e->payload_len;
+			continue;
+		}
 		if (plain_name(e->name, e->name_len)) {
 			out->data[out->len++] = '"';
 			memcpy(out->data + out->len, e->name, e->name_len);
@@ -343,6 +356,7 @@ static int build_json(scan *s, uint64_t docid, json_t **out)
 	frame_stack st;
 	node_span *root;
 	json_t *doc = json_object();
+	sky_buf wrap = SKY_BUF_INIT;
 	int rc = -1;
 
 	if (!doc)
@@ -360,6 +374,31 @@ static int build_json(scan *s, uint64_t docid, json_t **out)
 		const sky_doc_entry *e = &s->e[f->i++];
 		json_t *parent = f->obj, *value;
 		node_span *child = NULL;
+		if (e->type == TYPE_RUN) {
+			json_error_t jerr;
+			sky__buf_clear(&wrap);
+			if (sky__buf_putc(&wrap, '{') < 0 ||
+			    sky__buf_append(&wrap, e->payload, e->payload_len) <
+				0 ||
+			    sky__buf_putc(&wrap, '}') < 0)
+				goto done;
+			value = sky__json_loadb(wrap.data, wrap.len, 0, &jerr);
+			if (!value || !json_is_object(value)) {
+				json_decref(value);
+				sky__doc_corrupt(docid,
+						 "run of members is not JSON");
+				goto done;
+			}
+			rc = json_object_update(parent, value);
+			json_decref(value);
+			if (rc < 0) {
+				rc = -1;
+				sky__error_nomem();
+				goto done;
+			}
+			rc = -1;
+			continue;
+		}
 		if (e->type == TYPE_VALUE) {
 			json_error_t jerr;
 			/* sky__json_loadb: a value may hold U+0000 or a big
@@ -396,6 +435,7 @@ static int build_json(scan *s, uint64_t docid, json_t **out)
 	rc = 0;
 done:
 	stack_free(&st);
+	sky__buf_free(&wrap);
 	json_decref(doc);
 	return rc;
 }
@@ -445,6 +485,11 @@ void sky__doc_writer_init(sky_doc_writer *w, MDB_txn *txn, MDB_dbi dbi,
 	w->dbi = dbi;
 	w->docid = docid;
 	w->next = ROOT_NODE + 1;
+	/* Runs from schema 4 on (store.h): a process of an older library
+	 * may have a cache of 3 open, and would not know them. A test's own
+	 * environment (no seal context) writes them. */
+	const sky_seal_env *se = mdb_env_get_userctx(mdb_txn_env(txn));
+	w->runs = sky__doc_run_max > 0 && (!se || se->schema >= 4);
 }
 
 void sky__doc_writer_free(sky_doc_writer *w)
@@ -452,6 +497,8 @@ void sky__doc_writer_free(sky_doc_writer *w)
 	if (w->cur)
 		mdb_cursor_close(w->cur);
 	sky__buf_free(&w->val);
+	sky__buf_free(&w->run);
+	sky__buf_free(&w->wrap);
 	free(w->pending);
 }
 
@@ -600,6 +647,7 @@ static int find_member(sky_doc_writer *w, uint32_t node, const char *name,
 	int rc;
 
 	sl->found = 0;
+	sl->in_run = 0;
 	sl->is_long = sky__doc_is_long_name(name, len);
 	sky__doc_node_prefix(sl->key, w->docid, node);
 	if (!sl->is_long) {
@@ -609,11 +657,28 @@ static int find_member(sky_doc_writer *w, uint32_t node, const char *name,
 		k.mv_size = sl->key_len;
 		if ((rc = sky__doc_writer_cursor(w)) < 0)
 			return rc;
-		rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET);
+		rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0 && k.mv_size == sl->key_len &&
+		    memcmp(k.mv_data, sl->key, sl->key_len) == 0)
+			goto short_found;
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return sky__error_lmdb(rc, "session data: read");
+		/* Not a key of its own: it is the run's before it, if the
+		 * entry before is one (doc_layout.h: "Runs"). */
+		rc = mdb_cursor_get(w->cur, &k, &v,
+				    rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
 		if (rc == MDB_NOTFOUND)
 			return 0;
 		if (rc != 0)
 			return sky__error_lmdb(rc, "session data: read");
+		if (k.mv_size < NODE_PREFIX_LEN ||
+		    memcmp(k.mv_data, sl->key, NODE_PREFIX_LEN) != 0)
+			return 0;
+		if (sky__doc_parse_entry(&k, &v, &e, &why) < 0)
+			return sky__doc_corrupt(w->docid, why);
+		if (e.type == TYPE_RUN)
+			goto in_run;
+		return 0;
 	} else {
 		unsigned char used[256 / 8] = {0};
 		int counter;
@@ -656,9 +721,12 @@ static int find_member(sky_doc_writer *w, uint32_t node, const char *name,
 		sl->key[LONG_PREFIX_LEN] = (unsigned char)counter;
 		return 0;
 	}
-	/* A short name: decode the value found by mdb_get. */
+short_found:
+	/* A short name: decode the value found. */
 	if (sky__doc_parse_entry(&k, &v, &e, &why) < 0)
 		return sky__doc_corrupt(w->docid, why);
+	if (e.type == TYPE_RUN)
+		goto in_run;
 found:
 	sl->found = 1;
 	sl->type = e.type;
@@ -667,6 +735,13 @@ found:
 	if (e.type == TYPE_OBJECT && sl->child <= node)
 		return sky__doc_corrupt(
 		    w->docid, "object member points back up the tree");
+	return 0;
+in_run:
+	/* The cursor stays on the run, which patch_run() rewrites. */
+	sl->in_run = 1;
+	sl->weight = sky__doc_entry_weight(&e);
+	memcpy(sl->run_key, k.mv_data, k.mv_size);
+	sl->run_key_len = k.mv_size;
 	return 0;
 }
 
@@ -682,20 +757,24 @@ static int new_member(sky_doc_writer *w, uint32_t node, const char *name,
 	memcpy(sl->key + NODE_PREFIX_LEN, name, len);
 	sl->key_len = NODE_PREFIX_LEN + len;
 	sl->found = 0;
+	sl->in_run = 0;
 	sl->is_long = 0;
 	return 0;
 }
 
 /*
- * Store member `name` at w->sl as either an object member pointing to
- * `child` (value NULL) or the scalar or array `value`. With `at_cursor`,
- * the member exists and the writer's cursor is still on it.
+ * Store member `name` at w->sl as an object member pointing to `child`
+ * (value and text NULL), the scalar or array `value`, or the value's
+ * compact `text` of `text_len` bytes. With `at_cursor`, the member exists
+ * and the writer's cursor is still on it.
  */
 static int put_member(sky_doc_writer *w, const char *name, size_t len,
-		      json_t *value, uint32_t child, int at_cursor)
+		      json_t *value, const char *text, size_t text_len,
+		      uint32_t child, int at_cursor)
 {
 	sky_doc_slot *sl = &w->sl;
 	MDB_val k = {sl->key_len, sl->key}, v;
+	int is_object = !value && !text;
 	int rc;
 
 	sky__buf_clear(&w->val);
@@ -706,13 +785,14 @@ static int put_member(sky_doc_writer *w, const char *name, size_t len,
 		    sky__buf_append(&w->val, name, len) < 0)
 			return -1;
 	}
-	if (!value) {
+	if (is_object) {
 		unsigned char c[5] = {TYPE_OBJECT};
 		sky__put_be32(c + 1, child);
 		if (sky__buf_append(&w->val, c, 5) < 0)
 			return -1;
 	} else if (sky__buf_putc(&w->val, TYPE_VALUE) < 0 ||
-		   sky__json_dump_buf(&w->val, value) < 0) {
+		   (value ? sky__json_dump_buf(&w->val, value)
+			  : sky__buf_append(&w->val, text, text_len)) < 0) {
 		return -1;
 	}
 	v.mv_data = w->val.data;
@@ -720,7 +800,7 @@ static int put_member(sky_doc_writer *w, const char *name, size_t len,
 	/* The value's length less type byte (and long name) is its payload. */
 	w->weight +=
 	    len +
-	    (value ? w->val.len - 1 - (sl->is_long ? 4 + len : 0) + 4 : 6);
+	    (!is_object ? w->val.len - 1 - (sl->is_long ? 4 + len : 0) + 4 : 6);
 	if (sl->found)
 		w->weight -= sl->weight;
 	w->header_dirty = 1;
@@ -734,35 +814,381 @@ static int put_member(sky_doc_writer *w, const char *name, size_t len,
 }
 
 /*
+ * Store the run whose text (type byte first) is in `run`, under the key
+ * of `node` and the first member's name [name, name + len), as a new
+ * entry (at_cursor 0) or over the entry under the cursor.
+ */
+static int put_run(sky_doc_writer *w, uint32_t node, const char *name,
+		   size_t len, const sky_buf *run, int at_cursor)
+{
+	unsigned char key[MEMBER_KEY_MAX];
+	MDB_val k = {NODE_PREFIX_LEN + len, key}, v = {run->len, run->data};
+	int rc;
+
+	sky__doc_node_prefix(key, w->docid, node);
+	memcpy(key + NODE_PREFIX_LEN, name, len);
+	w->weight += run->len; /* the text, and the comma it leaves out */
+	w->header_dirty = 1;
+	if (at_cursor)
+		rc = mdb_cursor_put(w->cur, &k, &v, MDB_CURRENT);
+	else
+		rc = mdb_put(w->txn, w->dbi, &k, &v, 0);
+	if (rc != 0)
+		return sky__error_lmdb(rc, "session data: write");
+	return 0;
+}
+
+/*
+ * Append member `name`: `value` to the run in `run` (its type byte first)
+ * when the member may be in a run and its value's text is small enough:
+ * returns 1 then, 0 (run as it was) when it may not, or -1. A member is
+ * `"name":text`, after a comma unless it is the run's first.
+ */
+static int run_append(sky_doc_writer *w, sky_buf *run, const char *name,
+		      size_t len, json_t *value, int strip)
+{
+	size_t mark = run->len, start;
+	int rc;
+
+	if (!w->runs || !sky__doc_run_name(name, len))
+		return 0;
+	if ((mark > 1 && sky__buf_putc(run, ',') < 0) ||
+	    sky__buf_putc(run, '"') < 0 ||
+	    sky__buf_append(run, name, len) < 0 ||
+	    sky__buf_append(run, "\":", 2) < 0)
+		return -1;
+	start = run->len;
+	if (json_is_object(value)) {
+		rc = sky__doc_dump_sorted(run, value,
+					  start + sky__doc_run_member_max,
+					  SKY__DOC_WHOLE_DEPTH_MAX, strip);
+		if (rc < 0)
+			return -1;
+	} else {
+		if (sky__json_dump_buf(run, value) < 0)
+			return -1;
+		rc = run->len - start > sky__doc_run_member_max;
+	}
+	if (rc) {
+		run->len = mark;
+		return 0;
+	}
+	return 1;
+}
+
+/* One member of an object being written, for sorting by name bytes. */
+typedef struct {
+	const char *name;
+	size_t len;
+	json_t *value;
+} member_ref;
+
+static int cmp_member_ref(const void *a, const void *b)
+{
+	const member_ref *x = a, *y = b;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int write_object(sky_doc_writer *w, uint32_t node, json_t *obj,
+			int strip_nulls);
+
+/*
+ * Store `value` as member `name` at w->sl, found there or not and not in
+ * a run, as an object node (MergePatch({}, value) with strip_nulls) or a
+ * value entry.
+ */
+static int put_standalone(sky_doc_writer *w, const char *name, size_t len,
+			  json_t *value, int strip_nulls, int at_cursor)
+{
+	uint32_t child = 0;
+	int rc;
+
+	if (!json_is_object(value))
+		return put_member(w, name, len, value, NULL, 0, 0, at_cursor);
+	if ((rc = alloc_node(w, &child)) < 0 ||
+	    (rc = put_member(w, name, len, NULL, NULL, 0, child, at_cursor)) <
+		0)
+		return rc;
+	return write_object(w, child, value, strip_nulls);
+}
+
+/*
+ * put_standalone(), or in a run of its own when the member fits one. The
+ * run is built in w->val, which nothing else holds meanwhile.
+ */
+static int put_value(sky_doc_writer *w, uint32_t node, const char *name,
+		     size_t len, json_t *value, int strip_nulls, int at_cursor)
+{
+	int rc;
+
+	if (!w->sl.is_long) {
+		sky__buf_clear(&w->val);
+		if (sky__buf_putc(&w->val, TYPE_RUN) < 0 ||
+		    (rc = run_append(w, &w->val, name, len, value,
+				     strip_nulls)) < 0)
+			return -1;
+		if (rc) {
+			if (w->sl.found)
+				w->weight -= w->sl.weight;
+			return put_run(w, node, name, len, &w->val, at_cursor);
+		}
+	}
+	return put_standalone(w, name, len, value, strip_nulls, at_cursor);
+}
+
+/*
  * Write the members of `obj` into the new, empty node `node`. With
  * strip_nulls this is MergePatch({}, obj) (null members are left out, at
- * every depth); without, obj is stored as it is.
+ * every depth); without, obj is stored as it is. Members go in name
+ * order, so that consecutive small ones share runs, each flushed when the
+ * next would take it past sky__doc_run_max.
  */
 static int write_object(sky_doc_writer *w, uint32_t node, json_t *obj,
 			int strip_nulls)
 {
+	member_ref local[32], *m = local;
+	size_t n = json_object_size(obj), i = 0, first = 0;
+	sky_buf run = SKY_BUF_INIT;
 	const char *key;
 	size_t key_len;
 	json_t *value;
-	int rc;
+	int rc = -1;
 
+	if (n > sizeof(local) / sizeof(local[0]) &&
+	    !(m = malloc(n * sizeof(*m))))
+		return sky__error_nomem();
 	json_object_keylen_foreach(obj, key, key_len, value) {
-		uint32_t child = 0;
-		if (strip_nulls && json_is_null(value))
+		m[i].name = key;
+		m[i].len = key_len;
+		m[i++].value = value;
+	}
+	if (w->runs && n > 1)
+		sky__sort(m, n, sizeof(*m), cmp_member_ref);
+	if (sky__buf_putc(&run, TYPE_RUN) < 0)
+		goto done;
+	for (i = 0; i < n; i++) {
+		if (strip_nulls && json_is_null(m[i].value))
 			continue;
-		if ((rc = new_member(w, node, key, key_len)) < 0)
-			return rc;
-		if (!json_is_object(value)) {
-			if ((rc = put_member(w, key, key_len, value, 0, 0)) < 0)
-				return rc;
+		size_t mark = run.len;
+		int in = run_append(w, &run, m[i].name, m[i].len, m[i].value,
+				    strip_nulls);
+		if ((rc = in) < 0)
+			goto done;
+		if (in && mark == 1) {
+			first = i;
 			continue;
 		}
-		if ((rc = alloc_node(w, &child)) < 0 ||
-		    (rc = put_member(w, key, key_len, NULL, child, 0)) < 0 ||
-		    (rc = write_object(w, child, value, strip_nulls)) < 0)
+		if (in && run.len - 1 <= sky__doc_run_max)
+			continue;
+		/* The run so far is done: flush it, and start the next with
+		 * this member (moved down over the comma) or without. */
+		if (mark > 1) {
+			size_t keep = run.len;
+			run.len = mark;
+			if ((rc = put_run(w, node, m[first].name, m[first].len,
+					  &run, 0)) < 0)
+				goto done;
+			run.len = keep;
+		}
+		if (in) {
+			memmove(run.data + 1, run.data + mark + 1,
+				run.len - mark - 1);
+			run.len -= mark;
+			first = i;
+			continue;
+		}
+		run.len = 1;
+		if ((rc = new_member(w, node, m[i].name, m[i].len)) < 0 ||
+		    (rc = put_standalone(w, m[i].name, m[i].len, m[i].value,
+					 strip_nulls, 0)) < 0)
+			goto done;
+	}
+	rc = 0;
+	if (run.len > 1)
+		rc = put_run(w, node, m[first].name, m[first].len, &run, 0);
+done:
+	sky__buf_free(&run);
+	if (m != local)
+		free(m);
+	return rc;
+}
+
+/*
+ * Store member [name, name + len) of `node` (as stored between quotes,
+ * escapes and all) with the value's compact text [val, val + val_len),
+ * a member a run may not hold, as an entry of its own: an object as a
+ * node, anything else as a value entry.
+ */
+static int put_entry_text(sky_doc_writer *w, uint32_t node, const char *name,
+			  size_t len, const char *val, size_t val_len)
+{
+	json_t *decoded = NULL, *obj;
+	json_error_t jerr;
+	uint32_t child = 0;
+	int rc = -1;
+
+	if (memchr(name, '\\', len)) {
+		/* The name's quotes are around it in the text. */
+		decoded =
+		    sky__json_loadb(name - 1, len + 2, JSON_DECODE_ANY, &jerr);
+		if (!json_is_string(decoded)) {
+			json_decref(decoded);
+			return sky__doc_corrupt(w->docid,
+						"run of members malformed");
+		}
+		name = json_string_value(decoded);
+		len = json_string_length(decoded);
+	}
+	if ((rc = new_member(w, node, name, len)) < 0)
+		goto done;
+	if (*val != '{') {
+		rc = put_member(w, name, len, NULL, val, val_len, 0, 0);
+		goto done;
+	}
+	if (!(obj = sky__json_loadb(val, val_len, 0, &jerr))) {
+		rc = sky__doc_corrupt(w->docid, "run of members malformed");
+		goto done;
+	}
+	if ((rc = alloc_node(w, &child)) == 0 &&
+	    (rc = put_member(w, name, len, NULL, NULL, 0, child, 0)) == 0)
+		rc = write_object(w, child, obj, 0);
+	json_decref(obj);
+done:
+	json_decref(decoded);
+	return rc;
+}
+
+/*
+ * Store the members' text [p, end) that replaces the run under the cursor
+ * (of weight `old_weight`, its key's name `old_name`): as it is, over the
+ * run, when it is one run still with the same first member (the common
+ * patch); else as the runs and entries it now needs: members a run may
+ * not hold (grown past sky__doc_run_member_max, or names that need
+ * escapes) become entries of their own, and the members around them
+ * runs, split where one would pass sky__doc_run_max.
+ */
+static int rewrite_run(sky_doc_writer *w, uint32_t node, const char *p,
+		       const char *end, const unsigned char *old_name,
+		       size_t old_len, uint64_t old_weight)
+{
+	const char *q, *name, *val, *first = NULL;
+	size_t name_len, val_len, first_len = 0, count = 0;
+	int all_fit = w->runs, rc;
+
+	/* One look over the members decides. */
+	for (q = p; q < end && all_fit;) {
+		if (sky__doc_text_member(&q, end, &name, &name_len, &val,
+					 &val_len) < 0)
+			return sky__doc_corrupt(w->docid,
+						"run of members malformed");
+		all_fit = sky__doc_run_name(name, name_len) &&
+			  val_len <= sky__doc_run_member_max;
+		if (!count++) {
+			first = name;
+			first_len = name_len;
+		}
+	}
+	w->weight -= old_weight;
+	w->header_dirty = 1;
+	if (p == end) {
+		if ((rc = mdb_cursor_del(w->cur, 0)) != 0)
+			return sky__error_lmdb(rc, "session data: delete");
+		return 0;
+	}
+	sky__buf_clear(&w->wrap);
+	if (all_fit && ((size_t)(end - p) <= sky__doc_run_max || count == 1) &&
+	    first_len == old_len && memcmp(first, old_name, old_len) == 0) {
+		if (sky__buf_putc(&w->wrap, TYPE_RUN) < 0 ||
+		    sky__buf_append(&w->wrap, p, (size_t)(end - p)) < 0)
+			return -1;
+		return put_run(w, node, first, first_len, &w->wrap, 1);
+	}
+	if ((rc = mdb_cursor_del(w->cur, 0)) != 0)
+		return sky__error_lmdb(rc, "session data: delete");
+	if (sky__buf_putc(&w->wrap, TYPE_RUN) < 0)
+		return -1;
+	for (q = p; q < end;) {
+		const char *at = q;
+		if (sky__doc_text_member(&q, end, &name, &name_len, &val,
+					 &val_len) < 0)
+			return sky__doc_corrupt(w->docid,
+						"run of members malformed");
+		size_t mlen = (size_t)(val + val_len - at);
+		int fits = w->runs && sky__doc_run_name(name, name_len) &&
+			   val_len <= sky__doc_run_member_max;
+		if (fits && w->wrap.len > 1 &&
+		    w->wrap.len + mlen > sky__doc_run_max) {
+			if ((rc = put_run(w, node, first, first_len, &w->wrap,
+					  0)) < 0)
+				return rc;
+			w->wrap.len = 1;
+		}
+		if (fits) {
+			if (w->wrap.len == 1) {
+				first = name;
+				first_len = name_len;
+			} else if (sky__buf_putc(&w->wrap, ',') < 0) {
+				return -1;
+			}
+			if (sky__buf_append(&w->wrap, at, mlen) < 0)
+				return -1;
+			continue;
+		}
+		if (w->wrap.len > 1) {
+			if ((rc = put_run(w, node, first, first_len, &w->wrap,
+					  0)) < 0)
+				return rc;
+			w->wrap.len = 1;
+		}
+		if ((rc = put_entry_text(w, node, name, name_len, val,
+					 val_len)) < 0)
 			return rc;
 	}
+	if (w->wrap.len > 1)
+		return put_run(w, node, first, first_len, &w->wrap, 0);
 	return 0;
+}
+
+/*
+ * MergePatch the member `name` of the run under the cursor (w->sl, from
+ * find_member()) with `value`: the run's text merged as the whole form
+ * merges (sky__doc_text_merge_member(), the run between braces being an
+ * object's text), then stored back (rewrite_run()).
+ */
+static int patch_run(sky_doc_writer *w, uint32_t node, const char *name,
+		     size_t len, json_t *value)
+{
+	sky_doc_slot *sl = &w->sl;
+	MDB_val k, v;
+	sky_doc_entry e;
+	const char *why;
+	int rc;
+
+	if ((rc = mdb_cursor_get(w->cur, &k, &v, MDB_GET_CURRENT)) != 0)
+		return sky__error_lmdb(rc, "session data: read");
+	if (sky__doc_parse_entry(&k, &v, &e, &why) < 0)
+		return sky__doc_corrupt(w->docid, why);
+	sky__buf_clear(&w->wrap);
+	sky__buf_clear(&w->run);
+	if (sky__buf_putc(&w->wrap, '{') < 0 ||
+	    sky__buf_append(&w->wrap, e.payload, e.payload_len) < 0 ||
+	    sky__buf_putc(&w->wrap, '}') < 0)
+		return -1;
+	rc = sky__doc_text_merge_member(&w->run, w->wrap.data, w->wrap.len,
+					name, len, value);
+	if (rc == SKY__DOC_MALFORMED)
+		return sky__doc_corrupt(w->docid, "run of members malformed");
+	if (rc < 0)
+		return rc;
+	/* Deleting a member the run does not hold changes nothing. */
+	if (w->run.len == w->wrap.len &&
+	    memcmp(w->run.data, w->wrap.data, w->run.len) == 0)
+		return 0;
+	return rewrite_run(w, node, w->run.data + 1,
+			   w->run.data + w->run.len - 1,
+			   sl->run_key + NODE_PREFIX_LEN,
+			   sl->run_key_len - NODE_PREFIX_LEN, sl->weight);
 }
 
 /* MergePatch(node, patch) in place, for the object `patch`. */
@@ -776,6 +1202,11 @@ int sky__doc_patch_object(sky_doc_writer *w, uint32_t node, json_t *patch)
 	json_object_keylen_foreach(patch, key, key_len, value) {
 		if ((rc = find_member(w, node, key, key_len)) < 0)
 			return rc;
+		if (w->sl.in_run) {
+			if ((rc = patch_run(w, node, key, key_len, value)) < 0)
+				return rc;
+			continue;
+		}
 		int found = w->sl.found;
 		int was_object = found && w->sl.type == TYPE_OBJECT;
 		int at_cursor = found; /* until the cursor moves */
@@ -807,17 +1238,10 @@ int sky__doc_patch_object(sky_doc_writer *w, uint32_t node, json_t *patch)
 						       "session data: delete");
 			continue;
 		}
-		if (!json_is_object(value)) {
-			if ((rc = put_member(w, key, key_len, value, 0,
-					     at_cursor)) < 0)
-				return rc;
-			continue;
-		}
-		/* An object where there was none: MergePatch({}, value). */
-		if ((rc = alloc_node(w, &child)) < 0)
-			return rc;
-		rc = put_member(w, key, key_len, NULL, child, at_cursor);
-		if (rc < 0 || (rc = write_object(w, child, value, 1)) < 0)
+		/* A new value; for an object where there was none,
+		 * MergePatch({}, value). */
+		if ((rc = put_value(w, node, key, key_len, value, 1,
+				    at_cursor)) < 0)
 			return rc;
 	}
 	return 0;

@@ -36,7 +36,11 @@ typedef struct {
 	int is_long;
 	unsigned char type; /* when found */
 	uint32_t child;	    /* when found with type 'o' */
-	uint64_t weight;    /* when found: its sky__doc_entry_weight() */
+	uint64_t weight;    /* when found or in_run: the entry's weight */
+	int in_run;	    /* the member is, or would be, in the run at
+			       run_key (not found then) */
+	unsigned char run_key[MEMBER_KEY_MAX];
+	size_t run_key_len;
 } sky_doc_slot;
 
 /*
@@ -54,7 +58,9 @@ typedef struct {
 	int whole;	 /* read_header found the whole form */
 	uint64_t weight; /* of the member form, see sky__doc_entry_weight() */
 	sky_doc_slot sl;
+	int runs;	   /* whether this cache writes runs (doc_layout.h) */
 	sky_buf val;	   /* scratch for building values */
+	sky_buf run, wrap; /* a run being rewritten: merged, and its input */
 	uint32_t *pending; /* nodes waiting to be deleted */
 	size_t n_pending, cap_pending;
 } sky_doc_writer;

@@ -470,11 +470,12 @@ static int open_databases(sky_store *st)
 		version = 2;
 		write_version = 1;
 	}
-	/* A cache of schema 2 stays 2: a process of an older library may
-	 * have it open, and would read a whole text ending in a NUL as an
-	 * empty document, with no error. So documents go on being written
-	 * in its form (doc.c asks the seal context), and only a new cache
-	 * is 3. */
+	/* A cache of schema 2 or 3 keeps its schema: a process of an older
+	 * library may have it open, and would read a whole text ending in a
+	 * NUL (schema 3) as an empty document, or find runs of members
+	 * (schema 4) corrupt. So documents go on being written in its form
+	 * (doc.c and doc_members.c ask the seal context), and only a new
+	 * cache is of this library's schema. */
 	st->schema = version;
 	st->seal.schema = version;
 	st->seal.sealed = version >= 2;

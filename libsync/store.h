@@ -81,8 +81,14 @@ enum sky_db {
  * copy its texts): a process of an older library may have it open, and
  * that library would read a text ending in a NUL as an empty document.
  * A library of schema 2 refuses to open a cache of 3.
+ * 4: documents stored member by member keep small members in runs, several
+ * to an entry (doc_layout.h), so that reading a large document copies
+ * runs instead of stepping through every member. Only a new cache is 4,
+ * for the same reason: a cache of 2 or 3 keeps its schema, and its
+ * documents are written without runs (a library of 3 would not know
+ * them); every schema's documents read alike.
  */
-#define SKY_SCHEMA_VERSION 3u
+#define SKY_SCHEMA_VERSION 4u
 
 /*
  * Watches this process's write transactions (changes.c). `take` runs right

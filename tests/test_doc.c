@@ -154,8 +154,11 @@ static int doc_is(MDB_txn *txn, uint64_t docid, json_t *want)
 		ok = 0;
 	size_t entries = count_entries(txn, docid);
 	size_t expect = count_members(want) + 1;
-	/* A missing document (no entries at all) is {} too. */
-	if (entries != expect && !(entries == 0 && expect == 1)) {
+	/* A missing document (no entries at all) is {} too. Runs hold
+	 * several members an entry: then at most one entry a member. */
+	if (sky__doc_run_max
+		? entries > expect
+		: entries != expect && !(entries == 0 && expect == 1)) {
 		fprintf(stderr, "%zu entries, want %zu\n", entries, expect);
 		ok = 0;
 	}
@@ -235,6 +238,20 @@ static void test_doc__edge_cases(void)
 	CU_ASSERT(run_doc_cases(path, 2000, &refused) >= 40);
 	CU_ASSERT_EQUAL(refused, 1);
 	free(path);
+}
+
+/* The cases again, with members in runs (the default of a cache). */
+static void test_doc__cases_in_runs(void)
+{
+	char *rfc = sky_test_data("merge/rfc7396.json");
+	char *edge = sky_test_data("merge/edge.json");
+	size_t refused;
+	sky__doc_run_max = SKY__DOC_RUN_MAX;
+	CU_ASSERT_EQUAL(run_doc_cases(rfc, 5000, &refused), 11);
+	CU_ASSERT(run_doc_cases(edge, 6000, &refused) >= 40);
+	sky__doc_run_max = 0;
+	free(rfc);
+	free(edge);
 }
 
 static void test_doc__rfc7396_external(void)
@@ -431,6 +448,138 @@ static void test_doc__random(void)
 		json_decref(model[i]);
 	}
 	commit(txn);
+}
+
+/* Entries of the docid that are runs. */
+static size_t count_runs(MDB_txn *txn, uint64_t docid)
+{
+	unsigned char prefix[8];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t n = 0;
+	sky__put_be64(prefix, docid);
+	k.mv_data = prefix;
+	k.mv_size = 8;
+	CU_ASSERT_EQUAL_FATAL(mdb_cursor_open(txn, dbi, &cur), 0);
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < 8 || memcmp(k.mv_data, prefix, 8) != 0)
+			break;
+		n += k.mv_size >= 12 && v.mv_size > 0 &&
+		     ((unsigned char *)v.mv_data)[0] == 'r';
+	}
+	mdb_cursor_close(cur);
+	return n;
+}
+
+/*
+ * Whether the document reads the same bytes as `want` written member by
+ * member without runs (docid `scratch`, written and deleted here): runs
+ * change how a document is stored, never what a reader gets.
+ */
+static int same_bytes_as_nodes(MDB_txn *txn, uint64_t docid, json_t *want,
+			       uint64_t scratch)
+{
+	sky_buf got = SKY_BUF_INIT, nodes = SKY_BUF_INIT;
+	size_t run_max = sky__doc_run_max;
+	sky__doc_run_max = 0;
+	CU_ASSERT_EQUAL_FATAL(sky__doc_write(txn, dbi, scratch, want), 0);
+	sky__doc_run_max = run_max;
+	CU_ASSERT_EQUAL_FATAL(sky__doc_read(txn, dbi, scratch, &nodes), 0);
+	CU_ASSERT_EQUAL_FATAL(sky__doc_read(txn, dbi, docid, &got), 0);
+	int ok =
+	    got.len == nodes.len && memcmp(got.data, nodes.data, got.len) == 0;
+	if (!ok)
+		fprintf(stderr, "read  %s\nnodes %s\n", got.data, nodes.data);
+	CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, scratch), 0);
+	sky__buf_free(&got);
+	sky__buf_free(&nodes);
+	return ok;
+}
+
+/*
+ * Members in runs, at bounds from a few bytes (a run of one member, runs
+ * split at every patch) to the default: random writes and patches read
+ * as the in-memory merge, byte for byte as the same document without
+ * runs, and pass the check (doc_is), across commits.
+ */
+static void test_doc__runs_random(void)
+{
+	const uint64_t docs[] = {700, 701, 702};
+	static const size_t run_bounds[] = {1, 24, 80, 300, SKY__DOC_RUN_MAX};
+	static const size_t member_bounds[] = {2, 12, 60,
+					       SKY__DOC_RUN_MEMBER_MAX};
+	json_t *model[3];
+	int failures = 0;
+	size_t runs_seen = 0, most_runs = 0;
+
+	rng_state = 0x452821e638d01377ull;
+	init_names();
+	MDB_txn *txn = begin(0);
+	for (int i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(sky__doc_delete(txn, dbi, docs[i]), 0);
+		model[i] = json_object();
+	}
+	int iters = sky_test_workload(4000, 1000);
+	for (int iter = 0; iter < iters && failures < 3; iter++) {
+		unsigned d = rnd_below(3);
+		if (iter % 120 == 0) {
+			sky__doc_run_max = run_bounds[rnd_below(5)];
+			sky__doc_run_member_max = member_bounds[rnd_below(4)];
+		}
+		if (rnd_below(25) == 0) {
+			json_t *obj = rnd_object(0, 0);
+			CU_ASSERT_EQUAL(sky__doc_write(txn, dbi, docs[d], obj),
+					0);
+			json_decref(model[d]);
+			model[d] = obj;
+		} else {
+			json_t *patch = rnd_object(0, 1);
+			if (rnd_below(4) == 0) {
+				const char *key;
+				json_t *value;
+				json_object_foreach(model[d], key, value) {
+					if (rnd_below(2))
+						json_object_set_new(
+						    patch, key, json_null());
+				}
+			}
+			int rc = sky__doc_patch(txn, dbi, docs[d], patch);
+			CU_ASSERT_EQUAL(rc, 0);
+			if (rc)
+				fprintf(stderr, "doc_patch: %s\n",
+					sky_error_last()->message);
+			model[d] = sky__merge_patch(model[d], patch);
+			json_decref(patch);
+		}
+		size_t runs = count_runs(txn, docs[d]);
+		runs_seen += runs > 0;
+		if (runs > most_runs)
+			most_runs = runs;
+		if (!doc_is(txn, docs[d], model[d]) ||
+		    !same_bytes_as_nodes(txn, docs[d], model[d], 799)) {
+			fprintf(stderr, "iteration %d, document %u\n", iter, d);
+			failures++;
+		}
+		if (iter % 97 == 96) {
+			commit(txn);
+			txn = begin(MDB_RDONLY);
+			for (int j = 0; j < 3; j++)
+				if (!doc_is(txn, docs[j], model[j]))
+					failures++;
+			mdb_txn_abort(txn);
+			txn = begin(0);
+		}
+	}
+	CU_ASSERT_EQUAL(failures, 0);
+	/* The run stored runs, and documents of several. */
+	CU_ASSERT(runs_seen > (size_t)iters / 2);
+	CU_ASSERT(most_runs >= 3);
+	for (int i = 0; i < 3; i++)
+		json_decref(model[i]);
+	commit(txn);
+	sky__doc_run_max = 0;
+	sky__doc_run_member_max = SKY__DOC_RUN_MEMBER_MAX;
 }
 
 static void test_doc__adjacent_docids(void)
@@ -899,7 +1048,10 @@ static int doc_in_form(MDB_txn *txn, uint64_t docid, json_t *want, size_t max,
 static size_t doc_text_len(MDB_txn *txn, uint64_t docid)
 {
 	sky_buf text = SKY_BUF_INIT;
-	CU_ASSERT_EQUAL_FATAL(sky__doc_read(txn, dbi, docid, &text), 0);
+	int rc = sky__doc_read(txn, dbi, docid, &text);
+	if (rc)
+		fprintf(stderr, "doc_read: %s\n", sky_error_last()->message);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
 	size_t n = text.len;
 	sky__buf_free(&text);
 	return n;
@@ -1760,6 +1912,8 @@ int main(void)
 	    {"test_doc__edge_cases", test_doc__edge_cases},
 	    {"test_doc__rfc7396_external", test_doc__rfc7396_external},
 	    {"test_doc__random", test_doc__random},
+	    {"test_doc__cases_in_runs", test_doc__cases_in_runs},
+	    {"test_doc__runs_random", test_doc__runs_random},
 	    {"test_doc__merge_skips_every_string",
 	     test_doc__merge_skips_every_string},
 	    {"test_doc__sorted_text_same_as_dump",
@@ -1794,9 +1948,11 @@ int main(void)
 		fprintf(stderr, "cannot open the test environment\n");
 		return 99;
 	}
-	/* The cases above check the member form entry by entry; the tests
-	 * of both forms set the bound themselves. */
+	/* The cases above check the member form entry by entry, without
+	 * runs; the tests of both forms and of runs set the bounds
+	 * themselves. */
 	sky__doc_whole_max = 0;
+	sky__doc_run_max = 0;
 	rc = sky_test_main("doc", cases);
 	mdb_env_close(env);
 	return rc;

@@ -539,6 +539,92 @@ static void data_reads(sky_cache *c, const char *want)
  * same through sky_reader_data and sky_data_get, and pass check. A
  * 12-byte text never gets the NUL (it would read as a member header).
  */
+/*
+ * Set the cache's schema record to `version` (2 on), and count the runs of
+ * members stored in its documents (doc_layout.h).
+ */
+static size_t set_schema_count_runs(const char *dir, unsigned version)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta, data;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t runs = 0;
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "data", 0, &data) == 0);
+	if (version) {
+		unsigned char vb[8] = {0, 0, 0, (unsigned char)version};
+		sky__seal_write(vb, 4);
+		MDB_val key = {6, "schema"}, val = {8, vb};
+		CU_ASSERT(mdb_put(txn, meta, &key, &val, 0) == 0);
+	}
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, data, &cur) == 0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+		runs += k.mv_size >= 12 && v.mv_size > 0 &&
+			((unsigned char *)v.mv_data)[0] == 'r';
+	mdb_cursor_close(cur);
+	CU_ASSERT(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+	return runs;
+}
+
+/* A document of `items` small objects, member by member when large. */
+static char *items_doc(unsigned items, unsigned rev)
+{
+	size_t cap = 64 + (size_t)items * 64, len = 0;
+	char *b = malloc(cap);
+	len += (size_t)snprintf(b + len, cap - len, "{\"items\":{");
+	for (unsigned i = 0; i < items; i++)
+		len += (size_t)snprintf(b + len, cap - len,
+					"%s\"i%04u\":{\"n\":%u,\"s\":"
+					"\"status-%u\"}",
+					i ? "," : "", i, i, rev);
+	snprintf(b + len, cap - len, "},\"rev\":%u}", rev);
+	return b;
+}
+
+/*
+ * Runs of members: a new cache stores a large document's small members
+ * in runs (schema 4); one of schema 3 keeps its schema and writes its
+ * documents without them, while still reading those it has.
+ */
+static void test_store__schema3_no_runs(void)
+{
+	const char *dir = sky_test_tmpdir();
+	sky_cache *c = NULL;
+	sky_stats st = SKY_STATS_INIT;
+	char *s = session_json(1);
+	char *big = items_doc(600, 1), *again = items_doc(600, 2);
+	CU_ASSERT_FATAL(strlen(big) > 16384);
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 4);
+	CU_ASSERT_FATAL(
+	    sky_mirror_session_put(c, s, strlen(s), big, strlen(big), 1) == 0);
+	data_reads(c, big);
+	sky_cache_close(c);
+	size_t runs = set_schema_count_runs(dir, 3);
+	CU_ASSERT(runs > 10 && runs < 600);
+
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 3);
+	data_reads(c, big);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	CU_ASSERT(sky_mirror_session_put(c, s, strlen(s), again, strlen(again),
+					 1) == 0);
+	data_reads(c, again);
+	CU_ASSERT(sky_cache_check(c, NULL, NULL) == 0);
+	sky_cache_close(c);
+	CU_ASSERT(set_schema_count_runs(dir, 0) == 0);
+	free(big);
+	free(again);
+	free(s);
+}
+
 static void test_store__schema2_kept(void)
 {
 	const char *dir = sky_test_tmpdir();
@@ -549,7 +635,7 @@ static void test_store__schema2_kept(void)
 	sky_stats st = SKY_STATS_INIT;
 	char *s = session_json(1);
 	CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
-	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 3);
+	CU_ASSERT(sky_cache_stats(c, &st) == 0 && st.schema_version == 4);
 	CU_ASSERT_FATAL(sky_mirror_session_put(c, s, strlen(s), data,
 					       strlen(data), 1) == 0);
 	data_reads(c, data);
@@ -613,6 +699,7 @@ int main(void)
 	     test_store__damaged_meta_refused},
 	    {"test_store__schema1_upgraded", test_store__schema1_upgraded},
 	    {"test_store__schema2_kept", test_store__schema2_kept},
+	    {"test_store__schema3_no_runs", test_store__schema3_no_runs},
 	    {"test_store__map_grows", test_store__map_grows},
 	    {"test_store__clears_stale_readers",
 	     test_store__clears_stale_readers},
