@@ -6,8 +6,10 @@
  *   get          sky_reader_session in one reader reused for the round
  *                (borrowed text, no copy); as a detail, sky_session_get,
  *                which takes its own snapshot and copies;
- *   data_*       sky_reader_data: the whole 1 KB, 10 KB or 1 MB document
- *                as text;
+ *   data_*       sky_reader_data_copy + sky_free: the whole 1 KB, 10 KB
+ *                or 1 MB document as text, the caller's copy freed after
+ *                use; as a detail, sky_reader_data (borrowed, kept by the
+ *                reader until it ends);
  *   query_*      sky_query_new + sky_reader_query + sky_query_free per
  *                query (one reader per round), reading every row;
  *   patch_*      session_data_updated events as JSON text through
@@ -201,24 +203,51 @@ static double round_session_get(void *arg, unsigned n)
 	return t;
 }
 
-static double round_data(void *arg, unsigned n)
+/*
+ * The whole document, one reader per round: a copy the caller frees when
+ * done with it (sky_reader_data_copy), which is how SQLite's column text
+ * lives (until the next step), or, as a detail, the borrowed text
+ * (sky_reader_data), which the reader keeps until it ends: a small
+ * document without a copy, a large one built and held with all the
+ * others of the round (a 1 MB document's pages are then new memory).
+ */
+static double data_round(sk_ctx *s, unsigned n, int borrowed)
 {
-	sk_ctx *s = arg;
 	bench_sid *ids = bench_random_doc_sids(&s->rng, n, s->kind);
 	sky_reader *r;
 	double t0 = bench_now_us();
 	sk_check(sky_reader_begin(&r, s->cache), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++) {
 		const char *json;
+		char *copy = NULL;
 		size_t len;
-		sk_check(sky_reader_data(r, BENCH_APP, ids[i].sid, &json, &len),
-			 "sky_reader_data");
+		if (borrowed)
+			sk_check(sky_reader_data(r, BENCH_APP, ids[i].sid,
+						 &json, &len),
+				 "sky_reader_data");
+		else
+			sk_check(sky_reader_data_copy(r, BENCH_APP, ids[i].sid,
+						      &copy, &len),
+				 "sky_reader_data_copy");
+		if (copy)
+			json = copy;
 		s->sink += (unsigned char)json[0] + (unsigned)len;
+		sky_free(copy);
 	}
 	sky_reader_end(r);
 	double t = (bench_now_us() - t0) / n;
 	free(ids);
 	return t;
+}
+
+static double round_data(void *arg, unsigned n)
+{
+	return data_round(arg, n, 0);
+}
+
+static double round_data_borrowed(void *arg, unsigned n)
+{
+	return data_round(arg, n, 1);
 }
 
 /* ---- queries ---- */
@@ -654,6 +683,10 @@ static json_t *run(const bench_args *a)
 						   : BENCH_DOC_SMALL;
 		sk_open(&s, a->dir, 0);
 		res = bench_run_rounds("skysync", w, round_data, &s, a);
+		json_object_set_new(
+		    detail, "borrowed_us",
+		    json_real(bench_median_rounds(round_data_borrowed, &s, a->n,
+						  a->runs)));
 		sky_cache_close(s.cache);
 	} else if (!strcmp(w, "patch_1kb") || !strcmp(w, "patch_1mb")) {
 		s.large = !strcmp(w, "patch_1mb");

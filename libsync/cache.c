@@ -319,7 +319,7 @@ static int reader_data(sky_reader *reader, const char *app_id,
 	return *built ? 0 : -1;
 }
 
-int sky__reader_data_dup(sky_reader *reader, const char *app_id,
+int sky_reader_data_copy(sky_reader *reader, const char *app_id,
 			 const char *session_id, char **json, size_t *len)
 {
 	const char *stored;
@@ -372,7 +372,7 @@ int sky_data_get(sky_cache *cache, const char *app_id, const char *session_id,
 	int rc = sky_reader_begin(&r, cache);
 	if (rc < 0)
 		return rc;
-	rc = sky__reader_data_dup(r, app_id, session_id, json, len);
+	rc = sky_reader_data_copy(r, app_id, session_id, json, len);
 	sky_reader_end(r);
 	return rc;
 }

@@ -45,9 +45,4 @@ struct sky_reader {
 /* Shorthand for a database handle of the cache. */
 #define SKY_DBI(cache, which) ((cache)->st.dbi[(which)])
 
-/* sky_reader_data as an owned copy (*json the caller's, sky_free), for a
- * walk over many sessions in one snapshot that must not keep them all. */
-int sky__reader_data_dup(sky_reader *reader, const char *app_id,
-			 const char *session_id, char **json, size_t *len);
-
 #endif

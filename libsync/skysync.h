@@ -461,6 +461,16 @@ SKY_EXTERN int sky_reader_data(sky_reader *reader, const char *app_id,
 			       size_t *len);
 
 /**
+ * sky_reader_data() as a copy that is the caller's (free with sky_free),
+ * in the reader's snapshot: for reading many large documents in one
+ * reader, each freed when done with instead of all kept until
+ * sky_reader_end(). Returns like sky_reader_data().
+ */
+SKY_EXTERN int sky_reader_data_copy(sky_reader *reader, const char *app_id,
+				    const char *session_id, char **json,
+				    size_t *len);
+
+/**
  * Convenience forms with their own snapshot; *json is an owned copy, the
  * caller's (free with sky_free), `len` may be NULL. sky_session_get gives
  * the session, sky_data_get its whole data object (compact JSON text),

@@ -279,7 +279,12 @@ static void test_api_compat__reader_data_borrowed(void)
 	CU_ASSERT(s && strstr(s, "\"sessionId\":\"s1\"") != NULL);
 	CU_ASSERT(sky_reader_data(r, "app1", "nope", &d2, NULL) ==
 		  SKY_ENOTFOUND);
+	/* The copy is the caller's, and outlives the reader. */
+	char *copy = NULL;
+	CU_ASSERT(sky_reader_data_copy(r, "app1", "s1", &copy, &n1) == 0);
 	sky_reader_end(r);
+	CU_ASSERT(copy && strcmp(copy, "{\"a\":1}") == 0 && n1 == 7);
+	sky_free(copy);
 	sky_cache_close(c);
 }
 

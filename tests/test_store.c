@@ -513,32 +513,33 @@ static int stored_with_nul(const char *dir)
 	return nul;
 }
 
-/* sky_reader_data's text (NUL-terminated, of the length it says) and
- * sky_data_get's copy both equal `want`. */
+/* sky_reader_data's text (NUL-terminated, of the length it says),
+ * sky_reader_data_copy's and sky_data_get's copies all equal `want`. */
 static void data_reads(sky_cache *c, const char *want)
 {
 	sky_reader *r;
 	const char *text = NULL;
 	size_t len = 0;
+	char *copy = NULL;
 	CU_ASSERT_FATAL(sky_reader_begin(&r, c) == 0);
 	CU_ASSERT(sky_reader_data(r, "app", "s000001", &text, &len) == 0);
 	CU_ASSERT(text && len == strlen(want) && strlen(text) == len &&
 		  memcmp(text, want, len) == 0);
+	len = 0;
+	CU_ASSERT(sky_reader_data_copy(r, "app", "s000001", &copy, &len) == 0);
+	CU_ASSERT(copy && copy != text && len == strlen(want) &&
+		  strcmp(copy, want) == 0);
+	sky_free(copy);
+	copy = NULL;
+	CU_ASSERT(sky_reader_data_copy(r, "app", "s999999", &copy, &len) ==
+		  SKY_ENOTFOUND);
+	CU_ASSERT(copy == NULL);
 	sky_reader_end(r);
-	char *copy = NULL;
 	CU_ASSERT(sky_data_get(c, "app", "s000001", &copy, &len) == 0);
 	CU_ASSERT(copy && len == strlen(want) && strcmp(copy, want) == 0);
 	sky_free(copy);
 }
 
-/*
- * A new cache is schema 3: its whole documents end in a NUL. One of
- * schema 2 (whole documents without it) reads as it is, read-only and
- * read-write, stays schema 2 (a process of an older library may have it
- * open) and keeps writing its documents without the NUL; both read the
- * same through sky_reader_data and sky_data_get, and pass check. A
- * 12-byte text never gets the NUL (it would read as a member header).
- */
 /*
  * Set the cache's schema record to `version` (2 on), and count the runs of
  * members stored in its documents (doc_layout.h).
@@ -625,6 +626,14 @@ static void test_store__schema3_no_runs(void)
 	free(s);
 }
 
+/*
+ * A new cache (schema 3 on) ends its whole documents in a NUL. One of
+ * schema 2 (whole documents without it) reads as it is, read-only and
+ * read-write, stays schema 2 (a process of an older library may have it
+ * open) and keeps writing its documents without the NUL; both read the
+ * same through sky_reader_data and sky_data_get, and pass check. A
+ * 12-byte text never gets the NUL (it would read as a member header).
+ */
 static void test_store__schema2_kept(void)
 {
 	const char *dir = sky_test_tmpdir();

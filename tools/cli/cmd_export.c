@@ -161,7 +161,7 @@ static int print_session(const char *json, size_t len, unsigned flags,
 	char *data = NULL;
 	/* An owned copy: the walk keeps one session's data at a time. */
 	int rc =
-	    sid ? sky__reader_data_dup(x->reader, x->app, sid, &data, NULL)
+	    sid ? sky_reader_data_copy(x->reader, x->app, sid, &data, NULL)
 		: sky__error_set(SKY_ERROR, SKY_ERRSRC_JSON, 0,
 				 "a session of %s without a sessionId", x->app);
 	json_decref(o);
