@@ -6,10 +6,11 @@
  *   get          sky_reader_session in one reader reused for the round
  *                (borrowed text, no copy); as a detail, sky_session_get,
  *                which takes its own snapshot and copies;
- *   data_*       sky_reader_data_copy + sky_free: the whole 1 KB, 10 KB
- *                or 1 MB document as text, the caller's copy freed after
- *                use; as a detail, sky_reader_data (borrowed, kept by the
- *                reader until it ends);
+ *   data_*       sky_reader_data_into: the whole 1 KB, 10 KB or 1 MB
+ *                document as text, into one buffer reused for the round;
+ *                as details, sky_reader_data_copy + sky_free and
+ *                sky_reader_data (borrowed, kept by the reader until it
+ *                ends);
  *   query_*      sky_query_new + sky_reader_query + sky_query_free per
  *                query (one reader per round), reading every row;
  *   patch_*      session_data_updated events as JSON text through
@@ -204,50 +205,73 @@ static double round_session_get(void *arg, unsigned n)
 }
 
 /*
- * The whole document, one reader per round: a copy the caller frees when
- * done with it (sky_reader_data_copy), which is how SQLite's column text
- * lives (until the next step), or, as a detail, the borrowed text
- * (sky_reader_data), which the reader keeps until it ends: a small
- * document without a copy, a large one built and held with all the
- * others of the round (a 1 MB document's pages are then new memory).
+ * The whole document, one reader per round, in one of three ways:
+ * - into one buffer the round reuses (sky_reader_data_into), which is
+ *   how SQLite's column text lives: in memory of the statement's, valid
+ *   until its next step, reused from row to row (the figure);
+ * - as a copy the caller frees when done with it (sky_reader_data_copy),
+ *   a detail: for a 1 MB document a fresh allocation is fresh pages,
+ *   which the kernel maps and zeroes on first touch;
+ * - borrowed (sky_reader_data), a detail: a small document without a
+ *   copy, a large one built and kept by the reader with all the others
+ *   of the round until it ends.
  */
-static double data_round(sk_ctx *s, unsigned n, int borrowed)
+enum data_read { DATA_INTO, DATA_COPY, DATA_BORROWED };
+
+static double data_round(sk_ctx *s, unsigned n, enum data_read how)
 {
 	bench_sid *ids = bench_random_doc_sids(&s->rng, n, s->kind);
 	sky_reader *r;
+	char *buf = NULL;
+	size_t size = 0;
 	double t0 = bench_now_us();
 	sk_check(sky_reader_begin(&r, s->cache), "sky_reader_begin");
 	for (unsigned i = 0; i < n; i++) {
-		const char *json;
+		const char *json = NULL;
 		char *copy = NULL;
 		size_t len;
-		if (borrowed)
-			sk_check(sky_reader_data(r, BENCH_APP, ids[i].sid,
-						 &json, &len),
-				 "sky_reader_data");
-		else
+		switch (how) {
+		case DATA_INTO:
+			sk_check(sky_reader_data_into(r, BENCH_APP, ids[i].sid,
+						      &buf, &size, &len),
+				 "sky_reader_data_into");
+			json = buf;
+			break;
+		case DATA_COPY:
 			sk_check(sky_reader_data_copy(r, BENCH_APP, ids[i].sid,
 						      &copy, &len),
 				 "sky_reader_data_copy");
-		if (copy)
 			json = copy;
+			break;
+		case DATA_BORROWED:
+			sk_check(sky_reader_data(r, BENCH_APP, ids[i].sid,
+						 &json, &len),
+				 "sky_reader_data");
+			break;
+		}
 		s->sink += (unsigned char)json[0] + (unsigned)len;
 		sky_free(copy);
 	}
 	sky_reader_end(r);
 	double t = (bench_now_us() - t0) / n;
+	sky_free(buf);
 	free(ids);
 	return t;
 }
 
 static double round_data(void *arg, unsigned n)
 {
-	return data_round(arg, n, 0);
+	return data_round(arg, n, DATA_INTO);
+}
+
+static double round_data_copy(void *arg, unsigned n)
+{
+	return data_round(arg, n, DATA_COPY);
 }
 
 static double round_data_borrowed(void *arg, unsigned n)
 {
-	return data_round(arg, n, 1);
+	return data_round(arg, n, DATA_BORROWED);
 }
 
 /* ---- queries ---- */
@@ -683,6 +707,9 @@ static json_t *run(const bench_args *a)
 						   : BENCH_DOC_SMALL;
 		sk_open(&s, a->dir, 0);
 		res = bench_run_rounds("skysync", w, round_data, &s, a);
+		json_object_set_new(detail, "copy_us",
+				    json_real(bench_median_rounds(
+					round_data_copy, &s, a->n, a->runs)));
 		json_object_set_new(
 		    detail, "borrowed_us",
 		    json_real(bench_median_rounds(round_data_borrowed, &s, a->n,

@@ -281,22 +281,22 @@ int sky_session_get(sky_cache *cache, const char *app_id,
 /*
  * The data text of a session: *stored points at the stored bytes, NUL
  * included, when the document is whole and was written with its NUL
- * (doc_layout.h), borrowed until the reader ends; otherwise *built holds
- * a copy or the document rebuilt member by member, the caller's.
+ * (doc_layout.h), borrowed until the reader ends; otherwise the text is
+ * appended to `out` (a copy of a whole document of schema 2, or the
+ * document rebuilt member by member), and *stored is NULL.
  */
 static int reader_data(sky_reader *reader, const char *app_id,
 		       const char *session_id, const char **stored,
-		       char **built, size_t *len)
+		       sky_buf *out, size_t *len)
 {
 	sky_record rec;
 	const char *text;
-	size_t n;
+	size_t n, before = out->len;
 	MDB_dbi dbi = SKY_DBI(reader->cache, SKY_DB_DATA);
 	int rc = find_session(reader, app_id, session_id, &rec);
 	if (rc < 0)
 		return rc;
 	*stored = NULL;
-	*built = NULL;
 	if ((rc = sky__doc_read_whole(reader->txn, dbi, rec.docid, &text, &n)) <
 	    0)
 		return rc;
@@ -305,30 +305,55 @@ static int reader_data(sky_reader *reader, const char *app_id,
 		*len = n;
 		return 0;
 	}
-	if (rc == 1) {
-		*len = n;
-		return (*built = copy_text(text, n)) ? 0 : -1;
-	}
-	sky_buf buf = SKY_BUF_INIT;
-	rc = sky__doc_read(reader->txn, dbi, rec.docid, &buf);
-	if (rc < 0) {
-		sky__buf_free(&buf);
+	if (rc == 1)
+		rc = sky__buf_append(out, text, n);
+	else
+		rc = sky__doc_read(reader->txn, dbi, rec.docid, out);
+	if (rc < 0)
 		return rc;
-	}
-	*built = sky__buf_detach(&buf, len);
-	return *built ? 0 : -1;
+	*len = out->len - before;
+	return 0;
 }
 
 int sky_reader_data_copy(sky_reader *reader, const char *app_id,
 			 const char *session_id, char **json, size_t *len)
 {
 	const char *stored;
+	sky_buf built = SKY_BUF_INIT;
 	size_t n;
-	int rc = reader_data(reader, app_id, session_id, &stored, json, &n);
+	int rc = reader_data(reader, app_id, session_id, &stored, &built, &n);
+	if (rc < 0) {
+		sky__buf_free(&built);
+		return rc;
+	}
+	*json = stored ? copy_text(stored, n) : sky__buf_detach(&built, NULL);
+	if (!*json)
+		return -1;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+int sky_reader_data_into(sky_reader *reader, const char *app_id,
+			 const char *session_id, char **buf, size_t *size,
+			 size_t *len)
+{
+	if (!buf || !size)
+		return sky__error_set(SKY_EINVAL, SKY_ERRSRC_INPUT, 0,
+				      "sky_reader_data_into: no buffer");
+	/* The caller's buffer, from its first byte: the text replaces
+	 * whatever it held. Whatever happens, the buffer goes back to the
+	 * caller, since growing it may have moved it. */
+	sky_buf b = {*buf, 0, *buf ? *size : 0};
+	const char *stored;
+	size_t n = 0;
+	int rc = reader_data(reader, app_id, session_id, &stored, &b, &n);
+	if (rc == 0 && stored)
+		rc = sky__buf_append(&b, stored, n);
+	*buf = b.data;
+	*size = b.cap;
 	if (rc < 0)
 		return rc;
-	if (stored && !(*json = copy_text(stored, n)))
-		return -1;
 	if (len)
 		*len = n;
 	return 0;
@@ -338,11 +363,13 @@ int sky_reader_data(sky_reader *reader, const char *app_id,
 		    const char *session_id, const char **json, size_t *len)
 {
 	const char *stored;
-	char *built;
+	sky_buf built = SKY_BUF_INIT;
 	size_t n;
 	int rc = reader_data(reader, app_id, session_id, &stored, &built, &n);
-	if (rc < 0)
+	if (rc < 0) {
+		sky__buf_free(&built);
 		return rc;
+	}
 	if (len)
 		*len = n;
 	if (stored) {
@@ -355,10 +382,10 @@ int sky_reader_data(sky_reader *reader, const char *app_id,
 	 * text and frees it at its end. */
 	sky_reader_kept *k = malloc(sizeof(*k));
 	if (!k) {
-		sky_free(built);
+		sky__buf_free(&built);
 		return sky__error_nomem();
 	}
-	k->text = built;
+	k->text = sky__buf_detach(&built, NULL);
 	k->next = reader->kept;
 	reader->kept = k;
 	*json = k->text;

@@ -471,6 +471,21 @@ SKY_EXTERN int sky_reader_data_copy(sky_reader *reader, const char *app_id,
 				    size_t *len);
 
 /**
+ * sky_reader_data() into a buffer the caller keeps and reuses, as
+ * getline(3) does: *buf is NULL or memory from malloc() (an earlier call's
+ * result included) of *size bytes; it is grown with realloc() when the
+ * text does not fit, and *buf and *size are updated whatever the result.
+ * The text replaces what the buffer held, NUL-terminated, `len` (may be
+ * NULL) bytes. The caller frees *buf with sky_free() or free() when done.
+ * A loop over large documents allocates nothing once the buffer has
+ * grown to the largest. Returns like sky_reader_data(), or SKY_EINVAL
+ * when `buf` or `size` is NULL.
+ */
+SKY_EXTERN int sky_reader_data_into(sky_reader *reader, const char *app_id,
+				    const char *session_id, char **buf,
+				    size_t *size, size_t *len);
+
+/**
  * Convenience forms with their own snapshot; *json is an owned copy, the
  * caller's (free with sky_free), `len` may be NULL. sky_session_get gives
  * the session, sky_data_get its whole data object (compact JSON text),

@@ -514,7 +514,9 @@ static int stored_with_nul(const char *dir)
 }
 
 /* sky_reader_data's text (NUL-terminated, of the length it says),
- * sky_reader_data_copy's and sky_data_get's copies all equal `want`. */
+ * sky_reader_data_copy's and sky_data_get's copies, and what
+ * sky_reader_data_into writes into a new, a too small and a too large
+ * buffer, all equal `want`. */
 static void data_reads(sky_cache *c, const char *want)
 {
 	sky_reader *r;
@@ -534,6 +536,41 @@ static void data_reads(sky_cache *c, const char *want)
 	CU_ASSERT(sky_reader_data_copy(r, "app", "s999999", &copy, &len) ==
 		  SKY_ENOTFOUND);
 	CU_ASSERT(copy == NULL);
+
+	char *buf = NULL;
+	size_t size = 12345;
+	len = 0;
+	CU_ASSERT(
+	    sky_reader_data_into(r, "app", "s000001", &buf, &size, &len) == 0);
+	CU_ASSERT(buf && size > len && len == strlen(want) &&
+		  strcmp(buf, want) == 0);
+	/* Too small: grown. */
+	free(buf);
+	buf = malloc(size = 3);
+	CU_ASSERT_FATAL(buf != NULL);
+	memcpy(buf, "xy", 3);
+	CU_ASSERT(
+	    sky_reader_data_into(r, "app", "s000001", &buf, &size, NULL) == 0);
+	CU_ASSERT(buf && size > strlen(want) && strcmp(buf, want) == 0);
+	/* Too large, holding other text: replaced, the buffer kept. */
+	size_t big = strlen(want) * 2 + 64;
+	char *large = realloc(buf, big);
+	CU_ASSERT_FATAL(large != NULL);
+	memset(large, 'x', big - 1);
+	large[big - 1] = '\0';
+	buf = large;
+	size = big;
+	CU_ASSERT(
+	    sky_reader_data_into(r, "app", "s000001", &buf, &size, &len) == 0);
+	CU_ASSERT(buf == large && size == big && len == strlen(want) &&
+		  strcmp(buf, want) == 0);
+	/* A miss leaves the buffer the caller's, as it was. */
+	CU_ASSERT(sky_reader_data_into(r, "app", "s999999", &buf, &size,
+				       &len) == SKY_ENOTFOUND);
+	CU_ASSERT(buf == large && size == big);
+	CU_ASSERT(sky_reader_data_into(r, "app", "s000001", NULL, &size,
+				       &len) == SKY_EINVAL);
+	free(buf);
 	sky_reader_end(r);
 	CU_ASSERT(sky_data_get(c, "app", "s000001", &copy, &len) == 0);
 	CU_ASSERT(copy && len == strlen(want) && strcmp(copy, want) == 0);
