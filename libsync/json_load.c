@@ -284,33 +284,41 @@ static int is_digit(unsigned c)
 
 /* A number token, RFC 8259's grammar; integers of up to 18 digits and
  * reals that strtod() reads exactly into a finite double. */
-static json_t *parse_number(parser *ps)
+/* A number token at ps->p, JSON's grammar: where it ends, whether it is
+ * a real (a fraction or an exponent), and its integer digits. */
+typedef struct {
+	const unsigned char *start, *digits, *end;
+	int negative, real;
+} number_token;
+
+static int scan_number(const parser *ps, number_token *t)
 {
-	const unsigned char *p = ps->p, *end = ps->end, *start = p;
-	int negative = 0, real = 0;
+	const unsigned char *p = ps->p, *end = ps->end;
+	t->start = p;
+	t->negative = 0;
+	t->real = 0;
 	if (*p == '-') {
-		negative = 1;
+		t->negative = 1;
 		p++;
 	}
-	const unsigned char *digits = p;
+	t->digits = p;
 	if (p < end && *p == '0')
 		p++;
 	else
 		while (p < end && is_digit(*p))
 			p++;
-	if (p == digits)
-		return NULL;
-	size_t ndigits = (size_t)(p - digits);
+	if (p == t->digits)
+		return -1;
 	if (p < end && *p == '.') {
-		real = 1;
+		t->real = 1;
 		const unsigned char *f = ++p;
 		while (p < end && is_digit(*p))
 			p++;
 		if (p == f)
-			return NULL;
+			return -1;
 	}
 	if (p < end && (*p == 'e' || *p == 'E')) {
-		real = 1;
+		t->real = 1;
 		p++;
 		if (p < end && (*p == '+' || *p == '-'))
 			p++;
@@ -318,18 +326,31 @@ static json_t *parse_number(parser *ps)
 		while (p < end && is_digit(*p))
 			p++;
 		if (p == x)
-			return NULL;
+			return -1;
 	}
 	if (p < end && is_digit(*p))
-		return NULL; /* "01": a leading zero */
-	if (!real) {
-		if (ndigits > 18)
+		return -1; /* "01": a leading zero */
+	t->end = p;
+	return 0;
+}
+
+/* Integers of more digits are jansson's to read (or refuse). */
+#define FAST_INTEGER_DIGITS 18
+
+static json_t *parse_number(parser *ps)
+{
+	number_token t;
+	if (scan_number(ps, &t) < 0)
+		return NULL;
+	const unsigned char *p = t.end, *start = t.start;
+	if (!t.real) {
+		if ((size_t)(p - t.digits) > FAST_INTEGER_DIGITS)
 			return NULL;
 		long long v = 0;
-		for (const unsigned char *q = digits; q < p; q++)
+		for (const unsigned char *q = t.digits; q < p; q++)
 			v = v * 10 + (*q - '0');
 		ps->p = p;
-		json_t *i = json_integer(negative ? -v : v);
+		json_t *i = json_integer(t.negative ? -v : v);
 		ps->oom |= !i;
 		return i;
 	}
@@ -545,24 +566,24 @@ static int cmp_sorted_member(const void *a, const void *b)
 typedef struct {
 	size_t max_depth; /* give up beyond */
 	size_t deepest;
+	sky_buf scratch; /* an object's members while they are reordered */
 } sort_ctx;
 
 static int sorted_value(parser *ps, sky_buf *out, size_t depth, int sorted,
 			sort_ctx *sx);
 
 /*
- * An object: its members' values are written to `out` first, then moved
- * behind their names in order (by name bytes when `sorted`, else as they
- * came: an object inside an array keeps jansson's order when dumped).
- * A repeated name gives up either way.
+ * An object: its members are written to `out` as they come, each
+ * `"name":value`, and then, when `sorted` and they did not come in order
+ * of their name bytes, moved into that order (an object inside an array
+ * keeps the order it came in, as jansson's dump does). A repeated name
+ * gives up either way.
  */
 static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 			 sort_ctx *sx)
 {
-	sorted_member local[32], *m = local;
+	sorted_member local[32], *m = local, *copy = NULL;
 	size_t n = 0, cap = sizeof(local) / sizeof(local[0]);
-	size_t base = out->len;
-	char *moved = NULL;
 	int rc = -1;
 
 	ps->p++;
@@ -572,6 +593,9 @@ static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 		return sky__buf_append(out, "{}", 2) < 0 ? (ps->oom = 1, -1)
 							 : 0;
 	}
+	if (sky__buf_putc(out, '{') < 0)
+		goto nomem;
+	size_t body = out->len;
 	while (ps->p < ps->end && *ps->p == '"') {
 		const char *key;
 		size_t klen;
@@ -583,10 +607,8 @@ static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 			sorted_member *g =
 			    m == local ? malloc(2 * cap * sizeof(*m))
 				       : realloc(m, 2 * cap * sizeof(*m));
-			if (!g) {
-				ps->oom = 1;
-				goto done;
-			}
+			if (!g)
+				goto nomem;
 			if (m == local)
 				memcpy(g, local, sizeof(local));
 			m = g;
@@ -596,9 +618,17 @@ static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 		if (ps->p >= ps->end || *ps->p++ != ':')
 			goto done;
 		skip_ws(ps);
+		if (n && sky__buf_putc(out, ',') < 0)
+			goto nomem;
 		m[n].name = key;
 		m[n].len = klen;
 		m[n].off = out->len;
+		/* The writers of sky__doc_dump_sorted() and of jansson's
+		 * dump (sky__json_dump_buf) escape names their own way. */
+		if ((sorted ? sky__buf_json_string(out, key, klen)
+			    : sky__json_dump_string(out, key, klen)) < 0 ||
+		    sky__buf_putc(out, ':') < 0)
+			goto nomem;
 		if (sorted_value(ps, out, depth + 1, sorted, sx) < 0)
 			goto done;
 		m[n].vlen = out->len - m[n].off;
@@ -614,47 +644,41 @@ static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 	if (rc < 0)
 		goto done;
 	rc = -1;
-	/* Sorted by name to find repeats; kept sorted when `sorted`. */
-	sorted_member *order = m;
-	sorted_member order_local[32];
-	if (!sorted) {
-		order = n <= 32 ? order_local : malloc(n * sizeof(*m));
-		if (!order) {
-			ps->oom = 1;
-			goto done;
+	/* Names strictly rising: in order, and no name repeated. */
+	size_t i = 1;
+	while (i < n && cmp_sorted_member(&m[i - 1], &m[i]) < 0)
+		i++;
+	if (i < n) {
+		/* Sorted to find repeats: the members themselves when they
+		 * are to be written in that order, else a copy. */
+		sorted_member *order = m;
+		if (!sorted) {
+			if (!(order = copy = malloc(n * sizeof(*m))))
+				goto nomem;
+			memcpy(order, m, n * sizeof(*m));
 		}
-		memcpy(order, m, n * sizeof(*m));
-	}
-	sky__sort(order, n, sizeof(*m), cmp_sorted_member);
-	int repeated = 0;
-	for (size_t i = 1; i < n && !repeated; i++)
-		repeated = cmp_sorted_member(&order[i - 1], &order[i]) == 0;
-	if (order != m && order != order_local)
-		free(order);
-	if (repeated)
-		goto done;
-	/* Move the values aside and write the members out in order. */
-	size_t vals = out->len - base;
-	if (!(moved = malloc(vals ? vals : 1))) {
-		ps->oom = 1;
-		goto done;
-	}
-	memcpy(moved, out->data + base, vals);
-	out->len = base;
-	if (sky__buf_putc(out, '{') < 0)
-		goto nomem;
-	for (size_t i = 0; i < n; i++) {
-		if (i && sky__buf_putc(out, ',') < 0)
-			goto nomem;
-		/* The writers of sky__doc_dump_sorted() and of jansson's
-		 * dump (sky__json_dump_buf) escape names their own way. */
-		if ((sorted ? sky__buf_json_string(out, m[i].name, m[i].len)
-			    : sky__json_dump_string(out, m[i].name, m[i].len)) <
-			0 ||
-		    sky__buf_putc(out, ':') < 0 ||
-		    sky__buf_append(out, moved + (m[i].off - base), m[i].vlen) <
-			0)
-			goto nomem;
+		sky__sort(order, n, sizeof(*m), cmp_sorted_member);
+		for (i = 1; i < n; i++)
+			if (cmp_sorted_member(&order[i - 1], &order[i]) == 0)
+				goto done;
+		if (sorted) {
+			/* The same bytes in another order: move them aside,
+			 * then back member by member. */
+			size_t len = out->len - body;
+			sx->scratch.len = 0;
+			if (sky__buf_append(&sx->scratch, out->data + body,
+					    len) < 0)
+				goto nomem;
+			out->len = body;
+			for (i = 0; i < n; i++) {
+				if (i)
+					out->data[out->len++] = ',';
+				memcpy(out->data + out->len,
+				       sx->scratch.data + (m[i].off - body),
+				       m[i].vlen);
+				out->len += m[i].vlen;
+			}
+		}
 	}
 	if (sky__buf_putc(out, '}') < 0)
 		goto nomem;
@@ -663,7 +687,7 @@ static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 nomem:
 	ps->oom = 1;
 done:
-	free(moved);
+	free(copy);
 	if (m != local)
 		free(m);
 	return rc;
@@ -728,6 +752,19 @@ static int sorted_value(parser *ps, sky_buf *out, size_t depth, int sorted,
 			return -1;
 		rc = sky__buf_append(out, w, n);
 	} else {
+		/* An integer is written as it came: its text has no leading
+		 * zeros, so it is what jansson would dump, but for "-0". */
+		number_token t;
+		if (scan_number(ps, &t) == 0 && !t.real &&
+		    (size_t)(t.end - t.digits) <= FAST_INTEGER_DIGITS) {
+			int minus_zero = t.negative && *t.digits == '0';
+			const unsigned char *from = t.start + minus_zero;
+			ps->p = t.end;
+			rc = sky__buf_append(out, from, (size_t)(t.end - from));
+			if (rc < 0)
+				ps->oom = 1;
+			return rc;
+		}
 		/* The number as jansson reads it, written as it dumps it. */
 		json_t *num = parse_number(ps);
 		if (!num)
@@ -744,7 +781,7 @@ int sky__json_sorted_text(const char *text, size_t len, size_t max_depth,
 			  sky_buf *out, size_t *depth, int *out_of_memory)
 {
 	parser ps;
-	sort_ctx sx = {max_depth, 0};
+	sort_ctx sx = {max_depth, 0, SKY_BUF_INIT};
 	size_t old_len = out->len;
 
 	*out_of_memory = 0;
@@ -764,6 +801,7 @@ int sky__json_sorted_text(const char *text, size_t len, size_t max_depth,
 	}
 	if (ps.buf != ps.inline_buf)
 		free(ps.buf);
+	sky__buf_free(&sx.scratch);
 	if (rc < 0) {
 		out->len = old_len;
 		if (out->data)

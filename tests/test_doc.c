@@ -1773,6 +1773,52 @@ static void test_doc__exact_values(void)
 }
 
 /*
+ * Cases of sky__json_sorted_text named one by one: integers are copied as
+ * they came but for "-0", members come out sorted by name bytes at every
+ * level of objects but inside arrays, whether they came in order or not,
+ * and a name repeated (next to itself or not) sends the text the usual
+ * way (not taken).
+ */
+static void test_doc__sorted_text_cases(void)
+{
+	static const struct {
+		const char *in, *out; /* out NULL: not taken */
+	} cases[] = {
+	    {"{}", "{}"},
+	    {"{\"a\":-0,\"b\":-12,\"c\":0,\"d\":123456789012345678}",
+	     "{\"a\":0,\"b\":-12,\"c\":0,\"d\":123456789012345678}"},
+	    {"{\"z\":1,\"a\":{\"y\":[1,-0,{\"b\":1,\"a\":2}],\"x\":2}}",
+	     "{\"a\":{\"x\":2,\"y\":[1,0,{\"b\":1,\"a\":2}]},\"z\":1}"},
+	    {" { \"b\" : true , \"a\" : null , \"ab\" : \"s\" } ",
+	     "{\"a\":null,\"ab\":\"s\",\"b\":true}"},
+	    {"{\"a\":1,\"a\":2}", NULL},
+	    {"{\"a\":1,\"b\":2,\"a\":3}", NULL},
+	    {"{\"x\":[{\"a\":1,\"b\":2,\"a\":3}]}", NULL},
+	    {"{\"a\":01}", NULL},
+	    {"{\"a\":1234567890123456789}", NULL}, /* jansson's to read */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sky_buf out = SKY_BUF_INIT;
+		size_t depth = 0;
+		int oom = 1;
+		int taken = sky__json_sorted_text(
+		    cases[i].in, strlen(cases[i].in), 64, &out, &depth, &oom);
+		CU_ASSERT(!oom);
+		if (!cases[i].out) {
+			CU_ASSERT(!taken && out.len == 0);
+		} else {
+			CU_ASSERT(taken && out.data &&
+				  strcmp(out.data, cases[i].out) == 0);
+			if (!taken || !out.data ||
+			    strcmp(out.data, cases[i].out) != 0)
+				fprintf(stderr, "\n%s -> %s\n", cases[i].in,
+					out.data ? out.data : "(nothing)");
+		}
+		sky__buf_free(&out);
+	}
+}
+
+/*
  * A snapshot's data goes straight from its text to the whole form's
  * (sky__json_sorted_text): whenever that is taken, the text is what
  * sky__doc_dump_sorted() writes of the parsed tree, byte for byte, with
@@ -1916,6 +1962,7 @@ int main(void)
 	    {"test_doc__runs_random", test_doc__runs_random},
 	    {"test_doc__merge_skips_every_string",
 	     test_doc__merge_skips_every_string},
+	    {"test_doc__sorted_text_cases", test_doc__sorted_text_cases},
 	    {"test_doc__sorted_text_same_as_dump",
 	     test_doc__sorted_text_same_as_dump},
 	    {"test_doc__adjacent_docids", test_doc__adjacent_docids},
