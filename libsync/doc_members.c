@@ -15,6 +15,12 @@
  * of 32-bit ids, doc.c first rewrites the document with ids from 1 (once
  * per 4 billion objects created).
  *
+ * Runs (schema 4, doc_layout.h): small members of an object share one
+ * entry holding their text, so a write of a whole object packs them
+ * (run_append, put_run), a patch rewrites the run that holds a member it
+ * names (patch_run, rewrite_run, merging with doc_text.c) and splits it
+ * where a member no longer fits, and a read copies the run's bytes.
+ *
  * Reading walks the document's key range once with one cursor (MDB_NEXT is
  * the cheapest way through a B-tree, cheaper than a seek per object),
  * records where each node's entries are (pointers into the map; nothing is
