@@ -13,8 +13,9 @@
  * - Keys are stored in the one canonical form of sky__ixkey_end(), so a
  *   writer and a reader always build the same bytes for the same value.
  * - The entries are those of the index version recorded in meta; a
- *   read-write open brings an older index to SKY_IX_VERSION before any
- *   write, so writes always add current entries to a current index.
+ *   read-write open brings an older index to its cache's version
+ *   (sky__index_version_for) before any write, so writes always add the
+ *   entries of the version the index has.
  */
 #include "config.h"
 
@@ -226,9 +227,10 @@ static int entry_set_seal(entry_set *s)
 	return 0;
 }
 
-/* The value and exists entries of one single-valued field. */
-static int add_field(entry_set *s, const char *app, char code, const char *prop,
-		     const json_t *value)
+/* The value entry of one single-valued field, and before version 3 its
+ * exists entry. */
+static int add_field(entry_set *s, unsigned version, const char *app, char code,
+		     const char *prop, const json_t *value)
 {
 	sky_ixkey k;
 	if (!json_is_string(value))
@@ -237,6 +239,8 @@ static int add_field(entry_set *s, const char *app, char code, const char *prop,
 			 json_string_length(value));
 	if (add_key(s, &k) < 0)
 		return -1;
+	if (version >= 3)
+		return 0;
 	sky__ixkey_exists(&k, app, code, prop);
 	return add_key(s, &k);
 }
@@ -258,16 +262,17 @@ static int add_number(entry_set *s, const char *app, char code, int64_t v)
 }
 
 /* The entries index version 2 added: the other session fields. */
-static int add_v2_fields(entry_set *out, const char *app, const json_t *s)
+static int add_v2_fields(entry_set *out, unsigned ix_version, const char *app,
+			 const json_t *s)
 {
 	const json_t *draft = json_object_get(s, "isDraft");
 	const json_t *version = json_object_get(s, "version");
 	const char *modified = sky__json_str(s, "modifiedAt");
 	int64_t us;
 	sky_ixkey k;
-	if (add_field(out, app, SKY_IXF_CREATED_BY, NULL,
+	if (add_field(out, ix_version, app, SKY_IXF_CREATED_BY, NULL,
 		      json_object_get(s, "createdBy")) < 0 ||
-	    add_field(out, app, SKY_IXF_MODIFIED_BY, NULL,
+	    add_field(out, ix_version, app, SKY_IXF_MODIFIED_BY, NULL,
 		      json_object_get(s, "modifiedBy")) < 0)
 		return -1;
 	if (json_is_boolean(draft)) {
@@ -296,23 +301,23 @@ static int build_entries(const json_t *s, unsigned version, entry_set *out)
 	sky__ixkey_all(&k, app);
 	if (add_key(out, &k) < 0)
 		goto fail;
-	if (add_field(out, app, SKY_IXF_STATUS, NULL,
+	if (add_field(out, version, app, SKY_IXF_STATUS, NULL,
 		      json_object_get(s, "status")) < 0 ||
-	    add_field(out, app, SKY_IXF_NAME, NULL,
+	    add_field(out, version, app, SKY_IXF_NAME, NULL,
 		      json_object_get(s, "name")) < 0)
 		goto fail;
-	if (version >= 2 && add_v2_fields(out, app, s) < 0)
+	if (version >= 2 && add_v2_fields(out, version, app, s) < 0)
 		goto fail;
 	const char *name;
 	const json_t *v;
 	json_object_foreach((json_t *)json_object_get(s, "properties"), name,
 			    v) {
-		if (add_field(out, app, SKY_IXF_PROP, name, v) < 0)
+		if (add_field(out, version, app, SKY_IXF_PROP, name, v) < 0)
 			goto fail;
 	}
 	size_t i;
 	json_array_foreach((json_t *)json_object_get(s, "participants"), i, v) {
-		if (add_field(out, app,
+		if (add_field(out, version, app,
 			      is_group(v) ? SKY_IXF_GROUP : SKY_IXF_USER, NULL,
 			      json_object_get(v, "id")) < 0)
 			goto fail;
@@ -339,11 +344,11 @@ static int entries_v(const json_t *session, unsigned version,
 	return rc;
 }
 
-int sky__index_entries(const json_t *session,
+int sky__index_entries(const json_t *session, unsigned version,
 		       int (*fn)(const unsigned char *, size_t, void *),
 		       void *arg)
 {
-	return entries_v(session, SKY_IX_VERSION, fn, arg);
+	return entries_v(session, version, fn, arg);
 }
 
 /* ---- update ---- */
@@ -380,19 +385,25 @@ int sky__index_update(MDB_txn *txn, sky_cache *c, const json_t *old,
 	if (!sid)
 		return sky__error_input("session: sessionId missing");
 	MDB_dbi dbi = SKY_DBI(c, SKY_DB_INDEX);
-	/* The first entries of a new cache record the layout they have. */
-	if (now && !sky__meta_get_u64(txn, &c->st, SKY_META_IX_VERSION)) {
+	/* Entries of the version the index has; an index without one is
+	 * empty (a new cache, or one being rebuilt: an older one was
+	 * brought up at open, sky__index_upgrade), and its first entries
+	 * record the layout of their cache's schema. */
+	uint64_t recorded = sky__meta_get_u64(txn, &c->st, SKY_META_IX_VERSION);
+	unsigned version = recorded ? (unsigned)recorded
+				    : sky__index_version_for(c->st.schema);
+	if (now && !recorded) {
 		int vrc = sky__meta_put_u64(txn, &c->st, SKY_META_IX_VERSION,
-					    SKY_IX_VERSION);
+					    version);
 		if (vrc < 0)
 			return vrc;
 	}
 	entry_set a = {SKY_BUF_INIT, NULL, 0}, b = {SKY_BUF_INIT, NULL, 0};
 	sky_ixpos pa, pb;
 	int rc = 0;
-	if (old && (rc = build_entries(old, SKY_IX_VERSION, &a)) < 0)
+	if (old && (rc = build_entries(old, version, &a)) < 0)
 		return rc;
-	if (now && (rc = build_entries(now, SKY_IX_VERSION, &b)) < 0)
+	if (now && (rc = build_entries(now, version, &b)) < 0)
 		goto done;
 	sky__ixpos_make(&pa, old_created_us, sid);
 	sky__ixpos_make(&pb, now_created_us, sid);
@@ -435,11 +446,11 @@ unsigned sky__index_version(MDB_txn *txn, sky_cache *c)
 	MDB_stat st;
 	if (v)
 		return (unsigned)v;
-	/* No version and no entry: a new cache, current from its first
-	 * write on (sky__index_update records the version then). */
+	/* No version and no entry: a new cache, at its schema's version
+	 * from its first write on (sky__index_update records it then). */
 	if (mdb_stat(txn, SKY_DBI(c, SKY_DB_INDEX), &st) == 0 &&
 	    st.ms_entries == 0)
-		return SKY_IX_VERSION;
+		return sky__index_version_for(c->st.schema);
 	return 1;
 }
 
@@ -476,7 +487,7 @@ static int rebuild(MDB_txn *txn, void *arg)
 	mdb_cursor_close(cur);
 	if (ret == 0)
 		ret = sky__meta_put_u64(txn, &c->st, SKY_META_IX_VERSION,
-					SKY_IX_VERSION);
+					sky__index_version_for(c->st.schema));
 	return ret;
 }
 
@@ -490,7 +501,7 @@ int sky__index_upgrade(sky_cache *c)
 		return rc;
 	unsigned v = sky__index_version(txn, c);
 	sky__store_read_end(&c->st, txn);
-	if (v >= SKY_IX_VERSION)
+	if (v >= sky__index_version_for(c->st.schema))
 		return 0;
 	return sky__store_write(&c->st, rebuild, c);
 }

@@ -9,6 +9,7 @@
  *   app \0 'A'                    every session of the application
  *   app \0 'V' field \0 value     sessions whose field has that value
  *   app \0 'X' field              sessions that have the field at all
+ *                                 (index version 2 only, see below)
  *
  * where `field` is one code byte, followed by the name for properties:
  *
@@ -29,10 +30,18 @@
  * Index versions. The meta value "index_version" (SKY_META_IX_VERSION)
  * says which entries the index holds: absent means 1 (no 'c', 'm', 'd',
  * 'v', 'M' keys) unless the index is empty (a new cache, whose first
- * update records the version), 2 is the current layout. A read-write open of an
- * older index rebuilds it from the records in one transaction
- * (sky__index_upgrade); a read-only open leaves it as it is, and queries
- * then check the fields the old index lacks on the record.
+ * update records the version); 2 adds them; 3 drops the 'X' keys, which
+ * were 13 of a typical session's 30 entries: "the field is there" is the
+ * union of the field's 'V' keys, one prefix "app \0 'V' field \0" (for
+ * strings, the only values 'X' keys were written for), so a query for it
+ * walks that prefix as a prefix predicate does. Which version a cache
+ * writes goes with its schema (store.h): 3 from schema 4 on, 2 before,
+ * since a process of an older library may have the cache open and would
+ * find no 'X' keys for sessions written without them. A read-write open
+ * of an older index than its cache's (1 under 2) rebuilds it from the
+ * records in one transaction (sky__index_upgrade); a read-only open
+ * leaves it as it is, and queries then check the fields the old index
+ * lacks on the record.
  *
  * The data items (dups) of every key are  created_us(8, sky__put_time)
  * sessionId : LMDB keeps them sorted, so each key's list of sessions is
@@ -74,9 +83,16 @@
 #define SKY_IXF_VERSION 'v'
 #define SKY_IXF_MODIFIED_AT 'M'
 
-/* The layout this library writes, and the meta value that records it. */
-#define SKY_IX_VERSION 2u
+/* The newest layout this library writes, and the meta value that records
+ * the one a cache has. */
+#define SKY_IX_VERSION 3u
 #define SKY_META_IX_VERSION "index_version"
+
+/* The layout a cache of schema `schema` writes: 3 from schema 4 on. */
+static inline unsigned sky__index_version_for(unsigned schema)
+{
+	return schema >= 4 ? 3u : 2u;
+}
 
 /* Bytes of a long logical key kept before the 0xFF marker and hash. */
 #define SKY_IX_KEEP (SKY_KEY_MAX - 9)
@@ -153,9 +169,10 @@ int sky__index_update(MDB_txn *txn, sky_cache *c, const json_t *old,
 unsigned sky__index_version(MDB_txn *txn, sky_cache *c);
 
 /*
- * Bring an older index up to SKY_IX_VERSION: rebuild every entry from the
- * records and record the version, in one write transaction. Nothing to do
- * when it is current or the cache is read-only. Called at open.
+ * Bring an older index up to the version its cache writes
+ * (sky__index_version_for): rebuild every entry from the records and
+ * record the version, in one write transaction. Nothing to do when it is
+ * current or the cache is read-only. Called at open.
  */
 int sky__index_upgrade(sky_cache *c);
 
@@ -179,11 +196,12 @@ int sky__index_has_value(MDB_txn *txn, sky_cache *c, const char *app, char code,
 int sky__index_check(MDB_txn *txn, sky_cache *c, sky_buf *problems);
 
 /*
- * The index entries a session should have (keys only: every entry's data
- * item is the session's position). Used by the check and by tests.
- * Calls fn(key, len, arg) once per distinct key; stops on non-zero.
+ * The index entries a session should have in an index of `version` (keys
+ * only: every entry's data item is the session's position). Used by the
+ * check and by tests. Calls fn(key, len, arg) once per distinct key;
+ * stops on non-zero.
  */
-int sky__index_entries(const json_t *session,
+int sky__index_entries(const json_t *session, unsigned version,
 		       int (*fn)(const unsigned char *, size_t, void *),
 		       void *arg);
 

@@ -201,10 +201,31 @@ static void prefix_key(sky_ixkey *k, const char *app, char code,
 	sky__ixkey_add(k, value, strlen(value));
 }
 
-/* The keys (or ranges) of a predicate: its values, its field, its prefixes. */
-static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
-			 path_t *out)
+/* The ranges of a prefix predicate: one prefix per value and field code. */
+static int add_prefixes(path_t *out, const char *app, char code,
+			const sky_pred *p, const char *const *values,
+			size_t n_values)
 {
+	for (size_t v = 0; v < n_values; v++) {
+		sky_ixkey *r =
+		    realloc(out->ranges, (out->n_ranges + 1) * sizeof(*r));
+		if (!r)
+			return sky__error_nomem();
+		out->ranges = r;
+		prefix_key(&r[out->n_ranges++], app, code, p->prop, values[v]);
+	}
+	return 0;
+}
+
+/*
+ * The keys (or ranges) of a predicate: its values, its field, its
+ * prefixes. In an index of version 3 a field's presence is the prefix of
+ * all its values (index.h).
+ */
+static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
+			 unsigned ix_version, path_t *out)
+{
+	static const char *const any_value[] = {""};
 	char codes[2];
 	size_t nc = field_codes(p, codes);
 	int rc = 0;
@@ -244,23 +265,18 @@ static int path_for_pred(MDB_cursor *cur, const char *app, const sky_pred *p,
 			break;
 		}
 		case SKY_OP_EXISTS:
+			if (ix_version >= 3) {
+				rc = add_prefixes(out, app, codes[c], p,
+						  any_value, 1);
+				break;
+			}
 			sky__ixkey_exists(&k, app, codes[c], p->prop);
 			rc = path_add_key(out, &k);
 			break;
 		case SKY_OP_PREFIX:
-			for (size_t v = 0; v < p->n_values && rc == 0; v++) {
-				prefix_key(&k, app, codes[c], p->prop,
-					   p->values[v]);
-				sky_ixkey *r =
-				    realloc(out->ranges,
-					    (out->n_ranges + 1) * sizeof(*r));
-				if (!r) {
-					rc = sky__error_nomem();
-					break;
-				}
-				out->ranges = r;
-				r[out->n_ranges++] = k;
-			}
+			rc = add_prefixes(out, app, codes[c], p,
+					  (const char *const *)p->values,
+					  p->n_values);
 			break;
 		}
 	}
@@ -615,7 +631,8 @@ int sky__plan_build(MDB_txn *txn, sky_query *q, const sky_ixpos *from,
 			p->n_steps++;
 			continue;
 		}
-		if ((rc = path_for_pred(cur, q->app, pr, &s->path)) < 0)
+		if ((rc = path_for_pred(cur, q->app, pr, p->ix_version,
+					&s->path)) < 0)
 			goto fail;
 		p->n_steps++;
 		if (pr->op == SKY_OP_NE) {

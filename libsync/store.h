@@ -83,10 +83,12 @@ enum sky_db {
  * A library of schema 2 refuses to open a cache of 3.
  * 4: documents stored member by member keep small members in runs, several
  * to an entry (doc_layout.h), so that reading a large document copies
- * runs instead of stepping through every member. Only a new cache is 4,
- * for the same reason: a cache of 2 or 3 keeps its schema, and its
- * documents are written without runs (a library of 3 would not know
- * them); every schema's documents read alike.
+ * runs instead of stepping through every member; and the query index is
+ * of version 3, without exists keys (index.h). Only a new cache is 4,
+ * for the same reason: a cache of 2 or 3 keeps its schema, its documents
+ * are written without runs and its index keeps version 2 (a library of 3
+ * would not know runs, and would look for exists keys); every schema's
+ * documents read alike.
  */
 #define SKY_SCHEMA_VERSION 4u
 

@@ -591,7 +591,7 @@ static void test_check__session_json_corrupt(void)
 	put_record(c, "s-bare", "{\"applicationId\":");
 	expect_problem(c, "session app1/s-bare: corrupt session JSON");
 	/* Its index entries no longer have a record that expects them. */
-	expect_problem(c, "index: 14 entries but only 7 expected");
+	expect_problem(c, "index: 8 entries but only 4 expected");
 	sky_cache_close(c);
 }
 

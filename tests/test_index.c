@@ -146,6 +146,18 @@ static void test_index__key_encoding(void)
 	CU_ASSERT_STRING_EQUAL(sid, "ab");
 }
 
+/* Sessions of app1 matching one predicate, counted by a query. */
+static uint64_t count_query(sky_cache *c, const char *pred)
+{
+	const char *preds[] = {pred};
+	sky_query *q = NULL;
+	uint64_t n = UINT64_MAX;
+	CU_ASSERT_FATAL(sky_query_new(&q, c, "app1", preds, 1) == 0);
+	CU_ASSERT(sky_query_count(q, &n) == 0);
+	sky_query_free(q);
+	return n;
+}
+
 static void test_index__entries_follow_writes(void)
 {
 	sky_cache *c = open_cache();
@@ -172,8 +184,12 @@ static void test_index__entries_follow_writes(void)
 	sky_ixkey k;
 	sky__ixkey_all(&k, "app1");
 	CU_ASSERT(count_key(c, &k) == 2);
+	/* A new cache's index (version 3) has no exists keys: the query
+	 * "long?" walks the values of the property instead. */
 	sky__ixkey_exists(&k, "app1", SKY_IXF_PROP, "long");
-	CU_ASSERT(count_key(c, &k) == 1);
+	CU_ASSERT(count_key(c, &k) == 0);
+	CU_ASSERT(count_query(c, "long?") == 1);
+	CU_ASSERT(count_query(c, "site?") == 2);
 
 	/* Properties are replaced whole: the old entries go. */
 	apply(c, "s1", "session_properties_updated",
@@ -181,7 +197,7 @@ static void test_index__entries_follow_writes(void)
 	CU_ASSERT(count_value(c, SKY_IXF_PROP, "site", "Plant-7") == 1);
 	CU_ASSERT(count_value(c, SKY_IXF_PROP, "site", "Plant-8") == 1);
 	CU_ASSERT(count_value(c, SKY_IXF_PROP, "long", longv) == 0);
-	CU_ASSERT(count_key(c, &k) == 0);
+	CU_ASSERT(count_query(c, "long?") == 0);
 	apply(c, "s1", "session_closed",
 	      json_pack("{s:s}", "status", "closed"));
 	CU_ASSERT(count_value(c, SKY_IXF_STATUS, NULL, "open") == 1);

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "cache_types.h"
+#include "index.h"
 #include "record.h"
 #include "skysync.h"
 #include "util.h"
@@ -1931,28 +1932,74 @@ static void test_query__session_fields(void)
 	sky_cache_close(c);
 }
 
-/* Make the index of `c` look like one of version 1: no v2 entries. */
-static int downgrade_index(MDB_txn *txn, void *arg)
+/* One session's entries, put with its position (index_v1's callback). */
+typedef struct {
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val pos;
+} put_ctx;
+
+static int put_key(const unsigned char *key, size_t len, void *arg)
 {
-	sky_cache *c = arg;
+	put_ctx *p = arg;
+	MDB_val k = {len, (void *)key};
+	CU_ASSERT(mdb_put(p->txn, p->dbi, &k, &p->pos, MDB_NODUPDATA) == 0);
+	return 0;
+}
+
+/* Make the index of `c` one of `version`, as an older library wrote it:
+ * rebuilt from the records with that version's entries, the version noted
+ * from 2 on (version 1 noted none). */
+static int index_at(sky_cache *c, MDB_txn *txn, unsigned version)
+{
 	MDB_cursor *cur;
 	MDB_val k, v;
-	CU_ASSERT_FATAL(mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX), &cur) ==
-			0);
-	int rc;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_NODUP)) {
-		const unsigned char *b = k.mv_data;
-		const unsigned char *nul = memchr(b, 0, k.mv_size);
-		size_t at = (size_t)(nul - b);
-		if (at + 2 < k.mv_size &&
-		    (b[at + 1] == 'V' || b[at + 1] == 'X') &&
-		    strchr("cmdvM", b[at + 2]))
-			CU_ASSERT(mdb_cursor_del(cur, MDB_NODUPDATA) == 0);
+	put_ctx p = {txn, SKY_DBI(c, SKY_DB_INDEX), {0, NULL}};
+	CU_ASSERT_FATAL(mdb_drop(txn, p.dbi, 0) == 0);
+	CU_ASSERT_FATAL(
+	    mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_SESSIONS), &cur) == 0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+		sky_record rec;
+		CU_ASSERT_FATAL(sky__record_decode(&v, &rec) == 0);
+		json_t *s = sky__record_json(&rec);
+		CU_ASSERT_FATAL(s != NULL);
+		sky_ixpos pos;
+		sky__ixpos_make(
+		    &pos, rec.created_us,
+		    json_string_value(json_object_get(s, "sessionId")));
+		p.pos = (MDB_val){pos.len, pos.data};
+		CU_ASSERT(sky__index_entries(s, version, put_key, &p) == 0);
+		json_decref(s);
 	}
+	mdb_cursor_close(cur);
 	MDB_val key = {13, (void *)"index_version"};
-	CU_ASSERT(mdb_del(txn, SKY_DBI(c, SKY_DB_META), &key, NULL) == 0);
+	if (version == 1) {
+		CU_ASSERT(mdb_del(txn, SKY_DBI(c, SKY_DB_META), &key, NULL) ==
+			  0);
+		return 0;
+	}
+	unsigned char be[8];
+	sky__put_be64(be, version);
+	MDB_val val = {8, be};
+	CU_ASSERT(mdb_put(txn, SKY_DBI(c, SKY_DB_META), &key, &val, 0) == 0);
 	return 0;
+}
+
+static int index_v1(MDB_txn *txn, void *arg)
+{
+	return index_at(arg, txn, 1);
+}
+
+/* Schema 3, the cache of an older library, with an index of version 2
+ * (exists keys), as that library left it. */
+static int cache_of_schema3(MDB_txn *txn, void *arg)
+{
+	unsigned char be[4];
+	sky__put_be32(be, 3);
+	MDB_val key = {6, (void *)"schema"}, val = {4, be};
+	CU_ASSERT(mdb_put(txn, SKY_DBI((sky_cache *)arg, SKY_DB_META), &key,
+			  &val, 0) == 0);
+	return index_at(arg, txn, 2);
 }
 
 static void test_query__older_index(void)
@@ -1979,7 +2026,7 @@ static void test_query__older_index(void)
 	strcpy(tq.p[1].vals[0], "2");
 	json_t *before = brute(c, &tq);
 	CU_ASSERT(json_array_size(before) > 0);
-	CU_ASSERT(sky__store_write(&c->st, downgrade_index, c) == 0);
+	CU_ASSERT(sky__store_write(&c->st, index_v1, c) == 0);
 	sky_cache_close(c);
 
 	/* Read-only: the index stays at version 1, the record answers. */
@@ -2015,6 +2062,77 @@ static void test_query__older_index(void)
 	sky_cache_close(c);
 }
 
+/* How many entries the index holds under exists ('X') keys. */
+static size_t exists_entries(sky_cache *c)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t n = 0;
+	CU_ASSERT_FATAL(sky__store_read_begin(&c->st, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, SKY_DBI(c, SKY_DB_INDEX), &cur) ==
+			0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+		const unsigned char *nul = memchr(k.mv_data, 0, k.mv_size);
+		n += nul &&
+		     nul + 1 < (const unsigned char *)k.mv_data + k.mv_size &&
+		     nul[1] == 'X';
+	}
+	mdb_cursor_close(cur);
+	sky__store_read_end(&c->st, txn);
+	return n;
+}
+
+/*
+ * A new cache's index (version 3) has no exists keys: "field?" walks the
+ * field's values. A cache of schema 3 keeps its index of version 2, whose
+ * exists keys its writes go on adding (an older library may have it open
+ * and read them); queries on either answer as brute force does, exists
+ * queries included, before and after writes.
+ */
+static void test_query__exists_both_versions(void)
+{
+	init_longs();
+	rng_seed(11);
+	const char *dir = sky_test_tmpdir();
+	sky_cache *c = NULL;
+	sky_cache_options o = SKY_CACHE_OPTIONS_INIT;
+	o.durability = SKY_DURABILITY_NONE;
+	CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+	populate(c, 100);
+	CU_ASSERT(exists_entries(c) == 0);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 40; i++) {
+			tquery tq;
+			random_tquery(&tq);
+			if (tq.n == 0)
+				tq.n = 1;
+			do /* an exists predicate in each */
+				random_tpred(&tq.p[0]);
+			while (tq.p[0].op != O_EX);
+			CU_ASSERT(check_query(c, &tq));
+		}
+		for (int m = 0; m < 10; m++)
+			mutate(c);
+		if (round == 0) {
+			CU_ASSERT(
+			    sky__store_write(&c->st, cache_of_schema3, c) == 0);
+			sky_cache_close(c);
+			CU_ASSERT_FATAL(sky_cache_open(&c, dir, &o) == 0);
+			sky_stats st = SKY_STATS_INIT;
+			CU_ASSERT(sky_cache_stats(c, &st) == 0 &&
+				  st.schema_version == 3);
+			CU_ASSERT(exists_entries(c) > 100);
+		}
+		CU_ASSERT(sky_cache_check(c, report_line, NULL) == 0);
+	}
+	size_t before = exists_entries(c);
+	populate(c, 20);
+	CU_ASSERT(exists_entries(c) > before);
+	CU_ASSERT(sky_cache_check(c, report_line, NULL) == 0);
+	sky_cache_close(c);
+}
+
 int main(void)
 {
 	static const sky_test_case cases[] = {
@@ -2027,6 +2145,8 @@ int main(void)
 	    {"test_query__pagination_while_writing",
 	     test_query__pagination_while_writing},
 	    {"test_query__wide_prefixes", test_query__wide_prefixes},
+	    {"test_query__exists_both_versions",
+	     test_query__exists_both_versions},
 	    {"test_query__visibility", test_query__visibility},
 	    {"test_query__pending_flag", test_query__pending_flag},
 	    {"test_query__plan_uses_indexes", test_query__plan_uses_indexes},
