@@ -337,6 +337,42 @@ static int scan_number(const parser *ps, number_token *t)
 /* Integers of more digits are jansson's to read (or refuse). */
 #define FAST_INTEGER_DIGITS 18
 
+/*
+ * Is a real token a short decimal that the dump writes back as it is
+ * (json.c, short_decimal_text)? That is: no exponent, one to six places
+ * ending in a non-zero digit (or the one place "0" of a whole number),
+ * at most 15 significant digits (two such decimals are never the same
+ * double, so no shorter text reads back as it), magnitude in [1e-4,
+ * 1e14). "1.50", "2.00", "0.0" and "1e3" are not: they are written
+ * otherwise ("1.5", "2.0", "0.0" by the search, "1000.0").
+ */
+static int plain_decimal(const number_token *t)
+{
+	const unsigned char *point = t->digits;
+	while (point < t->end && *point != '.')
+		point++;
+	if (point == t->end)
+		return 0;
+	const unsigned char *frac = point + 1;
+	size_t places = (size_t)(t->end - frac),
+	       ints = (size_t)(point - t->digits);
+	for (const unsigned char *q = frac; q < t->end; q++)
+		if (!is_digit(*q))
+			return 0; /* an exponent */
+	if (places == 0 || places > 6 || ints > 14)
+		return 0;
+	if (t->end[-1] == '0' && places != 1)
+		return 0;
+	if (*t->digits != '0')
+		return ints + places <= 15;
+	/* 0.F: F's first non-zero digit within four places, and F is not
+	 * "0" (zero itself). */
+	const unsigned char *nz = frac;
+	while (nz < t->end && *nz == '0')
+		nz++;
+	return nz < t->end && nz - frac < 4 && (size_t)(t->end - nz) <= 15;
+}
+
 static json_t *parse_number(parser *ps)
 {
 	number_token t;
@@ -573,6 +609,25 @@ static int sorted_value(parser *ps, sky_buf *out, size_t depth, int sorted,
 			sort_ctx *sx);
 
 /*
+ * A string that parse_string() handed out of the text itself (not out of
+ * ps->buf, where it decodes escapes): it holds no quote, backslash or
+ * control byte, so every writer of JSON text writes it as it is, between
+ * quotes.
+ */
+static int put_plain_string(sky_buf *out, const char *s, size_t n)
+{
+	if (out->cap - out->len <= n + 2 && sky__buf_reserve(out, n + 2) < 0)
+		return -1;
+	char *o = out->data + out->len;
+	o[0] = '"';
+	memcpy(o + 1, s, n);
+	o[n + 1] = '"';
+	out->len += n + 2;
+	out->data[out->len] = '\0';
+	return 0;
+}
+
+/*
  * An object: its members are written to `out` as they come, each
  * `"name":value`, and then, when `sorted` and they did not come in order
  * of their name bytes, moved into that order (an object inside an array
@@ -623,10 +678,8 @@ static int sorted_object(parser *ps, sky_buf *out, size_t depth, int sorted,
 		m[n].name = key;
 		m[n].len = klen;
 		m[n].off = out->len;
-		/* The writers of sky__doc_dump_sorted() and of jansson's
-		 * dump (sky__json_dump_buf) escape names their own way. */
-		if ((sorted ? sky__buf_json_string(out, key, klen)
-			    : sky__json_dump_string(out, key, klen)) < 0 ||
+		/* Taken from the text (above): no escapes to write. */
+		if (put_plain_string(out, key, klen) < 0 ||
 		    sky__buf_putc(out, ':') < 0)
 			goto nomem;
 		if (sorted_value(ps, out, depth + 1, sorted, sx) < 0)
@@ -743,7 +796,8 @@ static int sorted_value(parser *ps, sky_buf *out, size_t depth, int sorted,
 		size_t n;
 		if (parse_string(ps, &str, &n) < 0)
 			return -1;
-		rc = sky__json_dump_string(out, str, n);
+		rc = str == ps->buf ? sky__json_dump_string(out, str, n)
+				    : put_plain_string(out, str, n);
 	} else if (c == 't' || c == 'f' || c == 'n') {
 		static const char *const words[] = {"true", "false", "null"};
 		const char *w = words[c == 't' ? 0 : c == 'f' ? 1 : 2];
@@ -753,11 +807,15 @@ static int sorted_value(parser *ps, sky_buf *out, size_t depth, int sorted,
 		rc = sky__buf_append(out, w, n);
 	} else {
 		/* An integer is written as it came: its text has no leading
-		 * zeros, so it is what jansson would dump, but for "-0". */
+		 * zeros, so it is what jansson would dump, but for "-0"; so
+		 * is a real that is a short decimal (plain_decimal). */
 		number_token t;
-		if (scan_number(ps, &t) == 0 && !t.real &&
-		    (size_t)(t.end - t.digits) <= FAST_INTEGER_DIGITS) {
-			int minus_zero = t.negative && *t.digits == '0';
+		if (scan_number(ps, &t) == 0 &&
+		    (t.real
+			 ? plain_decimal(&t)
+			 : (size_t)(t.end - t.digits) <= FAST_INTEGER_DIGITS)) {
+			int minus_zero =
+			    !t.real && t.negative && *t.digits == '0';
 			const unsigned char *from = t.start + minus_zero;
 			ps->p = t.end;
 			rc = sky__buf_append(out, from, (size_t)(t.end - from));

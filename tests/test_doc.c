@@ -1779,6 +1779,93 @@ static void test_doc__exact_values(void)
  * and a name repeated (next to itself or not) sends the text the usual
  * way (not taken).
  */
+/* The text sky__doc_dump_sorted writes of `text`'s tree (jansson's
+ * parse): what the sorted text must equal. */
+static char *dump_of_tree(const char *text)
+{
+	sky_json_limits lim = {0, 64};
+	json_t *tree = NULL;
+	sky_buf out = SKY_BUF_INIT;
+	CU_ASSERT_FATAL(
+	    sky__json_parse(text, strlen(text), &lim, "doc", &tree) == 0);
+	CU_ASSERT_FATAL(sky__doc_dump_sorted(&out, tree, SIZE_MAX, 64, 0) == 0);
+	json_decref(tree);
+	return out.data;
+}
+
+/*
+ * Numbers in the sorted text: integers and short decimals are copied as
+ * they came, every other number is written as the dump writes it; on
+ * decimals made to sit on either side of each rule (places, trailing
+ * zeros, significant digits, magnitude), the text equals the tree's.
+ */
+static void test_doc__sorted_text_numbers(void)
+{
+	static const char *const fixed[] = {"0.0",
+					    "-0.0",
+					    "2.0",
+					    "2.00",
+					    "2.50",
+					    "0.0001",
+					    "0.00001",
+					    "0.00012",
+					    "-0.5",
+					    "1e3",
+					    "1E-2",
+					    "1.5e0",
+					    "123456.789012",
+					    "1234567.1234567",
+					    "99999999999999.5",
+					    "100000000000000.5",
+					    "123456789012.345",
+					    "1234567890123.456",
+					    "0.000123456789012345",
+					    "-0",
+					    "-12",
+					    "123456789012345678"};
+	char text[128], want[128];
+	rng_state = 0x9e3779b97f4a7c15ull;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 4000; i++) {
+		char num[64];
+		if (i < sizeof(fixed) / sizeof(fixed[0])) {
+			snprintf(num, sizeof(num), "%s", fixed[i]);
+		} else {
+			size_t n = 0;
+			if (rnd_below(3) == 0)
+				num[n++] = '-';
+			unsigned ints = rnd_below(17);
+			if (ints == 0)
+				num[n++] = '0';
+			for (unsigned d = 0; d < ints; d++)
+				num[n++] =
+				    (char)('0' + (d == 0 ? 1 + rnd_below(9)
+							 : rnd_below(10)));
+			num[n++] = '.';
+			unsigned places = 1 + rnd_below(8);
+			for (unsigned d = 0; d < places; d++)
+				num[n++] = (char)('0' + (rnd_below(3) == 0
+							     ? 0
+							     : rnd_below(10)));
+			num[n] = '\0';
+		}
+		snprintf(text, sizeof(text), "{\"b\":%s,\"a\":[%s]}", num, num);
+		sky_buf out = SKY_BUF_INIT;
+		size_t depth = 0;
+		int oom = 0;
+		CU_ASSERT_FATAL(sky__json_sorted_text(text, strlen(text), 64,
+						      &out, &depth, &oom) == 1);
+		char *tree = dump_of_tree(text);
+		snprintf(want, sizeof(want), "%s", tree);
+		if (strcmp(out.data, want) != 0) {
+			CU_FAIL("a number's sorted text differs from the dump");
+			fprintf(stderr, "\n%s: %s, dump %s\n", num, out.data,
+				want);
+		}
+		free(tree);
+		sky__buf_free(&out);
+	}
+}
+
 static void test_doc__sorted_text_cases(void)
 {
 	static const struct {
@@ -1963,6 +2050,7 @@ int main(void)
 	    {"test_doc__merge_skips_every_string",
 	     test_doc__merge_skips_every_string},
 	    {"test_doc__sorted_text_cases", test_doc__sorted_text_cases},
+	    {"test_doc__sorted_text_numbers", test_doc__sorted_text_numbers},
 	    {"test_doc__sorted_text_same_as_dump",
 	     test_doc__sorted_text_same_as_dump},
 	    {"test_doc__adjacent_docids", test_doc__adjacent_docids},
