@@ -24,10 +24,12 @@
  * Reading walks the document's key range once with one cursor (MDB_NEXT is
  * the cheapest way through a B-tree, cheaper than a seek per object),
  * records where each node's entries are (pointers into the map; nothing is
- * copied), then writes the text out in tree order from those pointers,
- * finding each child's entries by binary search, with an explicit stack so
- * the depth of a document is limited only by memory. Object keys come out
- * sorted by name bytes, long names last.
+ * copied; for the text, each value's seal is left to be checked right
+ * before the value is used, so that a large document's bytes are read
+ * from memory once), then writes the text out in tree order from those
+ * pointers, finding each child's entries by binary search, with an explicit
+ * stack so the depth of a document is limited only by memory. Object keys come
+ * out sorted by name bytes, long names last.
  *
  * What it keeps true: the invariants of doc_layout.h after every write it
  * makes, with the writer's weight kept equal to the sum of
@@ -75,6 +77,8 @@ typedef struct {
 	node_span *nodes;
 	size_t n_nodes, cap_nodes;
 	size_t bytes; /* names and payloads, to size the output */
+	MDB_txn *txn;
+	int unchecked; /* values' seals not checked yet (check_entry) */
 	sky_doc_entry e_inline[64];
 	node_span nodes_inline[16];
 } scan;
@@ -88,6 +92,8 @@ static void scan_init(scan *s)
 	s->n_nodes = 0;
 	s->cap_nodes = sizeof(s->nodes_inline) / sizeof(s->nodes_inline[0]);
 	s->bytes = 0;
+	s->txn = NULL;
+	s->unchecked = 0;
 }
 
 static void scan_free(scan *s)
@@ -121,11 +127,39 @@ static void *grow(void *arr, size_t *cap, const void *inline_arr, size_t size)
 	return p;
 }
 
+/* One step of scan_doc's walk. */
+static int cursor_step(MDB_cursor *cur, MDB_val *k, MDB_val *v,
+		       MDB_cursor_op op, int defer, scan *s)
+{
+	if (!defer)
+		return mdb_cursor_get(cur, k, v, op);
+	int check;
+	int rc = sky__sealed_cursor_get_unchecked(cur, k, v, op, &check);
+	if (rc == 0 && check)
+		s->unchecked = 1;
+	return rc;
+}
+
+/* The seal of an entry scan_doc left unchecked: 0, or the damage. */
+static int check_entry(const scan *s, const sky_doc_entry *e)
+{
+	if (!s->unchecked)
+		return 0;
+	const unsigned char *value = e->is_long ? e->name - 4 : e->payload - 1;
+	MDB_val v = {(size_t)(e->payload + e->payload_len - value),
+		     (void *)value};
+	int rc = sky__sealed_check(s->txn, &v);
+	return rc ? sky__error_lmdb(rc, "session data: read") : 0;
+}
+
 /*
  * Walk the document's key range once. The entries borrow the stored bytes,
- * which stay put until the transaction ends or writes.
+ * which stay put until the transaction ends or writes. With `defer`, the
+ * values' seals are left for check_entry() as each entry is used (the
+ * text's read: each value is then read once, right before it is copied).
  */
-static int scan_doc(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, scan *s)
+static int scan_doc(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, scan *s,
+		    int defer)
 {
 	unsigned char prefix[HEADER_LEN];
 	MDB_cursor *cur;
@@ -137,8 +171,9 @@ static int scan_doc(MDB_txn *txn, MDB_dbi dbi, uint64_t docid, scan *s)
 		return sky__error_lmdb(rc, "session data: open cursor");
 	k.mv_data = prefix;
 	k.mv_size = HEADER_LEN;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	s->txn = txn;
+	for (rc = cursor_step(cur, &k, &v, MDB_SET_RANGE, defer, s); rc == 0;
+	     rc = cursor_step(cur, &k, &v, MDB_NEXT, defer, s)) {
 		const char *why;
 		if (k.mv_size < HEADER_LEN ||
 		    memcmp(k.mv_data, prefix, HEADER_LEN) != 0)
@@ -312,6 +347,11 @@ static int emit_text(scan *s, uint64_t docid, sky_buf *out)
 			continue;
 		}
 		const sky_doc_entry *e = &s->e[f->i];
+		int damage = check_entry(s, e);
+		if (damage < 0) {
+			rc = damage;
+			goto done;
+		}
 		if (out_room(out, e->name_len + e->payload_len + 6) < 0)
 			goto done;
 		if (f->i++ != f->start)
@@ -454,7 +494,7 @@ int sky__doc_members_read(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
 	int rc;
 
 	scan_init(&s);
-	rc = scan_doc(txn, dbi, docid, &s);
+	rc = scan_doc(txn, dbi, docid, &s, 1);
 	if (rc == 0)
 		rc = emit_text(&s, docid, out);
 	if (rc < 0 && out->data) {
@@ -472,7 +512,7 @@ int sky__doc_members_read_json(MDB_txn *txn, MDB_dbi dbi, uint64_t docid,
 	int rc;
 
 	scan_init(&s);
-	rc = scan_doc(txn, dbi, docid, &s);
+	rc = scan_doc(txn, dbi, docid, &s, 0);
 	if (rc == 0)
 		rc = build_json(&s, docid, out);
 	scan_free(&s);

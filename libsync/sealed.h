@@ -23,7 +23,8 @@
  *   (4 bytes, big-endian, from a fixed non-zero seed so that zeros are no
  *   valid empty value); callers never see the trailer. A value that
  *   fails its CRC is reported as damage (MDB_CORRUPTED) and never
- *   returned.
+ *   returned, but by sky__sealed_cursor_get_unchecked(), whose caller
+ *   checks each value (sky__sealed_check) before it uses its bytes.
  * - The index database (DUPSORT, values are keys of a sorted set) is not
  *   sealed: its entries hold nothing but keys, and `check` compares each
  *   one against the sealed record it points to.
@@ -104,6 +105,26 @@ int sky__sealed_cursor_get(MDB_cursor *cur, MDB_val *key, MDB_val *data,
 			   MDB_cursor_op op);
 int sky__sealed_cursor_put(MDB_cursor *cur, MDB_val *key, MDB_val *data,
 			   unsigned flags);
+
+/*
+ * sky__sealed_cursor_get() with the value's seal left for later, for a
+ * read that walks many values first and then uses each once (a document
+ * read whole, doc_members.c): each value is then read from memory once,
+ * by its check right before its bytes are copied, where checking in the
+ * walk read it twice (a 1 MB document no longer fits the core's cache
+ * between the two). The value comes without its seal, inside the map,
+ * under the fault guard as any value; *check is 1 when the caller must
+ * pass it to sky__sealed_check() before it uses its bytes (0: the
+ * database is not sealed). Until then the caller may only locate things
+ * in it, bounded by its length, and must trust nothing it decodes.
+ */
+int sky__sealed_cursor_get_unchecked(MDB_cursor *cur, MDB_val *key,
+				     MDB_val *data, MDB_cursor_op op,
+				     int *check);
+/* The check a value read by sky__sealed_cursor_get_unchecked() waits
+ * for, in its transaction: 0, or the damage (the environment is then
+ * marked damaged, as when the check fails in the read). */
+int sky__sealed_check(MDB_txn *txn, const MDB_val *data);
 int sky__sealed_cursor_del(MDB_cursor *cur, unsigned flags);
 int sky__sealed_cursor_count(MDB_cursor *cur, size_t *countp);
 int sky__sealed_txn_begin(MDB_env *env, MDB_txn *parent, unsigned flags,

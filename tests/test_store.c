@@ -664,6 +664,102 @@ static void test_store__schema3_no_runs(void)
 }
 
 /*
+ * Flip one byte in the middle of the value of the `nth` member entry of
+ * type `type` ('r' a run, 'o' an object member) of the cache's documents,
+ * as damage on disk would, leaving its seal as it was. Returns whether it
+ * found one.
+ */
+static int damage_member(const char *dir, char type, unsigned nth)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi data;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int found = 0;
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, "data", 0, &data) == 0);
+	CU_ASSERT_FATAL(mdb_cursor_open(txn, data, &cur) == 0);
+	while (!found && mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+		if (k.mv_size <= 12 || v.mv_size < 6 ||
+		    ((unsigned char *)v.mv_data)[0] != (unsigned char)type ||
+		    nth-- > 0)
+			continue;
+		unsigned char *copy = malloc(v.mv_size);
+		CU_ASSERT_FATAL(copy != NULL);
+		memcpy(copy, v.mv_data, v.mv_size);
+		/* The middle of a run's text; the last byte of an object's
+		 * child id. */
+		copy[type == 'r' ? (v.mv_size - 4) / 2 : 4] ^= 0x01;
+		MDB_val nv = {v.mv_size, copy};
+		CU_ASSERT(mdb_cursor_put(cur, &k, &nv, MDB_CURRENT) == 0);
+		free(copy);
+		found = 1;
+	}
+	mdb_cursor_close(cur);
+	CU_ASSERT(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+	return found;
+}
+
+/*
+ * A large document (member form, in runs) whose stored bytes are damaged:
+ * every read of its text (borrowed, copied, into a buffer, its own
+ * snapshot) says so (SKY_EDAMAGED, naming the checksum), never hands
+ * out the damaged text, and the cache refuses writes from then on; a
+ * damaged object member (its child's id) is caught before it is
+ * followed. The other session's document still reads in a new cache of
+ * the same content.
+ */
+static void test_store__damaged_member_document(void)
+{
+	for (int round = 0; round < 2; round++) {
+		const char *dir = sky_test_tmpdir();
+		sky_cache *c = NULL;
+		char *s = session_json(1);
+		char *big = items_doc(600, 1);
+		CU_ASSERT_FATAL(strlen(big) > 16384);
+		CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+		CU_ASSERT_FATAL(sky_mirror_session_put(c, s, strlen(s), big,
+						       strlen(big), 1) == 0);
+		data_reads(c, big);
+		sky_cache_close(c);
+		CU_ASSERT_FATAL(
+		    damage_member(dir, round ? 'o' : 'r', round ? 0 : 3));
+
+		CU_ASSERT_FATAL(sky_cache_open(&c, dir, NULL) == 0);
+		sky_reader *r;
+		const char *text = NULL;
+		char *copy = NULL, *buf = NULL;
+		size_t size = 0;
+		CU_ASSERT_FATAL(sky_reader_begin(&r, c) == 0);
+		CU_ASSERT(sky_reader_data_into(r, "app", "s000001", &buf, &size,
+					       NULL) == SKY_EDAMAGED);
+		CU_ASSERT(strstr(sky_error_last()->message,
+				 "fails its checksum") != NULL);
+		CU_ASSERT(sky_reader_data(r, "app", "s000001", &text, NULL) ==
+			  SKY_EDAMAGED);
+		CU_ASSERT(text == NULL);
+		CU_ASSERT(sky_reader_data_copy(r, "app", "s000001", &copy,
+					       NULL) == SKY_EDAMAGED);
+		CU_ASSERT(copy == NULL);
+		sky_reader_end(r);
+		free(buf);
+		CU_ASSERT(sky_data_get(c, "app", "s000001", &copy, NULL) ==
+			  SKY_EDAMAGED);
+		CU_ASSERT(copy == NULL);
+		CU_ASSERT(sky_mirror_session_put(c, s, strlen(s), "{}", 2, 2) ==
+			  SKY_EDAMAGED);
+		sky_cache_close(c);
+		free(big);
+		free(s);
+	}
+}
+
+/*
  * A new cache (schema 3 on) ends its whole documents in a NUL. One of
  * schema 2 (whole documents without it) reads as it is, read-only and
  * read-write, stays schema 2 (a process of an older library may have it
@@ -746,6 +842,8 @@ int main(void)
 	    {"test_store__schema1_upgraded", test_store__schema1_upgraded},
 	    {"test_store__schema2_kept", test_store__schema2_kept},
 	    {"test_store__schema3_no_runs", test_store__schema3_no_runs},
+	    {"test_store__damaged_member_document",
+	     test_store__damaged_member_document},
 	    {"test_store__map_grows", test_store__map_grows},
 	    {"test_store__clears_stale_readers",
 	     test_store__clears_stale_readers},
