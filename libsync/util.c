@@ -556,8 +556,9 @@ crc_sse42_3way(uint32_t crc, const unsigned char *p, size_t len)
  * x^-33 (see crc_sse42_3way): so the two products, XORed into the lane F
  * bits on, leave M mod P as it was, and the input a lane shorter. The
  * loop folds four 64-byte registers over 256 bytes at a time; the four
- * are then folded onto the last one, its four lanes onto the last lane,
- * and that lane and the rest of the input go through the crc32
+ * are then folded onto the last one, which folds on over the whole
+ * 64-byte blocks left, its four lanes onto the last lane, and that lane
+ * and the rest of the input (under 64 bytes) go through the crc32
  * instruction from 0 (the CRC of M from 0 depends only on M mod P). The
  * CRC's starting value enters as the XOR of the first four bytes, which
  * is what the crc32 instruction makes of it.
@@ -604,6 +605,10 @@ crc_avx512_fold(uint32_t crc, const unsigned char *p, size_t len)
 	x1 = crc_fold512(x0, k512, x1);
 	x2 = crc_fold512(x1, k512, x2);
 	x3 = crc_fold512(x2, k512, x3);
+	/* Whole 64-byte blocks of the rest fold in the same way, 512 bits
+	 * on at a time, so that at most 63 bytes are left for the tail. */
+	for (; len >= 64; p += 64, len -= 64)
+		x3 = crc_fold512(x3, k512, _mm512_loadu_si512(p));
 	__m128i a = _mm512_extracti32x4_epi32(x3, 0);
 	a = crc_fold128(a, k128, _mm512_extracti32x4_epi32(x3, 1));
 	a = crc_fold128(a, k128, _mm512_extracti32x4_epi32(x3, 2));

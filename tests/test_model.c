@@ -222,9 +222,9 @@ static void test_model__crc32c(void)
 	for (size_t len = 0; len <= 400; len++)
 		for (size_t off = 0; off < 8; off++)
 			bad += !crc_case((uint32_t)crc_rnd(), buf + off, len);
-	/* Every length of the folding (from 512 bytes, 256 at a time, with
-	 * the rest by crc32 instructions) to past its third round, at every
-	 * alignment. */
+	/* Every length of the folding (from 512 bytes, 256 at a time, then
+	 * 64, with the rest by crc32 instructions) to past its third round,
+	 * at every alignment. */
 	for (size_t len = 500; len <= 1100; len++)
 		for (size_t off = 0; off < 8; off++)
 			bad += !crc_case((uint32_t)crc_rnd(), buf + off, len);
