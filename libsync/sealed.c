@@ -324,9 +324,20 @@ static void touch(const MDB_val *v)
 	(void)p[v->mv_size - 1];
 }
 
-/* A value read from `dbi`: checked, its seal taken off. */
+/* The damage of a stored value at `p` whose seal does not match. */
+static int seal_failed(sky_seal_env *se, const void *p)
+{
+	return damaged(se, "at page %zu (a stored value fails its checksum)",
+		       se ? page_of(se, p) : 0);
+}
+
+/*
+ * A value read from `dbi`: checked, its seal taken off. With `deferred`
+ * (sky__sealed_cursor_get_unchecked), a sealed value's check is left to
+ * the caller, which *deferred tells (1).
+ */
 static int open_value(sky_seal_env *se, MDB_dbi dbi, MDB_val *key,
-		      MDB_val *data)
+		      MDB_val *data, int *deferred)
 {
 	if (key && !in_bounds(se, key))
 		return damaged(se, "at page %zu (a key runs past the file)",
@@ -342,11 +353,14 @@ static int open_value(sky_seal_env *se, MDB_dbi dbi, MDB_val *key,
 		touch(data);
 		return 0;
 	}
-	if (sky__seal_check(data->mv_data, data->mv_size) < 0)
-		return damaged(se,
-			       "at page %zu (a stored value fails its "
-			       "checksum)",
-			       page_of(se, data->mv_data));
+	if (deferred && data->mv_size >= SKY_SEAL_BYTES) {
+		/* Its pages are mapped now, under the guard; the check
+		 * reads the rest. */
+		touch(data);
+		*deferred = 1;
+	} else if (sky__seal_check(data->mv_data, data->mv_size) < 0) {
+		return seal_failed(se, data->mv_data);
+	}
 	data->mv_size -= SKY_SEAL_BYTES;
 	return 0;
 }
@@ -508,7 +522,7 @@ int sky__sealed_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
 	GUARDED(se, {
 		rc = lmdb_rc(se, mdb_get(txn, dbi, key, data));
 		if (rc == 0 && se)
-			rc = open_value(se, dbi, NULL, data);
+			rc = open_value(se, dbi, NULL, data, NULL);
 	});
 	return rc;
 }
@@ -523,7 +537,7 @@ static int put_sealed(sky_seal_env *se, MDB_txn *txn, MDB_dbi dbi,
 		     : mdb_put(txn, dbi, key, &v, flags | MDB_RESERVE);
 	if (rc == MDB_KEYEXIST && (flags & MDB_NOOVERWRITE)) {
 		/* LMDB hands back the value that is there. */
-		if (open_value(se, dbi, NULL, &v) != 0)
+		if (open_value(se, dbi, NULL, &v, NULL) != 0)
 			return MDB_CORRUPTED;
 		*data = v;
 		return rc;
@@ -569,8 +583,8 @@ int sky__sealed_del(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
 	return rc;
 }
 
-int sky__sealed_cursor_get(MDB_cursor *cur, MDB_val *key, MDB_val *data,
-			   MDB_cursor_op op)
+static int cursor_get(MDB_cursor *cur, MDB_val *key, MDB_val *data,
+		      MDB_cursor_op op, int *deferred)
 {
 	MDB_txn *txn = mdb_cursor_txn(cur);
 	sky_seal_env *se = txn_seal(txn);
@@ -579,55 +593,31 @@ int sky__sealed_cursor_get(MDB_cursor *cur, MDB_val *key, MDB_val *data,
 	GUARDED(se, {
 		rc = lmdb_rc(se, mdb_cursor_get(cur, key, data, op));
 		if (rc == 0 && se)
-			rc = open_value(se, mdb_cursor_dbi(cur), key, data);
+			rc = open_value(se, mdb_cursor_dbi(cur), key, data,
+					deferred);
 	});
 	return rc;
+}
+
+int sky__sealed_cursor_get(MDB_cursor *cur, MDB_val *key, MDB_val *data,
+			   MDB_cursor_op op)
+{
+	return cursor_get(cur, key, data, op, NULL);
 }
 
 int sky__sealed_cursor_get_unchecked(MDB_cursor *cur, MDB_val *key,
 				     MDB_val *data, MDB_cursor_op op,
 				     int *check)
 {
-	MDB_txn *txn = mdb_cursor_txn(cur);
-	MDB_dbi dbi = mdb_cursor_dbi(cur);
-	sky_seal_env *se = txn_seal(txn);
-	int rc = 0;
 	*check = 0;
-	seal_pending(txn);
-	GUARDED(se, {
-		rc = lmdb_rc(se, mdb_cursor_get(cur, key, data, op));
-		if (rc == 0 && se) {
-			if (!is_sealed(se, dbi)) {
-				rc = open_value(se, dbi, key, data);
-			} else if ((key && !in_bounds(se, key)) ||
-				   !in_bounds(se, data)) {
-				rc = open_value(se, dbi, key, data);
-			} else if (data->mv_size < SKY_SEAL_BYTES) {
-				rc = damaged(se,
-					     "at page %zu (a stored value "
-					     "fails its checksum)",
-					     page_of(se, data->mv_data));
-			} else {
-				/* Its pages are mapped now, under the
-				 * guard; the check reads the rest. */
-				if (key)
-					touch(key);
-				touch(data);
-				data->mv_size -= SKY_SEAL_BYTES;
-				*check = 1;
-			}
-		}
-	});
-	return rc;
+	return cursor_get(cur, key, data, op, check);
 }
 
 int sky__sealed_check(MDB_txn *txn, const MDB_val *data)
 {
-	sky_seal_env *se = txn_seal(txn);
 	if (sky__seal_check(data->mv_data, data->mv_size + SKY_SEAL_BYTES) == 0)
 		return 0;
-	return damaged(se, "at page %zu (a stored value fails its checksum)",
-		       se ? page_of(se, data->mv_data) : 0);
+	return seal_failed(txn_seal(txn), data->mv_data);
 }
 
 int sky__sealed_cursor_put(MDB_cursor *cur, MDB_val *key, MDB_val *data,
