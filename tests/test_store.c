@@ -70,6 +70,21 @@ static void test_store__readonly_missing(void)
 	CU_ASSERT(sky_cache_open(&c, dir, &bad) == SKY_EINVAL);
 }
 
+/*
+ * A write (or, with MDB_RDONLY, read) transaction on the LMDB environment
+ * of the cache directory `dir`, opened raw, past the library: what an
+ * older library or damage on disk would leave is written this way.
+ */
+static MDB_txn *raw_txn(const char *dir, unsigned flags, MDB_env **env)
+{
+	MDB_txn *txn;
+	CU_ASSERT_FATAL(mdb_env_create(env) == 0);
+	mdb_env_set_maxdbs(*env, 16);
+	CU_ASSERT_FATAL(mdb_env_open(*env, dir, flags, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(*env, NULL, flags, &txn) == 0);
+	return txn;
+}
+
 static void test_store__schema_version_checked(void)
 {
 	const char *dir = sky_test_tmpdir();
@@ -80,10 +95,7 @@ static void test_store__schema_version_checked(void)
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi dbi;
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 16);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	txn = raw_txn(dir, 0, &env);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
 	unsigned char v[4] = {0, 0, 0, 99};
 	MDB_val key = {6, "schema"}, val = {4, v};
@@ -333,10 +345,7 @@ static void hurt_meta(const char *dir, int how)
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi dbi;
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 16);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	txn = raw_txn(dir, 0, &env);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi) == 0);
 	MDB_val key = {6, "schema"};
 	if (how == 1) {
@@ -392,10 +401,7 @@ static void test_store__schema1_upgraded(void)
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi meta, apps;
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 16);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	txn = raw_txn(dir, 0, &env);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta) == 0);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "apps", MDB_CREATE, &apps) == 0);
 	/* The databases every cache of schema 1 has. */
@@ -458,10 +464,7 @@ static int make_schema2(const char *dir)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	int changed = 0;
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 16);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	txn = raw_txn(dir, 0, &env);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "data", 0, &data) == 0);
 	unsigned char version[8] = {0, 0, 0, 2};
@@ -498,10 +501,7 @@ static int stored_with_nul(const char *dir)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	int nul = -1;
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 16);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, MDB_RDONLY, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0);
+	txn = raw_txn(dir, MDB_RDONLY, &env);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "data", 0, &data) == 0);
 	CU_ASSERT_FATAL(mdb_cursor_open(txn, data, &cur) == 0);
 	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
@@ -589,10 +589,7 @@ static size_t set_schema_count_runs(const char *dir, unsigned version)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	size_t runs = 0;
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 16);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	txn = raw_txn(dir, 0, &env);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "data", 0, &data) == 0);
 	if (version) {
@@ -677,10 +674,7 @@ static int damage_member(const char *dir, char type, unsigned nth)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	int found = 0;
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 16);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, 0, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	txn = raw_txn(dir, 0, &env);
 	CU_ASSERT_FATAL(mdb_dbi_open(txn, "data", 0, &data) == 0);
 	CU_ASSERT_FATAL(mdb_cursor_open(txn, data, &cur) == 0);
 	while (!found && mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
